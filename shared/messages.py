@@ -29,6 +29,7 @@ import msgpack
 SCHEMA_VERSION = 1
 MAX_DIMENSION = 8192  # pixels; a header claiming more is lying or hostile
 MAX_FACES = 64
+MAX_HEADER_BYTES = 1 << 20
 LEVELS = 4  # 0 really engaged ... 3 checked out
 
 KINDS = ("frame", "faces", "batch", "predictions", "update", "eos")
@@ -173,9 +174,10 @@ def decode(parts: list[bytes], expect: tuple[str, ...] | None = None) -> Message
     if len(parts) != 3:
         raise BadMessage("wrong_part_count", str(len(parts)))
     topic, raw_header, payload = (bytes(p) for p in parts)
+    if len(raw_header) > MAX_HEADER_BYTES:
+        raise BadMessage("header_too_large", str(len(raw_header)))
     try:
-        header = msgpack.unpackb(raw_header, raw=False, strict_map_key=True,
-                                 max_buffer_size=1 << 20)
+        header = msgpack.unpackb(raw_header, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise BadMessage("bad_msgpack", type(exc).__name__) from None
     if not isinstance(header, dict):

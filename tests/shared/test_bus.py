@@ -1,0 +1,74 @@
+"""Real ZeroMQ sockets: drops are counted at a full queue, control messages still arrive."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import zmq
+
+from services.launcher.ports import free_ports
+from shared import metrics
+from shared.bus import Receiver, Sender, SocketSpec
+from shared.messages import make_header
+
+
+def _value(counter, *labels) -> float:
+    return counter.labels(*labels)._value.get()
+
+
+def test_socket_spec_parsing():
+    assert SocketSpec.parse("push+bind:tcp://127.0.0.1:5") == SocketSpec("push", True, "tcp://127.0.0.1:5")
+    for bad in ("push:tcp://x:1", "bogus+bind:tcp://x:1", "push+maybe:tcp://x:1", "push+bind:nowhere"):
+        with pytest.raises(ValueError):
+            SocketSpec.parse(bad)
+
+
+def test_full_queue_drops_frames_counts_them_and_eos_still_arrives():
+    port = free_ports(1)[0]
+    stop = threading.Event()
+    service = "bustest"
+    sender = Sender(service, f"push+bind:tcp://127.0.0.1:{port}", stop, hwm=2)
+    receiver = Receiver(service, f"pull+connect:tcp://127.0.0.1:{port}", hwm=2)
+    try:
+        before = _value(metrics.FRAMES_DROPPED, service, "queue_full")
+        sent = 0
+        for seq in range(200):  # nobody reads: the queues (both sides' HWM) fill up
+            header = make_header("eos", "s", "c", seq, 0.0, reason="x")
+            header["kind"] = "update"
+            header.update(totals={}, predictions=[])
+            sent += sender.send(header, droppable=True)
+        dropped = _value(metrics.FRAMES_DROPPED, service, "queue_full") - before
+        assert dropped > 0 and sent + dropped == 200
+        # Drain, then an end-of-stream must get through even though it was sent "droppable".
+        received = 0
+        while receiver.socket.poll(200):
+            received += receiver.read() is not None
+        assert received == sent
+        assert sender.send(make_header("eos", "s", "c", 999, 0.0, reason="end_of_file"), droppable=True)
+        assert receiver.socket.poll(2000)
+        assert receiver.read().kind == "eos"
+    finally:
+        sender.close()
+        receiver.close()
+
+
+def test_garbage_is_counted_and_the_next_good_message_is_read():
+    port = free_ports(1)[0]
+    service = "bustest2"
+    raw = zmq.Context.instance().socket(zmq.PUSH)
+    raw.bind(f"tcp://127.0.0.1:{port}")
+    receiver = Receiver(service, f"pull+connect:tcp://127.0.0.1:{port}")
+    try:
+        before = _value(metrics.MESSAGES_REJECTED, service, "bad_msgpack")
+        raw.send_multipart([b"frame", b"\xc1\xc1", b""])
+        from shared.messages import encode
+        raw.send_multipart(encode(make_header("eos", "s", "c", 1, 0.0, reason="end_of_file")))
+        assert receiver.socket.poll(2000)
+        assert receiver.read() is None
+        assert _value(metrics.MESSAGES_REJECTED, service, "bad_msgpack") == before + 1
+        assert receiver.socket.poll(2000)
+        assert receiver.read().kind == "eos"
+    finally:
+        raw.close(0)
+        receiver.close()

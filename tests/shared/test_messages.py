@@ -1,0 +1,88 @@
+"""The bus contract: valid messages round-trip, every breach is a BadMessage with a reason."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.messages import SCHEMA_VERSION, BadMessage, decode, encode, follow_up, make_header
+
+
+def frame_parts(**override):
+    """An 8x6 BGR frame; `override` changes header fields without changing the payload."""
+    header = make_header("frame", "s1", "cam0", 7, 1000.0, width=8, height=6, encoding="bgr")
+    header.update(override)
+    return [bytes(p) for p in encode(header, np.zeros((6, 8, 3), np.uint8).tobytes())]
+
+
+def test_frame_round_trip_keeps_identity_and_payload():
+    msg = decode(frame_parts())
+    assert (msg.kind, msg["session"], msg["seq"], msg["width"]) == ("frame", "s1", 7, 8)
+    assert len(msg.payload) == 8 * 6 * 3
+
+
+def test_follow_up_keeps_capture_time_and_adds_a_stamp():
+    first = decode(frame_parts())
+    header = follow_up(first, "faces", "facedetect", width=8, height=6, crop=4, faces=[])
+    assert header["t_capture"] == 1000.0 and header["seq"] == 7
+    assert "facedetect" in header["stamps"]
+    assert decode([bytes(p) for p in encode(header)]).kind == "faces"
+
+
+@pytest.mark.parametrize("parts, reason", [
+    (frame_parts(width=9), "payload_size"),             # header lies about the size
+    (frame_parts(v=SCHEMA_VERSION + 1), "wrong_version"),
+    (frame_parts(width=10**6), "bad_dimension"),
+    (frame_parts(width="8"), "wrong_type"),
+    (frame_parts(encoding="png"), "bad_encoding"),
+    (frame_parts(kind="nonsense"), "unknown_kind"),
+    ([b"frame", b"\xc1", b""], "bad_msgpack"),
+    ([b"frame", msgpack.packb([1, 2]), b""], "header_not_map"),
+    ([b"frame", b""], "wrong_part_count"),
+])
+def test_breaches_are_named(parts, reason):
+    with pytest.raises(BadMessage) as err:
+        decode(parts)
+    assert err.value.reason == reason
+
+
+def test_topic_must_match_kind():
+    parts = frame_parts()
+    parts[0] = b"faces"
+    with pytest.raises(BadMessage, match="topic_mismatch"):
+        decode(parts)
+
+
+def test_faces_payload_must_match_crops():
+    header = make_header("faces", "s", "c", 1, 0.0, width=64, height=48, crop=4,
+                         faces=[{"student": 1, "box": [1, 2, 3, 4], "conf": 0.9}])
+    decode([bytes(p) for p in encode(header, bytes(4 * 4 * 3))])
+    with pytest.raises(BadMessage, match="payload_size"):
+        decode([bytes(p) for p in encode(header, bytes(4 * 4 * 3 - 1))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=256), min_size=0, max_size=4))
+def test_random_bytes_never_escape_as_other_errors(parts):
+    try:
+        decode(parts)
+    except BadMessage:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["v", "kind", "session", "stream", "seq", "t_capture", "stamps",
+                                        "width", "height", "encoding", "faces", "crop"]),
+                       st.one_of(st.none(), st.integers(-5, 10**7), st.text(max_size=5),
+                                 st.floats(allow_nan=True), st.lists(st.integers(-1000, 10**6), max_size=4),
+                                 st.dictionaries(st.text(max_size=3), st.integers(-1000, 1000), max_size=2))),
+       st.binary(max_size=64))
+def test_random_headers_are_rejected_cleanly(header, payload):
+    topic = str(header.get("kind", "frame")).encode("ascii", "replace")
+    try:
+        decode([topic, msgpack.packb(header), payload])
+    except BadMessage:
+        pass
