@@ -42,26 +42,44 @@ class SocketSpec:
         return cls(sock_type, how == "bind", endpoint)
 
 
-def _apply_curve(sock: zmq.Socket, spec: SocketSpec, curve_key_file: str) -> None:
-    """CURVE: the binding side is the server; connecting peers must know its public key.
+_authenticator = None  # one ZAP authenticator per process, started on first CURVE bind
 
-    The key file is a zmq certificate (zmq.auth.create_certificates); the same secret file
-    is given to every service of one deployment, so all are mutually known peers.
+
+def _apply_curve(sock: zmq.Socket, spec: SocketSpec, secret_file: str) -> None:
+    """CURVE encryption and authentication, one key pair per deployment.
+
+    `secret_file` is a zmq certificate made by `engagement make-curve-keys DIR`. Every
+    service of a deployment gets the same pair: the binding side is the CURVE server, the
+    connecting side presents the pair as its client key, and the server's ZAP handler
+    accepts only client public keys found beside the secret file (`*.key`). A peer without
+    them completes no handshake and receives nothing.
     """
+    global _authenticator
     import zmq.auth
+    from zmq.auth.thread import ThreadAuthenticator
 
-    public, secret = zmq.auth.load_certificate(curve_key_file)
+    public, secret = zmq.auth.load_certificate(secret_file)
     if secret is None:
-        raise ValueError(f"{curve_key_file} holds no secret key")
+        raise ValueError(f"{secret_file} holds no secret key")
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
     if spec.bind:
-        sock.curve_secretkey = secret
-        sock.curve_publickey = public
+        if _authenticator is None:
+            _authenticator = ThreadAuthenticator(zmq.Context.instance())
+            _authenticator.start()
+            _authenticator.configure_curve(domain="*", location=str(Path(secret_file).parent))
         sock.curve_server = True
     else:
-        client_public, client_secret = zmq.curve_keypair()
-        sock.curve_secretkey = client_secret
-        sock.curve_publickey = client_public
         sock.curve_serverkey = public
+
+
+def make_curve_keys(directory: str) -> Path:
+    """Create the deployment's key pair; returns the secret file to set as CURVE_SERVER_KEY."""
+    import zmq.auth
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    _, secret_file = zmq.auth.create_certificates(directory, "bus")
+    return Path(secret_file)
 
 
 def open_socket(spec_text: str, hwm: int = 4, curve_key_file: str = "") -> zmq.Socket:

@@ -31,6 +31,7 @@ UTILITIES: dict[str, str] = {
     "fetch-models": "shared.cli:fetch_models_main",
     "make-sample": "services.capture.sample_video:main",
     "bench": "tests.perf.bench:main",
+    "make-curve-keys": "shared.cli:make_curve_keys_main",
 }
 
 
@@ -56,6 +57,17 @@ def fetch_models_main(argv: list[str]) -> int:
         return 1
     for path in paths:
         print(f"ok  {path}")
+    return 0
+
+
+def make_curve_keys_main(argv: list[str]) -> int:
+    from shared.bus import make_curve_keys
+
+    parser = argparse.ArgumentParser(prog="engagement make-curve-keys",
+                                     description="Create the bus's CURVE key pair for a multi-host deployment.")
+    parser.add_argument("directory")
+    secret = make_curve_keys(parser.parse_args(argv).directory)
+    print(f"set CURVE_SERVER_KEY={secret} for every service (keep the directory private)")
     return 0
 
 

@@ -13,6 +13,11 @@ from shared.bus import Receiver, Sender, SocketSpec
 from shared.messages import make_header
 
 
+def _update(seq: int) -> dict:
+    """A droppable data message (not a control message)."""
+    return make_header("update", "s", "c", seq, 0.0, totals={}, predictions=[])
+
+
 def _value(counter, *labels) -> float:
     return counter.labels(*labels)._value.get()
 
@@ -34,10 +39,7 @@ def test_full_queue_drops_frames_counts_them_and_eos_still_arrives():
         before = _value(metrics.FRAMES_DROPPED, service, "queue_full")
         sent = 0
         for seq in range(200):  # nobody reads: the queues (both sides' HWM) fill up
-            header = make_header("eos", "s", "c", seq, 0.0, reason="x")
-            header["kind"] = "update"
-            header.update(totals={}, predictions=[])
-            sent += sender.send(header, droppable=True)
+            sent += sender.send(_update(seq), droppable=True)
         dropped = _value(metrics.FRAMES_DROPPED, service, "queue_full") - before
         assert dropped > 0 and sent + dropped == 200
         # Drain, then an end-of-stream must get through even though it was sent "droppable".
@@ -72,3 +74,31 @@ def test_garbage_is_counted_and_the_next_good_message_is_read():
     finally:
         raw.close(0)
         receiver.close()
+
+
+def test_curve_peers_with_the_key_talk_and_a_stranger_gets_nothing(tmp_path):
+    from shared.bus import make_curve_keys
+
+    secret = str(make_curve_keys(str(tmp_path / "keys")))
+    port = free_ports(1)[0]
+    stop = threading.Event()
+    sender = Sender("curvetest", f"push+bind:tcp://127.0.0.1:{port}", stop, curve_key_file=secret)
+    stranger = Receiver("curvetest", f"pull+connect:tcp://127.0.0.1:{port}")  # no keys at all
+    try:
+        for seq in range(3):
+            sender.send(_update(seq), droppable=True)
+        assert not stranger.socket.poll(1000), "an unauthenticated peer received a message"
+    finally:
+        stranger.close()
+    friend = Receiver("curvetest", f"pull+connect:tcp://127.0.0.1:{port}", curve_key_file=secret)
+    try:
+        sender.send(make_header("eos", "s", "c", 9, 0.0, reason="end_of_file"))
+        got = []
+        while friend.socket.poll(2000):
+            got.append(friend.read()["seq"])
+            if 9 in got:
+                break
+        assert 9 in got
+    finally:
+        sender.close()
+        friend.close()
