@@ -1,0 +1,46 @@
+"""Paths and helpers shared by the deployment checks (no Docker engine or cluster runs here)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from shared.config import REPO_ROOT
+
+COMPOSE_DIR = REPO_ROOT / "compose"
+K8S_DIR = REPO_ROOT / "k8s"
+COMPOSE_FILES = [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / "docker-compose.jetson.yml"]
+DASHBOARD = COMPOSE_DIR / "grafana" / "dashboards" / "engagement.json"
+
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}; $$ is a literal dollar.
+_INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:]?[-?][^}]*)?\}")
+
+
+def tool(name: str) -> str:
+    """Path of a CLI that the `test` extra installs; a clear failure (not a skip) when it is missing."""
+    path = shutil.which(name)
+    assert path, f"{name} is not on PATH: run `pip install -e '.[test]'` (scripts/setup.sh does)"
+    return path
+
+
+def run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def load_yaml(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def interpolated_names(text: str) -> set[str]:
+    return set(_INTERPOLATION.findall(text))
+
+
+def env_example() -> tuple[set[str], str]:
+    """Names assigned in compose/.env.example, and its whole text (comments document fixed values)."""
+    text = (COMPOSE_DIR / ".env.example").read_text()
+    assigned = {m.group(1) for m in re.finditer(r"^([A-Za-z_][A-Za-z0-9_]*)=", text, re.MULTILINE)}
+    return assigned, text
