@@ -1,0 +1,214 @@
+"""Capture on real video files decoded by OpenCV, over real ZeroMQ sockets.
+
+The file-based tests run capture as a real OS process (`python -m shared.cli capture`);
+the ones that read in-process counters run the service on a thread.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import zmq
+
+from services.capture.sample_video import make_sample_video
+from services.capture.service import FRAMES_CORRUPT, SOURCE_RECONNECTS, CaptureService
+from shared import metrics
+from tests.capture.harness import Peer, Running, counter, link
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("capture") / "sample.avi"
+    return make_sample_video(path, seconds=3.0, faces=1, fps=30.0)
+
+
+def expected_samples(info: dict, fps: float) -> list[float]:
+    """Media times capture must keep: the first frame at or after each 1/fps instant."""
+    times, next_t = [], 0.0
+    for i in range(info["frames"]):
+        t = i / info["fps"]
+        if t + 1e-6 >= next_t:
+            times.append(t)
+            while next_t <= t + 1e-6:
+                next_t += 1 / fps
+    return times
+
+
+def start_capture(source: str, *flags: str) -> tuple[subprocess.Popen, Peer]:
+    frames_out, _, endpoint = link("frames")
+    preview_out, _, _ = link("preview")
+    consumer = Peer(zmq.PULL, endpoint, bind=False)
+    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "capture", "--source", source,
+                             "--frames-out", frames_out, "--preview-out", preview_out,
+                             "--metrics-port", "0", "--session-id", "test-session", *flags],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, consumer
+
+
+def test_file_at_fps_2_gives_two_frames_per_second_of_video_then_eos(video):
+    proc, consumer = start_capture(video["path"], "--fps", "2", "--width", "320", "--height", "240")
+    try:
+        got = consumer.recv_until_eos()
+        assert proc.wait(20) == 0, proc.stderr.read()
+    finally:
+        consumer.close()
+    frames, eos = got[:-1], got[-1]
+    want = expected_samples(video, 2.0)
+    assert len(want) == math.ceil(video["seconds"] * 2)  # the file's duration, sampled at 2 FPS
+    assert [round(m["t_media"], 3) for m in frames] == [round(t, 3) for t in want]
+    assert [m["seq"] for m in frames] == list(range(len(want)))
+    assert all(m["width"] == 320 and m["height"] == 240 and len(m.payload) == 320 * 240 * 3 for m in frames)
+    assert {m["session"] for m in got} == {"test-session"}
+    assert all("capture" in m["stamps"] and m["t_capture"] > 0 for m in frames)
+    assert eos.kind == "eos" and eos["reason"] == "end_of_file" and eos["seq"] == len(want)
+
+
+def test_jpeg_encoding_sends_decodable_jpeg(video):
+    proc, consumer = start_capture(video["path"], "--fps", "1", "--frame-encoding", "jpeg")
+    try:
+        got = consumer.recv_until_eos()
+        assert proc.wait(20) == 0
+    finally:
+        consumer.close()
+    import cv2
+    import numpy as np
+
+    frames = got[:-1]
+    assert len(frames) == len(expected_samples(video, 1.0))
+    image = cv2.imdecode(np.frombuffer(frames[0].payload, np.uint8), cv2.IMREAD_COLOR)
+    assert frames[0]["encoding"] == "jpeg" and image.shape == (480, 640, 3)
+
+
+def test_unreadable_file_gives_a_clear_error_eos_source_failed_and_nonzero_exit(tmp_path):
+    bad = tmp_path / "broken.avi"
+    bad.write_bytes(os.urandom(20000))
+    proc, consumer = start_capture(str(bad))
+    try:
+        got = consumer.recv_until_eos()
+        code = proc.wait(20)
+    finally:
+        consumer.close()
+    stderr = proc.stderr.read()
+    assert [m.kind for m in got] == ["eos"] and got[0]["reason"] == "source_failed"
+    assert code != 0
+    assert "source failed" in stderr and str(bad) in stderr
+    assert "Traceback" not in stderr
+
+
+def test_sigterm_mid_file_sends_eos_stopped_last(video):
+    proc, consumer = start_capture(video["path"], "--fps", "2", "--realtime", "1")
+    try:
+        first = consumer.recv(20)
+        assert first.kind == "frame"
+        proc.send_signal(signal.SIGTERM)
+        rest = consumer.recv_until_eos()
+        assert proc.wait(20) == 0
+    finally:
+        consumer.close()
+    assert rest[-1]["reason"] == "stopped"
+    assert all(m.kind == "frame" for m in rest[:-1])
+    assert len(rest) - 1 < len(expected_samples(video, 2.0)) - 1  # stopped before the end
+
+
+def corrupt_copy(src: str, dst: str, frames: tuple[int, ...]) -> None:
+    """Wreck the JPEG start of the given frames of an MJPG .avi (the file stays playable)."""
+    data = bytearray(open(src, "rb").read())
+    starts = [m.start() for m in re.finditer(b"\xff\xd8\xff", data)]
+    for k in frames:
+        data[starts[k]:starts[k] + 600] = bytes(600)
+    open(dst, "wb").write(data)
+
+
+def test_corrupt_frames_mid_file_are_counted_and_skipped(video, tmp_path):
+    damaged = str(tmp_path / "damaged.avi")
+    corrupt_copy(video["path"], damaged, (10, 40))
+    frames_out, _, endpoint = link("frames")
+    preview_out, _, _ = link("preview")
+    before = counter(FRAMES_CORRUPT, "capture")
+    consumer = Peer(zmq.PULL, endpoint, bind=False)
+    try:
+        with Running(CaptureService, source=damaged, fps=0.0, frames_out=frames_out, preview_out=preview_out):
+            got = consumer.recv_until_eos()
+    finally:
+        consumer.close()
+    assert got[-1]["reason"] == "end_of_file"
+    assert len(got) - 1 == video["frames"] - 2
+    assert counter(FRAMES_CORRUPT, "capture") - before == 2
+
+
+def test_paced_source_with_a_slow_consumer_drops_frames_and_counts_them(video):
+    # --realtime paces the file like a live camera: sends are droppable.
+    frames_out, _, endpoint = link("frames")
+    preview_out, _, _ = link("preview")
+    consumer = Peer(zmq.PULL, endpoint, bind=False)
+    consumer.socket.setsockopt(zmq.RCVHWM, 1)
+    before = counter(metrics.FRAMES_DROPPED, "capture", "queue_full")
+    try:
+        runner = Running(CaptureService, source=video["path"], fps=30.0, realtime=1, hwm=1,
+                         frames_out=frames_out, preview_out=preview_out)
+        with runner as service:
+            deadline = time.monotonic() + 30
+            while service.seq < video["frames"] and time.monotonic() < deadline:
+                time.sleep(0.05)  # nobody reads while the whole file plays
+            got = consumer.recv_until_eos()
+    finally:
+        consumer.close()
+    dropped = counter(metrics.FRAMES_DROPPED, "capture", "queue_full") - before
+    frames = got[:-1]
+    assert dropped > 0
+    assert len(frames) + dropped == service.seq == video["frames"]
+    assert got[-1]["reason"] == "end_of_file"
+    seqs = [m["seq"] for m in frames]
+    assert seqs == sorted(seqs) and seqs[-1] < service.seq  # gaps are visible downstream
+
+
+def test_camera_that_never_opens_is_retried_with_backoff_then_given_up(tmp_path):
+    frames_out, _, endpoint = link("frames")
+    preview_out, _, _ = link("preview")
+    consumer = Peer(zmq.PULL, endpoint, bind=False)
+    before = counter(SOURCE_RECONNECTS, "capture")
+    # Nothing listens on this port: every open fails.
+    dead_url = f"http://127.0.0.1:{link('frames')[2].rsplit(':', 1)[1]}/stream.mjpg"
+    try:
+        runner = Running(CaptureService, source=dead_url, retry_limit=3, retry_max_seconds=0.2,
+                         frames_out=frames_out, preview_out=preview_out)
+        with runner as service:
+            got = consumer.recv_until_eos()
+            runner.join()
+    finally:
+        consumer.close()
+    assert [m.kind for m in got] == ["eos"] and got[0]["reason"] == "source_failed"
+    assert counter(SOURCE_RECONNECTS, "capture") - before == 2  # attempts 2 and 3 were retries
+    assert service.exit_code != 0
+
+
+def test_camera_retries_until_stopped_when_there_is_no_retry_limit():
+    frames_out, _, endpoint = link("frames")
+    preview_out, _, _ = link("preview")
+    consumer = Peer(zmq.PULL, endpoint, bind=False)
+    dead_url = f"http://127.0.0.1:{link('frames')[2].rsplit(':', 1)[1]}/stream.mjpg"
+    before = counter(SOURCE_RECONNECTS, "capture")
+    try:
+        runner = Running(CaptureService, source=dead_url, retry_limit=0, retry_max_seconds=0.1,
+                         frames_out=frames_out, preview_out=preview_out)
+        with runner as service:
+            deadline = time.monotonic() + 10
+            while counter(SOURCE_RECONNECTS, "capture") - before < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            threading.Timer(0, service.request_stop).start()
+            got = consumer.recv_until_eos()
+            runner.join()
+    finally:
+        consumer.close()
+    assert counter(SOURCE_RECONNECTS, "capture") - before >= 3
+    assert got[-1]["reason"] == "stopped"
