@@ -129,7 +129,12 @@ class Pipelines:
 
 
 def majority_levels(labels: np.ndarray, heads: list[str]) -> dict[str, int]:
-    return {h: int(Counter(labels[:, i].tolist()).most_common(1)[0][0]) for i, h in enumerate(heads)}
+    """Most frequent level per head (the lower level on a tie)."""
+    out = {}
+    for i, head in enumerate(heads):
+        counts = Counter(labels[:, i].tolist())
+        out[head] = int(min(counts, key=lambda level: (-counts[level], level)))
+    return out
 
 
 __all__ = ["DATA_TYPES", "STATES", "Pipelines", "class_weights", "majority_levels", "sequences", "tree_manifest"]

@@ -1,6 +1,8 @@
 """The `evaluate` step: honest metrics per head against the constant guess, plots, one results row.
 
-The majority-class baseline predicts the most frequent training level for every test sample.
+The majority-class baseline is the best constant guess: the most frequent level of the evaluated
+split itself (not of the training set, which `augment` balances on purpose), so no constant
+answer can score higher than it.
 DAiSEE boredom is 43% level 0, so the reference's 0.36 accuracy was below that guess: the
 report says so in plain words whenever a model does not beat its baseline.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import time
 from pathlib import Path
 
 import keras
@@ -100,8 +103,7 @@ def evaluate(run: Path, split: str = "Test") -> dict:
     pipes = pipelines_for(cfg)
     model = keras.models.load_model(run / "model.keras", compile=False)
     _, y_true = pipes.samples(split)
-    _, y_train = pipes.samples("Train")
-    majority = majority_levels(y_train, pipes.heads)
+    majority = majority_levels(y_true, pipes.heads)
     probs = model.predict(pipes.dataset(split, cfg.batch_size), verbose=0)
     probs = probs if isinstance(probs, list | tuple) else [probs]
     metrics: dict = {"split": split, "heads": {}}
@@ -119,7 +121,7 @@ def evaluate(run: Path, split: str = "Test") -> dict:
 def results_row(cfg, raw: dict, metrics: dict) -> dict:
     m = cfg.model
     row = {
-        "run": raw.get("run", ""), "finished": raw.get("run", "")[:15], "family": m.family,
+        "run": raw.get("run", ""), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "family": m.family,
         "base": "" if m.family == "convlstm" else m.base, "data_type": cfg.data_type, "fps": cfg.fps,
         "image_size": m.image_size, "sequence_length": m.sequence_length if m.family in ("cnn_lstm", "convlstm") else 1,
         "weights": m.weights, "freeze": m.freeze, "epochs": cfg.epochs, "epochs_run": raw.get("epochs_run", ""),

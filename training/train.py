@@ -74,10 +74,13 @@ def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-def optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
+def lr_schedule(cfg: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
     # Keras 3 dropped `decay=`; the legacy rule lr / (1 + decay * step) is exactly InverseTimeDecay.
-    schedule = keras.optimizers.schedules.InverseTimeDecay(cfg.learning_rate, decay_steps=1, decay_rate=cfg.decay)
-    return keras.optimizers.Adam(learning_rate=schedule)
+    return keras.optimizers.schedules.InverseTimeDecay(cfg.learning_rate, decay_steps=1, decay_rate=cfg.decay)
+
+
+def optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
+    return keras.optimizers.Adam(learning_rate=lr_schedule(cfg))
 
 
 def pipelines_for(cfg: TrainConfig) -> Pipelines:
