@@ -1,0 +1,196 @@
+"""The inference service as its own process, over real ZeroMQ sockets: batch in, predictions out."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from services.inference.baseline import NAME
+from shared.messages import decode, encode, make_header
+from shared.model_card import CARD_FILE
+from tests.inference.faces import astronaut_crop
+from tests.inference.tiny_bundles import build
+
+REPO = Path(__file__).resolve().parents[2]
+CROP = 96
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Harness:
+    """A PUSH socket feeding the service and a PULL socket reading what it sends."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        ctx = zmq.Context.instance()
+        self.push, self.pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
+        self.push.setsockopt(zmq.LINGER, 0)
+        self.pull.setsockopt(zmq.LINGER, 0)
+        in_port = self.push.bind_to_random_port("tcp://127.0.0.1")
+        out_port = self.pull.bind_to_random_port("tcp://127.0.0.1")
+        self.metrics_port = _free_port()
+        cmd = [sys.executable, "-m", "shared.cli", "inference", "--batches-in", f"pull+connect:tcp://127.0.0.1:{in_port}",
+               "--predictions-out", f"push+connect:tcp://127.0.0.1:{out_port}",
+               "--metrics-port", str(self.metrics_port), *args]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def send(self, parts: list) -> None:
+        self.push.send_multipart(parts)
+
+    def receive(self, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+        assert self.pull.poll(int(timeout * 1000)), "the service sent nothing"
+        return decode(self.pull.recv_multipart())
+
+    def metrics(self) -> str:
+        return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=30)
+        self.push.close()
+        self.pull.close()
+        return self.proc.returncode, err
+
+
+def _batch(seq: int, crops: list[np.ndarray], session: str = "test-session", length: int = 1):
+    students = [{"student": i + 1, "box": [10 * i, 20, 50, 60], "conf": 0.99} for i in range(len(crops) // length)]
+    header = make_header("batch", session, "cam0", seq, time.time(), crop=CROP, length=length, students=students,
+                         faces=students, t_media=seq * 0.5)
+    payload = b"".join(np.ascontiguousarray(c).tobytes() for c in crops)
+    return encode(header, payload)
+
+
+def _metric(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.fixture(scope="module")
+def face() -> np.ndarray:
+    return cv2.resize(astronaut_crop(), (CROP, CROP), interpolation=cv2.INTER_AREA)
+
+
+def test_baseline_service_end_to_end(face):
+    h = Harness("--model", "baseline", "--smoothing-window", "3")
+    try:
+        away = np.zeros_like(face)  # no face in this crop
+        h.send([b"batch", b"\xc1 not msgpack", b""])  # garbage: counted and dropped
+        lying = _batch(1, [face, face])
+        lying[2] = lying[2][:-10]  # payload shorter than the header says
+        h.send(lying)
+        h.send(_batch(2, [face, face, face], length=3))  # a sequence the baseline does not take
+        skipped = h.receive()
+        assert skipped.kind == "predictions" and skipped["seq"] == 2 and skipped["predictions"] == []
+
+        h.send(_batch(3, [face, away]))
+        msg = h.receive()
+        assert msg.kind == "predictions" and msg["seq"] == 3 and msg["session"] == "test-session"
+        assert msg["model"]["baseline"] is True and msg["model"]["name"] == NAME and msg["model"]["affect"] is False
+        assert len(msg["model"]["labels"]) == 4
+        engaged, gone = msg["predictions"]
+        assert [p["student"] for p in msg["predictions"]] == [1, 2]
+        assert engaged["level"] == 0 and gone["level"] == 3
+        for p in msg["predictions"]:
+            assert abs(sum(p["probs"]) - 1) < 1e-6 and p["level"] == int(np.argmax(p["probs"]))
+        assert engaged["signals"]["yaw"] is not None and gone["signals"]["reason"] == "no_face"
+        assert msg["faces"] == [{"student": 1, "box": [0, 20, 50, 60], "conf": 0.99},
+                                {"student": 2, "box": [10, 20, 50, 60], "conf": 0.99}]
+        assert "inference" in msg["stamps"] and msg["t_media"] == 1.5
+
+        h.send(_batch(4, []))  # a frame with no ready student still gets its message
+        empty = h.receive()
+        assert empty["seq"] == 4 and empty["predictions"] == []
+
+        h.send(encode(make_header("eos", "test-session", "cam0", 5, time.time(), reason="end_of_file")))
+        eos = h.receive()
+        assert eos.kind == "eos" and eos["reason"] == "end_of_file" and "inference" in eos["stamps"]
+
+        text = h.metrics()
+        assert _metric(text, 'engagement_messages_rejected_total{reason="bad_msgpack"') == 1
+        assert _metric(text, 'engagement_messages_rejected_total{reason="payload_size"') == 1
+        assert _metric(text, 'engagement_inference_skipped_batches_total{reason="length_mismatch"}') == 1
+        assert _metric(text, "engagement_inference_faces_total") == 2
+        assert _metric(text, 'engagement_predictions_total{level="0"}') == 1
+        assert _metric(text, 'engagement_predictions_total{level="3"}') == 1
+        assert _metric(text, "engagement_inference_batch_size_count") == 1
+    finally:
+        code, err = h.stop()
+    assert code == 0, err[-2000:]
+    assert "skipped a batch: length 3" in err and "rejected a message" in err
+
+
+@pytest.fixture(scope="module")
+def lite_bundles(tmp_path_factory) -> dict[str, Path]:
+    """Bundles that ship model.tflite (so the service runs them with LiteRT, no TF start-up)."""
+    root = tmp_path_factory.mktemp("lite")
+    multitask = build("multitask", root / "multitask", tflite=True)
+    mismatched = shutil.copytree(multitask, root / "mismatched")
+    card = json.loads((mismatched / CARD_FILE).read_text())
+    card["input"]["size"] = [48, 48]
+    (mismatched / CARD_FILE).write_text(json.dumps(card))
+    return {"multitask": multitask, "mismatched": mismatched}
+
+
+def test_multitask_bundle_service_publishes_every_head(lite_bundles, face):
+    h = Harness("--model", str(lite_bundles["multitask"]), "--engine", "tflite")
+    try:
+        h.send(_batch(1, [face, face[::-1], face[:, ::-1]]))
+        msg = h.receive()
+        assert msg["model"]["baseline"] is False and msg["model"]["engine"] == "tflite"
+        assert len(msg["predictions"]) == 3
+        for p in msg["predictions"]:
+            assert sorted(p["heads"]) == ["boredom", "confusion", "engagement", "frustration"]
+            assert p["probs"] == p["heads"]["boredom"] and p["level"] == int(np.argmax(p["probs"]))
+    finally:
+        code, err = h.stop()
+    assert code == 0, err[-2000:]
+
+
+@pytest.mark.parametrize("case", ["mismatched", "affect_under_eu_mode"])
+def test_bad_model_stops_start_up_with_one_clear_line(lite_bundles, case):
+    bundle = lite_bundles["mismatched" if case == "mismatched" else "multitask"]
+    env = {"EU_AI_ACT_MODE": "1"} if case == "affect_under_eu_mode" else {}
+    h = Harness("--model", str(bundle), "--engine", "tflite", env=env)
+    code, err = h.stop() if h.proc.wait(timeout=60) is not None else (None, "")
+    assert code == 2
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "cannot start" in line]
+    assert len(lines) == 1
+    expected = "does not match the card's (48, 48, 3)" if case == "mismatched" else "EU_AI_ACT_MODE is on: refusing"
+    assert expected in lines[0], err[-1000:]
+
+
+def test_msgpack_header_is_what_the_contract_says(face):
+    """Belt and braces: the raw header parses with plain msgpack (no custom types on the bus)."""
+    h = Harness("--model", "baseline")
+    try:
+        h.send(_batch(1, [face]))
+        assert h.pull.poll(60000)
+        topic, raw, payload = h.pull.recv_multipart()
+        header = msgpack.unpackb(raw)
+        assert topic == b"predictions" and payload == b"" and header["v"] == 1
+        json.dumps(header["predictions"])  # plain values only: a report can store them as JSON
+    finally:
+        h.stop()
