@@ -44,3 +44,37 @@ def env_example() -> tuple[set[str], str]:
     text = (COMPOSE_DIR / ".env.example").read_text()
     assigned = {m.group(1) for m in re.finditer(r"^([A-Za-z_][A-Za-z0-9_]*)=", text, re.MULTILINE)}
     return assigned, text
+
+
+# --- the Grafana dashboard's metrics ----------------------------------------------------
+_METRIC = re.compile(r"\bengagement_[a-z0-9_]+\b")
+_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "summary": ("", "_count", "_sum"),
+             "info": ("_info",)}
+
+
+def dashboard_exprs() -> list[str]:
+    import json
+
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    return [t["expr"] for p in panels for t in p.get("targets", [])]
+
+
+def metric_names(expr: str) -> set[str]:
+    return set(_METRIC.findall(expr))
+
+
+def sample_names(family: str, kind: str) -> set[str]:
+    """Series names a metric family exposes (a counter `x` is scraped as `x_total`, ...)."""
+    if kind == "counter" and family.endswith("_total"):
+        family = family[: -len("_total")]
+    return {family + suffix for suffix in _SUFFIXES.get(kind, ("",))}
+
+
+def exposed_names(exposition: str) -> set[str]:
+    """Every series name announced by `# TYPE` lines of a /metrics page, samples or not yet."""
+    names: set[str] = set()
+    for line in exposition.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, family, kind = line.split(None, 3)
+            names |= sample_names(family, kind.strip())
+    return names
