@@ -146,11 +146,21 @@ class CaptureService(Service):
             FRAMES_CORRUPT.labels(self.name).inc(source.corrupt - counted)
             self._corrupt_counted = source.corrupt
 
-    def _open_live(self) -> LiveSource | None:
+    def _open_live(self, reconnect: bool) -> LiveSource | None:
         """Open the camera/stream, retrying with capped exponential backoff; None = give up/stop."""
-        delay, failures = FIRST_RETRY_SECONDS, 0
+        failures = 0
         limit = int(self.settings.retry_limit)
         while not self.stop.is_set():
+            if reconnect:
+                # Back off before every reopen (also after a drop-out), so a camera that opens
+                # and dies at once is not hammered; the delay resets once frames flow again.
+                cap = float(self.settings.retry_max_seconds)
+                delay = min(self._retry_delay, cap)
+                self.log.info("reconnecting to %s in %.1f s", self.source_text, delay)
+                if self.stop.wait(delay):
+                    return None
+                self._retry_delay = min(delay * 2, cap)
+                SOURCE_RECONNECTS.labels(self.name).inc()
             try:
                 source = LiveSource(self.source_text)
             except SourceError as exc:
@@ -159,10 +169,8 @@ class CaptureService(Service):
                 if limit and failures >= limit:
                     self.log.error("giving up on %s after %d failed attempts: %s", self.source_text, failures, exc)
                     return None
-                self.log.warning("%s; retrying in %.1f s (attempt %d)", exc, delay, failures + 1)
-                SOURCE_RECONNECTS.labels(self.name).inc()
-                self.stop.wait(delay)
-                delay = min(delay * 2, float(self.settings.retry_max_seconds))
+                self.log.warning("%s (attempt %d)", exc, failures)
+                reconnect = True
                 continue
             SOURCE_UP.labels(self.name).set(1)
             self.log.info("source %s open", self.source_text)
@@ -170,18 +178,22 @@ class CaptureService(Service):
         return None
 
     def _run_live(self) -> str:
+        self._retry_delay = FIRST_RETRY_SECONDS
         next_emit = time.monotonic()
+        reconnect = False
         while not self.stop.is_set():
-            source = self._open_live()
+            source = self._open_live(reconnect)
             if source is None:
                 return "stopped" if self.stop.is_set() else "source_failed"
+            reconnect = True
             try:
                 while not self.stop.is_set():
                     frame = source.read()
                     if frame is None:
-                        self.log.warning("source %s dropped out; reconnecting", self.source_text)
+                        self.log.warning("source %s dropped out", self.source_text)
                         SOURCE_UP.labels(self.name).set(0)
                         break
+                    self._retry_delay = FIRST_RETRY_SECONDS
                     # Read every frame (keeps the driver's buffer fresh), emit at --fps.
                     now = time.monotonic()
                     if now >= next_emit:

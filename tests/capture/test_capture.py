@@ -14,11 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import cv2
+import numpy as np
 import pytest
 import zmq
 
-from services.capture.sample_video import make_sample_video
+from services.capture.sample_video import make_sample_video, render_frame
 from services.capture.service import FRAMES_CORRUPT, SOURCE_RECONNECTS, CaptureService
 from shared import metrics
 from tests.capture.harness import Peer, Running, counter, link
@@ -80,9 +83,6 @@ def test_jpeg_encoding_sends_decodable_jpeg(video):
         assert proc.wait(20) == 0
     finally:
         consumer.close()
-    import cv2
-    import numpy as np
-
     frames = got[:-1]
     assert len(frames) == len(expected_samples(video, 1.0))
     image = cv2.imdecode(np.frombuffer(frames[0].payload, np.uint8), cv2.IMREAD_COLOR)
@@ -212,3 +212,72 @@ def test_camera_retries_until_stopped_when_there_is_no_retry_limit():
         consumer.close()
     assert counter(SOURCE_RECONNECTS, "capture") - before >= 3
     assert got[-1]["reason"] == "stopped"
+
+
+class MjpegServer:
+    """A real HTTP MJPEG camera on loopback (multipart/x-mixed-replace, as IP cameras serve).
+
+    Each connection gets `per_connection` frames at `fps`, then the server hangs up: the
+    stream drops out, and capture must reconnect.
+    """
+
+    def __init__(self, per_connection: int = 15, fps: float = 30.0) -> None:
+        jpeg = cv2.imencode(".jpg", render_frame(0.0, 10.0, 1))[1].tobytes()
+        part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg) + jpeg + b"\r\n"
+        self.connections = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                server.connections += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    for _ in range(per_connection):
+                        self.wfile.write(part)
+                        time.sleep(1 / fps)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_live_stream_that_drops_out_is_reconnected_and_a_slow_consumer_loses_counted_frames():
+    camera = MjpegServer(per_connection=15, fps=30.0)
+    frames_out, _, endpoint = link("frames")
+    preview_out, _, _ = link("preview")
+    consumer = Peer(zmq.PULL, endpoint, bind=False)
+    consumer.socket.setsockopt(zmq.RCVHWM, 1)
+    reconnects = counter(SOURCE_RECONNECTS, "capture")
+    dropped = counter(metrics.FRAMES_DROPPED, "capture", "queue_full")
+    try:
+        runner = Running(CaptureService, source=camera.url, fps=15.0, hwm=1, retry_max_seconds=0.1,
+                         frames_out=frames_out, preview_out=preview_out)
+        with runner as service:
+            deadline = time.monotonic() + 20
+            while counter(SOURCE_RECONNECTS, "capture") - reconnects < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)  # nobody reads meanwhile
+            service.request_stop()
+            got = consumer.recv_until_eos()
+            runner.join()
+    finally:
+        consumer.close()
+        camera.close()
+    frames = got[:-1]
+    assert camera.connections >= 3
+    assert counter(SOURCE_RECONNECTS, "capture") - reconnects >= 2
+    assert got[-1]["reason"] == "stopped"
+    assert frames and all(m["t_media"] is None and m["source"] == camera.url for m in frames)
+    lost = counter(metrics.FRAMES_DROPPED, "capture", "queue_full") - dropped
+    assert lost > 0 and len(frames) + lost == service.seq
