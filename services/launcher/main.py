@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,7 +92,9 @@ def _report_paths(report_dir: str, session: str) -> tuple[Path, Path]:
     return Path(report_dir) / f"{session}.txt", Path(report_dir) / f"{session}.json"
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace,
+        adjust_env: Callable[[dict[str, dict[str, str]]], None] | None = None) -> int:
+    """Run one session; `adjust_env` may rewire the planned per-service environments."""
     if not args.session_id:
         stream = os.environ.get("STREAM_ID", "cam0")
         args.session_id = f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
@@ -102,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         redis_url = private.url
         log.info("no REDIS_URL: started a private redis-server at %s", redis_url)
     envs = plan_environment(args, redis_url)
+    if adjust_env:
+        adjust_env(envs)
     children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"])) for name in PIPELINE]
     supervisor = Supervisor(children, args.max_restarts)
     stop_requested = []
