@@ -126,10 +126,13 @@ SERVICES: dict[str, list[Setting]] = {
     "aggregator": [
         Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals"),
         Setting("TOTALS_INTERVAL", 1.0, "seconds between totals updates sent to the reporter", float),
+        Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
+        Setting("BACKLOG_MAX", 10000, "frames kept in memory while Redis is unreachable", int),
         PREDICTIONS_IN, UPDATES_OUT,
     ],
     "reporter": [
         Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals"),
+        Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
         Setting("HEADLESS", -1, "1 = no window; default: headless when there is no display", int),
         Setting("RECORD", 0, "1 = record the overlaid video", int),
         Setting("RECORD_PATH", str(REPO_ROOT / "recordings"), "folder for recordings"),
@@ -138,6 +141,7 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("RECORD_FPS", 2.0, "frame rate of the recording", float),
         Setting("RECORD_WIDTH", 640, "recording width", int),
         Setting("RECORD_HEIGHT", 480, "recording height", int),
+        Setting("RECORD_MIN_FREE_BYTES", 50_000_000, "recording stops when the disk has less free space", int),
         Setting("REPORT_DIR", str(REPO_ROOT / "reports"), "folder the end-of-session reports go to"),
         Setting("CLASS_LEVEL_ONLY", 0, "1 = reports carry no per-student rows", int),
         Setting("MESSAGING", 0, "1 = publish totals and the report to the local MQTT broker", int),

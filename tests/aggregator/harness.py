@@ -1,0 +1,129 @@
+"""Run the aggregator or reporter in-process on a thread, with real sockets and real Redis.
+
+`Service.run` installs signal handlers (main thread only), so the harness drives the same
+steps itself: setup, open_sockets, loop, on_stop, close. Every run gets its own Redis key
+prefix, so parallel test runs never see each other's totals.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import zmq
+
+from services.launcher.ports import free_ports
+from shared.config import load_settings
+from shared.messages import Message, decode, encode, make_header
+from shared.service import Service
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+MODEL = {"name": "baseline-attention", "kind": "frame", "baseline": True, "affect": False,
+         "labels": ["engaged", "slightly bored", "bored", "checked out"]}
+
+
+def unique_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+def make_settings(service: str, **values: Any):  # type: ignore[no-untyped-def]
+    settings = load_settings(service, argv=[], env={})
+    settings.values.update(metrics_port=0, **values)
+    return settings
+
+
+class Running:
+    """Context manager: the service runs on a thread until the block ends."""
+
+    def __init__(self, cls: type[Service], **values: Any) -> None:
+        self.service = cls(make_settings(cls.name, **values))
+        self.thread = threading.Thread(target=self._run, name=f"svc-{cls.name}", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            self.service.loop()
+        except BaseException as exc:  # surfaced by __exit__
+            self.error = exc
+
+    def __enter__(self) -> Service:
+        self.service.setup()
+        self.service.open_sockets()
+        self.service._set_state("running")
+        self.thread.start()
+        return self.service
+
+    def __exit__(self, *exc: object) -> None:
+        self.service.stop.set()
+        self.thread.join(15)
+        try:
+            self.service.on_stop()
+        finally:
+            for sock in [*self.service.senders.values(), *self.service.receivers.values()]:
+                sock.close()
+        if self.error is not None:
+            raise self.error
+
+
+class Peer:
+    """The test's side of a link: a raw socket that sends or receives whole messages."""
+
+    def __init__(self, sock_type: int, endpoint: str, bind: bool) -> None:
+        self.socket = zmq.Context.instance().socket(sock_type)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        if sock_type == zmq.SUB:
+            self.socket.setsockopt(zmq.SUBSCRIBE, b"")
+        (self.socket.bind if bind else self.socket.connect)(endpoint)
+
+    def send(self, header: dict, payload: bytes = b"") -> None:
+        self.socket.send_multipart(encode(header, payload))
+
+    def send_raw(self, parts: list[bytes]) -> None:
+        self.socket.send_multipart(parts)
+
+    def recv(self, timeout: float = 10.0) -> Message:
+        assert self.socket.poll(int(timeout * 1000)), "no message arrived in time"
+        return decode(self.socket.recv_multipart())
+
+    def recv_until(self, kind: str, timeout: float = 20.0) -> list[Message]:
+        """Every message up to and including the first of `kind`."""
+        got, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.socket.poll(100):
+                continue
+            msg = decode(self.socket.recv_multipart())
+            got.append(msg)
+            if msg.kind == kind:
+                return got
+        raise AssertionError(f"no {kind} within {timeout} s (got {len(got)} messages)")
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def endpoints() -> tuple[str, str]:
+    a, b = free_ports(2)
+    return f"tcp://127.0.0.1:{a}", f"tcp://127.0.0.1:{b}"
+
+
+def predictions_header(session: str, seq: int, students: list[tuple[int, int]], stream: str = "cam0",
+                       t_media: float | None = None, model: dict | None = None,
+                       faces: list[dict] | None = None) -> dict:
+    """A `predictions` message: students = [(student id, level)]; faces default to the same boxes."""
+    preds = []
+    for student, level in students:
+        probs = [0.05] * 4
+        probs[level] = 0.85
+        preds.append({"student": student, "box": [40 + 150 * (student % 4), 60, 120, 140], "conf": 0.99,
+                      "probs": probs, "level": level, "signals": {}})
+    if faces is None:
+        faces = [{"student": p["student"], "box": p["box"], "conf": p["conf"]} for p in preds]
+    t = time.time()
+    return make_header("predictions", session, stream, seq, t, {"inference": t}, model=model or MODEL,
+                       predictions=preds, faces=faces, t_media=seq * 0.5 if t_media is None else t_media)
+
+
+def eos_header(session: str, seq: int, stream: str = "cam0", reason: str = "end_of_file") -> dict:
+    return make_header("eos", session, stream, seq, time.time(), {}, reason=reason)

@@ -1,0 +1,234 @@
+"""The aggregator as a running service: real ZeroMQ in and out, the real Redis.
+
+The outage test starts a private redis-server (append-only file on, as in compose), stops
+it mid-stream, keeps sending, restarts it on the same data: the totals end exact.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import msgpack
+import pytest
+import redis
+import zmq
+from prometheus_client import REGISTRY
+
+from services.aggregator import service as aggregator_service
+from services.aggregator.service import AggregatorService
+from services.aggregator.store import Store
+from services.launcher.ports import free_ports
+from tests.aggregator.harness import (
+    REDIS_URL,
+    Peer,
+    Running,
+    endpoints,
+    eos_header,
+    predictions_header,
+    unique_prefix,
+)
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _wire(redis_url: str = REDIS_URL, **extra):  # type: ignore[no-untyped-def]
+    # The test binds the updates side: a connecting PUSH has its pipe at once, so the first
+    # updates are queued instead of dropped while TCP connects.
+    pred_ep, upd_ep = endpoints()
+    prefix = unique_prefix()
+    values = dict(redis_url=redis_url, redis_prefix=prefix, predictions_in=f"pull+bind:{pred_ep}",
+                  updates_out=f"push+connect:{upd_ep}", class_id="class-a", hwm=1000, **extra)
+    return values, pred_ep, upd_ep, prefix
+
+
+def _cleanup(url: str, prefix: str) -> None:
+    r = redis.Redis.from_url(url)
+    keys = list(r.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        r.delete(*keys)
+
+
+def _random_frames(session: str, count: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    return [predictions_header(session, seq, [(s, rng.randrange(4)) for s in rng.sample(range(6), rng.randrange(4))])
+            for seq in range(count)]
+
+
+def _expected(frames: list[dict]) -> tuple[Counter, Counter]:
+    levels, students = Counter(), Counter()
+    for h in frames:
+        for p in h["predictions"]:
+            levels[p["level"]] += 1
+            students[p["student"]] += 1
+    return levels, students
+
+
+def test_counts_exactly_what_was_sent_and_a_repeat_counts_once():
+    values, pred_ep, upd_ep, prefix = _wire()
+    session = f"s-{prefix}"
+    frames = _random_frames(session, 30, seed=1)
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    try:
+        with Running(AggregatorService, **values):
+            for h in frames:
+                sender.send(h)
+            sender.send(frames[5])  # redelivered: must not count twice
+            sender.send(frames[17])
+            sender.send(eos_header(session, 30))
+            got = receiver.recv_until("eos")
+        updates = [m for m in got if m.kind == "update"]
+        assert len(updates) == 32  # one update per predictions message, repeats included
+        assert got[-1].kind == "eos" and got[-1]["reason"] == "end_of_file"
+        # The running totals in the updates grow to the final totals.
+        assert updates[-1]["totals"]["frames"] == 30
+        assert updates[0]["predictions"] == frames[0]["predictions"]
+        store = Store.from_url(REDIS_URL, prefix=prefix)
+        levels, students = _expected(frames)
+        data = store.load_session(session)
+        totals = data["totals"]
+        assert totals["frames"] == 30
+        assert totals["predictions"] == sum(levels.values())
+        assert {int(k): v for k, v in totals["levels"].items() if v} == dict(levels)
+        assert {s["student"]: s["predictions"] for s in data["students"]} == dict(students)
+        assert data["meta"]["ended"] is not None and data["meta"]["class"] == "class-a"
+        assert store.class_totals("class-a")["predictions"] == totals["predictions"]
+        assert len(data["timeline"]) == totals["predictions"]
+    finally:
+        sender.close()
+        receiver.close()
+        _cleanup(REDIS_URL, prefix)
+
+
+def test_bad_input_is_counted_and_the_service_keeps_counting():
+    values, pred_ep, upd_ep, prefix = _wire()
+    session = f"s-{prefix}"
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    before = {r: metric("engagement_messages_rejected_total", service="aggregator", reason=r)
+              for r in ("bad_msgpack", "wrong_version", "bad_level", "unexpected_kind")}
+    try:
+        with Running(AggregatorService, **values):
+            sender.send(predictions_header(session, 0, [(1, 0)]))
+            sender.send_raw([b"predictions", b"\xc1garbage", b""])
+            sender.send_raw([b"predictions", msgpack.packb({**predictions_header(session, 1, []), "v": 99}), b""])
+            bad_level = predictions_header(session, 2, [(1, 0)])
+            bad_level["predictions"][0]["level"] = 7
+            sender.send(bad_level)
+            frame = {**predictions_header(session, 3, []), "kind": "frame"}
+            sender.send_raw([b"frame", msgpack.packb(frame), b""])
+            sender.send(predictions_header(session, 4, [(1, 3)]))
+            sender.send(eos_header(session, 5))
+            receiver.recv_until("eos")
+        for reason, count in before.items():
+            assert metric("engagement_messages_rejected_total", service="aggregator", reason=reason) == count + 1
+        totals = Store.from_url(REDIS_URL, prefix=prefix).session_totals(session)
+        assert totals["frames"] == 2 and totals["levels"] == {"0": 1, "1": 0, "2": 0, "3": 1}
+    finally:
+        sender.close()
+        receiver.close()
+        _cleanup(REDIS_URL, prefix)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, append-only file on, that can be stopped and restarted."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_ports(1)[0]
+        self.dir = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                                      "--appendonly", "yes", "--dir", str(self.dir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "private redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: Redis flushes the append-only file and exits
+            self.proc.wait(10)
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs Debian's redis-server")
+def test_redis_outage_mid_stream_loses_nothing(tmp_path):
+    server = PrivateRedis(tmp_path)
+    server.start()
+    values, pred_ep, upd_ep, prefix = _wire(server.url)
+    session = f"s-{prefix}"
+    frames = _random_frames(session, 45, seed=3)
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    errors_before = metric("engagement_redis_errors_total")
+    try:
+        with Running(AggregatorService, **values) as svc:
+            for h in frames[:15]:
+                sender.send(h)
+            receiver_got = [receiver.recv() for _ in range(15)]
+            server.stop()
+            for h in frames[15:30]:
+                sender.send(h)
+            # Updates keep flowing while Redis is down, with locally computed running totals.
+            receiver_got += [receiver.recv() for _ in range(15)]
+            assert receiver_got[-1]["totals"]["frames"] == 30
+            backlog_during_outage = metric("engagement_aggregator_backlog")
+            server.start()
+            for h in frames[30:]:
+                sender.send(h)
+            sender.send(eos_header(session, 45))
+            receiver.recv_until("eos", timeout=30)
+            deadline = time.monotonic() + 5
+            while svc.backlog and time.monotonic() < deadline:  # eos leaves the backlog after its send
+                time.sleep(0.05)
+            assert not svc.backlog
+        assert backlog_during_outage >= 15
+        assert metric("engagement_redis_errors_total") > errors_before
+        data = Store.from_url(server.url, prefix=prefix).load_session(session)
+        levels, students = _expected(frames)
+        assert data["totals"]["frames"] == 45
+        assert data["totals"]["predictions"] == sum(levels.values())
+        assert {int(k): v for k, v in data["totals"]["levels"].items() if v} == dict(levels)
+        assert {s["student"]: s["predictions"] for s in data["students"]} == dict(students)
+        assert data["meta"]["ended"] is not None
+        assert metric("engagement_aggregator_backlog") == 0
+    finally:
+        sender.close()
+        receiver.close()
+        server.stop()
+
+
+def test_full_backlog_drops_are_counted_and_nothing_crashes(monkeypatch):
+    monkeypatch.setattr(aggregator_service, "STOP_FLUSH_SECONDS", 0.5)
+    dead_url = f"redis://127.0.0.1:{free_ports(1)[0]}/0"  # nothing listens there
+    values, pred_ep, upd_ep, prefix = _wire(dead_url, backlog_max=3)
+    session = f"s-{prefix}"
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    dropped_before = metric("engagement_aggregator_dropped_total")
+    try:
+        with Running(AggregatorService, **values) as svc:
+            for seq in range(5):
+                sender.send(predictions_header(session, seq, [(1, 1)]))
+            updates = [receiver.recv() for _ in range(5)]
+            assert [u["seq"] for u in updates] == list(range(5))
+            assert len(svc.backlog) == 3
+        assert metric("engagement_aggregator_dropped_total") == dropped_before + 2
+    finally:
+        sender.close()
+        receiver.close()
