@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from typing import ClassVar
@@ -51,6 +52,11 @@ class Service:
 
     def on_stop(self) -> None:
         """Last work before sockets close."""
+
+    @classmethod
+    def expand_argv(cls, argv: list[str]) -> list[str]:
+        """Rewrite service-specific short options (the reporter's) before the shared parser."""
+        return argv
 
     # --- machinery -----------------------------------------------------------------
     def _set_state(self, state: str) -> None:
@@ -129,6 +135,6 @@ class Service:
 
 
 def main_for(service_cls: type[Service], argv: list[str] | None = None) -> int:
-    settings = load_settings(service_cls.name, argv)
+    settings = load_settings(service_cls.name, service_cls.expand_argv(list(sys.argv[1:] if argv is None else argv)))
     setup_logging(service_cls.name, settings.log_level)
     return service_cls(settings).run()

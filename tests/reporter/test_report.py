@@ -1,0 +1,76 @@
+"""Report building from store data read back from the real Redis: totals, episodes, privacy."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.aggregator.store import FrameRecord, Store
+from services.reporter.report import BASELINE_NOTE, build_report, episodes, render_text
+from tests.aggregator.harness import MODEL, REDIS_URL, unique_prefix
+
+
+@pytest.fixture
+def store():
+    st = Store.from_url(REDIS_URL, prefix=unique_prefix())
+    yield st
+    keys = list(st.r.scan_iter(match=f"{st.prefix}:*"))
+    if keys:
+        st.r.delete(*keys)
+
+
+# Student 1 is engaged, then bored for 3 frames (seq 3-5), engaged, bored again at the end;
+# student 2 is never bored; seq 2 has no face.
+LEVELS_1 = [0, 0, None, 2, 3, 2, 1, 0, 2, 2]
+LEVELS_2 = [1, 1, None, 0, 0, 1, 1, 1, 0, 0]
+
+
+def _fill(store: Store, session: str) -> None:
+    for seq, (a, b) in enumerate(zip(LEVELS_1, LEVELS_2, strict=True)):
+        preds = [{"student": s, "level": lv, "probs": [0.25] * 4} for s, lv in ((1, a), (2, b)) if lv is not None]
+        store.record_frame(FrameRecord(session, "math-7", "cam0", seq, 1_700_000_000.0 + seq, seq * 0.5,
+                                       len(preds), preds, MODEL))
+    store.end_session(session, 1_700_000_100.0, "end_of_file")
+
+
+def test_report_totals_students_and_episodes(store):
+    _fill(store, "r1")
+    report = build_report(store.load_session("r1"))
+    sent = [lv for lv in LEVELS_1 + LEVELS_2 if lv is not None]
+    assert report["totals"]["frames"] == 10
+    assert report["totals"]["frames_without_faces"] == 1
+    assert report["totals"]["predictions"] == len(sent)
+    assert report["totals"]["levels"] == {str(i): sent.count(i) for i in range(4)}
+    assert sum(report["totals"]["percent"].values()) == pytest.approx(100.0, abs=0.2)
+    assert [s["student"] for s in report["students"]] == [1, 2]
+    assert report["model"]["baseline"] is True and report["note"] == BASELINE_NOTE
+    # Two stretches at level >= 2 for student 1, none for student 2; media times say when.
+    eps = report["episodes"]
+    assert [(e["student"], e["start_media"], e["end_media"], e["max_level"]) for e in eps] == \
+        [(1, 1.5, 2.5, 3), (1, 4.0, 4.5, 2)]
+    assert len(report["timeline"]) == len(sent)
+    text = render_text(report)
+    assert "Total frames: 10" in text and "Frames with no face found: 1" in text
+    assert f"2 bored: {sent.count(2)} ({100 * sent.count(2) / len(sent):.1f}%)" in text
+    assert "id 1:" in text and "id 2:" in text
+    assert "level >= 2 from 00:00:01.5 to 00:00:02.5" in text
+    assert BASELINE_NOTE in text
+
+
+def test_class_level_only_has_no_student_rows(store):
+    _fill(store, "r2")
+    report = build_report(store.load_session("r2"), class_level_only=True)
+    assert report["students"] == [] and report["timeline"] == [] and report["episodes"] == []
+    assert report["class_level_only"] is True
+    # The class timeline still says when attention fell, without saying whose.
+    assert [row["levels"][2] + row["levels"][3] for row in report["class_timeline"]] == \
+        [int(a is not None and a >= 2) for a in LEVELS_1 if a is not None]
+    assert all("student" not in row for row in report["class_timeline"])
+    text = render_text(report)
+    assert "id 1" not in text and "id 2" not in text
+    assert "Total frames: 10" in text
+
+
+def test_episodes_close_at_the_end_of_the_timeline():
+    timeline = [{"student": 4, "level": lv, "t_capture": float(i), "t_media": None, "seq": i, "stream": "c"}
+                for i, lv in enumerate([3, 3, 0, 2])]
+    assert [(e["start"], e["end"], e["predictions"]) for e in episodes(timeline)] == [(0.0, 1.0, 2), (3.0, 3.0, 1)]
