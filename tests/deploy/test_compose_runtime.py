@@ -1,0 +1,128 @@
+"""The parts of compose/ that run without a Docker engine, run for real on this machine:
+the services' health check command against the project's own /healthz server, Redis started
+with compose's own command line (append-only, password) and reached through compose's
+REDIS_URL, Mosquitto with compose's config and health check, and the project built as a wheel
+from exactly what the Dockerfile copies into the image."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+import redis
+
+from shared import metrics
+from tests.deploy.prometheus_server import free_port
+from tests.deploy.tools import COMPOSE_DIR, COMPOSE_FILES, load_yaml
+
+COMPOSE = load_yaml(COMPOSE_FILES[0])
+
+
+def healthcheck_command(service: str) -> list[str]:
+    test = COMPOSE["services"][service]["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    return test[1:]
+
+
+def wait_until(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_service_health_check_follows_the_services_state():
+    state = {"healthy": True}
+    port = free_port()
+    server = metrics.serve("127.0.0.1", port, lambda: state["healthy"])
+    try:
+        command = [sys.executable if c == "python" else c for c in healthcheck_command("inference")]
+        env = {**os.environ, "METRICS_PORT": str(port)}
+        assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+        state["healthy"] = False  # /healthz answers 503: the check must fail
+        assert subprocess.run(command, env=env, capture_output=True).returncode != 0
+    finally:
+        server.shutdown()
+    assert subprocess.run(command, env={**os.environ, "METRICS_PORT": str(port)}, capture_output=True).returncode != 0
+
+
+@pytest.fixture
+def compose_redis(tmp_path):
+    """redis-server started by compose's own `command`, on a free loopback port."""
+    spec = COMPOSE["services"]["redis"]
+    shell, flag, script = spec["command"]
+    port, password = free_port(), "s3cret-for-the-test"
+    script = script.replace("$$", "$") + f" --port {port} --bind 127.0.0.1 --dir {tmp_path} --save ''"
+    proc = subprocess.Popen([shell, flag, script], env={**os.environ, "REDIS_PASSWORD": password},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis_cli, *command = spec["healthcheck"]["test"][1:]
+    check = [redis_cli, "-p", str(port), *command]  # options go before redis-cli's command
+    env = {**os.environ, "REDISCLI_AUTH": password}
+    try:
+        wait_until(lambda: subprocess.run(check, env=env, capture_output=True, text=True).stdout.strip() == "PONG")
+        yield port, password, tmp_path
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_redis_runs_append_only_with_the_password_and_the_services_url_works(compose_redis):
+    port, password, data_dir = compose_redis
+    template = COMPOSE["services"]["aggregator"]["environment"]["REDIS_URL"]
+    url = re.sub(r"\$\{REDIS_PASSWORD[^}]*\}", password, template).replace("@redis:6379", f"@127.0.0.1:{port}")
+    client = redis.Redis.from_url(url)
+    assert client.config_get("appendonly") == {"appendonly": "yes"}
+    client.set("engagement:deploy-test", "1")
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port).set("x", "1")
+    wait_until(lambda: any(p.name.startswith("appendonly") for p in data_dir.iterdir()))
+
+
+def test_mosquitto_runs_with_the_compose_config_and_its_health_check_passes(tmp_path):
+    port = free_port()
+    conf = (COMPOSE_DIR / "mosquitto" / "mosquitto.conf").read_text()
+    conf = conf.replace("listener 1883 0.0.0.0", f"listener {port} 127.0.0.1")
+    conf = conf.replace("/mosquitto/data/", f"{tmp_path}/")
+    assert f"listener {port}" in conf and str(tmp_path) in conf
+    (tmp_path / "mosquitto.conf").write_text(conf)
+    proc = subprocess.Popen(["mosquitto", "-c", str(tmp_path / "mosquitto.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        check = [*healthcheck_command("mosquitto"), "-p", str(port)]
+        wait_until(lambda: subprocess.run(check, capture_output=True).returncode == 0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_the_image_build_context_is_enough_to_build_the_project(tmp_path):
+    # What `COPY` puts into the image (and .dockerignore lets through) must build the package,
+    # with both console scripts, as `pip install .` does in the Dockerfile.
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text()
+    sources = [src for line in re.findall(r"^COPY (.+)$", dockerfile, re.MULTILINE) for src in line.split()[:-1]]
+    allowed = re.findall(r"^!(\S+?)/?$", (COMPOSE_DIR / "Dockerfile.dockerignore").read_text(), re.MULTILINE)
+    assert sorted(sources) == sorted(allowed)
+    context = tmp_path / "context"
+    for src in sources:
+        origin = COMPOSE_DIR.parent / src
+        if origin.is_dir():
+            shutil.copytree(origin, context / src, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            context.mkdir(exist_ok=True)
+            shutil.copy(origin, context / src)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                             "-w", str(tmp_path / "dist"), str(context)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
+    assert "engagement = shared.cli:main" in entry_points and "engagement-train = training.cli:main" in entry_points
+    for module in ("shared/cli.py", "services/inference/service.py", "training/docker_run.py"):
+        assert module in names
