@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import socket
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -113,17 +117,22 @@ def test_export_bundle_loads_in_edge_inference(cnn_run: Path, faces_root: Path, 
     assert card.heads == ["boredom"] and card.metrics["boredom"]["beats_baseline"] is True
     assert (bundle / "model.tflite").stat().st_size > 0
     bundle_mod = pytest.importorskip("services.inference.bundle", reason="edge inference service not merged yet")
-    predictor = bundle_mod.load_predictor(bundle, engine="auto", eu_ai_act_mode=False)
     root = fps_root(faces_root, 1)
     test = [r for r in read_manifest(root / "faces" / "dnn" / "manifest.csv") if r.split == "Test"]
     crops = np.stack([cv2.imread(str(root / r.path)) for r in test])  # uint8 BGR, as the edge sends them
-    probs = predictor.predict(crops)["boredom"]
-    assert probs.shape == (len(test), 4)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)
     truth = np.array([r.boredom for r in test])
-    accuracy = float((probs.argmax(axis=1) == truth).mean())
     majority = Counter(truth.tolist()).most_common(1)[0][1] / len(truth)
-    assert accuracy > majority  # the edge reads the level the way training did (colour, size, scaling)
+    for engine in ("auto", "tflite"):
+        predictor = bundle_mod.load_predictor(bundle, engine=engine, eu_ai_act_mode=False)
+        probs = predictor.predict(crops)["boredom"]
+        assert probs.shape == (len(test), 4)
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+        accuracy = float((probs.argmax(axis=1) == truth).mean())
+        # The edge reads the level the way training did (colour order, size, scaling).
+        assert accuracy > majority, engine
+        assert accuracy == pytest.approx(card.metrics["boredom"]["accuracy"], abs=0.05), engine
+    with pytest.raises(bundle_mod.BundleError, match="EU_AI_ACT_MODE"):
+        bundle_mod.load_predictor(bundle, eu_ai_act_mode=True)  # trained on affect labels: refused
 
 
 def test_imagenet_weights_fail_clearly_offline(faces_root: Path, runs_root: Path,
@@ -158,6 +167,26 @@ def test_options_fail_clearly() -> None:
         build_model(ModelOptions(family="cnn", base="mobilenet_v2", image_size=48, weights="/no/such.h5"))
     with pytest.raises(ModelError, match="unknown family"):
         build_model(ModelOptions(family="rnn", weights="none"))
+
+
+def test_freeze_stops_training_of_first_base_layers() -> None:
+    model = build_model(ModelOptions(family="cnn", base="mobilenet_v2", image_size=48, weights="none", freeze=30))
+    base = model.layers[1]
+    assert not any(layer.trainable for layer in base.layers[:30])
+    assert all(layer.trainable for layer in base.layers[30:])
+
+
+def test_multi_worker_strategy_when_tf_config_is_set() -> None:
+    # A real one-worker cluster in a child process: the gRPC server it starts cannot be undone in ours.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    code = ("import tensorflow as tf; from training.train import pick_strategy; "
+            "print(isinstance(pick_strategy(), tf.distribute.MultiWorkerMirroredStrategy))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TF_CONFIG": json.dumps(tf_config), "CUDA_VISIBLE_DEVICES": ""})
+    assert done.stdout.strip().splitlines()[-1] == "True", done.stderr[-2000:]
 
 
 def test_decay_matches_legacy_keras_rule() -> None:
