@@ -37,12 +37,13 @@ STARTUP_FAILURES = Counter("engagement_inference_model_errors_total",
                            "under EU_AI_ACT_MODE, missing weights)")
 
 
-def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None) -> Any:
+def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
+               gaze: bool = False) -> Any:
     """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only)."""
     if model == BASELINE:
         from services.inference.baseline import BaselinePredictor  # noqa: PLC0415
 
-        return BaselinePredictor(Path(models_dir) if models_dir else None)
+        return BaselinePredictor(Path(models_dir) if models_dir else None, gaze=gaze)
     from services.inference.bundle import load_predictor  # noqa: PLC0415
 
     return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode)
@@ -57,7 +58,7 @@ class InferenceService(Service):
     def setup(self) -> None:
         s = self.settings
         try:
-            self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), s.models_dir)
+            self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
         except (BundleError, CardError, MissingAsset) as exc:
             STARTUP_FAILURES.inc()
             self._set_state("failed")

@@ -128,3 +128,12 @@ def test_baseline_path_never_imports_tensorflow():
             "sys.exit(1 if bad else 0)\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+
+
+def test_gaze_from_the_iris_model_reads_centred_eyes(baseline):
+    with_gaze = BaselinePredictor(gaze=True)
+    signals = with_gaze.measure(astronaut_crop()[None])[0]
+    assert abs(signals["gaze_x"]) < 0.3 and abs(signals["gaze_y"]) < 0.5  # she looks into the camera
+    assert "gaze_x" not in baseline.measure(astronaut_crop()[None])[0]  # off unless GAZE=1
+    without = {k: v for k, v in signals.items() if not k.startswith("gaze")}
+    assert without == baseline.measure(astronaut_crop()[None])[0]  # gaze changes nothing else

@@ -44,8 +44,9 @@ class FaceMesh:
         points = np.zeros((n, MESH_POINTS, 3), np.float32)
         confidence = np.zeros(n, np.float32)
         for i, crop in enumerate(crops):
-            x = cv2.cvtColor(cv2.resize(crop, (MESH_SIZE, MESH_SIZE), interpolation=cv2.INTER_AREA),
-                             cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+            if crop.shape[:2] != (MESH_SIZE, MESH_SIZE):
+                crop = cv2.resize(crop, (MESH_SIZE, MESH_SIZE), interpolation=cv2.INTER_AREA)
+            x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
             self.interpreter.set_tensor(self._input, x[None])
             self.interpreter.invoke()
             points[i] = self.interpreter.get_tensor(self._points).reshape(MESH_POINTS, 3)

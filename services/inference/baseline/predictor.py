@@ -14,7 +14,9 @@ import numpy as np
 
 from services.inference.baseline import levels
 from services.inference.baseline.geometry import eye_openness, head_pose
+from services.inference.baseline.iris import IrisGaze
 from services.inference.baseline.mesh import MESH_SIZE, FaceMesh
+from services.inference.preprocess import resize_crops
 from shared.model_card import ModelCard
 
 NAME = "attention-baseline (face mesh; not trained on engagement data)"
@@ -40,22 +42,28 @@ def _round(value: float | None) -> float | None:
 class BaselinePredictor:
     engine = "litert-facemesh"
 
-    def __init__(self, models: Path | None = None) -> None:
+    def __init__(self, models: Path | None = None, gaze: bool = False) -> None:
         self.card = baseline_card()
         self.mesh = FaceMesh(models)
+        self.iris = IrisGaze(models) if gaze else None
 
     def measure(self, crops: np.ndarray) -> list[dict[str, Any]]:
-        """Raw per-face signals: yaw, pitch, roll (deg), eye_openness (EAR), mesh_confidence."""
+        """Raw per-face signals: yaw, pitch, roll (deg), eye_openness (EAR), mesh_confidence[, gaze_x, gaze_y]."""
+        crops = resize_crops(np.asarray(crops), (MESH_SIZE, MESH_SIZE))
         result = self.mesh.run(crops)
         signals = []
-        for points, confidence in zip(result.points, result.confidence, strict=True):
+        for crop, points, confidence in zip(crops, result.points, result.confidence, strict=True):
             s: dict[str, Any] = {"mesh_confidence": _round(confidence), "yaw": None, "pitch": None,
                                  "roll": None, "eye_openness": None}
+            if self.iris is not None:
+                s["gaze_x"] = s["gaze_y"] = None
             if confidence >= levels.MIN_MESH_CONFIDENCE:
                 pose = head_pose(points, MESH_SIZE)
                 if pose is not None:
                     s["yaw"], s["pitch"], s["roll"] = (_round(v) for v in pose)
                 s["eye_openness"] = _round(eye_openness(points))
+                if self.iris is not None:
+                    s["gaze_x"], s["gaze_y"] = (_round(v) for v in self.iris.gaze(crop, points))
             signals.append(s)
         return signals
 

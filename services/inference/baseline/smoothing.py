@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-AVERAGED = ("yaw", "pitch", "roll", "eye_openness", "mesh_confidence")
+AVERAGED = ("yaw", "pitch", "roll", "eye_openness", "mesh_confidence", "gaze_x", "gaze_y")
 
 
 class Smoother:
@@ -29,6 +29,8 @@ class Smoother:
         self._seen[key] = time.monotonic()
         smoothed: dict[str, Any] = {}
         for name in AVERAGED:
+            if name not in signals:
+                continue
             values = [h[name] for h in history if h.get(name) is not None]
             smoothed[name] = round(float(np.mean(values)), 4) if values else None
         smoothed["frames"] = len(history)
