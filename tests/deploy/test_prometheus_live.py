@@ -174,8 +174,12 @@ def test_prometheus_scrapes_the_running_pipeline(prometheus, tmp_path):
         prometheus.wait_for('sum(engagement_inference_seconds_count) > 0', timeout=120, alive=alive)
         _, at = prometheus.wait_for('sum(engagement_latency_seconds_count{service="aggregator"}) > 0',
                                     timeout=120, alive=alive)
-        check_histogram(prometheus, "engagement_inference_seconds", "", at)
-        check_histogram(prometheus, "engagement_latency_seconds", '{service="aggregator"}', at)
+        calls = check_histogram(prometheus, "engagement_inference_seconds", "", at)
+        arrived = check_histogram(prometheus, "engagement_latency_seconds", '{service="aggregator"}', at)
+        [p95] = prometheus.query('histogram_quantile(0.95, sum by (le) (engagement_latency_seconds_bucket'
+                                 '{service="aggregator"}))', at)
+        print(f"via Prometheus: {calls:.0f} model calls, {arrived:.0f} frames at the aggregator, "
+              f"end-to-end p95 ~ {float(p95['value'][1]) * 1000:.0f} ms (estimated from the buckets)")
         up = prometheus.query("up", at)
         assert {s["metric"]["target"] for s in up} == set(ports)
         assert all(s["value"][1] == "1" for s in up), up
