@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", nargs="+", default=["dnn"], choices=["dnn", "haar"])
     p.add_argument("--size", type=int, default=112, help="side of the saved square crops")
     p.add_argument("--confidence", type=float, default=0.5)
+    p.add_argument("--workers", type=int, default=0, help="detector threads (0: one per core)")
 
     p = steps.add_parser("augment", help="balance the training levels")
     _add_out(p)
@@ -141,7 +142,8 @@ def run_step(args: argparse.Namespace) -> int:
         from training.manifest import fps_root
         counts = {}
         for detector in args.detector:
-            _, images, faces = crop_faces(fps_root(args.out, args.fps), detector, args.size, args.confidence, progress)
+            _, images, faces = crop_faces(fps_root(args.out, args.fps), detector, args.size, args.confidence,
+                                          progress, args.workers or os.cpu_count() or 1)
             counts[detector] = (images, faces)
         print(faces_table(counts))
         return 0

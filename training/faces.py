@@ -8,7 +8,10 @@ face are left out and counted in the table, as the reference notebooks did.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -28,34 +31,42 @@ def faces_tree(fps_root: Path, detector: str) -> Path:
 
 
 def crop_faces(fps_root: Path, detector: str = "dnn", size: int = CROP_SIZE, confidence: float = 0.5,
-               progress: bool = True) -> tuple[list[ImageRow], Counter, Counter]:
-    """Crop the best face of every extracted frame; returns (rows kept, images per split, faces per split)."""
+               progress: bool = True, workers: int = 1) -> tuple[list[ImageRow], Counter, Counter]:
+    """Crop the best face of every extracted frame; returns (rows kept, images per split, faces per split).
+
+    workers > 1 runs that many detectors in threads (OpenCV releases the GIL while it detects).
+    """
     fps_root = Path(fps_root)
     rows = read_manifest(fps_root / MANIFEST)
-    found = make_detector(detector, confidence)
     tree = faces_tree(fps_root, detector)
-    kept: list[ImageRow] = []
-    images, faces = Counter(), Counter()
-    for row in tqdm(rows, desc=f"faces {detector}", unit="img", disable=not progress):
-        images[row.split] += 1
+    make_detector(detector, confidence)  # fail here, once, when the weights are missing
+    local = threading.local()
+
+    def one(row: ImageRow) -> ImageRow | None:
         rel = Path("faces") / detector / "all" / row.split / Path(row.path).name
         out = fps_root / rel
         if not out.is_file():  # resumable: crops from an earlier run are kept
             frame = cv2.imread(str(fps_root / row.path))
             if frame is None:
                 log.warning("faces: cannot read %s, skipped", row.path)
-                continue
-            detections = found.detect(frame)
+                return None
+            if not hasattr(local, "detector"):
+                local.detector = make_detector(detector, confidence)  # one per thread: nets are not shared
+            detections = local.detector.detect(frame)
             if not detections:
-                continue
+                return None
             best = max(detections, key=lambda d: (d.confidence, d.box[2] * d.box[3]))
             out.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(out), crop_face(frame, best.box, size))
             _link(out, tree / "data" / row.split / f"b{row.boredom}" / out.name)
-        faces[row.split] += 1
-        kept.append(ImageRow(rel.as_posix(), *[getattr(row, f) for f in
-                                               ("split", "clip", "person", "frame", "boredom", "engagement",
-                                                "confusion", "frustration")]))
+        return replace(row, path=rel.as_posix())
+
+    images = Counter(r.split for r in rows)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = list(tqdm(pool.map(one, rows), total=len(rows), desc=f"faces {detector}", unit="img",
+                            disable=not progress))
+    kept = [r for r in results if r is not None]
+    faces = Counter(r.split for r in kept)
     write_manifest(tree / MANIFEST, kept)
     return kept, images, faces
 

@@ -70,6 +70,18 @@ def pick_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def worker_suffix() -> str:
+    """"" on the chief; "-worker<i>" on the other workers of a TF_CONFIG cluster, whose copies are scratch."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return ""
+    config = json.loads(raw)
+    task = config.get("task", {})
+    has_chief = "chief" in config.get("cluster", {})
+    chief = task.get("type") == "chief" or (not has_chief and task.get("type") == "worker" and task.get("index") == 0)
+    return "" if chief else f"-{task.get('type', 'worker')}{task.get('index', 0)}"
+
+
 def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
@@ -103,7 +115,7 @@ def train(cfg: TrainConfig) -> Path:
                       loss_weights=None, metrics=["accuracy"] * len(model.outputs) if len(model.outputs) > 1
                       else ["accuracy"])
     pipes = pipelines_for(cfg)
-    run = new_run_dir(Path(cfg.runs_root), cfg.run_name())
+    run = new_run_dir(Path(cfg.runs_root), cfg.run_name() + worker_suffix())
     weights = pipes.train_weights() if cfg.class_weights else None
     batch = cfg.batch_size * strategy.num_replicas_in_sync
     train_ds = pipes.dataset("Train", batch, training=cfg.online_augment, seed=cfg.model.seed, weights=weights)
