@@ -116,7 +116,7 @@ def test_the_image_build_context_is_enough_to_build_the_project(tmp_path):
         else:
             context.mkdir(exist_ok=True)
             shutil.copy(origin, context / src)
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                              "-w", str(tmp_path / "dist"), str(context)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     [wheel] = (tmp_path / "dist").glob("*.whl")
