@@ -61,10 +61,12 @@ def verdict(head: str, m: dict) -> str:
 
 def plot_confusion(matrix: list[list[int]], head: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(np.array(matrix), cmap="Blues")
+    values = np.array(matrix)
+    ax.imshow(values, cmap="Blues")
     for i in range(4):
         for j in range(4):
-            ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
+            dark = values[i, j] > values.max() / 2
+            ax.text(j, i, str(matrix[i][j]), ha="center", va="center", color="white" if dark else "black")
     ax.set_xticks(LEVELS)
     ax.set_yticks(LEVELS)
     ax.set_xlabel("predicted level")
