@@ -79,6 +79,7 @@ class Publisher:
             log.error("MQTT %s %s: no PUBACK within %.0f s", kind, message_id, self.ack_timeout)
             return False
         MQTT_PUBLISHED.labels(kind).inc()
+        log.debug("published %s %s", kind, message_id)
         return True
 
     def close(self) -> None:

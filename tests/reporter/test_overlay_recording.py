@@ -67,6 +67,7 @@ def test_recording_writes_a_file_opencv_reads_back(photo, tmp_path):
     assert rec.path.name.startswith("infer") and rec.path.suffix == ".avi"
     cap = cv2.VideoCapture(str(rec.path))
     assert cap.isOpened()
+    assert cap.get(cv2.CAP_PROP_FPS) == 2.0
     frames = []
     while True:
         ok, frame = cap.read()
@@ -76,7 +77,6 @@ def test_recording_writes_a_file_opencv_reads_back(photo, tmp_path):
     cap.release()
     assert len(frames) == 7
     assert frames[0].shape == (240, 320, 3)
-    assert cap.get(cv2.CAP_PROP_FPS) == 2.0
 
 
 def test_a_full_disk_stops_recording_with_a_metric_and_no_exception(photo, tmp_path):

@@ -1,0 +1,278 @@
+"""The reporter as a running service, fed by the real aggregator over real ZeroMQ.
+
+The test sends predictions to the aggregator; the aggregator writes Redis and sends
+updates and eos to the reporter; the reporter builds the report from Redis. The preview
+link is a real XPUB socket, so the test knows when the reporter has subscribed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import msgpack
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import redis
+import zmq
+from prometheus_client import REGISTRY
+
+from services.aggregator.service import AggregatorService
+from services.launcher.ports import free_ports
+from services.reporter.service import ReporterService, expand_argv
+from shared.config import load_settings
+from shared.messages import make_header
+from tests.aggregator.harness import (
+    REDIS_URL,
+    Peer,
+    Running,
+    eos_header,
+    predictions_header,
+    unique_prefix,
+)
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class Pipeline:
+    """Test -> aggregator -> reporter, plus a preview publisher, on free loopback ports."""
+
+    def __init__(self, tmp_path: Path, **reporter_values) -> None:  # type: ignore[no-untyped-def]
+        self.prefix = unique_prefix()
+        self.session = f"s-{self.prefix}"
+        # Three ports from one call: separate calls may hand out the same port twice.
+        pred_ep, upd_ep, preview_ep = (f"tcp://127.0.0.1:{port}" for port in free_ports(3))
+        self.report_dir = tmp_path / "reports"
+        common = dict(redis_url=REDIS_URL, redis_prefix=self.prefix, hwm=1000, class_id="class-r")
+        self.aggregator = Running(AggregatorService, predictions_in=f"pull+bind:{pred_ep}",
+                                  updates_out=f"push+bind:{upd_ep}", **common)
+        values = dict(updates_in=f"pull+connect:{upd_ep}", preview_in=f"sub+connect:{preview_ep}",
+                      report_dir=str(self.report_dir), headless=1, **common)
+        values.update(reporter_values)
+        self.reporter = Running(ReporterService, **values)
+        self.preview = zmq.Context.instance().socket(zmq.XPUB)
+        self.preview.setsockopt(zmq.LINGER, 0)
+        self.preview.bind(preview_ep)
+        self.sender = Peer(zmq.PUSH, pred_ep, bind=False)
+
+    def __enter__(self) -> Pipeline:
+        # Updates are droppable (overlay data): wait until the reporter is connected to the
+        # aggregator, or the first updates would be dropped for want of a peer.
+        aggregator = self.aggregator.__enter__()
+        monitor = aggregator.senders["updates"].socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self.reporter_svc = self.reporter.__enter__()
+        try:
+            assert monitor.poll(10_000), "reporter never connected to the aggregator"
+        finally:
+            aggregator.senders["updates"].socket.disable_monitor()
+            monitor.close(0)
+        # XPUB hands us the reporter's subscription: from then on no preview frame is lost.
+        assert self.preview.poll(10_000), "reporter never subscribed to the preview"
+        self.preview.recv()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.aggregator.__exit__(*exc)
+            self.reporter.__exit__(*exc)
+        finally:
+            self.sender.close()
+            self.preview.close()
+            r = redis.Redis.from_url(REDIS_URL)
+            keys = list(r.scan_iter(match=f"{self.prefix}:*"))
+            if keys:
+                r.delete(*keys)
+
+    def frame(self, seq: int, image: np.ndarray) -> None:
+        h, w = image.shape[:2]
+        header = make_header("frame", self.session, "cam0", seq, time.time(), {}, width=w, height=h,
+                             encoding="bgr", t_media=seq * 0.5, source="test")
+        self.preview.send_multipart([b"frame", msgpack.packb(header), image.tobytes()])
+
+    def report_paths(self) -> tuple[Path, Path]:
+        return self.report_dir / f"{self.session}.txt", self.report_dir / f"{self.session}.json"
+
+    def wait_report(self, timeout: float = 20.0) -> dict:
+        txt, js = self.report_paths()
+        deadline = time.monotonic() + timeout
+        while not (txt.exists() and js.exists()):
+            assert time.monotonic() < deadline, "no report written"
+            time.sleep(0.05)
+        return json.loads(js.read_text())
+
+
+def _frames(session: str, n: int) -> list[dict]:
+    # Students 1 and 2 with changing levels; every fourth frame has no face.
+    return [predictions_header(session, seq, [] if seq % 4 == 3 else [(1, seq % 4), (2, (seq + 1) % 4)])
+            for seq in range(n)]
+
+
+def test_eos_writes_both_reports_with_the_totals_that_were_sent(tmp_path, capsys):
+    with Pipeline(tmp_path) as p:
+        frames = _frames(p.session, 12)
+        for h in frames:
+            p.sender.send(h)
+        p.sender.send(frames[4])  # a repeat: counted once
+        p.sender.send(eos_header(p.session, 12))
+        report = p.wait_report()
+    levels = Counter(pr["level"] for h in frames for pr in h["predictions"])
+    per_student = Counter(pr["student"] for h in frames for pr in h["predictions"])
+    totals = report["totals"]
+    assert totals["frames"] == 12 and totals["frames_without_faces"] == 3
+    assert totals["predictions"] == sum(levels.values())
+    assert {int(k): v for k, v in totals["levels"].items() if v} == dict(levels)
+    assert {s["student"]: s["predictions"] for s in report["students"]} == dict(per_student)
+    assert report["session"] == p.session and report["class"] == "class-r"
+    assert report["ended"] is not None and report["model"]["baseline"] is True
+    txt, js = p.report_paths()
+    assert "Total frames: 12" in txt.read_text()
+    assert f"report: {txt} {js}" in capsys.readouterr().out
+    assert not list(p.report_dir.glob(".*"))  # no temp file left behind
+
+
+@pytest.mark.parametrize("setting", ["class_level_only", "eu_ai_act_mode"])
+def test_class_level_only_reports_have_no_student_rows(tmp_path, setting):
+    with Pipeline(tmp_path, **{setting: 1}) as p:
+        for h in _frames(p.session, 6):
+            p.sender.send(h)
+        p.sender.send(eos_header(p.session, 6))
+        report = p.wait_report()
+    assert report["class_level_only"] is True
+    assert report["students"] == [] and report["timeline"] == [] and report["episodes"] == []
+    assert report["totals"]["frames"] == 6
+    text = p.report_paths()[0].read_text()
+    assert "id 1" not in text and "id 2" not in text
+
+
+def test_overlay_and_recording_of_matched_frames(tmp_path):
+    rec_dir = tmp_path / "rec"
+    image = np.full((240, 320, 3), 90, np.uint8)
+    drawn_before = metric("engagement_overlay_frames_total")
+    with Pipeline(tmp_path, record=1, record_path=str(rec_dir), record_filename="session.avi",
+                  record_width=320, record_height=240) as p:
+        frames = _frames(p.session, 8)
+        for h in frames:
+            p.frame(h["seq"], image)
+            p.sender.send(h)
+        deadline = time.monotonic() + 20
+        while metric("engagement_overlay_frames_total") < drawn_before + 8:
+            assert time.monotonic() < deadline, "frames were not drawn"
+            time.sleep(0.05)
+        p.sender.send(eos_header(p.session, 8))
+        p.wait_report()
+    cap = cv2.VideoCapture(str(rec_dir / "session.avi"))
+    count = 0
+    first = None
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        first = frame if first is None else first
+        count += 1
+    assert count == 8
+    # The overlay is in the recording: the plain grey frame was drawn on.
+    assert np.abs(first.astype(int) - 90).max() > 60
+
+
+def test_no_recording_without_record(tmp_path):
+    rec_dir = tmp_path / "rec"
+    with Pipeline(tmp_path, record_path=str(rec_dir)) as p:
+        for h in _frames(p.session, 3):
+            p.frame(h["seq"], np.zeros((120, 160, 3), np.uint8))
+            p.sender.send(h)
+        p.sender.send(eos_header(p.session, 3))
+        p.wait_report()
+    assert not rec_dir.exists()
+
+
+def test_bad_input_is_counted_and_the_report_still_comes(tmp_path):
+    rejected_before = metric("engagement_messages_rejected_total", service="reporter", reason="bad_msgpack")
+    bad_frames_before = metric("engagement_bad_frames_total", service="reporter")
+    with Pipeline(tmp_path) as p:
+        p.preview.send_multipart([b"frame", b"\xc1\x00junk", b""])
+        # A frame whose JPEG header is fine but whose data is not an image.
+        header = make_header("frame", p.session, "cam0", 0, time.time(), {}, width=64, height=48,
+                             encoding="jpeg", t_media=0.0, source="test")
+        p.preview.send_multipart([b"frame", msgpack.packb(header), b"\xff\xd8not a jpeg"])
+        for h in _frames(p.session, 4):
+            p.sender.send(h)
+        deadline = time.monotonic() + 10
+        while metric("engagement_bad_frames_total", service="reporter") < bad_frames_before + 1:
+            assert time.monotonic() < deadline, "the undecodable frame was not counted"
+            time.sleep(0.05)
+        p.sender.send(eos_header(p.session, 4))
+        report = p.wait_report()
+    assert report["totals"]["frames"] == 4
+    assert metric("engagement_messages_rejected_total", service="reporter", reason="bad_msgpack") \
+        == rejected_before + 1
+    assert metric("engagement_bad_frames_total", service="reporter") == bad_frames_before + 1
+
+
+class Subscriber:
+    """A real MQTT client on the local Mosquitto, collecting JSON payloads per topic."""
+
+    def __init__(self, topics: list[str]) -> None:
+        self.messages: list[tuple[str, dict]] = []
+        self.ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
+        self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
+        self.client.on_subscribe = lambda *_: self.ready.set()
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, json.loads(m.payload)))
+        self.client.connect("127.0.0.1", 1883)
+        self.client.loop_start()
+        assert self.ready.wait(10), "MQTT subscription not acknowledged"
+
+    def wait_for(self, kind: str, timeout: float = 15.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [m for _, m in self.messages if m.get("type") == kind]
+            if got:
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"no {kind} arrived over MQTT")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def test_messaging_publishes_report_and_totals_to_a_real_subscriber(tmp_path):
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    sub = Subscriber([f"engagement/{device}/report", f"engagement/{device}/totals"])
+    try:
+        with Pipeline(tmp_path, messaging=1, device_id=device, mqtt_totals_interval=0.2) as p:
+            frames = _frames(p.session, 5)
+            for h in frames:
+                p.sender.send(h)
+            totals = sub.wait_for("totals")
+            p.sender.send(eos_header(p.session, 5))
+            report = p.wait_report()
+            [published] = sub.wait_for("report")
+    finally:
+        sub.close()
+    assert set(published) == {"schema", "type", "id", "device_id", "session", "sent_at", "body"}
+    assert published["schema"] == 1 and published["id"] == f"{p.session}:report"
+    assert published["device_id"] == device and published["session"] == p.session
+    assert published["body"] == report
+    assert totals[0]["id"] == f"{p.session}:totals:1"
+    assert 0 < totals[0]["body"]["frames"] <= 5
+
+
+def test_reference_short_options_map_onto_the_settings():
+    argv = expand_argv(["-r", "-p", "/tmp/v", "-f", "a.avi", "-c", "XVID", "-fps", "5", "-hg", "240",
+                        "-w", "320", "-m", "--headless"])
+    s = load_settings("reporter", argv, env={})
+    assert (s.record, s.record_path, s.record_filename, s.record_codec) == (1, "/tmp/v", "a.avi", "XVID")
+    assert (s.record_fps, s.record_height, s.record_width, s.messaging, s.headless) == (5.0, 240, 320, 1, 1)
+    s = load_settings("reporter", expand_argv(["--record", "0", "--messaging=0"]), env={})
+    assert (s.record, s.messaging) == (0, 0)
+    s = load_settings("reporter", expand_argv([]), env={})
+    assert (s.record, s.record_codec, s.record_fps, s.record_width, s.record_height) == (0, "MJPG", 2.0, 640, 480)
