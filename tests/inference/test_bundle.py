@@ -159,3 +159,18 @@ def test_tflite_bundle_runs_without_tensorflow(bundles, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("tflite []")
+
+
+def test_eu_ai_act_mode_refuses_before_loading_anything(bundles):
+    """With EU_AI_ACT_MODE the affect model is never read: neither Keras nor TensorFlow gets imported."""
+    code = ("import sys\n"
+            "from services.inference.bundle import BundleError, load_predictor\n"
+            "try:\n"
+            f"    load_predictor({str(bundles['multitask'])!r}, 'auto', eu_ai_act_mode=True)\n"
+            "except BundleError as exc:\n"
+            "    print('refused:', exc)\n"
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    refused, imported = done.stdout.strip().splitlines()
+    assert refused.startswith("refused: EU_AI_ACT_MODE is on") and imported == "[]"
