@@ -98,7 +98,8 @@ class Pipelines:
         return tf.clip_by_value(x * tf.random.uniform([], 0.85, 1.15), 0.0, 255.0)
 
     def dataset(self, split: str, batch_size: int, training: bool = False, seed: int = 0,
-                weights: dict[str, dict[int, float]] | None = None) -> tf.data.Dataset:
+                weights: dict[str, dict[int, float]] | None = None, augment: bool = True) -> tf.data.Dataset:
+        """Batches of (x, y[, sample weight]); training shuffles and, with augment, mirrors and varies exposure."""
         paths, labels = self.samples(split)
         if not paths:
             raise ValueError(f"no {split} samples in {self.fps_root}: check the data type and the faces step")
@@ -108,7 +109,7 @@ class Pipelines:
 
         def load(p: tf.Tensor, y: tf.Tensor):
             x = tf.map_fn(self._decode, p, fn_output_signature=tf.float32)
-            if training:
+            if training and augment:
                 x = self._augment(x)
             x = self.preprocess(x)
             x = x[0] if self.sequence_length == 1 else x

@@ -118,7 +118,8 @@ def train(cfg: TrainConfig) -> Path:
     run = new_run_dir(Path(cfg.runs_root), cfg.run_name() + worker_suffix())
     weights = pipes.train_weights() if cfg.class_weights else None
     batch = cfg.batch_size * strategy.num_replicas_in_sync
-    train_ds = pipes.dataset("Train", batch, training=cfg.online_augment, seed=cfg.model.seed, weights=weights)
+    train_ds = pipes.dataset("Train", batch, training=True, seed=cfg.model.seed, weights=weights,
+                             augment=cfg.online_augment)
     val_ds = pipes.dataset("Validation", batch)
     counts = {s: len(pipes.samples(s)[0]) for s in ("Train", "Validation", "Test")}
     config = cfg.to_dict() | {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
