@@ -135,7 +135,9 @@ def train(cfg: TrainConfig) -> Path:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run / "logs")))
     else:
         log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
-    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2)
+    # shuffle=False: tf.data already shuffles every epoch; Keras would only warn it cannot.
+    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2,
+                        shuffle=False)
     model.save(run / "model.keras")
     config["epochs_run"] = len(history.history.get("loss", []))
     write_json(run / "config.json", config)
