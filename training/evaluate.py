@@ -128,6 +128,7 @@ def results_row(cfg, raw: dict, metrics: dict) -> dict:
         "image_size": m.image_size, "sequence_length": m.sequence_length if m.family in ("cnn_lstm", "convlstm") else 1,
         "weights": m.weights, "freeze": m.freeze, "epochs": cfg.epochs, "epochs_run": raw.get("epochs_run", ""),
         "batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate, "decay": cfg.decay,
+        "dropout": m.dropout, "l2": m.l2, "class_weights": cfg.class_weights,
         "trained_on": cfg.trained_on,
     }
     heads = metrics["heads"]

@@ -12,7 +12,8 @@ from typing import Any
 RESULTS = "results.csv"
 RESULT_COLUMNS = [
     "run", "finished", "family", "base", "data_type", "fps", "image_size", "sequence_length", "weights", "freeze",
-    "epochs", "epochs_run", "batch_size", "learning_rate", "decay", "trained_on", "test_samples",
+    "epochs", "epochs_run", "batch_size", "learning_rate", "decay", "dropout", "l2", "class_weights",
+    "trained_on", "test_samples",
     "boredom_accuracy", "boredom_balanced_accuracy", "boredom_macro_f1", "boredom_baseline_accuracy",
     "beats_baseline",
     "engagement_accuracy", "confusion_accuracy", "frustration_accuracy",
@@ -42,12 +43,16 @@ def append_result(runs_root: Path, row: dict[str, Any]) -> Path:
     """Append one row to <runs>/results.csv (locked: parallel jobs may finish at once)."""
     path = Path(runs_root) / RESULTS
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as fh:
+    with path.open("a+", newline="") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        fh.seek(0)
+        # A table started by an older version keeps its own columns, so its rows stay aligned.
+        columns = next(csv.reader(fh), None) or RESULT_COLUMNS
+        fh.seek(0, 2)
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         if fh.tell() == 0:
             writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in RESULT_COLUMNS})
+        writer.writerow({k: row.get(k, "") for k in columns})
     return path
 
 

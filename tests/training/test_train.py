@@ -213,3 +213,10 @@ def test_results_csv_has_one_header(runs_root: Path, cnn_run: Path) -> None:
     with (runs_root / "results.csv").open() as fh:
         lines = list(csv.reader(fh))
     assert sum(1 for line in lines if line[0] == "run") == 1
+
+
+def test_results_table_started_by_older_version_stays_aligned(tmp_path: Path) -> None:
+    from training.runs import append_result
+    (tmp_path / "results.csv").write_text("run,family,boredom_accuracy\nold,cnn,0.4\n")
+    append_result(tmp_path, {"run": "new", "family": "convlstm", "boredom_accuracy": 0.5, "l2": 0.0001})
+    assert read_results(tmp_path)[-1] == {"run": "new", "family": "convlstm", "boredom_accuracy": "0.5"}
