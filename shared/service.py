@@ -102,6 +102,7 @@ class Service:
             finally:
                 for sock in [*self.senders.values(), *self.receivers.values()]:
                     sock.close()
+                _flush_context()
         self.log.info("stopped")
         return 0
 
@@ -132,6 +133,20 @@ class Service:
             if time.monotonic() >= next_tick:
                 self.tick()
                 next_tick = time.monotonic() + self.tick_interval
+
+
+def _flush_context(timeout: float = 6.0) -> None:
+    """Let queued messages leave before the process exits.
+
+    LINGER only works while the context terminates: a process that exits without term()
+    loses what is still queued (capture's last frames and its eos went missing this way).
+    term() waits for the linger of closed sockets but blocks forever on any socket left
+    open, so it runs in a daemon thread with a bound a little over the 5 s linger.
+    """
+    ctx = zmq.Context.instance()
+    done = threading.Thread(target=ctx.term, name="zmq-term", daemon=True)
+    done.start()
+    done.join(timeout)
 
 
 def main_for(service_cls: type[Service], argv: list[str] | None = None) -> int:
