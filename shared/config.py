@@ -152,6 +152,26 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("MQTT_TOTALS_INTERVAL", 10.0, "seconds between totals published over MQTT", float),
         PREVIEW_IN, UPDATES_IN,
     ],
+    # The reporter publishes totals every MQTT_TOTALS_INTERVAL (10 s) and the report at the end.
+    "mqtt_bridge": [
+        Setting("MQTT_HOST", "127.0.0.1", "local MQTT broker host"),
+        Setting("MQTT_PORT", 1883, "local MQTT broker port", int),
+        Setting("DEVICE_ID", "jetson-01", "device id: local topics engagement/<id>/..., cloud client id"),
+        Setting("CLOUD_MQTT_HOST", "", "AWS IoT Core endpoint (xxxx-ats.iot.<region>.amazonaws.com)"),
+        Setting("CLOUD_MQTT_PORT", 8883, "cloud broker port (MQTT over TLS 1.2)", int),
+        Setting("CLOUD_CA_FILE", "/certs/AmazonRootCA1.pem", "CA that signs the cloud broker's certificate"),
+        Setting("CLOUD_CERT_FILE", "/certs/device.pem.crt", "device X.509 client certificate"),
+        Setting("CLOUD_KEY_FILE", "/certs/private.pem.key", "private key of the client certificate"),
+        Setting("CLOUD_TOPIC_PREFIX", "engagement", "cloud topics are <prefix>/<device id>/<type>"),
+        Setting("BRIDGE_QUEUE_PATH", str(REPO_ROOT / "data" / "bridge" / "queue.sqlite3"),
+                "SQLite store-and-forward queue (on the data volume)"),
+        Setting("BRIDGE_RETRY_BASE_SECONDS", 1.0, "first reconnect/resend delay; doubles per failure", float),
+        Setting("BRIDGE_RETRY_MAX_SECONDS", 60.0, "cap of the reconnect/resend backoff", float),
+        Setting("BRIDGE_ACK_TIMEOUT", 30.0, "seconds to wait for the cloud PUBACK before a resend", float),
+        Setting("BRIDGE_MAX_INFLIGHT", 20, "unacknowledged cloud publishes at a time", int),
+        Setting("BRIDGE_MAX_PAYLOAD_BYTES", 131072, "cloud payload limit (AWS IoT: 128 KB)", int),
+        Setting("BRIDGE_MAX_PARTS", 64, "an oversized report is split into at most this many parts", int),
+    ],
 }
 
 
