@@ -9,6 +9,7 @@ per-frame class timeline, which says when the class's attention fell without say
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
@@ -16,6 +17,9 @@ from typing import Any
 from shared.model_card import LEVEL_LABELS
 
 REPORT_SCHEMA = 1
+# The MQTT bridge forwards to AWS IoT Core, whose payloads stop at 128 KB; the envelope
+# needs some room of its own.
+MQTT_BODY_LIMIT = 120_000
 BASELINE_NOTE = "attention baseline - not trained on engagement data"
 EPISODE_LEVEL = 2  # "bored" or worse
 
@@ -93,6 +97,23 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
         report["timeline"] = data["timeline"]
         report["episodes"] = episodes(data["timeline"])
     return report
+
+
+def mqtt_body(report: dict[str, Any], limit: int = MQTT_BODY_LIMIT) -> dict[str, Any]:
+    """The report as published over MQTT: whole when it fits, else without its longest lists.
+
+    A long class has a timeline far beyond what AWS IoT Core carries; the totals, students
+    and episodes still fit, and the full report stays on disk. "omitted" names what was left out.
+    """
+    if len(json.dumps(report, separators=(",", ":"))) <= limit:
+        return report
+    body = {**report, "omitted": []}
+    for key in ("timeline", "class_timeline", "episodes"):
+        body[key] = []
+        body["omitted"].append(key)
+        if len(json.dumps(body, separators=(",", ":"))) <= limit:
+            break
+    return body
 
 
 # --- text ---------------------------------------------------------------------------------

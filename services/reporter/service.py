@@ -32,7 +32,7 @@ from services.aggregator.store import Store
 from services.reporter import overlay
 from services.reporter.messaging import Publisher
 from services.reporter.recording import Recorder
-from services.reporter.report import build_report, render_text
+from services.reporter.report import build_report, mqtt_body, render_text
 from shared.model_card import LEVEL_LABELS
 from shared.service import Service
 
@@ -205,7 +205,7 @@ class ReporterService(Service):
                       report["totals"]["predictions"], txt, js)
         print(f"report: {txt} {js}", flush=True)
         if self.publisher:
-            self.publisher.publish("report", f"{session}:report", session, report)
+            self.publisher.publish("report", f"{session}:report", session, mqtt_body(report))
         self.latest_totals.pop(session, None)
         return txt, js
 

@@ -7,11 +7,14 @@ prefix, so parallel test runs never see each other's totals.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import redis
 import zmq
 
 from services.launcher.ports import free_ports
@@ -127,3 +130,35 @@ def predictions_header(session: str, seq: int, students: list[tuple[int, int]], 
 
 def eos_header(session: str, seq: int, stream: str = "cam0", reason: str = "end_of_file") -> dict:
     return make_header("eos", session, stream, seq, time.time(), {}, reason=reason)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, append-only file on, that can be stopped and restarted."""
+
+    def __init__(self, directory: Path, password: str = "") -> None:
+        self.port = free_ports(1)[0]
+        self.dir = directory
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        extra = ["--requirepass", self.password] if self.password else []
+        self.proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                                      "--appendonly", "yes", "--dir", str(self.dir), *extra],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "private redis-server did not start"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: Redis flushes the append-only file and exits
+            self.proc.wait(10)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import random
 import shutil
-import subprocess
 import time
 from collections import Counter
-from pathlib import Path
 
 import msgpack
 import pytest
@@ -26,6 +24,7 @@ from services.launcher.ports import free_ports
 from tests.aggregator.harness import (
     REDIS_URL,
     Peer,
+    PrivateRedis,
     Running,
     endpoints,
     eos_header,
@@ -137,35 +136,6 @@ def test_bad_input_is_counted_and_the_service_keeps_counting():
         _cleanup(REDIS_URL, prefix)
 
 
-class PrivateRedis:
-    """A redis-server of the test's own, append-only file on, that can be stopped and restarted."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_ports(1)[0]
-        self.dir = directory
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                                      "--appendonly", "yes", "--dir", str(self.dir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                assert time.monotonic() < deadline, "private redis-server did not start"
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: Redis flushes the append-only file and exits
-            self.proc.wait(10)
-
-
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="needs Debian's redis-server")
 def test_redis_outage_mid_stream_loses_nothing(tmp_path):
     server = PrivateRedis(tmp_path)
@@ -232,3 +202,28 @@ def test_full_backlog_drops_are_counted_and_nothing_crashes(monkeypatch):
     finally:
         sender.close()
         receiver.close()
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs Debian's redis-server")
+def test_a_password_in_redis_url_works_and_is_not_logged(tmp_path, caplog):
+    secret = "s3cret-" + unique_prefix()
+    server = PrivateRedis(tmp_path, password=secret)
+    server.start()
+    values, pred_ep, upd_ep, prefix = _wire(server.url)
+    session = f"s-{prefix}"
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    try:
+        with caplog.at_level("INFO"), Running(AggregatorService, **values):
+            sender.send(predictions_header(session, 0, [(1, 2)]))
+            sender.send(eos_header(session, 1))
+            receiver.recv_until("eos")
+        assert Store.from_url(server.url, prefix=prefix).session_totals(session)["levels"]["2"] == 1
+        assert "totals in Redis at redis://***@127.0.0.1" in caplog.text
+        assert secret not in caplog.text
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=server.port).ping()
+    finally:
+        sender.close()
+        receiver.close()
+        server.stop()

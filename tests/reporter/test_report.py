@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from services.aggregator.store import FrameRecord, Store
-from services.reporter.report import BASELINE_NOTE, build_report, episodes, render_text
+from services.reporter.report import BASELINE_NOTE, build_report, episodes, mqtt_body, render_text
 from tests.aggregator.harness import MODEL, REDIS_URL, unique_prefix
 
 
@@ -74,3 +76,13 @@ def test_episodes_close_at_the_end_of_the_timeline():
     timeline = [{"student": 4, "level": lv, "t_capture": float(i), "t_media": None, "seq": i, "stream": "c"}
                 for i, lv in enumerate([3, 3, 0, 2])]
     assert [(e["start"], e["end"], e["predictions"]) for e in episodes(timeline)] == [(0.0, 1.0, 2), (3.0, 3.0, 1)]
+
+
+def test_mqtt_body_fits_the_cloud_limit_and_says_what_it_left_out(store):
+    _fill(store, "r3")
+    report = build_report(store.load_session("r3"))
+    assert mqtt_body(report) == report  # a short session goes whole
+    small = mqtt_body(report, limit=2000)
+    assert len(json.dumps(small, separators=(",", ":"))) <= 2000
+    assert small["timeline"] == [] and "timeline" in small["omitted"]
+    assert small["totals"] == report["totals"] and small["students"] == report["students"]

@@ -8,6 +8,7 @@ link is a real XPUB socket, so the test knows when the reporter has subscribed.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import uuid
@@ -24,6 +25,7 @@ import zmq
 from prometheus_client import REGISTRY
 
 from services.aggregator.service import AggregatorService
+from services.aggregator.store import FrameRecord, Store
 from services.launcher.ports import free_ports
 from services.reporter.service import ReporterService, expand_argv
 from shared.config import load_settings
@@ -31,6 +33,7 @@ from shared.messages import make_header
 from tests.aggregator.harness import (
     REDIS_URL,
     Peer,
+    PrivateRedis,
     Running,
     eos_header,
     predictions_header,
@@ -276,3 +279,43 @@ def test_reference_short_options_map_onto_the_settings():
     assert (s.record, s.messaging) == (0, 0)
     s = load_settings("reporter", expand_argv([]), env={})
     assert (s.record, s.record_codec, s.record_fps, s.record_width, s.record_height) == (0, "MJPG", 2.0, 640, 480)
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs Debian's redis-server")
+def test_redis_down_at_eos_the_report_is_retried_until_it_comes(tmp_path):
+    server = PrivateRedis(tmp_path / "redis")
+    (tmp_path / "redis").mkdir()
+    server.start()
+    prefix = unique_prefix()
+    session = f"s-{prefix}"
+    store = Store.from_url(server.url, prefix=prefix)
+    for h in _frames(session, 5):
+        preds = [{"student": p["student"], "level": p["level"], "probs": p["probs"]} for p in h["predictions"]]
+        store.record_frame(FrameRecord(session, "c", "cam0", h["seq"], h["t_capture"], h["t_media"],
+                                       len(preds), preds, h["model"]))
+    upd_port, preview_port = free_ports(2)
+    updates = Peer(zmq.PUSH, f"tcp://127.0.0.1:{upd_port}", bind=True)
+    errors_before = metric("engagement_report_errors_total", reason="redis")
+    report_dir = tmp_path / "reports"
+    try:
+        with Running(ReporterService, redis_url=server.url, redis_prefix=prefix, headless=1,
+                     report_dir=str(report_dir), updates_in=f"pull+connect:tcp://127.0.0.1:{upd_port}",
+                     preview_in=f"sub+connect:tcp://127.0.0.1:{preview_port}"):
+            server.stop()
+            updates.send(eos_header(session, 5))
+            deadline = time.monotonic() + 15
+            while metric("engagement_report_errors_total", reason="redis") <= errors_before:
+                assert time.monotonic() < deadline, "the failed report was not counted"
+                time.sleep(0.05)
+            assert not (report_dir / f"{session}.json").exists()
+            server.start()  # same append-only file: the totals are back
+            deadline = time.monotonic() + 20
+            while not (report_dir / f"{session}.json").exists():
+                assert time.monotonic() < deadline, "no report after Redis came back"
+                time.sleep(0.1)
+        report = json.loads((report_dir / f"{session}.json").read_text())
+        assert report["totals"]["frames"] == 5
+        assert report["totals"]["predictions"] == sum(len(h["predictions"]) for h in _frames(session, 5))
+    finally:
+        updates.close()
+        server.stop()
