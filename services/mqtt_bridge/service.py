@@ -211,7 +211,9 @@ class MqttBridgeService(Service):
         self.cloud_link.connected()
         client.publish(self.cloud_status, "online", qos=1, retain=True)
 
-    def _on_cloud_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
+    def _on_cloud_disconnect(self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
+        if client is not self.cloud:
+            return  # a client already given up on (refused CONNACK)
         if self.inflight:
             FAILED.labels("disconnected").inc(len(self.inflight))
         self.inflight.clear()  # still in the queue: resent on the next connection

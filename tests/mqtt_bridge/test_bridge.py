@@ -1,0 +1,117 @@
+"""The bridge as a real process between the real local Mosquitto and a TLS Mosquitto standing
+in for AWS IoT Core."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from services.mqtt_bridge.s3_consumer import DirectoryStore, ReportStore
+from tests.mqtt_bridge.helpers import (
+    Bridge,
+    Certs,
+    CloudBroker,
+    cloud_subscriber,
+    envelope,
+    local_publisher,
+    publish,
+    query,
+    wait_until,
+)
+
+
+def test_forwards_dead_letters_and_splits(certs: Certs, cloud_broker: CloudBroker, device: str,
+                                          tmp_path: Path) -> None:
+    col = cloud_subscriber(certs, cloud_broker.port, f"engagement/{device}/#")
+    bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs).start()
+    pub = local_publisher()
+    try:
+        bridge.wait_connected()
+        # (a) a report and a totals message published locally arrive on the cloud broker.
+        publish(pub, f"engagement/{device}/report", envelope(device, "report", "s1:report"))
+        publish(pub, f"engagement/{device}/totals", envelope(device, "totals", "s1:totals:1"))
+        assert col.wait_for(lambda: col.payloads("/report") and col.payloads("/totals"))
+        assert col.payloads("/report")[0]["id"] == "s1:report"
+        assert col.payloads("/totals")[0]["body"] == {"n": "s1:totals:1"}
+        assert col.wait_for(lambda: any(t.endswith("/status") and p == b"online" for t, p in col.messages))
+
+        # (d) bad payloads: dead-lettered, counted in the table, never forwarded.
+        bad = [b"not json", json.dumps({"schema": 2, "type": "report", "id": "x", "body": {}}).encode(),
+               json.dumps({"schema": 1, "type": "report", "body": {}}).encode(),
+               envelope(device, "totals", "on-the-wrong-topic")]
+        for payload in bad:
+            publish(pub, f"engagement/{device}/report", payload)
+        assert wait_until(lambda: query(bridge.queue_path, "SELECT COUNT(*) FROM dead_letter")[0][0] == 4)
+        reasons = sorted(r for (r,) in query(bridge.queue_path, "SELECT reason FROM dead_letter"))
+        assert reasons == ["bad_id", "not_json", "type_topic_mismatch", "wrong_schema"]
+
+        # (e) a report over AWS IoT's 128 KB is split; the S3 side reassembles it.
+        body = {"students": [{"id": f"student-{i}", "note": "x\"y" * 20, "levels": [i % 4] * 30}
+                             for i in range(1500)]}
+        big = envelope(device, "report", "s2:report", body)
+        assert len(big) > 128 * 1024
+        publish(pub, f"engagement/{device}/report", big)
+        assert col.wait_for(lambda: any(p.get("id") == "s2:report" and p["part"] == p["parts"]
+                                        for p in col.payloads("/report") if "parts" in p))
+        parts = [p for t, p in col.messages if b'"s2:report"' in p]
+        assert len(parts) >= 2 and all(len(p) <= 128 * 1024 for p in parts)
+        store = ReportStore(DirectoryStore(tmp_path / "bucket"), "reports")
+        outcomes = [store.handle(p) for p in parts]
+        assert outcomes.count("stored") == 1 and outcomes[-1] == "stored"
+        whole = json.loads((tmp_path / "bucket" / "reports" / device / "report" / "s1" / "s2:report.json").read_text())
+        assert whole["body"] == body
+        # Bad payloads were not forwarded; the queue is empty once everything was acknowledged.
+        assert not any(b"on-the-wrong-topic" in p or p == b"not json" for _, p in col.messages)
+        assert wait_until(lambda: query(bridge.queue_path, "SELECT COUNT(*) FROM outbox")[0][0] == 0)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        code = bridge.stop()
+        col.close()
+    assert code == 0, bridge.log_path.read_text()
+    assert "stopped" in bridge.log_path.read_text()
+
+
+def test_untrusted_client_certificate_is_one_clear_error(certs: Certs, cloud_broker: CloudBroker,
+                                                          device: str, tmp_path: Path) -> None:
+    # (c) signed by a CA the cloud broker does not trust: refused at the TLS handshake.
+    bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs, cert="rogue").start()
+    assert bridge.proc is not None
+    code = bridge.proc.wait(30)
+    bridge.log.close()
+    text = bridge.log_path.read_text()
+    assert code == 3, text
+    assert text.count("refused our client certificate") == 1, text
+    assert "Traceback" not in text
+
+
+def test_expired_certificate_is_refused_at_start_up(certs: Certs, device: str, tmp_path: Path) -> None:
+    bridge = Bridge(device, tmp_path / "queue.sqlite3", 1, certs, cert="expired").start()
+    assert bridge.proc is not None
+    code = bridge.proc.wait(30)
+    bridge.log.close()
+    text = bridge.log_path.read_text()
+    assert code == 3, text
+    assert text.count("ERROR") == 1 and "expired on" in text, text
+    assert not (tmp_path / "queue.sqlite3").exists()  # it stopped before doing anything
+
+
+def test_clean_stop_leaves_queued_rows_for_the_next_start(certs: Certs, cloud_broker: CloudBroker,
+                                                          device: str, tmp_path: Path) -> None:
+    cloud_broker.stop()
+    bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs).start()
+    pub = local_publisher()
+    try:
+        assert wait_until(lambda: "local broker: connected" in bridge.log_path.read_text())
+        publish(pub, f"engagement/{device}/report", envelope(device, "report", "kept"))
+        assert wait_until(lambda: query(bridge.queue_path, "SELECT msg_id FROM outbox") == [("kept",)])
+        time.sleep(0.5)
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        assert bridge.stop() == 0
+    text = bridge.log_path.read_text()
+    # Reconnect attempts to the stopped cloud broker are logged once, not once per attempt.
+    assert text.count("cloud broker: ") == 1, text
+    assert query(bridge.queue_path, "SELECT msg_id FROM outbox") == [("kept",)]
