@@ -75,7 +75,7 @@ class CaptureService(Service):
         if (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         encoding, payload = self._payload(image)
-        header = make_header("frame", self.session, self.stream, self.seq, time.time(),
+        header = make_header("frame", self.session, self.stream, self.seq, frame.captured_at,
                              stamps={self.name: time.time()}, width=self.size[0], height=self.size[1],
                              encoding=encoding, t_media=frame.t_media, source=self.source_text)
         # Every frame takes a sequence number, sent or dropped, so downstream sees the gaps.
@@ -130,6 +130,7 @@ class CaptureService(Service):
                     wait = started + frame.t_media - time.monotonic()
                     if wait > 0 and self.stop.wait(wait):
                         break
+                    frame.captured_at = time.time()  # a paced file is "captured" when its time comes
                 self.emit(frame, droppable=realtime)
         finally:
             source.release()

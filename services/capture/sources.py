@@ -8,7 +8,8 @@ cv2.VideoCapture; reconnecting a live source is the capture service's job.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -29,6 +30,7 @@ class Frame:
     image: np.ndarray
     t_media: float | None  # seconds into the file; None for live sources
     index: int  # frame number within the source (files), or count since open (live)
+    captured_at: float = field(default_factory=time.time)  # wall-clock time it was read
 
 
 def classify(source: str) -> str:
