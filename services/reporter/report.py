@@ -145,13 +145,11 @@ def _level_lines(levels: dict[str, int], percent: dict[str, float], labels: list
 
 def render_text(report: dict[str, Any]) -> str:
     labels, totals = report["model"]["labels"], report["totals"]
-    model_line = report["model"]["name"] or "unknown"
-    if report["model"]["baseline"]:
-        model_line += f" ({BASELINE_NOTE})"
     lines = [
         f"Engagement report for session {report['session']}",
         f"Class: {report['class']}    Stream: {report['stream']}",
-        f"Model: {model_line}",
+        f"Model: {report['model']['name'] or 'unknown'}",
+        *([f"Note: {BASELINE_NOTE}"] if report["model"]["baseline"] else []),
         f"Started: {_clock(report['started'])}    Ended: {_clock(report['ended'])}"
         + (f" ({report['end_reason']})" if report["end_reason"] else ""),
         "",

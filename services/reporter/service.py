@@ -207,6 +207,7 @@ class ReporterService(Service):
         if self.publisher:
             self.publisher.publish("report", f"{session}:report", session, mqtt_body(report))
         self.latest_totals.pop(session, None)
+        self.totals_sent.pop(session, None)
         return txt, js
 
     def tick(self) -> None:
