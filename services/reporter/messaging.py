@@ -60,23 +60,29 @@ class Publisher:
         self.connected.clear()
         log.warning("disconnected from the local MQTT broker: %s", reason)
 
-    def publish(self, kind: str, message_id: str, session: str, body: dict[str, Any]) -> bool:
-        """Publish one envelope with QoS 1 and wait for PUBACK; False (counted) if none came."""
+    def publish(self, kind: str, message_id: str, session: str, body: dict[str, Any],
+                timeout: float | None = None) -> bool:
+        """Publish one envelope with QoS 1 and wait for PUBACK; False (counted) if none came.
+
+        `timeout` bounds the wait for a connection and for PUBACK (default ack_timeout):
+        periodic totals pass a short one so a broker that is down never stalls the overlay.
+        """
+        timeout = self.ack_timeout if timeout is None else timeout
         payload = json.dumps(envelope(kind, message_id, self.device_id, session, body), separators=(",", ":"))
-        if not self.connected.wait(self.ack_timeout):
+        if not self.connected.wait(timeout):
             MQTT_ERRORS.labels(kind).inc()
             log.error("MQTT %s %s not published: no connection to the local broker", kind, message_id)
             return False
         try:
             info = self.client.publish(topic(self.device_id, kind), payload, qos=1)
-            info.wait_for_publish(self.ack_timeout)
+            info.wait_for_publish(timeout)
         except (RuntimeError, ValueError) as exc:
             MQTT_ERRORS.labels(kind).inc()
             log.error("MQTT %s %s not published: %s", kind, message_id, exc)
             return False
         if not info.is_published():
             MQTT_ERRORS.labels(kind).inc()
-            log.error("MQTT %s %s: no PUBACK within %.0f s", kind, message_id, self.ack_timeout)
+            log.error("MQTT %s %s: no PUBACK within %.1f s", kind, message_id, timeout)
             return False
         MQTT_PUBLISHED.labels(kind).inc()
         log.debug("published %s %s", kind, message_id)

@@ -17,9 +17,10 @@ from typing import Any
 from shared.model_card import LEVEL_LABELS
 
 REPORT_SCHEMA = 1
-# The MQTT bridge forwards to AWS IoT Core, whose payloads stop at 128 KB; the envelope
-# needs some room of its own.
-MQTT_BODY_LIMIT = 120_000
+# The MQTT bridge splits what it forwards into AWS IoT Core's 128 KB payloads, at most 64
+# parts (services/mqtt_bridge/envelope.py): 4 MB of report JSON leaves room for the parts'
+# escaping and headers.
+MQTT_BODY_LIMIT = 4_000_000
 BASELINE_NOTE = "attention baseline - not trained on engagement data"
 EPISODE_LEVEL = 2  # "bored" or worse
 
@@ -102,8 +103,8 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
 def mqtt_body(report: dict[str, Any], limit: int = MQTT_BODY_LIMIT) -> dict[str, Any]:
     """The report as published over MQTT: whole when it fits, else without its longest lists.
 
-    A long class has a timeline far beyond what AWS IoT Core carries; the totals, students
-    and episodes still fit, and the full report stays on disk. "omitted" names what was left out.
+    A long class has a timeline beyond what the bridge can carry; the totals, students and
+    episodes still fit, and the full report stays on disk. "omitted" names what was left out.
     """
     if len(json.dumps(report, separators=(",", ":"))) <= limit:
         return report

@@ -217,7 +217,7 @@ class ReporterService(Service):
             for session, totals in list(self.latest_totals.items()):
                 n = self.totals_sent.get(session, 0) + 1
                 self.totals_sent[session] = n
-                self.publisher.publish("totals", f"{session}:totals:{n}", session, totals)
+                self.publisher.publish("totals", f"{session}:totals:{n}", session, totals, timeout=1.0)
 
     def on_stop(self) -> None:
         # A session whose eos arrived gets its report even while we stop (one last try).

@@ -27,6 +27,7 @@ from prometheus_client import REGISTRY
 from services.aggregator.service import AggregatorService
 from services.aggregator.store import FrameRecord, Store
 from services.launcher.ports import free_ports
+from services.mqtt_bridge.envelope import parse
 from services.reporter.service import ReporterService, expand_argv
 from shared.config import load_settings
 from shared.messages import make_header
@@ -228,10 +229,15 @@ class Subscriber:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
         self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in topics])
         self.client.on_subscribe = lambda *_: self.ready.set()
-        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, json.loads(m.payload)))
+        self.raw: list[bytes] = []
+        self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", 1883)
         self.client.loop_start()
         assert self.ready.wait(10), "MQTT subscription not acknowledged"
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self.raw.append(message.payload)
+        self.messages.append((message.topic, json.loads(message.payload)))
 
     def wait_for(self, kind: str, timeout: float = 15.0) -> list[dict]:
         deadline = time.monotonic() + timeout
@@ -266,6 +272,8 @@ def test_messaging_publishes_report_and_totals_to_a_real_subscriber(tmp_path):
     assert published["device_id"] == device and published["session"] == p.session
     assert published["body"] == report
     assert totals[0]["id"] == f"{p.session}:totals:1"
+    # The MQTT bridge accepts every envelope as it is (its own validator, not a copy of it).
+    assert {parse(raw).type for raw in sub.raw} == {"report", "totals"}
     assert 0 < totals[0]["body"]["frames"] <= 5
 
 
