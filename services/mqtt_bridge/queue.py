@@ -65,11 +65,13 @@ class DurableQueue:
 
     def enqueue(self, msg_id: str, kind: str, topic: str, payloads: list[bytes]) -> bool:
         """Commit all parts of one message; False if it was already queued or forwarded."""
-        if self.db.execute("SELECT 1 FROM forwarded WHERE msg_id=?", (msg_id,)).fetchone():
-            return False
         now = time.time()
         with self.db:  # one transaction: all parts or none
             self.db.execute("BEGIN IMMEDIATE")
+            # Known id (queued, even partly sent, or forwarded): a redelivery, not a new message.
+            if self.db.execute("SELECT 1 FROM forwarded WHERE msg_id=? UNION ALL "
+                               "SELECT 1 FROM outbox WHERE msg_id=? LIMIT 1", (msg_id, msg_id)).fetchone():
+                return False
             cur = self.db.executemany(
                 "INSERT OR IGNORE INTO outbox (msg_id, part, kind, topic, payload, enqueued_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from pathlib import Path
 
 from services.mqtt_bridge.s3_consumer import DirectoryStore, ReportStore
@@ -14,6 +15,7 @@ from tests.mqtt_bridge.helpers import (
     CloudBroker,
     cloud_subscriber,
     envelope,
+    free_port,
     local_publisher,
     publish,
     query,
@@ -24,7 +26,9 @@ from tests.mqtt_bridge.helpers import (
 def test_forwards_dead_letters_and_splits(certs: Certs, cloud_broker: CloudBroker, device: str,
                                           tmp_path: Path) -> None:
     col = cloud_subscriber(certs, cloud_broker.port, f"engagement/{device}/#")
-    bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs).start()
+    metrics_port = free_port()
+    bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs,
+                    METRICS_PORT=str(metrics_port)).start()
     pub = local_publisher()
     try:
         bridge.wait_connected()
@@ -64,6 +68,23 @@ def test_forwards_dead_letters_and_splits(certs: Certs, cloud_broker: CloudBroke
         # Bad payloads were not forwarded; the queue is empty once everything was acknowledged.
         assert not any(b"on-the-wrong-topic" in p or p == b"not json" for _, p in col.messages)
         assert wait_until(lambda: query(bridge.queue_path, "SELECT COUNT(*) FROM outbox")[0][0] == 0)
+
+        # Metrics: forwarded rows (1 report + 1 totals + the parts), dead letters, link states.
+        def metric(line: str) -> float:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+            found = [ln for ln in text.splitlines() if ln.startswith(line + " ")]
+            return float(found[0].split()[-1]) if found else -1.0
+
+        assert metric('engagement_mqtt_bridge_forwarded_total{type="report"}') == 1 + len(parts)
+        assert metric('engagement_mqtt_bridge_forwarded_total{type="totals"}') == 1
+        assert metric('engagement_mqtt_bridge_dead_lettered_total{reason="not_json"}') == 1
+        assert metric('engagement_mqtt_bridge_connected{broker="cloud"}') == 1
+        assert metric('engagement_mqtt_bridge_connected{broker="local"}') == 1
+        assert metric("engagement_mqtt_bridge_split_total") == 1
+        assert wait_until(lambda: metric("engagement_mqtt_bridge_queued_messages") == 0)
+        assert metric("engagement_mqtt_bridge_oldest_queued_age_seconds") == 0
+        health = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5)
+        assert health.status == 200
     finally:
         pub.disconnect()
         pub.loop_stop()
