@@ -18,6 +18,8 @@ from shared.model_card import CARD_FILE, CardError
 from tests.inference.tiny_bundles import SEQUENCE_LENGTH, build
 
 REPO = Path(__file__).resolve().parents[2]
+# Keras 3 on NumPy 2 warns from its own saving code; nothing of ours.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 KINDS = ("frame", "sequence", "multitask")
 
 
