@@ -22,7 +22,7 @@ import pytest
 import zmq
 
 from services.capture.sample_video import make_sample_video, render_frame
-from services.capture.service import FRAMES_CORRUPT, SOURCE_RECONNECTS, CaptureService
+from services.capture.service import FRAMES_CORRUPT, SOURCE_RECONNECTS, SOURCE_UP, CaptureService
 from shared import metrics
 from tests.capture.harness import Peer, Running, counter, link
 
@@ -172,15 +172,20 @@ def test_paced_source_with_a_slow_consumer_drops_frames_and_counts_them(video):
     assert seqs == sorted(seqs) and seqs[-1] < service.seq  # gaps are visible downstream
 
 
-def test_camera_that_never_opens_is_retried_with_backoff_then_given_up(tmp_path):
+def dead_url() -> str:
+    # Nothing listens on a freshly freed port: every open fails.
+    return f"http://127.0.0.1:{link('frames')[2].rsplit(':', 1)[1]}/stream.mjpg"
+
+
+@pytest.mark.parametrize("source", ["url", "99"])  # a stream, and a webcam index this machine lacks
+def test_camera_that_never_opens_is_retried_with_backoff_then_given_up(source):
     frames_out, _, endpoint = link("frames")
     preview_out, _, _ = link("preview")
     consumer = Peer(zmq.PULL, endpoint, bind=False)
     before = counter(SOURCE_RECONNECTS, "capture")
-    # Nothing listens on this port: every open fails.
-    dead_url = f"http://127.0.0.1:{link('frames')[2].rsplit(':', 1)[1]}/stream.mjpg"
     try:
-        runner = Running(CaptureService, source=dead_url, retry_limit=3, retry_max_seconds=0.2,
+        runner = Running(CaptureService, source=dead_url() if source == "url" else source,
+                         retry_limit=3, retry_max_seconds=0.2,
                          frames_out=frames_out, preview_out=preview_out)
         with runner as service:
             got = consumer.recv_until_eos()
@@ -190,16 +195,16 @@ def test_camera_that_never_opens_is_retried_with_backoff_then_given_up(tmp_path)
     assert [m.kind for m in got] == ["eos"] and got[0]["reason"] == "source_failed"
     assert counter(SOURCE_RECONNECTS, "capture") - before == 2  # attempts 2 and 3 were retries
     assert service.exit_code != 0
+    assert counter(SOURCE_UP, "capture") == 0
 
 
 def test_camera_retries_until_stopped_when_there_is_no_retry_limit():
     frames_out, _, endpoint = link("frames")
     preview_out, _, _ = link("preview")
     consumer = Peer(zmq.PULL, endpoint, bind=False)
-    dead_url = f"http://127.0.0.1:{link('frames')[2].rsplit(':', 1)[1]}/stream.mjpg"
     before = counter(SOURCE_RECONNECTS, "capture")
     try:
-        runner = Running(CaptureService, source=dead_url, retry_limit=0, retry_max_seconds=0.1,
+        runner = Running(CaptureService, source=dead_url(), retry_limit=0, retry_max_seconds=0.1,
                          frames_out=frames_out, preview_out=preview_out)
         with runner as service:
             deadline = time.monotonic() + 10

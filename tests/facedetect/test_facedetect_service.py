@@ -159,3 +159,19 @@ def test_bad_input_is_counted_and_the_next_good_frame_is_answered(facedetect):
     assert msg["seq"] == 3 and len(msg["faces"]) == 1
     for reason in reasons:
         assert rejected(reason) - before[reason] == 1, reason
+
+
+def test_the_haar_backend_finds_the_astronaut_too():
+    _, frames_in, frames_ep = link("frames")
+    faces_out, _, faces_ep = link("faces")
+    sender = Peer(zmq.PUSH, frames_ep, bind=True)
+    receiver = Peer(zmq.PULL, faces_ep, bind=False)
+    try:
+        with Running(FaceDetectService, detector="haar", frames_in=frames_in, faces_out=faces_out, crop_size=64):
+            image = astronaut()
+            sender.send(frame_header(image, 0), image.tobytes())
+            msg = receiver.recv()
+    finally:
+        sender.close()
+        receiver.close()
+    assert len(msg["faces"]) == 1 and iou(msg["faces"][0]["box"], ASTRONAUT_FACE) > 0.5
