@@ -46,6 +46,7 @@ BAD_FRAMES = Counter("engagement_bad_frames_total", "Preview frames that did not
 
 MATCH_WINDOW = 64  # frames/updates kept while waiting for their counterpart
 REPORT_RETRY_START, REPORT_RETRY_CAP = 0.5, 10.0
+MQTT_ACK_TIMEOUT = 10.0  # seconds a report waits for the local broker's PUBACK
 
 # Reference system's options -> this service's flags; value None means "a switch": given
 # alone it means 1.
@@ -110,7 +111,8 @@ class ReporterService(Service):
         self.latest_totals: dict[str, dict[str, Any]] = {}  # session -> totals from the last update
         self.totals_sent: dict[str, int] = {}
         self.next_totals = time.monotonic() + float(s.mqtt_totals_interval)
-        self.publisher = Publisher(s.mqtt_host, int(s.mqtt_port), s.device_id) if s.messaging else None
+        self.publisher = (Publisher(s.mqtt_host, int(s.mqtt_port), s.device_id, MQTT_ACK_TIMEOUT)
+                          if s.messaging else None)
         if not self.headless:
             try:
                 cv2.namedWindow("engagement", cv2.WINDOW_NORMAL)

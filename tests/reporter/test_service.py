@@ -28,6 +28,7 @@ from services.aggregator.service import AggregatorService
 from services.aggregator.store import FrameRecord, Store
 from services.launcher.ports import free_ports
 from services.mqtt_bridge.envelope import parse
+from services.reporter import service as reporter_service
 from services.reporter.service import ReporterService, expand_argv
 from shared.config import load_settings
 from shared.messages import make_header
@@ -327,3 +328,16 @@ def test_redis_down_at_eos_the_report_is_retried_until_it_comes(tmp_path):
     finally:
         updates.close()
         server.stop()
+
+
+def test_messaging_with_the_broker_down_still_writes_the_report(tmp_path, monkeypatch):
+    monkeypatch.setattr(reporter_service, "MQTT_ACK_TIMEOUT", 0.5)
+    errors_before = metric("engagement_mqtt_errors_total", type="report")
+    closed_port = free_ports(1)[0]  # nothing listens there
+    with Pipeline(tmp_path, messaging=1, mqtt_port=closed_port, device_id="nowhere") as p:
+        for h in _frames(p.session, 3):
+            p.sender.send(h)
+        p.sender.send(eos_header(p.session, 3))
+        report = p.wait_report()
+    assert report["totals"]["frames"] == 3
+    assert metric("engagement_mqtt_errors_total", type="report") == errors_before + 1
