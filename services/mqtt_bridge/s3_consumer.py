@@ -10,7 +10,8 @@ Objects: <prefix>/<device>/<type>/<session>/<id>.json. The key is derived from t
 id, so a message delivered twice (QoS 1 is at-least-once) is written once: dedupe by id.
 Parts of a split report are kept under <prefix>/_parts/<id>/ until all have arrived, then
 the whole envelope is written and the parts deleted; parts surviving a consumer restart
-still count, as they live in the bucket.
+still count, as they live in the bucket. `... s3_consumer reassemble` does the joining
+once for the parts that the AWS IoT parts rule wrote (aws/README.md).
 
 The storage is behind a small `ObjectStore` interface: `S3Store` (boto3) in production,
 `DirectoryStore` (a real local directory) in tests and for local runs: AWS cannot run on
@@ -149,14 +150,28 @@ class ReportStore:
         if self.store.exists(part_key):
             return "duplicate"
         self.store.put(part_key, payload)
+        return "stored" if self.reassemble(part_dir) else "part"
+
+    def reassemble(self, part_dir: str) -> bool:
+        """Join the parts under `part_dir` when all are there; True when the whole was written.
+
+        Part numbers are read from the parts themselves, not from their keys, so the parts
+        the AWS IoT rule writes (aws/topic_rule_parts.json) are joined the same way.
+        """
         keys = self.store.list(part_dir)
-        if len(keys) < int(doc["parts"]):
-            return "part"
-        whole = envelope.join_parts([json.loads(self.store.get(k)) for k in keys])
-        self.store.put(final, json.dumps(whole, separators=(",", ":")).encode())
+        docs = [json.loads(self.store.get(k)) for k in keys]
+        if not docs or len({d["part"] for d in docs}) < int(docs[0]["parts"]):
+            return False
+        whole = envelope.join_parts(list({d["part"]: d for d in docs}.values()))
+        self.store.put(self.key_for(whole), json.dumps(whole, separators=(",", ":")).encode())
         for k in keys:
             self.store.delete(k)
-        return "stored"
+        return True
+
+    def reassemble_all(self) -> int:
+        """Scan <prefix>/_parts/ (where the AWS IoT parts rule writes); returns reports completed."""
+        dirs = {k.rsplit("/", 1)[0] + "/" for k in self.store.list(f"{self.prefix}/_parts/")}
+        return sum(self.reassemble(d) for d in sorted(dirs))
 
 
 def main() -> int:  # pragma: no cover - needs a real cloud broker and bucket
@@ -170,6 +185,9 @@ def main() -> int:  # pragma: no cover - needs a real cloud broker and bucket
     local_dir = env.get("S3_LOCAL_DIR")
     store: ObjectStore = DirectoryStore(local_dir) if local_dir else S3Store(env["S3_BUCKET"])
     reports = ReportStore(store, env.get("S3_PREFIX", "engagement"))
+    if sys.argv[1:] == ["reassemble"]:  # AWS IoT path: join the parts the parts rule wrote
+        log.info("reassembled %d split reports", reports.reassemble_all())
+        return 0
     topic = env.get("CONSUMER_TOPIC", "engagement/+/+")
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=env.get("CONSUMER_CLIENT_ID", "s3-consumer"),
                          clean_session=False, manual_ack=True)
