@@ -23,6 +23,8 @@ from shared.service import Service
 FACES_DETECTED = Counter("engagement_faces_detected_total", "Faces found in frames", ["service"])
 DETECT_SECONDS = Histogram("engagement_detect_seconds", "Time the face detector takes for one frame",
                            ["service", "detector"], buckets=metrics.LATENCY_BUCKETS)
+# Wall-clock seconds after which a silent stream's tracks and sequence state are dropped.
+STREAM_IDLE_SECONDS = 60.0
 
 
 def decode_image(msg: Message) -> np.ndarray | None:
@@ -48,16 +50,17 @@ class FaceDetectService(Service):
         self.tracker = Tracker(s.track_iou, s.track_max_age)
         self.crop_size = int(s.crop_size)
         self.last_seq: dict[tuple[str, str], int] = {}
+        self.last_wall: dict[tuple[str, str], float] = {}
         self.log.info("detector %s (confidence %.2f), crops %dpx", s.detector, s.confidence, self.crop_size)
 
     def handle(self, link: str, msg: Message) -> None:
         key = (msg["session"], msg["stream"])
         if msg.kind == "eos":
-            self.tracker.reset(key)
-            self.last_seq.pop(key, None)
+            self._forget(key)
             self.senders["faces"].send(follow_up(msg, "eos", self.name, reason=msg["reason"]))
             return
         self._count_gap(key, msg["seq"])
+        self.last_wall[key] = time.monotonic()
         image = decode_image(msg)
         if image is None:
             metrics.MESSAGES_REJECTED.labels(self.name, "undecodable_frame").inc()
@@ -86,3 +89,16 @@ class FaceDetectService(Service):
             metrics.FRAMES_DROPPED.labels(self.name, "gap").inc(seq - last - 1)
         if last is None or seq > last:
             self.last_seq[key] = seq
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self.tracker.reset(key)
+        self.last_seq.pop(key, None)
+        self.last_wall.pop(key, None)
+
+    def tick(self) -> None:
+        # A stream that ended without eos (capture killed) must not keep its state forever.
+        idle = max(STREAM_IDLE_SECONDS, 2 * float(self.settings.track_max_age))
+        now = time.monotonic()
+        for key in [k for k, t in self.last_wall.items() if now - t > idle]:
+            self.log.info("stream %s/%s idle for %.0f s: forgetting its tracks", *key, idle)
+            self._forget(key)

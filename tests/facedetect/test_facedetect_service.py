@@ -175,3 +175,27 @@ def test_the_haar_backend_finds_the_astronaut_too():
         sender.close()
         receiver.close()
     assert len(msg["faces"]) == 1 and iou(msg["faces"][0]["box"], ASTRONAUT_FACE) > 0.5
+
+
+def test_a_stream_that_goes_silent_without_eos_is_forgotten(monkeypatch):
+    import services.facedetect.service as facedetect_module
+
+    monkeypatch.setattr(facedetect_module, "STREAM_IDLE_SECONDS", 0.2)
+    _, frames_in, frames_ep = link("frames")
+    faces_out, _, faces_ep = link("faces")
+    sender = Peer(zmq.PUSH, frames_ep, bind=True)
+    receiver = Peer(zmq.PULL, faces_ep, bind=False)
+    try:
+        with Running(FaceDetectService, track_max_age=0.05, frames_in=frames_in, faces_out=faces_out,
+                     crop_size=64) as service:
+            image = astronaut()
+            sender.send(frame_header(image, 0), image.tobytes())
+            receiver.recv()
+            assert service.tracker.streams and service.last_seq
+            deadline = time.monotonic() + 10
+            while service.last_seq and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not service.tracker.streams and not service.last_seq
+    finally:
+        sender.close()
+        receiver.close()
