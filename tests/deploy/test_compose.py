@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from shared.cli import SERVICE_CLASSES
-from shared.config import METRICS_PORTS, SERVICES, env_names, settings_for
+from shared.config import METRICS_PORTS, REPO_ROOT, SERVICES, env_names, settings_for
 from tests.deploy.tools import COMPOSE_DIR, COMPOSE_FILES, env_example, interpolated_names, load_yaml
 
 PIPELINE = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
@@ -154,3 +154,17 @@ def test_jetson_override_adds_the_gpu_runtime_and_the_camera():
     base = load_yaml(COMPOSE_FILES[0])["services"]
     assert set(jetson) <= set(base), "the override names a service the base file lacks"
     assert all("l4t" in spec["build"]["args"]["BASE_IMAGE"] for spec in jetson.values())
+
+
+def test_no_service_writes_into_the_installed_package(compose):
+    # Defaults under the source tree (models/, reports/, data/...) would point into
+    # site-packages in an image: compose or the Dockerfile must set each of them.
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text()
+    for name, spec in compose["services"].items():
+        service = name.replace("-", "_")
+        if service not in SERVICES:
+            continue
+        env = spec.get("environment") or {}
+        for setting in settings_for(service):
+            if str(setting.default).startswith(str(REPO_ROOT)):
+                assert setting.env in env or f"{setting.env}=" in dockerfile, f"{name}: {setting.env}"
