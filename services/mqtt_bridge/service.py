@@ -127,6 +127,10 @@ class MqttBridgeService(Service):
         except (certs.CertificateProblem, ValueError) as exc:
             self.log.error("cannot start: %s", exc)
             return EXIT_CERTIFICATE
+        if s.bridge_max_payload_bytes > envelope.AWS_MAX_PAYLOAD_BYTES:
+            self.log.warning("BRIDGE_MAX_PAYLOAD_BYTES=%d is above AWS IoT Core's %d-byte limit: "
+                             "only right for another broker", s.bridge_max_payload_bytes,
+                             envelope.AWS_MAX_PAYLOAD_BYTES)
         days = (expiry.timestamp() - time.time()) / 86400
         (self.log.warning if days < 30 else self.log.info)("client certificate expires in %.0f days", days)
         code = super().run()

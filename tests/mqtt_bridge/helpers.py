@@ -86,6 +86,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     _write(d / "expired", *make_leaf(ca, "device", server=False, days=-1))
     rogue = make_ca("rogue CA")  # a CA the cloud broker does not trust
     _write(d / "rogue", *make_leaf(rogue, "device", server=False))
+    d.joinpath("rogueca.pem").write_bytes(rogue[0].public_bytes(serialization.Encoding.PEM))
     return Certs(d)
 
 
@@ -181,9 +182,9 @@ def cloud_subscriber(certs: Certs, port: int, topic: str) -> Collector:
     return col
 
 
-def local_publisher() -> mqtt.Client:
+def local_publisher(port: int = LOCAL_PORT) -> mqtt.Client:
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
-    client.connect(LOCAL_HOST, LOCAL_PORT)
+    client.connect(LOCAL_HOST, port)
     client.loop_start()
     return client
 
@@ -197,6 +198,33 @@ def publish(client: mqtt.Client, topic: str, payload: bytes | str) -> None:
 def envelope(device: str, kind: str, msg_id: str, body: dict | None = None) -> bytes:
     return json.dumps({"schema": 1, "type": kind, "id": msg_id, "device_id": device, "session": "s1",
                        "sent_at": time.time(), "body": body or {"n": msg_id}}).encode()
+
+
+class PlainBroker:
+    """A private plain Mosquitto as the local broker, for tests that must stop it (the shared
+    one at 127.0.0.1:1883 serves other engineers' tests)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.conf = workdir / "local.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                             f"persistence false\nuser {getpass.getuser()}\n")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        assert wait_until(lambda: _port_open(self.port), 10), "local mosquitto did not start"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 class Bridge:

@@ -13,6 +13,7 @@ from tests.mqtt_bridge.helpers import (
     Bridge,
     Certs,
     CloudBroker,
+    PlainBroker,
     cloud_subscriber,
     envelope,
     free_port,
@@ -136,3 +137,47 @@ def test_clean_stop_leaves_queued_rows_for_the_next_start(certs: Certs, cloud_br
     # Reconnect attempts to the stopped cloud broker are logged once, not once per attempt.
     assert text.count("cloud broker: ") == 1, text
     assert query(bridge.queue_path, "SELECT msg_id FROM outbox") == [("kept",)]
+
+
+def test_server_certificate_not_trusted_is_one_clear_error(certs: Certs, cloud_broker: CloudBroker,
+                                                           device: str, tmp_path: Path) -> None:
+    bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs,
+                    CLOUD_CA_FILE=certs.rogueca_pem).start()
+    assert bridge.proc is not None
+    code = bridge.proc.wait(30)
+    bridge.log.close()
+    text = bridge.log_path.read_text()
+    assert code == 3, text
+    assert text.count("not trusted by CLOUD_CA_FILE") == 1, text
+
+
+def test_reconnects_and_resubscribes_to_both_brokers(certs: Certs, cloud_broker: CloudBroker, device: str,
+                                                     tmp_path: Path) -> None:
+    local = PlainBroker(tmp_path)
+    local.start()
+    bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs,
+                    MQTT_PORT=str(local.port)).start()
+    col = None
+    try:
+        bridge.wait_connected()
+        # The local broker restarts without persistence: it forgot the bridge's subscription.
+        local.stop()
+        local.start()
+        assert wait_until(lambda: bridge.log_path.read_text().count("local broker: connected") == 2)
+        # The cloud broker goes away and comes back while a report waits in the queue.
+        cloud_broker.stop()
+        pub = local_publisher(local.port)
+        publish(pub, f"engagement/{device}/report", envelope(device, "report", "after-restarts"))
+        pub.disconnect()
+        pub.loop_stop()
+        assert wait_until(lambda: query(bridge.queue_path, "SELECT msg_id FROM outbox") == [("after-restarts",)])
+        cloud_broker.start()
+        col = cloud_subscriber(certs, cloud_broker.port, f"engagement/{device}/report")
+        assert col.wait_for(lambda: [p["id"] for p in col.payloads("/report")] == ["after-restarts"])
+        assert bridge.log_path.read_text().count("cloud broker: connected") == 2
+    finally:
+        code = bridge.stop()
+        local.stop()
+        if col:
+            col.close()
+    assert code == 0
