@@ -33,6 +33,7 @@ from services.reporter import overlay
 from services.reporter.messaging import Publisher
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
+from shared.bus import Receiver
 from shared.model_card import LEVEL_LABELS
 from shared.service import Service
 
@@ -45,6 +46,9 @@ UNMATCHED = Counter("engagement_overlay_unmatched_total",
 BAD_FRAMES = Counter("engagement_bad_frames_total", "Preview frames that did not decode", ["service"])
 
 MATCH_WINDOW = 64  # frames/updates kept while waiting for their counterpart
+# A file source runs ahead of the pipeline by about the sum of the links' queues; with the
+# common HWM a burst of preview frames would be dropped by PUB before the reporter reads it.
+PREVIEW_HWM = 32
 REPORT_RETRY_START, REPORT_RETRY_CAP = 0.5, 10.0
 MQTT_ACK_TIMEOUT = 10.0  # seconds a report waits for the local broker's PUBACK
 
@@ -97,6 +101,14 @@ class ReporterService(Service):
     @classmethod
     def expand_argv(cls, argv: list[str]) -> list[str]:
         return expand_argv(argv)
+
+    def open_sockets(self) -> None:
+        super().open_sockets()
+        s = self.settings
+        # Replace the preview receiver by one with a deeper queue (HWM applies at connect).
+        self.receivers["preview"].close()
+        self.receivers["preview"] = Receiver(self.name, s.preview_in, max(int(s.hwm), PREVIEW_HWM),
+                                             s.curve_server_key, self.expect["preview"])
 
     def setup(self) -> None:
         s = self.settings
