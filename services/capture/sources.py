@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # A run of this many unreadable frames in a row means the file is over (or beyond saving).
 CORRUPT_RUN_LIMIT = 25
+STREAM_TIMEOUT_MS = 5000
 
 
 class SourceError(RuntimeError):
@@ -103,8 +104,14 @@ class LiveSource:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        target: int | str = int(source) if source.strip().isdigit() else source
-        self.cap = cv2.VideoCapture(target)
+        if source.strip().isdigit():
+            self.cap = cv2.VideoCapture(int(source))
+        else:
+            # Bounded open/read waits, so a stalled stream counts as a drop-out (and a stop
+            # is noticed) within seconds instead of FFmpeg's default 30 s.
+            self.cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
+                                        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                         cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
         if not self.cap.isOpened():
             self.cap.release()
             raise SourceError(f"cannot open {source}")

@@ -226,7 +226,7 @@ class MjpegServer:
     stream drops out, and capture must reconnect.
     """
 
-    def __init__(self, per_connection: int = 15, fps: float = 30.0) -> None:
+    def __init__(self, per_connection: int = 15, fps: float = 30.0, hold: float = 0.0) -> None:
         jpeg = cv2.imencode(".jpg", render_frame(0.0, 10.0, 1))[1].tobytes()
         part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg) + jpeg + b"\r\n"
         self.connections = 0
@@ -245,6 +245,7 @@ class MjpegServer:
                     for _ in range(per_connection):
                         self.wfile.write(part)
                         time.sleep(1 / fps)
+                    time.sleep(hold)  # a stalled camera: connection open, no frames
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -286,3 +287,29 @@ def test_live_stream_that_drops_out_is_reconnected_and_a_slow_consumer_loses_cou
     assert frames and all(m["t_media"] is None and m["source"] == camera.url for m in frames)
     lost = counter(metrics.FRAMES_DROPPED, "capture", "queue_full") - dropped
     assert lost > 0 and len(frames) + lost == service.seq
+
+
+def test_a_stalled_stream_counts_as_a_drop_out_and_is_reopened(monkeypatch):
+    import services.capture.sources as sources
+
+    monkeypatch.setattr(sources, "STREAM_TIMEOUT_MS", 500)
+    camera = MjpegServer(per_connection=3, fps=30.0, hold=30.0)
+    frames_out, _, endpoint = link("frames")
+    preview_out, _, _ = link("preview")
+    consumer = Peer(zmq.PULL, endpoint, bind=False)
+    before = counter(SOURCE_RECONNECTS, "capture")
+    try:
+        runner = Running(CaptureService, source=camera.url, fps=0.0, retry_max_seconds=0.1,
+                         frames_out=frames_out, preview_out=preview_out)
+        with runner as service:
+            deadline = time.monotonic() + 20
+            while camera.connections < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            service.request_stop()
+            got = consumer.recv_until_eos()
+            runner.join()
+    finally:
+        consumer.close()
+        camera.close()
+    assert camera.connections >= 2 and counter(SOURCE_RECONNECTS, "capture") - before >= 1
+    assert len(got) > 1 and got[-1]["reason"] == "stopped"
