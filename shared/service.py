@@ -9,6 +9,7 @@ queued control messages still leave.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -80,9 +81,19 @@ class Service:
             self.log.info("stop requested")
         self.stop.set()
 
+    def _watch_parent(self, parent_pid: int) -> None:
+        # Started by the local launcher: stop cleanly if it goes away (no orphans).
+        while not self.stop.wait(1.0):
+            if os.getppid() != parent_pid:
+                self.log.warning("launcher (pid %d) is gone: stopping", parent_pid)
+                self.request_stop()
+
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.request_stop)
+        parent = os.environ.get("PARENT_PID")
+        if parent and parent.isdigit():
+            threading.Thread(target=self._watch_parent, args=(int(parent),), daemon=True).start()
         metrics.serve(self.settings.metrics_host, self.settings.metrics_port, self.healthy)
         try:
             self.setup()

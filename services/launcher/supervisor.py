@@ -7,10 +7,8 @@ while one that exits cleanly (capture after end of stream) stays down.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,17 +16,6 @@ import urllib.request
 from dataclasses import dataclass, field
 
 log = logging.getLogger("launcher")
-
-
-def _die_with_parent() -> None:
-    # Each child gets its own session, so a terminal's Ctrl-C reaches only the launcher
-    # (which drains the pipeline); PR_SET_PDEATHSIG still stops the child if the launcher
-    # itself is killed.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
-    os.setsid()
 
 
 @dataclass
@@ -43,8 +30,12 @@ class Child:
     exit_codes: list[int] = field(default_factory=list)
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", self.name],
-                                     env=self.env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        # Own session: a terminal's Ctrl-C reaches only the launcher, which drains the
+        # pipeline. PARENT_PID lets the service stop itself if the launcher dies (no
+        # preexec_fn: running Python between fork and exec is unsafe in a threaded parent).
+        env = dict(self.env, PARENT_PID=str(os.getpid()))
+        self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", self.name], env=env,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
         self.started_at = time.monotonic()
 
     @property
