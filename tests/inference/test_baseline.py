@@ -95,6 +95,8 @@ def test_smoothing_holds_a_glance_away_and_follows_a_lasting_one():
     lasting = smoother.update(key, away)
     assert lasting["mesh_confidence"] == 0.0 and levels.assess(lasting)[1] == "no_face"
     assert smoother.drop(lambda k: k[0] == "s1") == 1 and len(smoother) == 0
+    smoother.update(("s2", "cam0", 4), engaged)
+    assert smoother.evict_idle(3600) == 0 and smoother.evict_idle(0) == 1 and len(smoother) == 0
 
 
 @pytest.mark.parametrize("signal,values", [("yaw", [10, 25, 40, 60]), ("pitch", [5, 25, 35, 50]),

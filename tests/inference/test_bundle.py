@@ -145,22 +145,30 @@ def test_sequence_length_from_the_card(bundles, capsys):
     assert capsys.readouterr().out.strip() == str(SEQUENCE_LENGTH)
 
 
-def test_tflite_bundle_runs_without_tensorflow(bundles, tmp_path):
-    """A bundle that ships model.tflite, run with ENGINE=tflite: LiteRT only, no TF import."""
+def test_tflite_bundle_runs_without_tensorflow(bundles, predictors, tmp_path):
+    """A bundle that ships model.tflite, run with ENGINE=tflite: LiteRT only, no TF import, heads in order."""
     from services.inference.engines import convert_to_tflite, load_keras
 
     lite = shutil.copytree(bundles["multitask"], tmp_path / "lite")
     (lite / "model.tflite").write_bytes(convert_to_tflite(load_keras(lite / "model.keras")))
     (lite / "model.keras").unlink()  # proves the Keras file is not needed either
-    code = ("import sys, numpy as np\n"
+    crops = _crops("multitask", 3, side=40, seed=11)
+    np.save(tmp_path / "crops.npy", crops)
+    code = ("import json, sys, numpy as np\n"
             "from services.inference.bundle import load_predictor\n"
             f"p = load_predictor({str(lite)!r}, 'tflite')\n"
-            "out = p.predict(np.zeros((3, 40, 40, 3), np.uint8))\n"
-            "assert [v.shape for v in out.values()] == [(3, 4)] * 4, out\n"
+            f"out = p.predict(np.load({str(tmp_path / 'crops.npy')!r}))\n"
+            "print(json.dumps({h: v.tolist() for h, v in out.items()}))\n"
             "print(p.engine, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().endswith("tflite []")
+    *_, outputs, engine_line = done.stdout.strip().splitlines()
+    assert engine_line == "tflite []"
+    expected = predictors[("multitask", "keras")].predict(crops)
+    got = json.loads(outputs)
+    assert list(got) == list(expected)
+    for head in expected:
+        np.testing.assert_allclose(np.array(got[head]), expected[head], atol=AUTO_TOLERANCE, err_msg=head)
 
 
 def test_eu_ai_act_mode_refuses_before_loading_anything(bundles):
