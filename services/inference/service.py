@@ -31,10 +31,10 @@ PREDICTIONS = Counter("engagement_predictions_total", "Predictions published, by
 FACES = Counter("engagement_inference_faces_total", "Faces run through the model")
 SKIPPED = Counter("engagement_inference_skipped_batches_total", "Batches not run through the model",
                   ["reason"])
-STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after this long unseen
 STARTUP_FAILURES = Counter("engagement_inference_model_errors_total",
                            "Models refused at start-up (bundle does not match its card, affect model "
                            "under EU_AI_ACT_MODE, missing weights)")
+STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after this long unseen
 
 
 def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
