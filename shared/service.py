@@ -24,6 +24,10 @@ from shared.config import Settings, load_settings
 from shared.logs import setup_logging
 from shared.messages import Message
 
+# Exit code of a service that ended deliberately and must not be restarted: a source that
+# cannot be read, a certificate that will never be accepted. Retrying cannot fix either.
+EXIT_GAVE_UP = 3
+
 
 class Service:
     name: ClassVar[str] = "service"

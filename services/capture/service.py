@@ -21,7 +21,7 @@ from prometheus_client import Counter, Gauge
 
 from services.capture.sources import FileSource, Frame, LiveSource, SourceError, classify
 from shared.messages import make_header
-from shared.service import Service
+from shared.service import EXIT_GAVE_UP, Service
 
 FRAMES_CAPTURED = Counter("engagement_frames_captured_total", "Frames put on the bus", ["service"])
 FRAMES_CORRUPT = Counter("engagement_frames_corrupt_total",
@@ -101,7 +101,7 @@ class CaptureService(Service):
         else:
             reason = self._run_live()
         if reason == "source_failed":
-            self.exit_code = 1
+            self.exit_code = EXIT_GAVE_UP
         SOURCE_UP.labels(self.name).set(0)
         self.send_eos(reason)
 

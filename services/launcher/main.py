@@ -24,6 +24,7 @@ from services.launcher.private_redis import PrivateRedis
 from services.launcher.supervisor import Child, Supervisor
 from shared.config import METRICS_PORTS, REPO_ROOT
 from shared.logs import setup_logging
+from shared.service import EXIT_GAVE_UP
 
 log = logging.getLogger("launcher")
 
@@ -153,7 +154,11 @@ def run(args: argparse.Namespace,
         if private:
             private.stop()
     elapsed = time.monotonic() - started
-    if code == 0:
+    if code == 0 and EXIT_GAVE_UP in supervisor.children["capture"].exit_codes:
+        log.error("the source %s could not be read: the report covers what was captured (maybe nothing)",
+                  args.source)
+        code = EXIT_GAVE_UP
+    if txt.exists() and js.exists():
         _print_summary(js, elapsed)
         print(f"report: {txt}")
         print(f"report: {js}")

@@ -15,7 +15,10 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+from shared.service import EXIT_GAVE_UP
+
 log = logging.getLogger("launcher")
+FINAL_EXIT_CODES = (0, EXIT_GAVE_UP)
 
 
 @dataclass
@@ -69,6 +72,8 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         while not child.healthy():
             if not child.alive():
+                if child.proc.returncode in FINAL_EXIT_CODES:
+                    return  # finished already (a very short source): poll() sees it
                 raise RuntimeError(f"{child.name} exited with code {child.proc.returncode} while starting "
                                    f"(see its log above)")
             if time.monotonic() > deadline:
@@ -83,7 +88,9 @@ class Supervisor:
                 continue
             code = child.proc.returncode
             child.exit_codes.append(code)
-            if code == 0:
+            if code in FINAL_EXIT_CODES:
+                if code:
+                    log.error("%s gave up (exit %d); not restarting it", child.name, code)
                 child.finished = True
                 finished.append(child.name)
                 continue

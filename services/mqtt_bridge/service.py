@@ -32,7 +32,7 @@ from prometheus_client import Counter, Gauge
 
 from services.mqtt_bridge import certs, envelope
 from services.mqtt_bridge.queue import DurableQueue
-from shared.service import Service
+from shared.service import EXIT_GAVE_UP, Service
 
 RECEIVED = Counter("engagement_mqtt_bridge_received_total", "Messages received from the local broker", ["type"])
 QUEUED = Gauge("engagement_mqtt_bridge_queued_messages", "Rows waiting in the store-and-forward queue")
@@ -45,7 +45,7 @@ SPLIT = Counter("engagement_mqtt_bridge_split_total", "Messages split into parts
 OLDEST_AGE = Gauge("engagement_mqtt_bridge_oldest_queued_age_seconds", "Age of the oldest queued row")
 CONNECTED = Gauge("engagement_mqtt_bridge_connected", "1 when connected to the broker", ["broker"])
 
-EXIT_CERTIFICATE = 3
+EXIT_CERTIFICATE = EXIT_GAVE_UP  # a certificate the broker refuses: retrying cannot help
 
 
 class Backoff:
