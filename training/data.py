@@ -121,7 +121,8 @@ class Pipelines:
             ws = tuple(tf.gather(table[i], ys[i]) for i in range(len(self.heads)))
             return x, (ys[0] if len(ys) == 1 else ys), (ws[0] if len(ws) == 1 else ws)
 
-        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+        # deterministic=True keeps the seeded shuffle order through the parallel decode.
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     def train_weights(self) -> dict[str, dict[int, float]]:
