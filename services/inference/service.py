@@ -21,7 +21,7 @@ from shared.assets import MissingAsset
 from shared.messages import Message, follow_up
 from shared.metrics import LATENCY_BUCKETS
 from shared.model_card import CardError
-from shared.service import Service
+from shared.service import EXIT_GAVE_UP, Service
 
 INFERENCE_SECONDS = Histogram("engagement_inference_seconds", "Time of one model call (all faces of a frame)",
                               buckets=LATENCY_BUCKETS)
@@ -56,14 +56,23 @@ class InferenceService(Service):
     expect: ClassVar[dict[str, tuple[str, ...]]] = {"batches": ("batch", "eos")}
 
     def setup(self) -> None:
+        try:
+            self._load()
+        except MissingAsset as exc:
+            self.log.error("cannot start: %s", exc)  # one line: the message names the command to run
+            raise SystemExit(EXIT_GAVE_UP) from None
+
+    def _load(self) -> None:
         s = self.settings
         try:
             self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
-        except (BundleError, CardError, MissingAsset) as exc:
+        except (BundleError, CardError) as exc:
+            # A bad or refused bundle must not take the pipeline down, and a restart cannot
+            # mend it: say why once, count it, and run the attention baseline (labelled as
+            # such in every prediction) so the session still gets a report.
             STARTUP_FAILURES.inc()
-            self._set_state("failed")
-            self.log.error("cannot start: %s", exc)  # one line, no traceback: the message says it all
-            raise SystemExit(2) from None
+            self.log.error("cannot load MODEL=%s: %s; running the attention baseline instead", s.model, exc)
+            self.predictor = load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
         card = self.predictor.card
         self.baseline = bool(card.baseline)
         self.sequence_length = card.sequence_length
@@ -111,7 +120,7 @@ class InferenceService(Service):
         if not students:
             return []
         length, crop = msg["length"], msg["crop"]
-        if length != self.sequence_length:
+        if length != self.sequence_length and not self.baseline:  # the baseline reads the newest crop
             self._skip("length_mismatch", f"length {length} != the model's sequence length "
                                           f"{self.sequence_length} (set SEQUENCE_LENGTH={self.sequence_length})")
             return []
