@@ -126,7 +126,6 @@ SERVICES: dict[str, list[Setting]] = {
     ],
     "aggregator": [
         Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals"),
-        Setting("TOTALS_INTERVAL", 1.0, "seconds between totals updates sent to the reporter", float),
         Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
         Setting("BACKLOG_MAX", 10000, "frames kept in memory while Redis is unreachable", int),
         PREDICTIONS_IN, UPDATES_OUT,
