@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 _TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB,
           "dealer": zmq.DEALER, "router": zmq.ROUTER}
 _SENDING = {"push", "pub", "dealer", "router"}
+# Kernel socket buffers per bus connection. HWM bounds messages in ZeroMQ's own queues, but
+# Linux autotunes TCP buffers up to several MB, which holds ~60 face crops per link: a slow
+# stage then built up minutes of latency before the source had to drop (seen in
+# tests/reliability: 100 frames queued, 155 s old). 128 KB keeps the queue in messages.
+SOCKET_BUFFER_BYTES = 128 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,8 @@ def open_socket(spec_text: str, hwm: int = 4, curve_key_file: str = "") -> zmq.S
     sock = zmq.Context.instance().socket(_TYPES[spec.type])
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.RCVHWM, hwm)
+    sock.setsockopt(zmq.SNDBUF, SOCKET_BUFFER_BYTES)
+    sock.setsockopt(zmq.RCVBUF, SOCKET_BUFFER_BYTES)
     # Pending messages get this long to leave on close; control messages must not be lost.
     sock.setsockopt(zmq.LINGER, 5000)
     if spec.type == "sub":
