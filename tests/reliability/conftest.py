@@ -1,0 +1,25 @@
+"""Fixtures of the reliability tests: a longer sample video with a real face, Redis."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from services.capture.sample_video import make_sample_video
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def long_video(tmp_path_factory) -> dict:
+    """30 s of 640x480 video (10 FPS keeps the file small), one real face that comes and goes.
+
+    Played with REALTIME=1 at 2 FPS it gives 60 frames over 30 s: time to inject faults.
+    """
+    return make_sample_video(tmp_path_factory.mktemp("video") / "long.avi", seconds=30.0, faces=1, fps=10.0)
+
+
+@pytest.fixture(scope="session")
+def short_video(tmp_path_factory) -> dict:
+    return make_sample_video(tmp_path_factory.mktemp("video") / "short.avi", seconds=6.0, faces=1, fps=10.0)
