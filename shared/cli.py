@@ -37,6 +37,11 @@ UTILITIES: dict[str, str] = {
 
 def _load(target: str):  # type: ignore[no-untyped-def]
     module, attr = target.split(":")
+    if module.startswith("tests."):  # the benchmark lives in tests/, which is not installed: use the checkout
+        from shared.config import REPO_ROOT
+
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.insert(0, str(REPO_ROOT))
     return getattr(importlib.import_module(module), attr)
 
 
