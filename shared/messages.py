@@ -33,6 +33,7 @@ MAX_HEADER_BYTES = 1 << 20
 LEVELS = 4  # 0 really engaged ... 3 checked out
 
 KINDS = ("frame", "faces", "batch", "predictions", "update", "eos")
+NO_PAYLOAD_KINDS = frozenset({"predictions", "update", "eos"})  # header only: any payload is hostile
 CONTROL_KINDS = frozenset({"eos"})  # never dropped
 
 
@@ -195,6 +196,8 @@ def decode(parts: list[bytes], expect: tuple[str, ...] | None = None) -> Message
     _need(header, "stream", str)
     _need(header, "seq", int)
     _need(header, "t_capture", (int, float))
+    if kind in NO_PAYLOAD_KINDS and payload:
+        raise BadMessage("unexpected_payload", f"{len(payload)} bytes on a {kind} message")
     stamps = _need(header, "stamps", dict)
     if not all(isinstance(v, int | float) for v in stamps.values()):
         raise BadMessage("wrong_type", "stamps")
