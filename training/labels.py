@@ -79,7 +79,7 @@ def read_label_csv(path: Path, split: str) -> list[Clip]:
                 cell = row[col].strip()
                 try:
                     value = int(float(cell))
-                except ValueError:
+                except (ValueError, OverflowError):  # "high", "nan"; "inf" overflows int()
                     raise LabelError(f"{path}:{line_no}: {state} of {clip_id} is {cell!r}, not a level 0-3") from None
                 if value not in (0, 1, 2, 3) or float(cell) != value:
                     raise LabelError(f"{path}:{line_no}: {state} of {clip_id} is {cell}, outside the levels 0-3")
