@@ -30,8 +30,9 @@ WIDTH, HEIGHT = 640, 480
 FACE_REGION = (125, 10, 200, 220)  # x, y, w, h
 # The box res10 gives there (x, y, w, h): the face mesh is run on facedetect's crop of it.
 FACE_BOX = (179, 57, 92, 120)
-# Fractions of the video during which no face is in the frame.
-ABSENT_STRETCHES = ((0.30, 0.45), (0.70, 0.80))
+# Fractions of the video during which no face is in the frame (short enough to leave the
+# students time to look away and back between them).
+ABSENT_STRETCHES = ((0.32, 0.42), (0.74, 0.80))
 
 log = logging.getLogger("engagement.make_sample")
 
@@ -62,10 +63,10 @@ LOOKING_DOWN = Attention("looking_down", -10.0, 38.0, 2)  # at a phone on the de
 # settled back to 0 by then. Nobody looks away in the first 5%: tests render the start of
 # a crowded frame and expect every face found.
 PLANS: tuple[tuple[tuple[float, float, Attention], ...], ...] = (
-    ((0.05, 0.22, TURNED_AWAY), (0.50, 0.66, LOOKING_DOWN)),
+    ((0.05, 0.23, TURNED_AWAY), (0.48, 0.66, LOOKING_DOWN)),
     (),  # the attentive student
-    ((0.08, 0.24, LOOKING_DOWN), (0.48, 0.64, TURNED_OTHER_WAY), (0.84, 0.92, GLANCING_AWAY)),
-    ((0.48, 0.66, TURNED_AWAY), (0.82, 0.94, LOOKING_DOWN)),
+    ((0.07, 0.24, LOOKING_DOWN), (0.47, 0.64, TURNED_OTHER_WAY), (0.84, 0.92, GLANCING_AWAY)),
+    ((0.46, 0.64, TURNED_AWAY), (0.82, 0.98, LOOKING_DOWN)),
 )
 EASE_SECONDS = 0.4  # time to turn the head into (and out of) a pose
 EASE_STEPS = 4  # the turn goes in this many steps: few distinct poses, each rendered once

@@ -50,6 +50,10 @@ def turn_head(image: np.ndarray, points: np.ndarray, yaw_deg: float = 0.0, pitch
     dst = src.copy()
     dst[:moving] = (src[:moving] - centre) @ rotation(yaw_deg, pitch_deg).T + centre
     triangles = _triangles(src[:, :2])
+    # Triangles seen edge-on after the turn cover no area and have no inverse map: leave them out.
+    a, b, c = (dst[triangles[:, k], :2] for k in range(3))
+    cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    triangles = triangles[np.abs(cross) > 1e-3]
     # Paint far to near (z grows away from the camera): each pixel keeps the nearest triangle.
     order = np.argsort(-dst[triangles, 2].mean(axis=1), kind="stable")
     owner = np.full((h, w), -1, np.int32)

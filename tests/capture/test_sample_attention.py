@@ -105,3 +105,25 @@ def test_the_sample_is_deterministic(tmp_path):
         ok2, f2 = second.read()
         assert ok1 and ok2 and np.array_equal(f1, f2)
     first.release(), second.release()
+
+
+def test_per_frame_plan_matches_presence_and_stays_inside_the_present_parts(tmp_path):
+    info = make_sample_video(tmp_path / "plan.avi", seconds=10.0, faces=3, fps=5.0)
+    for present, states, poses, levels in zip(info["present"], info["attention"], info["poses"],
+                                              info["expected_level"], strict=True):
+        assert len(states) == len(poses) == len(levels) == 3
+        if not present:
+            assert states == poses == levels == [None] * 3
+        else:
+            assert all(s is not None for s in states)
+            for state, (yaw, pitch), level in zip(states, poses, levels, strict=True):
+                if state == "attentive":
+                    assert (yaw, pitch) == (0.0, 0.0) and level == 0
+                elif level is not None:  # None: the head is still turning
+                    assert (yaw, pitch) != (0.0, 0.0) and level >= 1
+    absent = info["absent_stretches"]
+    for stretch in info["attention_stretches"]:
+        # a student looks away only while in the frame, and faces the screen again before leaving it
+        assert all(stretch["end"] <= a or stretch["start"] >= b for a, b in absent), stretch
+        assert stretch["level"] >= 1 and stretch["state"] != "attentive"
+    assert {s["face"] for s in info["attention_stretches"]} == {0, 2}  # face 1 is the attentive student
