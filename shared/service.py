@@ -100,26 +100,34 @@ class Service:
             threading.Thread(target=self._watch_parent, args=(int(parent),), daemon=True).start()
         metrics.serve(self.settings.metrics_host, self.settings.metrics_port, self.healthy)
         try:
-            self.setup()
-            self.open_sockets()
+            self.start()
         except Exception:
             self._set_state("failed")
             self.log.exception("start-up failed")
             return 2
-        self._set_state("running")
         self.log.info("running")
         try:
             self.loop()
         finally:
-            self._set_state("stopping")
-            try:
-                self.on_stop()
-            finally:
-                for sock in [*self.senders.values(), *self.receivers.values()]:
-                    sock.close()
-                _flush_context()
+            self.finish()
+            _flush_context()
         self.log.info("stopped")
         return 0
+
+    def start(self) -> None:
+        """Set up and open the sockets; `run` does this, and tests that drive a service on a
+        thread (signal handlers are the main thread's) call start, loop and finish themselves."""
+        self.setup()
+        self.open_sockets()
+        self._set_state("running")
+
+    def finish(self) -> None:
+        self._set_state("stopping")
+        try:
+            self.on_stop()
+        finally:
+            for sock in [*self.senders.values(), *self.receivers.values()]:
+                sock.close()
 
     def loop(self) -> None:
         poller = zmq.Poller()

@@ -8,19 +8,15 @@ prefix, so parallel test runs never see each other's totals.
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import redis
 import zmq
 
 from services.launcher.ports import free_ports
-from shared.config import load_settings
 from shared.messages import Message, decode, encode, make_header
-from shared.service import Service
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MODEL = {"name": "baseline-attention", "kind": "frame", "baseline": True, "affect": False,
@@ -29,45 +25,6 @@ MODEL = {"name": "baseline-attention", "kind": "frame", "baseline": True, "affec
 
 def unique_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
-
-
-def make_settings(service: str, **values: Any):  # type: ignore[no-untyped-def]
-    settings = load_settings(service, argv=[], env={})
-    settings.values.update(metrics_port=0, **values)
-    return settings
-
-
-class Running:
-    """Context manager: the service runs on a thread until the block ends."""
-
-    def __init__(self, cls: type[Service], **values: Any) -> None:
-        self.service = cls(make_settings(cls.name, **values))
-        self.thread = threading.Thread(target=self._run, name=f"svc-{cls.name}", daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        try:
-            self.service.loop()
-        except BaseException as exc:  # surfaced by __exit__
-            self.error = exc
-
-    def __enter__(self) -> Service:
-        self.service.setup()
-        self.service.open_sockets()
-        self.service._set_state("running")
-        self.thread.start()
-        return self.service
-
-    def __exit__(self, *exc: object) -> None:
-        self.service.stop.set()
-        self.thread.join(15)
-        try:
-            self.service.on_stop()
-        finally:
-            for sock in [*self.service.senders.values(), *self.service.receivers.values()]:
-                sock.close()
-        if self.error is not None:
-            raise self.error
 
 
 class Peer:

@@ -25,12 +25,12 @@ from tests.aggregator.harness import (
     REDIS_URL,
     Peer,
     PrivateRedis,
-    Running,
     endpoints,
     eos_header,
     predictions_header,
     unique_prefix,
 )
+from tests.harness import Running
 
 
 def metric(name: str, **labels: str) -> float:

@@ -7,59 +7,12 @@ service through real sockets bound/connected on free loopback ports.
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Any
 
 import zmq
 
 from services.launcher.ports import free_ports
-from shared.config import load_settings
 from shared.messages import Message, decode, encode
-from shared.service import Service
-
-
-def settings_for(service: str, **values: Any):  # type: ignore[no-untyped-def]
-    settings = load_settings(service, argv=[], env={})
-    settings.values.update(metrics_port=0, **values)
-    return settings
-
-
-class Running:
-    """Context manager: the service runs on a thread until the block ends."""
-
-    def __init__(self, cls: type[Service], **values: Any) -> None:
-        self.service = cls(settings_for(cls.name, **values))
-        self.thread = threading.Thread(target=self._run, name=f"svc-{cls.name}", daemon=True)
-        self.error: BaseException | None = None
-
-    def _run(self) -> None:
-        try:
-            self.service.loop()
-        except BaseException as exc:  # surfaced by __exit__
-            self.error = exc
-
-    def __enter__(self) -> Service:
-        self.service.setup()
-        self.service.open_sockets()
-        self.service._set_state("running")
-        self.thread.start()
-        return self.service
-
-    def join(self, timeout: float = 30.0) -> None:
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "service loop did not end"
-
-    def __exit__(self, *exc: object) -> None:
-        self.service.stop.set()
-        self.thread.join(15)
-        try:
-            self.service.on_stop()
-        finally:
-            for sock in [*self.service.senders.values(), *self.service.receivers.values()]:
-                sock.close()
-        if self.error is not None:
-            raise self.error
 
 
 class Peer:

@@ -36,11 +36,11 @@ from tests.aggregator.harness import (
     REDIS_URL,
     Peer,
     PrivateRedis,
-    Running,
     eos_header,
     predictions_header,
     unique_prefix,
 )
+from tests.harness import Running
 
 
 def metric(name: str, **labels: str) -> float:
