@@ -13,56 +13,32 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-import zmq
-
 from services.launcher import main as launcher
-from services.launcher.ports import free_ports
-from shared.messages import decode
+from shared.messages import Message
 from tests.e2e.conftest import REDIS_URL, sampled_frames, start_launcher
+from tests.taps import LinkTap
 
 
-class PredictionsTap:
-    """PULL from inference, record, PUSH on to the aggregator: a real hop on the real link."""
+class PredictionsTap(LinkTap):
+    """Counts what inference published, per frame, level and student."""
 
     def __init__(self) -> None:
-        self.in_port, self.out_port = free_ports(2)
-        ctx = zmq.Context.instance()
-        self.pull = ctx.socket(zmq.PULL)
-        self.pull.bind(f"tcp://127.0.0.1:{self.in_port}")
-        self.push = ctx.socket(zmq.PUSH)
-        self.push.bind(f"tcp://127.0.0.1:{self.out_port}")
         self.frames: set[int] = set()
         self.levels: Counter[int] = Counter()
         self.per_student: Counter[int] = Counter()
         self.eos = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        super().__init__("predictions", "inference", "aggregator")
 
-    def rewire(self, envs: dict[str, dict[str, str]]) -> None:
-        envs["inference"]["PREDICTIONS_OUT"] = f"push+connect:tcp://127.0.0.1:{self.in_port}"
-        envs["aggregator"]["PREDICTIONS_IN"] = f"pull+connect:tcp://127.0.0.1:{self.out_port}"
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            if not self.pull.poll(100):
-                continue
-            parts = self.pull.recv_multipart()
-            msg = decode(parts)
-            if msg.kind == "predictions":
-                self.frames.add(msg["seq"])
-                for p in msg["predictions"]:
-                    self.levels[p["level"]] += 1
-                    self.per_student[p["student"]] += 1
-            elif msg.kind == "eos":
-                self.eos += 1
-            self.push.send_multipart(parts)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        self.pull.close(0)
-        self.push.close(0)
+    def on_message(self, msg: Message, arrived: float) -> None:
+        # A resend of a frame already seen (inference retries until the aggregator acks) is
+        # the same prediction: count each frame once.
+        if msg.kind == "predictions" and msg["seq"] not in self.frames:
+            self.frames.add(msg["seq"])
+            for p in msg["predictions"]:
+                self.levels[p["level"]] += 1
+                self.per_student[p["student"]] += 1
+        elif msg.kind == "eos":
+            self.eos += 1
 
 
 def _run_with_tap(source: str, report_dir: Path, tap: PredictionsTap, *extra: str) -> int:
