@@ -23,25 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.launcher import main as launcher
-from services.launcher.ports import free_ports
-from shared.messages import decode
+from shared.messages import Message
+from tests.taps import LinkTap
 
 
-class Tap:
-    """PULL from inference, record, PUSH on to the aggregator: a real hop on the real link."""
+class Tap(LinkTap):
+    """The predictions link through the test, recording what inference really published."""
 
     def __init__(self) -> None:
-        self.in_port, self.out_port = free_ports(2)
-        ctx = zmq.Context.instance()
-        self.pull = ctx.socket(zmq.PULL)
-        self.pull.bind(f"tcp://127.0.0.1:{self.in_port}")
-        self.push = ctx.socket(zmq.PUSH)
-        self.push.setsockopt(zmq.LINGER, 0)
-        self.push.bind(f"tcp://127.0.0.1:{self.out_port}")
         self.first: dict[tuple[str, str, int], dict] = {}  # (session, stream, seq) -> first header
         # (monotonic time, stage stamps) of every predictions message, resends included
         self.arrivals: list[tuple[float, dict[str, float]]] = []
@@ -49,39 +41,23 @@ class Tap:
         self.messages = 0
         self.duplicates = 0  # resends and replays of a (session, stream, seq) already seen
         self.eos = 0
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="tap", daemon=True)
-        self.thread.start()
+        super().__init__("predictions", "inference", "aggregator")
 
-    def rewire(self, envs: dict[str, dict[str, str]]) -> None:
-        envs["inference"]["PREDICTIONS_OUT"] = f"push+connect:tcp://127.0.0.1:{self.in_port}"
-        envs["aggregator"]["PREDICTIONS_IN"] = f"pull+connect:tcp://127.0.0.1:{self.out_port}"
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            if not self.pull.poll(100):
-                continue
-            parts = self.pull.recv_multipart()
-            msg = decode(parts)
-            with self.lock:
-                if msg.kind == "predictions":
-                    self.messages += 1
-                    self.arrivals.append((time.monotonic(), dict(msg["stamps"])))
-                    key = (msg["session"], msg["stream"], msg["seq"])
-                    if key in self.first:
-                        self.duplicates += 1
-                    else:
-                        self.first[key] = msg.header
-                        # End-to-end latency: capture until the prediction left inference.
-                        self.latencies.append(time.time() - msg["t_capture"])
-                elif msg.kind == "eos":
-                    self.eos += 1
-            # Blocking send: while the aggregator is down the tap waits, as inference would.
-            while not self.stop.is_set():
-                if self.push.poll(100, zmq.POLLOUT):
-                    self.push.send_multipart(parts)
-                    break
+    def on_message(self, msg: Message, arrived: float) -> None:
+        if msg.kind == "eos":
+            self.eos += 1
+            return
+        if msg.kind != "predictions":
+            return
+        self.messages += 1
+        self.arrivals.append((time.monotonic(), dict(msg["stamps"])))
+        key = (msg["session"], msg["stream"], msg["seq"])
+        if key in self.first:
+            self.duplicates += 1
+            return
+        self.first[key] = msg.header
+        # End-to-end latency: capture until the prediction reached the tap.
+        self.latencies.append(arrived - msg["t_capture"])
 
     def first_handled_after(self, stage: str, wall: float, timeout: float) -> float | None:
         """Monotonic arrival of the first prediction that `stage` handled after wall time `wall`.
@@ -112,12 +88,6 @@ class Tap:
                     levels[p["level"]] += 1
                     predictions += 1
             return {"frames": len(self.first), "predictions": predictions, "levels": dict(levels)}
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        self.pull.close(0)
-        self.push.close(0)
 
 
 class LauncherRun:
