@@ -34,6 +34,7 @@ class Service:
     inputs: ClassVar[dict[str, str]] = {}  # link name -> settings attribute (e.g. "frames_in")
     outputs: ClassVar[dict[str, str]] = {}
     expect: ClassVar[dict[str, tuple[str, ...]]] = {}  # link -> accepted message kinds
+    min_hwm: ClassVar[dict[str, int]] = {}  # link -> a deeper queue than the common HWM
     tick_interval: ClassVar[float] = 0.5
 
     def __init__(self, settings: Settings) -> None:
@@ -77,7 +78,8 @@ class Service:
         for link, attr in self.outputs.items():
             self.senders[link] = Sender(self.name, getattr(s, attr), self.stop, s.hwm, s.curve_server_key)
         for link, attr in self.inputs.items():
-            self.receivers[link] = Receiver(self.name, getattr(s, attr), s.hwm, s.curve_server_key,
+            hwm = max(s.hwm, self.min_hwm.get(link, 0))
+            self.receivers[link] = Receiver(self.name, getattr(s, attr), hwm, s.curve_server_key,
                                             self.expect.get(link))
 
     def request_stop(self, *_: object) -> None:

@@ -33,7 +33,6 @@ from services.reporter import overlay
 from services.reporter.messaging import Publisher
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
-from shared.bus import Receiver
 from shared.model_card import LEVEL_LABELS
 from shared.service import Service
 
@@ -96,19 +95,12 @@ class ReporterService(Service):
     inputs = {"preview": "preview_in", "updates": "updates_in"}
     outputs: dict[str, str] = {}
     expect = {"preview": ("frame", "eos"), "updates": ("update", "eos")}
+    min_hwm = {"preview": PREVIEW_HWM}
     tick_interval = 0.5
 
     @classmethod
     def expand_argv(cls, argv: list[str]) -> list[str]:
         return expand_argv(argv)
-
-    def open_sockets(self) -> None:
-        super().open_sockets()
-        s = self.settings
-        # Replace the preview receiver by one with a deeper queue (HWM applies at connect).
-        self.receivers["preview"].close()
-        self.receivers["preview"] = Receiver(self.name, s.preview_in, max(int(s.hwm), PREVIEW_HWM),
-                                             s.curve_server_key, self.expect["preview"])
 
     def setup(self) -> None:
         s = self.settings
