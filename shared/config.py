@@ -17,6 +17,10 @@ per link, and why:
   batches      sequencer  -> inference   PUSH/PULL
   predictions  inference  -> aggregator  PUSH/PULL  predictions are the product's data.
   updates      aggregator -> reporter    PUSH/PULL  totals and end-of-session.
+  acks         aggregator -> inference   PUSH/PULL  (session, stream, seq) written to Redis:
+                                                    inference resends what stays unacknowledged
+                                                    (shared/acks.py). Empty = no acks; the
+                                                    launcher and compose wire it.
 """
 
 from __future__ import annotations
@@ -63,6 +67,10 @@ FACES_OUT, FACES_IN = _link("faces", 5553)
 BATCHES_OUT, BATCHES_IN = _link("batches", 5554)
 PREDICTIONS_OUT, PREDICTIONS_IN = _link("predictions", 5555)
 UPDATES_OUT, UPDATES_IN = _link("updates", 5556)
+# Off unless set (the launcher and compose set it): a default bind would make every bare
+# aggregator in a test suite claim the same port.
+ACKS_OUT = Setting("ACKS_OUT", "", "socket acknowledgements go back to inference on (empty = none)")
+ACKS_IN = Setting("ACKS_IN", "", "socket acknowledgements of sent predictions arrive on (empty = none)")
 
 # Each service serves Prometheus metrics (and /healthz) on its own port.
 METRICS_PORTS: dict[str, int] = {
@@ -122,13 +130,15 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("SMOOTHING_WINDOW", 5, "frames the baseline smooths its attention signals over", int),
         Setting("GAZE", 0, "1 = the baseline adds iris gaze to its signals (about 4 ms more a face)", int),
         Setting("SLOWDOWN", 0.0, "extra seconds per batch, for fault-injection tests only", float),
-        BATCHES_IN, PREDICTIONS_OUT,
+        Setting("ACK_TIMEOUT", 3.0, "seconds before an unacknowledged predictions message is resent", float),
+        Setting("ACK_WINDOW", 2000, "sent-but-unacknowledged messages kept for resending", int),
+        BATCHES_IN, PREDICTIONS_OUT, ACKS_IN,
     ],
     "aggregator": [
         Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals"),
         Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
         Setting("BACKLOG_MAX", 10000, "frames kept in memory while Redis is unreachable", int),
-        PREDICTIONS_IN, UPDATES_OUT,
+        PREDICTIONS_IN, UPDATES_OUT, ACKS_OUT,
     ],
     "reporter": [
         Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals"),

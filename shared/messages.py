@@ -16,6 +16,8 @@ seq, t_capture, stamps):
   predictions  model{name, kind, baseline, labels}, predictions[{student, box, probs, level}]
   update       totals{...}, predictions[...] (aggregator -> reporter)
   eos          reason: end of stream for (session, stream); never dropped
+  ack          of: the kind acknowledged ('predictions'|'eos'), same session/stream/seq
+               (aggregator -> inference once written to Redis; see shared/acks.py)
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ MAX_FACES = 64
 MAX_HEADER_BYTES = 1 << 20
 LEVELS = 4  # 0 really engaged ... 3 checked out
 
-KINDS = ("frame", "faces", "batch", "predictions", "update", "eos")
-NO_PAYLOAD_KINDS = frozenset({"predictions", "update", "eos"})  # header only: any payload is hostile
+KINDS = ("frame", "faces", "batch", "predictions", "update", "eos", "ack")
+NO_PAYLOAD_KINDS = frozenset({"predictions", "update", "eos", "ack"})  # header only: any payload is hostile
 CONTROL_KINDS = frozenset({"eos"})  # never dropped
 
 
@@ -166,8 +168,13 @@ def _check_eos(h: dict[str, Any], payload: bytes) -> None:
     _need(h, "reason", str)
 
 
+def _check_ack(h: dict[str, Any], payload: bytes) -> None:
+    if _need(h, "of", str) not in ("predictions", "eos"):
+        raise BadMessage("bad_ack", repr(h["of"])[:20])
+
+
 _CHECKS = {"frame": _check_frame, "faces": _check_faces, "batch": _check_batch,
-           "predictions": _check_predictions, "update": _check_update, "eos": _check_eos}
+           "predictions": _check_predictions, "update": _check_update, "eos": _check_eos, "ack": _check_ack}
 
 
 def decode(parts: list[bytes], expect: tuple[str, ...] | None = None) -> Message:

@@ -75,12 +75,15 @@ class Service:
 
     def open_sockets(self) -> None:
         s = self.settings
+        # An optional link left empty (ACKS_*) is not opened: the service works without it.
         for link, attr in self.outputs.items():
-            self.senders[link] = Sender(self.name, getattr(s, attr), self.stop, s.hwm, s.curve_server_key)
+            if getattr(s, attr):
+                self.senders[link] = Sender(self.name, getattr(s, attr), self.stop, s.hwm, s.curve_server_key)
         for link, attr in self.inputs.items():
-            hwm = max(s.hwm, self.min_hwm.get(link, 0))
-            self.receivers[link] = Receiver(self.name, getattr(s, attr), hwm, s.curve_server_key,
-                                            self.expect.get(link))
+            if getattr(s, attr):
+                hwm = max(s.hwm, self.min_hwm.get(link, 0))
+                self.receivers[link] = Receiver(self.name, getattr(s, attr), hwm, s.curve_server_key,
+                                                self.expect.get(link))
 
     def request_stop(self, *_: object) -> None:
         if not self.stop.is_set():
