@@ -1,0 +1,120 @@
+"""The unacknowledged-window's rules (shared/acks.py); the running-pipeline proof is test_kill.py."""
+
+from __future__ import annotations
+
+from shared.acks import UnackedWindow, key_of
+from shared.messages import make_header
+
+
+def _h(seq: int, kind: str = "predictions", session: str = "s") -> dict:
+    return make_header(kind, session, "cam0", seq, 0.0)
+
+
+def test_acked_messages_are_forgotten_late_ones_resent_with_backoff():
+    w = UnackedWindow(max_size=10, timeout=1.0, cap=4.0)
+    for seq in range(3):
+        w.sent(_h(seq), now=0.0)
+    assert w.acked(key_of(_h(1)))
+    assert not w.acked(key_of(_h(1)))  # a second ack of the same message is a no-op
+    assert w.due(now=0.5) == []
+    assert [h["seq"] for h in w.due(now=1.0)] == [0, 2]
+    assert w.due(now=2.5) == []  # next resend after 2 s, then 4 s (the cap)
+    assert [h["seq"] for h in w.due(now=3.0)] == [0, 2]
+    assert [h["seq"] for h in w.due(now=7.0)] == [0, 2]
+    assert [h["seq"] for h in w.due(now=10.9)] == []
+
+
+def test_bounded_the_oldest_is_given_up_and_counted():
+    w = UnackedWindow(max_size=3, timeout=1.0)
+    evicted = sum(w.sent(_h(seq), now=0.0) for seq in range(5))
+    assert evicted == 2 and len(w) == 3
+    assert [h["seq"] for h in w.take_all()] == [2, 3, 4]
+
+
+def test_take_all_of_a_session_in_send_order_and_eos_is_its_own_key():
+    w = UnackedWindow(max_size=10, timeout=1.0)
+    w.sent(_h(5, session="a"))
+    w.sent(_h(1, session="b"))
+    w.sent(_h(6, session="a"))
+    w.sent(_h(6, kind="eos", session="a"))  # eos carries the next seq: a key of its own
+    assert [(h["seq"], h["kind"]) for h in w.take_all("a")] == [(5, "predictions"), (6, "predictions"), (6, "eos")]
+    assert w.acked(key_of(_h(6, kind="eos", session="a"))) and len(w) == 3
+
+
+def test_a_consumer_killed_with_messages_queued_gets_them_again_when_it_returns():
+    """Real sockets: the consumer dies holding unread messages; its return triggers the resend."""
+    import threading
+    import time
+
+    import zmq
+
+    from services.launcher.ports import free_ports
+    from shared.acks import ReliableLink, send_ack
+    from shared.bus import Receiver, Sender
+    from shared.messages import decode
+
+    data_port, ack_port = free_ports(2)
+    stop = threading.Event()
+    sender = Sender("acktest", f"push+bind:tcp://127.0.0.1:{data_port}", stop, hwm=100)
+    acks_in = Receiver("acktest", f"pull+connect:tcp://127.0.0.1:{ack_port}", expect=("ack",))
+    link = ReliableLink("acktest", sender, acks_in.socket, max_size=100, timeout=30.0)
+    ctx = zmq.Context.instance()
+
+    def consumer() -> tuple[zmq.Socket, zmq.Socket]:
+        pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+        for s in (pull, push):
+            s.setsockopt(zmq.LINGER, 0)
+        pull.connect(f"tcp://127.0.0.1:{data_port}")
+        deadline = time.monotonic() + 5
+        while True:  # the closed consumer's bind is released by ZeroMQ's I/O thread, soon
+            try:
+                push.bind(f"tcp://127.0.0.1:{ack_port}")
+                return pull, push
+            except zmq.ZMQError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+    def take(pull: zmq.Socket, push: zmq.Socket, n: int) -> list[int]:
+        got = []
+        for _ in range(n):
+            assert pull.poll(5000)
+            msg = decode(pull.recv_multipart())
+            got.append(msg["seq"])
+            send_ack("consumer", push, msg["session"], msg["stream"], msg["seq"], msg["t_capture"], msg.kind)
+        return got
+
+    def drain_acks(until: int, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(link.window) > until and time.monotonic() < deadline:
+            if acks_in.socket.poll(100):
+                msg = acks_in.read()
+                if msg is not None:
+                    link.acked(msg.header)
+
+    try:
+        pull, push = consumer()
+        time.sleep(0.3)
+        link.tick()  # the first connection: nothing to resend yet
+        for seq in range(5):
+            link.send(make_header("predictions", "s", "cam0", seq, 0.0, model={}, predictions=[]))
+        assert take(pull, push, 2) == [0, 1]
+        drain_acks(until=3)
+        assert len(link.window) == 3
+        pull.close(0)  # SIGKILL-like: seq 2..4 were delivered to it and are gone with it
+        push.close(0)
+        pull, push = consumer()
+        deadline = time.monotonic() + 10
+        while not pull.poll(100):
+            link.tick()  # the reconnect is seen here: everything unacknowledged goes again
+            assert time.monotonic() < deadline, "nothing was resent to the returning consumer"
+        assert sorted(take(pull, push, 3)) == [2, 3, 4]
+        drain_acks(until=0)
+        assert len(link.window) == 0
+        link.end(make_header("eos", "s", "cam0", 5, 0.0, reason="end_of_file"))
+        assert take(pull, push, 1) == [5]  # nothing pending: the eos goes at once
+        pull.close(0)
+        push.close(0)
+    finally:
+        link.close()
+        acks_in.close()
+        sender.close()
