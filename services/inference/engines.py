@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any, Protocol
@@ -99,8 +100,10 @@ class TFLiteEngine:
                  num_threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
 
+        # LiteRT's default runs the model on one thread; every core cuts a call's latency about
+        # in half on 2 cores (MobileNetV2 224 + reference head: 42 -> 23 ms for one face).
         self.interpreter = Interpreter(model_path=str(model_path) if model_path else None,
-                                       model_content=model_content, num_threads=num_threads)
+                                       model_content=model_content, num_threads=num_threads or os.cpu_count())
         self.interpreter.allocate_tensors()
         inputs = self.interpreter.get_input_details()
         if len(inputs) != 1:
