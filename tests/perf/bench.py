@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log.info("bus hop micro-benchmark (%d frames)", args.hops)
     results["bus"] = measure_hop(args.hops)
+    results["bus"]["header_only"] = measure_hop(args.hops, frame=False)  # the floor: no payload at all
 
     log.info("inference engines")
     engines_json = work / "engines.json"
@@ -155,9 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         soak_video = make_faces_video(work / f"soak8-{soak_frames}.avi", 8, soak_frames, SOAK_VIDEO_FPS)
         log.info("soak: %.0f s, source paced at %.0f FPS, inference SLOWDOWN %.2f s", args.soak_seconds,
                  SOAK_VIDEO_FPS, args.soak_slowdown)
-        soak = run_pipeline(soak_video, str(bundle), True, work, engine=engine, label="soak", soak=True,
+        warmup = min(60.0, args.soak_seconds / 10)
+        soak = run_pipeline(soak_video, str(bundle), True, work, engine=engine, label="soak", soak_warmup=warmup,
                             extra_env={"FPS": "0", "SLOWDOWN": str(args.soak_slowdown)})
-        soak.update({"seconds": args.soak_seconds, "source_fps": SOAK_VIDEO_FPS, "slowdown": args.soak_slowdown})
+        soak.update({"seconds": args.soak_seconds, "warmup_seconds": warmup, "source_fps": SOAK_VIDEO_FPS,
+                     "slowdown": args.soak_slowdown})
         results["soak"] = soak
 
     results["summary"] = report.summarise(results)

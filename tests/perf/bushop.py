@@ -5,6 +5,9 @@ two pipeline stages are. Each frame carries its send time in t_capture; the rece
 `time.time()` once `Receiver.read` has returned the validated message, so a hop includes
 msgpack encode, the ZeroMQ copy and transfer, and decode with validation. Frames are
 paced (no queueing) so the figure is the hop, not a backlog.
+
+`frame=False` sends header-only messages the same way: the floor of a hop on this machine
+(waking two processes and ZeroMQ's I/O threads), which the frame's bytes add to.
 """
 
 from __future__ import annotations
@@ -33,13 +36,13 @@ def _receive(endpoint: str, count: int, results: mp.Queue) -> None:
         if not receiver.socket.poll(5000, zmq.POLLIN):
             break
         msg = receiver.read()
-        if msg is not None and msg.kind == "frame":
+        if msg is not None:
             hops.append(time.time() - msg["t_capture"])
     receiver.close()
     results.put(hops)
 
 
-def measure_hop(count: int = 2000, pace_seconds: float = 0.002) -> dict:
+def measure_hop(count: int = 2000, pace_seconds: float = 0.002, frame: bool = True) -> dict:
     endpoint = f"tcp://127.0.0.1:{free_ports(1)[0]}"
     ctx = mp.get_context("spawn")  # a fresh process, like a real stage (no forked zmq context)
     results: mp.Queue = ctx.Queue()
@@ -47,13 +50,16 @@ def measure_hop(count: int = 2000, pace_seconds: float = 0.002) -> dict:
     child.start()
     results.get(timeout=60)
     sender = Sender("bench-tx", f"push+connect:{endpoint}", threading.Event(), hwm=4)
-    frame = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
     try:
         time.sleep(0.2)  # let the connection come up
         for seq in range(count):
-            payload = frame.tobytes()  # what capture does for every frame
-            header = make_header("frame", "bench", "bench", seq, time.time(), width=WIDTH, height=HEIGHT,
-                                 encoding="bgr")
+            if frame:
+                payload = image.tobytes()  # what capture does for every frame
+                header = make_header("frame", "bench", "bench", seq, time.time(), width=WIDTH, height=HEIGHT,
+                                     encoding="bgr")
+            else:
+                payload, header = b"", make_header("eos", "bench", "bench", seq, time.time(), reason="bench")
             sender.send(header, payload)
             time.sleep(pace_seconds)
         hops = results.get(timeout=60)
@@ -61,7 +67,7 @@ def measure_hop(count: int = 2000, pace_seconds: float = 0.002) -> dict:
         sender.close()
         child.join(10)
     return {"transport": "tcp loopback, PUSH/PULL, shared.bus Sender/Receiver",
-            "payload_bytes": WIDTH * HEIGHT * 3, "sent": count, "received": len(hops),
+            "payload_bytes": WIDTH * HEIGHT * 3 if frame else 0, "sent": count, "received": len(hops),
             "hop_ms": percentiles_ms(hops)}
 
 

@@ -181,16 +181,22 @@ class ProcessSampler:
                          "rss_mb": round(window[-1][2] / 2**20, 1), "tensorflow": s.tensorflow}
         return out
 
-    def growth(self, start: float, end: float) -> dict[str, dict]:
-        """Resident memory at the start and end of [start, end] (medians of 3 samples), and the growth."""
+    def growth(self, start: float, end: float, warmup: float = 0.0) -> dict[str, dict]:
+        """Resident memory after `warmup` seconds of [start, end] and at its end (medians of 3 samples).
+
+        The warm-up lets bounded buffers fill (the reporter's match window, socket queues), so
+        the growth measured after it is what a leak would add, not a queue reaching its bound.
+        """
         out: dict[str, dict] = {}
         for s in self.series.values():
             window = [x for x in s.samples if start <= x[0] <= end]
-            if len(window) < 2:
+            steady = [x for x in window if x[0] >= start + warmup]
+            if len(steady) < 2:
                 continue
-            first = sorted(x[2] for x in window[:3])[len(window[:3]) // 2]
-            last = sorted(x[2] for x in window[-3:])[len(window[-3:]) // 2]
-            out[s.name] = {"rss_start_mb": round(first / 2**20, 1), "rss_end_mb": round(last / 2**20, 1),
+            first = sorted(x[2] for x in steady[:3])[len(steady[:3]) // 2]
+            last = sorted(x[2] for x in steady[-3:])[len(steady[-3:]) // 2]
+            out[s.name] = {"rss_first_frame_mb": round(window[0][2] / 2**20, 1),
+                           "rss_start_mb": round(first / 2**20, 1), "rss_end_mb": round(last / 2**20, 1),
                            "growth_percent": round((last - first) / first * 100, 2) if first else None,
                            "peak_rss_mb": round(s.peak_rss / 2**20, 1)}
         return out
@@ -233,6 +239,12 @@ class MetricsScraper:
     def total(self, prefix: str) -> float:
         with self.lock:
             return sum(v for vals in self.values.values() for k, v in vals.items() if k.startswith(prefix))
+
+    def breakdown(self, prefix: str) -> dict[str, float]:
+        """{"service reason": value} of a labelled counter, e.g. drops by where and why."""
+        with self.lock:
+            return {f"{service} {k.partition(',reason=')[2] or '-'}": v for service, vals in self.values.items()
+                    for k, v in vals.items() if k.startswith(prefix) and v}
 
     def get(self, service: str, key: str) -> float | None:
         with self.lock:

@@ -44,8 +44,8 @@ def stage_latencies(records: list, skip: int) -> dict[str, dict]:
 
 
 def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: str = "auto",
-                 extra_env: dict[str, str] | None = None, label: str = "", soak: bool = False) -> dict:
-    """Run one session to its report; return the figures (soak=True adds memory growth)."""
+                 extra_env: dict[str, str] | None = None, label: str = "", soak_warmup: float | None = None) -> dict:
+    """Run one session to its report; return the figures (soak_warmup set: memory growth after it)."""
     session = f"bench-{label or 'run'}-{uuid.uuid4().hex[:8]}"
     scraper = MetricsScraper()
     tap = UpdatesTap(on_eos=scraper.scrape)  # last counters before the launcher stops the services
@@ -89,6 +89,7 @@ def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: s
     skip = min(WARMUP_FRAMES, max(0, len(records) - 2))
     window = (arrivals[skip], tap.eos_at or arrivals[-1]) if len(arrivals) > skip else (started, time.time())
     captured = tap.eos_seq if tap.eos_seq is not None else (records[-1].seq + 1 if records else 0)
+    drops = scraper.breakdown("engagement_frames_dropped_total")
     faces = scraper.get("inference", "engagement_inference_faces_total") or 0
     model_seconds = scraper.get("inference", "engagement_inference_seconds_sum") or 0
     model_calls = scraper.get("inference", "engagement_inference_seconds_count") or 0
@@ -97,7 +98,11 @@ def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: s
         "realtime": realtime, "exit_code": code, "session": session,
         "frames_captured": captured, "frames_through": len(records),
         "frames_dropped": max(0, captured - len(records)),
-        "drops_counted": scraper.total("engagement_frames_dropped_total"),
+        "first_missing_seqs": sorted(set(range(captured)) - {r.seq for r in records})[:10],
+        # A frame capture drops (queue_full) is also a sequence gap for facedetect (gap): the
+        # headline counts each dropped frame once, where it was dropped; the breakdown has both.
+        "drops_counted": sum(v for k, v in drops.items() if not k.endswith(" gap")),
+        "drops_by_service": drops,
         "rejected": scraper.total("engagement_messages_rejected_total"),
         "faces_per_frame": round(sum(r.faces for r in records) / len(records), 2) if records else 0,
         "fps": rate(arrivals, skip),
@@ -107,7 +112,7 @@ def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: s
         "processes": sampler.summary(*window),
         "wall_seconds": round(time.time() - started, 1),
     }
-    if soak:
-        # Memory from when the pipeline is warm (first frames through) to the end.
-        result["memory"] = sampler.growth(window[0], window[1])
+    if soak_warmup is not None:
+        # Memory from when the pipeline is warm (first frames through, then the warm-up) to the end.
+        result["memory"] = sampler.growth(window[0], window[1], soak_warmup)
     return result

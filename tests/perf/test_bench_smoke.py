@@ -1,0 +1,57 @@
+"""The benchmark in its tiniest form writes every figure it promises (no speed asserts).
+
+Real parts throughout: the launcher starts every service as a process on a real video with
+real faces, a real (tiny) MobileNetV2 bundle, real ZeroMQ hops. Only the sizes are small.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tests.perf import bench
+
+PIPELINE_KEYS = {"fps", "frames_captured", "frames_through", "frames_dropped", "drops_counted", "latency_ms",
+                 "model_ms_per_face", "processes", "exit_code"}
+STAGES = {"capture", "facedetect", "sequencer", "inference", "aggregator", "capture_to_prediction"}
+SERVICES = {"capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"}
+
+
+def test_quick_bench_writes_every_figure(tmp_path, capsys):
+    out = tmp_path / "results.json"
+    code = bench.main(["--quick", "--out", str(out), "--work-dir", str(tmp_path / "work"), "--seconds", "2",
+                       "--loop-seconds", "1", "--soak-seconds", "3", "--image-size", "32", "--hops", "50"])
+    assert code == 0
+    r = json.loads(out.read_text())
+    assert {"machine", "inputs", "bus", "engines", "loops", "pipeline", "soak", "summary", "targets"} <= set(r)
+
+    assert set(r["pipeline"]) == {f"{m}_{n}_{rate}" for m in ("bundle", "baseline") for n in (1, 8)
+                                  for rate in ("2fps", "unthrottled")}
+    for label, run in r["pipeline"].items():
+        assert PIPELINE_KEYS <= set(run), label
+        assert run["exit_code"] == 0, label
+        assert run["frames_through"] > 0, label
+        assert STAGES <= set(run["latency_ms"]), label
+        assert {"p50", "p99"} <= set(run["latency_ms"]["capture_to_prediction"]), label
+        assert SERVICES <= set(run["processes"]), label
+        # Each process's figures were sampled, not left empty.
+        assert all(p["peak_rss_mb"] > 0 for p in run["processes"].values()), label
+    # The 8-face video puts 8 faces in front of the pipeline.
+    assert r["pipeline"]["bundle_8_unthrottled"]["faces_per_frame"] == 8
+
+    assert set(r["loops"]) == {"reference_1", "best_1", "reference_8", "best_8"}
+    for loop in r["loops"].values():
+        assert loop["frames"] > 0 and loop["fps"] > 0
+        assert {"read", "detect", "crop", "classify", "overlay"} <= set(loop["stages_ms"])
+    assert r["loops"]["reference_8"]["engine"] == "predict"
+
+    assert r["bus"]["received"] == r["bus"]["sent"] == 50
+    assert r["bus"]["hop_ms"]["p99"] is not None
+    assert {row["engine"] for row in r["engines"]["rows"]} == {"keras", "tflite", "predict"}
+    assert r["engines"]["auto_choice"] in {"keras", "tflite", "predict"}
+    assert SERVICES <= set(r["soak"]["memory"])
+    assert all("growth_percent" in m for m in r["soak"]["memory"].values())
+    assert {"faces_1", "faces_8", "cost_per_face"} <= set(r["summary"])
+    assert all({"target", "met", "detail"} <= set(t) for t in r["targets"])
+
+    printed = capsys.readouterr().out
+    assert "### Throughput" in printed and "### Targets" in printed
