@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import cv2
 import numpy as np
+import zmq
 from prometheus_client import Counter, Gauge
 
 from services.capture.sources import FileSource, Frame, LiveSource, SourceError, classify
@@ -32,6 +33,7 @@ SOURCE_UP = Gauge("engagement_source_up", "1 while the video source delivers fra
 
 JPEG_QUALITY = 90
 FIRST_RETRY_SECONDS = 0.5
+PEER_WAIT_MS = 2000  # how long the first frame waits for facedetect to connect
 
 
 def default_session_id(stream: str) -> str:
@@ -96,6 +98,9 @@ class CaptureService(Service):
     # --- the loop ----------------------------------------------------------------------
     def loop(self) -> None:
         # Capture has no inputs: it overrides the poll loop, and checks `stop` between frames.
+        # A droppable send before facedetect has connected is dropped: every live session lost
+        # its first frame (engagement bench). Wait a moment for the consumer, never for long.
+        self.senders["frames"].socket.poll(PEER_WAIT_MS, zmq.POLLOUT)
         if self.kind == "file":
             reason = self._run_file()
         else:
