@@ -210,11 +210,12 @@ def _report_written(report_dir: Path):  # type: ignore[no-untyped-def]
     return check
 
 
-def _fuzz(svc: ServiceUnderTest, kind: str, expect: tuple[str, ...], good_kind: str, check) -> dict:  # type: ignore[no-untyped-def]
+def _fuzz(svc: ServiceUnderTest, kind: str, expect: tuple[str, ...], good_kind: str, check,  # type: ignore[no-untyped-def]
+          examples: int) -> dict:
     assert svc.wait_rejected(0) is not None
     sent: list[list[bytes]] = []
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
+    @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
               suppress_health_check=list(HealthCheck))
     @given(bad_messages(kind))
     def one(parts: list[bytes]) -> None:
@@ -264,6 +265,16 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_bad_input_is_rejected_counted_and_the_service_lives_on(case, tmp_path):
+    _run_case(case, tmp_path, EXAMPLES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_every_bad_input_deep(case, tmp_path):
+    _run_case(case, tmp_path, 2000)
+
+
+def _run_case(case: str, tmp_path: Path, examples: int) -> None:
     in_setting, in_type, out_setting, kind, expect, good_kind, env = CASES[case]
     name = case.split("/")[0]
     prefix = f"fuzz-{uuid.uuid4().hex[:10]}"
@@ -277,7 +288,7 @@ def test_every_bad_input_is_rejected_counted_and_the_service_lives_on(case, tmp_
             check = _preview_then_report(tmp_path, svc)
         else:
             check = _report_written(tmp_path / "reports") if name == "reporter" else _output_arrives
-        figures = _fuzz(svc, kind, expect, good_kind, check)
+        figures = _fuzz(svc, kind, expect, good_kind, check, examples)
     finally:
         code = svc.close()
         _cleanup(prefix)
