@@ -22,6 +22,7 @@ import redis
 from prometheus_client import Counter, Gauge
 
 from services.aggregator.store import LEVELS, FrameRecord, Store, add_record, empty_totals
+from shared.acks import send_ack
 from shared.messages import Message, follow_up
 from shared.service import Service
 
@@ -50,7 +51,7 @@ class EndOfSession:
 class AggregatorService(Service):
     name = "aggregator"
     inputs = {"predictions": "predictions_in"}
-    outputs = {"updates": "updates_out"}
+    outputs = {"updates": "updates_out", "acks": "acks_out"}  # acks: optional (ACKS_OUT)
     expect = {"predictions": ("predictions", "eos")}
 
     def setup(self) -> None:
@@ -62,9 +63,15 @@ class AggregatorService(Service):
         self.retry_delay = RETRY_START
         self.next_retry = 0.0
         self.totals: dict[str, dict[str, Any]] = {}  # session -> last known running totals
+        self.waiting: set[tuple[str, str, int]] = set()  # frames in the backlog (a resend is not queued twice)
         try:
             self.store.r.ping()
             self.log.info("totals in Redis at %s (prefix %r)", _safe_url(s.redis_url), s.redis_prefix)
+        except redis.AuthenticationError as exc:
+            # Reachable but refusing us: retrying will not help until the URL is fixed.
+            REDIS_ERRORS.inc()
+            self.log.error("Redis at %s refused the credentials (%s): set the password in REDIS_URL "
+                           "(redis://:PASSWORD@host:port/0); buffering meanwhile", _safe_url(s.redis_url), exc)
         except redis.RedisError as exc:
             # Not fatal: the backlog holds writes until Redis comes up.
             REDIS_ERRORS.inc()
@@ -76,6 +83,9 @@ class AggregatorService(Service):
             self._enqueue(EndOfSession(msg, time.time()))
             return
         record = self._record(msg)
+        if (record.session, record.stream, record.seq) in self.waiting:
+            DUPLICATES.inc()  # resent while Redis is down: already waiting, acknowledged once written
+            return
         outcome = self._enqueue(record)
         totals = self.totals.get(record.session) or empty_totals()
         if outcome == "queued":
@@ -110,6 +120,8 @@ class AggregatorService(Service):
                            item.session, item.stream, item.seq)
             return "dropped"
         self.backlog.append(item)
+        if isinstance(item, FrameRecord):
+            self.waiting.add((item.session, item.stream, item.seq))
         BACKLOG.set(len(self.backlog))
         self._flush()
         return "queued" if item in self.backlog else "written"
@@ -124,6 +136,7 @@ class AggregatorService(Service):
             self.log.info("session %s ended (%s); forwarding eos", msg["session"], msg["reason"])
             self.senders["updates"].send(follow_up(msg, "eos", self.name, reason=msg["reason"]))
             self.totals.pop(msg["session"], None)
+            self._ack(msg["session"], msg["stream"], msg["seq"], msg["t_capture"], "eos")
             return
         counted, totals = self.store.record_frame(item)
         if counted:
@@ -134,8 +147,14 @@ class AggregatorService(Service):
             DUPLICATES.inc()
             self.log.info("%s/%s seq %d already counted: ignored", item.session, item.stream, item.seq)
         self.totals[item.session] = totals
+        # Written (or counted before): inference may forget it. Never before the write.
+        self._ack(item.session, item.stream, item.seq, item.t_capture, "predictions")
         for level in range(LEVELS):
             SESSION_TOTALS.labels(str(level)).set(totals["levels"][str(level)])
+
+    def _ack(self, session: str, stream: str, seq: int, t_capture: float, of: str) -> None:
+        if "acks" in self.senders:
+            send_ack(self.name, self.senders["acks"].socket, session, stream, seq, t_capture, of)
 
     def _redis_failed(self, exc: Exception) -> None:
         REDIS_ERRORS.inc()
@@ -157,7 +176,9 @@ class AggregatorService(Service):
             except redis.RedisError as exc:
                 self._redis_failed(exc)
                 break
-            self.backlog.popleft()
+            done = self.backlog.popleft()
+            if isinstance(done, FrameRecord):
+                self.waiting.discard((done.session, done.stream, done.seq))
             written += 1
         BACKLOG.set(len(self.backlog))
         if not self.backlog:

@@ -17,6 +17,7 @@ from prometheus_client import Counter, Histogram
 
 from services.inference.bundle import BundleError
 from services.inference.card_info import BASELINE, resolve_bundle
+from shared.acks import ReliableLink
 from shared.assets import MissingAsset
 from shared.messages import Message, follow_up
 from shared.metrics import LATENCY_BUCKETS
@@ -51,9 +52,19 @@ def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | 
 
 class InferenceService(Service):
     name = "inference"
-    inputs: ClassVar[dict[str, str]] = {"batches": "batches_in"}
+    inputs: ClassVar[dict[str, str]] = {"batches": "batches_in", "acks": "acks_in"}
     outputs: ClassVar[dict[str, str]] = {"predictions": "predictions_out"}
-    expect: ClassVar[dict[str, tuple[str, ...]]] = {"batches": ("batch", "eos")}
+    expect: ClassVar[dict[str, tuple[str, ...]]] = {"batches": ("batch", "eos"), "acks": ("ack",)}
+    # With ACKS_IN set, predictions and eos are kept until the aggregator acknowledges their
+    # Redis write, and resent if it lost them (SIGKILL with a full queue): shared/acks.py.
+    reliable: ReliableLink | None = None
+
+    def open_sockets(self) -> None:
+        super().open_sockets()
+        if "acks" in self.receivers:
+            s = self.settings
+            self.reliable = ReliableLink(self.name, self.senders["predictions"], self.receivers["acks"].socket,
+                                         s.ack_window, s.ack_timeout)
 
     def setup(self) -> None:
         try:
@@ -88,25 +99,42 @@ class InferenceService(Service):
                       self.sequence_length, self.predictor.engine)
 
     def handle(self, link: str, msg: Message) -> None:
+        if link == "acks":
+            if self.reliable is not None:
+                self.reliable.acked(msg.header)
+            return
         if msg.kind == "eos":
             self._end_session(msg)
             return
         predictions = self._predict(msg)
         header = follow_up(msg, "predictions", stage=self.name, model=self.model_info,
                            predictions=predictions, faces=msg.get("faces", []), t_media=msg.get("t_media"))
-        self.senders["predictions"].send(header)
+        if self.reliable is not None:
+            self.reliable.send(header)
+        else:
+            self.senders["predictions"].send(header)
 
     def tick(self) -> None:
         # Students who left without an eos (the sequencer evicted them) must not pile up.
         if self.baseline:
             self.smoother.evict_idle(STATE_IDLE_SECONDS)
+        if self.reliable is not None:
+            self.reliable.tick()
+
+    def on_stop(self) -> None:
+        if self.reliable is not None:
+            self.reliable.close()
 
     def _end_session(self, msg: Message) -> None:
         if self.baseline:
             session, stream = msg["session"], msg["stream"]
             dropped = self.smoother.drop(lambda key: key[:2] == (session, stream))
             self.log.info("eos for %s/%s: dropped %d students' smoothing state", session, stream, dropped)
-        self.senders["predictions"].send(follow_up(msg, "eos", stage=self.name, reason=msg["reason"]))
+        eos = follow_up(msg, "eos", stage=self.name, reason=msg["reason"])
+        if self.reliable is not None:
+            self.reliable.end(eos)  # after the session's predictions are acknowledged
+        else:
+            self.senders["predictions"].send(eos)
 
     def _skip(self, reason: str, detail: str) -> None:
         SKIPPED.labels(reason).inc()

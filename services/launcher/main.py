@@ -37,6 +37,7 @@ LINKS = {  # link -> (producer, consumer)
     "batches": ("sequencer", "inference"),
     "predictions": ("inference", "aggregator"),
     "updates": ("aggregator", "reporter"),
+    "acks": ("aggregator", "inference"),  # Redis writes acknowledged: inference resends the rest
 }
 
 

@@ -88,6 +88,8 @@ def test_links_bind_on_the_producer_and_connect_to_it(compose):
     # Same socket types and ports as shared/config.py's defaults; on the compose network the
     # producer binds every interface and the consumer connects to the producer's service name.
     defaults = {s.env: s.default for group in SERVICES.values() for s in group}
+    # The acks link is off unless set (shared/config.py); compose sets it like the others.
+    defaults.update(ACKS_OUT="push+bind:tcp://127.0.0.1:5557", ACKS_IN="pull+connect:tcp://127.0.0.1:5557")
     services = compose["services"]
     producers = {}
     for name, spec in services.items():
@@ -95,7 +97,7 @@ def test_links_bind_on_the_producer_and_connect_to_it(compose):
             if var.endswith("_OUT"):
                 assert value == defaults[var].replace("127.0.0.1", "0.0.0.0"), f"{name} {var}"
                 producers[var[:-4]] = name
-    assert set(producers) == {"FRAMES", "PREVIEW", "FACES", "BATCHES", "PREDICTIONS", "UPDATES"}
+    assert set(producers) == {"FRAMES", "PREVIEW", "FACES", "BATCHES", "PREDICTIONS", "UPDATES", "ACKS"}
     consumers = set()
     for name, spec in services.items():
         for var, value in (spec.get("environment") or {}).items():
