@@ -4,6 +4,8 @@ The aggregator writes through `Store.record_frame` / `Store.end_session`; the re
 through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test sets its own):
 
   P:sessions                    set     every session id ever recorded
+  P:reports_pending             set     sessions marked ended whose report is not written yet
+                                        (a reporter that was down at the end writes them later)
   P:session:<sid>:meta          hash    class, stream, started (first t_capture), ended (time
                                         the session was marked ended), end_reason, model_name,
                                         model_kind, baseline (0|1), affect (0|1), labels (JSON)
@@ -205,7 +207,15 @@ class Store:
             pipe.hsetnx(meta, "stream", stream)
         pipe.hsetnx(meta, "ended", repr(float(ended)))
         pipe.hsetnx(meta, "end_reason", reason)
+        pipe.sadd(f"{self.prefix}:reports_pending", session)
         pipe.execute()
+
+    def reports_pending(self) -> list[str]:
+        """Sessions marked ended whose report no reporter has written yet."""
+        return sorted(self.r.smembers(f"{self.prefix}:reports_pending"))
+
+    def report_written(self, session: str) -> None:
+        self.r.srem(f"{self.prefix}:reports_pending", session)
 
     # --- reads (reporter, tests, Grafana helpers) -----------------------------------------
     def session_totals(self, session: str) -> dict[str, Any]:

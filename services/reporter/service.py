@@ -50,6 +50,9 @@ MATCH_WINDOW = 64  # frames/updates kept while waiting for their counterpart
 PREVIEW_HWM = 32
 REPORT_RETRY_START, REPORT_RETRY_CAP = 0.5, 10.0
 MQTT_ACK_TIMEOUT = 10.0  # seconds a report waits for the local broker's PUBACK
+# How often ended sessions without a report are looked for (a reporter killed, or down, when
+# its session's eos came would otherwise never write that report).
+RECOVERY_INTERVAL = 5.0
 
 # Reference system's options -> this service's flags; value None means "a switch": given
 # alone it means 1.
@@ -115,6 +118,7 @@ class ReporterService(Service):
         self.latest_totals: dict[str, dict[str, Any]] = {}  # session -> totals from the last update
         self.totals_sent: dict[str, int] = {}
         self.next_totals = time.monotonic() + float(s.mqtt_totals_interval)
+        self.next_recovery = 0.0  # at start-up, then every RECOVERY_INTERVAL
         self.publisher = (Publisher(s.mqtt_host, int(s.mqtt_port), s.device_id, MQTT_ACK_TIMEOUT)
                           if s.messaging else None)
         if not self.headless:
@@ -203,6 +207,7 @@ class ReporterService(Service):
         _atomic_write(js, json.dumps(report, indent=1) + "\n")
         _atomic_write(txt, render_text(report))
         REPORTS_WRITTEN.inc()
+        self.store.report_written(session)
         # The session's recording ends with the session.
         if self.recorder is not None:
             self.recorder.close()
@@ -216,7 +221,29 @@ class ReporterService(Service):
         self.totals_sent.pop(session, None)
         return txt, js
 
+    def _recover_reports(self) -> None:
+        """Queue the report of every ended session that has none yet (see RECOVERY_INTERVAL).
+
+        Launched for one session (SESSION_ID, as `engagement run` does) only that session is
+        ours; otherwise every session Redis lists as waiting for its report.
+        """
+        try:
+            sessions = [self.settings.session_id] if self.settings.session_id else self.store.reports_pending()
+            for session in sessions:
+                if session in self.pending_reports or (self.report_dir / f"{session}.json").exists():
+                    continue
+                if self.store.session_meta(session)["ended"] is None:
+                    continue
+                self.log.warning("session %s ended without its report (the reporter was down at its end): "
+                                 "writing it now", session)
+                self.pending_reports[session] = {"attempts": 0, "next": 0.0}
+        except redis.RedisError as exc:
+            self.log.debug("looking for reports to recover failed: %s", exc)
+
     def tick(self) -> None:
+        if time.monotonic() >= self.next_recovery:
+            self.next_recovery = time.monotonic() + RECOVERY_INTERVAL
+            self._recover_reports()
         self._write_pending_reports()
         if self.publisher and time.monotonic() >= self.next_totals:
             self.next_totals = time.monotonic() + float(self.settings.mqtt_totals_interval)
