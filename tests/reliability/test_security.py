@@ -353,3 +353,23 @@ def test_eu_ai_act_mode_pipeline_loads_no_affect_model_and_reports_class_level(s
     assert report["class_level_only"] is True and report["students"] == [] and report["timeline"] == []
     assert report["totals"]["predictions"] == run.tap.published()["predictions"] > 0
     report_figures("eu-ai-act", **seen, class_level_only=True)
+
+
+# --- 8. secrets in the deployment files ----------------------------------------------------------------
+
+def test_deployment_takes_every_secret_from_the_env_file_and_cloud_mqtt_is_tls_with_client_certs():
+    from tests.deploy.tools import COMPOSE_FILES, load_yaml
+
+    compose = load_yaml(COMPOSE_FILES[0])
+    text = COMPOSE_FILES[0].read_text()
+    services = compose["services"]
+    # Required from .env (compose refuses to start without them), never written in the file.
+    assert "${REDIS_PASSWORD:?" in services["aggregator"]["environment"]["REDIS_URL"]
+    assert "${REDIS_PASSWORD:?" in services["reporter"]["environment"]["REDIS_URL"]
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert not re.search(r"(?i)password\s*[:=]\s*['\"]?(?!\$\{)[A-Za-z0-9]", text), "a literal password"
+    # MQTT to the cloud: TLS port, the CA and a client certificate + key.
+    bridge = services["mqtt-bridge"]["environment"]
+    assert bridge["CLOUD_MQTT_PORT"].endswith("8883}") or bridge["CLOUD_MQTT_PORT"] == "8883"
+    assert {"CLOUD_CA_FILE", "CLOUD_CERT_FILE", "CLOUD_KEY_FILE"} <= set(bridge)
