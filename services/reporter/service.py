@@ -28,6 +28,7 @@ import cv2
 import redis
 from prometheus_client import Counter
 
+from services.aggregator.service import _safe_url
 from services.aggregator.store import Store
 from services.reporter import overlay
 from services.reporter.messaging import Publisher
@@ -108,6 +109,13 @@ class ReporterService(Service):
     def setup(self) -> None:
         s = self.settings
         self.store = Store.from_url(s.redis_url, prefix=s.redis_prefix)
+        try:  # say now, not at the end of the class, that reports cannot be read back
+            self.store.r.ping()
+        except redis.AuthenticationError as exc:
+            self.log.error("Redis at %s refused the credentials (%s): set the password in REDIS_URL "
+                           "(redis://:PASSWORD@host:port/0); reports fail until then", _safe_url(s.redis_url), exc)
+        except redis.RedisError as exc:
+            self.log.warning("Redis at %s not reachable yet (%s): reports wait for it", _safe_url(s.redis_url), exc)
         self.class_level_only = bool(s.class_level_only or s.eu_ai_act_mode)
         self.report_dir = Path(s.report_dir)
         self.headless = bool(s.headless) if s.headless in (0, 1) else not os.environ.get("DISPLAY")
