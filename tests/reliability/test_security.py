@@ -198,10 +198,23 @@ def test_without_the_password_redis_refuses_and_says_so_and_the_wrong_one_is_not
     finally:
         server.stop()
     for label, (backlog, out) in results.items():
-        assert re.search(r"(authenticat|invalid username-password|WRONGPASS|NOAUTH)", out, re.I), out
+        assert "refused the credentials" in out and "set the password in REDIS_URL" in out, out
         assert backlog == 1, f"{label}: the prediction must wait in the backlog, not vanish"
         assert wrong not in out
         assert "***@" in out or label == "none"  # the URL is logged with its password masked
+    # The reporter says so at start-up too (not only when the class ends).
+    env = {**os.environ, "REDIS_URL": f"redis://:{wrong}@127.0.0.1:{server.port}/0", "METRICS_PORT": "0",
+           "UPDATES_IN": f"pull+connect:tcp://127.0.0.1:{upd_port}", "PREVIEW_IN": f"sub+connect:tcp://127.0.0.1:{upd_port}"}
+    server.start()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "reporter"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        time.sleep(3.0)
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0]
+    finally:
+        server.stop()
+    assert "refused the credentials" in out and wrong not in out, out
 
 
 # --- 7. CURVE on a running service --------------------------------------------------------------------
