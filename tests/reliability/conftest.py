@@ -23,3 +23,9 @@ def long_video(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def short_video(tmp_path_factory) -> dict:
     return make_sample_video(tmp_path_factory.mktemp("video") / "short.avi", seconds=6.0, faces=1, fps=10.0)
+
+
+@pytest.fixture(scope="session")
+def very_long_video(tmp_path_factory) -> dict:
+    """100 s (slow variants only): long enough for the default queues to fill and level off."""
+    return make_sample_video(tmp_path_factory.mktemp("video") / "very_long.avi", seconds=100.0, faces=1, fps=10.0)

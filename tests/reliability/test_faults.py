@@ -141,8 +141,8 @@ def test_slow_inference_keeps_queues_bounded_drops_counted_memory_flat(long_vide
 
 
 @pytest.mark.slow
-def test_slow_inference_with_default_queues(long_video, tmp_path):
-    _slow_consumer(long_video, tmp_path, hwm=4, seconds=60, title="slow-consumer-default-hwm")
+def test_slow_inference_with_default_queues(very_long_video, tmp_path):
+    _slow_consumer(very_long_video, tmp_path, hwm=4, seconds=60, title="slow-consumer-default-hwm")
 
 
 # --- 4. Camera drop-out, end of file, full disk -------------------------------------------------
