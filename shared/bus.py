@@ -94,8 +94,10 @@ def open_socket(spec_text: str, hwm: int = 4, curve_key_file: str = "") -> zmq.S
     sock.setsockopt(zmq.RCVHWM, hwm)
     sock.setsockopt(zmq.SNDBUF, SOCKET_BUFFER_BYTES)
     sock.setsockopt(zmq.RCVBUF, SOCKET_BUFFER_BYTES)
-    # Pending messages get this long to leave on close; control messages must not be lost.
-    sock.setsockopt(zmq.LINGER, 5000)
+    # A sender's queued messages get 5 s to leave on close (control messages must not be
+    # lost). A receiver has nothing worth waiting for: with linger, a SUB whose publisher is
+    # gone held process exit for 5 s over its queued subscription.
+    sock.setsockopt(zmq.LINGER, 5000 if spec.type in _SENDING else 0)
     if spec.type == "sub":
         sock.setsockopt(zmq.SUBSCRIBE, b"")
     if curve_key_file:
