@@ -7,9 +7,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
+import zmq
+
 from shared.config import Settings, load_settings
+from shared.messages import Message, decode, encode
 from shared.service import Service
 
 
@@ -49,3 +53,40 @@ class Running:
         self.service.finish()
         if self.error is not None:
             raise self.error
+
+
+class Peer:
+    """The test's side of a link: a raw socket that sends or receives whole messages."""
+
+    def __init__(self, sock_type: int, endpoint: str, bind: bool) -> None:
+        self.socket = zmq.Context.instance().socket(sock_type)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        if sock_type == zmq.SUB:
+            self.socket.setsockopt(zmq.SUBSCRIBE, b"")
+        (self.socket.bind if bind else self.socket.connect)(endpoint)
+
+    def send(self, header: dict, payload: bytes = b"") -> None:
+        self.socket.send_multipart(encode(header, payload))
+
+    def send_raw(self, parts: list[bytes]) -> None:
+        self.socket.send_multipart(parts)
+
+    def recv(self, timeout: float = 10.0) -> Message:
+        assert self.socket.poll(int(timeout * 1000)), "no message arrived in time"
+        return decode(self.socket.recv_multipart())
+
+    def recv_until(self, kind: str, timeout: float = 20.0) -> list[Message]:
+        """Every message up to and including the first of `kind`."""
+        got: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while not got or got[-1].kind != kind:
+            assert time.monotonic() < deadline, f"no {kind} within {timeout} s (got {len(got)} messages)"
+            if self.socket.poll(100):
+                got.append(decode(self.socket.recv_multipart()))
+        return got
+
+    def recv_until_eos(self, timeout: float = 30.0) -> list[Message]:
+        return self.recv_until("eos", timeout)
+
+    def close(self) -> None:
+        self.socket.close()

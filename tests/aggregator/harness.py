@@ -13,10 +13,9 @@ import uuid
 from pathlib import Path
 
 import redis
-import zmq
 
 from services.launcher.ports import free_ports
-from shared.messages import Message, decode, encode, make_header
+from shared.messages import make_header
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MODEL = {"name": "baseline-attention", "kind": "frame", "baseline": True, "affect": False,
@@ -25,42 +24,6 @@ MODEL = {"name": "baseline-attention", "kind": "frame", "baseline": True, "affec
 
 def unique_prefix() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
-
-
-class Peer:
-    """The test's side of a link: a raw socket that sends or receives whole messages."""
-
-    def __init__(self, sock_type: int, endpoint: str, bind: bool) -> None:
-        self.socket = zmq.Context.instance().socket(sock_type)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        if sock_type == zmq.SUB:
-            self.socket.setsockopt(zmq.SUBSCRIBE, b"")
-        (self.socket.bind if bind else self.socket.connect)(endpoint)
-
-    def send(self, header: dict, payload: bytes = b"") -> None:
-        self.socket.send_multipart(encode(header, payload))
-
-    def send_raw(self, parts: list[bytes]) -> None:
-        self.socket.send_multipart(parts)
-
-    def recv(self, timeout: float = 10.0) -> Message:
-        assert self.socket.poll(int(timeout * 1000)), "no message arrived in time"
-        return decode(self.socket.recv_multipart())
-
-    def recv_until(self, kind: str, timeout: float = 20.0) -> list[Message]:
-        """Every message up to and including the first of `kind`."""
-        got, deadline = [], time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.socket.poll(100):
-                continue
-            msg = decode(self.socket.recv_multipart())
-            got.append(msg)
-            if msg.kind == kind:
-                return got
-        raise AssertionError(f"no {kind} within {timeout} s (got {len(got)} messages)")
-
-    def close(self) -> None:
-        self.socket.close()
 
 
 def endpoints() -> tuple[str, str]:

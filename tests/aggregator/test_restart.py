@@ -17,7 +17,8 @@ import zmq
 
 from services.aggregator.store import Store
 from services.launcher.ports import free_ports
-from tests.aggregator.harness import REDIS_URL, Peer, eos_header, predictions_header, unique_prefix
+from tests.aggregator.harness import REDIS_URL, eos_header, predictions_header, unique_prefix
+from tests.harness import Peer
 
 
 def _start(prefix: str, pred_port: int, upd_port: int) -> subprocess.Popen:

@@ -23,14 +23,13 @@ from services.aggregator.store import Store
 from services.launcher.ports import free_ports
 from tests.aggregator.harness import (
     REDIS_URL,
-    Peer,
     PrivateRedis,
     endpoints,
     eos_header,
     predictions_header,
     unique_prefix,
 )
-from tests.harness import Running
+from tests.harness import Peer, Running
 
 
 def metric(name: str, **labels: str) -> float:

@@ -24,8 +24,8 @@ import zmq
 from services.capture.sample_video import make_sample_video, render_frame
 from services.capture.service import FRAMES_CORRUPT, SOURCE_RECONNECTS, SOURCE_UP, CaptureService
 from shared import metrics
-from tests.capture.harness import Peer, counter, link
-from tests.harness import Running
+from tests.capture.harness import counter, link
+from tests.harness import Peer, Running
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -17,8 +17,8 @@ from services.capture.sources import FileSource
 from services.facedetect.service import FACES_DETECTED, FaceDetectService
 from shared import metrics
 from shared.messages import make_header
-from tests.capture.harness import Peer, counter, link
-from tests.harness import Running
+from tests.capture.harness import counter, link
+from tests.harness import Peer, Running
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -15,11 +15,10 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import psutil
-import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.launcher.ports import free_ports
-from shared.messages import BadMessage, decode
+from shared.messages import Message
+from tests.taps import LinkTap
 
 
 @dataclass
@@ -32,50 +31,25 @@ class FrameRecord:
     predictions: int
 
 
-class UpdatesTap:
+class UpdatesTap(LinkTap):
+    """Records every update's stamps on the aggregator -> reporter link; `on_eos` runs before
+    the end-of-stream is passed on (so counters are scraped before the services stop)."""
+
     def __init__(self, on_eos=None) -> None:  # type: ignore[no-untyped-def]
-        self.in_port, self.out_port = free_ports(2)
-        ctx = zmq.Context.instance()
-        self.pull = ctx.socket(zmq.PULL)
-        self.pull.bind(f"tcp://127.0.0.1:{self.in_port}")
-        self.push = ctx.socket(zmq.PUSH)
-        self.push.bind(f"tcp://127.0.0.1:{self.out_port}")
         self.records: list[FrameRecord] = []
         self.eos_seq: int | None = None
         self.eos_at: float | None = None
         self.on_eos = on_eos
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="updates-tap", daemon=True)
-        self.thread.start()
+        super().__init__("updates", "aggregator", "reporter")
 
-    def rewire(self, envs: dict[str, dict[str, str]]) -> None:
-        envs["aggregator"]["UPDATES_OUT"] = f"push+connect:tcp://127.0.0.1:{self.in_port}"
-        envs["reporter"]["UPDATES_IN"] = f"pull+connect:tcp://127.0.0.1:{self.out_port}"
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            if not self.pull.poll(100):
-                continue
-            parts = self.pull.recv_multipart()
-            arrived = time.time()
-            try:
-                msg = decode(parts)
-            except BadMessage:
-                continue
-            if msg.kind == "update":
-                self.records.append(FrameRecord(msg["seq"], msg["t_capture"], dict(msg["stamps"]), arrived,
-                                                len(msg.get("faces") or []), len(msg["predictions"])))
-            elif msg.kind == "eos":
-                self.eos_seq, self.eos_at = msg["seq"], arrived
-                if self.on_eos:
-                    self.on_eos()
-            self.push.send_multipart(parts)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(2)
-        self.pull.close(0)
-        self.push.close(0)
+    def on_message(self, msg: Message, arrived: float) -> None:
+        if msg.kind == "update":
+            self.records.append(FrameRecord(msg["seq"], msg["t_capture"], dict(msg["stamps"]), arrived,
+                                            len(msg.get("faces") or []), len(msg["predictions"])))
+        elif msg.kind == "eos":
+            self.eos_seq, self.eos_at = msg["seq"], arrived
+            if self.on_eos:
+                self.on_eos()
 
 
 @dataclass

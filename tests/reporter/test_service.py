@@ -34,13 +34,12 @@ from shared.config import load_settings
 from shared.messages import make_header
 from tests.aggregator.harness import (
     REDIS_URL,
-    Peer,
     PrivateRedis,
     eos_header,
     predictions_header,
     unique_prefix,
 )
-from tests.harness import Running
+from tests.harness import Peer, Running
 
 
 def metric(name: str, **labels: str) -> float:

@@ -15,7 +15,8 @@ import pytest
 import zmq
 
 from services.capture.sample_video import make_sample_video
-from tests.capture.harness import Peer, link
+from tests.capture.harness import link
+from tests.harness import Peer
 
 pytestmark = pytest.mark.timeout(120)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

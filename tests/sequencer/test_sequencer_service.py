@@ -17,8 +17,8 @@ import zmq
 from services.sequencer.service import STUDENTS_EVICTED, STUDENTS_TRACKED, SequencerService
 from shared import metrics
 from shared.messages import make_header
-from tests.capture.harness import Peer, counter, link
-from tests.harness import Running
+from tests.capture.harness import counter, link
+from tests.harness import Peer, Running
 
 pytestmark = pytest.mark.timeout(60)
 CROP = 8
