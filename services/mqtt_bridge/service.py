@@ -145,6 +145,7 @@ class MqttBridgeService(Service):
         self.local.on_connect = self._on_local_connect
         self.local.on_disconnect = self._on_local_disconnect
         self.local.on_message = self._on_local_message
+        self.local.on_subscribe = self._on_local_subscribe
 
     # --- local broker ---------------------------------------------------------------
     def _on_local_connect(self, client: mqtt.Client, _u: object, flags: Any, reason: Any, _p: object) -> None:
@@ -155,6 +156,14 @@ class MqttBridgeService(Service):
         # Resubscribe on every connect: a broker that lost its sessions has forgotten us.
         client.subscribe([(t, 1) for t in self.local_topics])
         client.publish(self.local_status, "online", qos=1, retain=True)
+
+    def _on_local_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, reasons: list, _p: object) -> None:
+        # Only from here on does the local broker route reports to us (and queue them for our
+        # persistent session while we are away): "connected" alone is too early to rely on.
+        if any(r.is_failure for r in reasons):
+            self.log.error("local broker refused a subscription: %s", [str(r) for r in reasons])
+        else:
+            self.log.info("local broker: subscribed to %s", ", ".join(self.local_topics))
 
     def _on_local_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
         if not self.stop.is_set():

@@ -252,7 +252,7 @@ class Bridge:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log_path.read_text()
-            if "local broker: connected" in text and "cloud broker: connected" in text:
+            if "local broker: subscribed" in text and "cloud broker: connected" in text:
                 return
             assert self.proc and self.proc.poll() is None, f"bridge exited:\n{text}"
             time.sleep(0.05)

@@ -125,7 +125,7 @@ def test_clean_stop_leaves_queued_rows_for_the_next_start(certs: Certs, cloud_br
     bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs).start()
     pub = local_publisher()
     try:
-        assert wait_until(lambda: "local broker: connected" in bridge.log_path.read_text())
+        assert wait_until(lambda: "local broker: subscribed" in bridge.log_path.read_text())
         publish(pub, f"engagement/{device}/report", envelope(device, "report", "kept"))
         assert wait_until(lambda: query(bridge.queue_path, "SELECT msg_id FROM outbox") == [("kept",)])
         time.sleep(0.5)
@@ -163,7 +163,7 @@ def test_reconnects_and_resubscribes_to_both_brokers(certs: Certs, cloud_broker:
         # The local broker restarts without persistence: it forgot the bridge's subscription.
         local.stop()
         local.start()
-        assert wait_until(lambda: bridge.log_path.read_text().count("local broker: connected") == 2)
+        assert wait_until(lambda: bridge.log_path.read_text().count("local broker: subscribed") == 2)
         # The cloud broker goes away and comes back while a report waits in the queue.
         cloud_broker.stop()
         pub = local_publisher(local.port)

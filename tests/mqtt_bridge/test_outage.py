@@ -32,7 +32,7 @@ def _outage(certs: Certs, cloud_broker: CloudBroker, device: str, tmp_path: Path
     pub = local_publisher()
     ids = [f"outage-{i:03d}" for i in range(n)]
     try:
-        assert wait_until(lambda: "local broker: connected" in bridge.log_path.read_text())
+        assert wait_until(lambda: "local broker: subscribed" in bridge.log_path.read_text())
         for msg_id in ids:
             publish(pub, f"engagement/{device}/report", envelope(device, "report", msg_id))
         # Every report is committed to the queue before the local broker got its PUBACK.
