@@ -182,7 +182,9 @@ def test_prometheus_scrapes_the_running_pipeline(prometheus, tmp_path):
                                  '{service="aggregator"}))', at)
         print(f"via Prometheus: {calls:.0f} model calls, {arrived:.0f} frames at the aggregator, "
               f"end-to-end p95 ~ {float(p95['value'][1]) * 1000:.0f} ms (estimated from the buckets)")
-        up = prometheus.query("up", at)
+        # Prometheus spreads first scrapes over the interval: wait until every target has had one.
+        _, at_up = prometheus.wait_for(f"count(up == 1) >= {len(ports)}", timeout=60, alive=alive)
+        up = prometheus.query("up", at_up)
         assert {s["metric"]["target"] for s in up} == set(ports)
         assert all(s["value"][1] == "1" for s in up), up
         out, _ = proc.communicate(timeout=240)

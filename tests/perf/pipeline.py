@@ -62,7 +62,7 @@ def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: s
         ["--source", str(source), "--model", model, "--session-id", session,
          "--report-dir", str(work / "reports"), "--report-timeout", "120"])
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    sampler = ProcessSampler()
+    sampler = ProcessSampler(interval=0.1)  # capture of a short, unthrottled file lives ~1 s
     scraping = True
 
     def scrape_loop() -> None:
