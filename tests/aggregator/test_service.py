@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 from services.aggregator import service as aggregator_service
 from services.aggregator.service import AggregatorService
 from services.launcher.ports import free_ports
+from shared.messages import as_dict
 from shared.totals import Store
 from tests.aggregator.harness import (
     REDIS_URL,
@@ -116,11 +117,12 @@ def test_bad_input_is_counted_and_the_service_keeps_counting():
         with Running(AggregatorService, **values):
             sender.send(predictions_header(session, 0, [(1, 0)]))
             sender.send_raw([b"predictions", b"\xc1garbage", b""])
-            sender.send_raw([b"predictions", msgpack.packb({**predictions_header(session, 1, []), "v": 99}), b""])
+            wrong_version = {**as_dict(predictions_header(session, 1, [])), "v": 99}
+            sender.send_raw([b"predictions", msgpack.packb(wrong_version), b""])
             bad_level = predictions_header(session, 2, [(1, 0)])
             bad_level["predictions"][0]["level"] = 7
             sender.send(bad_level)
-            frame = {**predictions_header(session, 3, []), "kind": "frame"}
+            frame = {**as_dict(predictions_header(session, 3, [])), "kind": "frame"}
             sender.send_raw([b"frame", msgpack.packb(frame), b""])
             sender.send(predictions_header(session, 4, [(1, 3)]))
             sender.send(eos_header(session, 5))

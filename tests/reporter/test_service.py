@@ -30,7 +30,7 @@ from services.reporter import service as reporter_service
 from services.reporter.service import ReporterService, expand_argv
 from shared.config import load_settings
 from shared.envelope import parse
-from shared.messages import make_header
+from shared.messages import as_dict, make_header
 from shared.totals import FrameRecord, Store
 from tests.aggregator.harness import (
     REDIS_URL,
@@ -99,7 +99,7 @@ class Pipeline:
         h, w = image.shape[:2]
         header = make_header("frame", self.session, "cam0", seq, time.time(), {}, width=w, height=h,
                              encoding="bgr", t_media=seq * 0.5, source="test")
-        self.preview.send_multipart([b"frame", msgpack.packb(header), image.tobytes()])
+        self.preview.send_multipart([b"frame", msgpack.packb(as_dict(header)), image.tobytes()])
 
     def report_paths(self) -> tuple[Path, Path]:
         return self.report_dir / f"{self.session}.txt", self.report_dir / f"{self.session}.json"
@@ -205,7 +205,7 @@ def test_bad_input_is_counted_and_the_report_still_comes(tmp_path):
         # A frame whose JPEG header is fine but whose data is not an image.
         header = make_header("frame", p.session, "cam0", 0, time.time(), {}, width=64, height=48,
                              encoding="jpeg", t_media=0.0, source="test")
-        p.preview.send_multipart([b"frame", msgpack.packb(header), b"\xff\xd8not a jpeg"])
+        p.preview.send_multipart([b"frame", msgpack.packb(as_dict(header)), b"\xff\xd8not a jpeg"])
         for h in _frames(p.session, 4):
             p.sender.send(h)
         deadline = time.monotonic() + 10
