@@ -24,6 +24,7 @@ import zmq
 from prometheus_client import Counter, Gauge
 from zmq.utils.monitor import recv_monitor_message
 
+from shared.backoff import Backoff, LogThrottle
 from shared.bus import Sender
 from shared.messages import encode, make_header
 
@@ -40,7 +41,8 @@ def key_of(header: dict[str, Any], kind: str | None = None) -> Key:
 class Pending:
     header: dict[str, Any]
     due: float  # monotonic time of the next resend
-    delay: float
+    backoff: Backoff  # its delays: timeout, then doubled after each resend up to the cap
+    delay: float  # the delay in force
     resends: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -58,7 +60,9 @@ class UnackedWindow:
     def sent(self, header: dict[str, Any], now: float | None = None) -> int:
         """Remember a sent message; returns how many old entries were given up to make room."""
         now = time.monotonic() if now is None else now
-        self.pending[key_of(header)] = Pending(header, now + self.timeout, self.timeout)
+        backoff = Backoff(self.timeout, self.cap)
+        delay = backoff.next_delay()
+        self.pending[key_of(header)] = Pending(header, now + delay, backoff, delay)
         evicted = 0
         while len(self.pending) > self.max_size:
             self.pending.popitem(last=False)
@@ -74,7 +78,7 @@ class UnackedWindow:
         out = []
         for entry in self.pending.values():
             if entry.due <= now:
-                entry.delay = min(self.cap, entry.delay * 2)
+                entry.delay = entry.backoff.next_delay()
                 entry.due = now + entry.delay
                 entry.resends += 1
                 out.append(entry.header)
@@ -123,17 +127,16 @@ class ReliableLink:
         self.deferred: list[tuple[dict[str, Any], float]] = []  # (eos header, deadline)
         self.acks = acks
         self.monitor = acks.get_monitor_socket(zmq.EVENT_CONNECTED)
-        self._last_give_up_log = 0.0
+        self._give_up_log = LogThrottle(10.0)
 
     def send(self, header: dict[str, Any]) -> None:
         self.sender.send(header)
         given_up = self.window.sent(header)
         if given_up:
             GIVEN_UP.labels(self.service).inc(given_up)
-            if time.monotonic() - self._last_give_up_log > 10.0:
+            if self._give_up_log.ready():
                 log.warning("resend window full (%d unacknowledged): the oldest is no longer kept",
                             self.window.max_size)
-                self._last_give_up_log = time.monotonic()
         UNACKED.labels(self.service).set(len(self.window))
 
     def end(self, eos: dict[str, Any]) -> None:

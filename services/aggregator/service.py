@@ -22,6 +22,7 @@ import redis
 from prometheus_client import Counter, Gauge
 
 from shared.acks import send_ack
+from shared.backoff import Backoff
 from shared.levels import LEVELS
 from shared.messages import Message, follow_up
 from shared.service import Service
@@ -61,7 +62,7 @@ class AggregatorService(Service):
         self.class_id = s.class_id
         self.backlog: deque[FrameRecord | EndOfSession] = deque()
         self.backlog_max = max(1, int(s.backlog_max))
-        self.retry_delay = RETRY_START
+        self.retry = Backoff(RETRY_START, RETRY_CAP)
         self.next_retry = 0.0
         self.totals: dict[str, dict[str, Any]] = {}  # session -> last known running totals
         self.waiting: set[tuple[str, str, int]] = set()  # frames in the backlog (a resend is not queued twice)
@@ -153,11 +154,11 @@ class AggregatorService(Service):
     def _redis_failed(self, exc: Exception) -> None:
         REDIS_ERRORS.inc()
         now = time.monotonic()
-        if now >= self.next_retry:
+        delay = self.retry.next_delay()
+        if now >= self.next_retry:  # one line per retry, not per message that arrives meanwhile
             self.log.warning("Redis write failed (%s); %d writes waiting, retry in %.1f s",
-                             exc, len(self.backlog) + 1, self.retry_delay)
-        self.next_retry = now + self.retry_delay
-        self.retry_delay = min(RETRY_CAP, self.retry_delay * 2)
+                             exc, len(self.backlog) + 1, delay)
+        self.next_retry = now + delay
 
     def _flush(self, force: bool = False) -> None:
         """Write the backlog in order while Redis takes it; stop at the first failure."""
@@ -176,7 +177,7 @@ class AggregatorService(Service):
             written += 1
         BACKLOG.set(len(self.backlog))
         if not self.backlog:
-            self.retry_delay = RETRY_START
+            self.retry.reset()
             self.next_retry = 0.0
             if written:
                 self.log.info("Redis back: caught up %d writes", written)

@@ -32,6 +32,7 @@ from services.reporter import overlay
 from services.reporter.messaging import Publisher
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
+from shared.backoff import backoff_delay
 from shared.levels import LEVEL_LABELS
 from shared.service import Service
 from shared.totals import Store
@@ -195,7 +196,7 @@ class ReporterService(Service):
                 self.write_report(session)
             except (redis.RedisError, OSError) as exc:
                 state["attempts"] += 1
-                delay = min(REPORT_RETRY_CAP, REPORT_RETRY_START * 2 ** state["attempts"])
+                delay = backoff_delay(REPORT_RETRY_START, REPORT_RETRY_CAP, state["attempts"])
                 state["next"] = now + delay
                 reason = "redis" if isinstance(exc, redis.RedisError) else "write"
                 REPORT_ERRORS.labels(reason).inc()
