@@ -89,6 +89,10 @@ def test_installed_code_never_imports_the_tests_and_shared_no_service():
     assert breaches_of_installed_code() == []
 
 
+def test_no_test_module_imports_another_test_module():
+    assert breaches_of_test_modules() == []
+
+
 @pytest.mark.parametrize(("source", "module", "breach"), [
     ("from services.aggregator.store import Store\n", "services/reporter/x.py", True),
     ("import services.inference.bundle\n", "services/launcher/x.py", True),

@@ -15,7 +15,6 @@ import msgpack
 import pytest
 import redis
 import zmq
-from prometheus_client import REGISTRY
 
 from services.aggregator import service as aggregator_service
 from services.aggregator.service import AggregatorService
@@ -23,7 +22,6 @@ from services.launcher.ports import free_ports
 from shared.messages import as_dict
 from shared.totals import Store
 from tests.aggregator.harness import (
-    REDIS_URL,
     PrivateRedis,
     endpoints,
     eos_header,
@@ -31,10 +29,8 @@ from tests.aggregator.harness import (
     unique_prefix,
 )
 from tests.harness import Peer, Running
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+from tests.support.env import REDIS_URL
+from tests.support.metrics import local_metric
 
 
 def _wire(redis_url: str = REDIS_URL, **extra):  # type: ignore[no-untyped-def]
@@ -111,7 +107,7 @@ def test_bad_input_is_counted_and_the_service_keeps_counting():
     session = f"s-{prefix}"
     sender = Peer(zmq.PUSH, pred_ep, bind=False)
     receiver = Peer(zmq.PULL, upd_ep, bind=True)
-    before = {r: metric("engagement_messages_rejected_total", service="aggregator", reason=r)
+    before = {r: local_metric("engagement_messages_rejected_total", service="aggregator", reason=r)
               for r in ("bad_msgpack", "wrong_version", "bad_level", "unexpected_kind")}
     try:
         with Running(AggregatorService, **values):
@@ -128,7 +124,7 @@ def test_bad_input_is_counted_and_the_service_keeps_counting():
             sender.send(eos_header(session, 5))
             receiver.recv_until("eos")
         for reason, count in before.items():
-            assert metric("engagement_messages_rejected_total", service="aggregator", reason=reason) == count + 1
+            assert local_metric("engagement_messages_rejected_total", service="aggregator", reason=reason) == count + 1
         totals = Store.from_url(REDIS_URL, prefix=prefix).session_totals(session)
         assert totals["frames"] == 2 and totals["levels"] == {"0": 1, "1": 0, "2": 0, "3": 1}
     finally:
@@ -146,7 +142,7 @@ def test_redis_outage_mid_stream_loses_nothing(tmp_path):
     frames = _random_frames(session, 45, seed=3)
     sender = Peer(zmq.PUSH, pred_ep, bind=False)
     receiver = Peer(zmq.PULL, upd_ep, bind=True)
-    errors_before = metric("engagement_redis_errors_total")
+    errors_before = local_metric("engagement_redis_errors_total")
     try:
         with Running(AggregatorService, **values) as svc:
             for h in frames[:15]:
@@ -158,7 +154,7 @@ def test_redis_outage_mid_stream_loses_nothing(tmp_path):
             # Updates keep flowing while Redis is down, with locally computed running totals.
             receiver_got += [receiver.recv() for _ in range(15)]
             assert receiver_got[-1]["totals"]["frames"] == 30
-            backlog_during_outage = metric("engagement_aggregator_backlog")
+            backlog_during_outage = local_metric("engagement_aggregator_backlog")
             server.start()
             for h in frames[30:]:
                 sender.send(h)
@@ -169,7 +165,7 @@ def test_redis_outage_mid_stream_loses_nothing(tmp_path):
                 time.sleep(0.05)
             assert not svc.backlog
         assert backlog_during_outage >= 15
-        assert metric("engagement_redis_errors_total") > errors_before
+        assert local_metric("engagement_redis_errors_total") > errors_before
         data = Store.from_url(server.url, prefix=prefix).load_session(session)
         levels, students = _expected(frames)
         assert data["totals"]["frames"] == 45
@@ -177,7 +173,7 @@ def test_redis_outage_mid_stream_loses_nothing(tmp_path):
         assert {int(k): v for k, v in data["totals"]["levels"].items() if v} == dict(levels)
         assert {s["student"]: s["predictions"] for s in data["students"]} == dict(students)
         assert data["meta"]["ended"] is not None
-        assert metric("engagement_aggregator_backlog") == 0
+        assert local_metric("engagement_aggregator_backlog") == 0
     finally:
         sender.close()
         receiver.close()
@@ -191,7 +187,7 @@ def test_full_backlog_drops_are_counted_and_nothing_crashes(monkeypatch):
     session = f"s-{prefix}"
     sender = Peer(zmq.PUSH, pred_ep, bind=False)
     receiver = Peer(zmq.PULL, upd_ep, bind=True)
-    dropped_before = metric("engagement_aggregator_dropped_total")
+    dropped_before = local_metric("engagement_aggregator_dropped_total")
     try:
         with Running(AggregatorService, **values) as svc:
             for seq in range(5):
@@ -199,7 +195,7 @@ def test_full_backlog_drops_are_counted_and_nothing_crashes(monkeypatch):
             updates = [receiver.recv() for _ in range(5)]
             assert [u["seq"] for u in updates] == list(range(5))
             assert len(svc.backlog) == 3
-        assert metric("engagement_aggregator_dropped_total") == dropped_before + 2
+        assert local_metric("engagement_aggregator_dropped_total") == dropped_before + 2
     finally:
         sender.close()
         receiver.close()

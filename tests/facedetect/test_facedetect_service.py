@@ -16,8 +16,9 @@ from services.capture.sources import FileSource
 from services.facedetect.service import FACES_DETECTED, FaceDetectService
 from shared import metrics
 from shared.messages import as_dict, make_header
-from tests.capture.harness import counter, link
 from tests.harness import Peer, Running
+from tests.support.links import link
+from tests.support.metrics import counter
 from tools.sample_video import make_sample_video, render_frame
 
 pytestmark = pytest.mark.timeout(120)

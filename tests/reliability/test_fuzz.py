@@ -29,8 +29,9 @@ from hypothesis import strategies as st
 
 from services.launcher.ports import free_ports
 from shared.messages import MAX_DIMENSION, SCHEMA_VERSION, BadMessage, as_dict, decode, encode, make_header
-from tests.reliability.conftest import REDIS_URL
-from tests.reliability.harness import metric_sum, report_figures, rss, scrape, wait_healthy
+from tests.reliability.harness import report_figures, rss, wait_healthy
+from tests.support.env import REDIS_URL
+from tests.support.metrics import metric_sum, scrape
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))  # per input; the slow variant runs more
 BLAST = 3000  # bad messages sent to measure memory

@@ -17,8 +17,9 @@ import zmq
 from services.sequencer.service import STUDENTS_EVICTED, STUDENTS_TRACKED, SequencerService
 from shared import metrics
 from shared.messages import as_dict, make_header
-from tests.capture.harness import counter, link
 from tests.harness import Peer, Running
+from tests.support.links import link
+from tests.support.metrics import counter
 
 pytestmark = pytest.mark.timeout(60)
 CROP = 8
