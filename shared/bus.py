@@ -175,7 +175,7 @@ class Receiver:
                 log.warning("rejected a message: %s", exc)
             return None
         metrics.MESSAGES_RECEIVED.labels(self.service, msg.kind).inc()
-        metrics.LATENCY_SECONDS.labels(self.service).observe(max(0.0, time.time() - msg["t_capture"]))
+        metrics.LATENCY_SECONDS.labels(self.service).observe(max(0.0, time.time() - msg.header.t_capture))
         return msg
 
     def close(self) -> None:

@@ -171,7 +171,7 @@ class Predictions(Header, tag="predictions"):
 
     model: ModelInfo
     predictions: PredictionList
-    faces: FaceList = []
+    faces: FaceList | None = None  # every face of the frame; None: the predicted ones are all
     t_media: float | None = None
 
 

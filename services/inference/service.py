@@ -21,7 +21,7 @@ from shared.acks import ReliableLink
 from shared.assets import MissingAsset
 from shared.backoff import LogThrottle
 from shared.card_info import BASELINE, resolve_bundle
-from shared.messages import Message, follow_up
+from shared.messages import Batch, Eos, Message, follow_up
 from shared.metrics import LATENCY_BUCKETS
 from shared.model_card import CardError
 from shared.service import EXIT_GAVE_UP, Service
@@ -102,12 +102,14 @@ class InferenceService(Service):
             if self.reliable is not None:
                 self.reliable.acked(msg.header)
             return
-        if msg.kind == "eos":
-            self._end_session(msg)
+        batch = msg.header
+        if isinstance(batch, Eos):
+            self._end_session(batch)
             return
-        predictions = self._predict(msg)
-        header = follow_up(msg, "predictions", stage=self.name, model=self.model_info,
-                           predictions=predictions, faces=msg.get("faces", []), t_media=msg.get("t_media"))
+        assert isinstance(batch, Batch)  # the only other kind this link takes (decode checked)
+        predictions = self._predict(batch, msg.payload)
+        header = follow_up(batch, "predictions", stage=self.name, model=self.model_info,
+                           predictions=predictions, faces=batch.faces, t_media=batch.t_media)
         if self.reliable is not None:
             self.reliable.send(header)
         else:
@@ -123,11 +125,11 @@ class InferenceService(Service):
         if self.reliable is not None:
             self.reliable.close()
 
-    def _end_session(self, msg: Message) -> None:
-        dropped = self.predictor.end_stream(msg["session"], msg["stream"])
+    def _end_session(self, end: Eos) -> None:
+        dropped = self.predictor.end_stream(end.session, end.stream)
         if dropped:
-            self.log.info("eos for %s/%s: dropped %d students' state", msg["session"], msg["stream"], dropped)
-        eos = follow_up(msg, "eos", stage=self.name, reason=msg["reason"])
+            self.log.info("eos for %s/%s: dropped %d students' state", end.session, end.stream, dropped)
+        eos = follow_up(end, "eos", stage=self.name, reason=end.reason)
         if self.reliable is not None:
             self.reliable.end(eos)  # after the session's predictions are acknowledged
         else:
@@ -138,21 +140,21 @@ class InferenceService(Service):
         if self._skip_log.ready():
             self.log.warning("skipped a batch: %s", detail)
 
-    def _predict(self, msg: Message) -> list[dict[str, Any]]:
-        students = msg["students"]
+    def _predict(self, batch: Batch, payload: bytes) -> list[dict[str, Any]]:
+        students = batch.students
         if not students:
             return []
-        length, crop = msg["length"], msg["crop"]
+        length, crop = batch.length, batch.crop
         if not self.predictor.accepts(length):
             self._skip("length_mismatch", f"length {length} != the model's sequence length "
                                           f"{self.sequence_length} (set SEQUENCE_LENGTH={self.sequence_length})")
             return []
-        crops = np.frombuffer(msg.payload, np.uint8).reshape(len(students), length, crop, crop, 3)
+        crops = np.frombuffer(payload, np.uint8).reshape(len(students), length, crop, crop, 3)
         if self.settings.slowdown > 0:
             time.sleep(self.settings.slowdown)  # fault injection: a slow consumer
         BATCH_SIZE.observe(len(students))
         FACES.inc(len(students))
-        keys = [(msg["session"], msg["stream"], student["student"]) for student in students]
+        keys = [(batch.session, batch.stream, student["student"]) for student in students]
         started = time.perf_counter()
         assessed = self.predictor.predict_students(keys, crops)
         INFERENCE_SECONDS.observe(time.perf_counter() - started)
