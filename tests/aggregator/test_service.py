@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import shutil
-import time
 from collections import Counter
 
 import msgpack
@@ -31,6 +30,7 @@ from tests.aggregator.harness import (
 from tests.harness import Peer, Running
 from tests.support.env import REDIS_URL
 from tests.support.metrics import local_metric
+from tests.support.waiting import wait_for
 
 
 def _wire(redis_url: str = REDIS_URL, **extra):  # type: ignore[no-untyped-def]
@@ -160,10 +160,8 @@ def test_redis_outage_mid_stream_loses_nothing(tmp_path):
                 sender.send(h)
             sender.send(eos_header(session, 45))
             receiver.recv_until("eos", timeout=30)
-            deadline = time.monotonic() + 5
-            while svc.backlog and time.monotonic() < deadline:  # eos leaves the backlog after its send
-                time.sleep(0.05)
-            assert not svc.backlog
+            # eos leaves the backlog after its send
+            wait_for(lambda: not svc.backlog, "an empty backlog", timeout=5)
         assert backlog_during_outage >= 15
         assert local_metric("engagement_redis_errors_total") > errors_before
         data = Store.from_url(server.url, prefix=prefix).load_session(session)

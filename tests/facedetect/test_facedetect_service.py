@@ -19,6 +19,7 @@ from shared.messages import as_dict, make_header
 from tests.harness import Peer, Running
 from tests.support.links import link
 from tests.support.metrics import counter
+from tests.support.waiting import wait_until
 from tools.sample_video import make_sample_video, render_frame
 
 pytestmark = pytest.mark.timeout(120)
@@ -194,9 +195,7 @@ def test_a_stream_that_goes_silent_without_eos_is_forgotten(monkeypatch):
             sender.send(frame_header(image, 0), image.tobytes())
             receiver.recv()
             assert service.tracker.streams and service.last_seq
-            deadline = time.monotonic() + 10
-            while service.last_seq and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_until(lambda: not service.last_seq, timeout=10)
             assert not service.tracker.streams and not service.last_seq
     finally:
         sender.close()

@@ -40,6 +40,7 @@ from tests.aggregator.harness import (
 from tests.harness import Peer, Running
 from tests.support.env import REDIS_URL
 from tests.support.metrics import local_metric
+from tests.support.waiting import wait_for
 
 
 class Pipeline:
@@ -102,10 +103,7 @@ class Pipeline:
 
     def wait_report(self, timeout: float = 20.0) -> dict:
         txt, js = self.report_paths()
-        deadline = time.monotonic() + timeout
-        while not (txt.exists() and js.exists()):
-            assert time.monotonic() < deadline, "no report written"
-            time.sleep(0.05)
+        wait_for(lambda: txt.exists() and js.exists(), "the report", timeout)
         return json.loads(js.read_text())
 
 
@@ -162,10 +160,7 @@ def test_overlay_and_recording_of_matched_frames(tmp_path):
         for h in frames:
             p.frame(h["seq"], image)
             p.sender.send(h)
-        deadline = time.monotonic() + 20
-        while local_metric("engagement_overlay_frames_total") < drawn_before + 8:
-            assert time.monotonic() < deadline, "frames were not drawn"
-            time.sleep(0.05)
+        wait_for(lambda: local_metric("engagement_overlay_frames_total") >= drawn_before + 8, "8 frames drawn")
         p.sender.send(eos_header(p.session, 8))
         p.wait_report()
     cap = cv2.VideoCapture(str(rec_dir / "session.avi"))
@@ -204,10 +199,8 @@ def test_bad_input_is_counted_and_the_report_still_comes(tmp_path):
         p.preview.send_multipart([b"frame", msgpack.packb(as_dict(header)), b"\xff\xd8not a jpeg"])
         for h in _frames(p.session, 4):
             p.sender.send(h)
-        deadline = time.monotonic() + 10
-        while local_metric("engagement_bad_frames_total", service="reporter") < bad_frames_before + 1:
-            assert time.monotonic() < deadline, "the undecodable frame was not counted"
-            time.sleep(0.05)
+        wait_for(lambda: local_metric("engagement_bad_frames_total", service="reporter") >= bad_frames_before + 1,
+                 "the undecodable frame counted", timeout=10)
         p.sender.send(eos_header(p.session, 4))
         report = p.wait_report()
     assert report["totals"]["frames"] == 4
@@ -236,13 +229,11 @@ class Subscriber:
         self.messages.append((message.topic, json.loads(message.payload)))
 
     def wait_for(self, kind: str, timeout: float = 15.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = [m for _, m in self.messages if m.get("type") == kind]
-            if got:
-                return got
-            time.sleep(0.05)
-        raise AssertionError(f"no {kind} arrived over MQTT")
+        def got() -> list[dict]:
+            return [m for _, m in self.messages if m.get("type") == kind]
+
+        wait_for(got, f"a {kind} over MQTT", timeout)
+        return got()
 
     def close(self) -> None:
         self.client.disconnect()
@@ -307,16 +298,11 @@ def test_redis_down_at_eos_the_report_is_retried_until_it_comes(tmp_path):
                      preview_in=f"sub+connect:tcp://127.0.0.1:{preview_port}"):
             server.stop()
             updates.send(eos_header(session, 5))
-            deadline = time.monotonic() + 15
-            while local_metric("engagement_report_errors_total", reason="redis") <= errors_before:
-                assert time.monotonic() < deadline, "the failed report was not counted"
-                time.sleep(0.05)
+            wait_for(lambda: local_metric("engagement_report_errors_total", reason="redis") > errors_before,
+                     "the failed report counted", timeout=15)
             assert not (report_dir / f"{session}.json").exists()
             server.start()  # same append-only file: the totals are back
-            deadline = time.monotonic() + 20
-            while not (report_dir / f"{session}.json").exists():
-                assert time.monotonic() < deadline, "no report after Redis came back"
-                time.sleep(0.1)
+            wait_for((report_dir / f"{session}.json").exists, "the report after Redis came back")
         report = json.loads((report_dir / f"{session}.json").read_text())
         assert report["totals"]["frames"] == 5
         assert report["totals"]["predictions"] == sum(len(h["predictions"]) for h in _frames(session, 5))
