@@ -26,20 +26,20 @@ from zmq.utils.monitor import recv_monitor_message
 
 from shared.backoff import Backoff, LogThrottle
 from shared.bus import Sender
-from shared.messages import encode, make_header
+from shared.messages import Header, encode, make_header
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, int, str]  # session, stream, seq, kind
 
 
-def key_of(header: dict[str, Any], kind: str | None = None) -> Key:
+def key_of(header: Header, kind: str | None = None) -> Key:
     return (header["session"], header["stream"], int(header["seq"]), kind or header["kind"])
 
 
 @dataclass
 class Pending:
-    header: dict[str, Any]
+    header: Header
     due: float  # monotonic time of the next resend
     backoff: Backoff  # its delays: timeout, then doubled after each resend up to the cap
     delay: float  # the delay in force
@@ -57,7 +57,7 @@ class UnackedWindow:
     def __len__(self) -> int:
         return len(self.pending)
 
-    def sent(self, header: dict[str, Any], now: float | None = None) -> int:
+    def sent(self, header: Header, now: float | None = None) -> int:
         """Remember a sent message; returns how many old entries were given up to make room."""
         now = time.monotonic() if now is None else now
         backoff = Backoff(self.timeout, self.cap)
@@ -72,7 +72,7 @@ class UnackedWindow:
     def acked(self, key: Key) -> bool:
         return self.pending.pop(key, None) is not None
 
-    def due(self, now: float | None = None) -> list[dict[str, Any]]:
+    def due(self, now: float | None = None) -> list[Header]:
         """Headers whose acknowledgement is late; each is rescheduled with a doubled delay."""
         now = time.monotonic() if now is None else now
         out = []
@@ -85,7 +85,7 @@ class UnackedWindow:
         return out
 
     def take_all(self, session: str | None = None, stream: str | None = None,
-                 now: float | None = None) -> list[dict[str, Any]]:
+                 now: float | None = None) -> list[Header]:
         """Every unacknowledged header (of one session/stream if given), in send order, rescheduled."""
         now = time.monotonic() if now is None else now
         out = []
@@ -124,12 +124,12 @@ class ReliableLink:
         self.sender = sender
         self.window = UnackedWindow(max_size, timeout)
         self.timeout = float(timeout)
-        self.deferred: list[tuple[dict[str, Any], float]] = []  # (eos header, deadline)
+        self.deferred: list[tuple[Header, float]] = []  # (eos header, deadline)
         self.acks = acks
         self.monitor = acks.get_monitor_socket(zmq.EVENT_CONNECTED)
         self._give_up_log = LogThrottle(10.0)
 
-    def send(self, header: dict[str, Any]) -> None:
+    def send(self, header: Header) -> None:
         self.sender.send(header)
         given_up = self.window.sent(header)
         if given_up:
@@ -139,12 +139,12 @@ class ReliableLink:
                             self.window.max_size)
         UNACKED.labels(self.service).set(len(self.window))
 
-    def end(self, eos: dict[str, Any]) -> None:
+    def end(self, eos: Header) -> None:
         """Send an eos once its session's earlier messages are acknowledged (see class doc)."""
         self.deferred.append((eos, time.monotonic() + self.timeout))
         self._release_eos()
 
-    def acked(self, ack: dict[str, Any]) -> None:
+    def acked(self, ack: Header) -> None:
         self.window.acked(key_of(ack, ack["of"]))
         UNACKED.labels(self.service).set(len(self.window))
 
@@ -177,7 +177,7 @@ class ReliableLink:
             self.send(eos)
         self.deferred = waiting
 
-    def _resend(self, headers: list[dict[str, Any]], reason: str) -> None:
+    def _resend(self, headers: list[Header], reason: str) -> None:
         for header in headers:
             self.sender.send(header)
         if headers:

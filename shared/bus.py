@@ -16,7 +16,7 @@ import zmq
 
 from shared import metrics
 from shared.backoff import LogThrottle
-from shared.messages import CONTROL_KINDS, BadMessage, Message, decode, encode
+from shared.messages import CONTROL_KINDS, BadMessage, Header, Message, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ class Sender:
         self.socket = open_socket(spec_text, hwm, curve_key_file)
         self.stop = stop
 
-    def send(self, header: dict, payload: bytes | memoryview = b"", droppable: bool = False) -> bool:
-        """Send one message. Returns False if it was dropped (counted)."""
+    def send(self, header: Header | dict, payload: bytes | memoryview = b"", droppable: bool = False) -> bool:
+        """Send one message (a plain dict only from tests that send malformed ones). False if dropped (counted)."""
         kind = header["kind"]
         parts = encode(header, payload)
         if droppable and kind not in CONTROL_KINDS:

@@ -102,7 +102,7 @@ class Header(msgspec.Struct, kw_only=True, tag_field="kind"):
     def kind(self) -> str:
         return self.__struct_config__.tag  # type: ignore[return-value]
 
-    # Read by name: code that handles several kinds alike (acks, taps, the overlay).
+    # Read by name: code that handles headers of any kind alike (the acks window, taps, tests).
     def __getitem__(self, name: str) -> Any:
         if name == "kind":
             return self.kind
