@@ -105,6 +105,8 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("CROP_MARGIN", 0.25, "margin added around each face box, as a fraction of its size", float),
         Setting("TRACK_IOU", 0.3, "minimum IoU to keep a student's id from the last frame", float),
         Setting("TRACK_MAX_AGE", 10.0, "seconds a lost student's id is kept for re-identification", float),
+        Setting("GALLERY", "auto", "auto = find a video call's participant grid and give each tile a student; "
+                "off = plain face detection", choices=("auto", "off")),
         FRAMES_IN, FACES_OUT,
     ],
     "sequencer": [

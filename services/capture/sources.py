@@ -34,8 +34,14 @@ class Frame:
     captured_at: float = field(default_factory=time.time)  # wall-clock time it was read
 
 
+SCREEN_PREFIXES = ("screen:", "region:", "window:")
+
+
 def classify(source: str) -> str:
-    """'camera' for an index, 'stream' for a URL, 'file' otherwise."""
+    """'camera' for an index, 'stream' for a URL, 'screen' for screen:/region:/window:, 'file' otherwise."""
+    text = source.strip().lower()
+    if text == "screen" or text.startswith(SCREEN_PREFIXES):
+        return "screen"
     if source.strip().isdigit():
         return "camera"
     if "://" in source:

@@ -14,9 +14,10 @@ import cv2
 import numpy as np
 from prometheus_client import Counter, Histogram
 
+from services.facedetect.gallery import TileTracker, find_tiles
 from services.facedetect.tracker import Tracker
 from shared import metrics
-from shared.detectors import crop_face, make_detector
+from shared.detectors import Detection, crop_face, make_detector
 from shared.messages import MAX_FACES, Eos, Frame, Message, follow_up
 from shared.service import Service
 
@@ -25,6 +26,9 @@ DETECT_SECONDS = Histogram("engagement_detect_seconds", "Time the face detector 
                            ["service", "detector"], buckets=metrics.LATENCY_BUCKETS)
 # Wall-clock seconds after which a silent stream's tracks and sequence state are dropped.
 STREAM_IDLE_SECONDS = 60.0
+GALLERY_FRAMES = Counter("engagement_gallery_frames_total",
+                         "Frames by whether a participant grid was found (gallery) or not (plain detection)",
+                         ["service", "mode"])
 
 
 def decode_image(frame: Frame, payload: bytes) -> np.ndarray | None:
@@ -47,6 +51,8 @@ class FaceDetectService(Service):
         s = self.settings
         self.detector = make_detector(s.detector, s.confidence, Path(s.models_dir))
         self.tracker = Tracker(s.track_iou, s.track_max_age)
+        self.tiles = TileTracker(s.track_max_age)
+        self.gallery = s.gallery == "auto"
         self.crop_size = int(s.crop_size)
         self.last_seq: dict[tuple[str, str], int] = {}
         self.last_wall: dict[tuple[str, str], float] = {}
@@ -68,20 +74,39 @@ class FaceDetectService(Service):
             self.log.warning("skipped frame %s/%s seq %d: its %s payload does not decode",
                              frame.session, frame.stream, frame.seq, frame.encoding)
             return
-        started = time.perf_counter()
-        detections = self.detector.detect(image)
-        DETECT_SECONDS.labels(self.name, self.detector.name).observe(time.perf_counter() - started)
-        # The contract caps faces per message; keep the most confident.
-        detections = sorted(detections, key=lambda d: -d.confidence)[:MAX_FACES]
-        FACES_DETECTED.labels(self.name).inc(len(detections))
         t = frame.t_capture if frame.t_media is None else frame.t_media
-        ids = self.tracker.update(key, [d.box for d in detections], t)
+        started = time.perf_counter()
+        tiles = find_tiles(image) if self.gallery else []
+        if tiles:
+            detections, ids = self._detect_gallery(key, image, tiles[:MAX_FACES], t)
+        else:
+            detections = self.detector.detect(image)
+            # The contract caps faces per message; keep the most confident.
+            detections = sorted(detections, key=lambda d: -d.confidence)[:MAX_FACES]
+            ids = self.tracker.update(key, [d.box for d in detections], t)
+        if self.gallery:
+            GALLERY_FRAMES.labels(self.name, "gallery" if tiles else "plain").inc()
+        DETECT_SECONDS.labels(self.name, self.detector.name).observe(time.perf_counter() - started)
+        FACES_DETECTED.labels(self.name).inc(len(detections))
         faces = [{"student": sid, "box": list(d.box), "conf": round(d.confidence, 4)}
                  for sid, d in zip(ids, detections, strict=True)]
         crops = [crop_face(image, d.box, self.crop_size, self.settings.crop_margin) for d in detections]
         header = follow_up(msg, "faces", self.name, width=image.shape[1], height=image.shape[0],
                            crop=self.crop_size, faces=faces, t_media=frame.t_media)
         self.senders["faces"].send(header, b"".join(c.tobytes() for c in crops))
+
+    def _detect_gallery(self, key: tuple[str, str], image: np.ndarray, tiles: list[tuple[int, int, int, int]],
+                        t: float) -> tuple[list[Detection], list[int]]:
+        """One face at most per tile (the participant), found at the tile's scale; the tile's id."""
+        best: list[Detection | None] = []
+        for x, y, w, h in tiles:
+            found = self.detector.detect(image[y:y + h, x:x + w])
+            top = max(found, key=lambda d: d.confidence, default=None)
+            best.append(None if top is None else
+                        Detection((top.box[0] + x, top.box[1] + y, top.box[2], top.box[3]), top.confidence))
+        ids = self.tiles.update(key, image, tiles, [d is not None for d in best], t)
+        kept = [(d, sid) for d, sid in zip(best, ids, strict=True) if d is not None]
+        return [d for d, _ in kept], [sid for _, sid in kept]
 
     def _count_gap(self, key: tuple[str, str], seq: int) -> None:
         last = self.last_seq.get(key)
@@ -92,6 +117,7 @@ class FaceDetectService(Service):
 
     def _forget(self, key: tuple[str, str]) -> None:
         self.tracker.reset(key)
+        self.tiles.reset(key)
         self.last_seq.pop(key, None)
         self.last_wall.pop(key, None)
 
