@@ -157,7 +157,8 @@ class ScreenSource:
         wait = self._next_grab - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        self._next_grab = max(self._next_grab + self.period, time.monotonic()) if self.period else 0.0
+        # The next grab is one period after this one (or after now, when this one came late).
+        self._next_grab = max(self._next_grab, time.monotonic()) + self.period
         if self._title and time.monotonic() >= self._next_lookup:
             try:
                 if not self._follow_window():
