@@ -11,9 +11,9 @@ or leaves and every tile moves and shrinks), ids follow the participants by what
 tiles look like: each tile scaled to a small fixed size is compared with the signatures
 of the tiles seen before. Name labels are not read: see the README (no OCR).
 
-Faces are detected per tile, so a 5x5 grid at 1920x1080 (tiles of about 370x210 px, faces
-of 100-150 px) is searched at the tile's scale instead of the whole frame shrunk to the
-detector's 300x300 input, where those faces would be about 20 px.
+Faces are searched in the whole frame first (res10 finds the faces of a 5x5 grid at
+1920x1080 when they fill their tile); a tile left without a face is searched again at its
+own scale, which finds the smaller faces of a participant who sits back from the camera.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from shared.service import Service
 FACES_DETECTED = Counter("engagement_faces_detected_total", "Faces found in frames", ["service"])
 DETECT_SECONDS = Histogram("engagement_detect_seconds", "Time the face detector takes for one frame",
                            ["service", "detector"], buckets=metrics.LATENCY_BUCKETS)
+TILE_SEARCHES = Counter("engagement_gallery_tile_faces_total",
+                        "Faces found only by searching a gallery tile at its own scale", ["service"])
 # Wall-clock seconds after which a silent stream's tracks and sequence state are dropped.
 STREAM_IDLE_SECONDS = 60.0
 GALLERY_FRAMES = Counter("engagement_gallery_frames_total",
@@ -97,13 +99,25 @@ class FaceDetectService(Service):
 
     def _detect_gallery(self, key: tuple[str, str], image: np.ndarray, tiles: list[tuple[int, int, int, int]],
                         t: float) -> tuple[list[Detection], list[int]]:
-        """One face at most per tile (the participant), found at the tile's scale; the tile's id."""
-        best: list[Detection | None] = []
-        for x, y, w, h in tiles:
-            found = self.detector.detect(image[y:y + h, x:x + w])
-            top = max(found, key=lambda d: d.confidence, default=None)
-            best.append(None if top is None else
-                        Detection((top.box[0] + x, top.box[1] + y, top.box[2], top.box[3]), top.confidence))
+        """One face at most per tile (the participant), with the tile's student id.
+
+        The whole frame is searched once; only a tile where that found no face is searched again
+        at its own scale, where a face too small for the detector's 300x300 view of the frame shows.
+        """
+        best: list[Detection | None] = [None] * len(tiles)
+        for det in self.detector.detect(image):
+            cx, cy = det.box[0] + det.box[2] / 2, det.box[1] + det.box[3] / 2
+            for i, (x, y, w, h) in enumerate(tiles):
+                if x <= cx < x + w and y <= cy < y + h:
+                    if best[i] is None or det.confidence > best[i].confidence:
+                        best[i] = det
+                    break
+        for i, (x, y, w, h) in enumerate(tiles):
+            if best[i] is None:
+                top = max(self.detector.detect(image[y:y + h, x:x + w]), key=lambda d: d.confidence, default=None)
+                if top is not None:
+                    TILE_SEARCHES.labels(self.name).inc()
+                    best[i] = Detection((top.box[0] + x, top.box[1] + y, top.box[2], top.box[3]), top.confidence)
         ids = self.tiles.update(key, image, tiles, [d is not None for d in best], t)
         kept = [(d, sid) for d, sid in zip(best, ids, strict=True) if d is not None]
         return [d for d, _ in kept], [sid for _, sid in kept]

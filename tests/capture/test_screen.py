@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import zmq
 
@@ -49,9 +50,7 @@ def start_capture(display: str, source: str, *flags: str) -> tuple[subprocess.Po
     return proc, consumer
 
 
-def image_of(msg) -> "object":
-    import numpy as np
-
+def image_of(msg) -> np.ndarray:  # type: ignore[no-untyped-def]
     return np.frombuffer(msg.payload, np.uint8).reshape(msg["height"], msg["width"], 3)
 
 
