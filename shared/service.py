@@ -20,7 +20,7 @@ import zmq
 
 from shared import metrics
 from shared.bus import Receiver, Sender
-from shared.config import Settings, load_settings
+from shared.config import SettingError, Settings, load_settings
 from shared.logs import setup_logging
 from shared.messages import Message
 
@@ -178,6 +178,11 @@ def _flush_context(timeout: float = 6.0) -> None:
 
 
 def main_for(service_cls: type[Service], argv: list[str] | None = None) -> int:
-    settings = load_settings(service_cls.name, service_cls.expand_argv(list(sys.argv[1:] if argv is None else argv)))
+    try:
+        settings = load_settings(service_cls.name,
+                                 service_cls.expand_argv(list(sys.argv[1:] if argv is None else argv)))
+    except SettingError as exc:  # a user's mistake: one line, no traceback
+        print(f"engagement {service_cls.name}: {exc}", file=sys.stderr)
+        return 2
     setup_logging(service_cls.name, settings.log_level)
     return service_cls(settings).run()

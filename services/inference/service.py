@@ -93,7 +93,7 @@ class InferenceService(Service):
         if self.baseline:
             from services.inference.baseline.smoothing import Smoother  # noqa: PLC0415
 
-            self.smoother = Smoother(s.smoothing_window)
+            self.smoother = Smoother(s.smoothing_seconds)
         self._last_skip_log = 0.0
         self.log.info("model %s (kind %s, sequence length %d, engine %s)", card.name, card.kind,
                       self.sequence_length, self.predictor.engine)
@@ -182,7 +182,8 @@ class InferenceService(Service):
         out = []
         for student, signals in zip(students, measured, strict=True):
             key = (msg["session"], msg["stream"], student["student"])
-            smoothed = self.smoother.update(key, signals)
+            t = msg.get("t_media")
+            smoothed = self.smoother.update(key, signals, float(t) if isinstance(t, int | float) else msg["t_capture"])
             probs, level, explained = self.predictor.assess(smoothed)
             explained["now"] = signals  # this frame's own reading, next to the window's average
             out.append({**_identity(student), "probs": probs, "level": level, "signals": explained})
