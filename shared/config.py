@@ -177,6 +177,8 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("REPORT_FALLBACK_DIR", "", "where a report goes when REPORT_DIR cannot be written (default: "
                 "$XDG_STATE_HOME/engagement/reports, else ~/.local/state/..., else the temp folder)"),
         Setting("CLASS_LEVEL_ONLY", 0, "1 = reports carry no per-student rows", int),
+        Setting("REPORT_RECOVER", 0, "1 = write the report of SESSION_ID (marked interrupted if it never ended) "
+                "and exit; the launcher uses it for a class its crash cut short", int),
         Setting("MESSAGING", 0, "1 = publish totals and the report to the local MQTT broker", int),
         Setting("MQTT_HOST", "127.0.0.1", "local MQTT broker host"),
         Setting("MQTT_PORT", 1883, "local MQTT broker port", int, min=1, max=65535),
@@ -439,3 +441,21 @@ def example_yaml() -> str:
             lines.append(f"# {s.help} [env {s.env}; {allowed(s)}]")
             lines.append(f"{s.dest}: {_yaml_scalar(s.default)}")
     return "\n".join(lines) + "\n"
+
+
+def report_fallback_dir(configured: str = "") -> Path:
+    """Where a report goes when REPORT_DIR cannot be written: REPORT_FALLBACK_DIR, else the XDG
+    state folder, else the temp folder (the first of them that can be created)."""
+    import tempfile
+
+    candidates = [configured] if configured else []
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    candidates += [str(Path(state) / "engagement" / "reports"),
+                   str(Path(tempfile.gettempdir()) / "engagement-reports")]
+    for c in candidates:
+        try:
+            Path(c).mkdir(parents=True, exist_ok=True)
+            return Path(c)
+        except OSError:
+            continue
+    return Path(tempfile.gettempdir())

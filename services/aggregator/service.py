@@ -100,7 +100,13 @@ class AggregatorService(Service):
         faces = msg.get("faces")
         n_faces = len(faces) if isinstance(faces, list) else len(msg["predictions"])
         t_media = msg.get("t_media")
-        preds = [{"student": p["student"], "level": p["level"], "probs": p["probs"]} for p in msg["predictions"]]
+        preds = []
+        for p in msg["predictions"]:
+            pred = {"student": p["student"], "level": p["level"], "probs": p["probs"], "box": p.get("box"),
+                    "conf": p.get("conf")}
+            if isinstance(p.get("signals"), dict):  # the smoothed values the level was decided on
+                pred["signals"] = {k: v for k, v in p["signals"].items() if k != "now"}
+            preds.append(pred)
         return FrameRecord(session=msg["session"], class_id=self.class_id, stream=msg["stream"], seq=msg["seq"],
                            t_capture=float(msg["t_capture"]),
                            t_media=float(t_media) if isinstance(t_media, int | float) else None,

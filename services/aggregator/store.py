@@ -180,6 +180,11 @@ class Store:
             entry = {"stream": rec.stream, "seq": int(rec.seq), "student": int(p["student"]), "level": int(p["level"]),
                      "probs": [float(x) for x in p["probs"]], "t_capture": float(rec.t_capture),
                      "t_media": None if rec.t_media is None else float(rec.t_media)}
+            # What the level rests on, so a report explains itself: the face's box and detection
+            # confidence, and the baseline's signals (yaw, pitch, eye openness, ...).
+            for extra in ("box", "conf", "signals"):
+                if p.get(extra) is not None:
+                    entry[extra] = p[extra]
             # The timeline entry is encoded here, not in Lua: cjson would round times to 14 digits.
             preds.append({"student": entry["student"], "level": entry["level"],
                           "entry": json.dumps(entry, separators=(",", ":"))})
