@@ -204,6 +204,8 @@ def _source(ctx: Context) -> Result:
             return fail("source", f"{source} is a folder, not a video file", "give one video file to --source")
         cap = cv2.VideoCapture(source)
     elif kind == "camera":
+        # OpenCV logs its own warnings for a missing device; the check's one line says it.
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
         cap = cv2.VideoCapture(int(source))
     else:
         cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, SOURCE_TIMEOUT_MS,
@@ -248,6 +250,9 @@ def _redis(ctx: Context) -> Result:
         client = redis.Redis.from_url(url, socket_timeout=1.5, socket_connect_timeout=1.5)
         client.ping()
     except redis.AuthenticationError:
+        if "@" not in url:
+            return fail("redis", f"Redis at {safe_url(url)} needs a password",
+                        "put it in REDIS_URL (redis://:PASSWORD@host:port/0)")
         return fail("redis", f"Redis at {safe_url(url)} refused the password",
                     "set the right password in REDIS_URL (redis://:PASSWORD@host:port/0)")
     except redis.ResponseError as exc:
