@@ -17,13 +17,15 @@ to try a write is removed again): the whole table has a 5 s budget.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +190,21 @@ def _kind(source: str) -> str:
     return "file"
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a moment (C libraries' own messages)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 @check("source")
 def _source(ctx: Context) -> Result:
     import cv2
@@ -195,6 +212,8 @@ def _source(ctx: Context) -> Result:
     source = str(ctx.source)
     kind = _kind(source)
     forever = str(ctx.values.get("reconnect", "")).lower() == "forever"
+    # OpenCV and FFmpeg log their own warnings for a missing device or URL; the check's one line says it.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     if kind == "file":
         path = Path(source)
         if not path.exists():
@@ -203,13 +222,14 @@ def _source(ctx: Context) -> Result:
         if not path.is_file():
             return fail("source", f"{source} is a folder, not a video file", "give one video file to --source")
         cap = cv2.VideoCapture(source)
-    elif kind == "camera":
-        # OpenCV logs its own warnings for a missing device; the check's one line says it.
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        cap = cv2.VideoCapture(int(source))
     else:
-        cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, SOURCE_TIMEOUT_MS,
-                                                        cv2.CAP_PROP_READ_TIMEOUT_MSEC, SOURCE_TIMEOUT_MS])
+        with _quiet_stderr():  # FFmpeg writes its own line straight to fd 2
+            if kind == "camera":
+                cap = cv2.VideoCapture(int(source))
+            else:
+                cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
+                                       [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, SOURCE_TIMEOUT_MS,
+                                        cv2.CAP_PROP_READ_TIMEOUT_MSEC, SOURCE_TIMEOUT_MS])
     try:
         got, image = cap.read() if cap.isOpened() else (False, None)
     finally:

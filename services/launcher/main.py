@@ -158,11 +158,17 @@ def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str) 
         env = dict(base, METRICS_PORT=str(metrics_ports[name]))
         for link, (producer, consumer) in LINKS.items():
             port = link_ports[link]
-            out_type, in_type = ("pub", "sub") if link == "preview" else ("push", "pull")
+            if link == "preview":
+                # The reporter binds and capture connects: capture's first frames leave after its
+                # connection is made, while a SUB connecting to a PUB bound a moment later misses
+                # them (ZeroMQ's slow joiner: a recording lost its first 2 of 6 frames).
+                out_spec, in_spec = "pub+connect", "sub+bind"
+            else:
+                out_spec, in_spec = "push+bind", "pull+connect"
             if name == producer:
-                env[f"{link.upper()}_OUT"] = f"{out_type}+bind:tcp://127.0.0.1:{port}"
+                env[f"{link.upper()}_OUT"] = f"{out_spec}:tcp://127.0.0.1:{port}"
             if name == consumer:
-                env[f"{link.upper()}_IN"] = f"{in_type}+connect:tcp://127.0.0.1:{port}"
+                env[f"{link.upper()}_IN"] = f"{in_spec}:tcp://127.0.0.1:{port}"
         envs[name] = env
     return envs
 
