@@ -144,7 +144,7 @@ def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str) 
         base[s.env] = str(value)
     sequence_length = os.environ.get("SEQUENCE_LENGTH")
     if not sequence_length:
-        from services.inference.card_info import sequence_length_for
+        from shared.card_info import sequence_length_for
 
         sequence_length = str(sequence_length_for(values["model"], values["models_dir"]))
     base.update({"REDIS_URL": redis_url, "SEQUENCE_LENGTH": sequence_length, "PYTHONUNBUFFERED": "1"})
