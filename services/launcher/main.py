@@ -210,8 +210,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def recover_interrupted(state_dir: Path) -> list[tuple[Path, Path]]:
-    """Write the report of every class whose launcher died (its run record is still here)."""
+def recover_interrupted(state_dir: Path, redis_url: str = "") -> list[tuple[Path, Path]]:
+    """Write the report of every class whose launcher died (its run record is still here).
+
+    A class on a private Redis is read from the data that Redis left in the record's folder;
+    one on a shared Redis from this run's REDIS_URL (never written to disk: it may carry a
+    password).
+    """
     written = []
     for record_path in sorted(state_dir.glob("runs/*/run.json")):
         try:
@@ -222,9 +227,13 @@ def recover_interrupted(state_dir: Path) -> list[tuple[Path, Path]]:
             continue  # another class still running in this folder
         run_dir = record_path.parent
         session = record["session"]
+        if not record.get("private") and not redis_url:
+            log.warning("session %s was interrupted on a shared Redis: give its REDIS_URL to write its report",
+                        session)
+            continue
         log.warning("session %s was interrupted (its launcher died): writing its report now", session)
         private = PrivateRedis(run_dir / "redis", os.getpid()) if record.get("private") else None
-        url = private.url if private else record["redis_url"]
+        url = private.url if private else redis_url
         env = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE"}
         env.update(record.get("env", {}))
         env.update({"SESSION_ID": session, "REDIS_URL": url, "REPORT_RECOVER": "1", "METRICS_PORT": "0",
@@ -274,7 +283,7 @@ def run(args: argparse.Namespace,
         return code
     session = values["session_id"]
     state_dir = Path(values["state_dir"])
-    recover_interrupted(state_dir)
+    recover_interrupted(state_dir, values["redis_url"])
 
     run_dir = state_dir / "runs" / session
     private = None
@@ -290,8 +299,7 @@ def run(args: argparse.Namespace,
     keep = {k: envs["reporter"][k] for k in ("REPORT_DIR", "REPORT_FALLBACK_DIR", "REDIS_PREFIX", "CLASS_LEVEL_ONLY",
                                               "EU_AI_ACT_MODE") if k in envs["reporter"]}
     (run_dir / "run.json").write_text(json.dumps({
-        "session": session, "pid": os.getpid(), "private": private is not None,
-        "redis_url": "" if private else redis_url, "env": keep,
+        "session": session, "pid": os.getpid(), "private": private is not None, "env": keep,
         "values": {"report_dir": values["report_dir"], "report_fallback_dir": values["report_fallback_dir"]}}))
     children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"])) for name in PIPELINE]
     supervisor = Supervisor(children, values["max_restarts"])
