@@ -234,16 +234,9 @@ def recover_interrupted(state_dir: Path, redis_url: str = "") -> list[tuple[Path
         log.warning("session %s was interrupted (its launcher died): writing its report now", session)
         private = PrivateRedis(run_dir / "redis", os.getpid()) if record.get("private") else None
         url = private.url if private else redis_url
-        env = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE"}
-        env.update(record.get("env", {}))
-        env.update({"SESSION_ID": session, "REDIS_URL": url, "REPORT_RECOVER": "1", "METRICS_PORT": "0",
-                    "PREVIEW_IN": "", "UPDATES_IN": "", "MESSAGING": "0", "RECORD": "0"})
-        try:
-            subprocess.run([sys.executable, "-m", "shared.cli", "reporter"], env=env, timeout=30,
-                           stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
-            log.error("the report of %s took over 30 s; kept for the next start", session)
-        found = find_report(record.get("values", {"report_dir": env.get("REPORT_DIR", "reports")}), session)
+        report_from_redis(session, url, record.get("env", {}), 30.0)
+        found = find_report(record.get("values", {"report_dir": record.get("env", {}).get("REPORT_DIR", "reports")}),
+                            session)
         if private:
             private.stop(keep_data=found is None)
         if found:
@@ -251,6 +244,21 @@ def recover_interrupted(state_dir: Path, redis_url: str = "") -> list[tuple[Path
             print(f"report of interrupted session {session}: {found[0]} {found[1]}", flush=True)
             _remove_run(run_dir)
     return written
+
+
+def report_from_redis(session: str, redis_url: str, env: dict[str, str], timeout: float) -> None:
+    """The reporter, once, writing `session`'s report from what Redis holds (marked interrupted
+    when the class never ended): for a class whose launcher died, or a stop that could not
+    drain in time."""
+    full = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE"}
+    full.update(env)
+    full.update({"SESSION_ID": session, "REDIS_URL": redis_url, "REPORT_RECOVER": "1", "METRICS_PORT": "0",
+                 "PREVIEW_IN": "", "UPDATES_IN": "", "MESSAGING": "0", "RECORD": "0"})
+    try:
+        subprocess.run([sys.executable, "-m", "shared.cli", "reporter"], env=full, timeout=max(1.0, timeout),
+                       stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        log.error("the report of %s took over %.0f s; its totals are kept for the next start", session, timeout)
 
 
 def _remove_run(run_dir: Path) -> None:
@@ -319,6 +327,7 @@ def run(args: argparse.Namespace,
     started = time.monotonic()
     code = 1
     found = None
+    failed = False  # a service could not start
     try:
         log.info("session %s: starting %s", session, ", ".join(START_ORDER))
         supervisor.start(START_ORDER)
@@ -334,9 +343,10 @@ def run(args: argparse.Namespace,
             if found and (source_ended_at is not None or stop_requested):
                 code = 0
                 break
-            # A stop leaves time (about 4 s) to stop the services and save what is left.
-            if stop_requested and time.monotonic() - stop_requested[0] > stop_timeout - 4:
-                log.error("no report %.0f s after the stop request", stop_timeout - 4)
+            # A stop leaves time to stop the services (3 s) and write the report from Redis (4 s).
+            if stop_requested and time.monotonic() - stop_requested[0] > stop_timeout - 7:
+                log.warning("the pipeline has not drained %.0f s after the stop request: stopping it and "
+                            "writing the report from what Redis holds", stop_timeout - 7)
                 break
             if source_ended_at is not None and time.monotonic() - source_ended_at > values["report_timeout"]:
                 log.error("no report after %.0f s", values["report_timeout"])
@@ -346,15 +356,21 @@ def run(args: argparse.Namespace,
         pass
     except RuntimeError as exc:
         log.error("%s", exc)
+        failed = True
     finally:
-        deadline = (stop_requested[0] + stop_timeout - 1) if stop_requested else time.monotonic() + 12
-        supervisor.stop(PIPELINE, deadline=deadline)
+        end = (stop_requested[0] + stop_timeout) if stop_requested else time.monotonic() + stop_timeout
+        supervisor.stop(PIPELINE, deadline=end - 4)
         found = find_report(values, session)
+        if not found:  # what the aggregator wrote is the class: report it, marked interrupted
+            report_from_redis(session, redis_url, keep, end - time.monotonic())
+            found = find_report(values, session)
         if private:
             private.stop(keep_data=found is None)
         if found or not private:
             _remove_run(run_dir)
     elapsed = time.monotonic() - started
+    if found and not failed:
+        code = 0  # the class is on disk (drained, or written from Redis at the stop's deadline)
     if code == 0 and EXIT_GAVE_UP in supervisor.children["capture"].exit_codes:
         log.error("the source %s could not be read: the report covers what was captured (maybe nothing)",
                   values["source"])
