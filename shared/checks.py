@@ -1,15 +1,21 @@
 """Checks that can fail before a class: run by `engagement check` (a table) and by `engagement
 run` before it starts anything (the first failure: one line, exit code 2).
 
-A check is a small function of the resolved settings that returns a `Result` (or None when
-it does not apply); `@check` registers it, in table order. To add one (e.g. a secret left at
-its example value), write
+A check is a small function of the resolved settings (`ctx.values`, by lower-case name; the
+process environment is there too) that returns a `Result`, or None when it does not apply;
+`@check` registers it, in table order. To add one (e.g. a secret left at its example value),
+write, in this module or any module imported before the checks run:
 
     @check("secrets")
     def _secrets(ctx: Context) -> Result | None:
-        if ctx.values.get("redis_password") == "change-me":
-            return fail("secrets", "REDIS_PASSWORD is the example value", "set your own in compose/.env")
-        return ok("secrets", "no example secret")
+        if "REDIS_PASSWORD" not in os.environ:
+            return None
+        if os.environ["REDIS_PASSWORD"] in ("", "change-me"):
+            return fail("secrets", "REDIS_PASSWORD is empty or the example's", "set your own in compose/.env")
+        return ok("secrets", "REDIS_PASSWORD set")
+
+`fail(name, problem, fix)` is what `engagement run` prints as its one line; `ok(name,
+detail, warning="...")` passes with a note.
 
 Every check must return within a few seconds and leave nothing behind (a folder it creates
 to try a write is removed again): the whole table has a 5 s budget.
