@@ -145,6 +145,11 @@ SERVICES: dict[str, list[Setting]] = {
         # hid a 1.5 s glance away).
         Setting("SMOOTHING_SECONDS", 1.0, "seconds of video the baseline averages its attention signals over "
                 "(0 = no smoothing)", float, min=0, max=60),
+        # The old setting, still read: N frames at FPS (so compose files and scripts keep working).
+        Setting("SMOOTHING_WINDOW", 0, "deprecated: frames to average over, turned into seconds at FPS "
+                "(0 = use SMOOTHING_SECONDS)", int, min=0),
+        Setting("FPS", 2.0, "the capture's frames per second (turns SMOOTHING_WINDOW into seconds)", float,
+                min=0, max=240),
         Setting("GAZE", 0, "1 = the baseline adds iris gaze to its signals (about 4 ms more a face)", int),
         Setting("SLOWDOWN", 0.0, "extra seconds per batch, for fault-injection tests only", float),
         Setting("ACK_TIMEOUT", 3.0, "seconds before an unacknowledged predictions message is resent", float),

@@ -93,7 +93,12 @@ class InferenceService(Service):
         if self.baseline:
             from services.inference.baseline.smoothing import Smoother  # noqa: PLC0415
 
-            self.smoother = Smoother(s.smoothing_seconds)
+            seconds = float(s.smoothing_seconds)
+            if s.smoothing_window and s.fps > 0:
+                seconds = s.smoothing_window / float(s.fps)
+                self.log.warning("SMOOTHING_WINDOW=%d frames is deprecated: read as SMOOTHING_SECONDS=%.2f at "
+                                 "%g FPS", s.smoothing_window, seconds, s.fps)
+            self.smoother = Smoother(seconds)
         self._last_skip_log = 0.0
         self.log.info("model %s (kind %s, sequence length %d, engine %s)", card.name, card.kind,
                       self.sequence_length, self.predictor.engine)
