@@ -44,6 +44,7 @@ from shared.config import (
     report_fallback_dir,
     resolve,
 )
+from shared.links import LINKS as ALL_LINKS
 from shared.logs import setup_logging
 from shared.service import EXIT_GAVE_UP
 
@@ -51,16 +52,9 @@ log = logging.getLogger("launcher")
 
 PIPELINE = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
 START_ORDER = list(reversed(PIPELINE))  # consumers first, so nothing waits on a missing peer
-LINKS = {  # link -> (producer, consumer)
-    "frames": ("capture", "facedetect"),
-    "preview": ("capture", "reporter"),
-    "faces": ("facedetect", "sequencer"),
-    "batches": ("sequencer", "inference"),
-    "predictions": ("inference", "aggregator"),
-    "updates": ("aggregator", "reporter"),
-    "acks": ("aggregator", "inference"),  # Redis writes acknowledged: inference resends the rest
-}
-LINK_SETTINGS = {f"{link.upper()}_{side}" for link in LINKS for side in ("IN", "OUT")}
+# Every link of shared/links.py, the acks too (Redis writes acknowledged: inference resends the rest).
+LINKS = {link.name: link for link in ALL_LINKS if {link.producer, link.consumer} <= set(PIPELINE)}
+LINK_SETTINGS = {name for link in ALL_LINKS for name in (link.in_setting, link.out_setting)}
 EXIT_CHECK_FAILED = 2
 SHORT_OPTIONS = {"--record": "-r", "--messaging": "-m"}  # the reference system's, as the reporter takes them
 
@@ -156,19 +150,18 @@ def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str) 
     envs = {}
     for name in PIPELINE:
         env = dict(base, METRICS_PORT=str(metrics_ports[name]))
-        for link, (producer, consumer) in LINKS.items():
-            port = link_ports[link]
-            if link == "preview":
-                # The reporter binds and capture connects: capture's first frames leave after its
-                # connection is made, while a SUB connecting to a PUB bound a moment later misses
-                # them (ZeroMQ's slow joiner: a recording lost its first 2 of 6 frames).
-                out_spec, in_spec = "pub+connect", "sub+bind"
-            else:
-                out_spec, in_spec = "push+bind", "pull+connect"
-            if name == producer:
-                env[f"{link.upper()}_OUT"] = f"{out_spec}:tcp://127.0.0.1:{port}"
-            if name == consumer:
-                env[f"{link.upper()}_IN"] = f"{in_spec}:tcp://127.0.0.1:{port}"
+        for link in LINKS.values():
+            out_spec, in_spec = link.out_spec(port=link_ports[link.name]), link.in_spec(port=link_ports[link.name])
+            if link.pattern == "pub/sub":
+                # Here the subscriber binds and the publisher connects: capture's first frames leave
+                # after its connection is made, while a SUB connecting to a PUB bound a moment later
+                # misses them (ZeroMQ's slow joiner: a recording lost its first 2 of 6 frames).
+                out_spec = out_spec.replace("+bind:", "+connect:")
+                in_spec = in_spec.replace("+connect:", "+bind:")
+            if name == link.producer:
+                env[link.out_setting] = out_spec
+            if name == link.consumer:
+                env[link.in_setting] = in_spec
         envs[name] = env
     return envs
 

@@ -12,7 +12,7 @@ import pytest
 
 from services.launcher.ports import free_ports
 from tests.aggregator.harness import PrivateRedis
-from tests.launcher.conftest import engagement, listing, processes_from
+from tests.support.runs import engagement, listing, processes_from
 
 CASES = [
     # (id, extra args, environment, the one line must contain)

@@ -19,7 +19,8 @@ import cv2
 import psutil
 import pytest
 
-from tests.launcher.conftest import REDIS_URL, engagement, listing, processes_from, wait_gone
+from tests.support.env import REDIS_URL
+from tests.support.runs import engagement, listing, processes_from, wait_gone
 from tools.sample_video import make_sample_video
 
 REPORT_LINE = re.compile(r"^report: (\S+\.json)$", re.M)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.launcher.conftest import engagement, listing, wait_gone
+from tests.support.runs import engagement, listing, wait_gone
 
 EASE = 1.0  # seconds a smoothed level may lag behind the head's turn at either end
 
