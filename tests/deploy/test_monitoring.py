@@ -93,7 +93,7 @@ def test_grafana_provisioning_points_at_the_dashboard_and_prometheus():
     mounts = dict(v.split(":")[:2][::-1] for v in compose["volumes"])
     assert mounts[provider["options"]["path"]] == "./grafana/dashboards"
     dashboard = json.loads(DASHBOARD.read_text())
-    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}
     assert uids == {datasource["uid"]}
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
     for topic in ("inference latency", "end-to-end latency", "frames per second", "dropped", "faces", "totals"):

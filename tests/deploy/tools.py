@@ -13,7 +13,8 @@ from shared.config import REPO_ROOT
 
 COMPOSE_DIR = REPO_ROOT / "compose"
 K8S_DIR = REPO_ROOT / "k8s"
-COMPOSE_FILES = [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / "docker-compose.jetson.yml"]
+COMPOSE_FILES = [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / "docker-compose.jetson.yml",
+                 COMPOSE_DIR / "docker-compose.agx-orin.yml"]
 DASHBOARD = COMPOSE_DIR / "grafana" / "dashboards" / "engagement.json"
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}; $$ is a literal dollar.
