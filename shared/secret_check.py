@@ -84,6 +84,15 @@ def env_file_problems(path: Path) -> list[str]:
     return [f"{path}: {p}" for p in env_problems(read_env_file(path), required=COMPOSE_SECRETS)]
 
 
+def check_problems(env: Mapping[str, str], compose_env_file: Path | None = None) -> list[str]:
+    """What `engagement check` reports about secrets: any example/empty secret or REDIS_URL password
+    in the environment, and, when the box has one, the compose/.env that `docker compose up` reads."""
+    problems = env_problems(env)
+    if compose_env_file is not None and compose_env_file.is_file():
+        problems += env_file_problems(compose_env_file)
+    return problems
+
+
 def main(argv: list[str]) -> int:
     """`engagement check-secrets [NAME ...]`: compose's start-up gate (default: the compose secrets).
 

@@ -12,7 +12,14 @@ import sys
 import pytest
 
 from shared.config import REPO_ROOT
-from shared.secret_check import env_file_problems, env_problems, read_env_file, redis_url_problem, secret_problem
+from shared.secret_check import (
+    check_problems,
+    env_file_problems,
+    env_problems,
+    read_env_file,
+    redis_url_problem,
+    secret_problem,
+)
 
 GOOD = "f3b9c1d27a8e4b6c9d0e1f2a"
 
@@ -56,6 +63,14 @@ def test_a_fresh_copy_of_env_example_is_reported(tmp_path):
     env.write_text(f'REDIS_PASSWORD="{GOOD}"\n# comment\nexport GRAFANA_ADMIN_PASSWORD={GOOD}x\n')
     assert read_env_file(env) == {"REDIS_PASSWORD": GOOD, "GRAFANA_ADMIN_PASSWORD": GOOD + "x"}
     assert env_file_problems(env) == []
+
+
+def test_engagement_check_reports_the_environment_and_the_compose_env_file(tmp_path):
+    env_file = tmp_path / ".env"
+    assert check_problems({}, env_file) == []  # no compose/.env on this box: nothing to say
+    shutil.copy(REPO_ROOT / "compose" / ".env.example", env_file)
+    problems = check_problems({"REDIS_URL": "redis://:change-me@127.0.0.1:6379/0"}, env_file)
+    assert len(problems) == 3 and "REDIS_URL" in problems[0] and all(str(env_file) in p for p in problems[1:])
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
