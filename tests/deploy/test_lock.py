@@ -52,7 +52,7 @@ def test_every_pyproject_dependency_is_pinned_in_the_lock():
 
 def test_the_check_fails_when_a_dependency_is_added_without_relocking():
     text = PYPROJECT.read_text().replace('dependencies = [\n', 'dependencies = [\n    "Some_New.Lib>=1",\n', 1)
-    assert missing_from_lock(text, LOCK.read_text()) == ["some-new-lib"]
+    assert "some-new-lib" in missing_from_lock(text, LOCK.read_text())
 
 
 def test_lock_pins_exact_versions_only():
