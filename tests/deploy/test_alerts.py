@@ -9,8 +9,7 @@ import json
 import re
 import shutil
 
-from tests.deploy.test_monitoring import registry_names
-from tests.deploy.tools import COMPOSE_DIR, DASHBOARD, load_yaml, metric_names, run, tool
+from tests.deploy.tools import COMPOSE_DIR, DASHBOARD, load_yaml, metric_names, registry_names, run, tool
 
 ALERTS = COMPOSE_DIR / "prometheus" / "alerts.yml"
 UNIT_TESTS = COMPOSE_DIR.parent / "tests" / "deploy" / "alerts_test.yml"

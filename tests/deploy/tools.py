@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from prometheus_client import REGISTRY
 
+from shared.cli import SERVICE_CLASSES
 from shared.config import REPO_ROOT
 from shared.executables import find_executable
 
@@ -79,4 +82,19 @@ def exposed_names(exposition: str) -> set[str]:
         if line.startswith("# TYPE "):
             _, _, family, kind = line.split(None, 3)
             names |= sample_names(family, kind.strip())
+    return names
+
+
+def registry_names() -> set[str]:
+    """Series names registered by shared.metrics and every service module of the pipeline."""
+    for target in SERVICE_CLASSES.values():
+        try:
+            importlib.import_module(target.split(":")[0])
+        except ModuleNotFoundError as exc:
+            if not exc.name or not exc.name.startswith("services."):
+                raise  # a missing dependency is an error; a service not written yet is reported below
+    names: set[str] = set()
+    for family in REGISTRY.collect():
+        names |= sample_names(family.name, family.type)
+        names |= {s.name for s in family.samples}
     return names

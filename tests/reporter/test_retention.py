@@ -10,8 +10,8 @@ import uuid
 import pytest
 import redis
 
-from services.aggregator.store import FrameRecord, Store
 from services.reporter.service import ReporterService
+from shared.totals import FrameRecord, Store
 from tests.harness import settings_for
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

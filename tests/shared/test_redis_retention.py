@@ -13,9 +13,9 @@ import uuid
 import pytest
 import redis
 
-from services.aggregator.store import FrameRecord, Store
 from services.launcher.ports import free_ports
 from shared.redis_retention import EVICTION_POLICY, eviction_problem, expire_keys
+from shared.totals import FrameRecord, Store
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs Debian's redis-server")
 
