@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.screen import ScreenError, ScreenGrabber, is_screen_source
+
 BUDGET_SECONDS = 4.5  # all checks together, so a failure is reported within 5 s
 SOURCE_TIMEOUT_MS = 3000
 
@@ -189,6 +191,8 @@ def _recording(ctx: Context) -> Result | None:
 # --- the source -------------------------------------------------------------------------------
 
 def _kind(source: str) -> str:
+    if is_screen_source(source):
+        return "screen"
     if source.strip().isdigit():
         return "camera"
     if "://" in source:
@@ -220,6 +224,8 @@ def _source(ctx: Context) -> Result:
     forever = str(ctx.values.get("reconnect", "")).lower() == "forever"
     # OpenCV and FFmpeg log their own warnings for a missing device or URL; the check's one line says it.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    if kind == "screen":
+        return _screen_source(source)
     if kind == "file":
         path = Path(source)
         if not path.exists():
@@ -250,6 +256,21 @@ def _source(ctx: Context) -> Result:
     fix = ("plug the camera in, or give its index (ls /dev/video*)" if kind == "camera"
            else "check the URL and that the camera is on the network")
     return fail("source", what, fix + "; --reconnect forever waits for it")
+
+
+def _screen_source(source: str) -> Result:
+    try:
+        grabber = ScreenGrabber(source)
+    except ScreenError as exc:
+        return fail("source", str(exc), "start the call's window first, or give screen, screen:N, region:X,Y,W,H "
+                    "or window:TITLE on an X11 display (DISPLAY set)")
+    try:
+        image = grabber.grab()
+    finally:
+        grabber.release()
+    if image is None:
+        return fail("source", f"{source} gives no image", "check that the window is on the screen")
+    return ok("source", f"screen {source}: {image.shape[1]}x{image.shape[0]}, a grab works")
 
 
 # --- Redis, model, ports ----------------------------------------------------------------------

@@ -21,8 +21,7 @@ import numpy as np
 import zmq
 from prometheus_client import Counter, Gauge
 
-from services.capture.screen import ScreenSource
-from services.capture.sources import FileSource, Frame, LiveSource, SourceError, classify
+from services.capture.sources import FileSource, Frame, LiveSource, ScreenSource, SourceError, classify
 from shared.backoff import Backoff
 from shared.messages import make_header
 from shared.service import EXIT_GAVE_UP, Service

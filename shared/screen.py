@@ -1,4 +1,7 @@
-"""Screen and window sources: a Zoom or Teams gallery read off the X11 screen.
+"""Screen and window grabbing: a Zoom or Teams gallery read off the X11 screen.
+
+Shared by capture (services/capture/sources.py wraps it as a source) and the start-up
+check of `engagement run`, which grabs one frame before anything starts.
 
 Source strings:
     screen            the first monitor
@@ -25,15 +28,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.capture.sources import Frame, SourceError
-
 log = logging.getLogger(__name__)
 
 WINDOW_RECHECK_SECONDS = 1.0
+SCREEN_PREFIXES = ("screen:", "region:", "window:")
 MAX_WIDTH = 1920  # a larger screen is scaled down to this width: 4K frames gain nothing at 2 FPS
 
 # `xwininfo -root -tree` lines: 0x400001 "title": ("res" "class")  640x480+0+0  +100+50
 _TREE_LINE = re.compile(r'^\s*(0x[0-9a-f]+) "(.*)":.*?(\d+)x(\d+)[+-]-?\d+[+-]-?\d+\s+\+(-?\d+)\+(-?\d+)\s*$')
+
+
+class ScreenError(RuntimeError):
+    """The display, monitor, region or window is not there."""
+
+
+def is_screen_source(source: str) -> bool:
+    text = source.strip().lower()
+    return text == "screen" or text.startswith(SCREEN_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -50,13 +61,13 @@ class Region:
 def find_window(title: str) -> Region | None:
     """The largest viewable window whose title contains `title`, or None."""
     if not shutil.which("xwininfo"):
-        raise SourceError("window capture needs xwininfo (Debian package x11-utils)")
+        raise ScreenError("window capture needs xwininfo (Debian package x11-utils)")
     try:
         out = subprocess.run(["xwininfo", "-root", "-tree"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SourceError(f"xwininfo failed: {exc}") from exc
+        raise ScreenError(f"xwininfo failed: {exc}") from exc
     if out.returncode != 0:
-        raise SourceError(f"cannot list windows: {out.stderr.strip() or 'no X display'}")
+        raise ScreenError(f"cannot list windows: {out.stderr.strip() or 'no X display'}")
     best: Region | None = None
     for line in out.stdout.splitlines():
         m = _TREE_LINE.match(line)
@@ -72,9 +83,9 @@ def parse_region(text: str) -> Region:
     try:
         x, y, w, h = (int(v) for v in text.split(","))
     except ValueError:
-        raise SourceError(f"region {text!r} is not X,Y,W,H in pixels") from None
+        raise ScreenError(f"region {text!r} is not X,Y,W,H in pixels") from None
     if w <= 0 or h <= 0:
-        raise SourceError(f"region {text!r} has no area")
+        raise ScreenError(f"region {text!r} has no area")
     return Region(x, y, w, h)
 
 
@@ -88,20 +99,16 @@ def clip(region: Region, bounds: Region) -> Region | None:
     return Region(left, top, right - left, bottom - top)
 
 
-class ScreenSource:
-    """Grabs a monitor, a region or a window at most `fps` times a second (live: no media time)."""
-
-    live = True
+class ScreenGrabber:
+    """Grabs a monitor, a region or a window at most `fps` times a second."""
 
     def __init__(self, source: str, fps: float = 0.0) -> None:
         try:
             import mss  # only capture of a screen needs it
         except ImportError:
-            raise SourceError("screen capture needs the mss package (pip install mss)") from None
+            raise ScreenError("screen capture needs the mss package (pip install mss)") from None
         self.source = source
         self.period = 1.0 / fps if fps > 0 else 0.0
-        self.index = -1
-        self.corrupt = 0
         self.closed = False  # the window went away: the stream is over, not dropped out
         self.moves = 0  # times a followed window was found elsewhere or resized
         self._next_grab = 0.0
@@ -110,7 +117,7 @@ class ScreenSource:
         try:
             self.sct = mss.mss()
         except Exception as exc:  # mss raises its own ScreenShotError, or XOpenDisplay fails
-            raise SourceError(f"cannot open the X display for {source}: {exc}") from None
+            raise ScreenError(f"cannot open the X display for {source}: {exc}") from None
         monitors = self.sct.monitors
         self.bounds = Region(**{k: monitors[0][k] for k in ("left", "top", "width", "height")})
         kind, _, arg = source.strip().partition(":")
@@ -119,19 +126,19 @@ class ScreenSource:
             n = int(arg) if arg.strip().isdigit() else 1 if not arg else -1
             if not 0 <= n < len(monitors):
                 self.release()
-                raise SourceError(f"no monitor {arg!r}: this display has {len(monitors) - 1}")
+                raise ScreenError(f"no monitor {arg!r}: this display has {len(monitors) - 1}")
             self.region: Region | None = Region(**{k: monitors[n][k] for k in ("left", "top", "width", "height")})
         elif kind == "region":
             self.region = clip(parse_region(arg), self.bounds)
             if self.region is None:
                 self.release()
-                raise SourceError(f"region {arg} is off the screen ({self.bounds.width}x{self.bounds.height})")
+                raise ScreenError(f"region {arg} is off the screen ({self.bounds.width}x{self.bounds.height})")
         else:
             self._title = arg
             self.region = self._locate()
             if self.region is None:
                 self.release()
-                raise SourceError(f"no window titled {arg!r} on the display")
+                raise ScreenError(f"no window titled {arg!r} on the display")
 
     def _locate(self) -> Region | None:
         found = find_window(self._title)
@@ -152,7 +159,8 @@ class ScreenSource:
             self.region = found
         return True
 
-    def read(self) -> Frame | None:
+    def grab(self) -> np.ndarray | None:
+        """The next image (BGR), or None when the window closed or the grab failed."""
         # Grab only when a frame is due: grabbing a full screen as fast as possible would take a core.
         wait = self._next_grab - time.monotonic()
         if wait > 0:
@@ -163,7 +171,7 @@ class ScreenSource:
             try:
                 if not self._follow_window():
                     return None
-            except SourceError as exc:
+            except ScreenError as exc:
                 log.warning("%s", exc)
                 return None
         try:
@@ -177,8 +185,7 @@ class ScreenSource:
 
             scale = MAX_WIDTH / image.shape[1]
             image = cv2.resize(image, (MAX_WIDTH, round(image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
-        self.index += 1
-        return Frame(np.ascontiguousarray(image), None, self.index)
+        return np.ascontiguousarray(image)
 
     def release(self) -> None:
         sct = getattr(self, "sct", None)
