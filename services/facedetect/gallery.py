@@ -111,7 +111,7 @@ class TileTracker:
         sigs = [signature(image, tile) for tile in tiles]
         ids: list[int | None] = [None] * len(tiles)
         free = set(state.tracks)
-        if self._same_grid(state, tiles):
+        if self._same_grid(state, tiles) and self._same_people(state, sigs, has_face):
             # The grid did not move: the same place is the same participant, face or not.
             for i in range(len(tiles)):
                 ids[i] = state.last_ids[i]
@@ -139,6 +139,13 @@ class TileTracker:
                                              has_face[i] or (track.faced if track else False))
         state.last_tiles, state.last_ids = list(tiles), [int(i) for i in ids]  # type: ignore[arg-type]
         return list(state.last_ids)
+
+    @staticmethod
+    def _same_people(state: _StreamTiles, sigs: list[np.ndarray], has_face: list[bool]) -> bool:
+        """No tile shows a face unlike the one it showed: else someone left and another took the
+        place in the same grid (one leaves as one joins), and every tile is matched by its look."""
+        return all(not face or float(sig @ state.tracks[sid].signature) >= SAME_PERSON_CORRELATION
+                   for sig, face, sid in zip(sigs, has_face, state.last_ids, strict=True))
 
     @staticmethod
     def _same_grid(state: _StreamTiles, tiles: list[Box]) -> bool:

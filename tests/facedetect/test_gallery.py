@@ -104,3 +104,24 @@ def test_a_face_too_small_for_the_whole_frame_is_found_in_its_tile(faces):
     print(f"45 px faces found: whole frame {len(plain['faces'])}, tile by tile {len(tiled['faces'])} of 24")
     assert len(tiled["faces"]) >= 16  # of 24 on camera (lfw's 25 px faces blown up to 45 px are blurred)
     assert len(plain["faces"]) < len(tiled["faces"]) // 2
+
+
+def test_one_leaving_as_another_joins_keeps_everyone_s_id(faces):
+    """Same number of tiles in the same places, but the faces shifted by one: matched by look."""
+    from services.facedetect.gallery import TileTracker
+    from tools.gallery_video import Participant
+
+    people = [Participant(f"P{i}", face=i * 3, leaves=0.5 if i == 1 else 1.0) for i in range(6)]
+    people.append(Participant("New", face=50, joins=0.5))
+    tracker = TileTracker()
+    seen: dict[str, set[int]] = {}
+    for k, t in enumerate((0.0, 0.25, 0.5, 0.75)):
+        image = render(people, t, SIZE, faces)
+        tiles = find_tiles(image)
+        layout = layout_at(people, t)
+        assert len(tiles) == 6
+        ids = tracker.update(("s", "c"), image, tiles, [True] * len(tiles), float(k))
+        for (person, _), sid in zip(layout, ids, strict=True):
+            seen.setdefault(person.name, set()).add(sid)
+    assert all(len(s) == 1 for s in seen.values()), seen
+    assert len({next(iter(s)) for s in seen.values()}) == 7

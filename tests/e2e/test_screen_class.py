@@ -1,0 +1,59 @@
+"""A video-call class watched off the screen: `engagement run --source window:TITLE` on a real
+X server (Xvfb), where ffplay plays a 3x3 gallery of real faces (lfw_subset) in a window.
+
+The gallery loops: people join (the grid reflows), one steps away, one leaves (it reflows
+again), and at each loop the one who left is back and the last to join is gone. Every
+participant must keep one id through all of it: the report has exactly nine students.
+Closing the window ends the class (end reason window_closed) and the report is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from tests.support.pipeline import start_launcher
+from tests.support.xdisplay import player, xvfb
+from tools.gallery_video import make_gallery_video
+
+pytestmark = pytest.mark.timeout(240)
+TITLE = "Class gallery"
+
+
+def test_a_3x3_call_from_its_window_gives_one_report_with_every_participant_once(tmp_path):
+    video = make_gallery_video(tmp_path / "gallery3.avi", grid=3, seconds=12.0, fps=10.0, size=(1280, 720))
+    with xvfb() as display, player(display, video["path"], TITLE) as ffplay:
+        launcher = start_launcher(f"window:{TITLE}", tmp_path / "reports", {"DISPLAY": display, "HEADLESS": "1"})
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(launcher.stderr), daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 120
+            while not any("all services up" in line for line in lines):
+                assert launcher.poll() is None, "".join(lines)
+                assert time.monotonic() < deadline, "the pipeline did not start"
+                time.sleep(0.2)
+            time.sleep(video["seconds"] + 3)  # one whole loop of the call and the next join
+            ffplay.terminate()  # the call's window closes
+            out, _ = launcher.communicate(timeout=120)
+        finally:
+            if launcher.poll() is None:
+                launcher.kill()
+                launcher.wait()
+        reader.join(5)
+    err = "".join(lines)
+    assert launcher.returncode == 0, err[-3000:]
+    assert "Traceback" not in err
+    js = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("report: ")][-1]
+    report = json.loads(open(js).read())
+    assert report["end_reason"] == "window_closed"
+    students = report["students"]
+    assert len(students) == 9, [(s["student"], s["predictions"]) for s in students]
+    assert all(s["predictions"] > 0 for s in students)
+    frames = report["totals"]["frames"]
+    assert frames >= 2 * video["seconds"] * 0.8  # about 2 FPS for the whole loop, nothing stalled
+    assert os.path.exists(js.replace(".json", ".txt"))
