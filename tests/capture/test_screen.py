@@ -19,8 +19,8 @@ from services.facedetect.gallery import find_tiles
 from shared.service import EXIT_GAVE_UP
 from tests.harness import Peer
 from tests.support.links import link
-from tests.support.xdisplay import move_window, player, xvfb
 from tools.gallery_video import make_gallery_video
+from tools.xdisplay import move_window, player, xvfb
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TITLE = "Class gallery"

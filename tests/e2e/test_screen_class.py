@@ -17,8 +17,8 @@ import time
 import pytest
 
 from tests.support.pipeline import start_launcher
-from tests.support.xdisplay import player, xvfb
 from tools.gallery_video import make_gallery_video
+from tools.xdisplay import player, xvfb
 
 pytestmark = pytest.mark.timeout(240)
 TITLE = "Class gallery"

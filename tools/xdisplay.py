@@ -1,4 +1,4 @@
-"""A real X server (Xvfb) and a real window on it, for the screen and window sources.
+"""A real X server (Xvfb) and a real window on it, for the screen sources' tests and benchmark.
 
 Xvfb, ffplay (FFmpeg) and xdotool are Debian packages that scripts/setup.sh installs; the
 window is ffplay playing a gallery video, so what the capture grabs was drawn by a real
