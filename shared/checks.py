@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.roster import RosterError, load_roster
 from shared.screen import ScreenError, ScreenGrabber, is_screen_source
 
 BUDGET_SECONDS = 4.5  # all checks together, so a failure is reported within 5 s
@@ -281,6 +282,20 @@ def safe_url(url: str) -> str:
         return url
     scheme, _, rest = url.partition("://")
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+@check("roster")
+def _roster(ctx: Context) -> Result | None:
+    path = str(ctx.values.get("roster") or "")
+    if not path:
+        return None
+    if ctx.values.get("class_level_only") or ctx.values.get("eu_ai_act_mode"):
+        return ok("roster", f"{path} not read: reports are class-level only")
+    try:
+        roster = load_roster(path)
+    except RosterError as exc:
+        return fail("roster", str(exc), "fix the file, or leave ROSTER empty for ids only")
+    return ok("roster", f"{path}: {len(roster)} names (kept on this box, never sent over MQTT)")
 
 
 @check("redis")

@@ -173,6 +173,8 @@ SERVICES: dict[str, list[Setting]] = {
                 "directory)"),
         Setting("REPORT_FALLBACK_DIR", "", "where a report goes when REPORT_DIR cannot be written (default: "
                 "$XDG_STATE_HOME/engagement/reports, else ~/.local/state/..., else the temp folder)"),
+        Setting("ROSTER", "", "CSV of display names (student,name or stream,student,name) for the report "
+                "files on this box; never sent over MQTT, unused with CLASS_LEVEL_ONLY=1"),
         Setting("CLASS_LEVEL_ONLY", 0, "1 = reports carry no per-student rows", int),
         Setting("REPORT_RECOVER", 0, "1 = write the report of SESSION_ID (marked interrupted if it never ended) "
                 "and exit; the launcher uses it for a class its crash cut short", int),
