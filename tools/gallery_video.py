@@ -9,6 +9,7 @@ the tests where every participant's tile is at any time.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,16 +29,19 @@ class Participant:
     joins: float = 0.0  # fraction of the video
     leaves: float = 1.0
     away: tuple[float, float] | None = None  # fraction of the video with no face in the tile
+    looks_away: tuple[float, float] | None = None  # fraction of the video with the head turned aside
 
 
 def scenario(grid: int) -> list[Participant]:
     """grid x grid seats at most: everyone but the last is there from the start; the last joins at
-    a third (the grid reflows), the second leaves at two thirds, the third steps away in between."""
+    a third (the grid reflows), the second leaves at two thirds, the third steps away in between,
+    the fourth looks aside from a tenth to three tenths."""
     n = grid * grid
     people = [Participant(f"Student {i + 1}", face=(i * 7) % 100) for i in range(n)]
     people[-1] = Participant(people[-1].name, people[-1].face, joins=1 / 3)
     people[1] = Participant(people[1].name, people[1].face, leaves=2 / 3)
     people[2] = Participant(people[2].name, people[2].face, away=(0.4, 0.55))
+    people[3] = Participant(people[3].name, people[3].face, looks_away=(0.1, 0.3))
     return people
 
 
@@ -77,10 +81,27 @@ def layout_at(people: list[Participant], t: float) -> list[tuple[Participant, tu
     return list(zip(present, tiles(len(present), (1920, 1080)), strict=True))
 
 
+@functools.lru_cache(maxsize=1)
 def _faces() -> np.ndarray:
     from skimage.data import lfw_subset
 
     return (lfw_subset()[:100] * 255).astype(np.uint8)
+
+
+TURN_YAW = 60.0
+
+
+@functools.lru_cache(maxsize=32)
+def _turned(face_index: int, side: int) -> np.ndarray:
+    """Face `face_index` of lfw_subset at `side` px, its head turned aside (as a BGR image)."""
+    from tools.turned_face import mesh_points, turn_head
+
+    face = cv2.resize(_faces()[face_index], (side, side), interpolation=cv2.INTER_CUBIC)
+    margin = side // 4  # the mesh wants the face framed as facedetect crops it
+    canvas = np.full((side + 2 * margin, side + 2 * margin, 3), TILE, np.uint8)
+    canvas[margin:margin + side, margin:margin + side] = face[:, :, None]
+    turned = turn_head(canvas, mesh_points(canvas, (0, 0, canvas.shape[1], canvas.shape[0])), TURN_YAW, 0.0)
+    return turned[margin:margin + side, margin:margin + side]
 
 
 def render(people: list[Participant], t: float, size: tuple[int, int], faces: np.ndarray) -> np.ndarray:
@@ -92,9 +113,12 @@ def render(people: list[Participant], t: float, size: tuple[int, int], faces: np
         frame[y:y + h, x:x + w] = TILE
         if not (person.away and person.away[0] <= t < person.away[1]):
             side = int(h * 0.72)
-            face = cv2.resize(faces[person.face], (side, side), interpolation=cv2.INTER_CUBIC)
             fx, fy = x + (w - side) // 2, y + (h - side) // 2
-            frame[fy:fy + side, fx:fx + side] = face[:, :, None]
+            if person.looks_away and person.looks_away[0] <= t < person.looks_away[1]:
+                frame[fy:fy + side, fx:fx + side] = _turned(person.face, side)
+            else:
+                face = cv2.resize(faces[person.face], (side, side), interpolation=cv2.INTER_CUBIC)
+                frame[fy:fy + side, fx:fx + side] = face[:, :, None]
         font = max(0.35, h / 400)
         cv2.putText(frame, person.name, (x + 6, y + h - 8), cv2.FONT_HERSHEY_SIMPLEX, font,
                     (235, 235, 235), 1, cv2.LINE_AA)

@@ -128,6 +128,12 @@ class TileTracker:
                 if ids[i] is None and s in free:
                     ids[i] = s
                     free.discard(s)
+            # A tile that looks like nobody (a head turned aside as the grid moved) keeps the place's id.
+            for i, tile in enumerate(tiles):
+                place = next((s for s in free if iou(tile, state.tracks[s].tile) >= SAME_TILE_IOU), None)
+                if ids[i] is None and place is not None:
+                    ids[i] = place
+                    free.discard(place)
         for i, tile in enumerate(tiles):
             if ids[i] is None:
                 ids[i] = state.next_id
@@ -142,10 +148,18 @@ class TileTracker:
 
     @staticmethod
     def _same_people(state: _StreamTiles, sigs: list[np.ndarray], has_face: list[bool]) -> bool:
-        """No tile shows a face unlike the one it showed: else someone left and another took the
-        place in the same grid (one leaves as one joins), and every tile is matched by its look."""
-        return all(not face or float(sig @ state.tracks[sid].signature) >= SAME_PERSON_CORRELATION
-                   for sig, face, sid in zip(sigs, has_face, state.last_ids, strict=True))
+        """No tile shows another participant's face: else someone left and another took the place
+        in the same grid (one leaves as one joins), and every tile is matched by its look. A face
+        that looks like nobody (a head turned aside) keeps its place."""
+        faced = [s for s, tr in state.tracks.items() if tr.faced]
+        for sig, face, sid in zip(sigs, has_face, state.last_ids, strict=True):
+            if not face:
+                continue
+            own = float(sig @ state.tracks[sid].signature)
+            other = max((float(sig @ state.tracks[o].signature) for o in faced if o != sid), default=-1.0)
+            if other >= SAME_PERSON_CORRELATION and other > own:
+                return False
+        return True
 
     @staticmethod
     def _same_grid(state: _StreamTiles, tiles: list[Box]) -> bool:

@@ -1,9 +1,10 @@
 """A video-call class watched off the screen: `engagement run --source window:TITLE` on a real
 X server (Xvfb), where ffplay plays a 3x3 gallery of real faces (lfw_subset) in a window.
 
-The gallery loops: people join (the grid reflows), one steps away, one leaves (it reflows
-again), and at each loop the one who left is back and the last to join is gone. Every
-participant must keep one id through all of it: the report has exactly nine students.
+The gallery loops: people join (the grid reflows), one turns their head aside, one steps
+away, one leaves (it reflows again), and at each loop the one who left is back and the last
+to join is gone. Every participant must keep one id through all of it (the report has
+exactly nine students) and the one who looked aside is the one with episodes.
 Closing the window ends the class (end reason window_closed) and the report is written.
 """
 
@@ -54,6 +55,9 @@ def test_a_3x3_call_from_its_window_gives_one_report_with_every_participant_once
     students = report["students"]
     assert len(students) == 9, [(s["student"], s["predictions"]) for s in students]
     assert all(s["predictions"] > 0 for s in students)
+    # The one who turns their head aside (2.4 s of each 12 s loop) is the one with episodes.
+    assert len({e["student"] for e in report["episodes"]}) == 1, report["episodes"]
+    assert max(e["max_level"] for e in report["episodes"]) >= 2
     frames = report["totals"]["frames"]
     assert frames >= 2 * video["seconds"] * 0.8  # about 2 FPS for the whole loop, nothing stalled
     assert os.path.exists(js.replace(".json", ".txt"))
