@@ -94,3 +94,17 @@ def test_a_config_file_sits_between_the_environment_and_the_defaults(classroom):
     (classroom / "engagement.yaml").write_text("fsp: 1\n")
     out = engagement(classroom, "check", "--config", "engagement.yaml", "--source", "class.avi")
     assert out.code == 2 and "unknown setting 'fsp' (did you mean fps?)" in out.err_lines[0]
+
+
+def test_run_takes_every_pipeline_setting_as_a_flag_grouped_by_service(tmp_path):
+    from shared.config import SERVICES
+
+    out = engagement(tmp_path, "run", "--help")
+    assert out.code == 0
+    for service in ("capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"):
+        assert f"\n{service} settings:\n" in out.out
+        for s in SERVICES[service]:
+            if not s.env.endswith(("_IN", "_OUT")):  # links: the launcher wires them itself
+                assert f"{s.flag} " in out.out, s.env
+    assert "-r [RECORD]" in out.out and "-m [MESSAGING]" in out.out
+    assert "also an environment variable" in out.out and "config --example" in out.out
