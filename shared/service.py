@@ -23,6 +23,7 @@ from shared.bus import Receiver, Sender
 from shared.config import SettingError, Settings, load_settings
 from shared.logs import setup_logging
 from shared.messages import Message
+from shared.secret_check import redis_url_problem
 
 # Exit code of a service that ended deliberately and must not be restarted: a source that
 # cannot be read, a certificate that will never be accepted. Retrying cannot fix either.
@@ -103,6 +104,11 @@ class Service:
         parent = os.environ.get("PARENT_PID")
         if parent and parent.isdigit():
             threading.Thread(target=self._watch_parent, args=(int(parent),), daemon=True).start()
+        # An example password must not reach a deployment: one line, and no restart (EXIT_GAVE_UP).
+        if problem := redis_url_problem(self.settings.values.get("redis_url") or ""):
+            self._set_state("failed")
+            self.log.error("refusing to start: %s", problem)
+            return EXIT_GAVE_UP
         metrics.serve(self.settings.metrics_host, self.settings.metrics_port, self.healthy)
         try:
             self.start()

@@ -25,6 +25,10 @@ through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test s
   P:class:<cid>:totals          hash    frames, frames_without_faces, faces, predictions,
                                         level:0 .. level:3 across all its sessions
 
+No key has a TTL until the reporter has written the session's report; then every key of the
+session gets one (REPORTED_SESSION_TTL, shared/redis_retention.py), the only keys Redis's
+volatile-ttl policy may evict.
+
 One frame is written by one Lua script, so Redis applies it whole or not at all (a crash
 between two increments cannot leave totals half-counted) and the idempotency check and the
 increments cannot interleave with another writer. The script builds student keys from the
@@ -196,6 +200,10 @@ class Store:
 
     def _s(self, session: str) -> str:
         return f"{self.prefix}:session:{session}"
+
+    def session_pattern(self, session: str) -> str:
+        """SCAN pattern of every key of one session (the class keys are not among them)."""
+        return f"{self._s(session)}:*"
 
     # --- writes (aggregator) ------------------------------------------------------------
     def record_frame(self, rec: FrameRecord) -> tuple[bool, dict[str, Any]]:

@@ -36,6 +36,7 @@ from shared.backoff import backoff_delay
 from shared.config import report_fallback_dir
 from shared.levels import LEVEL_LABELS
 from shared.messages import Eos, Frame, Message, Update
+from shared.redis_retention import expire_keys
 from shared.service import Service
 from shared.totals import Store
 
@@ -236,8 +237,10 @@ class ReporterService(Service):
                            self.report_dir, exc, fallback)
             txt, js = self._write_files(fallback, session, report)
         REPORTS_WRITTEN.inc()
-        # Only now, with the report on disk, may the totals go (a later retention job).
+        # Only now, with the report on disk, may the totals go: from here on Redis may evict this
+        # session under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-lru).
         self.store.report_written(session)
+        expire_keys(self.store.r, self.store.session_pattern(session), self.settings.reported_session_ttl)
         self.log.info("report of %s: %d frames, %d predictions -> %s %s", session, report["totals"]["frames"],
                       report["totals"]["predictions"], txt, js)
         print(f"report: {txt} {js}", flush=True)
