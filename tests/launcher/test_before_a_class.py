@@ -36,6 +36,8 @@ CASES = [
     ("no camera", ["--source", "9"], {}, "source: camera 9 does not open"),
     ("a bad reconnect", ["--reconnect", "sometimes"], {}, "setting RECONNECT='sometimes' is not allowed"),
     ("a missing config file", ["--config", "nope.yaml"], {}, "config file nope.yaml does not exist"),
+    ("an example secret", [], {"REDIS_PASSWORD": "change-me"},
+     "secrets: REDIS_PASSWORD is an example value anyone can guess"),
 ]
 
 
