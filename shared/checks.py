@@ -125,8 +125,16 @@ def table(results: list[Result]) -> str:
 
 # --- folders --------------------------------------------------------------------------------
 
+_FOLDERS = threading.Lock()  # checks run at once; two may try the same folder (reports, recordings)
+
+
 def try_writable(folder: Path) -> str | None:
     """None if `folder` can be created and written; else why not. Leaves nothing behind."""
+    with _FOLDERS:
+        return _try_writable(folder)
+
+
+def _try_writable(folder: Path) -> str | None:
     created: list[Path] = []
     try:
         missing = []
