@@ -283,7 +283,10 @@ class ReporterService(Service):
         session = self.settings.session_id
         meta = self.store.session_meta(session)
         if meta["ended"] is None:
-            self.store.end_session(session, time.time(), "interrupted", class_id=meta["class"] or "",
+            # It ended when its last frame was counted, not now (the next start may be days later).
+            timeline = self.store.timeline(session)
+            ended = timeline[-1]["t_capture"] if timeline else time.time()
+            self.store.end_session(session, ended, "interrupted", class_id=meta["class"] or "",
                                    stream=meta["stream"] or "")
         self.write_report(session)
         self.stop.set()
