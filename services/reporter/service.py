@@ -238,7 +238,7 @@ class ReporterService(Service):
             txt, js = self._write_files(fallback, session, report)
         REPORTS_WRITTEN.inc()
         # Only now, with the report on disk, may the totals go: from here on Redis may evict this
-        # session under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-lru).
+        # session under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-ttl).
         self.store.report_written(session)
         expire_keys(self.store.r, self.store.session_pattern(session), self.settings.reported_session_ttl)
         self.log.info("report of %s: %d frames, %d predictions -> %s %s", session, report["totals"]["frames"],
