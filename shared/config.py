@@ -21,6 +21,10 @@ per link, and why:
                                                     inference resends what stays unacknowledged
                                                     (shared/acks.py). Empty = no acks; the
                                                     launcher and compose wire it.
+  live         reporter   -> web         PUB/SUB    the overlay as JPEG + each update, for the
+                                                    live page; a slow or absent web loses
+                                                    messages, the reporter never waits. Empty
+                                                    = off; the launcher and compose wire it.
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ UPDATES_OUT, UPDATES_IN = _link("updates", 5556)
 # aggregator in a test suite claim the same port.
 ACKS_OUT = Setting("ACKS_OUT", "", "socket acknowledgements go back to inference on (empty = none)")
 ACKS_IN = Setting("ACKS_IN", "", "socket acknowledgements of sent predictions arrive on (empty = none)")
+# Off unless set, for the same reason as acks.
+LIVE_OUT = Setting("LIVE_OUT", "", "socket the overlay and updates go to the web service on (empty = none)")
+LIVE_IN = Setting("LIVE_IN", "", "socket the web service receives the overlay and updates on")
 
 # Each service serves Prometheus metrics (and /healthz) on its own port.
 METRICS_PORTS: dict[str, int] = {
@@ -81,6 +88,7 @@ METRICS_PORTS: dict[str, int] = {
     "aggregator": 9105,
     "reporter": 9106,
     "mqtt_bridge": 9107,
+    "web": 9108,
 }
 
 COMMON: list[Setting] = [
@@ -159,7 +167,18 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("MQTT_PORT", 1883, "local MQTT broker port", int),
         Setting("DEVICE_ID", "jetson-01", "device id used in MQTT topics"),
         Setting("MQTT_TOTALS_INTERVAL", 10.0, "seconds between totals published over MQTT", float),
-        PREVIEW_IN, UPDATES_IN,
+        PREVIEW_IN, UPDATES_IN, LIVE_OUT,
+    ],
+    # The teacher's live page, past sessions and the JSON API (services/web).
+    "web": [
+        Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals and the marks"),
+        Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
+        Setting("REPORT_DIR", str(REPO_ROOT / "reports"), "folder the end-of-session reports are read from"),
+        Setting("CLASS_LEVEL_ONLY", 0, "1 = no per-student cards, marks or video", int),
+        Setting("WEB_BIND", "127.0.0.1", "address the pages bind; any other than loopback needs WEB_TOKEN"),
+        Setting("WEB_PORT", 8080, "port of the pages and the API", int),
+        Setting("WEB_TOKEN", "", "token (or password) every request must carry: Bearer or Basic auth"),
+        LIVE_IN,
     ],
     # The reporter publishes totals every MQTT_TOTALS_INTERVAL (10 s) and the report at the end.
     "mqtt_bridge": [

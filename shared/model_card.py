@@ -38,6 +38,8 @@ CARD_FILE = "model_card.json"
 CARD_SCHEMA = 1
 KINDS = ("frame", "sequence", "multitask")
 LEVEL_LABELS = ["engaged", "slightly bored", "bored", "checked out"]
+# Said on every overlay, report and page while the attention baseline runs.
+BASELINE_NOTE = "attention baseline - not trained on engagement data"
 AFFECT_HEADS = ("boredom", "engagement", "confusion", "frustration")
 
 

@@ -5,6 +5,10 @@ the source ends (capture exits cleanly after sending end-of-stream) or on Ctrl-C
 (capture is told to stop, and its end-of-stream drains through the pipeline), it waits for
 the reporter's report, stops every process upstream-first and prints the report's paths.
 Every setting not given as a flag here is read by the services from the environment.
+
+The web service (the live page) starts first: it prints `live: http://127.0.0.1:PORT/` as
+soon as the page is up, and `--open` opens that page in the default browser. It is an
+output like the reporter's files: it stops last, and the pipeline never waits for it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import os
 import signal
 import time
+import webbrowser
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +34,8 @@ from shared.service import EXIT_GAVE_UP
 log = logging.getLogger("launcher")
 
 PIPELINE = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
-START_ORDER = list(reversed(PIPELINE))  # consumers first, so nothing waits on a missing peer
+SERVICES = [*PIPELINE, "web"]  # stop order too: the page goes last, once the report is written
+START_ORDER = list(reversed(SERVICES))  # consumers first, so nothing waits on a missing peer
 LINKS = {  # link -> (producer, consumer)
     "frames": ("capture", "facedetect"),
     "preview": ("capture", "reporter"),
@@ -38,7 +44,10 @@ LINKS = {  # link -> (producer, consumer)
     "predictions": ("inference", "aggregator"),
     "updates": ("aggregator", "reporter"),
     "acks": ("aggregator", "inference"),  # Redis writes acknowledged: inference resends the rest
+    "live": ("reporter", "web"),  # the overlay as JPEG and every update, for the live page
 }
+PUBSUB_LINKS = {"preview", "live"}  # a slow reader misses messages; every other link waits
+DEFAULT_WEB_PORT = 8080
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-timeout", type=float, default=300.0,
                    help="seconds to wait for the report once the source has ended")
     p.add_argument("--max-restarts", type=int, default=5, help="restarts per service before giving up")
+    p.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT", DEFAULT_WEB_PORT)),
+                   help="port of the live page on 127.0.0.1 (a free one when it is taken; env WEB_PORT)")
+    p.add_argument("--open", action="store_true", help="open the live page in the default browser")
     return p
 
 
@@ -73,20 +85,23 @@ def plan_environment(args: argparse.Namespace, redis_url: str) -> dict[str, dict
                  "SEQUENCE_LENGTH": sequence_length, "PYTHONUNBUFFERED": "1"})
     link_ports = dict(zip(LINKS, free_ports(len(LINKS)), strict=True))
     if args.fixed_ports and all(is_free(p) for p in METRICS_PORTS.values()):
-        metrics_ports = {name: METRICS_PORTS[name] for name in PIPELINE}
+        metrics_ports = {name: METRICS_PORTS[name] for name in SERVICES}
     else:
-        metrics_ports = dict(zip(PIPELINE, free_ports(len(PIPELINE)), strict=True))
+        metrics_ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
     envs = {}
-    for name in PIPELINE:
+    for name in SERVICES:
         env = dict(base, METRICS_PORT=str(metrics_ports[name]))
         for link, (producer, consumer) in LINKS.items():
             port = link_ports[link]
-            out_type, in_type = ("pub", "sub") if link == "preview" else ("push", "pull")
+            out_type, in_type = ("pub", "sub") if link in PUBSUB_LINKS else ("push", "pull")
             if name == producer:
                 env[f"{link.upper()}_OUT"] = f"{out_type}+bind:tcp://127.0.0.1:{port}"
             if name == consumer:
                 env[f"{link.upper()}_IN"] = f"{in_type}+connect:tcp://127.0.0.1:{port}"
         envs[name] = env
+    # The launcher's page is for this machine only: loopback, whatever the environment says.
+    web_port = args.web_port if is_free(args.web_port) else free_ports(1)[0]
+    envs["web"].update(WEB_BIND="127.0.0.1", WEB_PORT=str(web_port))
     return envs
 
 
@@ -109,7 +124,7 @@ def run(args: argparse.Namespace,
     envs = plan_environment(args, redis_url)
     if adjust_env:
         adjust_env(envs)
-    children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"])) for name in PIPELINE]
+    children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"])) for name in SERVICES]
     supervisor = Supervisor(children, args.max_restarts)
     stop_requested = []
 
@@ -129,6 +144,8 @@ def run(args: argparse.Namespace,
     try:
         log.info("session %s: starting %s", args.session_id, ", ".join(START_ORDER))
         supervisor.start(START_ORDER)
+        if args.open:
+            webbrowser.open(f"http://127.0.0.1:{envs['web']['WEB_PORT']}/")
         ports = {c.name: c.metrics_port for c in children}
         log.info("all services up in %.1f s; metrics ports %s", time.monotonic() - started, ports)
         source_ended_at = None
@@ -151,7 +168,7 @@ def run(args: argparse.Namespace,
     except RuntimeError as exc:
         log.error("%s", exc)
     finally:
-        supervisor.stop(PIPELINE)
+        supervisor.stop(SERVICES)
         if private:
             private.stop()
     elapsed = time.monotonic() - started

@@ -8,6 +8,11 @@ as <REPORT_DIR>/<session>.txt and .json (temp file + rename, so a reader never s
 report), and `report: <txt> <json>` is printed. With MESSAGING=1 the report, and the
 running totals every MQTT_TOTALS_INTERVAL seconds, go to the local MQTT broker.
 
+With LIVE_OUT set (the launcher and compose set it) every update, every drawn overlay (as
+JPEG: the web service shows it, nothing draws twice) and, once the report is written, an
+`eos` go out on the `live` PUB link. PUB drops what a slow or absent web cannot take, so
+the reporter never waits for the page.
+
 The reference system's short options are accepted (`expand_argv`): -r/--record,
 -p/--path, -f/--filename, -c/--codec, -fps/--fps, -hg/--height, -w/--width, -m/--messaging,
 each mapped onto its RECORD_*/MESSAGING setting.
@@ -34,6 +39,7 @@ from services.reporter import overlay
 from services.reporter.messaging import Publisher
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
+from shared.messages import follow_up, make_header
 from shared.model_card import LEVEL_LABELS
 from shared.service import Service
 
@@ -44,6 +50,7 @@ OVERLAY_FRAMES = Counter("engagement_overlay_frames_total", "Preview frames draw
 UNMATCHED = Counter("engagement_overlay_unmatched_total",
                     "Preview frames or updates evicted without their counterpart", ["kind"])
 BAD_FRAMES = Counter("engagement_bad_frames_total", "Preview frames that did not decode", ["service"])
+LIVE_JPEG_QUALITY = 75  # the live page's video: small enough for a 2 FPS stream to 30 browsers
 
 MATCH_WINDOW = 64  # frames/updates kept while waiting for their counterpart
 # A file source runs ahead of the pipeline by about the sum of the links' queues; with the
@@ -80,6 +87,11 @@ def expand_argv(argv: list[str]) -> list[str]:
     return out
 
 
+def _update_fields(h: dict[str, Any]) -> dict[str, Any]:
+    """What the live page needs of an update (everything but the identity and stamps)."""
+    return {k: v for k, v in h.items() if k not in ("v", "kind", "session", "stream", "seq", "t_capture", "stamps")}
+
+
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -97,7 +109,7 @@ def _atomic_write(path: Path, text: str) -> None:
 class ReporterService(Service):
     name = "reporter"
     inputs = {"preview": "preview_in", "updates": "updates_in"}
-    outputs: dict[str, str] = {}
+    outputs = {"live": "live_out"}  # optional: opened only when LIVE_OUT is set
     expect = {"preview": ("frame", "eos"), "updates": ("update", "eos")}
     min_hwm = {"preview": PREVIEW_HWM}
     tick_interval = 0.5
@@ -153,6 +165,9 @@ class ReporterService(Service):
             self._write_pending_reports()
             return
         self.latest_totals[msg["session"]] = msg["totals"]
+        if "live" in self.senders:
+            self.senders["live"].send(follow_up(msg, "update", self.name, **_update_fields(msg.header)),
+                                      droppable=True)
         self._remember(self.updates, key, msg.header, "update")
         self._try_draw(key)
 
@@ -178,11 +193,20 @@ class ReporterService(Service):
         img = overlay.draw(frame, update.get("faces") or [], update["predictions"], update["totals"], labels,
                            recording=recording, baseline=bool(model.get("baseline")))
         OVERLAY_FRAMES.inc()
+        if "live" in self.senders:
+            self._send_live_frame(header, img)
         if recording:
             self._record(img)
         if not self.headless:
             cv2.imshow("engagement", img)
             cv2.waitKey(1)
+
+    def _send_live_frame(self, header: dict, img: Any) -> None:
+        ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, LIVE_JPEG_QUALITY])
+        if ok:
+            out = follow_up(header, "frame", self.name, width=int(img.shape[1]), height=int(img.shape[0]),
+                            encoding="jpeg")
+            self.senders["live"].send(out, jpeg.tobytes(), droppable=True)
 
     def _record(self, img: Any) -> None:
         s = self.settings
@@ -223,6 +247,9 @@ class ReporterService(Service):
         self.log.info("report of %s: %d frames, %d predictions -> %s %s", session, report["totals"]["frames"],
                       report["totals"]["predictions"], txt, js)
         print(f"report: {txt} {js}", flush=True)
+        if "live" in self.senders:  # the live page links to the finished session
+            self.senders["live"].send(make_header("eos", session, report.get("stream") or "", 0, time.time(),
+                                                  reason="report_written"))
         if self.publisher:
             self.publisher.publish("report", f"{session}:report", session, mqtt_body(report))
         self.latest_totals.pop(session, None)
