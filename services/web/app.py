@@ -86,6 +86,10 @@ def create_app(ctx: WebContext) -> FastAPI:
     def live_page() -> str:
         return _page("live")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/sessions", response_class=HTMLResponse, include_in_schema=False)
     def sessions_page() -> str:
         rows = []

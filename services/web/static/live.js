@@ -4,7 +4,8 @@
 "use strict";
 const HISTORY_SECONDS = 300;
 const STALE_SECONDS = 10;
-const state = { session: null, labels: [], students: new Map(), classLevelOnly: false };
+const MIN_WINDOW_SECONDS = 20;
+const state = { session: null, labels: [], students: new Map(), classLevelOnly: false, firstT: null };
 window.__latencies = [];  // seconds from capture to this page, per update (read by the benchmark)
 
 function card(id) {
@@ -44,7 +45,10 @@ function renderStudent(row, now) {
   s.label.textContent = state.labels[row.level] || "";
   s.at2.textContent = `level 2+: ${formatDuration(row.seconds_at_level_2_or_more)}`;
   while (s.points.length && s.points[0][0] < now - HISTORY_SECONDS) s.points.shift();
-  sparkline(s.svg, s.points, now - HISTORY_SECONDS, now);
+  if (s.points.length && (state.firstT === null || s.points[0][0] < state.firstT)) state.firstT = s.points[0][0];
+  // The chart spans the class so far: at least a minute, at most the last five.
+  const span = Math.min(HISTORY_SECONDS, Math.max(MIN_WINDOW_SECONDS, now - (state.firstT ?? now)));
+  sparkline(s.svg, s.points, now - span, now);
 }
 
 function renderHeader(doc) {
@@ -71,6 +75,7 @@ function renderHeader(doc) {
 function resetIfNewSession(doc) {
   if (doc.session === state.session) return;
   state.session = doc.session;
+  state.firstT = null;
   state.students.clear();
   const cards = document.getElementById("cards");
   while (cards.firstChild) cards.removeChild(cards.firstChild);
