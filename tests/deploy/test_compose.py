@@ -18,7 +18,7 @@ from shared.config import METRICS_PORTS, REPO_ROOT, SERVICES, env_names, setting
 from tests.deploy.tools import COMPOSE_DIR, COMPOSE_FILES, env_example, interpolated_names, load_yaml
 
 PIPELINE = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
-PUBLISHED_OK = {"grafana", "prometheus"}  # what a user must reach from the host
+PUBLISHED_OK = {"grafana", "prometheus", "web"}  # what a user must reach from the host
 NOT_PROJECT_SETTINGS = {"DISPLAY"}  # read by OpenCV's window (X11), not by shared/config.py
 
 
@@ -75,7 +75,7 @@ def test_every_setting_compose_sets_is_documented_and_real(compose):
 
 
 def test_metrics_ports_and_health_checks(compose):
-    for service in [*PIPELINE, "mqtt_bridge"]:
+    for service in [*PIPELINE, "mqtt_bridge", "web"]:
         spec = compose["services"][compose_service_name(service)]
         assert spec["environment"]["METRICS_PORT"] == str(METRICS_PORTS[service])
         assert spec["environment"]["METRICS_HOST"] == "0.0.0.0"
@@ -89,7 +89,8 @@ def test_links_bind_on_the_producer_and_connect_to_it(compose):
     # producer binds every interface and the consumer connects to the producer's service name.
     defaults = {s.env: s.default for group in SERVICES.values() for s in group}
     # The acks link is off unless set (shared/config.py); compose sets it like the others.
-    defaults.update(ACKS_OUT="push+bind:tcp://127.0.0.1:5557", ACKS_IN="pull+connect:tcp://127.0.0.1:5557")
+    defaults.update(ACKS_OUT="push+bind:tcp://127.0.0.1:5557", ACKS_IN="pull+connect:tcp://127.0.0.1:5557",
+                    LIVE_OUT="pub+bind:tcp://127.0.0.1:5558", LIVE_IN="sub+connect:tcp://127.0.0.1:5558")
     services = compose["services"]
     producers = {}
     for name, spec in services.items():
@@ -97,7 +98,7 @@ def test_links_bind_on_the_producer_and_connect_to_it(compose):
             if var.endswith("_OUT"):
                 assert value == defaults[var].replace("127.0.0.1", "0.0.0.0"), f"{name} {var}"
                 producers[var[:-4]] = name
-    assert set(producers) == {"FRAMES", "PREVIEW", "FACES", "BATCHES", "PREDICTIONS", "UPDATES", "ACKS"}
+    assert set(producers) == {"FRAMES", "PREVIEW", "FACES", "BATCHES", "PREDICTIONS", "UPDATES", "ACKS", "LIVE"}
     consumers = set()
     for name, spec in services.items():
         for var, value in (spec.get("environment") or {}).items():
@@ -125,6 +126,10 @@ def test_only_monitoring_is_published_and_one_network(compose):
         assert spec["networks"] == ["engagement"], name
         if spec.get("ports"):
             assert name in PUBLISHED_OK, f"{name} publishes {spec['ports']} to the host"
+    # The web page: on the host's loopback only, behind its token.
+    web = compose["services"]["web"]
+    assert all(str(p).startswith("127.0.0.1:") for p in web["ports"]), web["ports"]
+    assert web["environment"]["WEB_TOKEN"].startswith("${WEB_TOKEN:?")
     assert compose["services"]["prometheus"]["profiles"] == ["monitoring"]
     assert compose["services"]["grafana"]["profiles"] == ["monitoring"]
     assert compose["services"]["mqtt-bridge"]["profiles"] == ["cloud"]
