@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -130,6 +131,33 @@ class WebProcess:
         assert self.proc is not None
         self.proc.kill()
         self.proc.communicate(timeout=10)
+
+
+class Launcher:
+    """`engagement run` as a process; its stdout lines collected on a thread."""
+
+    def __init__(self, source: str, report_dir: Path, web_port: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "run", "--source", source, "--report-dir", str(report_dir),
+             "--redis-url", REDIS_URL, "--web-port", str(web_port)],
+            env={**os.environ, "REALTIME": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def live_url(self) -> str:
+        def found():
+            assert self.proc.poll() is None, "\n".join(self.lines[-30:])
+            return next((ln.split("live: ", 1)[1] for ln in self.lines if ln.startswith("live: ")), None)
+        return wait_for(found, 120, 0.1, "the `live:` line")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):

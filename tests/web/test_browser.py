@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +20,7 @@ from services.capture.sample_video import make_sample_video
 from services.launcher.ports import free_ports
 from shared.config import REPO_ROOT
 from shared.marks import MarkStore
-from tests.web.conftest import REDIS_URL, WebProcess, wait_for
+from tests.web.conftest import REDIS_URL, Launcher, WebProcess, wait_for
 
 ARTIFACTS = Path(os.environ.get("WEB_ARTIFACTS", REPO_ROOT / "artifacts" / "web"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,33 +36,6 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield b
         b.close()
-
-
-class Launcher:
-    """`engagement run` as a process; its stdout lines collected on a thread."""
-
-    def __init__(self, source: str, report_dir: Path, web_port: int) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "run", "--source", source, "--report-dir", str(report_dir),
-             "--redis-url", REDIS_URL, "--web-port", str(web_port)],
-            env={**os.environ, "REALTIME": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    def live_url(self) -> str:
-        def found():
-            assert self.proc.poll() is None, "\n".join(self.lines[-30:])
-            return next((ln.split("live: ", 1)[1] for ln in self.lines if ln.startswith("live: ")), None)
-        return wait_for(found, 120, 0.1, "the `live:` line")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(60)
 
 
 def _wait_js(page, expression: str, timeout: float) -> None:
