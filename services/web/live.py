@@ -13,7 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.model_card import BASELINE_NOTE, LEVEL_LABELS
+from shared.levels import LEVEL_LABELS
+from shared.model_card import BASELINE_NOTE
 
 HISTORY_SECONDS = 300.0  # the cards' charts: the last five minutes
 HISTORY_MAX_POINTS = 3000  # a bound whatever the frame rate

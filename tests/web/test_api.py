@@ -14,9 +14,9 @@ import httpx
 import pytest
 import redis
 
-from services.aggregator.store import FrameRecord, Store
 from services.reporter.report import build_report
 from shared.marks import MarkStore
+from shared.totals import FrameRecord, Store
 from tests.web.conftest import MODEL, REDIS_URL, WebProcess, jpeg, wait_for
 
 

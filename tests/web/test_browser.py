@@ -16,11 +16,11 @@ import httpx
 import numpy as np
 import pytest
 
-from services.capture.sample_video import make_sample_video
 from services.launcher.ports import free_ports
 from shared.config import REPO_ROOT
 from shared.marks import MarkStore
 from tests.web.conftest import REDIS_URL, Launcher, WebProcess, wait_for
+from tools.sample_video import make_sample_video
 
 ARTIFACTS = Path(os.environ.get("WEB_ARTIFACTS", REPO_ROOT / "artifacts" / "web"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -10,9 +10,9 @@ import signal
 import httpx
 import psutil
 
-from services.capture.sample_video import make_sample_video
 from services.launcher.ports import free_ports
 from tests.web.conftest import Launcher, wait_for
+from tools.sample_video import make_sample_video
 
 
 def _web_pid(launcher_pid: int) -> int | None:

@@ -1,6 +1,6 @@
 """The live page's benchmark: capture-to-page latency at 2 FPS, and what the web service costs.
 
-The pipeline runs as `engagement run` does (tests/perf/pipeline.py, the attention baseline,
+The pipeline runs as `engagement run` does (bench/pipeline.py, the attention baseline,
 REALTIME=1 at 2 FPS) on a video with N real faces in every frame, while
 
   - a real Chromium (Debian's, through Playwright) keeps the live page open: the page notes,
@@ -10,7 +10,7 @@ REALTIME=1 at 2 FPS) on a video with N real faces in every frame, while
 Both clocks are this machine's. Prints one table row per face count and writes the figures
 as JSON. A benchmark, not a test: nothing is asserted about speed.
 
-    python -m tests.perf.web [--faces 1 30] [--seconds 30] [--out web-results.json]
+    python -m bench.web [--faces 1 30] [--seconds 30] [--out web-results.json]
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from tests.perf.pipeline import run_pipeline
-from tests.perf.stats import percentiles_ms
-from tests.perf.workload import VIDEO_FPS, make_faces_video
+from bench.pipeline import run_pipeline
+from bench.stats import percentiles_ms
+from bench.workload import VIDEO_FPS, make_faces_video
 
 WARMUP_UPDATES = 3  # the first updates carry the start-up's queue
 # res10 (dnn) sees a 640x480 frame at 300x300: 30 faces of ~40 px are too small for it
@@ -167,7 +167,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.perf.web", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m bench.web", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--faces", type=int, nargs="+", default=[1, 30])
     p.add_argument("--seconds", type=float, default=30.0, help="length of each 2 FPS video")
