@@ -160,8 +160,10 @@ class ReporterService(Service):
             return
         self.latest_totals[msg["session"]] = msg["totals"]
         if "live" in self.senders:
-            self.senders["live"].send(follow_up(msg, "update", self.name, **_update_fields(msg.header)),
-                                      droppable=True)
+            fields = _update_fields(msg.header)
+            if self.class_level_only:  # nothing per student leaves for the page either
+                fields.update(predictions=[], faces=[])
+            self.senders["live"].send(follow_up(msg, "update", self.name, **fields), droppable=True)
         self._remember(self.updates, key, msg.header, "update")
         self._try_draw(key)
 
@@ -187,7 +189,7 @@ class ReporterService(Service):
         img = overlay.draw(frame, update.get("faces") or [], update["predictions"], update["totals"], labels,
                            recording=recording, baseline=bool(model.get("baseline")))
         OVERLAY_FRAMES.inc()
-        if "live" in self.senders:
+        if "live" in self.senders and not self.class_level_only:  # class level only: no video
             self._send_live_frame(header, img)
         if recording:
             self._record(img)

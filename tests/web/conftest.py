@@ -136,11 +136,13 @@ class WebProcess:
 class Launcher:
     """`engagement run` as a process; its stdout lines collected on a thread."""
 
-    def __init__(self, source: str, report_dir: Path, web_port: int) -> None:
+    def __init__(self, source: str, report_dir: Path, web_port: int, *extra: str,
+                 env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shared.cli", "run", "--source", source, "--report-dir", str(report_dir),
-             "--redis-url", REDIS_URL, "--web-port", str(web_port)],
-            env={**os.environ, "REALTIME": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             "--redis-url", REDIS_URL, "--web-port", str(web_port), *extra],
+            env={**os.environ, "REALTIME": "1", **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 

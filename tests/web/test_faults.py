@@ -5,7 +5,9 @@ and its report are unaffected."""
 from __future__ import annotations
 
 import json
+import shlex
 import signal
+import sys
 
 import httpx
 import psutil
@@ -35,9 +37,13 @@ def _live(url: str) -> dict | None:
 def test_web_killed_mid_class_comes_back_and_the_report_is_whole(tmp_path):
     video = make_sample_video(tmp_path / "class.avi", seconds=12.0, faces=2)
     (port,) = free_ports(1)
-    run = Launcher(str(video["path"]), tmp_path / "reports", port)
+    # --open: the "default browser" here is a command that writes down the address it was given.
+    opened = tmp_path / "opened.txt"
+    browser = f"{shlex.quote(sys.executable)} -c \"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])\" %s"
+    run = Launcher(str(video["path"]), tmp_path / "reports", port, "--open", env={"BROWSER": browser})
     try:
         url = run.live_url()
+        wait_for(lambda: opened.exists() and opened.read_text() == url, 90, 0.2, "the page opened by --open")
         before = wait_for(lambda: (d := _live(url)) and len(d["students"]) >= 1 and d, 90, 0.2, "students on the page")
         pid = _web_pid(run.proc.pid)
         assert pid is not None
