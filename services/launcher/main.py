@@ -83,11 +83,15 @@ def plan_environment(args: argparse.Namespace, redis_url: str) -> dict[str, dict
     base.update({"SESSION_ID": args.session_id, "SOURCE": args.source, "MODEL": args.model,
                  "REDIS_URL": redis_url, "REPORT_DIR": args.report_dir,
                  "SEQUENCE_LENGTH": sequence_length, "PYTHONUNBUFFERED": "1"})
-    link_ports = dict(zip(LINKS, free_ports(len(LINKS)), strict=True))
+    # One call for every port (separate calls may hand out the same port twice): the links,
+    # a metrics port per service, and a spare for the page when WEB_PORT is taken.
+    ports = free_ports(len(LINKS) + len(SERVICES) + 1)
+    link_ports = dict(zip(LINKS, ports, strict=False))
+    spare_web_port = ports[-1]
     if args.fixed_ports and all(is_free(p) for p in METRICS_PORTS.values()):
         metrics_ports = {name: METRICS_PORTS[name] for name in SERVICES}
     else:
-        metrics_ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+        metrics_ports = dict(zip(SERVICES, ports[len(LINKS):], strict=False))
     envs = {}
     for name in SERVICES:
         env = dict(base, METRICS_PORT=str(metrics_ports[name]))
@@ -100,7 +104,7 @@ def plan_environment(args: argparse.Namespace, redis_url: str) -> dict[str, dict
                 env[f"{link.upper()}_IN"] = f"{in_type}+connect:tcp://127.0.0.1:{port}"
         envs[name] = env
     # The launcher's page is for this machine only: loopback, whatever the environment says.
-    web_port = args.web_port if is_free(args.web_port) else free_ports(1)[0]
+    web_port = args.web_port if args.web_port not in ports and is_free(args.web_port) else spare_web_port
     envs["web"].update(WEB_BIND="127.0.0.1", WEB_PORT=str(web_port))
     return envs
 
