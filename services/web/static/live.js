@@ -4,6 +4,7 @@
 "use strict";
 const HISTORY_SECONDS = 300;
 const STALE_SECONDS = 10;
+const MANY_STUDENTS = 12;  // above this the cards go compact (body.many in style.css)
 const MIN_WINDOW_SECONDS = 20;
 const state = { session: null, labels: [], students: new Map(), classLevelOnly: false, firstT: null };
 window.__latencies = [];  // seconds from capture to this page, per update (read by the benchmark)
@@ -68,6 +69,7 @@ function renderHeader(doc) {
       (doc.class_level_only ? " (class level only: no per-student view)" : "");
   }
   renderTotals(document.getElementById("totals"), doc.totals, doc.model.labels);
+  document.body.classList.toggle("many", state.students.size > MANY_STUDENTS);
   document.body.dataset.session = doc.session || "";
   document.body.dataset.seq = doc.seq ?? "";
 }
