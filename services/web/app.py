@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -159,7 +160,10 @@ def create_app(ctx: WebContext) -> FastAPI:
         """Every mark of the session and how often the model agreed with the teacher."""
         if ctx.class_level_only:
             raise HTTPException(404, "marks are off (class-level only)")
-        marks = _marks_store().for_session(session)
+        try:
+            marks = _marks_store().for_session(session)
+        except redis.RedisError as exc:
+            raise HTTPException(503, f"marks cannot be read: Redis unavailable ({type(exc).__name__})") from None
         return {"session": session, "marks": [asdict(m) for m in marks], "agreement": agreement(marks)}
 
     @app.post("/api/marks", status_code=201, summary="Mark a student's level at a moment")
@@ -188,7 +192,11 @@ def create_app(ctx: WebContext) -> FastAPI:
                                     "signals": signals, "created_at": time.time(), "source": source})
         except MarkError as exc:
             raise _unprocessable(exc.field, exc.message) from None
-        return {"id": store.add(record), "mark": asdict(record)}
+        try:
+            mark_id = store.add(record)
+        except redis.RedisError as exc:
+            raise HTTPException(503, f"the mark was not stored: Redis unavailable ({type(exc).__name__})") from None
+        return {"id": mark_id, "mark": asdict(record)}
 
     def _marks_store() -> MarkStore:
         if ctx.marks is None:

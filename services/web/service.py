@@ -56,10 +56,21 @@ class WebService(Service):
         return out
 
     def run(self) -> int:
-        problem = access_problem(self.settings.web_bind, self.settings.web_token)
+        s = self.settings
+        problem = access_problem(s.web_bind, s.web_token)
         if problem:
             self.log.error("%s", problem)
             return EXIT_GAVE_UP  # a setting to fix: restarting cannot help
+        # Bound here, before anything starts: a port in use is said in one line.
+        self.sock = socket.socket(socket.AF_INET6 if ":" in s.web_bind else socket.AF_INET)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((s.web_bind, int(s.web_port)))
+        except OSError as exc:
+            self.sock.close()
+            self.log.error("cannot serve the pages on %s:%s: %s (set WEB_PORT / --port)", s.web_bind, s.web_port,
+                           exc.strerror)
+            return 2
         return super().run()
 
     def setup(self) -> None:
@@ -78,14 +89,8 @@ class WebService(Service):
                                   token=s.web_token)
         self.restored = False
         self._restore()
-        # Bound here, not by uvicorn on its thread: a port in use is said now, in one line.
-        self.sock = socket.socket(socket.AF_INET6 if ":" in s.web_bind else socket.AF_INET)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.sock.bind((s.web_bind, int(s.web_port)))
-        except OSError as exc:
-            self.sock.close()
-            raise RuntimeError(f"cannot serve pages on {s.web_bind}:{s.web_port}: {exc.strerror}") from None
+        if getattr(self, "sock", None) is None:  # started without run() (a test on a thread)
+            self.sock = socket.create_server((s.web_bind, int(s.web_port)))
         config = uvicorn.Config(create_app(self.context), log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=1, lifespan="off")
         self.server = uvicorn.Server(config)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import redis
 
+from services.launcher.ports import free_ports
 from services.reporter.report import build_report
 from shared.marks import MarkStore
 from shared.totals import FrameRecord, Store
@@ -278,3 +279,28 @@ def test_restarted_web_shows_the_class_again_from_redis(tmp_path, live_link):
     finally:
         web.stop()
         store.delete_session(session)
+
+
+def test_busy_port_and_unreachable_redis_are_said_plainly(tmp_path, live_link):
+    holder = socket.create_server(("127.0.0.1", 0))
+    busy = WebProcess(tmp_path / "reports", env={"WEB_PORT": str(holder.getsockname()[1])})
+    busy.start(wait=False)
+    try:
+        busy.proc.wait(30)
+        code, err = busy.proc.returncode, busy.proc.communicate()[1]
+    finally:
+        holder.close()
+    assert code == 2 and "cannot serve the pages" in err and "Traceback" not in err
+    # Redis down: the live page still follows the link; a mark gets 503, not a crash.
+    (dead,) = free_ports(1)
+    web = WebProcess(tmp_path / "reports", live_link.spec, env={"REDIS_URL": f"redis://127.0.0.1:{dead}/0"}).start()
+    try:
+        session = _session()
+        doc = _feed_until_live(web, live_link, session, {1: 1})
+        r = httpx.post(f"{web.url}/api/marks", json={"session": session, "student": 1,
+                                                     "t": doc["students"][0]["last_seen"], "level_given": 1})
+        assert r.status_code == 503 and "not stored" in r.json()["detail"]
+        assert httpx.get(f"{web.url}/api/sessions/{session}/marks").status_code == 503
+    finally:
+        _, _, err = web.stop()
+    assert "Traceback" not in err
