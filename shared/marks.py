@@ -5,8 +5,8 @@ theirs replaces this file). A mark is a number-only record: session, student, th
 time of the moment marked, the level the teacher gave, the model's level and its numeric
 signals at that moment. Never an image.
 
-Keys: marks:sessions (set of sessions with marks), marks:<session> (hash id -> JSON),
-marks:next_id (counter).
+Keys (P = the totals' prefix): P:marks:sessions (set of sessions with marks),
+P:marks:session:<session> (hash id -> JSON), P:marks:next (counter).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import redis
 
 LEVELS = 4
 SOURCES = ("live", "session")
-PREFIX = "marks"
+DEFAULT_PREFIX = "engagement"
 
 
 class MarkError(ValueError):
@@ -84,24 +84,25 @@ def validate_mark(payload: dict) -> Mark:
 
 
 class MarkStore:
-    def __init__(self, redis_client: redis.Redis) -> None:
+    def __init__(self, redis_client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
         self.r = redis_client
+        self.prefix = prefix
 
     def add(self, mark: Mark) -> str:
-        mark_id = str(self.r.incr(f"{PREFIX}:next_id"))
+        mark_id = str(self.r.incr(f"{self.prefix}:marks:next"))
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(f"{PREFIX}:{mark.session}", mark_id, json.dumps(asdict(mark)))
-        pipe.sadd(f"{PREFIX}:sessions", mark.session)
+        pipe.hset(f"{self.prefix}:marks:session:{mark.session}", mark_id, json.dumps(asdict(mark)))
+        pipe.sadd(f"{self.prefix}:marks:sessions", mark.session)
         pipe.execute()
         return mark_id
 
     def for_session(self, session: str) -> list[Mark]:
-        raw = self.r.hgetall(f"{PREFIX}:{session}")
+        raw = self.r.hgetall(f"{self.prefix}:marks:session:{session}")
         marks = [Mark(**json.loads(v)) for _, v in sorted(raw.items(), key=lambda kv: int(kv[0]))]
         return sorted(marks, key=lambda m: (m.t, m.created_at))
 
     def all(self) -> Iterator[Mark]:
-        for session in sorted(self.r.smembers(f"{PREFIX}:sessions")):
+        for session in sorted(self.r.smembers(f"{self.prefix}:marks:sessions")):
             yield from self.for_session(session if isinstance(session, str) else session.decode())
 
 

@@ -80,7 +80,7 @@ class WebService(Service):
         marks = None
         if s.redis_url:
             self.store = Store.from_url(s.redis_url, prefix=s.redis_prefix)
-            marks = MarkStore(self.store.r)
+            marks = MarkStore(self.store.r, prefix=s.redis_prefix)  # where the reporter reads them
         self.live = LiveState(self.class_level_only)
         self.video = Fanout("video", VIDEO_QUEUE)
         self.events = Fanout("events", EVENTS_QUEUE)

@@ -99,7 +99,7 @@ def test_marks_are_filled_from_the_live_state_and_stored(web, live_link):
     mark = r.json()["mark"]
     assert mark["level_predicted"] == 2 and mark["source"] == "live"
     assert mark["signals"] == {"yaw": 20.0, "pitch": -3.0, "eye_openness": 0.3, "score": 0.1}  # numbers only
-    stored = MarkStore(redis.Redis.from_url(REDIS_URL)).for_session(session)
+    stored = MarkStore(redis.Redis.from_url(REDIS_URL), prefix=web.prefix).for_session(session)
     assert [(m.student, m.level_given, m.level_predicted) for m in stored] == [("4", 0, 2)]
     agreement = httpx.get(f"{web.url}/api/sessions/{session}/marks").json()["agreement"]
     assert agreement["marks"] == 1 and agreement["agreed"] == 0 and agreement["rate"] == 0.0
@@ -116,7 +116,7 @@ def test_marks_are_filled_from_the_live_state_and_stored(web, live_link):
     assert r.status_code == 422
     r = httpx.post(f"{web.url}/api/marks", json={"session": "no-such", "student": 1, "t": t, "level_given": 1})
     assert r.status_code == 404
-    assert len(MarkStore(redis.Redis.from_url(REDIS_URL)).for_session(session)) == 1
+    assert len(MarkStore(redis.Redis.from_url(REDIS_URL), prefix=web.prefix).for_session(session)) == 1
 
 
 def _write_report(report_dir, session: str, students: int = 2, class_level_only: bool = False) -> dict:
