@@ -104,7 +104,7 @@ def test_live_page_then_the_finished_session_in_a_browser(tmp_path, browser):
     assert len(stored) == 1
 
     # The finished session's page, from `engagement web` on its own.
-    web = WebProcess(report_dir).start()
+    web = WebProcess(report_dir, prefix="engagement").start()  # the prefix `engagement run` used
     try:
         page = browser.new_page(viewport={"width": 1200, "height": 760})
         page.goto(f"{web.url}/sessions")
