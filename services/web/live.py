@@ -109,6 +109,9 @@ class LiveState:
             for p in fields.get("predictions") or []:
                 self._student(int(p["student"])).add(t_capture, int(p["level"]), [float(x) for x in p["probs"]],
                                                      numeric_signals(p.get("signals")))
+            # Bounded memory over a long class: students long gone are forgotten here.
+            for sid in [i for i, st in self.students.items() if st.last_seen < t_capture - 2 * HISTORY_SECONDS]:
+                del self.students[sid]
             return self._snapshot(history=False)
 
     def end(self, session: str) -> dict[str, Any] | None:
@@ -141,6 +144,8 @@ class LiveState:
             return out
         for sid in sorted(self.students):
             s = self.students[sid]
+            if self.t_capture is not None and s.last_seen < self.t_capture - HISTORY_SECONDS:
+                continue  # gone for longer than the charts show: no card (the report keeps them)
             row = s.summary()
             if history:
                 row["history"] = [[round(t, 3), level] for t, level, _ in s.history]

@@ -304,3 +304,12 @@ def test_busy_port_and_unreachable_redis_are_said_plainly(tmp_path, live_link):
     finally:
         _, _, err = web.stop()
     assert "Traceback" not in err
+
+
+def test_a_student_gone_longer_than_the_charts_loses_the_card(web, live_link):
+    session = _session()
+    _feed_until_live(web, live_link, session, {1: 0, 2: 1}, seq=0)
+    later = time.time() + 301  # student 2 last seen more than five minutes before this update
+    live_link.update(session, 2, {1: 2}, t_capture=later)
+    doc = wait_for(lambda: (d := httpx.get(f"{web.url}/api/live").json())["seq"] == 2 and d, 5)
+    assert [s["id"] for s in doc["students"]] == [1]

@@ -85,6 +85,7 @@ function resetIfNewSession(doc) {
 
 function applyFull(doc) {
   resetIfNewSession(doc);
+  if (!doc.class_level_only) dropMissing(doc);
   state.labels = doc.model.labels;
   state.classLevelOnly = doc.class_level_only;
   const now = doc.t_capture || Date.now() / 1000;
@@ -96,8 +97,17 @@ function applyFull(doc) {
   showVideo(!doc.class_level_only);
 }
 
+// Cards of students no longer in the document (gone for longer than the charts show) go.
+function dropMissing(doc) {
+  const present = new Set(doc.students.map(row => row.id));
+  for (const [id, s] of state.students) {
+    if (!present.has(id)) { s.el.remove(); state.students.delete(id); }
+  }
+}
+
 function applyEvent(doc) {
   resetIfNewSession(doc);
+  if (!doc.class_level_only) dropMissing(doc);
   state.labels = doc.model.labels;
   const now = doc.t_capture || Date.now() / 1000;
   for (const row of doc.students) {
