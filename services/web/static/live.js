@@ -65,8 +65,9 @@ function renderHeader(doc) {
     a.href = `/sessions/${encodeURIComponent(doc.session)}`; a.textContent = "its report";
     status.appendChild(a);
   } else {
-    status.textContent = `Session ${doc.session}: live, ${doc.students.length} students` +
-      (doc.class_level_only ? " (class level only: no per-student view)" : "");
+    status.textContent = doc.class_level_only
+      ? `Session ${doc.session}: live (class level only: no per-student view, no video)`
+      : `Session ${doc.session}: live, ${doc.students.length} students`;
   }
   renderTotals(document.getElementById("totals"), doc.totals, doc.model.labels);
   document.body.classList.toggle("many", state.students.size > MANY_STUDENTS);
