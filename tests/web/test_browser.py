@@ -114,6 +114,12 @@ def test_live_page_then_the_finished_session_in_a_browser(tmp_path, browser):
         assert cells == len(report["timeline"]) > 0
         assert page.locator("#episodes tbody tr").count() >= 1
         _wait_js(page, "document.getElementById('agreement').dataset.marks === '1'", 10)
+        # A mark made on the session page: a moment of the chart, then the level seen.
+        page.locator("#timeline rect.cell").first.click()
+        with page.expect_response(lambda r: r.url.endswith("/api/marks")) as answer:
+            page.locator("#mark-levels button").nth(3).click()
+        assert answer.value.status == 201 and answer.value.json()["mark"]["source"] == "session"
+        _wait_js(page, "document.getElementById('agreement').dataset.marks === '2'", 10)
         page.screenshot(path=str(ARTIFACTS / "session.png"), full_page=True)
         assert page.locator("#dl-csv").get_attribute("href") == f"/sessions/{session}/report.csv"
         page.goto(f"{web.url}/sessions/no-such-session")

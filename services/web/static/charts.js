@@ -68,6 +68,9 @@ function levelStrips(container, rows, t0, t1, onPick, formatTime) {
   }
   while (container.firstChild) container.removeChild(container.firstChild);
   container.appendChild(svg);
+  // For overlays (the teacher's marks): x of a time, y of a student's row.
+  return { svg, x, rowY: student => { const i = rows.findIndex(r => r.student === student);
+                                       return i < 0 ? null : i * rowH + 2 + (rowH - 3) / 2; } };
 }
 
 function formatDuration(seconds) {

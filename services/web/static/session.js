@@ -3,6 +3,7 @@
 "use strict";
 const session = document.body.dataset.session;
 let report = null;
+let chart = null;  // the level strips, for drawing the marks on them
 
 function offset(t) {
   const s = Math.max(0, t - (report.started || t));
@@ -26,11 +27,27 @@ function pick(student, t) {
   box.hidden = false;
 }
 
+// Each mark as a dot on its student's strip, in the colour of the level the teacher gave.
+function drawMarks(marks) {
+  if (!chart) return;
+  for (const old of chart.svg.querySelectorAll("circle.mark")) old.remove();
+  for (const m of marks) {
+    const y = chart.rowY(Number(m.student));
+    if (y === null) continue;
+    const dot = svgEl("circle", { cx: chart.x(m.t).toFixed(1), cy: y.toFixed(1), r: 4, class: `mark l${m.level_given}` });
+    const title = svgEl("title");
+    title.textContent = `your mark at ${offset(m.t)}: ${m.level_given}; the model said ${m.level_predicted ?? "-"}`;
+    dot.appendChild(title);
+    chart.svg.appendChild(dot);
+  }
+}
+
 async function loadMarks() {
   const el = document.getElementById("agreement");
   const r = await fetch(`/api/sessions/${encodeURIComponent(session)}/marks`, { cache: "no-store" });
   if (!r.ok) { el.textContent = r.status === 404 ? "Marks are off for this class." : "Marks unavailable."; return; }
   const body = await r.json();
+  drawMarks(body.marks);
   const a = body.agreement;
   el.textContent = a.marks
     ? `The model agreed with ${a.agreed} of your ${a.marks} marks (${Math.round(100 * a.rate)}%).`
@@ -58,7 +75,7 @@ function render() {
       by.get(e.student).push({ t: e.t_capture, level: e.level });
     }
     rows = [...by.keys()].sort((a, b) => a - b).map(s => ({ label: `id ${s}`, student: s, entries: by.get(s) }));
-    levelStrips(document.getElementById("timeline"), rows, t0, t1, pick, offset);
+    chart = levelStrips(document.getElementById("timeline"), rows, t0, t1, pick, offset);
   } else {
     // Class level only: the worst level of the class per frame, no student named.
     rows = [{ label: "class", student: null, entries: report.class_timeline.map(r => ({
