@@ -10,7 +10,7 @@ REALTIME=1 at 2 FPS) on a video with N real faces in every frame, while
 Both clocks are this machine's. Prints one table row per face count and writes the figures
 as JSON. A benchmark, not a test: nothing is asserted about speed.
 
-    python -m bench.web [--faces 1 30] [--seconds 30] [--out web-results.json]
+    engagement bench-web [--faces 1 30] [--seconds 30] [--out web-results.json]
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.web", description=__doc__,
+    p = argparse.ArgumentParser(prog="engagement bench-web", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--faces", type=int, nargs="+", default=[1, 30])
     p.add_argument("--seconds", type=float, default=30.0, help="length of each 2 FPS video")

