@@ -89,14 +89,18 @@ class WebProcess:
                  prefix: str | None = None) -> None:
         self.port, self.metrics_port = free_ports(2)
         self.prefix = prefix or f"webtest-{uuid.uuid4().hex[:8]}"
-        self.env = {**os.environ, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": self.prefix, "REPORT_DIR": str(report_dir),
-                    "WEB_PORT": str(self.port), "METRICS_PORT": str(self.metrics_port), "LIVE_IN": live_in,
-                    "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.report_dir = report_dir
+        self.env = {**os.environ, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": self.prefix,
+                    "METRICS_PORT": str(self.metrics_port), "LIVE_IN": live_in, "PYTHONUNBUFFERED": "1", **(env or {})}
+        if env and "WEB_PORT" in env:  # a test that sets the port itself
+            self.port = int(env["WEB_PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self, wait: bool = True) -> WebProcess:
-        self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "web"], env=self.env,
+        # The documented command: `engagement web --report-dir DIR --port N`.
+        self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "web", "--report-dir", str(self.report_dir),
+                                      "--port", str(self.port)], env=self.env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if wait:
             deadline = time.monotonic() + 30
