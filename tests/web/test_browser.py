@@ -136,3 +136,31 @@ def httpx_redis():
     import redis
 
     return redis.Redis.from_url(REDIS_URL)
+
+
+def test_thirty_students_fit_one_screen_and_follow_the_updates(tmp_path, browser, live_link):
+    """A class of 30, fed on the live link at 2 updates a second: every card on one 1280x900
+    screen, each at the level of the last update."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    web = WebProcess(tmp_path / "reports", live_link.spec).start()
+    try:
+        session = f"thirty-{int(time.time())}"
+        levels = {s: 0 for s in range(1, 31)}
+        wait_for(lambda: live_link.update(session, 0, levels) and
+                 httpx.get(f"{web.url}/api/live").json()["session"] == session, 15, 0.2, "the first update")
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(web.url + "/", wait_until="domcontentloaded")
+        for seq in range(1, 11):
+            levels = {s: (s + seq) % 4 for s in range(1, 31)}
+            live_link.update(session, seq, levels)
+            live_link.frame(session, seq)
+            time.sleep(0.5)
+        _wait_js(page, "document.body.dataset.seq === '10'", 10)
+        _, cards = _cards(page)
+        assert sorted(tuple(c) for c in cards) == sorted(levels.items())
+        boxes = page.evaluate("() => [...document.querySelectorAll('.card')]"
+                              ".map(c => c.getBoundingClientRect().bottom)")
+        assert len(boxes) == 30 and max(boxes) <= 900, f"cards below the fold: {max(boxes):.0f} px"
+        page.screenshot(path=str(ARTIFACTS / "live-30.png"))
+    finally:
+        web.stop()

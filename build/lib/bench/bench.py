@@ -1,0 +1,178 @@
+"""`engagement bench`: the pipeline against the reference system's single-process loop.
+
+In one run, on this machine and the same inputs (640x480 videos with 1 and 8 real faces in
+every frame, the reference-style classifier bundle, and the attention baseline):
+
+  1. the pipeline, every service its own process as `engagement run` starts them, paced at
+     2 FPS (REALTIME=1) and unthrottled, with 1 and 8 faces a frame;
+  2. two single-process loops: the reference script as it was (predict per face) and the
+     best single-process version (model called directly, all faces in one batch);
+  3. the bus's cost per hop (raw 640x480 frame), the inference engines compared, and memory
+     over a soak with a deliberately slow consumer.
+
+Prints markdown tables and writes every figure as JSON (--out). Figures, not tests: the
+smoke test (tests/perf/test_bench_smoke.py) only checks that a --quick run writes them all.
+
+    engagement bench [--quick] [--out results.json] [--seconds 60] [--soak-seconds 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from bench import report
+from bench.bushop import measure_hop
+from bench.observe import ProcessSampler
+from bench.pipeline import run_pipeline
+from bench.workload import VIDEO_FPS, make_faces_video
+from shared.config import REPO_ROOT
+
+log = logging.getLogger("bench")
+FACE_COUNTS = (1, 8)
+SOAK_VIDEO_FPS = 10.0  # the soak's source: 5x the reference rate, paced, so a slow consumer means drops
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="engagement bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="CI-sized: a 96x96 model, a few seconds per part, a seconds-long soak")
+    p.add_argument("--out", type=Path, default=Path("bench-results.json"), help="JSON results file")
+    p.add_argument("--seconds", type=float, help="length of the 2 FPS videos (default 60; quick 4)")
+    p.add_argument("--loop-seconds", type=float, help="time per single-process loop (default 30; quick 3)")
+    p.add_argument("--soak-seconds", type=float, help="soak length (default 600; quick 6)")
+    p.add_argument("--soak-slowdown", type=float, default=0.5, help="SLOWDOWN of inference in the soak (s/batch)")
+    p.add_argument("--image-size", type=int, help="model input size (default 224; quick 96)")
+    p.add_argument("--hops", type=int, help="frames in the bus micro-benchmark (default 2000; quick 200)")
+    p.add_argument("--work-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "engagement-bench",
+                   help="videos, the bundle (kept between runs) and reports")
+    return p
+
+
+def _resolve(args: argparse.Namespace) -> None:
+    quick = args.quick
+    args.seconds = args.seconds or (4.0 if quick else 60.0)
+    args.loop_seconds = args.loop_seconds or (3.0 if quick else 30.0)
+    args.soak_seconds = args.soak_seconds if args.soak_seconds is not None else (6.0 if quick else 600.0)
+    args.image_size = args.image_size or (96 if quick else 224)
+    args.hops = args.hops or (200 if quick else 2000)
+    args.calls = 3 if quick else 10
+
+
+def _python_module(module: str, *argv: str) -> None:
+    """Run one of the benchmark's parts in its own process (TensorFlow stays out of this one)."""
+    proc = subprocess.run([sys.executable, "-m", module, *argv], cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{module} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+
+
+def machine() -> dict:
+    freq = psutil.cpu_freq()
+    model = ""
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": model, "cores": psutil.cpu_count(), "mhz": round(freq.current) if freq else None,
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
+            "kernel": platform.release(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def run_loop(video: Path, bundle: Path, mode: str, engine: str, seconds: float, work: Path) -> dict:
+    out = work / f"loop-{mode}-{video.stem}.json"
+    sampler = ProcessSampler()
+    started = time.time()
+    try:
+        _python_module("bench.loops", "--video", str(video), "--bundle", str(bundle), "--mode", mode,
+                       "--engine", engine, "--seconds", str(seconds), "--json", str(out))
+    finally:
+        sampler.close()
+    result = json.loads(out.read_text())
+    procs = sampler.summary(started, time.time())
+    result["process"] = procs.get("loops", {})
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _resolve(args)
+    logging.basicConfig(level=logging.INFO, format="bench: %(message)s", stream=sys.stderr)
+    work = args.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    results: dict = {"command": "engagement bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+                     "started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+                     "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+
+    frames = int(args.seconds * VIDEO_FPS)
+    videos = {n: make_faces_video(work / f"faces{n}-{frames}.avi", n, frames) for n in FACE_COUNTS}
+    results["inputs"] = {"videos": {str(n): str(v) for n, v in videos.items()}, "frames": frames,
+                         "video_fps": VIDEO_FPS, "size": "640x480"}
+    bundle = work / f"reference-bundle-{args.image_size}"
+    log.info("reference bundle %s", bundle)
+    _python_module("bench.workload", "bundle", "--out", str(bundle), "--size", str(args.image_size))
+    results["inputs"]["bundle"] = str(bundle)
+
+    log.info("bus hop micro-benchmark (%d frames)", args.hops)
+    results["bus"] = measure_hop(args.hops)
+    results["bus"]["header_only"] = measure_hop(args.hops, frame=False)  # the floor: no payload at all
+
+    log.info("inference engines")
+    engines_json = work / "engines.json"
+    _python_module("bench.engines", "--bundle", str(bundle), "--video", str(videos[8]),
+                   "--calls", str(args.calls), "--json", str(engines_json))
+    results["engines"] = json.loads(engines_json.read_text())
+    engine = results["engines"]["auto_choice"]  # what ENGINE=auto picks: the pipeline runs with it
+
+    results["loops"] = {}
+    for n in FACE_COUNTS:
+        for mode in ("reference", "best"):
+            log.info("single-process loop %s, %d face(s)", mode, n)
+            results["loops"][f"{mode}_{n}"] = run_loop(videos[n], bundle, mode, engine, args.loop_seconds, work)
+
+    results["pipeline"] = {}
+    for model_name, model in (("bundle", str(bundle)), ("baseline", "baseline")):
+        for n in FACE_COUNTS:
+            for realtime in (False, True):
+                label = f"{model_name}_{n}_{'2fps' if realtime else 'unthrottled'}"
+                log.info("pipeline %s", label)
+                results["pipeline"][label] = run_pipeline(videos[n], model, realtime, work, engine=engine,
+                                                          label=label)
+
+    if args.soak_seconds > 0:
+        soak_frames = int(args.soak_seconds * SOAK_VIDEO_FPS)
+        soak_video = make_faces_video(work / f"soak8-{soak_frames}.avi", 8, soak_frames, SOAK_VIDEO_FPS)
+        log.info("soak: %.0f s, source paced at %.0f FPS, inference SLOWDOWN %.2f s", args.soak_seconds,
+                 SOAK_VIDEO_FPS, args.soak_slowdown)
+        warmup = min(60.0, args.soak_seconds / 10)
+        soak = run_pipeline(soak_video, str(bundle), True, work, engine=engine, label="soak", soak_warmup=warmup,
+                            extra_env={"FPS": "0", "SLOWDOWN": str(args.soak_slowdown)})
+        soak.update({"seconds": args.soak_seconds, "warmup_seconds": warmup, "source_fps": SOAK_VIDEO_FPS,
+                     "slowdown": args.soak_slowdown})
+        results["soak"] = soak
+
+    results["summary"] = report.summarise(results)
+    results["targets"] = report.targets(results)
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["wall_seconds"] = round(time.time() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(report.markdown(results))
+    print(f"\nJSON: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""What the benchmark watches while the pipeline runs: the updates link, processes, metrics.
+
+UpdatesTap sits on the real updates link (aggregator -> reporter: PULL, record, PUSH on), so
+the stages' own stamps in every message header give per-stage and end-to-end latency with
+no extra hop inside the measured path (the tap is after the last stamp that counts).
+ProcessSampler samples CPU time and resident memory of the launcher's children with psutil.
+MetricsScraper reads the services' Prometheus endpoints (drops, model-call time, faces).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.taps import LinkTap
+from shared.messages import Message
+
+
+@dataclass
+class FrameRecord:
+    seq: int
+    t_capture: float
+    stamps: dict[str, float]
+    arrived: float
+    faces: int
+    predictions: int
+
+
+class UpdatesTap(LinkTap):
+    """Records every update's stamps on the aggregator -> reporter link; `on_eos` runs before
+    the end-of-stream is passed on (so counters are scraped before the services stop)."""
+
+    def __init__(self, on_eos=None) -> None:  # type: ignore[no-untyped-def]
+        self.records: list[FrameRecord] = []
+        self.eos_seq: int | None = None
+        self.eos_at: float | None = None
+        self.on_eos = on_eos
+        super().__init__("updates", "aggregator", "reporter")
+
+    def on_message(self, msg: Message, arrived: float) -> None:
+        if msg.kind == "update":
+            self.records.append(FrameRecord(msg["seq"], msg["t_capture"], dict(msg["stamps"]), arrived,
+                                            len(msg.get("faces") or []), len(msg["predictions"])))
+        elif msg.kind == "eos":
+            self.eos_seq, self.eos_at = msg["seq"], arrived
+            if self.on_eos:
+                self.on_eos()
+
+
+@dataclass
+class ProcSeries:
+    name: str
+    pid: int
+    samples: list[tuple[float, float, int]] = field(default_factory=list)  # (time, cpu seconds, rss bytes)
+    peak_rss: int = 0  # VmHWM: the kernel's own peak, catches spikes between samples
+    tensorflow: bool = False  # TensorFlow's library is mapped into the process
+
+
+def _service_name(proc: psutil.Process) -> str | None:
+    try:
+        cmd = proc.cmdline()
+    except psutil.Error:
+        return None
+    if "shared.cli" in cmd and cmd.index("shared.cli") + 1 < len(cmd):
+        return cmd[cmd.index("shared.cli") + 1]
+    if cmd and "redis-server" in cmd[0]:
+        return "redis"
+    if "-m" in cmd and cmd.index("-m") + 1 < len(cmd) and cmd[cmd.index("-m") + 1].startswith("bench."):
+        return cmd[cmd.index("-m") + 1].rsplit(".", 1)[1]  # the benchmark's own loop/engine processes
+    return None
+
+
+def _loads_tensorflow(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return any("_pywrap_tensorflow" in line or "libtensorflow" in line for line in f)
+    except OSError:
+        return False
+
+
+def _vm_hwm(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class ProcessSampler:
+    """Samples every child process of this one (the launcher's services, its redis-server)."""
+
+    def __init__(self, interval: float = 0.5, root_pid: int | None = None) -> None:
+        self.interval = interval
+        self.root = psutil.Process(root_pid)
+        self.series: dict[int, ProcSeries] = {}
+        self._procs: dict[int, psutil.Process] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.sample()
+            self.stop.wait(self.interval)
+
+    def sample(self) -> None:
+        for child in self.root.children(recursive=True):
+            if child.pid not in self._procs:
+                name = _service_name(child)
+                if name is None:
+                    continue
+                self._procs[child.pid] = child
+                self.series[child.pid] = ProcSeries(name, child.pid)
+        now = time.time()
+        for pid, proc in list(self._procs.items()):
+            try:
+                with proc.oneshot():
+                    cpu = proc.cpu_times()
+                    rss = proc.memory_info().rss
+            except psutil.Error:
+                del self._procs[pid]
+                continue
+            s = self.series[pid]
+            s.samples.append((now, cpu.user + cpu.system, rss))
+            s.peak_rss = max(s.peak_rss, _vm_hwm(pid), rss)
+            if not s.tensorflow and len(s.samples) % 4 == 1:
+                s.tensorflow = _loads_tensorflow(pid)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+
+    def summary(self, start: float, end: float) -> dict[str, dict]:
+        """Per process: CPU (% of one core) over [start, end], peak and last resident memory."""
+        out: dict[str, dict] = {}
+        for s in self.series.values():
+            window = [x for x in s.samples if start <= x[0] <= end]
+            if len(window) < 2:  # ended before the window (capture of a short file): its whole life
+                window = s.samples
+            if not window:
+                continue
+            wall = window[-1][0] - window[0][0]
+            cpu = (window[-1][1] - window[0][1]) / wall * 100 if wall > 0 else None
+            name = s.name if s.name not in out else f"{s.name}#{s.pid}"  # a restarted service
+            out[name] = {"pid": s.pid, "cpu_percent": round(cpu, 1) if cpu is not None else None,
+                         "peak_rss_mb": round(s.peak_rss / 2**20, 1),
+                         "rss_mb": round(window[-1][2] / 2**20, 1), "tensorflow": s.tensorflow}
+        return out
+
+    def growth(self, start: float, end: float, warmup: float = 0.0) -> dict[str, dict]:
+        """Resident memory after `warmup` seconds of [start, end] and at its end (medians of 3 samples).
+
+        The warm-up lets bounded buffers fill (the reporter's match window, socket queues), so
+        the growth measured after it is what a leak would add, not a queue reaching its bound.
+        """
+        out: dict[str, dict] = {}
+        for s in self.series.values():
+            window = [x for x in s.samples if start <= x[0] <= end]
+            steady = [x for x in window if x[0] >= start + warmup]
+            if len(steady) < 2:
+                continue
+            first = sorted(x[2] for x in steady[:3])[len(steady[:3]) // 2]
+            last = sorted(x[2] for x in steady[-3:])[len(steady[-3:]) // 2]
+            out[s.name] = {"rss_first_frame_mb": round(window[0][2] / 2**20, 1),
+                           "rss_start_mb": round(first / 2**20, 1), "rss_end_mb": round(last / 2**20, 1),
+                           "growth_percent": round((last - first) / first * 100, 2) if first else None,
+                           "peak_rss_mb": round(s.peak_rss / 2**20, 1)}
+        return out
+
+
+class MetricsScraper:
+    """Last values of the counters and histograms the benchmark reads, per service."""
+
+    WANTED = ("engagement_frames_dropped", "engagement_inference_seconds", "engagement_inference_faces",
+              "engagement_messages_rejected", "engagement_processing_seconds")
+
+    def __init__(self) -> None:
+        self.ports: dict[str, int] = {}
+        self.values: dict[str, dict[str, float]] = {}
+        self.lock = threading.Lock()
+
+    def remember_ports(self, envs: dict[str, dict[str, str]]) -> None:
+        self.ports = {name: int(env["METRICS_PORT"]) for name, env in envs.items()}
+
+    def scrape(self) -> None:
+        for name, port in self.ports.items():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1.0) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue
+            values: dict[str, float] = {}
+            for family in text_string_to_metric_families(text):
+                if not family.name.startswith(self.WANTED):
+                    continue
+                for sample in family.samples:
+                    if not sample.name.endswith(("_total", "_sum", "_count")):
+                        continue  # buckets and _created timestamps are not needed
+                    key = sample.name + "".join(f",{k}={v}" for k, v in sorted(sample.labels.items())
+                                                if k in ("reason",))
+                    values[key] = values.get(key, 0.0) + sample.value
+            with self.lock:
+                self.values[name] = values
+
+    def total(self, prefix: str) -> float:
+        with self.lock:
+            return sum(v for vals in self.values.values() for k, v in vals.items() if k.startswith(prefix))
+
+    def breakdown(self, prefix: str) -> dict[str, float]:
+        """{"service reason": value} of a labelled counter, e.g. drops by where and why."""
+        with self.lock:
+            return {f"{service} {k.partition(',reason=')[2] or '-'}": v for service, vals in self.values.items()
+                    for k, v in vals.items() if k.startswith(prefix) and v}
+
+    def get(self, service: str, key: str) -> float | None:
+        with self.lock:
+            return self.values.get(service, {}).get(key)

@@ -1,0 +1,192 @@
+"""The benchmark's summary, its check against the issue's targets, and the markdown tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SERVICES = ("capture", "facedetect", "sequencer", "inference", "aggregator", "reporter", "redis")
+RSS_LIMIT_MB = 200.0
+GROWTH_LIMIT_PERCENT = 5.0
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+def summarise(r: dict) -> dict:
+    """Throughput of each way of running the same work, and the pipeline/loop ratios."""
+    out: dict[str, Any] = {}
+    for n in (1, 8):
+        pipe = r["pipeline"][f"bundle_{n}_unthrottled"]["fps"]
+        ref = r["loops"][f"reference_{n}"]["fps"]
+        best = r["loops"][f"best_{n}"]["fps"]
+        out[f"faces_{n}"] = {"pipeline_fps": pipe, "reference_loop_fps": ref, "best_loop_fps": best,
+                             "pipeline_over_reference": _ratio(pipe, ref), "pipeline_over_best": _ratio(pipe, best)}
+    chosen = next(row for row in r["engines"]["rows"] if row["engine"] == r["engines"]["auto_choice"])
+    out["cost_per_face"] = {
+        "engine": chosen["engine"], "model_ms_per_face_1": chosen["ms_per_face_1"],
+        "model_ms_per_face_8": chosen["ms_per_face_8"],
+        "pipeline_ms_per_face_1": r["pipeline"]["bundle_1_unthrottled"]["model_ms_per_face"],
+        "pipeline_ms_per_face_8": r["pipeline"]["bundle_8_unthrottled"]["model_ms_per_face"]}
+    return out
+
+
+def _check(name: str, ok: bool | None, detail: str) -> dict:
+    return {"target": name, "met": ok, "detail": detail}
+
+
+def targets(r: dict) -> list[dict]:
+    s = r["summary"]
+    checks = []
+    one, eight = s["faces_1"], s["faces_8"]
+    checks.append(_check("1 face: pipeline >= 1.5x reference loop",
+                         _ge(one["pipeline_over_reference"], 1.5), f"ratio {one['pipeline_over_reference']}"))
+    checks.append(_check("1 face: pipeline >= best single-process loop",
+                         _ge(one["pipeline_over_best"], 1.0), f"ratio {one['pipeline_over_best']}"))
+    checks.append(_check("8 faces: pipeline > both loops",
+                         _gt(eight["pipeline_over_reference"], 1.0) and _gt(eight["pipeline_over_best"], 1.0),
+                         f"ratios {eight['pipeline_over_reference']} / {eight['pipeline_over_best']}"))
+    worst = max(((label, p["latency_ms"]["capture_to_prediction"]["p99"]) for label, p in r["pipeline"].items()
+                 if p["realtime"]), key=lambda t: t[1] or 0)
+    checks.append(_check("2 FPS: capture->prediction p99 < 100 ms", worst[1] is not None and worst[1] < 100,
+                         f"worst {worst[1]} ms ({worst[0]})"))
+    hop = r["bus"]["hop_ms"]["p99"]
+    floor = r["bus"]["header_only"]["hop_ms"]["p99"]
+    checks.append(_check("bus hop p99 < 1 ms (raw 640x480)", hop is not None and hop < 1.0,
+                         f"p99 {hop} ms (header-only message: p99 {floor} ms)"))
+    c = s["cost_per_face"]
+    checks.append(_check("8 faces: cost per face <= half of 1 face (model)",
+                         _le(c["model_ms_per_face_8"], 0.5 * (c["model_ms_per_face_1"] or 0)),
+                         f"{c['model_ms_per_face_1']} -> {c['model_ms_per_face_8']} ms/face ({c['engine']})"))
+    checks.append(_check("8 faces: cost per face <= half of 1 face (in the pipeline)",
+                         _le(c["pipeline_ms_per_face_8"], 0.5 * (c["pipeline_ms_per_face_1"] or 0)),
+                         f"{c['pipeline_ms_per_face_1']} -> {c['pipeline_ms_per_face_8']} ms/face"))
+    tf_elsewhere = sorted({name.split("#")[0] for p in r["pipeline"].values() for name, proc in p["processes"].items()
+                           if proc.get("tensorflow") and not name.startswith("inference")})
+    checks.append(_check("only inference loads TensorFlow", not tf_elsewhere,
+                         "also in " + ", ".join(tf_elsewhere) if tf_elsewhere else "inference only"))
+    big = max(((name, proc["peak_rss_mb"]) for p in r["pipeline"].values() for name, proc in p["processes"].items()
+               if not name.startswith("inference")), key=lambda t: t[1])
+    checks.append(_check(f"other services < {RSS_LIMIT_MB:.0f} MB resident", big[1] < RSS_LIMIT_MB,
+                         f"largest {big[0]} {big[1]} MB (peak)"))
+    if "soak" in r:
+        mem = r["soak"]["memory"]
+        worst_growth = max(((n, m["growth_percent"]) for n, m in mem.items() if m["growth_percent"] is not None),
+                           key=lambda t: t[1], default=("-", None))
+        checks.append(_check(f"soak: no process grows > {GROWTH_LIMIT_PERCENT:.0f}%",
+                             worst_growth[1] is not None and worst_growth[1] <= GROWTH_LIMIT_PERCENT,
+                             f"worst {worst_growth[0]} {worst_growth[1]}% over {r['soak']['seconds']:.0f} s, "
+                             f"{r['soak']['drops_counted']:.0f} drops counted"))
+    e = r["engines"]
+    checks.append(_check("auto = fastest engine within 1e-3 of keras", e["auto_is_fastest"],
+                         f"auto {e['auto_choice']}, fastest {e['fastest_within_tolerance']}"))
+    return checks
+
+
+def _ge(a: float | None, b: float) -> bool | None:
+    return None if a is None else a >= b
+
+
+def _gt(a: float | None, b: float) -> bool | None:
+    return None if a is None else a > b
+
+
+def _le(a: float | None, b: float) -> bool | None:
+    return None if a is None else a <= b
+
+
+def _f(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(_f(c) if not isinstance(c, str) else c for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    parts = [f"## engagement bench ({r['started']})",
+             f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; load average at start "
+             f"{m['load_average_at_start']}, at end {m.get('load_average_at_end')} (shared machine). "
+             f"Inputs: {r['inputs']['frames']} frames 640x480 at {r['inputs']['video_fps']:g} FPS of media; "
+             f"bundle {r['inputs']['bundle']}."]
+
+    parts.append("### Throughput (frames/s, unthrottled, same video and model)")
+    rows = []
+    for n in (1, 8):
+        s = r["summary"][f"faces_{n}"]
+        ref, best = r["loops"][f"reference_{n}"], r["loops"][f"best_{n}"]
+        rows.append([f"{n}", s["pipeline_fps"], s["reference_loop_fps"], s["best_loop_fps"],
+                     s["pipeline_over_reference"], s["pipeline_over_best"],
+                     f"{_f(ref['process'].get('cpu_percent'))}% / {_f(ref['process'].get('peak_rss_mb'))}",
+                     f"{_f(best['process'].get('cpu_percent'))}% / {_f(best['process'].get('peak_rss_mb'))}"])
+    parts.append(_table(["faces", "pipeline", "reference loop (predict/face)", "best loop (direct, batched)",
+                         "pipeline/reference", "pipeline/best", "ref loop CPU / peak MB",
+                         "best loop CPU / peak MB"], rows))
+
+    parts.append("### Pipeline runs: latency from header stamps (ms, p50 / p99), drops")
+    stages = ("capture", "facedetect", "sequencer", "inference", "aggregator", "capture_to_prediction")
+    rows = []
+    for label, p in r["pipeline"].items():
+        lat = p["latency_ms"]
+        rows.append([label, p["fps"], p["frames_through"], p["frames_dropped"], int(p["drops_counted"]),
+                     *[f"{_f(lat[s]['p50'])} / {_f(lat[s]['p99'])}" for s in stages], p["model_ms_per_face"]])
+    parts.append(_table(["run", "frames/s", "frames", "lost", "drops counted", *stages, "model ms/face"], rows))
+
+    parts.append("### Pipeline runs: CPU (% of one core) / peak resident MB per process")
+    rows = []
+    for label, p in r["pipeline"].items():
+        procs = p["processes"]
+        rows.append([label, *[f"{_f(procs[s]['cpu_percent'])} / {_f(procs[s]['peak_rss_mb'])}" if s in procs else "-"
+                              for s in SERVICES]])
+    parts.append(_table(["run", *SERVICES], rows))
+
+    parts.append("### Single-process loops: per-stage time (ms, p50 / p99)")
+    rows = []
+    for label, lp in r["loops"].items():
+        st = lp["stages_ms"]
+        rows.append([label, lp["engine"], lp["fps"], *[f"{_f(st[k]['p50'])} / {_f(st[k]['p99'])}"
+                                                       for k in ("read", "detect", "crop", "classify", "overlay")],
+                     lp["classify_ms_per_face"]["p50"]])
+    parts.append(_table(["loop", "engine", "frames/s", "read", "detect", "crop", "classify", "overlay",
+                         "classify ms/face"], rows))
+
+    b = r["bus"]
+    parts.append(f"### Bus hop (raw 640x480 BGR, {b['transport']})\n"
+                 f"p50 {b['hop_ms']['p50']} ms, p99 {b['hop_ms']['p99']} ms, mean {b['hop_ms']['mean']} ms "
+                 f"({b['received']}/{b['sent']} frames); the same hop with no payload (header only): "
+                 f"p50 {b['header_only']['hop_ms']['p50']} ms, p99 {b['header_only']['hop_ms']['p99']} ms")
+
+    e = r["engines"]
+    rows = [[row["engine"], row["ms_per_call_1"], row["ms_per_call_8"], row["ms_per_face_1"], row["ms_per_face_8"],
+             f"{row['max_abs_diff_vs_keras']:.1e}"] for row in e["rows"]]
+    bl = e["baseline"]
+    rows.append([f"baseline ({bl['engine']})", bl["ms_per_call_1"], bl["ms_per_call_8"], bl["ms_per_face_1"],
+                 bl["ms_per_face_8"], "-"])
+    parts.append("### Inference engines (same real crops; ms, median)\n" + _table(
+        ["engine", "1 face ms/call", "8 faces ms/call", "ms/face (1)", "ms/face (8)", "max diff vs keras"], rows)
+        + f"\nauto picks **{e['auto_choice']}**; fastest within {e['tolerance']:g} of keras: "
+          f"{e['fastest_within_tolerance']}")
+
+    if "soak" in r:
+        sk = r["soak"]
+        rows = [[n, v["rss_first_frame_mb"], v["rss_start_mb"], v["rss_end_mb"], v["growth_percent"], v["peak_rss_mb"]]
+                for n, v in sk["memory"].items()]
+        parts.append(f"### Soak: {sk['seconds']:.0f} s, source paced at {sk['source_fps']:g} FPS (8 faces), "
+                     f"inference SLOWDOWN {sk['slowdown']} s/batch: {sk['frames_through']} frames through, "
+                     f"{sk['frames_captured']} captured, {int(sk['drops_counted'])} drops counted "
+                     f"({', '.join(f'{k}: {v:.0f}' for k, v in sk['drops_by_service'].items())}); growth from "
+                     f"the end of a {sk['warmup_seconds']:g} s warm-up (bounded queues filling) to the end\n"
+                     + _table(["process", "RSS at first frame MB", "RSS after warm-up MB", "RSS end MB", "growth %",
+                               "peak MB"], rows))
+
+    rows = [[c["target"], {True: "met", False: "**missed**", None: "n/a"}[c["met"]], c["detail"]]
+            for c in r["targets"]]
+    parts.append("### Targets\n" + _table(["target", "result", "figures"], rows))
+    return "\n\n".join(parts)

@@ -1,0 +1,210 @@
+"""Capture: reads a webcam, video file or RTSP/HTTP stream and puts sampled frames on the bus.
+
+Files are sampled by their own timestamps (`--fps 2` on a 30 FPS file keeps two frames per
+second of video) and sent as fast as the pipeline takes them: blocking sends, so a slow
+stage holds the file back instead of losing frames. Live sources, and files with
+`--realtime`, are paced in wall-clock time and send droppably: a frame the pipeline cannot
+take is dropped and counted, so latency never grows. A camera or stream that fails to open
+or drops out is retried with exponential backoff (capped at RETRY_MAX_SECONDS) and reported
+by a counter and an up/down gauge. Every source ends with one `eos`: end_of_file, stopped
+(SIGTERM) or source_failed (unreadable file, or a camera given up on after RETRY_LIMIT).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import cv2
+import numpy as np
+import zmq
+from prometheus_client import Counter, Gauge
+
+from services.capture.sources import FileSource, Frame, LiveSource, SourceError, classify
+from shared.messages import make_header
+from shared.service import EXIT_GAVE_UP, Service
+
+FRAMES_CAPTURED = Counter("engagement_frames_captured_total", "Frames put on the bus", ["service"])
+FRAMES_CORRUPT = Counter("engagement_frames_corrupt_total",
+                         "Frames of the source that could not be decoded and were skipped", ["service"])
+SOURCE_RECONNECTS = Counter("engagement_source_reconnects_total",
+                            "Attempts to reopen a camera or stream that failed or dropped out", ["service"])
+SOURCE_UP = Gauge("engagement_source_up", "1 while the video source delivers frames, 0 otherwise", ["service"])
+
+JPEG_QUALITY = 90
+FIRST_RETRY_SECONDS = 0.5
+PEER_WAIT_MS = 2000  # how long the first frame waits for facedetect to connect
+
+
+def default_session_id(stream: str) -> str:
+    return f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+
+
+class CaptureService(Service):
+    name = "capture"
+    outputs = {"frames": "frames_out", "preview": "preview_out"}
+
+    def setup(self) -> None:
+        s = self.settings
+        self.source_text = str(s.source)
+        self.kind = classify(self.source_text)
+        self.session = s.session_id or default_session_id(s.stream_id)
+        self.stream = s.stream_id
+        self.period = 1.0 / s.fps if s.fps > 0 else 0.0  # 0: every frame of the source
+        self.size = (int(s.width), int(s.height))
+        self.seq = 0
+        self.exit_code = 0
+        self.eos_reason = ""
+        SOURCE_UP.labels(self.name).set(0)
+        self.log.info("session %s, stream %s, source %s (%s), %s FPS, %dx%d, %s", self.session, self.stream,
+                      self.source_text, self.kind, s.fps or "all", *self.size,
+                      "realtime" if self.kind != "file" or s.realtime else "as fast as the pipeline allows")
+
+    def run(self) -> int:
+        code = super().run()
+        return code or getattr(self, "exit_code", 0)
+
+    # --- sending ---------------------------------------------------------------------
+    def _payload(self, image: np.ndarray) -> tuple[str, bytes]:
+        if self.settings.frame_encoding == "jpeg":
+            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if ok:
+                return "jpeg", buf.tobytes()
+        return "bgr", np.ascontiguousarray(image).tobytes()
+
+    def emit(self, frame: Frame, droppable: bool) -> bool:
+        image = frame.image
+        if (image.shape[1], image.shape[0]) != self.size:
+            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        encoding, payload = self._payload(image)
+        header = make_header("frame", self.session, self.stream, self.seq, frame.captured_at,
+                             stamps={self.name: time.time()}, width=self.size[0], height=self.size[1],
+                             encoding=encoding, t_media=frame.t_media, source=self.source_text)
+        # Every frame takes a sequence number, sent or dropped, so downstream sees the gaps.
+        self.seq += 1
+        sent = self.senders["frames"].send(header, payload, droppable=droppable)
+        self.senders["preview"].send(header, payload, droppable=True)
+        if sent:
+            FRAMES_CAPTURED.labels(self.name).inc()
+        return sent
+
+    def send_eos(self, reason: str) -> None:
+        self.eos_reason = reason
+        header = make_header("eos", self.session, self.stream, self.seq, time.time(),
+                             stamps={self.name: time.time()}, reason=reason, source=self.source_text)
+        self.senders["frames"].send(header)
+        self.log.info("end of stream (%s) after %d frames", reason, self.seq)
+
+    # --- the loop ----------------------------------------------------------------------
+    def loop(self) -> None:
+        # Capture has no inputs: it overrides the poll loop, and checks `stop` between frames.
+        # A droppable send before facedetect has connected is dropped: every live session lost
+        # its first frame (engagement bench). Wait a moment for the consumer, never for long.
+        self.senders["frames"].socket.poll(PEER_WAIT_MS, zmq.POLLOUT)
+        if self.kind == "file":
+            reason = self._run_file()
+        else:
+            reason = self._run_live()
+        if reason == "source_failed":
+            self.exit_code = EXIT_GAVE_UP
+        SOURCE_UP.labels(self.name).set(0)
+        self.send_eos(reason)
+
+    def _run_file(self) -> str:
+        try:
+            source = FileSource(self.source_text)
+        except SourceError as exc:
+            self.log.error("source failed: %s", exc)
+            return "source_failed"
+        SOURCE_UP.labels(self.name).set(1)
+        realtime = bool(self.settings.realtime)
+        next_t = 0.0  # media time of the next frame to keep
+        started = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                frame = source.read()
+                self._count_corrupt(source)
+                if frame is None:
+                    break
+                # Keep the first frame at or after each sampling instant (tiny slack for float ms).
+                if self.period and frame.t_media + 1e-6 < next_t:
+                    continue
+                while self.period and next_t <= frame.t_media + 1e-6:
+                    next_t += self.period
+                if realtime:
+                    wait = started + frame.t_media - time.monotonic()
+                    if wait > 0 and self.stop.wait(wait):
+                        break
+                    frame.captured_at = time.time()  # a paced file is "captured" when its time comes
+                self.emit(frame, droppable=realtime)
+        finally:
+            source.release()
+        if self.stop.is_set():
+            return "stopped"
+        if self.seq == 0:
+            self.log.error("source failed: no decodable frame in %s", self.source_text)
+            return "source_failed"
+        return "end_of_file"
+
+    def _count_corrupt(self, source: FileSource | LiveSource) -> None:
+        counted = getattr(self, "_corrupt_counted", 0)
+        if source.corrupt > counted:
+            FRAMES_CORRUPT.labels(self.name).inc(source.corrupt - counted)
+            self._corrupt_counted = source.corrupt
+
+    def _open_live(self, reconnect: bool) -> LiveSource | None:
+        """Open the camera/stream, retrying with capped exponential backoff; None = give up/stop."""
+        failures = 0
+        limit = int(self.settings.retry_limit)
+        while not self.stop.is_set():
+            if reconnect:
+                # Back off before every reopen (also after a drop-out), so a camera that opens
+                # and dies at once is not hammered; the delay resets once frames flow again.
+                cap = float(self.settings.retry_max_seconds)
+                delay = min(self._retry_delay, cap)
+                self.log.info("reconnecting to %s in %.1f s", self.source_text, delay)
+                if self.stop.wait(delay):
+                    return None
+                self._retry_delay = min(delay * 2, cap)
+                SOURCE_RECONNECTS.labels(self.name).inc()
+            try:
+                source = LiveSource(self.source_text)
+            except SourceError as exc:
+                failures += 1
+                SOURCE_UP.labels(self.name).set(0)
+                if limit and failures >= limit:
+                    self.log.error("giving up on %s after %d failed attempts: %s", self.source_text, failures, exc)
+                    return None
+                self.log.warning("%s (attempt %d)", exc, failures)
+                reconnect = True
+                continue
+            SOURCE_UP.labels(self.name).set(1)
+            self.log.info("source %s open", self.source_text)
+            return source
+        return None
+
+    def _run_live(self) -> str:
+        self._retry_delay = FIRST_RETRY_SECONDS
+        next_emit = time.monotonic()
+        reconnect = False
+        while not self.stop.is_set():
+            source = self._open_live(reconnect)
+            if source is None:
+                return "stopped" if self.stop.is_set() else "source_failed"
+            reconnect = True
+            try:
+                while not self.stop.is_set():
+                    frame = source.read()
+                    if frame is None:
+                        self.log.warning("source %s dropped out", self.source_text)
+                        SOURCE_UP.labels(self.name).set(0)
+                        break
+                    self._retry_delay = FIRST_RETRY_SECONDS
+                    # Read every frame (keeps the driver's buffer fresh), emit at --fps.
+                    now = time.monotonic()
+                    if now >= next_emit:
+                        next_emit = max(next_emit + self.period, now) if self.period else now
+                        self.emit(frame, droppable=True)
+            finally:
+                source.release()
+        return "stopped"

@@ -1,0 +1,129 @@
+"""Video sources behind one interface: a file (media timestamps) or a live camera/stream.
+
+A `FileSource` reports each frame's own timestamp, counts corrupt frames and skips them;
+a `LiveSource` (webcam index or RTSP/HTTP URL) has no media time. Both wrap
+cv2.VideoCapture; reconnecting a live source is the capture service's job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# A run of this many unreadable frames in a row means the file is over (or beyond saving).
+CORRUPT_RUN_LIMIT = 25
+STREAM_TIMEOUT_MS = 5000
+
+
+class SourceError(RuntimeError):
+    """The source cannot be opened or read at all."""
+
+
+@dataclass
+class Frame:
+    image: np.ndarray
+    t_media: float | None  # seconds into the file; None for live sources
+    index: int  # frame number within the source (files), or count since open (live)
+    captured_at: float = field(default_factory=time.time)  # wall-clock time it was read
+
+
+def classify(source: str) -> str:
+    """'camera' for an index, 'stream' for a URL, 'file' otherwise."""
+    if source.strip().isdigit():
+        return "camera"
+    if "://" in source:
+        return "stream"
+    return "file"
+
+
+class FileSource:
+    """Frames of a video file in order, each with the file's own timestamp."""
+
+    live = False
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if not Path(path).is_file():
+            raise SourceError(f"video file {path} does not exist")
+        self.cap = cv2.VideoCapture(path)
+        if not self.cap.isOpened():
+            raise SourceError(f"cannot open {path}: not a video OpenCV can decode")
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
+        count = self.cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.frame_count = int(count) if count and count > 0 else None
+        self.index = -1  # of the last frame read or skipped
+        self.corrupt = 0  # frames skipped because they could not be decoded
+        self._last_t = -1.0
+
+    def _timestamp(self) -> float:
+        t = self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        # Some containers report no or non-increasing times; fall back to index / rate.
+        if (t <= self._last_t or (t == 0.0 and self.index > 0)) and self.fps > 0:
+            t = self.index / self.fps
+        self._last_t = t
+        return t
+
+    def read(self) -> Frame | None:
+        """The next decodable frame, or None at the end of the file."""
+        pending = 0  # failures not yet known to be corrupt frames (they may be the end)
+        while True:
+            self.index += 1
+            ok = self.cap.grab()
+            image = self.cap.retrieve()[1] if ok else None
+            if image is not None and image.size:
+                if pending:
+                    self.corrupt += pending
+                    log.warning("skipped %d corrupt frame(s) before frame %d of %s",
+                                pending, self.index, self.path)
+                return Frame(image, self._timestamp(), self.index)
+            pending += 1
+            at_end = self.frame_count is not None and self.index + 1 >= self.frame_count
+            if at_end or pending >= CORRUPT_RUN_LIMIT:
+                break
+        if self.frame_count is not None and self.index + 1 < self.frame_count:
+            # Gave up inside the file: the rest is unreadable.
+            self.corrupt += pending
+            log.warning("gave up on %s after %d unreadable frames in a row", self.path, pending)
+        return None
+
+    def release(self) -> None:
+        self.cap.release()
+
+
+class LiveSource:
+    """A webcam (index) or network stream (URL); read() returns None when it drops out."""
+
+    live = True
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        if source.strip().isdigit():
+            self.cap = cv2.VideoCapture(int(source))
+        else:
+            # Bounded open/read waits, so a stalled stream counts as a drop-out (and a stop
+            # is noticed) within seconds instead of FFmpeg's default 30 s.
+            self.cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
+                                        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS,
+                                         cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS])
+        if not self.cap.isOpened():
+            self.cap.release()
+            raise SourceError(f"cannot open {source}")
+        self.index = -1
+        self.corrupt = 0
+
+    def read(self) -> Frame | None:
+        ok, image = self.cap.read()
+        if not ok or image is None or image.size == 0:
+            return None
+        self.index += 1
+        return Frame(image, None, self.index)
+
+    def release(self) -> None:
+        self.cap.release()

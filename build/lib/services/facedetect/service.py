@@ -1,0 +1,104 @@
+"""Face detection: every face of every frame, a stable student id per face, crops for the model.
+
+One `faces` message per `frame` (an empty face list included), so downstream stages see
+every frame. Sequence gaps on the frames link (frames capture dropped, or lost) are counted
+as dropped frames; a frame whose pixels do not decode is counted and skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from prometheus_client import Counter, Histogram
+
+from services.facedetect.tracker import Tracker
+from shared import metrics
+from shared.detectors import crop_face, make_detector
+from shared.messages import MAX_FACES, Message, follow_up
+from shared.service import Service
+
+FACES_DETECTED = Counter("engagement_faces_detected_total", "Faces found in frames", ["service"])
+DETECT_SECONDS = Histogram("engagement_detect_seconds", "Time the face detector takes for one frame",
+                           ["service", "detector"], buckets=metrics.LATENCY_BUCKETS)
+# Wall-clock seconds after which a silent stream's tracks and sequence state are dropped.
+STREAM_IDLE_SECONDS = 60.0
+
+
+def decode_image(msg: Message) -> np.ndarray | None:
+    """The frame's pixels as a BGR array, or None when they do not decode."""
+    w, h = msg["width"], msg["height"]
+    if msg["encoding"] == "bgr":
+        return np.frombuffer(msg.payload, dtype=np.uint8).reshape(h, w, 3)  # size checked by decode()
+    image = cv2.imdecode(np.frombuffer(msg.payload, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.ndim != 3:
+        return None
+    return image
+
+
+class FaceDetectService(Service):
+    name = "facedetect"
+    inputs = {"frames": "frames_in"}
+    outputs = {"faces": "faces_out"}
+    expect = {"frames": ("frame", "eos")}
+
+    def setup(self) -> None:
+        s = self.settings
+        self.detector = make_detector(s.detector, s.confidence, Path(s.models_dir))
+        self.tracker = Tracker(s.track_iou, s.track_max_age)
+        self.crop_size = int(s.crop_size)
+        self.last_seq: dict[tuple[str, str], int] = {}
+        self.last_wall: dict[tuple[str, str], float] = {}
+        self.log.info("detector %s (confidence %.2f), crops %dpx", s.detector, s.confidence, self.crop_size)
+
+    def handle(self, link: str, msg: Message) -> None:
+        key = (msg["session"], msg["stream"])
+        if msg.kind == "eos":
+            self._forget(key)
+            self.senders["faces"].send(follow_up(msg, "eos", self.name, reason=msg["reason"]))
+            return
+        self._count_gap(key, msg["seq"])
+        self.last_wall[key] = time.monotonic()
+        image = decode_image(msg)
+        if image is None:
+            metrics.MESSAGES_REJECTED.labels(self.name, "undecodable_frame").inc()
+            self.log.warning("skipped frame %s/%s seq %d: its %s payload does not decode",
+                             msg["session"], msg["stream"], msg["seq"], msg["encoding"])
+            return
+        started = time.perf_counter()
+        detections = self.detector.detect(image)
+        DETECT_SECONDS.labels(self.name, self.detector.name).observe(time.perf_counter() - started)
+        # The contract caps faces per message; keep the most confident.
+        detections = sorted(detections, key=lambda d: -d.confidence)[:MAX_FACES]
+        FACES_DETECTED.labels(self.name).inc(len(detections))
+        t = msg.get("t_media")
+        t = float(t) if isinstance(t, int | float) else msg["t_capture"]
+        ids = self.tracker.update(key, [d.box for d in detections], t)
+        faces = [{"student": sid, "box": list(d.box), "conf": round(d.confidence, 4)}
+                 for sid, d in zip(ids, detections, strict=True)]
+        crops = [crop_face(image, d.box, self.crop_size, self.settings.crop_margin) for d in detections]
+        header = follow_up(msg, "faces", self.name, width=image.shape[1], height=image.shape[0],
+                           crop=self.crop_size, faces=faces, t_media=msg.get("t_media"))
+        self.senders["faces"].send(header, b"".join(c.tobytes() for c in crops))
+
+    def _count_gap(self, key: tuple[str, str], seq: int) -> None:
+        last = self.last_seq.get(key)
+        if last is not None and seq > last + 1:
+            metrics.FRAMES_DROPPED.labels(self.name, "gap").inc(seq - last - 1)
+        if last is None or seq > last:
+            self.last_seq[key] = seq
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self.tracker.reset(key)
+        self.last_seq.pop(key, None)
+        self.last_wall.pop(key, None)
+
+    def tick(self) -> None:
+        # A stream that ended without eos (capture killed) must not keep its state forever.
+        idle = max(STREAM_IDLE_SECONDS, 2 * float(self.settings.track_max_age))
+        now = time.monotonic()
+        for key in [k for k, t in self.last_wall.items() if now - t > idle]:
+            self.log.info("stream %s/%s idle for %.0f s: forgetting its tracks", *key, idle)
+            self._forget(key)

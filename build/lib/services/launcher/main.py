@@ -1,0 +1,204 @@
+"""`engagement run`: the whole pipeline as separate OS processes on loopback.
+
+Starts the services downstream-first (each healthy before the next), capture last; when
+the source ends (capture exits cleanly after sending end-of-stream) or on Ctrl-C/SIGTERM
+(capture is told to stop, and its end-of-stream drains through the pipeline), it waits for
+the reporter's report, stops every process upstream-first and prints the report's paths.
+Every setting not given as a flag here is read by the services from the environment.
+
+The web service (the live page) starts first: it prints `live: http://127.0.0.1:PORT/` as
+soon as the page is up, and `--open` opens that page in the default browser. It is an
+output like the reporter's files: it stops last, and the pipeline never waits for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import time
+import webbrowser
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.launcher.ports import free_ports, is_free
+from services.launcher.private_redis import PrivateRedis
+from services.launcher.supervisor import Child, Supervisor
+from shared.config import METRICS_PORTS, REPO_ROOT
+from shared.logs import setup_logging
+from shared.service import EXIT_GAVE_UP
+
+log = logging.getLogger("launcher")
+
+PIPELINE = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
+SERVICES = [*PIPELINE, "web"]  # stop order too: the page goes last, once the report is written
+START_ORDER = list(reversed(SERVICES))  # consumers first, so nothing waits on a missing peer
+LINKS = {  # link -> (producer, consumer)
+    "frames": ("capture", "facedetect"),
+    "preview": ("capture", "reporter"),
+    "faces": ("facedetect", "sequencer"),
+    "batches": ("sequencer", "inference"),
+    "predictions": ("inference", "aggregator"),
+    "updates": ("aggregator", "reporter"),
+    "acks": ("aggregator", "inference"),  # Redis writes acknowledged: inference resends the rest
+    "live": ("reporter", "web"),  # the overlay as JPEG and every update, for the live page
+}
+PUBSUB_LINKS = {"preview", "live"}  # a slow reader misses messages; every other link waits
+DEFAULT_WEB_PORT = 8080
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="engagement run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", required=True, help="video file, camera index or RTSP/HTTP URL")
+    p.add_argument("--model", default=os.environ.get("MODEL", "baseline"),
+                   help="'baseline' (face-mesh attention) or a model bundle directory")
+    p.add_argument("--session-id", default=os.environ.get("SESSION_ID", ""))
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", ""),
+                   help="Redis for the totals (default: a private redis-server on a free port)")
+    p.add_argument("--report-dir", default=os.environ.get("REPORT_DIR", str(REPO_ROOT / "reports")))
+    p.add_argument("--fixed-ports", action="store_true",
+                   help="use the configured metrics ports (for a Prometheus that scrapes them) "
+                        "instead of free ones")
+    p.add_argument("--report-timeout", type=float, default=300.0,
+                   help="seconds to wait for the report once the source has ended")
+    p.add_argument("--max-restarts", type=int, default=5, help="restarts per service before giving up")
+    p.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT", DEFAULT_WEB_PORT)),
+                   help="port of the live page on 127.0.0.1 (a free one when it is taken; env WEB_PORT)")
+    p.add_argument("--open", action="store_true", help="open the live page in the default browser")
+    return p
+
+
+def plan_environment(args: argparse.Namespace, redis_url: str) -> dict[str, dict[str, str]]:
+    """Per-service environment: links on free loopback ports, metrics ports, shared settings."""
+    base = dict(os.environ)
+    sequence_length = base.get("SEQUENCE_LENGTH")
+    if not sequence_length:
+        from shared.card_info import sequence_length_for
+
+        sequence_length = str(sequence_length_for(args.model))
+    base.update({"SESSION_ID": args.session_id, "SOURCE": args.source, "MODEL": args.model,
+                 "REDIS_URL": redis_url, "REPORT_DIR": args.report_dir,
+                 "SEQUENCE_LENGTH": sequence_length, "PYTHONUNBUFFERED": "1"})
+    # One call for every port (separate calls may hand out the same port twice): the links,
+    # a metrics port per service, and a spare for the page when WEB_PORT is taken.
+    ports = free_ports(len(LINKS) + len(SERVICES) + 1)
+    link_ports = dict(zip(LINKS, ports, strict=False))
+    spare_web_port = ports[-1]
+    if args.fixed_ports and all(is_free(p) for p in METRICS_PORTS.values()):
+        metrics_ports = {name: METRICS_PORTS[name] for name in SERVICES}
+    else:
+        metrics_ports = dict(zip(SERVICES, ports[len(LINKS):], strict=False))
+    envs = {}
+    for name in SERVICES:
+        env = dict(base, METRICS_PORT=str(metrics_ports[name]))
+        for link, (producer, consumer) in LINKS.items():
+            port = link_ports[link]
+            out_type, in_type = ("pub", "sub") if link in PUBSUB_LINKS else ("push", "pull")
+            if name == producer:
+                env[f"{link.upper()}_OUT"] = f"{out_type}+bind:tcp://127.0.0.1:{port}"
+            if name == consumer:
+                env[f"{link.upper()}_IN"] = f"{in_type}+connect:tcp://127.0.0.1:{port}"
+        envs[name] = env
+    # The launcher's page is for this machine only: loopback, whatever the environment says.
+    web_port = args.web_port if args.web_port not in ports and is_free(args.web_port) else spare_web_port
+    envs["web"].update(WEB_BIND="127.0.0.1", WEB_PORT=str(web_port))
+    return envs
+
+
+def _report_paths(report_dir: str, session: str) -> tuple[Path, Path]:
+    return Path(report_dir) / f"{session}.txt", Path(report_dir) / f"{session}.json"
+
+
+def run(args: argparse.Namespace,
+        adjust_env: Callable[[dict[str, dict[str, str]]], None] | None = None) -> int:
+    """Run one session; `adjust_env` may rewire the planned per-service environments."""
+    if not args.session_id:
+        stream = os.environ.get("STREAM_ID", "cam0")
+        args.session_id = f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    private = None
+    redis_url = args.redis_url
+    if not redis_url:
+        private = PrivateRedis()
+        redis_url = private.url
+        log.info("no REDIS_URL: started a private redis-server at %s", redis_url)
+    envs = plan_environment(args, redis_url)
+    if adjust_env:
+        adjust_env(envs)
+    children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"])) for name in SERVICES]
+    supervisor = Supervisor(children, args.max_restarts)
+    stop_requested = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop_requested:  # a second Ctrl-C: stop at once
+            log.warning("second stop request: stopping every service now")
+            raise KeyboardInterrupt
+        stop_requested.append(signum)
+        log.info("stop requested: ending the session (the report is still written)")
+        supervisor.signal("capture", signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    txt, js = _report_paths(args.report_dir, args.session_id)
+    started = time.monotonic()
+    code = 1
+    try:
+        log.info("session %s: starting %s", args.session_id, ", ".join(START_ORDER))
+        supervisor.start(START_ORDER)
+        if args.open:
+            webbrowser.open(f"http://127.0.0.1:{envs['web']['WEB_PORT']}/")
+        ports = {c.name: c.metrics_port for c in children}
+        log.info("all services up in %.1f s; metrics ports %s", time.monotonic() - started, ports)
+        source_ended_at = None
+        while True:
+            finished = supervisor.poll()
+            if "capture" in finished and source_ended_at is None:
+                source_ended_at = time.monotonic()
+                log.info("source ended; waiting for the report")
+            if stop_requested and source_ended_at is None and not supervisor.children["capture"].alive():
+                source_ended_at = time.monotonic()
+            if txt.exists() and js.exists() and source_ended_at is not None:
+                code = 0
+                break
+            if source_ended_at is not None and time.monotonic() - source_ended_at > args.report_timeout:
+                log.error("no report after %.0f s", args.report_timeout)
+                break
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+    except RuntimeError as exc:
+        log.error("%s", exc)
+    finally:
+        supervisor.stop(SERVICES)
+        if private:
+            private.stop()
+    elapsed = time.monotonic() - started
+    if code == 0 and EXIT_GAVE_UP in supervisor.children["capture"].exit_codes:
+        log.error("the source %s could not be read: the report covers what was captured (maybe nothing)",
+                  args.source)
+        code = EXIT_GAVE_UP
+    if txt.exists() and js.exists():
+        _print_summary(js, elapsed)
+        print(f"report: {txt}")
+        print(f"report: {js}")
+    return code
+
+
+def _print_summary(js: Path, elapsed: float) -> None:
+    try:
+        report = json.loads(js.read_text())
+        frames = report.get("totals", {}).get("frames", 0)
+        print(f"session {report.get('session')}: {frames} frames in {elapsed:.1f} s "
+              f"({frames / elapsed:.2f} frames/s including start-up)")
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging("launcher", os.environ.get("LOG_LEVEL", "INFO"))
+    return run(args)
+

@@ -1,0 +1,1 @@
+"""MQTT bridge: local Mosquitto -> durable SQLite queue -> AWS IoT Core (TLS, QoS 1)."""

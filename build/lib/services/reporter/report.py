@@ -1,0 +1,178 @@
+"""The end-of-session report: pure functions over what shared/totals.py reads.
+
+`build_report(store.load_session(sid), ...)` gives the JSON document (schema 1);
+`render_text(report)` gives the text summary as the reference system wrote it (frames,
+faces, count and percent of each level, then per student). With `class_level_only` no
+per-student row, timeline entry or episode is included: only class-level counts and a
+per-frame class timeline, which says when the class's attention fell without saying whose.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from itertools import groupby
+from typing import Any
+
+from shared.levels import LEVEL_LABELS
+from shared.model_card import BASELINE_NOTE
+
+REPORT_SCHEMA = 1
+# The MQTT bridge splits what it forwards into AWS IoT Core's 128 KB payloads, at most 64
+# parts (shared/envelope.py): 4 MB of report JSON leaves room for the parts'
+# escaping and headers.
+MQTT_BODY_LIMIT = 4_000_000
+EPISODE_LEVEL = 2  # "bored" or worse
+
+
+def _percent(levels: dict[str, int], total: int) -> dict[str, float]:
+    return {k: round(100.0 * v / total, 1) if total else 0.0 for k, v in levels.items()}
+
+
+def _when(entry: dict[str, Any]) -> float:
+    """Position in the session: media time for files, capture time for live sources."""
+    return entry["t_media"] if entry.get("t_media") is not None else entry["t_capture"]
+
+
+def episodes(timeline: list[dict[str, Any]], min_level: int = EPISODE_LEVEL) -> list[dict[str, Any]]:
+    """Per student, each run of consecutive predictions at `min_level` or above.
+
+    A run ends at the student's next prediction below `min_level`; start and end are the
+    first and last prediction of the run (capture time, and media time for files).
+    """
+    out = []
+    by_student = sorted(timeline, key=lambda e: (e["student"], e["t_capture"], e["seq"]))
+    for student, entries in groupby(by_student, key=lambda e: e["student"]):
+        run: list[dict[str, Any]] = []
+        for entry in [*entries, None]:
+            if entry is not None and entry["level"] >= min_level:
+                run.append(entry)
+                continue
+            if run:
+                out.append({"student": student, "start": run[0]["t_capture"], "end": run[-1]["t_capture"],
+                            "start_media": run[0]["t_media"], "end_media": run[-1]["t_media"],
+                            "predictions": len(run), "max_level": max(e["level"] for e in run)})
+                run = []
+    out.sort(key=lambda e: (e["start"], e["student"]))
+    return out
+
+
+def class_timeline(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per frame that had predictions: how many students were at each level."""
+    frames: dict[tuple[str, int], dict[str, Any]] = {}
+    for e in timeline:
+        row = frames.setdefault((e["stream"], e["seq"]), {"stream": e["stream"], "seq": e["seq"],
+                                                         "t_capture": e["t_capture"], "t_media": e["t_media"],
+                                                         "levels": [0, 0, 0, 0]})
+        row["levels"][e["level"]] += 1
+    return sorted(frames.values(), key=lambda r: (r["t_capture"], r["seq"]))
+
+
+def build_report(data: dict[str, Any], class_level_only: bool = False,
+                 generated_at: float | None = None) -> dict[str, Any]:
+    """The JSON report from `Store.load_session` output."""
+    meta, totals = data["meta"], data["totals"]
+    model = dict(meta["model"])
+    labels = model.get("labels") or list(LEVEL_LABELS)
+    report: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "session": meta["session"],
+        "class": meta["class"],
+        "stream": meta["stream"],
+        "model": {"name": model.get("name", ""), "kind": model.get("kind", ""),
+                  "baseline": bool(model.get("baseline")), "affect": bool(model.get("affect")), "labels": labels},
+        "note": BASELINE_NOTE if model.get("baseline") else "",
+        "started": meta["started"],
+        "ended": meta["ended"],
+        "end_reason": meta["end_reason"],
+        "generated_at": generated_at,
+        "class_level_only": class_level_only,
+        "totals": {**totals, "percent": _percent(totals["levels"], totals["predictions"])},
+        "class_timeline": class_timeline(data["timeline"]),
+        "students": [],
+        "timeline": [],
+        "episodes": [],
+    }
+    if not class_level_only:
+        report["students"] = [{**s, "percent": _percent(s["levels"], s["predictions"])} for s in data["students"]]
+        report["timeline"] = data["timeline"]
+        report["episodes"] = episodes(data["timeline"])
+    return report
+
+
+def mqtt_body(report: dict[str, Any], limit: int = MQTT_BODY_LIMIT) -> dict[str, Any]:
+    """The report as published over MQTT: whole when it fits, else without its longest lists.
+
+    A long class has a timeline beyond what the bridge can carry; the totals, students and
+    episodes still fit, and the full report stays on disk. "omitted" names what was left out.
+    """
+    if len(json.dumps(report, separators=(",", ":"))) <= limit:
+        return report
+    body = {**report, "omitted": []}
+    for key in ("timeline", "class_timeline", "episodes"):
+        body[key] = []
+        body["omitted"].append(key)
+        if len(json.dumps(body, separators=(",", ":"))) <= limit:
+            break
+    return body
+
+
+# --- text ---------------------------------------------------------------------------------
+
+def _clock(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _offset(seconds: float) -> str:
+    minutes, secs = divmod(max(0.0, seconds), 60)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours:02d}:{minutes:02d}:{secs:04.1f}"
+
+
+def _moment(t_capture: float | None, t_media: float | None, started: float | None) -> str:
+    """Media offset for files; for live sources the offset from the session's start."""
+    if t_media is not None:
+        return _offset(t_media)
+    if t_capture is not None and started is not None:
+        return _offset(t_capture - started)
+    return "-"
+
+
+def _level_lines(levels: dict[str, int], percent: dict[str, float], labels: list[str], indent: str) -> list[str]:
+    return [f"{indent}{i} {labels[i]}: {levels[str(i)]} ({percent[str(i)]:.1f}%)" for i in range(len(labels))]
+
+
+def render_text(report: dict[str, Any]) -> str:
+    labels, totals = report["model"]["labels"], report["totals"]
+    lines = [
+        f"Engagement report for session {report['session']}",
+        f"Class: {report['class']}    Stream: {report['stream']}",
+        f"Model: {report['model']['name'] or 'unknown'}",
+        *([f"Note: {BASELINE_NOTE}"] if report["model"]["baseline"] else []),
+        f"Started: {_clock(report['started'])}    Ended: {_clock(report['ended'])}"
+        + (f" ({report['end_reason']})" if report["end_reason"] else ""),
+        "",
+        f"Total frames: {totals['frames']}",
+        f"Frames with no face found: {totals['frames_without_faces']}",
+        f"Faces found: {totals['faces']}",
+        f"Predictions: {totals['predictions']}",
+        *_level_lines(totals["levels"], totals["percent"], labels, "  "),
+    ]
+    if report["class_level_only"]:
+        lines += ["", "Class-level report: no per-student rows."]
+        return "\n".join(lines) + "\n"
+    started = report["started"]
+    lines += ["", f"Students: {len(report['students'])}"]
+    for s in report["students"]:
+        lines += [f"id {s['student']}: {s['predictions']} predictions, first seen "
+                  f"{_moment(s['first_seen'], s['first_media'], started)}, last seen "
+                  f"{_moment(s['last_seen'], s['last_media'], started)}",
+                  *_level_lines(s["levels"], s["percent"], labels, "    ")]
+        mine = [e for e in report["episodes"] if e["student"] == s["student"]]
+        for e in mine:
+            lines.append(f"    level >= {EPISODE_LEVEL} from {_moment(e['start'], e['start_media'], started)} "
+                         f"to {_moment(e['end'], e['end_media'], started)} ({e['predictions']} predictions, "
+                         f"worst {e['max_level']} {labels[e['max_level']]})")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,302 @@
+"""Reporter: the live overlay, optional recording, and the end-of-session report.
+
+Preview frames (capture, PUB/SUB) and updates (aggregator) are matched by (stream, seq);
+each matched pair is drawn (services/reporter/overlay.py), shown in a window unless
+headless, and recorded when RECORD is set. On `eos` from the aggregator the report is
+built from Redis (shared/totals.py, never from this process's memory), written
+as <REPORT_DIR>/<session>.txt and .json (temp file + rename, so a reader never sees half a
+report), and `report: <txt> <json>` is printed. With MESSAGING=1 the report, and the
+running totals every MQTT_TOTALS_INTERVAL seconds, go to the local MQTT broker.
+
+With LIVE_OUT set (the launcher and compose set it) every update, every drawn overlay (as
+JPEG: the web service shows it, nothing draws twice) and, once the report is written, an
+`eos` go out on the `live` PUB link. PUB drops what a slow or absent web cannot take, so
+the reporter never waits for the page.
+
+The reference system's short options are accepted (`expand_argv`): -r/--record,
+-p/--path, -f/--filename, -c/--codec, -fps/--fps, -hg/--height, -w/--width, -m/--messaging,
+each mapped onto its RECORD_*/MESSAGING setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import cv2
+import redis
+from prometheus_client import Counter
+
+from services.reporter import overlay
+from services.reporter.messaging import Publisher
+from services.reporter.recording import Recorder
+from services.reporter.report import build_report, mqtt_body, render_text
+from shared.levels import LEVEL_LABELS
+from shared.messages import follow_up, make_header
+from shared.service import Service
+from shared.totals import Store
+
+REPORTS_WRITTEN = Counter("engagement_reports_written_total", "End-of-session reports written")
+REPORT_ERRORS = Counter("engagement_report_errors_total", "Failed attempts to build or write a report",
+                        ["reason"])
+OVERLAY_FRAMES = Counter("engagement_overlay_frames_total", "Preview frames drawn with their update")
+UNMATCHED = Counter("engagement_overlay_unmatched_total",
+                    "Preview frames or updates evicted without their counterpart", ["kind"])
+BAD_FRAMES = Counter("engagement_bad_frames_total", "Preview frames that did not decode", ["service"])
+LIVE_JPEG_QUALITY = 75  # the live page's video: small enough for a 2 FPS stream to 30 browsers
+
+MATCH_WINDOW = 64  # frames/updates kept while waiting for their counterpart
+# A file source runs ahead of the pipeline by about the sum of the links' queues; with the
+# common HWM a burst of preview frames would be dropped by PUB before the reporter reads it.
+PREVIEW_HWM = 32
+REPORT_RETRY_START, REPORT_RETRY_CAP = 0.5, 10.0
+MQTT_ACK_TIMEOUT = 10.0  # seconds a report waits for the local broker's PUBACK
+# How often ended sessions without a report are looked for (a reporter killed, or down, when
+# its session's eos came would otherwise never write that report).
+RECOVERY_INTERVAL = 5.0
+
+# Reference system's options -> this service's flags; value None means "a switch": given
+# alone it means 1.
+ALIASES: dict[str, str] = {
+    "-r": "--record", "-p": "--record-path", "--path": "--record-path", "-f": "--record-filename",
+    "--filename": "--record-filename", "-c": "--record-codec", "--codec": "--record-codec",
+    "-fps": "--record-fps", "--fps": "--record-fps", "-hg": "--record-height", "--height": "--record-height",
+    "-w": "--record-width", "--width": "--record-width", "-m": "--messaging",
+}
+SWITCHES = {"--record", "--messaging", "--headless"}
+
+
+def expand_argv(argv: list[str]) -> list[str]:
+    """Rewrite the reference system's short options onto the shared settings' flags."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        flag = ALIASES.get(name, name)
+        out.append(flag + eq + value)
+        if flag in SWITCHES and not eq:
+            following = argv[i + 1] if i + 1 < len(argv) else None
+            if following is None or not following.isdigit():
+                out.append("1")
+    return out
+
+
+def _update_fields(h: dict[str, Any]) -> dict[str, Any]:
+    """What the live page needs of an update (everything but the identity and stamps)."""
+    return {k: v for k, v in h.items() if k not in ("v", "kind", "session", "stream", "seq", "t_capture", "stamps")}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ReporterService(Service):
+    name = "reporter"
+    inputs = {"preview": "preview_in", "updates": "updates_in"}
+    outputs = {"live": "live_out"}  # optional: opened only when LIVE_OUT is set
+    expect = {"preview": ("frame", "eos"), "updates": ("update", "eos")}
+    min_hwm = {"preview": PREVIEW_HWM}
+    tick_interval = 0.5
+
+    @classmethod
+    def expand_argv(cls, argv: list[str]) -> list[str]:
+        return expand_argv(argv)
+
+    def setup(self) -> None:
+        s = self.settings
+        self.store = Store.from_url(s.redis_url, prefix=s.redis_prefix)
+        # Say now, not at the end of the class, that reports cannot be read back.
+        self.store.check(self.log, "reports wait for it")
+        self.class_level_only = bool(s.class_level_only or s.eu_ai_act_mode)
+        self.report_dir = Path(s.report_dir)
+        self.headless = bool(s.headless) if s.headless in (0, 1) else not os.environ.get("DISPLAY")
+        self.frames: OrderedDict[tuple[str, int], tuple[dict, bytes]] = OrderedDict()
+        self.updates: OrderedDict[tuple[str, int], dict] = OrderedDict()
+        self.recorder: Recorder | None = None
+        self.pending_reports: dict[str, dict[str, Any]] = {}  # session -> {attempts, next}
+        self.latest_totals: dict[str, dict[str, Any]] = {}  # session -> totals from the last update
+        self.totals_sent: dict[str, int] = {}
+        self.next_totals = time.monotonic() + float(s.mqtt_totals_interval)
+        self.next_recovery = 0.0  # at start-up, then every RECOVERY_INTERVAL
+        self.publisher = (Publisher(s.mqtt_host, int(s.mqtt_port), s.device_id, MQTT_ACK_TIMEOUT)
+                          if s.messaging else None)
+        if not self.headless:
+            try:
+                cv2.namedWindow("engagement", cv2.WINDOW_NORMAL)
+            except cv2.error as exc:  # the headless OpenCV build has no GUI
+                self.log.warning("no window possible (%s): running headless", str(exc).strip()[:80])
+                self.headless = True
+        self.log.info("reports to %s%s; %s; recording %s; messaging %s", self.report_dir,
+                      " (class level only)" if self.class_level_only else "",
+                      "headless" if self.headless else "window", "on" if s.record else "off",
+                      "on" if self.publisher else "off")
+
+    # --- messages ------------------------------------------------------------------------
+    def handle(self, link: str, msg: Any) -> None:
+        key = (msg["stream"], msg["seq"])
+        if link == "preview":
+            if msg.kind == "frame":
+                self._remember(self.frames, key, (msg.header, msg.payload), "frame")
+                self._try_draw(key)
+            return
+        if msg.kind == "eos":
+            self.pending_reports[msg["session"]] = {"attempts": 0, "next": 0.0}
+            self._write_pending_reports()
+            return
+        self.latest_totals[msg["session"]] = msg["totals"]
+        if "live" in self.senders:
+            fields = _update_fields(msg.header)
+            if self.class_level_only:  # nothing per student leaves for the page either
+                fields.update(predictions=[], faces=[])
+            self.senders["live"].send(follow_up(msg, "update", self.name, **fields), droppable=True)
+        self._remember(self.updates, key, msg.header, "update")
+        self._try_draw(key)
+
+    def _remember(self, store: OrderedDict, key: tuple[str, int], value: Any, kind: str) -> None:
+        store[key] = value
+        while len(store) > MATCH_WINDOW:
+            store.popitem(last=False)
+            UNMATCHED.labels(kind).inc()
+
+    def _try_draw(self, key: tuple[str, int]) -> None:
+        if key not in self.frames or key not in self.updates:
+            return
+        header, payload = self.frames.pop(key)
+        update = self.updates.pop(key)
+        frame = overlay.decode_frame(header, payload)
+        if frame is None:
+            BAD_FRAMES.labels(self.name).inc()
+            self.log.warning("preview frame %s/%d does not decode: skipped", *key)
+            return
+        model = update.get("model") or {}
+        labels = model.get("labels") or list(LEVEL_LABELS)
+        recording = bool(self.settings.record) and (self.recorder is None or self.recorder.active)
+        img = overlay.draw(frame, update.get("faces") or [], update["predictions"], update["totals"], labels,
+                           recording=recording, baseline=bool(model.get("baseline")))
+        OVERLAY_FRAMES.inc()
+        if "live" in self.senders and not self.class_level_only:  # class level only: no video
+            self._send_live_frame(header, img)
+        if recording:
+            self._record(img)
+        if not self.headless:
+            cv2.imshow("engagement", img)
+            cv2.waitKey(1)
+
+    def _send_live_frame(self, header: dict, img: Any) -> None:
+        ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, LIVE_JPEG_QUALITY])
+        if ok:
+            out = follow_up(header, "frame", self.name, width=int(img.shape[1]), height=int(img.shape[0]),
+                            encoding="jpeg")
+            self.senders["live"].send(out, jpeg.tobytes(), droppable=True)
+
+    def _record(self, img: Any) -> None:
+        s = self.settings
+        if self.recorder is None:
+            self.recorder = Recorder(s.record_path, s.record_filename, s.record_codec, s.record_fps,
+                                     s.record_width, s.record_height, s.record_min_free_bytes)
+        self.recorder.write(img)
+
+    # --- reports -------------------------------------------------------------------------
+    def _write_pending_reports(self) -> None:
+        now = time.monotonic()
+        for session, state in list(self.pending_reports.items()):
+            if now < state["next"]:
+                continue
+            try:
+                self.write_report(session)
+            except (redis.RedisError, OSError) as exc:
+                state["attempts"] += 1
+                delay = min(REPORT_RETRY_CAP, REPORT_RETRY_START * 2 ** state["attempts"])
+                state["next"] = now + delay
+                reason = "redis" if isinstance(exc, redis.RedisError) else "write"
+                REPORT_ERRORS.labels(reason).inc()
+                self.log.error("report of %s failed (%s: %s); retry in %.1f s", session, reason, exc, delay)
+                continue
+            del self.pending_reports[session]
+
+    def write_report(self, session: str) -> tuple[Path, Path]:
+        report = build_report(self.store.load_session(session), self.class_level_only, time.time())
+        txt, js = self.report_dir / f"{session}.txt", self.report_dir / f"{session}.json"
+        _atomic_write(js, json.dumps(report, indent=1) + "\n")
+        _atomic_write(txt, render_text(report))
+        REPORTS_WRITTEN.inc()
+        self.store.report_written(session)
+        # The session's recording ends with the session.
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
+        self.log.info("report of %s: %d frames, %d predictions -> %s %s", session, report["totals"]["frames"],
+                      report["totals"]["predictions"], txt, js)
+        print(f"report: {txt} {js}", flush=True)
+        if "live" in self.senders:  # the live page links to the finished session
+            self.senders["live"].send(make_header("eos", session, report.get("stream") or "", 0, time.time(),
+                                                  reason="report_written"))
+        if self.publisher:
+            self.publisher.publish("report", f"{session}:report", session, mqtt_body(report))
+        self.latest_totals.pop(session, None)
+        self.totals_sent.pop(session, None)
+        return txt, js
+
+    def _recover_reports(self) -> None:
+        """Queue the report of every ended session that has none yet (see RECOVERY_INTERVAL).
+
+        Launched for one session (SESSION_ID, as `engagement run` does) only that session is
+        ours; otherwise every session Redis lists as waiting for its report.
+        """
+        try:
+            sessions = [self.settings.session_id] if self.settings.session_id else self.store.reports_pending()
+            for session in sessions:
+                if session in self.pending_reports or (self.report_dir / f"{session}.json").exists():
+                    continue
+                if self.store.session_meta(session)["ended"] is None:
+                    continue
+                self.log.warning("session %s ended without its report (the reporter was down at its end): "
+                                 "writing it now", session)
+                self.pending_reports[session] = {"attempts": 0, "next": 0.0}
+        except redis.RedisError as exc:
+            self.log.debug("looking for reports to recover failed: %s", exc)
+
+    def tick(self) -> None:
+        if time.monotonic() >= self.next_recovery:
+            self.next_recovery = time.monotonic() + RECOVERY_INTERVAL
+            self._recover_reports()
+        self._write_pending_reports()
+        if self.publisher and time.monotonic() >= self.next_totals:
+            self.next_totals = time.monotonic() + float(self.settings.mqtt_totals_interval)
+            for session, totals in list(self.latest_totals.items()):
+                n = self.totals_sent.get(session, 0) + 1
+                self.totals_sent[session] = n
+                self.publisher.publish("totals", f"{session}:totals:{n}", session, totals, timeout=1.0)
+
+    def on_stop(self) -> None:
+        # A session whose eos arrived gets its report even while we stop (one last try).
+        for state in self.pending_reports.values():
+            state["next"] = 0.0
+        self._write_pending_reports()
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.publisher:
+            self.publisher.close()
+        if not self.headless:
+            cv2.destroyAllWindows()
+
+
+if __name__ == "__main__":  # `python -m services.reporter.service -r ...`
+    from shared.service import main_for
+
+    sys.exit(main_for(ReporterService, sys.argv[1:]))

@@ -1,0 +1,55 @@
+"""Ring buffers of face crops for the students of one stream."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StudentBuffer:
+    student: int
+    crops: deque[bytes]
+    box: list[float] = field(default_factory=list)
+    conf: float = 0.0
+    last_seen: float = 0.0  # stream time (media or capture seconds)
+    since_sample: int = 0  # crops added since this student was last sent
+
+
+class StreamBuffers:
+    def __init__(self, crop: int, length: int, stride: int) -> None:
+        self.crop = crop
+        self.length = length
+        self.stride = stride
+        self.students: dict[int, StudentBuffer] = {}
+        self.last_wall = 0.0
+
+    def add(self, faces: list[dict[str, Any]], payload: bytes, t: float, wall: float) -> list[StudentBuffer]:
+        """Append each face's crop to its student's buffer; return the students due for a sample."""
+        self.last_wall = wall
+        size = self.crop * self.crop * 3
+        due: dict[int, StudentBuffer] = {}  # a student listed twice in one frame is sent once
+        for i, face in enumerate(faces):
+            student = face["student"]
+            buf = self.students.get(student)
+            if buf is None:
+                # A new buffer is due as soon as it is full, hence since_sample starts at stride - 1.
+                buf = self.students[student] = StudentBuffer(student, deque(maxlen=self.length),
+                                                             since_sample=self.stride - 1)
+            buf.crops.append(payload[i * size:(i + 1) * size])
+            conf = face.get("conf", 0.0)
+            buf.box, buf.last_seen = list(face["box"]), t
+            buf.conf = float(conf) if isinstance(conf, int | float) else 0.0
+            buf.since_sample += 1
+            if len(buf.crops) == self.length and buf.since_sample >= self.stride:
+                buf.since_sample = 0
+                due[student] = buf
+        return list(due.values())
+
+    def evict_unseen(self, t: float, timeout: float) -> int:
+        """Drop students unseen for more than `timeout` seconds of stream time; return how many."""
+        gone = [s for s, b in self.students.items() if t - b.last_seen > timeout]
+        for student in gone:
+            del self.students[student]
+        return len(gone)

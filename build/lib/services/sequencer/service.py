@@ -1,0 +1,85 @@
+"""Sequencer: per-student ring buffers of face crops, sampled with a stride.
+
+For each `faces` message it sends one `batch`: the students whose buffer holds
+SEQUENCE_LENGTH crops and whose stride is due (their crops oldest -> newest), plus every
+face of the frame passed through. A student unseen for STUDENT_TIMEOUT seconds of the
+stream's own time (media time for files, capture time for live) is evicted; a stream
+that goes quiet for STUDENT_TIMEOUT wall-clock seconds loses all its buffers; `eos` drops
+the stream's buffers and is forwarded.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Gauge
+
+from services.sequencer.buffers import StreamBuffers
+from shared.messages import Message, follow_up
+from shared.service import Service
+
+STUDENTS_TRACKED = Gauge("engagement_students_tracked", "Students with a crop buffer", ["service"])
+STUDENTS_EVICTED = Counter("engagement_students_evicted_total", "Student buffers dropped",
+                           ["service", "reason"])
+
+
+class SequencerService(Service):
+    name = "sequencer"
+    inputs = {"faces": "faces_in"}
+    outputs = {"batches": "batches_out"}
+    expect = {"faces": ("faces", "eos")}
+
+    def setup(self) -> None:
+        s = self.settings
+        if s.sequence_length < 1 or s.stride < 1:
+            raise ValueError("SEQUENCE_LENGTH and STRIDE must be at least 1")
+        self.length = int(s.sequence_length)
+        self.stride = int(s.stride)
+        self.timeout = float(s.student_timeout)
+        self.streams: dict[tuple[str, str], StreamBuffers] = {}
+        self.log.info("sequences of %d crops, stride %d, students dropped after %.1f s unseen",
+                      self.length, self.stride, self.timeout)
+
+    def _update_gauge(self) -> None:
+        STUDENTS_TRACKED.labels(self.name).set(sum(len(b.students) for b in self.streams.values()))
+
+    def _evicted(self, reason: str, count: int) -> None:
+        if count:
+            STUDENTS_EVICTED.labels(self.name, reason).inc(count)
+
+    def handle(self, link: str, msg: Message) -> None:
+        key = (msg["session"], msg["stream"])
+        if msg.kind == "eos":
+            buffers = self.streams.pop(key, None)
+            self._evicted("eos", len(buffers.students) if buffers else 0)
+            self._update_gauge()
+            self.batches_send(follow_up(msg, "eos", self.name, reason=msg["reason"]))
+            return
+        buffers = self.streams.get(key)
+        if buffers is None or buffers.crop != msg["crop"]:
+            if buffers is not None:
+                self.log.warning("crop size of %s changed %d -> %d: buffers restarted", key, buffers.crop, msg["crop"])
+                self._evicted("crop_changed", len(buffers.students))
+            buffers = self.streams[key] = StreamBuffers(msg["crop"], self.length, self.stride)
+        t = msg.get("t_media")
+        t = float(t) if isinstance(t, int | float) else msg["t_capture"]
+        due = buffers.add(msg["faces"], msg.payload, t, time.monotonic())
+        self._evicted("timeout", buffers.evict_unseen(t, self.timeout))
+        self._update_gauge()
+        students = [{"student": s.student, "box": s.box, "conf": s.conf} for s in due]
+        payload = b"".join(b"".join(s.crops) for s in due)
+        header = follow_up(msg, "batch", self.name, crop=buffers.crop, length=self.length, students=students,
+                           faces=msg["faces"], width=msg["width"], height=msg["height"], t_media=msg.get("t_media"))
+        self.batches_send(header, payload)
+
+    def batches_send(self, header: dict, payload: bytes = b"") -> None:
+        self.senders["batches"].send(header, payload)
+
+    def tick(self) -> None:
+        # A stream that went quiet (camera unplugged, capture killed without eos) is dropped whole.
+        now = time.monotonic()
+        for key in [k for k, b in self.streams.items() if now - b.last_wall > self.timeout]:
+            self.log.info("stream %s/%s quiet for %.0f s: dropping its %d student buffers",
+                          *key, self.timeout, len(self.streams[key].students))
+            self._evicted("quiet", len(self.streams.pop(key).students))
+        self._update_gauge()

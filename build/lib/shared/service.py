@@ -1,0 +1,183 @@
+"""The skeleton every service runs in: settings, logging, metrics, sockets, poll loop, shutdown.
+
+A service subclass names its input and output links, then implements `handle` (one valid
+message) and optionally `tick` (called about every `tick_interval` seconds) and `on_stop`.
+SIGTERM/SIGINT set `stop`; the loop ends, `on_stop` runs, sockets close with linger so
+queued control messages still leave.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import ClassVar
+
+import zmq
+
+from shared import metrics
+from shared.bus import Receiver, Sender
+from shared.config import Settings, load_settings
+from shared.logs import setup_logging
+from shared.messages import Message
+
+# Exit code of a service that ended deliberately and must not be restarted: a source that
+# cannot be read, a certificate that will never be accepted. Retrying cannot fix either.
+EXIT_GAVE_UP = 3
+
+
+class Service:
+    name: ClassVar[str] = "service"
+    inputs: ClassVar[dict[str, str]] = {}  # link name -> settings attribute (e.g. "frames_in")
+    outputs: ClassVar[dict[str, str]] = {}
+    expect: ClassVar[dict[str, tuple[str, ...]]] = {}  # link -> accepted message kinds
+    min_hwm: ClassVar[dict[str, int]] = {}  # link -> a deeper queue than the common HWM
+    tick_interval: ClassVar[float] = 0.5
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.log = logging.getLogger(self.name)
+        self.stop = threading.Event()
+        self.state = "starting"
+        metrics.SERVICE_STATE.labels(self.name).state("starting")
+        self.receivers: dict[str, Receiver] = {}
+        self.senders: dict[str, Sender] = {}
+
+    # --- lifecycle hooks ------------------------------------------------------------
+    def setup(self) -> None:
+        """Load models, connect to stores. Runs before sockets open."""
+
+    def handle(self, link: str, msg: Message) -> None:
+        raise NotImplementedError
+
+    def tick(self) -> None:
+        """Periodic work (timeouts, flushes)."""
+
+    def on_stop(self) -> None:
+        """Last work before sockets close."""
+
+    @classmethod
+    def expand_argv(cls, argv: list[str]) -> list[str]:
+        """Rewrite service-specific short options (the reporter's) before the shared parser."""
+        return argv
+
+    # --- machinery -----------------------------------------------------------------
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        metrics.SERVICE_STATE.labels(self.name).state(state)
+
+    def healthy(self) -> bool:
+        # A deliberate stop is healthy: the orchestrator must not restart us mid-shutdown.
+        return self.state in ("running", "stopping")
+
+    def open_sockets(self) -> None:
+        s = self.settings
+        # An optional link left empty (ACKS_*) is not opened: the service works without it.
+        for link, attr in self.outputs.items():
+            if getattr(s, attr):
+                self.senders[link] = Sender(self.name, getattr(s, attr), self.stop, s.hwm, s.curve_server_key)
+        for link, attr in self.inputs.items():
+            if getattr(s, attr):
+                hwm = max(s.hwm, self.min_hwm.get(link, 0))
+                self.receivers[link] = Receiver(self.name, getattr(s, attr), hwm, s.curve_server_key,
+                                                self.expect.get(link))
+
+    def request_stop(self, *_: object) -> None:
+        if not self.stop.is_set():
+            self.log.info("stop requested")
+        self.stop.set()
+
+    def _watch_parent(self, parent_pid: int) -> None:
+        # Started by the local launcher: stop cleanly if it goes away (no orphans).
+        while not self.stop.wait(1.0):
+            if os.getppid() != parent_pid:
+                self.log.warning("launcher (pid %d) is gone: stopping", parent_pid)
+                self.request_stop()
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.request_stop)
+        parent = os.environ.get("PARENT_PID")
+        if parent and parent.isdigit():
+            threading.Thread(target=self._watch_parent, args=(int(parent),), daemon=True).start()
+        metrics.serve(self.settings.metrics_host, self.settings.metrics_port, self.healthy)
+        try:
+            self.start()
+        except Exception:
+            self._set_state("failed")
+            self.log.exception("start-up failed")
+            return 2
+        self.log.info("running")
+        try:
+            self.loop()
+        finally:
+            self.finish()
+            _flush_context()
+        self.log.info("stopped")
+        return 0
+
+    def start(self) -> None:
+        """Set up and open the sockets; `run` does this, and tests that drive a service on a
+        thread (signal handlers are the main thread's) call start, loop and finish themselves."""
+        self.setup()
+        self.open_sockets()
+        self._set_state("running")
+
+    def finish(self) -> None:
+        self._set_state("stopping")
+        try:
+            self.on_stop()
+        finally:
+            for sock in [*self.senders.values(), *self.receivers.values()]:
+                sock.close()
+
+    def loop(self) -> None:
+        poller = zmq.Poller()
+        by_socket = {}
+        for link, receiver in self.receivers.items():
+            poller.register(receiver.socket, zmq.POLLIN)
+            by_socket[receiver.socket] = link
+        next_tick = time.monotonic()
+        while not self.stop.is_set():
+            timeout_ms = max(0, int((next_tick - time.monotonic()) * 1000))
+            for sock, _ in poller.poll(timeout_ms) if by_socket else []:
+                link = by_socket[sock]
+                msg = self.receivers[link].read()
+                if msg is None:
+                    continue
+                started = time.perf_counter()
+                try:
+                    self.handle(link, msg)
+                except Exception:
+                    # A message that breaks a handler is counted and skipped, never fatal.
+                    metrics.MESSAGES_REJECTED.labels(self.name, "handler_error").inc()
+                    self.log.exception("failed to handle a %s message", msg.kind)
+                metrics.PROCESSING_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            if not by_socket:
+                self.stop.wait(timeout_ms / 1000)
+            if time.monotonic() >= next_tick:
+                self.tick()
+                next_tick = time.monotonic() + self.tick_interval
+
+
+def _flush_context(timeout: float = 6.0) -> None:
+    """Let queued messages leave before the process exits.
+
+    LINGER only works while the context terminates: a process that exits without term()
+    loses what is still queued (capture's last frames and its eos went missing this way).
+    term() waits for the linger of closed sockets but blocks forever on any socket left
+    open, so it runs in a daemon thread with a bound a little over the 5 s linger.
+    """
+    ctx = zmq.Context.instance()
+    done = threading.Thread(target=ctx.term, name="zmq-term", daemon=True)
+    done.start()
+    done.join(timeout)
+
+
+def main_for(service_cls: type[Service], argv: list[str] | None = None) -> int:
+    settings = load_settings(service_cls.name, service_cls.expand_argv(list(sys.argv[1:] if argv is None else argv)))
+    setup_logging(service_cls.name, settings.log_level)
+    return service_cls(settings).run()

@@ -1,0 +1,309 @@
+"""The Redis schema of the running totals, and the only code that knows its keys.
+
+The aggregator writes through `Store.record_frame` / `Store.end_session`; the reporter reads
+through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test sets its own):
+
+  P:sessions                    set     every session id ever recorded
+  P:reports_pending             set     sessions marked ended whose report is not written yet
+                                        (a reporter that was down at the end writes them later)
+  P:session:<sid>:meta          hash    class, stream, started (first t_capture), ended (time
+                                        the session was marked ended), end_reason, model_name,
+                                        model_kind, baseline (0|1), affect (0|1), labels (JSON)
+  P:session:<sid>:totals        hash    frames, frames_without_faces, faces, predictions,
+                                        level:0 .. level:3
+  P:session:<sid>:seen          set     "<stream>:<seq>" of every frame already counted: the
+                                        idempotency guard (a redelivered message or a restarted
+                                        aggregator writing its backlog again never counts twice)
+  P:session:<sid>:students      set     student ids seen in the session
+  P:session:<sid>:student:<id>  hash    predictions, level:0 .. level:3, first_seen, last_seen
+                                        (t_capture), first_media, last_media (t_media, files)
+  P:session:<sid>:timeline      stream  one entry per prediction, written in arrival order,
+                                        one field d = JSON {stream, seq, student, level, probs,
+                                        t_capture, t_media (null for live sources)} (one field,
+                                        not seven: reading a long session back is 5x faster)
+  P:class:<cid>:sessions        set     sessions of the class
+  P:class:<cid>:totals          hash    frames, frames_without_faces, faces, predictions,
+                                        level:0 .. level:3 across all its sessions
+
+One frame is written by one Lua script, so Redis applies it whole or not at all (a crash
+between two increments cannot leave totals half-counted) and the idempotency check and the
+increments cannot interleave with another writer. The script builds student keys from the
+prefix itself, which ties this schema to a single Redis node (not Redis Cluster): a
+classroom box runs one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from shared.levels import LEVELS
+
+DEFAULT_PREFIX = "engagement"
+TOTAL_FIELDS = ("frames", "frames_without_faces", "faces", "predictions")
+
+# KEYS: none (single node, see above). ARGV: prefix, session, class, stream, seq, t_capture,
+# t_media, faces, predictions JSON [{student, level, entry (the timeline entry's JSON)}], model JSON.
+# Returns {1 if counted | 0 if this (session, stream, seq) was counted before, session totals}.
+_RECORD_FRAME = """
+local p, sid, cid, stream, seq = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local t_capture, t_media, faces = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local preds = cjson.decode(ARGV[9])
+local model = cjson.decode(ARGV[10])
+local s = p .. ':session:' .. sid
+if redis.call('SADD', s .. ':seen', stream .. ':' .. seq) == 0 then
+  return {0, redis.call('HGETALL', s .. ':totals')}
+end
+redis.call('SADD', p .. ':sessions', sid)
+redis.call('SADD', p .. ':class:' .. cid .. ':sessions', sid)
+local meta = s .. ':meta'
+redis.call('HSETNX', meta, 'class', cid)
+redis.call('HSETNX', meta, 'stream', stream)
+local started = redis.call('HGET', meta, 'started')
+if (not started) or tonumber(t_capture) < tonumber(started) then
+  redis.call('HSET', meta, 'started', t_capture)
+end
+if model['name'] and model['name'] ~= '' then
+  redis.call('HSET', meta, 'model_name', tostring(model['name']), 'model_kind', tostring(model['kind'] or ''),
+             'baseline', model['baseline'] and 1 or 0, 'affect', model['affect'] and 1 or 0,
+             'labels', cjson.encode(model['labels'] or {}))
+end
+local targets = {s .. ':totals', p .. ':class:' .. cid .. ':totals'}
+for _, key in ipairs(targets) do
+  redis.call('HINCRBY', key, 'frames', 1)
+  redis.call('HINCRBY', key, 'faces', faces)
+  redis.call('HINCRBY', key, 'predictions', #preds)
+  if faces == 0 then redis.call('HINCRBY', key, 'frames_without_faces', 1) end
+  for _, pr in ipairs(preds) do redis.call('HINCRBY', key, 'level:' .. pr['level'], 1) end
+end
+for _, pr in ipairs(preds) do
+  local student = tostring(pr['student'])
+  local sk = s .. ':student:' .. student
+  redis.call('SADD', s .. ':students', student)
+  redis.call('HINCRBY', sk, 'predictions', 1)
+  redis.call('HINCRBY', sk, 'level:' .. pr['level'], 1)
+  local first = redis.call('HGET', sk, 'first_seen')
+  if (not first) or tonumber(t_capture) < tonumber(first) then
+    redis.call('HSET', sk, 'first_seen', t_capture, 'first_media', t_media)
+  end
+  local last = redis.call('HGET', sk, 'last_seen')
+  if (not last) or tonumber(t_capture) > tonumber(last) then
+    redis.call('HSET', sk, 'last_seen', t_capture, 'last_media', t_media)
+  end
+  redis.call('XADD', s .. ':timeline', '*', 'd', pr['entry'])
+end
+return {1, redis.call('HGETALL', s .. ':totals')}
+"""
+
+
+@dataclass
+class FrameRecord:
+    """What one `predictions` message adds to the totals (plain data: it waits in a backlog)."""
+
+    session: str
+    class_id: str
+    stream: str
+    seq: int
+    t_capture: float
+    t_media: float | None
+    faces: int
+    predictions: list[dict[str, Any]]  # [{student, level, probs}]
+    model: dict[str, Any] = field(default_factory=dict)
+
+    def level_counts(self) -> list[int]:
+        counts = [0] * LEVELS
+        for p in self.predictions:
+            counts[p["level"]] += 1
+        return counts
+
+
+def empty_totals() -> dict[str, Any]:
+    return {**{f: 0 for f in TOTAL_FIELDS}, "levels": {str(i): 0 for i in range(LEVELS)}}
+
+
+def add_record(totals: dict[str, Any], record: FrameRecord) -> dict[str, Any]:
+    """Totals plus one frame, computed locally (for updates while Redis is unreachable)."""
+    out = {**totals, "levels": dict(totals["levels"])}
+    out["frames"] += 1
+    out["faces"] += record.faces
+    out["predictions"] += len(record.predictions)
+    out["frames_without_faces"] += record.faces == 0
+    for level, n in enumerate(record.level_counts()):
+        out["levels"][str(level)] += n
+    return out
+
+
+def _totals_from_hash(raw: dict[str, str]) -> dict[str, Any]:
+    totals = empty_totals()
+    for f in TOTAL_FIELDS:
+        totals[f] = int(raw.get(f, 0))
+    for i in range(LEVELS):
+        totals["levels"][str(i)] = int(raw.get(f"level:{i}", 0))
+    return totals
+
+
+def _float_or_none(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+def _labels(raw: str | None) -> list[str]:
+    value = json.loads(raw) if raw else []
+    return value if isinstance(value, list) else []  # Lua's cjson writes an empty list as {}
+
+
+def safe_url(url: str) -> str:
+    """The Redis URL without its password, for logs."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+class Store:
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, url: str = "") -> None:
+        self.r = client
+        self.prefix = prefix
+        self.url = url  # for log lines only (always through safe_url)
+        self._record = client.register_script(_RECORD_FRAME)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, timeout: float = 2.0) -> Store:
+        # Short timeouts: a Redis that hangs must not freeze the service's loop for long.
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
+                                      socket_connect_timeout=timeout)
+        return cls(client, prefix, url)
+
+    def check(self, log: logging.Logger, meanwhile: str) -> bool:
+        """Ping Redis once at start-up; on failure say why in one line (ending with `meanwhile`).
+
+        A wrong password is an error (retrying will not help until the URL is fixed); Redis not
+        up yet is a warning. Never raises: callers keep running and retry on their own.
+        """
+        where = safe_url(self.url) or "(client)"
+        try:
+            self.r.ping()
+            return True
+        except redis.AuthenticationError as exc:
+            log.error("Redis at %s refused the credentials (%s): set the password in REDIS_URL "
+                      "(redis://:PASSWORD@host:port/0); %s", where, exc, meanwhile)
+        except redis.RedisError as exc:
+            log.warning("Redis at %s not reachable yet (%s): %s", where, exc, meanwhile)
+        return False
+
+    def _s(self, session: str) -> str:
+        return f"{self.prefix}:session:{session}"
+
+    # --- writes (aggregator) ------------------------------------------------------------
+    def record_frame(self, rec: FrameRecord) -> tuple[bool, dict[str, Any]]:
+        """Count one frame; (False, totals) if (session, stream, seq) was counted before.
+
+        The session's totals after the write come back in the same round trip.
+        """
+        preds = []
+        for p in rec.predictions:
+            entry = {"stream": rec.stream, "seq": int(rec.seq), "student": int(p["student"]), "level": int(p["level"]),
+                     "probs": [float(x) for x in p["probs"]], "t_capture": float(rec.t_capture),
+                     "t_media": None if rec.t_media is None else float(rec.t_media)}
+            # The timeline entry is encoded here, not in Lua: cjson would round times to 14 digits.
+            preds.append({"student": entry["student"], "level": entry["level"],
+                          "entry": json.dumps(entry, separators=(",", ":"))})
+        t_media = "" if rec.t_media is None else repr(float(rec.t_media))
+        m = rec.model or {}
+        # Only plain fields reach Lua: a JSON null would turn into a truthy value there.
+        model = {"name": str(m.get("name") or ""), "kind": str(m.get("kind") or ""),
+                 "baseline": bool(m.get("baseline")), "affect": bool(m.get("affect")),
+                 "labels": [str(x) for x in (m.get("labels") or [])]} if m else {}
+        done = self._record(args=[self.prefix, rec.session, rec.class_id, rec.stream, rec.seq,
+                                  repr(float(rec.t_capture)), t_media, rec.faces,
+                                  json.dumps(preds), json.dumps(model)])
+        counted, flat = done
+        return bool(counted), _totals_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+    def end_session(self, session: str, ended: float, reason: str, class_id: str = "", stream: str = "") -> None:
+        """Mark the session ended (idempotent: a repeated eos keeps the first end time)."""
+        meta = f"{self._s(session)}:meta"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.sadd(f"{self.prefix}:sessions", session)
+        if class_id:
+            pipe.hsetnx(meta, "class", class_id)
+            pipe.sadd(f"{self.prefix}:class:{class_id}:sessions", session)
+        if stream:
+            pipe.hsetnx(meta, "stream", stream)
+        pipe.hsetnx(meta, "ended", repr(float(ended)))
+        pipe.hsetnx(meta, "end_reason", reason)
+        pipe.sadd(f"{self.prefix}:reports_pending", session)
+        pipe.execute()
+
+    def reports_pending(self) -> list[str]:
+        """Sessions marked ended whose report no reporter has written yet."""
+        return sorted(self.r.smembers(f"{self.prefix}:reports_pending"))
+
+    def report_written(self, session: str) -> None:
+        self.r.srem(f"{self.prefix}:reports_pending", session)
+
+    # --- reads (reporter, tests, Grafana helpers) -----------------------------------------
+    def session_totals(self, session: str) -> dict[str, Any]:
+        return _totals_from_hash(self.r.hgetall(f"{self._s(session)}:totals"))
+
+    def class_totals(self, class_id: str) -> dict[str, Any]:
+        totals = _totals_from_hash(self.r.hgetall(f"{self.prefix}:class:{class_id}:totals"))
+        totals["sessions"] = int(self.r.scard(f"{self.prefix}:class:{class_id}:sessions"))
+        return totals
+
+    def session_meta(self, session: str) -> dict[str, Any]:
+        raw = self.r.hgetall(f"{self._s(session)}:meta")
+        return {
+            "session": session,
+            "class": raw.get("class", ""),
+            "stream": raw.get("stream", ""),
+            "started": _float_or_none(raw.get("started")),
+            "ended": _float_or_none(raw.get("ended")),
+            "end_reason": raw.get("end_reason", ""),
+            "model": {"name": raw.get("model_name", ""), "kind": raw.get("model_kind", ""),
+                      "baseline": raw.get("baseline") == "1", "affect": raw.get("affect") == "1",
+                      "labels": _labels(raw.get("labels"))},
+        }
+
+    def students(self, session: str) -> list[dict[str, Any]]:
+        ids = sorted(int(s) for s in self.r.smembers(f"{self._s(session)}:students"))
+        pipe = self.r.pipeline(transaction=False)
+        for sid in ids:
+            pipe.hgetall(f"{self._s(session)}:student:{sid}")
+        rows = []
+        for student, raw in zip(ids, pipe.execute(), strict=True):
+            rows.append({"student": student, "predictions": int(raw.get("predictions", 0)),
+                         "levels": {str(i): int(raw.get(f"level:{i}", 0)) for i in range(LEVELS)},
+                         "first_seen": _float_or_none(raw.get("first_seen")),
+                         "last_seen": _float_or_none(raw.get("last_seen")),
+                         "first_media": _float_or_none(raw.get("first_media")),
+                         "last_media": _float_or_none(raw.get("last_media"))})
+        return rows
+
+    def timeline(self, session: str, batch: int = 5000) -> list[dict[str, Any]]:
+        """Every prediction of the session, ordered by capture time (then seq, student)."""
+        entries, start = [], "-"
+        key = f"{self._s(session)}:timeline"
+        while True:
+            chunk = self.r.xrange(key, min=start, max="+", count=batch)
+            entries.extend(json.loads(f["d"]) for _entry_id, f in chunk)
+            if len(chunk) < batch:
+                break
+            start = "(" + chunk[-1][0]
+        entries.sort(key=lambda e: (e["t_capture"], e["seq"], e["student"]))
+        return entries
+
+    def load_session(self, session: str) -> dict[str, Any]:
+        """Everything a report needs, read from Redis."""
+        return {"meta": self.session_meta(session), "totals": self.session_totals(session),
+                "students": self.students(session), "timeline": self.timeline(session)}
+
+    def delete_session(self, session: str) -> None:
+        """Remove a session's keys (tests; a retention job). Class totals are left alone."""
+        keys = list(self.r.scan_iter(match=f"{self._s(session)}:*", count=500))
+        if keys:
+            self.r.delete(*keys)
+        self.r.srem(f"{self.prefix}:sessions", session)

@@ -1,0 +1,204 @@
+"""`engagement-train <step>`: the training chain, one step per call (each also runs as a batch container).
+
+    engagement-train synth    --data /data/synth
+    engagement-train labels   --data /data/DAiSEE
+    engagement-train extract  --data /data/DAiSEE --out /data/frames --fps 1
+    engagement-train faces    --out /data/frames --fps 1 --detector dnn haar
+    engagement-train augment  --out /data/frames --fps 1 --detector dnn
+    engagement-train train    --out /data/frames --fps 1 --family cnn --base mobilenet_v2 --data-type augmented
+    engagement-train evaluate --run runs/<run>
+    engagement-train export   --run runs/<run> --bundle bundles/<name>
+
+Paths default to DAISEE_ROOT, FRAMES_ROOT and RUNS_DIR so a container needs only environment variables.
+Exit codes: 0 done, 1 the data is unusable (persons in two splits), 2 bad input or option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from shared.logs import setup_logging
+from training.labels import LabelError
+
+log = logging.getLogger("train")
+
+
+def _env_path(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=_env_path("DAISEE_ROOT", "DAiSEE"),
+                   help="DAiSEE-layout folder with DataSet/ and Labels/ (env DAISEE_ROOT)")
+
+
+def _add_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=_env_path("FRAMES_ROOT", "frames"),
+                   help="extraction root holding <N>FPS/ (env FRAMES_ROOT)")
+    p.add_argument("--fps", type=int, default=1, help="frames per second extracted (the reference used 1 and 2)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="engagement-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (batch logs)")
+    steps = parser.add_subparsers(dest="step", required=True)
+
+    p = steps.add_parser("synth", help="write a small DAiSEE-layout data set with visible boredom levels")
+    _add_data(p)
+    p.add_argument("--persons", type=int, nargs=3, default=[6, 1, 2], metavar=("TRAIN", "VAL", "TEST"))
+    p.add_argument("--clips", type=int, default=7, help="clips per person")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--video-fps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = steps.add_parser("labels", help="check the label files and print the level distribution")
+    _add_data(p)
+
+    p = steps.add_parser("extract", help="FFmpeg frames into <out>/<N>FPS (parallel, resumable)")
+    _add_data(p)
+    _add_out(p)
+    p.add_argument("--workers", type=int, default=0, help="parallel FFmpeg processes (0: one per core)")
+
+    p = steps.add_parser("faces", help="crop faces with the edge detectors")
+    _add_out(p)
+    p.add_argument("--detector", nargs="+", default=["dnn"], choices=["dnn", "haar"])
+    p.add_argument("--size", type=int, default=112, help="side of the saved square crops")
+    p.add_argument("--confidence", type=float, default=0.5)
+    p.add_argument("--workers", type=int, default=0, help="detector threads (0: one per core)")
+
+    p = steps.add_parser("augment", help="balance the training levels")
+    _add_out(p)
+    p.add_argument("--detector", default="dnn")
+    p.add_argument("--source", default="faces", choices=["faces", "whole"])
+    p.add_argument("--target", type=int, default=0, help="images per level (0: the median level count)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = steps.add_parser("train", help="train one model; writes a run directory and evaluates it")
+    _add_out(p)
+    p.add_argument("--runs", default=_env_path("RUNS_DIR", "runs"), help="runs root (env RUNS_DIR)")
+    p.add_argument("--family", default="cnn", choices=["cnn", "cnn_lstm", "convlstm", "multitask"])
+    p.add_argument("--base", default="mobilenet_v2",
+                   choices=["mobilenet_v2", "xception", "efficientnet_b0", "inception_v3", "fer", "small"])
+    p.add_argument("--data-type", default="faces", choices=["whole", "faces", "augmented"])
+    p.add_argument("--detector", default="dnn", help="which faces tree (faces, augmented)")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--sequence-length", type=int, default=20, help="frames per sample of cnn_lstm, convlstm")
+    p.add_argument("--weights", default="imagenet", help="imagenet | none | path to a weights file of the base")
+    p.add_argument("--freeze", type=int, default=0, help="freeze base layers [:N] (-1: all)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--decay", type=float, default=1e-6, help="legacy Keras decay: lr / (1 + decay * step)")
+    p.add_argument("--patience", type=int, default=10, help="early stopping on val_loss")
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--l2", type=float, default=1e-4)
+    p.add_argument("--lstm-units", type=int, default=2048)
+    p.add_argument("--reference-head", action="store_true",
+                   help="the reference's head exactly: dropout 0.2, no L2, no class weights")
+    p.add_argument("--no-class-weights", action="store_true")
+    p.add_argument("--no-online-augment", action="store_true")
+    p.add_argument("--trained-on", default="DAiSEE")
+    p.add_argument("--name", default="")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-evaluate", action="store_true")
+
+    p = steps.add_parser("evaluate", help="test metrics, baseline, plots; appends to the results table")
+    p.add_argument("--run", required=True)
+    p.add_argument("--split", default="Test", choices=["Train", "Validation", "Test"])
+
+    p = steps.add_parser("export", help="write the edge bundle (model.keras, model_card.json, model.tflite)")
+    p.add_argument("--run", required=True)
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--no-tflite", action="store_true")
+    return parser
+
+
+def run_step(args: argparse.Namespace) -> int:
+    progress = not args.no_progress
+    if args.step == "synth":
+        from training.synth import SynthSpec, make_synth
+        make_synth(Path(args.data), SynthSpec(tuple(args.persons), args.clips, args.seconds, args.video_fps, args.seed))
+        print(f"synth data set written to {args.data}")
+        return 0
+    if args.step == "labels":
+        from training.labels import report
+        text, usable = report(Path(args.data))
+        print(text)
+        return 0 if usable else 1
+    if args.step == "extract":
+        from training.extract import extract
+        r = extract(Path(args.data), Path(args.out), args.fps, args.workers or None, progress)
+        print(f"extracted {len(r.extracted)} clips, {len(r.resumed)} already done, {len(r.skipped)} skipped, "
+              f"{r.frames} frames")
+        return 0
+    if args.step == "faces":
+        from training.faces import crop_faces, faces_table
+        from training.manifest import fps_root
+        counts = {}
+        for detector in args.detector:
+            _, images, faces = crop_faces(fps_root(args.out, args.fps), detector, args.size, args.confidence,
+                                          progress, args.workers or os.cpu_count() or 1)
+            counts[detector] = (images, faces)
+        print(faces_table(counts))
+        return 0
+    if args.step == "augment":
+        from training.augment import augment, augment_table
+        from training.manifest import fps_root
+        before, after = augment(fps_root(args.out, args.fps), args.detector, args.source, args.target or None,
+                                args.seed, progress)
+        print(augment_table(before, after))
+        return 0
+    if args.step == "train":
+        return _train(args)
+    if args.step == "evaluate":
+        from training.evaluate import evaluate
+        evaluate(Path(args.run), args.split)
+        return 0
+    if args.step == "export":
+        from training.export import export
+        bundle = export(Path(args.run), Path(args.bundle), not args.no_tflite)
+        print(f"bundle written to {bundle}")
+        return 0
+    raise AssertionError(args.step)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.models import ModelOptions
+    from training.train import TrainConfig, train
+    reference = args.reference_head
+    opts = ModelOptions(family=args.family, base=args.base, image_size=args.image_size,
+                        sequence_length=args.sequence_length, weights=args.weights, freeze=args.freeze,
+                        dropout=0.2 if reference else args.dropout, l2=0.0 if reference else args.l2,
+                        lstm_units=args.lstm_units, seed=args.seed)
+    cfg = TrainConfig(out_root=args.out, runs_root=args.runs, data_type=args.data_type, detector=args.detector,
+                      fps=args.fps, model=opts, epochs=args.epochs, batch_size=args.batch_size,
+                      learning_rate=args.lr, decay=args.decay, patience=args.patience,
+                      class_weights=not (reference or args.no_class_weights),
+                      online_augment=not args.no_online_augment, trained_on=args.trained_on, name=args.name)
+    run = train(cfg)
+    print(f"run directory: {run}")
+    if not args.no_evaluate:
+        from training.evaluate import evaluate
+        evaluate(run)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging("train", args.log_level)
+    try:
+        return run_step(args)
+    except (LabelError, FileNotFoundError, ValueError) as exc:
+        # ModelError is a ValueError: bad options and bad data end with one clear line, not a traceback.
+        log.error("%s failed: %s", args.step, exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

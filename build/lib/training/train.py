@@ -1,0 +1,151 @@
+"""The `train` step: one configuration in, one run directory out.
+
+<run>/config.json      every option, the strategy and the data counts
+<run>/model.keras      the best weights (early stopping restores them)
+<run>/checkpoint.keras best-so-far during training (val_loss)
+<run>/history.csv      loss and accuracy per epoch; logs/ for TensorBoard
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from training.data import Pipelines, tree_manifest
+from training.manifest import fps_root
+from training.models import BASES, ModelOptions, build_model, family_heads
+from training.runs import new_run_dir, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    out_root: str  # the extraction root holding <N>FPS/
+    runs_root: str = "runs"
+    data_type: str = "faces"  # whole | faces | augmented
+    detector: str = "dnn"
+    fps: int = 1
+    model: ModelOptions = field(default_factory=ModelOptions)
+    epochs: int = 100
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    decay: float = 1e-6
+    patience: int = 10
+    class_weights: bool = True
+    online_augment: bool = True
+    trained_on: str = "DAiSEE"
+    name: str = ""
+
+    def run_name(self) -> str:
+        m = self.model
+        base = "" if m.family == "convlstm" else f"-{m.base}"
+        return self.name or f"{m.family}{base}-{self.data_type}-{self.fps}fps-{m.image_size}px"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        data = dict(data)
+        model = data.pop("model", {})
+        if "dense_units" in model:
+            model["dense_units"] = tuple(model["dense_units"])
+        return cls(model=ModelOptions(**model), **data)
+
+
+def pick_strategy() -> tf.distribute.Strategy:
+    """Several workers when TF_CONFIG describes a cluster, all local GPUs when there are any, else one device."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if tf.config.list_physical_devices("GPU"):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def worker_suffix() -> str:
+    """"" on the chief; "-worker<i>" on the other workers of a TF_CONFIG cluster, whose copies are scratch."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return ""
+    config = json.loads(raw)
+    task = config.get("task", {})
+    has_chief = "chief" in config.get("cluster", {})
+    chief = task.get("type") == "chief" or (not has_chief and task.get("type") == "worker" and task.get("index") == 0)
+    return "" if chief else f"-{task.get('type', 'worker')}{task.get('index', 0)}"
+
+
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def lr_schedule(cfg: TrainConfig) -> keras.optimizers.schedules.LearningRateSchedule:
+    # Keras 3 dropped `decay=`; the legacy rule lr / (1 + decay * step) is exactly InverseTimeDecay.
+    return keras.optimizers.schedules.InverseTimeDecay(cfg.learning_rate, decay_steps=1, decay_rate=cfg.decay)
+
+
+def optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
+    return keras.optimizers.Adam(learning_rate=lr_schedule(cfg))
+
+
+def pipelines_for(cfg: TrainConfig) -> Pipelines:
+    m = cfg.model
+    root = fps_root(cfg.out_root, cfg.fps)
+    seq = m.sequence_length if m.family in ("cnn_lstm", "convlstm") else 1
+    preprocessing = "unit" if m.family == "convlstm" else BASES[m.base].preprocessing
+    channels = 3 if m.family == "convlstm" else BASES[m.base].channels
+    return Pipelines(root, tree_manifest(root, cfg.data_type, cfg.detector), m.image_size, channels,
+                     preprocessing, family_heads(m.family), seq)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train one configuration; returns its run directory."""
+    keras.utils.set_random_seed(cfg.model.seed)
+    strategy = pick_strategy()
+    with strategy.scope():
+        model = build_model(cfg.model)  # resolves the image size of fixed-size bases first
+        model.compile(optimizer=optimizer(cfg), loss="sparse_categorical_crossentropy",
+                      loss_weights=None, metrics=["accuracy"] * len(model.outputs) if len(model.outputs) > 1
+                      else ["accuracy"])
+    pipes = pipelines_for(cfg)
+    run = new_run_dir(Path(cfg.runs_root), cfg.run_name() + worker_suffix())
+    weights = pipes.train_weights() if cfg.class_weights else None
+    batch = cfg.batch_size * strategy.num_replicas_in_sync
+    train_ds = pipes.dataset("Train", batch, training=True, seed=cfg.model.seed, weights=weights,
+                             augment=cfg.online_augment)
+    val_ds = pipes.dataset("Validation", batch)
+    counts = {s: len(pipes.samples(s)[0]) for s in ("Train", "Validation", "Test")}
+    config = cfg.to_dict() | {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+                              "samples": counts, "class_weights": weights, "run": run.name}
+    write_json(run / "config.json", config)
+    log.info("train %s: %s samples, strategy %s", run.name, counts, type(strategy).__name__)
+    callbacks = [
+        keras.callbacks.ModelCheckpoint(run / "checkpoint.keras", monitor="val_loss", save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(run / "history.csv")),
+    ]
+    if tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run / "logs")))
+    else:
+        log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+    # shuffle=False: tf.data already shuffles every epoch; Keras would only warn it cannot.
+    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2,
+                        shuffle=False)
+    model.save(run / "model.keras")
+    config["epochs_run"] = len(history.history.get("loss", []))
+    write_json(run / "config.json", config)
+    log.info("train %s: %d epochs, model in %s", run.name, config["epochs_run"], run / "model.keras")
+    return run
+
+
+def load_config(run: Path) -> tuple[TrainConfig, dict]:
+    raw = json.loads((Path(run) / "config.json").read_text())
+    known = {k: v for k, v in raw.items() if k in TrainConfig.__dataclass_fields__}
+    return TrainConfig.from_dict(known), raw
