@@ -62,6 +62,9 @@ def test_live_page_then_the_finished_session_in_a_browser(tmp_path, browser):
         url = run.live_url()
         assert url == f"http://127.0.0.1:{web_port}/"
         page = browser.new_page(viewport={"width": 1200, "height": 760})
+        problems: list[str] = []  # anything the page's own code or its CSP complains about
+        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
         page.goto(url, wait_until="domcontentloaded")
         _wait_js(page, "document.querySelectorAll('.card').length >= 2", 90)
         _wait_js(page, "document.getElementById('video').naturalWidth > 0", 30)
@@ -92,6 +95,7 @@ def test_live_page_then_the_finished_session_in_a_browser(tmp_path, browser):
         assert answer.value.status == 201, answer.value.text()
         mark = answer.value.json()["mark"]
         assert mark["level_given"] == 2 and mark["level_predicted"] is not None and "yaw" in mark["signals"]
+        assert problems == [], problems
         latencies = page.evaluate("window.__latencies")
         print(f"capture to page: {len(latencies)} updates, median {np.median(latencies) * 1000:.0f} ms")
         assert run.proc.wait(180) == 0, "\n".join(run.lines[-30:])
@@ -107,6 +111,9 @@ def test_live_page_then_the_finished_session_in_a_browser(tmp_path, browser):
     web = WebProcess(report_dir, prefix="engagement").start()  # the prefix `engagement run` used
     try:
         page = browser.new_page(viewport={"width": 1200, "height": 760})
+        problems = []
+        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
         page.goto(f"{web.url}/sessions")
         page.click(f"a[href='/sessions/{session}']")
         _wait_js(page, "document.body.dataset.loaded === '1'", 15)
@@ -121,6 +128,7 @@ def test_live_page_then_the_finished_session_in_a_browser(tmp_path, browser):
         assert answer.value.status == 201 and answer.value.json()["mark"]["source"] == "session"
         _wait_js(page, "document.getElementById('agreement').dataset.marks === '2'", 10)
         page.screenshot(path=str(ARTIFACTS / "session.png"), full_page=True)
+        assert problems == [], problems
         assert page.locator("#dl-csv").get_attribute("href") == f"/sessions/{session}/report.csv"
         page.goto(f"{web.url}/sessions/no-such-session")
         assert "Not found" in page.inner_text("h1")
