@@ -37,8 +37,9 @@ from services.reporter import overlay
 from services.reporter.messaging import Publisher
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
+from shared.backoff import backoff_delay
 from shared.levels import LEVEL_LABELS
-from shared.messages import follow_up, make_header
+from shared.messages import Eos, Frame, Message, Update, follow_up, make_header
 from shared.service import Service
 from shared.totals import Store
 
@@ -86,11 +87,6 @@ def expand_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def _update_fields(h: dict[str, Any]) -> dict[str, Any]:
-    """What the live page needs of an update (everything but the identity and stamps)."""
-    return {k: v for k, v in h.items() if k not in ("v", "kind", "session", "stream", "seq", "t_capture", "stamps")}
-
-
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -125,8 +121,8 @@ class ReporterService(Service):
         self.class_level_only = bool(s.class_level_only or s.eu_ai_act_mode)
         self.report_dir = Path(s.report_dir)
         self.headless = bool(s.headless) if s.headless in (0, 1) else not os.environ.get("DISPLAY")
-        self.frames: OrderedDict[tuple[str, int], tuple[dict, bytes]] = OrderedDict()
-        self.updates: OrderedDict[tuple[str, int], dict] = OrderedDict()
+        self.frames: OrderedDict[tuple[str, int], tuple[Frame, bytes]] = OrderedDict()
+        self.updates: OrderedDict[tuple[str, int], Update] = OrderedDict()
         self.recorder: Recorder | None = None
         self.pending_reports: dict[str, dict[str, Any]] = {}  # session -> {attempts, next}
         self.latest_totals: dict[str, dict[str, Any]] = {}  # session -> totals from the last update
@@ -147,24 +143,23 @@ class ReporterService(Service):
                       "on" if self.publisher else "off")
 
     # --- messages ------------------------------------------------------------------------
-    def handle(self, link: str, msg: Any) -> None:
-        key = (msg["stream"], msg["seq"])
+    def handle(self, link: str, msg: Message) -> None:
+        h = msg.header
+        key = (h.stream, h.seq)
         if link == "preview":
-            if msg.kind == "frame":
-                self._remember(self.frames, key, (msg.header, msg.payload), "frame")
+            if isinstance(h, Frame):
+                self._remember(self.frames, key, (h, msg.payload), "frame")
                 self._try_draw(key)
             return
-        if msg.kind == "eos":
-            self.pending_reports[msg["session"]] = {"attempts": 0, "next": 0.0}
+        if isinstance(h, Eos):
+            self.pending_reports[h.session] = {"attempts": 0, "next": 0.0}
             self._write_pending_reports()
             return
-        self.latest_totals[msg["session"]] = msg["totals"]
+        assert isinstance(h, Update)  # the only other kind this link takes (decode checked)
+        self.latest_totals[h.session] = h.totals
         if "live" in self.senders:
-            fields = _update_fields(msg.header)
-            if self.class_level_only:  # nothing per student leaves for the page either
-                fields.update(predictions=[], faces=[])
-            self.senders["live"].send(follow_up(msg, "update", self.name, **fields), droppable=True)
-        self._remember(self.updates, key, msg.header, "update")
+            self._send_live_update(h)
+        self._remember(self.updates, key, h, "update")
         self._try_draw(key)
 
     def _remember(self, store: OrderedDict, key: tuple[str, int], value: Any, kind: str) -> None:
@@ -183,10 +178,10 @@ class ReporterService(Service):
             BAD_FRAMES.labels(self.name).inc()
             self.log.warning("preview frame %s/%d does not decode: skipped", *key)
             return
-        model = update.get("model") or {}
+        model = update.model
         labels = model.get("labels") or list(LEVEL_LABELS)
         recording = bool(self.settings.record) and (self.recorder is None or self.recorder.active)
-        img = overlay.draw(frame, update.get("faces") or [], update["predictions"], update["totals"], labels,
+        img = overlay.draw(frame, update.faces, update.predictions, update.totals, labels,
                            recording=recording, baseline=bool(model.get("baseline")))
         OVERLAY_FRAMES.inc()
         if "live" in self.senders and not self.class_level_only:  # class level only: no video
@@ -197,11 +192,18 @@ class ReporterService(Service):
             cv2.imshow("engagement", img)
             cv2.waitKey(1)
 
-    def _send_live_frame(self, header: dict, img: Any) -> None:
+    def _send_live_update(self, h: Update) -> None:
+        # Class level only: nothing per student leaves for the page either.
+        per_student = not self.class_level_only
+        out = follow_up(h, "update", self.name, totals=h.totals, model=h.model, t_media=h.t_media,
+                        predictions=h.predictions if per_student else [], faces=h.faces if per_student else [])
+        self.senders["live"].send(out, droppable=True)
+
+    def _send_live_frame(self, header: Frame, img: Any) -> None:
         ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, LIVE_JPEG_QUALITY])
         if ok:
             out = follow_up(header, "frame", self.name, width=int(img.shape[1]), height=int(img.shape[0]),
-                            encoding="jpeg")
+                            encoding="jpeg", t_media=header.t_media)
             self.senders["live"].send(out, jpeg.tobytes(), droppable=True)
 
     def _record(self, img: Any) -> None:
@@ -221,7 +223,7 @@ class ReporterService(Service):
                 self.write_report(session)
             except (redis.RedisError, OSError) as exc:
                 state["attempts"] += 1
-                delay = min(REPORT_RETRY_CAP, REPORT_RETRY_START * 2 ** state["attempts"])
+                delay = backoff_delay(REPORT_RETRY_START, REPORT_RETRY_CAP, state["attempts"])
                 state["next"] = now + delay
                 reason = "redis" if isinstance(exc, redis.RedisError) else "write"
                 REPORT_ERRORS.labels(reason).inc()

@@ -18,7 +18,7 @@ from services.launcher.ports import free_ports
 from services.reporter.report import build_report
 from shared.marks import MarkStore
 from shared.totals import FrameRecord, Store
-from tests.web.conftest import MODEL, REDIS_URL, WebProcess, jpeg, wait_for
+from tests.support.web import MODEL, REDIS_URL, WebProcess, jpeg, poll_value
 
 
 def _session() -> str:
@@ -31,7 +31,7 @@ def _feed_until_live(web, link, session: str, levels: dict[int, int], seq: int =
         link.update(session, seq, levels)
         doc = httpx.get(f"{web.url}/api/live").json()
         return doc if doc["session"] == session and len(doc["students"]) == len(levels) else None
-    return wait_for(shown, 15, 0.2, "the update on /api/live")
+    return poll_value(shown, 15, 0.2, "the update on /api/live")
 
 
 def _read_mjpeg_part(url: str, timeout: float = 10.0) -> dict[str, str]:
@@ -58,14 +58,14 @@ def test_live_state_video_and_events_follow_the_link(web, live_link):
     t = time.time()
     live_link.update(session, 1, {1: 0, 2: 3}, t_capture=t)
     live_link.update(session, 2, {1: 0, 2: 3}, t_capture=t + 1.0)
-    doc = wait_for(lambda: (d := httpx.get(f"{web.url}/api/live").json())["seq"] == 2 and d, 5)
+    doc = poll_value(lambda: (d := httpx.get(f"{web.url}/api/live").json())["seq"] == 2 and d, 5)
     at2 = {s["id"]: s["seconds_at_level_2_or_more"] for s in doc["students"]}
     assert at2[1] == 0 and at2[2] >= 1.0
     # Video: the frames of the link, each part stamped with its capture time.
     def part():
         live_link.frame(session, 7)
         return _read_mjpeg_part(f"{web.url}/api/live/video.mjpg", timeout=3)
-    headers = wait_for(lambda: _try(part), 10, 0.1, "an MJPEG part")
+    headers = poll_value(lambda: _try(part), 10, 0.1, "an MJPEG part")
     assert headers["Content-Type"] == "image/jpeg" and float(headers["X-Capture-Time"]) > 0
     # Server-sent events: one JSON document per update.
     with httpx.stream("GET", f"{web.url}/api/live/events", timeout=10) as r:
@@ -80,7 +80,7 @@ def test_live_state_video_and_events_follow_the_link(web, live_link):
     assert "history" not in event["students"][0]
     # The report is written: the page learns the session ended.
     live_link.eos(session)
-    wait_for(lambda: httpx.get(f"{web.url}/api/live").json()["ended"], 5, what="ended")
+    poll_value(lambda: httpx.get(f"{web.url}/api/live").json()["ended"], 5, what="ended")
 
 
 def _try(fn):
@@ -189,7 +189,7 @@ def test_slow_browser_loses_frames_counted_and_alone(web, live_link):
     stalled = socket.create_connection(("127.0.0.1", web.port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stalled.sendall(b"GET /api/live/video.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
-    wait_for(lambda: web.metric("engagement_web_clients", stream="video") >= 1, 5, what="the stalled client")
+    poll_value(lambda: web.metric("engagement_web_clients", stream="video") >= 1, 5, what="the stalled client")
     big = jpeg(1, (1280, 960))  # ~100 KB: socket buffers fill after a few frames
     before = web.metric("engagement_web_dropped_total", stream="video")
     started = time.monotonic()
@@ -197,7 +197,7 @@ def test_slow_browser_loses_frames_counted_and_alone(web, live_link):
         live_link.frame(session, seq, big)
         time.sleep(0.005)
     sending = time.monotonic() - started
-    wait_for(lambda: web.metric("engagement_web_dropped_total", stream="video") > before + 50, 10,
+    poll_value(lambda: web.metric("engagement_web_dropped_total", stream="video") > before + 50, 10,
              what="frames dropped for the stalled browser")
     # Another browser still gets fresh frames, and the service answers.
     live_link.frame(session, 999, jpeg(999))
@@ -218,7 +218,7 @@ def test_class_level_only_removes_students_video_and_marks(tmp_path, live_link):
             live_link.update(session, 0, {1: 2, 2: 0})
             doc = httpx.get(f"{web.url}/api/live").json()
             return doc if doc["session"] == session else None
-        doc = wait_for(totals_shown, 15, 0.2, "the update")
+        doc = poll_value(totals_shown, 15, 0.2, "the update")
         assert doc["class_level_only"] is True and doc["students"] == []
         assert doc["totals"]["levels"]["2"] == 1
         assert httpx.get(f"{web.url}/api/live/video.mjpg").status_code == 404
@@ -311,5 +311,5 @@ def test_a_student_gone_longer_than_the_charts_loses_the_card(web, live_link):
     _feed_until_live(web, live_link, session, {1: 0, 2: 1}, seq=0)
     later = time.time() + 301  # student 2 last seen more than five minutes before this update
     live_link.update(session, 2, {1: 2}, t_capture=later)
-    doc = wait_for(lambda: (d := httpx.get(f"{web.url}/api/live").json())["seq"] == 2 and d, 5)
+    doc = poll_value(lambda: (d := httpx.get(f"{web.url}/api/live").json())["seq"] == 2 and d, 5)
     assert [s["id"] for s in doc["students"]] == [1]

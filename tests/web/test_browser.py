@@ -19,7 +19,7 @@ import pytest
 from services.launcher.ports import free_ports
 from shared.config import REPO_ROOT
 from shared.marks import MarkStore
-from tests.web.conftest import REDIS_URL, Launcher, WebProcess, wait_for
+from tests.support.web import REDIS_URL, Launcher, WebProcess, poll_value
 from tools.sample_video import make_sample_video
 
 ARTIFACTS = Path(os.environ.get("WEB_ARTIFACTS", REPO_ROOT / "artifacts" / "web"))
@@ -40,7 +40,7 @@ def browser():
 
 def _wait_js(page, expression: str, timeout: float) -> None:
     """Poll a JavaScript condition (wait_for_function evaluates strings, which the page's CSP forbids)."""
-    wait_for(lambda: page.evaluate(f"() => Boolean({expression})"), timeout, 0.1, expression)
+    poll_value(lambda: page.evaluate(f"() => Boolean({expression})"), timeout, 0.1, expression)
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -97,6 +97,7 @@ def test_live_page_then_the_finished_session_in_a_browser(tmp_path, browser):
         assert mark["level_given"] == 2 and mark["level_predicted"] is not None and "yaw" in mark["signals"]
         assert problems == [], problems
         latencies = page.evaluate("window.__latencies")
+        page.close()  # its streams would retry against the stopped service
         print(f"capture to page: {len(latencies)} updates, median {np.median(latencies) * 1000:.0f} ms")
         assert run.proc.wait(180) == 0, "\n".join(run.lines[-30:])
     finally:
@@ -111,9 +112,9 @@ def test_live_page_then_the_finished_session_in_a_browser(tmp_path, browser):
     web = WebProcess(report_dir, prefix="engagement").start()  # the prefix `engagement run` used
     try:
         page = browser.new_page(viewport={"width": 1200, "height": 760})
-        problems = []
-        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+        session_problems: list[str] = []
+        page.on("console", lambda m: session_problems.append(m.text) if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: session_problems.append(str(e)))
         page.goto(f"{web.url}/sessions")
         page.click(f"a[href='/sessions/{session}']")
         _wait_js(page, "document.body.dataset.loaded === '1'", 15)
@@ -128,7 +129,7 @@ def test_live_page_then_the_finished_session_in_a_browser(tmp_path, browser):
         assert answer.value.status == 201 and answer.value.json()["mark"]["source"] == "session"
         _wait_js(page, "document.getElementById('agreement').dataset.marks === '2'", 10)
         page.screenshot(path=str(ARTIFACTS / "session.png"), full_page=True)
-        assert problems == [], problems
+        assert session_problems == [], session_problems
         assert page.locator("#dl-csv").get_attribute("href") == f"/sessions/{session}/report.csv"
         page.goto(f"{web.url}/sessions/no-such-session")
         assert "Not found" in page.inner_text("h1")
@@ -154,7 +155,7 @@ def test_thirty_students_fit_one_screen_and_follow_the_updates(tmp_path, browser
     try:
         session = f"thirty-{int(time.time())}"
         levels = {s: 0 for s in range(1, 31)}
-        wait_for(lambda: live_link.update(session, 0, levels) and
+        poll_value(lambda: live_link.update(session, 0, levels) and
                  httpx.get(f"{web.url}/api/live").json()["session"] == session, 15, 0.2, "the first update")
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(web.url + "/", wait_until="domcontentloaded")

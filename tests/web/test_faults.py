@@ -13,7 +13,7 @@ import httpx
 import psutil
 
 from services.launcher.ports import free_ports
-from tests.web.conftest import Launcher, wait_for
+from tests.support.web import Launcher, poll_value
 from tools.sample_video import make_sample_video
 
 
@@ -43,13 +43,14 @@ def test_web_killed_mid_class_comes_back_and_the_report_is_whole(tmp_path):
     run = Launcher(str(video["path"]), tmp_path / "reports", port, "--open", env={"BROWSER": browser})
     try:
         url = run.live_url()
-        wait_for(lambda: opened.exists() and opened.read_text() == url, 90, 0.2, "the page opened by --open")
-        before = wait_for(lambda: (d := _live(url)) and len(d["students"]) >= 1 and d, 90, 0.2, "students on the page")
+        poll_value(lambda: opened.exists() and opened.read_text() == url, 90, 0.2, "the page opened by --open")
+        before = poll_value(lambda: (d := _live(url)) and len(d["students"]) >= 1 and d, 90, 0.2,
+                            "students on the page")
         pid = _web_pid(run.proc.pid)
         assert pid is not None
         psutil.Process(pid).send_signal(signal.SIGKILL)
         # Back on the same port with the same session, its students and totals from Redis.
-        after = wait_for(lambda: (_web_pid(run.proc.pid) not in (None, pid)) and (d := _live(url))
+        after = poll_value(lambda: (_web_pid(run.proc.pid) not in (None, pid)) and (d := _live(url))
                          and d["session"] == before["session"] and d, 60, 0.2, "the restarted page")
         assert {s["id"] for s in before["students"]} <= {s["id"] for s in after["students"]}
         assert after["totals"]["frames"] >= before["totals"]["frames"]
