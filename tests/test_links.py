@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from services.launcher.main import SERVICES, plan_environment
+from services.launcher.main import RUN_SERVICES, plan_environment
 from shared import config
 from shared.cli import SERVICE_CLASSES
 from shared.links import LINKS
@@ -64,11 +64,15 @@ def test_settings_and_launcher_are_derived_from_the_table():
         model, session_id, source, report_dir, fixed_ports, web_port = "baseline", "s", "x.avi", "/tmp/r", False, 8080
 
     envs = plan_environment(Args(), "redis://127.0.0.1:6379/1")
-    assert set(envs) == set(SERVICES)
+    assert set(envs) == set(RUN_SERVICES)
     for link in LINKS:
         out = envs[link.producer][link.out_setting]
         inn = envs[link.consumer][link.in_setting]
-        assert out.startswith(link.socket_types[0] + "+bind:") and inn.startswith(link.socket_types[1] + "+connect:")
+        # The launcher turns PUB/SUB round: the subscriber binds, the publisher connects (a SUB
+        # connecting late would miss the first messages).
+        out_how, in_how = ("connect", "bind") if link.pattern == "pub/sub" else ("bind", "connect")
+        assert out.startswith(f"{link.socket_types[0]}+{out_how}:"), link.name
+        assert inn.startswith(f"{link.socket_types[1]}+{in_how}:"), link.name
         assert out.rsplit(":", 1)[1] == inn.rsplit(":", 1)[1], link.name  # the same (free) port
-        others = set(SERVICES) - {link.producer, link.consumer}
+        others = set(RUN_SERVICES) - {link.producer, link.consumer}
         assert not any(link.out_setting in envs[o] and envs[o][link.out_setting] == out for o in others)

@@ -14,6 +14,8 @@ import binascii
 import hmac
 import ipaddress
 
+from shared.secret_check import secret_problem
+
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SECURITY_HEADERS = [
@@ -36,10 +38,13 @@ def is_loopback(host: str) -> bool:
 
 def access_problem(bind: str, token: str) -> str | None:
     """Why the service must not start with these settings, or None."""
-    if not is_loopback(bind) and not token:
+    if is_loopback(bind):
+        return None
+    if not token:
         return (f"refusing to serve the class on {bind} without a token: set WEB_TOKEN (or bind 127.0.0.1, "
                 "the default)")
-    return None
+    weak = secret_problem("WEB_TOKEN", token)  # an example value or a short one: anyone could guess it
+    return f"refusing to serve the class on {bind}: {weak}" if weak else None
 
 
 def token_matches(authorization: str, token: str) -> bool:

@@ -313,3 +313,11 @@ def test_a_student_gone_longer_than_the_charts_loses_the_card(web, live_link):
     live_link.update(session, 2, {1: 2}, t_capture=later)
     doc = poll_value(lambda: (d := httpx.get(f"{web.url}/api/live").json())["seq"] == 2 and d, 5)
     assert [s["id"] for s in doc["students"]] == [1]
+
+
+def test_an_example_token_is_refused_on_a_public_address(tmp_path):
+    web = WebProcess(tmp_path / "reports", env={"WEB_BIND": "0.0.0.0", "WEB_TOKEN": "change-me"})
+    web.start(wait=False)
+    web.proc.wait(30)
+    code, err = web.proc.returncode, web.proc.communicate()[1]
+    assert code == 3 and "WEB_TOKEN is an example value" in err and "change-me" not in err  # never the value

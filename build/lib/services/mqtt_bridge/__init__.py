@@ -1,1 +1,0 @@
-"""MQTT bridge: local Mosquitto -> durable SQLite queue -> AWS IoT Core (TLS, QoS 1)."""

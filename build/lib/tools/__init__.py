@@ -1,1 +1,0 @@
-"""Tools that are not services: the sample-video generator (`engagement make-sample`)."""
