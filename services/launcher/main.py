@@ -163,13 +163,7 @@ def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str) 
     for name in RUN_SERVICES:
         env = dict(base, METRICS_PORT=str(metrics_ports[name]))
         for link in LINKS.values():
-            out_spec, in_spec = link.out_spec(port=link_ports[link.name]), link.in_spec(port=link_ports[link.name])
-            if link.pattern == "pub/sub":
-                # Here the subscriber binds and the publisher connects: capture's first frames leave
-                # after its connection is made, while a SUB connecting to a PUB bound a moment later
-                # misses them (ZeroMQ's slow joiner: a recording lost its first 2 of 6 frames).
-                out_spec = out_spec.replace("+bind:", "+connect:")
-                in_spec = in_spec.replace("+connect:", "+bind:")
+            out_spec, in_spec = link.local_specs(link_ports[link.name])
             if name == link.producer:
                 env[link.out_setting] = out_spec
             if name == link.consumer:
