@@ -72,6 +72,7 @@ UPDATES_OUT, UPDATES_IN = _link("updates")
 # Off unless set (the launcher and compose set it): a default bind would make every bare
 # aggregator in a test suite claim the same port.
 ACKS_OUT, ACKS_IN = _link("acks")
+LIVE_OUT, LIVE_IN = _link("live")
 
 # Each service serves Prometheus metrics (and /healthz) on its own port.
 METRICS_PORTS: dict[str, int] = {
@@ -82,6 +83,7 @@ METRICS_PORTS: dict[str, int] = {
     "aggregator": 9105,
     "reporter": 9106,
     "mqtt_bridge": 9107,
+    "web": 9108,
 }
 
 COMMON: list[Setting] = [
@@ -180,7 +182,19 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("MQTT_PORT", 1883, "local MQTT broker port", int, min=1, max=65535),
         Setting("DEVICE_ID", "jetson-01", "device id used in MQTT topics"),
         Setting("MQTT_TOTALS_INTERVAL", 10.0, "seconds between totals published over MQTT", float),
-        PREVIEW_IN, UPDATES_IN,
+        PREVIEW_IN, UPDATES_IN, LIVE_OUT,
+    ],
+    # The teacher's live page, past sessions and the JSON API (services/web).
+    "web": [
+        Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals and the marks"),
+        Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
+        Setting("REPORT_DIR", "reports", "folder the end-of-session reports are read from (relative: to the "
+                "working directory)"),
+        Setting("CLASS_LEVEL_ONLY", 0, "1 = no per-student cards, marks or video", int),
+        Setting("WEB_BIND", "127.0.0.1", "address the pages bind; any other than loopback needs WEB_TOKEN"),
+        Setting("WEB_PORT", 8080, "port of the pages and the API", int, min=1, max=65535),
+        Setting("WEB_TOKEN", "", "token (or password) every request must carry: Bearer or Basic auth"),
+        LIVE_IN,
     ],
     # The reporter publishes totals every MQTT_TOTALS_INTERVAL (10 s) and the report at the end.
     "mqtt_bridge": [
@@ -215,6 +229,7 @@ LAUNCHER: list[Setting] = [
     Setting("STOP_TIMEOUT", 15.0, "seconds a stop (Ctrl-C/SIGTERM) may take: then every process is killed and "
             "the report written from Redis by the launcher", float, min=2, max=600),
     Setting("MAX_RESTARTS", 5, "restarts per service before giving up", int, min=0),
+    Setting("OPEN", 0, "1 = open the live page in the default browser once it is up", int),
     Setting("STATE_DIR", ".engagement", "what a run keeps to survive a crash: the private Redis's data and the "
             "runs in progress (relative: to the working directory)"),
 ]

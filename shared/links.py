@@ -82,6 +82,10 @@ LINKS: tuple[Link, ...] = (
          "a predictions/eos message is written to Redis: inference resends what stays "
          "unacknowledged (shared/acks.py); the launcher and compose wire it",
          wired_by_default=False),
+    Link("live", "reporter", "web", "pub/sub", 5558, ("frame", "update", "eos"),
+         "the drawn overlay as JPEG, every update and the report's end, for the web page: a slow "
+         "or absent web loses messages, the reporter never waits; the launcher and compose wire it",
+         wired_by_default=False),
 )
 
 BY_NAME: dict[str, Link] = {link.name: link for link in LINKS}
