@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from shared.logs import setup_logging
+from shared.model_card import ModelCard
 from training.labels import LabelError
 
 log = logging.getLogger("train")
@@ -112,10 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True)
     p.add_argument("--split", default="Test", choices=["Train", "Validation", "Test"])
 
-    p = steps.add_parser("export", help="write the edge bundle (model.keras, model_card.json, model.tflite)")
+    p = steps.add_parser("export", help="write the edge bundle (model.keras, model_card.json, model.tflite, "
+                                        "model.onnx), each format checked against Keras on real crops")
     p.add_argument("--run", required=True)
     p.add_argument("--bundle", required=True)
     p.add_argument("--no-tflite", action="store_true")
+    p.add_argument("--no-onnx", action="store_true")
     return parser
 
 
@@ -162,8 +165,12 @@ def run_step(args: argparse.Namespace) -> int:
         return 0
     if args.step == "export":
         from training.export import export
-        bundle = export(Path(args.run), Path(args.bundle), not args.no_tflite)
+        bundle = export(Path(args.run), Path(args.bundle), not args.no_tflite, not args.no_onnx)
         print(f"bundle written to {bundle}")
+        for fmt, done in ModelCard.load(bundle).exports.items():
+            checked = "max_abs_diff" in done
+            print(f"  {fmt}: " + (f"{done['file']}, max difference from Keras {done['max_abs_diff']:.1e} on "
+                                  f"{done['checked_on']}" if checked else f"NOT usable: {done['error']}"))
         return 0
     raise AssertionError(args.step)
 

@@ -101,6 +101,11 @@ def test_family_trains_evaluates_exports(faces_root: Path, runs_root: Path, tmp_
     assert main(["export", "--run", str(run), "--bundle", str(tmp_path / "bundle"), "--no-tflite"]) == 0
     card = ModelCard.load(tmp_path / "bundle")
     assert card.heads == heads and card.primary_head == "boredom" and card.affect
+    # model.onnx checked against Keras on the run's own Test crops (real synth faces).
+    onnx = card.exports["onnx"]
+    assert onnx["file"] == "model.onnx" and onnx["max_abs_diff"] < 1e-4, onnx
+    assert onnx["checked_on"].endswith("Test samples of the run (" + ("augmented" if family == "multitask"
+                                                                      else "faces") + ", 1 FPS)")
     assert card.invert_heads == (["engagement"] if family == "multitask" else [])
     model = keras.models.load_model(tmp_path / "bundle" / "model.keras", compile=False)
     if family in ("cnn_lstm", "convlstm"):
