@@ -126,7 +126,8 @@ SERVICES: dict[str, list[Setting]] = {
     ],
     "inference": [
         Setting("MODEL", "baseline", "'baseline' (face-mesh attention) or a model bundle directory"),
-        Setting("ENGINE", "auto", "how a Keras bundle runs", choices=("auto", "keras", "tflite", "predict")),
+        Setting("ENGINE", "auto", "how a trained bundle runs (auto: the fastest that agrees with Keras)",
+                choices=("auto", "keras", "tflite", "predict", "onnx")),
         Setting("SMOOTHING_WINDOW", 5, "frames the baseline smooths its attention signals over", int),
         Setting("GAZE", 0, "1 = the baseline adds iris gaze to its signals (about 4 ms more a face)", int),
         Setting("SLOWDOWN", 0.0, "extra seconds per batch, for fault-injection tests only", float),

@@ -6,12 +6,16 @@
 All crops of a frame go through the model in one call. A bundle that does not match its
 card (missing file, invalid card, other input size, other head count) raises a BundleError
 or CardError whose one-line message says what differs. `engine="auto"` measures every
-engine on a probe batch at load time and keeps the fastest whose outputs stay within
-AUTO_TOLERANCE of the Keras model's.
+engine this machine can run on a probe batch at load time and keeps the fastest whose outputs
+stay within AUTO_TOLERANCE of the Keras model's; without TensorFlow (the Jetson image) the
+agreement is the one the export step measured on real crops and wrote into the card. A bundle
+that no engine here can run raises NoEngineError: the service stops rather than run the
+baseline in its place.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -19,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from services.inference import engines
+from services.inference.onnx_engine import OnnxEngine, onnxruntime_installed
 from services.inference.preprocess import prepare
 from shared.model_card import ModelCard
 
@@ -26,13 +31,22 @@ log = logging.getLogger(__name__)
 
 KERAS_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
-ENGINES = ("auto", "keras", "tflite", "predict")
+ONNX_FILE = "model.onnx"
+ENGINES = ("auto", "keras", "tflite", "predict", "onnx")
 AUTO_TOLERANCE = 1e-3
 LEVELS = 4
 
 
 class BundleError(ValueError):
     """The bundle cannot be used as its card describes (or must not be, under EU_AI_ACT_MODE)."""
+
+
+class NoEngineError(BundleError):
+    """No engine of this machine can run the bundle (missing runtime or file, or none agrees with Keras)."""
+
+
+def tensorflow_installed() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 class Predictor:
@@ -43,6 +57,11 @@ class Predictor:
     @property
     def engine(self) -> str:
         return self._engine.name
+
+    @property
+    def device(self) -> str:
+        """Where the engine computes: cpu, cuda, tensorrt (ONNX Runtime's provider) or gpu (TensorFlow)."""
+        return str(getattr(self._engine, "device", "cpu"))
 
     def predict(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 BGR crops, (n, h, w, 3) or (n, length, h, w, 3) -> {head: (n, 4) probabilities}.
@@ -112,19 +131,22 @@ def _median_seconds(engine: engines.Engine, x: np.ndarray, calls: int = 3, give_
     return float(np.median(times))
 
 
-def _pick_fastest(card: ModelCard, candidates: list[engines.Engine]) -> engines.Engine:
+def _pick_fastest(card: ModelCard, candidates: list[engines.Engine], keras_first: bool = True) -> engines.Engine:
     """Fastest engine on probe batches of 1 and 2 samples among those within tolerance of keras.
 
+    With keras_first the first candidate is Keras and every other one is compared with it here;
+    otherwise (no TensorFlow) the candidates were admitted on the export's own check.
     Small probes keep the load time of big sequence models bearable (a 20-frame MobileNetV2
     sample is 20 images); an engine three times slower than the best so far stops early.
     """
     probe = _probe_batch(card, 2)
-    reference = candidates[0].run(probe)
+    reference = candidates[0].run(probe) if keras_first else None
     timings: list[tuple[float, engines.Engine]] = []
     notes = []
     for engine in candidates:
         outs = engine.run(probe)
-        diff = max(float(np.max(np.abs(o - r))) for o, r in zip(outs, reference, strict=True))
+        diff = 0.0 if reference is None else \
+            max(float(np.max(np.abs(o - r))) for o, r in zip(outs, reference, strict=True))
         if diff > AUTO_TOLERANCE:
             notes.append(f"{engine.name} off by {diff:.1e}")
             continue
@@ -132,7 +154,9 @@ def _pick_fastest(card: ModelCard, candidates: list[engines.Engine]) -> engines.
         seconds = _median_seconds(engine, probe[:1], give_up_after=best) + \
             _median_seconds(engine, probe, give_up_after=best * 3)
         timings.append((seconds, engine))
-        notes.append(f"{engine.name} {seconds * 1000:.2f} ms (1+2 samples, max diff {diff:.1e})")
+        label = f"{engine.name}/{getattr(engine, 'device', 'cpu')}"
+        notes.append(f"{label} {seconds * 1000:.2f} ms (1+2 samples" +
+                     (f", max diff {diff:.1e})" if reference is not None else ", checked at export)"))
     chosen = min(timings, key=lambda t: t[0])[1]
     log.info("engine auto: %s -> %s", "; ".join(notes), chosen.name)
     return chosen
@@ -152,9 +176,19 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
         lite = _tflite_engine(card, tflite_path, None, str(tflite_path))
         log.info("loaded %s (%s) with engine tflite", card.name, bundle_dir)
         return Predictor(card, lite)
+    if engine == "onnx":
+        onnx = _onnx_engine(card, bundle_dir, NoEngineError)  # no TensorFlow either
+        onnx.run(_probe_batch(card, 1))  # warm-up (TensorRT builds or loads its engine here)
+        log.info("loaded %s (%s) with engine onnx on %s", card.name, bundle_dir, onnx.device)
+        return Predictor(card, onnx)
+    if engine == "auto" and not (keras_path.is_file() and tensorflow_installed()):
+        return _auto_without_keras(card, bundle_dir)
     if not keras_path.is_file():
         raise BundleError(f"model file {keras_path} is missing (the bundle has "
                           f"{sorted(p.name for p in bundle_dir.iterdir())})")
+    if not tensorflow_installed():
+        raise NoEngineError(f"ENGINE={engine} needs TensorFlow, which this machine does not have: use "
+                            f"ENGINE=auto, onnx or tflite with a bundle exported with model.onnx/model.tflite")
     try:
         model = engines.load_keras(keras_path)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
@@ -181,11 +215,70 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
             probe = _probe_batch(card, 2)
             lite.match_outputs(keras_engine.run(probe), probe)
             candidates.append(lite)
+        onnx_or_none = _try_onnx(card, bundle_dir)
+        if onnx_or_none is not None:
+            candidates.append(onnx_or_none)
         candidates.append(engines.PredictEngine(model, order))
         chosen = _pick_fastest(card, candidates)
     chosen.run(_probe_batch(card, 1))  # warm-up: the first real batch must not pay for tracing
     log.info("loaded %s (%s) with engine %s", card.name, bundle_dir, chosen.name)
     return Predictor(card, chosen)
+
+
+def _auto_without_keras(card: ModelCard, bundle_dir: Path) -> Predictor:
+    """ENGINE=auto where Keras cannot run: the formats the export checked against Keras on real crops."""
+    reasons = ["keras: " + ("TensorFlow is not installed" if (bundle_dir / KERAS_FILE).is_file()
+                            else f"no {KERAS_FILE}")]
+    candidates: list[engines.Engine] = []
+    for fmt, file in (("onnx", ONNX_FILE), ("tflite", TFLITE_FILE)):
+        checked = card.exports.get(fmt) or {}
+        diff = checked.get("max_abs_diff")
+        if not (bundle_dir / file).is_file():
+            reasons.append(f"{fmt}: no {file}")
+        elif diff is None:
+            reasons.append(f"{fmt}: not checked against Keras by the export step "
+                           f"({checked.get('error') or 're-export the bundle'})")
+        elif diff > AUTO_TOLERANCE:
+            reasons.append(f"{fmt}: differs from Keras by {diff:.1e} (> {AUTO_TOLERANCE})")
+        else:
+            try:
+                candidates.append(_onnx_engine(card, bundle_dir, BundleError) if fmt == "onnx" else
+                                  _tflite_engine(card, bundle_dir / file, None, str(bundle_dir / file)))
+            except BundleError as exc:
+                reasons.append(f"{fmt}: {exc}")
+    if not candidates:
+        raise NoEngineError(f"no engine on this machine can run {card.name!r} ({bundle_dir}): "
+                            + "; ".join(reasons))
+    chosen = _pick_fastest(card, candidates, keras_first=False)
+    chosen.run(_probe_batch(card, 1))
+    log.info("loaded %s (%s) with engine %s (%s)", card.name, bundle_dir, chosen.name, "; ".join(reasons))
+    return Predictor(card, chosen)
+
+
+def _onnx_engine(card: ModelCard, bundle_dir: Path, error: type[BundleError]) -> OnnxEngine:
+    path = bundle_dir / ONNX_FILE
+    if not onnxruntime_installed():
+        raise error("ENGINE=onnx needs onnxruntime (or onnxruntime-gpu), which is not installed")
+    if not path.is_file():
+        raise error(f"{path} is missing: export the bundle again (`engagement-train export` writes model.onnx)")
+    try:
+        onnx = OnnxEngine(path)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
+        raise BundleError(f"{path}: cannot load the ONNX model: {str(exc).splitlines()[0][:200]}") from None
+    _check_shapes(card, str(path), onnx.input_shape, onnx.output_shapes)
+    onnx.use_heads(card.heads)
+    return onnx
+
+
+def _try_onnx(card: ModelCard, bundle_dir: Path) -> OnnxEngine | None:
+    """ONNX Runtime for the auto choice when the bundle has model.onnx and onnxruntime is installed."""
+    if not (bundle_dir / ONNX_FILE).is_file() or not onnxruntime_installed():
+        return None
+    try:
+        return _onnx_engine(card, bundle_dir, BundleError)
+    except BundleError as exc:
+        log.warning("engine auto: onnx unavailable (%s)", exc)
+        return None
 
 
 def _tflite_engine(card: ModelCard, path: Path | None, content: bytes | None, where: str) -> engines.TFLiteEngine:

@@ -1,9 +1,11 @@
 """The `inference` service: `batch` in, `predictions` out, one message per frame (see flow).
 
 MODEL=baseline runs the face-mesh attention baseline (no TensorFlow); MODEL=<bundle dir>
-loads a Keras bundle with ENGINE. All students of a frame go through the model in one call.
-A bundle that does not match its card, or an affect model under EU_AI_ACT_MODE, stops the
-service at start-up with one clear log line and exit status 2.
+loads a trained bundle with ENGINE. All students of a frame go through the model in one call.
+A bundle that does not match its card, or an affect model under EU_AI_ACT_MODE, is reported in
+one log line and the labelled attention baseline runs instead; a bundle that no engine of this
+machine can run (no TensorFlow, no onnxruntime, no checked model.onnx/.tflite) stops the service
+at start-up with one line and exit status 3 (EXIT_GAVE_UP: a restart cannot mend it).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
-from services.inference.bundle import BundleError
+from services.inference.bundle import BundleError, NoEngineError
 from services.inference.card_info import BASELINE, resolve_bundle
 from shared.acks import ReliableLink
 from shared.assets import MissingAsset
@@ -35,6 +37,8 @@ SKIPPED = Counter("engagement_inference_skipped_batches_total", "Batches not run
 STARTUP_FAILURES = Counter("engagement_inference_model_errors_total",
                            "Models refused at start-up (bundle does not match its card, affect model "
                            "under EU_AI_ACT_MODE, missing weights)")
+ENGINE_INFO = Gauge("engagement_inference_engine_info", "The engine in use (1) and where it computes",
+                    ["model", "engine", "device"])
 STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after this long unseen
 
 
@@ -72,11 +76,19 @@ class InferenceService(Service):
         except MissingAsset as exc:
             self.log.error("cannot start: %s", exc)  # one line: the message names the command to run
             raise SystemExit(EXIT_GAVE_UP) from None
+        except NoEngineError as exc:
+            # A trained model was asked for: running the baseline in its place would pass off
+            # attention estimates as the model's. Stop, say why in one line.
+            STARTUP_FAILURES.inc()
+            self.log.error("cannot start: MODEL=%s ENGINE=%s: %s", self.settings.model, self.settings.engine, exc)
+            raise SystemExit(EXIT_GAVE_UP) from None
 
     def _load(self) -> None:
         s = self.settings
         try:
             self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
+        except NoEngineError:
+            raise
         except (BundleError, CardError) as exc:
             # A bad or refused bundle must not take the pipeline down, and a restart cannot
             # mend it: say why once, count it, and run the attention baseline (labelled as
@@ -87,16 +99,18 @@ class InferenceService(Service):
         card = self.predictor.card
         self.baseline = bool(card.baseline)
         self.sequence_length = card.sequence_length
+        device = str(getattr(self.predictor, "device", "cpu"))
         self.model_info = {"name": card.name, "kind": card.kind, "baseline": self.baseline,
                            "affect": bool(card.affect), "labels": list(card.labels),
-                           "engine": self.predictor.engine}
+                           "engine": self.predictor.engine, "device": device}
+        ENGINE_INFO.labels(card.name, self.predictor.engine, device).set(1)
         if self.baseline:
             from services.inference.baseline.smoothing import Smoother  # noqa: PLC0415
 
             self.smoother = Smoother(s.smoothing_window)
         self._last_skip_log = 0.0
-        self.log.info("model %s (kind %s, sequence length %d, engine %s)", card.name, card.kind,
-                      self.sequence_length, self.predictor.engine)
+        self.log.info("model %s (kind %s, sequence length %d, engine %s on %s)", card.name, card.kind,
+                      self.sequence_length, self.predictor.engine, device)
 
     def handle(self, link: str, msg: Message) -> None:
         if link == "acks":

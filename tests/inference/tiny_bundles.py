@@ -18,7 +18,7 @@ def _frame_features(keras, x):  # type: ignore[no-untyped-def]
     return layers.GlobalAveragePooling2D()(x)
 
 
-def build(kind: str, directory: Path, affect: bool = True, tflite: bool = False) -> Path:
+def build(kind: str, directory: Path, affect: bool = True, tflite: bool = False, onnx: bool = False) -> Path:
     import keras
 
     keras.utils.set_random_seed(7)
@@ -37,10 +37,19 @@ def build(kind: str, directory: Path, affect: bool = True, tflite: bool = False)
     model = keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0])
     directory.mkdir(parents=True, exist_ok=True)
     model.save(directory / "model.keras")
-    ModelCard(name=f"tiny-{kind}", kind=kind, affect=affect, preprocessing="mobilenet_v2", heads=heads,
+    card = ModelCard(name=f"tiny-{kind}", kind=kind, affect=affect, preprocessing="mobilenet_v2", heads=heads,
               input={"size": [SIZE, SIZE], "channels": 3, "color": "rgb",
                      "sequence_length": SEQUENCE_LENGTH if kind == "sequence" else 1},
-              invert_heads=["engagement"] if kind == "multitask" else [], trained_on="nothing (test)").save(directory)
+              invert_heads=["engagement"] if kind == "multitask" else [], trained_on="nothing (test)")
+    if onnx:  # as `engagement-train export` writes it: outputs named after the heads, checked on real faces
+        from training.export import keras_order, keras_outputs, lfw_batch, max_difference
+        from training.onnx_export import OPSET, onnx_outputs, to_onnx
+
+        to_onnx(model, directory / "model.onnx", heads, keras_order(model, heads))
+        x = lfw_batch(card)
+        diff = max_difference(onnx_outputs(directory / "model.onnx", x), keras_outputs(model, x, heads))
+        card.exports["onnx"] = {"file": "model.onnx", "max_abs_diff": diff, "checked_on": "LFW faces", "opset": OPSET}
+    card.save(directory)
     if tflite:
         from services.inference.engines import convert_to_tflite
 

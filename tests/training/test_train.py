@@ -127,7 +127,8 @@ def test_export_bundle_loads_in_edge_inference(cnn_run: Path, faces_root: Path, 
     crops = np.stack([cv2.imread(str(root / r.path)) for r in test])  # uint8 BGR, as the edge sends them
     truth = np.array([r.boredom for r in test])
     majority = Counter(truth.tolist()).most_common(1)[0][1] / len(truth)
-    for engine in ("auto", "tflite"):
+    assert card.exports["onnx"]["max_abs_diff"] < 1e-4 and card.exports["tflite"]["max_abs_diff"] < 1e-4
+    for engine in ("auto", "tflite", "onnx"):
         predictor = bundle_mod.load_predictor(bundle, engine=engine, eu_ai_act_mode=False)
         probs = predictor.predict(crops)["boredom"]
         assert probs.shape == (len(test), 4)
