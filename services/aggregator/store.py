@@ -8,7 +8,8 @@ through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test s
                                         (a reporter that was down at the end writes them later)
   P:session:<sid>:meta          hash    class, stream, started (first t_capture), ended (time
                                         the session was marked ended), end_reason, model_name,
-                                        model_kind, baseline (0|1), affect (0|1), labels (JSON)
+                                        model_kind, baseline (0|1), affect (0|1), labels (JSON),
+                                        engine, device (how inference ran the model)
   P:session:<sid>:totals        hash    frames, frames_without_faces, faces, predictions,
                                         level:0 .. level:3
   P:session:<sid>:seen          set     "<stream>:<seq>" of every frame already counted: the
@@ -68,7 +69,8 @@ end
 if model['name'] and model['name'] ~= '' then
   redis.call('HSET', meta, 'model_name', tostring(model['name']), 'model_kind', tostring(model['kind'] or ''),
              'baseline', model['baseline'] and 1 or 0, 'affect', model['affect'] and 1 or 0,
-             'labels', cjson.encode(model['labels'] or {}))
+             'labels', cjson.encode(model['labels'] or {}),
+             'engine', tostring(model['engine'] or ''), 'device', tostring(model['device'] or ''))
 end
 local targets = {s .. ':totals', p .. ':class:' .. cid .. ':totals'}
 for _, key in ipairs(targets) do
@@ -188,7 +190,8 @@ class Store:
         # Only plain fields reach Lua: a JSON null would turn into a truthy value there.
         model = {"name": str(m.get("name") or ""), "kind": str(m.get("kind") or ""),
                  "baseline": bool(m.get("baseline")), "affect": bool(m.get("affect")),
-                 "labels": [str(x) for x in (m.get("labels") or [])]} if m else {}
+                 "labels": [str(x) for x in (m.get("labels") or [])],
+                 "engine": str(m.get("engine") or ""), "device": str(m.get("device") or "")} if m else {}
         done = self._record(args=[self.prefix, rec.session, rec.class_id, rec.stream, rec.seq,
                                   repr(float(rec.t_capture)), t_media, rec.faces,
                                   json.dumps(preds), json.dumps(model)])
@@ -237,7 +240,8 @@ class Store:
             "end_reason": raw.get("end_reason", ""),
             "model": {"name": raw.get("model_name", ""), "kind": raw.get("model_kind", ""),
                       "baseline": raw.get("baseline") == "1", "affect": raw.get("affect") == "1",
-                      "labels": _labels(raw.get("labels"))},
+                      "labels": _labels(raw.get("labels")),
+                      "engine": raw.get("engine", ""), "device": raw.get("device", "")},
         }
 
     def students(self, session: str) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from shared.messages import make_header
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 MODEL = {"name": "baseline-attention", "kind": "frame", "baseline": True, "affect": False,
-         "labels": ["engaged", "slightly bored", "bored", "checked out"]}
+         "labels": ["engaged", "slightly bored", "bored", "checked out"], "engine": "litert-facemesh", "device": "cpu"}
 
 
 def unique_prefix() -> str:
