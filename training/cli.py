@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the reference's head exactly: dropout 0.2, no L2, no class weights")
     p.add_argument("--no-class-weights", action="store_true")
     p.add_argument("--no-online-augment", action="store_true")
+    p.add_argument("--precision", default="float32", choices=["float32", "mixed_float16"],
+                   help="mixed_float16: float16 compute on a GPU with tensor cores (V100, T4, A10), float32 heads")
     p.add_argument("--trained-on", default="DAiSEE")
     p.add_argument("--name", default="")
     p.add_argument("--seed", type=int, default=0)
@@ -187,7 +189,8 @@ def _train(args: argparse.Namespace) -> int:
                       fps=args.fps, model=opts, epochs=args.epochs, batch_size=args.batch_size,
                       learning_rate=args.lr, decay=args.decay, patience=args.patience,
                       class_weights=not (reference or args.no_class_weights),
-                      online_augment=not args.no_online_augment, trained_on=args.trained_on, name=args.name)
+                      online_augment=not args.no_online_augment, trained_on=args.trained_on, name=args.name,
+                      precision=args.precision)
     run = train(cfg)
     print(f"run directory: {run}")
     if not args.no_evaluate:

@@ -87,6 +87,29 @@ def keras_order(model: keras.Model, heads: list[str]) -> list[int]:
     return [names.index(h) for h in heads] if sorted(names) == sorted(heads) else list(range(len(heads)))
 
 
+def float32_model(model: keras.Model) -> keras.Model:
+    """The model itself, or a float32 copy of one trained with mixed precision.
+
+    The exporters want float32 graphs (Keras's ONNX export requires the float32 policy, and a
+    float16 TFLite graph would differ from what the card promises); the weights of a mixed
+    model are float32 already, only the compute policy of its layers changes.
+    """
+    if all(layer.dtype_policy.name == "float32" for layer in model._flatten_layers(include_self=True)):
+        return model
+
+    def to_float32(node: Any) -> Any:
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
+                return {**node, "config": {**node["config"], "name": "float32"}}
+            return {k: to_float32(v) for k, v in node.items()}
+        return [to_float32(v) for v in node] if isinstance(node, list) else node
+
+    copy = model.__class__.from_config(to_float32(model.get_config()))
+    copy.set_weights(model.get_weights())
+    log.info("export: %s was trained with mixed precision; exporting a float32 copy", model.name)
+    return copy
+
+
 def reference_batch(run: Path, card: ModelCard) -> tuple[np.ndarray, str]:
     """Real crops to compare the formats on, prepared as the model takes them.
 
@@ -154,8 +177,12 @@ def export(run: Path, bundle: Path, tflite: bool = True, onnx: bool = True) -> P
     run, bundle = Path(run), Path(bundle)
     card = card_for(run)
     bundle.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(run / "model.keras", bundle / "model.keras")
-    model = keras.models.load_model(run / "model.keras", compile=False)
+    trained = keras.models.load_model(run / "model.keras", compile=False)
+    model = float32_model(trained)
+    if model is trained:
+        shutil.copy2(run / "model.keras", bundle / "model.keras")
+    else:  # every format of the bundle is the same float32 model
+        model.save(bundle / "model.keras")
     x, source = reference_batch(run, card)
     reference = keras_outputs(model, x, card.heads)
     if tflite:

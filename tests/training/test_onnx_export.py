@@ -87,6 +87,25 @@ def test_multitask_heads_keep_their_names_when_outputs_are_reordered(tmp_path: P
         np.testing.assert_allclose(got[head], reference[head], atol=TOLERANCE)
 
 
+def test_mixed_precision_run_exports_a_float32_bundle(tmp_path: Path) -> None:
+    keras.mixed_precision.set_global_policy("mixed_float16")  # as `train --precision mixed_float16` leaves it
+    try:
+        run = tiny_run(tmp_path, "multitask")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    trained = keras.models.load_model(run / "model.keras", compile=False)
+    assert "mixed_float16" in {layer.dtype_policy.name for layer in trained._flatten_layers()}
+    bundle = export(run, tmp_path / "bundle", tflite=False)
+    model = keras.models.load_model(bundle / "model.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in model._flatten_layers()} == {"float32"}
+    assert ModelCard.load(bundle).exports["onnx"]["max_abs_diff"] < TOLERANCE
+    heads = ModelCard.load(bundle).heads
+    faces = lfw_batch(ModelCard.load(bundle))
+    mixed = keras_outputs(trained, faces, heads)
+    for head, out in keras_outputs(model, faces, heads).items():  # the same model, less float16 rounding
+        np.testing.assert_allclose(out, np.asarray(mixed[head], np.float32), atol=2e-3, err_msg=head)
+
+
 def test_cli_prints_the_difference_and_no_onnx_skips_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tiny_run(tmp_path, "cnn")
     assert main(["export", "--run", str(run), "--bundle", str(tmp_path / "b1")]) == 0
