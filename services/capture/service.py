@@ -13,7 +13,7 @@ by a counter and an up/down gauge. Every source ends with one `eos`: end_of_file
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import cv2
 import numpy as np
@@ -37,7 +37,7 @@ PEER_WAIT_MS = 2000  # how long the first frame waits for facedetect to connect
 
 
 def default_session_id(stream: str) -> str:
-    return f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    return f"{stream}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
 
 
 class CaptureService(Service):

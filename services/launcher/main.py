@@ -16,7 +16,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from services.launcher.ports import free_ports, is_free
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace,
     """Run one session; `adjust_env` may rewire the planned per-service environments."""
     if not args.session_id:
         stream = os.environ.get("STREAM_ID", "cam0")
-        args.session_id = f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+        args.session_id = f"{stream}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}"
     private = None
     redis_url = args.redis_url
     if not redis_url:

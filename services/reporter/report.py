@@ -10,7 +10,7 @@ per-frame class timeline, which says when the class's attention fell without say
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from itertools import groupby
 from typing import Any
 
@@ -123,7 +123,7 @@ def mqtt_body(report: dict[str, Any], limit: int = MQTT_BODY_LIMIT) -> dict[str,
 def _clock(t: float | None) -> str:
     if t is None:
         return "-"
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _offset(seconds: float) -> str:

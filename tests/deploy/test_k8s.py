@@ -100,6 +100,11 @@ def test_resources_fit_the_reference_instance_types(rendered):
     assert train["nodeSelector"]["node.kubernetes.io/instance-type"] == "p3.2xlarge"
     resources = train["containers"][0]["resources"]
     assert resources["requests"]["nvidia.com/gpu"] == 1 and resources["limits"]["nvidia.com/gpu"] == 1
+    # The GPU node runs the image whose TensorFlow can use the GPU; the other steps the CPU image.
+    for name, job in by_kind(docs, "Job").items():
+        image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+        if name != "chain":
+            assert image == ("engagement-train-gpu:latest" if name == "train" else "engagement-train:latest"), name
 
 
 def test_multi_worker_overlay_gives_each_worker_a_valid_tf_config():
