@@ -173,17 +173,9 @@ def _checked(file: str, outputs: dict[str, np.ndarray], reference: dict[str, np.
     return {"file": file, "max_abs_diff": diff, "checked_on": source, **extra}
 
 
-def export(run: Path, bundle: Path, tflite: bool = True, onnx: bool = True) -> Path:
-    run, bundle = Path(run), Path(bundle)
-    card = card_for(run)
-    bundle.mkdir(parents=True, exist_ok=True)
-    trained = keras.models.load_model(run / "model.keras", compile=False)
-    model = float32_model(trained)
-    if model is trained:
-        shutil.copy2(run / "model.keras", bundle / "model.keras")
-    else:  # every format of the bundle is the same float32 model
-        model.save(bundle / "model.keras")
-    x, source = reference_batch(run, card)
+def write_formats(model: keras.Model, bundle: Path, card: ModelCard, x: np.ndarray, source: str,
+                  tflite: bool = True, onnx: bool = True) -> None:
+    """model.tflite and model.onnx beside model.keras, each run on `x` against Keras: card.exports."""
     reference = keras_outputs(model, x, card.heads)
     if tflite:
         error = to_tflite(model, bundle / "model.tflite")
@@ -203,6 +195,20 @@ def export(run: Path, bundle: Path, tflite: bool = True, onnx: bool = True) -> P
             (bundle / "model.onnx").unlink(missing_ok=True)
             card.exports["onnx"] = {"file": None, "error": _first_line(exc)}
             log.warning("export: no model.onnx: %s", _first_line(exc))
+
+
+def export(run: Path, bundle: Path, tflite: bool = True, onnx: bool = True) -> Path:
+    run, bundle = Path(run), Path(bundle)
+    card = card_for(run)
+    bundle.mkdir(parents=True, exist_ok=True)
+    trained = keras.models.load_model(run / "model.keras", compile=False)
+    model = float32_model(trained)
+    if model is trained:
+        shutil.copy2(run / "model.keras", bundle / "model.keras")
+    else:  # every format of the bundle is the same float32 model
+        model.save(bundle / "model.keras")
+    x, source = reference_batch(run, card)
+    write_formats(model, bundle, card, x, source, tflite, onnx)
     card.save(bundle)
     log.info("export: bundle %s (%s)", bundle, ", ".join(sorted(p.name for p in bundle.iterdir())))
     return bundle

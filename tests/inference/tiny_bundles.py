@@ -42,13 +42,9 @@ def build(kind: str, directory: Path, affect: bool = True, tflite: bool = False,
                      "sequence_length": SEQUENCE_LENGTH if kind == "sequence" else 1},
               invert_heads=["engagement"] if kind == "multitask" else [], trained_on="nothing (test)")
     if onnx:  # as `engagement-train export` writes it: outputs named after the heads, checked on real faces
-        from training.export import keras_order, keras_outputs, lfw_batch, max_difference
-        from training.onnx_export import OPSET, onnx_outputs, to_onnx
+        from training.export import lfw_batch, write_formats
 
-        to_onnx(model, directory / "model.onnx", heads, keras_order(model, heads))
-        x = lfw_batch(card)
-        diff = max_difference(onnx_outputs(directory / "model.onnx", x), keras_outputs(model, x, heads))
-        card.exports["onnx"] = {"file": "model.onnx", "max_abs_diff": diff, "checked_on": "LFW faces", "opset": OPSET}
+        write_formats(model, directory, card, lfw_batch(card), "LFW faces", tflite=False)
     card.save(directory)
     if tflite:
         from services.inference.engines import convert_to_tflite
