@@ -184,7 +184,8 @@ def write_formats(model: keras.Model, bundle: Path, card: ModelCard, x: np.ndarr
                                       _checked("model.tflite", tflite_outputs(bundle / "model.tflite", x, reference),
                                                reference, source))
         except RuntimeError as exc:  # a SELECT_TF_OPS file: LiteRT has no TF-ops delegate
-            card.exports["tflite"] = {"file": "model.tflite", "error": f"LiteRT cannot run it: {_first_line(exc)}"}
+            why = str(exc).split(".")[0].strip()  # "Select TensorFlow op(s) ... not supported by this interpreter"
+            card.exports["tflite"] = {"file": "model.tflite", "error": f"LiteRT cannot run it: {why}"}
             log.warning("export: model.tflite needs TensorFlow ops that LiteRT lacks: %s", _first_line(exc))
     if onnx:
         try:

@@ -22,8 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from services.inference.bundle import (AUTO_TOLERANCE, ONNX_FILE, TFLITE_FILE, BundleError, Predictor, check_card,
-                                      load_predictor)
+from services.inference.bundle import (
+    AUTO_TOLERANCE,
+    ONNX_FILE,
+    TFLITE_FILE,
+    BundleError,
+    Predictor,
+    check_card,
+    load_predictor,
+)
 from services.inference.onnx_engine import OnnxEngine, available_providers
 
 FACES = (1, 8)

@@ -66,6 +66,15 @@ def test_every_family_exports_onnx_that_agrees_with_keras(tmp_path: Path, family
             np.testing.assert_allclose(out, reference[head][:n], atol=TOLERANCE, err_msg=head)
 
 
+def test_recurrent_family_whose_tflite_litert_cannot_run_has_onnx(tmp_path: Path) -> None:
+    """The CNN-LSTM's .tflite needs Select TensorFlow ops (no LiteRT on the Jetson runs it): the card
+    says so, and its model.onnx is the format the Jetson runs."""
+    card = ModelCard.load(export(tiny_run(tmp_path, "cnn_lstm"), tmp_path / "bundle"))
+    assert card.exports["tflite"]["error"].startswith("LiteRT cannot run it: Select TensorFlow op(s)")
+    assert "max_abs_diff" not in card.exports["tflite"]
+    assert card.exports["onnx"]["max_abs_diff"] < TOLERANCE
+
+
 def test_multitask_heads_keep_their_names_when_outputs_are_reordered(tmp_path: Path) -> None:
     # Outputs in another order than the card's heads: the ONNX outputs still carry the right head.
     inputs = keras.Input((16, 16, 3))
