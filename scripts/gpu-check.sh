@@ -53,9 +53,7 @@ export LD_LIBRARY_PATH="${libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 bundle="${1:-}"
 if [ -z "$bundle" ]; then
   bundle=.gpu-check/bundle
-  workload=tests.perf.workload
-  [ -f bench/workload.py ] && workload=bench.workload
-  .venv-gpu/bin/python -m "$workload" bundle --out "$bundle" >/dev/null
+  .venv-gpu/bin/python -m bench.workload bundle --out "$bundle" >/dev/null
 fi
 mkdir -p .gpu-check
 .venv-gpu/bin/python -m services.inference.gpu_check --bundle "$bundle" --json .gpu-check/results.json

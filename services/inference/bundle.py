@@ -25,6 +25,7 @@ import numpy as np
 from services.inference import engines
 from services.inference.onnx_engine import OnnxEngine, onnxruntime_installed
 from services.inference.preprocess import prepare
+from shared.levels import LEVELS
 from shared.model_card import ModelCard
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ TFLITE_FILE = "model.tflite"
 ONNX_FILE = "model.onnx"
 ENGINES = ("auto", "keras", "tflite", "predict", "onnx")
 AUTO_TOLERANCE = 1e-3
-LEVELS = 4
 
 
 class BundleError(ValueError):

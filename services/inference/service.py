@@ -18,9 +18,9 @@ import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.inference.bundle import BundleError, NoEngineError
-from services.inference.card_info import BASELINE, resolve_bundle
 from shared.acks import ReliableLink
 from shared.assets import MissingAsset
+from shared.card_info import BASELINE, resolve_bundle
 from shared.messages import Message, follow_up
 from shared.metrics import LATENCY_BUCKETS
 from shared.model_card import CardError
