@@ -128,6 +128,9 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("MODEL", "baseline", "'baseline' (face-mesh attention) or a model bundle directory"),
         Setting("ENGINE", "auto", "how a trained bundle runs (auto: the fastest that agrees with Keras)",
                 choices=("auto", "keras", "tflite", "predict", "onnx")),
+        Setting("TRT_CACHE_DIR", "", "where ONNX Runtime's TensorRT provider keeps the engines it builds "
+                "('' = ~/.cache/engagement/tensorrt)"),
+        Setting("TRT_FP16", 1, "1 = TensorRT may compute in float16 (ENGINE=auto still checks it against Keras)", int),
         Setting("SMOOTHING_WINDOW", 5, "frames the baseline smooths its attention signals over", int),
         Setting("GAZE", 0, "1 = the baseline adds iris gaze to its signals (about 4 ms more a face)", int),
         Setting("SLOWDOWN", 0.0, "extra seconds per batch, for fault-injection tests only", float),

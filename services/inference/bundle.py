@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from services.inference import engines
-from services.inference.onnx_engine import OnnxEngine, onnxruntime_installed
+from services.inference.onnx_engine import OnnxEngine, TrtOptions, onnxruntime_installed
 from services.inference.preprocess import prepare
 from shared.levels import LEVELS
 from shared.model_card import ModelCard
@@ -162,7 +162,8 @@ def _pick_fastest(card: ModelCard, candidates: list[engines.Engine], keras_first
     return chosen
 
 
-def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool = False) -> Predictor:
+def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool = False,
+                   trt: TrtOptions | None = None) -> Predictor:
     bundle_dir = Path(bundle_dir)
     if engine not in ENGINES:
         raise BundleError(f"unknown engine {engine!r}: use one of {ENGINES}")
@@ -177,12 +178,12 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
         log.info("loaded %s (%s) with engine tflite", card.name, bundle_dir)
         return Predictor(card, lite)
     if engine == "onnx":
-        onnx = _onnx_engine(card, bundle_dir, NoEngineError)  # no TensorFlow either
+        onnx = _onnx_engine(card, bundle_dir, NoEngineError, trt)  # no TensorFlow either
         onnx.run(_probe_batch(card, 1))  # warm-up (TensorRT builds or loads its engine here)
         log.info("loaded %s (%s) with engine onnx on %s", card.name, bundle_dir, onnx.device)
         return Predictor(card, onnx)
     if engine == "auto" and not (keras_path.is_file() and tensorflow_installed()):
-        return _auto_without_keras(card, bundle_dir)
+        return _auto_without_keras(card, bundle_dir, trt)
     if not keras_path.is_file():
         raise BundleError(f"model file {keras_path} is missing (the bundle has "
                           f"{sorted(p.name for p in bundle_dir.iterdir())})")
@@ -215,7 +216,7 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
             probe = _probe_batch(card, 2)
             lite.match_outputs(keras_engine.run(probe), probe)
             candidates.append(lite)
-        onnx_or_none = _try_onnx(card, bundle_dir)
+        onnx_or_none = _try_onnx(card, bundle_dir, trt)
         if onnx_or_none is not None:
             candidates.append(onnx_or_none)
         candidates.append(engines.PredictEngine(model, order))
@@ -225,7 +226,7 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
     return Predictor(card, chosen)
 
 
-def _auto_without_keras(card: ModelCard, bundle_dir: Path) -> Predictor:
+def _auto_without_keras(card: ModelCard, bundle_dir: Path, trt: TrtOptions | None) -> Predictor:
     """ENGINE=auto where Keras cannot run: the formats the export checked against Keras on real crops."""
     reasons = ["keras: " + ("TensorFlow is not installed" if (bundle_dir / KERAS_FILE).is_file()
                             else f"no {KERAS_FILE}")]
@@ -242,7 +243,7 @@ def _auto_without_keras(card: ModelCard, bundle_dir: Path) -> Predictor:
             reasons.append(f"{fmt}: differs from Keras by {diff:.1e} (> {AUTO_TOLERANCE})")
         else:
             try:
-                candidates.append(_onnx_engine(card, bundle_dir, BundleError) if fmt == "onnx" else
+                candidates.append(_onnx_engine(card, bundle_dir, BundleError, trt) if fmt == "onnx" else
                                   _tflite_engine(card, bundle_dir / file, None, str(bundle_dir / file)))
             except BundleError as exc:
                 reasons.append(f"{fmt}: {exc}")
@@ -255,14 +256,15 @@ def _auto_without_keras(card: ModelCard, bundle_dir: Path) -> Predictor:
     return Predictor(card, chosen)
 
 
-def _onnx_engine(card: ModelCard, bundle_dir: Path, error: type[BundleError]) -> OnnxEngine:
+def _onnx_engine(card: ModelCard, bundle_dir: Path, error: type[BundleError],
+                 trt: TrtOptions | None = None) -> OnnxEngine:
     path = bundle_dir / ONNX_FILE
     if not onnxruntime_installed():
         raise error("ENGINE=onnx needs onnxruntime (or onnxruntime-gpu), which is not installed")
     if not path.is_file():
         raise error(f"{path} is missing: export the bundle again (`engagement-train export` writes model.onnx)")
     try:
-        onnx = OnnxEngine(path)
+        onnx = OnnxEngine(path, trt=trt)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
         raise BundleError(f"{path}: cannot load the ONNX model: {str(exc).splitlines()[0][:200]}") from None
     _check_shapes(card, str(path), onnx.input_shape, onnx.output_shapes)
@@ -270,12 +272,12 @@ def _onnx_engine(card: ModelCard, bundle_dir: Path, error: type[BundleError]) ->
     return onnx
 
 
-def _try_onnx(card: ModelCard, bundle_dir: Path) -> OnnxEngine | None:
+def _try_onnx(card: ModelCard, bundle_dir: Path, trt: TrtOptions | None) -> OnnxEngine | None:
     """ONNX Runtime for the auto choice when the bundle has model.onnx and onnxruntime is installed."""
     if not (bundle_dir / ONNX_FILE).is_file() or not onnxruntime_installed():
         return None
     try:
-        return _onnx_engine(card, bundle_dir, BundleError)
+        return _onnx_engine(card, bundle_dir, BundleError, trt)
     except BundleError as exc:
         log.warning("engine auto: onnx unavailable (%s)", exc)
         return None

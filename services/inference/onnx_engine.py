@@ -5,7 +5,7 @@ has onnxruntime-gpu from NVIDIA's JetPack 6 wheels, no TensorFlow). The exported
 outputs after the card's heads (training/onnx_export.py), so outputs are matched by name.
 
 TensorRT builds an engine for the device the first time a model runs (minutes on a Jetson);
-it is cached under TRT_CACHE_DIR so the next start reuses it.
+it is cached under TRT_CACHE_DIR so the next start reuses it (TrtOptions).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,25 +38,31 @@ def available_providers() -> list[str]:
     return [p for p in PROVIDERS if p in offered]
 
 
-def trt_cache_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "engagement" / "tensorrt"
-    return Path(os.environ.get("TRT_CACHE_DIR") or default)
+@dataclass(frozen=True)
+class TrtOptions:
+    """The TensorRT provider's settings (TRT_CACHE_DIR, TRT_FP16 in shared/config.py)."""
+
+    cache_dir: str = ""  # "" = ~/.cache/engagement/tensorrt
+    fp16: bool = True  # halves the Jetson's memory traffic; auto still checks agreement with Keras
+
+    def cache_path(self) -> Path:
+        default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "engagement" / "tensorrt"
+        return Path(self.cache_dir) if self.cache_dir else default
 
 
-def _options(provider: str) -> dict[str, Any]:
+def _options(provider: str, trt: TrtOptions) -> dict[str, Any]:
     if provider == "TensorrtExecutionProvider":
-        cache = trt_cache_dir()
+        cache = trt.cache_path()
         cache.mkdir(parents=True, exist_ok=True)
-        # FP16 halves the Jetson's memory traffic; the auto check against Keras still applies.
-        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-                "trt_fp16_enable": os.environ.get("TRT_FP16", "1") == "1"}
+        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache), "trt_fp16_enable": trt.fp16}
     return {}
 
 
 class OnnxEngine:
     name = "onnx"
 
-    def __init__(self, path: Path, providers: Sequence[str] | None = None, num_threads: int | None = None) -> None:
+    def __init__(self, path: Path, providers: Sequence[str] | None = None, num_threads: int | None = None,
+                 trt: TrtOptions | None = None) -> None:
         import onnxruntime as ort  # noqa: PLC0415
 
         wanted = [p for p in (providers or PROVIDERS) if p in available_providers()]
@@ -65,7 +72,8 @@ class OnnxEngine:
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads or os.cpu_count() or 1
         options.log_severity_level = 3  # errors only: ORT warns about every node it leaves on the CPU
-        self.session = ort.InferenceSession(str(path), options, providers=[(p, _options(p)) for p in wanted])
+        settings = [(p, _options(p, trt or TrtOptions())) for p in wanted]
+        self.session = ort.InferenceSession(str(path), options, providers=settings)
         # The providers really in use (a GPU provider whose libraries are missing drops out here).
         self.provider = self.session.get_providers()[0]
         self.device = DEVICES.get(self.provider, self.provider)

@@ -18,6 +18,7 @@ import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.inference.bundle import BundleError, NoEngineError
+from services.inference.onnx_engine import TrtOptions
 from shared.acks import ReliableLink
 from shared.assets import MissingAsset
 from shared.card_info import BASELINE, resolve_bundle
@@ -43,7 +44,7 @@ STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after th
 
 
 def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
-               gaze: bool = False) -> Any:
+               gaze: bool = False, trt: TrtOptions | None = None) -> Any:
     """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only)."""
     if model == BASELINE:
         from services.inference.baseline import BaselinePredictor  # noqa: PLC0415
@@ -51,7 +52,7 @@ def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | 
         return BaselinePredictor(Path(models_dir) if models_dir else None, gaze=gaze)
     from services.inference.bundle import load_predictor  # noqa: PLC0415
 
-    return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode)
+    return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode, trt)
 
 
 class InferenceService(Service):
@@ -86,7 +87,8 @@ class InferenceService(Service):
     def _load(self) -> None:
         s = self.settings
         try:
-            self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
+            self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze),
+                                        TrtOptions(s.trt_cache_dir, bool(s.trt_fp16)))
         except NoEngineError:
             raise
         except (BundleError, CardError) as exc:

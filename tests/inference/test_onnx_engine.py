@@ -186,3 +186,17 @@ def test_service_stops_with_one_line_when_no_engine_can_run_the_bundle(bundles, 
     assert len(lines) == 1, err[-2000:]
     assert "no engine on this machine can run 'tiny-frame'" in lines[0] and "onnx: no model.onnx" in lines[0]
     assert "baseline" not in err
+
+
+def test_tensorrt_options_come_from_the_settings(tmp_path):
+    """TensorRT is not here (no GPU): what the provider would be given, from TRT_CACHE_DIR and TRT_FP16."""
+    from services.inference.onnx_engine import TrtOptions, _options
+    from shared.config import load_settings
+
+    settings = load_settings("inference", ["--trt-cache-dir", str(tmp_path / "trt"), "--trt-fp16", "0"])
+    options = _options("TensorrtExecutionProvider", TrtOptions(settings.trt_cache_dir, bool(settings.trt_fp16)))
+    assert options == {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(tmp_path / "trt"),
+                       "trt_fp16_enable": False}
+    assert (tmp_path / "trt").is_dir()  # made before the first engine is built
+    assert _options("CPUExecutionProvider", TrtOptions()) == {}
+    assert TrtOptions().cache_path().parts[-2:] == ("engagement", "tensorrt")
