@@ -94,7 +94,9 @@ class AggregatorService(Service):
         faces = msg.get("faces")
         n_faces = len(faces) if isinstance(faces, list) else len(msg["predictions"])
         t_media = msg.get("t_media")
-        preds = [{"student": p["student"], "level": p["level"], "probs": p["probs"]} for p in msg["predictions"]]
+        # A multi-task model's other heads ride along: every state is counted (shared/totals.py).
+        preds = [{"student": p["student"], "level": p["level"], "probs": p["probs"],
+                  **({"heads": p["heads"]} if isinstance(p.get("heads"), dict) else {})} for p in msg["predictions"]]
         return FrameRecord(session=msg["session"], class_id=self.class_id, stream=msg["stream"], seq=msg["seq"],
                            t_capture=float(msg["t_capture"]),
                            t_media=float(t_media) if isinstance(t_media, int | float) else None,

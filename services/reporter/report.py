@@ -29,6 +29,14 @@ def _percent(levels: dict[str, int], total: int) -> dict[str, float]:
     return {k: round(100.0 * v / total, 1) if total else 0.0 for k, v in levels.items()}
 
 
+def _with_percent(counts: dict[str, Any]) -> dict[str, Any]:
+    """Totals (or a student's) with percentages; a multi-task model's states get theirs too."""
+    out = {**counts, "percent": _percent(counts["levels"], counts["predictions"])}
+    if counts.get("states"):
+        out["states_percent"] = {h: _percent(v, counts["predictions"]) for h, v in counts["states"].items()}
+    return out
+
+
 def _when(entry: dict[str, Any]) -> float:
     """Position in the session: media time for files, capture time for live sources."""
     return entry["t_media"] if entry.get("t_media") is not None else entry["t_capture"]
@@ -88,14 +96,14 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
         "end_reason": meta["end_reason"],
         "generated_at": generated_at,
         "class_level_only": class_level_only,
-        "totals": {**totals, "percent": _percent(totals["levels"], totals["predictions"])},
+        "totals": _with_percent(totals),
         "class_timeline": class_timeline(data["timeline"]),
         "students": [],
         "timeline": [],
         "episodes": [],
     }
     if not class_level_only:
-        report["students"] = [{**s, "percent": _percent(s["levels"], s["predictions"])} for s in data["students"]]
+        report["students"] = [_with_percent(s) for s in data["students"]]
         report["timeline"] = data["timeline"]
         report["episodes"] = episodes(data["timeline"])
     return report
@@ -145,6 +153,14 @@ def _level_lines(levels: dict[str, int], percent: dict[str, float], labels: list
     return [f"{indent}{i} {labels[i]}: {levels[str(i)]} ({percent[str(i)]:.1f}%)" for i in range(len(labels))]
 
 
+def _state_lines(counts: dict[str, Any], labels: list[str], indent: str) -> list[str]:
+    """One line per state of a multi-task model: its count at each level (and percent)."""
+    return [f"{indent}{head}: " + ", ".join(f"{i} {labels[i]} {levels[str(i)]} "
+                                            f"({counts['states_percent'][head][str(i)]:.1f}%)"
+                                            for i in range(len(labels)))
+            for head, levels in counts.get("states", {}).items()]
+
+
 def render_text(report: dict[str, Any]) -> str:
     labels, totals = report["model"]["labels"], report["totals"]
     lines = [
@@ -160,6 +176,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"Faces found: {totals['faces']}",
         f"Predictions: {totals['predictions']}",
         *_level_lines(totals["levels"], totals["percent"], labels, "  "),
+        *(["Every state (multi-task model):", *_state_lines(totals, labels, "  ")] if totals.get("states") else []),
     ]
     if report["class_level_only"]:
         lines += ["", "Class-level report: no per-student rows."]
@@ -170,7 +187,8 @@ def render_text(report: dict[str, Any]) -> str:
         lines += [f"id {s['student']}: {s['predictions']} predictions, first seen "
                   f"{_moment(s['first_seen'], s['first_media'], started)}, last seen "
                   f"{_moment(s['last_seen'], s['last_media'], started)}",
-                  *_level_lines(s["levels"], s["percent"], labels, "    ")]
+                  *_level_lines(s["levels"], s["percent"], labels, "    "),
+                  *_state_lines(s, labels, "    ")]
         mine = [e for e in report["episodes"] if e["student"] == s["student"]]
         for e in mine:
             lines.append(f"    level >= {EPISODE_LEVEL} from {_moment(e['start'], e['start_media'], started)} "
