@@ -153,11 +153,13 @@ def _level_lines(levels: dict[str, int], percent: dict[str, float], labels: list
     return [f"{indent}{i} {labels[i]}: {levels[str(i)]} ({percent[str(i)]:.1f}%)" for i in range(len(labels))]
 
 
-def _state_lines(counts: dict[str, Any], labels: list[str], indent: str) -> list[str]:
-    """One line per state of a multi-task model: its count at each level (and percent)."""
-    return [f"{indent}{head}: " + ", ".join(f"{i} {labels[i]} {levels[str(i)]} "
-                                            f"({counts['states_percent'][head][str(i)]:.1f}%)"
-                                            for i in range(len(labels)))
+def _state_lines(counts: dict[str, Any], indent: str) -> list[str]:
+    """One line per state of a multi-task model: its count at each level 0 (none) .. 3 (most), and percent.
+
+    Levels only: the engagement labels ("slightly bored") would misname confusion or frustration.
+    """
+    return [f"{indent}{head}: " + ", ".join(f"level {level} {n} ({counts['states_percent'][head][level]:.1f}%)"
+                                            for level, n in levels.items())
             for head, levels in counts.get("states", {}).items()]
 
 
@@ -176,7 +178,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"Faces found: {totals['faces']}",
         f"Predictions: {totals['predictions']}",
         *_level_lines(totals["levels"], totals["percent"], labels, "  "),
-        *(["Every state (multi-task model):", *_state_lines(totals, labels, "  ")] if totals.get("states") else []),
+        *(["Every state (multi-task model):", *_state_lines(totals, "  ")] if totals.get("states") else []),
     ]
     if report["class_level_only"]:
         lines += ["", "Class-level report: no per-student rows."]
@@ -188,7 +190,7 @@ def render_text(report: dict[str, Any]) -> str:
                   f"{_moment(s['first_seen'], s['first_media'], started)}, last seen "
                   f"{_moment(s['last_seen'], s['last_media'], started)}",
                   *_level_lines(s["levels"], s["percent"], labels, "    "),
-                  *_state_lines(s, labels, "    ")]
+                  *_state_lines(s, "    ")]
         mine = [e for e in report["episodes"] if e["student"] == s["student"]]
         for e in mine:
             lines.append(f"    level >= {EPISODE_LEVEL} from {_moment(e['start'], e['start_media'], started)} "

@@ -83,7 +83,7 @@ def test_report_json_text_and_mqtt_carry_all_four_states(store):
     assert report["students"][0]["states"]["confusion"] == {"0": 0, "1": 0, "2": 2, "3": 0}
     text = render_text(report)
     assert "Every state (multi-task model):" in text
-    assert "  frustration: 0 engaged 2 (66.7%), 1 slightly bored 0 (0.0%), 2 bored 0 (0.0%), 3 checked out 1" in text
-    assert "    confusion: 0 engaged 0 (0.0%), 1 slightly bored 0 (0.0%), 2 bored 2 (100.0%)" in text
+    assert "  frustration: level 0 2 (66.7%), level 1 0 (0.0%), level 2 0 (0.0%), level 3 1 (33.3%)" in text
+    assert "    confusion: level 0 0 (0.0%), level 1 0 (0.0%), level 2 2 (100.0%), level 3 0 (0.0%)" in text
     assert mqtt_body(report)["totals"]["states"] == report["totals"]["states"]
     assert "states" in build_report(store.load_session("rep"), class_level_only=True)["totals"]
