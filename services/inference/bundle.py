@@ -184,9 +184,9 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
         return Predictor(card, onnx)
     if engine == "auto" and not (keras_path.is_file() and tensorflow_installed()):
         return _auto_without_keras(card, bundle_dir, trt)
-    if not keras_path.is_file():
-        raise BundleError(f"model file {keras_path} is missing (the bundle has "
-                          f"{sorted(p.name for p in bundle_dir.iterdir())})")
+    if not keras_path.is_file():  # ENGINE=keras, predict or tflite without its file: nothing here runs it
+        raise NoEngineError(f"model file {keras_path} is missing (the bundle has "
+                            f"{sorted(p.name for p in bundle_dir.iterdir())})")
     if not tensorflow_installed():
         raise NoEngineError(f"ENGINE={engine} needs TensorFlow, which this machine does not have: use "
                             f"ENGINE=auto, onnx or tflite with a bundle exported with model.onnx/model.tflite")
