@@ -50,11 +50,26 @@ class TrtOptions:
         return Path(self.cache_dir) if self.cache_dir else default
 
 
-def _options(provider: str, trt: TrtOptions) -> dict[str, Any]:
+# Faces per call the TensorRT engine is built for: one engine covers 1..MAX (a class), tuned for OPT.
+# Without a profile TensorRT builds a new engine for every new number of faces (minutes on a Jetson).
+TRT_BATCH = {"min": 1, "opt": 8, "max": 32}
+
+
+def trt_profile(path: Path) -> dict[str, str]:
+    """TensorRT optimisation-profile options for the model's input, batch TRT_BATCH, the rest as exported."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    (inp,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()
+    rest = "x".join(str(d) for d in inp.shape[1:])
+    return {f"trt_profile_{k}_shapes": f"{inp.name}:{n}x{rest}" for k, n in TRT_BATCH.items()}
+
+
+def _options(provider: str, trt: TrtOptions, path: Path | None = None) -> dict[str, Any]:
     if provider == "TensorrtExecutionProvider":
         cache = trt.cache_path()
         cache.mkdir(parents=True, exist_ok=True)
-        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache), "trt_fp16_enable": trt.fp16}
+        return {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache), "trt_fp16_enable": trt.fp16,
+                **(trt_profile(path) if path else {})}
     return {}
 
 
@@ -72,7 +87,7 @@ class OnnxEngine:
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads or os.cpu_count() or 1
         options.log_severity_level = 3  # errors only: ORT warns about every node it leaves on the CPU
-        settings = [(p, _options(p, trt or TrtOptions())) for p in wanted]
+        settings = [(p, _options(p, trt or TrtOptions(), Path(path))) for p in wanted]
         self.session = ort.InferenceSession(str(path), options, providers=settings)
         # The providers really in use (a GPU provider whose libraries are missing drops out here).
         self.provider = self.session.get_providers()[0]

@@ -200,3 +200,15 @@ def test_tensorrt_options_come_from_the_settings(tmp_path):
     assert (tmp_path / "trt").is_dir()  # made before the first engine is built
     assert _options("CPUExecutionProvider", TrtOptions()) == {}
     assert TrtOptions().cache_path().parts[-2:] == ("engagement", "tensorrt")
+
+
+
+def test_tensorrt_gets_one_profile_for_every_number_of_faces(bundles, tmp_path):
+    """One engine for 1..32 faces (else TensorRT rebuilds for each new batch size): built from the
+    exported input, whose name and shape this reads with ONNX Runtime on the CPU."""
+    from services.inference.onnx_engine import TrtOptions, _options
+
+    options = _options("TensorrtExecutionProvider", TrtOptions(str(tmp_path)), bundles["sequence"] / "model.onnx")
+    assert options["trt_profile_min_shapes"] == f"input:1x{SEQUENCE_LENGTH}x32x32x3"
+    assert options["trt_profile_opt_shapes"] == f"input:8x{SEQUENCE_LENGTH}x32x32x3"
+    assert options["trt_profile_max_shapes"] == f"input:32x{SEQUENCE_LENGTH}x32x32x3"
