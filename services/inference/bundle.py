@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from services.inference import engines
-from services.inference.onnx_engine import OnnxEngine, TrtOptions, onnxruntime_installed
+from services.inference.onnx_engine import OnnxEngine, TrtOptions, available_providers, onnxruntime_installed
 from services.inference.preprocess import prepare
 from shared.levels import LEVELS
 from shared.model_card import ModelCard
@@ -243,7 +243,7 @@ def _auto_without_keras(card: ModelCard, bundle_dir: Path, trt: TrtOptions | Non
             reasons.append(f"{fmt}: differs from Keras by {diff:.1e} (> {AUTO_TOLERANCE})")
         else:
             try:
-                candidates.append(_onnx_engine(card, bundle_dir, BundleError, trt) if fmt == "onnx" else
+                candidates.append(_onnx_on_the_best_device(card, bundle_dir, trt, reasons) if fmt == "onnx" else
                                   _tflite_engine(card, bundle_dir / file, None, str(bundle_dir / file)))
             except BundleError as exc:
                 reasons.append(f"{fmt}: {exc}")
@@ -256,15 +256,41 @@ def _auto_without_keras(card: ModelCard, bundle_dir: Path, trt: TrtOptions | Non
     return Predictor(card, chosen)
 
 
+def _onnx_on_the_best_device(card: ModelCard, bundle_dir: Path, trt: TrtOptions | None,
+                             reasons: list[str]) -> OnnxEngine:
+    """model.onnx on the best provider (TensorRT, CUDA) whose outputs agree with the CPU provider's.
+
+    The export checked the CPU provider against Keras; a GPU provider (TensorRT in FP16 above
+    all) must agree with that within AUTO_TOLERANCE, else the next provider is tried.
+    """
+    cpu = _onnx_engine(card, bundle_dir, BundleError, trt, ["CPUExecutionProvider"])
+    gpus = [p for p in available_providers() if p != "CPUExecutionProvider"]
+    if not gpus:
+        return cpu
+    probe = _probe_batch(card, 2)
+    reference = cpu.run(probe)
+    for provider in gpus:
+        try:
+            gpu = _onnx_engine(card, bundle_dir, BundleError, trt, [provider, "CPUExecutionProvider"])
+        except BundleError as exc:
+            reasons.append(f"onnx with {provider}: {exc}")
+            continue
+        diff = max(float(np.max(np.abs(o - r))) for o, r in zip(gpu.run(probe), reference, strict=True))
+        if diff <= AUTO_TOLERANCE:
+            return gpu
+        reasons.append(f"onnx/{gpu.device}: differs from onnx/cpu by {diff:.1e} (> {AUTO_TOLERANCE})")
+    return cpu
+
+
 def _onnx_engine(card: ModelCard, bundle_dir: Path, error: type[BundleError],
-                 trt: TrtOptions | None = None) -> OnnxEngine:
+                 trt: TrtOptions | None = None, providers: list[str] | None = None) -> OnnxEngine:
     path = bundle_dir / ONNX_FILE
     if not onnxruntime_installed():
         raise error("ENGINE=onnx needs onnxruntime (or onnxruntime-gpu), which is not installed")
     if not path.is_file():
         raise error(f"{path} is missing: export the bundle again (`engagement-train export` writes model.onnx)")
     try:
-        onnx = OnnxEngine(path, trt=trt)
+        onnx = OnnxEngine(path, providers, trt=trt)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
         raise BundleError(f"{path}: cannot load the ONNX model: {str(exc).splitlines()[0][:200]}") from None
     _check_shapes(card, str(path), onnx.input_shape, onnx.output_shapes)
@@ -277,7 +303,11 @@ def _try_onnx(card: ModelCard, bundle_dir: Path, trt: TrtOptions | None) -> Onnx
     if not (bundle_dir / ONNX_FILE).is_file() or not onnxruntime_installed():
         return None
     try:
-        return _onnx_engine(card, bundle_dir, BundleError, trt)
+        notes: list[str] = []
+        onnx = _onnx_on_the_best_device(card, bundle_dir, trt, notes)
+        for note in notes:
+            log.warning("engine auto: %s", note)
+        return onnx
     except BundleError as exc:
         log.warning("engine auto: onnx unavailable (%s)", exc)
         return None
