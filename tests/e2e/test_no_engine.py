@@ -3,11 +3,12 @@ with one line from inference and a non-zero exit, and the attention baseline nev
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import pytest
 
-from tests.e2e.conftest import launcher_command
 from tests.inference.tiny_bundles import build
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -16,7 +17,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 def test_start_fails_when_no_engine_can_run_the_bundle(sample_video, tmp_path):
     bundle = build("frame", tmp_path / "bundle")
     (bundle / "model.keras").unlink()  # a bundle copied without its model files
-    done = subprocess.run(launcher_command(str(sample_video["path"]), tmp_path / "reports", "--model", str(bundle)),
+    redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    done = subprocess.run([sys.executable, "-m", "shared.cli", "run", "--source", str(sample_video["path"]),
+                           "--report-dir", str(tmp_path / "reports"), "--redis-url", redis_url, "--model", str(bundle)],
                           capture_output=True, text=True, timeout=180)
     assert done.returncode != 0, done.stderr[-3000:]
     err = done.stderr

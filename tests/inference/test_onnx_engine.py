@@ -151,43 +151,6 @@ def test_explicit_onnx_without_the_file_is_no_engine(bundles, tmp_path):
         load_predictor(bundle, "onnx")
 
 
-def test_service_runs_onnx_and_names_the_engine_everywhere(bundles):
-    from tests.inference.test_service import CROP, Harness, _batch
-
-    face = cv2.resize(astronaut_crop(), (CROP, CROP), interpolation=cv2.INTER_AREA)
-    h = Harness("--model", str(bundles["multitask"]), "--engine", "onnx")
-    try:
-        h.send(_batch(1, [face, face[:, ::-1]]))
-        msg = h.receive()
-        assert msg["model"]["engine"] == "onnx" and msg["model"]["device"] == "cpu"
-        assert msg["model"]["baseline"] is False and len(msg["predictions"]) == 2
-        assert sorted(msg["predictions"][0]["heads"]) == ["boredom", "confusion", "engagement", "frustration"]
-        assert 'engagement_inference_engine_info{device="cpu",engine="onnx",model="tiny-multitask"} 1.0' in h.metrics()
-    finally:
-        code, err = h.stop()
-    assert code == 0, err[-2000:]
-    assert "engine onnx on cpu" in err
-
-
-def test_service_stops_with_one_line_when_no_engine_can_run_the_bundle(bundles, tmp_path):
-    """Never the baseline in a trained model's place: the start fails, with exit 3 (not restarted)."""
-    from tests.inference.test_service import Harness
-
-    bundle = shutil.copytree(bundles["frame"], tmp_path / "frame")
-    for name in ("model.keras", "model.onnx", "model.tflite"):
-        (bundle / name).unlink()
-    h = Harness("--model", str(bundle), "--engine", "auto")
-    try:
-        assert h.proc.wait(timeout=60) == 3
-    finally:
-        code, err = h.stop()
-    assert code == 3 and "Traceback" not in err
-    lines = [line for line in err.splitlines() if "cannot start" in line]
-    assert len(lines) == 1, err[-2000:]
-    assert "no engine on this machine can run 'tiny-frame'" in lines[0] and "onnx: no model.onnx" in lines[0]
-    assert "baseline" not in err
-
-
 def test_tensorrt_options_come_from_the_settings(tmp_path):
     """TensorRT is not here (no GPU): what the provider would be given, from TRT_CACHE_DIR and TRT_FP16."""
     from services.inference.onnx_engine import TrtOptions, _options
