@@ -19,11 +19,13 @@ import importlib.util
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from services.inference import engines
 from services.inference.onnx_engine import OnnxEngine, TrtOptions, available_providers, onnxruntime_installed
+from services.inference.predictor import Stateless, StudentKey
 from services.inference.preprocess import prepare
 from shared.levels import LEVELS
 from shared.model_card import ModelCard
@@ -49,7 +51,9 @@ def tensorflow_installed() -> bool:
     return importlib.util.find_spec("tensorflow") is not None
 
 
-class Predictor:
+class Predictor(Stateless):
+    """A bundle run by one engine (services/inference/predictor.py's interface)."""
+
     def __init__(self, card: ModelCard, engine: engines.Engine) -> None:
         self.card = card
         self._engine = engine
@@ -62,6 +66,22 @@ class Predictor:
     def device(self) -> str:
         """Where the engine computes: cpu, cuda, tensorrt (ONNX Runtime's provider) or gpu (TensorFlow)."""
         return str(getattr(self._engine, "device", "cpu"))
+
+    def accepts(self, length: int) -> bool:
+        return length == self.card.sequence_length
+
+    def predict_students(self, keys: list[StudentKey], crops: np.ndarray) -> list[dict[str, Any]]:
+        if self.card.kind != "sequence":
+            crops = crops[:, 0]
+        heads = self.predict(crops)
+        out = []
+        for i in range(len(keys)):
+            probs = [float(v) for v in heads[self.card.primary_head][i]]
+            entry: dict[str, Any] = {"probs": probs, "level": int(np.argmax(probs))}
+            if self.card.kind == "multitask":
+                entry["heads"] = {h: [float(v) for v in p[i]] for h, p in heads.items()}
+            out.append(entry)
+        return out
 
     def predict(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 BGR crops, (n, h, w, 3) or (n, length, h, w, 3) -> {head: (n, 4) probabilities}.

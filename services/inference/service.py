@@ -19,10 +19,12 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.inference.bundle import BundleError, NoEngineError
 from services.inference.onnx_engine import TrtOptions
+from services.inference.predictor import Predictor
 from shared.acks import ReliableLink
 from shared.assets import MissingAsset
+from shared.backoff import LogThrottle
 from shared.card_info import BASELINE, resolve_bundle
-from shared.messages import Message, follow_up
+from shared.messages import Batch, Eos, Message, follow_up
 from shared.metrics import LATENCY_BUCKETS
 from shared.model_card import CardError
 from shared.service import EXIT_GAVE_UP, Service
@@ -44,12 +46,13 @@ STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after th
 
 
 def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
-               gaze: bool = False, trt: TrtOptions | None = None) -> Any:
+               gaze: bool = False, smoothing_window: int = 5, trt: TrtOptions | None = None) -> Predictor:
     """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only)."""
     if model == BASELINE:
         from services.inference.baseline import BaselinePredictor  # noqa: PLC0415
 
-        return BaselinePredictor(Path(models_dir) if models_dir else None, gaze=gaze)
+        return BaselinePredictor(Path(models_dir) if models_dir else None, gaze=gaze,
+                                 smoothing_window=smoothing_window)
     from services.inference.bundle import load_predictor  # noqa: PLC0415
 
     return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode, trt)
@@ -86,9 +89,10 @@ class InferenceService(Service):
 
     def _load(self) -> None:
         s = self.settings
+        options = {"models_dir": s.models_dir, "gaze": bool(s.gaze), "smoothing_window": int(s.smoothing_window)}
         try:
-            self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze),
-                                        TrtOptions(s.trt_cache_dir, bool(s.trt_fp16)))
+            self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), **options,
+                                        trt=TrtOptions(s.trt_cache_dir, bool(s.trt_fp16)))
         except NoEngineError:
             raise
         except (BundleError, CardError) as exc:
@@ -97,20 +101,15 @@ class InferenceService(Service):
             # such in every prediction) so the session still gets a report.
             STARTUP_FAILURES.inc()
             self.log.error("cannot load MODEL=%s: %s; running the attention baseline instead", s.model, exc)
-            self.predictor = load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
+            self.predictor = load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), **options)
         card = self.predictor.card
-        self.baseline = bool(card.baseline)
         self.sequence_length = card.sequence_length
         device = str(getattr(self.predictor, "device", "cpu"))
-        self.model_info = {"name": card.name, "kind": card.kind, "baseline": self.baseline,
+        self.model_info = {"name": card.name, "kind": card.kind, "baseline": bool(card.baseline),
                            "affect": bool(card.affect), "labels": list(card.labels),
                            "engine": self.predictor.engine, "device": device}
         ENGINE_INFO.labels(card.name, self.predictor.engine, device).set(1)
-        if self.baseline:
-            from services.inference.baseline.smoothing import Smoother  # noqa: PLC0415
-
-            self.smoother = Smoother(s.smoothing_window)
-        self._last_skip_log = 0.0
+        self._skip_log = LogThrottle(1.0)  # one line a second at most, however many arrive
         self.log.info("model %s (kind %s, sequence length %d, engine %s on %s)", card.name, card.kind,
                       self.sequence_length, self.predictor.engine, device)
 
@@ -119,12 +118,14 @@ class InferenceService(Service):
             if self.reliable is not None:
                 self.reliable.acked(msg.header)
             return
-        if msg.kind == "eos":
-            self._end_session(msg)
+        batch = msg.header
+        if isinstance(batch, Eos):
+            self._end_session(batch)
             return
-        predictions = self._predict(msg)
-        header = follow_up(msg, "predictions", stage=self.name, model=self.model_info,
-                           predictions=predictions, faces=msg.get("faces", []), t_media=msg.get("t_media"))
+        assert isinstance(batch, Batch)  # the only other kind this link takes (decode checked)
+        predictions = self._predict(batch, msg.payload)
+        header = follow_up(batch, "predictions", stage=self.name, model=self.model_info,
+                           predictions=predictions, faces=batch.faces, t_media=batch.t_media)
         if self.reliable is not None:
             self.reliable.send(header)
         else:
@@ -132,8 +133,7 @@ class InferenceService(Service):
 
     def tick(self) -> None:
         # Students who left without an eos (the sequencer evicted them) must not pile up.
-        if self.baseline:
-            self.smoother.evict_idle(STATE_IDLE_SECONDS)
+        self.predictor.evict_idle(STATE_IDLE_SECONDS)
         if self.reliable is not None:
             self.reliable.tick()
 
@@ -141,12 +141,11 @@ class InferenceService(Service):
         if self.reliable is not None:
             self.reliable.close()
 
-    def _end_session(self, msg: Message) -> None:
-        if self.baseline:
-            session, stream = msg["session"], msg["stream"]
-            dropped = self.smoother.drop(lambda key: key[:2] == (session, stream))
-            self.log.info("eos for %s/%s: dropped %d students' smoothing state", session, stream, dropped)
-        eos = follow_up(msg, "eos", stage=self.name, reason=msg["reason"])
+    def _end_session(self, end: Eos) -> None:
+        dropped = self.predictor.end_stream(end.session, end.stream)
+        if dropped:
+            self.log.info("eos for %s/%s: dropped %d students' state", end.session, end.stream, dropped)
+        eos = follow_up(end, "eos", stage=self.name, reason=end.reason)
         if self.reliable is not None:
             self.reliable.end(eos)  # after the session's predictions are acknowledged
         else:
@@ -154,55 +153,31 @@ class InferenceService(Service):
 
     def _skip(self, reason: str, detail: str) -> None:
         SKIPPED.labels(reason).inc()
-        now = time.monotonic()
-        if now - self._last_skip_log > 1.0:  # one line a second at most, however many arrive
+        if self._skip_log.ready():
             self.log.warning("skipped a batch: %s", detail)
-            self._last_skip_log = now
 
-    def _predict(self, msg: Message) -> list[dict[str, Any]]:
-        students = msg["students"]
+    def _predict(self, batch: Batch, payload: bytes) -> list[dict[str, Any]]:
+        students = batch.students
         if not students:
             return []
-        length, crop = msg["length"], msg["crop"]
-        if length != self.sequence_length and not self.baseline:  # the baseline reads the newest crop
+        length, crop = batch.length, batch.crop
+        if not self.predictor.accepts(length):
             self._skip("length_mismatch", f"length {length} != the model's sequence length "
                                           f"{self.sequence_length} (set SEQUENCE_LENGTH={self.sequence_length})")
             return []
-        crops = np.frombuffer(msg.payload, np.uint8).reshape(len(students), length, crop, crop, 3)
+        crops = np.frombuffer(payload, np.uint8).reshape(len(students), length, crop, crop, 3)
         if self.settings.slowdown > 0:
             time.sleep(self.settings.slowdown)  # fault injection: a slow consumer
         BATCH_SIZE.observe(len(students))
         FACES.inc(len(students))
-        if self.baseline:
-            return self._baseline_predictions(msg, students, crops[:, -1])
-        if self.predictor.card.kind != "sequence":
-            crops = crops[:, 0]
+        keys = [(batch.session, batch.stream, student["student"]) for student in students]
         started = time.perf_counter()
-        heads = self.predictor.predict(crops)
+        assessed = self.predictor.predict_students(keys, crops)
         INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        card = self.predictor.card
         out = []
-        for i, student in enumerate(students):
-            probs = [float(v) for v in heads[card.primary_head][i]]
-            entry = {**_identity(student), "probs": probs, "level": int(np.argmax(probs))}
-            if card.kind == "multitask":
-                entry["heads"] = {h: [float(v) for v in p[i]] for h, p in heads.items()}
-            out.append(entry)
+        for student, entry in zip(students, assessed, strict=True):
+            out.append({**_identity(student), **entry})
             PREDICTIONS.labels(str(entry["level"])).inc()
-        return out
-
-    def _baseline_predictions(self, msg: Message, students: list[dict], crops: np.ndarray) -> list[dict[str, Any]]:
-        started = time.perf_counter()
-        measured = self.predictor.measure(crops)
-        INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        out = []
-        for student, signals in zip(students, measured, strict=True):
-            key = (msg["session"], msg["stream"], student["student"])
-            smoothed = self.smoother.update(key, signals)
-            probs, level, explained = self.predictor.assess(smoothed)
-            explained["now"] = signals  # this frame's own reading, next to the window's average
-            out.append({**_identity(student), "probs": probs, "level": level, "signals": explained})
-            PREDICTIONS.labels(str(level)).inc()
         return out
 
 

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -24,6 +23,7 @@ from shared.messages import decode, encode, make_header
 from shared.model_card import CARD_FILE
 from tests.inference.faces import astronaut_crop
 from tests.inference.tiny_bundles import build
+from tests.support.metrics import Samples, metric_sum, scrape
 
 REPO = Path(__file__).resolve().parents[2]
 # Keras 3 on NumPy 2 warns from its own saving code; nothing of ours.
@@ -61,8 +61,8 @@ class Harness:
         assert self.pull.poll(int(timeout * 1000)), "the service sent nothing"
         return decode(self.pull.recv_multipart())
 
-    def metrics(self) -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+    def metrics(self) -> Samples:
+        return scrape(self.metrics_port, timeout=5)
 
     def stop(self) -> tuple[int, str]:
         if self.proc.poll() is None:
@@ -79,14 +79,6 @@ def _batch(seq: int, crops: list[np.ndarray], session: str = "test-session", len
                          faces=students, t_media=seq * 0.5)
     payload = b"".join(np.ascontiguousarray(c).tobytes() for c in crops)
     return encode(header, payload)
-
-
-def _metric(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 @pytest.fixture(scope="module")
@@ -130,13 +122,13 @@ def test_baseline_service_end_to_end(face):
         eos = h.receive()
         assert eos.kind == "eos" and eos["reason"] == "end_of_file" and "inference" in eos["stamps"]
 
-        text = h.metrics()
-        assert _metric(text, 'engagement_messages_rejected_total{reason="bad_msgpack"') == 1
-        assert _metric(text, 'engagement_messages_rejected_total{reason="payload_size"') == 1
-        assert _metric(text, "engagement_inference_faces_total") == 3
-        assert _metric(text, 'engagement_predictions_total{level="0"}') == 2
-        assert _metric(text, 'engagement_predictions_total{level="3"}') == 1
-        assert _metric(text, "engagement_inference_batch_size_count") == 2
+        samples = h.metrics()
+        assert metric_sum(samples, "engagement_messages_rejected_total", reason="bad_msgpack") == 1
+        assert metric_sum(samples, "engagement_messages_rejected_total", reason="payload_size") == 1
+        assert metric_sum(samples, "engagement_inference_faces_total") == 3
+        assert metric_sum(samples, "engagement_predictions_total", level="0") == 2
+        assert metric_sum(samples, "engagement_predictions_total", level="3") == 1
+        assert metric_sum(samples, "engagement_inference_batch_size_count") == 2
     finally:
         code, err = h.stop()
     assert code == 0, err[-2000:]
@@ -180,7 +172,7 @@ def test_bad_model_is_reported_once_and_the_baseline_runs_instead(lite_bundles, 
         msg = h.receive()
         assert msg["model"]["baseline"] is True and msg["model"]["affect"] is False
         assert len(msg["predictions"]) == 1
-        assert "engagement_inference_model_errors_total 1.0" in h.metrics()
+        assert metric_sum(h.metrics(), "engagement_inference_model_errors_total") == 1
     finally:
         code, err = h.stop()
     assert code == 0 and "Traceback" not in err
@@ -219,7 +211,8 @@ def test_service_runs_onnx_and_names_the_engine_everywhere(onnx_bundles, face):
         assert msg["model"]["engine"] == "onnx" and msg["model"]["device"] == "cpu"
         assert msg["model"]["baseline"] is False and len(msg["predictions"]) == 2
         assert sorted(msg["predictions"][0]["heads"]) == ["boredom", "confusion", "engagement", "frustration"]
-        assert 'engagement_inference_engine_info{device="cpu",engine="onnx",model="tiny-multitask"} 1.0' in h.metrics()
+        assert metric_sum(h.metrics(), "engagement_inference_engine_info", device="cpu", engine="onnx",
+                          model="tiny-multitask") == 1
     finally:
         code, err = h.stop()
     assert code == 0, err[-2000:]

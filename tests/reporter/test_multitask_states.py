@@ -1,26 +1,17 @@
 """A multi-task bundle (four heads): every state is counted in Redis (session, class, student),
-reaches the running totals, the JSON and text reports and the MQTT body. Real Redis."""
+reaches the running totals, the JSON and text reports and the MQTT body. Real Redis (the
+`store` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.reporter.report import build_report, mqtt_body, render_text
-from shared.totals import FrameRecord, Store, add_record, empty_totals, states_of
-from tests.aggregator.harness import REDIS_URL, unique_prefix
+from shared.totals import FrameRecord, add_record, empty_totals, states_of
 
 HEADS = ["boredom", "engagement", "confusion", "frustration"]
 MODEL = {"name": "tiny-multitask", "kind": "multitask", "baseline": False, "affect": True,
          "labels": ["engaged", "slightly bored", "bored", "checked out"], "engine": "onnx", "device": "cpu"}
-
-
-@pytest.fixture
-def store():
-    st = Store.from_url(REDIS_URL, prefix=unique_prefix())
-    yield st
-    keys = list(st.r.scan_iter(match=f"{st.prefix}:*"))
-    if keys:
-        st.r.delete(*keys)
 
 
 def one_hot(level: int) -> list[float]:

@@ -1,8 +1,8 @@
 """The attention baseline as a predictor: face mesh -> signals -> (smoothed) level.
 
-It needs no engagement data and no TensorFlow. `predict` is stateless (one frame, as the
-Predictor interface of bundle.py); the service uses `measure` + a Smoother + `assess` so that
-each student's signals are averaged over the last frames before the level is chosen.
+It needs no engagement data and no TensorFlow. `predict_students` (the interface of
+services/inference/predictor.py) measures each face, averages each student's signals over the
+last frames (a Smoother) and then chooses the level; `predict` is the stateless one-frame form.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import numpy as np
 from services.inference.baseline import levels
 from services.inference.baseline.geometry import eye_openness, head_pose
 from services.inference.baseline.iris import IrisGaze
+from services.inference.baseline.smoothing import Smoother
+from services.inference.predictor import StudentKey
 from services.inference.preprocess import resize_crops
 from shared.face_mesh import MESH_SIZE, FaceMesh
 from shared.model_card import ModelCard
@@ -42,10 +44,28 @@ def _round(value: float | None) -> float | None:
 class BaselinePredictor:
     engine = "litert-facemesh"
 
-    def __init__(self, models: Path | None = None, gaze: bool = False) -> None:
+    def __init__(self, models: Path | None = None, gaze: bool = False, smoothing_window: int = 5) -> None:
         self.card = baseline_card()
         self.mesh = FaceMesh(models)
         self.iris = IrisGaze(models) if gaze else None
+        self.smoother = Smoother(smoothing_window)
+
+    def accepts(self, length: int) -> bool:
+        return True  # reads the newest crop of a sequence of any length
+
+    def predict_students(self, keys: list[StudentKey], crops: np.ndarray) -> list[dict[str, Any]]:
+        out = []
+        for key, signals in zip(keys, self.measure(crops[:, -1]), strict=True):
+            probs, level, explained = self.assess(self.smoother.update(key, signals))
+            explained["now"] = signals  # this frame's own reading, next to the window's average
+            out.append({"probs": probs, "level": level, "signals": explained})
+        return out
+
+    def end_stream(self, session: str, stream: str) -> int:
+        return self.smoother.drop(lambda key: key[:2] == (session, stream))
+
+    def evict_idle(self, seconds: float) -> int:
+        return self.smoother.evict_idle(seconds)
 
     def measure(self, crops: np.ndarray) -> list[dict[str, Any]]:
         """Raw per-face signals: yaw, pitch, roll (deg), eye_openness (EAR), mesh_confidence[, gaze_x, gaze_y]."""
