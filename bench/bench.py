@@ -26,7 +26,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     results: dict = {"command": "engagement bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-                     "started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                      "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
 
     frames = int(args.seconds * VIDEO_FPS)

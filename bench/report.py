@@ -164,8 +164,8 @@ def markdown(r: dict) -> str:
                  f"p50 {b['header_only']['hop_ms']['p50']} ms, p99 {b['header_only']['hop_ms']['p99']} ms")
 
     e = r["engines"]
-    rows = [[row["engine"], row["ms_per_call_1"], row["ms_per_call_8"], row["ms_per_face_1"], row["ms_per_face_8"],
-             f"{row['max_abs_diff_vs_keras']:.1e}"] for row in e["rows"]]
+    rows = [[f"{row['engine']} ({row.get('device', 'cpu')})", row["ms_per_call_1"], row["ms_per_call_8"],
+             row["ms_per_face_1"], row["ms_per_face_8"], f"{row['max_abs_diff_vs_keras']:.1e}"] for row in e["rows"]]
     bl = e["baseline"]
     rows.append([f"baseline ({bl['engine']})", bl["ms_per_call_1"], bl["ms_per_call_8"], bl["ms_per_face_1"],
                  bl["ms_per_face_8"], "-"])

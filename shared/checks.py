@@ -334,14 +334,39 @@ def _model(ctx: Context) -> Result:
         return fail("model", f"{model} is an affect model and EU_AI_ACT_MODE=1 forbids it",
                     "use --model baseline, or unset EU_AI_ACT_MODE where the law allows")
     files = {p.name for p in bundle.iterdir()}
-    if "model.keras" not in files and "model.tflite" not in files:
-        return fail("model", f"{model} has neither model.keras nor model.tflite", "re-export the bundle")
-    keras = "model.keras" in files and ctx.engine in ("auto", "keras", "predict")
-    runtime = "tensorflow" if keras else "ai_edge_litert"
-    if importlib.util.find_spec(runtime) is None:
-        return fail("model", f"{model} needs {runtime}, which is not installed here",
-                    "pip install -e '.[ml]' (or export a model.tflite)")
-    return ok("model", f"bundle {card.name} ({card.kind}), runs with {runtime}")
+    if not files & {"model.keras", "model.tflite", "model.onnx"}:
+        return fail("model", f"{model} has none of model.keras, model.tflite, model.onnx", "re-export the bundle")
+    wanted = _engines_for(ctx.engine, files, card)
+    if not wanted:
+        # services/inference stops with the same verdict (NoEngineError): never the baseline instead.
+        return fail("model", f"no engine here can run {model} with ENGINE={ctx.engine} (files {sorted(files)})",
+                    "pip install -e '.[ml]' (TensorFlow, ONNX Runtime), or re-export the bundle with "
+                    "`engagement-train export` (model.onnx and model.tflite, checked against Keras)")
+    return ok("model", f"bundle {card.name} ({card.kind}), runs with {', '.join(wanted)}")
+
+
+def _engines_for(engine: str, files: set[str], card: Any) -> list[str]:
+    """The engines this machine can run the bundle with, as services/inference/bundle.py decides:
+    ENGINE=auto without TensorFlow takes only a format the export step checked against Keras."""
+    import importlib.util
+
+    def have(module: str) -> bool:
+        return importlib.util.find_spec(module) is not None
+
+    keras = "model.keras" in files and have("tensorflow")
+    can = {"keras": keras, "predict": keras,
+           "tflite": have("ai_edge_litert") and ("model.tflite" in files or keras),
+           "onnx": "model.onnx" in files and have("onnxruntime")}
+    if engine != "auto":
+        return [engine] if can.get(engine) else []
+    if keras:
+        return [name for name, ok_ in can.items() if ok_]
+
+    def checked(fmt: str) -> bool:
+        diff = (card.exports.get(fmt) or {}).get("max_abs_diff")
+        return diff is not None and diff <= 1e-3  # services/inference/bundle.py AUTO_TOLERANCE
+
+    return [fmt for fmt in ("onnx", "tflite") if can[fmt] and f"model.{fmt}" in files and checked(fmt)]
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -131,7 +131,12 @@ SERVICES: dict[str, list[Setting]] = {
     ],
     "inference": [
         Setting("MODEL", "baseline", "'baseline' (face-mesh attention) or a model bundle directory"),
-        Setting("ENGINE", "auto", "how a Keras bundle runs", choices=("auto", "keras", "tflite", "predict")),
+        Setting("ENGINE", "auto", "how a trained bundle runs (auto: the fastest that agrees with Keras)",
+                choices=("auto", "keras", "tflite", "predict", "onnx")),
+        Setting("TRT_CACHE_DIR", "", "where ONNX Runtime's TensorRT provider keeps the engines it builds "
+                "('' = ~/.cache/engagement/tensorrt)"),
+        Setting("TRT_FP16", 1, "1 = TensorRT may compute in float16 (ENGINE=auto still checks it against Keras)", int,
+                min=0, max=1),
         # In seconds of the video, so it means the same at every FPS (5 frames were 2.5 s at 2 FPS and
         # hid a 1.5 s glance away).
         Setting("SMOOTHING_SECONDS", 1.0, "seconds of video the baseline averages its attention signals over "

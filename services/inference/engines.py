@@ -31,7 +31,10 @@ class Engine(Protocol):
 
 
 def load_keras(path: Path) -> Any:
-    import keras  # noqa: PLC0415 - lazily: TensorFlow only for Keras bundles
+    from shared.tf_gpu import enable_memory_growth  # noqa: PLC0415 - lazily: TensorFlow only for Keras bundles
+
+    enable_memory_growth()  # before the first tensor: TensorFlow would map the whole (shared) GPU memory
+    import keras  # noqa: PLC0415
 
     return keras.models.load_model(path, compile=False)
 
@@ -56,6 +59,7 @@ class KerasEngine:
     def __init__(self, model: Any, order: list[int]) -> None:
         import tensorflow as tf  # noqa: PLC0415
 
+        self.device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
         self.order = order
         spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
         # Fixed signature with a free batch dimension: traced once for every number of faces.

@@ -32,7 +32,7 @@ import sys
 import time
 import webbrowser
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,7 @@ def resolve_run(args: argparse.Namespace) -> dict[str, Any]:
 
 def new_session_id(stream: str) -> str:
     """Unique even for two classes started in the same second against one Redis."""
-    return f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+    return f"{stream}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str) -> dict[str, dict[str, str]]:

@@ -157,7 +157,15 @@ def test_jetson_override_adds_the_gpu_runtime_and_the_camera():
     assert "/dev/video0:/dev/video0" in jetson["capture"]["devices"]
     base = load_yaml(COMPOSE_FILES[0])["services"]
     assert set(jetson) <= set(base), "the override names a service the base file lacks"
+    inference = jetson.pop("inference")
     assert all("l4t" in spec["build"]["args"]["BASE_IMAGE"] for spec in jetson.values())
+    # Inference has its own Jetson stage (Python 3.10, ONNX Runtime GPU on JetPack's CUDA/TensorRT),
+    # and keeps the TensorRT engines it builds in a volume.
+    assert inference["build"] == {"target": "inference-jetson"}
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text()
+    assert re.search(r"^FROM nvcr\.io/nvidia/l4t-jetpack:r36\.\d+\.\d+ AS inference-jetson$", dockerfile, re.M)
+    assert inference["environment"]["TRT_CACHE_DIR"] == "/data/tensorrt"
+    assert "tensorrt:/data/tensorrt" in inference["volumes"] and "tensorrt" in load_yaml(COMPOSE_FILES[1])["volumes"]
 
 
 def test_no_service_writes_into_the_installed_package(compose):

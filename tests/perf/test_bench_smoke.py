@@ -46,8 +46,10 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
 
     assert r["bus"]["received"] == r["bus"]["sent"] == 50
     assert r["bus"]["hop_ms"]["p99"] is not None
-    assert {row["engine"] for row in r["engines"]["rows"]} == {"keras", "tflite", "predict"}
-    assert r["engines"]["auto_choice"] in {"keras", "tflite", "predict"}
+    assert {row["engine"] for row in r["engines"]["rows"]} == {"keras", "tflite", "predict", "onnx"}
+    onnx = next(row for row in r["engines"]["rows"] if row["engine"] == "onnx")
+    assert onnx["device"] == "cpu" and onnx["max_abs_diff_vs_keras"] < 1e-3  # no GPU here: the CPU provider
+    assert r["engines"]["auto_choice"] in {"keras", "tflite", "predict", "onnx"}
     assert SERVICES <= set(r["soak"]["memory"])
     assert all("growth_percent" in m for m in r["soak"]["memory"].values())
     assert {"faces_1", "faces_8", "cost_per_face"} <= set(r["summary"])
