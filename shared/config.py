@@ -20,6 +20,9 @@ from typing import Any
 
 from shared.links import BY_NAME
 
+# Kept here, not imported from shared/detectors (which imports OpenCV), so settings stay light.
+DETECTOR_NAMES = ("auto", "blazeface", "blazeface_short", "blazeface_full", "dnn", "haar")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -99,7 +102,8 @@ SERVICES: dict[str, list[Setting]] = {
         FRAMES_OUT, PREVIEW_OUT,
     ],
     "facedetect": [
-        Setting("DETECTOR", "dnn", "face detector backend", choices=("dnn", "haar")),
+        Setting("DETECTOR", "auto", "face detector (shared/detectors.py; auto = best measured recall, then speed)",
+                choices=DETECTOR_NAMES),
         Setting("CONFIDENCE", 0.5, "minimum detection confidence (dnn)", float),
         Setting("CROP_SIZE", 224, "side of the square face crop sent downstream", int),
         Setting("CROP_MARGIN", 0.25, "margin added around each face box, as a fraction of its size", float),
