@@ -104,7 +104,9 @@ SERVICES: dict[str, list[Setting]] = {
     "facedetect": [
         Setting("DETECTOR", "auto", "face detector (shared/detectors.py; auto = best measured recall, then speed)",
                 choices=DETECTOR_NAMES),
-        Setting("CONFIDENCE", 0.5, "minimum detection confidence (dnn)", float),
+        Setting("CONFIDENCE", 0.5, "minimum detection confidence", float),
+        Setting("DETECT_EVERY", 3, "run the detector every N frames and follow the faces in between "
+                "(at once when a face is lost or the scene changes elsewhere); 1 = every frame", int),
         Setting("CROP_SIZE", 224, "side of the square face crop sent downstream", int),
         Setting("CROP_MARGIN", 0.25, "margin added around each face box, as a fraction of its size", float),
         Setting("TRACK_IOU", 0.3, "minimum IoU to keep a student's id from the last frame", float),
