@@ -75,6 +75,33 @@ METRICS_PORTS: dict[str, int] = {
     "mqtt_bridge": 9107,
 }
 
+# CPU budget per service (shared/cpu_budget.py): threads each library may use in that
+# service's process, so the stages overlap instead of each sizing its pools to every core.
+# 0 = the library's own default (every core). From `engagement bench --budget-sweep`.
+CPU_BUDGETS: dict[str, dict[str, int]] = {
+    "capture": {"CV_THREADS": 1},
+    "facedetect": {"CV_THREADS": 1, "LITERT_THREADS": 1},
+    "sequencer": {"CV_THREADS": 1},
+    "inference": {"CV_THREADS": 1, "TF_INTRA_OP_THREADS": 1, "TF_INTER_OP_THREADS": 1},
+    "aggregator": {"CV_THREADS": 1},
+    "reporter": {"CV_THREADS": 1},
+}
+
+
+def _budget(service: str) -> list[Setting]:
+    given = CPU_BUDGETS.get(service, {})
+    return [
+        Setting("CV_THREADS", given.get("CV_THREADS", 0), "OpenCV threads in this service (0 = every core)", int),
+        Setting("LITERT_THREADS", given.get("LITERT_THREADS", 0), "threads of each LiteRT interpreter "
+                "(0 = the caller's default)", int),
+        Setting("TF_INTRA_OP_THREADS", given.get("TF_INTRA_OP_THREADS", 0), "TensorFlow threads inside one op "
+                "(0 = every core)", int),
+        Setting("TF_INTER_OP_THREADS", given.get("TF_INTER_OP_THREADS", 0), "TensorFlow ops run side by side "
+                "(0 = TensorFlow's default)", int),
+        Setting("CPU_AFFINITY", "", "CPUs this service may run on, e.g. 0 or 0-1 or 0,2 (empty = any)"),
+    ]
+
+
 COMMON: list[Setting] = [
     Setting("SESSION_ID", "", "session id; the launcher sets one per run (default: time-based)"),
     Setting("CLASS_ID", "default-class", "class (course) the session belongs to"),
@@ -99,7 +126,7 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("RETRY_MAX_SECONDS", 30.0, "cap of the reconnect backoff for cameras and streams", float),
         Setting("RETRY_LIMIT", 0, "give up after this many failed opens (0 = never for cameras)", int),
         Setting("FRAME_ENCODING", "bgr", "payload encoding on the bus", choices=("bgr", "jpeg")),
-        FRAMES_OUT, PREVIEW_OUT,
+        FRAMES_OUT, PREVIEW_OUT, *_budget("capture"),
     ],
     "facedetect": [
         Setting("DETECTOR", "auto", "face detector (shared/detectors.py; auto = best measured recall, then speed)",
@@ -111,13 +138,13 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("CROP_MARGIN", 0.25, "margin added around each face box, as a fraction of its size", float),
         Setting("TRACK_IOU", 0.3, "minimum IoU to keep a student's id from the last frame", float),
         Setting("TRACK_MAX_AGE", 10.0, "seconds a lost student's id is kept for re-identification", float),
-        FRAMES_IN, FACES_OUT,
+        FRAMES_IN, FACES_OUT, *_budget("facedetect"),
     ],
     "sequencer": [
         Setting("SEQUENCE_LENGTH", 1, "crops per student per sample (model card's sequence length)", int),
         Setting("STRIDE", 1, "frames between two samples of the same student", int),
         Setting("STUDENT_TIMEOUT", 10.0, "seconds after which an unseen student's buffer is dropped", float),
-        FACES_IN, BATCHES_OUT,
+        FACES_IN, BATCHES_OUT, *_budget("sequencer"),
     ],
     "inference": [
         Setting("MODEL", "baseline", "'baseline' (face-mesh attention) or a model bundle directory"),
@@ -127,13 +154,13 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("SLOWDOWN", 0.0, "extra seconds per batch, for fault-injection tests only", float),
         Setting("ACK_TIMEOUT", 3.0, "seconds before an unacknowledged predictions message is resent", float),
         Setting("ACK_WINDOW", 2000, "sent-but-unacknowledged messages kept for resending", int),
-        BATCHES_IN, PREDICTIONS_OUT, ACKS_IN,
+        BATCHES_IN, PREDICTIONS_OUT, ACKS_IN, *_budget("inference"),
     ],
     "aggregator": [
         Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals"),
         Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
         Setting("BACKLOG_MAX", 10000, "frames kept in memory while Redis is unreachable", int),
-        PREDICTIONS_IN, UPDATES_OUT, ACKS_OUT,
+        PREDICTIONS_IN, UPDATES_OUT, ACKS_OUT, *_budget("aggregator"),
     ],
     "reporter": [
         Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals"),
@@ -154,7 +181,7 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("MQTT_PORT", 1883, "local MQTT broker port", int),
         Setting("DEVICE_ID", "jetson-01", "device id used in MQTT topics"),
         Setting("MQTT_TOTALS_INTERVAL", 10.0, "seconds between totals published over MQTT", float),
-        PREVIEW_IN, UPDATES_IN,
+        PREVIEW_IN, UPDATES_IN, *_budget("reporter"),
     ],
     # The reporter publishes totals every MQTT_TOTALS_INTERVAL (10 s) and the report at the end.
     "mqtt_bridge": [

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import zmq
 
-from shared import metrics
+from shared import cpu_budget, metrics
 from shared.bus import Receiver, Sender
 from shared.config import Settings, load_settings
 from shared.logs import setup_logging
@@ -104,6 +104,15 @@ class Service:
         if parent and parent.isdigit():
             threading.Thread(target=self._watch_parent, args=(int(parent),), daemon=True).start()
         metrics.serve(self.settings.metrics_host, self.settings.metrics_port, self.healthy)
+        try:
+            # Per process, before any model loads (a service run on a test's thread keeps the test's).
+            budget = cpu_budget.apply_settings(self.settings)
+        except cpu_budget.BadAffinity as exc:
+            self._set_state("failed")
+            self.log.error("%s", exc)
+            return 2
+        if budget:
+            self.log.info("cpu budget: %s", budget)
         try:
             self.start()
         except Exception:

@@ -16,7 +16,7 @@ from prometheus_client import Counter, Histogram
 
 from services.facedetect.follow import Follower
 from services.facedetect.tracker import Tracker
-from shared import metrics
+from shared import cpu_budget, metrics
 from shared.detectors import crop_face, make_detector
 from shared.messages import MAX_FACES, Eos, Frame, Message, follow_up
 from shared.service import Service
@@ -49,7 +49,7 @@ class FaceDetectService(Service):
 
     def setup(self) -> None:
         s = self.settings
-        self.detector = make_detector(s.detector, s.confidence, Path(s.models_dir))
+        self.detector = make_detector(s.detector, s.confidence, Path(s.models_dir), cpu_budget.litert_threads(1))
         self.follower = Follower(s.detect_every)
         self.tracker = Tracker(s.track_iou, s.track_max_age)
         self.crop_size = int(s.crop_size)
