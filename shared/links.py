@@ -43,13 +43,16 @@ class Link:
         first, second = self.pattern.split("/")
         return first, second
 
-    def out_spec(self, host: str = "127.0.0.1", port: int | None = None) -> str:
-        """The producer's connection string: it binds on `host`."""
-        return f"{self.socket_types[0]}+bind:tcp://{host}:{self.port if port is None else port}"
+    def out_spec(self, host: str = "127.0.0.1", port: int | None = None, endpoint: str = "") -> str:
+        """The producer's connection string: it binds on `host` (or on `endpoint`, e.g. ipc://...)."""
+        return f"{self.socket_types[0]}+bind:{endpoint or self._tcp(host, port)}"
 
-    def in_spec(self, host: str = "127.0.0.1", port: int | None = None) -> str:
-        """The consumer's connection string: it connects to the producer at `host`."""
-        return f"{self.socket_types[1]}+connect:tcp://{host}:{self.port if port is None else port}"
+    def in_spec(self, host: str = "127.0.0.1", port: int | None = None, endpoint: str = "") -> str:
+        """The consumer's connection string: it connects to the producer at `host` (or `endpoint`)."""
+        return f"{self.socket_types[1]}+connect:{endpoint or self._tcp(host, port)}"
+
+    def _tcp(self, host: str, port: int | None) -> str:
+        return f"tcp://{host}:{self.port if port is None else port}"
 
 
 LINKS: tuple[Link, ...] = (
