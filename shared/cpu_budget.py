@@ -3,8 +3,8 @@
 On a small box every library sizes its thread pool to every core (OpenCV, LiteRT,
 TensorFlow's intra- and inter-op pools), so six stages each running "in parallel" fight for
 the same cores and a model call stretches to several times its length. The budget
-(CV_THREADS, LITERT_THREADS, TF_INTRA_OP_THREADS, TF_INTER_OP_THREADS, CPU_AFFINITY; per-service
-defaults in shared/config.py) lets the stages overlap instead. `apply` runs once at a
+(CV_THREADS, LITERT_THREADS, TF_INTRA_OP_THREADS, TF_INTER_OP_THREADS, CPU_AFFINITY; each
+service's own figures in shared/config.py's CPU_BUDGETS) lets the stages overlap instead. `apply` runs once at a
 service's start, before any model loads; 0 (or empty) leaves a library's own default.
 """
 
@@ -80,9 +80,23 @@ def apply(cv_threads: int = 0, litert: int = 0, tf_intra: int = 0, tf_inter: int
     return applied
 
 
+def resolve(service: str, values: dict[str, int]) -> dict[str, int]:
+    """Thread counts of a service: a setting left at 0 takes the service's CPU_BUDGETS entry,
+    -1 (or no entry) the library's own default (reported as 0 here)."""
+    from shared.config import CPU_BUDGETS
+
+    table = CPU_BUDGETS.get(service, {})
+    out = {}
+    for env, value in values.items():
+        chosen = table.get(env, -1) if value == 0 else value
+        out[env] = max(0, chosen)
+    return out
+
+
 def apply_settings(settings: object) -> dict:
-    """apply() from a service's settings (services without a budget keep every default)."""
-    return apply(int(getattr(settings, "cv_threads", 0) or 0), int(getattr(settings, "litert_threads", 0) or 0),
-                 int(getattr(settings, "tf_intra_op_threads", 0) or 0),
-                 int(getattr(settings, "tf_inter_op_threads", 0) or 0),
+    """apply() from a service's settings and its CPU_BUDGETS entry."""
+    given = {env: int(getattr(settings, env.lower(), 0) or 0)
+             for env in ("CV_THREADS", "LITERT_THREADS", "TF_INTRA_OP_THREADS", "TF_INTER_OP_THREADS")}
+    n = resolve(str(getattr(settings, "service", "")), given)
+    return apply(n["CV_THREADS"], n["LITERT_THREADS"], n["TF_INTRA_OP_THREADS"], n["TF_INTER_OP_THREADS"],
                  str(getattr(settings, "cpu_affinity", "") or ""))

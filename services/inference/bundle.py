@@ -51,7 +51,8 @@ class Predictor(Stateless):
     def accepts(self, length: int) -> bool:
         return length == self.card.sequence_length
 
-    def predict_students(self, keys: list[StudentKey], crops: np.ndarray) -> list[dict[str, Any]]:
+    def predict_students(self, keys: list[StudentKey], crops: np.ndarray,
+                         t: float | None = None) -> list[dict[str, Any]]:
         if self.card.kind != "sequence":
             crops = crops[:, 0]
         heads = self.predict(crops)

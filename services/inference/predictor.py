@@ -8,8 +8,10 @@ class with these members.
     engine        what runs it, for the metrics and the reports ("keras", "tflite", ...)
     accepts(n)    whether a batch of n crops per student can be used (a sequence model needs
                   exactly its length; the baseline reads the newest crop of any length)
-    predict_students(keys, crops)
-                  crops (students, length, h, w, 3) uint8 BGR, keys (session, stream, student)
+    predict_students(keys, crops, t)
+                  crops (students, length, h, w, 3) uint8 BGR, keys (session, stream, student),
+                  t the frame's time in seconds (media time for files; state over time, like
+                  the baseline's smoothing, follows it)
                   -> one {"probs": [4 floats], "level": int, ...} per student; extra entries
                   (multitask heads, the baseline's signals) travel on in the message
     end_stream(session, stream)   forget per-student state of a stream that ended (number dropped)
@@ -35,7 +37,8 @@ class Predictor(Protocol):
 
     def accepts(self, length: int) -> bool: ...
 
-    def predict_students(self, keys: list[StudentKey], crops: np.ndarray) -> list[dict[str, Any]]: ...
+    def predict_students(self, keys: list[StudentKey], crops: np.ndarray,
+                         t: float | None = None) -> list[dict[str, Any]]: ...
 
     def end_stream(self, session: str, stream: str) -> int: ...
 

@@ -41,13 +41,13 @@ STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after th
 
 
 def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
-               gaze: bool = False, smoothing_window: int = 5) -> Predictor:
+               gaze: bool = False, smoothing_seconds: float = 1.0) -> Predictor:
     """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only)."""
     if model == BASELINE:
         from services.inference.baseline import BaselinePredictor  # noqa: PLC0415
 
         return BaselinePredictor(Path(models_dir) if models_dir else None, gaze=gaze,
-                                 smoothing_window=smoothing_window)
+                                 smoothing_seconds=smoothing_seconds)
     from services.inference.bundle import load_predictor  # noqa: PLC0415
 
     return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode)
@@ -78,7 +78,12 @@ class InferenceService(Service):
 
     def _load(self) -> None:
         s = self.settings
-        options = {"models_dir": s.models_dir, "gaze": bool(s.gaze), "smoothing_window": int(s.smoothing_window)}
+        seconds = float(s.smoothing_seconds)
+        if s.smoothing_window and s.fps > 0:  # the old setting, in frames: still read
+            seconds = s.smoothing_window / float(s.fps)
+            self.log.warning("SMOOTHING_WINDOW=%d frames is deprecated: read as SMOOTHING_SECONDS=%.2f at %g FPS",
+                             s.smoothing_window, seconds, s.fps)
+        options = {"models_dir": s.models_dir, "gaze": bool(s.gaze), "smoothing_seconds": seconds}
         try:
             self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), **options)
         except (BundleError, CardError) as exc:
@@ -156,7 +161,9 @@ class InferenceService(Service):
         FACES.inc(len(students))
         keys = [(batch.session, batch.stream, student["student"]) for student in students]
         started = time.perf_counter()
-        assessed = self.predictor.predict_students(keys, crops)
+        # Seconds into the video (media time for files): the baseline smooths over a time window.
+        t = batch.t_media if batch.t_media is not None else batch.t_capture
+        assessed = self.predictor.predict_students(keys, crops, t)
         INFERENCE_SECONDS.observe(time.perf_counter() - started)
         out = []
         for student, entry in zip(students, assessed, strict=True):

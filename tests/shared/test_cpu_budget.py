@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from shared.config import load_settings
-from shared.cpu_budget import BadAffinity, parse_cpus
+from shared.cpu_budget import BadAffinity, parse_cpus, resolve
 from tests.support.links import link
 
 ENGAGEMENT = str(Path(sys.executable).with_name("engagement"))
@@ -29,11 +29,17 @@ def test_parse_cpus():
             parse_cpus(bad)
 
 
-def test_each_service_has_a_budget_from_the_table():
-    s = load_settings("facedetect", [], env={})
-    assert (s.cv_threads, s.litert_threads, s.cpu_affinity) == (1, 1, "")
-    inf = load_settings("inference", ["--tf-intra-op-threads", "2"], env={"CPU_AFFINITY": "0"})
-    assert (inf.tf_intra_op_threads, inf.tf_inter_op_threads, inf.cpu_affinity) == (2, 1, "0")
+def test_each_service_takes_its_budget_from_the_table_unless_told():
+    keys = ("CV_THREADS", "LITERT_THREADS", "TF_INTRA_OP_THREADS", "TF_INTER_OP_THREADS")
+
+    def budget(service, argv=(), env=None):  # type: ignore[no-untyped-def]
+        s = load_settings(service, list(argv), env=env or {})
+        return resolve(service, {k: getattr(s, k.lower()) for k in keys}), s.cpu_affinity
+
+    assert budget("facedetect") == ({"CV_THREADS": 1, "LITERT_THREADS": 1, "TF_INTRA_OP_THREADS": 0,
+                                     "TF_INTER_OP_THREADS": 0}, "")
+    inf, cpus = budget("inference", ["--tf-intra-op-threads", "2", "--cv-threads", "-1"], {"CPU_AFFINITY": "0"})
+    assert (inf["TF_INTRA_OP_THREADS"], inf["TF_INTER_OP_THREADS"], inf["CV_THREADS"], cpus) == (2, 1, 0, "0")
 
 
 BUDGET_PROBE = """

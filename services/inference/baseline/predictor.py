@@ -7,6 +7,7 @@ last frames (a Smoother) and then chooses the level; `predict` is the stateless 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +45,21 @@ def _round(value: float | None) -> float | None:
 class BaselinePredictor:
     engine = "litert-facemesh"
 
-    def __init__(self, models: Path | None = None, gaze: bool = False, smoothing_window: int = 5) -> None:
+    def __init__(self, models: Path | None = None, gaze: bool = False, smoothing_seconds: float = 1.0) -> None:
         self.card = baseline_card()
         self.mesh = FaceMesh(models)
         self.iris = IrisGaze(models) if gaze else None
-        self.smoother = Smoother(smoothing_window)
+        self.smoother = Smoother(smoothing_seconds)
 
     def accepts(self, length: int) -> bool:
         return True  # reads the newest crop of a sequence of any length
 
-    def predict_students(self, keys: list[StudentKey], crops: np.ndarray) -> list[dict[str, Any]]:
+    def predict_students(self, keys: list[StudentKey], crops: np.ndarray,
+                         t: float | None = None) -> list[dict[str, Any]]:
+        t = time.monotonic() if t is None else t  # no video time given: wall-clock seconds
         out = []
         for key, signals in zip(keys, self.measure(crops[:, -1]), strict=True):
-            probs, level, explained = self.assess(self.smoother.update(key, signals))
+            probs, level, explained = self.assess(self.smoother.update(key, signals, t))
             explained["now"] = signals  # this frame's own reading, next to the window's average
             out.append({"probs": probs, "level": level, "signals": explained})
         return out
