@@ -33,6 +33,8 @@ class Detection:
 class DetectorUnavailable(RuntimeError):
     """A detector that cannot run with this installation (the message says why)."""
 
+    user_error = True  # a service refuses to start with this one line (shared/service.py)
+
 
 class DnnDetector:
     name = "dnn"

@@ -19,6 +19,7 @@ from typing import ClassVar
 import zmq
 
 from shared import cpu_budget, metrics
+from shared.assets import MissingAsset
 from shared.bus import Receiver, Sender
 from shared.config import SettingError, Settings, load_settings
 from shared.logs import setup_logging
@@ -113,16 +114,20 @@ class Service:
         try:
             # Per process, before any model loads (a service run on a test's thread keeps the test's).
             budget = cpu_budget.apply_settings(self.settings)
-        except cpu_budget.BadAffinity as exc:
+        except cpu_budget.BadAffinity as exc:  # will not fix itself: one line, no restart
             self._set_state("failed")
-            self.log.error("%s", exc)
-            return 2
+            self.log.error("refusing to start: %s", exc)
+            return EXIT_GAVE_UP
         if budget:
             self.log.info("cpu budget: %s", budget)
         try:
             self.start()
-        except Exception:
+        except Exception as exc:
             self._set_state("failed")
+            # Missing weights, a detector this OpenCV cannot load: the user's to fix, said in one line.
+            if isinstance(exc, MissingAsset) or getattr(exc, "user_error", False):
+                self.log.error("refusing to start: %s", exc)
+                return EXIT_GAVE_UP
             self.log.exception("start-up failed")
             return 2
         self.log.info("running")

@@ -16,6 +16,7 @@ import pytest
 
 from shared.config import load_settings
 from shared.cpu_budget import BadAffinity, parse_cpus, resolve
+from shared.service import EXIT_GAVE_UP
 from tests.support.links import link
 
 ENGAGEMENT = str(Path(sys.executable).with_name("engagement"))
@@ -90,9 +91,9 @@ def test_a_service_process_runs_inside_its_budget():
     assert "cpu budget: {'cpus': [0], 'opencv': 1, 'litert': 1}" in out, out
 
 
-def test_an_impossible_affinity_is_one_clear_line_and_exit_2():
+def test_an_impossible_affinity_is_one_clear_line_and_no_restart():
     env = dict(os.environ, CPU_AFFINITY="4096", METRICS_PORT="0")
     out = subprocess.run([ENGAGEMENT, "sequencer"], env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2
-    assert "CPU_AFFINITY '4096': none of these CPUs is available" in out.stdout + out.stderr
+    assert out.returncode == EXIT_GAVE_UP  # the launcher does not restart it: it would fail the same way
+    assert "refusing to start: CPU_AFFINITY '4096': none of these CPUs is available" in out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr

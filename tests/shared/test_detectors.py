@@ -7,7 +7,11 @@ the default detector finds at least what res10 finds on the same frames.
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +22,7 @@ from bench.detectors import _found, lfw_cases, sample_cases
 from shared import assets
 from shared.blazeface import FULL_RANGE, SHORT_RANGE, anchor_centres
 from shared.detectors import DetectorUnavailable, make_detector
+from shared.service import EXIT_GAVE_UP
 
 # res10's box on the astronaut (512x512 original).
 ASTRONAUT_FACE = (179, 57, 92, 120)
@@ -116,3 +121,13 @@ def test_res10_and_haar_on_this_opencv():
         else:
             found = make_detector(name).detect(astronaut())
             assert found and iou(found[0].box, ASTRONAUT_FACE) > 0.5
+
+
+def test_facedetect_without_the_weights_refuses_to_start_in_one_line(tmp_path):
+    """A user's error (weights not fetched): one line naming the fix, the no-restart exit code."""
+    env = dict(os.environ, MODELS_DIR=str(tmp_path), DETECTOR="blazeface", METRICS_PORT="0")
+    out = subprocess.run([str(Path(sys.executable).with_name("engagement")), "facedetect"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    text = out.stdout + out.stderr
+    assert out.returncode == EXIT_GAVE_UP, text
+    assert "refusing to start" in text and "engagement fetch-models" in text and "Traceback" not in text
