@@ -26,9 +26,11 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import webbrowser
 from collections.abc import Callable
@@ -135,8 +137,10 @@ def new_session_id(stream: str) -> str:
     return f"{stream}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
 
 
-def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str) -> dict[str, dict[str, str]]:
-    """Per-service environment: every resolved setting, links on free loopback ports, metrics ports."""
+def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str,
+                     bus_dir: str = "") -> dict[str, dict[str, str]]:
+    """Per-service environment: every resolved setting, links on free loopback ports (or Unix
+    sockets in `bus_dir`: TRANSPORT=ipc), metrics ports."""
     values = args if isinstance(args, dict) else resolve_run(args)
     base = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE"}  # resolved here, once
     for s in run_settings():
@@ -163,7 +167,8 @@ def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str) 
     for name in RUN_SERVICES:
         env = dict(base, METRICS_PORT=str(metrics_ports[name]))
         for link in LINKS.values():
-            out_spec, in_spec = link.local_specs(link_ports[link.name])
+            out_spec, in_spec = link.local_specs(link_ports[link.name],
+                                                 f"ipc://{bus_dir}/{link.name}" if bus_dir else "")
             if name == link.producer:
                 env[link.out_setting] = out_spec
             if name == link.consumer:
@@ -304,7 +309,9 @@ def run(args: argparse.Namespace,
         private = PrivateRedis(run_dir / "redis", os.getpid())
         redis_url = private.url
         log.info("no REDIS_URL: started a private redis-server at %s (data in %s)", redis_url, private.dir)
-    envs = plan_environment(values, redis_url)
+    # TRANSPORT=ipc: Unix sockets in a private folder (mode 0700: only this user's processes reach them).
+    bus_dir = tempfile.mkdtemp(prefix="engagement-bus-") if values.get("transport") == "ipc" else ""
+    envs = plan_environment(values, redis_url, bus_dir)
     if adjust_env:
         adjust_env(envs)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -372,6 +379,8 @@ def run(args: argparse.Namespace,
             found = find_report(values, session)
         if private:
             private.stop(keep_data=found is None)
+        if bus_dir:
+            shutil.rmtree(bus_dir, ignore_errors=True)
         if found or not private:
             _remove_run(run_dir)
     elapsed = time.monotonic() - started

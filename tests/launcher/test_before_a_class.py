@@ -29,7 +29,8 @@ CASES = [
     ("a word for FPS", [], {"FPS": "two"},
      "setting FPS='two' (environment) is not a number; allowed: a number from 0 to 240"),
     ("a bad flag value", ["--detector", "cnn"], {},
-     "setting DETECTOR='cnn' (flag --detector) is not a choice; allowed: one of dnn, haar"),
+     "setting DETECTOR='cnn' (flag --detector) is not a choice; allowed: one of auto, blazeface, "
+     "blazeface_short, blazeface_full, dnn, haar"),
     ("a missing file", ["--source", "missing.avi"], {}, "source: video file missing.avi does not exist"),
     ("a folder as source", ["--source", "."], {}, "source: . is a folder, not a video file"),
     ("not a video", ["--source", "notes.txt"], {}, "source: notes.txt has no frame OpenCV can decode"),
