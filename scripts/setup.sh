@@ -15,6 +15,8 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v Xvfb >/dev/null || need+=(xvfb)
 command -v xwininfo >/dev/null || need+=(x11-utils)
 command -v xdotool >/dev/null || need+=(xdotool)
+# The web service's browser tests drive Debian's Chromium (Playwright cannot download its own).
+command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need[*]}"

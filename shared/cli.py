@@ -9,6 +9,8 @@
     engagement bench --quick                the benchmark (bench/; installed with the project)
     engagement bench-gallery                a 5x5 call gallery off a virtual screen: frames/s, latency
     engagement check-secrets                compose's gate: refuses empty or example secrets
+    engagement web --report-dir DIR --port N    the live page and past sessions on their own
+    engagement bench-web [--faces 1 30]     capture-to-page latency of the live page, the web's cost
     engagement <service> [flags]            one service (capture, facedetect, ...)
 
 Service modules are imported lazily, so that only `inference` ever imports TensorFlow.
@@ -31,6 +33,7 @@ SERVICE_CLASSES: dict[str, str] = {
     "aggregator": "services.aggregator.service:AggregatorService",
     "reporter": "services.reporter.service:ReporterService",
     "mqtt_bridge": "services.mqtt_bridge.service:MqttBridgeService",
+    "web": "services.web.service:WebService",
 }
 
 UTILITIES: dict[str, str] = {
@@ -42,6 +45,7 @@ UTILITIES: dict[str, str] = {
     "make-sample": "tools.sample_video:main",
     "bench": "bench.bench:main",
     "bench-gallery": "bench.gallery:main",
+    "bench-web": "bench.web:main",
     "make-curve-keys": "shared.cli:make_curve_keys_main",
     "check-secrets": "shared.secret_check:main",  # compose's gate: no empty or example secret
 }
