@@ -71,7 +71,9 @@ def test_5x5_gallery_every_face_found_with_an_id_that_follows_the_participant(fa
     for t, msg in zip(times, got, strict=True):
         layout = layout_at(people, t)
         on_camera = [(p, tile) for p, tile in layout if not (p.away and p.away[0] <= t < p.away[1])]
-        assert len(msg["faces"]) == len(on_camera), t  # every face, one per tile, small as they are
+        aside = [p for p, _ in on_camera if p.looks_away and p.looks_away[0] <= t < p.looks_away[1]]
+        # Every face, one per tile, small as they are; a head turned 60 degrees aside may be missed.
+        assert len(on_camera) - len(aside) <= len(msg["faces"]) <= len(on_camera), t
         for face in msg["faces"]:
             x, y, w, h = face["box"]
             cx, cy = x + w / 2, y + h / 2
