@@ -125,8 +125,16 @@ def table(results: list[Result]) -> str:
 
 # --- folders --------------------------------------------------------------------------------
 
+_FOLDERS = threading.Lock()  # checks run at once; two may try the same folder (reports, recordings)
+
+
 def try_writable(folder: Path) -> str | None:
     """None if `folder` can be created and written; else why not. Leaves nothing behind."""
+    with _FOLDERS:
+        return _try_writable(folder)
+
+
+def _try_writable(folder: Path) -> str | None:
     created: list[Path] = []
     try:
         missing = []
@@ -385,3 +393,51 @@ def _ports(ctx: Context) -> Result:
             return fail("ports", f"no MQTT broker at {ctx.mqtt_host}:{ctx.mqtt_port} ({exc.strerror or exc})",
                         "start mosquitto, set MQTT_HOST/MQTT_PORT, or leave out --messaging")
     return ok("ports", "fixed metrics ports free" if ports else "free loopback ports are picked at start")
+
+
+# --- secrets and Redis's eviction policy (shared/secret_check.py, shared/redis_retention.py) ------
+
+def compose_env_file() -> Path:
+    """The compose/.env that `docker compose up` reads on a box deployed from this checkout."""
+    from shared.config import REPO_ROOT
+
+    return REPO_ROOT / "compose" / ".env"
+
+
+@check("secrets")
+def _secrets(ctx: Context) -> Result:
+    from shared.secret_check import COMPOSE_SECRETS, check_problems, env_file_problems
+
+    # What this run uses fails the check: REDIS_URL's password, a compose secret in the environment.
+    env = {name: os.environ[name] for name in COMPOSE_SECRETS if name in os.environ}
+    if ctx.values.get("redis_url"):
+        env["REDIS_URL"] = str(ctx.redis_url)
+    problems = check_problems(env)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return fail("secrets", problems[0] + more, "set your own (`openssl rand -hex 24`)")
+    # compose/.env is not used by a local run: said as a warning, `docker compose up` refuses it anyway.
+    env_file = compose_env_file()
+    in_file = env_file_problems(env_file) if env_file.is_file() else []
+    if in_file:
+        return ok("secrets", "none in use is empty or an example", warning=in_file[0])
+    return ok("secrets", "none in use is empty or an example")
+
+
+@check("eviction")
+def _eviction(ctx: Context) -> Result | None:
+    if ctx.private_redis:
+        return None  # the private redis-server has no maxmemory: nothing is evicted
+    import redis
+
+    from shared.redis_retention import eviction_problem
+
+    try:
+        client = redis.Redis.from_url(str(ctx.redis_url), socket_timeout=1.5, socket_connect_timeout=1.5)
+        client.ping()
+    except (redis.RedisError, ValueError):
+        return None  # unreachable, refused or malformed: the redis check says so
+    problem = eviction_problem(client)
+    if problem:
+        return ok("eviction", "Redis may evict keys", warning=problem)
+    return ok("eviction", "Redis never evicts a running session")

@@ -43,6 +43,8 @@ from shared.levels import LEVEL_LABELS
 CARD_FILE = "model_card.json"
 CARD_SCHEMA = 1
 KINDS = ("frame", "sequence", "multitask")
+# Said on every overlay, report and page while the attention baseline runs.
+BASELINE_NOTE = "attention baseline - not trained on engagement data"
 AFFECT_HEADS = ("boredom", "engagement", "confusion", "frustration")
 
 

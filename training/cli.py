@@ -21,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+from shared.config import DETECTOR_NAMES
 from shared.logs import setup_logging
 from shared.model_card import ModelCard
 from training.labels import LabelError
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = steps.add_parser("faces", help="crop faces with the edge detectors")
     _add_out(p)
-    p.add_argument("--detector", nargs="+", default=["dnn"], choices=["dnn", "haar"])
+    p.add_argument("--detector", nargs="+", default=["dnn"], choices=DETECTOR_NAMES)
     p.add_argument("--size", type=int, default=112, help="side of the saved square crops")
     p.add_argument("--confidence", type=float, default=0.5)
     p.add_argument("--workers", type=int, default=0, help="detector threads (0: one per core)")

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from shared import cpu_budget
+
 log = logging.getLogger(__name__)
 
 
@@ -105,9 +107,11 @@ class TFLiteEngine:
         from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
 
         # LiteRT's default runs the model on one thread; every core cuts a call's latency about
-        # in half on 2 cores (MobileNetV2 224 + reference head: 42 -> 23 ms for one face).
+        # in half on 2 cores (MobileNetV2 224 + reference head: 42 -> 23 ms for one face), unless
+        # the service's CPU budget (LITERT_THREADS) says otherwise.
+        threads = num_threads or cpu_budget.litert_threads(os.cpu_count() or 1)
         self.interpreter = Interpreter(model_path=str(model_path) if model_path else None,
-                                       model_content=model_content, num_threads=num_threads or os.cpu_count())
+                                       model_content=model_content, num_threads=threads)
         self.interpreter.allocate_tensors()
         inputs = self.interpreter.get_input_details()
         if len(inputs) != 1:

@@ -7,6 +7,7 @@ while one that exits cleanly (capture after end of stream) stays down.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import subprocess
@@ -52,7 +53,7 @@ class Child:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=0.5) as r:
                 return r.status == 200
-        except OSError:
+        except (OSError, http.client.HTTPException):  # not up yet, or another program on the port
             return False
 
 

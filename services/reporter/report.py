@@ -15,13 +15,13 @@ from itertools import groupby
 from typing import Any
 
 from shared.levels import LEVEL_LABELS
+from shared.model_card import BASELINE_NOTE
 
 REPORT_SCHEMA = 1
 # The MQTT bridge splits what it forwards into AWS IoT Core's 128 KB payloads, at most 64
 # parts (shared/envelope.py): 4 MB of report JSON leaves room for the parts'
 # escaping and headers.
 MQTT_BODY_LIMIT = 4_000_000
-BASELINE_NOTE = "attention baseline - not trained on engagement data"
 EPISODE_LEVEL = 2  # "bored" or worse
 
 
