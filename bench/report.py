@@ -114,7 +114,8 @@ def issue_targets(r: dict, last: dict | None) -> list[dict]:
         _ratio(pipe, loop), f"pipeline {_get(last, 'pipeline', 'baseline_1_unthrottled', 'fps')} frames/s, no loop",
         _ge(_ratio(pipe, loop), 1.0), f"{pipe} vs {loop} frames/s")
     add("1280x720, 30 faces (gallery), baseline >= 2 FPS", None, None, None,
-        "not measured by this bench yet (gallery input comes with the screen-capture work)")
+        "not measured by this bench yet: at 1280x720 whole-frame BlazeFace finds 1 of 30 gallery faces, "
+        "res10 14; gallery mode (per tile, services/facedetect/gallery.py) is the way to measure it")
     rows = {row["detector"]: row for row in _get(r, "detectors", "rows") or [] if row.get("available")}
     default, res10 = rows.get("blazeface"), rows.get("dnn")
     if default and res10:
