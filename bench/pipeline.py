@@ -19,6 +19,7 @@ from pathlib import Path
 from bench.observe import MetricsScraper, ProcessSampler, UpdatesTap
 from bench.stats import percentiles_ms, rate
 from services.launcher import main as launcher
+from services.launcher.ports import free_ports
 
 STAGES = ("capture", "facedetect", "sequencer", "inference", "aggregator")
 WARMUP_FRAMES = 3  # the first frames pay for first calls (tracing, allocations): not in the figures
@@ -61,6 +62,10 @@ def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: s
         tap.rewire(envs)
         for e in envs.values():
             e.update(env)
+        if "web" in envs:
+            # Never the well-known page port: on a shared box another class (or the previous run,
+            # still closing) may hold it between the launcher's check and the page's bind.
+            envs["web"]["WEB_PORT"] = str(free_ports(1)[0])
         scraper.remember_ports(envs)
         if on_env:
             on_env(envs)
