@@ -201,4 +201,12 @@ def agreement(marks: list[Mark]) -> dict[str, Any]:
             "confusion": confusion, "without_prediction": missing}
 
 
-__all__ = ["LEVELS", "SOURCES", "Mark", "MarkError", "MarkStore", "agreement", "validate_mark"]
+def report_section(marks: list[Mark], class_level_only: bool = False) -> dict[str, Any]:
+    """What a session's report (and the web's session page) says about its marks.
+
+    Class-level only: the agreement figures stay (they name no student), the marks go.
+    """
+    return {"marks": [] if class_level_only else [m.to_dict() for m in marks], "agreement": agreement(marks)}
+
+
+__all__ = ["LEVELS", "SOURCES", "Mark", "MarkError", "MarkStore", "agreement", "report_section", "validate_mark"]

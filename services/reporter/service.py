@@ -34,6 +34,7 @@ from services.reporter import overlay
 from services.reporter.messaging import Publisher
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
+from shared.marks import MarkStore
 from shared.model_card import LEVEL_LABELS
 from shared.service import Service
 
@@ -109,6 +110,7 @@ class ReporterService(Service):
     def setup(self) -> None:
         s = self.settings
         self.store = Store.from_url(s.redis_url, prefix=s.redis_prefix)
+        self.marks = MarkStore(self.store.r, prefix=s.redis_prefix)  # the teacher's, made on the web page
         try:  # say now, not at the end of the class, that reports cannot be read back
             self.store.r.ping()
         except redis.AuthenticationError as exc:
@@ -210,7 +212,8 @@ class ReporterService(Service):
             del self.pending_reports[session]
 
     def write_report(self, session: str) -> tuple[Path, Path]:
-        report = build_report(self.store.load_session(session), self.class_level_only, time.time())
+        report = build_report(self.store.load_session(session), self.class_level_only, time.time(),
+                              marks=self.marks.for_session(session))
         txt, js = self.report_dir / f"{session}.txt", self.report_dir / f"{session}.json"
         _atomic_write(js, json.dumps(report, indent=1) + "\n")
         _atomic_write(txt, render_text(report))

@@ -340,3 +340,21 @@ def test_messaging_with_the_broker_down_still_writes_the_report(tmp_path, monkey
         report = p.wait_report()
     assert report["totals"]["frames"] == 3
     assert metric("engagement_mqtt_errors_total", type="report") == errors_before + 1
+
+
+def test_marks_made_during_the_class_are_in_its_report(tmp_path):
+    from shared.marks import MarkStore, validate_mark  # noqa: PLC0415
+
+    with Pipeline(tmp_path) as p:
+        frames = _frames(p.session, 6)
+        for h in frames:
+            p.sender.send(h)
+        marks = MarkStore(redis.Redis.from_url(REDIS_URL, decode_responses=True), prefix=p.prefix)
+        t = frames[1]["t_capture"]
+        marks.add(validate_mark({"session": p.session, "student": 2, "t": t, "level_given": 2,
+                                 "level_predicted": 2, "signals": {"pitch": 33.0}}))
+        p.sender.send(eos_header(p.session, 6))
+        report = p.wait_report()
+    assert [(m["student"], m["level_given"], m["t"]) for m in report["marks"]] == [("2", 2, t)]
+    assert report["agreement"]["rate"] == 1.0
+    assert "Teacher's marks: 1" in p.report_paths()[0].read_text()
