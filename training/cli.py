@@ -8,6 +8,7 @@
     engagement-train train    --out /data/frames --fps 1 --family cnn --base mobilenet_v2 --data-type augmented
     engagement-train evaluate --run runs/<run>
     engagement-train export   --run runs/<run> --bundle bundles/<name>
+    engagement-train feedback --out marks.csv [--session S]       the teacher's marks as labelled data
 
 Paths default to DAISEE_ROOT, FRAMES_ROOT and RUNS_DIR so a container needs only environment variables.
 Exit codes: 0 done, 1 the data is unusable (persons in two splits), 2 bad input or option.
@@ -40,6 +41,14 @@ def _add_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=_env_path("FRAMES_ROOT", "frames"),
                    help="extraction root holding <N>FPS/ (env FRAMES_ROOT)")
     p.add_argument("--fps", type=int, default=1, help="frames per second extracted (the reference used 1 and 2)")
+
+
+def _add_marks(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", default=_env_path("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                   help="Redis holding the teacher's marks (env REDIS_URL)")
+    p.add_argument("--redis-prefix", default=_env_path("REDIS_PREFIX", "engagement"),
+                   help="key prefix (env REDIS_PREFIX)")
+    p.add_argument("--session", default="", help="one session's marks (default: every mark)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True)
     p.add_argument("--bundle", required=True)
     p.add_argument("--no-tflite", action="store_true")
+
+    p = steps.add_parser("feedback", help="export the teacher's marks (web page) as labelled data, CSV")
+    _add_marks(p)
+    p.add_argument("--out", required=True, help="CSV file to write")
     return parser
 
 
@@ -165,7 +178,26 @@ def run_step(args: argparse.Namespace) -> int:
         bundle = export(Path(args.run), Path(args.bundle), not args.no_tflite)
         print(f"bundle written to {bundle}")
         return 0
+    if args.step == "feedback":
+        return _feedback(args)
     raise AssertionError(args.step)
+
+
+def _mark_store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from shared.marks import MarkStore
+    return MarkStore.from_url(args.redis_url, prefix=args.redis_prefix)
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from training.feedback import load_marks, write_csv
+    store = _mark_store(args)
+    marks = load_marks(store, args.session or None)
+    columns = write_csv(marks, Path(args.out))
+    where = f"session {args.session}" if args.session else f"{len({m.session for m in marks})} sessions"
+    print(f"{len(marks)} marks of {where} written to {args.out} (columns: {', '.join(columns)})")
+    if not marks and args.session:
+        print(f"sessions with marks: {', '.join(store.sessions()) or 'none'}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
