@@ -129,6 +129,13 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("ENGINE", "auto", "how a Keras bundle runs", choices=("auto", "keras", "tflite", "predict")),
         Setting("SMOOTHING_WINDOW", 5, "frames the baseline smooths its attention signals over", int),
         Setting("GAZE", 0, "1 = the baseline adds iris gaze to its signals (about 4 ms more a face)", int),
+        Setting("BASELINE_THRESHOLDS", "", "baseline card with fitted thresholds (engagement-train "
+                "fit-baseline); empty = the documented defaults"),
+        Setting("NEUTRAL_POSE", 1, "1 = the baseline measures head turns from each student's learned "
+                "neutral pose (services/inference/BASELINE.md)", int),
+        Setting("NEUTRAL_LEARN_SECONDS", 10.0, "seconds of steady pose a neutral pose is learned from", float),
+        Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the teacher's marks (re-anchor neutral poses)"),
+        Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key"),
         Setting("SLOWDOWN", 0.0, "extra seconds per batch, for fault-injection tests only", float),
         Setting("ACK_TIMEOUT", 3.0, "seconds before an unacknowledged predictions message is resent", float),
         Setting("ACK_WINDOW", 2000, "sent-but-unacknowledged messages kept for resending", int),

@@ -173,6 +173,19 @@ class MarkStore:
         marks.sort(key=lambda m: (m.t, m.created_at, int(m.id)))
         return marks
 
+    def new_marks(self, session: str, after: str = "0-0") -> tuple[list[Mark], str]:
+        """Marks of `session` stored after position `after` (in the order stored), and the new position.
+
+        For a reader that follows a class as it runs (inference re-anchors neutral poses).
+        """
+        entries = self.r.xrange(self._key(session), min=f"({after}" if after != "0-0" else "-", max="+")
+        marks = []
+        for entry, fields in entries:
+            f = {_str(k): _str(v) for k, v in fields.items()}
+            marks.append(Mark(**json.loads(f["d"]), id=f["id"]))
+            after = _str(entry)
+        return marks, after
+
     def sessions(self) -> list[str]:
         return sorted(_str(s) for s in self.r.smembers(f"{self.prefix}:marks:sessions"))
 

@@ -15,10 +15,13 @@ from typing import Any, ClassVar
 import numpy as np
 from prometheus_client import Counter, Histogram
 
+from services.inference.baseline.neutral import NeutralPose
 from services.inference.bundle import BundleError
 from services.inference.card_info import BASELINE, resolve_bundle
+from services.inference.mark_feedback import MarkFollower
 from shared.acks import ReliableLink
 from shared.assets import MissingAsset
+from shared.marks import MarkStore
 from shared.messages import Message, follow_up
 from shared.metrics import LATENCY_BUCKETS
 from shared.model_card import CardError
@@ -35,16 +38,21 @@ SKIPPED = Counter("engagement_inference_skipped_batches_total", "Batches not run
 STARTUP_FAILURES = Counter("engagement_inference_model_errors_total",
                            "Models refused at start-up (bundle does not match its card, affect model "
                            "under EU_AI_ACT_MODE, missing weights)")
+NEUTRAL_ANCHORS = Counter("engagement_neutral_pose_anchors_total",
+                          "Students' neutral poses set by a teacher's mark of level 0")
 STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after this long unseen
 
 
 def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
-               gaze: bool = False) -> Any:
-    """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only)."""
+               gaze: bool = False, thresholds_card: str = "") -> Any:
+    """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only).
+
+    `thresholds_card`: the baseline's fitted thresholds (BASELINE_THRESHOLDS); CardError if unusable.
+    """
     if model == BASELINE:
         from services.inference.baseline import BaselinePredictor  # noqa: PLC0415
 
-        return BaselinePredictor(Path(models_dir) if models_dir else None, gaze=gaze)
+        return BaselinePredictor(Path(models_dir) if models_dir else None, gaze=gaze, thresholds_card=thresholds_card)
     from services.inference.bundle import load_predictor  # noqa: PLC0415
 
     return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode)
@@ -76,14 +84,17 @@ class InferenceService(Service):
     def _load(self) -> None:
         s = self.settings
         try:
-            self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
+            if s.model == BASELINE:
+                self.predictor = self._load_baseline()
+            else:
+                self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
         except (BundleError, CardError) as exc:
             # A bad or refused bundle must not take the pipeline down, and a restart cannot
             # mend it: say why once, count it, and run the attention baseline (labelled as
             # such in every prediction) so the session still gets a report.
             STARTUP_FAILURES.inc()
             self.log.error("cannot load MODEL=%s: %s; running the attention baseline instead", s.model, exc)
-            self.predictor = load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
+            self.predictor = self._load_baseline()
         card = self.predictor.card
         self.baseline = bool(card.baseline)
         self.sequence_length = card.sequence_length
@@ -94,9 +105,34 @@ class InferenceService(Service):
             from services.inference.baseline.smoothing import Smoother  # noqa: PLC0415
 
             self.smoother = Smoother(s.smoothing_window)
+            self._setup_neutral_pose()
         self._last_skip_log = 0.0
         self.log.info("model %s (kind %s, sequence length %d, engine %s)", card.name, card.kind,
                       self.sequence_length, self.predictor.engine)
+
+    def _load_baseline(self) -> Any:
+        """The baseline, with BASELINE_THRESHOLDS when set and usable (else the defaults, said once)."""
+        s = self.settings
+        try:
+            return load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze),
+                              s.baseline_thresholds)
+        except CardError as exc:
+            STARTUP_FAILURES.inc()
+            self.log.error("cannot load BASELINE_THRESHOLDS=%s: %s; the documented thresholds are used",
+                           s.baseline_thresholds, exc)
+            return load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
+
+    def _setup_neutral_pose(self) -> None:
+        s = self.settings
+        self.neutral = NeutralPose(s.neutral_learn_seconds) if s.neutral_pose else None
+        self.mark_follower = None
+        self.anchors: dict[tuple[str, str], tuple[float, float, float]] = {}  # (session, student) -> pose, t
+        if self.neutral is not None and s.redis_url:
+            self.mark_follower = MarkFollower(MarkStore.from_url(s.redis_url, prefix=s.redis_prefix, timeout=0.5))
+        self.log.info("baseline thresholds: %s; neutral pose per student: %s",
+                      s.baseline_thresholds or "documented defaults",
+                      f"learned over {s.neutral_learn_seconds:g} s, re-anchored by the teacher's marks"
+                      if self.neutral is not None else "off")
 
     def handle(self, link: str, msg: Message) -> None:
         if link == "acks":
@@ -118,6 +154,9 @@ class InferenceService(Service):
         # Students who left without an eos (the sequencer evicted them) must not pile up.
         if self.baseline:
             self.smoother.evict_idle(STATE_IDLE_SECONDS)
+            if self.neutral is not None:
+                self.neutral.evict_idle(STATE_IDLE_SECONDS)
+                self._apply_marks()
         if self.reliable is not None:
             self.reliable.tick()
 
@@ -129,6 +168,11 @@ class InferenceService(Service):
         if self.baseline:
             session, stream = msg["session"], msg["stream"]
             dropped = self.smoother.drop(lambda key: key[:2] == (session, stream))
+            if self.neutral is not None:
+                self.neutral.drop(lambda key: key[:2] == (session, stream))
+            if self.mark_follower is not None:
+                self.mark_follower.forget(session)
+                self.anchors = {k: v for k, v in self.anchors.items() if k[0] != session}
             self.log.info("eos for %s/%s: dropped %d students' smoothing state", session, stream, dropped)
         eos = follow_up(msg, "eos", stage=self.name, reason=msg["reason"])
         if self.reliable is not None:
@@ -180,14 +224,44 @@ class InferenceService(Service):
         measured = self.predictor.measure(crops)
         INFERENCE_SECONDS.observe(time.perf_counter() - started)
         out = []
+        t = msg.get("t_media")
+        t = msg["t_capture"] if t is None else t  # the video's own clock for files
+        if self.mark_follower is not None:
+            self.mark_follower.watch(msg["session"])
         for student, signals in zip(students, measured, strict=True):
             key = (msg["session"], msg["stream"], student["student"])
             smoothed = self.smoother.update(key, signals)
+            if self.neutral is not None:
+                anchor = self.anchors.get((key[0], str(key[2])))
+                if anchor is not None and not self.neutral.known(key):
+                    self._anchor(key, *anchor)
+                smoothed.update(self.neutral.update(key, t, signals.get("yaw"), signals.get("pitch")))
             probs, level, explained = self.predictor.assess(smoothed)
             explained["now"] = signals  # this frame's own reading, next to the window's average
             out.append({**_identity(student), "probs": probs, "level": level, "signals": explained})
             PREDICTIONS.labels(str(level)).inc()
         return out
+
+
+    def _apply_marks(self) -> None:
+        """A teacher's "attentive" (level 0) mark sets that student's neutral pose to the marked one."""
+        if self.mark_follower is None:
+            return
+        for mark in self.mark_follower.poll():
+            yaw, pitch = mark.signals.get("yaw"), mark.signals.get("pitch")
+            if mark.level_given != 0 or yaw is None or pitch is None:
+                continue
+            # Kept for students not seen yet in this process (a restart re-reads every mark).
+            self.anchors[(mark.session, mark.student)] = (yaw, pitch, mark.t)
+            for key in self.neutral.keys():  # type: ignore[union-attr]
+                if key[0] == mark.session and str(key[2]) == mark.student:
+                    self._anchor(key, yaw, pitch, mark.t)
+
+    def _anchor(self, key: tuple, yaw: float, pitch: float, t: float) -> None:
+        self.neutral.anchor(key, yaw, pitch, t)  # type: ignore[union-attr]
+        NEUTRAL_ANCHORS.inc()
+        self.log.info("student %s of %s: neutral pose set by the teacher's mark to yaw %.1f, pitch %.1f",
+                      key[2], key[0], yaw, pitch)
 
 
 def _identity(student: dict[str, Any]) -> dict[str, Any]:

@@ -124,3 +124,16 @@ def test_agreement_rate_and_confusion():
     assert result["without_prediction"] == 1
     assert result["confusion"][0] == [1, 1, 0, 0] and result["confusion"][3] == [0, 1, 0, 0]
     assert agreement([])["rate"] is None
+
+
+def test_a_reader_follows_new_marks_as_they_come(marks):
+    first, pos = marks.new_marks("s1")
+    assert first == []
+    marks.add(validate_mark(_payload(level_given=0)))
+    marks.add(validate_mark(_payload(level_given=2)))
+    got, pos = marks.new_marks("s1", pos)
+    assert [m.level_given for m in got] == [0, 2]
+    assert marks.new_marks("s1", pos) == ([], pos)
+    marks.add(validate_mark(_payload(level_given=3)))
+    got, _ = marks.new_marks("s1", pos)
+    assert [m.level_given for m in got] == [3]

@@ -7,6 +7,7 @@ each student's signals are averaged over the last frames before the level is cho
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +18,44 @@ from services.inference.baseline.geometry import eye_openness, head_pose
 from services.inference.baseline.iris import IrisGaze
 from services.inference.baseline.mesh import MESH_SIZE, FaceMesh
 from services.inference.preprocess import resize_crops
-from shared.model_card import ModelCard
+from shared.model_card import CardError, ModelCard
 
 NAME = "attention-baseline (face mesh; not trained on engagement data)"
 HEAD = "attention"
 LABELS = ["attentive", "partly attentive", "distracted", "looking away"]
 
 
-def baseline_card() -> ModelCard:
+TRAINED_ON = "nothing: rule-based thresholds on MediaPipe face-mesh head pose and eye openness"
+
+
+def baseline_card(thresholds: levels.Thresholds | None = None, trained_on: str = TRAINED_ON,
+                  fit: dict[str, Any] | None = None) -> ModelCard:
+    """The baseline's card; with fitted thresholds (fit-baseline) it says what they were fitted to."""
     return ModelCard(
         name=NAME, kind="frame", affect=False, baseline=True,
         input={"size": [MESH_SIZE, MESH_SIZE], "channels": 3, "color": "rgb", "sequence_length": 1},
-        preprocessing="unit", heads=[HEAD], labels=list(LABELS),
-        trained_on="nothing: rule-based thresholds on MediaPipe face-mesh head pose and eye openness",
+        preprocessing="unit", heads=[HEAD], labels=list(LABELS), trained_on=trained_on,
         metrics={"note": "not evaluated on engagement labels; see services/inference/BASELINE.md",
-                 **levels.thresholds_doc()},
+                 **levels.thresholds_doc(thresholds), **({"fit": fit} if fit else {})},
     )
+
+
+def load_baseline_card(path: str | Path) -> tuple[ModelCard, levels.Thresholds]:
+    """A baseline card file (engagement-train fit-baseline) and its thresholds, or CardError."""
+    try:
+        data = json.loads(Path(path).read_text())
+        card = ModelCard(**data)
+    except FileNotFoundError:
+        raise CardError(f"{path} not found") from None
+    except (OSError, json.JSONDecodeError, TypeError) as exc:
+        raise CardError(f"{path} is not a baseline card: {exc}") from None
+    if not card.baseline or card.affect:
+        raise CardError(f"{path} is not the attention baseline's card (baseline true, affect false)")
+    try:
+        thresholds = levels.check_thresholds(card.metrics.get("thresholds_for_levels_1_2_3"))
+    except ValueError as exc:
+        raise CardError(f"{path}: {exc}") from None
+    return card, thresholds
 
 
 def _round(value: float | None) -> float | None:
@@ -42,8 +65,10 @@ def _round(value: float | None) -> float | None:
 class BaselinePredictor:
     engine = "litert-facemesh"
 
-    def __init__(self, models: Path | None = None, gaze: bool = False) -> None:
-        self.card = baseline_card()
+    def __init__(self, models: Path | None = None, gaze: bool = False, thresholds_card: str | Path = "") -> None:
+        """`thresholds_card`: a fitted baseline card (BASELINE_THRESHOLDS); CardError if unusable."""
+        self.card, self.thresholds = (load_baseline_card(thresholds_card) if thresholds_card
+                                      else (baseline_card(), levels.THRESHOLDS))
         self.mesh = FaceMesh(models)
         self.iris = IrisGaze(models) if gaze else None
 
@@ -67,10 +92,9 @@ class BaselinePredictor:
             signals.append(s)
         return signals
 
-    @staticmethod
-    def assess(signals: dict[str, Any]) -> tuple[list[float], int, dict[str, Any]]:
+    def assess(self, signals: dict[str, Any]) -> tuple[list[float], int, dict[str, Any]]:
         """(probabilities, level, signals + score and deciding reason) for one face."""
-        score, reason, probs = levels.assess(signals)
+        score, reason, probs = levels.assess(signals, self.thresholds)
         explained = {**signals, "score": round(score, 4), "reason": reason}
         return probs, int(np.argmax(probs)), explained
 
