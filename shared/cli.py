@@ -29,19 +29,14 @@ SERVICE_CLASSES: dict[str, str] = {
 UTILITIES: dict[str, str] = {
     "run": "services.launcher.main:main",
     "fetch-models": "shared.cli:fetch_models_main",
-    "make-sample": "services.capture.sample_video:main",
-    "bench": "tests.perf.bench:main",
+    "make-sample": "tools.sample_video:main",
+    "bench": "bench.bench:main",
     "make-curve-keys": "shared.cli:make_curve_keys_main",
 }
 
 
 def _load(target: str):  # type: ignore[no-untyped-def]
     module, attr = target.split(":")
-    if module.startswith("tests."):  # the benchmark lives in tests/, which is not installed: use the checkout
-        from shared.config import REPO_ROOT
-
-        if str(REPO_ROOT) not in sys.path:
-            sys.path.insert(0, str(REPO_ROOT))
     return getattr(importlib.import_module(module), attr)
 
 

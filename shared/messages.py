@@ -28,11 +28,12 @@ from typing import Any
 
 import msgpack
 
+from shared.levels import LEVELS
+
 SCHEMA_VERSION = 1
 MAX_DIMENSION = 8192  # pixels; a header claiming more is lying or hostile
 MAX_FACES = 64
 MAX_HEADER_BYTES = 1 << 20
-LEVELS = 4  # 0 really engaged ... 3 checked out
 
 KINDS = ("frame", "faces", "batch", "predictions", "update", "eos", "ack")
 NO_PAYLOAD_KINDS = frozenset({"predictions", "update", "eos", "ack"})  # header only: any payload is hostile

@@ -34,10 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from shared.levels import LEVEL_LABELS
+
 CARD_FILE = "model_card.json"
 CARD_SCHEMA = 1
 KINDS = ("frame", "sequence", "multitask")
-LEVEL_LABELS = ["engaged", "slightly bored", "bored", "checked out"]
 AFFECT_HEADS = ("boredom", "engagement", "confusion", "frustration")
 
 

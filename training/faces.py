@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from services.facedetect.detectors import crop_face, make_detector
+from shared.detectors import crop_face, make_detector
 from training.extract import _link
 from training.manifest import MANIFEST, ImageRow, read_manifest, write_manifest
 

@@ -1,6 +1,6 @@
 """Aggregator: running totals in Redis per session, student and class, plus a timeline.
 
-For each `predictions` message it writes one frame to Redis (services/aggregator/store.py,
+For each `predictions` message it writes one frame to Redis (shared/totals.py,
 one Lua script, idempotent per (session, stream, seq)) and sends an `update` to the
 reporter with the session's running totals. On `eos` it marks the session ended in Redis
 and only then forwards `eos`, so the reporter reads complete totals.
@@ -21,10 +21,11 @@ from typing import Any
 import redis
 from prometheus_client import Counter, Gauge
 
-from services.aggregator.store import LEVELS, FrameRecord, Store, add_record, empty_totals
 from shared.acks import send_ack
+from shared.levels import LEVELS
 from shared.messages import Message, follow_up
 from shared.service import Service
+from shared.totals import FrameRecord, Store, add_record, empty_totals, safe_url
 
 AGGREGATED = Counter("engagement_aggregated_predictions_total", "Predictions counted in Redis", ["level"])
 DUPLICATES = Counter("engagement_duplicate_frames_total",
@@ -64,18 +65,11 @@ class AggregatorService(Service):
         self.next_retry = 0.0
         self.totals: dict[str, dict[str, Any]] = {}  # session -> last known running totals
         self.waiting: set[tuple[str, str, int]] = set()  # frames in the backlog (a resend is not queued twice)
-        try:
-            self.store.r.ping()
-            self.log.info("totals in Redis at %s (prefix %r)", _safe_url(s.redis_url), s.redis_prefix)
-        except redis.AuthenticationError as exc:
-            # Reachable but refusing us: retrying will not help until the URL is fixed.
+        # Not fatal when Redis is down or refuses us: the backlog holds writes until it takes them.
+        if self.store.check(self.log, "buffering meanwhile"):
+            self.log.info("totals in Redis at %s (prefix %r)", safe_url(s.redis_url), s.redis_prefix)
+        else:
             REDIS_ERRORS.inc()
-            self.log.error("Redis at %s refused the credentials (%s): set the password in REDIS_URL "
-                           "(redis://:PASSWORD@host:port/0); buffering meanwhile", _safe_url(s.redis_url), exc)
-        except redis.RedisError as exc:
-            # Not fatal: the backlog holds writes until Redis comes up.
-            REDIS_ERRORS.inc()
-            self.log.warning("Redis at %s not reachable yet (%s): buffering", _safe_url(s.redis_url), exc)
 
     # --- messages ----------------------------------------------------------------------
     def handle(self, link: str, msg: Message) -> None:
@@ -198,11 +192,3 @@ class AggregatorService(Service):
                 time.sleep(0.2)
         if self.backlog:
             self.log.error("stopping with %d writes Redis never took (lost)", len(self.backlog))
-
-
-def _safe_url(url: str) -> str:
-    """The Redis URL without its password, for logs."""
-    if "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"

@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from prometheus_client import Counter, Histogram
 
-from services.facedetect.detectors import crop_face, make_detector
 from services.facedetect.tracker import Tracker
 from shared import metrics
+from shared.detectors import crop_face, make_detector
 from shared.messages import MAX_FACES, Message, follow_up
 from shared.service import Service
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from services.inference import engines
 from services.inference.preprocess import prepare
+from shared.levels import LEVELS
 from shared.model_card import ModelCard
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ KERAS_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
 ENGINES = ("auto", "keras", "tflite", "predict")
 AUTO_TOLERANCE = 1e-3
-LEVELS = 4
 
 
 class BundleError(ValueError):

@@ -17,10 +17,10 @@ from prometheus_client import Counter, Histogram
 
 from services.inference.baseline.neutral import NeutralPose
 from services.inference.bundle import BundleError
-from services.inference.card_info import BASELINE, resolve_bundle
 from services.inference.mark_feedback import MarkFollower
 from shared.acks import ReliableLink
 from shared.assets import MissingAsset
+from shared.card_info import BASELINE, resolve_bundle
 from shared.marks import MarkStore
 from shared.messages import Message, follow_up
 from shared.metrics import LATENCY_BUCKETS

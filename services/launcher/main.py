@@ -65,7 +65,7 @@ def plan_environment(args: argparse.Namespace, redis_url: str) -> dict[str, dict
     base = dict(os.environ)
     sequence_length = base.get("SEQUENCE_LENGTH")
     if not sequence_length:
-        from services.inference.card_info import sequence_length_for
+        from shared.card_info import sequence_length_for
 
         sequence_length = str(sequence_length_for(args.model))
     base.update({"SESSION_ID": args.session_id, "SOURCE": args.source, "MODEL": args.model,

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.mqtt_bridge import envelope
+from shared import envelope
 
 log = logging.getLogger("s3_consumer")
 

@@ -30,8 +30,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from prometheus_client import Counter, Gauge
 
-from services.mqtt_bridge import certs, envelope
+from services.mqtt_bridge import certs
 from services.mqtt_bridge.queue import DurableQueue
+from shared import envelope
 from shared.service import EXIT_GAVE_UP, Service
 
 RECEIVED = Counter("engagement_mqtt_bridge_received_total", "Messages received from the local broker", ["type"])
@@ -101,7 +102,7 @@ class MqttBridgeService(Service):
         super().__init__(settings)
         s = settings
         self.device_id = s.device_id
-        self.local_topics = [f"engagement/{s.device_id}/{kind}" for kind in envelope.TYPES]
+        self.local_topics = [envelope.topic(s.device_id, kind) for kind in envelope.TYPES]
         self.local_status = f"engagement/{s.device_id}/bridge/status"
         self.cloud_prefix = f"{s.cloud_topic_prefix}/{s.device_id}"
         self.cloud_status = f"{self.cloud_prefix}/status"

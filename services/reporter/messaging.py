@@ -1,8 +1,7 @@
 """Publishing reports and running totals to the local MQTT broker (MESSAGING=1).
 
-Payloads are JSON envelopes that the MQTT bridge (services/mqtt_bridge) validates and
-forwards to the cloud: {"schema": 1, "type": "report"|"totals", "id", "device_id",
-"session", "sent_at", "body"}. The id is stable per message ("<session>:report",
+Payloads are JSON envelopes (shared/envelope.py) that the MQTT bridge (services/mqtt_bridge)
+validates and forwards to the cloud. The id is stable per message ("<session>:report",
 "<session>:totals:<n>") so the cloud side can drop a duplicate. QoS 1, and a publish
 waits for the broker's PUBACK; a broker that is down is logged and counted, never fatal.
 """
@@ -12,26 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from prometheus_client import Counter
 
-ENVELOPE_SCHEMA = 1
+from shared.envelope import build, topic
+
 MQTT_PUBLISHED = Counter("engagement_mqtt_published_total", "Messages the local broker acknowledged", ["type"])
 MQTT_ERRORS = Counter("engagement_mqtt_errors_total", "Messages not acknowledged by the local broker", ["type"])
 
 log = logging.getLogger("reporter.mqtt")
-
-
-def topic(device_id: str, kind: str) -> str:
-    return f"engagement/{device_id}/{kind}"
-
-
-def envelope(kind: str, message_id: str, device_id: str, session: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"schema": ENVELOPE_SCHEMA, "type": kind, "id": message_id, "device_id": device_id,
-            "session": session, "sent_at": time.time(), "body": body}
 
 
 class Publisher:
@@ -68,7 +58,7 @@ class Publisher:
         periodic totals pass a short one so a broker that is down never stalls the overlay.
         """
         timeout = self.ack_timeout if timeout is None else timeout
-        payload = json.dumps(envelope(kind, message_id, self.device_id, session, body), separators=(",", ":"))
+        payload = json.dumps(build(kind, message_id, self.device_id, session, body), separators=(",", ":"))
         if not self.connected.wait(timeout):
             MQTT_ERRORS.labels(kind).inc()
             log.error("MQTT %s %s not published: no connection to the local broker", kind, message_id)

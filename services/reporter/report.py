@@ -1,4 +1,4 @@
-"""The end-of-session report: pure functions over what services/aggregator/store.py reads.
+"""The end-of-session report: pure functions over what shared/totals.py reads.
 
 `build_report(store.load_session(sid), ...)` gives the JSON document (schema 1);
 `render_text(report)` gives the text summary as the reference system wrote it (frames,
@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
 
+from shared.levels import LEVEL_LABELS
 from shared.marks import Mark, report_section
-from shared.model_card import LEVEL_LABELS
 
 REPORT_SCHEMA = 1
 # The MQTT bridge splits what it forwards into AWS IoT Core's 128 KB payloads, at most 64
-# parts (services/mqtt_bridge/envelope.py): 4 MB of report JSON leaves room for the parts'
+# parts (shared/envelope.py): 4 MB of report JSON leaves room for the parts'
 # escaping and headers.
 MQTT_BODY_LIMIT = 4_000_000
 BASELINE_NOTE = "attention baseline - not trained on engagement data"

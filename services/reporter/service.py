@@ -3,7 +3,7 @@
 Preview frames (capture, PUB/SUB) and updates (aggregator) are matched by (stream, seq);
 each matched pair is drawn (services/reporter/overlay.py), shown in a window unless
 headless, and recorded when RECORD is set. On `eos` from the aggregator the report is
-built from Redis (services/aggregator/store.py, never from this process's memory), written
+built from Redis (shared/totals.py, never from this process's memory), written
 as <REPORT_DIR>/<session>.txt and .json (temp file + rename, so a reader never sees half a
 report), and `report: <txt> <json>` is printed. With MESSAGING=1 the report, and the
 running totals every MQTT_TOTALS_INTERVAL seconds, go to the local MQTT broker.
@@ -28,15 +28,14 @@ import cv2
 import redis
 from prometheus_client import Counter
 
-from services.aggregator.service import _safe_url
-from services.aggregator.store import Store
 from services.reporter import overlay
 from services.reporter.messaging import Publisher
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
+from shared.levels import LEVEL_LABELS
 from shared.marks import MarkStore
-from shared.model_card import LEVEL_LABELS
 from shared.service import Service
+from shared.totals import Store
 
 REPORTS_WRITTEN = Counter("engagement_reports_written_total", "End-of-session reports written")
 REPORT_ERRORS = Counter("engagement_report_errors_total", "Failed attempts to build or write a report",
@@ -111,13 +110,8 @@ class ReporterService(Service):
         s = self.settings
         self.store = Store.from_url(s.redis_url, prefix=s.redis_prefix)
         self.marks = MarkStore(self.store.r, prefix=s.redis_prefix)  # the teacher's, made on the web page
-        try:  # say now, not at the end of the class, that reports cannot be read back
-            self.store.r.ping()
-        except redis.AuthenticationError as exc:
-            self.log.error("Redis at %s refused the credentials (%s): set the password in REDIS_URL "
-                           "(redis://:PASSWORD@host:port/0); reports fail until then", _safe_url(s.redis_url), exc)
-        except redis.RedisError as exc:
-            self.log.warning("Redis at %s not reachable yet (%s): reports wait for it", _safe_url(s.redis_url), exc)
+        # Say now, not at the end of the class, that reports cannot be read back.
+        self.store.check(self.log, "reports wait for it")
         self.class_level_only = bool(s.class_level_only or s.eu_ai_act_mode)
         self.report_dir = Path(s.report_dir)
         self.headless = bool(s.headless) if s.headless in (0, 1) else not os.environ.get("DISPLAY")

@@ -15,8 +15,8 @@ from collections import Counter
 import redis
 import zmq
 
-from services.aggregator.store import Store
 from services.launcher.ports import free_ports
+from shared.totals import Store
 from tests.aggregator.harness import REDIS_URL, eos_header, predictions_header, unique_prefix
 from tests.harness import Peer
 

@@ -19,8 +19,8 @@ from prometheus_client import REGISTRY
 
 from services.aggregator import service as aggregator_service
 from services.aggregator.service import AggregatorService
-from services.aggregator.store import Store
 from services.launcher.ports import free_ports
+from shared.totals import Store
 from tests.aggregator.harness import (
     REDIS_URL,
     PrivateRedis,

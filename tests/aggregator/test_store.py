@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from services.aggregator.store import FrameRecord, Store
+from shared.totals import FrameRecord, Store
 from tests.aggregator.harness import MODEL, REDIS_URL, unique_prefix
 
 

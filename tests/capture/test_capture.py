@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 import zmq
 
-from services.capture.sample_video import make_sample_video, render_frame
 from services.capture.service import FRAMES_CORRUPT, SOURCE_RECONNECTS, SOURCE_UP, CaptureService
 from shared import metrics
 from tests.capture.harness import counter, link
 from tests.harness import Peer, Running
+from tools.sample_video import make_sample_video, render_frame
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -146,7 +146,7 @@ class LauncherLog:
 
 @pytest.mark.skipif(not _pipeline_written(), reason="a pipeline service module is not in the tree yet")
 def test_prometheus_scrapes_the_running_pipeline(prometheus, tmp_path):
-    from services.capture.sample_video import make_sample_video
+    from tools.sample_video import make_sample_video
 
     video = make_sample_video(tmp_path / "sample.avi", seconds=8.0, faces=1)
     cmd = [sys.executable, "-m", "shared.cli", "run", "--source", str(video["path"]),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 from shared.config import REPO_ROOT
+from shared.executables import find_executable
 
 COMPOSE_DIR = REPO_ROOT / "compose"
 K8S_DIR = REPO_ROOT / "k8s"
@@ -21,9 +22,9 @@ _INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:]?[-?][^}]
 
 
 def tool(name: str) -> str:
-    """Path of a CLI that the `test` extra installs; a clear failure (not a skip) when it is missing."""
-    path = shutil.which(name)
-    assert path, f"{name} is not on PATH: run `pip install -e '.[test]'` (scripts/setup.sh does)"
+    """Path of a CLI that the `test` extra or setup.sh installs; a clear failure (not a skip) when it is missing."""
+    path = find_executable(name)
+    assert path, f"{name} is neither in {sys.prefix}/bin nor on PATH: run ./scripts/setup.sh"
     return path
 
 

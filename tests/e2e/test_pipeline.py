@@ -13,10 +13,10 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+from bench.taps import LinkTap
 from services.launcher import main as launcher
 from shared.messages import Message
 from tests.e2e.conftest import REDIS_URL, sampled_frames, start_launcher
-from tests.taps import LinkTap
 
 
 class PredictionsTap(LinkTap):

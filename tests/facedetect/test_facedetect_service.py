@@ -12,13 +12,13 @@ import pytest
 import zmq
 from skimage import data
 
-from services.capture.sample_video import make_sample_video, render_frame
 from services.capture.sources import FileSource
 from services.facedetect.service import FACES_DETECTED, FaceDetectService
 from shared import metrics
 from shared.messages import make_header
 from tests.capture.harness import counter, link
 from tests.harness import Peer, Running
+from tools.sample_video import make_sample_video, render_frame
 
 pytestmark = pytest.mark.timeout(120)
 

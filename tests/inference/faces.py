@@ -1,6 +1,6 @@
 """Real faces for the baseline's tests: the astronaut, and the astronaut with her head turned.
 
-A turned head is synthesised in 3D by services/capture/turned_face.py (the sample video's
+A turned head is synthesised in 3D by tools/turned_face.py (the sample video's
 students use it too): the face mesh of the frontal crop is rotated about the face's centre
 and the image is warped to match.
 """
@@ -12,7 +12,7 @@ import functools
 import cv2
 import numpy as np
 
-from services.capture.turned_face import turn_head
+from tools.turned_face import turn_head
 
 MESH_SIZE = 192
 
@@ -26,7 +26,7 @@ def astronaut_bgr() -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def astronaut_crop(size: int = 224) -> np.ndarray:
-    from services.facedetect.detectors import DnnDetector, crop_face
+    from shared.detectors import DnnDetector, crop_face
 
     frame = astronaut_bgr()
     found = DnnDetector().detect(frame)

@@ -1,7 +1,7 @@
 """Footage of real faces seen by a camera beside and above the screen (no video can be downloaded).
 
 Two students, both real photographs:
-- the astronaut (skimage), whose head is turned in 3D by services/capture/turned_face.py by a
+- the astronaut (skimage), whose head is turned in 3D by tools/turned_face.py by a
   steady offset: facing the screen, she is seen turned OFFSET_YAW sideways and OFFSET_PITCH
   down, as a webcam at the screen's corner sees a student; she looks away at planned times
   (a further turn on top of the offset);
@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from services.capture.turned_face import mesh_points, turn_head
+from tools.turned_face import mesh_points, turn_head
 
 WIDTH, HEIGHT = 640, 480
 OFFSET_YAW, OFFSET_PITCH = -25.0, 20.0  # the camera's view of "facing the screen"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from services.inference.bundle import AUTO_TOLERANCE, ENGINES, BundleError, load_predictor
-from services.inference.card_info import main as card_info_main
-from services.inference.card_info import sequence_length_for
+from shared.card_info import main as card_info_main
+from shared.card_info import sequence_length_for
 from shared.model_card import CARD_FILE, CardError
 from tests.inference.tiny_bundles import SEQUENCE_LENGTH, build
 

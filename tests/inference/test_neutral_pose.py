@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from services.capture.sources import FileSource
-from services.facedetect.detectors import DnnDetector, crop_face
 from services.inference.baseline import levels
 from services.inference.baseline.neutral import NeutralPose
+from shared.detectors import DnnDetector, crop_face
 from shared.marks import MarkStore, validate_mark
 from shared.messages import encode, make_header
 from tests.inference import off_axis
-from tests.inference.test_service import Harness
+from tests.inference.harness import Harness
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CROP = 224

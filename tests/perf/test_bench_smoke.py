@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from tests.perf import bench
+from bench import bench
 
 PIPELINE_KEYS = {"fps", "frames_captured", "frames_through", "frames_dropped", "drops_counted", "latency_ms",
                  "model_ms_per_face", "processes", "exit_code"}

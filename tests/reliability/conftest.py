@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from services.capture.sample_video import make_sample_video
+from tools.sample_video import make_sample_video
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

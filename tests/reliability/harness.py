@@ -25,9 +25,9 @@ from typing import Any
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.taps import LinkTap
 from services.launcher import main as launcher
 from shared.messages import Message
-from tests.taps import LinkTap
 
 
 class Tap(LinkTap):

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.capture.sample_video import make_sample_video
 from services.capture.sources import FileSource, SourceError
 from tests.reliability.harness import report_figures
+from tools.sample_video import make_sample_video
 from training.labels import LabelError, read_label_csv
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from services.aggregator.store import Store
+from shared.totals import Store
 from tests.reliability.conftest import REDIS_URL
 from tests.reliability.harness import LauncherRun, report_figures, service_pid, wait_healthy
 

@@ -32,13 +32,13 @@ import redis
 import zmq
 import zmq.auth
 
-from services.aggregator.store import Store
 from services.launcher import main as launcher
 from services.launcher.ports import free_ports
 from shared.bus import make_curve_keys
 from shared.config import COMMON, SERVICES
 from shared.messages import decode, encode
 from shared.model_card import ModelCard
+from shared.totals import Store
 from tests.aggregator.harness import PrivateRedis, predictions_header
 from tests.reliability.conftest import REDIS_URL
 from tests.reliability.harness import LauncherRun, report_figures, scrape, service_pid, wait_healthy

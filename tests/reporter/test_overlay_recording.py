@@ -9,7 +9,7 @@ from skimage import data
 
 from services.reporter import overlay
 from services.reporter.recording import RECORDING_ERRORS, Recorder
-from shared.model_card import LEVEL_LABELS
+from shared.levels import LEVEL_LABELS
 
 
 @pytest.fixture(scope="module")

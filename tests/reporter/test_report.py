@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from services.aggregator.store import FrameRecord, Store
 from services.reporter.report import BASELINE_NOTE, build_report, episodes, mqtt_body, render_text
+from shared.totals import FrameRecord, Store
 from tests.aggregator.harness import MODEL, REDIS_URL, unique_prefix
 
 

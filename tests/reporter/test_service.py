@@ -25,13 +25,13 @@ import zmq
 from prometheus_client import REGISTRY
 
 from services.aggregator.service import AggregatorService
-from services.aggregator.store import FrameRecord, Store
 from services.launcher.ports import free_ports
-from services.mqtt_bridge.envelope import parse
 from services.reporter import service as reporter_service
 from services.reporter.service import ReporterService, expand_argv
 from shared.config import load_settings
+from shared.envelope import parse
 from shared.messages import make_header
+from shared.totals import FrameRecord, Store
 from tests.aggregator.harness import (
     REDIS_URL,
     PrivateRedis,

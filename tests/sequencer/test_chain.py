@@ -14,9 +14,9 @@ import sys
 import pytest
 import zmq
 
-from services.capture.sample_video import make_sample_video
 from tests.capture.harness import link
 from tests.harness import Peer
+from tools.sample_video import make_sample_video
 
 pytestmark = pytest.mark.timeout(120)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -9,8 +9,8 @@ import uuid
 import pytest
 import redis
 
-from services.aggregator.store import FrameRecord, Store
 from shared.marks import Mark, MarkError, MarkStore, agreement, validate_mark
+from shared.totals import FrameRecord, Store
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

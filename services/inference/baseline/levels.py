@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from shared.levels import LEVELS
+
 # signal -> thresholds for levels 1, 2, 3 (degrees for angles, eye aspect ratio for eyes)
 THRESHOLDS: dict[str, tuple[float, float, float]] = {
     "yaw": (20.0, 35.0, 50.0),  # |yaw|: head turned left or right
@@ -76,7 +78,7 @@ def partial_scores(signals: dict[str, Any], thresholds: Thresholds | None = None
 
 
 def probabilities(score: float) -> list[float]:
-    logits = [-((score - level) ** 2) / TEMPERATURE for level in range(4)]
+    logits = [-((score - level) ** 2) / TEMPERATURE for level in range(LEVELS)]
     peak = max(logits)
     weights = [math.exp(v - peak) for v in logits]
     total = sum(weights)

@@ -16,8 +16,8 @@ import numpy as np
 from services.inference.baseline import levels
 from services.inference.baseline.geometry import eye_openness, head_pose
 from services.inference.baseline.iris import IrisGaze
-from services.inference.baseline.mesh import MESH_SIZE, FaceMesh
 from services.inference.preprocess import resize_crops
+from shared.face_mesh import MESH_SIZE, FaceMesh
 from shared.model_card import CardError, ModelCard
 
 NAME = "attention-baseline (face mesh; not trained on engagement data)"

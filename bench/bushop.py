@@ -18,10 +18,10 @@ import time
 
 import numpy as np
 
+from bench.stats import percentiles_ms
 from services.launcher.ports import free_ports
 from shared.bus import Receiver, Sender
 from shared.messages import make_header
-from tests.perf.stats import percentiles_ms
 
 WIDTH, HEIGHT = 640, 480
 

@@ -101,8 +101,8 @@ def _astronaut_mesh() -> np.ndarray | None:
     """The face mesh of astronaut_face(), in its pixels; None when face_landmark.tflite is missing."""
     from skimage import data
 
-    from services.capture.turned_face import mesh_points
     from shared.assets import MissingAsset
+    from tools.turned_face import mesh_points
 
     x, y, w, h = FACE_BOX
     side = int(max(w, h) * 1.5)  # facedetect's crop: the box plus a quarter each side
@@ -117,7 +117,7 @@ def _astronaut_mesh() -> np.ndarray | None:
 
 @functools.lru_cache(maxsize=64)
 def _posed_face(yaw: float, pitch: float) -> np.ndarray:
-    from services.capture.turned_face import turn_head
+    from tools.turned_face import turn_head
 
     return turn_head(_astronaut_face(), _astronaut_mesh(), yaw, pitch)
 

@@ -1,8 +1,8 @@
 """Profile every service of one unthrottled pipeline run with py-spy (sampling, from outside).
 
-    python -m tests.perf.profile --model bundle|baseline --faces 1|8 [--seconds 60] [--out DIR]
+    python -m bench.profile --model bundle|baseline --faces 1|8 [--seconds 60] [--out DIR]
 
-Starts the pipeline as the benchmark does (tests/perf/pipeline.py) and attaches
+Starts the pipeline as the benchmark does (bench/pipeline.py) and attaches
 `py-spy record --format raw` to each service as soon as it is up; prints each service's
 heaviest functions (self time and inclusive) and leaves the collapsed stacks in --out
 (load them into speedscope or flamegraph.pl). py-spy comes from PyPI (`pip install py-spy`).
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import psutil
 
-from tests.perf.observe import _service_name
-from tests.perf.pipeline import run_pipeline
-from tests.perf.workload import VIDEO_FPS, build_reference_bundle, make_faces_video
+from bench.observe import _service_name
+from bench.pipeline import run_pipeline
+from bench.workload import VIDEO_FPS, build_reference_bundle, make_faces_video
 
 SERVICES = {"capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"}
 
@@ -65,7 +65,7 @@ def top_functions(raw: Path, n: int = 12) -> list[tuple[str, float, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.perf.profile", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("bundle", "baseline"), default="bundle")
     parser.add_argument("--faces", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=60.0, help="video length at 2 FPS")

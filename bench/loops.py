@@ -1,6 +1,6 @@
 """The reference system's single-process loop, and the best single-process version of it.
 
-    python -m tests.perf.loops --video V --bundle B --mode reference|best [--engine E] --json out.json
+    python -m bench.loops --video V --bundle B --mode reference|best [--engine E] --json out.json
 
 reference  as the reference inference script ran: read a frame, res10 face detection, crop
            each face, `classifier.predict` once per face, draw the overlay.
@@ -23,10 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from services.facedetect.detectors import DnnDetector, crop_face
+from bench.stats import percentiles_ms
 from services.inference.bundle import load_predictor
-from shared.model_card import LEVEL_LABELS
-from tests.perf.stats import percentiles_ms
+from shared.detectors import DnnDetector, crop_face
+from shared.levels import LEVEL_LABELS
 
 CROP = 224  # the pipeline's CROP_SIZE default; the predictor resizes to the card's size
 WARMUP_FRAMES = 2
@@ -92,7 +92,7 @@ def run_loop(video: str, bundle: str, mode: str, engine: str, seconds: float) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.perf.loops", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.loops", description=__doc__.splitlines()[0])
     parser.add_argument("--video", required=True)
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--mode", choices=("reference", "best"), required=True)

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from services.capture.sample_video import HEIGHT, WIDTH, _grid, can_turn_heads, make_sample_video
 from services.capture.sources import FileSource
-from services.facedetect.detectors import DnnDetector, crop_face
 from services.inference.service import load_model
+from shared.detectors import DnnDetector, crop_face
+from tools.sample_video import HEIGHT, WIDTH, _grid, can_turn_heads, make_sample_video
 
 pytestmark = pytest.mark.skipif(not can_turn_heads(), reason="face_landmark.tflite missing (fetch-models)")
 

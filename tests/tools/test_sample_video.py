@@ -8,7 +8,7 @@ import subprocess
 import cv2
 import pytest
 
-from services.capture.sample_video import main, make_sample_video
+from tools.sample_video import main, make_sample_video
 
 
 def test_make_sample_cli_writes_a_decodable_640x480_video(tmp_path, capsys):

@@ -31,12 +31,12 @@ from pathlib import Path
 
 import psutil
 
+from bench import report
+from bench.bushop import measure_hop
+from bench.observe import ProcessSampler
+from bench.pipeline import run_pipeline
+from bench.workload import VIDEO_FPS, make_faces_video
 from shared.config import REPO_ROOT
-from tests.perf import report
-from tests.perf.bushop import measure_hop
-from tests.perf.observe import ProcessSampler
-from tests.perf.pipeline import run_pipeline
-from tests.perf.workload import VIDEO_FPS, make_faces_video
 
 log = logging.getLogger("bench")
 FACE_COUNTS = (1, 8)
@@ -95,7 +95,7 @@ def run_loop(video: Path, bundle: Path, mode: str, engine: str, seconds: float, 
     sampler = ProcessSampler()
     started = time.time()
     try:
-        _python_module("tests.perf.loops", "--video", str(video), "--bundle", str(bundle), "--mode", mode,
+        _python_module("bench.loops", "--video", str(video), "--bundle", str(bundle), "--mode", mode,
                        "--engine", engine, "--seconds", str(seconds), "--json", str(out))
     finally:
         sampler.close()
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                          "video_fps": VIDEO_FPS, "size": "640x480"}
     bundle = work / f"reference-bundle-{args.image_size}"
     log.info("reference bundle %s", bundle)
-    _python_module("tests.perf.workload", "bundle", "--out", str(bundle), "--size", str(args.image_size))
+    _python_module("bench.workload", "bundle", "--out", str(bundle), "--size", str(args.image_size))
     results["inputs"]["bundle"] = str(bundle)
 
     log.info("bus hop micro-benchmark (%d frames)", args.hops)
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log.info("inference engines")
     engines_json = work / "engines.json"
-    _python_module("tests.perf.engines", "--bundle", str(bundle), "--video", str(videos[8]),
+    _python_module("bench.engines", "--bundle", str(bundle), "--video", str(videos[8]),
                    "--calls", str(args.calls), "--json", str(engines_json))
     results["engines"] = json.loads(engines_json.read_text())
     engine = results["engines"]["auto_choice"]  # what ENGINE=auto picks: the pipeline runs with it

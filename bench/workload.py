@@ -10,7 +10,7 @@ Dense(1024) -> Dropout -> Dense(512) -> Dense(4), built by training/models.py wi
 weights (ImageNet weights are unreachable here; speed does not depend on weight values)
 and exported with model.keras + model.tflite + model_card.json like training/export.py.
 
-    python -m tests.perf.workload bundle --out DIR [--size 224]   (imports TensorFlow)
+    python -m bench.workload bundle --out DIR [--size 224]   (imports TensorFlow)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import cv2
 
-from services.capture.sample_video import HEIGHT, WIDTH, astronaut_face, render_frame
+from tools.sample_video import HEIGHT, WIDTH, astronaut_face, render_frame
 
 VIDEO_FPS = 2.0  # the reference rate: one file frame per sampled frame
 
@@ -68,7 +68,7 @@ def build_reference_bundle(out: Path, size: int = 224) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.perf.workload")
+    parser = argparse.ArgumentParser(prog="python -m bench.workload")
     sub = parser.add_subparsers(dest="what", required=True)
     b = sub.add_parser("bundle")
     b.add_argument("--out", type=Path, required=True)

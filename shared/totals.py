@@ -35,12 +35,14 @@ classroom box runs one.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-LEVELS = 4
+from shared.levels import LEVELS
+
 DEFAULT_PREFIX = "engagement"
 TOTAL_FIELDS = ("frames", "frames_without_faces", "faces", "predictions")
 
@@ -153,10 +155,19 @@ def _labels(raw: str | None) -> list[str]:
     return value if isinstance(value, list) else []  # Lua's cjson writes an empty list as {}
 
 
+def safe_url(url: str) -> str:
+    """The Redis URL without its password, for logs."""
+    if "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
 class Store:
-    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, url: str = "") -> None:
         self.r = client
         self.prefix = prefix
+        self.url = url  # for log lines only (always through safe_url)
         self._record = client.register_script(_RECORD_FRAME)
 
     @classmethod
@@ -164,7 +175,24 @@ class Store:
         # Short timeouts: a Redis that hangs must not freeze the service's loop for long.
         client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
                                       socket_connect_timeout=timeout)
-        return cls(client, prefix)
+        return cls(client, prefix, url)
+
+    def check(self, log: logging.Logger, meanwhile: str) -> bool:
+        """Ping Redis once at start-up; on failure say why in one line (ending with `meanwhile`).
+
+        A wrong password is an error (retrying will not help until the URL is fixed); Redis not
+        up yet is a warning. Never raises: callers keep running and retry on their own.
+        """
+        where = safe_url(self.url) or "(client)"
+        try:
+            self.r.ping()
+            return True
+        except redis.AuthenticationError as exc:
+            log.error("Redis at %s refused the credentials (%s): set the password in REDIS_URL "
+                      "(redis://:PASSWORD@host:port/0); %s", where, exc, meanwhile)
+        except redis.RedisError as exc:
+            log.warning("Redis at %s not reachable yet (%s): %s", where, exc, meanwhile)
+        return False
 
     def _s(self, session: str) -> str:
         return f"{self.prefix}:session:{session}"

@@ -1,8 +1,8 @@
 """Inference engines compared on the same real face crops: keras direct, tflite, predict, auto.
 
-    python -m tests.perf.engines --bundle B --video V --json out.json [--calls 10]
+    python -m bench.engines --bundle B --video V --json out.json [--calls 10]
 
-Timings reuse services/inference/latency.py's median-of-calls helper; each engine's outputs
+Timings reuse bench/latency.py's median-of-calls helper; each engine's outputs
 on 8 real crops are compared with the Keras model's. `auto` is loaded as the service loads
 it and the engine it picks is checked against the fastest engine within AUTO_TOLERANCE.
 Also the attention baseline's cost per face (face mesh, no TensorFlow) at 1 and 8 faces.
@@ -18,10 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from services.facedetect.detectors import DnnDetector, crop_face
+from bench.latency import FACES, _median_ms
+from bench.loops import CROP
 from services.inference.bundle import AUTO_TOLERANCE, load_predictor
-from services.inference.latency import FACES, _median_ms
-from tests.perf.loops import CROP
+from shared.detectors import DnnDetector, crop_face
 
 ENGINES = ("keras", "tflite", "predict")
 
@@ -77,7 +77,7 @@ def baseline_cost(crops: np.ndarray, calls: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.perf.engines", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--video", required=True, help="a video whose first frame has faces")
     parser.add_argument("--calls", type=int, default=10)

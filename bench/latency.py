@@ -1,12 +1,12 @@
 """Per-call latency of each engine at 1 and 8 faces, and of the baseline per face (prints a table).
 
-    python -m services.inference.latency                  MobileNetV2 224x224 frame model (random
+    python -m bench.latency                  MobileNetV2 224x224 frame model (random
                                                            weights: speed does not depend on them)
-    python -m services.inference.latency --bundle DIR     a real bundle
-    python -m services.inference.latency --json out.json  also write the figures
+    python -m bench.latency --bundle DIR     a real bundle
+    python -m bench.latency --json out.json  also write the figures
 
 A figure is the median of --calls calls after a warm-up call. This is a benchmark that
-prints numbers, not a test; the pipeline-wide benchmark lives in tests/perf.
+prints numbers, not a test; the pipeline-wide benchmark is bench/bench.py (`engagement bench`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _astronaut_crop(size: int) -> np.ndarray:
     import cv2
     from skimage import data  # the test extra; this is a benchmark
 
-    from services.facedetect.detectors import DnnDetector, crop_face
+    from shared.detectors import DnnDetector, crop_face
 
     frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     return crop_face(frame, DnnDetector().detect(frame)[0].box, size)
@@ -86,7 +86,7 @@ def measure(bundle: Path | None, calls: int, crop: int = 224) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.inference.latency", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, help="model bundle (default: a MobileNetV2 224 frame model)")
     parser.add_argument("--calls", type=int, default=20, help="timed calls per figure (median)")
     parser.add_argument("--json", type=Path, help="also write the rows here")

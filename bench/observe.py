@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.taps import LinkTap
 from shared.messages import Message
-from tests.taps import LinkTap
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _service_name(proc: psutil.Process) -> str | None:
         return cmd[cmd.index("shared.cli") + 1]
     if cmd and "redis-server" in cmd[0]:
         return "redis"
-    if "-m" in cmd and cmd.index("-m") + 1 < len(cmd) and cmd[cmd.index("-m") + 1].startswith("tests.perf."):
+    if "-m" in cmd and cmd.index("-m") + 1 < len(cmd) and cmd[cmd.index("-m") + 1].startswith("bench."):
         return cmd[cmd.index("-m") + 1].rsplit(".", 1)[1]  # the benchmark's own loop/engine processes
     return None
 

@@ -1,8 +1,9 @@
-"""What the launcher needs to know about a MODEL setting, read from the card JSON only.
+"""What a MODEL setting names, read from the card JSON only (launcher and inference share it).
 
-No TensorFlow here: the launcher calls `sequence_length_for` to configure the sequencer.
+No TensorFlow here: the launcher calls `sequence_length_for` to configure the sequencer,
+inference calls `resolve_bundle` to find the bundle.
 
-    python -m services.inference.card_info <MODEL>     prints the sequence length
+    python -m shared.card_info <MODEL>     prints the sequence length
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def resolve_bundle(model: str, models_dir: str | Path | None = None) -> Path:
     path = Path(model)
     if path.is_dir() or path.is_absolute():
         return path
-    base = Path(models_dir or os.environ.get("MODELS_DIR", Path(__file__).resolve().parents[2] / "models"))
+    base = Path(models_dir or os.environ.get("MODELS_DIR", Path(__file__).resolve().parents[1] / "models"))
     return base / model if (base / model).is_dir() else path
 
 
@@ -35,7 +36,7 @@ def sequence_length_for(model: str, models_dir: str | Path | None = None) -> int
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m services.inference.card_info <MODEL: baseline | bundle dir>", file=sys.stderr)
+        print("usage: python -m shared.card_info <MODEL: baseline | bundle dir>", file=sys.stderr)
         return 2
     try:
         print(sequence_length_for(argv[0]))

@@ -15,9 +15,9 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.observe import MetricsScraper, ProcessSampler, UpdatesTap
+from bench.stats import percentiles_ms, rate
 from services.launcher import main as launcher
-from tests.perf.observe import MetricsScraper, ProcessSampler, UpdatesTap
-from tests.perf.stats import percentiles_ms, rate
 
 STAGES = ("capture", "facedetect", "sequencer", "inference", "aggregator")
 WARMUP_FRAMES = 3  # the first frames pay for first calls (tracing, allocations): not in the figures

@@ -1,7 +1,8 @@
-"""The report/totals envelope: validation, and splitting to fit AWS IoT Core's payload limit.
+"""The report/totals MQTT envelope: built by the reporter, parsed by the bridge, split for AWS.
 
-The reporter publishes {"schema": 1, "type": "report"|"totals", "id", "device_id", "session",
-"sent_at", "body"}. AWS IoT Core refuses payloads over 128 KB, so a larger envelope is sent
+The reporter publishes `build(...)` = {"schema": 1, "type": "report"|"totals", "id",
+"device_id", "session", "sent_at", "body"} on `topic(device_id, type)`; the bridge
+validates it with `parse`. AWS IoT Core refuses payloads over 128 KB, so a larger envelope is sent
 as numbered parts that carry the same id plus "part" (1-based), "parts" and "body_chunk" (a
 slice of the body's JSON text); the cloud side (s3_consumer.ReportStore) reassembles them.
 """
@@ -9,6 +10,7 @@ slice of the body's JSON text); the cloud side (s3_consumer.ReportStore) reassem
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,17 @@ AWS_MAX_PAYLOAD_BYTES = 128 * 1024
 AWS_MAX_TOPIC_BYTES = 256
 AWS_MAX_TOPIC_SLASHES = 7
 MAX_ID_CHARS = 200
+
+
+def topic(device_id: str, kind: str) -> str:
+    """The local broker's topic for one envelope type."""
+    return f"engagement/{device_id}/{kind}"
+
+
+def build(kind: str, message_id: str, device_id: str, session: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The envelope the reporter publishes (JSON-encoded by the caller)."""
+    return {"schema": SCHEMA, "type": kind, "id": message_id, "device_id": device_id,
+            "session": session, "sent_at": time.time(), "body": body}
 
 
 class InvalidPayload(ValueError):

@@ -1,0 +1,106 @@
+"""The import rules of the house, read from the source with `ast` (nothing is imported).
+
+- A service (services/X) imports shared/ and its own folder, never another service: what
+  two services share belongs in shared/.
+- shared/ imports no service; nothing installed (services, shared, tools, bench, training)
+  imports the tests.
+- No test module imports another test module: helpers live in conftest.py or tests/support.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALLED = ("services", "shared", "tools", "bench", "training")
+
+
+def imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in the file, at any depth."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the file's package
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            found.append((node.lineno, module))
+            # `from services import capture` names a service too
+            found.extend((node.lineno, f"{module}.{alias.name}") for alias in node.names)
+    return found
+
+
+def _python_files(folder: str) -> list[Path]:
+    return sorted(p for p in (ROOT / folder).rglob("*.py") if ".venv" not in p.parts)
+
+
+def _top(module: str, depth: int) -> str:
+    return ".".join(module.split(".")[:depth])
+
+
+def breaches_of_service_rooms() -> list[str]:
+    out = []
+    for path in _python_files("services"):
+        own = path.relative_to(ROOT).parts[1]
+        for line, module in imported_modules(path):
+            if module.startswith("services.") and _top(module, 2) != f"services.{own}":
+                out.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    return out
+
+
+def breaches_of_installed_code() -> list[str]:
+    out = []
+    for folder in INSTALLED:
+        for path in _python_files(folder):
+            for line, module in imported_modules(path):
+                if module == "tests" or module.startswith("tests."):
+                    out.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+                if folder == "shared" and (module == "services" or module.startswith("services.")):
+                    out.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    return out
+
+
+def _is_test_module(module: str) -> bool:
+    last = module.split(".")[-1]
+    return module.startswith("tests.") and (last.startswith("test_") or last == "conftest")
+
+
+def breaches_of_test_modules() -> list[str]:
+    out = []
+    for path in _python_files("tests"):
+        for line, module in imported_modules(path):
+            if _is_test_module(module):
+                out.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    return out
+
+
+def test_no_service_imports_another_service():
+    assert breaches_of_service_rooms() == []
+
+
+def test_installed_code_never_imports_the_tests_and_shared_no_service():
+    assert breaches_of_installed_code() == []
+
+
+@pytest.mark.parametrize(("source", "module", "breach"), [
+    ("from services.aggregator.store import Store\n", "services/reporter/x.py", True),
+    ("import services.inference.bundle\n", "services/launcher/x.py", True),
+    ("from services import capture\n", "services/reporter/x.py", True),
+    ("from services.reporter import overlay\n", "services/reporter/x.py", False),
+    ("from shared.totals import Store\n", "services/reporter/x.py", False),
+    ("def f():\n    from services.facedetect.detectors import crop_face\n", "services/inference/x.py", True),
+])
+def test_the_rule_catches_what_it_should(tmp_path, monkeypatch, source, module, breach):
+    """The checker itself can fail: a planted cross-service import is reported, an own one is not."""
+    fake = tmp_path / module
+    fake.parent.mkdir(parents=True)
+    fake.write_text(source)
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    assert bool(breaches_of_service_rooms()) == breach

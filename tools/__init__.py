@@ -1,0 +1,1 @@
+"""Tools that are not services: the sample-video generator (`engagement make-sample`)."""
