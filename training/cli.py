@@ -9,6 +9,7 @@
     engagement-train evaluate --run runs/<run>
     engagement-train export   --run runs/<run> --bundle bundles/<name>
     engagement-train feedback --out marks.csv [--session S]       the teacher's marks as labelled data
+    engagement-train fit-baseline --out card.json [--session S]   the baseline's thresholds fitted to them
 
 Paths default to DAISEE_ROOT, FRAMES_ROOT and RUNS_DIR so a container needs only environment variables.
 Exit codes: 0 done, 1 the data is unusable (persons in two splits), 2 bad input or option.
@@ -129,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = steps.add_parser("feedback", help="export the teacher's marks (web page) as labelled data, CSV")
     _add_marks(p)
     p.add_argument("--out", required=True, help="CSV file to write")
+
+    p = steps.add_parser("fit-baseline", help="fit the attention baseline's thresholds to the teacher's marks; "
+                                              "writes a card for BASELINE_THRESHOLDS")
+    _add_marks(p)
+    p.add_argument("--out", required=True, help="baseline card (JSON) to write")
+    p.add_argument("--start", default="", help="a baseline card whose thresholds the fit starts from "
+                                              "(default: the documented ones)")
     return parser
 
 
@@ -180,6 +188,8 @@ def run_step(args: argparse.Namespace) -> int:
         return 0
     if args.step == "feedback":
         return _feedback(args)
+    if args.step == "fit-baseline":
+        return _fit_baseline(args)
     raise AssertionError(args.step)
 
 
@@ -218,6 +228,24 @@ def _train(args: argparse.Namespace) -> int:
     if not args.no_evaluate:
         from training.evaluate import evaluate
         evaluate(run)
+    return 0
+
+
+def _fit_baseline(args: argparse.Namespace) -> int:
+    from training.feedback import load_marks, write_atomically
+    from training.fit_baseline import card_for, fit, summary
+    start = None
+    if args.start:
+        from services.inference.baseline.predictor import load_baseline_card
+        from shared.model_card import CardError
+        try:
+            _, start = load_baseline_card(args.start)
+        except CardError as exc:
+            raise ValueError(str(exc)) from None
+    result = fit(load_marks(_mark_store(args), args.session or None), start)
+    write_atomically(Path(args.out), card_for(result).to_json() + "\n")
+    print(summary(result))
+    print(f"baseline card written to {args.out}: run inference with BASELINE_THRESHOLDS={args.out}")
     return 0
 
 

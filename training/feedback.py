@@ -33,6 +33,18 @@ def load_marks(store: MarkStore, session: str | None = None) -> list[Mark]:
         raise FeedbackError(f"cannot read the marks from Redis: {exc}") from None
 
 
+def write_atomically(out: Path, text: str) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_csv(marks: list[Mark], out: Path) -> list[str]:
     """Write the rows (atomically: a half-written file never replaces a good one); the columns."""
     signals = sorted({name for m in marks for name in m.signals})

@@ -14,12 +14,16 @@ The frames are written to an MJPG file and decoded back, so the test sees what a
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from shared.messages import encode, make_header
+from tests.inference.harness import Harness
 from tools.turned_face import mesh_points, turn_head
 
 WIDTH, HEIGHT = 640, 480
@@ -110,3 +114,58 @@ def student_of(box: tuple[int, int, int, int]) -> int:
     """1 = the astronaut (left half), 2 = the LFW face (right half)."""
     x, _, w, _ = box
     return 1 if x + w / 2 < WIDTH / 2 else 2
+
+
+# --- the footage through the real inference service ------------------------------------------
+
+FPS = 2.0
+SECONDS = 40.0
+CROP = 224
+Footage = list[tuple[float, list[tuple[int, list[int], np.ndarray]]]]
+
+
+def decode_crops(path: Path) -> Footage:
+    """Per decoded frame: (time, [(student, box, crop)]) as facedetect crops them (res10)."""
+    from services.capture.sources import FileSource
+    from shared.detectors import DnnDetector, crop_face
+
+    detector, source, frames = DnnDetector(), FileSource(str(path)), []
+    i = 0
+    while (frame := source.read()) is not None:
+        faces = [(student_of(d.box), list(d.box), crop_face(frame.image, d.box, CROP))
+                 for d in detector.detect(frame.image)]
+        frames.append((i / FPS, sorted(faces, key=lambda f: f[0])))
+        i += 1
+    source.release()
+    return frames
+
+
+def _batch(session: str, seq: int, t: float, faces: list) -> list:
+    students = [{"student": s, "box": box, "conf": 0.99} for s, box, _ in faces]
+    header = make_header("batch", session, "cam0", seq, time.time(), crop=CROP, length=1, students=students,
+                         faces=students, t_media=t)
+    return encode(header, b"".join(np.ascontiguousarray(c).tobytes() for _, _, c in faces))
+
+
+def play(footage: Footage, *args: str, env: dict | None = None, session: str = "off-axis",
+         during: Callable[[float, dict], None] | None = None) -> dict[int, list[tuple[float, int, dict]]]:
+    """Run the footage through the inference service (its own process); per student [(t, level, signals)].
+
+    `during(t, read so far)` runs before each frame is sent (a teacher marking, say).
+    """
+    h = Harness("--model", "baseline", *args, env=env)
+    read: dict[int, list[tuple[float, int, dict]]] = {1: [], 2: []}
+    try:
+        for seq, (t, faces) in enumerate(footage):
+            if during is not None:
+                during(t, read)
+            h.send(_batch(session, seq, t, faces))
+            msg = h.receive()
+            assert msg["seq"] == seq
+            for p in msg["predictions"]:
+                read[p["student"]].append((t, p["level"], p["signals"]))
+    finally:
+        code, err = h.stop()
+    assert code == 0, err[-2000:]
+    h.stderr = err
+    return read

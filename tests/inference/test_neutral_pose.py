@@ -9,22 +9,16 @@ import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from services.capture.sources import FileSource
 from services.inference.baseline import levels
 from services.inference.baseline.neutral import NeutralPose
-from shared.detectors import DnnDetector, crop_face
 from shared.marks import MarkStore, validate_mark
-from shared.messages import encode, make_header
 from tests.inference import off_axis
-from tests.inference.harness import Harness
+from tests.inference.off_axis import FPS, play
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-CROP = 224
-FPS = 2.0
-SECONDS = 40.0
 
 
 # --- the tracker on its own ---------------------------------------------------------------
@@ -88,49 +82,6 @@ def test_levels_measure_turns_from_the_neutral_pose():
 
 # --- off-axis footage through the real service ----------------------------------------------
 
-@pytest.fixture(scope="module")
-def footage(tmp_path_factory) -> list[tuple[float, list[tuple[int, list[int], np.ndarray]]]]:
-    """Per decoded frame: (time, [(student, box, crop)]) as facedetect would crop them."""
-    path = off_axis.write_footage(tmp_path_factory.mktemp("offaxis") / "off_axis.avi", SECONDS, FPS)
-    detector, source, frames = DnnDetector(), FileSource(str(path)), []
-    i = 0
-    while (frame := source.read()) is not None:
-        faces = [(off_axis.student_of(d.box), list(d.box), crop_face(frame.image, d.box, CROP))
-                 for d in detector.detect(frame.image)]
-        frames.append((i / FPS, sorted(faces, key=lambda f: f[0])))
-        i += 1
-    source.release()
-    assert len(frames) == int(SECONDS * FPS)
-    return frames
-
-
-def _batch(session: str, seq: int, t: float, faces: list) -> list:
-    students = [{"student": s, "box": box, "conf": 0.99} for s, box, _ in faces]
-    header = make_header("batch", session, "cam0", seq, time.time(), crop=CROP, length=1, students=students,
-                         faces=students, t_media=t)
-    return encode(header, b"".join(np.ascontiguousarray(c).tobytes() for _, _, c in faces))
-
-
-def _play(footage, *args: str, env: dict | None = None, session: str = "off-axis",
-          during=None) -> dict[int, list[tuple[float, int, dict]]]:  # type: ignore[no-untyped-def]
-    """Run the footage through the inference service; per student [(t, level, signals)]."""
-    h = Harness("--model", "baseline", *args, env=env)
-    read: dict[int, list[tuple[float, int, dict]]] = {1: [], 2: []}
-    try:
-        for seq, (t, faces) in enumerate(footage):
-            if during is not None:
-                during(t, read)
-            h.send(_batch(session, seq, t, faces))
-            msg = h.receive()
-            assert msg["seq"] == seq
-            for p in msg["predictions"]:
-                read[p["student"]].append((t, p["level"], p["signals"]))
-    finally:
-        code, err = h.stop()
-    assert code == 0, err[-2000:]
-    return read
-
-
 def _facing(t: float, after: float) -> bool:
     """Facing the screen at t, settled (the 5-frame smoothing window holds no look-away)."""
     settle = 3.0
@@ -143,8 +94,8 @@ def _away(t: float, stretch: off_axis.Stretch) -> bool:
 
 def test_off_axis_students_facing_the_screen_read_attentive_after_learning(footage):
     learn = 10.0
-    without = _play(footage, "--neutral-pose", "0")
-    learned = _play(footage, "--neutral-pose", "1", "--neutral-learn-seconds", str(learn))
+    without = play(footage, "--neutral-pose", "0")
+    learned = play(footage, "--neutral-pose", "1", "--neutral-learn-seconds", str(learn))
 
     # From the camera alone both real faces read "partly attentive" while facing the screen ...
     for student in (1, 2):
@@ -192,7 +143,7 @@ def test_a_teachers_attentive_mark_re_anchors_the_students_neutral_pose(footage,
             time.sleep(2.0)  # a class runs in real time: the service polls the marks every second
 
     env = {"REDIS_URL": REDIS_URL, "REDIS_PREFIX": marks.prefix}
-    read = _play(footage[:30], "--neutral-learn-seconds", "600", env=env, session=session, during=teacher)
+    read = play(footage[:30], "--neutral-learn-seconds", "600", env=env, session=session, during=teacher)
     assert marked
     before = [lv for t, lv, _ in read[1] if t < mark_at]
     assert before and all(lv == 1 for lv in before)
@@ -205,7 +156,7 @@ def test_a_teachers_attentive_mark_re_anchors_the_students_neutral_pose(footage,
 
 def test_unreachable_redis_for_marks_never_stops_the_predictions(footage):
     env = {"REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
-    read = _play(footage[:8], env=env)
+    read = play(footage[:8], env=env)
     assert len(read[1]) == 8 and len(read[2]) == 8
 
 

@@ -19,7 +19,6 @@ from tests.inference.faces import astronaut_crop
 from tests.inference.harness import Harness
 from tests.inference.tiny_bundles import build
 
-REPO = Path(__file__).resolve().parents[2]
 # Keras 3 on NumPy 2 warns from its own saving code; nothing of ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 CROP = 96
