@@ -9,8 +9,9 @@ level most often:
 - coordinate descent from the starting thresholds (the defaults or a card), each threshold
   tried on a grid (0.5 deg for angles, 0.0025 for the eye aspect ratio) between its
   neighbours, a few passes until nothing improves;
-- ties are broken by the smaller total level error, then by staying nearer the start, so a
-  handful of marks moves only the thresholds they speak about;
+- ties are broken by a hinge (how far each signal's partial score lies outside the teacher's
+  level), then by staying nearer the start, so a handful of marks moves only the thresholds
+  they speak about;
 - with 10 or more marks, a k-fold cross-validated agreement (fit on the other folds, count
   the held-out ones) says how much of the gain should carry over to new moments.
 
@@ -38,6 +39,7 @@ ANGLE_GRID = np.arange(2.0, 90.01, 0.5)
 EYE_GRID = np.arange(0.04, 0.40001, 0.0025)
 MIN_GAP = {"angle": 0.5, "eye": 0.0025}
 PASSES = 6
+MARGIN = 0.25  # score units (a quarter level) kept between a mark and the next level's threshold
 FOLDS = 5
 
 
@@ -78,6 +80,8 @@ class _Signals:
         self.eyes = column([m.signals.get("eye_openness") for m in marks])
         self.no_face = np.array([m.signals.get("mesh_confidence", 0.0) < levels.MIN_MESH_CONFIDENCE for m in marks])
         self.given = np.array([m.level_given for m in marks])
+        counts = np.bincount(self.given, minlength=4)
+        self.weight = 1.0 / counts[self.given]
 
     def partial(self, name: str, th: tuple[float, float, float]) -> np.ndarray:
         knots_y = [0.0, 0.5, 1.5, 2.5, 3.5]
@@ -98,13 +102,25 @@ class _Signals:
         return np.clip(np.ceil(score - 0.5), 0, 3).astype(int)
 
 
-def _objective(levels_now: np.ndarray, given: np.ndarray, th: levels.Thresholds,
+def _objective(data: _Signals, partials: dict[str, np.ndarray], th: levels.Thresholds,
                start: levels.Thresholds) -> tuple[int, float, float]:
-    agreed = int((levels_now == given).sum())
-    error = float(np.abs(levels_now - given).sum())
+    """(marks agreed, -hinge, -distance from the start): larger is better, compared in that order.
+
+    The hinge adds, per mark, how far each signal's partial score lies above the teacher's
+    level band (and the worst one below it), the band narrowed by MARGIN: one threshold alone
+    often cannot change a level that two signals hold up, yet moving it shrinks the hinge, so
+    the descent keeps going; and thresholds end a margin past the marks, not on their edge,
+    so the moments between the marks read the same. Each mark weighs 1 / (marks at its level):
+    two "distracted" marks count as much as twenty "attentive" ones.
+    """
+    agreed = int((data.levels_for(partials) == data.given).sum())
+    top, bottom = data.given + 0.5 - MARGIN, data.given - 0.5 + MARGIN
+    over = sum((np.maximum(0.0, np.nan_to_num(p, neginf=0.0) - top) * data.weight).sum() for p in partials.values())
+    worst = np.maximum.reduce(list(partials.values()))
+    under = (np.maximum(0.0, bottom - np.where(np.isneginf(worst), 3.0, worst)) * data.weight).sum()
     distance = sum(abs(a - b) / (0.01 if name == "eye_openness" else 1.0)
                    for name in th for a, b in zip(th[name], start[name], strict=True))
-    return agreed, -error, -distance
+    return agreed, -float(over + under), -distance
 
 
 def fit_thresholds(marks: list[Mark], start: levels.Thresholds | None = None) -> levels.Thresholds:
@@ -112,7 +128,7 @@ def fit_thresholds(marks: list[Mark], start: levels.Thresholds | None = None) ->
     data = _Signals(marks)
     th = {k: tuple(v) for k, v in start.items()}
     partials = {name: data.partial(name, th[name]) for name in th}
-    best = _objective(data.levels_for(partials), data.given, th, start)
+    best = _objective(data, partials, th, start)
     for _ in range(PASSES):
         improved = False
         for name in th:
@@ -126,8 +142,7 @@ def fit_thresholds(marks: list[Mark], start: levels.Thresholds | None = None) ->
                     if not ((steps <= -gap).all() if eye else (steps >= gap).all()):
                         continue
                     candidate = {**th, name: tuple(trial)}
-                    got = _objective(data.levels_for({**partials, name: data.partial(name, tuple(trial))}),
-                                     data.given, candidate, start)
+                    got = _objective(data, {**partials, name: data.partial(name, tuple(trial))}, candidate, start)
                     if got > best:
                         best, th = got, candidate
                         improved = True

@@ -41,14 +41,15 @@ class Stretch:
     name: str
     yaw: float  # degrees turned on top of the offset
     pitch: float
+    level: int  # what a teacher would call it: 2 distracted, 3 looking away
 
 
 # What the astronaut does; facing the screen otherwise. Turning 55 deg the other way brings
 # her face round past the camera (a camera-only baseline reads her as nearly frontal); turning
 # 45 deg further away hides her face from the mesh.
 PLAN = (
-    Stretch(16.0, 21.0, "turned_other_way", 55.0, 0.0),
-    Stretch(27.0, 32.0, "turned_away", -45.0, 0.0),
+    Stretch(16.0, 21.0, "turned_other_way", 55.0, 0.0, 2),
+    Stretch(27.0, 32.0, "turned_away", -45.0, 0.0, 3),
 )
 SWAY = (0.0, 2.0, 0.0, -2.0)  # degrees of yaw, frame by frame: a live head is never still
 
@@ -148,10 +149,12 @@ def _batch(session: str, seq: int, t: float, faces: list) -> list:
 
 
 def play(footage: Footage, *args: str, env: dict | None = None, session: str = "off-axis",
-         during: Callable[[float, dict], None] | None = None) -> dict[int, list[tuple[float, int, dict]]]:
+         during: Callable[[float, dict], None] | None = None,
+         logs: list[str] | None = None) -> dict[int, list[tuple[float, int, dict]]]:
     """Run the footage through the inference service (its own process); per student [(t, level, signals)].
 
-    `during(t, read so far)` runs before each frame is sent (a teacher marking, say).
+    `during(t, read so far)` runs before each frame is sent (a teacher marking, say); the
+    service's log is appended to `logs`.
     """
     h = Harness("--model", "baseline", *args, env=env)
     read: dict[int, list[tuple[float, int, dict]]] = {1: [], 2: []}
@@ -167,5 +170,6 @@ def play(footage: Footage, *args: str, env: dict | None = None, session: str = "
     finally:
         code, err = h.stop()
     assert code == 0, err[-2000:]
-    h.stderr = err
+    if logs is not None:
+        logs.append(err)
     return read
