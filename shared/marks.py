@@ -214,12 +214,23 @@ def agreement(marks: list[Mark]) -> dict[str, Any]:
             "confusion": confusion, "without_prediction": missing}
 
 
-def report_section(marks: list[Mark], class_level_only: bool = False) -> dict[str, Any]:
+def report_section(marks: list[Mark], class_level_only: bool = False,
+                   timeline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """What a session's report (and the web's session page) says about its marks.
 
-    Class-level only: the agreement figures stay (they name no student), the marks go.
+    With the report's `timeline`, each mark also gets `t_media`: the media time (files) of
+    that student's prediction nearest in capture time. Class-level only: the agreement
+    figures stay (they name no student), the marks go.
     """
-    return {"marks": [] if class_level_only else [m.to_dict() for m in marks], "agreement": agreement(marks)}
+    rows = [] if class_level_only else [m.to_dict() for m in marks]
+    if timeline is not None:
+        by_student: dict[str, list[dict[str, Any]]] = {}
+        for e in timeline:
+            by_student.setdefault(str(e["student"]), []).append(e)
+        for row in rows:
+            mine = by_student.get(row["student"])
+            row["t_media"] = min(mine, key=lambda e: abs(e["t_capture"] - row["t"]))["t_media"] if mine else None
+    return {"marks": rows, "agreement": agreement(marks)}
 
 
 __all__ = ["LEVELS", "SOURCES", "Mark", "MarkError", "MarkStore", "agreement", "report_section", "validate_mark"]

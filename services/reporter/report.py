@@ -71,14 +71,6 @@ def class_timeline(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(frames.values(), key=lambda r: (r["t_capture"], r["seq"]))
 
 
-def _media_time(mark: dict[str, Any], timeline: list[dict[str, Any]]) -> float | None:
-    """A file's media time at a mark: that of the student's prediction nearest in capture time."""
-    mine = [e for e in timeline if str(e["student"]) == mark["student"]]
-    if not mine:
-        return None
-    return min(mine, key=lambda e: abs(e["t_capture"] - mark["t"]))["t_media"]
-
-
 def build_report(data: dict[str, Any], class_level_only: bool = False,
                  generated_at: float | None = None, marks: list[Mark] | None = None) -> dict[str, Any]:
     """The JSON report from `Store.load_session` output (and the session's teacher's marks)."""
@@ -108,9 +100,7 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
         report["students"] = [{**s, "percent": _percent(s["levels"], s["predictions"])} for s in data["students"]]
         report["timeline"] = data["timeline"]
         report["episodes"] = episodes(data["timeline"])
-    report.update(report_section(marks or [], class_level_only))
-    for mark in report["marks"]:
-        mark["t_media"] = _media_time(mark, data["timeline"])
+    report.update(report_section(marks or [], class_level_only, data["timeline"]))
     return report
 
 

@@ -137,3 +137,14 @@ def test_a_reader_follows_new_marks_as_they_come(marks):
     marks.add(validate_mark(_payload(level_given=3)))
     got, _ = marks.new_marks("s1", pos)
     assert [m.level_given for m in got] == [3]
+
+
+def test_report_section_for_a_page_that_adds_marks_to_a_written_report():
+    from shared.marks import report_section  # noqa: PLC0415
+
+    timeline = [{"student": 3, "t_capture": 100.0, "t_media": 0.0}, {"student": 3, "t_capture": 101.0, "t_media": 0.5}]
+    marks = [Mark("s", "3", 100.9, 1, 1, {}, 1.0, "session"), Mark("s", "9", 100.0, 0, 2, {}, 1.0, "session")]
+    section = report_section(marks, timeline=timeline)
+    assert [(m["student"], m["t_media"]) for m in section["marks"]] == [("3", 0.5), ("9", None)]
+    assert section["agreement"]["agreed"] == 1
+    assert report_section(marks, class_level_only=True, timeline=timeline)["marks"] == []
