@@ -126,7 +126,7 @@ class InferenceService(Service):
         s = self.settings
         self.neutral = NeutralPose(s.neutral_learn_seconds) if s.neutral_pose else None
         self.mark_follower = None
-        self.anchors: dict[tuple[str, str], tuple[float, float, float]] = {}  # (session, student) -> pose, t
+        self.anchors: dict[tuple[str, str], tuple[float, float]] = {}  # (session, student) -> yaw, pitch
         if self.neutral is not None and s.redis_url:
             self.mark_follower = MarkFollower(MarkStore.from_url(s.redis_url, prefix=s.redis_prefix, timeout=0.5))
         self.log.info("baseline thresholds: %s; neutral pose per student: %s",
@@ -242,7 +242,6 @@ class InferenceService(Service):
             PREDICTIONS.labels(str(level)).inc()
         return out
 
-
     def _apply_marks(self) -> None:
         """A teacher's "attentive" (level 0) mark sets that student's neutral pose to the marked one."""
         if self.mark_follower is None:
@@ -252,13 +251,13 @@ class InferenceService(Service):
             if mark.level_given != 0 or yaw is None or pitch is None:
                 continue
             # Kept for students not seen yet in this process (a restart re-reads every mark).
-            self.anchors[(mark.session, mark.student)] = (yaw, pitch, mark.t)
+            self.anchors[(mark.session, mark.student)] = (yaw, pitch)
             for key in self.neutral.keys():  # type: ignore[union-attr]
                 if key[0] == mark.session and str(key[2]) == mark.student:
-                    self._anchor(key, yaw, pitch, mark.t)
+                    self._anchor(key, yaw, pitch)
 
-    def _anchor(self, key: tuple, yaw: float, pitch: float, t: float) -> None:
-        self.neutral.anchor(key, yaw, pitch, t)  # type: ignore[union-attr]
+    def _anchor(self, key: tuple, yaw: float, pitch: float) -> None:
+        self.neutral.anchor(key, yaw, pitch)  # type: ignore[union-attr]
         NEUTRAL_ANCHORS.inc()
         self.log.info("student %s of %s: neutral pose set by the teacher's mark to yaw %.1f, pitch %.1f",
                       key[2], key[0], yaw, pitch)

@@ -63,11 +63,20 @@ def test_follows_slow_posture_changes_but_not_a_look_away():
 
 
 def test_the_teachers_mark_sets_the_neutral_pose_at_once():
-    tracker = NeutralPose(learn_seconds=100.0)
+    tracker = NeutralPose(learn_seconds=100.0, follow_seconds=120.0)
     _feed(tracker, [(30.0, 25.0)] * 4)
     tracker.anchor("k", 31.0, 24.0)
     assert tracker.signals("k") == {"neutral_yaw": 31.0, "neutral_pitch": 24.0, "neutral_source": "mark"}
+    # The next frame (a camera's epoch clock) moves it only by its own time step, not at once.
+    after = tracker.update("k", 4 / FPS, 36.0, 24.0)
+    assert after["neutral_yaw"] == pytest.approx(31.0 + 5.0 * (1 / FPS) / 120.0, abs=1e-4)
     assert tracker.drop(lambda k: k == "k") == 1 and tracker.signals("k") == {}
+
+
+def test_a_mark_on_a_student_seen_for_the_first_time_holds():
+    tracker = NeutralPose(learn_seconds=100.0)
+    tracker.anchor("new", 20.0, 20.0)
+    assert tracker.update("new", 1_700_000_000.0, 25.0, 20.0)["neutral_yaw"] == pytest.approx(20.0)
 
 
 def test_levels_measure_turns_from_the_neutral_pose():

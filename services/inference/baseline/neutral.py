@@ -44,7 +44,7 @@ class _Student:
     yaw: float | None = None
     pitch: float | None = None
     source: str = ""  # "learned" | "mark"
-    last_t: float = 0.0
+    last_t: float | None = None  # the student's previous frame (the clock of update's t)
     seen: float = 0.0  # monotonic, for eviction
 
 
@@ -64,11 +64,13 @@ class NeutralPose:
         """
         s = self._students.setdefault(key, _Student())
         s.seen = time.monotonic()
+        dt = 0.0 if s.last_t is None else max(0.0, t - s.last_t)
+        s.last_t = t if s.last_t is None else max(s.last_t, t)
         if yaw is not None and pitch is not None:
             if s.yaw is None:
                 self._learn(s, t, yaw, pitch)
             else:
-                self._follow(s, t, yaw, pitch)
+                self._follow(s, dt, yaw, pitch)
         return self.signals(key)
 
     def _learn(self, s: _Student, t: float, yaw: float, pitch: float) -> None:
@@ -87,25 +89,21 @@ class NeutralPose:
         # absolute deviation would call a head swinging between two poses steady).
         spread = np.percentile(np.abs(arr - median), STEADY_SHARE, axis=0)
         if float(spread.max()) <= self.steady_degrees:
-            s.yaw, s.pitch, s.source, s.last_t = float(median[0]), float(median[1]), "learned", t
+            s.yaw, s.pitch, s.source = float(median[0]), float(median[1]), "learned"
             s.samples.clear()
 
-    def _follow(self, s: _Student, t: float, yaw: float, pitch: float) -> None:
-        dt = max(0.0, t - s.last_t)
-        s.last_t = max(s.last_t, t)
+    def _follow(self, s: _Student, dt: float, yaw: float, pitch: float) -> None:
         if abs(yaw - s.yaw) > self.follow_band or abs(pitch - s.pitch) > self.follow_band:  # type: ignore[operator]
             return
         step = min(1.0, dt / self.follow_seconds) if self.follow_seconds > 0 else 1.0
         s.yaw += step * (yaw - s.yaw)  # type: ignore[operator]
         s.pitch += step * (pitch - s.pitch)  # type: ignore[operator]
 
-    def anchor(self, key: Hashable, yaw: float, pitch: float, t: float | None = None) -> None:
+    def anchor(self, key: Hashable, yaw: float, pitch: float) -> None:
         """The teacher marked this student attentive with this pose: it is their neutral pose."""
         s = self._students.setdefault(key, _Student())
         s.yaw, s.pitch, s.source = float(yaw), float(pitch), "mark"
         s.samples.clear()
-        if t is not None:
-            s.last_t = max(s.last_t, t)
 
     def signals(self, key: Hashable) -> dict[str, Any]:
         s = self._students.get(key)
