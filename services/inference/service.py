@@ -128,7 +128,7 @@ class InferenceService(Service):
         self.mark_follower = None
         self.anchors: dict[tuple[str, str], tuple[float, float]] = {}  # (session, student) -> yaw, pitch
         if self.neutral is not None and s.redis_url:
-            self.mark_follower = MarkFollower(MarkStore.from_url(s.redis_url, prefix=s.redis_prefix, timeout=0.5))
+            self.mark_follower = MarkFollower(MarkStore.from_url(s.redis_url, prefix=s.redis_prefix, timeout=5.0))
         self.log.info("baseline thresholds: %s; neutral pose per student: %s",
                       s.baseline_thresholds or "documented defaults",
                       f"learned over {s.neutral_learn_seconds:g} s, re-anchored by the teacher's marks"
@@ -163,6 +163,8 @@ class InferenceService(Service):
     def on_stop(self) -> None:
         if self.reliable is not None:
             self.reliable.close()
+        if getattr(self, "mark_follower", None) is not None:
+            self.mark_follower.close()
 
     def _end_session(self, msg: Message) -> None:
         if self.baseline:

@@ -5,6 +5,7 @@ crops, the face mesh, ZeroMQ, and the real Redis for the teacher's marks)."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -165,8 +166,30 @@ def test_a_teachers_attentive_mark_re_anchors_the_students_neutral_pose(footage,
 
 def test_unreachable_redis_for_marks_never_stops_the_predictions(footage):
     env = {"REDIS_URL": "redis://127.0.0.1:1/0"}  # nothing listens on port 1
-    read = play(footage[:8], env=env)
+    logs: list[str] = []
+    read = play(footage[:8], env=env, logs=logs)
     assert len(read[1]) == 8 and len(read[2]) == 8
+    assert "Traceback" not in logs[0]
+
+
+def test_a_hung_redis_never_holds_up_a_prediction(footage):
+    """A Redis that accepts connections and never answers: marks are read in a thread of their own."""
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)  # connections queue up; nothing ever reads them
+        sent: list[float] = []
+
+        def paced(t: float, _: dict) -> None:  # 0.1 s a frame: the service's 0.5 s ticks run between
+            time.sleep(0.1)
+            sent.append(time.monotonic())
+
+        read = play(footage[:24], env={"REDIS_URL": f"redis://127.0.0.1:{hung.getsockname()[1]}/0"},
+                    during=paced)
+    assert len(read[1]) == 24
+    gaps = [b - a for a, b in zip(sent[1:], sent[2:], strict=False)]
+    # Read from the service's loop, a poll (every 0.5 s tick) would hold a frame for the
+    # whole 5 s socket timeout.
+    assert max(gaps) < 4.0, gaps
 
 
 def test_footage_is_written_by_a_real_codec(tmp_path: Path):
