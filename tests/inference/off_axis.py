@@ -156,7 +156,8 @@ def play(footage: Footage, *args: str, env: dict | None = None, session: str = "
     `during(t, read so far)` runs before each frame is sent (a teacher marking, say); the
     service's log is appended to `logs`.
     """
-    h = Harness("--model", "baseline", *args, env=env)
+    # No metrics server: a free port picked before the service binds it can be taken meanwhile.
+    h = Harness("--model", "baseline", *args, "--metrics-port", "0", env=env)
     read: dict[int, list[tuple[float, int, dict]]] = {1: [], 2: []}
     try:
         for seq, (t, faces) in enumerate(footage):
