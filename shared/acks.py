@@ -24,23 +24,25 @@ import zmq
 from prometheus_client import Counter, Gauge
 from zmq.utils.monitor import recv_monitor_message
 
+from shared.backoff import Backoff, LogThrottle
 from shared.bus import Sender
-from shared.messages import encode, make_header
+from shared.messages import Header, encode, make_header
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, int, str]  # session, stream, seq, kind
 
 
-def key_of(header: dict[str, Any], kind: str | None = None) -> Key:
+def key_of(header: Header, kind: str | None = None) -> Key:
     return (header["session"], header["stream"], int(header["seq"]), kind or header["kind"])
 
 
 @dataclass
 class Pending:
-    header: dict[str, Any]
+    header: Header
     due: float  # monotonic time of the next resend
-    delay: float
+    backoff: Backoff  # its delays: timeout, then doubled after each resend up to the cap
+    delay: float  # the delay in force
     resends: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -55,10 +57,12 @@ class UnackedWindow:
     def __len__(self) -> int:
         return len(self.pending)
 
-    def sent(self, header: dict[str, Any], now: float | None = None) -> int:
+    def sent(self, header: Header, now: float | None = None) -> int:
         """Remember a sent message; returns how many old entries were given up to make room."""
         now = time.monotonic() if now is None else now
-        self.pending[key_of(header)] = Pending(header, now + self.timeout, self.timeout)
+        backoff = Backoff(self.timeout, self.cap)
+        delay = backoff.next_delay()
+        self.pending[key_of(header)] = Pending(header, now + delay, backoff, delay)
         evicted = 0
         while len(self.pending) > self.max_size:
             self.pending.popitem(last=False)
@@ -68,20 +72,20 @@ class UnackedWindow:
     def acked(self, key: Key) -> bool:
         return self.pending.pop(key, None) is not None
 
-    def due(self, now: float | None = None) -> list[dict[str, Any]]:
+    def due(self, now: float | None = None) -> list[Header]:
         """Headers whose acknowledgement is late; each is rescheduled with a doubled delay."""
         now = time.monotonic() if now is None else now
         out = []
         for entry in self.pending.values():
             if entry.due <= now:
-                entry.delay = min(self.cap, entry.delay * 2)
+                entry.delay = entry.backoff.next_delay()
                 entry.due = now + entry.delay
                 entry.resends += 1
                 out.append(entry.header)
         return out
 
     def take_all(self, session: str | None = None, stream: str | None = None,
-                 now: float | None = None) -> list[dict[str, Any]]:
+                 now: float | None = None) -> list[Header]:
         """Every unacknowledged header (of one session/stream if given), in send order, rescheduled."""
         now = time.monotonic() if now is None else now
         out = []
@@ -120,28 +124,27 @@ class ReliableLink:
         self.sender = sender
         self.window = UnackedWindow(max_size, timeout)
         self.timeout = float(timeout)
-        self.deferred: list[tuple[dict[str, Any], float]] = []  # (eos header, deadline)
+        self.deferred: list[tuple[Header, float]] = []  # (eos header, deadline)
         self.acks = acks
         self.monitor = acks.get_monitor_socket(zmq.EVENT_CONNECTED)
-        self._last_give_up_log = 0.0
+        self._give_up_log = LogThrottle(10.0)
 
-    def send(self, header: dict[str, Any]) -> None:
+    def send(self, header: Header) -> None:
         self.sender.send(header)
         given_up = self.window.sent(header)
         if given_up:
             GIVEN_UP.labels(self.service).inc(given_up)
-            if time.monotonic() - self._last_give_up_log > 10.0:
+            if self._give_up_log.ready():
                 log.warning("resend window full (%d unacknowledged): the oldest is no longer kept",
                             self.window.max_size)
-                self._last_give_up_log = time.monotonic()
         UNACKED.labels(self.service).set(len(self.window))
 
-    def end(self, eos: dict[str, Any]) -> None:
+    def end(self, eos: Header) -> None:
         """Send an eos once its session's earlier messages are acknowledged (see class doc)."""
         self.deferred.append((eos, time.monotonic() + self.timeout))
         self._release_eos()
 
-    def acked(self, ack: dict[str, Any]) -> None:
+    def acked(self, ack: Header) -> None:
         self.window.acked(key_of(ack, ack["of"]))
         UNACKED.labels(self.service).set(len(self.window))
 
@@ -174,7 +177,7 @@ class ReliableLink:
             self.send(eos)
         self.deferred = waiting
 
-    def _resend(self, headers: list[dict[str, Any]], reason: str) -> None:
+    def _resend(self, headers: list[Header], reason: str) -> None:
         for header in headers:
             self.sender.send(header)
         if headers:

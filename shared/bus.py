@@ -15,7 +15,8 @@ from pathlib import Path
 import zmq
 
 from shared import metrics
-from shared.messages import CONTROL_KINDS, BadMessage, Message, decode, encode
+from shared.backoff import LogThrottle
+from shared.messages import CONTROL_KINDS, BadMessage, Header, Message, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +121,8 @@ class Sender:
         self.socket = open_socket(spec_text, hwm, curve_key_file)
         self.stop = stop
 
-    def send(self, header: dict, payload: bytes | memoryview = b"", droppable: bool = False) -> bool:
-        """Send one message. Returns False if it was dropped (counted)."""
+    def send(self, header: Header | dict, payload: bytes | memoryview = b"", droppable: bool = False) -> bool:
+        """Send one message (a plain dict only from tests that send malformed ones). False if dropped (counted)."""
         kind = header["kind"]
         parts = encode(header, payload)
         if droppable and kind not in CONTROL_KINDS:
@@ -161,7 +162,7 @@ class Receiver:
         self.service = service
         self.expect = expect
         self.socket = open_socket(spec_text, hwm, curve_key_file)
-        self._last_rejection_log = 0.0
+        self._rejection_log = LogThrottle(1.0)  # a flood of garbage must not flood the log
 
     def read(self) -> Message | None:
         """Read one waiting message (call after poll says readable). None if it was bad."""
@@ -170,13 +171,11 @@ class Receiver:
             msg = decode(parts, self.expect)
         except BadMessage as exc:
             metrics.MESSAGES_REJECTED.labels(self.service, exc.reason).inc()
-            now = time.monotonic()
-            if now - self._last_rejection_log > 1.0:  # a flood of garbage must not flood the log
+            if self._rejection_log.ready():
                 log.warning("rejected a message: %s", exc)
-                self._last_rejection_log = now
             return None
         metrics.MESSAGES_RECEIVED.labels(self.service, msg.kind).inc()
-        metrics.LATENCY_SECONDS.labels(self.service).observe(max(0.0, time.time() - msg["t_capture"]))
+        metrics.LATENCY_SECONDS.labels(self.service).observe(max(0.0, time.time() - msg.header.t_capture))
         return msg
 
     def close(self) -> None:

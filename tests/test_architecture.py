@@ -2,7 +2,7 @@
 
 - A service (services/X) imports shared/ and its own folder, never another service: what
   two services share belongs in shared/.
-- shared/ imports no service; nothing installed (services, shared, tools, bench, training)
+- shared/ and training/ import no service; nothing installed (services, shared, tools, bench, training)
   imports the tests.
 - No test module imports another test module: helpers live in conftest.py or tests/support.
 """
@@ -62,7 +62,7 @@ def breaches_of_installed_code() -> list[str]:
             for line, module in imported_modules(path):
                 if module == "tests" or module.startswith("tests."):
                     out.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
-                if folder == "shared" and (module == "services" or module.startswith("services.")):
+                if folder in ("shared", "training") and (module == "services" or module.startswith("services.")):
                     out.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
     return out
 
@@ -85,8 +85,12 @@ def test_no_service_imports_another_service():
     assert breaches_of_service_rooms() == []
 
 
-def test_installed_code_never_imports_the_tests_and_shared_no_service():
+def test_installed_code_never_imports_the_tests_and_shared_and_training_no_service():
     assert breaches_of_installed_code() == []
+
+
+def test_no_test_module_imports_another_test_module():
+    assert breaches_of_test_modules() == []
 
 
 @pytest.mark.parametrize(("source", "module", "breach"), [

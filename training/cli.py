@@ -236,7 +236,7 @@ def _fit_baseline(args: argparse.Namespace) -> int:
     from training.fit_baseline import card_for, fit, summary
     start = None
     if args.start:
-        from services.inference.baseline.predictor import load_baseline_card
+        from shared.baseline_card import load_baseline_card
         from shared.model_card import CardError
         try:
             _, start = load_baseline_card(args.start)

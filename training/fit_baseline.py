@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from services.inference.baseline import levels
-from services.inference.baseline.predictor import baseline_card
+from shared import baseline_rule as levels
+from shared.baseline_card import baseline_card
 from shared.marks import Mark, agreement
 from shared.model_card import ModelCard
 
@@ -66,7 +66,7 @@ def usable_marks(marks: list[Mark]) -> tuple[list[Mark], int]:
 
 
 class _Signals:
-    """The marks' signals as arrays, for scoring many threshold sets fast (same rule as levels.py)."""
+    """The marks' signals as arrays, for scoring many threshold sets fast (same rule as shared/baseline_rule.py)."""
 
     def __init__(self, marks: list[Mark]) -> None:
         rel = [levels.relative_pose(m.signals) for m in marks]
@@ -153,7 +153,7 @@ def fit_thresholds(marks: list[Mark], start: levels.Thresholds | None = None) ->
 
 
 def reassessed(marks: list[Mark], thresholds: levels.Thresholds) -> list[Mark]:
-    """The marks with level_predicted replaced by the rule's level under `thresholds` (levels.py itself)."""
+    """The marks with level_predicted replaced by the rule's level under `thresholds` (the baseline's own rule)."""
     return [Mark(**{**m.to_dict(), "level_predicted": levels.level_of(m.signals, thresholds)}) for m in marks]
 
 

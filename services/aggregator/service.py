@@ -22,8 +22,9 @@ import redis
 from prometheus_client import Counter, Gauge
 
 from shared.acks import send_ack
+from shared.backoff import Backoff
 from shared.levels import LEVELS
-from shared.messages import Message, follow_up
+from shared.messages import Eos, Message, Predictions, follow_up
 from shared.service import Service
 from shared.totals import FrameRecord, Store, add_record, empty_totals, safe_url
 
@@ -45,7 +46,7 @@ STOP_FLUSH_SECONDS = 5.0
 class EndOfSession:
     """A pending `eos`: written (session marked ended) and forwarded after its frames."""
 
-    msg: Message
+    eos: Eos
     ended: float
 
 
@@ -61,7 +62,7 @@ class AggregatorService(Service):
         self.class_id = s.class_id
         self.backlog: deque[FrameRecord | EndOfSession] = deque()
         self.backlog_max = max(1, int(s.backlog_max))
-        self.retry_delay = RETRY_START
+        self.retry = Backoff(RETRY_START, RETRY_CAP)
         self.next_retry = 0.0
         self.totals: dict[str, dict[str, Any]] = {}  # session -> last known running totals
         self.waiting: set[tuple[str, str, int]] = set()  # frames in the backlog (a resend is not queued twice)
@@ -73,10 +74,12 @@ class AggregatorService(Service):
 
     # --- messages ----------------------------------------------------------------------
     def handle(self, link: str, msg: Message) -> None:
-        if msg.kind == "eos":
-            self._enqueue(EndOfSession(msg, time.time()))
+        h = msg.header
+        if isinstance(h, Eos):
+            self._enqueue(EndOfSession(h, time.time()))
             return
-        record = self._record(msg)
+        assert isinstance(h, Predictions)  # the only other kind this link takes (decode checked)
+        record = self._record(h)
         if (record.session, record.stream, record.seq) in self.waiting:
             DUPLICATES.inc()  # resent while Redis is down: already waiting, acknowledged once written
             return
@@ -85,20 +88,17 @@ class AggregatorService(Service):
         if outcome == "queued":
             # Not in Redis yet: the overlay still gets running totals, computed locally.
             totals = self.totals[record.session] = add_record(totals, record)
-        header = follow_up(msg, "update", self.name, totals=totals, predictions=msg["predictions"],
-                           faces=msg.get("faces") or [], model=msg["model"], t_media=msg.get("t_media"))
+        header = follow_up(h, "update", self.name, totals=totals, predictions=h.predictions,
+                           faces=h.faces or [], model=h.model, t_media=h.t_media)
         # Droppable: updates only feed the overlay; the report is built from Redis.
         self.senders["updates"].send(header, droppable=True)
 
-    def _record(self, msg: Message) -> FrameRecord:
-        faces = msg.get("faces")
-        n_faces = len(faces) if isinstance(faces, list) else len(msg["predictions"])
-        t_media = msg.get("t_media")
-        preds = [{"student": p["student"], "level": p["level"], "probs": p["probs"]} for p in msg["predictions"]]
-        return FrameRecord(session=msg["session"], class_id=self.class_id, stream=msg["stream"], seq=msg["seq"],
-                           t_capture=float(msg["t_capture"]),
-                           t_media=float(t_media) if isinstance(t_media, int | float) else None,
-                           faces=n_faces, predictions=preds, model=msg["model"])
+    def _record(self, h: Predictions) -> FrameRecord:
+        n_faces = len(h.predictions) if h.faces is None else len(h.faces)
+        preds = [{"student": p["student"], "level": p["level"], "probs": p["probs"]} for p in h.predictions]
+        return FrameRecord(session=h.session, class_id=self.class_id, stream=h.stream, seq=h.seq,
+                           t_capture=h.t_capture, t_media=h.t_media, faces=n_faces, predictions=preds,
+                           model=dict(h.model))
 
     def _enqueue(self, item: FrameRecord | EndOfSession) -> str:
         """Write now when nothing waits before it, else queue behind: 'written'|'queued'|'dropped'."""
@@ -125,12 +125,12 @@ class AggregatorService(Service):
 
     def _write(self, item: FrameRecord | EndOfSession) -> None:
         if isinstance(item, EndOfSession):
-            msg = item.msg
-            self.store.end_session(msg["session"], item.ended, msg["reason"], self.class_id, msg["stream"])
-            self.log.info("session %s ended (%s); forwarding eos", msg["session"], msg["reason"])
-            self.senders["updates"].send(follow_up(msg, "eos", self.name, reason=msg["reason"]))
-            self.totals.pop(msg["session"], None)
-            self._ack(msg["session"], msg["stream"], msg["seq"], msg["t_capture"], "eos")
+            eos = item.eos
+            self.store.end_session(eos.session, item.ended, eos.reason, self.class_id, eos.stream)
+            self.log.info("session %s ended (%s); forwarding eos", eos.session, eos.reason)
+            self.senders["updates"].send(follow_up(eos, "eos", self.name, reason=eos.reason))
+            self.totals.pop(eos.session, None)
+            self._ack(eos.session, eos.stream, eos.seq, eos.t_capture, "eos")
             return
         counted, totals = self.store.record_frame(item)
         if counted:
@@ -153,11 +153,11 @@ class AggregatorService(Service):
     def _redis_failed(self, exc: Exception) -> None:
         REDIS_ERRORS.inc()
         now = time.monotonic()
-        if now >= self.next_retry:
+        delay = self.retry.next_delay()
+        if now >= self.next_retry:  # one line per retry, not per message that arrives meanwhile
             self.log.warning("Redis write failed (%s); %d writes waiting, retry in %.1f s",
-                             exc, len(self.backlog) + 1, self.retry_delay)
-        self.next_retry = now + self.retry_delay
-        self.retry_delay = min(RETRY_CAP, self.retry_delay * 2)
+                             exc, len(self.backlog) + 1, delay)
+        self.next_retry = now + delay
 
     def _flush(self, force: bool = False) -> None:
         """Write the backlog in order while Redis takes it; stop at the first failure."""
@@ -176,7 +176,7 @@ class AggregatorService(Service):
             written += 1
         BACKLOG.set(len(self.backlog))
         if not self.backlog:
-            self.retry_delay = RETRY_START
+            self.retry.reset()
             self.next_retry = 0.0
             if written:
                 self.log.info("Redis back: caught up %d writes", written)

@@ -21,6 +21,7 @@ import zmq
 from prometheus_client import Counter, Gauge
 
 from services.capture.sources import FileSource, Frame, LiveSource, SourceError, classify
+from shared.backoff import Backoff
 from shared.messages import make_header
 from shared.service import EXIT_GAVE_UP, Service
 
@@ -160,12 +161,10 @@ class CaptureService(Service):
             if reconnect:
                 # Back off before every reopen (also after a drop-out), so a camera that opens
                 # and dies at once is not hammered; the delay resets once frames flow again.
-                cap = float(self.settings.retry_max_seconds)
-                delay = min(self._retry_delay, cap)
+                delay = self._retry.next_delay()
                 self.log.info("reconnecting to %s in %.1f s", self.source_text, delay)
                 if self.stop.wait(delay):
                     return None
-                self._retry_delay = min(delay * 2, cap)
                 SOURCE_RECONNECTS.labels(self.name).inc()
             try:
                 source = LiveSource(self.source_text)
@@ -184,7 +183,7 @@ class CaptureService(Service):
         return None
 
     def _run_live(self) -> str:
-        self._retry_delay = FIRST_RETRY_SECONDS
+        self._retry = Backoff(FIRST_RETRY_SECONDS, float(self.settings.retry_max_seconds))
         next_emit = time.monotonic()
         reconnect = False
         while not self.stop.is_set():
@@ -199,7 +198,7 @@ class CaptureService(Service):
                         self.log.warning("source %s dropped out", self.source_text)
                         SOURCE_UP.labels(self.name).set(0)
                         break
-                    self._retry_delay = FIRST_RETRY_SECONDS
+                    self._retry.reset()
                     # Read every frame (keeps the driver's buffer fresh), emit at --fps.
                     now = time.monotonic()
                     if now >= next_emit:

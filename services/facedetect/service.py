@@ -17,7 +17,7 @@ from prometheus_client import Counter, Histogram
 from services.facedetect.tracker import Tracker
 from shared import metrics
 from shared.detectors import crop_face, make_detector
-from shared.messages import MAX_FACES, Message, follow_up
+from shared.messages import MAX_FACES, Eos, Frame, Message, follow_up
 from shared.service import Service
 
 FACES_DETECTED = Counter("engagement_faces_detected_total", "Faces found in frames", ["service"])
@@ -27,12 +27,11 @@ DETECT_SECONDS = Histogram("engagement_detect_seconds", "Time the face detector 
 STREAM_IDLE_SECONDS = 60.0
 
 
-def decode_image(msg: Message) -> np.ndarray | None:
+def decode_image(frame: Frame, payload: bytes) -> np.ndarray | None:
     """The frame's pixels as a BGR array, or None when they do not decode."""
-    w, h = msg["width"], msg["height"]
-    if msg["encoding"] == "bgr":
-        return np.frombuffer(msg.payload, dtype=np.uint8).reshape(h, w, 3)  # size checked by decode()
-    image = cv2.imdecode(np.frombuffer(msg.payload, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if frame.encoding == "bgr":
+        return np.frombuffer(payload, dtype=np.uint8).reshape(frame.height, frame.width, 3)  # size checked
+    image = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.ndim != 3:
         return None
     return image
@@ -54,18 +53,20 @@ class FaceDetectService(Service):
         self.log.info("detector %s (confidence %.2f), crops %dpx", s.detector, s.confidence, self.crop_size)
 
     def handle(self, link: str, msg: Message) -> None:
-        key = (msg["session"], msg["stream"])
-        if msg.kind == "eos":
+        frame = msg.header
+        key = (frame.session, frame.stream)
+        if isinstance(frame, Eos):
             self._forget(key)
-            self.senders["faces"].send(follow_up(msg, "eos", self.name, reason=msg["reason"]))
+            self.senders["faces"].send(follow_up(msg, "eos", self.name, reason=frame.reason))
             return
-        self._count_gap(key, msg["seq"])
+        assert isinstance(frame, Frame)  # the only other kind this link takes (decode checked)
+        self._count_gap(key, frame.seq)
         self.last_wall[key] = time.monotonic()
-        image = decode_image(msg)
+        image = decode_image(frame, msg.payload)
         if image is None:
             metrics.MESSAGES_REJECTED.labels(self.name, "undecodable_frame").inc()
             self.log.warning("skipped frame %s/%s seq %d: its %s payload does not decode",
-                             msg["session"], msg["stream"], msg["seq"], msg["encoding"])
+                             frame.session, frame.stream, frame.seq, frame.encoding)
             return
         started = time.perf_counter()
         detections = self.detector.detect(image)
@@ -73,14 +74,13 @@ class FaceDetectService(Service):
         # The contract caps faces per message; keep the most confident.
         detections = sorted(detections, key=lambda d: -d.confidence)[:MAX_FACES]
         FACES_DETECTED.labels(self.name).inc(len(detections))
-        t = msg.get("t_media")
-        t = float(t) if isinstance(t, int | float) else msg["t_capture"]
+        t = frame.t_capture if frame.t_media is None else frame.t_media
         ids = self.tracker.update(key, [d.box for d in detections], t)
         faces = [{"student": sid, "box": list(d.box), "conf": round(d.confidence, 4)}
                  for sid, d in zip(ids, detections, strict=True)]
         crops = [crop_face(image, d.box, self.crop_size, self.settings.crop_margin) for d in detections]
         header = follow_up(msg, "faces", self.name, width=image.shape[1], height=image.shape[0],
-                           crop=self.crop_size, faces=faces, t_media=msg.get("t_media"))
+                           crop=self.crop_size, faces=faces, t_media=frame.t_media)
         self.senders["faces"].send(header, b"".join(c.tobytes() for c in crops))
 
     def _count_gap(self, key: tuple[str, str], seq: int) -> None:

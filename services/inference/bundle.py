@@ -15,10 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from services.inference import engines
+from services.inference.predictor import Stateless, StudentKey
 from services.inference.preprocess import prepare
 from shared.levels import LEVELS
 from shared.model_card import ModelCard
@@ -35,7 +37,9 @@ class BundleError(ValueError):
     """The bundle cannot be used as its card describes (or must not be, under EU_AI_ACT_MODE)."""
 
 
-class Predictor:
+class Predictor(Stateless):
+    """A bundle run by one engine (services/inference/predictor.py's interface)."""
+
     def __init__(self, card: ModelCard, engine: engines.Engine) -> None:
         self.card = card
         self._engine = engine
@@ -43,6 +47,23 @@ class Predictor:
     @property
     def engine(self) -> str:
         return self._engine.name
+
+    def accepts(self, length: int) -> bool:
+        return length == self.card.sequence_length
+
+    def predict_students(self, keys: list[StudentKey], crops: np.ndarray,
+                         t: float | None = None) -> list[dict[str, Any]]:
+        if self.card.kind != "sequence":
+            crops = crops[:, 0]
+        heads = self.predict(crops)
+        out = []
+        for i in range(len(keys)):
+            probs = [float(v) for v in heads[self.card.primary_head][i]]
+            entry: dict[str, Any] = {"probs": probs, "level": int(np.argmax(probs))}
+            if self.card.kind == "multitask":
+                entry["heads"] = {h: [float(v) for v in p[i]] for h, p in heads.items()}
+            out.append(entry)
+        return out
 
     def predict(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 BGR crops, (n, h, w, 3) or (n, length, h, w, 3) -> {head: (n, 4) probabilities}.

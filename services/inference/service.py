@@ -4,6 +4,10 @@ MODEL=baseline runs the face-mesh attention baseline (no TensorFlow); MODEL=<bun
 loads a Keras bundle with ENGINE. All students of a frame go through the model in one call.
 A bundle that does not match its card, or an affect model under EU_AI_ACT_MODE, stops the
 service at start-up with one clear log line and exit status 2.
+
+The baseline measures head turns from each student's neutral pose (NEUTRAL_POSE), which a
+teacher's "attentive" mark sets: the marks of the running sessions are followed in Redis
+(REDIS_URL, services/inference/mark_feedback.py); BASELINE_THRESHOLDS loads fitted thresholds.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from prometheus_client import Counter, Histogram
 from services.inference.baseline.neutral import NeutralPose
 from services.inference.bundle import BundleError
 from services.inference.mark_feedback import MarkFollower
+from services.inference.predictor import Predictor
 from shared.acks import ReliableLink
 from shared.assets import MissingAsset
+from shared.backoff import LogThrottle
 from shared.card_info import BASELINE, resolve_bundle
 from shared.marks import MarkStore
-from shared.messages import Message, follow_up
+from shared.messages import Batch, Eos, Message, follow_up
 from shared.metrics import LATENCY_BUCKETS
 from shared.model_card import CardError
 from shared.service import EXIT_GAVE_UP, Service
@@ -44,15 +50,18 @@ STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after th
 
 
 def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
-               gaze: bool = False, thresholds_card: str = "") -> Any:
+               gaze: bool = False, smoothing_window: int = 5, thresholds_card: str = "",
+               neutral: NeutralPose | None = None) -> Predictor:
     """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only).
 
-    `thresholds_card`: the baseline's fitted thresholds (BASELINE_THRESHOLDS); CardError if unusable.
+    Baseline only: `thresholds_card` (BASELINE_THRESHOLDS; CardError if unusable) and `neutral`.
     """
     if model == BASELINE:
         from services.inference.baseline import BaselinePredictor  # noqa: PLC0415
 
-        return BaselinePredictor(Path(models_dir) if models_dir else None, gaze=gaze, thresholds_card=thresholds_card)
+        return BaselinePredictor(Path(models_dir) if models_dir else None, gaze=gaze,
+                                 smoothing_window=smoothing_window, thresholds_card=thresholds_card,
+                                 neutral=neutral)
     from services.inference.bundle import load_predictor  # noqa: PLC0415
 
     return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode)
@@ -83,68 +92,60 @@ class InferenceService(Service):
 
     def _load(self) -> None:
         s = self.settings
+        options = {"models_dir": s.models_dir, "gaze": bool(s.gaze), "smoothing_window": int(s.smoothing_window)}
         try:
-            if s.model == BASELINE:
-                self.predictor = self._load_baseline()
-            else:
-                self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
+            self.predictor = (self._load_baseline(options) if s.model == BASELINE
+                              else load_model(s.model, s.engine, bool(s.eu_ai_act_mode), **options))
         except (BundleError, CardError) as exc:
             # A bad or refused bundle must not take the pipeline down, and a restart cannot
             # mend it: say why once, count it, and run the attention baseline (labelled as
             # such in every prediction) so the session still gets a report.
             STARTUP_FAILURES.inc()
             self.log.error("cannot load MODEL=%s: %s; running the attention baseline instead", s.model, exc)
-            self.predictor = self._load_baseline()
+            self.predictor = self._load_baseline(options)
         card = self.predictor.card
-        self.baseline = bool(card.baseline)
         self.sequence_length = card.sequence_length
-        self.model_info = {"name": card.name, "kind": card.kind, "baseline": self.baseline,
+        self.model_info = {"name": card.name, "kind": card.kind, "baseline": bool(card.baseline),
                            "affect": bool(card.affect), "labels": list(card.labels),
                            "engine": self.predictor.engine}
-        if self.baseline:
-            from services.inference.baseline.smoothing import Smoother  # noqa: PLC0415
-
-            self.smoother = Smoother(s.smoothing_window)
-            self._setup_neutral_pose()
-        self._last_skip_log = 0.0
+        self._skip_log = LogThrottle(1.0)  # one line a second at most, however many arrive
         self.log.info("model %s (kind %s, sequence length %d, engine %s)", card.name, card.kind,
                       self.sequence_length, self.predictor.engine)
 
-    def _load_baseline(self) -> Any:
-        """The baseline, with BASELINE_THRESHOLDS when set and usable (else the defaults, said once)."""
+    def _load_baseline(self, options: dict[str, Any]) -> Predictor:
+        """The baseline with its neutral poses and BASELINE_THRESHOLDS (the documented ones if that fails)."""
         s = self.settings
+        self.mark_follower: MarkFollower | None = None
+        neutral = NeutralPose(s.neutral_learn_seconds) if s.neutral_pose else None
+        if neutral is not None and s.redis_url:
+            self.mark_follower = MarkFollower(MarkStore.from_url(s.redis_url, prefix=s.redis_prefix, timeout=5.0))
         try:
-            return load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze),
-                              s.baseline_thresholds)
+            predictor = load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), **options,
+                                   thresholds_card=s.baseline_thresholds, neutral=neutral)
         except CardError as exc:
             STARTUP_FAILURES.inc()
             self.log.error("cannot load BASELINE_THRESHOLDS=%s: %s; the documented thresholds are used",
                            s.baseline_thresholds, exc)
-            return load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), s.models_dir, bool(s.gaze))
-
-    def _setup_neutral_pose(self) -> None:
-        s = self.settings
-        self.neutral = NeutralPose(s.neutral_learn_seconds) if s.neutral_pose else None
-        self.mark_follower = None
-        self.anchors: dict[tuple[str, str], tuple[float, float]] = {}  # (session, student) -> yaw, pitch
-        if self.neutral is not None and s.redis_url:
-            self.mark_follower = MarkFollower(MarkStore.from_url(s.redis_url, prefix=s.redis_prefix, timeout=5.0))
+            predictor = load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), **options, neutral=neutral)
         self.log.info("baseline thresholds: %s; neutral pose per student: %s",
                       s.baseline_thresholds or "documented defaults",
                       f"learned over {s.neutral_learn_seconds:g} s, re-anchored by the teacher's marks"
-                      if self.neutral is not None else "off")
+                      if neutral is not None else "off")
+        return predictor
 
     def handle(self, link: str, msg: Message) -> None:
         if link == "acks":
             if self.reliable is not None:
                 self.reliable.acked(msg.header)
             return
-        if msg.kind == "eos":
-            self._end_session(msg)
+        batch = msg.header
+        if isinstance(batch, Eos):
+            self._end_session(batch)
             return
-        predictions = self._predict(msg)
-        header = follow_up(msg, "predictions", stage=self.name, model=self.model_info,
-                           predictions=predictions, faces=msg.get("faces", []), t_media=msg.get("t_media"))
+        assert isinstance(batch, Batch)  # the only other kind this link takes (decode checked)
+        predictions = self._predict(batch, msg.payload)
+        header = follow_up(batch, "predictions", stage=self.name, model=self.model_info,
+                           predictions=predictions, faces=batch.faces, t_media=batch.t_media)
         if self.reliable is not None:
             self.reliable.send(header)
         else:
@@ -152,11 +153,8 @@ class InferenceService(Service):
 
     def tick(self) -> None:
         # Students who left without an eos (the sequencer evicted them) must not pile up.
-        if self.baseline:
-            self.smoother.evict_idle(STATE_IDLE_SECONDS)
-            if self.neutral is not None:
-                self.neutral.evict_idle(STATE_IDLE_SECONDS)
-                self._apply_marks()
+        self.predictor.evict_idle(STATE_IDLE_SECONDS)
+        self._apply_marks()
         if self.reliable is not None:
             self.reliable.tick()
 
@@ -166,17 +164,28 @@ class InferenceService(Service):
         if getattr(self, "mark_follower", None) is not None:
             self.mark_follower.close()
 
-    def _end_session(self, msg: Message) -> None:
-        if self.baseline:
-            session, stream = msg["session"], msg["stream"]
-            dropped = self.smoother.drop(lambda key: key[:2] == (session, stream))
-            if self.neutral is not None:
-                self.neutral.drop(lambda key: key[:2] == (session, stream))
-            if self.mark_follower is not None:
-                self.mark_follower.forget(session)
-                self.anchors = {k: v for k, v in self.anchors.items() if k[0] != session}
-            self.log.info("eos for %s/%s: dropped %d students' smoothing state", session, stream, dropped)
-        eos = follow_up(msg, "eos", stage=self.name, reason=msg["reason"])
+    def _apply_marks(self) -> None:
+        """A teacher's "attentive" (level 0) mark sets that student's neutral pose to the marked one."""
+        follower = getattr(self, "mark_follower", None)
+        if follower is None:
+            return
+        for mark in follower.poll():
+            yaw, pitch = mark.signals.get("yaw"), mark.signals.get("pitch")
+            if mark.level_given != 0 or yaw is None or pitch is None:
+                continue
+            self.predictor.anchor(mark.session, mark.student, yaw, pitch)  # type: ignore[attr-defined]
+            NEUTRAL_ANCHORS.inc()
+            self.log.info("student %s of %s: neutral pose set by the teacher's mark to yaw %.1f, pitch %.1f",
+                          mark.student, mark.session, yaw, pitch)
+
+    def _end_session(self, end: Eos) -> None:
+        dropped = self.predictor.end_stream(end.session, end.stream)
+        if getattr(self, "mark_follower", None) is not None:
+            self.mark_follower.forget(end.session)
+            self.predictor.end_session(end.session)  # type: ignore[attr-defined]
+        if dropped:
+            self.log.info("eos for %s/%s: dropped %d students' state", end.session, end.stream, dropped)
+        eos = follow_up(end, "eos", stage=self.name, reason=end.reason)
         if self.reliable is not None:
             self.reliable.end(eos)  # after the session's predictions are acknowledged
         else:
@@ -184,85 +193,35 @@ class InferenceService(Service):
 
     def _skip(self, reason: str, detail: str) -> None:
         SKIPPED.labels(reason).inc()
-        now = time.monotonic()
-        if now - self._last_skip_log > 1.0:  # one line a second at most, however many arrive
+        if self._skip_log.ready():
             self.log.warning("skipped a batch: %s", detail)
-            self._last_skip_log = now
 
-    def _predict(self, msg: Message) -> list[dict[str, Any]]:
-        students = msg["students"]
+    def _predict(self, batch: Batch, payload: bytes) -> list[dict[str, Any]]:
+        students = batch.students
         if not students:
             return []
-        length, crop = msg["length"], msg["crop"]
-        if length != self.sequence_length and not self.baseline:  # the baseline reads the newest crop
+        length, crop = batch.length, batch.crop
+        if not self.predictor.accepts(length):
             self._skip("length_mismatch", f"length {length} != the model's sequence length "
                                           f"{self.sequence_length} (set SEQUENCE_LENGTH={self.sequence_length})")
             return []
-        crops = np.frombuffer(msg.payload, np.uint8).reshape(len(students), length, crop, crop, 3)
+        crops = np.frombuffer(payload, np.uint8).reshape(len(students), length, crop, crop, 3)
         if self.settings.slowdown > 0:
             time.sleep(self.settings.slowdown)  # fault injection: a slow consumer
         BATCH_SIZE.observe(len(students))
         FACES.inc(len(students))
-        if self.baseline:
-            return self._baseline_predictions(msg, students, crops[:, -1])
-        if self.predictor.card.kind != "sequence":
-            crops = crops[:, 0]
+        keys = [(batch.session, batch.stream, student["student"]) for student in students]
+        if getattr(self, "mark_follower", None) is not None:
+            self.mark_follower.watch(batch.session)
+        t = batch.t_capture if batch.t_media is None else batch.t_media  # a file's own clock
         started = time.perf_counter()
-        heads = self.predictor.predict(crops)
+        assessed = self.predictor.predict_students(keys, crops, t)
         INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        card = self.predictor.card
         out = []
-        for i, student in enumerate(students):
-            probs = [float(v) for v in heads[card.primary_head][i]]
-            entry = {**_identity(student), "probs": probs, "level": int(np.argmax(probs))}
-            if card.kind == "multitask":
-                entry["heads"] = {h: [float(v) for v in p[i]] for h, p in heads.items()}
-            out.append(entry)
+        for student, entry in zip(students, assessed, strict=True):
+            out.append({**_identity(student), **entry})
             PREDICTIONS.labels(str(entry["level"])).inc()
         return out
-
-    def _baseline_predictions(self, msg: Message, students: list[dict], crops: np.ndarray) -> list[dict[str, Any]]:
-        started = time.perf_counter()
-        measured = self.predictor.measure(crops)
-        INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        out = []
-        t = msg.get("t_media")
-        t = msg["t_capture"] if t is None else t  # the video's own clock for files
-        if self.mark_follower is not None:
-            self.mark_follower.watch(msg["session"])
-        for student, signals in zip(students, measured, strict=True):
-            key = (msg["session"], msg["stream"], student["student"])
-            smoothed = self.smoother.update(key, signals)
-            if self.neutral is not None:
-                anchor = self.anchors.get((key[0], str(key[2])))
-                if anchor is not None and not self.neutral.known(key):
-                    self._anchor(key, *anchor)
-                smoothed.update(self.neutral.update(key, t, signals.get("yaw"), signals.get("pitch")))
-            probs, level, explained = self.predictor.assess(smoothed)
-            explained["now"] = signals  # this frame's own reading, next to the window's average
-            out.append({**_identity(student), "probs": probs, "level": level, "signals": explained})
-            PREDICTIONS.labels(str(level)).inc()
-        return out
-
-    def _apply_marks(self) -> None:
-        """A teacher's "attentive" (level 0) mark sets that student's neutral pose to the marked one."""
-        if self.mark_follower is None:
-            return
-        for mark in self.mark_follower.poll():
-            yaw, pitch = mark.signals.get("yaw"), mark.signals.get("pitch")
-            if mark.level_given != 0 or yaw is None or pitch is None:
-                continue
-            # Kept for students not seen yet in this process (a restart re-reads every mark).
-            self.anchors[(mark.session, mark.student)] = (yaw, pitch)
-            for key in self.neutral.keys():  # type: ignore[union-attr]
-                if key[0] == mark.session and str(key[2]) == mark.student:
-                    self._anchor(key, yaw, pitch)
-
-    def _anchor(self, key: tuple, yaw: float, pitch: float) -> None:
-        self.neutral.anchor(key, yaw, pitch)  # type: ignore[union-attr]
-        NEUTRAL_ANCHORS.inc()
-        self.log.info("student %s of %s: neutral pose set by the teacher's mark to yaw %.1f, pitch %.1f",
-                      key[2], key[0], yaw, pitch)
 
 
 def _identity(student: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from services.launcher.ports import free_ports, is_free
 from services.launcher.private_redis import PrivateRedis
 from services.launcher.supervisor import Child, Supervisor
 from shared.config import METRICS_PORTS, REPO_ROOT
+from shared.links import LINKS as ALL_LINKS
 from shared.logs import setup_logging
 from shared.service import EXIT_GAVE_UP
 
@@ -30,15 +31,8 @@ log = logging.getLogger("launcher")
 
 PIPELINE = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
 START_ORDER = list(reversed(PIPELINE))  # consumers first, so nothing waits on a missing peer
-LINKS = {  # link -> (producer, consumer)
-    "frames": ("capture", "facedetect"),
-    "preview": ("capture", "reporter"),
-    "faces": ("facedetect", "sequencer"),
-    "batches": ("sequencer", "inference"),
-    "predictions": ("inference", "aggregator"),
-    "updates": ("aggregator", "reporter"),
-    "acks": ("aggregator", "inference"),  # Redis writes acknowledged: inference resends the rest
-}
+# Every link of shared/links.py, the acks too (Redis writes acknowledged: inference resends the rest).
+LINKS = {link.name: link for link in ALL_LINKS if {link.producer, link.consumer} <= set(PIPELINE)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,13 +73,11 @@ def plan_environment(args: argparse.Namespace, redis_url: str) -> dict[str, dict
     envs = {}
     for name in PIPELINE:
         env = dict(base, METRICS_PORT=str(metrics_ports[name]))
-        for link, (producer, consumer) in LINKS.items():
-            port = link_ports[link]
-            out_type, in_type = ("pub", "sub") if link == "preview" else ("push", "pull")
-            if name == producer:
-                env[f"{link.upper()}_OUT"] = f"{out_type}+bind:tcp://127.0.0.1:{port}"
-            if name == consumer:
-                env[f"{link.upper()}_IN"] = f"{in_type}+connect:tcp://127.0.0.1:{port}"
+        for link in LINKS.values():
+            if name == link.producer:
+                env[link.out_setting] = link.out_spec(port=link_ports[link.name])
+            if name == link.consumer:
+                env[link.in_setting] = link.in_spec(port=link_ports[link.name])
         envs[name] = env
     return envs
 

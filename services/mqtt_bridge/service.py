@@ -22,7 +22,6 @@ Both brokers get a retained "online" status on connect and an "offline" last wil
 
 from __future__ import annotations
 
-import random
 import ssl
 import time
 from typing import Any
@@ -33,6 +32,7 @@ from prometheus_client import Counter, Gauge
 from services.mqtt_bridge import certs
 from services.mqtt_bridge.queue import DurableQueue
 from shared import envelope
+from shared.backoff import Backoff
 from shared.service import EXIT_GAVE_UP, Service
 
 RECEIVED = Counter("engagement_mqtt_bridge_received_total", "Messages received from the local broker", ["type"])
@@ -47,21 +47,7 @@ OLDEST_AGE = Gauge("engagement_mqtt_bridge_oldest_queued_age_seconds", "Age of t
 CONNECTED = Gauge("engagement_mqtt_bridge_connected", "1 when connected to the broker", ["broker"])
 
 EXIT_CERTIFICATE = EXIT_GAVE_UP  # a certificate the broker refuses: retrying cannot help
-
-
-class Backoff:
-    """Exponential backoff with a cap and jitter (so many devices do not retry in step)."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base, self.cap, self.failures = base, cap, 0
-
-    def next_delay(self) -> float:
-        delay = min(self.cap, self.base * 2 ** self.failures)
-        self.failures += 1
-        return delay * random.uniform(0.8, 1.0)
-
-    def reset(self) -> None:
-        self.failures = 0
+JITTER = 0.2  # many devices must not retry in step
 
 
 class Link:
@@ -69,7 +55,7 @@ class Link:
 
     def __init__(self, name: str, log: Any, base: float, cap: float) -> None:
         self.name, self.log = name, log
-        self.backoff = Backoff(base, cap)
+        self.backoff = Backoff(base, cap, jitter=JITTER)
         self.next_attempt = 0.0
         self.last_error = ""
         self.up = False
@@ -113,7 +99,7 @@ class MqttBridgeService(Service):
         self.local: mqtt.Client | None = None
         self.cloud: mqtt.Client | None = None
         self.inflight: dict[int, tuple[int, str, float]] = {}  # mid -> (seq, kind, sent at)
-        self.resend = Backoff(s.bridge_retry_base_seconds, s.bridge_retry_max_seconds)
+        self.resend = Backoff(s.bridge_retry_base_seconds, s.bridge_retry_max_seconds, jitter=JITTER)
         self.local_started = False
 
     # --- start-up -------------------------------------------------------------------

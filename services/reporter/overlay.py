@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from services.reporter.report import BASELINE_NOTE
+from shared.messages import Frame
 
 # BGR, from engaged (green) to checked out (red); faces without a prediction yet are grey.
 LEVEL_COLOURS = [(60, 180, 60), (0, 200, 230), (0, 140, 255), (40, 40, 220)]
@@ -61,11 +62,10 @@ def draw(frame: np.ndarray, faces: list[dict[str, Any]], predictions: list[dict[
     return img
 
 
-def decode_frame(header: dict[str, Any], payload: bytes) -> np.ndarray | None:
+def decode_frame(header: Frame, payload: bytes) -> np.ndarray | None:
     """The preview image of a `frame` message, or None if it does not decode."""
-    if header.get("encoding") == "jpeg":
+    if header.encoding == "jpeg":
         return cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
-    w, h = header["width"], header["height"]
-    if len(payload) != w * h * 3:
+    if len(payload) != header.width * header.height * 3:
         return None
-    return np.frombuffer(payload, np.uint8).reshape(h, w, 3)
+    return np.frombuffer(payload, np.uint8).reshape(header.height, header.width, 3)

@@ -32,8 +32,10 @@ from services.reporter import overlay
 from services.reporter.messaging import Publisher
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
+from shared.backoff import backoff_delay
 from shared.levels import LEVEL_LABELS
 from shared.marks import MarkStore
+from shared.messages import Eos, Frame, Message, Update
 from shared.service import Service
 from shared.totals import Store
 
@@ -115,8 +117,8 @@ class ReporterService(Service):
         self.class_level_only = bool(s.class_level_only or s.eu_ai_act_mode)
         self.report_dir = Path(s.report_dir)
         self.headless = bool(s.headless) if s.headless in (0, 1) else not os.environ.get("DISPLAY")
-        self.frames: OrderedDict[tuple[str, int], tuple[dict, bytes]] = OrderedDict()
-        self.updates: OrderedDict[tuple[str, int], dict] = OrderedDict()
+        self.frames: OrderedDict[tuple[str, int], tuple[Frame, bytes]] = OrderedDict()
+        self.updates: OrderedDict[tuple[str, int], Update] = OrderedDict()
         self.recorder: Recorder | None = None
         self.pending_reports: dict[str, dict[str, Any]] = {}  # session -> {attempts, next}
         self.latest_totals: dict[str, dict[str, Any]] = {}  # session -> totals from the last update
@@ -137,19 +139,21 @@ class ReporterService(Service):
                       "on" if self.publisher else "off")
 
     # --- messages ------------------------------------------------------------------------
-    def handle(self, link: str, msg: Any) -> None:
-        key = (msg["stream"], msg["seq"])
+    def handle(self, link: str, msg: Message) -> None:
+        h = msg.header
+        key = (h.stream, h.seq)
         if link == "preview":
-            if msg.kind == "frame":
-                self._remember(self.frames, key, (msg.header, msg.payload), "frame")
+            if isinstance(h, Frame):
+                self._remember(self.frames, key, (h, msg.payload), "frame")
                 self._try_draw(key)
             return
-        if msg.kind == "eos":
-            self.pending_reports[msg["session"]] = {"attempts": 0, "next": 0.0}
+        if isinstance(h, Eos):
+            self.pending_reports[h.session] = {"attempts": 0, "next": 0.0}
             self._write_pending_reports()
             return
-        self.latest_totals[msg["session"]] = msg["totals"]
-        self._remember(self.updates, key, msg.header, "update")
+        assert isinstance(h, Update)  # the only other kind this link takes (decode checked)
+        self.latest_totals[h.session] = h.totals
+        self._remember(self.updates, key, h, "update")
         self._try_draw(key)
 
     def _remember(self, store: OrderedDict, key: tuple[str, int], value: Any, kind: str) -> None:
@@ -168,10 +172,10 @@ class ReporterService(Service):
             BAD_FRAMES.labels(self.name).inc()
             self.log.warning("preview frame %s/%d does not decode: skipped", *key)
             return
-        model = update.get("model") or {}
+        model = update.model
         labels = model.get("labels") or list(LEVEL_LABELS)
         recording = bool(self.settings.record) and (self.recorder is None or self.recorder.active)
-        img = overlay.draw(frame, update.get("faces") or [], update["predictions"], update["totals"], labels,
+        img = overlay.draw(frame, update.faces, update.predictions, update.totals, labels,
                            recording=recording, baseline=bool(model.get("baseline")))
         OVERLAY_FRAMES.inc()
         if recording:
@@ -197,7 +201,7 @@ class ReporterService(Service):
                 self.write_report(session)
             except (redis.RedisError, OSError) as exc:
                 state["attempts"] += 1
-                delay = min(REPORT_RETRY_CAP, REPORT_RETRY_START * 2 ** state["attempts"])
+                delay = backoff_delay(REPORT_RETRY_START, REPORT_RETRY_CAP, state["attempts"])
                 state["next"] = now + delay
                 reason = "redis" if isinstance(exc, redis.RedisError) else "write"
                 REPORT_ERRORS.labels(reason).inc()

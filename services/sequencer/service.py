@@ -15,7 +15,7 @@ import time
 from prometheus_client import Counter, Gauge
 
 from services.sequencer.buffers import StreamBuffers
-from shared.messages import Message, follow_up
+from shared.messages import Eos, Faces, Header, Message, follow_up
 from shared.service import Service
 
 STUDENTS_TRACKED = Gauge("engagement_students_tracked", "Students with a crop buffer", ["service"])
@@ -48,31 +48,32 @@ class SequencerService(Service):
             STUDENTS_EVICTED.labels(self.name, reason).inc(count)
 
     def handle(self, link: str, msg: Message) -> None:
-        key = (msg["session"], msg["stream"])
-        if msg.kind == "eos":
+        h = msg.header
+        key = (h.session, h.stream)
+        if isinstance(h, Eos):
             buffers = self.streams.pop(key, None)
             self._evicted("eos", len(buffers.students) if buffers else 0)
             self._update_gauge()
-            self.batches_send(follow_up(msg, "eos", self.name, reason=msg["reason"]))
+            self.batches_send(follow_up(msg, "eos", self.name, reason=h.reason))
             return
+        assert isinstance(h, Faces)  # the only other kind this link takes (decode checked)
         buffers = self.streams.get(key)
-        if buffers is None or buffers.crop != msg["crop"]:
+        if buffers is None or buffers.crop != h.crop:
             if buffers is not None:
-                self.log.warning("crop size of %s changed %d -> %d: buffers restarted", key, buffers.crop, msg["crop"])
+                self.log.warning("crop size of %s changed %d -> %d: buffers restarted", key, buffers.crop, h.crop)
                 self._evicted("crop_changed", len(buffers.students))
-            buffers = self.streams[key] = StreamBuffers(msg["crop"], self.length, self.stride)
-        t = msg.get("t_media")
-        t = float(t) if isinstance(t, int | float) else msg["t_capture"]
-        due = buffers.add(msg["faces"], msg.payload, t, time.monotonic())
+            buffers = self.streams[key] = StreamBuffers(h.crop, self.length, self.stride)
+        t = h.t_capture if h.t_media is None else h.t_media
+        due = buffers.add(h.faces, msg.payload, t, time.monotonic())
         self._evicted("timeout", buffers.evict_unseen(t, self.timeout))
         self._update_gauge()
         students = [{"student": s.student, "box": s.box, "conf": s.conf} for s in due]
         payload = b"".join(b"".join(s.crops) for s in due)
         header = follow_up(msg, "batch", self.name, crop=buffers.crop, length=self.length, students=students,
-                           faces=msg["faces"], width=msg["width"], height=msg["height"], t_media=msg.get("t_media"))
+                           faces=h.faces, width=h.width, height=h.height, t_media=h.t_media)
         self.batches_send(header, payload)
 
-    def batches_send(self, header: dict, payload: bytes = b"") -> None:
+    def batches_send(self, header: Header, payload: bytes = b"") -> None:
         self.senders["batches"].send(header, payload)
 
     def tick(self) -> None:

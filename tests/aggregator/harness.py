@@ -17,7 +17,6 @@ import redis
 from services.launcher.ports import free_ports
 from shared.messages import make_header
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 MODEL = {"name": "baseline-attention", "kind": "frame", "baseline": True, "affect": False,
          "labels": ["engaged", "slightly bored", "bored", "checked out"]}
 

@@ -17,8 +17,9 @@ import zmq
 
 from services.launcher.ports import free_ports
 from shared.totals import Store
-from tests.aggregator.harness import REDIS_URL, eos_header, predictions_header, unique_prefix
+from tests.aggregator.harness import eos_header, predictions_header, unique_prefix
 from tests.harness import Peer
+from tests.support.env import REDIS_URL
 
 
 def _start(prefix: str, pred_port: int, upd_port: int) -> subprocess.Popen:

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import random
 import shutil
-import time
 from collections import Counter
 
 import msgpack
 import pytest
 import redis
 import zmq
-from prometheus_client import REGISTRY
 
 from services.aggregator import service as aggregator_service
 from services.aggregator.service import AggregatorService
 from services.launcher.ports import free_ports
+from shared.messages import as_dict
 from shared.totals import Store
 from tests.aggregator.harness import (
-    REDIS_URL,
     PrivateRedis,
     endpoints,
     eos_header,
@@ -30,10 +28,9 @@ from tests.aggregator.harness import (
     unique_prefix,
 )
 from tests.harness import Peer, Running
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+from tests.support.env import REDIS_URL
+from tests.support.metrics import local_metric
+from tests.support.waiting import wait_for
 
 
 def _wire(redis_url: str = REDIS_URL, **extra):  # type: ignore[no-untyped-def]
@@ -110,23 +107,24 @@ def test_bad_input_is_counted_and_the_service_keeps_counting():
     session = f"s-{prefix}"
     sender = Peer(zmq.PUSH, pred_ep, bind=False)
     receiver = Peer(zmq.PULL, upd_ep, bind=True)
-    before = {r: metric("engagement_messages_rejected_total", service="aggregator", reason=r)
+    before = {r: local_metric("engagement_messages_rejected_total", service="aggregator", reason=r)
               for r in ("bad_msgpack", "wrong_version", "bad_level", "unexpected_kind")}
     try:
         with Running(AggregatorService, **values):
             sender.send(predictions_header(session, 0, [(1, 0)]))
             sender.send_raw([b"predictions", b"\xc1garbage", b""])
-            sender.send_raw([b"predictions", msgpack.packb({**predictions_header(session, 1, []), "v": 99}), b""])
+            wrong_version = {**as_dict(predictions_header(session, 1, [])), "v": 99}
+            sender.send_raw([b"predictions", msgpack.packb(wrong_version), b""])
             bad_level = predictions_header(session, 2, [(1, 0)])
             bad_level["predictions"][0]["level"] = 7
             sender.send(bad_level)
-            frame = {**predictions_header(session, 3, []), "kind": "frame"}
+            frame = {**as_dict(predictions_header(session, 3, [])), "kind": "frame"}
             sender.send_raw([b"frame", msgpack.packb(frame), b""])
             sender.send(predictions_header(session, 4, [(1, 3)]))
             sender.send(eos_header(session, 5))
             receiver.recv_until("eos")
         for reason, count in before.items():
-            assert metric("engagement_messages_rejected_total", service="aggregator", reason=reason) == count + 1
+            assert local_metric("engagement_messages_rejected_total", service="aggregator", reason=reason) == count + 1
         totals = Store.from_url(REDIS_URL, prefix=prefix).session_totals(session)
         assert totals["frames"] == 2 and totals["levels"] == {"0": 1, "1": 0, "2": 0, "3": 1}
     finally:
@@ -144,7 +142,7 @@ def test_redis_outage_mid_stream_loses_nothing(tmp_path):
     frames = _random_frames(session, 45, seed=3)
     sender = Peer(zmq.PUSH, pred_ep, bind=False)
     receiver = Peer(zmq.PULL, upd_ep, bind=True)
-    errors_before = metric("engagement_redis_errors_total")
+    errors_before = local_metric("engagement_redis_errors_total")
     try:
         with Running(AggregatorService, **values) as svc:
             for h in frames[:15]:
@@ -156,18 +154,16 @@ def test_redis_outage_mid_stream_loses_nothing(tmp_path):
             # Updates keep flowing while Redis is down, with locally computed running totals.
             receiver_got += [receiver.recv() for _ in range(15)]
             assert receiver_got[-1]["totals"]["frames"] == 30
-            backlog_during_outage = metric("engagement_aggregator_backlog")
+            backlog_during_outage = local_metric("engagement_aggregator_backlog")
             server.start()
             for h in frames[30:]:
                 sender.send(h)
             sender.send(eos_header(session, 45))
             receiver.recv_until("eos", timeout=30)
-            deadline = time.monotonic() + 5
-            while svc.backlog and time.monotonic() < deadline:  # eos leaves the backlog after its send
-                time.sleep(0.05)
-            assert not svc.backlog
+            # eos leaves the backlog after its send
+            wait_for(lambda: not svc.backlog, "an empty backlog", timeout=5)
         assert backlog_during_outage >= 15
-        assert metric("engagement_redis_errors_total") > errors_before
+        assert local_metric("engagement_redis_errors_total") > errors_before
         data = Store.from_url(server.url, prefix=prefix).load_session(session)
         levels, students = _expected(frames)
         assert data["totals"]["frames"] == 45
@@ -175,7 +171,7 @@ def test_redis_outage_mid_stream_loses_nothing(tmp_path):
         assert {int(k): v for k, v in data["totals"]["levels"].items() if v} == dict(levels)
         assert {s["student"]: s["predictions"] for s in data["students"]} == dict(students)
         assert data["meta"]["ended"] is not None
-        assert metric("engagement_aggregator_backlog") == 0
+        assert local_metric("engagement_aggregator_backlog") == 0
     finally:
         sender.close()
         receiver.close()
@@ -189,7 +185,7 @@ def test_full_backlog_drops_are_counted_and_nothing_crashes(monkeypatch):
     session = f"s-{prefix}"
     sender = Peer(zmq.PUSH, pred_ep, bind=False)
     receiver = Peer(zmq.PULL, upd_ep, bind=True)
-    dropped_before = metric("engagement_aggregator_dropped_total")
+    dropped_before = local_metric("engagement_aggregator_dropped_total")
     try:
         with Running(AggregatorService, **values) as svc:
             for seq in range(5):
@@ -197,7 +193,7 @@ def test_full_backlog_drops_are_counted_and_nothing_crashes(monkeypatch):
             updates = [receiver.recv() for _ in range(5)]
             assert [u["seq"] for u in updates] == list(range(5))
             assert len(svc.backlog) == 3
-        assert metric("engagement_aggregator_dropped_total") == dropped_before + 2
+        assert local_metric("engagement_aggregator_dropped_total") == dropped_before + 2
     finally:
         sender.close()
         receiver.close()

@@ -6,19 +6,8 @@ import random
 import time
 from collections import Counter
 
-import pytest
-
-from shared.totals import FrameRecord, Store
-from tests.aggregator.harness import MODEL, REDIS_URL, unique_prefix
-
-
-@pytest.fixture
-def store():
-    st = Store.from_url(REDIS_URL, prefix=unique_prefix())
-    yield st
-    keys = list(st.r.scan_iter(match=f"{st.prefix}:*"))
-    if keys:
-        st.r.delete(*keys)
+from shared.totals import FrameRecord
+from tests.aggregator.harness import MODEL
 
 
 def _frame(session: str, seq: int, students: list[tuple[int, int]], class_id: str = "c1",

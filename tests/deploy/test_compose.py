@@ -15,6 +15,7 @@ import pytest
 
 from shared.cli import SERVICE_CLASSES
 from shared.config import METRICS_PORTS, REPO_ROOT, SERVICES, env_names, settings_for
+from shared.links import LINKS
 from tests.deploy.tools import COMPOSE_DIR, COMPOSE_FILES, env_example, interpolated_names, load_yaml
 
 PIPELINE = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
@@ -85,26 +86,17 @@ def test_metrics_ports_and_health_checks(compose):
 
 
 def test_links_bind_on_the_producer_and_connect_to_it(compose):
-    # Same socket types and ports as shared/config.py's defaults; on the compose network the
-    # producer binds every interface and the consumer connects to the producer's service name.
-    defaults = {s.env: s.default for group in SERVICES.values() for s in group}
-    # The acks link is off unless set (shared/config.py); compose sets it like the others.
-    defaults.update(ACKS_OUT="push+bind:tcp://127.0.0.1:5557", ACKS_IN="pull+connect:tcp://127.0.0.1:5557")
+    # Every link of the one link table (shared/links.py), and no other: same socket types and
+    # ports as there; on the compose network the producer binds every interface and the
+    # consumer connects to the producer's service name.
     services = compose["services"]
-    producers = {}
-    for name, spec in services.items():
-        for var, value in (spec.get("environment") or {}).items():
-            if var.endswith("_OUT"):
-                assert value == defaults[var].replace("127.0.0.1", "0.0.0.0"), f"{name} {var}"
-                producers[var[:-4]] = name
-    assert set(producers) == {"FRAMES", "PREVIEW", "FACES", "BATCHES", "PREDICTIONS", "UPDATES", "ACKS"}
-    consumers = set()
-    for name, spec in services.items():
-        for var, value in (spec.get("environment") or {}).items():
-            if var.endswith("_IN"):
-                assert value == defaults[var].replace("127.0.0.1", producers[var[:-3]]), f"{name} {var}"
-                consumers.add(var[:-3])
-    assert consumers == set(producers)
+    wired = {(name, var): value for name, spec in services.items()
+             for var, value in (spec.get("environment") or {}).items() if var.endswith(("_OUT", "_IN"))}
+    expected = {}
+    for link in LINKS:
+        expected[(link.producer, link.out_setting)] = link.out_spec(host="0.0.0.0")
+        expected[(link.consumer, link.in_setting)] = link.in_spec(host=link.producer)
+    assert wired == expected
 
 
 def test_consumers_wait_for_healthy_dependencies(compose):

@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 
 import pytest
@@ -20,6 +19,7 @@ import redis
 from shared import metrics
 from tests.deploy.prometheus_server import free_port
 from tests.deploy.tools import COMPOSE_DIR, COMPOSE_FILES, load_yaml
+from tests.support.waiting import wait_for
 
 COMPOSE = load_yaml(COMPOSE_FILES[0])
 
@@ -28,13 +28,6 @@ def healthcheck_command(service: str) -> list[str]:
     test = COMPOSE["services"][service]["healthcheck"]["test"]
     assert test[0] == "CMD"
     return test[1:]
-
-
-def wait_until(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_service_health_check_follows_the_services_state():
@@ -65,7 +58,8 @@ def compose_redis(tmp_path):
     check = [redis_cli, "-p", str(port), *command]  # options go before redis-cli's command
     env = {**os.environ, "REDISCLI_AUTH": password}
     try:
-        wait_until(lambda: subprocess.run(check, env=env, capture_output=True, text=True).stdout.strip() == "PONG")
+        wait_for(lambda: subprocess.run(check, env=env, capture_output=True, text=True).stdout.strip() == "PONG",
+                 "redis-cli PONG", timeout=30)
         yield port, password, tmp_path
     finally:
         proc.terminate()
@@ -81,7 +75,7 @@ def test_redis_runs_append_only_with_the_password_and_the_services_url_works(com
     client.set("engagement:deploy-test", "1")
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(port=port).set("x", "1")
-    wait_until(lambda: any(p.name.startswith("appendonly") for p in data_dir.iterdir()))
+    wait_for(lambda: any(p.name.startswith("appendonly") for p in data_dir.iterdir()), "the AOF", timeout=30)
 
 
 def test_mosquitto_runs_with_the_compose_config_and_its_health_check_passes(tmp_path):
@@ -95,7 +89,7 @@ def test_mosquitto_runs_with_the_compose_config_and_its_health_check_passes(tmp_
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         check = [*healthcheck_command("mosquitto"), "-p", str(port)]
-        wait_until(lambda: subprocess.run(check, capture_output=True).returncode == 0)
+        wait_for(lambda: subprocess.run(check, capture_output=True).returncode == 0, "the health check", timeout=30)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

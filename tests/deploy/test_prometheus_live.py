@@ -31,6 +31,7 @@ from shared.messages import decode, encode, make_header
 from shared.metrics import LATENCY_BUCKETS
 from tests.deploy.prometheus_server import PrometheusServer, free_port
 from tests.deploy.tools import dashboard_exprs, exposed_names, metric_names
+from tests.support.env import REDIS_URL
 
 CROP = 96
 BATCHES = 4
@@ -110,7 +111,6 @@ def test_prometheus_reads_back_the_inference_latency_of_the_inference_service(pr
         pull.close()
 
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NOT_LAUNCHED = "engagement_mqtt_bridge_"  # the launcher does not run the bridge (compose profile cloud)
 PORTS_LINE = re.compile(r"metrics ports (\{.*\})")
 

@@ -12,8 +12,8 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
-from tests.e2e.conftest import launcher_command
 from tests.inference import off_axis
+from tests.support.pipeline import launcher_command
 
 LEARN = 10.0
 

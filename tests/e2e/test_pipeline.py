@@ -16,7 +16,8 @@ from pathlib import Path
 from bench.taps import LinkTap
 from services.launcher import main as launcher
 from shared.messages import Message
-from tests.e2e.conftest import REDIS_URL, sampled_frames, start_launcher
+from tests.support.env import REDIS_URL
+from tests.support.pipeline import sampled_frames, start_launcher
 
 
 class PredictionsTap(LinkTap):

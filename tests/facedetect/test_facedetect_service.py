@@ -15,9 +15,11 @@ from skimage import data
 from services.capture.sources import FileSource
 from services.facedetect.service import FACES_DETECTED, FaceDetectService
 from shared import metrics
-from shared.messages import make_header
-from tests.capture.harness import counter, link
+from shared.messages import as_dict, make_header
 from tests.harness import Peer, Running
+from tests.support.links import link
+from tests.support.metrics import counter
+from tests.support.waiting import wait_until
 from tools.sample_video import make_sample_video, render_frame
 
 pytestmark = pytest.mark.timeout(120)
@@ -151,7 +153,7 @@ def test_bad_input_is_counted_and_the_next_good_frame_is_answered(facedetect):
     reasons = ["bad_msgpack", "wrong_version", "payload_size", "wrong_part_count", "undecodable_frame"]
     before = {r: rejected(r) for r in reasons}
     sender.send_raw([b"frame", os.urandom(64), os.urandom(100)])
-    sender.send_raw([b"frame", msgpack.packb({**good, "v": 99}), image.tobytes()])
+    sender.send_raw([b"frame", msgpack.packb({**as_dict(good), "v": 99}), image.tobytes()])
     sender.send(frame_header(image, 1), image.tobytes()[:1000])  # header says 512x512x3
     sender.send_raw([b"frame"])
     sender.send(frame_header(image, 2, encoding="jpeg"), b"\xff\xd8" + os.urandom(5000))
@@ -193,9 +195,7 @@ def test_a_stream_that_goes_silent_without_eos_is_forgotten(monkeypatch):
             sender.send(frame_header(image, 0), image.tobytes())
             receiver.recv()
             assert service.tracker.streams and service.last_seq
-            deadline = time.monotonic() + 10
-            while service.last_seq and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_until(lambda: not service.last_seq, timeout=10)
             assert not service.tracker.streams and not service.last_seq
     finally:
         sender.close()

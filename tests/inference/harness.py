@@ -7,12 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import zmq
 
 from shared.messages import decode
+from tests.support.metrics import Samples, scrape
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,8 +47,8 @@ class Harness:
         assert self.pull.poll(int(timeout * 1000)), "the service sent nothing"
         return decode(self.pull.recv_multipart())
 
-    def metrics(self) -> str:
-        return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+    def metrics(self) -> Samples:
+        return scrape(self.metrics_port, timeout=5)
 
     def stop(self) -> tuple[int, str]:
         if self.proc.poll() is None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from services.capture.sources import FileSource
-from services.inference.baseline import levels
 from services.inference.baseline.neutral import NeutralPose
+from shared import baseline_rule as levels
 from shared.marks import MarkStore, validate_mark
 from tests.inference import off_axis
 from tests.inference.off_axis import FPS, play

@@ -18,6 +18,7 @@ from shared.model_card import CARD_FILE
 from tests.inference.faces import astronaut_crop
 from tests.inference.harness import Harness
 from tests.inference.tiny_bundles import build
+from tests.support.metrics import metric_sum
 
 # Keras 3 on NumPy 2 warns from its own saving code; nothing of ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -30,14 +31,6 @@ def _batch(seq: int, crops: list[np.ndarray], session: str = "test-session", len
                          faces=students, t_media=seq * 0.5)
     payload = b"".join(np.ascontiguousarray(c).tobytes() for c in crops)
     return encode(header, payload)
-
-
-def _metric(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +74,13 @@ def test_baseline_service_end_to_end(face):
         eos = h.receive()
         assert eos.kind == "eos" and eos["reason"] == "end_of_file" and "inference" in eos["stamps"]
 
-        text = h.metrics()
-        assert _metric(text, 'engagement_messages_rejected_total{reason="bad_msgpack"') == 1
-        assert _metric(text, 'engagement_messages_rejected_total{reason="payload_size"') == 1
-        assert _metric(text, "engagement_inference_faces_total") == 3
-        assert _metric(text, 'engagement_predictions_total{level="0"}') == 2
-        assert _metric(text, 'engagement_predictions_total{level="3"}') == 1
-        assert _metric(text, "engagement_inference_batch_size_count") == 2
+        samples = h.metrics()
+        assert metric_sum(samples, "engagement_messages_rejected_total", reason="bad_msgpack") == 1
+        assert metric_sum(samples, "engagement_messages_rejected_total", reason="payload_size") == 1
+        assert metric_sum(samples, "engagement_inference_faces_total") == 3
+        assert metric_sum(samples, "engagement_predictions_total", level="0") == 2
+        assert metric_sum(samples, "engagement_predictions_total", level="3") == 1
+        assert metric_sum(samples, "engagement_inference_batch_size_count") == 2
     finally:
         code, err = h.stop()
     assert code == 0, err[-2000:]
@@ -131,7 +124,7 @@ def test_bad_model_is_reported_once_and_the_baseline_runs_instead(lite_bundles, 
         msg = h.receive()
         assert msg["model"]["baseline"] is True and msg["model"]["affect"] is False
         assert len(msg["predictions"]) == 1
-        assert "engagement_inference_model_errors_total 1.0" in h.metrics()
+        assert metric_sum(h.metrics(), "engagement_inference_model_errors_total") == 1
     finally:
         code, err = h.stop()
     assert code == 0 and "Traceback" not in err

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.support.waiting import wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_HOST, LOCAL_PORT = "127.0.0.1", 1883
 
@@ -114,13 +116,7 @@ class CloudBroker:
     def start(self) -> None:
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("cloud mosquitto did not start")
+        assert wait_until(lambda: _port_open(self.port), 10), "cloud mosquitto did not start"
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -149,12 +145,7 @@ class Collector:
             return [json.loads(p) for t, p in self.messages if t.endswith(topic_suffix)]
 
     def wait_for(self, predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        return wait_until(predicate, timeout)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -249,14 +240,12 @@ class Bridge:
         return self
 
     def wait_connected(self, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def connected() -> bool:
             text = self.log_path.read_text()
-            if "local broker: subscribed" in text and "cloud broker: connected" in text:
-                return
             assert self.proc and self.proc.poll() is None, f"bridge exited:\n{text}"
-            time.sleep(0.05)
-        raise AssertionError(f"bridge did not connect:\n{self.log_path.read_text()}")
+            return "local broker: subscribed" in text and "cloud broker: connected" in text
+
+        assert wait_until(connected, timeout), f"bridge did not connect:\n{self.log_path.read_text()}"
 
     def kill(self) -> None:
         assert self.proc
@@ -283,15 +272,6 @@ def query(queue_path: Path, sql: str) -> list[tuple]:
         return db.execute(sql).fetchall()
     finally:
         db.close()
-
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture

@@ -20,8 +20,9 @@ from tests.mqtt_bridge.helpers import (
     local_publisher,
     publish,
     query,
-    wait_until,
 )
+from tests.support.metrics import metric_sum, scrape
+from tests.support.waiting import wait_until
 
 
 def test_forwards_dead_letters_and_splits(certs: Certs, cloud_broker: CloudBroker, device: str,
@@ -71,19 +72,18 @@ def test_forwards_dead_letters_and_splits(certs: Certs, cloud_broker: CloudBroke
         assert wait_until(lambda: query(bridge.queue_path, "SELECT COUNT(*) FROM outbox")[0][0] == 0)
 
         # Metrics: forwarded rows (1 report + 1 totals + the parts), dead letters, link states.
-        def metric(line: str) -> float:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-            found = [ln for ln in text.splitlines() if ln.startswith(line + " ")]
-            return float(found[0].split()[-1]) if found else -1.0
+        samples = scrape(metrics_port, timeout=5)
+        assert metric_sum(samples, "engagement_mqtt_bridge_forwarded_total", type="report") == 1 + len(parts)
+        assert metric_sum(samples, "engagement_mqtt_bridge_forwarded_total", type="totals") == 1
+        assert metric_sum(samples, "engagement_mqtt_bridge_dead_lettered_total", reason="not_json") == 1
+        assert metric_sum(samples, "engagement_mqtt_bridge_connected", broker="cloud") == 1
+        assert metric_sum(samples, "engagement_mqtt_bridge_connected", broker="local") == 1
+        assert metric_sum(samples, "engagement_mqtt_bridge_split_total") == 1
+        def gauge(name: str) -> float:  # -1 when the service does not serve it
+            return scrape(metrics_port, timeout=5).get((name, ()), -1.0)
 
-        assert metric('engagement_mqtt_bridge_forwarded_total{type="report"}') == 1 + len(parts)
-        assert metric('engagement_mqtt_bridge_forwarded_total{type="totals"}') == 1
-        assert metric('engagement_mqtt_bridge_dead_lettered_total{reason="not_json"}') == 1
-        assert metric('engagement_mqtt_bridge_connected{broker="cloud"}') == 1
-        assert metric('engagement_mqtt_bridge_connected{broker="local"}') == 1
-        assert metric("engagement_mqtt_bridge_split_total") == 1
-        assert wait_until(lambda: metric("engagement_mqtt_bridge_queued_messages") == 0)
-        assert metric("engagement_mqtt_bridge_oldest_queued_age_seconds") == 0
+        assert wait_until(lambda: gauge("engagement_mqtt_bridge_queued_messages") == 0)
+        assert gauge("engagement_mqtt_bridge_oldest_queued_age_seconds") == 0
         health = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5)
         assert health.status == 200
     finally:

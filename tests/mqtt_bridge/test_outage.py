@@ -20,8 +20,8 @@ from tests.mqtt_bridge.helpers import (
     local_publisher,
     publish,
     query,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 
 
 def _outage(certs: Certs, cloud_broker: CloudBroker, device: str, tmp_path: Path, n: int,

@@ -1,14 +1,10 @@
-"""Fixtures of the reliability tests: a longer sample video with a real face, Redis."""
+"""Fixtures of the reliability tests: longer sample videos with a real face."""
 
 from __future__ import annotations
-
-import os
 
 import pytest
 
 from tools.sample_video import make_sample_video
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@
   and the time of every arrival (to measure how soon the pipeline resumes after a fault).
 - `LauncherRun`: `engagement run` in this process (its signal handlers need the main
   thread) with the tap wired in and a fault script on a background thread.
-- `service_pid`, `rss`, `scrape`: find a service process, read its memory and its /metrics.
+- `service_pid`, `rss`: find a service process, read its memory (its /metrics: tests/support/metrics.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.taps import LinkTap
 from services.launcher import main as launcher
@@ -170,23 +169,6 @@ def service_pid(name: str, timeout: float = 60.0) -> int:
 def rss(pid: int) -> int:
     """Resident memory of a process in bytes (VmRSS of /proc/<pid>/status)."""
     return psutil.Process(pid).memory_info().rss
-
-
-def scrape(port: int, timeout: float = 2.0) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a service's /metrics: (name, sorted labels) -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as r:
-        text = r.read().decode()
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
-
-
-def metric_sum(samples: dict, name: str, **labels: str) -> float:
-    """Sum of a metric's samples whose labels include `labels`."""
-    want = set(labels.items())
-    return sum(v for (n, lab), v in samples.items() if n == name and want <= set(lab))
 
 
 def wait_healthy(port: int, timeout: float = 60.0) -> None:

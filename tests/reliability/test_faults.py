@@ -22,16 +22,11 @@ import psutil
 import pytest
 
 from tests.aggregator.harness import PrivateRedis
-from tests.capture.test_capture import MjpegServer
-from tests.reliability.conftest import REDIS_URL
-from tests.reliability.harness import (
-    LauncherRun,
-    metric_sum,
-    report_figures,
-    rss,
-    scrape,
-    service_pid,
-)
+from tests.reliability.harness import LauncherRun, report_figures, rss, service_pid
+from tests.support.env import REDIS_URL
+from tests.support.metrics import metric_sum, scrape
+from tests.support.mjpeg import MjpegServer
+from tests.support.waiting import wait_for
 
 SERVICES = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
 
@@ -44,13 +39,6 @@ def _assert_report_matches_tap(run: LauncherRun) -> dict:
     assert totals["predictions"] == published["predictions"]
     assert {int(k): v for k, v in totals["levels"].items() if v} == published["levels"]
     return report
-
-
-def _wait(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 # --- 2. Redis restarts ------------------------------------------------------------------------
@@ -67,7 +55,7 @@ def test_redis_killed_and_restarted_mid_session_loses_no_total(long_video, tmp_p
         server.proc.wait(10)
         port = run.metrics_port("aggregator")
         down_at = time.monotonic()
-        _wait(lambda: metric_sum(scrape(port), "engagement_aggregator_backlog") >= 3, 60, "a backlog")
+        wait_for(lambda: metric_sum(scrape(port), "engagement_aggregator_backlog") >= 3, "a backlog", timeout=60)
         while time.monotonic() - down_at < 4.0:
             time.sleep(0.1)
         samples = scrape(port)
@@ -75,7 +63,7 @@ def test_redis_killed_and_restarted_mid_session_loses_no_total(long_video, tmp_p
         seen["redis_errors"] = metric_sum(samples, "engagement_redis_errors_total")
         seen["down_seconds"] = round(time.monotonic() - down_at, 1)
         server.start()  # same port, same directory: Redis replays its append-only file
-        _wait(lambda: metric_sum(scrape(port), "engagement_aggregator_backlog") == 0, 60, "the catch-up")
+        wait_for(lambda: metric_sum(scrape(port), "engagement_aggregator_backlog") == 0, "the catch-up", timeout=60)
 
     try:
         run = LauncherRun(long_video["path"], tmp_path / "reports", server.url,
@@ -154,7 +142,7 @@ def test_camera_drops_out_and_returns_disk_full_recording_stops_pipeline_goes_on
     def fault(run: LauncherRun) -> None:
         run.wait_for_predictions(2)
         port = run.metrics_port("capture")
-        _wait(lambda: metric_sum(scrape(port), "engagement_source_reconnects_total") >= 2, 60, "reconnects")
+        wait_for(lambda: metric_sum(scrape(port), "engagement_source_reconnects_total") >= 2, "reconnects", timeout=60)
         after = run.tap.count()
         run.wait_for_predictions(after + 2)  # frames flow again after the camera came back
         seen["reconnects"] = metric_sum(scrape(port), "engagement_source_reconnects_total")

@@ -28,9 +28,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from services.launcher.ports import free_ports
-from shared.messages import MAX_DIMENSION, SCHEMA_VERSION, BadMessage, decode, encode, make_header
-from tests.reliability.conftest import REDIS_URL
-from tests.reliability.harness import metric_sum, report_figures, rss, scrape, wait_healthy
+from shared.messages import MAX_DIMENSION, SCHEMA_VERSION, BadMessage, as_dict, decode, encode, make_header
+from tests.reliability.harness import report_figures, rss, wait_healthy
+from tests.support.env import REDIS_URL
+from tests.support.metrics import metric_sum, scrape
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))  # per input; the slow variant runs more
 BLAST = 3000  # bad messages sent to measure memory
@@ -41,6 +42,12 @@ MODEL = {"name": "fuzz", "kind": "frame", "baseline": True, "affect": False, "la
 # --- good messages, one per input -------------------------------------------------------------
 
 def _good(kind: str, seq: int = 1, session: str = "fuzz") -> tuple[dict, bytes]:
+    """A valid header of `kind` as the plain map the fuzzing edits, and its payload."""
+    header, payload = _good_typed(kind, seq, session)
+    return as_dict(header), payload
+
+
+def _good_typed(kind: str, seq: int, session: str):  # type: ignore[no-untyped-def]
     t = time.time()
     if kind == "frame":
         return make_header("frame", session, "cam0", seq, t, width=64, height=48, encoding="bgr",

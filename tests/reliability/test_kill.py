@@ -18,8 +18,9 @@ import time
 import pytest
 
 from shared.totals import Store
-from tests.reliability.conftest import REDIS_URL
 from tests.reliability.harness import LauncherRun, report_figures, service_pid, wait_healthy
+from tests.support.env import REDIS_URL
+from tests.support.waiting import wait_for
 
 FREEZE_SECONDS = 1.5  # frozen this long before the kill: messages wait in its queues
 GAP_SECONDS = 2.0  # between one service's recovery and the next fault
@@ -118,17 +119,13 @@ def test_reporter_killed_holding_the_sessions_eos_still_writes_the_report(short_
         pid = service_pid("reporter")
         os.kill(pid, signal.SIGSTOP)
         store = Store.from_url(REDIS_URL)
-        deadline = time.monotonic() + 120
-        while store.session_meta(run.session)["ended"] is None:  # the aggregator sent eos on
-            assert time.monotonic() < deadline, "the session never ended"
-            time.sleep(0.1)
-        time.sleep(0.5)
+        # the aggregator marked the session ended, and so sent eos on to the frozen reporter
+        wait_for(lambda: store.session_meta(run.session)["ended"] is not None, "the session's end", timeout=120)
+        time.sleep(0.5)  # the eos on its way into the frozen reporter's socket: nothing to observe
         killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         json_path = run.report_dir / f"{run.session}.json"
-        while not json_path.exists():
-            assert time.monotonic() < deadline, "no report after the reporter came back"
-            time.sleep(0.05)
+        wait_for(json_path.exists, "the report after the reporter came back", timeout=120)
         seen["report_after_kill_s"] = round(time.monotonic() - killed_at, 2)
 
     run = LauncherRun(short_video["path"], tmp_path, REDIS_URL)

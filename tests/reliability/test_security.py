@@ -40,8 +40,10 @@ from shared.messages import decode, encode
 from shared.model_card import ModelCard
 from shared.totals import Store
 from tests.aggregator.harness import PrivateRedis, predictions_header
-from tests.reliability.conftest import REDIS_URL
-from tests.reliability.harness import LauncherRun, report_figures, scrape, service_pid, wait_healthy
+from tests.reliability.harness import LauncherRun, report_figures, service_pid, wait_healthy
+from tests.support.env import REDIS_URL
+from tests.support.metrics import scrape
+from tests.support.waiting import wait_until
 
 PIPELINE = launcher.PIPELINE
 
@@ -139,7 +141,8 @@ def test_password_redis_privacy_defaults_loopback_sockets_and_no_secret_logged(s
                           env={"MESSAGING": "1", "DEVICE_ID": device, "CLASS_LEVEL_ONLY": "1",
                                "RECORD_PATH": str(tmp_path / "rec"), "MQTT_TOTALS_INTERVAL": "1"})
         assert run.run(fault) == 0
-        time.sleep(1.0)  # the report's MQTT delivery
+        # the report's MQTT delivery (the reporter waited for the broker's PUBACK; the sink gets it just after)
+        wait_until(lambda: any(b'"type":"report"' in p for p in sink.payloads), timeout=10)
     finally:
         sink.close()
         server.stop()
@@ -207,11 +210,14 @@ def test_without_the_password_redis_refuses_and_says_so_and_the_wrong_one_is_not
            "UPDATES_IN": f"pull+connect:tcp://127.0.0.1:{upd_port}", "PREVIEW_IN": f"sub+connect:tcp://127.0.0.1:{upd_port}"}
     server.start()
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "reporter"], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-        time.sleep(3.0)
-        proc.terminate()
-        out = proc.communicate(timeout=30)[0]
+        log_path = tmp_path / "reporter.log"
+        with open(log_path, "w") as log_file:
+            proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "reporter"], env=env, stdout=log_file,
+                                    stderr=subprocess.STDOUT, text=True)
+            wait_until(lambda: "refused the credentials" in log_path.read_text(), timeout=30)
+            proc.terminate()
+            proc.wait(timeout=30)
+        out = log_path.read_text()
     finally:
         server.stop()
     assert "refused the credentials" in out and wrong not in out, out

@@ -8,17 +8,7 @@ import pytest
 
 from services.reporter.report import BASELINE_NOTE, build_report, episodes, mqtt_body, render_text
 from shared.totals import FrameRecord, Store
-from tests.aggregator.harness import MODEL, REDIS_URL, unique_prefix
-
-
-@pytest.fixture
-def store():
-    st = Store.from_url(REDIS_URL, prefix=unique_prefix())
-    yield st
-    keys = list(st.r.scan_iter(match=f"{st.prefix}:*"))
-    if keys:
-        st.r.delete(*keys)
-
+from tests.aggregator.harness import MODEL
 
 # Student 1 is engaged, then bored for 3 frames (seq 3-5), engaged, bored again at the end;
 # student 2 is never bored; seq 2 has no face.

@@ -22,7 +22,6 @@ import paho.mqtt.client as mqtt
 import pytest
 import redis
 import zmq
-from prometheus_client import REGISTRY
 
 from services.aggregator.service import AggregatorService
 from services.launcher.ports import free_ports
@@ -30,20 +29,18 @@ from services.reporter import service as reporter_service
 from services.reporter.service import ReporterService, expand_argv
 from shared.config import load_settings
 from shared.envelope import parse
-from shared.messages import make_header
+from shared.messages import as_dict, make_header
 from shared.totals import FrameRecord, Store
 from tests.aggregator.harness import (
-    REDIS_URL,
     PrivateRedis,
     eos_header,
     predictions_header,
     unique_prefix,
 )
 from tests.harness import Peer, Running
-
-
-def metric(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+from tests.support.env import REDIS_URL
+from tests.support.metrics import local_metric
+from tests.support.waiting import wait_for
 
 
 class Pipeline:
@@ -99,17 +96,14 @@ class Pipeline:
         h, w = image.shape[:2]
         header = make_header("frame", self.session, "cam0", seq, time.time(), {}, width=w, height=h,
                              encoding="bgr", t_media=seq * 0.5, source="test")
-        self.preview.send_multipart([b"frame", msgpack.packb(header), image.tobytes()])
+        self.preview.send_multipart([b"frame", msgpack.packb(as_dict(header)), image.tobytes()])
 
     def report_paths(self) -> tuple[Path, Path]:
         return self.report_dir / f"{self.session}.txt", self.report_dir / f"{self.session}.json"
 
     def wait_report(self, timeout: float = 20.0) -> dict:
         txt, js = self.report_paths()
-        deadline = time.monotonic() + timeout
-        while not (txt.exists() and js.exists()):
-            assert time.monotonic() < deadline, "no report written"
-            time.sleep(0.05)
+        wait_for(lambda: txt.exists() and js.exists(), "the report", timeout)
         return json.loads(js.read_text())
 
 
@@ -159,17 +153,14 @@ def test_class_level_only_reports_have_no_student_rows(tmp_path, setting):
 def test_overlay_and_recording_of_matched_frames(tmp_path):
     rec_dir = tmp_path / "rec"
     image = np.full((240, 320, 3), 90, np.uint8)
-    drawn_before = metric("engagement_overlay_frames_total")
+    drawn_before = local_metric("engagement_overlay_frames_total")
     with Pipeline(tmp_path, record=1, record_path=str(rec_dir), record_filename="session.avi",
                   record_width=320, record_height=240) as p:
         frames = _frames(p.session, 8)
         for h in frames:
             p.frame(h["seq"], image)
             p.sender.send(h)
-        deadline = time.monotonic() + 20
-        while metric("engagement_overlay_frames_total") < drawn_before + 8:
-            assert time.monotonic() < deadline, "frames were not drawn"
-            time.sleep(0.05)
+        wait_for(lambda: local_metric("engagement_overlay_frames_total") >= drawn_before + 8, "8 frames drawn")
         p.sender.send(eos_header(p.session, 8))
         p.wait_report()
     cap = cv2.VideoCapture(str(rec_dir / "session.avi"))
@@ -198,26 +189,24 @@ def test_no_recording_without_record(tmp_path):
 
 
 def test_bad_input_is_counted_and_the_report_still_comes(tmp_path):
-    rejected_before = metric("engagement_messages_rejected_total", service="reporter", reason="bad_msgpack")
-    bad_frames_before = metric("engagement_bad_frames_total", service="reporter")
+    rejected_before = local_metric("engagement_messages_rejected_total", service="reporter", reason="bad_msgpack")
+    bad_frames_before = local_metric("engagement_bad_frames_total", service="reporter")
     with Pipeline(tmp_path) as p:
         p.preview.send_multipart([b"frame", b"\xc1\x00junk", b""])
         # A frame whose JPEG header is fine but whose data is not an image.
         header = make_header("frame", p.session, "cam0", 0, time.time(), {}, width=64, height=48,
                              encoding="jpeg", t_media=0.0, source="test")
-        p.preview.send_multipart([b"frame", msgpack.packb(header), b"\xff\xd8not a jpeg"])
+        p.preview.send_multipart([b"frame", msgpack.packb(as_dict(header)), b"\xff\xd8not a jpeg"])
         for h in _frames(p.session, 4):
             p.sender.send(h)
-        deadline = time.monotonic() + 10
-        while metric("engagement_bad_frames_total", service="reporter") < bad_frames_before + 1:
-            assert time.monotonic() < deadline, "the undecodable frame was not counted"
-            time.sleep(0.05)
+        wait_for(lambda: local_metric("engagement_bad_frames_total", service="reporter") >= bad_frames_before + 1,
+                 "the undecodable frame counted", timeout=10)
         p.sender.send(eos_header(p.session, 4))
         report = p.wait_report()
     assert report["totals"]["frames"] == 4
-    assert metric("engagement_messages_rejected_total", service="reporter", reason="bad_msgpack") \
+    assert local_metric("engagement_messages_rejected_total", service="reporter", reason="bad_msgpack") \
         == rejected_before + 1
-    assert metric("engagement_bad_frames_total", service="reporter") == bad_frames_before + 1
+    assert local_metric("engagement_bad_frames_total", service="reporter") == bad_frames_before + 1
 
 
 class Subscriber:
@@ -240,13 +229,11 @@ class Subscriber:
         self.messages.append((message.topic, json.loads(message.payload)))
 
     def wait_for(self, kind: str, timeout: float = 15.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = [m for _, m in self.messages if m.get("type") == kind]
-            if got:
-                return got
-            time.sleep(0.05)
-        raise AssertionError(f"no {kind} arrived over MQTT")
+        def got() -> list[dict]:
+            return [m for _, m in self.messages if m.get("type") == kind]
+
+        wait_for(got, f"a {kind} over MQTT", timeout)
+        return got()
 
     def close(self) -> None:
         self.client.disconnect()
@@ -303,7 +290,7 @@ def test_redis_down_at_eos_the_report_is_retried_until_it_comes(tmp_path):
                                        len(preds), preds, h["model"]))
     upd_port, preview_port = free_ports(2)
     updates = Peer(zmq.PUSH, f"tcp://127.0.0.1:{upd_port}", bind=True)
-    errors_before = metric("engagement_report_errors_total", reason="redis")
+    errors_before = local_metric("engagement_report_errors_total", reason="redis")
     report_dir = tmp_path / "reports"
     try:
         with Running(ReporterService, redis_url=server.url, redis_prefix=prefix, headless=1,
@@ -311,16 +298,11 @@ def test_redis_down_at_eos_the_report_is_retried_until_it_comes(tmp_path):
                      preview_in=f"sub+connect:tcp://127.0.0.1:{preview_port}"):
             server.stop()
             updates.send(eos_header(session, 5))
-            deadline = time.monotonic() + 15
-            while metric("engagement_report_errors_total", reason="redis") <= errors_before:
-                assert time.monotonic() < deadline, "the failed report was not counted"
-                time.sleep(0.05)
+            wait_for(lambda: local_metric("engagement_report_errors_total", reason="redis") > errors_before,
+                     "the failed report counted", timeout=15)
             assert not (report_dir / f"{session}.json").exists()
             server.start()  # same append-only file: the totals are back
-            deadline = time.monotonic() + 20
-            while not (report_dir / f"{session}.json").exists():
-                assert time.monotonic() < deadline, "no report after Redis came back"
-                time.sleep(0.1)
+            wait_for((report_dir / f"{session}.json").exists, "the report after Redis came back")
         report = json.loads((report_dir / f"{session}.json").read_text())
         assert report["totals"]["frames"] == 5
         assert report["totals"]["predictions"] == sum(len(h["predictions"]) for h in _frames(session, 5))
@@ -331,7 +313,7 @@ def test_redis_down_at_eos_the_report_is_retried_until_it_comes(tmp_path):
 
 def test_messaging_with_the_broker_down_still_writes_the_report(tmp_path, monkeypatch):
     monkeypatch.setattr(reporter_service, "MQTT_ACK_TIMEOUT", 0.5)
-    errors_before = metric("engagement_mqtt_errors_total", type="report")
+    errors_before = local_metric("engagement_mqtt_errors_total", type="report")
     closed_port = free_ports(1)[0]  # nothing listens there
     with Pipeline(tmp_path, messaging=1, mqtt_port=closed_port, device_id="nowhere") as p:
         for h in _frames(p.session, 3):
@@ -339,7 +321,7 @@ def test_messaging_with_the_broker_down_still_writes_the_report(tmp_path, monkey
         p.sender.send(eos_header(p.session, 3))
         report = p.wait_report()
     assert report["totals"]["frames"] == 3
-    assert metric("engagement_mqtt_errors_total", type="report") == errors_before + 1
+    assert local_metric("engagement_mqtt_errors_total", type="report") == errors_before + 1
 
 
 def test_marks_made_during_the_class_are_in_its_report(tmp_path):

@@ -14,8 +14,8 @@ import sys
 import pytest
 import zmq
 
-from tests.capture.harness import link
 from tests.harness import Peer
+from tests.support.links import link
 from tools.sample_video import make_sample_video
 
 pytestmark = pytest.mark.timeout(120)

@@ -16,9 +16,11 @@ import zmq
 
 from services.sequencer.service import STUDENTS_EVICTED, STUDENTS_TRACKED, SequencerService
 from shared import metrics
-from shared.messages import make_header
-from tests.capture.harness import counter, link
+from shared.messages import as_dict, make_header
 from tests.harness import Peer, Running
+from tests.support.links import link
+from tests.support.metrics import counter
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 CROP = 8
@@ -119,9 +121,7 @@ def test_a_stream_that_goes_quiet_is_dropped_by_wall_clock(sequencer):
     service, sender, receiver = sequencer
     before = counter(STUDENTS_EVICTED, "sequencer", "quiet")
     exchange(sender, receiver, 0, [1, 2, 3], 0.0)
-    deadline = time.monotonic() + 10
-    while counter(STUDENTS_EVICTED, "sequencer", "quiet") == before and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: counter(STUDENTS_EVICTED, "sequencer", "quiet") != before, timeout=10)
     assert counter(STUDENTS_EVICTED, "sequencer", "quiet") - before == 3
     assert not service.streams
 
@@ -145,11 +145,11 @@ def test_bad_input_is_counted_and_the_next_good_message_is_answered(sequencer):
     reasons = ["bad_msgpack", "wrong_version", "payload_size", "unexpected_kind", "bad_box"]
     before = {r: rejected(r) for r in reasons}
     sender.send_raw([b"faces", os.urandom(50), os.urandom(30)])
-    sender.send_raw([b"faces", msgpack.packb({**header, "v": 0}), payload])
+    sender.send_raw([b"faces", msgpack.packb({**as_dict(header), "v": 0}), payload])
     sender.send(header, payload[:-1])  # one byte short of the crop the header announces
     frame = make_header("frame", "s1", "cam0", 0, time.time(), width=2, height=2, encoding="bgr")
     sender.send(frame, bytes(12))
-    sender.send({**header, "faces": [{"student": 1, "box": [1, 2]}]}, payload)
+    sender.send({**as_dict(header), "faces": [{"student": 1, "box": [1, 2]}]}, payload)
     msg = exchange(sender, receiver, 1, [1], 0.5)
     assert [f["student"] for f in msg["faces"]] == [1]
     for reason in reasons:

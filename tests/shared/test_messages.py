@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.messages import SCHEMA_VERSION, BadMessage, decode, encode, follow_up, make_header
+from shared.messages import SCHEMA_VERSION, BadMessage, as_dict, decode, encode, follow_up, make_header
 
 
 def frame_parts(**override):
     """An 8x6 BGR frame; `override` changes header fields without changing the payload."""
-    header = make_header("frame", "s1", "cam0", 7, 1000.0, width=8, height=6, encoding="bgr")
+    header = as_dict(make_header("frame", "s1", "cam0", 7, 1000.0, width=8, height=6, encoding="bgr"))
     header.update(override)
     return [bytes(p) for p in encode(header, np.zeros((6, 8, 3), np.uint8).tobytes())]
 
@@ -86,3 +86,69 @@ def test_random_headers_are_rejected_cleanly(header, payload):
         decode([topic, msgpack.packb(header), payload])
     except BadMessage:
         pass
+
+
+# --- the typed contract ---------------------------------------------------------------------
+
+PRED = {"student": 1, "box": [1, 2, 3, 4], "conf": 0.9, "probs": [0.7, 0.1, 0.1, 0.1], "level": 0}
+FACE = {"student": 1, "box": [1, 2, 3, 4], "conf": 0.9}
+GOOD = {  # kind -> (fields, payload) of one valid message
+    "frame": ({"width": 8, "height": 6, "encoding": "bgr", "t_media": 0.5, "source": "x.avi"}, bytes(8 * 6 * 3)),
+    "faces": ({"width": 8, "height": 6, "crop": 2, "faces": [FACE]}, bytes(2 * 2 * 3)),
+    "batch": ({"crop": 2, "length": 3, "students": [FACE], "faces": [FACE]}, bytes(3 * 2 * 2 * 3)),
+    "predictions": ({"model": {"name": "m", "baseline": True}, "predictions": [PRED], "faces": [FACE]}, b""),
+    "update": ({"totals": {"frames": 1}, "predictions": [PRED], "model": {"name": "m"}}, b""),
+    "eos": ({"reason": "end_of_file"}, b""),
+    "ack": ({"of": "predictions"}, b""),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GOOD))
+def test_every_kind_round_trips_typed_and_on_the_old_wire_format(kind):
+    fields, payload = GOOD[kind]
+    header = make_header(kind, "s", "cam0", 3, 12.5, {"capture": 12.5}, **fields)
+    msg = decode([bytes(p) for p in encode(header, payload)])
+    assert type(msg.header) is type(header) and msg.header == header and msg.kind == kind
+    # The wire is the same msgpack map as before the Structs: a plain map decodes, and the
+    # Struct encodes to a map with the schema version and the kind.
+    wire = msgpack.unpackb(bytes(encode(header, payload)[1]))
+    assert wire["v"] == SCHEMA_VERSION and wire["kind"] == kind and wire["seq"] == 3
+    assert decode([kind.encode(), msgpack.packb(wire), payload]).header == header
+
+
+def test_a_field_the_kind_does_not_have_cannot_be_built():
+    with pytest.raises(TypeError):
+        make_header("eos", "s", "c", 1, 0.0, reson="typo")
+
+
+def _breach(kind: str, payload: bytes | None = None, **override) -> str:
+    fields, good_payload = GOOD[kind]
+    header = {**as_dict(make_header(kind, "s", "c", 1, 0.0, **fields)), **override}
+    with pytest.raises(BadMessage) as err:
+        decode([kind.encode(), msgpack.packb(header), good_payload if payload is None else payload])
+    return err.value.reason
+
+
+def test_each_breach_is_counted_under_its_own_reason():
+    assert _breach("predictions", predictions=[{**PRED, "level": 4}]) == "bad_level"
+    assert _breach("predictions", predictions=[{**PRED, "probs": [1.0]}]) == "bad_probs"
+    assert _breach("predictions", predictions=[{**PRED, "box": [1, 2, "3", 4]}]) == "bad_box"
+    assert _breach("faces", faces=[FACE] * 65, payload=bytes(65 * 12)) == "too_many_faces"
+    assert _breach("batch", length=0) == "bad_length"
+    assert _breach("ack", of="frame") == "bad_ack"
+    assert _breach("eos", reason=None) == "wrong_type"
+    assert _breach("eos", payload=b"x") == "unexpected_payload"
+    assert _breach("frame", encoding="jpeg") == "bad_jpeg"
+    fields, _ = GOOD["eos"]
+    header = {k: v for k, v in as_dict(make_header("eos", "s", "c", 1, 0.0, **fields)).items() if k != "session"}
+    with pytest.raises(BadMessage, match="missing_field"):
+        decode([b"eos", msgpack.packb(header), b""])
+
+
+def test_a_receiver_refuses_kinds_it_does_not_expect_by_name():
+    fields, payload = GOOD["frame"]
+    parts = [bytes(p) for p in encode(make_header("frame", "s", "c", 1, 0.0, **fields), payload)]
+    with pytest.raises(BadMessage) as err:
+        decode(parts, expect=("predictions", "eos"))
+    assert err.value.reason == "unexpected_kind"
+    assert decode(parts, expect=("frame",)).kind == "frame"

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.inference.baseline import levels
-from services.inference.baseline.predictor import load_baseline_card
+from shared import baseline_rule as levels
+from shared.baseline_card import load_baseline_card
 from shared.marks import Mark, MarkStore, validate_mark
 from training.fit_baseline import _Signals, fit, fit_thresholds
 

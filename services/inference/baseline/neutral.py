@@ -17,7 +17,7 @@ would never read "attentive". So the baseline learns, per student, the pose they
   student faces the screen": the neutral pose is set to the pose at the mark (`anchor`).
 
 Until a student's neutral pose is known, levels are read from the camera's angles, as
-without it. The levels' rule (levels.relative_pose) measures yaw and pitch from it.
+without it. The rule (shared/baseline_rule.relative_pose) measures yaw and pitch from it.
 """
 
 from __future__ import annotations

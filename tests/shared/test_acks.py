@@ -1,13 +1,14 @@
-"""The unacknowledged-window's rules (shared/acks.py); the running-pipeline proof is test_kill.py."""
+"""The unacknowledged-window's rules (shared/acks.py); the running-pipeline proof is tests/reliability/test_kill.py."""
 
 from __future__ import annotations
 
 from shared.acks import UnackedWindow, key_of
-from shared.messages import make_header
+from shared.messages import Header, make_header
 
 
-def _h(seq: int, kind: str = "predictions", session: str = "s") -> dict:
-    return make_header(kind, session, "cam0", seq, 0.0)
+def _h(seq: int, kind: str = "predictions", session: str = "s") -> Header:
+    fields = {"reason": "end_of_file"} if kind == "eos" else {"model": {}, "predictions": []}
+    return make_header(kind, session, "cam0", seq, 0.0, **fields)
 
 
 def test_acked_messages_are_forgotten_late_ones_resent_with_backoff():

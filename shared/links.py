@@ -1,0 +1,75 @@
+"""The topology of the bus, written once: every link, who sends on it, who reads it, and why.
+
+The link settings (shared/config.py: FRAMES_OUT, FRAMES_IN, ...), the launcher's wiring
+(services/launcher), the compose check (tests/deploy) and the architecture page
+(ARCHITECTURE.md, checked by tests/test_links.py) are all derived from `LINKS`.
+
+A link's two settings are connection strings `<socket type>+<bind|connect>:<endpoint>`: the
+producer binds, the consumer connects. PUSH/PULL gives backpressure (a file source waits for
+the pipeline; a live one drops and counts what the pipeline cannot take); PUB/SUB lets a slow
+reader miss frames instead of slowing anyone down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Pattern = Literal["push/pull", "pub/sub"]
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    producer: str
+    consumer: str
+    pattern: Pattern
+    port: int  # default TCP port (loopback alone; the producer's host in compose)
+    carries: tuple[str, ...]  # message kinds (shared/messages.py)
+    why: str  # why this pattern, and what the link is for
+    wired_by_default: bool = True  # False: its settings default to empty (the link is off)
+
+    @property
+    def out_setting(self) -> str:
+        return f"{self.name.upper()}_OUT"
+
+    @property
+    def in_setting(self) -> str:
+        return f"{self.name.upper()}_IN"
+
+    @property
+    def socket_types(self) -> tuple[str, str]:
+        """(producer's, consumer's) ZeroMQ socket type."""
+        first, second = self.pattern.split("/")
+        return first, second
+
+    def out_spec(self, host: str = "127.0.0.1", port: int | None = None) -> str:
+        """The producer's connection string: it binds on `host`."""
+        return f"{self.socket_types[0]}+bind:tcp://{host}:{self.port if port is None else port}"
+
+    def in_spec(self, host: str = "127.0.0.1", port: int | None = None) -> str:
+        """The consumer's connection string: it connects to the producer at `host`."""
+        return f"{self.socket_types[1]}+connect:tcp://{host}:{self.port if port is None else port}"
+
+
+LINKS: tuple[Link, ...] = (
+    Link("frames", "capture", "facedetect", "push/pull", 5551, ("frame", "eos"),
+         "backpressure: a file source waits for the pipeline; a live source drops (and counts) "
+         "the frames the pipeline cannot take"),
+    Link("preview", "capture", "reporter", "pub/sub", 5552, ("frame",),
+         "overlay and recording only: a slow reader just misses frames, which decode alone"),
+    Link("faces", "facedetect", "sequencer", "push/pull", 5553, ("faces", "eos"),
+         "every face with its crop; never dropped after detection"),
+    Link("batches", "sequencer", "inference", "push/pull", 5554, ("batch", "eos"),
+         "the students whose sequence of crops is due in this frame"),
+    Link("predictions", "inference", "aggregator", "push/pull", 5555, ("predictions", "eos"),
+         "each student's level and probabilities: the product's data"),
+    Link("updates", "aggregator", "reporter", "push/pull", 5556, ("update", "eos"),
+         "the frame's predictions with the session's running totals, and the end of the session"),
+    Link("acks", "aggregator", "inference", "push/pull", 5557, ("ack",),
+         "a predictions/eos message is written to Redis: inference resends what stays "
+         "unacknowledged (shared/acks.py); the launcher and compose wire it",
+         wired_by_default=False),
+)
+
+BY_NAME: dict[str, Link] = {link.name: link for link in LINKS}

@@ -1,0 +1,13 @@
+"""A link of shared/links.py on a free loopback port, for a test that plays one side of it."""
+
+from __future__ import annotations
+
+from services.launcher.ports import free_ports
+from shared.links import BY_NAME
+
+
+def link(name: str) -> tuple[str, str, str]:
+    """(producer spec, consumer spec, endpoint) of link `name` on a free port."""
+    spec = BY_NAME[name]
+    port = free_ports(1)[0]
+    return spec.out_spec(port=port), spec.in_spec(port=port), f"tcp://127.0.0.1:{port}"

@@ -1,0 +1,74 @@
+"""The link table (shared/links.py) is the topology, and ARCHITECTURE.md cannot drift from it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from services.launcher.main import PIPELINE, plan_environment
+from shared import config
+from shared.cli import SERVICE_CLASSES
+from shared.links import LINKS
+from shared.messages import HEADER_TYPES, KINDS, Header
+
+PAGE = Path(__file__).resolve().parents[1] / "ARCHITECTURE.md"
+
+
+def _table(text: str, heading: str) -> list[list[str]]:
+    """The rows (cells stripped of backticks) of the first markdown table after `heading`."""
+    section = text.split(heading, 1)[1]
+    rows = []
+    for line in section.splitlines():
+        if line.startswith("|"):
+            rows.append([c.strip().strip("`") for c in line.strip().strip("|").split("|")])
+        elif rows:
+            break
+    return rows[2:]  # without the header and the --- line
+
+
+def test_the_page_lists_every_link_as_the_table_has_it():
+    text = PAGE.read_text(encoding="utf-8")
+    rows = _table(text, "## The links")
+    assert rows == [[link.name, link.producer, link.consumer, link.pattern.upper(), str(link.port),
+                     ", ".join(link.carries)] for link in LINKS]
+    picture = text.split("```", 2)[1]
+    for link in LINKS:
+        assert re.search(rf"\b{link.name}\b", picture), f"the picture has no {link.name} link"
+
+
+def test_the_page_lists_every_header_field_of_every_kind():
+    common = set(Header.__struct_fields__)
+    rows = {row[0]: row[1] for row in _table(PAGE.read_text(encoding="utf-8"), "## What each message carries")}
+    assert list(rows) == list(KINDS)
+    for kind, cls in HEADER_TYPES.items():
+        # "model {name, ...}, predictions [student, ...], encoding (bgr or jpeg)": the top-level names
+        listed = re.sub(r"\[[^\]]*\]|\{[^}]*\}|\([^)]*\)", "", rows[kind])
+        names = {n.strip() for n in listed.split(",")}
+        assert names == set(cls.__struct_fields__) - common, kind
+
+
+def test_links_join_real_services_and_carry_real_kinds():
+    for link in LINKS:
+        assert {link.producer, link.consumer} <= set(SERVICE_CLASSES), link.name
+        assert set(link.carries) <= set(KINDS), link.name
+    assert len({link.port for link in LINKS}) == len(LINKS)
+
+
+def test_settings_and_launcher_are_derived_from_the_table():
+    for link in LINKS:
+        out, inn = getattr(config, link.out_setting), getattr(config, link.in_setting)
+        assert (out.default, inn.default) == ((link.out_spec(), link.in_spec()) if link.wired_by_default
+                                              else ("", ""))
+
+    class Args:
+        model, session_id, source, report_dir, fixed_ports = "baseline", "s", "x.avi", "/tmp/r", False
+
+    envs = plan_environment(Args(), "redis://127.0.0.1:6379/1")
+    assert set(envs) == set(PIPELINE)
+    for link in LINKS:
+        out = envs[link.producer][link.out_setting]
+        inn = envs[link.consumer][link.in_setting]
+        assert out.startswith(link.socket_types[0] + "+bind:") and inn.startswith(link.socket_types[1] + "+connect:")
+        assert out.rsplit(":", 1)[1] == inn.rsplit(":", 1)[1], link.name  # the same (free) port
+        others = set(PIPELINE) - {link.producer, link.consumer}
+        assert not any(link.out_setting in envs[o] and envs[o][link.out_setting] == out for o in others)
