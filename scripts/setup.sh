@@ -38,6 +38,7 @@ command -v "$PY" >/dev/null || PY=python3
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[ml,train,test,cloud]'
+# Pinned by the lock (constraints.txt, made by scripts/lock.sh), as the images are.
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[ml,train,test,cloud]'
 .venv/bin/engagement fetch-models >/dev/null
 echo "setup: ready (.venv, models/)"

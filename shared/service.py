@@ -20,9 +20,10 @@ import zmq
 
 from shared import metrics
 from shared.bus import Receiver, Sender
-from shared.config import Settings, load_settings
+from shared.config import SettingError, Settings, load_settings
 from shared.logs import setup_logging
 from shared.messages import Message
+from shared.secret_check import redis_url_problem
 
 # Exit code of a service that ended deliberately and must not be restarted: a source that
 # cannot be read, a certificate that will never be accepted. Retrying cannot fix either.
@@ -103,6 +104,11 @@ class Service:
         parent = os.environ.get("PARENT_PID")
         if parent and parent.isdigit():
             threading.Thread(target=self._watch_parent, args=(int(parent),), daemon=True).start()
+        # An example password must not reach a deployment: one line, and no restart (EXIT_GAVE_UP).
+        if problem := redis_url_problem(self.settings.values.get("redis_url") or ""):
+            self._set_state("failed")
+            self.log.error("refusing to start: %s", problem)
+            return EXIT_GAVE_UP
         metrics.serve(self.settings.metrics_host, self.settings.metrics_port, self.healthy)
         try:
             self.start()
@@ -178,6 +184,11 @@ def _flush_context(timeout: float = 6.0) -> None:
 
 
 def main_for(service_cls: type[Service], argv: list[str] | None = None) -> int:
-    settings = load_settings(service_cls.name, service_cls.expand_argv(list(sys.argv[1:] if argv is None else argv)))
+    try:
+        settings = load_settings(service_cls.name,
+                                 service_cls.expand_argv(list(sys.argv[1:] if argv is None else argv)))
+    except SettingError as exc:  # a user's mistake: one line, no traceback
+        print(f"engagement {service_cls.name}: {exc}", file=sys.stderr)
+        return 2
     setup_logging(service_cls.name, settings.log_level)
     return service_cls(settings).run()

@@ -25,6 +25,10 @@ through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test s
   P:class:<cid>:totals          hash    frames, frames_without_faces, faces, predictions,
                                         level:0 .. level:3 across all its sessions
 
+No key has a TTL until the reporter has written the session's report; then every key of the
+session gets one (REPORTED_SESSION_TTL, shared/redis_retention.py), the only keys Redis's
+volatile-ttl policy may evict.
+
 One frame is written by one Lua script, so Redis applies it whole or not at all (a crash
 between two increments cannot leave totals half-counted) and the idempotency check and the
 increments cannot interleave with another writer. The script builds student keys from the
@@ -197,6 +201,10 @@ class Store:
     def _s(self, session: str) -> str:
         return f"{self.prefix}:session:{session}"
 
+    def session_pattern(self, session: str) -> str:
+        """SCAN pattern of every key of one session (the class keys are not among them)."""
+        return f"{self._s(session)}:*"
+
     # --- writes (aggregator) ------------------------------------------------------------
     def record_frame(self, rec: FrameRecord) -> tuple[bool, dict[str, Any]]:
         """Count one frame; (False, totals) if (session, stream, seq) was counted before.
@@ -208,6 +216,11 @@ class Store:
             entry = {"stream": rec.stream, "seq": int(rec.seq), "student": int(p["student"]), "level": int(p["level"]),
                      "probs": [float(x) for x in p["probs"]], "t_capture": float(rec.t_capture),
                      "t_media": None if rec.t_media is None else float(rec.t_media)}
+            # What the level rests on, so a report explains itself: the face's box and detection
+            # confidence, and the baseline's signals (yaw, pitch, eye openness, ...).
+            for extra in ("box", "conf", "signals"):
+                if p.get(extra) is not None:
+                    entry[extra] = p[extra]
             # The timeline entry is encoded here, not in Lua: cjson would round times to 14 digits.
             preds.append({"student": entry["student"], "level": entry["level"],
                           "entry": json.dumps(entry, separators=(",", ":"))})

@@ -68,7 +68,11 @@ def test_settings_and_launcher_are_derived_from_the_table():
     for link in LINKS:
         out = envs[link.producer][link.out_setting]
         inn = envs[link.consumer][link.in_setting]
-        assert out.startswith(link.socket_types[0] + "+bind:") and inn.startswith(link.socket_types[1] + "+connect:")
+        binder, connector = ("consumer", "producer") if link.pattern == "pub/sub" else ("producer", "consumer")
+        specs = {"producer": out, "consumer": inn}
+        assert specs[binder].split(":", 1)[0].endswith("+bind"), link.name
+        assert specs[connector].split(":", 1)[0].endswith("+connect"), link.name
+        assert out.startswith(link.socket_types[0] + "+") and inn.startswith(link.socket_types[1] + "+")
         assert out.rsplit(":", 1)[1] == inn.rsplit(":", 1)[1], link.name  # the same (free) port
         others = set(PIPELINE) - {link.producer, link.consumer}
         assert not any(link.out_setting in envs[o] and envs[o][link.out_setting] == out for o in others)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -242,6 +243,36 @@ def make_sample_video(path: str | Path, seconds: float = 20.0, faces: int = 1, f
     }
 
 
+# A scripted level-2 stretch shorter than this may not show in a report with the default
+# settings (2 FPS, SMOOTHING_SECONDS 1, the head's turn taking EASE_SECONDS at each end).
+MIN_EVENT_SECONDS = 3.0
+
+
+def ground_truth(info: dict[str, Any]) -> dict[str, Any]:
+    """What the video shows, per face: its seat, the student id `engagement run` gives it (the
+    tracker numbers a class seen at once in reading order, as the grid is filled), where its
+    face is, and each scripted stretch with its level; plus when nobody is in the frame."""
+    faces = int(info["faces"])
+    if faces <= 0:
+        return {"video": Path(info["path"]).name, "seconds": info["seconds"], "faces": [], "absent": []}
+    scaled, corners = _layout(faces, _astronaut_face())
+    scale = scaled.shape[1] / FACE_REGION[2]
+    bx, by, bw, bh = FACE_BOX
+    rows = []
+    for f, (x, y) in enumerate(corners):
+        box = [int(x + (bx - FACE_REGION[0]) * scale), int(y + (by - FACE_REGION[1]) * scale),
+               int(bw * scale), int(bh * scale)]
+        stretches = [{"state": st["state"], "level": st["level"], "start": round(st["start"], 3),
+                      "end": round(st["end"], 3)} for st in info["attention_stretches"] if st["face"] == f]
+        rows.append({"face": f + 1, "student": f + 1, "box": box, "stretches": stretches})
+    return {"video": Path(info["path"]).name, "seconds": info["seconds"], "fps": info["fps"],
+            "faces": rows, "absent": [[round(a, 3), round(b, 3)] for a, b in info["absent_stretches"]]}
+
+
+def truth_path(video: str | Path) -> Path:
+    return Path(video).with_suffix(".truth.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="engagement make-sample",
                                      description="Write a 640x480 MJPG video with real faces "
@@ -259,4 +290,12 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in info["absent_stretches"]))
     for st in info["attention_stretches"]:
         print(f"  face {st['face'] + 1}: {st['state']} (level {st['level']}) {st['start']:.1f}-{st['end']:.1f} s")
+    truth = truth_path(args.out)
+    truth.write_text(json.dumps(ground_truth(info), indent=1) + "\n")
+    print(f"ground truth (face -> student, stretches): {truth}")
+    short = [st for st in info["attention_stretches"]
+             if st["level"] >= 2 and st["end"] - st["start"] < MIN_EVENT_SECONDS]
+    if short:
+        print(f"note: {len(short)} scripted stretch(es) last under {MIN_EVENT_SECONDS:.0f} s and may not show in "
+              f"a report at the default settings; --seconds 20 or more makes each long enough")
     return 0

@@ -95,7 +95,15 @@ class AggregatorService(Service):
 
     def _record(self, h: Predictions) -> FrameRecord:
         n_faces = len(h.predictions) if h.faces is None else len(h.faces)
-        preds = [{"student": p["student"], "level": p["level"], "probs": p["probs"]} for p in h.predictions]
+        preds = []
+        for p in h.predictions:
+            # What the level rests on travels into the timeline: box, detection confidence, and
+            # the smoothed signals the baseline decided on (not its per-frame "now" reading).
+            pred = {"student": p["student"], "level": p["level"], "probs": p["probs"], "box": p.get("box"),
+                    "conf": p.get("conf")}
+            if isinstance(p.get("signals"), dict):
+                pred["signals"] = {k: v for k, v in p["signals"].items() if k != "now"}
+            preds.append(pred)
         return FrameRecord(session=h.session, class_id=self.class_id, stream=h.stream, seq=h.seq,
                            t_capture=h.t_capture, t_media=h.t_media, faces=n_faces, predictions=preds,
                            model=dict(h.model))

@@ -12,6 +12,7 @@ by a counter and an up/down gauge. Every source ends with one `eos`: end_of_file
 
 from __future__ import annotations
 
+import secrets
 import time
 from datetime import UTC, datetime
 
@@ -38,7 +39,8 @@ PEER_WAIT_MS = 2000  # how long the first frame waits for facedetect to connect
 
 
 def default_session_id(stream: str) -> str:
-    return f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    # A random part: two captures started in the same second on one Redis must not mix totals.
+    return f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
 
 
 class CaptureService(Service):

@@ -22,6 +22,18 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def reading_order(boxes: list[Box]) -> list[int]:
+    """Indexes of `boxes` row by row (a box whose top is within half a face of the row's first
+    top is in that row), left to right within a row."""
+    rows: list[list[int]] = []
+    for i in sorted(range(len(boxes)), key=lambda i: boxes[i][1]):
+        if rows and boxes[i][1] - boxes[rows[-1][0]][1] < boxes[rows[-1][0]][3] / 2:
+            rows[-1].append(i)
+        else:
+            rows.append([i])
+    return [i for row in rows for i in sorted(row, key=lambda i: boxes[i][0])]
+
+
 def centre_distance(a: Box, b: Box) -> float:
     """Distance between box centres, in units of the larger box side."""
     dx = (a[0] + a[2] / 2) - (b[0] + b[2] / 2)
@@ -79,10 +91,13 @@ class Tracker:
             if ids[i] is None and sid in free:
                 ids[i] = sid
                 free.discard(sid)
-        for i, box in enumerate(boxes):
+        # New students are numbered in reading order (rows top to bottom, then left to right),
+        # so the ids of a class seen at once follow the seats, not the detector's score order.
+        for i in reading_order(boxes):
             if ids[i] is None:
                 ids[i] = state.next_id
                 state.next_id += 1
+        for i, box in enumerate(boxes):
             state.tracks[ids[i]] = Track(ids[i], tuple(int(v) for v in box), t)  # type: ignore[arg-type]
         return [int(i) for i in ids]  # type: ignore[arg-type]
 

@@ -10,8 +10,8 @@ class with these members.
                   exactly its length; the baseline reads the newest crop of any length)
     predict_students(keys, crops, t)
                   crops (students, length, h, w, 3) uint8 BGR, keys (session, stream, student),
-                  t the frame's time (media time for files, capture time otherwise; the
-                  baseline's neutral poses are learned over it)
+                  t the frame's time in seconds (media time for files; state over time, like
+                  the baseline's smoothing and each student's neutral pose, follows it)
                   -> one {"probs": [4 floats], "level": int, ...} per student; extra entries
                   (multitask heads, the baseline's signals) travel on in the message
     end_stream(session, stream)   forget per-student state of a stream that ended (number dropped)

@@ -50,7 +50,7 @@ STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after th
 
 
 def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
-               gaze: bool = False, smoothing_window: int = 5, thresholds_card: str = "",
+               gaze: bool = False, smoothing_seconds: float = 1.0, thresholds_card: str = "",
                neutral: NeutralPose | None = None) -> Predictor:
     """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only).
 
@@ -60,7 +60,7 @@ def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | 
         from services.inference.baseline import BaselinePredictor  # noqa: PLC0415
 
         return BaselinePredictor(Path(models_dir) if models_dir else None, gaze=gaze,
-                                 smoothing_window=smoothing_window, thresholds_card=thresholds_card,
+                                 smoothing_seconds=smoothing_seconds, thresholds_card=thresholds_card,
                                  neutral=neutral)
     from services.inference.bundle import load_predictor  # noqa: PLC0415
 
@@ -92,7 +92,12 @@ class InferenceService(Service):
 
     def _load(self) -> None:
         s = self.settings
-        options = {"models_dir": s.models_dir, "gaze": bool(s.gaze), "smoothing_window": int(s.smoothing_window)}
+        seconds = float(s.smoothing_seconds)
+        if s.smoothing_window and s.fps > 0:  # the old setting, in frames: still read
+            seconds = s.smoothing_window / float(s.fps)
+            self.log.warning("SMOOTHING_WINDOW=%d frames is deprecated: read as SMOOTHING_SECONDS=%.2f at %g FPS",
+                             s.smoothing_window, seconds, s.fps)
+        options = {"models_dir": s.models_dir, "gaze": bool(s.gaze), "smoothing_seconds": seconds}
         try:
             self.predictor = (self._load_baseline(options) if s.model == BASELINE
                               else load_model(s.model, s.engine, bool(s.eu_ai_act_mode), **options))
@@ -213,7 +218,9 @@ class InferenceService(Service):
         keys = [(batch.session, batch.stream, student["student"]) for student in students]
         if getattr(self, "mark_follower", None) is not None:
             self.mark_follower.watch(batch.session)
-        t = batch.t_capture if batch.t_media is None else batch.t_media  # a file's own clock
+        # Seconds into the video (media time for files): the baseline smooths over a time window
+        # and learns each student's neutral pose over one.
+        t = batch.t_media if batch.t_media is not None else batch.t_capture
         started = time.perf_counter()
         assessed = self.predictor.predict_students(keys, crops, t)
         INFERENCE_SECONDS.observe(time.perf_counter() - started)

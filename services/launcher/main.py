@@ -1,28 +1,49 @@
 """`engagement run`: the whole pipeline as separate OS processes on loopback.
 
-Starts the services downstream-first (each healthy before the next), capture last; when
-the source ends (capture exits cleanly after sending end-of-stream) or on Ctrl-C/SIGTERM
+Every setting of every pipeline service is a flag here (same name as the single service's),
+an environment variable or a key of the YAML config file (`--config`). Before anything
+starts, the settings are validated and the checks of `engagement check` run (source,
+folders, Redis, model, ports); the first failure is one line and exit code 2.
+
+Then it starts the services downstream-first (each healthy before the next), capture last;
+when the source ends (capture exits cleanly after sending end-of-stream) or on Ctrl-C/SIGTERM
 (capture is told to stop, and its end-of-stream drains through the pipeline), it waits for
-the reporter's report, stops every process upstream-first and prints the report's paths.
-Every setting not given as a flag here is read by the services from the environment.
+the reporter's report, stops every process upstream-first and prints the report's paths. A
+stop takes at most STOP_TIMEOUT (15 s): what is still running then is killed, and a report
+not yet written is kept in Redis and written by the next `engagement run` in this folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
+import secrets
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from services.launcher.ports import free_ports, is_free
 from services.launcher.private_redis import PrivateRedis
 from services.launcher.supervisor import Child, Supervisor
-from shared.config import METRICS_PORTS, REPO_ROOT
+from shared import checks
+from shared.config import (
+    LAUNCHER,
+    METRICS_PORTS,
+    SERVICES,
+    SettingError,
+    add_flags,
+    all_settings,
+    report_fallback_dir,
+    resolve,
+)
 from shared.links import LINKS as ALL_LINKS
 from shared.logs import setup_logging
 from shared.service import EXIT_GAVE_UP
@@ -33,40 +54,96 @@ PIPELINE = ["capture", "facedetect", "sequencer", "inference", "aggregator", "re
 START_ORDER = list(reversed(PIPELINE))  # consumers first, so nothing waits on a missing peer
 # Every link of shared/links.py, the acks too (Redis writes acknowledged: inference resends the rest).
 LINKS = {link.name: link for link in ALL_LINKS if {link.producer, link.consumer} <= set(PIPELINE)}
+LINK_SETTINGS = {name for link in ALL_LINKS for name in (link.in_setting, link.out_setting)}
+EXIT_CHECK_FAILED = 2
+SHORT_OPTIONS = {"--record": "-r", "--messaging": "-m"}  # the reference system's, as the reporter takes them
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="engagement run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", required=True, help="video file, camera index or RTSP/HTTP URL")
-    p.add_argument("--model", default=os.environ.get("MODEL", "baseline"),
-                   help="'baseline' (face-mesh attention) or a model bundle directory")
-    p.add_argument("--session-id", default=os.environ.get("SESSION_ID", ""))
-    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL", ""),
-                   help="Redis for the totals (default: a private redis-server on a free port)")
-    p.add_argument("--report-dir", default=os.environ.get("REPORT_DIR", str(REPO_ROOT / "reports")))
-    p.add_argument("--fixed-ports", action="store_true",
-                   help="use the configured metrics ports (for a Prometheus that scrapes them) "
-                        "instead of free ones")
-    p.add_argument("--report-timeout", type=float, default=300.0,
-                   help="seconds to wait for the report once the source has ended")
-    p.add_argument("--max-restarts", type=int, default=5, help="restarts per service before giving up")
+def run_settings() -> list[Any]:
+    """Every setting `engagement run` takes: the pipeline's (links are planned here) and its own.
+
+    REDIS_URL has no default here: not given means a private redis-server.
+    """
+    out = []
+    bridge_only = {s.env for s in SERVICES["mqtt_bridge"]} - {s.env for n in PIPELINE for s in SERVICES[n]}
+    for s in all_settings():
+        if s.env in LINK_SETTINGS or s.env in bridge_only:
+            continue
+        if s.env == "REDIS_URL":
+            s = dataclasses.replace(s, default="")
+        out.append(s)
+    return out
+
+
+def build_parser(prog: str = "engagement run", description: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description=description or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Each flag is also an environment variable (the name after 'env') and a key of the config file "
+               "(lower case); flags win over the environment, the environment over the file, the file over "
+               "the defaults. `engagement config --example` prints a file with every setting.")
+    p.add_argument("--config", default=None, help="YAML config file (env CONFIG_FILE)")
+    wanted = {s.env: s for s in run_settings()}
+    placed: set[str] = set()
+    groups: list[tuple[str, list[Any]]] = [("every service", [s for s in wanted.values()
+                                                              if s.env in {c.env for c in _common()}])]
+    groups += [(name, list(settings)) for name, settings in SERVICES.items() if name in PIPELINE]
+    groups.append(("the launcher", LAUNCHER))
+    for title, settings in groups:
+        fresh = [wanted[s.env] for s in settings if s.env in wanted and s.env not in placed]
+        if not fresh:
+            continue
+        placed |= {s.env for s in fresh}
+        add_flags(p.add_argument_group(f"{title} settings"), fresh)
+    for long, short in SHORT_OPTIONS.items():  # the same dest, given alone = 1
+        p.add_argument(short, dest=long[2:], nargs="?", const="1", default=None, help=f"same as {long}")
     return p
 
 
-def plan_environment(args: argparse.Namespace, redis_url: str) -> dict[str, dict[str, str]]:
-    """Per-service environment: links on free loopback ports, metrics ports, shared settings."""
-    base = dict(os.environ)
-    sequence_length = base.get("SEQUENCE_LENGTH")
+def _common() -> list[Any]:
+    from shared.config import COMMON
+
+    return COMMON
+
+
+def resolve_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every run setting, flag > environment > config file > default; SettingError if one is bad."""
+    flags = dict(vars(args))
+    config = flags.pop("config", None) or os.environ.get("CONFIG_FILE") or None
+    values = resolve(run_settings(), flags, os.environ, config)
+    reconnect = str(values["reconnect"]).strip().lower()
+    if reconnect == "forever":
+        values["retry_limit"] = 0
+    elif reconnect.isdigit() and int(reconnect) >= 1:
+        values["retry_limit"] = int(reconnect)
+    else:
+        raise SettingError(f"setting RECONNECT={values['reconnect']!r} is not allowed; allowed: 'forever' or a "
+                           f"number of tries of at least 1, default '3'")
+    values["reconnect"] = reconnect
+    return values
+
+
+def new_session_id(stream: str) -> str:
+    """Unique even for two classes started in the same second against one Redis."""
+    return f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str) -> dict[str, dict[str, str]]:
+    """Per-service environment: every resolved setting, links on free loopback ports, metrics ports."""
+    values = args if isinstance(args, dict) else resolve_run(args)
+    base = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE"}  # resolved here, once
+    for s in run_settings():
+        if s.env in {c.env for c in LAUNCHER}:
+            continue
+        value = values[s.dest]
+        base[s.env] = str(value)
+    sequence_length = os.environ.get("SEQUENCE_LENGTH")
     if not sequence_length:
         from shared.card_info import sequence_length_for
 
-        sequence_length = str(sequence_length_for(args.model))
-    base.update({"SESSION_ID": args.session_id, "SOURCE": args.source, "MODEL": args.model,
-                 "REDIS_URL": redis_url, "REPORT_DIR": args.report_dir,
-                 "SEQUENCE_LENGTH": sequence_length, "PYTHONUNBUFFERED": "1"})
+        sequence_length = str(sequence_length_for(values["model"], values["models_dir"]))
+    base.update({"REDIS_URL": redis_url, "SEQUENCE_LENGTH": sequence_length, "PYTHONUNBUFFERED": "1"})
     link_ports = dict(zip(LINKS, free_ports(len(LINKS)), strict=True))
-    if args.fixed_ports and all(is_free(p) for p in METRICS_PORTS.values()):
+    if values.get("fixed_ports") and all(is_free(p) for p in METRICS_PORTS.values()):
         metrics_ports = {name: METRICS_PORTS[name] for name in PIPELINE}
     else:
         metrics_ports = dict(zip(PIPELINE, free_ports(len(PIPELINE)), strict=True))
@@ -74,52 +151,172 @@ def plan_environment(args: argparse.Namespace, redis_url: str) -> dict[str, dict
     for name in PIPELINE:
         env = dict(base, METRICS_PORT=str(metrics_ports[name]))
         for link in LINKS.values():
+            out_spec, in_spec = link.local_specs(link_ports[link.name])
             if name == link.producer:
-                env[link.out_setting] = link.out_spec(port=link_ports[link.name])
+                env[link.out_setting] = out_spec
             if name == link.consumer:
-                env[link.in_setting] = link.in_spec(port=link_ports[link.name])
+                env[link.in_setting] = in_spec
         envs[name] = env
     return envs
 
 
-def _report_paths(report_dir: str, session: str) -> tuple[Path, Path]:
-    return Path(report_dir) / f"{session}.txt", Path(report_dir) / f"{session}.json"
+def find_report(values: dict[str, Any], session: str) -> tuple[Path, Path] | None:
+    """The session's report, where it was asked for or in the fallback folder."""
+    for folder in (Path(values["report_dir"]), report_fallback_dir(values.get("report_fallback_dir", ""))):
+        txt, js = folder / f"{session}.txt", folder / f"{session}.json"
+        if txt.exists() and js.exists():
+            return txt, js
+    return None
 
+
+# --- the checks ----------------------------------------------------------------------------------
+
+def check_context(values: dict[str, Any], session_given: bool = False) -> checks.Context:
+    fixed = {n: METRICS_PORTS[n] for n in PIPELINE} if values.get("fixed_ports") else {}
+    return checks.Context(values, private_redis=not values.get("redis_url"),
+                          extra={"fixed_ports": fixed, "session_given": session_given})
+
+
+def preflight(values: dict[str, Any], session_given: bool) -> int:
+    """0, or print each failed check's one line and return 2."""
+    failed = [r for r in checks.run_checks(check_context(values, session_given)) if not r.ok]
+    for r in failed:
+        print(f"engagement run: {r.line()}", file=sys.stderr, flush=True)
+    return EXIT_CHECK_FAILED if failed else 0
+
+
+# --- runs that outlive a crash -------------------------------------------------------------------
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_interrupted(state_dir: Path, redis_url: str = "") -> list[tuple[Path, Path]]:
+    """Write the report of every class whose launcher died (its run record is still here).
+
+    A class on a private Redis is read from the data that Redis left in the record's folder;
+    one on a shared Redis from this run's REDIS_URL (never written to disk: it may carry a
+    password).
+    """
+    written = []
+    for record_path in sorted(state_dir.glob("runs/*/run.json")):
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if _pid_alive(int(record.get("pid", 0))) and record.get("pid") != os.getpid():
+            continue  # another class still running in this folder
+        run_dir = record_path.parent
+        session = record["session"]
+        if not record.get("private") and not redis_url:
+            log.warning("session %s was interrupted on a shared Redis: give its REDIS_URL to write its report",
+                        session)
+            continue
+        log.warning("session %s was interrupted (its launcher died): writing its report now", session)
+        private = PrivateRedis(run_dir / "redis", os.getpid()) if record.get("private") else None
+        url = private.url if private else redis_url
+        report_from_redis(session, url, record.get("env", {}), 30.0)
+        found = find_report(record.get("values", {"report_dir": record.get("env", {}).get("REPORT_DIR", "reports")}),
+                            session)
+        if private:
+            private.stop(keep_data=found is None)
+        if found:
+            written.append(found)
+            print(f"report of interrupted session {session}: {found[0]} {found[1]}", flush=True)
+            _remove_run(run_dir)
+    return written
+
+
+def report_from_redis(session: str, redis_url: str, env: dict[str, str], timeout: float) -> None:
+    """The reporter, once, writing `session`'s report from what Redis holds (marked interrupted
+    when the class never ended): for a class whose launcher died, or a stop that could not
+    drain in time."""
+    full = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE"}
+    full.update(env)
+    full.update({"SESSION_ID": session, "REDIS_URL": redis_url, "REPORT_RECOVER": "1", "METRICS_PORT": "0",
+                 "PREVIEW_IN": "", "UPDATES_IN": "", "MESSAGING": "0", "RECORD": "0"})
+    try:
+        subprocess.run([sys.executable, "-m", "shared.cli", "reporter"], env=full, timeout=max(1.0, timeout),
+                       stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired:
+        log.error("the report of %s took over %.0f s; its totals are kept for the next start", session, timeout)
+
+
+def _remove_run(run_dir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        run_dir.parent.rmdir()  # runs/ when empty, and the state folder when empty
+        run_dir.parent.parent.rmdir()
+    except OSError:
+        pass
+
+
+# --- the run -------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace,
         adjust_env: Callable[[dict[str, dict[str, str]]], None] | None = None) -> int:
     """Run one session; `adjust_env` may rewire the planned per-service environments."""
-    if not args.session_id:
-        stream = os.environ.get("STREAM_ID", "cam0")
-        args.session_id = f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    try:
+        values = resolve_run(args)
+    except SettingError as exc:
+        print(f"engagement run: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CHECK_FAILED
+    session_given = bool(values["session_id"])
+    if not session_given:
+        values["session_id"] = new_session_id(values["stream_id"])
+    args.session_id = values["session_id"]
+    code = preflight(values, session_given)
+    if code:
+        return code
+    session = values["session_id"]
+    state_dir = Path(values["state_dir"])
+    recover_interrupted(state_dir, values["redis_url"])
+
+    run_dir = state_dir / "runs" / session
     private = None
-    redis_url = args.redis_url
+    redis_url = values["redis_url"]
     if not redis_url:
-        private = PrivateRedis()
+        private = PrivateRedis(run_dir / "redis", os.getpid())
         redis_url = private.url
-        log.info("no REDIS_URL: started a private redis-server at %s", redis_url)
-    envs = plan_environment(args, redis_url)
+        log.info("no REDIS_URL: started a private redis-server at %s (data in %s)", redis_url, private.dir)
+    envs = plan_environment(values, redis_url)
     if adjust_env:
         adjust_env(envs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keep = {k: envs["reporter"][k] for k in ("REPORT_DIR", "REPORT_FALLBACK_DIR", "REDIS_PREFIX", "CLASS_LEVEL_ONLY",
+                                              "EU_AI_ACT_MODE") if k in envs["reporter"]}
+    (run_dir / "run.json").write_text(json.dumps({
+        "session": session, "pid": os.getpid(), "private": private is not None, "env": keep,
+        "values": {"report_dir": values["report_dir"], "report_fallback_dir": values["report_fallback_dir"]}}))
     children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"])) for name in PIPELINE]
-    supervisor = Supervisor(children, args.max_restarts)
-    stop_requested = []
+    supervisor = Supervisor(children, values["max_restarts"])
+    stop_requested: list[float] = []
 
     def on_signal(signum: int, _frame: object) -> None:
         if stop_requested:  # a second Ctrl-C: stop at once
             log.warning("second stop request: stopping every service now")
             raise KeyboardInterrupt
-        stop_requested.append(signum)
+        stop_requested.append(time.monotonic())
         log.info("stop requested: ending the session (the report is still written)")
         supervisor.signal("capture", signal.SIGTERM)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    txt, js = _report_paths(args.report_dir, args.session_id)
+    stop_timeout = float(values["stop_timeout"])
     started = time.monotonic()
     code = 1
+    found = None
+    failed = False  # a service could not start
     try:
-        log.info("session %s: starting %s", args.session_id, ", ".join(START_ORDER))
+        log.info("session %s: starting %s", session, ", ".join(START_ORDER))
         supervisor.start(START_ORDER)
         ports = {c.name: c.metrics_port for c in children}
         log.info("all services up in %.1f s; metrics ports %s", time.monotonic() - started, ports)
@@ -129,32 +326,52 @@ def run(args: argparse.Namespace,
             if "capture" in finished and source_ended_at is None:
                 source_ended_at = time.monotonic()
                 log.info("source ended; waiting for the report")
-            if stop_requested and source_ended_at is None and not supervisor.children["capture"].alive():
-                source_ended_at = time.monotonic()
-            if txt.exists() and js.exists() and source_ended_at is not None:
+            found = find_report(values, session)
+            if found and (source_ended_at is not None or stop_requested):
                 code = 0
                 break
-            if source_ended_at is not None and time.monotonic() - source_ended_at > args.report_timeout:
-                log.error("no report after %.0f s", args.report_timeout)
+            # A stop leaves time to stop the services (3 s) and write the report from Redis (4 s).
+            if stop_requested and time.monotonic() - stop_requested[0] > stop_timeout - 7:
+                log.warning("the pipeline has not drained %.0f s after the stop request: stopping it and "
+                            "writing the report from what Redis holds", stop_timeout - 7)
+                break
+            if source_ended_at is not None and time.monotonic() - source_ended_at > values["report_timeout"]:
+                log.error("no report after %.0f s", values["report_timeout"])
                 break
             time.sleep(0.1)
     except KeyboardInterrupt:
         pass
     except RuntimeError as exc:
         log.error("%s", exc)
+        failed = True
     finally:
-        supervisor.stop(PIPELINE)
+        end = (stop_requested[0] + stop_timeout) if stop_requested else time.monotonic() + stop_timeout
+        supervisor.stop(PIPELINE, deadline=end - 4)
+        found = find_report(values, session)
+        if not found:  # what the aggregator wrote is the class: report it, marked interrupted
+            report_from_redis(session, redis_url, keep, end - time.monotonic())
+            found = find_report(values, session)
         if private:
-            private.stop()
+            private.stop(keep_data=found is None)
+        if found or not private:
+            _remove_run(run_dir)
     elapsed = time.monotonic() - started
+    if found and not failed:
+        code = 0  # the class is on disk (drained, or written from Redis at the stop's deadline)
     if code == 0 and EXIT_GAVE_UP in supervisor.children["capture"].exit_codes:
         log.error("the source %s could not be read: the report covers what was captured (maybe nothing)",
-                  args.source)
+                  values["source"])
         code = EXIT_GAVE_UP
-    if txt.exists() and js.exists():
+    if found:
+        txt, js = found
         _print_summary(js, elapsed)
+        if txt.parent != Path(values["report_dir"]):
+            print(f"the report could not be written to {values['report_dir']}: saved in {txt.parent}", flush=True)
         print(f"report: {txt}")
-        print(f"report: {js}")
+        print(f"report: {js}", flush=True)
+    elif private:
+        print(f"no report yet: the class's totals are kept in {run_dir}; the next `engagement run` in this "
+              f"folder writes its report", flush=True)
     return code
 
 
@@ -164,6 +381,8 @@ def _print_summary(js: Path, elapsed: float) -> None:
         frames = report.get("totals", {}).get("frames", 0)
         print(f"session {report.get('session')}: {frames} frames in {elapsed:.1f} s "
               f"({frames / elapsed:.2f} frames/s including start-up)")
+        if report.get("recording"):
+            print(f"recording: {report['recording']}")
     except (OSError, ValueError, AttributeError):
         pass
 
@@ -173,3 +392,17 @@ def main(argv: list[str]) -> int:
     setup_logging("launcher", os.environ.get("LOG_LEVEL", "INFO"))
     return run(args)
 
+
+def check_main(argv: list[str]) -> int:
+    """`engagement check`: the table of every check, exit 2 if one failed."""
+    args = build_parser("engagement check", "Check everything a class needs, before the class: the source, the "
+                        "report and recording folders, Redis, the model, ports. Takes the flags of "
+                        "`engagement run`.").parse_args(argv)
+    try:
+        values = resolve_run(args)
+    except SettingError as exc:
+        print(f"engagement check: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    results = checks.run_checks(check_context(values, session_given=bool(values["session_id"])))
+    print(checks.table(results), flush=True)
+    return EXIT_CHECK_FAILED if any(not r.ok for r in results) else 0

@@ -112,16 +112,21 @@ class Supervisor:
         if child.alive():
             os.kill(child.proc.pid, sig)
 
-    def stop(self, order: list[str], timeout: float = 10.0) -> None:
-        """SIGTERM in `order` (upstream first, so in-flight messages drain downstream)."""
+    def stop(self, order: list[str], timeout: float = 10.0, deadline: float | None = None) -> None:
+        """SIGTERM in `order` (upstream first, so in-flight messages drain downstream).
+
+        Each gets `timeout` seconds, and all together end by `deadline` (monotonic): then
+        whatever still runs is killed, so a stop is bounded.
+        """
         for name in order:
             child = self.children[name]
             child.finished = True
             if child.alive():
                 child.proc.terminate()
+                wait = timeout if deadline is None else max(0.1, min(timeout, deadline - time.monotonic()))
                 try:
-                    child.proc.wait(timeout)
+                    child.proc.wait(wait)
                 except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop in %.0f s; killing it", name, timeout)
+                    log.warning("%s did not stop in %.1f s; killing it", name, wait)
                     child.proc.kill()
                     child.proc.wait()

@@ -37,6 +37,7 @@ class Recorder:
         self.writer: cv2.VideoWriter | None = None
         self.failed = False
         self.frames = 0
+        self.session = ""  # whose class this recording is
 
     @property
     def active(self) -> bool:

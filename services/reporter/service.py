@@ -33,9 +33,11 @@ from services.reporter.messaging import Publisher
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
 from shared.backoff import backoff_delay
+from shared.config import report_fallback_dir
 from shared.levels import LEVEL_LABELS
 from shared.marks import MarkStore
 from shared.messages import Eos, Frame, Message, Update
+from shared.redis_retention import expire_keys
 from shared.service import Service
 from shared.totals import Store
 
@@ -133,6 +135,9 @@ class ReporterService(Service):
             except cv2.error as exc:  # the headless OpenCV build has no GUI
                 self.log.warning("no window possible (%s): running headless", str(exc).strip()[:80])
                 self.headless = True
+        if s.report_recover and s.session_id:
+            self.recover_and_exit()
+            return
         self.log.info("reports to %s%s; %s; recording %s; messaging %s", self.report_dir,
                       " (class level only)" if self.class_level_only else "",
                       "headless" if self.headless else "window", "on" if s.record else "off",
@@ -167,6 +172,7 @@ class ReporterService(Service):
             return
         header, payload = self.frames.pop(key)
         update = self.updates.pop(key)
+        key_session = header.session
         frame = overlay.decode_frame(header, payload)
         if frame is None:
             BAD_FRAMES.labels(self.name).inc()
@@ -179,16 +185,21 @@ class ReporterService(Service):
                            recording=recording, baseline=bool(model.get("baseline")))
         OVERLAY_FRAMES.inc()
         if recording:
-            self._record(img)
+            self._record(img, key_session)
         if not self.headless:
             cv2.imshow("engagement", img)
             cv2.waitKey(1)
 
-    def _record(self, img: Any) -> None:
+    def _record(self, img: Any, session: str) -> None:
         s = self.settings
         if self.recorder is None:
-            self.recorder = Recorder(s.record_path, s.record_filename, s.record_codec, s.record_fps,
-                                     s.record_width, s.record_height, s.record_min_free_bytes)
+            # Follows the capture unless set: its FPS (so it plays at the class's speed) and size.
+            fps = float(s.record_fps) or float(s.fps) or 25.0
+            size = (int(s.record_width) or img.shape[1], int(s.record_height) or img.shape[0])
+            folder = s.record_path or s.report_dir
+            self.recorder = Recorder(folder, s.record_filename or f"{session}.avi", s.record_codec, fps,
+                                     *size, s.record_min_free_bytes)
+            self.recorder.session = session
         self.recorder.write(img)
 
     # --- reports -------------------------------------------------------------------------
@@ -212,15 +223,27 @@ class ReporterService(Service):
     def write_report(self, session: str) -> tuple[Path, Path]:
         report = build_report(self.store.load_session(session), self.class_level_only, time.time(),
                               marks=self.marks.for_session(session))
-        txt, js = self.report_dir / f"{session}.txt", self.report_dir / f"{session}.json"
-        _atomic_write(js, json.dumps(report, indent=1) + "\n")
-        _atomic_write(txt, render_text(report))
-        REPORTS_WRITTEN.inc()
-        self.store.report_written(session)
-        # The session's recording ends with the session.
-        if self.recorder is not None:
+        # The session's recording ends with the session, and its report says where it is.
+        if self.recorder is not None and self.recorder.session == session:
             self.recorder.close()
+            if self.recorder.frames:
+                report["recording"] = str(self.recorder.path.resolve())
+                print(f"recording: {report['recording']}", flush=True)
             self.recorder = None
+        try:
+            txt, js = self._write_files(self.report_dir, session, report)
+        except OSError as exc:
+            # Never lose an accepted class to a folder that went away: write it elsewhere, say where.
+            REPORT_ERRORS.labels("write").inc()
+            fallback = report_fallback_dir(self.settings.report_fallback_dir)
+            self.log.error("report of %s cannot be written to %s (%s): writing it to %s", session,
+                           self.report_dir, exc, fallback)
+            txt, js = self._write_files(fallback, session, report)
+        REPORTS_WRITTEN.inc()
+        # Only now, with the report on disk, may the totals go: from here on Redis may evict this
+        # session under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-lru).
+        self.store.report_written(session)
+        expire_keys(self.store.r, self.store.session_pattern(session), self.settings.reported_session_ttl)
         self.log.info("report of %s: %d frames, %d predictions -> %s %s", session, report["totals"]["frames"],
                       report["totals"]["predictions"], txt, js)
         print(f"report: {txt} {js}", flush=True)
@@ -228,6 +251,13 @@ class ReporterService(Service):
             self.publisher.publish("report", f"{session}:report", session, mqtt_body(report))
         self.latest_totals.pop(session, None)
         self.totals_sent.pop(session, None)
+        return txt, js
+
+    @staticmethod
+    def _write_files(folder: Path, session: str, report: dict[str, Any]) -> tuple[Path, Path]:
+        txt, js = folder / f"{session}.txt", folder / f"{session}.json"
+        _atomic_write(js, json.dumps(report, indent=1) + "\n")
+        _atomic_write(txt, render_text(report))
         return txt, js
 
     def _recover_reports(self) -> None:
@@ -239,7 +269,9 @@ class ReporterService(Service):
         try:
             sessions = [self.settings.session_id] if self.settings.session_id else self.store.reports_pending()
             for session in sessions:
-                if session in self.pending_reports or (self.report_dir / f"{session}.json").exists():
+                if session in self.pending_reports or any(
+                        (d / f"{session}.json").exists()
+                        for d in (self.report_dir, report_fallback_dir(self.settings.report_fallback_dir))):
                     continue
                 if self.store.session_meta(session)["ended"] is None:
                     continue
@@ -248,6 +280,16 @@ class ReporterService(Service):
                 self.pending_reports[session] = {"attempts": 0, "next": 0.0}
         except redis.RedisError as exc:
             self.log.debug("looking for reports to recover failed: %s", exc)
+
+    def recover_and_exit(self) -> None:
+        """REPORT_RECOVER=1: the report of SESSION_ID, whose class a crash cut short, then stop."""
+        session = self.settings.session_id
+        meta = self.store.session_meta(session)
+        if meta["ended"] is None:
+            self.store.end_session(session, time.time(), "interrupted", class_id=meta["class"] or "",
+                                   stream=meta["stream"] or "")
+        self.write_report(session)
+        self.stop.set()
 
     def tick(self) -> None:
         if time.monotonic() >= self.next_recovery:

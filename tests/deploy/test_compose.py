@@ -104,6 +104,9 @@ def test_consumers_wait_for_healthy_dependencies(compose):
     for name, spec in services.items():
         for dep, cond in (spec.get("depends_on") or {}).items():
             assert dep in services
+            if dep == "check-secrets":  # the one-shot gate: it must have exited 0
+                assert cond["condition"] == "service_completed_successfully", f"{name} -> {dep}"
+                continue
             assert cond["condition"] == "service_healthy", f"{name} -> {dep}"
             assert "healthcheck" in services[dep], f"{dep} has no health check for {name} to wait on"
     # Every consumer of a link starts before its producer (PUSH sockets then never fill up).
@@ -117,8 +120,8 @@ def test_only_monitoring_is_published_and_one_network(compose):
         assert spec["networks"] == ["engagement"], name
         if spec.get("ports"):
             assert name in PUBLISHED_OK, f"{name} publishes {spec['ports']} to the host"
-    assert compose["services"]["prometheus"]["profiles"] == ["monitoring"]
-    assert compose["services"]["grafana"]["profiles"] == ["monitoring"]
+    for name in ("prometheus", "grafana", "node-exporter", "redis-exporter"):
+        assert compose["services"][name]["profiles"] == ["monitoring"], name
     assert compose["services"]["mqtt-bridge"]["profiles"] == ["cloud"]
 
 
@@ -126,6 +129,9 @@ def test_redis_is_durable_and_password_protected(compose):
     redis = compose["services"]["redis"]
     command = " ".join(redis["command"])
     assert "--appendonly yes" in command and "--requirepass" in command
+    # Bounded, and never evicting a running session: only keys with a TTL (reported sessions) go.
+    assert re.search(r"--maxmemory-policy volatile-(ttl|lru|lfu)\b", command)
+    assert "--maxmemory \"$$REDIS_MAXMEMORY\"" in command and redis["environment"]["REDIS_MAXMEMORY"]
     assert any(v.endswith(":/data") for v in redis["volumes"])
     for name in ("aggregator", "reporter"):
         url = compose["services"][name]["environment"]["REDIS_URL"]

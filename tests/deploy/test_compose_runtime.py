@@ -52,7 +52,8 @@ def compose_redis(tmp_path):
     shell, flag, script = spec["command"]
     port, password = free_port(), "s3cret-for-the-test"
     script = script.replace("$$", "$") + f" --port {port} --bind 127.0.0.1 --dir {tmp_path} --save ''"
-    proc = subprocess.Popen([shell, flag, script], env={**os.environ, "REDIS_PASSWORD": password},
+    env = {**os.environ, "REDIS_PASSWORD": password, "REDIS_MAXMEMORY": spec["environment"]["REDIS_MAXMEMORY"]}
+    proc = subprocess.Popen([shell, flag, script], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     redis_cli, *command = spec["healthcheck"]["test"][1:]
     check = [redis_cli, "-p", str(port), *command]  # options go before redis-cli's command
@@ -72,6 +73,9 @@ def test_redis_runs_append_only_with_the_password_and_the_services_url_works(com
     url = re.sub(r"\$\{REDIS_PASSWORD[^}]*\}", password, template).replace("@redis:6379", f"@127.0.0.1:{port}")
     client = redis.Redis.from_url(url)
     assert client.config_get("appendonly") == {"appendonly": "yes"}
+    # Bounded, evicting only keys with a TTL (reported sessions; shared/redis_retention.py).
+    assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "volatile-ttl"}
+    assert client.config_get("maxmemory") == {"maxmemory": str(512 * 2**20)}
     client.set("engagement:deploy-test", "1")
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(port=port).set("x", "1")
@@ -99,7 +103,9 @@ def test_the_image_build_context_is_enough_to_build_the_project(tmp_path):
     # What `COPY` puts into the image (and .dockerignore lets through) must build the package,
     # with both console scripts, as `pip install .` does in the Dockerfile.
     dockerfile = (COMPOSE_DIR / "Dockerfile").read_text()
-    sources = [src for line in re.findall(r"^COPY (.+)$", dockerfile, re.MULTILINE) for src in line.split()[:-1]]
+    # COPY --from=<stage> copies inside the build, not from the context.
+    copies = re.findall(r"^COPY (?!--from=)(.+)$", dockerfile, re.MULTILINE)
+    sources = [src for line in copies for src in line.split()[:-1]]
     allowed = re.findall(r"^!(\S+?)/?$", (COMPOSE_DIR / "Dockerfile.dockerignore").read_text(), re.MULTILINE)
     assert sorted(sources) == sorted(allowed)
     context = tmp_path / "context"
@@ -108,7 +114,7 @@ def test_the_image_build_context_is_enough_to_build_the_project(tmp_path):
         if origin.is_dir():
             shutil.copytree(origin, context / src, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            context.mkdir(exist_ok=True)
+            (context / src).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(origin, context / src)
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                              "-w", str(tmp_path / "dist"), str(context)], capture_output=True, text=True, timeout=300)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from shared.config import REPO_ROOT
 from tests.deploy.tools import COMPOSE_DIR, run, tool
 
 DOCKERFILES = sorted(COMPOSE_DIR.glob("Dockerfile*"))
@@ -23,16 +24,48 @@ def test_hadolint_does_fail_on_a_bad_dockerfile(tmp_path):
     assert run([tool("hadolint"), "--no-color", str(bad)]).returncode != 0
 
 
+def stage_bodies(text: str) -> dict[str, tuple[str, str]]:
+    """stage name -> (parent, instructions) of a multi-stage Dockerfile."""
+    parts = re.split(r"^FROM (\S+) AS (\S+)$", text, flags=re.MULTILINE)
+    return {name: (parent, body) for parent, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True)}
+
+
 def test_two_bases_non_root_and_weights_fetched_at_build_time():
     text = (COMPOSE_DIR / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text, re.MULTILINE)
     assert "l4t-ml" in text  # the Jetson base is named for users
-    stages = re.findall(r"^FROM \S+ AS (\w+)$", text, re.MULTILINE)
-    assert set(stages) == {"base", "edge", "inference", "train"}
-    users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
+    stages = stage_bodies(text)
+    assert {"base", "edge", "inference", "train"} <= set(stages)
     # Each final stage ends as the numeric non-root user.
     for stage in ("edge", "inference", "train"):
-        body = text.split(f" AS {stage}\n", 1)[1].split("\nFROM ", 1)[0]
-        assert re.findall(r"^USER (\S+)$", body, re.MULTILINE)[-1] == "10001:10001", stage
-    assert "0" in users  # inference installs its extra as root, then drops back
-    assert text.count("engagement fetch-models") == 2  # edge (and so inference) and train
+        assert re.findall(r"^USER (\S+)$", stages[stage][1], re.MULTILINE)[-1] == "10001:10001", stage
+    # Weights are fetched once (edge) and copied with the source into inference and train.
+    assert "engagement fetch-models" in stages["edge"][1] and text.count("engagement fetch-models") == 1
+    for stage in ("inference", "train"):
+        assert "COPY --from=edge /opt/engagement ./" in stages[stage][1], stage
+
+
+def test_dependencies_come_from_the_lock_in_a_layer_before_the_source():
+    text = (COMPOSE_DIR / "Dockerfile").read_text()
+    stages = stage_bodies(text)
+    installs = re.findall(r"pip install [^&\n]*", text)
+    assert installs
+    for command in installs:
+        # Either the locked dependencies, or the project itself without pulling anything new.
+        assert "-c constraints.txt" in command or "--no-deps" in command, command
+    for stage in ("edge", "inference", "train"):
+        chain, name = [], stage
+        while name in stages:  # the stage and its ancestors, nearest first
+            chain.append(name)
+            name = stages[name][0]
+        deps = [n for n in chain if n.endswith("-deps")]
+        assert deps, f"{stage} has no dependency stage"
+        # The dependency stage copies no source: a code change does not reinstall anything.
+        for n in deps:
+            copied = re.findall(r"^COPY (.+)$", stages[n][1], re.MULTILINE)
+            assert not copied, f"{n} copies {copied}"
+            assert "-c constraints.txt" in stages[n][1], n
+    # Only the lock and the helper are copied before the dependencies install.
+    base_copies = re.findall(r"^COPY (.+)$", stages["base"][1], re.MULTILINE)
+    assert base_copies == ["pyproject.toml constraints.txt ./", "scripts/pyproject_deps.py ./scripts/"]
+    assert "-c constraints.txt" in (REPO_ROOT / "scripts" / "setup.sh").read_text()

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from prometheus_client import REGISTRY
 
+from shared.cli import SERVICE_CLASSES
 from shared.config import REPO_ROOT
 from shared.executables import find_executable
 
 COMPOSE_DIR = REPO_ROOT / "compose"
 K8S_DIR = REPO_ROOT / "k8s"
-COMPOSE_FILES = [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / "docker-compose.jetson.yml"]
+COMPOSE_FILES = [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / "docker-compose.jetson.yml",
+                 COMPOSE_DIR / "docker-compose.agx-orin.yml"]
 DASHBOARD = COMPOSE_DIR / "grafana" / "dashboards" / "engagement.json"
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}; $$ is a literal dollar.
@@ -78,4 +82,19 @@ def exposed_names(exposition: str) -> set[str]:
         if line.startswith("# TYPE "):
             _, _, family, kind = line.split(None, 3)
             names |= sample_names(family, kind.strip())
+    return names
+
+
+def registry_names() -> set[str]:
+    """Series names registered by shared.metrics and every service module of the pipeline."""
+    for target in SERVICE_CLASSES.values():
+        try:
+            importlib.import_module(target.split(":")[0])
+        except ModuleNotFoundError as exc:
+            if not exc.name or not exc.name.startswith("services."):
+                raise  # a missing dependency is an error; a service not written yet is reported below
+    names: set[str] = set()
+    for family in REGISTRY.collect():
+        names |= sample_names(family.name, family.type)
+        names |= {s.name for s in family.samples}
     return names

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,7 +20,7 @@ LEARN = 10.0
 
 
 def _run(tmp_path: Path, video: Path) -> dict:
-    command = launcher_command(str(video), tmp_path / "reports", "--session-id", f"offaxis-{tmp_path.name}")
+    command = launcher_command(str(video), tmp_path / "reports", "--session-id", f"offaxis-{uuid.uuid4().hex[:8]}")
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     js = [line.split(" ", 1)[1] for line in proc.stdout.splitlines() if line.startswith("report: ")][-1]

@@ -46,3 +46,12 @@ def test_a_jump_larger_than_the_overlap_is_still_followed_when_unambiguous():
     sid = tracker.update(KEY, [(100, 100, 100, 100)], 0.0)[0]
     assert tracker.update(KEY, [(140, 110, 100, 100)], 0.5) == [sid]  # IoU 0.3 edge, centre close
     assert tracker.update(KEY, [(400, 300, 100, 100)], 1.0) != [sid]  # far away: someone else
+
+
+def test_new_students_are_numbered_in_reading_order():
+    from services.facedetect.tracker import Tracker
+
+    # A 2x2 class whose faces the detector listed by score, not by seat; tops drift a little.
+    boxes = [(330, 250, 80, 100), (10, 12, 80, 100), (12, 245, 80, 100), (335, 8, 80, 100)]
+    ids = Tracker().update(("s", "cam0"), boxes, 0.0)
+    assert ids == [4, 1, 3, 2]

@@ -84,19 +84,19 @@ def test_predict_batches_and_matches_one_at_a_time(baseline, frontal, turned_fac
 
 
 def test_smoothing_holds_a_glance_away_and_follows_a_lasting_one():
-    smoother = Smoother(window=3)
+    smoother = Smoother(seconds=1.5)  # 3 frames at 2 FPS
     engaged = {"mesh_confidence": 1.0, "yaw": 2.0, "pitch": 8.0, "roll": 0.0, "eye_openness": 0.3}
     away = {"mesh_confidence": 0.0, "yaw": None, "pitch": None, "roll": None, "eye_openness": None}
     key = ("s1", "cam0", 1)
-    for _ in range(3):
-        smoother.update(key, engaged)
-    glance = levels.assess(smoother.update(key, away))
-    assert round(glance[0]) < 3  # one frame away: still averaged with two attentive ones
-    smoother.update(key, away)
-    lasting = smoother.update(key, away)
+    for i in range(3):
+        smoother.update(key, engaged, i * 0.5)
+    glance = smoother.update(key, away, 1.5)
+    assert glance["frames"] == 3 and round(levels.assess(glance)[0]) < 3  # averaged with two attentive ones
+    smoother.update(key, away, 2.0)
+    lasting = smoother.update(key, away, 2.5)
     assert lasting["mesh_confidence"] == 0.0 and levels.assess(lasting)[1] == "no_face"
     assert smoother.drop(lambda k: k[0] == "s1") == 1 and len(smoother) == 0
-    smoother.update(("s2", "cam0", 4), engaged)
+    smoother.update(("s2", "cam0", 4), engaged, 0.0)
     assert smoother.evict_idle(3600) == 0 and smoother.evict_idle(0) == 1 and len(smoother) == 0
 
 
@@ -140,3 +140,13 @@ def test_gaze_from_the_iris_model_reads_centred_eyes(baseline):
     assert "gaze_x" not in baseline.measure(astronaut_crop()[None])[0]  # off unless GAZE=1
     without = {k: v for k, v in signals.items() if not k.startswith("gaze")}
     assert without == baseline.measure(astronaut_crop()[None])[0]  # gaze changes nothing else
+
+
+def test_smoothing_window_is_seconds_at_any_fps():
+    engaged = {"mesh_confidence": 1.0, "yaw": 2.0, "pitch": 8.0, "roll": 0.0, "eye_openness": 0.3}
+    for fps, frames in ((1, 1), (2, 2), (10, 10)):
+        smoother = Smoother(seconds=1.0)
+        for i in range(30):
+            out = smoother.update(("s", "c", 1), engaged, i / fps)
+        assert out["frames"] == frames, fps
+    assert Smoother(seconds=0).update(("s", "c", 1), engaged, 0.0)["frames"] == 1

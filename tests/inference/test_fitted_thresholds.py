@@ -65,7 +65,9 @@ def test_thresholds_fitted_to_a_teachers_marks_make_the_service_agree_with_her(f
     wrong = [(t, lv) for t, lv in agreed if lv != _teacher_level(t)]
     before = [(t, lv) for t, lv, _ in read[1] if _teacher_level(t) is not None and lv != _teacher_level(t)]
     assert len(before) > len(agreed) / 2  # from the camera alone she was mostly misread
-    assert not wrong, wrong  # fitted: every moment the teacher would mark reads as she sees it
+    # Fitted to every second frame, the service now reads (nearly) every moment as she sees it,
+    # the frames she did not mark included.
+    assert len(wrong) <= len(agreed) / 10, wrong
 
 
 def test_a_bad_thresholds_card_is_one_error_line_and_the_defaults_run(footage, tmp_path):

@@ -16,7 +16,7 @@ def predictors(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundles")
     frame = build("frame", root / "frame", tflite=True)
     sequence = build("sequence", root / "sequence")
-    return {"baseline": load_model("baseline", "auto", False, smoothing_window=3),
+    return {"baseline": load_model("baseline", "auto", False, smoothing_seconds=1.5),
             "keras": load_model(str(frame), "keras", False),
             "tflite": load_model(str(frame), "tflite", False),
             "keras-sequence": load_model(str(sequence), "keras", False)}
@@ -30,7 +30,7 @@ def test_each_predictor_answers_every_student_through_the_same_members(predictor
     crop = astronaut_crop(96)
     crops = np.stack([np.stack([crop] * length), np.stack([crop[:, ::-1]] * length)])  # 2 students
     keys = [("s", "cam0", 1), ("s", "cam0", 2)]
-    entries = p.predict_students(keys, np.ascontiguousarray(crops))
+    entries = p.predict_students(keys, np.ascontiguousarray(crops), 0.5)  # 0.5 s into the video
     assert len(entries) == 2
     for e in entries:
         assert len(e["probs"]) == 4 and abs(sum(e["probs"]) - 1) < 1e-3

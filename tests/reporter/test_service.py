@@ -273,7 +273,8 @@ def test_reference_short_options_map_onto_the_settings():
     s = load_settings("reporter", expand_argv(["--record", "0", "--messaging=0"]), env={})
     assert (s.record, s.messaging) == (0, 0)
     s = load_settings("reporter", expand_argv([]), env={})
-    assert (s.record, s.record_codec, s.record_fps, s.record_width, s.record_height) == (0, "MJPG", 2.0, 640, 480)
+    # 0 = follow the capture (its FPS and frame size), so a recording plays at the class's speed
+    assert (s.record, s.record_codec, s.record_fps, s.record_width, s.record_height) == (0, "MJPG", 0.0, 0, 0)
 
 
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="needs Debian's redis-server")

@@ -9,6 +9,7 @@ thresholds (the documented ones, or a fitted card); `predict` is the stateless o
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def _round(value: float | None) -> float | None:
 class BaselinePredictor:
     engine = "litert-facemesh"
 
-    def __init__(self, models: Path | None = None, gaze: bool = False, smoothing_window: int = 5,
+    def __init__(self, models: Path | None = None, gaze: bool = False, smoothing_seconds: float = 1.0,
                  thresholds_card: str | Path = "", neutral: NeutralPose | None = None) -> None:
         """`thresholds_card`: a fitted baseline card (BASELINE_THRESHOLDS), CardError if unusable;
         `neutral`: each student's neutral pose (None: levels from the camera's angles alone)."""
@@ -40,7 +41,7 @@ class BaselinePredictor:
                                       else (baseline_card(), levels.THRESHOLDS))
         self.mesh = FaceMesh(models)
         self.iris = IrisGaze(models) if gaze else None
-        self.smoother = Smoother(smoothing_window)
+        self.smoother = Smoother(smoothing_seconds)
         self.neutral = neutral
         self._anchors: dict[tuple[str, str], tuple[float, float]] = {}  # (session, student) -> yaw, pitch
 
@@ -49,10 +50,11 @@ class BaselinePredictor:
 
     def predict_students(self, keys: list[StudentKey], crops: np.ndarray,
                          t: float | None = None) -> list[dict[str, Any]]:
+        t = time.monotonic() if t is None else t  # no video time given: wall-clock seconds
         out = []
         for key, signals in zip(keys, self.measure(crops[:, -1]), strict=True):
-            smoothed = self.smoother.update(key, signals)
-            if self.neutral is not None and t is not None:
+            smoothed = self.smoother.update(key, signals, t)
+            if self.neutral is not None:
                 anchor = self._anchors.get((key[0], str(key[2])))
                 if anchor is not None and not self.neutral.known(key):
                     self.neutral.anchor(key, *anchor)  # marked before this process saw the student

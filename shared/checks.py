@@ -1,0 +1,362 @@
+"""Checks that can fail before a class: run by `engagement check` (a table) and by `engagement
+run` before it starts anything (the first failure: one line, exit code 2).
+
+A check is a small function of the resolved settings (`ctx.values`, by lower-case name; the
+process environment is there too) that returns a `Result`, or None when it does not apply;
+`@check` registers it, in table order. To add one (e.g. a secret left at its example value),
+write, in this module or any module imported before the checks run:
+
+    @check("secrets")
+    def _secrets(ctx: Context) -> Result | None:
+        if "REDIS_PASSWORD" not in os.environ:
+            return None
+        if os.environ["REDIS_PASSWORD"] in ("", "change-me"):
+            return fail("secrets", "REDIS_PASSWORD is empty or the example's", "set your own in compose/.env")
+        return ok("secrets", "REDIS_PASSWORD set")
+
+`fail(name, problem, fix)` is what `engagement run` prints as its one line; `ok(name,
+detail, warning="...")` passes with a note.
+
+Every check must return within a few seconds and leave nothing behind (a folder it creates
+to try a write is removed again): the whole table has a 5 s budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUDGET_SECONDS = 4.5  # all checks together, so a failure is reported within 5 s
+SOURCE_TIMEOUT_MS = 3000
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    warning: bool = False  # ok to go on, but worth saying
+
+    def line(self) -> str:
+        """The one line a failure is reported with."""
+        return f"{self.name}: {self.detail}" + (f"; fix: {self.fix}" if self.fix else "")
+
+
+@dataclass
+class Context:
+    """What the checks look at: every resolved setting by lower-case name."""
+
+    values: dict[str, Any]
+    private_redis: bool = False  # no REDIS_URL: `engagement run` starts its own
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+
+CheckFn = Callable[[Context], "Result | None"]
+CHECKS: list[tuple[str, CheckFn]] = []
+
+
+def check(name: str) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        CHECKS.append((name, fn))
+        return fn
+    return register
+
+
+def ok(name: str, detail: str, warning: str = "") -> Result:
+    return Result(name, True, detail + (f" ({warning})" if warning else ""), warning=bool(warning))
+
+
+def fail(name: str, detail: str, fix: str) -> Result:
+    return Result(name, False, detail, fix)
+
+
+def run_checks(ctx: Context, budget: float = BUDGET_SECONDS,
+               checks: list[tuple[str, CheckFn]] | None = None) -> list[Result]:
+    """Every check at once (each on a daemon thread), within `budget` seconds in all."""
+    checks = CHECKS if checks is None else checks
+    results: dict[int, Result | None] = {}
+
+    def one(i: int, name: str, fn: CheckFn) -> None:
+        try:
+            results[i] = fn(ctx)
+        except Exception as exc:  # a check that breaks is a failed check, never a traceback
+            results[i] = fail(name, f"check failed: {type(exc).__name__}: {exc}", "see the message")
+
+    threads = [threading.Thread(target=one, args=(i, n, f), daemon=True) for i, (n, f) in enumerate(checks)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + budget
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    out = []
+    for i, (name, _) in enumerate(checks):
+        if i not in results:
+            out.append(fail(name, f"no answer within {budget:.1f} s", "see that the service it checks answers"))
+        elif results[i] is not None:
+            out.append(results[i])
+    return out
+
+
+def table(results: list[Result]) -> str:
+    width = max([len(r.name) for r in results] + [5])
+    lines = [f"{'check':<{width}}  result  detail"]
+    for r in results:
+        state = "ok" if r.ok and not r.warning else "warn" if r.ok else "FAIL"
+        lines.append(f"{r.name:<{width}}  {state:<6}  {r.detail}" + (f"; fix: {r.fix}" if r.fix else ""))
+    return "\n".join(lines)
+
+
+# --- folders --------------------------------------------------------------------------------
+
+def try_writable(folder: Path) -> str | None:
+    """None if `folder` can be created and written; else why not. Leaves nothing behind."""
+    created: list[Path] = []
+    try:
+        missing = []
+        p = folder
+        while not p.exists():
+            missing.append(p)
+            if p.parent == p:
+                break
+            p = p.parent
+        if p.exists() and not p.is_dir():
+            return f"{p} is a file, not a folder"
+        for d in reversed(missing):
+            d.mkdir()
+            created.append(d)
+        fd, tmp = tempfile.mkstemp(prefix=".engagement-check-", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        for d in reversed(created):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+
+
+@check("report folder")
+def _report_folder(ctx: Context) -> Result:
+    folder = Path(ctx.report_dir)
+    why = try_writable(folder)
+    if why:
+        return fail("report folder", f"cannot write reports to {folder} ({why})",
+                    "give a writable folder with --report-dir (or REPORT_DIR)")
+    return ok("report folder", f"{folder.resolve()} writable")
+
+
+@check("recording")
+def _recording(ctx: Context) -> Result | None:
+    if not ctx.record:
+        return None
+    folder = Path(ctx.record_path or ctx.report_dir)
+    why = try_writable(folder)
+    if why:
+        return fail("recording", f"cannot write recordings to {folder} ({why})",
+                    "give a writable folder with --record-path, or leave out --record")
+    p = folder
+    while not p.exists():
+        p = p.parent
+    free = shutil.disk_usage(p).free
+    need = int(ctx.record_min_free_bytes) * 2
+    if free < need:
+        return fail("recording", f"only {free // 1_000_000} MB free under {folder}, recording needs at least "
+                    f"{need // 1_000_000} MB",
+                    "free disk space, record elsewhere (--record-path) or leave out --record")
+    return ok("recording", f"{folder.resolve()} writable, {free // 1_000_000_000} GB free")
+
+
+# --- the source -------------------------------------------------------------------------------
+
+def _kind(source: str) -> str:
+    if source.strip().isdigit():
+        return "camera"
+    if "://" in source:
+        return "stream"
+    return "file"
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null for a moment (C libraries' own messages)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@check("source")
+def _source(ctx: Context) -> Result:
+    import cv2
+
+    source = str(ctx.source)
+    kind = _kind(source)
+    forever = str(ctx.values.get("reconnect", "")).lower() == "forever"
+    # OpenCV and FFmpeg log their own warnings for a missing device or URL; the check's one line says it.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    if kind == "file":
+        path = Path(source)
+        if not path.exists():
+            return fail("source", f"video file {source} does not exist", "give the path of a video file, a camera "
+                        "index (0) or an RTSP/HTTP URL to --source")
+        if not path.is_file():
+            return fail("source", f"{source} is a folder, not a video file", "give one video file to --source")
+        cap = cv2.VideoCapture(source)
+    else:
+        with _quiet_stderr():  # FFmpeg writes its own line straight to fd 2
+            if kind == "camera":
+                cap = cv2.VideoCapture(int(source))
+            else:
+                cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
+                                       [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, SOURCE_TIMEOUT_MS,
+                                        cv2.CAP_PROP_READ_TIMEOUT_MSEC, SOURCE_TIMEOUT_MS])
+    try:
+        got, image = cap.read() if cap.isOpened() else (False, None)
+    finally:
+        cap.release()
+    if got and image is not None:
+        return ok("source", f"{kind} {source}: {image.shape[1]}x{image.shape[0]}, a frame decodes")
+    if kind == "file":
+        return fail("source", f"{source} has no frame OpenCV can decode", "give a video file (e.g. .avi, .mp4)")
+    what = f"camera {source} does not open" if kind == "camera" else f"stream {source} does not answer"
+    if forever:
+        return ok("source", what, "--reconnect forever: capture keeps trying")
+    fix = ("plug the camera in, or give its index (ls /dev/video*)" if kind == "camera"
+           else "check the URL and that the camera is on the network")
+    return fail("source", what, fix + "; --reconnect forever waits for it")
+
+
+# --- Redis, model, ports ----------------------------------------------------------------------
+
+def safe_url(url: str) -> str:
+    """A Redis URL without its password."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+@check("redis")
+def _redis(ctx: Context) -> Result:
+    if ctx.private_redis:
+        if shutil.which("redis-server"):
+            return ok("redis", "no REDIS_URL: a private redis-server will start")
+        return fail("redis", "no REDIS_URL and no redis-server on PATH",
+                    "install redis-server (./scripts/setup.sh does) or set REDIS_URL")
+    import redis
+
+    url = str(ctx.redis_url)
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=1.5, socket_connect_timeout=1.5)
+        client.ping()
+    except redis.AuthenticationError:
+        if "@" not in url:
+            return fail("redis", f"Redis at {safe_url(url)} needs a password",
+                        "put it in REDIS_URL (redis://:PASSWORD@host:port/0)")
+        return fail("redis", f"Redis at {safe_url(url)} refused the password",
+                    "set the right password in REDIS_URL (redis://:PASSWORD@host:port/0)")
+    except redis.ResponseError as exc:
+        if "NOAUTH" in str(exc):
+            return fail("redis", f"Redis at {safe_url(url)} needs a password",
+                        "put it in REDIS_URL (redis://:PASSWORD@host:port/0)")
+        return fail("redis", f"Redis at {safe_url(url)} answered with an error ({exc})", "check REDIS_URL")
+    except (redis.RedisError, ValueError) as exc:
+        return fail("redis", f"Redis at {safe_url(url)} is not reachable ({str(exc).rstrip('.')})",
+                    "start Redis there, correct REDIS_URL, or unset it for a private redis-server")
+    session = ctx.values.get("session_id")
+    if session and ctx.extra.get("session_given") and client.exists(
+            f"{ctx.redis_prefix}:session:{session}:meta"):
+        return fail("redis", f"session id {session} is already used in this Redis",
+                    "give another --session-id, or leave it out for a new unique one")
+    return ok("redis", f"{safe_url(url)} answers")
+
+
+@check("model")
+def _model(ctx: Context) -> Result:
+    import importlib.util
+
+    model, models_dir = str(ctx.model), Path(ctx.models_dir)
+    if model == "baseline":
+        mesh = models_dir / "face_landmark.tflite"
+        if not mesh.is_file():
+            return fail("model", f"the baseline's face mesh {mesh} is missing", "run `engagement fetch-models`")
+        if importlib.util.find_spec("ai_edge_litert") is None:
+            return fail("model", "the LiteRT runtime (ai-edge-litert) is not installed", "pip install ai-edge-litert")
+        return ok("model", f"attention baseline ({mesh.name} present)")
+    from shared.model_card import ModelCard
+
+    bundle = Path(model)
+    if not bundle.is_dir() and not bundle.is_absolute() and (models_dir / model).is_dir():
+        bundle = models_dir / model  # MODEL=<name> of a bundle under MODELS_DIR
+    if not bundle.is_dir():
+        return fail("model", f"model bundle {model} does not exist (a bundle is a folder with model_card.json)",
+                    "give 'baseline' or a folder made by `engagement-train export` to --model")
+    try:
+        card = ModelCard.load(bundle)
+    except Exception as exc:
+        return fail("model", f"{bundle / 'model_card.json'} is not a valid model card ({exc})",
+                    "re-export the bundle with `engagement-train export`")
+    if ctx.eu_ai_act_mode and card.affect:
+        return fail("model", f"{model} is an affect model and EU_AI_ACT_MODE=1 forbids it",
+                    "use --model baseline, or unset EU_AI_ACT_MODE where the law allows")
+    files = {p.name for p in bundle.iterdir()}
+    if "model.keras" not in files and "model.tflite" not in files:
+        return fail("model", f"{model} has neither model.keras nor model.tflite", "re-export the bundle")
+    keras = "model.keras" in files and ctx.engine in ("auto", "keras", "predict")
+    runtime = "tensorflow" if keras else "ai_edge_litert"
+    if importlib.util.find_spec(runtime) is None:
+        return fail("model", f"{model} needs {runtime}, which is not installed here",
+                    "pip install -e '.[ml]' (or export a model.tflite)")
+    return ok("model", f"bundle {card.name} ({card.kind}), runs with {runtime}")
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+@check("ports")
+def _ports(ctx: Context) -> Result:
+    ports: dict[str, int] = dict(ctx.extra.get("fixed_ports") or {})
+    busy = [f"{name} {port}" for name, port in ports.items() if not port_free(port)]
+    if busy:
+        return fail("ports", f"port(s) in use: {', '.join(busy)}",
+                    "stop what uses them, or leave out --fixed-ports (free ports are picked)")
+    if ctx.values.get("messaging"):
+        try:
+            with socket.create_connection((ctx.mqtt_host, int(ctx.mqtt_port)), timeout=1.5):
+                pass
+        except OSError as exc:
+            return fail("ports", f"no MQTT broker at {ctx.mqtt_host}:{ctx.mqtt_port} ({exc.strerror or exc})",
+                        "start mosquitto, set MQTT_HOST/MQTT_PORT, or leave out --messaging")
+    return ok("ports", "fixed metrics ports free" if ports else "free loopback ports are picked at start")

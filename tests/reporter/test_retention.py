@@ -1,0 +1,66 @@
+"""The reporter gives a session's Redis keys a TTL only once the session's report is on disk
+(shared/redis_retention.py): before that nothing of the session can be evicted."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+import redis
+
+from services.reporter.service import ReporterService
+from shared.totals import FrameRecord, Store
+from tests.harness import settings_for
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def store():
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    yield Store(client, prefix)
+    keys = list(client.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+
+
+def record_session(store: Store, session: str, frames: int = 6) -> None:
+    for seq in range(frames):
+        preds = [{"student": s, "level": (seq + s) % 4, "probs": [0.7, 0.1, 0.1, 0.1]} for s in range(2)]
+        store.record_frame(FrameRecord(session, "class-t", "cam0", seq, 1e9 + seq, seq * 0.5, 2, preds))
+
+
+def reporter(store: Store, tmp_path, **values) -> ReporterService:  # type: ignore[no-untyped-def]
+    service = ReporterService(settings_for("reporter", redis_url=REDIS_URL, redis_prefix=store.prefix,
+                                           report_dir=str(tmp_path), headless=1, **values))
+    service.setup()
+    return service
+
+
+def ttls(store: Store, session: str) -> dict[str, int]:
+    return {k: store.r.ttl(k) for k in store.r.scan_iter(match=store.session_pattern(session))}
+
+
+def test_keys_get_their_ttl_only_after_the_report_is_written(store, tmp_path):
+    record_session(store, "s1")
+    record_session(store, "s2")
+    store.end_session("s1", 2e9, "end_of_file", "class-t", "cam0")
+    assert ttls(store, "s1") and set(ttls(store, "s1").values()) == {-1}  # ended, not reported: kept
+
+    txt, js = reporter(store, tmp_path).write_report("s1")
+    assert json.loads(js.read_text())["totals"]["frames"] == 6 and txt.exists()
+    after = ttls(store, "s1")
+    assert len(after) >= 5 and all(0 < ttl <= 24 * 3600 for ttl in after.values()), after
+    # The running session and the class totals keep no TTL.
+    assert set(ttls(store, "s2").values()) == {-1}
+    assert store.r.ttl(f"{store.prefix}:class:class-t:totals") == -1
+
+
+def test_a_ttl_of_zero_keeps_reported_sessions(store, tmp_path):
+    record_session(store, "s1")
+    store.end_session("s1", 2e9, "end_of_file", "class-t", "cam0")
+    reporter(store, tmp_path, reported_session_ttl=0).write_report("s1")
+    assert set(ttls(store, "s1").values()) == {-1}
