@@ -338,6 +338,10 @@ def test_marks_made_during_the_class_are_in_its_report(tmp_path):
                                  "level_predicted": 2, "signals": {"pitch": 33.0}}))
         p.sender.send(eos_header(p.session, 6))
         report = p.wait_report()
+        # The reported session's totals may now be evicted (they get a TTL); the marks never.
+        r = marks.r
+        assert all(r.ttl(k) > 0 for k in r.scan_iter(match=f"{p.prefix}:session:{p.session}:*"))
+        assert [r.ttl(k) for k in r.scan_iter(match=f"{p.prefix}:marks:*")] == [-1] * 3
     assert [(m["student"], m["level_given"], m["t"]) for m in report["marks"]] == [("2", 2, t)]
     assert report["agreement"]["rate"] == 1.0
     assert "Teacher's marks: 1" in p.report_paths()[0].read_text()
