@@ -7,8 +7,13 @@ every frame, the reference-style classifier bundle, and the attention baseline):
      2 FPS (REALTIME=1) and unthrottled, with 1 and 8 faces a frame;
   2. two single-process loops: the reference script as it was (predict per face) and the
      best single-process version (model called directly, all faces in one batch);
-  3. the bus's cost per hop (raw 640x480 frame), the inference engines compared, and memory
-     over a soak with a deliberately slow consumer.
+  3. the bus's cost per hop (raw 640x480 frame, tcp and ipc), the inference engines
+     compared, and memory over a soak with a deliberately slow consumer;
+  4. every face detector: ms a frame and recall on real faces (bench/detectors.py), and the
+     attention baseline's practical limit (decode + detection + face mesh in one loop);
+  5. with --budget-sweep, the pipeline under several CPU budgets (shared/cpu_budget.py).
+
+The issue's targets are printed beside the last results (--last, default bench/results.json).
 
 Prints markdown tables and writes every figure as JSON (--out). Figures, not tests: the
 smoke test (tests/perf/test_bench_smoke.py) only checks that a --quick run writes them all.
@@ -26,7 +31,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
@@ -55,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soak-slowdown", type=float, default=0.5, help="SLOWDOWN of inference in the soak (s/batch)")
     p.add_argument("--image-size", type=int, help="model input size (default 224; quick 96)")
     p.add_argument("--hops", type=int, help="frames in the bus micro-benchmark (default 2000; quick 200)")
+    p.add_argument("--last", type=Path, default=REPO_ROOT / "bench" / "results.json",
+                   help="earlier results printed beside this run's (the 'was' column)")
+    p.add_argument("--budget-sweep", action="store_true",
+                   help="also run the pipeline under several CPU budgets (8 faces bundle, 1 face baseline)")
+    p.add_argument("--detector-frames", type=int, help="frames per sample set in the detector table "
+                   "(default 40; quick 6)")
     p.add_argument("--work-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "engagement-bench",
                    help="videos, the bundle (kept between runs) and reports")
     return p
@@ -68,6 +79,7 @@ def _resolve(args: argparse.Namespace) -> None:
     args.image_size = args.image_size or (96 if quick else 224)
     args.hops = args.hops or (200 if quick else 2000)
     args.calls = 3 if quick else 10
+    args.detector_frames = args.detector_frames or (6 if quick else 40)
 
 
 def _python_module(module: str, *argv: str) -> None:
@@ -105,6 +117,30 @@ def run_loop(video: Path, bundle: Path, mode: str, engine: str, seconds: float, 
     return result
 
 
+# The budgets the sweep tries (environment of every service; 0 = each service's CPU_BUDGETS entry).
+BUDGETS: list[tuple[str, dict[str, str]]] = [
+    ("library defaults (every pool on every core)", {"CV_THREADS": "-1", "LITERT_THREADS": "-1",
+                                                     "TF_INTRA_OP_THREADS": "-1", "TF_INTER_OP_THREADS": "-1"}),
+    ("CPU_BUDGETS (the defaults)", {}),
+    ("CPU_BUDGETS, inference 2 threads", {"TF_INTRA_OP_THREADS": "2", "LITERT_THREADS": "2"}),
+]
+DETECTOR_NAMES_MEASURED = ["blazeface", "blazeface_short", "blazeface_full", "dnn", "haar"]
+
+
+def detector_table(names: list[str], frames: int) -> dict:
+    from bench.detectors import run
+
+    return run(names, frames)
+
+
+def _load_last(path: Path | None) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path else None
+    except (OSError, ValueError):
+        log.warning("no earlier results at %s: the 'was' column stays empty", path)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _resolve(args)
@@ -113,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     results: dict = {"command": "engagement bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-                     "started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                      "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
 
     frames = int(args.seconds * VIDEO_FPS)
@@ -128,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     log.info("bus hop micro-benchmark (%d frames)", args.hops)
     results["bus"] = measure_hop(args.hops)
     results["bus"]["header_only"] = measure_hop(args.hops, frame=False)  # the floor: no payload at all
+    results["bus"]["ipc"] = measure_hop(args.hops, transport="ipc")  # what the launcher uses
+
+    log.info("face detectors on real faces (%d frames per sample set)", args.detector_frames)
+    results["detectors"] = detector_table(DETECTOR_NAMES_MEASURED, args.detector_frames)
 
     log.info("inference engines")
     engines_json = work / "engines.json"
@@ -138,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results["loops"] = {}
     for n in FACE_COUNTS:
-        for mode in ("reference", "best"):
+        for mode in ("reference", "best", "baseline"):
             log.info("single-process loop %s, %d face(s)", mode, n)
             results["loops"][f"{mode}_{n}"] = run_loop(videos[n], bundle, mode, engine, args.loop_seconds, work)
 
@@ -163,8 +203,23 @@ def main(argv: list[str] | None = None) -> int:
                      "slowdown": args.soak_slowdown})
         results["soak"] = soak
 
+    if args.budget_sweep:
+        results["budget_sweep"] = []
+        for name, env in BUDGETS:
+            for model_name, model, n in (("bundle", str(bundle), 8), ("baseline", "baseline", 1)):
+                label = f"budget {name}: {model_name}_{n}_unthrottled"
+                log.info("pipeline %s", label)
+                run = run_pipeline(videos[n], model, False, work, engine=engine, label=f"budget-{model_name}",
+                                   extra_env=env)
+                results["budget_sweep"].append({"budget": name, "env": env, "run": f"{model_name}_{n}_unthrottled",
+                                                "fps": run["fps"], "latency_ms": run["latency_ms"],
+                                                "model_ms_per_face": run["model_ms_per_face"],
+                                                "processes": run["processes"]})
+
     results["summary"] = report.summarise(results)
     results["targets"] = report.targets(results)
+    last = _load_last(args.last)
+    results["issue_targets"] = report.issue_targets(results, last)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["wall_seconds"] = round(time.time() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)

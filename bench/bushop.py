@@ -1,10 +1,11 @@
 """The bus's cost per hop for a raw 640x480 BGR frame: the project's Sender -> Receiver.
 
-A receiving process (PULL, binds) and this process (PUSH, connects) on TCP loopback, as
-two pipeline stages are. Each frame carries its send time in t_capture; the receiver takes
-`time.time()` once `Receiver.read` has returned the validated message, so a hop includes
-msgpack encode, the ZeroMQ copy and transfer, and decode with validation. Frames are
-paced (no queueing) so the figure is the hop, not a backlog.
+A receiving process (PULL, binds) and this process (PUSH, connects) on TCP loopback (as
+compose's stages are) or an ipc:// socket (as the launcher's stages are on one host).
+Each frame carries its send time in t_capture; the receiver takes `time.time()` once
+`Receiver.read` has returned the validated message, so a hop includes msgpack encode, the
+ZeroMQ copy and transfer, and decode with validation. Frames are paced (no queueing) so
+the figure is the hop, not a backlog.
 
 `frame=False` sends header-only messages the same way: the floor of a hop on this machine
 (waking two processes and ZeroMQ's I/O threads), which the frame's bytes add to.
@@ -13,6 +14,7 @@ paced (no queueing) so the figure is the hop, not a backlog.
 from __future__ import annotations
 
 import multiprocessing as mp
+import tempfile
 import threading
 import time
 
@@ -42,8 +44,9 @@ def _receive(endpoint: str, count: int, results: mp.Queue) -> None:
     results.put(hops)
 
 
-def measure_hop(count: int = 2000, pace_seconds: float = 0.002, frame: bool = True) -> dict:
-    endpoint = f"tcp://127.0.0.1:{free_ports(1)[0]}"
+def measure_hop(count: int = 2000, pace_seconds: float = 0.002, frame: bool = True, transport: str = "tcp") -> dict:
+    tmp = tempfile.TemporaryDirectory(prefix="engagement-hop-")
+    endpoint = f"tcp://127.0.0.1:{free_ports(1)[0]}" if transport == "tcp" else f"ipc://{tmp.name}/hop"
     ctx = mp.get_context("spawn")  # a fresh process, like a real stage (no forked zmq context)
     results: mp.Queue = ctx.Queue()
     child = ctx.Process(target=_receive, args=(endpoint, count, results), daemon=True)
@@ -66,7 +69,9 @@ def measure_hop(count: int = 2000, pace_seconds: float = 0.002, frame: bool = Tr
     finally:
         sender.close()
         child.join(10)
-    return {"transport": "tcp loopback, PUSH/PULL, shared.bus Sender/Receiver",
+        tmp.cleanup()
+    where = "tcp loopback" if transport == "tcp" else "ipc (Unix socket)"
+    return {"transport": f"{where}, PUSH/PULL, shared.bus Sender/Receiver",
             "payload_bytes": WIDTH * HEIGHT * 3 if frame else 0, "sent": count, "received": len(hops),
             "hop_ms": percentiles_ms(hops)}
 
@@ -74,4 +79,5 @@ def measure_hop(count: int = 2000, pace_seconds: float = 0.002, frame: bool = Tr
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(measure_hop(), indent=2))
+    for transport in ("tcp", "ipc"):
+        print(json.dumps(measure_hop(500, transport=transport), indent=2))

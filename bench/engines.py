@@ -1,4 +1,4 @@
-"""Inference engines compared on the same real face crops: keras direct, tflite, predict, auto.
+"""Inference engines compared on the same real face crops: keras direct, tflite, predict, onnx, auto.
 
     python -m bench.engines --bundle B --video V --json out.json [--calls 10]
 
@@ -23,7 +23,7 @@ from bench.loops import CROP
 from services.inference.bundle import AUTO_TOLERANCE, load_predictor
 from shared.detectors import DnnDetector, crop_face
 
-ENGINES = ("keras", "tflite", "predict")
+ENGINES = ("keras", "tflite", "predict", "onnx")  # onnx: ONNX Runtime, on the best provider this machine has
 
 
 def real_crops(video: str, n: int) -> np.ndarray:
@@ -50,7 +50,8 @@ def compare(bundle: Path, video: str, calls: int) -> dict:
         out = predictor.predict(crops)[head]
         if reference is None:
             reference = out  # keras comes first
-        row = {"engine": engine, "max_abs_diff_vs_keras": float(np.max(np.abs(out - reference)))}
+        row = {"engine": engine, "device": predictor.device,
+               "max_abs_diff_vs_keras": float(np.max(np.abs(out - reference)))}
         for n in FACES:
             ms = _median_ms(lambda p=predictor, c=crops[:n]: p.predict(c), calls)
             row[f"ms_per_call_{n}"] = round(ms, 2)

@@ -1,12 +1,14 @@
 """The reference system's single-process loop, and the best single-process version of it.
 
-    python -m bench.loops --video V --bundle B --mode reference|best [--engine E] --json out.json
+    python -m bench.loops --video V --bundle B --mode reference|best|baseline [--engine E] --json out.json
 
 reference  as the reference inference script ran: read a frame, res10 face detection, crop
            each face, `classifier.predict` once per face, draw the overlay.
-best       the same loop with the model called directly (the engine the pipeline uses, by
-           default Keras inside a tf.function) on all faces of the frame in one batch;
-           nothing else changed.
+best       the best single-process version: the model called directly (the engine the
+           pipeline uses) on all faces of the frame in one batch, and the pipeline's own
+           detection (DETECTOR=auto, run every DETECT_EVERY frames, faces followed between).
+baseline   the attention baseline's practical limit: decode + the same detection + the face
+           mesh on each face, nothing else (no classifier, no overlay).
 
 Runs in its own process (the benchmark measures its CPU and memory from outside) until the
 video ends or --seconds have passed after the warm-up frames.
@@ -24,12 +26,18 @@ import cv2
 import numpy as np
 
 from bench.stats import percentiles_ms
+from services.facedetect.follow import Follower
 from services.inference.bundle import load_predictor
-from shared.detectors import DnnDetector, crop_face
+from shared.config import SERVICES
+from shared.detectors import DnnDetector, crop_face, make_detector
+from shared.face_mesh import MESH_SIZE, FaceMesh
 from shared.levels import LEVEL_LABELS
 
 CROP = 224  # the pipeline's CROP_SIZE default; the predictor resizes to the card's size
 WARMUP_FRAMES = 2
+KEY = ("bench", "loop")
+_FACEDETECT = {s.env: s.default for s in SERVICES["facedetect"]}
+DEFAULT_DETECTOR, DEFAULT_DETECT_EVERY = _FACEDETECT["DETECTOR"], int(_FACEDETECT["DETECT_EVERY"])
 
 
 def _overlay(frame: np.ndarray, boxes: list[tuple[int, int, int, int]], levels: list[int]) -> None:
@@ -38,8 +46,26 @@ def _overlay(frame: np.ndarray, boxes: list[tuple[int, int, int, int]], levels: 
         cv2.putText(frame, LEVEL_LABELS[level], (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 255, 0), 1)
 
 
+class _Detection:
+    """The pipeline's detection in one process: the default detector, every N frames, followed between."""
+
+    def __init__(self, mode: str) -> None:
+        self.reference = mode == "reference"
+        self.detector = DnnDetector() if self.reference else make_detector(DEFAULT_DETECTOR)
+        self.follower = Follower(1 if self.reference else DEFAULT_DETECT_EVERY)
+
+    def detect(self, frame: np.ndarray) -> list:
+        found, _ = self.follower.follow(KEY, frame)
+        if found is None:
+            found = self.detector.detect(frame)
+            self.follower.detected(KEY, frame, found)
+        return found
+
+
 def run_loop(video: str, bundle: str, mode: str, engine: str, seconds: float) -> dict:
-    detector = DnnDetector()
+    detector = _Detection(mode)
+    if mode == "baseline":
+        return _baseline_loop(video, detector, seconds)
     predictor = load_predictor(Path(bundle), "predict" if mode == "reference" else engine)
     head = predictor.card.primary_head
     cap = cv2.VideoCapture(video)
@@ -91,11 +117,54 @@ def run_loop(video: str, bundle: str, mode: str, engine: str, seconds: float) ->
             "classify_ms_per_face": percentiles_ms(classify_per_face)}
 
 
+def _baseline_loop(video: str, detector: _Detection, seconds: float) -> dict:
+    mesh = FaceMesh()
+    cap = cv2.VideoCapture(video)
+    stages: dict[str, list[float]] = {k: [] for k in ("read", "detect", "crop", "classify", "overlay", "frame")}
+    frames = faces = 0
+    started = None
+    warm = 0
+    try:
+        while True:
+            t0 = time.perf_counter()
+            ok, frame = cap.read()
+            if not ok:
+                break
+            t1 = time.perf_counter()
+            detections = detector.detect(frame)
+            t2 = time.perf_counter()
+            crops = [crop_face(frame, d.box, MESH_SIZE) for d in detections]
+            t3 = time.perf_counter()
+            if crops:
+                mesh.run(np.stack(crops))
+            t4 = time.perf_counter()
+            if started is None:
+                warm += 1
+                if warm >= WARMUP_FRAMES:
+                    started = time.perf_counter()
+                continue
+            for key, value in zip(("read", "detect", "crop", "classify", "overlay", "frame"),
+                                  (t1 - t0, t2 - t1, t3 - t2, t4 - t3, 0.0, t4 - t0), strict=True):
+                stages[key].append(value)
+            frames += 1
+            faces += len(crops)
+            if time.perf_counter() - started > seconds:
+                break
+    finally:
+        cap.release()
+    elapsed = time.perf_counter() - started if started else 0.0
+    return {"mode": "baseline", "engine": "face mesh (LiteRT)", "frames": frames, "faces": faces,
+            "seconds": round(elapsed, 3), "fps": round(frames / elapsed, 3) if elapsed else None,
+            "faces_per_frame": round(faces / frames, 2) if frames else 0.0,
+            "stages_ms": {k: percentiles_ms(v) for k, v in stages.items()},
+            "classify_ms_per_face": percentiles_ms([])}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.loops", description=__doc__.splitlines()[0])
     parser.add_argument("--video", required=True)
     parser.add_argument("--bundle", required=True)
-    parser.add_argument("--mode", choices=("reference", "best"), required=True)
+    parser.add_argument("--mode", choices=("reference", "best", "baseline"), required=True)
     parser.add_argument("--engine", default="keras", help="engine of the best loop (the pipeline's)")
     parser.add_argument("--seconds", type=float, default=60.0, help="stop after this long (after warm-up)")
     parser.add_argument("--json", type=Path, required=True)

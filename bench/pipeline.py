@@ -13,6 +13,7 @@ import io
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.observe import MetricsScraper, ProcessSampler, UpdatesTap
@@ -44,8 +45,12 @@ def stage_latencies(records: list, skip: int) -> dict[str, dict]:
 
 
 def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: str = "auto",
-                 extra_env: dict[str, str] | None = None, label: str = "", soak_warmup: float | None = None) -> dict:
-    """Run one session to its report; return the figures (soak_warmup set: memory growth after it)."""
+                 extra_env: dict[str, str] | None = None, label: str = "", soak_warmup: float | None = None,
+                 on_env: Callable[[dict[str, dict[str, str]]], None] | None = None) -> dict:
+    """Run one session to its report; return the figures (soak_warmup set: memory growth after it).
+
+    `on_env` sees the planned per-service environments (the web benchmark reads the page's port).
+    """
     session = f"bench-{label or 'run'}-{uuid.uuid4().hex[:8]}"
     scraper = MetricsScraper()
     tap = UpdatesTap(on_eos=scraper.scrape)  # last counters before the launcher stops the services
@@ -57,6 +62,8 @@ def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: s
         for e in envs.values():
             e.update(env)
         scraper.remember_ports(envs)
+        if on_env:
+            on_env(envs)
 
     args = launcher.build_parser().parse_args(
         ["--source", str(source), "--model", model, "--session-id", session,

@@ -83,6 +83,51 @@ def targets(r: dict) -> list[dict]:
     return checks
 
 
+def _get(r: dict | None, *path: str) -> Any:
+    for key in path:
+        if not isinstance(r, dict) or key not in r:
+            return None
+        r = r[key]
+    return r
+
+
+def issue_targets(r: dict, last: dict | None) -> list[dict]:
+    """The performance issue's targets: this run's figure beside the last results' ('was')."""
+    out = []
+
+    def add(name: str, now: Any, was: Any, met: bool | None, detail: str = "") -> None:
+        out.append({"target": name, "now": now, "was": was, "met": met, "detail": detail})
+
+    for n, want in ((1, 1.5), (8, 2.0)):
+        now = _get(r, "summary", f"faces_{n}", "pipeline_over_best")
+        add(f"{n} face(s): pipeline >= {want:g}x the best single-process loop", now,
+            _get(last, "summary", f"faces_{n}", "pipeline_over_best"), _ge(now, want),
+            f"{_get(r, 'summary', f'faces_{n}', 'pipeline_fps')} vs {_get(r, 'summary', f'faces_{n}', 'best_loop_fps')}"
+            " frames/s")
+    p99 = _get(r, "pipeline", "bundle_8_2fps", "latency_ms", "capture_to_prediction", "p99")
+    add("2 FPS, bundle, 8 faces: capture->prediction p99 < 100 ms", p99,
+        _get(last, "pipeline", "bundle_8_2fps", "latency_ms", "capture_to_prediction", "p99"),
+        None if p99 is None else p99 < 100, "ms")
+    pipe = _get(r, "pipeline", "baseline_1_unthrottled", "fps")
+    loop = _get(r, "loops", "baseline_1", "fps")
+    add("baseline, 1 face, unthrottled: pipeline >= 1.0x bare loop (decode + detection + face mesh)",
+        _ratio(pipe, loop), f"pipeline {_get(last, 'pipeline', 'baseline_1_unthrottled', 'fps')} frames/s, no loop",
+        _ge(_ratio(pipe, loop), 1.0), f"{pipe} vs {loop} frames/s")
+    add("1280x720, 30 faces (gallery), baseline >= 2 FPS", None, None, None,
+        "not measured by this bench yet (gallery input comes with the screen-capture work)")
+    rows = {row["detector"]: row for row in _get(r, "detectors", "rows") or [] if row.get("available")}
+    default, res10 = rows.get("blazeface"), rows.get("dnn")
+    if default and res10:
+        worse = [k for k, v in default["recall"].items() if v is not None and v < (res10["recall"][k] or 0)]
+        add("default detector's recall >= res10's on the same frames",
+            default["recall"], res10["recall"], not worse,
+            f"{default['ms_per_frame']['astronaut']} vs {res10['ms_per_frame']['astronaut']} ms a 640x480 frame"
+            + (f"; lower on {', '.join(worse)}" if worse else ""))
+    else:
+        add("default detector's recall >= res10's on the same frames", None, None, None, "res10 unavailable here")
+    return out
+
+
 def _ge(a: float | None, b: float) -> bool | None:
     return None if a is None else a >= b
 
@@ -161,11 +206,13 @@ def markdown(r: dict) -> str:
     parts.append(f"### Bus hop (raw 640x480 BGR, {b['transport']})\n"
                  f"p50 {b['hop_ms']['p50']} ms, p99 {b['hop_ms']['p99']} ms, mean {b['hop_ms']['mean']} ms "
                  f"({b['received']}/{b['sent']} frames); the same hop with no payload (header only): "
-                 f"p50 {b['header_only']['hop_ms']['p50']} ms, p99 {b['header_only']['hop_ms']['p99']} ms")
+                 f"p50 {b['header_only']['hop_ms']['p50']} ms, p99 {b['header_only']['hop_ms']['p99']} ms"
+                 + (f"; over ipc (the launcher's links): p50 {b['ipc']['hop_ms']['p50']} ms, "
+                    f"p99 {b['ipc']['hop_ms']['p99']} ms" if "ipc" in b else ""))
 
     e = r["engines"]
-    rows = [[row["engine"], row["ms_per_call_1"], row["ms_per_call_8"], row["ms_per_face_1"], row["ms_per_face_8"],
-             f"{row['max_abs_diff_vs_keras']:.1e}"] for row in e["rows"]]
+    rows = [[f"{row['engine']} ({row.get('device', 'cpu')})", row["ms_per_call_1"], row["ms_per_call_8"],
+             row["ms_per_face_1"], row["ms_per_face_8"], f"{row['max_abs_diff_vs_keras']:.1e}"] for row in e["rows"]]
     bl = e["baseline"]
     rows.append([f"baseline ({bl['engine']})", bl["ms_per_call_1"], bl["ms_per_call_8"], bl["ms_per_face_1"],
                  bl["ms_per_face_8"], "-"])
@@ -186,7 +233,36 @@ def markdown(r: dict) -> str:
                      + _table(["process", "RSS at first frame MB", "RSS after warm-up MB", "RSS end MB", "growth %",
                                "peak MB"], rows))
 
+    if "detectors" in r:
+        from bench.detectors import table
+
+        d = r["detectors"]
+        parts.append(f"### Face detectors on real faces ({d['frames']} frames per set, recall = faces found / "
+                     f"faces there; false positives on {d['negatives']} non-faces)\n" + table(d))
+
+    if r.get("budget_sweep"):
+        rows = [[b["budget"], b["run"], b["fps"],
+                 f"{_f(b['latency_ms']['capture_to_prediction']['p50'])} / "
+                 f"{_f(b['latency_ms']['capture_to_prediction']['p99'])}", b["model_ms_per_face"],
+                 f"{_f(b['processes'].get('facedetect', {}).get('cpu_percent'))} / "
+                 f"{_f(b['processes'].get('inference', {}).get('cpu_percent'))}"]
+                for b in r["budget_sweep"]]
+        parts.append("### CPU budget sweep (unthrottled)\n" + _table(
+            ["budget", "run", "frames/s", "capture->prediction ms p50 / p99", "model ms/face",
+             "facedetect / inference CPU %"], rows))
+
     rows = [[c["target"], {True: "met", False: "**missed**", None: "n/a"}[c["met"]], c["detail"]]
             for c in r["targets"]]
     parts.append("### Targets\n" + _table(["target", "result", "figures"], rows))
+    if r.get("issue_targets"):
+        rows = [[c["target"], _fmt(c["now"]), _fmt(c["was"]), {True: "met", False: "**missed**", None: "n/a"}[c["met"]],
+                 c["detail"]] for c in r["issue_targets"]]
+        parts.append("### Targets of the performance issue (now, and the last results)\n"
+                     + _table(["target", "now", "was", "result", "figures"], rows))
     return "\n\n".join(parts)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_f(x, 3)}" for k, x in v.items())
+    return _f(v, 2)

@@ -8,7 +8,7 @@ and decodes nothing it throws away.
 Bundle: the reference system's frame classifier, MobileNetV2 224x224 + Flatten ->
 Dense(1024) -> Dropout -> Dense(512) -> Dense(4), built by training/models.py with random
 weights (ImageNet weights are unreachable here; speed does not depend on weight values)
-and exported with model.keras + model.tflite + model_card.json like training/export.py.
+and exported with model.keras + model.tflite + model.onnx + model_card.json like training/export.py.
 
     python -m bench.workload bundle --out DIR [--size 224]   (imports TensorFlow)
 """
@@ -46,12 +46,12 @@ def make_faces_video(path: Path, faces: int, frames: int, fps: float = VIDEO_FPS
 
 
 def build_reference_bundle(out: Path, size: int = 224) -> Path:
-    """The reference classifier as a bundle; reused when it is already there."""
+    """The reference classifier as a bundle; reused when it is already there (with every format)."""
     out = Path(out)
-    if (out / "model_card.json").is_file() and (out / "model.keras").is_file():
+    if all((out / f).is_file() for f in ("model_card.json", "model.keras", "model.tflite", "model.onnx")):
         return out
     from shared.model_card import ModelCard
-    from training.export import to_tflite
+    from training.export import lfw_batch, write_formats
     from training.models import ModelOptions, build_model
 
     # dropout 0.2 and no L2: the reference head as it was (training's --reference-head).
@@ -59,11 +59,12 @@ def build_reference_bundle(out: Path, size: int = 224) -> Path:
     model = build_model(opts)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model.keras")
-    to_tflite(model, out / "model.tflite")
-    ModelCard(name=f"reference-cnn-mobilenetv2-{size} (random weights, speed only)", kind="frame",
-              input={"size": [size, size], "channels": 3, "color": "rgb", "sequence_length": 1},
-              preprocessing="mobilenet_v2", heads=["boredom"], affect=True,
-              trained_on="nothing (benchmark)").save(out)
+    card = ModelCard(name=f"reference-cnn-mobilenetv2-{size} (random weights, speed only)", kind="frame",
+                     input={"size": [size, size], "channels": 3, "color": "rgb", "sequence_length": 1},
+                     preprocessing="mobilenet_v2", heads=["boredom"], affect=True, trained_on="nothing (benchmark)")
+    # model.tflite and model.onnx as `engagement-train export` writes them, checked on real faces.
+    write_formats(model, out, card, lfw_batch(card), "16 LFW faces (scikit-image)")
+    card.save(out)
     return out
 
 

@@ -11,6 +11,8 @@ command -v mosquitto >/dev/null || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v prometheus >/dev/null || need+=(prometheus)
+# The web service's browser tests drive Debian's Chromium (Playwright cannot download its own).
+command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need[*]}"

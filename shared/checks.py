@@ -125,8 +125,16 @@ def table(results: list[Result]) -> str:
 
 # --- folders --------------------------------------------------------------------------------
 
+_FOLDERS = threading.Lock()  # checks run at once; two may try the same folder (reports, recordings)
+
+
 def try_writable(folder: Path) -> str | None:
     """None if `folder` can be created and written; else why not. Leaves nothing behind."""
+    with _FOLDERS:
+        return _try_writable(folder)
+
+
+def _try_writable(folder: Path) -> str | None:
     created: list[Path] = []
     try:
         missing = []
@@ -326,14 +334,39 @@ def _model(ctx: Context) -> Result:
         return fail("model", f"{model} is an affect model and EU_AI_ACT_MODE=1 forbids it",
                     "use --model baseline, or unset EU_AI_ACT_MODE where the law allows")
     files = {p.name for p in bundle.iterdir()}
-    if "model.keras" not in files and "model.tflite" not in files:
-        return fail("model", f"{model} has neither model.keras nor model.tflite", "re-export the bundle")
-    keras = "model.keras" in files and ctx.engine in ("auto", "keras", "predict")
-    runtime = "tensorflow" if keras else "ai_edge_litert"
-    if importlib.util.find_spec(runtime) is None:
-        return fail("model", f"{model} needs {runtime}, which is not installed here",
-                    "pip install -e '.[ml]' (or export a model.tflite)")
-    return ok("model", f"bundle {card.name} ({card.kind}), runs with {runtime}")
+    if not files & {"model.keras", "model.tflite", "model.onnx"}:
+        return fail("model", f"{model} has none of model.keras, model.tflite, model.onnx", "re-export the bundle")
+    wanted = _engines_for(ctx.engine, files, card)
+    if not wanted:
+        # services/inference stops with the same verdict (NoEngineError): never the baseline instead.
+        return fail("model", f"no engine here can run {model} with ENGINE={ctx.engine} (files {sorted(files)})",
+                    "pip install -e '.[ml]' (TensorFlow, ONNX Runtime), or re-export the bundle with "
+                    "`engagement-train export` (model.onnx and model.tflite, checked against Keras)")
+    return ok("model", f"bundle {card.name} ({card.kind}), runs with {', '.join(wanted)}")
+
+
+def _engines_for(engine: str, files: set[str], card: Any) -> list[str]:
+    """The engines this machine can run the bundle with, as services/inference/bundle.py decides:
+    ENGINE=auto without TensorFlow takes only a format the export step checked against Keras."""
+    import importlib.util
+
+    def have(module: str) -> bool:
+        return importlib.util.find_spec(module) is not None
+
+    keras = "model.keras" in files and have("tensorflow")
+    can = {"keras": keras, "predict": keras,
+           "tflite": have("ai_edge_litert") and ("model.tflite" in files or keras),
+           "onnx": "model.onnx" in files and have("onnxruntime")}
+    if engine != "auto":
+        return [engine] if can.get(engine) else []
+    if keras:
+        return [name for name, ok_ in can.items() if ok_]
+
+    def checked(fmt: str) -> bool:
+        diff = (card.exports.get(fmt) or {}).get("max_abs_diff")
+        return diff is not None and diff <= 1e-3  # services/inference/bundle.py AUTO_TOLERANCE
+
+    return [fmt for fmt in ("onnx", "tflite") if can[fmt] and f"model.{fmt}" in files and checked(fmt)]
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -360,3 +393,51 @@ def _ports(ctx: Context) -> Result:
             return fail("ports", f"no MQTT broker at {ctx.mqtt_host}:{ctx.mqtt_port} ({exc.strerror or exc})",
                         "start mosquitto, set MQTT_HOST/MQTT_PORT, or leave out --messaging")
     return ok("ports", "fixed metrics ports free" if ports else "free loopback ports are picked at start")
+
+
+# --- secrets and Redis's eviction policy (shared/secret_check.py, shared/redis_retention.py) ------
+
+def compose_env_file() -> Path:
+    """The compose/.env that `docker compose up` reads on a box deployed from this checkout."""
+    from shared.config import REPO_ROOT
+
+    return REPO_ROOT / "compose" / ".env"
+
+
+@check("secrets")
+def _secrets(ctx: Context) -> Result:
+    from shared.secret_check import COMPOSE_SECRETS, check_problems, env_file_problems
+
+    # What this run uses fails the check: REDIS_URL's password, a compose secret in the environment.
+    env = {name: os.environ[name] for name in COMPOSE_SECRETS if name in os.environ}
+    if ctx.values.get("redis_url"):
+        env["REDIS_URL"] = str(ctx.redis_url)
+    problems = check_problems(env)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return fail("secrets", problems[0] + more, "set your own (`openssl rand -hex 24`)")
+    # compose/.env is not used by a local run: said as a warning, `docker compose up` refuses it anyway.
+    env_file = compose_env_file()
+    in_file = env_file_problems(env_file) if env_file.is_file() else []
+    if in_file:
+        return ok("secrets", "none in use is empty or an example", warning=in_file[0])
+    return ok("secrets", "none in use is empty or an example")
+
+
+@check("eviction")
+def _eviction(ctx: Context) -> Result | None:
+    if ctx.private_redis:
+        return None  # the private redis-server has no maxmemory: nothing is evicted
+    import redis
+
+    from shared.redis_retention import eviction_problem
+
+    try:
+        client = redis.Redis.from_url(str(ctx.redis_url), socket_timeout=1.5, socket_connect_timeout=1.5)
+        client.ping()
+    except (redis.RedisError, ValueError):
+        return None  # unreachable, refused or malformed: the redis check says so
+    problem = eviction_problem(client)
+    if problem:
+        return ok("eviction", "Redis may evict keys", warning=problem)
+    return ok("eviction", "Redis never evicts a running session")

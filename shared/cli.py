@@ -8,6 +8,8 @@
     engagement make-sample --out x.avi      a test video with real faces (tools/)
     engagement bench --quick                the benchmark (bench/; installed with the project)
     engagement check-secrets                compose's gate: refuses empty or example secrets
+    engagement web --report-dir DIR --port N    the live page and past sessions on their own
+    engagement bench-web [--faces 1 30]     capture-to-page latency of the live page, the web's cost
     engagement <service> [flags]            one service (capture, facedetect, ...)
 
 Service modules are imported lazily, so that only `inference` ever imports TensorFlow.
@@ -30,6 +32,7 @@ SERVICE_CLASSES: dict[str, str] = {
     "aggregator": "services.aggregator.service:AggregatorService",
     "reporter": "services.reporter.service:ReporterService",
     "mqtt_bridge": "services.mqtt_bridge.service:MqttBridgeService",
+    "web": "services.web.service:WebService",
 }
 
 UTILITIES: dict[str, str] = {
@@ -40,6 +43,7 @@ UTILITIES: dict[str, str] = {
     "fetch-models": "shared.cli:fetch_models_main",
     "make-sample": "tools.sample_video:main",
     "bench": "bench.bench:main",
+    "bench-web": "bench.web:main",
     "make-curve-keys": "shared.cli:make_curve_keys_main",
     "check-secrets": "shared.secret_check:main",  # compose's gate: no empty or example secret
 }

@@ -25,6 +25,9 @@ from typing import Any
 
 from shared.links import BY_NAME
 
+# Kept here, not imported from shared/detectors (which imports OpenCV), so settings stay light.
+DETECTOR_NAMES = ("auto", "blazeface", "blazeface_short", "blazeface_full", "dnn", "haar")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -72,6 +75,7 @@ UPDATES_OUT, UPDATES_IN = _link("updates")
 # Off unless set (the launcher and compose set it): a default bind would make every bare
 # aggregator in a test suite claim the same port.
 ACKS_OUT, ACKS_IN = _link("acks")
+LIVE_OUT, LIVE_IN = _link("live")
 
 # Each service serves Prometheus metrics (and /healthz) on its own port.
 METRICS_PORTS: dict[str, int] = {
@@ -82,7 +86,30 @@ METRICS_PORTS: dict[str, int] = {
     "aggregator": 9105,
     "reporter": 9106,
     "mqtt_bridge": 9107,
+    "web": 9108,
 }
+
+# CPU budget per service (shared/cpu_budget.py): threads each library may use in that
+# service's process, so the stages overlap instead of each sizing its pools to every core.
+# A budget setting left at 0 takes the service's value here; absent here = the library's own
+# default (every core). From `engagement bench --budget-sweep` (bench/RESULTS.md).
+CPU_BUDGETS: dict[str, dict[str, int]] = {
+    "capture": {"CV_THREADS": 1},
+    "facedetect": {"CV_THREADS": 1, "LITERT_THREADS": 1},
+    "sequencer": {"CV_THREADS": 1},
+    "inference": {"CV_THREADS": 1, "TF_INTRA_OP_THREADS": 1, "TF_INTER_OP_THREADS": 1},
+    "aggregator": {"CV_THREADS": 1},
+    "reporter": {"CV_THREADS": 1},
+}
+_BUDGET_DEFAULT = "0 = the service's budget (CPU_BUDGETS), -1 = the library's default"
+BUDGET: list[Setting] = [
+    Setting("CV_THREADS", 0, f"OpenCV threads ({_BUDGET_DEFAULT})", int, min=-1),
+    Setting("LITERT_THREADS", 0, f"threads of each LiteRT interpreter ({_BUDGET_DEFAULT})", int, min=-1),
+    Setting("TF_INTRA_OP_THREADS", 0, f"TensorFlow threads inside one op ({_BUDGET_DEFAULT})", int, min=-1),
+    Setting("TF_INTER_OP_THREADS", 0, f"TensorFlow ops run side by side ({_BUDGET_DEFAULT})", int, min=-1),
+    Setting("CPU_AFFINITY", "", "CPUs a service may run on, e.g. 0 or 0-1 or 0,2 (empty = any)"),
+]
+
 
 COMMON: list[Setting] = [
     Setting("SESSION_ID", "", "session id; the launcher sets one per run (default: time-based)"),
@@ -96,6 +123,7 @@ COMMON: list[Setting] = [
     # EU AI Act Article 5(1)(f): no emotion inference in education. When set, affect models
     # are refused and reports are class-level only.
     Setting("EU_AI_ACT_MODE", 0, "1 = refuse affect models, class-level reports only", int),
+    *BUDGET,
 ]
 
 SERVICES: dict[str, list[Setting]] = {
@@ -113,8 +141,11 @@ SERVICES: dict[str, list[Setting]] = {
         FRAMES_OUT, PREVIEW_OUT,
     ],
     "facedetect": [
-        Setting("DETECTOR", "dnn", "face detector backend", choices=("dnn", "haar")),
-        Setting("CONFIDENCE", 0.5, "minimum detection confidence (dnn)", float, min=0, max=1),
+        Setting("DETECTOR", "auto", "face detector (shared/detectors.py; auto = best measured recall, then speed)",
+                choices=DETECTOR_NAMES),
+        Setting("CONFIDENCE", 0.5, "minimum detection confidence", float, min=0, max=1),
+        Setting("DETECT_EVERY", 3, "run the detector every N frames and follow the faces in between "
+                "(at once when a face is lost or the scene changes elsewhere); 1 = every frame", int, min=1),
         Setting("CROP_SIZE", 224, "side of the square face crop sent downstream", int, min=8, max=1024),
         Setting("CROP_MARGIN", 0.25, "margin added around each face box, as a fraction of its size", float),
         Setting("TRACK_IOU", 0.3, "minimum IoU to keep a student's id from the last frame", float),
@@ -129,7 +160,12 @@ SERVICES: dict[str, list[Setting]] = {
     ],
     "inference": [
         Setting("MODEL", "baseline", "'baseline' (face-mesh attention) or a model bundle directory"),
-        Setting("ENGINE", "auto", "how a Keras bundle runs", choices=("auto", "keras", "tflite", "predict")),
+        Setting("ENGINE", "auto", "how a trained bundle runs (auto: the fastest that agrees with Keras)",
+                choices=("auto", "keras", "tflite", "predict", "onnx")),
+        Setting("TRT_CACHE_DIR", "", "where ONNX Runtime's TensorRT provider keeps the engines it builds "
+                "('' = ~/.cache/engagement/tensorrt)"),
+        Setting("TRT_FP16", 1, "1 = TensorRT may compute in float16 (ENGINE=auto still checks it against Keras)", int,
+                min=0, max=1),
         # In seconds of the video, so it means the same at every FPS (5 frames were 2.5 s at 2 FPS and
         # hid a 1.5 s glance away).
         Setting("SMOOTHING_SECONDS", 1.0, "seconds of video the baseline averages its attention signals over "
@@ -189,7 +225,19 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("MQTT_PORT", 1883, "local MQTT broker port", int, min=1, max=65535),
         Setting("DEVICE_ID", "jetson-01", "device id used in MQTT topics"),
         Setting("MQTT_TOTALS_INTERVAL", 10.0, "seconds between totals published over MQTT", float),
-        PREVIEW_IN, UPDATES_IN,
+        PREVIEW_IN, UPDATES_IN, LIVE_OUT,
+    ],
+    # The teacher's live page, past sessions and the JSON API (services/web).
+    "web": [
+        Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals and the marks"),
+        Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
+        Setting("REPORT_DIR", "reports", "folder the end-of-session reports are read from (relative: to the "
+                "working directory)"),
+        Setting("CLASS_LEVEL_ONLY", 0, "1 = no per-student cards, marks or video", int),
+        Setting("WEB_BIND", "127.0.0.1", "address the pages bind; any other than loopback needs WEB_TOKEN"),
+        Setting("WEB_PORT", 8080, "port of the pages and the API", int, min=1, max=65535),
+        Setting("WEB_TOKEN", "", "token (or password) every request must carry: Bearer or Basic auth"),
+        LIVE_IN,
     ],
     # The reporter publishes totals every MQTT_TOTALS_INTERVAL (10 s) and the report at the end.
     "mqtt_bridge": [
@@ -224,6 +272,11 @@ LAUNCHER: list[Setting] = [
     Setting("STOP_TIMEOUT", 15.0, "seconds a stop (Ctrl-C/SIGTERM) may take: then every process is killed and "
             "the report written from Redis by the launcher", float, min=2, max=600),
     Setting("MAX_RESTARTS", 5, "restarts per service before giving up", int, min=0),
+    Setting("OPEN", 0, "1 = open the live page in the default browser once it is up", int),
+    # ipc measured faster per hop than TCP loopback here (bench/bushop.py: p50 0.6 vs 0.9 ms for a
+    # 640x480 frame); compose's containers talk over tcp.
+    Setting("TRANSPORT", "ipc", "how the launcher's local services talk: ipc (Unix sockets in a private "
+            "folder) or tcp (loopback)", choices=("ipc", "tcp")),
     Setting("STATE_DIR", ".engagement", "what a run keeps to survive a crash: the private Redis's data and the "
             "runs in progress (relative: to the working directory)"),
 ]

@@ -1,8 +1,14 @@
-"""Face detectors shared by the edge service and the training `faces` step.
+"""Face detectors shared by the edge service, the training `faces` step and the benchmark.
 
-`dnn` is the reference system's detector: OpenCV DNN with the res10 300x300 SSD Caffe
-model (weights from `engagement fetch-models`). `haar` is OpenCV's frontal-face cascade,
-which ships with opencv-python: slower here and it misses faces looking down.
+- `blazeface_short` / `blazeface_full`: MediaPipe's BlazeFace (shared/blazeface.py) with
+  LiteRT; short-range for faces near the camera (fastest), full-range for small faces
+  (a class gallery). Weights from `engagement fetch-models`.
+- `dnn`: the reference system's detector, OpenCV DNN with the res10 300x300 SSD Caffe
+  model. OpenCV 5 has no Caffe importer: there it is unavailable with a clear message.
+- `haar`: OpenCV's frontal-face cascade (ships with opencv-python): slow, and it misses
+  faces looking down.
+- `auto`: the detector chosen by measured recall and speed (`AUTO_ORDER`, from
+  `engagement bench`'s detector table).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import cv2
 import numpy as np
 
 from shared import assets
+from shared.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFace, BlazeSpec, blend_overlaps, to_frame_boxes
+from shared.config import DETECTOR_NAMES
 
 
 @dataclass(frozen=True)
@@ -22,10 +30,19 @@ class Detection:
     confidence: float
 
 
+class DetectorUnavailable(RuntimeError):
+    """A detector that cannot run with this installation (the message says why)."""
+
+    user_error = True  # a service refuses to start with this one line (shared/service.py)
+
+
 class DnnDetector:
     name = "dnn"
 
-    def __init__(self, confidence: float = 0.5, models: Path | None = None) -> None:
+    def __init__(self, confidence: float = 0.5, models: Path | None = None, num_threads: int = 0) -> None:
+        if not hasattr(cv2.dnn, "readNetFromCaffe"):
+            raise DetectorUnavailable(f"the dnn (res10 Caffe) detector needs OpenCV 4.x; OpenCV {cv2.__version__} "
+                                      "has no Caffe importer: use DETECTOR=blazeface or auto")
         proto = assets.require("deploy.prototxt", models)
         weights = assets.require("res10_300x300_ssd_iter_140000.caffemodel", models)
         self.net = cv2.dnn.readNetFromCaffe(str(proto), str(weights))
@@ -51,7 +68,10 @@ class DnnDetector:
 class HaarDetector:
     name = "haar"
 
-    def __init__(self, confidence: float = 0.0, models: Path | None = None) -> None:
+    def __init__(self, confidence: float = 0.0, models: Path | None = None, num_threads: int = 0) -> None:
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise DetectorUnavailable(f"the haar detector needs OpenCV 4.x; OpenCV {cv2.__version__} moved the "
+                                      "cascade classifier out of its main package: use DETECTOR=blazeface or auto")
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
@@ -64,12 +84,73 @@ class HaarDetector:
         return [Detection(tuple(int(v) for v in b), 1.0) for b in boxes]
 
 
-def make_detector(name: str, confidence: float = 0.5, models: Path | None = None) -> DnnDetector | HaarDetector:
+class BlazeFaceDetector:
+    """BlazeFace short- or full-range; `confidence` is its minimum score."""
+
+    def __init__(self, spec: BlazeSpec, name: str, confidence: float = 0.5, models: Path | None = None,
+                 num_threads: int = 1) -> None:
+        self.name = name
+        self.model = BlazeFace(spec, models, num_threads=max(1, num_threads), min_score=confidence)
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        return [Detection(box, score) for box, score in self.model.run(frame)]
+
+
+class BlazeFaceBothDetector:
+    """Short- and full-range BlazeFace on the same frame, their boxes blended into one set.
+
+    Measured on the real faces (bench/detectors.py): short-range finds every large face but
+    no small one and fires on some blurry non-faces; full-range finds small faces but is
+    under-confident on large close-up ones. So short-range runs a little above
+    `confidence` and full-range a little below (at 0.5: 0.6 and 0.35), and together they
+    find at least what res10 finds, in about a third of its time."""
+
+    name = "blazeface"
+    SHORT_OFFSET, FULL_OFFSET = 0.1, -0.15
+
+    def __init__(self, confidence: float = 0.5, models: Path | None = None, num_threads: int = 1) -> None:
+        threads = max(1, num_threads)
+        self.short = BlazeFace(SHORT_RANGE, models, threads, min_score=min(0.99, confidence + self.SHORT_OFFSET))
+        self.full = BlazeFace(FULL_RANGE, models, threads, min_score=max(0.01, confidence + self.FULL_OFFSET))
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        b1, s1 = self.short.boxes(frame)
+        b2, s2 = self.full.boxes(frame)
+        blended = blend_overlaps(np.concatenate([b1, b2]), np.concatenate([s1, s2]))
+        return [Detection(box, score) for box, score in to_frame_boxes(blended, frame.shape)]
+
+
+Detector = DnnDetector | HaarDetector | BlazeFaceDetector | BlazeFaceBothDetector
+NAMES = DETECTOR_NAMES  # the DETECTOR setting's choices
+# `auto` takes the first of these that loads: the order of recall, then speed, measured by
+# `python -m bench.detectors` (and `engagement bench`'s detector table, bench/RESULTS.md) on
+# lfw_subset, the astronaut sample and the 8-face sample. `blazeface` (both ranges) has recall
+# no lower than res10 on every set at about a third of its time; short-range alone is the
+# fastest (about 2 ms a 640x480 frame) but misses the small faces of a class of 8.
+AUTO_ORDER = ("blazeface", "dnn", "haar")
+
+
+def make_detector(name: str, confidence: float = 0.5, models: Path | None = None, num_threads: int = 1) -> Detector:
+    """The detector called `name` (one of NAMES); DetectorUnavailable when it cannot run here."""
+    if name == "auto":
+        reasons = []
+        for candidate in AUTO_ORDER:
+            try:
+                return make_detector(candidate, confidence, models, num_threads)
+            except (DetectorUnavailable, assets.MissingAsset) as exc:
+                reasons.append(str(exc))
+        raise DetectorUnavailable("no detector can run: " + "; ".join(reasons))
+    if name == "blazeface":
+        return BlazeFaceBothDetector(confidence, models, num_threads)
+    if name == "blazeface_short":
+        return BlazeFaceDetector(SHORT_RANGE, name, confidence, models, num_threads)
+    if name == "blazeface_full":
+        return BlazeFaceDetector(FULL_RANGE, name, confidence, models, num_threads)
     if name == "dnn":
-        return DnnDetector(confidence, models)
+        return DnnDetector(confidence, models, num_threads)
     if name == "haar":
-        return HaarDetector(confidence, models)
-    raise ValueError(f"unknown detector {name!r}: use dnn or haar")
+        return HaarDetector(confidence, models, num_threads)
+    raise ValueError(f"unknown detector {name!r}: use one of {', '.join(NAMES)}")
 
 
 def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared import assets
+from shared import assets, cpu_budget
 
 MESH_SIZE = 192
 MESH_POINTS = 468
@@ -27,11 +27,12 @@ class MeshResult:
 
 
 class FaceMesh:
-    def __init__(self, models: Path | None = None, num_threads: int = 1) -> None:
+    def __init__(self, models: Path | None = None, num_threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
 
         path = assets.require("face_landmark.tflite", models)
-        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        threads = num_threads or cpu_budget.litert_threads(1)  # the service's budget, else 1
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self.interpreter.allocate_tensors()
         self._input = self.interpreter.get_input_details()[0]["index"]
         outputs = {tuple(d["shape"][1:]): d["index"] for d in self.interpreter.get_output_details()}

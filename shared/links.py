@@ -43,22 +43,25 @@ class Link:
         first, second = self.pattern.split("/")
         return first, second
 
-    def out_spec(self, host: str = "127.0.0.1", port: int | None = None) -> str:
-        """The producer's connection string: it binds on `host`."""
-        return f"{self.socket_types[0]}+bind:tcp://{host}:{self.port if port is None else port}"
+    def out_spec(self, host: str = "127.0.0.1", port: int | None = None, endpoint: str = "") -> str:
+        """The producer's connection string: it binds on `host` (or on `endpoint`, e.g. ipc://...)."""
+        return f"{self.socket_types[0]}+bind:{endpoint or self._tcp(host, port)}"
 
-    def in_spec(self, host: str = "127.0.0.1", port: int | None = None) -> str:
-        """The consumer's connection string: it connects to the producer at `host`."""
-        return f"{self.socket_types[1]}+connect:tcp://{host}:{self.port if port is None else port}"
+    def in_spec(self, host: str = "127.0.0.1", port: int | None = None, endpoint: str = "") -> str:
+        """The consumer's connection string: it connects to the producer at `host` (or `endpoint`)."""
+        return f"{self.socket_types[1]}+connect:{endpoint or self._tcp(host, port)}"
 
-    def local_specs(self, port: int) -> tuple[str, str]:
+    def _tcp(self, host: str, port: int | None) -> str:
+        return f"tcp://{host}:{self.port if port is None else port}"
+
+    def local_specs(self, port: int, endpoint: str = "") -> tuple[str, str]:
         """(producer's, consumer's) connection strings on one host (the launcher).
 
         There a PUB/SUB link binds on the subscriber and the publisher connects: the publisher's
         first frames leave after its connection is made, while a SUB connecting to a PUB bound a
         moment before misses them (ZeroMQ's slow joiner: a recording lost its first 2 of 6 frames).
         """
-        out, inn = self.out_spec(port=port), self.in_spec(port=port)
+        out, inn = self.out_spec(port=port, endpoint=endpoint), self.in_spec(port=port, endpoint=endpoint)
         if self.pattern == "pub/sub":
             out, inn = out.replace("+bind:", "+connect:"), inn.replace("+connect:", "+bind:")
         return out, inn
@@ -81,6 +84,10 @@ LINKS: tuple[Link, ...] = (
     Link("acks", "aggregator", "inference", "push/pull", 5557, ("ack",),
          "a predictions/eos message is written to Redis: inference resends what stays "
          "unacknowledged (shared/acks.py); the launcher and compose wire it",
+         wired_by_default=False),
+    Link("live", "reporter", "web", "pub/sub", 5558, ("frame", "update", "eos"),
+         "the drawn overlay as JPEG, every update and the report's end, for the web page: a slow "
+         "or absent web loses messages, the reporter never waits; the launcher and compose wire it",
          wired_by_default=False),
 )
 

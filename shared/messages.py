@@ -19,10 +19,11 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 import msgpack
 import msgspec
+from typing_extensions import NotRequired  # typing's own from 3.11; the Jetson image runs 3.10
 
 from shared.levels import LEVELS
 
@@ -80,6 +81,7 @@ class ModelInfo(TypedDict, total=False):
     affect: bool
     labels: list[str]
     engine: str
+    device: str  # where the engine computes: cpu, gpu, cuda, tensorrt
 
 
 FaceList = Annotated[list[Face], msgspec.Meta(max_length=MAX_FACES)]

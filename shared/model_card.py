@@ -5,6 +5,7 @@ A bundle is a directory:
     model_card.json     this schema
     model.keras         the Keras model (Keras 3 format)
     model.tflite        optional, for LiteRT on the Jetson
+    model.onnx          optional, for ONNX Runtime (CPU, CUDA, TensorRT on the Jetson)
 
 model_card.json:
     schema          1
@@ -23,6 +24,9 @@ model_card.json:
     invert_heads    heads whose scale runs the other way (DAiSEE "engagement": 3 = very
                     engaged), so their probabilities are reversed to mean 0 engaged..3 not
     trained_on      "DAiSEE", "synth", ... ; metrics: free-form evaluation summary
+    exports         other formats written beside model.keras, checked by the export step:
+                    {"onnx": {"file": "model.onnx", "max_abs_diff": 3e-08, "checked_on": "...", ...},
+                     "tflite": {...}}; a format that could not be made has "file": null and "error"
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from shared.levels import LEVEL_LABELS
 CARD_FILE = "model_card.json"
 CARD_SCHEMA = 1
 KINDS = ("frame", "sequence", "multitask")
+# Said on every overlay, report and page while the attention baseline runs.
+BASELINE_NOTE = "attention baseline - not trained on engagement data"
 AFFECT_HEADS = ("boredom", "engagement", "confusion", "frustration")
 
 
@@ -76,6 +82,7 @@ class ModelCard:
     invert_heads: list[str] = field(default_factory=list)
     trained_on: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    exports: dict[str, Any] = field(default_factory=dict)
     schema: int = CARD_SCHEMA
 
     def __post_init__(self) -> None:

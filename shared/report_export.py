@@ -14,7 +14,7 @@ import csv
 import html
 import io
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 LEVELS = 4
@@ -78,7 +78,7 @@ svg{border:1px solid #ddd;background:#fafafa}
 
 
 def _clock(t: float | None) -> str:
-    return "-" if t is None else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "-" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _row(cells: list[Any], head: bool = False, first_left: bool = True) -> str:

@@ -18,7 +18,8 @@ from typing import ClassVar
 
 import zmq
 
-from shared import metrics
+from shared import cpu_budget, metrics
+from shared.assets import MissingAsset
 from shared.bus import Receiver, Sender
 from shared.config import SettingError, Settings, load_settings
 from shared.logs import setup_logging
@@ -111,9 +112,22 @@ class Service:
             return EXIT_GAVE_UP
         metrics.serve(self.settings.metrics_host, self.settings.metrics_port, self.healthy)
         try:
-            self.start()
-        except Exception:
+            # Per process, before any model loads (a service run on a test's thread keeps the test's).
+            budget = cpu_budget.apply_settings(self.settings)
+        except cpu_budget.BadAffinity as exc:  # will not fix itself: one line, no restart
             self._set_state("failed")
+            self.log.error("refusing to start: %s", exc)
+            return EXIT_GAVE_UP
+        if budget:
+            self.log.info("cpu budget: %s", budget)
+        try:
+            self.start()
+        except Exception as exc:
+            self._set_state("failed")
+            # Missing weights, a detector this OpenCV cannot load: the user's to fix, said in one line.
+            if isinstance(exc, MissingAsset) or getattr(exc, "user_error", False):
+                self.log.error("refusing to start: %s", exc)
+                return EXIT_GAVE_UP
             self.log.exception("start-up failed")
             return 2
         self.log.info("running")

@@ -8,14 +8,17 @@ through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test s
                                         (a reporter that was down at the end writes them later)
   P:session:<sid>:meta          hash    class, stream, started (first t_capture), ended (time
                                         the session was marked ended), end_reason, model_name,
-                                        model_kind, baseline (0|1), affect (0|1), labels (JSON)
+                                        model_kind, baseline (0|1), affect (0|1), labels (JSON),
+                                        engine, device (how inference ran the model)
   P:session:<sid>:totals        hash    frames, frames_without_faces, faces, predictions,
-                                        level:0 .. level:3
+                                        level:0 .. level:3; with a multi-task model also
+                                        state:<head>:level:0 .. 3 for each of its heads
+                                        (boredom, engagement, confusion, frustration)
   P:session:<sid>:seen          set     "<stream>:<seq>" of every frame already counted: the
                                         idempotency guard (a redelivered message or a restarted
                                         aggregator writing its backlog again never counts twice)
   P:session:<sid>:students      set     student ids seen in the session
-  P:session:<sid>:student:<id>  hash    predictions, level:0 .. level:3, first_seen, last_seen
+  P:session:<sid>:student:<id>  hash    predictions, level:0 .. level:3 [state:<head>:level:N], first_seen, last_seen
                                         (t_capture), first_media, last_media (t_media, files)
   P:session:<sid>:timeline      stream  one entry per prediction, written in arrival order,
                                         one field d = JSON {stream, seq, student, level, probs,
@@ -46,8 +49,10 @@ from typing import Any
 import redis
 
 from shared.levels import LEVELS
+from shared.model_card import AFFECT_HEADS
 
 DEFAULT_PREFIX = "engagement"
+_HEAD_ORDER = {h: i for i, h in enumerate(AFFECT_HEADS)}
 TOTAL_FIELDS = ("frames", "frames_without_faces", "faces", "predictions")
 
 # KEYS: none (single node, see above). ARGV: prefix, session, class, stream, seq, t_capture,
@@ -74,7 +79,8 @@ end
 if model['name'] and model['name'] ~= '' then
   redis.call('HSET', meta, 'model_name', tostring(model['name']), 'model_kind', tostring(model['kind'] or ''),
              'baseline', model['baseline'] and 1 or 0, 'affect', model['affect'] and 1 or 0,
-             'labels', cjson.encode(model['labels'] or {}))
+             'labels', cjson.encode(model['labels'] or {}),
+             'engine', tostring(model['engine'] or ''), 'device', tostring(model['device'] or ''))
 end
 local targets = {s .. ':totals', p .. ':class:' .. cid .. ':totals'}
 for _, key in ipairs(targets) do
@@ -82,7 +88,12 @@ for _, key in ipairs(targets) do
   redis.call('HINCRBY', key, 'faces', faces)
   redis.call('HINCRBY', key, 'predictions', #preds)
   if faces == 0 then redis.call('HINCRBY', key, 'frames_without_faces', 1) end
-  for _, pr in ipairs(preds) do redis.call('HINCRBY', key, 'level:' .. pr['level'], 1) end
+  for _, pr in ipairs(preds) do
+    redis.call('HINCRBY', key, 'level:' .. pr['level'], 1)
+    for head, level in pairs(pr['states'] or {}) do
+      redis.call('HINCRBY', key, 'state:' .. head .. ':level:' .. level, 1)
+    end
+  end
 end
 for _, pr in ipairs(preds) do
   local student = tostring(pr['student'])
@@ -90,6 +101,9 @@ for _, pr in ipairs(preds) do
   redis.call('SADD', s .. ':students', student)
   redis.call('HINCRBY', sk, 'predictions', 1)
   redis.call('HINCRBY', sk, 'level:' .. pr['level'], 1)
+  for head, level in pairs(pr['states'] or {}) do
+    redis.call('HINCRBY', sk, 'state:' .. head .. ':level:' .. level, 1)
+  end
   local first = redis.call('HGET', sk, 'first_seen')
   if (not first) or tonumber(t_capture) < tonumber(first) then
     redis.call('HSET', sk, 'first_seen', t_capture, 'first_media', t_media)
@@ -115,7 +129,7 @@ class FrameRecord:
     t_capture: float
     t_media: float | None
     faces: int
-    predictions: list[dict[str, Any]]  # [{student, level, probs}]
+    predictions: list[dict[str, Any]]  # [{student, level, probs[, heads: {head: probs}]}]
     model: dict[str, Any] = field(default_factory=dict)
 
     def level_counts(self) -> list[int]:
@@ -123,6 +137,27 @@ class FrameRecord:
         for p in self.predictions:
             counts[p["level"]] += 1
         return counts
+
+
+def states_of(prediction: dict[str, Any]) -> dict[str, int]:
+    """A multi-task prediction's level for each head (its most likely one); {} for one head."""
+    heads = prediction.get("heads") or {}
+    return {str(h): max(range(len(p)), key=p.__getitem__) for h, p in heads.items() if len(p) == LEVELS}
+
+
+def _add_states(states: dict[str, dict[str, int]], prediction: dict[str, Any]) -> None:
+    for head, level in states_of(prediction).items():
+        states.setdefault(head, {str(i): 0 for i in range(LEVELS)})[str(level)] += 1
+
+
+def _states_from_hash(raw: dict[str, str]) -> dict[str, dict[str, int]]:
+    states: dict[str, dict[str, int]] = {}
+    for key, value in raw.items():
+        if key.startswith("state:"):
+            head, _, level = key[len("state:"):].rpartition(":level:")
+            states.setdefault(head, {str(i): 0 for i in range(LEVELS)})[level] = int(value)
+    # DAiSEE's order (a Redis hash has none), other heads after them
+    return dict(sorted(states.items(), key=lambda kv: (_HEAD_ORDER.get(kv[0], len(_HEAD_ORDER)), kv[0])))
 
 
 def empty_totals() -> dict[str, Any]:
@@ -138,6 +173,10 @@ def add_record(totals: dict[str, Any], record: FrameRecord) -> dict[str, Any]:
     out["frames_without_faces"] += record.faces == 0
     for level, n in enumerate(record.level_counts()):
         out["levels"][str(level)] += n
+    if any("heads" in p for p in record.predictions) or "states" in totals:
+        out["states"] = {h: dict(v) for h, v in totals.get("states", {}).items()}
+        for p in record.predictions:
+            _add_states(out["states"], p)
     return out
 
 
@@ -147,6 +186,9 @@ def _totals_from_hash(raw: dict[str, str]) -> dict[str, Any]:
         totals[f] = int(raw.get(f, 0))
     for i in range(LEVELS):
         totals["levels"][str(i)] = int(raw.get(f"level:{i}", 0))
+    states = _states_from_hash(raw)
+    if states:  # a multi-task model: every head's levels, not only the primary one
+        totals["states"] = states
     return totals
 
 
@@ -222,14 +264,18 @@ class Store:
                 if p.get(extra) is not None:
                     entry[extra] = p[extra]
             # The timeline entry is encoded here, not in Lua: cjson would round times to 14 digits.
+            states = states_of(p)
+            if states:
+                entry["states"] = states
             preds.append({"student": entry["student"], "level": entry["level"],
-                          "entry": json.dumps(entry, separators=(",", ":"))})
+                          "entry": json.dumps(entry, separators=(",", ":")), **({"states": states} if states else {})})
         t_media = "" if rec.t_media is None else repr(float(rec.t_media))
         m = rec.model or {}
         # Only plain fields reach Lua: a JSON null would turn into a truthy value there.
         model = {"name": str(m.get("name") or ""), "kind": str(m.get("kind") or ""),
                  "baseline": bool(m.get("baseline")), "affect": bool(m.get("affect")),
-                 "labels": [str(x) for x in (m.get("labels") or [])]} if m else {}
+                 "labels": [str(x) for x in (m.get("labels") or [])],
+                 "engine": str(m.get("engine") or ""), "device": str(m.get("device") or "")} if m else {}
         done = self._record(args=[self.prefix, rec.session, rec.class_id, rec.stream, rec.seq,
                                   repr(float(rec.t_capture)), t_media, rec.faces,
                                   json.dumps(preds), json.dumps(model)])
@@ -278,7 +324,8 @@ class Store:
             "end_reason": raw.get("end_reason", ""),
             "model": {"name": raw.get("model_name", ""), "kind": raw.get("model_kind", ""),
                       "baseline": raw.get("baseline") == "1", "affect": raw.get("affect") == "1",
-                      "labels": _labels(raw.get("labels"))},
+                      "labels": _labels(raw.get("labels")),
+                      "engine": raw.get("engine", ""), "device": raw.get("device", "")},
         }
 
     def students(self, session: str) -> list[dict[str, Any]]:
@@ -293,7 +340,8 @@ class Store:
                          "first_seen": _float_or_none(raw.get("first_seen")),
                          "last_seen": _float_or_none(raw.get("last_seen")),
                          "first_media": _float_or_none(raw.get("first_media")),
-                         "last_media": _float_or_none(raw.get("last_media"))})
+                         "last_media": _float_or_none(raw.get("last_media")),
+                         **({"states": _states_from_hash(raw)} if _states_from_hash(raw) else {})})
         return rows
 
     def timeline(self, session: str, batch: int = 5000) -> list[dict[str, Any]]:

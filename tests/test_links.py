@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from services.launcher.main import PIPELINE, plan_environment
+from services.launcher.main import RUN_SERVICES, plan_environment
 from shared import config
 from shared.cli import SERVICE_CLASSES
 from shared.links import LINKS
@@ -61,10 +61,10 @@ def test_settings_and_launcher_are_derived_from_the_table():
                                               else ("", ""))
 
     class Args:
-        model, session_id, source, report_dir, fixed_ports = "baseline", "s", "x.avi", "/tmp/r", False
+        model, session_id, source, report_dir, fixed_ports, web_port = "baseline", "s", "x.avi", "/tmp/r", False, 8080
 
     envs = plan_environment(Args(), "redis://127.0.0.1:6379/1")
-    assert set(envs) == set(PIPELINE)
+    assert set(envs) == set(RUN_SERVICES)
     for link in LINKS:
         out = envs[link.producer][link.out_setting]
         inn = envs[link.consumer][link.in_setting]
@@ -74,5 +74,17 @@ def test_settings_and_launcher_are_derived_from_the_table():
         assert specs[connector].split(":", 1)[0].endswith("+connect"), link.name
         assert out.startswith(link.socket_types[0] + "+") and inn.startswith(link.socket_types[1] + "+")
         assert out.rsplit(":", 1)[1] == inn.rsplit(":", 1)[1], link.name  # the same (free) port
-        others = set(PIPELINE) - {link.producer, link.consumer}
+        others = set(RUN_SERVICES) - {link.producer, link.consumer}
         assert not any(link.out_setting in envs[o] and envs[o][link.out_setting] == out for o in others)
+
+
+def test_the_launcher_can_wire_every_link_over_ipc(tmp_path):
+    class Args:
+        model, session_id, source, report_dir, fixed_ports = "baseline", "s", "x.avi", "/tmp/r", False
+
+    envs = plan_environment(Args(), "redis://127.0.0.1:6379/1", bus_dir=str(tmp_path))
+    for link in LINKS:
+        out = envs[link.producer][link.out_setting]
+        inn = envs[link.consumer][link.in_setting]
+        assert out.split(":", 1)[1] == inn.split(":", 1)[1] == f"ipc://{tmp_path}/{link.name}", link.name
+        assert out.startswith(link.socket_types[0] + "+") and inn.startswith(link.socket_types[1] + "+")

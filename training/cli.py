@@ -23,7 +23,9 @@ import os
 import sys
 from pathlib import Path
 
+from shared.config import DETECTOR_NAMES
 from shared.logs import setup_logging
+from shared.model_card import ModelCard
 from training.labels import LabelError
 
 log = logging.getLogger("train")
@@ -77,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = steps.add_parser("faces", help="crop faces with the edge detectors")
     _add_out(p)
-    p.add_argument("--detector", nargs="+", default=["dnn"], choices=["dnn", "haar"])
+    p.add_argument("--detector", nargs="+", default=["dnn"], choices=DETECTOR_NAMES)
     p.add_argument("--size", type=int, default=112, help="side of the saved square crops")
     p.add_argument("--confidence", type=float, default=0.5)
     p.add_argument("--workers", type=int, default=0, help="detector threads (0: one per core)")
@@ -113,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the reference's head exactly: dropout 0.2, no L2, no class weights")
     p.add_argument("--no-class-weights", action="store_true")
     p.add_argument("--no-online-augment", action="store_true")
+    p.add_argument("--precision", default="float32", choices=["float32", "mixed_float16"],
+                   help="mixed_float16: float16 compute on a GPU with tensor cores (V100, T4, A10), float32 heads")
     p.add_argument("--trained-on", default="DAiSEE")
     p.add_argument("--name", default="")
     p.add_argument("--seed", type=int, default=0)
@@ -122,10 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True)
     p.add_argument("--split", default="Test", choices=["Train", "Validation", "Test"])
 
-    p = steps.add_parser("export", help="write the edge bundle (model.keras, model_card.json, model.tflite)")
+    p = steps.add_parser("export", help="write the edge bundle (model.keras, model_card.json, model.tflite, "
+                                        "model.onnx), each format checked against Keras on real crops")
     p.add_argument("--run", required=True)
     p.add_argument("--bundle", required=True)
     p.add_argument("--no-tflite", action="store_true")
+    p.add_argument("--no-onnx", action="store_true")
 
     p = steps.add_parser("feedback", help="export the teacher's marks (web page) as labelled data, CSV")
     _add_marks(p)
@@ -183,8 +189,12 @@ def run_step(args: argparse.Namespace) -> int:
         return 0
     if args.step == "export":
         from training.export import export
-        bundle = export(Path(args.run), Path(args.bundle), not args.no_tflite)
+        bundle = export(Path(args.run), Path(args.bundle), not args.no_tflite, not args.no_onnx)
         print(f"bundle written to {bundle}")
+        for fmt, done in ModelCard.load(bundle).exports.items():
+            checked = "max_abs_diff" in done
+            print(f"  {fmt}: " + (f"{done['file']}, max difference from Keras {done['max_abs_diff']:.1e} on "
+                                  f"{done['checked_on']}" if checked else f"NOT usable: {done['error']}"))
         return 0
     if args.step == "feedback":
         return _feedback(args)
@@ -222,7 +232,8 @@ def _train(args: argparse.Namespace) -> int:
                       fps=args.fps, model=opts, epochs=args.epochs, batch_size=args.batch_size,
                       learning_rate=args.lr, decay=args.decay, patience=args.patience,
                       class_weights=not (reference or args.no_class_weights),
-                      online_augment=not args.no_online_augment, trained_on=args.trained_on, name=args.name)
+                      online_augment=not args.no_online_augment, trained_on=args.trained_on, name=args.name,
+                      precision=args.precision)
     run = train(cfg)
     print(f"run directory: {run}")
     if not args.no_evaluate:

@@ -79,6 +79,7 @@ class _Signals:
         self.down, self.up = np.maximum(pitch, 0.0), np.maximum(-pitch, 0.0)
         self.eyes = column([m.signals.get("eye_openness") for m in marks])
         self.no_face = np.array([m.signals.get("mesh_confidence", 0.0) < levels.MIN_MESH_CONFIDENCE for m in marks])
+        self.off_screen = np.array([levels.off_screen(m.signals) for m in marks])
         self.given = np.array([m.level_given for m in marks])
         counts = np.bincount(self.given, minlength=4)
         self.weight = 1.0 / counts[self.given]
@@ -97,6 +98,7 @@ class _Signals:
     def levels_for(self, partials: dict[str, np.ndarray]) -> np.ndarray:
         score = np.maximum.reduce(list(partials.values()))
         score = np.where(self.no_face, np.maximum(score, 3.0), score)
+        score = np.where(self.off_screen, np.maximum(score, levels.OFF_SCREEN_SCORE), score)
         score = np.where(np.isneginf(score), 3.0, score)  # nothing measured: the rule says no face
         # argmax of the softmax over -(score - k)^2: the nearest level, the lower one on a tie
         return np.clip(np.ceil(score - 0.5), 0, 3).astype(int)

@@ -170,7 +170,7 @@ def build_model(opts: ModelOptions) -> keras.Model:
         x = layers.Dense(opts.dense_units[0], activation="relu", kernel_regularizer=reg)(x)
         x = layers.Dropout(opts.dropout)(x)
         x = layers.Dense(opts.dense_units[1], activation="relu", kernel_regularizer=reg)(x)
-        outputs = layers.Dense(4, activation="softmax", name="boredom")(x)
+        outputs = layers.Dense(4, activation="softmax", dtype="float32", name="boredom")(x)
         return keras.Model(inputs, outputs, name=f"cnn_{opts.base}")
     if opts.family == "multitask":
         inputs = keras.Input(frame_shape, name="image")
@@ -178,7 +178,7 @@ def build_model(opts: ModelOptions) -> keras.Model:
         x = layers.Dense(128, activation="relu", kernel_regularizer=reg)(x)
         x = layers.Dropout(opts.dropout)(x)
         x = layers.Dense(64, activation="relu", kernel_regularizer=reg)(x)
-        outputs = [layers.Dense(4, activation="softmax", name=state)(x) for state in STATES]
+        outputs = [layers.Dense(4, activation="softmax", dtype="float32", name=state)(x) for state in STATES]
         return keras.Model(inputs, outputs, name=f"multitask_{opts.base}")
     if opts.sequence_length < 2:
         raise ModelError(f"{opts.family} needs --sequence-length of 2 or more")
@@ -189,7 +189,7 @@ def build_model(opts: ModelOptions) -> keras.Model:
         x = layers.TimeDistributed(features)(inputs)
         x = layers.LSTM(opts.lstm_units)(x)
         x = layers.Dropout(opts.dropout)(x)
-        outputs = layers.Dense(4, activation="softmax", name="boredom")(x)
+        outputs = layers.Dense(4, activation="softmax", dtype="float32", name="boredom")(x)
         return keras.Model(inputs, outputs, name=f"cnn_lstm_{opts.base}")
     # convlstm: no pretrained base, the reference's ConvLSTM2D(16, 3x3) on raw frames
     x = layers.ConvLSTM2D(16, (3, 3), padding="same", return_sequences=False)(inputs)
@@ -197,7 +197,7 @@ def build_model(opts: ModelOptions) -> keras.Model:
     x = layers.Flatten()(x)
     x = layers.Dense(256, activation="relu", kernel_regularizer=reg)(x)
     x = layers.Dropout(opts.dropout)(x)
-    outputs = layers.Dense(4, activation="softmax", name="boredom")(x)
+    outputs = layers.Dense(4, activation="softmax", dtype="float32", name="boredom")(x)
     return keras.Model(inputs, outputs, name="convlstm")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from shared.tf_gpu import enable_memory_growth
 from training.data import Pipelines, tree_manifest
 from training.manifest import fps_root
 from training.models import BASES, ModelOptions, build_model, family_heads
@@ -43,6 +44,7 @@ class TrainConfig:
     online_augment: bool = True
     trained_on: str = "DAiSEE"
     name: str = ""
+    precision: str = "float32"  # float32 | mixed_float16 (float16 compute on GPUs with tensor cores)
 
     def run_name(self) -> str:
         m = self.model
@@ -59,6 +61,9 @@ class TrainConfig:
         if "dense_units" in model:
             model["dense_units"] = tuple(model["dense_units"])
         return cls(model=ModelOptions(**model), **data)
+
+
+PRECISIONS = ("float32", "mixed_float16")
 
 
 def pick_strategy() -> tf.distribute.Strategy:
@@ -108,6 +113,24 @@ def pipelines_for(cfg: TrainConfig) -> Pipelines:
 def train(cfg: TrainConfig) -> Path:
     """Train one configuration; returns its run directory."""
     keras.utils.set_random_seed(cfg.model.seed)
+    gpus = enable_memory_growth()
+    set_precision(cfg.precision, gpus)
+    try:
+        return _train(cfg)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")  # a later step in this process starts clean
+
+
+def set_precision(precision: str, gpus: list[str]) -> None:
+    """Mixed precision: float16 compute, float32 weights and heads (softmax stays float32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {PRECISIONS}")
+    if precision == "mixed_float16" and not gpus:
+        log.warning("mixed_float16 without a GPU: float16 is emulated on the CPU and slower than float32")
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def _train(cfg: TrainConfig) -> Path:
     strategy = pick_strategy()
     with strategy.scope():
         model = build_model(cfg.model)  # resolves the image size of fixed-size bases first

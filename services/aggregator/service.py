@@ -103,6 +103,8 @@ class AggregatorService(Service):
                     "conf": p.get("conf")}
             if isinstance(p.get("signals"), dict):
                 pred["signals"] = {k: v for k, v in p["signals"].items() if k != "now"}
+            if isinstance(p.get("heads"), dict):  # a multi-task model: every state is counted (shared/totals.py)
+                pred["heads"] = p["heads"]
             preds.append(pred)
         return FrameRecord(session=h.session, class_id=self.class_id, stream=h.stream, seq=h.seq,
                            t_capture=h.t_capture, t_media=h.t_media, faces=n_faces, predictions=preds,

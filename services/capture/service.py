@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import cv2
 import numpy as np
@@ -40,7 +40,7 @@ PEER_WAIT_MS = 2000  # how long the first frame waits for facedetect to connect
 
 def default_session_id(stream: str) -> str:
     # A random part: two captures started in the same second on one Redis must not mix totals.
-    return f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+    return f"{stream}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
 
 
 class CaptureService(Service):

@@ -14,13 +14,17 @@ import cv2
 import numpy as np
 from prometheus_client import Counter, Histogram
 
+from services.facedetect.follow import Follower
 from services.facedetect.tracker import Tracker
-from shared import metrics
+from shared import cpu_budget, metrics
 from shared.detectors import crop_face, make_detector
 from shared.messages import MAX_FACES, Eos, Frame, Message, follow_up
 from shared.service import Service
 
 FACES_DETECTED = Counter("engagement_faces_detected_total", "Faces found in frames", ["service"])
+DETECT_RUNS = Counter("engagement_detect_runs_total",
+                      "Frames the face detector ran on, by why (first, due, lost, change); "
+                      "'followed' counts frames whose faces were followed instead", ["service", "reason"])
 DETECT_SECONDS = Histogram("engagement_detect_seconds", "Time the face detector takes for one frame",
                            ["service", "detector"], buckets=metrics.LATENCY_BUCKETS)
 # Wall-clock seconds after which a silent stream's tracks and sequence state are dropped.
@@ -45,12 +49,14 @@ class FaceDetectService(Service):
 
     def setup(self) -> None:
         s = self.settings
-        self.detector = make_detector(s.detector, s.confidence, Path(s.models_dir))
+        self.detector = make_detector(s.detector, s.confidence, Path(s.models_dir), cpu_budget.litert_threads(1))
+        self.follower = Follower(s.detect_every)
         self.tracker = Tracker(s.track_iou, s.track_max_age)
         self.crop_size = int(s.crop_size)
         self.last_seq: dict[tuple[str, str], int] = {}
         self.last_wall: dict[tuple[str, str], float] = {}
-        self.log.info("detector %s (confidence %.2f), crops %dpx", s.detector, s.confidence, self.crop_size)
+        self.log.info("detector %s (confidence %.2f, every %d frames), crops %dpx", self.detector.name,
+                      s.confidence, self.follower.every, self.crop_size)
 
     def handle(self, link: str, msg: Message) -> None:
         frame = msg.header
@@ -68,9 +74,13 @@ class FaceDetectService(Service):
             self.log.warning("skipped frame %s/%s seq %d: its %s payload does not decode",
                              frame.session, frame.stream, frame.seq, frame.encoding)
             return
-        started = time.perf_counter()
-        detections = self.detector.detect(image)
-        DETECT_SECONDS.labels(self.name, self.detector.name).observe(time.perf_counter() - started)
+        detections, why = self.follower.follow(key, image)
+        if detections is None:
+            started = time.perf_counter()
+            detections = self.detector.detect(image)
+            DETECT_SECONDS.labels(self.name, self.detector.name).observe(time.perf_counter() - started)
+            self.follower.detected(key, image, detections)
+        DETECT_RUNS.labels(self.name, why).inc()
         # The contract caps faces per message; keep the most confident.
         detections = sorted(detections, key=lambda d: -d.confidence)[:MAX_FACES]
         FACES_DETECTED.labels(self.name).inc(len(detections))
@@ -92,6 +102,7 @@ class FaceDetectService(Service):
 
     def _forget(self, key: tuple[str, str]) -> None:
         self.tracker.reset(key)
+        self.follower.forget(key)
         self.last_seq.pop(key, None)
         self.last_wall.pop(key, None)
 

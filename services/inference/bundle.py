@@ -6,12 +6,16 @@
 All crops of a frame go through the model in one call. A bundle that does not match its
 card (missing file, invalid card, other input size, other head count) raises a BundleError
 or CardError whose one-line message says what differs. `engine="auto"` measures every
-engine on a probe batch at load time and keeps the fastest whose outputs stay within
-AUTO_TOLERANCE of the Keras model's.
+engine this machine can run on a probe batch at load time and keeps the fastest whose outputs
+stay within AUTO_TOLERANCE of the Keras model's; without TensorFlow (the Jetson image) the
+agreement is the one the export step measured on real crops and wrote into the card. A bundle
+that no engine here can run raises NoEngineError: the service stops rather than run the
+baseline in its place.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -20,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from services.inference import engines
+from services.inference.onnx_engine import OnnxEngine, TrtOptions, available_providers, onnxruntime_installed
 from services.inference.predictor import Stateless, StudentKey
 from services.inference.preprocess import prepare
 from shared.levels import LEVELS
@@ -29,12 +34,21 @@ log = logging.getLogger(__name__)
 
 KERAS_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
-ENGINES = ("auto", "keras", "tflite", "predict")
+ONNX_FILE = "model.onnx"
+ENGINES = ("auto", "keras", "tflite", "predict", "onnx")
 AUTO_TOLERANCE = 1e-3
 
 
 class BundleError(ValueError):
     """The bundle cannot be used as its card describes (or must not be, under EU_AI_ACT_MODE)."""
+
+
+class NoEngineError(BundleError):
+    """No engine of this machine can run the bundle (missing runtime or file, or none agrees with Keras)."""
+
+
+def tensorflow_installed() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
 
 
 class Predictor(Stateless):
@@ -47,6 +61,11 @@ class Predictor(Stateless):
     @property
     def engine(self) -> str:
         return self._engine.name
+
+    @property
+    def device(self) -> str:
+        """Where the engine computes: cpu, cuda, tensorrt (ONNX Runtime's provider) or gpu (TensorFlow)."""
+        return str(getattr(self._engine, "device", "cpu"))
 
     def accepts(self, length: int) -> bool:
         return length == self.card.sequence_length
@@ -133,19 +152,22 @@ def _median_seconds(engine: engines.Engine, x: np.ndarray, calls: int = 3, give_
     return float(np.median(times))
 
 
-def _pick_fastest(card: ModelCard, candidates: list[engines.Engine]) -> engines.Engine:
+def _pick_fastest(card: ModelCard, candidates: list[engines.Engine], keras_first: bool = True) -> engines.Engine:
     """Fastest engine on probe batches of 1 and 2 samples among those within tolerance of keras.
 
+    With keras_first the first candidate is Keras and every other one is compared with it here;
+    otherwise (no TensorFlow) the candidates were admitted on the export's own check.
     Small probes keep the load time of big sequence models bearable (a 20-frame MobileNetV2
     sample is 20 images); an engine three times slower than the best so far stops early.
     """
     probe = _probe_batch(card, 2)
-    reference = candidates[0].run(probe)
+    reference = candidates[0].run(probe) if keras_first else None
     timings: list[tuple[float, engines.Engine]] = []
     notes = []
     for engine in candidates:
         outs = engine.run(probe)
-        diff = max(float(np.max(np.abs(o - r))) for o, r in zip(outs, reference, strict=True))
+        diff = 0.0 if reference is None else \
+            max(float(np.max(np.abs(o - r))) for o, r in zip(outs, reference, strict=True))
         if diff > AUTO_TOLERANCE:
             notes.append(f"{engine.name} off by {diff:.1e}")
             continue
@@ -153,13 +175,16 @@ def _pick_fastest(card: ModelCard, candidates: list[engines.Engine]) -> engines.
         seconds = _median_seconds(engine, probe[:1], give_up_after=best) + \
             _median_seconds(engine, probe, give_up_after=best * 3)
         timings.append((seconds, engine))
-        notes.append(f"{engine.name} {seconds * 1000:.2f} ms (1+2 samples, max diff {diff:.1e})")
+        label = f"{engine.name}/{getattr(engine, 'device', 'cpu')}"
+        notes.append(f"{label} {seconds * 1000:.2f} ms (1+2 samples" +
+                     (f", max diff {diff:.1e})" if reference is not None else ", checked at export)"))
     chosen = min(timings, key=lambda t: t[0])[1]
     log.info("engine auto: %s -> %s", "; ".join(notes), chosen.name)
     return chosen
 
 
-def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool = False) -> Predictor:
+def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool = False,
+                   trt: TrtOptions | None = None) -> Predictor:
     bundle_dir = Path(bundle_dir)
     if engine not in ENGINES:
         raise BundleError(f"unknown engine {engine!r}: use one of {ENGINES}")
@@ -173,9 +198,19 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
         lite = _tflite_engine(card, tflite_path, None, str(tflite_path))
         log.info("loaded %s (%s) with engine tflite", card.name, bundle_dir)
         return Predictor(card, lite)
-    if not keras_path.is_file():
-        raise BundleError(f"model file {keras_path} is missing (the bundle has "
-                          f"{sorted(p.name for p in bundle_dir.iterdir())})")
+    if engine == "onnx":
+        onnx = _onnx_engine(card, bundle_dir, NoEngineError, trt)  # no TensorFlow either
+        onnx.run(_probe_batch(card, 1))  # warm-up (TensorRT builds or loads its engine here)
+        log.info("loaded %s (%s) with engine onnx on %s", card.name, bundle_dir, onnx.device)
+        return Predictor(card, onnx)
+    if engine == "auto" and not (keras_path.is_file() and tensorflow_installed()):
+        return _auto_without_keras(card, bundle_dir, trt)
+    if not keras_path.is_file():  # ENGINE=keras, predict or tflite without its file: nothing here runs it
+        raise NoEngineError(f"model file {keras_path} is missing (the bundle has "
+                            f"{sorted(p.name for p in bundle_dir.iterdir())})")
+    if not tensorflow_installed():
+        raise NoEngineError(f"ENGINE={engine} needs TensorFlow, which this machine does not have: use "
+                            f"ENGINE=auto, onnx or tflite with a bundle exported with model.onnx/model.tflite")
     try:
         model = engines.load_keras(keras_path)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
@@ -202,11 +237,101 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
             probe = _probe_batch(card, 2)
             lite.match_outputs(keras_engine.run(probe), probe)
             candidates.append(lite)
+        onnx_or_none = _try_onnx(card, bundle_dir, trt)
+        if onnx_or_none is not None:
+            candidates.append(onnx_or_none)
         candidates.append(engines.PredictEngine(model, order))
         chosen = _pick_fastest(card, candidates)
     chosen.run(_probe_batch(card, 1))  # warm-up: the first real batch must not pay for tracing
     log.info("loaded %s (%s) with engine %s", card.name, bundle_dir, chosen.name)
     return Predictor(card, chosen)
+
+
+def _auto_without_keras(card: ModelCard, bundle_dir: Path, trt: TrtOptions | None) -> Predictor:
+    """ENGINE=auto where Keras cannot run: the formats the export checked against Keras on real crops."""
+    reasons = ["keras: " + ("TensorFlow is not installed" if (bundle_dir / KERAS_FILE).is_file()
+                            else f"no {KERAS_FILE}")]
+    candidates: list[engines.Engine] = []
+    for fmt, file in (("onnx", ONNX_FILE), ("tflite", TFLITE_FILE)):
+        checked = card.exports.get(fmt) or {}
+        diff = checked.get("max_abs_diff")
+        if not (bundle_dir / file).is_file():
+            reasons.append(f"{fmt}: no {file}")
+        elif diff is None:
+            reasons.append(f"{fmt}: not checked against Keras by the export step "
+                           f"({checked.get('error') or 're-export the bundle'})")
+        elif diff > AUTO_TOLERANCE:
+            reasons.append(f"{fmt}: differs from Keras by {diff:.1e} (> {AUTO_TOLERANCE})")
+        else:
+            try:
+                candidates.append(_onnx_on_the_best_device(card, bundle_dir, trt, reasons) if fmt == "onnx" else
+                                  _tflite_engine(card, bundle_dir / file, None, str(bundle_dir / file)))
+            except BundleError as exc:
+                reasons.append(f"{fmt}: {exc}")
+    if not candidates:
+        raise NoEngineError(f"no engine on this machine can run {card.name!r} ({bundle_dir}): "
+                            + "; ".join(reasons))
+    chosen = _pick_fastest(card, candidates, keras_first=False)
+    chosen.run(_probe_batch(card, 1))
+    log.info("loaded %s (%s) with engine %s (%s)", card.name, bundle_dir, chosen.name, "; ".join(reasons))
+    return Predictor(card, chosen)
+
+
+def _onnx_on_the_best_device(card: ModelCard, bundle_dir: Path, trt: TrtOptions | None,
+                             reasons: list[str]) -> OnnxEngine:
+    """model.onnx on the best provider (TensorRT, CUDA) whose outputs agree with the CPU provider's.
+
+    The export checked the CPU provider against Keras; a GPU provider (TensorRT in FP16 above
+    all) must agree with that within AUTO_TOLERANCE, else the next provider is tried.
+    """
+    cpu = _onnx_engine(card, bundle_dir, BundleError, trt, ["CPUExecutionProvider"])
+    gpus = [p for p in available_providers() if p != "CPUExecutionProvider"]
+    if not gpus:
+        return cpu
+    probe = _probe_batch(card, 2)
+    reference = cpu.run(probe)
+    for provider in gpus:
+        try:
+            gpu = _onnx_engine(card, bundle_dir, BundleError, trt, [provider, "CPUExecutionProvider"])
+        except BundleError as exc:
+            reasons.append(f"onnx with {provider}: {exc}")
+            continue
+        diff = max(float(np.max(np.abs(o - r))) for o, r in zip(gpu.run(probe), reference, strict=True))
+        if diff <= AUTO_TOLERANCE:
+            return gpu
+        reasons.append(f"onnx/{gpu.device}: differs from onnx/cpu by {diff:.1e} (> {AUTO_TOLERANCE})")
+    return cpu
+
+
+def _onnx_engine(card: ModelCard, bundle_dir: Path, error: type[BundleError],
+                 trt: TrtOptions | None = None, providers: list[str] | None = None) -> OnnxEngine:
+    path = bundle_dir / ONNX_FILE
+    if not onnxruntime_installed():
+        raise error("ENGINE=onnx needs onnxruntime (or onnxruntime-gpu), which is not installed")
+    if not path.is_file():
+        raise error(f"{path} is missing: export the bundle again (`engagement-train export` writes model.onnx)")
+    try:
+        onnx = OnnxEngine(path, providers, trt=trt)
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types for bad files
+        raise BundleError(f"{path}: cannot load the ONNX model: {str(exc).splitlines()[0][:200]}") from None
+    _check_shapes(card, str(path), onnx.input_shape, onnx.output_shapes)
+    onnx.use_heads(card.heads)
+    return onnx
+
+
+def _try_onnx(card: ModelCard, bundle_dir: Path, trt: TrtOptions | None) -> OnnxEngine | None:
+    """ONNX Runtime for the auto choice when the bundle has model.onnx and onnxruntime is installed."""
+    if not (bundle_dir / ONNX_FILE).is_file() or not onnxruntime_installed():
+        return None
+    try:
+        notes: list[str] = []
+        onnx = _onnx_on_the_best_device(card, bundle_dir, trt, notes)
+        for note in notes:
+            log.warning("engine auto: %s", note)
+        return onnx
+    except BundleError as exc:
+        log.warning("engine auto: onnx unavailable (%s)", exc)
+        return None
 
 
 def _tflite_engine(card: ModelCard, path: Path | None, content: bytes | None, where: str) -> engines.TFLiteEngine:

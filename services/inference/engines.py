@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from shared import cpu_budget
+
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +33,10 @@ class Engine(Protocol):
 
 
 def load_keras(path: Path) -> Any:
-    import keras  # noqa: PLC0415 - lazily: TensorFlow only for Keras bundles
+    from shared.tf_gpu import enable_memory_growth  # noqa: PLC0415 - lazily: TensorFlow only for Keras bundles
+
+    enable_memory_growth()  # before the first tensor: TensorFlow would map the whole (shared) GPU memory
+    import keras  # noqa: PLC0415
 
     return keras.models.load_model(path, compile=False)
 
@@ -56,6 +61,7 @@ class KerasEngine:
     def __init__(self, model: Any, order: list[int]) -> None:
         import tensorflow as tf  # noqa: PLC0415
 
+        self.device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
         self.order = order
         spec = tf.TensorSpec([None, *model.inputs[0].shape[1:]], tf.float32)
         # Fixed signature with a free batch dimension: traced once for every number of faces.
@@ -101,9 +107,11 @@ class TFLiteEngine:
         from ai_edge_litert.interpreter import Interpreter  # noqa: PLC0415
 
         # LiteRT's default runs the model on one thread; every core cuts a call's latency about
-        # in half on 2 cores (MobileNetV2 224 + reference head: 42 -> 23 ms for one face).
+        # in half on 2 cores (MobileNetV2 224 + reference head: 42 -> 23 ms for one face), unless
+        # the service's CPU budget (LITERT_THREADS) says otherwise.
+        threads = num_threads or cpu_budget.litert_threads(os.cpu_count() or 1)
         self.interpreter = Interpreter(model_path=str(model_path) if model_path else None,
-                                       model_content=model_content, num_threads=num_threads or os.cpu_count())
+                                       model_content=model_content, num_threads=threads)
         self.interpreter.allocate_tensors()
         inputs = self.interpreter.get_input_details()
         if len(inputs) != 1:

@@ -1,9 +1,11 @@
 """The `inference` service: `batch` in, `predictions` out, one message per frame (see flow).
 
 MODEL=baseline runs the face-mesh attention baseline (no TensorFlow); MODEL=<bundle dir>
-loads a Keras bundle with ENGINE. All students of a frame go through the model in one call.
-A bundle that does not match its card, or an affect model under EU_AI_ACT_MODE, stops the
-service at start-up with one clear log line and exit status 2.
+loads a trained bundle with ENGINE. All students of a frame go through the model in one call.
+A bundle that does not match its card, or an affect model under EU_AI_ACT_MODE, is reported in
+one log line and the labelled attention baseline runs instead; a bundle that no engine of this
+machine can run (no TensorFlow, no onnxruntime, no checked model.onnx/.tflite) stops the service
+at start-up with one line and exit status 3 (EXIT_GAVE_UP: a restart cannot mend it).
 
 The baseline measures head turns from each student's neutral pose (NEUTRAL_POSE), which a
 teacher's "attentive" mark sets: the marks of the running sessions are followed in Redis
@@ -17,11 +19,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.inference.baseline.neutral import NeutralPose
-from services.inference.bundle import BundleError
+from services.inference.bundle import BundleError, NoEngineError
 from services.inference.mark_feedback import MarkFollower
+from services.inference.onnx_engine import TrtOptions
 from services.inference.predictor import Predictor
 from shared.acks import ReliableLink
 from shared.assets import MissingAsset
@@ -44,14 +47,16 @@ SKIPPED = Counter("engagement_inference_skipped_batches_total", "Batches not run
 STARTUP_FAILURES = Counter("engagement_inference_model_errors_total",
                            "Models refused at start-up (bundle does not match its card, affect model "
                            "under EU_AI_ACT_MODE, missing weights)")
+ENGINE_INFO = Gauge("engagement_inference_engine_info", "The engine in use (1) and where it computes",
+                    ["model", "engine", "device"])
 NEUTRAL_ANCHORS = Counter("engagement_neutral_pose_anchors_total",
                           "Students' neutral poses set by a teacher's mark of level 0")
 STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after this long unseen
 
 
 def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
-               gaze: bool = False, smoothing_seconds: float = 1.0, thresholds_card: str = "",
-               neutral: NeutralPose | None = None) -> Predictor:
+               gaze: bool = False, smoothing_seconds: float = 1.0, trt: TrtOptions | None = None,
+               thresholds_card: str = "", neutral: NeutralPose | None = None) -> Predictor:
     """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only).
 
     Baseline only: `thresholds_card` (BASELINE_THRESHOLDS; CardError if unusable) and `neutral`.
@@ -64,7 +69,7 @@ def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | 
                                  neutral=neutral)
     from services.inference.bundle import load_predictor  # noqa: PLC0415
 
-    return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode)
+    return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode, trt)
 
 
 class InferenceService(Service):
@@ -89,6 +94,12 @@ class InferenceService(Service):
         except MissingAsset as exc:
             self.log.error("cannot start: %s", exc)  # one line: the message names the command to run
             raise SystemExit(EXIT_GAVE_UP) from None
+        except NoEngineError as exc:
+            # A trained model was asked for: running the baseline in its place would pass off
+            # attention estimates as the model's. Stop, say why in one line.
+            STARTUP_FAILURES.inc()
+            self.log.error("cannot start: MODEL=%s ENGINE=%s: %s", self.settings.model, self.settings.engine, exc)
+            raise SystemExit(EXIT_GAVE_UP) from None
 
     def _load(self) -> None:
         s = self.settings
@@ -100,7 +111,10 @@ class InferenceService(Service):
         options = {"models_dir": s.models_dir, "gaze": bool(s.gaze), "smoothing_seconds": seconds}
         try:
             self.predictor = (self._load_baseline(options) if s.model == BASELINE
-                              else load_model(s.model, s.engine, bool(s.eu_ai_act_mode), **options))
+                              else load_model(s.model, s.engine, bool(s.eu_ai_act_mode), **options,
+                                              trt=TrtOptions(s.trt_cache_dir, bool(s.trt_fp16))))
+        except NoEngineError:
+            raise
         except (BundleError, CardError) as exc:
             # A bad or refused bundle must not take the pipeline down, and a restart cannot
             # mend it: say why once, count it, and run the attention baseline (labelled as
@@ -110,12 +124,14 @@ class InferenceService(Service):
             self.predictor = self._load_baseline(options)
         card = self.predictor.card
         self.sequence_length = card.sequence_length
+        device = str(getattr(self.predictor, "device", "cpu"))
         self.model_info = {"name": card.name, "kind": card.kind, "baseline": bool(card.baseline),
                            "affect": bool(card.affect), "labels": list(card.labels),
-                           "engine": self.predictor.engine}
+                           "engine": self.predictor.engine, "device": device}
+        ENGINE_INFO.labels(card.name, self.predictor.engine, device).set(1)
         self._skip_log = LogThrottle(1.0)  # one line a second at most, however many arrive
-        self.log.info("model %s (kind %s, sequence length %d, engine %s)", card.name, card.kind,
-                      self.sequence_length, self.predictor.engine)
+        self.log.info("model %s (kind %s, sequence length %d, engine %s on %s)", card.name, card.kind,
+                      self.sequence_length, self.predictor.engine, device)
 
     def _load_baseline(self, options: dict[str, Any]) -> Predictor:
         """The baseline with its neutral poses and BASELINE_THRESHOLDS (the documented ones if that fails)."""

@@ -11,6 +11,11 @@ when the source ends (capture exits cleanly after sending end-of-stream) or on C
 the reporter's report, stops every process upstream-first and prints the report's paths. A
 stop takes at most STOP_TIMEOUT (15 s): what is still running then is killed, and a report
 not yet written is kept in Redis and written by the next `engagement run` in this folder.
+
+The web service (the live page) starts first: it prints `live: http://127.0.0.1:PORT/` as
+soon as the page is up (WEB_PORT, 8080, or a free port when that is taken; always on
+loopback), and `--open` opens that page in the default browser. It is an output like the
+reporter's files: it stops last, and the pipeline never waits for it.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import webbrowser
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +59,11 @@ from shared.service import EXIT_GAVE_UP
 log = logging.getLogger("launcher")
 
 PIPELINE = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
-START_ORDER = list(reversed(PIPELINE))  # consumers first, so nothing waits on a missing peer
-# Every link of shared/links.py, the acks too (Redis writes acknowledged: inference resends the rest).
-LINKS = {link.name: link for link in ALL_LINKS if {link.producer, link.consumer} <= set(PIPELINE)}
+RUN_SERVICES = [*PIPELINE, "web"]  # stop order too: the page goes last, once the report is written
+START_ORDER = list(reversed(RUN_SERVICES))  # consumers first, so nothing waits on a missing peer
+# Every link of shared/links.py: the acks too (Redis writes acknowledged: inference resends the
+# rest), and the live page's (the overlay as JPEG and every update).
+LINKS = {link.name: link for link in ALL_LINKS if {link.producer, link.consumer} <= set(RUN_SERVICES)}
 LINK_SETTINGS = {name for link in ALL_LINKS for name in (link.in_setting, link.out_setting)}
 EXIT_CHECK_FAILED = 2
 SHORT_OPTIONS = {"--record": "-r", "--messaging": "-m"}  # the reference system's, as the reporter takes them
@@ -86,7 +96,7 @@ def build_parser(prog: str = "engagement run", description: str | None = None) -
     placed: set[str] = set()
     groups: list[tuple[str, list[Any]]] = [("every service", [s for s in wanted.values()
                                                               if s.env in {c.env for c in _common()}])]
-    groups += [(name, list(settings)) for name, settings in SERVICES.items() if name in PIPELINE]
+    groups += [(name, list(settings)) for name, settings in SERVICES.items() if name in RUN_SERVICES]
     groups.append(("the launcher", LAUNCHER))
     for title, settings in groups:
         fresh = [wanted[s.env] for s in settings if s.env in wanted and s.env not in placed]
@@ -124,11 +134,13 @@ def resolve_run(args: argparse.Namespace) -> dict[str, Any]:
 
 def new_session_id(stream: str) -> str:
     """Unique even for two classes started in the same second against one Redis."""
-    return f"{stream}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+    return f"{stream}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
 
 
-def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str) -> dict[str, dict[str, str]]:
-    """Per-service environment: every resolved setting, links on free loopback ports, metrics ports."""
+def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str,
+                     bus_dir: str = "") -> dict[str, dict[str, str]]:
+    """Per-service environment: every resolved setting, links on free loopback ports (or Unix
+    sockets in `bus_dir`: TRANSPORT=ipc), metrics ports."""
     values = args if isinstance(args, dict) else resolve_run(args)
     base = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE"}  # resolved here, once
     for s in run_settings():
@@ -142,21 +154,31 @@ def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str) 
 
         sequence_length = str(sequence_length_for(values["model"], values["models_dir"]))
     base.update({"REDIS_URL": redis_url, "SEQUENCE_LENGTH": sequence_length, "PYTHONUNBUFFERED": "1"})
-    link_ports = dict(zip(LINKS, free_ports(len(LINKS)), strict=True))
+    # One call for every port (separate calls may hand out the same port twice): the links,
+    # a metrics port per service, and a spare for the page when WEB_PORT is taken.
+    ports = free_ports(len(LINKS) + len(RUN_SERVICES) + 1)
+    link_ports = dict(zip(LINKS, ports, strict=False))
+    spare_web_port = ports[-1]
     if values.get("fixed_ports") and all(is_free(p) for p in METRICS_PORTS.values()):
-        metrics_ports = {name: METRICS_PORTS[name] for name in PIPELINE}
+        metrics_ports = {name: METRICS_PORTS[name] for name in RUN_SERVICES}
     else:
-        metrics_ports = dict(zip(PIPELINE, free_ports(len(PIPELINE)), strict=True))
+        metrics_ports = dict(zip(RUN_SERVICES, ports[len(LINKS):], strict=False))
     envs = {}
-    for name in PIPELINE:
+    for name in RUN_SERVICES:
         env = dict(base, METRICS_PORT=str(metrics_ports[name]))
         for link in LINKS.values():
-            out_spec, in_spec = link.local_specs(link_ports[link.name])
+            out_spec, in_spec = link.local_specs(link_ports[link.name],
+                                                 f"ipc://{bus_dir}/{link.name}" if bus_dir else "")
             if name == link.producer:
                 env[link.out_setting] = out_spec
             if name == link.consumer:
                 env[link.in_setting] = in_spec
         envs[name] = env
+    # The launcher's page is for this machine only: loopback, whatever the environment says.
+    web_port = int(values.get("web_port") or 0)
+    if not web_port or web_port in ports or not is_free(web_port):
+        web_port = spare_web_port
+    envs["web"].update(WEB_BIND="127.0.0.1", WEB_PORT=str(web_port))
     return envs
 
 
@@ -172,7 +194,7 @@ def find_report(values: dict[str, Any], session: str) -> tuple[Path, Path] | Non
 # --- the checks ----------------------------------------------------------------------------------
 
 def check_context(values: dict[str, Any], session_given: bool = False) -> checks.Context:
-    fixed = {n: METRICS_PORTS[n] for n in PIPELINE} if values.get("fixed_ports") else {}
+    fixed = {n: METRICS_PORTS[n] for n in RUN_SERVICES} if values.get("fixed_ports") else {}
     return checks.Context(values, private_redis=not values.get("redis_url"),
                           extra={"fixed_ports": fixed, "session_given": session_given})
 
@@ -287,7 +309,9 @@ def run(args: argparse.Namespace,
         private = PrivateRedis(run_dir / "redis", os.getpid())
         redis_url = private.url
         log.info("no REDIS_URL: started a private redis-server at %s (data in %s)", redis_url, private.dir)
-    envs = plan_environment(values, redis_url)
+    # TRANSPORT=ipc: Unix sockets in a private folder (mode 0700: only this user's processes reach them).
+    bus_dir = tempfile.mkdtemp(prefix="engagement-bus-") if values.get("transport") == "ipc" else ""
+    envs = plan_environment(values, redis_url, bus_dir)
     if adjust_env:
         adjust_env(envs)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -296,7 +320,7 @@ def run(args: argparse.Namespace,
     (run_dir / "run.json").write_text(json.dumps({
         "session": session, "pid": os.getpid(), "private": private is not None, "env": keep,
         "values": {"report_dir": values["report_dir"], "report_fallback_dir": values["report_fallback_dir"]}}))
-    children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"])) for name in PIPELINE]
+    children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"])) for name in RUN_SERVICES]
     supervisor = Supervisor(children, values["max_restarts"])
     stop_requested: list[float] = []
 
@@ -318,6 +342,8 @@ def run(args: argparse.Namespace,
     try:
         log.info("session %s: starting %s", session, ", ".join(START_ORDER))
         supervisor.start(START_ORDER)
+        if values.get("open"):
+            webbrowser.open(f"http://127.0.0.1:{envs['web']['WEB_PORT']}/")
         ports = {c.name: c.metrics_port for c in children}
         log.info("all services up in %.1f s; metrics ports %s", time.monotonic() - started, ports)
         source_ended_at = None
@@ -346,13 +372,15 @@ def run(args: argparse.Namespace,
         failed = True
     finally:
         end = (stop_requested[0] + stop_timeout) if stop_requested else time.monotonic() + stop_timeout
-        supervisor.stop(PIPELINE, deadline=end - 4)
+        supervisor.stop(RUN_SERVICES, deadline=end - 4)
         found = find_report(values, session)
         if not found:  # what the aggregator wrote is the class: report it, marked interrupted
             report_from_redis(session, redis_url, keep, end - time.monotonic())
             found = find_report(values, session)
         if private:
             private.stop(keep_data=found is None)
+        if bus_dir:
+            shutil.rmtree(bus_dir, ignore_errors=True)
         if found or not private:
             _remove_run(run_dir)
     elapsed = time.monotonic() - started

@@ -7,6 +7,7 @@ while one that exits cleanly (capture after end of stream) stays down.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import subprocess
@@ -52,7 +53,7 @@ class Child:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=0.5) as r:
                 return r.status == 200
-        except OSError:
+        except (OSError, http.client.HTTPException):  # not up yet, or another program on the port
             return False
 
 
@@ -72,8 +73,11 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         while not child.healthy():
             if not child.alive():
-                if child.proc.returncode in FINAL_EXIT_CODES:
-                    return  # finished already (a very short source): poll() sees it
+                code = child.proc.returncode
+                if code == 0 or (code in FINAL_EXIT_CODES and child.name == "capture"):
+                    return  # finished already (a very short or unreadable source): poll() sees it
+                # Any other service that gives up while starting (inference with a bundle no engine
+                # here can run, missing weights) fails the start: the session could not get a report.
                 raise RuntimeError(f"{child.name} exited with code {child.proc.returncode} while starting "
                                    f"(see its log above)")
             if time.monotonic() > deadline:

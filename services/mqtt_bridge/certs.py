@@ -49,7 +49,7 @@ def _check_dates(cert: x509.Certificate, path: str, what: str, now: dt.datetime)
 
 def check_files(ca_file: str, cert_file: str, key_file: str) -> dt.datetime:
     """Raise CertificateProblem with a clear message; return the client certificate's expiry."""
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     for ca in _load_certs(_read(ca_file, "CA certificate", "CLOUD_CA_FILE"), ca_file, "CA certificate"):
         _check_dates(ca, ca_file, "CA certificate", now)
     cert = _load_certs(_read(cert_file, "client certificate", "CLOUD_CERT_FILE"), cert_file,

@@ -12,24 +12,32 @@ them; class-level only keeps the agreement figures and drops the marks.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from itertools import groupby
 from typing import Any
 
 from shared.levels import LEVEL_LABELS
 from shared.marks import Mark, report_section
+from shared.model_card import BASELINE_NOTE
 
 REPORT_SCHEMA = 1
 # The MQTT bridge splits what it forwards into AWS IoT Core's 128 KB payloads, at most 64
 # parts (shared/envelope.py): 4 MB of report JSON leaves room for the parts'
 # escaping and headers.
 MQTT_BODY_LIMIT = 4_000_000
-BASELINE_NOTE = "attention baseline - not trained on engagement data"
 EPISODE_LEVEL = 2  # "bored" or worse
 
 
 def _percent(levels: dict[str, int], total: int) -> dict[str, float]:
     return {k: round(100.0 * v / total, 1) if total else 0.0 for k, v in levels.items()}
+
+
+def _with_percent(counts: dict[str, Any]) -> dict[str, Any]:
+    """Totals (or a student's) with percentages; a multi-task model's states get theirs too."""
+    out = {**counts, "percent": _percent(counts["levels"], counts["predictions"])}
+    if counts.get("states"):
+        out["states_percent"] = {h: _percent(v, counts["predictions"]) for h, v in counts["states"].items()}
+    return out
 
 
 def _when(entry: dict[str, Any]) -> float:
@@ -83,21 +91,22 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
         "class": meta["class"],
         "stream": meta["stream"],
         "model": {"name": model.get("name", ""), "kind": model.get("kind", ""),
-                  "baseline": bool(model.get("baseline")), "affect": bool(model.get("affect")), "labels": labels},
+                  "baseline": bool(model.get("baseline")), "affect": bool(model.get("affect")), "labels": labels,
+                  "engine": model.get("engine", ""), "device": model.get("device", "")},
         "note": BASELINE_NOTE if model.get("baseline") else "",
         "started": meta["started"],
         "ended": meta["ended"],
         "end_reason": meta["end_reason"],
         "generated_at": generated_at,
         "class_level_only": class_level_only,
-        "totals": {**totals, "percent": _percent(totals["levels"], totals["predictions"])},
+        "totals": _with_percent(totals),
         "class_timeline": class_timeline(data["timeline"]),
         "students": [],
         "timeline": [],
         "episodes": [],
     }
     if not class_level_only:
-        report["students"] = [{**s, "percent": _percent(s["levels"], s["predictions"])} for s in data["students"]]
+        report["students"] = [_with_percent(s) for s in data["students"]]
         report["timeline"] = data["timeline"]
         report["episodes"] = episodes(data["timeline"])
     report.update(report_section(marks or [], class_level_only, data["timeline"]))
@@ -126,7 +135,7 @@ def mqtt_body(report: dict[str, Any], limit: int = MQTT_BODY_LIMIT) -> dict[str,
 def _clock(t: float | None) -> str:
     if t is None:
         return "-"
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _offset(seconds: float) -> str:
@@ -148,6 +157,16 @@ def _level_lines(levels: dict[str, int], percent: dict[str, float], labels: list
     return [f"{indent}{i} {labels[i]}: {levels[str(i)]} ({percent[str(i)]:.1f}%)" for i in range(len(labels))]
 
 
+def _state_lines(counts: dict[str, Any], indent: str) -> list[str]:
+    """One line per state of a multi-task model: its count at each level 0 (none) .. 3 (most), and percent.
+
+    Levels only: the engagement labels ("slightly bored") would misname confusion or frustration.
+    """
+    return [f"{indent}{head}: " + ", ".join(f"level {level} {n} ({counts['states_percent'][head][level]:.1f}%)"
+                                            for level, n in levels.items())
+            for head, levels in counts.get("states", {}).items()]
+
+
 def render_text(report: dict[str, Any]) -> str:
     labels, totals = report["model"]["labels"], report["totals"]
     lines = [
@@ -163,6 +182,7 @@ def render_text(report: dict[str, Any]) -> str:
         f"Faces found: {totals['faces']}",
         f"Predictions: {totals['predictions']}",
         *_level_lines(totals["levels"], totals["percent"], labels, "  "),
+        *(["Every state (multi-task model):", *_state_lines(totals, "  ")] if totals.get("states") else []),
     ]
     lines += _agreement_lines(report.get("agreement"))
     if report["class_level_only"]:
@@ -174,7 +194,8 @@ def render_text(report: dict[str, Any]) -> str:
         lines += [f"id {s['student']}: {s['predictions']} predictions, first seen "
                   f"{_moment(s['first_seen'], s['first_media'], started)}, last seen "
                   f"{_moment(s['last_seen'], s['last_media'], started)}",
-                  *_level_lines(s["levels"], s["percent"], labels, "    ")]
+                  *_level_lines(s["levels"], s["percent"], labels, "    "),
+                  *_state_lines(s, "    ")]
         mine = [e for e in report["episodes"] if e["student"] == s["student"]]
         for e in mine:
             lines.append(f"    level >= {EPISODE_LEVEL} from {_moment(e['start'], e['start_media'], started)} "

@@ -8,6 +8,11 @@ as <REPORT_DIR>/<session>.txt and .json (temp file + rename, so a reader never s
 report), and `report: <txt> <json>` is printed. With MESSAGING=1 the report, and the
 running totals every MQTT_TOTALS_INTERVAL seconds, go to the local MQTT broker.
 
+With LIVE_OUT set (the launcher and compose set it) every update, every drawn overlay (as
+JPEG: the web service shows it, nothing draws twice) and, once the report is written, an
+`eos` go out on the `live` PUB link. PUB drops what a slow or absent web cannot take, so
+the reporter never waits for the page.
+
 The reference system's short options are accepted (`expand_argv`): -r/--record,
 -p/--path, -f/--filename, -c/--codec, -fps/--fps, -hg/--height, -w/--width, -m/--messaging,
 each mapped onto its RECORD_*/MESSAGING setting.
@@ -36,7 +41,7 @@ from shared.backoff import backoff_delay
 from shared.config import report_fallback_dir
 from shared.levels import LEVEL_LABELS
 from shared.marks import MarkStore
-from shared.messages import Eos, Frame, Message, Update
+from shared.messages import Eos, Frame, Message, Update, follow_up, make_header
 from shared.redis_retention import expire_keys
 from shared.service import Service
 from shared.totals import Store
@@ -48,6 +53,7 @@ OVERLAY_FRAMES = Counter("engagement_overlay_frames_total", "Preview frames draw
 UNMATCHED = Counter("engagement_overlay_unmatched_total",
                     "Preview frames or updates evicted without their counterpart", ["kind"])
 BAD_FRAMES = Counter("engagement_bad_frames_total", "Preview frames that did not decode", ["service"])
+LIVE_JPEG_QUALITY = 75  # the live page's video: small enough for a 2 FPS stream to 30 browsers
 
 MATCH_WINDOW = 64  # frames/updates kept while waiting for their counterpart
 # A file source runs ahead of the pipeline by about the sum of the links' queues; with the
@@ -101,7 +107,7 @@ def _atomic_write(path: Path, text: str) -> None:
 class ReporterService(Service):
     name = "reporter"
     inputs = {"preview": "preview_in", "updates": "updates_in"}
-    outputs: dict[str, str] = {}
+    outputs = {"live": "live_out"}  # optional: opened only when LIVE_OUT is set
     expect = {"preview": ("frame", "eos"), "updates": ("update", "eos")}
     min_hwm = {"preview": PREVIEW_HWM}
     tick_interval = 0.5
@@ -158,6 +164,8 @@ class ReporterService(Service):
             return
         assert isinstance(h, Update)  # the only other kind this link takes (decode checked)
         self.latest_totals[h.session] = h.totals
+        if "live" in self.senders:
+            self._send_live_update(h)
         self._remember(self.updates, key, h, "update")
         self._try_draw(key)
 
@@ -184,11 +192,27 @@ class ReporterService(Service):
         img = overlay.draw(frame, update.faces, update.predictions, update.totals, labels,
                            recording=recording, baseline=bool(model.get("baseline")))
         OVERLAY_FRAMES.inc()
+        if "live" in self.senders and not self.class_level_only:  # class level only: no video
+            self._send_live_frame(header, img)
         if recording:
             self._record(img, key_session)
         if not self.headless:
             cv2.imshow("engagement", img)
             cv2.waitKey(1)
+
+    def _send_live_update(self, h: Update) -> None:
+        # Class level only: nothing per student leaves for the page either.
+        per_student = not self.class_level_only
+        out = follow_up(h, "update", self.name, totals=h.totals, model=h.model, t_media=h.t_media,
+                        predictions=h.predictions if per_student else [], faces=h.faces if per_student else [])
+        self.senders["live"].send(out, droppable=True)
+
+    def _send_live_frame(self, header: Frame, img: Any) -> None:
+        ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, LIVE_JPEG_QUALITY])
+        if ok:
+            out = follow_up(header, "frame", self.name, width=int(img.shape[1]), height=int(img.shape[0]),
+                            encoding="jpeg", t_media=header.t_media)
+            self.senders["live"].send(out, jpeg.tobytes(), droppable=True)
 
     def _record(self, img: Any, session: str) -> None:
         s = self.settings
@@ -241,12 +265,15 @@ class ReporterService(Service):
             txt, js = self._write_files(fallback, session, report)
         REPORTS_WRITTEN.inc()
         # Only now, with the report on disk, may the totals go: from here on Redis may evict this
-        # session under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-lru).
+        # session under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-ttl).
         self.store.report_written(session)
         expire_keys(self.store.r, self.store.session_pattern(session), self.settings.reported_session_ttl)
         self.log.info("report of %s: %d frames, %d predictions -> %s %s", session, report["totals"]["frames"],
                       report["totals"]["predictions"], txt, js)
         print(f"report: {txt} {js}", flush=True)
+        if "live" in self.senders:  # the live page links to the finished session
+            self.senders["live"].send(make_header("eos", session, report.get("stream") or "", 0, time.time(),
+                                                  reason="report_written"))
         if self.publisher:
             self.publisher.publish("report", f"{session}:report", session, mqtt_body(report))
         self.latest_totals.pop(session, None)
@@ -286,7 +313,10 @@ class ReporterService(Service):
         session = self.settings.session_id
         meta = self.store.session_meta(session)
         if meta["ended"] is None:
-            self.store.end_session(session, time.time(), "interrupted", class_id=meta["class"] or "",
+            # It ended when its last frame was counted, not now (the next start may be days later).
+            timeline = self.store.timeline(session)
+            ended = timeline[-1]["t_capture"] if timeline else time.time()
+            self.store.end_session(session, ended, "interrupted", class_id=meta["class"] or "",
                                    stream=meta["stream"] or "")
         self.write_report(session)
         self.stop.set()

@@ -18,7 +18,7 @@ from services.launcher.ports import free_ports
 from shared.messages import make_header
 
 MODEL = {"name": "baseline-attention", "kind": "frame", "baseline": True, "affect": False,
-         "labels": ["engaged", "slightly bored", "bored", "checked out"]}
+         "labels": ["engaged", "slightly bored", "bored", "checked out"], "engine": "litert-facemesh", "device": "cpu"}
 
 
 def unique_prefix() -> str:

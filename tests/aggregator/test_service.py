@@ -222,3 +222,33 @@ def test_a_password_in_redis_url_works_and_is_not_logged(tmp_path, caplog):
         sender.close()
         receiver.close()
         server.stop()
+
+
+def test_a_multitask_model_has_every_state_counted_and_in_the_updates():
+    """Predictions of a four-head bundle (as inference sends them, with `heads`): the running
+    totals in the updates and the totals in Redis count each state, not only boredom."""
+    values, pred_ep, upd_ep, prefix = _wire()
+    session = f"mt-{prefix}"
+    heads = ["boredom", "engagement", "confusion", "frustration"]
+    frames = []
+    for seq in range(4):
+        h = predictions_header(session, seq, [(1, seq % 4)])
+        h["predictions"][0]["heads"] = {name: [0.85 if i == (seq + k) % 4 else 0.05 for i in range(4)]
+                                        for k, name in enumerate(heads)}
+        frames.append(h)
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    try:
+        with Running(AggregatorService, **values):
+            for h in frames:
+                sender.send(h)
+            sender.send(eos_header(session, 4))
+            got = receiver.recv_until("eos")
+        last = [m for m in got if m.kind == "update"][-1]
+        expected = {name: {str(i): 1 for i in range(4)} for name in heads}  # each level once per head
+        assert last["totals"]["states"] == expected
+        assert Store.from_url(REDIS_URL, prefix=prefix).session_totals(session)["states"] == expected
+    finally:
+        sender.close()
+        receiver.close()
+        _cleanup(REDIS_URL, prefix)

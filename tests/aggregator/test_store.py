@@ -78,5 +78,6 @@ def test_session_meta_and_end_is_idempotent(store):
     meta = store.session_meta("m")
     assert meta["ended"] == first and meta["end_reason"] == "end_of_file"
     assert meta["model"]["name"] == MODEL["name"] and meta["model"]["baseline"] is True
+    assert meta["model"]["engine"] == "litert-facemesh" and meta["model"]["device"] == "cpu"  # into the report
     assert meta["started"] == 1_000_000.0
     assert meta["class"] == "c1"

@@ -19,7 +19,7 @@ from shared.links import LINKS
 from tests.deploy.tools import COMPOSE_DIR, COMPOSE_FILES, env_example, interpolated_names, load_yaml
 
 PIPELINE = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
-PUBLISHED_OK = {"grafana", "prometheus"}  # what a user must reach from the host
+PUBLISHED_OK = {"grafana", "prometheus", "web"}  # what a user must reach from the host
 NOT_PROJECT_SETTINGS = {"DISPLAY"}  # read by OpenCV's window (X11), not by shared/config.py
 
 
@@ -76,7 +76,7 @@ def test_every_setting_compose_sets_is_documented_and_real(compose):
 
 
 def test_metrics_ports_and_health_checks(compose):
-    for service in [*PIPELINE, "mqtt_bridge"]:
+    for service in [*PIPELINE, "mqtt_bridge", "web"]:
         spec = compose["services"][compose_service_name(service)]
         assert spec["environment"]["METRICS_PORT"] == str(METRICS_PORTS[service])
         assert spec["environment"]["METRICS_HOST"] == "0.0.0.0"
@@ -120,6 +120,10 @@ def test_only_monitoring_is_published_and_one_network(compose):
         assert spec["networks"] == ["engagement"], name
         if spec.get("ports"):
             assert name in PUBLISHED_OK, f"{name} publishes {spec['ports']} to the host"
+    # The web page: on the host's loopback only, behind its token.
+    web = compose["services"]["web"]
+    assert all(str(p).startswith("127.0.0.1:") for p in web["ports"]), web["ports"]
+    assert web["environment"]["WEB_TOKEN"].startswith("${WEB_TOKEN:?")
     for name in ("prometheus", "grafana", "node-exporter", "redis-exporter"):
         assert compose["services"][name]["profiles"] == ["monitoring"], name
     assert compose["services"]["mqtt-bridge"]["profiles"] == ["cloud"]
@@ -153,7 +157,15 @@ def test_jetson_override_adds_the_gpu_runtime_and_the_camera():
     assert "/dev/video0:/dev/video0" in jetson["capture"]["devices"]
     base = load_yaml(COMPOSE_FILES[0])["services"]
     assert set(jetson) <= set(base), "the override names a service the base file lacks"
+    inference = jetson.pop("inference")
     assert all("l4t" in spec["build"]["args"]["BASE_IMAGE"] for spec in jetson.values())
+    # Inference has its own Jetson stage (Python 3.10, ONNX Runtime GPU on JetPack's CUDA/TensorRT),
+    # and keeps the TensorRT engines it builds in a volume.
+    assert inference["build"] == {"target": "inference-jetson"}
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text()
+    assert re.search(r"^FROM nvcr\.io/nvidia/l4t-jetpack:r36\.\d+\.\d+ AS inference-jetson$", dockerfile, re.M)
+    assert inference["environment"]["TRT_CACHE_DIR"] == "/data/tensorrt"
+    assert "tensorrt:/data/tensorrt" in inference["volumes"] and "tensorrt" in load_yaml(COMPOSE_FILES[1])["volumes"]
 
 
 def test_no_service_writes_into_the_installed_package(compose):

@@ -15,7 +15,10 @@ import yaml
 from tests.deploy.tools import K8S_DIR, run, tool
 
 KUBERNETES_VERSION = "1.31.0"  # a version EKS supports; the schemas ship in kubernetes-validate
-TARGETS = {"base": K8S_DIR, "multi-worker": K8S_DIR / "overlays" / "multi-worker"}
+EXPERIMENTS = K8S_DIR / "overlays" / "experiments"
+TARGETS = {"base": K8S_DIR, "multi-worker": K8S_DIR / "overlays" / "multi-worker",
+           **{f"experiment {p.name}": p for p in sorted(EXPERIMENTS.iterdir()) if p.is_dir()}}
+STEPS = ("extract", "faces", "augment", "train", "evaluate", "export")
 
 
 def render(path) -> list[dict]:
@@ -58,8 +61,8 @@ def test_namespace_volume_configmap_and_the_four_steps(rendered):
     assert pvc["spec"]["storageClassName"] == "efs-sc" and pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     configmap = next(iter(by_kind(docs, "ConfigMap").values()))
     jobs = by_kind(docs, "Job")
-    assert {"extract", "faces", "train", "evaluate", "chain"} <= set(jobs)
-    for step in ("extract", "faces", "train", "evaluate"):
+    assert set(jobs) == {*STEPS, "chain"}
+    for step in STEPS:
         pod = jobs[step]["spec"]["template"]["spec"]
         container = pod["containers"][0]
         # The generated (hashed) ConfigMap name is what the Jobs reference.
@@ -69,7 +72,7 @@ def test_namespace_volume_configmap_and_the_four_steps(rendered):
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert container["resources"]["requests"] and container["resources"]["limits"]
     assert jobs["extract"]["spec"].get("suspend") is not True  # the first step starts at once
-    assert all(jobs[s]["spec"]["suspend"] is True for s in ("faces", "train", "evaluate"))
+    assert all(jobs[s]["spec"]["suspend"] is True for s in STEPS[1:])
 
 
 def _cpu(value: str) -> float:
@@ -97,6 +100,11 @@ def test_resources_fit_the_reference_instance_types(rendered):
     assert train["nodeSelector"]["node.kubernetes.io/instance-type"] == "p3.2xlarge"
     resources = train["containers"][0]["resources"]
     assert resources["requests"]["nvidia.com/gpu"] == 1 and resources["limits"]["nvidia.com/gpu"] == 1
+    # The GPU node runs the image whose TensorFlow can use the GPU; the other steps the CPU image.
+    for name, job in by_kind(docs, "Job").items():
+        image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+        if name != "chain":
+            assert image == ("engagement-train-gpu:latest" if name == "train" else "engagement-train:latest"), name
 
 
 def test_multi_worker_overlay_gives_each_worker_a_valid_tf_config():
@@ -121,3 +129,98 @@ def test_multi_worker_overlay_gives_each_worker_a_valid_tf_config():
     # The base (single GPU) has no TF_CONFIG: training/train.py then uses the local GPU(s).
     base_train = by_kind(render(TARGETS["base"]), "Job")["train"]
     assert "TF_CONFIG" not in base_train["spec"]["template"]["spec"]["containers"][0]["args"][0]
+
+
+def test_bad_input_fails_a_step_at_once_and_finished_jobs_go_away(rendered):
+    """engagement-train exits 2 on bad input: the podFailurePolicy fails the Job instead of retrying."""
+    _, docs = rendered
+    for name, job in by_kind(docs, "Job").items():
+        spec = job["spec"]
+        assert 0 < spec["ttlSecondsAfterFinished"] <= 7 * 86400, name
+        if name == "chain":
+            continue
+        rules = spec["podFailurePolicy"]["rules"]
+        fail = [r for r in rules if r["action"] == "FailJob"]
+        assert fail and fail[0]["onExitCodes"] == {"containerName": name, "operator": "In", "values": [2]}, name
+        assert spec["template"]["spec"]["containers"][0]["name"] == name
+        assert spec["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy requires it
+
+
+def _stub(directory, name: str, script: str) -> None:
+    path = directory / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+
+
+def _chain_script(docs: list[dict]) -> str:
+    return by_kind(docs, "Job")["chain"]["spec"]["template"]["spec"]["containers"][0]["args"][0]
+
+
+@pytest.mark.parametrize("failing", [None, "train"])
+def test_chain_starts_the_six_steps_in_order_and_stops_at_a_failure(tmp_path, failing):
+    """The chain's own script, run by sh with a stand-in kubectl (no cluster here) that reports each
+    Job complete (or one failed) and records which Jobs are un-suspended."""
+    docs = render(TARGETS["base"])
+    patched = tmp_path / "patched"
+    _stub(tmp_path, "kubectl", f"""
+case "$1" in
+  get) job=$3; want=$(printf %s "$5" | sed -n 's/.*type=="\\([A-Za-z]*\\)".*/\\1/p')
+       state=Complete; [ "$job" = "{failing}" ] && state=Failed
+       [ "$want" = "$state" ] && echo True ;;
+  patch) echo "$3" >> {patched} ;;
+esac
+exit 0
+""")
+    configmap = next(iter(by_kind(docs, "ConfigMap").values()))["data"]
+    env = {**configmap, "PATH": f"{tmp_path}:/usr/bin:/bin"}
+    done = subprocess.run(["/bin/sh", "-c", _chain_script(docs)], env=env, capture_output=True, text=True, timeout=60)
+    started = patched.read_text().split() if patched.exists() else []
+    if failing is None:
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert started == list(STEPS[1:])
+        assert "chain completed: the bundle is in /data/bundles/mobilenet-v2-faces" in done.stdout
+    else:
+        assert done.returncode == 1 and "step train failed: chain stopped" in done.stdout
+        assert started == ["faces", "augment", "train"]
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_each_step_runs_the_configmap_choices_as_valid_cli_arguments(tmp_path, target):
+    """Every step's shell line, run with its ConfigMap as the environment and a stand-in
+    engagement-train that prints its arguments, gives arguments the real CLI parser accepts."""
+    from training.cli import build_parser
+
+    docs = render(TARGETS[target])
+    configmap = next(iter(by_kind(docs, "ConfigMap").values()))["data"]
+    _stub(tmp_path, "engagement-train", 'for a in "$@"; do printf "%s\\n" "$a"; done\n')
+    run_dir = tmp_path / "runs" / f"20260101T000000-{configmap['RUN_NAME']}"
+    run_dir.mkdir(parents=True)
+    env = {**configmap, "RUNS_DIR": str(tmp_path / "runs"), "PATH": f"{tmp_path}:/usr/bin:/bin",
+           "JOB_COMPLETION_INDEX": "0"}
+    parsed = {}
+    for step in STEPS:
+        container = by_kind(docs, "Job")[step]["spec"]["template"]["spec"]["containers"][0]
+        assert container["envFrom"][0]["configMapRef"]["name"] == next(iter(by_kind(docs, "ConfigMap")))
+        done = subprocess.run(["/bin/sh", "-c", container["args"][0]], env=env, capture_output=True, text=True,
+                              timeout=30, check=True)
+        parsed[step] = build_parser().parse_args(done.stdout.splitlines())
+        assert parsed[step].step == step
+    train = parsed["train"]
+    assert (train.family, train.base, train.data_type, train.epochs, train.fps, train.precision) == (
+        configmap["FAMILY"], configmap["BASE"], configmap["DATA_TYPE"], int(configmap["EPOCHS"]),
+        int(configmap["FPS"]), configmap["PRECISION"])
+    assert parsed["export"].run == str(run_dir) and parsed["evaluate"].run == str(run_dir)
+    assert parsed["export"].bundle == f"{configmap['BUNDLES_DIR']}/{configmap['RUN_NAME']}"
+    assert parsed["extract"].fps == parsed["faces"].fps == parsed["augment"].fps == train.fps
+
+
+def test_experiment_overlays_change_only_the_configmap():
+    base = render(TARGETS["base"])
+    base_cm = next(iter(by_kind(base, "ConfigMap").values()))
+    convlstm = render(EXPERIMENTS / "convlstm-2fps")
+    cm = next(iter(by_kind(convlstm, "ConfigMap").values()))
+    assert cm["data"]["FAMILY"] == "convlstm" and cm["data"]["FPS"] == "2" and cm["data"]["RUN_NAME"] == "convlstm-2fps"
+    assert cm["data"]["DAISEE_ROOT"] == base_cm["data"]["DAISEE_ROOT"]  # the rest comes from the base
+    assert cm["metadata"]["name"] != base_cm["metadata"]["name"]  # a new hash: Jobs read the new settings
+    strip = [(d["kind"], d["metadata"]["name"]) for d in base if d["kind"] != "ConfigMap"]
+    assert strip == [(d["kind"], d["metadata"]["name"]) for d in convlstm if d["kind"] != "ConfigMap"]

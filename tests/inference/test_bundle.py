@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.inference.bundle import AUTO_TOLERANCE, ENGINES, BundleError, load_predictor
+from services.inference.bundle import AUTO_TOLERANCE, ENGINES, BundleError, NoEngineError, load_predictor
 from shared.card_info import main as card_info_main
 from shared.card_info import sequence_length_for
 from shared.model_card import CARD_FILE, CardError
@@ -116,7 +116,7 @@ def test_bundles_that_do_not_match_their_card(bundles, tmp_path):
         assert "\n" not in str(info.value)
     missing = shutil.copytree(frame, tmp_path / "missing")
     (missing / "model.keras").unlink()
-    with pytest.raises(BundleError, match="model.keras is missing"):
+    with pytest.raises(NoEngineError, match="model.keras is missing"):  # the service stops: no baseline instead
         load_predictor(missing, "keras")
     broken = shutil.copytree(frame, tmp_path / "broken")
     (broken / "model.keras").write_bytes(b"not a zip file")

@@ -146,3 +146,44 @@ def test_msgpack_header_is_what_the_contract_says(face):
         json.dumps(header["predictions"])  # plain values only: a report can store them as JSON
     finally:
         h.stop()
+
+
+@pytest.fixture(scope="module")
+def onnx_bundles(tmp_path_factory) -> dict[str, Path]:
+    """Bundles with model.onnx, as `engagement-train export` writes them (ENGINE=onnx)."""
+    root = tmp_path_factory.mktemp("onnx")
+    return {kind: build(kind, root / kind, onnx=True) for kind in ("frame", "multitask")}
+
+
+def test_service_runs_onnx_and_names_the_engine_everywhere(onnx_bundles, face):
+    h = Harness("--model", str(onnx_bundles["multitask"]), "--engine", "onnx")
+    try:
+        h.send(_batch(1, [face, face[:, ::-1]]))
+        msg = h.receive()
+        assert msg["model"]["engine"] == "onnx" and msg["model"]["device"] == "cpu"
+        assert msg["model"]["baseline"] is False and len(msg["predictions"]) == 2
+        assert sorted(msg["predictions"][0]["heads"]) == ["boredom", "confusion", "engagement", "frustration"]
+        assert metric_sum(h.metrics(), "engagement_inference_engine_info", device="cpu", engine="onnx",
+                          model="tiny-multitask") == 1
+    finally:
+        code, err = h.stop()
+    assert code == 0, err[-2000:]
+    assert "engine onnx on cpu" in err
+
+
+def test_service_stops_with_one_line_when_no_engine_can_run_the_bundle(onnx_bundles, tmp_path):
+    """Never the baseline in a trained model's place: the start fails, with exit 3 (not restarted)."""
+    bundle = shutil.copytree(onnx_bundles["frame"], tmp_path / "frame")
+    for name in ("model.keras", "model.onnx", "model.tflite"):
+        (bundle / name).unlink(missing_ok=True)
+    h = Harness("--model", str(bundle), "--engine", "auto")
+    try:
+        assert h.proc.wait(timeout=60) == 3
+    finally:
+        code, err = h.stop()
+    assert code == 3 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if "cannot start" in line]
+    assert len(lines) == 1, err[-2000:]
+    assert "no engine on this machine can run 'tiny-frame'" in lines[0] and "onnx: no model.onnx" in lines[0]
+    assert "baseline" not in err
+

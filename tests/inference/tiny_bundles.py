@@ -18,7 +18,7 @@ def _frame_features(keras, x):  # type: ignore[no-untyped-def]
     return layers.GlobalAveragePooling2D()(x)
 
 
-def build(kind: str, directory: Path, affect: bool = True, tflite: bool = False) -> Path:
+def build(kind: str, directory: Path, affect: bool = True, tflite: bool = False, onnx: bool = False) -> Path:
     import keras
 
     keras.utils.set_random_seed(7)
@@ -37,10 +37,15 @@ def build(kind: str, directory: Path, affect: bool = True, tflite: bool = False)
     model = keras.Model(inputs, outputs if len(outputs) > 1 else outputs[0])
     directory.mkdir(parents=True, exist_ok=True)
     model.save(directory / "model.keras")
-    ModelCard(name=f"tiny-{kind}", kind=kind, affect=affect, preprocessing="mobilenet_v2", heads=heads,
+    card = ModelCard(name=f"tiny-{kind}", kind=kind, affect=affect, preprocessing="mobilenet_v2", heads=heads,
               input={"size": [SIZE, SIZE], "channels": 3, "color": "rgb",
                      "sequence_length": SEQUENCE_LENGTH if kind == "sequence" else 1},
-              invert_heads=["engagement"] if kind == "multitask" else [], trained_on="nothing (test)").save(directory)
+              invert_heads=["engagement"] if kind == "multitask" else [], trained_on="nothing (test)")
+    if onnx:  # as `engagement-train export` writes it: outputs named after the heads, checked on real faces
+        from training.export import lfw_batch, write_formats
+
+        write_formats(model, directory, card, lfw_batch(card), "LFW faces", tflite=False)
+    card.save(directory)
     if tflite:
         from services.inference.engines import convert_to_tflite
 

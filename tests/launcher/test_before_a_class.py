@@ -29,13 +29,16 @@ CASES = [
     ("a word for FPS", [], {"FPS": "two"},
      "setting FPS='two' (environment) is not a number; allowed: a number from 0 to 240"),
     ("a bad flag value", ["--detector", "cnn"], {},
-     "setting DETECTOR='cnn' (flag --detector) is not a choice; allowed: one of dnn, haar"),
+     "setting DETECTOR='cnn' (flag --detector) is not a choice; allowed: one of auto, blazeface, "
+     "blazeface_short, blazeface_full, dnn, haar"),
     ("a missing file", ["--source", "missing.avi"], {}, "source: video file missing.avi does not exist"),
     ("a folder as source", ["--source", "."], {}, "source: . is a folder, not a video file"),
     ("not a video", ["--source", "notes.txt"], {}, "source: notes.txt has no frame OpenCV can decode"),
     ("no camera", ["--source", "9"], {}, "source: camera 9 does not open"),
     ("a bad reconnect", ["--reconnect", "sometimes"], {}, "setting RECONNECT='sometimes' is not allowed"),
     ("a missing config file", ["--config", "nope.yaml"], {}, "config file nope.yaml does not exist"),
+    ("an example secret", [], {"REDIS_PASSWORD": "change-me"},
+     "secrets: REDIS_PASSWORD is an example value anyone can guess"),
 ]
 
 
@@ -94,3 +97,17 @@ def test_a_config_file_sits_between_the_environment_and_the_defaults(classroom):
     (classroom / "engagement.yaml").write_text("fsp: 1\n")
     out = engagement(classroom, "check", "--config", "engagement.yaml", "--source", "class.avi")
     assert out.code == 2 and "unknown setting 'fsp' (did you mean fps?)" in out.err_lines[0]
+
+
+def test_run_takes_every_pipeline_setting_as_a_flag_grouped_by_service(tmp_path):
+    from shared.config import SERVICES
+
+    out = engagement(tmp_path, "run", "--help")
+    assert out.code == 0
+    for service in ("capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"):
+        assert f"\n{service} settings:\n" in out.out
+        for s in SERVICES[service]:
+            if not s.env.endswith(("_IN", "_OUT")):  # links: the launcher wires them itself
+                assert f"{s.flag} " in out.out, s.env
+    assert "-r [RECORD]" in out.out and "-m [MESSAGING]" in out.out
+    assert "also an environment variable" in out.out and "config --example" in out.out

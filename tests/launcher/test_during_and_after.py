@@ -155,6 +155,7 @@ def test_a_killed_launcher_orphans_nothing_and_the_next_start_reports_the_class(
     assert session in line
     interrupted = json.loads((classroom / "reports" / f"{session}.json").read_text())
     assert interrupted["end_reason"] == "interrupted" and interrupted["totals"]["frames"] >= 4
+    assert interrupted["ended"] == max(e["t_capture"] for e in interrupted["timeline"])  # not the recovery's time
     assert "(interrupted)" in (classroom / "reports" / f"{session}.txt").read_text()
     assert _report(out.out, classroom)["session"] != session
     assert wait_gone(classroom) == [] and not (classroom / ".engagement").exists()

@@ -38,7 +38,7 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
     # The 8-face video puts 8 faces in front of the pipeline.
     assert r["pipeline"]["bundle_8_unthrottled"]["faces_per_frame"] == 8
 
-    assert set(r["loops"]) == {"reference_1", "best_1", "reference_8", "best_8"}
+    assert set(r["loops"]) == {f"{m}_{n}" for m in ("reference", "best", "baseline") for n in (1, 8)}
     for loop in r["loops"].values():
         assert loop["frames"] > 0 and loop["fps"] > 0
         assert {"read", "detect", "crop", "classify", "overlay"} <= set(loop["stages_ms"])
@@ -46,12 +46,22 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
 
     assert r["bus"]["received"] == r["bus"]["sent"] == 50
     assert r["bus"]["hop_ms"]["p99"] is not None
-    assert {row["engine"] for row in r["engines"]["rows"]} == {"keras", "tflite", "predict"}
-    assert r["engines"]["auto_choice"] in {"keras", "tflite", "predict"}
+    assert {row["engine"] for row in r["engines"]["rows"]} == {"keras", "tflite", "predict", "onnx"}
+    onnx = next(row for row in r["engines"]["rows"] if row["engine"] == "onnx")
+    assert onnx["device"] == "cpu" and onnx["max_abs_diff_vs_keras"] < 1e-3  # no GPU here: the CPU provider
+    assert r["engines"]["auto_choice"] in {"keras", "tflite", "predict", "onnx"}
     assert SERVICES <= set(r["soak"]["memory"])
     assert all("growth_percent" in m for m in r["soak"]["memory"].values())
     assert {"faces_1", "faces_8", "cost_per_face"} <= set(r["summary"])
     assert all({"target", "met", "detail"} <= set(t) for t in r["targets"])
+    # The performance issue's targets, each beside the last results.
+    assert len(r["issue_targets"]) == 6 and all({"now", "was", "met"} <= set(t) for t in r["issue_targets"])
+    # Every detector measured on real faces: the default finds the astronaut in every frame she is in.
+    rows = {row["detector"]: row for row in r["detectors"]["rows"]}
+    assert {"blazeface", "blazeface_short", "blazeface_full", "dnn", "haar"} == set(rows)
+    assert rows["blazeface"]["recall"]["astronaut"] == 1.0 and rows["blazeface"]["ms_per_frame"]["lfw"] > 0
+    assert r["bus"]["ipc"]["received"] == 50
 
     printed = capsys.readouterr().out
     assert "### Throughput" in printed and "### Targets" in printed
+    assert "### Face detectors on real faces" in printed and "### Targets of the performance issue" in printed

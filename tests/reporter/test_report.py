@@ -35,6 +35,7 @@ def test_report_totals_students_and_episodes(store):
     assert sum(report["totals"]["percent"].values()) == pytest.approx(100.0, abs=0.2)
     assert [s["student"] for s in report["students"]] == [1, 2]
     assert report["model"]["baseline"] is True and report["note"] == BASELINE_NOTE
+    assert report["model"]["engine"] == MODEL["engine"] and report["model"]["device"] == "cpu"
     # Two stretches at level >= 2 for student 1, none for student 2; media times say when.
     eps = report["episodes"]
     assert [(e["student"], e["start_media"], e["end_media"], e["max_level"]) for e in eps] == \

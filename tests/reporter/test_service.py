@@ -325,6 +325,53 @@ def test_messaging_with_the_broker_down_still_writes_the_report(tmp_path, monkey
     assert local_metric("engagement_mqtt_errors_total", type="report") == errors_before + 1
 
 
+def _live_messages(p: Pipeline, live_port: int, image: np.ndarray, after_join: int = 3) -> list:
+    """Frames and predictions through the pipeline until the live SUB has joined (a PUB drops
+    what comes before), `after_join` more, then the eos; every live message up to its eos."""
+    sub = Peer(zmq.SUB, f"tcp://127.0.0.1:{live_port}", bind=False)
+    try:
+        frames = _frames(p.session, 60)
+        got, seq = [], 0
+        while not got or after_join:
+            assert seq < len(frames), "the live link carried nothing"
+            if got:
+                after_join -= 1
+            p.frame(seq, image)
+            p.sender.send(frames[seq])
+            seq += 1
+            if not got and sub.socket.poll(200):
+                got.append(sub.recv())
+        p.sender.send(eos_header(p.session, seq))
+        p.wait_report()
+        return got + sub.recv_until_eos()
+    finally:
+        sub.close()
+
+
+def test_live_link_carries_updates_the_drawn_overlay_and_the_end(tmp_path):
+    (live_port,) = free_ports(1)
+    image = np.full((240, 320, 3), 90, np.uint8)
+    with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}") as p:
+        msgs = _live_messages(p, live_port, image)
+    kinds = Counter(m.kind for m in msgs)
+    assert kinds["update"] >= 3 and kinds["frame"] >= 2 and kinds["eos"] == 1
+    frame = next(m for m in msgs if m.kind == "frame")
+    assert frame["encoding"] == "jpeg"
+    drawn = cv2.imdecode(np.frombuffer(frame.payload, np.uint8), cv2.IMREAD_COLOR)
+    assert drawn.shape == (240, 320, 3) and np.abs(drawn.astype(int) - 90).max() > 60  # the overlay, once
+    update = next(m for m in msgs if m.kind == "update" and m["predictions"])
+    assert update["totals"]["frames"] >= 1 and update["model"]["baseline"] is True
+    assert msgs[-1]["session"] == p.session and msgs[-1]["reason"] == "report_written"
+
+
+def test_live_link_is_class_level_only_when_reports_are(tmp_path):
+    (live_port,) = free_ports(1)
+    with Pipeline(tmp_path, class_level_only=1, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}") as p:
+        msgs = _live_messages(p, live_port, np.full((120, 160, 3), 90, np.uint8))
+    assert {m.kind for m in msgs} == {"update", "eos"}  # no video
+    assert all(m["predictions"] == [] for m in msgs if m.kind == "update")
+
+
 def test_marks_made_during_the_class_are_in_its_report(tmp_path):
     from shared.marks import MarkStore, validate_mark  # noqa: PLC0415
 

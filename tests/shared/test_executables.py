@@ -25,6 +25,7 @@ TOOLS = {
     "hadolint": VENV,
     "kubectl": VENV,
     "ruff": VENV,
+    "vermin": VENV,
     "promtool": "prometheus",
     "prometheus": "prometheus",
     "redis-server": "redis-server",

@@ -101,6 +101,11 @@ def test_family_trains_evaluates_exports(faces_root: Path, runs_root: Path, tmp_
     assert main(["export", "--run", str(run), "--bundle", str(tmp_path / "bundle"), "--no-tflite"]) == 0
     card = ModelCard.load(tmp_path / "bundle")
     assert card.heads == heads and card.primary_head == "boredom" and card.affect
+    # model.onnx checked against Keras on the run's own Test crops (real synth faces).
+    onnx = card.exports["onnx"]
+    assert onnx["file"] == "model.onnx" and onnx["max_abs_diff"] < 1e-4, onnx
+    assert onnx["checked_on"].endswith("Test samples of the run (" + ("augmented" if family == "multitask"
+                                                                      else "faces") + ", 1 FPS)")
     assert card.invert_heads == (["engagement"] if family == "multitask" else [])
     model = keras.models.load_model(tmp_path / "bundle" / "model.keras", compile=False)
     if family in ("cnn_lstm", "convlstm"):
@@ -122,7 +127,8 @@ def test_export_bundle_loads_in_edge_inference(cnn_run: Path, faces_root: Path, 
     crops = np.stack([cv2.imread(str(root / r.path)) for r in test])  # uint8 BGR, as the edge sends them
     truth = np.array([r.boredom for r in test])
     majority = Counter(truth.tolist()).most_common(1)[0][1] / len(truth)
-    for engine in ("auto", "tflite"):
+    assert card.exports["onnx"]["max_abs_diff"] < 1e-4 and card.exports["tflite"]["max_abs_diff"] < 1e-4
+    for engine in ("auto", "tflite", "onnx"):
         predictor = bundle_mod.load_predictor(bundle, engine=engine, eu_ai_act_mode=False)
         probs = predictor.predict(crops)["boredom"]
         assert probs.shape == (len(test), 4)

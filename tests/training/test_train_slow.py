@@ -34,6 +34,22 @@ def test_fer_backbone_frozen_learns_and_exports_gray(faces_root: Path, runs_root
     card = ModelCard.load(export(run, tmp_path / "bundle"))
     assert card.input == {"size": [64, 64], "channels": 1, "color": "gray", "sequence_length": 1}
     assert card.preprocessing == "fer"
+    assert card.exports["onnx"]["max_abs_diff"] < 1e-4  # the gray FER graph converts too
+
+
+def test_mixed_precision_trains_and_exports_float32(faces_root: Path, runs_root: Path, tmp_path: Path) -> None:
+    """--precision mixed_float16 (float16 is emulated on this CPU: slow, hence here)."""
+    import keras
+
+    run, heads = _train(faces_root, runs_root, "--fps", "1", "--family", "cnn", "--base", "small",
+                        "--image-size", "48", "--epochs", "2", "--precision", "mixed_float16")
+    assert json.loads((run / "config.json").read_text())["precision"] == "mixed_float16"
+    assert keras.mixed_precision.global_policy().name == "float32"  # reset for whatever runs next
+    trained = keras.models.load_model(run / "model.keras", compile=False)
+    assert "mixed_float16" in {layer.dtype_policy.name for layer in trained._flatten_layers()}
+    assert trained.outputs[0].dtype == "float32"  # the softmax head stays float32
+    card = ModelCard.load(export(run, tmp_path / "bundle"))
+    assert card.exports["onnx"]["max_abs_diff"] < 1e-4 and card.exports["tflite"]["max_abs_diff"] < 1e-4
 
 
 def test_mobilenet_v2_on_augmented_faces(faces_root: Path, runs_root: Path) -> None:

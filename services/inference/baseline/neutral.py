@@ -30,9 +30,8 @@ from typing import Any
 
 import numpy as np
 
-MAX_YAW = 40.0  # a camera beside the screen: beyond, the student is not facing the screen
-MAX_PITCH_DOWN = 35.0  # a camera above the screen (a laptop's webcam, a monitor's)
-MAX_PITCH_UP = 20.0  # a camera below the screen (a phone on the desk, a laptop low)
+from shared.baseline_rule import MAX_PITCH_DOWN, MAX_PITCH_UP, MAX_YAW
+
 MIN_SAMPLES = 5
 STEADY_SHARE = 75  # percent of the learning window that must sit near its median
 

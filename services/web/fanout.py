@@ -1,0 +1,98 @@
+"""One bounded queue per browser: what a slow browser cannot take is dropped for it alone.
+
+The service's loop thread publishes (a JPEG, an update); each connected page reads its own
+queue on the web server's event loop. A full queue drops its oldest item and counts it, so
+a browser that stops reading never holds memory or slows the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+CLIENTS = Gauge("engagement_web_clients", "Browsers connected to a live stream", ["stream"])
+DROPPED = Counter("engagement_web_dropped_total",
+                  "Items dropped for a browser that did not read them in time (its queue was full)", ["stream"])
+SENT = Counter("engagement_web_sent_total", "Items put on browsers' queues", ["stream"])
+
+
+class Subscription:
+    def __init__(self, fanout: Fanout, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self.fanout = fanout
+        self.loop = loop
+        self.items: deque[Any] = deque()
+        self.size = size
+        self.ready = asyncio.Event()
+        self.closed = False
+
+    def put(self, item: Any) -> None:
+        """Any thread. Drops the oldest item when full (counted)."""
+        if len(self.items) >= self.size:
+            self.items.popleft()
+            DROPPED.labels(self.fanout.name).inc()
+        self.items.append(item)
+        SENT.labels(self.fanout.name).inc()
+        try:
+            self.loop.call_soon_threadsafe(self.ready.set)
+        except RuntimeError:  # the event loop is gone: the server is stopping
+            self.closed = True
+
+    async def get(self, timeout: float) -> Any | None:
+        """The next item; None after `timeout` seconds without one (time for a keep-alive)."""
+        while not self.items:
+            if self.closed:
+                raise ConnectionAbortedError("stream closed")
+            self.ready.clear()
+            try:
+                await asyncio.wait_for(self.ready.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self.items.popleft()
+
+    def close(self) -> None:
+        self.fanout.unsubscribe(self)
+
+
+class Fanout:
+    def __init__(self, name: str, queue_size: int) -> None:
+        self.name = name
+        self.queue_size = queue_size
+        self.lock = threading.Lock()
+        self.subscriptions: set[Subscription] = set()
+        self.latest: Any = None  # a new page starts with the last item, not with nothing
+
+    def subscribe(self) -> Subscription:
+        sub = Subscription(self, asyncio.get_running_loop(), self.queue_size)
+        with self.lock:
+            self.subscriptions.add(sub)
+            if self.latest is not None:
+                sub.items.append(self.latest)
+        CLIENTS.labels(self.name).set(len(self.subscriptions))
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self.lock:
+            self.subscriptions.discard(sub)
+        CLIENTS.labels(self.name).set(len(self.subscriptions))
+
+    def publish(self, item: Any) -> None:
+        with self.lock:
+            self.latest = item
+            subs = list(self.subscriptions)
+        for sub in subs:
+            sub.put(item)
+
+    def close(self) -> None:
+        """Ends every stream (the server is stopping)."""
+        with self.lock:
+            subs = list(self.subscriptions)
+        for sub in subs:
+            sub.closed = True
+            try:
+                sub.loop.call_soon_threadsafe(sub.ready.set)
+            except RuntimeError:
+                pass

@@ -1,0 +1,166 @@
+"""Web: the teacher's live page, past sessions and the JSON API (services/web/app.py).
+
+An output of the pipeline like the reporter, never a stage of it: it subscribes to the
+reporter's `live` PUB link (the overlay as JPEG, every update, an `eos` once the report is
+written), reads the session's state from Redis at start-up, and reads past sessions from
+REPORT_DIR. It keeps nothing on disk and stores no frame: a restarted web shows the class
+again from Redis and the link. A browser that stops reading loses items from its own
+bounded queue (services/web/fanout.py); the reporter's PUB never waits for anyone.
+
+The HTTP server (uvicorn) runs on a thread beside the service's usual loop, which handles
+the link; /metrics and /healthz are on METRICS_PORT like every service.
+
+    engagement web --report-dir reports --port 8080      past sessions (and a class under compose)
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from typing import Any
+
+import redis
+import uvicorn
+
+from services.web.app import WebContext, create_app, mjpeg_part, sse_event
+from services.web.fanout import Fanout
+from services.web.live import LiveState
+from services.web.security import access_problem
+from services.web.sessions import Reports
+from shared.marks import MarkStore
+from shared.messages import Message
+from shared.service import EXIT_GAVE_UP, Service
+from shared.totals import Store
+
+VIDEO_QUEUE = 2  # frames waiting per browser: more is only latency
+EVENTS_QUEUE = 16  # updates waiting per browser
+ALIASES = {"--port": "--web-port", "--bind": "--web-bind", "--token": "--web-token"}
+
+
+class WebService(Service):
+    name = "web"
+    inputs = {"live": "live_in"}  # optional: without it, past sessions only
+    outputs: dict[str, str] = {}
+    expect = {"live": ("frame", "update", "eos")}
+    min_hwm = {"live": 8}
+    tick_interval = 1.0
+
+    @classmethod
+    def expand_argv(cls, argv: list[str]) -> list[str]:
+        out = []
+        for arg in argv:
+            name, eq, value = arg.partition("=")
+            out.append(ALIASES.get(name, name) + eq + value)
+        return out
+
+    def run(self) -> int:
+        s = self.settings
+        problem = access_problem(s.web_bind, s.web_token)
+        if problem:
+            self.log.error("%s", problem)
+            return EXIT_GAVE_UP  # a setting to fix: restarting cannot help
+        # Bound here, before anything starts: a port in use is said in one line.
+        self.sock = socket.socket(socket.AF_INET6 if ":" in s.web_bind else socket.AF_INET)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((s.web_bind, int(s.web_port)))
+        except OSError as exc:
+            self.sock.close()
+            self.log.error("cannot serve the pages on %s:%s: %s (set WEB_PORT / --port)", s.web_bind, s.web_port,
+                           exc.strerror)
+            return 2
+        return super().run()
+
+    def setup(self) -> None:
+        s = self.settings
+        self.class_level_only = bool(s.class_level_only or s.eu_ai_act_mode)
+        self.store: Store | None = None
+        marks = None
+        if s.redis_url:
+            self.store = Store.from_url(s.redis_url, prefix=s.redis_prefix)
+            marks = MarkStore(self.store.r, prefix=s.redis_prefix)  # where the reporter reads them
+        self.live = LiveState(self.class_level_only)
+        self.video = Fanout("video", VIDEO_QUEUE)
+        self.events = Fanout("events", EVENTS_QUEUE)
+        self.context = WebContext(live=self.live, reports=Reports(s.report_dir), video=self.video,
+                                  events=self.events, marks=marks, class_level_only=self.class_level_only,
+                                  token=s.web_token)
+        self.restored = False
+        self._restore()
+        if getattr(self, "sock", None) is None:  # started without run() (a test on a thread)
+            self.sock = socket.create_server((s.web_bind, int(s.web_port)))
+        config = uvicorn.Config(create_app(self.context), log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=1, lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.http = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, name="http",
+                                     daemon=True)
+        self.http.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and self.http.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self.server.started:
+            raise RuntimeError("the HTTP server did not start")
+        host = s.web_bind if ":" not in s.web_bind else f"[{s.web_bind}]"
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}/"
+        self.log.info("pages at %s%s%s", self.url, " (token required)" if s.web_token else "",
+                      " (class level only)" if self.class_level_only else "")
+        print(f"live: {self.url}", flush=True)
+
+    def healthy(self) -> bool:
+        return super().healthy() and getattr(self, "server", None) is not None and self.server.started
+
+    # --- state from Redis (start-up, and a session this process has not seen) ------------
+    def _restore(self, session: str | None = None) -> None:
+        if self.store is None:
+            return
+        try:
+            session = session or self.settings.session_id or self._latest_open_session()
+            if session:
+                self.live.load(session, self.store.session_meta(session), self.store.session_totals(session),
+                               self.store.timeline(session))
+                self.log.info("showing session %s from Redis (%d students)", session, len(self.live.students))
+            self.restored = True
+        except redis.RedisError as exc:
+            self.log.warning("Redis not reachable (%s): the live page fills from the next update", exc)
+
+    def _latest_open_session(self) -> str | None:
+        assert self.store is not None
+        latest, started = None, -1.0
+        for session in self.store.r.smembers(f"{self.store.prefix}:sessions"):
+            meta = self.store.session_meta(session)
+            if meta["ended"] is None and (meta["started"] or 0) > started:
+                latest, started = session, meta["started"] or 0
+        return latest
+
+    # --- the live link -----------------------------------------------------------------
+    def handle(self, link: str, msg: Message) -> None:
+        session = msg["session"]
+        if msg.kind == "eos":
+            event = self.live.end(session)
+            if event is not None:
+                self.events.publish(sse_event(event))
+            return
+        if session != self.live.session and self.store is not None and msg.kind == "update":
+            self._restore(session)  # joined mid-session: what came before is in Redis
+        if msg.kind == "frame":
+            if not self.class_level_only and session == self.live.session:
+                self.video.publish(mjpeg_part(msg.payload, float(msg["t_capture"]), int(msg["seq"])))
+            return
+        fields: dict[str, Any] = {k: msg.get(k) for k in ("model", "totals", "predictions")}
+        event = self.live.apply_update(session, int(msg["seq"]), float(msg["t_capture"]), fields)
+        self.events.publish(sse_event(event))
+
+    def on_stop(self) -> None:
+        self.video.close()
+        self.events.close()
+        if getattr(self, "server", None) is not None:
+            self.server.should_exit = True
+            self.http.join(5)
+
+
+if __name__ == "__main__":
+    from shared.service import main_for
+
+    sys.exit(main_for(WebService, sys.argv[1:]))

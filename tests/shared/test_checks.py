@@ -1,0 +1,38 @@
+"""shared/checks.py: folder checks leave nothing behind, even run at once; a new check is one function."""
+
+import threading
+import time
+
+from shared import checks
+
+
+def test_folder_checks_at_once_leave_nothing_behind(tmp_path):
+    target = tmp_path / "a" / "reports"
+    results: list[str | None] = []
+    threads = [threading.Thread(target=lambda: results.append(checks.try_writable(target))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [None] * 8 and list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    assert "is a file" in checks.try_writable(tmp_path / "file" / "reports")
+
+
+def test_a_new_check_is_a_function_and_a_slow_one_is_cut_at_the_budget():
+    def secrets(ctx: checks.Context) -> checks.Result:
+        return checks.fail("secrets", "REDIS_PASSWORD is the example's", "set your own")
+
+    def slow(ctx: checks.Context) -> checks.Result:
+        time.sleep(5)
+        return checks.ok("slow", "never seen")
+
+    started = time.monotonic()
+    results = checks.run_checks(checks.Context({}), budget=0.5,
+                                checks=[("secrets", secrets), ("slow", slow), ("n/a", lambda ctx: None)])
+    assert time.monotonic() - started < 1.5
+    assert [(r.name, r.ok) for r in results] == [("secrets", False), ("slow", False)]
+    assert results[0].line() == "secrets: REDIS_PASSWORD is the example's; fix: set your own"
+    assert "no answer within 0.5 s" in results[1].detail
+    table = checks.table(results).splitlines()
+    assert table[0].split() == ["check", "result", "detail"] and " FAIL " in table[1]

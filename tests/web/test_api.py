@@ -1,0 +1,323 @@
+"""The web service's API on a real process: live state from the live link, the streams,
+marks (stored in the real Redis), past sessions from report files, access and privacy."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import time
+import uuid
+
+import httpx
+import pytest
+import redis
+
+from services.launcher.ports import free_ports
+from services.reporter.report import build_report
+from shared.marks import MarkStore
+from shared.totals import FrameRecord, Store
+from tests.support.web import MODEL, REDIS_URL, WebProcess, jpeg, poll_value
+
+
+def _session() -> str:
+    return f"web-{uuid.uuid4().hex[:8]}"
+
+
+def _feed_until_live(web, link, session: str, levels: dict[int, int], seq: int = 0) -> dict:
+    """Send updates until the web shows them (a SUB misses what is sent before it joined)."""
+    def shown():
+        link.update(session, seq, levels)
+        doc = httpx.get(f"{web.url}/api/live").json()
+        return doc if doc["session"] == session and len(doc["students"]) == len(levels) else None
+    return poll_value(shown, 15, 0.2, "the update on /api/live")
+
+
+def _read_mjpeg_part(url: str, timeout: float = 10.0) -> dict[str, str]:
+    with httpx.stream("GET", url, timeout=timeout) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("multipart/x-mixed-replace")
+        buf = b""
+        for chunk in r.iter_bytes():
+            buf += chunk
+            if b"\r\n\r\n" in buf:
+                head = buf.split(b"\r\n\r\n", 1)[0].decode()
+                return dict(line.split(": ", 1) for line in head.splitlines()[1:])
+    raise AssertionError("no MJPEG part")
+
+
+def test_live_state_video_and_events_follow_the_link(web, live_link):
+    session = _session()
+    doc = _feed_until_live(web, live_link, session, {1: 0, 2: 3})
+    assert doc["model"]["name"] == MODEL["name"] and doc["note"].startswith("attention baseline")
+    assert [(s["id"], s["level"]) for s in doc["students"]] == [(1, 0), (2, 3)]
+    for s in doc["students"]:
+        assert set(s) >= {"id", "level", "probs", "last_seen", "seconds_at_level_2_or_more", "history"}
+    # Time at level >= 2 grows for student 2 only, by the time between its predictions.
+    t = time.time()
+    live_link.update(session, 1, {1: 0, 2: 3}, t_capture=t)
+    live_link.update(session, 2, {1: 0, 2: 3}, t_capture=t + 1.0)
+    doc = poll_value(lambda: (d := httpx.get(f"{web.url}/api/live").json())["seq"] == 2 and d, 5)
+    at2 = {s["id"]: s["seconds_at_level_2_or_more"] for s in doc["students"]}
+    assert at2[1] == 0 and at2[2] >= 1.0
+    # Video: the frames of the link, each part stamped with its capture time.
+    def part():
+        live_link.frame(session, 7)
+        return _read_mjpeg_part(f"{web.url}/api/live/video.mjpg", timeout=3)
+    headers = poll_value(lambda: _try(part), 10, 0.1, "an MJPEG part")
+    assert headers["Content-Type"] == "image/jpeg" and float(headers["X-Capture-Time"]) > 0
+    # Server-sent events: one JSON document per update.
+    with httpx.stream("GET", f"{web.url}/api/live/events", timeout=10) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        live_link.update(session, 3, {1: 2, 2: 1}, t_capture=t + 2.0)
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                event = json.loads(line[6:])
+                if event["seq"] == 3:
+                    break
+    assert {s["id"]: s["level"] for s in event["students"]} == {1: 2, 2: 1}
+    assert "history" not in event["students"][0]
+    # The report is written: the page learns the session ended.
+    live_link.eos(session)
+    poll_value(lambda: httpx.get(f"{web.url}/api/live").json()["ended"], 5, what="ended")
+
+
+def _try(fn):
+    try:
+        return fn()
+    except (httpx.HTTPError, AssertionError):
+        return None
+
+
+def test_marks_are_filled_from_the_live_state_and_stored(web, live_link):
+    session = _session()
+    doc = _feed_until_live(web, live_link, session, {4: 2})
+    t = doc["students"][0]["last_seen"]
+    r = httpx.post(f"{web.url}/api/marks", json={"session": session, "student": 4, "t": t, "level_given": 0})
+    assert r.status_code == 201, r.text
+    mark = r.json()["mark"]
+    assert mark["level_predicted"] == 2 and mark["source"] == "live"
+    assert mark["signals"] == {"yaw": 20.0, "pitch": -3.0, "eye_openness": 0.3, "score": 0.1}  # numbers only
+    stored = MarkStore(redis.Redis.from_url(REDIS_URL), prefix=web.prefix).for_session(session)
+    assert [(m.student, m.level_given, m.level_predicted) for m in stored] == [("4", 0, 2)]
+    agreement = httpx.get(f"{web.url}/api/sessions/{session}/marks").json()["agreement"]
+    assert agreement["marks"] == 1 and agreement["agreed"] == 0 and agreement["rate"] == 0.0
+    # Malformed marks: 422 naming the field; an unknown session: 404.
+    for body, field in [({"session": session, "student": 4, "t": t, "level_given": 7}, "level_given"),
+                        ({"session": session, "t": t, "level_given": 1}, "student"),
+                        ({"session": session, "student": 4, "t": "now", "level_given": 1}, "t"),
+                        ({"session": "", "student": 4, "t": t, "level_given": 1}, "session"),
+                        ({"session": session, "student": 4, "t": t - 3600, "level_given": 1}, "t")]:
+        r = httpx.post(f"{web.url}/api/marks", json=body)
+        assert r.status_code == 422, body
+        assert [e["field"] for e in r.json()["detail"]] == [field], r.json()
+    r = httpx.post(f"{web.url}/api/marks", content=b"not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    r = httpx.post(f"{web.url}/api/marks", json={"session": "no-such", "student": 1, "t": t, "level_given": 1})
+    assert r.status_code == 404
+    assert len(MarkStore(redis.Redis.from_url(REDIS_URL), prefix=web.prefix).for_session(session)) == 1
+
+
+def _write_report(report_dir, session: str, students: int = 2, class_level_only: bool = False) -> dict:
+    t0 = 1_700_000_000.0
+    timeline = [{"stream": "cam0", "seq": i, "student": s, "level": (i + s) % 4, "probs": [0.25] * 4,
+                 "t_capture": t0 + i * 0.5, "t_media": i * 0.5} for i in range(20) for s in range(1, students + 1)]
+    data = {"meta": {"session": session, "class": "c1", "stream": "cam0", "started": t0, "ended": t0 + 10,
+                     "end_reason": "end_of_file", "model": MODEL},
+            "totals": {"frames": 20, "frames_without_faces": 0, "faces": 20 * students, "predictions": 20 * students,
+                       "levels": {str(i): 10 * students // 4 for i in range(4)}},
+            "students": [{"student": s, "predictions": 20, "levels": {str(i): 5 for i in range(4)},
+                          "first_seen": t0, "last_seen": t0 + 9.5, "first_media": 0.0, "last_media": 9.5}
+                         for s in range(1, students + 1)],
+            "timeline": timeline}
+    report = build_report(data, class_level_only, time.time())
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / f"{session}.json").write_text(json.dumps(report))
+    return report
+
+
+def test_past_sessions_pages_downloads_and_404(tmp_path, web):
+    report = _write_report(tmp_path / "reports", "past-1")
+    listed = httpx.get(f"{web.url}/api/sessions").json()
+    assert [s["session"] for s in listed] == ["past-1"] and listed[0]["students"] == 2
+    assert httpx.get(f"{web.url}/api/sessions/past-1").json() == report
+    page = httpx.get(f"{web.url}/sessions")
+    assert page.status_code == 200 and 'href="/sessions/past-1"' in page.text
+    assert httpx.get(f"{web.url}/sessions/past-1").status_code == 200
+    csv_text = httpx.get(f"{web.url}/sessions/past-1/report.csv").text
+    assert csv_text.splitlines()[0].startswith("session,student,") and len(csv_text.splitlines()) == 41
+    dl = httpx.get(f"{web.url}/sessions/past-1/report.json")
+    assert "attachment" in dl.headers["content-disposition"] and dl.json() == report
+    for path in ("/sessions/nope", "/sessions/..%2Freports%2Fpast-1", "/sessions/.hidden"):
+        r = httpx.get(web.url + path)
+        assert r.status_code == 404 and "text/html" in r.headers["content-type"], path
+        assert "Not found" in r.text
+    assert httpx.get(f"{web.url}/api/sessions/nope").status_code == 404
+    # A mark on the session page: the model's level comes from the report's timeline.
+    r = httpx.post(f"{web.url}/api/marks", json={"session": "past-1", "student": 1, "t": 1_700_000_001.0,
+                                                 "level_given": 1})
+    assert r.status_code == 201 and r.json()["mark"]["level_predicted"] == 3 and r.json()["mark"]["source"] == "session"
+
+
+def test_every_page_loads_only_its_own_scripts_under_a_strict_csp(tmp_path, web):
+    _write_report(tmp_path / "reports", "past-2")
+    for path in ("/", "/sessions", "/sessions/past-2", "/api/docs", "/sessions/missing"):
+        r = httpx.get(web.url + path)
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert r.headers["x-content-type-options"] == "nosniff"
+        refs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert refs and all(ref.startswith("/") and not ref.startswith("//") for ref in refs), (path, refs)
+        assert "<script>" not in r.text and "style=" not in r.text, path
+        for ref in refs:
+            if ref.startswith("/static/"):
+                static = httpx.get(web.url + ref)
+                # No other host: the SVG namespace is a name, not something loaded.
+                text = static.text.replace("http://www.w3.org/2000/svg", "")
+                assert static.status_code == 200 and "http://" not in text and "https://" not in text, ref
+                assert "import(" not in text and "url(" not in text, ref
+    spec = httpx.get(f"{web.url}/api/openapi.json").json()
+    assert {"/api/live", "/api/sessions", "/api/sessions/{session}", "/api/marks"} <= set(spec["paths"])
+    assert "/api/live" in httpx.get(f"{web.url}/api/docs").text
+
+
+def test_slow_browser_loses_frames_counted_and_alone(web, live_link):
+    session = _session()
+    _feed_until_live(web, live_link, session, {1: 0})
+    # A browser that opens the video and never reads it.
+    stalled = socket.create_connection(("127.0.0.1", web.port))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(b"GET /api/live/video.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    poll_value(lambda: web.metric("engagement_web_clients", stream="video") >= 1, 5, what="the stalled client")
+    big = jpeg(1, (1280, 960))  # ~100 KB: socket buffers fill after a few frames
+    before = web.metric("engagement_web_dropped_total", stream="video")
+    started = time.monotonic()
+    for seq in range(200):
+        live_link.frame(session, seq, big)
+        time.sleep(0.005)
+    sending = time.monotonic() - started
+    poll_value(lambda: web.metric("engagement_web_dropped_total", stream="video") > before + 50, 10,
+             what="frames dropped for the stalled browser")
+    # Another browser still gets fresh frames, and the service answers.
+    live_link.frame(session, 999, jpeg(999))
+    headers = _read_mjpeg_part(f"{web.url}/api/live/video.mjpg", timeout=5)
+    assert int(headers["X-Seq"]) >= 190
+    assert httpx.get(f"{web.url}/api/live", timeout=2).status_code == 200
+    stalled.close()
+    print(f"200 frames of {len(big)} bytes published in {sending:.2f} s with a stalled browser")
+
+
+def test_class_level_only_removes_students_video_and_marks(tmp_path, live_link):
+    web = WebProcess(tmp_path / "reports", live_link.spec, env={"EU_AI_ACT_MODE": "1"}).start()
+    try:
+        session = _session()
+        _write_report(tmp_path / "reports", "past-3")
+
+        def totals_shown():
+            live_link.update(session, 0, {1: 2, 2: 0})
+            doc = httpx.get(f"{web.url}/api/live").json()
+            return doc if doc["session"] == session else None
+        doc = poll_value(totals_shown, 15, 0.2, "the update")
+        assert doc["class_level_only"] is True and doc["students"] == []
+        assert doc["totals"]["levels"]["2"] == 1
+        assert httpx.get(f"{web.url}/api/live/video.mjpg").status_code == 404
+        r = httpx.post(f"{web.url}/api/marks", json={"session": session, "student": 1, "t": time.time(),
+                                                     "level_given": 1})
+        assert r.status_code == 404
+        past = httpx.get(f"{web.url}/api/sessions/past-3").json()
+        assert past["students"] == [] and past["timeline"] == [] and past["episodes"] == []
+        assert "1," not in httpx.get(f"{web.url}/sessions/past-3/report.csv").text.splitlines()[1][:20]
+    finally:
+        web.stop()
+
+
+def test_refuses_a_public_address_without_a_token_and_checks_it(tmp_path):
+    web = WebProcess(tmp_path / "reports", env={"WEB_BIND": "0.0.0.0", "WEB_TOKEN": ""})
+    web.start(wait=False)
+    code, out, err = web.stop() if web.proc.wait(30) is None else (web.proc.returncode, *web.proc.communicate())
+    assert code == 3
+    assert "refusing" in err and "WEB_TOKEN" in err and "Traceback" not in err
+    token = f"tok-{uuid.uuid4().hex}"
+    web = WebProcess(tmp_path / "reports", env={"WEB_BIND": "0.0.0.0", "WEB_TOKEN": token}).start()
+    try:
+        url = f"http://127.0.0.1:{web.port}/api/live"
+        r = httpx.get(url)
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
+        assert httpx.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert httpx.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        basic = base64.b64encode(f"teacher:{token}".encode()).decode()
+        assert httpx.get(url, headers={"Authorization": f"Basic {basic}"}).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{web.metrics_port}/healthz").status_code == 200  # health: no token
+    finally:
+        _, _, err = web.stop()
+    assert token not in err
+
+
+def test_restarted_web_shows_the_class_again_from_redis(tmp_path, live_link):
+    session = _session()
+    prefix = f"webtest-{uuid.uuid4().hex[:8]}"
+    store = Store.from_url(REDIS_URL, prefix=prefix)
+    t0 = time.time() - 5
+    for seq in range(6):  # what the aggregator wrote before the web was killed
+        store.record_frame(FrameRecord(session, "c1", "cam0", seq, t0 + seq * 0.5, None, 2,
+                                       [{"student": 1, "level": 0, "probs": [0.7, 0.1, 0.1, 0.1]},
+                                        {"student": 2, "level": 3 if seq >= 2 else 1, "probs": [0.1, 0.1, 0.1, 0.7]}],
+                                       MODEL))
+    web = WebProcess(tmp_path / "reports", live_link.spec, prefix=prefix).start()
+    try:
+        first = httpx.get(f"{web.url}/api/live").json()
+        web.kill()  # SIGKILL mid-class
+        web = WebProcess(tmp_path / "reports", live_link.spec, prefix=prefix).start()
+        again = httpx.get(f"{web.url}/api/live").json()
+        assert again["session"] == first["session"] == session
+        assert [(s["id"], s["level"]) for s in again["students"]] == [(1, 0), (2, 3)]
+        assert again["totals"]["frames"] == 6
+        # Level 3 from seq 2 to seq 5: three intervals of 0.5 s (the last prediction has no end yet).
+        assert again["students"][1]["seconds_at_level_2_or_more"] == pytest.approx(1.5, abs=0.01)
+        assert len(again["students"][0]["history"]) == 6
+    finally:
+        web.stop()
+        store.delete_session(session)
+
+
+def test_busy_port_and_unreachable_redis_are_said_plainly(tmp_path, live_link):
+    holder = socket.create_server(("127.0.0.1", 0))
+    busy = WebProcess(tmp_path / "reports", env={"WEB_PORT": str(holder.getsockname()[1])})
+    busy.start(wait=False)
+    try:
+        busy.proc.wait(30)
+        code, err = busy.proc.returncode, busy.proc.communicate()[1]
+    finally:
+        holder.close()
+    assert code == 2 and "cannot serve the pages" in err and "Traceback" not in err
+    # Redis down: the live page still follows the link; a mark gets 503, not a crash.
+    (dead,) = free_ports(1)
+    web = WebProcess(tmp_path / "reports", live_link.spec, env={"REDIS_URL": f"redis://127.0.0.1:{dead}/0"}).start()
+    try:
+        session = _session()
+        doc = _feed_until_live(web, live_link, session, {1: 1})
+        r = httpx.post(f"{web.url}/api/marks", json={"session": session, "student": 1,
+                                                     "t": doc["students"][0]["last_seen"], "level_given": 1})
+        assert r.status_code == 503 and "not stored" in r.json()["detail"]
+        assert httpx.get(f"{web.url}/api/sessions/{session}/marks").status_code == 503
+    finally:
+        _, _, err = web.stop()
+    assert "Traceback" not in err
+
+
+def test_a_student_gone_longer_than_the_charts_loses_the_card(web, live_link):
+    session = _session()
+    _feed_until_live(web, live_link, session, {1: 0, 2: 1}, seq=0)
+    later = time.time() + 301  # student 2 last seen more than five minutes before this update
+    live_link.update(session, 2, {1: 2}, t_capture=later)
+    doc = poll_value(lambda: (d := httpx.get(f"{web.url}/api/live").json())["seq"] == 2 and d, 5)
+    assert [s["id"] for s in doc["students"]] == [1]
+
+
+def test_an_example_token_is_refused_on_a_public_address(tmp_path):
+    web = WebProcess(tmp_path / "reports", env={"WEB_BIND": "0.0.0.0", "WEB_TOKEN": "change-me"})
+    web.start(wait=False)
+    web.proc.wait(30)
+    code, err = web.proc.returncode, web.proc.communicate()[1]
+    assert code == 3 and "WEB_TOKEN is an example value" in err and "change-me" not in err  # never the value
