@@ -387,7 +387,10 @@ def test_marks_made_during_the_class_are_in_its_report(tmp_path):
         report = p.wait_report()
         # The reported session's totals may now be evicted (they get a TTL); the marks never.
         r = marks.r
-        assert all(r.ttl(k) > 0 for k in r.scan_iter(match=f"{p.prefix}:session:{p.session}:*"))
+        deadline = time.monotonic() + 10  # the TTLs are set just after the files are written
+        while not all(r.ttl(k) > 0 for k in r.scan_iter(match=f"{p.prefix}:session:{p.session}:*")):
+            assert time.monotonic() < deadline, "the reported session's keys never got a TTL"
+            time.sleep(0.05)
         assert [r.ttl(k) for k in r.scan_iter(match=f"{p.prefix}:marks:*")] == [-1] * 3
     assert [(m["student"], m["level_given"], m["t"]) for m in report["marks"]] == [("2", 2, t)]
     assert report["agreement"]["rate"] == 1.0
