@@ -128,7 +128,8 @@ COMMON: list[Setting] = [
 
 SERVICES: dict[str, list[Setting]] = {
     "capture": [
-        Setting("SOURCE", "0", "webcam index, video file path or RTSP/HTTP URL"),
+        Setting("SOURCE", "0", "webcam index, video file path, RTSP/HTTP URL, or screen, screen:N, "
+                "region:X,Y,W,H, window:TITLE"),
         Setting("FPS", 2.0, "frames per second to emit (files: by the file's own timestamps; 0 = every frame)", float,
                 min=0, max=240),
         Setting("WIDTH", 640, "frame width", int, min=16, max=8192),
@@ -150,6 +151,8 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("CROP_MARGIN", 0.25, "margin added around each face box, as a fraction of its size", float),
         Setting("TRACK_IOU", 0.3, "minimum IoU to keep a student's id from the last frame", float),
         Setting("TRACK_MAX_AGE", 10.0, "seconds a lost student's id is kept for re-identification", float),
+        Setting("GALLERY", "auto", "auto = find a video call's participant grid and give each tile a student; "
+                "off = plain face detection", choices=("auto", "off")),
         FRAMES_IN, FACES_OUT,
     ],
     "sequencer": [
@@ -215,6 +218,8 @@ SERVICES: dict[str, list[Setting]] = {
                 "directory)"),
         Setting("REPORT_FALLBACK_DIR", "", "where a report goes when REPORT_DIR cannot be written (default: "
                 "$XDG_STATE_HOME/engagement/reports, else ~/.local/state/..., else the temp folder)"),
+        Setting("ROSTER", "", "CSV of display names (student,name or stream,student,name) for the report "
+                "files on this box; never sent over MQTT, unused with CLASS_LEVEL_ONLY=1"),
         Setting("CLASS_LEVEL_ONLY", 0, "1 = reports carry no per-student rows", int),
         Setting("REPORT_RECOVER", 0, "1 = write the report of SESSION_ID (marked interrupted if it never ended) "
                 "and exit; the launcher uses it for a class its crash cut short", int),

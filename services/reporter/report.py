@@ -191,7 +191,8 @@ def render_text(report: dict[str, Any]) -> str:
     started = report["started"]
     lines += ["", f"Students: {len(report['students'])}"]
     for s in report["students"]:
-        lines += [f"id {s['student']}: {s['predictions']} predictions, first seen "
+        who = f"id {s['student']} ({s['name']})" if s.get("name") else f"id {s['student']}"
+        lines += [f"{who}: {s['predictions']} predictions, first seen "
                   f"{_moment(s['first_seen'], s['first_media'], started)}, last seen "
                   f"{_moment(s['last_seen'], s['last_media'], started)}",
                   *_level_lines(s["levels"], s["percent"], labels, "    "),

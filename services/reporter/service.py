@@ -43,6 +43,7 @@ from shared.levels import LEVEL_LABELS
 from shared.marks import MarkStore
 from shared.messages import Eos, Frame, Message, Update, follow_up, make_header
 from shared.redis_retention import expire_keys
+from shared.roster import RosterError, load_roster, with_names
 from shared.service import Service
 from shared.totals import Store
 
@@ -123,6 +124,13 @@ class ReporterService(Service):
         # Say now, not at the end of the class, that reports cannot be read back.
         self.store.check(self.log, "reports wait for it")
         self.class_level_only = bool(s.class_level_only or s.eu_ai_act_mode)
+        # Display names for the files on this box only (shared/roster.py); never read when class-level only.
+        self.roster = {}
+        if s.roster and not self.class_level_only:
+            try:
+                self.roster = load_roster(s.roster)
+            except RosterError as exc:  # `engagement run` checks it first; alone, the class still gets its report
+                self.log.error("%s: reports will show ids only", exc)
         self.report_dir = Path(s.report_dir)
         self.headless = bool(s.headless) if s.headless in (0, 1) else not os.environ.get("DISPLAY")
         self.frames: OrderedDict[tuple[str, int], tuple[Frame, bytes]] = OrderedDict()
@@ -255,14 +263,14 @@ class ReporterService(Service):
                 print(f"recording: {report['recording']}", flush=True)
             self.recorder = None
         try:
-            txt, js = self._write_files(self.report_dir, session, report)
+            txt, js = self._write_files(self.report_dir, session, with_names(report, self.roster))
         except OSError as exc:
             # Never lose an accepted class to a folder that went away: write it elsewhere, say where.
             REPORT_ERRORS.labels("write").inc()
             fallback = report_fallback_dir(self.settings.report_fallback_dir)
             self.log.error("report of %s cannot be written to %s (%s): writing it to %s", session,
                            self.report_dir, exc, fallback)
-            txt, js = self._write_files(fallback, session, report)
+            txt, js = self._write_files(fallback, session, with_names(report, self.roster))
         REPORTS_WRITTEN.inc()
         # Only now, with the report on disk, may the totals go: from here on Redis may evict this
         # session under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-ttl).
