@@ -238,6 +238,8 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
         Setting("REPORT_DIR", "reports", "folder the end-of-session reports are read from (relative: to the "
                 "working directory)"),
+        Setting("ROSTER", "", "CSV of display names (student,name or stream,student,name) shown on the cards; "
+                "unused with CLASS_LEVEL_ONLY=1"),
         Setting("CLASS_LEVEL_ONLY", 0, "1 = no per-student cards, marks or video", int),
         Setting("WEB_BIND", "127.0.0.1", "address the pages bind; any other than loopback needs WEB_TOKEN"),
         Setting("WEB_PORT", 8080, "port of the pages and the API", int, min=1, max=65535),
