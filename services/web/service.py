@@ -67,6 +67,9 @@ class WebService(Service):
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.sock.bind((s.web_bind, int(s.web_port)))
+            # Listen at once: a bound socket that is not listening yet does not hold the port
+            # against another SO_REUSEADDR socket, and uvicorn's own listen() would then fail late.
+            self.sock.listen(128)
         except OSError as exc:
             self.sock.close()
             self.log.error("cannot serve the pages on %s:%s: %s (set WEB_PORT / --port)", s.web_bind, s.web_port,
