@@ -179,6 +179,15 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("FPS", 2.0, "the capture's frames per second (turns SMOOTHING_WINDOW into seconds)", float,
                 min=0, max=240),
         Setting("GAZE", 0, "1 = the baseline adds iris gaze to its signals (about 4 ms more a face)", int),
+        Setting("BASELINE_THRESHOLDS", "", "baseline card with fitted thresholds (engagement-train "
+                "fit-baseline); empty = the documented defaults"),
+        Setting("NEUTRAL_POSE", 1, "1 = the baseline measures head turns from each student's learned "
+                "neutral pose (services/inference/BASELINE.md)", int),
+        Setting("NEUTRAL_LEARN_SECONDS", 10.0, "seconds of steady pose a neutral pose is learned from", float,
+                min=0),
+        Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals and the teacher's "
+                "marks (inference reads the marks: they re-anchor neutral poses)"),
+        Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals and the marks"),
         Setting("SLOWDOWN", 0.0, "extra seconds per batch, for fault-injection tests only", float),
         Setting("ACK_TIMEOUT", 3.0, "seconds before an unacknowledged predictions message is resent", float),
         Setting("ACK_WINDOW", 2000, "sent-but-unacknowledged messages kept for resending", int),
@@ -229,6 +238,8 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
         Setting("REPORT_DIR", "reports", "folder the end-of-session reports are read from (relative: to the "
                 "working directory)"),
+        Setting("ROSTER", "", "CSV of display names (student,name or stream,student,name) shown on the cards; "
+                "unused with CLASS_LEVEL_ONLY=1"),
         Setting("CLASS_LEVEL_ONLY", 0, "1 = no per-student cards, marks or video", int),
         Setting("WEB_BIND", "127.0.0.1", "address the pages bind; any other than loopback needs WEB_TOKEN"),
         Setting("WEB_PORT", 8080, "port of the pages and the API", int, min=1, max=65535),

@@ -40,6 +40,7 @@ from services.reporter.report import build_report, mqtt_body, render_text
 from shared.backoff import backoff_delay
 from shared.config import report_fallback_dir
 from shared.levels import LEVEL_LABELS
+from shared.marks import MarkStore
 from shared.messages import Eos, Frame, Message, Update, follow_up, make_header
 from shared.redis_retention import expire_keys
 from shared.roster import RosterError, load_roster, with_names
@@ -119,6 +120,7 @@ class ReporterService(Service):
     def setup(self) -> None:
         s = self.settings
         self.store = Store.from_url(s.redis_url, prefix=s.redis_prefix)
+        self.marks = MarkStore(self.store.r, prefix=s.redis_prefix)  # the teacher's, made on the web page
         # Say now, not at the end of the class, that reports cannot be read back.
         self.store.check(self.log, "reports wait for it")
         self.class_level_only = bool(s.class_level_only or s.eu_ai_act_mode)
@@ -251,7 +253,8 @@ class ReporterService(Service):
             del self.pending_reports[session]
 
     def write_report(self, session: str) -> tuple[Path, Path]:
-        report = build_report(self.store.load_session(session), self.class_level_only, time.time())
+        report = build_report(self.store.load_session(session), self.class_level_only, time.time(),
+                              marks=self.marks.for_session(session))
         # The session's recording ends with the session, and its report says where it is.
         if self.recorder is not None and self.recorder.session == session:
             self.recorder.close()

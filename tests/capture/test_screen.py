@@ -129,3 +129,12 @@ def test_no_display_is_a_clear_error(tmp_path):
     stderr = proc.stderr.read()
     assert got[-1]["reason"] == "source_failed" and code == EXIT_GAVE_UP
     assert "cannot open the X display" in stderr and "Traceback" not in stderr
+
+
+def test_engagement_run_with_a_missing_window_stops_at_start_up_in_one_line(display, tmp_path):
+    from tests.support.runs import engagement
+
+    out = engagement(tmp_path, "run", "--source", "window:no such call", env={"DISPLAY": display}, timeout=60)
+    assert out.code == 2
+    assert out.err_lines == [line for line in out.err_lines if line.startswith("engagement run: source:")]
+    assert "no window titled 'no such call'" in out.err and "Traceback" not in out.err

@@ -423,3 +423,28 @@ def test_a_bad_roster_is_one_line_naming_the_file_and_row(tmp_path, content, say
     with pytest.raises(RosterError) as err:
         load_roster(path)
     assert says in str(err.value) and str(path) in str(err.value)
+
+
+def test_marks_made_during_the_class_are_in_its_report(tmp_path):
+    from shared.marks import MarkStore, validate_mark  # noqa: PLC0415
+
+    with Pipeline(tmp_path) as p:
+        frames = _frames(p.session, 6)
+        for h in frames:
+            p.sender.send(h)
+        marks = MarkStore(redis.Redis.from_url(REDIS_URL, decode_responses=True), prefix=p.prefix)
+        t = frames[1]["t_capture"]
+        marks.add(validate_mark({"session": p.session, "student": 2, "t": t, "level_given": 2,
+                                 "level_predicted": 2, "signals": {"pitch": 33.0}}))
+        p.sender.send(eos_header(p.session, 6))
+        report = p.wait_report()
+        # The reported session's totals may now be evicted (they get a TTL); the marks never.
+        r = marks.r
+        deadline = time.monotonic() + 10  # the TTLs are set just after the files are written
+        while not all(r.ttl(k) > 0 for k in r.scan_iter(match=f"{p.prefix}:session:{p.session}:*")):
+            assert time.monotonic() < deadline, "the reported session's keys never got a TTL"
+            time.sleep(0.05)
+        assert [r.ttl(k) for k in r.scan_iter(match=f"{p.prefix}:marks:*")] == [-1] * 3
+    assert [(m["student"], m["level_given"], m["t"]) for m in report["marks"]] == [("2", 2, t)]
+    assert report["agreement"]["rate"] == 1.0
+    assert "Teacher's marks: 1" in p.report_paths()[0].read_text()
