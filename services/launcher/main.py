@@ -374,14 +374,17 @@ def run(args: argparse.Namespace,
         end = (stop_requested[0] + stop_timeout) if stop_requested else time.monotonic() + stop_timeout
         supervisor.stop(RUN_SERVICES, deadline=end - 4)
         found = find_report(values, session)
-        if not found:  # what the aggregator wrote is the class: report it, marked interrupted
+        if not found and not failed:  # what the aggregator wrote is the class: report it, marked interrupted
             report_from_redis(session, redis_url, keep, end - time.monotonic())
             found = find_report(values, session)
+        # A class that never started has nothing to keep; one that ran keeps its totals until
+        # its report is on disk (the next start writes it).
+        keep_totals = found is None and not failed
         if private:
-            private.stop(keep_data=found is None)
+            private.stop(keep_data=keep_totals)
         if bus_dir:
             shutil.rmtree(bus_dir, ignore_errors=True)
-        if found or not private:
+        if not (keep_totals and private):
             _remove_run(run_dir)
     elapsed = time.monotonic() - started
     if found and not failed:
