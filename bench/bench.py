@@ -40,11 +40,12 @@ from bench import report
 from bench.bushop import measure_hop
 from bench.observe import ProcessSampler
 from bench.pipeline import run_pipeline
-from bench.workload import VIDEO_FPS, make_faces_video
+from bench.workload import VIDEO_FPS, make_faces_video, make_gallery_video
 from shared.config import REPO_ROOT
 
 log = logging.getLogger("bench")
 FACE_COUNTS = (1, 8)
+GALLERY_FACES = 30  # a class in a video call's gallery, 1280x720
 SOAK_VIDEO_FPS = 10.0  # the soak's source: 5x the reference rate, paced, so a slow consumer means drops
 
 
@@ -202,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         soak.update({"seconds": args.soak_seconds, "warmup_seconds": warmup, "source_fps": SOAK_VIDEO_FPS,
                      "slowdown": args.soak_slowdown})
         results["soak"] = soak
+
+    gallery = make_gallery_video(work / f"gallery{GALLERY_FACES}-{frames}.avi", GALLERY_FACES, frames)
+    log.info("pipeline gallery: 1280x720, %d faces, baseline, unthrottled", GALLERY_FACES)
+    results["pipeline_gallery"] = run_pipeline(gallery, "baseline", False, work, engine=engine,
+                                               label=f"gallery_{GALLERY_FACES}", extra_env={"WIDTH": "1280",
+                                                                                            "HEIGHT": "720"})
 
     if args.budget_sweep:
         results["budget_sweep"] = []

@@ -45,6 +45,30 @@ def make_faces_video(path: Path, faces: int, frames: int, fps: float = VIDEO_FPS
     return path
 
 
+GALLERY_SIZE = (1280, 720)
+
+
+def make_gallery_video(path: Path, faces: int, frames: int, fps: float = VIDEO_FPS) -> Path:
+    """`frames` frames of a 1280x720 video-call gallery with `faces` real faces (lfw_subset),
+    everyone present throughout (tools/gallery_video.py draws the tiles)."""
+    from tools.gallery_video import Participant, _faces, render
+
+    path = Path(path)
+    if path.is_file() and cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT) == frames:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    people = [Participant(f"Student {i + 1}", face=(i * 7) % 100) for i in range(faces)]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, GALLERY_SIZE)
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot write {path}")
+    try:
+        for i in range(frames):
+            writer.write(render(people, i / max(1, frames), GALLERY_SIZE, _faces()))
+    finally:
+        writer.release()
+    return path
+
+
 def build_reference_bundle(out: Path, size: int = 224) -> Path:
     """The reference classifier as a bundle; reused when it is already there (with every format)."""
     out = Path(out)

@@ -11,6 +11,10 @@ command -v mosquitto >/dev/null || need+=(mosquitto)
 command -v mosquitto_sub >/dev/null || need+=(mosquitto-clients)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v prometheus >/dev/null || need+=(prometheus)
+# Screen and window sources: the tests draw a real window on a virtual X server.
+command -v Xvfb >/dev/null || need+=(xvfb)
+command -v xwininfo >/dev/null || need+=(x11-utils)
+command -v xdotool >/dev/null || need+=(xdotool)
 # The web service's browser tests drive Debian's Chromium (Playwright cannot download its own).
 command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core)
 if ((${#need[@]})); then

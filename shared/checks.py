@@ -36,6 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.roster import RosterError, load_roster
+from shared.screen import ScreenError, ScreenGrabber, is_screen_source
+
 BUDGET_SECONDS = 4.5  # all checks together, so a failure is reported within 5 s
 SOURCE_TIMEOUT_MS = 3000
 
@@ -197,6 +200,8 @@ def _recording(ctx: Context) -> Result | None:
 # --- the source -------------------------------------------------------------------------------
 
 def _kind(source: str) -> str:
+    if is_screen_source(source):
+        return "screen"
     if source.strip().isdigit():
         return "camera"
     if "://" in source:
@@ -228,6 +233,8 @@ def _source(ctx: Context) -> Result:
     forever = str(ctx.values.get("reconnect", "")).lower() == "forever"
     # OpenCV and FFmpeg log their own warnings for a missing device or URL; the check's one line says it.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    if kind == "screen":
+        return _screen_source(source)
     if kind == "file":
         path = Path(source)
         if not path.exists():
@@ -260,6 +267,21 @@ def _source(ctx: Context) -> Result:
     return fail("source", what, fix + "; --reconnect forever waits for it")
 
 
+def _screen_source(source: str) -> Result:
+    try:
+        grabber = ScreenGrabber(source)
+    except ScreenError as exc:
+        return fail("source", str(exc), "start the call's window first, or give screen, screen:N, region:X,Y,W,H "
+                    "or window:TITLE on an X11 display (DISPLAY set)")
+    try:
+        image = grabber.grab()
+    finally:
+        grabber.release()
+    if image is None:
+        return fail("source", f"{source} gives no image", "check that the window is on the screen")
+    return ok("source", f"screen {source}: {image.shape[1]}x{image.shape[0]}, a grab works")
+
+
 # --- Redis, model, ports ----------------------------------------------------------------------
 
 def safe_url(url: str) -> str:
@@ -268,6 +290,20 @@ def safe_url(url: str) -> str:
         return url
     scheme, _, rest = url.partition("://")
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+@check("roster")
+def _roster(ctx: Context) -> Result | None:
+    path = str(ctx.values.get("roster") or "")
+    if not path:
+        return None
+    if ctx.values.get("class_level_only") or ctx.values.get("eu_ai_act_mode"):
+        return ok("roster", f"{path} not read: reports are class-level only")
+    try:
+        roster = load_roster(path)
+    except RosterError as exc:
+        return fail("roster", str(exc), "fix the file, or leave ROSTER empty for ids only")
+    return ok("roster", f"{path}: {len(roster)} names (kept on this box, never sent over MQTT)")
 
 
 @check("redis")

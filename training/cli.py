@@ -8,6 +8,8 @@
     engagement-train train    --out /data/frames --fps 1 --family cnn --base mobilenet_v2 --data-type augmented
     engagement-train evaluate --run runs/<run>
     engagement-train export   --run runs/<run> --bundle bundles/<name>
+    engagement-train feedback --out marks.csv [--session S]       the teacher's marks as labelled data
+    engagement-train fit-baseline --out card.json [--session S]   the baseline's thresholds fitted to them
 
 Paths default to DAISEE_ROOT, FRAMES_ROOT and RUNS_DIR so a container needs only environment variables.
 Exit codes: 0 done, 1 the data is unusable (persons in two splits), 2 bad input or option.
@@ -42,6 +44,14 @@ def _add_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=_env_path("FRAMES_ROOT", "frames"),
                    help="extraction root holding <N>FPS/ (env FRAMES_ROOT)")
     p.add_argument("--fps", type=int, default=1, help="frames per second extracted (the reference used 1 and 2)")
+
+
+def _add_marks(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--redis-url", default=_env_path("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                   help="Redis holding the teacher's marks (env REDIS_URL)")
+    p.add_argument("--redis-prefix", default=_env_path("REDIS_PREFIX", "engagement"),
+                   help="key prefix (env REDIS_PREFIX)")
+    p.add_argument("--session", default="", help="one session's marks (default: every mark)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True)
     p.add_argument("--no-tflite", action="store_true")
     p.add_argument("--no-onnx", action="store_true")
+
+    p = steps.add_parser("feedback", help="export the teacher's marks (web page) as labelled data, CSV")
+    _add_marks(p)
+    p.add_argument("--out", required=True, help="CSV file to write")
+
+    p = steps.add_parser("fit-baseline", help="fit the attention baseline's thresholds to the teacher's marks; "
+                                              "writes a card for BASELINE_THRESHOLDS")
+    _add_marks(p)
+    p.add_argument("--out", required=True, help="baseline card (JSON) to write")
+    p.add_argument("--start", default="", help="a baseline card whose thresholds the fit starts from "
+                                              "(default: the documented ones)")
     return parser
 
 
@@ -175,7 +196,28 @@ def run_step(args: argparse.Namespace) -> int:
             print(f"  {fmt}: " + (f"{done['file']}, max difference from Keras {done['max_abs_diff']:.1e} on "
                                   f"{done['checked_on']}" if checked else f"NOT usable: {done['error']}"))
         return 0
+    if args.step == "feedback":
+        return _feedback(args)
+    if args.step == "fit-baseline":
+        return _fit_baseline(args)
     raise AssertionError(args.step)
+
+
+def _mark_store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from shared.marks import MarkStore
+    return MarkStore.from_url(args.redis_url, prefix=args.redis_prefix)
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    from training.feedback import load_marks, write_csv
+    store = _mark_store(args)
+    marks = load_marks(store, args.session or None)
+    columns = write_csv(marks, Path(args.out))
+    where = f"session {args.session}" if args.session else f"{len({m.session for m in marks})} sessions"
+    print(f"{len(marks)} marks of {where} written to {args.out} (columns: {', '.join(columns)})")
+    if not marks and args.session:
+        print(f"sessions with marks: {', '.join(store.sessions()) or 'none'}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -197,6 +239,24 @@ def _train(args: argparse.Namespace) -> int:
     if not args.no_evaluate:
         from training.evaluate import evaluate
         evaluate(run)
+    return 0
+
+
+def _fit_baseline(args: argparse.Namespace) -> int:
+    from training.feedback import load_marks, write_atomically
+    from training.fit_baseline import card_for, fit, summary
+    start = None
+    if args.start:
+        from shared.baseline_card import load_baseline_card
+        from shared.model_card import CardError
+        try:
+            _, start = load_baseline_card(args.start)
+        except CardError as exc:
+            raise ValueError(str(exc)) from None
+    result = fit(load_marks(_mark_store(args), args.session or None), start)
+    write_atomically(Path(args.out), card_for(result).to_json() + "\n")
+    print(summary(result))
+    print(f"baseline card written to {args.out}: run inference with BASELINE_THRESHOLDS={args.out}")
     return 0
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import zmq
 from prometheus_client import Counter, Gauge
 
-from services.capture.sources import FileSource, Frame, LiveSource, SourceError, classify
+from services.capture.sources import FileSource, Frame, LiveSource, ScreenSource, SourceError, classify
 from shared.backoff import Backoff
 from shared.messages import make_header
 from shared.service import EXIT_GAVE_UP, Service
@@ -31,6 +31,10 @@ FRAMES_CORRUPT = Counter("engagement_frames_corrupt_total",
                          "Frames of the source that could not be decoded and were skipped", ["service"])
 SOURCE_RECONNECTS = Counter("engagement_source_reconnects_total",
                             "Attempts to reopen a camera or stream that failed or dropped out", ["service"])
+WINDOW_MOVES = Counter("engagement_window_moves_total",
+                       "Times a captured window was found moved or resized (the capture follows it)", ["service"])
+WINDOWS_CLOSED = Counter("engagement_windows_closed_total",
+                         "Captured windows that closed (their stream ends)", ["service"])
 SOURCE_UP = Gauge("engagement_source_up", "1 while the video source delivers frames, 0 otherwise", ["service"])
 
 JPEG_QUALITY = 90
@@ -77,11 +81,12 @@ class CaptureService(Service):
 
     def emit(self, frame: Frame, droppable: bool) -> bool:
         image = frame.image
-        if (image.shape[1], image.shape[0]) != self.size:
+        # A screen keeps its own size: a 5x5 gallery's faces are too small to survive 640x480.
+        if self.kind != "screen" and (image.shape[1], image.shape[0]) != self.size:
             image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
         encoding, payload = self._payload(image)
         header = make_header("frame", self.session, self.stream, self.seq, frame.captured_at,
-                             stamps={self.name: time.time()}, width=self.size[0], height=self.size[1],
+                             stamps={self.name: time.time()}, width=image.shape[1], height=image.shape[0],
                              encoding=encoding, t_media=frame.t_media, source=self.source_text)
         # Every frame takes a sequence number, sent or dropped, so downstream sees the gaps.
         self.seq += 1
@@ -155,10 +160,17 @@ class CaptureService(Service):
             FRAMES_CORRUPT.labels(self.name).inc(source.corrupt - counted)
             self._corrupt_counted = source.corrupt
 
-    def _open_live(self, reconnect: bool) -> LiveSource | None:
+    def _open_source(self) -> LiveSource | ScreenSource:
+        if self.kind == "screen":
+            return ScreenSource(self.source_text, float(self.settings.fps))
+        return LiveSource(self.source_text)
+
+    def _open_live(self, reconnect: bool) -> LiveSource | ScreenSource | None:
         """Open the camera/stream, retrying with capped exponential backoff; None = give up/stop."""
         failures = 0
         limit = int(self.settings.retry_limit)
+        if self.kind == "screen" and not limit:
+            limit = 3  # a window or display that is not there is a user error, not a camera to wait for
         while not self.stop.is_set():
             if reconnect:
                 # Back off before every reopen (also after a drop-out), so a camera that opens
@@ -169,7 +181,7 @@ class CaptureService(Service):
                     return None
                 SOURCE_RECONNECTS.labels(self.name).inc()
             try:
-                source = LiveSource(self.source_text)
+                source = self._open_source()
             except SourceError as exc:
                 failures += 1
                 SOURCE_UP.labels(self.name).set(0)
@@ -184,6 +196,12 @@ class CaptureService(Service):
             return source
         return None
 
+    def _count_moves(self, source: LiveSource | ScreenSource) -> None:
+        moves = getattr(source, "moves", 0)
+        if moves > self._moves_counted:
+            WINDOW_MOVES.labels(self.name).inc(moves - self._moves_counted)
+            self._moves_counted = moves
+
     def _run_live(self) -> str:
         self._retry = Backoff(FIRST_RETRY_SECONDS, float(self.settings.retry_max_seconds))
         next_emit = time.monotonic()
@@ -193,9 +211,16 @@ class CaptureService(Service):
             if source is None:
                 return "stopped" if self.stop.is_set() else "source_failed"
             reconnect = True
+            self._moves_counted = 0
             try:
                 while not self.stop.is_set():
                     frame = source.read()
+                    self._count_moves(source)
+                    if frame is None and getattr(source, "closed", False):
+                        # A closed window is the end of that stream, not a drop-out to wait out.
+                        WINDOWS_CLOSED.labels(self.name).inc()
+                        self.log.warning("window of %s closed: ending the stream", self.source_text)
+                        return "window_closed"
                     if frame is None:
                         self.log.warning("source %s dropped out", self.source_text)
                         SOURCE_UP.labels(self.name).set(0)
@@ -203,7 +228,7 @@ class CaptureService(Service):
                     self._retry.reset()
                     # Read every frame (keeps the driver's buffer fresh), emit at --fps.
                     now = time.monotonic()
-                    if now >= next_emit:
+                    if self.kind == "screen" or now >= next_emit:  # a screen source paces itself
                         next_emit = max(next_emit + self.period, now) if self.period else now
                         self.emit(frame, droppable=True)
             finally:

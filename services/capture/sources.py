@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.screen import ScreenError, ScreenGrabber, is_screen_source
+
 log = logging.getLogger(__name__)
 
 # A run of this many unreadable frames in a row means the file is over (or beyond saving).
@@ -35,7 +37,9 @@ class Frame:
 
 
 def classify(source: str) -> str:
-    """'camera' for an index, 'stream' for a URL, 'file' otherwise."""
+    """'camera' for an index, 'stream' for a URL, 'screen' for screen:/region:/window:, 'file' otherwise."""
+    if is_screen_source(source):
+        return "screen"
     if source.strip().isdigit():
         return "camera"
     if "://" in source:
@@ -127,3 +131,35 @@ class LiveSource:
 
     def release(self) -> None:
         self.cap.release()
+
+
+class ScreenSource:
+    """A monitor, region or window (shared/screen.py), paced at `fps` by the grabber itself."""
+
+    live = True
+
+    def __init__(self, source: str, fps: float = 0.0) -> None:
+        try:
+            self.grabber = ScreenGrabber(source, fps)
+        except ScreenError as exc:
+            raise SourceError(str(exc)) from None
+        self.index = -1
+        self.corrupt = 0
+
+    @property
+    def closed(self) -> bool:  # the window went away: the stream is over, not dropped out
+        return self.grabber.closed
+
+    @property
+    def moves(self) -> int:
+        return self.grabber.moves
+
+    def read(self) -> Frame | None:
+        image = self.grabber.grab()
+        if image is None:
+            return None
+        self.index += 1
+        return Frame(image, None, self.index)
+
+    def release(self) -> None:
+        self.grabber.release()

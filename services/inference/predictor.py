@@ -11,7 +11,7 @@ class with these members.
     predict_students(keys, crops, t)
                   crops (students, length, h, w, 3) uint8 BGR, keys (session, stream, student),
                   t the frame's time in seconds (media time for files; state over time, like
-                  the baseline's smoothing, follows it)
+                  the baseline's smoothing and each student's neutral pose, follows it)
                   -> one {"probs": [4 floats], "level": int, ...} per student; extra entries
                   (multitask heads, the baseline's signals) travel on in the message
     end_stream(session, stream)   forget per-student state of a stream that ended (number dropped)

@@ -6,6 +6,10 @@ A bundle that does not match its card, or an affect model under EU_AI_ACT_MODE, 
 one log line and the labelled attention baseline runs instead; a bundle that no engine of this
 machine can run (no TensorFlow, no onnxruntime, no checked model.onnx/.tflite) stops the service
 at start-up with one line and exit status 3 (EXIT_GAVE_UP: a restart cannot mend it).
+
+The baseline measures head turns from each student's neutral pose (NEUTRAL_POSE), which a
+teacher's "attentive" mark sets: the marks of the running sessions are followed in Redis
+(REDIS_URL, services/inference/mark_feedback.py); BASELINE_THRESHOLDS loads fitted thresholds.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from typing import Any, ClassVar
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
+from services.inference.baseline.neutral import NeutralPose
 from services.inference.bundle import BundleError, NoEngineError
+from services.inference.mark_feedback import MarkFollower
 from services.inference.onnx_engine import TrtOptions
 from services.inference.predictor import Predictor
 from shared.acks import ReliableLink
 from shared.assets import MissingAsset
 from shared.backoff import LogThrottle
 from shared.card_info import BASELINE, resolve_bundle
+from shared.marks import MarkStore
 from shared.messages import Batch, Eos, Message, follow_up
 from shared.metrics import LATENCY_BUCKETS
 from shared.model_card import CardError
@@ -42,17 +49,24 @@ STARTUP_FAILURES = Counter("engagement_inference_model_errors_total",
                            "under EU_AI_ACT_MODE, missing weights)")
 ENGINE_INFO = Gauge("engagement_inference_engine_info", "The engine in use (1) and where it computes",
                     ["model", "engine", "device"])
+NEUTRAL_ANCHORS = Counter("engagement_neutral_pose_anchors_total",
+                          "Students' neutral poses set by a teacher's mark of level 0")
 STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after this long unseen
 
 
 def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
-               gaze: bool = False, smoothing_seconds: float = 1.0, trt: TrtOptions | None = None) -> Predictor:
-    """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only)."""
+               gaze: bool = False, smoothing_seconds: float = 1.0, trt: TrtOptions | None = None,
+               thresholds_card: str = "", neutral: NeutralPose | None = None) -> Predictor:
+    """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only).
+
+    Baseline only: `thresholds_card` (BASELINE_THRESHOLDS; CardError if unusable) and `neutral`.
+    """
     if model == BASELINE:
         from services.inference.baseline import BaselinePredictor  # noqa: PLC0415
 
         return BaselinePredictor(Path(models_dir) if models_dir else None, gaze=gaze,
-                                 smoothing_seconds=smoothing_seconds)
+                                 smoothing_seconds=smoothing_seconds, thresholds_card=thresholds_card,
+                                 neutral=neutral)
     from services.inference.bundle import load_predictor  # noqa: PLC0415
 
     return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode, trt)
@@ -96,8 +110,9 @@ class InferenceService(Service):
                              s.smoothing_window, seconds, s.fps)
         options = {"models_dir": s.models_dir, "gaze": bool(s.gaze), "smoothing_seconds": seconds}
         try:
-            self.predictor = load_model(s.model, s.engine, bool(s.eu_ai_act_mode), **options,
-                                        trt=TrtOptions(s.trt_cache_dir, bool(s.trt_fp16)))
+            self.predictor = (self._load_baseline(options) if s.model == BASELINE
+                              else load_model(s.model, s.engine, bool(s.eu_ai_act_mode), **options,
+                                              trt=TrtOptions(s.trt_cache_dir, bool(s.trt_fp16))))
         except NoEngineError:
             raise
         except (BundleError, CardError) as exc:
@@ -106,7 +121,7 @@ class InferenceService(Service):
             # such in every prediction) so the session still gets a report.
             STARTUP_FAILURES.inc()
             self.log.error("cannot load MODEL=%s: %s; running the attention baseline instead", s.model, exc)
-            self.predictor = load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), **options)
+            self.predictor = self._load_baseline(options)
         card = self.predictor.card
         self.sequence_length = card.sequence_length
         device = str(getattr(self.predictor, "device", "cpu"))
@@ -117,6 +132,27 @@ class InferenceService(Service):
         self._skip_log = LogThrottle(1.0)  # one line a second at most, however many arrive
         self.log.info("model %s (kind %s, sequence length %d, engine %s on %s)", card.name, card.kind,
                       self.sequence_length, self.predictor.engine, device)
+
+    def _load_baseline(self, options: dict[str, Any]) -> Predictor:
+        """The baseline with its neutral poses and BASELINE_THRESHOLDS (the documented ones if that fails)."""
+        s = self.settings
+        self.mark_follower: MarkFollower | None = None
+        neutral = NeutralPose(s.neutral_learn_seconds) if s.neutral_pose else None
+        if neutral is not None and s.redis_url:
+            self.mark_follower = MarkFollower(MarkStore.from_url(s.redis_url, prefix=s.redis_prefix, timeout=5.0))
+        try:
+            predictor = load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), **options,
+                                   thresholds_card=s.baseline_thresholds, neutral=neutral)
+        except CardError as exc:
+            STARTUP_FAILURES.inc()
+            self.log.error("cannot load BASELINE_THRESHOLDS=%s: %s; the documented thresholds are used",
+                           s.baseline_thresholds, exc)
+            predictor = load_model(BASELINE, s.engine, bool(s.eu_ai_act_mode), **options, neutral=neutral)
+        self.log.info("baseline thresholds: %s; neutral pose per student: %s",
+                      s.baseline_thresholds or "documented defaults",
+                      f"learned over {s.neutral_learn_seconds:g} s, re-anchored by the teacher's marks"
+                      if neutral is not None else "off")
+        return predictor
 
     def handle(self, link: str, msg: Message) -> None:
         if link == "acks":
@@ -139,15 +175,35 @@ class InferenceService(Service):
     def tick(self) -> None:
         # Students who left without an eos (the sequencer evicted them) must not pile up.
         self.predictor.evict_idle(STATE_IDLE_SECONDS)
+        self._apply_marks()
         if self.reliable is not None:
             self.reliable.tick()
 
     def on_stop(self) -> None:
         if self.reliable is not None:
             self.reliable.close()
+        if getattr(self, "mark_follower", None) is not None:
+            self.mark_follower.close()
+
+    def _apply_marks(self) -> None:
+        """A teacher's "attentive" (level 0) mark sets that student's neutral pose to the marked one."""
+        follower = getattr(self, "mark_follower", None)
+        if follower is None:
+            return
+        for mark in follower.poll():
+            yaw, pitch = mark.signals.get("yaw"), mark.signals.get("pitch")
+            if mark.level_given != 0 or yaw is None or pitch is None:
+                continue
+            self.predictor.anchor(mark.session, mark.student, yaw, pitch)  # type: ignore[attr-defined]
+            NEUTRAL_ANCHORS.inc()
+            self.log.info("student %s of %s: neutral pose set by the teacher's mark to yaw %.1f, pitch %.1f",
+                          mark.student, mark.session, yaw, pitch)
 
     def _end_session(self, end: Eos) -> None:
         dropped = self.predictor.end_stream(end.session, end.stream)
+        if getattr(self, "mark_follower", None) is not None:
+            self.mark_follower.forget(end.session)
+            self.predictor.end_session(end.session)  # type: ignore[attr-defined]
         if dropped:
             self.log.info("eos for %s/%s: dropped %d students' state", end.session, end.stream, dropped)
         eos = follow_up(end, "eos", stage=self.name, reason=end.reason)
@@ -176,9 +232,12 @@ class InferenceService(Service):
         BATCH_SIZE.observe(len(students))
         FACES.inc(len(students))
         keys = [(batch.session, batch.stream, student["student"]) for student in students]
-        started = time.perf_counter()
-        # Seconds into the video (media time for files): the baseline smooths over a time window.
+        if getattr(self, "mark_follower", None) is not None:
+            self.mark_follower.watch(batch.session)
+        # Seconds into the video (media time for files): the baseline smooths over a time window
+        # and learns each student's neutral pose over one.
         t = batch.t_media if batch.t_media is not None else batch.t_capture
+        started = time.perf_counter()
         assessed = self.predictor.predict_students(keys, crops, t)
         INFERENCE_SECONDS.observe(time.perf_counter() - started)
         out = []

@@ -5,6 +5,8 @@
 faces, count and percent of each level, then per student). With `class_level_only` no
 per-student row, timeline entry or episode is included: only class-level counts and a
 per-frame class timeline, which says when the class's attention fell without saying whose.
+The teacher's marks of the session (shared/marks.py) come with the model's agreement with
+them; class-level only keeps the agreement figures and drops the marks.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from itertools import groupby
 from typing import Any
 
 from shared.levels import LEVEL_LABELS
+from shared.marks import Mark, report_section
 from shared.model_card import BASELINE_NOTE
 
 REPORT_SCHEMA = 1
@@ -77,8 +80,8 @@ def class_timeline(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def build_report(data: dict[str, Any], class_level_only: bool = False,
-                 generated_at: float | None = None) -> dict[str, Any]:
-    """The JSON report from `Store.load_session` output."""
+                 generated_at: float | None = None, marks: list[Mark] | None = None) -> dict[str, Any]:
+    """The JSON report from `Store.load_session` output (and the session's teacher's marks)."""
     meta, totals = data["meta"], data["totals"]
     model = dict(meta["model"])
     labels = model.get("labels") or list(LEVEL_LABELS)
@@ -106,6 +109,7 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
         report["students"] = [_with_percent(s) for s in data["students"]]
         report["timeline"] = data["timeline"]
         report["episodes"] = episodes(data["timeline"])
+    report.update(report_section(marks or [], class_level_only, data["timeline"]))
     return report
 
 
@@ -180,13 +184,15 @@ def render_text(report: dict[str, Any]) -> str:
         *_level_lines(totals["levels"], totals["percent"], labels, "  "),
         *(["Every state (multi-task model):", *_state_lines(totals, "  ")] if totals.get("states") else []),
     ]
+    lines += _agreement_lines(report.get("agreement"))
     if report["class_level_only"]:
         lines += ["", "Class-level report: no per-student rows."]
         return "\n".join(lines) + "\n"
     started = report["started"]
     lines += ["", f"Students: {len(report['students'])}"]
     for s in report["students"]:
-        lines += [f"id {s['student']}: {s['predictions']} predictions, first seen "
+        who = f"id {s['student']} ({s['name']})" if s.get("name") else f"id {s['student']}"
+        lines += [f"{who}: {s['predictions']} predictions, first seen "
                   f"{_moment(s['first_seen'], s['first_media'], started)}, last seen "
                   f"{_moment(s['last_seen'], s['last_media'], started)}",
                   *_level_lines(s["levels"], s["percent"], labels, "    "),
@@ -196,4 +202,18 @@ def render_text(report: dict[str, Any]) -> str:
             lines.append(f"    level >= {EPISODE_LEVEL} from {_moment(e['start'], e['start_media'], started)} "
                          f"to {_moment(e['end'], e['end_media'], started)} ({e['predictions']} predictions, "
                          f"worst {e['max_level']} {labels[e['max_level']]})")
+    if report.get("marks"):
+        lines += ["", "Teacher's marks:"]
+        for m in report["marks"]:
+            model = "-" if m["level_predicted"] is None else f"{m['level_predicted']} {labels[m['level_predicted']]}"
+            lines.append(f"  {_moment(m['t'], m.get('t_media'), started)} id {m['student']}: teacher "
+                         f"{m['level_given']} {labels[m['level_given']]}, model {model}")
     return "\n".join(lines) + "\n"
+
+
+def _agreement_lines(agreement: dict[str, Any] | None) -> list[str]:
+    if not agreement or not (agreement["marks"] or agreement["without_prediction"]):
+        return []
+    rate = "-" if agreement["rate"] is None else f"{100 * agreement['rate']:.0f}%"
+    return ["", f"Teacher's marks: {agreement['marks'] + agreement['without_prediction']}; the model agreed "
+                f"with {agreement['agreed']} of the {agreement['marks']} it had a level for ({rate})"]

@@ -40,8 +40,10 @@ from services.reporter.report import build_report, mqtt_body, render_text
 from shared.backoff import backoff_delay
 from shared.config import report_fallback_dir
 from shared.levels import LEVEL_LABELS
+from shared.marks import MarkStore
 from shared.messages import Eos, Frame, Message, Update, follow_up, make_header
 from shared.redis_retention import expire_keys
+from shared.roster import RosterError, load_roster, with_names
 from shared.service import Service
 from shared.totals import Store
 
@@ -118,9 +120,17 @@ class ReporterService(Service):
     def setup(self) -> None:
         s = self.settings
         self.store = Store.from_url(s.redis_url, prefix=s.redis_prefix)
+        self.marks = MarkStore(self.store.r, prefix=s.redis_prefix)  # the teacher's, made on the web page
         # Say now, not at the end of the class, that reports cannot be read back.
         self.store.check(self.log, "reports wait for it")
         self.class_level_only = bool(s.class_level_only or s.eu_ai_act_mode)
+        # Display names for the files on this box only (shared/roster.py); never read when class-level only.
+        self.roster = {}
+        if s.roster and not self.class_level_only:
+            try:
+                self.roster = load_roster(s.roster)
+            except RosterError as exc:  # `engagement run` checks it first; alone, the class still gets its report
+                self.log.error("%s: reports will show ids only", exc)
         self.report_dir = Path(s.report_dir)
         self.headless = bool(s.headless) if s.headless in (0, 1) else not os.environ.get("DISPLAY")
         self.frames: OrderedDict[tuple[str, int], tuple[Frame, bytes]] = OrderedDict()
@@ -243,7 +253,8 @@ class ReporterService(Service):
             del self.pending_reports[session]
 
     def write_report(self, session: str) -> tuple[Path, Path]:
-        report = build_report(self.store.load_session(session), self.class_level_only, time.time())
+        report = build_report(self.store.load_session(session), self.class_level_only, time.time(),
+                              marks=self.marks.for_session(session))
         # The session's recording ends with the session, and its report says where it is.
         if self.recorder is not None and self.recorder.session == session:
             self.recorder.close()
@@ -252,14 +263,14 @@ class ReporterService(Service):
                 print(f"recording: {report['recording']}", flush=True)
             self.recorder = None
         try:
-            txt, js = self._write_files(self.report_dir, session, report)
+            txt, js = self._write_files(self.report_dir, session, with_names(report, self.roster))
         except OSError as exc:
             # Never lose an accepted class to a folder that went away: write it elsewhere, say where.
             REPORT_ERRORS.labels("write").inc()
             fallback = report_fallback_dir(self.settings.report_fallback_dir)
             self.log.error("report of %s cannot be written to %s (%s): writing it to %s", session,
                            self.report_dir, exc, fallback)
-            txt, js = self._write_files(fallback, session, report)
+            txt, js = self._write_files(fallback, session, with_names(report, self.roster))
         REPORTS_WRITTEN.inc()
         # Only now, with the report on disk, may the totals go: from here on Redis may evict this
         # session under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-ttl).

@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.levels import LEVEL_LABELS
 from shared.model_card import BASELINE_NOTE
+from shared.roster import Roster, name_of
 
 HISTORY_SECONDS = 300.0  # the cards' charts: the last five minutes
 HISTORY_MAX_POINTS = 3000  # a bound whatever the frame rate
@@ -70,8 +71,9 @@ def _empty_totals() -> dict[str, Any]:
 
 
 class LiveState:
-    def __init__(self, class_level_only: bool) -> None:
+    def __init__(self, class_level_only: bool, roster: Roster | None = None) -> None:
         self.class_level_only = class_level_only
+        self.roster: Roster = {} if class_level_only else dict(roster or {})  # display names: on the box only
         self.lock = threading.Lock()
         self._reset(None)
 
@@ -83,6 +85,7 @@ class LiveState:
         self.seq: int | None = None
         self.t_capture: float | None = None
         self.ended = False
+        self.stream = ""
 
     # --- writes (the service's loop thread) ---------------------------------------------
     def load(self, session: str, meta: dict[str, Any], totals: dict[str, Any], timeline: list[dict[str, Any]]) -> None:
@@ -106,6 +109,7 @@ class LiveState:
             self.model = dict(fields.get("model") or self.model)
             self.totals = fields.get("totals") or self.totals
             self.seq, self.t_capture, self.ended = seq, t_capture, False
+            self.stream = str(fields.get("stream") or self.stream)
             for p in fields.get("predictions") or []:
                 self._student(int(p["student"])).add(t_capture, int(p["level"]), [float(x) for x in p["probs"]],
                                                      numeric_signals(p.get("signals")))
@@ -147,6 +151,9 @@ class LiveState:
             if self.t_capture is not None and s.last_seen < self.t_capture - HISTORY_SECONDS:
                 continue  # gone for longer than the charts show: no card (the report keeps them)
             row = s.summary()
+            name = name_of(self.roster, self.stream, sid) if self.roster else None
+            if name:
+                row["name"] = name
             if history:
                 row["history"] = [[round(t, 3), level] for t, level, _ in s.history]
             out["students"].append(row)

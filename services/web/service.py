@@ -31,6 +31,7 @@ from services.web.security import access_problem
 from services.web.sessions import Reports
 from shared.marks import MarkStore
 from shared.messages import Message
+from shared.roster import RosterError, load_roster
 from shared.service import EXIT_GAVE_UP, Service
 from shared.totals import Store
 
@@ -66,6 +67,9 @@ class WebService(Service):
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.sock.bind((s.web_bind, int(s.web_port)))
+            # Listen at once: a bound socket that is not listening yet does not hold the port
+            # against another SO_REUSEADDR socket, and uvicorn's own listen() would then fail late.
+            self.sock.listen(128)
         except OSError as exc:
             self.sock.close()
             self.log.error("cannot serve the pages on %s:%s: %s (set WEB_PORT / --port)", s.web_bind, s.web_port,
@@ -81,7 +85,13 @@ class WebService(Service):
         if s.redis_url:
             self.store = Store.from_url(s.redis_url, prefix=s.redis_prefix)
             marks = MarkStore(self.store.r, prefix=s.redis_prefix)  # where the reporter reads them
-        self.live = LiveState(self.class_level_only)
+        roster = {}
+        if s.roster and not self.class_level_only:
+            try:
+                roster = load_roster(s.roster)
+            except RosterError as exc:  # `engagement run` checks it first; alone, the page still shows ids
+                self.log.error("%s: cards show ids only", exc)
+        self.live = LiveState(self.class_level_only, roster)
         self.video = Fanout("video", VIDEO_QUEUE)
         self.events = Fanout("events", EVENTS_QUEUE)
         self.context = WebContext(live=self.live, reports=Reports(s.report_dir), video=self.video,
@@ -148,7 +158,7 @@ class WebService(Service):
             if not self.class_level_only and session == self.live.session:
                 self.video.publish(mjpeg_part(msg.payload, float(msg["t_capture"]), int(msg["seq"])))
             return
-        fields: dict[str, Any] = {k: msg.get(k) for k in ("model", "totals", "predictions")}
+        fields: dict[str, Any] = {k: msg.get(k) for k in ("model", "totals", "predictions", "stream")}
         event = self.live.apply_update(session, int(msg["seq"]), float(msg["t_capture"]), fields)
         self.events.publish(sse_event(event))
 

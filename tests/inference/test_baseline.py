@@ -11,8 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from services.inference.baseline import NAME, BaselinePredictor, baseline_card, levels
+from services.inference.baseline import NAME, BaselinePredictor, baseline_card
 from services.inference.baseline.smoothing import Smoother
+from shared import baseline_rule as levels
 from tests.inference.faces import MESH_SIZE, astronaut_crop, turned
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,61 +11,18 @@ import cv2
 import msgpack
 import numpy as np
 import pytest
-import zmq
 
 from services.inference.baseline import NAME
-from shared.messages import decode, encode, make_header
+from shared.messages import encode, make_header
 from shared.model_card import CARD_FILE
 from tests.inference.faces import astronaut_crop
+from tests.inference.harness import Harness
 from tests.inference.tiny_bundles import build
-from tests.support.metrics import Samples, metric_sum, scrape
+from tests.support.metrics import metric_sum
 
-REPO = Path(__file__).resolve().parents[2]
 # Keras 3 on NumPy 2 warns from its own saving code; nothing of ours.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 CROP = 96
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Harness:
-    """A PUSH socket feeding the service and a PULL socket reading what it sends."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        ctx = zmq.Context.instance()
-        self.push, self.pull = ctx.socket(zmq.PUSH), ctx.socket(zmq.PULL)
-        self.push.setsockopt(zmq.LINGER, 0)
-        self.pull.setsockopt(zmq.LINGER, 0)
-        in_port = self.push.bind_to_random_port("tcp://127.0.0.1")
-        out_port = self.pull.bind_to_random_port("tcp://127.0.0.1")
-        self.metrics_port = _free_port()
-        cmd = [sys.executable, "-m", "shared.cli", "inference", "--batches-in", f"pull+connect:tcp://127.0.0.1:{in_port}",
-               "--predictions-out", f"push+connect:tcp://127.0.0.1:{out_port}",
-               "--metrics-port", str(self.metrics_port), *args]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})},
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def send(self, parts: list) -> None:
-        self.push.send_multipart(parts)
-
-    def receive(self, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-        assert self.pull.poll(int(timeout * 1000)), "the service sent nothing"
-        return decode(self.pull.recv_multipart())
-
-    def metrics(self) -> Samples:
-        return scrape(self.metrics_port, timeout=5)
-
-    def stop(self) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        _, err = self.proc.communicate(timeout=30)
-        self.push.close()
-        self.pull.close()
-        return self.proc.returncode, err
 
 
 def _batch(seq: int, crops: list[np.ndarray], session: str = "test-session", length: int = 1):

@@ -10,6 +10,7 @@ import pytest
 
 from shared import checks
 from shared.config import REPO_ROOT
+from shared.secret_check import COMPOSE_SECRETS
 from tests.aggregator.harness import PrivateRedis
 from tests.support.runs import engagement, listing, processes_from
 
@@ -38,8 +39,8 @@ def results(values: dict, private: bool = False) -> dict[str, checks.Result]:
 
 def test_an_example_password_in_use_fails_and_is_not_shown(monkeypatch, tmp_path):
     monkeypatch.setattr(checks, "compose_env_file", lambda: tmp_path / "absent.env")
-    monkeypatch.delenv("REDIS_PASSWORD", raising=False)
-    monkeypatch.delenv("GRAFANA_ADMIN_PASSWORD", raising=False)
+    for name in COMPOSE_SECRETS:
+        monkeypatch.delenv(name, raising=False)
     bad = results({"redis_url": "redis://:change-me@127.0.0.1:1/0"})["secrets"]
     assert not bad.ok and "REDIS_URL" in bad.line() and "fix:" in bad.line() and "change-me" not in bad.line()
     assert results({"redis_url": ""}, private=True)["secrets"].ok
@@ -51,11 +52,11 @@ def test_example_secrets_left_in_compose_env_are_a_warning(monkeypatch, tmp_path
     env_file = tmp_path / ".env"
     shutil.copy(REPO_ROOT / "compose" / ".env.example", env_file)
     monkeypatch.setattr(checks, "compose_env_file", lambda: env_file)
-    monkeypatch.delenv("REDIS_PASSWORD", raising=False)
-    monkeypatch.delenv("GRAFANA_ADMIN_PASSWORD", raising=False)
+    for name in COMPOSE_SECRETS:
+        monkeypatch.delenv(name, raising=False)
     result = results({"redis_url": ""}, private=True)["secrets"]
     assert result.ok and result.warning and str(env_file) in result.detail and "REDIS_PASSWORD" in result.detail
-    env_file.write_text(f"REDIS_PASSWORD={GOOD}\nGRAFANA_ADMIN_PASSWORD={GOOD[::-1]}\n")
+    env_file.write_text(f"REDIS_PASSWORD={GOOD}\nGRAFANA_ADMIN_PASSWORD={GOOD[::-1]}\nWEB_TOKEN={GOOD}w\n")
     result = results({"redis_url": ""}, private=True)["secrets"]
     assert result.ok and not result.warning
 

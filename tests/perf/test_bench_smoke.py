@@ -55,6 +55,7 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
     assert {"faces_1", "faces_8", "cost_per_face"} <= set(r["summary"])
     assert all({"target", "met", "detail"} <= set(t) for t in r["targets"])
     # The performance issue's targets, each beside the last results.
+    assert r["pipeline_gallery"]["frames_through"] > 0
     assert len(r["issue_targets"]) == 6 and all({"now", "was", "met"} <= set(t) for t in r["issue_targets"])
     # Every detector measured on real faces: the default finds the astronaut in every frame she is in.
     rows = {row["detector"]: row for row in r["detectors"]["rows"]}

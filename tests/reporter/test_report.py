@@ -77,3 +77,43 @@ def test_mqtt_body_fits_the_cloud_limit_and_says_what_it_left_out(store):
     assert len(json.dumps(small, separators=(",", ":"))) <= 2000
     assert small["timeline"] == [] and "timeline" in small["omitted"]
     assert small["totals"] == report["totals"] and small["students"] == report["students"]
+
+
+def _marks(store: Store, session: str) -> list:
+    from shared.marks import MarkStore, validate_mark  # noqa: PLC0415
+
+    marks = MarkStore(store.r, prefix=store.prefix)
+    # Student 1 at seq 4 (model said 3): the teacher agrees; at seq 0 (model 0) the teacher says 1.
+    for seq, given, predicted in ((4, 3, 3), (0, 1, 0)):
+        marks.add(validate_mark({"session": session, "student": 1, "t": 1_700_000_000.0 + seq + 0.1,
+                                 "level_given": given, "level_predicted": predicted, "signals": {"yaw": 40.0}}))
+    return marks.for_session(session)
+
+
+def test_report_carries_the_teachers_marks_and_the_agreement(store):
+    _fill(store, "m1")
+    report = build_report(store.load_session("m1"), marks=_marks(store, "m1"))
+    assert [(m["level_given"], m["level_predicted"], m["t_media"]) for m in report["marks"]] == \
+        [(1, 0, 0.0), (3, 3, 2.0)]  # media time of the student's nearest prediction
+    assert report["marks"][0]["signals"] == {"yaw": 40.0}
+    agreement = report["agreement"]
+    assert (agreement["marks"], agreement["agreed"], agreement["rate"]) == (2, 1, 0.5)
+    assert agreement["confusion"][1][0] == 1 and agreement["confusion"][3][3] == 1
+    text = render_text(report)
+    assert "Teacher's marks: 2; the model agreed with 1 of the 2 it had a level for (50%)" in text
+    assert "  00:00:00.0 id 1: teacher 1 slightly bored, model 0 engaged" in text
+    assert "  00:00:02.0 id 1: teacher 3 checked out, model 3 checked out" in text
+
+
+def test_class_level_report_keeps_the_agreement_but_not_the_marks(store):
+    _fill(store, "m2")
+    report = build_report(store.load_session("m2"), class_level_only=True, marks=_marks(store, "m2"))
+    assert report["marks"] == [] and report["agreement"]["marks"] == 2
+    assert "id 1" not in render_text(report)
+
+
+def test_a_report_without_marks_says_nothing_of_them(store):
+    _fill(store, "m3")
+    report = build_report(store.load_session("m3"))
+    assert report["marks"] == [] and report["agreement"]["rate"] is None
+    assert "Teacher's marks" not in render_text(report)

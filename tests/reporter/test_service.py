@@ -370,3 +370,81 @@ def test_live_link_is_class_level_only_when_reports_are(tmp_path):
         msgs = _live_messages(p, live_port, np.full((120, 160, 3), 90, np.uint8))
     assert {m.kind for m in msgs} == {"update", "eos"}  # no video
     assert all(m["predictions"] == [] for m in msgs if m.kind == "update")
+
+
+def _roster(tmp_path: Path) -> Path:
+    path = tmp_path / "roster.csv"
+    path.write_text("stream,student,name\ncam0,1,Ada Lovelace\n,2,Alan Turing\ncam9,1,Someone Else\n")
+    return path
+
+
+def test_roster_names_are_in_the_files_on_the_box_and_not_over_mqtt(tmp_path):
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    sub = Subscriber([f"engagement/{device}/report", f"engagement/{device}/totals"])
+    try:
+        with Pipeline(tmp_path, messaging=1, device_id=device, mqtt_totals_interval=0.2,
+                      roster=str(_roster(tmp_path))) as p:
+            for h in _frames(p.session, 5):
+                p.sender.send(h)
+            sub.wait_for("totals")
+            p.sender.send(eos_header(p.session, 5))
+            report = p.wait_report()
+            [published] = sub.wait_for("report")
+    finally:
+        sub.close()
+    assert {s["student"]: s.get("name") for s in report["students"]} == {1: "Ada Lovelace", 2: "Alan Turing"}
+    text = p.report_paths()[0].read_text()
+    assert "id 1 (Ada Lovelace):" in text and "id 2 (Alan Turing):" in text
+    raw = b"".join(sub.raw)
+    assert b"Ada" not in raw and b"Turing" not in raw  # names stay on the box
+    assert [s["student"] for s in published["body"]["students"]] == [1, 2]
+
+
+def test_class_level_only_reports_carry_no_roster_name(tmp_path):
+    with Pipeline(tmp_path, class_level_only=1, roster=str(_roster(tmp_path))) as p:
+        for h in _frames(p.session, 4):
+            p.sender.send(h)
+        p.sender.send(eos_header(p.session, 4))
+        p.wait_report()
+    txt, js = p.report_paths()
+    assert "Ada" not in txt.read_text() + js.read_text()
+
+
+@pytest.mark.parametrize("content, says", [
+    ("who,what\n1,Ada\n", "must name the columns student,name"),
+    ("student,name\nfirst,Ada\n", "line 2: student 'first' is not an id"),
+    ("student,name\n1,\n", "line 2: a name of 1 to 80 characters"),
+])
+def test_a_bad_roster_is_one_line_naming_the_file_and_row(tmp_path, content, says):
+    from shared.roster import RosterError, load_roster
+
+    path = tmp_path / "roster.csv"
+    path.write_text(content)
+    with pytest.raises(RosterError) as err:
+        load_roster(path)
+    assert says in str(err.value) and str(path) in str(err.value)
+
+
+def test_marks_made_during_the_class_are_in_its_report(tmp_path):
+    from shared.marks import MarkStore, validate_mark  # noqa: PLC0415
+
+    with Pipeline(tmp_path) as p:
+        frames = _frames(p.session, 6)
+        for h in frames:
+            p.sender.send(h)
+        marks = MarkStore(redis.Redis.from_url(REDIS_URL, decode_responses=True), prefix=p.prefix)
+        t = frames[1]["t_capture"]
+        marks.add(validate_mark({"session": p.session, "student": 2, "t": t, "level_given": 2,
+                                 "level_predicted": 2, "signals": {"pitch": 33.0}}))
+        p.sender.send(eos_header(p.session, 6))
+        report = p.wait_report()
+        # The reported session's totals may now be evicted (they get a TTL); the marks never.
+        r = marks.r
+        deadline = time.monotonic() + 10  # the TTLs are set just after the files are written
+        while not all(r.ttl(k) > 0 for k in r.scan_iter(match=f"{p.prefix}:session:{p.session}:*")):
+            assert time.monotonic() < deadline, "the reported session's keys never got a TTL"
+            time.sleep(0.05)
+        assert [r.ttl(k) for k in r.scan_iter(match=f"{p.prefix}:marks:*")] == [-1] * 3
+    assert [(m["student"], m["level_given"], m["t"]) for m in report["marks"]] == [("2", 2, t)]
+    assert report["agreement"]["rate"] == 1.0
+    assert "Teacher's marks: 1" in p.report_paths()[0].read_text()

@@ -33,6 +33,11 @@ TOOLS = {
     "mosquitto_sub": "mosquitto-clients",
     "ffmpeg": "ffmpeg",
     "ffprobe": "ffmpeg",
+    # The screen sources' tests: a virtual X server, a real player window, window look-up and moves.
+    "Xvfb": "xvfb",
+    "ffplay": "ffmpeg",
+    "xwininfo": "x11-utils",
+    "xdotool": "xdotool",
 }
 
 

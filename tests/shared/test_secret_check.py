@@ -13,6 +13,7 @@ import pytest
 
 from shared.config import REPO_ROOT
 from shared.secret_check import (
+    COMPOSE_SECRETS,
     check_problems,
     env_file_problems,
     env_problems,
@@ -58,10 +59,11 @@ def test_a_fresh_copy_of_env_example_is_reported(tmp_path):
     env = tmp_path / ".env"
     shutil.copy(REPO_ROOT / "compose" / ".env.example", env)
     problems = env_file_problems(env)
-    assert [p.split(": ", 1)[1].split(" ")[0] for p in problems] == ["REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD"]
+    assert [p.split(": ", 1)[1].split(" ")[0] for p in problems] == ["REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
+                                                                     "WEB_TOKEN"]
     assert all(p.startswith(str(env)) for p in problems)
-    env.write_text(f'REDIS_PASSWORD="{GOOD}"\n# comment\nexport GRAFANA_ADMIN_PASSWORD={GOOD}x\n')
-    assert read_env_file(env) == {"REDIS_PASSWORD": GOOD, "GRAFANA_ADMIN_PASSWORD": GOOD + "x"}
+    env.write_text(f'REDIS_PASSWORD="{GOOD}"\n# comment\nexport GRAFANA_ADMIN_PASSWORD={GOOD}x\nWEB_TOKEN={GOOD}y\n')
+    assert read_env_file(env) == {"REDIS_PASSWORD": GOOD, "GRAFANA_ADMIN_PASSWORD": GOOD + "x", "WEB_TOKEN": GOOD + "y"}
     assert env_file_problems(env) == []
 
 
@@ -70,29 +72,29 @@ def test_engagement_check_reports_the_environment_and_the_compose_env_file(tmp_p
     assert check_problems({}, env_file) == []  # no compose/.env on this box: nothing to say
     shutil.copy(REPO_ROOT / "compose" / ".env.example", env_file)
     problems = check_problems({"REDIS_URL": "redis://:change-me@127.0.0.1:6379/0"}, env_file)
-    assert len(problems) == 3 and "REDIS_URL" in problems[0] and all(str(env_file) in p for p in problems[1:])
+    assert len(problems) == 4 and "REDIS_URL" in problems[0] and all(str(env_file) in p for p in problems[1:])
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in ("REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "REDIS_URL")}
+    clean = {k: v for k, v in os.environ.items() if k not in (*COMPOSE_SECRETS, "REDIS_URL")}
     return subprocess.run([sys.executable, "-m", "shared.cli", *args], env={**clean, **env}, capture_output=True,
                           text=True, timeout=60, cwd=REPO_ROOT)
 
 
 def test_compose_gate_refuses_an_example_value_in_one_line():
-    result = run_cli("check-secrets", REDIS_PASSWORD="change-me", GRAFANA_ADMIN_PASSWORD=GOOD)
+    result = run_cli("check-secrets", REDIS_PASSWORD="change-me", GRAFANA_ADMIN_PASSWORD=GOOD, WEB_TOKEN=GOOD + "w")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "REDIS_PASSWORD" in lines[0] and lines[0].startswith("refusing to start:")
     assert "change-me" not in result.stderr and "Traceback" not in result.stderr
-    result = run_cli("check-secrets", REDIS_PASSWORD=GOOD)  # GRAFANA_ADMIN_PASSWORD unset
+    result = run_cli("check-secrets", REDIS_PASSWORD=GOOD, WEB_TOKEN=GOOD + "w")  # GRAFANA_ADMIN_PASSWORD unset
     assert result.returncode == 2 and "GRAFANA_ADMIN_PASSWORD is empty" in result.stderr
 
 
 def test_compose_gate_passes_with_secrets_of_our_own():
-    result = run_cli("check-secrets", REDIS_PASSWORD=GOOD, GRAFANA_ADMIN_PASSWORD=GOOD[::-1])
+    result = run_cli("check-secrets", REDIS_PASSWORD=GOOD, GRAFANA_ADMIN_PASSWORD=GOOD[::-1], WEB_TOKEN=GOOD + "w")
     assert result.returncode == 0, result.stderr
-    assert "REDIS_PASSWORD, GRAFANA_ADMIN_PASSWORD" in result.stdout
+    assert "REDIS_PASSWORD, GRAFANA_ADMIN_PASSWORD, WEB_TOKEN" in result.stdout
 
 
 def test_a_service_refuses_an_example_password_in_redis_url_at_start_up():

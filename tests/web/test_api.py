@@ -321,3 +321,26 @@ def test_an_example_token_is_refused_on_a_public_address(tmp_path):
     web.proc.wait(30)
     code, err = web.proc.returncode, web.proc.communicate()[1]
     assert code == 3 and "WEB_TOKEN is an example value" in err and "change-me" not in err  # never the value
+
+
+def test_roster_names_show_on_the_cards_and_not_when_class_level_only(tmp_path, live_link):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student,name\n2,Grace Hopper\n")
+    web = WebProcess(tmp_path / "reports", live_link.spec, env={"ROSTER": str(roster)}).start()
+    try:
+        doc = _feed_until_live(web, live_link, _session(), {1: 0, 2: 3})
+    finally:
+        web.stop()
+    assert {s["id"]: s.get("name") for s in doc["students"]} == {1: None, 2: "Grace Hopper"}
+    web = WebProcess(tmp_path / "reports", live_link.spec, env={"ROSTER": str(roster), "CLASS_LEVEL_ONLY": "1"}).start()
+    try:
+        session = _session()
+
+        def shown():
+            live_link.update(session, 0, {2: 3})
+            d = httpx.get(f"{web.url}/api/live").json()
+            return d if d["session"] == session else None
+        doc = poll_value(shown, 15, 0.2, "the update")
+    finally:
+        web.stop()
+    assert doc["students"] == [] and "Grace" not in json.dumps(doc)

@@ -2,7 +2,9 @@
 
 It needs no engagement data and no TensorFlow. `predict_students` (the interface of
 services/inference/predictor.py) measures each face, averages each student's signals over the
-last frames (a Smoother) and then chooses the level; `predict` is the stateless one-frame form.
+last frames (a Smoother), measures head turns from each student's neutral pose (a
+NeutralPose, once learned or set by the teacher's mark) and then chooses the level by the
+thresholds (the documented ones, or a fitted card); `predict` is the stateless one-frame form.
 """
 
 from __future__ import annotations
@@ -13,29 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from services.inference.baseline import levels
 from services.inference.baseline.geometry import eye_openness, head_pose
 from services.inference.baseline.iris import IrisGaze
+from services.inference.baseline.neutral import NeutralPose
 from services.inference.baseline.smoothing import Smoother
 from services.inference.predictor import StudentKey
 from services.inference.preprocess import resize_crops
+from shared import baseline_rule as levels
+from shared.baseline_card import HEAD, baseline_card, load_baseline_card
 from shared.face_mesh import MESH_SIZE, FaceMesh
-from shared.model_card import ModelCard
-
-NAME = "attention-baseline (face mesh; not trained on engagement data)"
-HEAD = "attention"
-LABELS = ["attentive", "partly attentive", "distracted", "looking away"]
-
-
-def baseline_card() -> ModelCard:
-    return ModelCard(
-        name=NAME, kind="frame", affect=False, baseline=True,
-        input={"size": [MESH_SIZE, MESH_SIZE], "channels": 3, "color": "rgb", "sequence_length": 1},
-        preprocessing="unit", heads=[HEAD], labels=list(LABELS),
-        trained_on="nothing: rule-based thresholds on MediaPipe face-mesh head pose and eye openness",
-        metrics={"note": "not evaluated on engagement labels; see services/inference/BASELINE.md",
-                 **levels.thresholds_doc()},
-    )
 
 
 def _round(value: float | None) -> float | None:
@@ -45,11 +33,17 @@ def _round(value: float | None) -> float | None:
 class BaselinePredictor:
     engine = "litert-facemesh"
 
-    def __init__(self, models: Path | None = None, gaze: bool = False, smoothing_seconds: float = 1.0) -> None:
-        self.card = baseline_card()
+    def __init__(self, models: Path | None = None, gaze: bool = False, smoothing_seconds: float = 1.0,
+                 thresholds_card: str | Path = "", neutral: NeutralPose | None = None) -> None:
+        """`thresholds_card`: a fitted baseline card (BASELINE_THRESHOLDS), CardError if unusable;
+        `neutral`: each student's neutral pose (None: levels from the camera's angles alone)."""
+        self.card, self.thresholds = (load_baseline_card(thresholds_card) if thresholds_card
+                                      else (baseline_card(), levels.THRESHOLDS))
         self.mesh = FaceMesh(models)
         self.iris = IrisGaze(models) if gaze else None
         self.smoother = Smoother(smoothing_seconds)
+        self.neutral = neutral
+        self._anchors: dict[tuple[str, str], tuple[float, float]] = {}  # (session, student) -> yaw, pitch
 
     def accepts(self, length: int) -> bool:
         return True  # reads the newest crop of a sequence of any length
@@ -59,15 +53,38 @@ class BaselinePredictor:
         t = time.monotonic() if t is None else t  # no video time given: wall-clock seconds
         out = []
         for key, signals in zip(keys, self.measure(crops[:, -1]), strict=True):
-            probs, level, explained = self.assess(self.smoother.update(key, signals, t))
+            smoothed = self.smoother.update(key, signals, t)
+            if self.neutral is not None:
+                anchor = self._anchors.get((key[0], str(key[2])))
+                if anchor is not None and not self.neutral.known(key):
+                    self.neutral.anchor(key, *anchor)  # marked before this process saw the student
+                smoothed.update(self.neutral.update(key, t, signals.get("yaw"), signals.get("pitch")))
+            probs, level, explained = self.assess(smoothed)
             explained["now"] = signals  # this frame's own reading, next to the window's average
             out.append({"probs": probs, "level": level, "signals": explained})
         return out
 
+    def anchor(self, session: str, student: str, yaw: float, pitch: float) -> int:
+        """The teacher marked this student attentive in this pose: their neutral pose (students seen)."""
+        if self.neutral is None:
+            return 0
+        self._anchors[(session, student)] = (yaw, pitch)
+        keys = [k for k in self.neutral.keys() if k[0] == session and str(k[2]) == student]
+        for key in keys:
+            self.neutral.anchor(key, yaw, pitch)
+        return len(keys)
+
     def end_stream(self, session: str, stream: str) -> int:
+        if self.neutral is not None:
+            self.neutral.drop(lambda key: key[:2] == (session, stream))
         return self.smoother.drop(lambda key: key[:2] == (session, stream))
 
+    def end_session(self, session: str) -> None:
+        self._anchors = {k: v for k, v in self._anchors.items() if k[0] != session}
+
     def evict_idle(self, seconds: float) -> int:
+        if self.neutral is not None:
+            self.neutral.evict_idle(seconds)
         return self.smoother.evict_idle(seconds)
 
     def measure(self, crops: np.ndarray) -> list[dict[str, Any]]:
@@ -90,10 +107,9 @@ class BaselinePredictor:
             signals.append(s)
         return signals
 
-    @staticmethod
-    def assess(signals: dict[str, Any]) -> tuple[list[float], int, dict[str, Any]]:
+    def assess(self, signals: dict[str, Any]) -> tuple[list[float], int, dict[str, Any]]:
         """(probabilities, level, signals + score and deciding reason) for one face."""
-        score, reason, probs = levels.assess(signals)
+        score, reason, probs = levels.assess(signals, self.thresholds)
         explained = {**signals, "score": round(score, 4), "reason": reason}
         return probs, int(np.argmax(probs)), explained
 

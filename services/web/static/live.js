@@ -39,6 +39,7 @@ function card(id) {
 
 function renderStudent(row, now) {
   const s = card(row.id);
+  s.el.querySelector(".who").textContent = row.name ? `${row.name} (id ${row.id})` : `id ${row.id}`;
   s.lastSeen = row.last_seen;
   s.el.className = `card level-${row.level}` + (now - row.last_seen > STALE_SECONDS ? " stale" : "");
   s.el.dataset.level = row.level;

@@ -1,0 +1,171 @@
+"""Gallery mode: a video call's participant grid, one student per tile.
+
+`find_tiles` finds the grid: call apps draw camera tiles as same-sized rectangles on a
+plain background, so the pixels that differ from the border's colour form one connected
+rectangle per tile. No such set of rectangles = no grid, and facedetect falls back to
+plain face detection.
+
+`TileTracker` gives each tile a student id. While the grid stays put, a tile keeps its id by
+position (even when its face is gone for a while). When the grid reflows (someone joins
+or leaves and every tile moves and shrinks), ids follow the participants by what their
+tiles look like: each tile scaled to a small fixed size is compared with the signatures
+of the tiles seen before. Name labels are not read: see the README (no OCR).
+
+Faces are searched in the whole frame first (res10 finds the faces of a 5x5 grid at
+1920x1080 when they fill their tile); a tile left without a face is searched again at its
+own scale, which finds the smaller faces of a participant who sits back from the camera.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from services.facedetect.tracker import iou
+
+Box = tuple[int, int, int, int]
+
+MIN_TILES = 2
+MIN_TILE_FRACTION = 0.004  # of the frame's area: a 10x10 grid's tiles are still above it
+BACKGROUND_TOLERANCE = 10  # grey levels
+SIGNATURE_SIZE = (16, 16)
+SAME_TILE_IOU = 0.7
+SAME_PERSON_CORRELATION = 0.6
+
+
+def _background_level(gray: np.ndarray) -> int:
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return int(np.bincount(border, minlength=256).argmax())
+
+
+def find_tiles(image: np.ndarray) -> list[Box]:
+    """The participant tiles, row by row; [] when the frame shows no grid."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    level = _background_level(gray)
+    mask = (np.abs(gray.astype(np.int16) - level) > BACKGROUND_TOLERANCE).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+    frame_area = gray.shape[0] * gray.shape[1]
+    candidates = []
+    for x, y, w, h, area in stats[1:count]:
+        if w * h < MIN_TILE_FRACTION * frame_area or w * h > 0.9 * frame_area:
+            continue
+        if area < 0.6 * w * h or not 0.9 <= w / h <= 2.4:
+            continue
+        candidates.append((int(x), int(y), int(w), int(h)))
+    if len(candidates) < MIN_TILES:
+        return []
+    # A grid's tiles share one size (within rounding); anything else is not a participant tile.
+    median_w = float(np.median([c[2] for c in candidates]))
+    median_h = float(np.median([c[3] for c in candidates]))
+    tiles = [c for c in candidates if abs(c[2] - median_w) <= 0.1 * median_w and abs(c[3] - median_h) <= 0.1 * median_h]
+    if len(tiles) < MIN_TILES:
+        return []
+    return sorted(tiles, key=lambda b: (round(b[1] / max(1, median_h / 2)), b[0]))
+
+
+def signature(image: np.ndarray, tile: Box) -> np.ndarray:
+    """The tile scaled to a small fixed size, zero-mean and unit-norm: comparable across tile sizes."""
+    x, y, w, h = tile
+    # The middle of the tile, where the face is: the tile's plain fill and the name label at the
+    # bottom look alike in every tile and would make everyone similar.
+    patch = image[y + int(h * 0.1):y + int(h * 0.8), x + int(w * 0.3):x + int(w * 0.7)]
+    gray = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY) if patch.ndim == 3 else patch
+    small = cv2.resize(gray, SIGNATURE_SIZE, interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    small -= small.mean()
+    norm = float(np.linalg.norm(small))
+    return small / norm if norm > 1e-6 else small
+
+
+@dataclass
+class TileTrack:
+    student: int
+    tile: Box
+    signature: np.ndarray
+    last_seen: float
+    faced: bool = False  # its signature was taken with a face in the tile
+
+
+@dataclass
+class _StreamTiles:
+    tracks: dict[int, TileTrack] = field(default_factory=dict)
+    next_id: int = 1
+    last_tiles: list[Box] = field(default_factory=list)
+    last_ids: list[int] = field(default_factory=list)
+
+
+class TileTracker:
+    """Student id per tile, per (session, stream); ids start at 1."""
+
+    def __init__(self, max_age: float = 10.0) -> None:
+        self.max_age = max_age
+        self.streams: dict[tuple[str, str], _StreamTiles] = {}
+        self.reflows = 0  # frames where tiles were matched by appearance because the grid moved
+
+    def update(self, key: tuple[str, str], image: np.ndarray, tiles: list[Box], has_face: list[bool],
+               t: float) -> list[int]:
+        state = self.streams.setdefault(key, _StreamTiles())
+        for sid in [s for s, tr in state.tracks.items() if t - tr.last_seen > self.max_age]:
+            del state.tracks[sid]
+        sigs = [signature(image, tile) for tile in tiles]
+        ids: list[int | None] = [None] * len(tiles)
+        free = set(state.tracks)
+        if self._same_grid(state, tiles) and self._same_people(state, sigs, has_face):
+            # The grid did not move: the same place is the same participant, face or not.
+            for i in range(len(tiles)):
+                ids[i] = state.last_ids[i]
+                free.discard(state.last_ids[i])
+        elif free:
+            # The grid reflowed (someone joined or left: tiles moved and resized): follow each
+            # participant by the look of their tile, best matches first.
+            self.reflows += 1
+            scores = sorted(((float(sigs[i] @ state.tracks[s].signature), i, s)
+                             for i in range(len(tiles)) for s in free), reverse=True)
+            for score, i, s in scores:
+                if score < SAME_PERSON_CORRELATION:
+                    break
+                if ids[i] is None and s in free:
+                    ids[i] = s
+                    free.discard(s)
+            # A tile that looks like nobody (a head turned aside as the grid moved) keeps the place's id.
+            for i, tile in enumerate(tiles):
+                place = next((s for s in free if iou(tile, state.tracks[s].tile) >= SAME_TILE_IOU), None)
+                if ids[i] is None and place is not None:
+                    ids[i] = place
+                    free.discard(place)
+        for i, tile in enumerate(tiles):
+            if ids[i] is None:
+                ids[i] = state.next_id
+                state.next_id += 1
+            track = state.tracks.get(ids[i])
+            # Keep the look of the participant with a face: a stretch away must not overwrite it.
+            keep_old = track is not None and track.faced and not has_face[i]
+            state.tracks[ids[i]] = TileTrack(ids[i], tile, track.signature if keep_old else sigs[i], t,
+                                             has_face[i] or (track.faced if track else False))
+        state.last_tiles, state.last_ids = list(tiles), [int(i) for i in ids]  # type: ignore[arg-type]
+        return list(state.last_ids)
+
+    @staticmethod
+    def _same_people(state: _StreamTiles, sigs: list[np.ndarray], has_face: list[bool]) -> bool:
+        """No tile shows another participant's face: else someone left and another took the place
+        in the same grid (one leaves as one joins), and every tile is matched by its look. A face
+        that looks like nobody (a head turned aside) keeps its place."""
+        faced = [s for s, tr in state.tracks.items() if tr.faced]
+        for sig, face, sid in zip(sigs, has_face, state.last_ids, strict=True):
+            if not face:
+                continue
+            own = float(sig @ state.tracks[sid].signature)
+            other = max((float(sig @ state.tracks[o].signature) for o in faced if o != sid), default=-1.0)
+            if other >= SAME_PERSON_CORRELATION and other > own:
+                return False
+        return True
+
+    @staticmethod
+    def _same_grid(state: _StreamTiles, tiles: list[Box]) -> bool:
+        return (len(tiles) == len(state.last_tiles) > 0
+                and all(iou(a, b) >= SAME_TILE_IOU for a, b in zip(tiles, state.last_tiles, strict=True))
+                and all(sid in state.tracks for sid in state.last_ids))
+
+    def reset(self, key: tuple[str, str]) -> None:
+        self.streams.pop(key, None)

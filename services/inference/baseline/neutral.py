@@ -1,0 +1,131 @@
+"""Each student's neutral pose: their usual head yaw and pitch while facing the screen.
+
+A webcam above or beside the screen sees a student who reads the screen with the head
+turned or lowered by a steady amount (20-30 deg is common); measured from the camera, they
+would never read "attentive". So the baseline learns, per student, the pose they hold:
+
+- learning: the student's own per-frame yaw and pitch over the last `learn_seconds`; once
+  that window spans at least `learn_seconds` (in media time for files, capture time for live
+  sources) and holds steady (three quarters of its frames within `steady_degrees` of the
+  median, on both angles), the medians are the neutral pose. Frames whose pose no camera offset explains (|yaw| >
+  MAX_YAW, pitch beyond MAX_PITCH_DOWN / MAX_PITCH_UP) are not learned from: a student who
+  starts the class on a phone does not make the phone the screen.
+- following: afterwards, a frame within `follow_band` degrees of the neutral pose (the
+  student is facing the screen) moves it by dt / `follow_seconds` of the difference: slow
+  posture changes are followed, a look-away is not.
+- the teacher: a mark of level 0 ("attentive") is the teacher saying "this is how this
+  student faces the screen": the neutral pose is set to the pose at the mark (`anchor`).
+
+Until a student's neutral pose is known, levels are read from the camera's angles, as
+without it. The rule (shared/baseline_rule.relative_pose) measures yaw and pitch from it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from shared.baseline_rule import MAX_PITCH_DOWN, MAX_PITCH_UP, MAX_YAW
+
+MIN_SAMPLES = 5
+STEADY_SHARE = 75  # percent of the learning window that must sit near its median
+
+
+@dataclass
+class _Student:
+    samples: deque[tuple[float, float, float]] = field(default_factory=deque)  # (t, yaw, pitch)
+    started: float | None = None  # time of the first pose learned from
+    yaw: float | None = None
+    pitch: float | None = None
+    source: str = ""  # "learned" | "mark"
+    last_t: float | None = None  # the student's previous frame (the clock of update's t)
+    seen: float = 0.0  # monotonic, for eviction
+
+
+class NeutralPose:
+    def __init__(self, learn_seconds: float = 10.0, steady_degrees: float = 6.0, follow_band: float = 10.0,
+                 follow_seconds: float = 120.0) -> None:
+        self.learn_seconds = max(0.0, float(learn_seconds))
+        self.steady_degrees = steady_degrees
+        self.follow_band = follow_band
+        self.follow_seconds = follow_seconds
+        self._students: dict[Hashable, _Student] = {}
+
+    def update(self, key: Hashable, t: float, yaw: float | None, pitch: float | None) -> dict[str, Any]:
+        """Take one frame's own (unsmoothed) pose; the student's neutral-pose signals after it.
+
+        {} while unknown, else {"neutral_yaw", "neutral_pitch", "neutral_source"}.
+        """
+        s = self._students.setdefault(key, _Student())
+        s.seen = time.monotonic()
+        dt = 0.0 if s.last_t is None else max(0.0, t - s.last_t)
+        s.last_t = t if s.last_t is None else max(s.last_t, t)
+        if yaw is not None and pitch is not None:
+            if s.yaw is None:
+                self._learn(s, t, yaw, pitch)
+            else:
+                self._follow(s, dt, yaw, pitch)
+        return self.signals(key)
+
+    def _learn(self, s: _Student, t: float, yaw: float, pitch: float) -> None:
+        if abs(yaw) > MAX_YAW or not -MAX_PITCH_UP <= pitch <= MAX_PITCH_DOWN:
+            return
+        if s.started is None:
+            s.started = t
+        s.samples.append((t, yaw, pitch))
+        while s.samples and s.samples[0][0] < t - self.learn_seconds:
+            s.samples.popleft()
+        if len(s.samples) < MIN_SAMPLES or t - s.started < self.learn_seconds:
+            return
+        arr = np.array([(y, p) for _, y, p in s.samples])
+        median = np.median(arr, axis=0)
+        # Steady: three quarters of the window within steady_degrees of the median (a median
+        # absolute deviation would call a head swinging between two poses steady).
+        spread = np.percentile(np.abs(arr - median), STEADY_SHARE, axis=0)
+        if float(spread.max()) <= self.steady_degrees:
+            s.yaw, s.pitch, s.source = float(median[0]), float(median[1]), "learned"
+            s.samples.clear()
+
+    def _follow(self, s: _Student, dt: float, yaw: float, pitch: float) -> None:
+        if abs(yaw - s.yaw) > self.follow_band or abs(pitch - s.pitch) > self.follow_band:  # type: ignore[operator]
+            return
+        step = min(1.0, dt / self.follow_seconds) if self.follow_seconds > 0 else 1.0
+        s.yaw += step * (yaw - s.yaw)  # type: ignore[operator]
+        s.pitch += step * (pitch - s.pitch)  # type: ignore[operator]
+
+    def anchor(self, key: Hashable, yaw: float, pitch: float) -> None:
+        """The teacher marked this student attentive with this pose: it is their neutral pose."""
+        s = self._students.setdefault(key, _Student())
+        s.yaw, s.pitch, s.source = float(yaw), float(pitch), "mark"
+        s.samples.clear()
+
+    def signals(self, key: Hashable) -> dict[str, Any]:
+        s = self._students.get(key)
+        if s is None or s.yaw is None:
+            return {}
+        return {"neutral_yaw": round(s.yaw, 4), "neutral_pitch": round(s.pitch, 4),  # type: ignore[arg-type]
+                "neutral_source": s.source}
+
+    def keys(self) -> list[Hashable]:
+        return list(self._students)
+
+    def known(self, key: Hashable) -> bool:
+        return bool(self.signals(key))
+
+    def drop(self, match: Any) -> int:
+        gone = [k for k in self._students if match(k)]
+        for k in gone:
+            del self._students[k]
+        return len(gone)
+
+    def evict_idle(self, seconds: float) -> int:
+        cutoff = time.monotonic() - seconds
+        return self.drop(lambda k: self._students[k].seen < cutoff)
+
+    def __len__(self) -> int:
+        return len(self._students)

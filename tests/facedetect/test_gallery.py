@@ -1,0 +1,129 @@
+"""Gallery mode on a video-call grid of real faces (lfw_subset), through real ZeroMQ sockets."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+import zmq
+from skimage import data
+
+from services.facedetect.gallery import find_tiles
+from services.facedetect.service import GALLERY_FRAMES, FaceDetectService
+from shared.messages import make_header
+from tests.harness import Peer, Running
+from tests.support.links import link
+from tests.support.metrics import counter
+from tools.gallery_video import _faces, layout_at, render, scenario
+
+pytestmark = pytest.mark.timeout(300)
+SIZE = (1920, 1080)
+
+
+def frame_header(image: np.ndarray, seq: int, t: float):  # type: ignore[no-untyped-def]
+    h, w = image.shape[:2]
+    return make_header("frame", "gallery", "screen", seq, time.time(), width=w, height=h, encoding="bgr",
+                       t_media=t, source="test")
+
+
+@pytest.fixture(scope="module")
+def faces() -> np.ndarray:
+    return _faces()
+
+
+def run_facedetect(frames: list[np.ndarray], **settings) -> list:  # type: ignore[no-untyped-def]
+    _, frames_in, frames_ep = link("frames")
+    faces_out, _, faces_ep = link("faces")
+    sender = Peer(zmq.PUSH, frames_ep, bind=True)
+    receiver = Peer(zmq.PULL, faces_ep, bind=False)
+    try:
+        with Running(FaceDetectService, frames_in=frames_in, faces_out=faces_out, crop_size=64, **settings):
+            got = []
+            for seq, image in enumerate(frames):
+                sender.send(frame_header(image, seq, seq * 0.5), image.tobytes())
+                got.append(receiver.recv(60))
+            return got
+    finally:
+        sender.close()
+        receiver.close()
+
+
+@pytest.mark.parametrize("grid", [3, 5])
+def test_the_grid_is_found_tile_by_tile_and_a_plain_picture_has_none(faces, grid):
+    people = scenario(grid)
+    for t in (0.0, 0.4, 0.5, 0.8):
+        want = [tile for _, tile in layout_at(people, t)]
+        found = find_tiles(render(people, t, SIZE, faces))
+        assert len(found) == len(want), t
+        for a, b in zip(sorted(found), sorted(want), strict=True):
+            assert max(abs(u - v) for u, v in zip(a, b, strict=True)) <= 2
+    assert find_tiles(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)) == []
+
+
+def test_5x5_gallery_every_face_found_with_an_id_that_follows_the_participant(faces):
+    """Tiles of about 370x210 px at 1920x1080; someone joins (reflow), steps away, leaves (reflow)."""
+    people = scenario(5)
+    times = [0.0, 0.2, 0.34, 0.45, 0.6, 0.7, 0.9]
+    got = run_facedetect([render(people, t, SIZE, faces) for t in times])
+    ids: dict[str, set[int]] = {}
+    for t, msg in zip(times, got, strict=True):
+        layout = layout_at(people, t)
+        on_camera = [(p, tile) for p, tile in layout if not (p.away and p.away[0] <= t < p.away[1])]
+        aside = [p for p, _ in on_camera if p.looks_away and p.looks_away[0] <= t < p.looks_away[1]]
+        # Every face, one per tile, small as they are; a head turned 60 degrees aside may be missed.
+        assert len(on_camera) - len(aside) <= len(msg["faces"]) <= len(on_camera), t
+        for face in msg["faces"]:
+            x, y, w, h = face["box"]
+            cx, cy = x + w / 2, y + h / 2
+            person = next(p for p, (tx, ty, tw, th) in on_camera if tx <= cx < tx + tw and ty <= cy < ty + th)
+            ids.setdefault(person.name, set()).add(face["student"])
+    assert len(ids) == 25
+    assert all(len(s) == 1 for s in ids.values()), {n: s for n, s in ids.items() if len(s) > 1}
+    assert len({next(iter(s)) for s in ids.values()}) == 25  # no two participants share an id
+
+
+def test_no_grid_falls_back_to_plain_detection(faces):
+    before = counter(GALLERY_FRAMES, "facedetect", "plain")
+    image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    (msg,) = run_facedetect([image])
+    assert len(msg["faces"]) == 1 and msg["faces"][0]["student"] == 1
+    assert counter(GALLERY_FRAMES, "facedetect", "plain") - before == 1
+
+
+def test_a_face_too_small_for_the_whole_frame_is_found_in_its_tile(faces):
+    """Participants far from their camera: faces of about 45 px in a 5x5 grid at 1920x1080."""
+    people = scenario(5)
+    image = np.full((1080, 1920, 3), 30, np.uint8)
+    for person, (x, y, w, h) in layout_at(people, 0.5):
+        image[y:y + h, x:x + w] = (58, 52, 48)
+        if not (person.away and person.away[0] <= 0.5 < person.away[1]):
+            face = cv2.resize(faces[person.face], (45, 45), interpolation=cv2.INTER_CUBIC)
+            image[y + 60:y + 105, x + 160:x + 205] = face[:, :, None]
+    (plain,) = run_facedetect([image], gallery="off")
+    (tiled,) = run_facedetect([image], gallery="auto")
+    print(f"45 px faces found: whole frame {len(plain['faces'])}, tile by tile {len(tiled['faces'])} of 24")
+    assert len(tiled["faces"]) >= 16  # of 24 on camera (lfw's 25 px faces blown up to 45 px are blurred)
+    assert len(plain["faces"]) < len(tiled["faces"]) // 2
+
+
+def test_one_leaving_as_another_joins_keeps_everyone_s_id(faces):
+    """Same number of tiles in the same places, but the faces shifted by one: matched by look."""
+    from services.facedetect.gallery import TileTracker
+    from tools.gallery_video import Participant
+
+    people = [Participant(f"P{i}", face=i * 3, leaves=0.5 if i == 1 else 1.0) for i in range(6)]
+    people.append(Participant("New", face=50, joins=0.5))
+    tracker = TileTracker()
+    seen: dict[str, set[int]] = {}
+    for k, t in enumerate((0.0, 0.25, 0.5, 0.75)):
+        image = render(people, t, SIZE, faces)
+        tiles = find_tiles(image)
+        layout = layout_at(people, t)
+        assert len(tiles) == 6
+        ids = tracker.update(("s", "c"), image, tiles, [True] * len(tiles), float(k))
+        for (person, _), sid in zip(layout, ids, strict=True):
+            seen.setdefault(person.name, set()).add(sid)
+    assert all(len(s) == 1 for s in seen.values()), seen
+    assert len({next(iter(s)) for s in seen.values()}) == 7

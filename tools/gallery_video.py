@@ -1,0 +1,142 @@
+"""A video-call gallery made of real faces (scikit-image's lfw_subset), with a script.
+
+Tiles are laid out as Zoom and Teams do: the fewest columns that fit everyone
+(ceil(sqrt(n))), 16:9 tiles with gaps on a dark background, a name label at the bottom
+left of each tile. The script: participants join and leave (the grid reflows), and one
+steps away from the camera for a while (the tile stays, the face goes). `layout_at` tells
+the tests where every participant's tile is at any time.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+BACKGROUND = (30, 30, 30)  # the call's dark background
+TILE = (58, 52, 48)  # a camera tile's fill around the face
+GAP = 8
+
+
+@dataclass(frozen=True)
+class Participant:
+    name: str
+    face: int  # index into lfw_subset's faces (0-99)
+    joins: float = 0.0  # fraction of the video
+    leaves: float = 1.0
+    away: tuple[float, float] | None = None  # fraction of the video with no face in the tile
+    looks_away: tuple[float, float] | None = None  # fraction of the video with the head turned aside
+
+
+def scenario(grid: int) -> list[Participant]:
+    """grid x grid seats at most: everyone but the last is there from the start; the last joins at
+    a third (the grid reflows), the second leaves at two thirds, the third steps away in between,
+    the fourth looks aside from a tenth to three tenths."""
+    n = grid * grid
+    people = [Participant(f"Student {i + 1}", face=(i * 7) % 100) for i in range(n)]
+    people[-1] = Participant(people[-1].name, people[-1].face, joins=1 / 3)
+    people[1] = Participant(people[1].name, people[1].face, leaves=2 / 3)
+    people[2] = Participant(people[2].name, people[2].face, away=(0.4, 0.55))
+    people[3] = Participant(people[3].name, people[3].face, looks_away=(0.1, 0.3))
+    return people
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    cols = max(1, math.ceil(math.sqrt(n)))
+    return cols, max(1, math.ceil(n / cols))
+
+
+def tiles(n: int, size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """x, y, w, h of n 16:9 tiles, row by row, centred in a frame of `size` (w, h)."""
+    if n == 0:
+        return []
+    cols, rows = grid_shape(n)
+    width, height = size
+    tw = (width - GAP * (cols + 1)) / cols
+    th = (height - GAP * (rows + 1)) / rows
+    if tw / th > 16 / 9:
+        tw = th * 16 / 9
+    else:
+        th = tw * 9 / 16
+    x0 = (width - (cols * tw + (cols - 1) * GAP)) / 2
+    y0 = (height - (rows * th + (rows - 1) * GAP)) / 2
+    out = []
+    for i in range(n):
+        r, c = divmod(i, cols)
+        if r == rows - 1 and n % cols:  # a short last row is centred, as the calls do
+            x_row = x0 + (cols - n % cols) * (tw + GAP) / 2
+        else:
+            x_row = x0
+        out.append((round(x_row + c * (tw + GAP)), round(y0 + r * (th + GAP)), round(tw), round(th)))
+    return out
+
+
+def layout_at(people: list[Participant], t: float) -> list[tuple[Participant, tuple[int, int, int, int]]]:
+    """Who is on the call at fraction t, with their tile (in a 1920x1080 frame)."""
+    present = [p for p in people if p.joins <= t < p.leaves]
+    return list(zip(present, tiles(len(present), (1920, 1080)), strict=True))
+
+
+@functools.lru_cache(maxsize=1)
+def _faces() -> np.ndarray:
+    from skimage.data import lfw_subset
+
+    return (lfw_subset()[:100] * 255).astype(np.uint8)
+
+
+TURN_YAW = 60.0
+
+
+@functools.lru_cache(maxsize=32)
+def _turned(face_index: int, side: int) -> np.ndarray:
+    """Face `face_index` of lfw_subset at `side` px, its head turned aside (as a BGR image)."""
+    from tools.turned_face import mesh_points, turn_head
+
+    face = cv2.resize(_faces()[face_index], (side, side), interpolation=cv2.INTER_CUBIC)
+    margin = side // 4  # the mesh wants the face framed as facedetect crops it
+    canvas = np.full((side + 2 * margin, side + 2 * margin, 3), TILE, np.uint8)
+    canvas[margin:margin + side, margin:margin + side] = face[:, :, None]
+    turned = turn_head(canvas, mesh_points(canvas, (0, 0, canvas.shape[1], canvas.shape[0])), TURN_YAW, 0.0)
+    return turned[margin:margin + side, margin:margin + side]
+
+
+def render(people: list[Participant], t: float, size: tuple[int, int], faces: np.ndarray) -> np.ndarray:
+    width, height = size
+    frame = np.full((height, width, 3), BACKGROUND, np.uint8)
+    scale_x, scale_y = width / 1920, height / 1080
+    for person, (x, y, w, h) in layout_at(people, t):
+        x, y, w, h = round(x * scale_x), round(y * scale_y), round(w * scale_x), round(h * scale_y)
+        frame[y:y + h, x:x + w] = TILE
+        if not (person.away and person.away[0] <= t < person.away[1]):
+            side = int(h * 0.72)
+            fx, fy = x + (w - side) // 2, y + (h - side) // 2
+            if person.looks_away and person.looks_away[0] <= t < person.looks_away[1]:
+                frame[fy:fy + side, fx:fx + side] = _turned(person.face, side)
+            else:
+                face = cv2.resize(faces[person.face], (side, side), interpolation=cv2.INTER_CUBIC)
+                frame[fy:fy + side, fx:fx + side] = face[:, :, None]
+        font = max(0.35, h / 400)
+        cv2.putText(frame, person.name, (x + 6, y + h - 8), cv2.FONT_HERSHEY_SIMPLEX, font,
+                    (235, 235, 235), 1, cv2.LINE_AA)
+    return frame
+
+
+def make_gallery_video(path: str | Path, grid: int = 3, seconds: float = 12.0, fps: float = 10.0,
+                       size: tuple[int, int] = (1920, 1080)) -> dict:
+    """Write the scenario of a grid x grid call; returns what the tests need to check it."""
+    people = scenario(grid)
+    faces = _faces()
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"cannot write {path}")
+    frames = int(seconds * fps)
+    try:
+        for i in range(frames):
+            writer.write(render(people, i / frames, size, faces))
+    finally:
+        writer.release()
+    return {"path": str(path), "people": people, "seconds": seconds, "fps": fps, "frames": frames, "size": size}
