@@ -178,8 +178,22 @@ def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str,
     web_port = int(values.get("web_port") or 0)
     if not web_port or web_port in ports or not is_free(web_port):
         web_port = spare_web_port
-    envs["web"].update(WEB_BIND="127.0.0.1", WEB_PORT=str(web_port))
+    envs["web"].update(WEB_BIND="127.0.0.1", WEB_PORT=str(web_port), SPARE_WEB_PORT=str(spare_web_port))
     return envs
+
+
+def start_web(supervisor: Supervisor, web: Child) -> None:
+    """Start the page; when its port was taken between the check and the bind (two classes
+    started together both saw WEB_PORT free), start it again on the spare port."""
+    try:
+        supervisor.start(["web"])
+    except RuntimeError:
+        spare = web.env.get("SPARE_WEB_PORT")
+        if not spare or spare == web.env["WEB_PORT"]:
+            raise
+        log.warning("port %s was taken meanwhile: the page moves to %s", web.env["WEB_PORT"], spare)
+        web.env["WEB_PORT"] = spare
+        supervisor.start(["web"])
 
 
 def find_report(values: dict[str, Any], session: str) -> tuple[Path, Path] | None:
@@ -341,7 +355,8 @@ def run(args: argparse.Namespace,
     failed = False  # a service could not start
     try:
         log.info("session %s: starting %s", session, ", ".join(START_ORDER))
-        supervisor.start(START_ORDER)
+        start_web(supervisor, supervisor.children["web"])
+        supervisor.start([name for name in START_ORDER if name != "web"])
         if values.get("open"):
             webbrowser.open(f"http://127.0.0.1:{envs['web']['WEB_PORT']}/")
         ports = {c.name: c.metrics_port for c in children}
@@ -374,14 +389,17 @@ def run(args: argparse.Namespace,
         end = (stop_requested[0] + stop_timeout) if stop_requested else time.monotonic() + stop_timeout
         supervisor.stop(RUN_SERVICES, deadline=end - 4)
         found = find_report(values, session)
-        if not found:  # what the aggregator wrote is the class: report it, marked interrupted
+        if not found and not failed:  # what the aggregator wrote is the class: report it, marked interrupted
             report_from_redis(session, redis_url, keep, end - time.monotonic())
             found = find_report(values, session)
+        # A class that never started has nothing to keep; one that ran keeps its totals until
+        # its report is on disk (the next start writes it).
+        keep_totals = found is None and not failed
         if private:
-            private.stop(keep_data=found is None)
+            private.stop(keep_data=keep_totals)
         if bus_dir:
             shutil.rmtree(bus_dir, ignore_errors=True)
-        if found or not private:
+        if not (keep_totals and private):
             _remove_run(run_dir)
     elapsed = time.monotonic() - started
     if found and not failed:

@@ -128,7 +128,9 @@ def test_a_stop_is_bounded_and_the_report_is_written(classroom, long_video, case
     assert proc.returncode == 0, err[-3000:]
     assert took < bound, f"stop took {took:.1f} s"
     report = _report(out, classroom)
-    assert report["end_reason"] == "stopped" and 0 < report["totals"]["frames"] < 40
+    # Drained through the pipeline ("stopped"), or, on a machine too loaded to drain in time,
+    # written from Redis at the stop's deadline ("interrupted"): either way within the bound.
+    assert report["end_reason"] in ("stopped", "interrupted") and 0 < report["totals"]["frames"] < 40
     assert wait_gone(classroom) == []
     assert not (classroom / ".engagement").exists()
 
