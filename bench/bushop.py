@@ -21,9 +21,9 @@ import time
 import numpy as np
 
 from bench.stats import percentiles_ms
-from services.launcher.ports import free_ports
 from shared.bus import Receiver, Sender
 from shared.messages import make_header
+from shared.ports import free_ports
 
 WIDTH, HEIGHT = 640, 480
 

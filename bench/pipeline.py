@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.observe import MetricsScraper, ProcessSampler, UpdatesTap
 from bench.stats import percentiles_ms, rate
 from services.launcher import main as launcher
-from services.launcher.ports import free_ports
+from shared.ports import free_ports
 
 STAGES = ("capture", "facedetect", "sequencer", "inference", "aggregator")
 WARMUP_FRAMES = 3  # the first frames pay for first calls (tracing, allocations): not in the figures

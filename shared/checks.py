@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.ports import is_free
 from shared.roster import RosterError, load_roster
-from shared.screen import ScreenError, ScreenGrabber, is_screen_source
+from shared.screen import ScreenError, ScreenGrabber, source_kind
 
 BUDGET_SECONDS = 4.5  # all checks together, so a failure is reported within 5 s
 SOURCE_TIMEOUT_MS = 3000
@@ -199,14 +200,6 @@ def _recording(ctx: Context) -> Result | None:
 
 # --- the source -------------------------------------------------------------------------------
 
-def _kind(source: str) -> str:
-    if is_screen_source(source):
-        return "screen"
-    if source.strip().isdigit():
-        return "camera"
-    if "://" in source:
-        return "stream"
-    return "file"
 
 
 @contextlib.contextmanager
@@ -229,7 +222,7 @@ def _source(ctx: Context) -> Result:
     import cv2
 
     source = str(ctx.source)
-    kind = _kind(source)
+    kind = source_kind(source)
     forever = str(ctx.values.get("reconnect", "")).lower() == "forever"
     # OpenCV and FFmpeg log their own warnings for a missing device or URL; the check's one line says it.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -405,19 +398,12 @@ def _engines_for(engine: str, files: set[str], card: Any) -> list[str]:
     return [fmt for fmt in ("onnx", "tflite") if can[fmt] and f"model.{fmt}" in files and checked(fmt)]
 
 
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-        return True
 
 
 @check("ports")
 def _ports(ctx: Context) -> Result:
     ports: dict[str, int] = dict(ctx.extra.get("fixed_ports") or {})
-    busy = [f"{name} {port}" for name, port in ports.items() if not port_free(port)]
+    busy = [f"{name} {port}" for name, port in ports.items() if not is_free(port)]
     if busy:
         return fail("ports", f"port(s) in use: {', '.join(busy)}",
                     "stop what uses them, or leave out --fixed-ports (free ports are picked)")

@@ -47,6 +47,17 @@ def is_screen_source(source: str) -> bool:
     return text == "screen" or text.startswith(SCREEN_PREFIXES)
 
 
+def source_kind(source: str) -> str:
+    """'camera' for an index, 'stream' for a URL, 'screen' for screen:/region:/window:, 'file' otherwise."""
+    if is_screen_source(source):
+        return "screen"
+    if source.strip().isdigit():
+        return "camera"
+    if "://" in source:
+        return "stream"
+    return "file"
+
+
 @dataclass(frozen=True)
 class Region:
     left: int

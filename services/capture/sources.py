@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.screen import ScreenError, ScreenGrabber, is_screen_source
+from shared.screen import ScreenError, ScreenGrabber, source_kind
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +36,7 @@ class Frame:
     captured_at: float = field(default_factory=time.time)  # wall-clock time it was read
 
 
-def classify(source: str) -> str:
-    """'camera' for an index, 'stream' for a URL, 'screen' for screen:/region:/window:, 'file' otherwise."""
-    if is_screen_source(source):
-        return "screen"
-    if source.strip().isdigit():
-        return "camera"
-    if "://" in source:
-        return "stream"
-    return "file"
+classify = source_kind  # the same rule as `engagement check` (shared/screen.py)
 
 
 class FileSource:

@@ -38,7 +38,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from services.launcher.ports import free_ports, is_free
 from services.launcher.private_redis import PrivateRedis
 from services.launcher.supervisor import Child, Supervisor
 from shared import checks
@@ -54,6 +53,7 @@ from shared.config import (
 )
 from shared.links import LINKS as ALL_LINKS
 from shared.logs import setup_logging
+from shared.ports import free_ports, is_free
 from shared.service import EXIT_GAVE_UP
 
 log = logging.getLogger("launcher")

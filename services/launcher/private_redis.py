@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from services.launcher.ports import free_ports
+from shared.ports import free_ports
 
 # Runs in the child: set the parent-death signal, make sure the parent did not die before
 # that, then become redis-server.

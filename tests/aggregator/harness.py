@@ -14,8 +14,8 @@ from pathlib import Path
 
 import redis
 
-from services.launcher.ports import free_ports
 from shared.messages import make_header
+from shared.ports import free_ports
 
 MODEL = {"name": "baseline-attention", "kind": "frame", "baseline": True, "affect": False,
          "labels": ["engaged", "slightly bored", "bored", "checked out"], "engine": "litert-facemesh", "device": "cpu"}

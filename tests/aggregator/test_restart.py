@@ -15,7 +15,7 @@ from collections import Counter
 import redis
 import zmq
 
-from services.launcher.ports import free_ports
+from shared.ports import free_ports
 from shared.totals import Store
 from tests.aggregator.harness import eos_header, predictions_header, unique_prefix
 from tests.harness import Peer

@@ -17,8 +17,8 @@ import zmq
 
 from services.aggregator import service as aggregator_service
 from services.aggregator.service import AggregatorService
-from services.launcher.ports import free_ports
 from shared.messages import as_dict
+from shared.ports import free_ports
 from shared.totals import Store
 from tests.aggregator.harness import (
     PrivateRedis,

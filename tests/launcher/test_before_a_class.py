@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from services.launcher.ports import free_ports
+from shared.ports import free_ports
 from tests.aggregator.harness import PrivateRedis
 from tests.support.runs import engagement, listing, processes_from
 

@@ -193,7 +193,7 @@ def test_a_report_folder_that_goes_away_mid_class_falls_back_and_says_where(clas
 
 
 def test_reconnect_forever_waits_for_a_stream_and_stops_cleanly(classroom):
-    from services.launcher.ports import free_ports
+    from shared.ports import free_ports
 
     url = f"rtsp://127.0.0.1:{free_ports(1)[0]}/class"
     refused = engagement(classroom, "run", "--source", url, "--redis-url", REDIS_URL)

@@ -27,8 +27,8 @@ import zmq
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from services.launcher.ports import free_ports
 from shared.messages import MAX_DIMENSION, SCHEMA_VERSION, BadMessage, as_dict, decode, encode, make_header
+from shared.ports import free_ports
 from tests.reliability.harness import report_figures, rss, wait_healthy
 from tests.support.env import REDIS_URL
 from tests.support.metrics import metric_sum, scrape

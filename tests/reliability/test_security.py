@@ -33,11 +33,11 @@ import zmq
 import zmq.auth
 
 from services.launcher import main as launcher
-from services.launcher.ports import free_ports
 from shared.bus import make_curve_keys
 from shared.config import COMMON, SERVICES
 from shared.messages import decode, encode
 from shared.model_card import ModelCard
+from shared.ports import free_ports
 from shared.totals import Store
 from tests.aggregator.harness import PrivateRedis, predictions_header
 from tests.reliability.harness import LauncherRun, report_figures, service_pid, wait_healthy

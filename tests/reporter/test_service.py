@@ -24,12 +24,12 @@ import redis
 import zmq
 
 from services.aggregator.service import AggregatorService
-from services.launcher.ports import free_ports
 from services.reporter import service as reporter_service
 from services.reporter.service import ReporterService, expand_argv
 from shared.config import load_settings
 from shared.envelope import parse
 from shared.messages import as_dict, make_header
+from shared.ports import free_ports
 from shared.totals import FrameRecord, Store
 from tests.aggregator.harness import (
     PrivateRedis,

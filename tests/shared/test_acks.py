@@ -49,10 +49,10 @@ def test_a_consumer_killed_with_messages_queued_gets_them_again_when_it_returns(
 
     import zmq
 
-    from services.launcher.ports import free_ports
     from shared.acks import ReliableLink, send_ack
     from shared.bus import Receiver, Sender
     from shared.messages import decode
+    from shared.ports import free_ports
 
     data_port, ack_port = free_ports(2)
     stop = threading.Event()

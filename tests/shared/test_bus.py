@@ -7,10 +7,10 @@ import threading
 import pytest
 import zmq
 
-from services.launcher.ports import free_ports
 from shared import metrics
 from shared.bus import Receiver, Sender, SocketSpec
 from shared.messages import make_header
+from shared.ports import free_ports
 
 
 def _update(seq: int) -> dict:

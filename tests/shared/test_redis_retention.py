@@ -13,7 +13,7 @@ import uuid
 import pytest
 import redis
 
-from services.launcher.ports import free_ports
+from shared.ports import free_ports
 from shared.redis_retention import EVICTION_POLICY, eviction_problem, expire_keys
 from shared.totals import FrameRecord, Store
 

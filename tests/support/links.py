@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.launcher.ports import free_ports
 from shared.links import BY_NAME
+from shared.ports import free_ports
 
 
 def link(name: str) -> tuple[str, str, str]:

@@ -18,8 +18,8 @@ import httpx
 import numpy as np
 import zmq
 
-from services.launcher.ports import free_ports
 from shared.messages import encode, make_header
+from shared.ports import free_ports
 from tests.support.env import REDIS_URL
 
 LABELS = ["attentive", "partly attentive", "distracted", "looking away"]

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import redis
 
-from services.launcher.ports import free_ports
 from services.reporter.report import build_report
 from shared.marks import MarkStore
+from shared.ports import free_ports
 from shared.totals import FrameRecord, Store
 from tests.support.web import MODEL, REDIS_URL, WebProcess, jpeg, poll_value
 

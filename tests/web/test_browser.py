@@ -16,9 +16,9 @@ import httpx
 import numpy as np
 import pytest
 
-from services.launcher.ports import free_ports
 from shared.config import REPO_ROOT
 from shared.marks import MarkStore
+from shared.ports import free_ports
 from tests.support.web import REDIS_URL, Launcher, WebProcess, poll_value
 from tools.sample_video import make_sample_video
 

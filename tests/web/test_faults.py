@@ -12,7 +12,7 @@ import sys
 import httpx
 import psutil
 
-from services.launcher.ports import free_ports
+from shared.ports import free_ports
 from tests.support.web import Launcher, poll_value
 from tools.sample_video import make_sample_video
 
