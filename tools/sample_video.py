@@ -49,13 +49,12 @@ class Attention:
 
 
 # Synthetic angles chosen so the baseline (solvePnP on the re-fitted mesh) reads the intended
-# level while the face detector still finds the face (measured on the astronaut at full size
-# and at the size of a 4-face grid): a 55 deg turn reads about -40 deg yaw on the default
-# detector's crops (45 deg read -38, on the level 1/2 border once a student's neutral pose is
-# subtracted), -50 about +41, a 38 deg tilt down about 34 deg pitch, a 35 deg turn about -30.
+# level while res10 still finds the face (measured on the astronaut at full size and at the
+# size of a 4-face grid): a 45 deg turn reads about -40 deg yaw, -50 about +41, a 38 deg
+# tilt down about 34 deg pitch, a 35 deg turn about -30 deg yaw.
 ATTENTIVE = Attention("attentive", 0.0, 0.0, 0)
 GLANCING_AWAY = Attention("glancing_away", 35.0, 0.0, 1)
-TURNED_AWAY = Attention("turned_away", 55.0, 0.0, 2)
+TURNED_AWAY = Attention("turned_away", 45.0, 0.0, 2)
 TURNED_OTHER_WAY = Attention("turned_other_way", -50.0, 0.0, 2)
 LOOKING_DOWN = Attention("looking_down", -10.0, 38.0, 2)  # at a phone on the desk, a little aside
 
@@ -68,7 +67,9 @@ PLANS: tuple[tuple[tuple[float, float, Attention], ...], ...] = (
     ((0.05, 0.23, TURNED_AWAY), (0.48, 0.66, LOOKING_DOWN)),
     (),  # the attentive student
     ((0.07, 0.24, LOOKING_DOWN), (0.47, 0.64, TURNED_OTHER_WAY), (0.84, 0.92, GLANCING_AWAY)),
-    ((0.46, 0.64, TURNED_AWAY), (0.82, 0.98, LOOKING_DOWN)),
+    # Turned the other way: this stretch starts as the student's neutral pose is learned (at
+    # 10 s), and TURNED_AWAY's -38 deg, measured from that pose, sits on the level 1/2 border.
+    ((0.46, 0.64, TURNED_OTHER_WAY), (0.82, 0.98, LOOKING_DOWN)),
 )
 EASE_SECONDS = 0.4  # time to turn the head into (and out of) a pose
 EASE_STEPS = 4  # the turn goes in this many steps: few distinct poses, each rendered once
