@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from shared.marks import MarkStore
 from shared.totals import Store
 from tests.support import metrics, waiting
 from tests.support.env import REDIS_URL
@@ -41,3 +42,14 @@ def wait_until() -> Callable[..., bool]:
 @pytest.fixture
 def metric() -> Callable[..., float]:
     return metrics.local_metric
+
+
+@pytest.fixture
+def marks() -> Iterator[MarkStore]:
+    """The teacher's marks in the real Redis, under a prefix of this test's own, removed after."""
+    prefix = f"test-marks-{uuid.uuid4().hex[:8]}"
+    store = MarkStore.from_url(REDIS_URL, prefix=prefix)
+    yield store
+    keys = list(store.r.scan_iter(match=f"{prefix}:*"))
+    if keys:
+        store.r.delete(*keys)

@@ -7,12 +7,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import pytest
-
-from shared.marks import MarkStore, validate_mark
+from shared.marks import validate_mark
 from tests.inference import off_axis
 from tests.inference.off_axis import play
 
@@ -28,16 +25,6 @@ def _teacher_level(t: float) -> int | None:
         if s.start - 1.0 <= t < s.end + 3.0:
             return None
     return 0
-
-
-@pytest.fixture
-def marks():
-    prefix = f"test-fitted-{uuid.uuid4().hex[:8]}"
-    store = MarkStore.from_url(REDIS_URL, prefix=prefix)
-    yield store
-    keys = list(store.r.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        store.r.delete(*keys)
 
 
 def test_thresholds_fitted_to_a_teachers_marks_make_the_service_agree_with_her(footage, marks, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from services.capture.sources import FileSource
 from services.inference.baseline.neutral import NeutralPose
 from shared import baseline_rule as levels
-from shared.marks import MarkStore, validate_mark
+from shared.marks import validate_mark
 from tests.inference import off_axis
 from tests.inference.off_axis import FPS, play
 
@@ -126,16 +126,6 @@ def test_off_axis_students_facing_the_screen_read_attentive_after_learning(foota
     for stretch in off_axis.PLAN:
         away = [lv for t, lv, _ in learned[1] if _away(t, stretch)]
         assert away and all(lv >= 2 for lv in away), (stretch.name, away)
-
-
-@pytest.fixture
-def marks():
-    prefix = f"test-neutral-{uuid.uuid4().hex[:8]}"
-    store = MarkStore.from_url(REDIS_URL, prefix=prefix)
-    yield store
-    keys = list(store.r.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        store.r.delete(*keys)
 
 
 def test_a_teachers_attentive_mark_re_anchors_the_students_neutral_pose(footage, marks):

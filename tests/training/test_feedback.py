@@ -7,26 +7,13 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-
-import pytest
 
 from shared.marks import MarkStore, validate_mark
 from training.cli import main
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def marks():
-    prefix = f"test-feedback-{uuid.uuid4().hex[:8]}"
-    store = MarkStore.from_url(REDIS_URL, prefix=prefix)
-    yield store
-    keys = list(store.r.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        store.r.delete(*keys)
 
 
 def _add(store: MarkStore, session: str, student: int, t: float, given: int, predicted: int | None,

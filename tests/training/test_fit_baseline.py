@@ -6,15 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from shared import baseline_rule as levels
 from shared.baseline_card import load_baseline_card
-from shared.marks import Mark, MarkStore, validate_mark
+from shared.marks import Mark, validate_mark
 from training.fit_baseline import _Signals, fit, fit_thresholds
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -74,16 +72,6 @@ def test_fitted_thresholds_stay_in_order():
     marks = _class_with_wider_yaw(30)
     th = fit_thresholds(marks)
     assert levels.check_thresholds({k: list(v) for k, v in th.items()}) == th
-
-
-@pytest.fixture
-def marks():
-    prefix = f"test-fit-{uuid.uuid4().hex[:8]}"
-    store = MarkStore.from_url(REDIS_URL, prefix=prefix)
-    yield store
-    keys = list(store.r.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        store.r.delete(*keys)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
