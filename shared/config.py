@@ -115,6 +115,10 @@ COMMON: list[Setting] = [
     Setting("SESSION_ID", "", "session id; the launcher sets one per run (default: time-based)"),
     Setting("CLASS_ID", "default-class", "class (course) the session belongs to"),
     Setting("STREAM_ID", "cam0", "id of the video stream"),
+    # Several cameras or screens in one class: each capture has its own STREAM_ID; every service
+    # gets the whole list (the aggregator ends the session once every listed stream has ended).
+    Setting("STREAMS", "", "ids of every stream of the class, comma-separated, when it has several (the launcher "
+            "sets it from its sources); empty = STREAM_ID alone"),
     Setting("LOG_LEVEL", "INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR")),
     Setting("METRICS_HOST", "127.0.0.1", "address the metrics/health HTTP server binds"),
     Setting("MODELS_DIR", str(REPO_ROOT / "models"), "where fetched weights and model bundles live"),
