@@ -10,6 +10,7 @@ thresholds (the documented ones, or a fitted card); `predict` is the stateless o
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +50,17 @@ class BaselinePredictor:
         return True  # reads the newest crop of a sequence of any length
 
     def predict_students(self, keys: list[StudentKey], crops: np.ndarray,
-                         t: float | None = None) -> list[dict[str, Any]]:
+                         t: float | Sequence[float] | None = None) -> list[dict[str, Any]]:
         t = time.monotonic() if t is None else t  # no video time given: wall-clock seconds
+        times = list(t) if isinstance(t, Sequence) else [t] * len(keys)  # one per key: several streams' frames
         out = []
-        for key, signals in zip(keys, self.measure(crops[:, -1]), strict=True):
-            smoothed = self.smoother.update(key, signals, t)
+        for key, signals, at in zip(keys, self.measure(crops[:, -1]), times, strict=True):
+            smoothed = self.smoother.update(key, signals, at)
             if self.neutral is not None:
                 anchor = self._anchors.get((key[0], str(key[2])))
                 if anchor is not None and not self.neutral.known(key):
                     self.neutral.anchor(key, *anchor)  # marked before this process saw the student
-                smoothed.update(self.neutral.update(key, t, signals.get("yaw"), signals.get("pitch")))
+                smoothed.update(self.neutral.update(key, at, signals.get("yaw"), signals.get("pitch")))
             probs, level, explained = self.assess(smoothed)
             explained["now"] = signals  # this frame's own reading, next to the window's average
             out.append({"probs": probs, "level": level, "signals": explained})
