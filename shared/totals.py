@@ -6,10 +6,16 @@ through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test s
   P:sessions                    set     every session id ever recorded
   P:reports_pending             set     sessions marked ended whose report is not written yet
                                         (a reporter that was down at the end writes them later)
-  P:session:<sid>:meta          hash    class, stream, started (first t_capture), ended (time
-                                        the session was marked ended), end_reason, model_name,
+  P:session:<sid>:meta          hash    class, stream (the first stream seen), started (first t_capture),
+                                        ended (time the session was marked ended: its last stream's
+                                        end), end_reason (that stream's), model_name,
                                         model_kind, baseline (0|1), affect (0|1), labels (JSON),
                                         engine, device (how inference ran the model)
+  P:session:<sid>:streams       set     ids of the session's streams: every stream a frame or an eos came from,
+                                        plus every stream the class expects (STREAMS) once one has ended
+  P:session:<sid>:stream:<id>   hash    one stream's own start and end: started (its first t_capture), ended
+                                        (time its eos was written), end_reason (the eos's: end_of_file,
+                                        gave_up, stopped, ...), source (the eos's, when it names one)
   P:session:<sid>:totals        hash    frames, frames_without_faces, faces, predictions,
                                         level:0 .. level:3; with a multi-task model also
                                         state:<head>:level:0 .. 3 for each of its heads
@@ -27,6 +33,9 @@ through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test s
   P:class:<cid>:sessions        set     sessions of the class
   P:class:<cid>:totals          hash    frames, frames_without_faces, faces, predictions,
                                         level:0 .. level:3 across all its sessions
+
+A session ends (`Store.end_stream`, one Lua script) when every stream of P:session:<sid>:streams
+has ended; with no expected streams given (STREAMS empty: one camera) its first eos ends it.
 
 No key has a TTL until the reporter has written the session's report; then every key of the
 session gets one (REPORTED_SESSION_TTL, shared/redis_retention.py), the only keys Redis's
@@ -72,9 +81,12 @@ redis.call('SADD', p .. ':class:' .. cid .. ':sessions', sid)
 local meta = s .. ':meta'
 redis.call('HSETNX', meta, 'class', cid)
 redis.call('HSETNX', meta, 'stream', stream)
-local started = redis.call('HGET', meta, 'started')
-if (not started) or tonumber(t_capture) < tonumber(started) then
-  redis.call('HSET', meta, 'started', t_capture)
+redis.call('SADD', s .. ':streams', stream)
+for _, key in ipairs({meta, s .. ':stream:' .. stream}) do
+  local started = redis.call('HGET', key, 'started')
+  if (not started) or tonumber(t_capture) < tonumber(started) then
+    redis.call('HSET', key, 'started', t_capture)
+  end
 end
 if model['name'] and model['name'] ~= '' then
   redis.call('HSET', meta, 'model_name', tostring(model['name']), 'model_kind', tostring(model['kind'] or ''),
@@ -116,6 +128,46 @@ for _, pr in ipairs(preds) do
 end
 return {1, redis.call('HGETALL', s .. ':totals')}
 """
+
+# KEYS: none. ARGV: prefix, session, class, stream, ended, reason, source, expected streams JSON
+# (empty list: this eos ends the session). Returns {1 if the session has ended | 0, [streams still open]}.
+_END_STREAM = """
+local p, sid, cid, stream = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ended, reason, source = ARGV[5], ARGV[6], ARGV[7]
+local expected = cjson.decode(ARGV[8])
+local s = p .. ':session:' .. sid
+local meta = s .. ':meta'
+redis.call('SADD', p .. ':sessions', sid)
+if cid ~= '' then
+  redis.call('HSETNX', meta, 'class', cid)
+  redis.call('SADD', p .. ':class:' .. cid .. ':sessions', sid)
+end
+redis.call('HSETNX', meta, 'stream', stream)
+redis.call('SADD', s .. ':streams', stream)
+local sk = s .. ':stream:' .. stream
+redis.call('HSETNX', sk, 'ended', ended)
+redis.call('HSETNX', sk, 'end_reason', reason)
+if source ~= '' then redis.call('HSETNX', sk, 'source', source) end
+local open = {}
+if #expected > 0 then
+  for _, id in ipairs(expected) do redis.call('SADD', s .. ':streams', id) end
+  for _, id in ipairs(redis.call('SMEMBERS', s .. ':streams')) do
+    if redis.call('HEXISTS', s .. ':stream:' .. id, 'ended') == 0 then table.insert(open, id) end
+  end
+end
+if #open > 0 and redis.call('HEXISTS', meta, 'ended') == 0 then
+  return {0, open}
+end
+redis.call('HSETNX', meta, 'ended', ended)
+redis.call('HSETNX', meta, 'end_reason', reason)
+redis.call('SADD', p .. ':reports_pending', sid)
+return {1, open}
+"""
+
+
+def expected_streams(setting: str) -> list[str]:
+    """The STREAMS setting as a list of ids (empty: one stream, whichever it is)."""
+    return [s.strip() for s in setting.split(",") if s.strip()]
 
 
 @dataclass
@@ -215,6 +267,7 @@ class Store:
         self.prefix = prefix
         self.url = url  # for log lines only (always through safe_url)
         self._record = client.register_script(_RECORD_FRAME)
+        self._end_stream = client.register_script(_END_STREAM)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, timeout: float = 2.0) -> Store:
@@ -283,9 +336,13 @@ class Store:
         return bool(counted), _totals_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
 
     def end_session(self, session: str, ended: float, reason: str, class_id: str = "", stream: str = "") -> None:
-        """Mark the session ended (idempotent: a repeated eos keeps the first end time)."""
+        """Mark the session ended, and every stream of it still open (idempotent: a repeated call
+        keeps the first end time). The reporter's way to close a session a crash cut short."""
         meta = f"{self._s(session)}:meta"
         pipe = self.r.pipeline(transaction=True)
+        for open_stream in self.r.smembers(f"{self._s(session)}:streams"):
+            pipe.hsetnx(f"{self._s(session)}:stream:{open_stream}", "ended", repr(float(ended)))
+            pipe.hsetnx(f"{self._s(session)}:stream:{open_stream}", "end_reason", reason)
         pipe.sadd(f"{self.prefix}:sessions", session)
         if class_id:
             pipe.hsetnx(meta, "class", class_id)
@@ -296,6 +353,28 @@ class Store:
         pipe.hsetnx(meta, "end_reason", reason)
         pipe.sadd(f"{self.prefix}:reports_pending", session)
         pipe.execute()
+
+    def end_stream(self, session: str, stream: str, ended: float, reason: str, expected: list[str],
+                   class_id: str = "", source: str = "") -> tuple[bool, list[str]]:
+        """Record one stream's end; (the session has ended, the streams still open).
+
+        The session ends once every stream in `expected` and every stream seen has ended; with
+        `expected` empty (a one-camera class) this eos ends it. Idempotent: a repeated eos keeps
+        the first end time and reason, and says again that the session has ended.
+        """
+        done, still_open = self._end_stream(args=[self.prefix, session, class_id, stream, repr(float(ended)), reason,
+                                                  source, json.dumps(list(expected))])
+        return bool(done), sorted(still_open)
+
+    def streams(self, session: str) -> list[dict[str, Any]]:
+        """Each stream's own start and end, sorted by id."""
+        ids = sorted(self.r.smembers(f"{self._s(session)}:streams"))
+        pipe = self.r.pipeline(transaction=False)
+        for stream in ids:
+            pipe.hgetall(f"{self._s(session)}:stream:{stream}")
+        return [{"stream": stream, "source": raw.get("source", ""), "started": _float_or_none(raw.get("started")),
+                 "ended": _float_or_none(raw.get("ended")), "end_reason": raw.get("end_reason", "")}
+                for stream, raw in zip(ids, pipe.execute(), strict=True)]
 
     def reports_pending(self) -> list[str]:
         """Sessions marked ended whose report no reporter has written yet."""
