@@ -16,6 +16,7 @@ through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test s
   P:session:<sid>:stream:<id>   hash    one stream's own start and end: started (its first t_capture), ended
                                         (time its eos was written), end_reason (the eos's: end_of_file,
                                         gave_up, stopped, ...), source (the eos's, when it names one)
+  P:session:<sid>:stream:<id>:totals  hash  that stream's totals, the same fields as the session's
   P:session:<sid>:totals        hash    frames, frames_without_faces, faces, predictions,
                                         level:0 .. level:3; with a multi-task model also
                                         state:<head>:level:0 .. 3 for each of its heads
@@ -23,9 +24,12 @@ through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test s
   P:session:<sid>:seen          set     "<stream>:<seq>" of every frame already counted: the
                                         idempotency guard (a redelivered message or a restarted
                                         aggregator writing its backlog again never counts twice)
-  P:session:<sid>:students      set     student ids seen in the session
-  P:session:<sid>:student:<id>  hash    predictions, level:0 .. level:3 [state:<head>:level:N], first_seen, last_seen
-                                        (t_capture), first_media, last_media (t_media, files)
+  P:session:<sid>:students      set     students seen in the session, as "<stream>/<id>": ids start at 1
+                                        in every stream, so a student is (stream, id) (sessions written
+                                        before several streams hold bare ids: the meta's stream)
+  P:session:<sid>:student:<stream>/<id>  hash  predictions, level:0 .. level:3
+                                        [state:<head>:level:N], first_seen, last_seen (t_capture),
+                                        first_media, last_media (t_media, files)
   P:session:<sid>:timeline      stream  one entry per prediction, written in arrival order,
                                         one field d = JSON {stream, seq, student, level, probs,
                                         t_capture, t_media (null for live sources)} (one field,
@@ -66,15 +70,25 @@ TOTAL_FIELDS = ("frames", "frames_without_faces", "faces", "predictions")
 
 # KEYS: none (single node, see above). ARGV: prefix, session, class, stream, seq, t_capture,
 # t_media, faces, predictions JSON [{student, level, entry (the timeline entry's JSON)}], model JSON.
-# Returns {1 if counted | 0 if this (session, stream, seq) was counted before, session totals}.
+# Returns {1 if counted | 0 if this (session, stream, seq) was counted before, session totals,
+# {stream id, its totals, ...}}.
 _RECORD_FRAME = """
 local p, sid, cid, stream, seq = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local t_capture, t_media, faces = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local preds = cjson.decode(ARGV[9])
 local model = cjson.decode(ARGV[10])
 local s = p .. ':session:' .. sid
+-- {id, its totals (flat), ...} of every stream of the session
+local function stream_totals(s)
+  local out = {}
+  for _, id in ipairs(redis.call('SMEMBERS', s .. ':streams')) do
+    table.insert(out, id)
+    table.insert(out, redis.call('HGETALL', s .. ':stream:' .. id .. ':totals'))
+  end
+  return out
+end
 if redis.call('SADD', s .. ':seen', stream .. ':' .. seq) == 0 then
-  return {0, redis.call('HGETALL', s .. ':totals')}
+  return {0, redis.call('HGETALL', s .. ':totals'), stream_totals(s)}
 end
 redis.call('SADD', p .. ':sessions', sid)
 redis.call('SADD', p .. ':class:' .. cid .. ':sessions', sid)
@@ -94,7 +108,7 @@ if model['name'] and model['name'] ~= '' then
              'labels', cjson.encode(model['labels'] or {}),
              'engine', tostring(model['engine'] or ''), 'device', tostring(model['device'] or ''))
 end
-local targets = {s .. ':totals', p .. ':class:' .. cid .. ':totals'}
+local targets = {s .. ':totals', s .. ':stream:' .. stream .. ':totals', p .. ':class:' .. cid .. ':totals'}
 for _, key in ipairs(targets) do
   redis.call('HINCRBY', key, 'frames', 1)
   redis.call('HINCRBY', key, 'faces', faces)
@@ -108,7 +122,7 @@ for _, key in ipairs(targets) do
   end
 end
 for _, pr in ipairs(preds) do
-  local student = tostring(pr['student'])
+  local student = stream .. '/' .. tostring(pr['student'])
   local sk = s .. ':student:' .. student
   redis.call('SADD', s .. ':students', student)
   redis.call('HINCRBY', sk, 'predictions', 1)
@@ -126,7 +140,7 @@ for _, pr in ipairs(preds) do
   end
   redis.call('XADD', s .. ':timeline', '*', 'd', pr['entry'])
 end
-return {1, redis.call('HGETALL', s .. ':totals')}
+return {1, redis.call('HGETALL', s .. ':totals'), stream_totals(s)}
 """
 
 # KEYS: none. ARGV: prefix, session, class, stream, ended, reason, source, expected streams JSON
@@ -219,6 +233,10 @@ def empty_totals() -> dict[str, Any]:
 def add_record(totals: dict[str, Any], record: FrameRecord) -> dict[str, Any]:
     """Totals plus one frame, computed locally (for updates while Redis is unreachable)."""
     out = {**totals, "levels": dict(totals["levels"])}
+    if "streams" in totals:  # several streams: the record's stream counts it too
+        streams = dict(totals["streams"])
+        streams[record.stream] = add_record(streams.get(record.stream) or empty_totals(), record)
+        out["streams"] = streams
     out["frames"] += 1
     out["faces"] += record.faces
     out["predictions"] += len(record.predictions)
@@ -242,6 +260,21 @@ def _totals_from_hash(raw: dict[str, str]) -> dict[str, Any]:
     if states:  # a multi-task model: every head's levels, not only the primary one
         totals["states"] = states
     return totals
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def split_student_key(member: str, default_stream: str) -> tuple[str, int]:
+    """(stream, id) of a member of P:session:<sid>:students ("<stream>/<id>", or a bare id)."""
+    stream, _, student = member.rpartition("/")
+    return (stream if _ else default_stream), int(student)
+
+
+def student_key(stream: str, student: int) -> str:
+    """How a student is named across streams: "<stream>/<id>" (the Redis members, marks, the page)."""
+    return f"{stream}/{int(student)}"
 
 
 def _float_or_none(value: str | None) -> float | None:
@@ -332,8 +365,12 @@ class Store:
         done = self._record(args=[self.prefix, rec.session, rec.class_id, rec.stream, rec.seq,
                                   repr(float(rec.t_capture)), t_media, rec.faces,
                                   json.dumps(preds), json.dumps(model)])
-        counted, flat = done
-        return bool(counted), _totals_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+        counted, flat, per_stream = done
+        totals = _totals_from_hash(_pairs(flat))
+        if len(per_stream) > 2:  # several streams: each one's totals too (one stream: nothing to add)
+            totals["streams"] = {sid: _totals_from_hash(_pairs(raw))
+                                 for sid, raw in sorted(zip(per_stream[::2], per_stream[1::2], strict=True))}
+        return bool(counted), totals
 
     def end_session(self, session: str, ended: float, reason: str, class_id: str = "", stream: str = "") -> None:
         """Mark the session ended, and every stream of it still open (idempotent: a repeated call
@@ -367,14 +404,17 @@ class Store:
         return bool(done), sorted(still_open)
 
     def streams(self, session: str) -> list[dict[str, Any]]:
-        """Each stream's own start and end, sorted by id."""
+        """Each stream's own start, end and totals, sorted by id."""
         ids = sorted(self.r.smembers(f"{self._s(session)}:streams"))
         pipe = self.r.pipeline(transaction=False)
         for stream in ids:
             pipe.hgetall(f"{self._s(session)}:stream:{stream}")
+            pipe.hgetall(f"{self._s(session)}:stream:{stream}:totals")
+        done = pipe.execute()
         return [{"stream": stream, "source": raw.get("source", ""), "started": _float_or_none(raw.get("started")),
-                 "ended": _float_or_none(raw.get("ended")), "end_reason": raw.get("end_reason", "")}
-                for stream, raw in zip(ids, pipe.execute(), strict=True)]
+                 "ended": _float_or_none(raw.get("ended")), "end_reason": raw.get("end_reason", ""),
+                 "totals": _totals_from_hash(totals)}
+                for stream, raw, totals in zip(ids, done[::2], done[1::2], strict=True)]
 
     def reports_pending(self) -> list[str]:
         """Sessions marked ended whose report no reporter has written yet."""
@@ -408,13 +448,17 @@ class Store:
         }
 
     def students(self, session: str) -> list[dict[str, Any]]:
-        ids = sorted(int(s) for s in self.r.smembers(f"{self._s(session)}:students"))
+        """One row per (stream, student), sorted by stream then id; each row carries its stream."""
+        default_stream = self.r.hget(f"{self._s(session)}:meta", "stream") or ""
+        members = sorted(self.r.smembers(f"{self._s(session)}:students"),
+                         key=lambda m: split_student_key(m, default_stream))
         pipe = self.r.pipeline(transaction=False)
-        for sid in ids:
-            pipe.hgetall(f"{self._s(session)}:student:{sid}")
+        for member in members:
+            pipe.hgetall(f"{self._s(session)}:student:{member}")
         rows = []
-        for student, raw in zip(ids, pipe.execute(), strict=True):
-            rows.append({"student": student, "predictions": int(raw.get("predictions", 0)),
+        for member, raw in zip(members, pipe.execute(), strict=True):
+            stream, student = split_student_key(member, default_stream)
+            rows.append({"stream": stream, "student": student, "predictions": int(raw.get("predictions", 0)),
                          "levels": {str(i): int(raw.get(f"level:{i}", 0)) for i in range(LEVELS)},
                          "first_seen": _float_or_none(raw.get("first_seen")),
                          "last_seen": _float_or_none(raw.get("last_seen")),
@@ -439,7 +483,8 @@ class Store:
     def load_session(self, session: str) -> dict[str, Any]:
         """Everything a report needs, read from Redis."""
         return {"meta": self.session_meta(session), "totals": self.session_totals(session),
-                "students": self.students(session), "timeline": self.timeline(session)}
+                "streams": self.streams(session), "students": self.students(session),
+                "timeline": self.timeline(session)}
 
     def delete_session(self, session: str) -> None:
         """Remove a session's keys (tests; a retention job). Class totals are left alone."""

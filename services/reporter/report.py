@@ -52,19 +52,21 @@ def episodes(timeline: list[dict[str, Any]], min_level: int = EPISODE_LEVEL) -> 
     first and last prediction of the run (capture time, and media time for files).
     """
     out = []
-    by_student = sorted(timeline, key=lambda e: (e["student"], e["t_capture"], e["seq"]))
-    for student, entries in groupby(by_student, key=lambda e: e["student"]):
+    # A student is (stream, id): ids start at 1 in every stream.
+    by_student = sorted(timeline, key=lambda e: (e["stream"], e["student"], e["t_capture"], e["seq"]))
+    for (stream, student), entries in groupby(by_student, key=lambda e: (e["stream"], e["student"])):
         run: list[dict[str, Any]] = []
         for entry in [*entries, None]:
             if entry is not None and entry["level"] >= min_level:
                 run.append(entry)
                 continue
             if run:
-                out.append({"student": student, "start": run[0]["t_capture"], "end": run[-1]["t_capture"],
+                out.append({"stream": stream, "student": student,
+                            "start": run[0]["t_capture"], "end": run[-1]["t_capture"],
                             "start_media": run[0]["t_media"], "end_media": run[-1]["t_media"],
                             "predictions": len(run), "max_level": max(e["level"] for e in run)})
                 run = []
-    out.sort(key=lambda e: (e["start"], e["student"]))
+    out.sort(key=lambda e: (e["start"], e["stream"], e["student"]))
     return out
 
 

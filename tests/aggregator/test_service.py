@@ -312,3 +312,24 @@ def test_without_streams_the_first_eos_ends_the_session_whatever_its_stream():
         sender.close()
         receiver.close()
         _cleanup(REDIS_URL, prefix)
+
+
+def test_updates_of_two_streams_carry_each_streams_running_totals():
+    values, pred_ep, upd_ep, prefix = _wire(streams="cam0,cam1")
+    session = f"per-{prefix}"
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    try:
+        with Running(AggregatorService, **values):
+            sender.send(predictions_header(session, 0, [(1, 0), (2, 1)], stream="cam0"))
+            sender.send(predictions_header(session, 0, [(1, 3)], stream="cam1"))
+            first, second = receiver.recv(), receiver.recv()
+        assert "streams" not in first["totals"]
+        assert second["totals"]["predictions"] == 3
+        assert {k: v["predictions"] for k, v in second["totals"]["streams"].items()} == {"cam0": 2, "cam1": 1}
+        students = Store.from_url(REDIS_URL, prefix=prefix).students(session)
+        assert [(s["stream"], s["student"]) for s in students] == [("cam0", 1), ("cam0", 2), ("cam1", 1)]
+    finally:
+        sender.close()
+        receiver.close()
+        _cleanup(REDIS_URL, prefix)
