@@ -2,8 +2,11 @@
 
 For each `predictions` message it writes one frame to Redis (shared/totals.py,
 one Lua script, idempotent per (session, stream, seq)) and sends an `update` to the
-reporter with the session's running totals. On `eos` it marks the session ended in Redis
-and only then forwards `eos`, so the reporter reads complete totals.
+reporter with the session's running totals. On `eos` it records that stream's end (time,
+reason) in Redis; once every stream of the class has ended (STREAMS, plus any stream seen; with
+STREAMS empty the first eos) it marks the session ended and only then forwards `eos`, so the
+reporter reads complete totals. Which streams ended lives in Redis, not here: a restarted
+aggregator still ends the session on the last stream's eos.
 
 While Redis is unreachable nothing accepted is lost: writes wait in a bounded in-memory
 backlog, in arrival order, and are retried with exponential backoff; when the backlog is
@@ -26,7 +29,7 @@ from shared.backoff import Backoff
 from shared.levels import LEVELS
 from shared.messages import Eos, Message, Predictions, follow_up
 from shared.service import Service
-from shared.totals import FrameRecord, Store, add_record, empty_totals, safe_url
+from shared.totals import FrameRecord, Store, add_record, empty_totals, expected_streams, safe_url
 
 AGGREGATED = Counter("engagement_aggregated_predictions_total", "Predictions counted in Redis", ["level"])
 DUPLICATES = Counter("engagement_duplicate_frames_total",
@@ -60,6 +63,8 @@ class AggregatorService(Service):
         s = self.settings
         self.store = Store.from_url(s.redis_url, prefix=s.redis_prefix)
         self.class_id = s.class_id
+        # Empty (one camera): the first eos ends the session, whatever the stream's id.
+        self.expected_streams = expected_streams(s.streams)
         self.backlog: deque[FrameRecord | EndOfSession] = deque()
         self.backlog_max = max(1, int(s.backlog_max))
         self.retry = Backoff(RETRY_START, RETRY_CAP)
@@ -136,10 +141,15 @@ class AggregatorService(Service):
     def _write(self, item: FrameRecord | EndOfSession) -> None:
         if isinstance(item, EndOfSession):
             eos = item.eos
-            self.store.end_session(eos.session, item.ended, eos.reason, self.class_id, eos.stream)
-            self.log.info("session %s ended (%s); forwarding eos", eos.session, eos.reason)
-            self.senders["updates"].send(follow_up(eos, "eos", self.name, reason=eos.reason))
-            self.totals.pop(eos.session, None)
+            ended, still_open = self.store.end_stream(eos.session, eos.stream, item.ended, eos.reason,
+                                                      self.expected_streams, self.class_id, eos.source)
+            if ended:
+                self.log.info("session %s ended (stream %s: %s); forwarding eos", eos.session, eos.stream, eos.reason)
+                self.senders["updates"].send(follow_up(eos, "eos", self.name, reason=eos.reason))
+                self.totals.pop(eos.session, None)
+            else:
+                self.log.info("session %s: stream %s ended (%s); the class goes on with %s", eos.session,
+                              eos.stream, eos.reason, ", ".join(still_open))
             self._ack(eos.session, eos.stream, eos.seq, eos.t_capture, "eos")
             return
         counted, totals = self.store.record_frame(item)
