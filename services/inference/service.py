@@ -230,7 +230,7 @@ class InferenceService(Service):
             self.predictor.end_session(end.session)  # type: ignore[attr-defined]
         if dropped:
             self.log.info("eos for %s/%s: dropped %d students' state", end.session, end.stream, dropped)
-        eos = follow_up(end, "eos", stage=self.name, reason=end.reason)
+        eos = follow_up(end, "eos", stage=self.name, reason=end.reason, source=end.source)
         if self.reliable is not None:
             self.reliable.end(eos)  # after the session's predictions are acknowledged
         else:
