@@ -102,7 +102,10 @@ class Supervisor:
             code = child.proc.returncode
             child.exit_codes.append(code)
             if code in FINAL_EXIT_CODES:
-                if code:
+                if code and (child.service or child.name) == "capture":
+                    # Its stream has ended (its eos sent); the launcher's summary says why, once.
+                    log.warning("%s gave up (exit %d): its stream has ended; not restarting it", child.name, code)
+                elif code:
                     log.error("%s gave up (exit %d); not restarting it", child.name, code)
                 child.finished = True
                 finished.append(child.name)
