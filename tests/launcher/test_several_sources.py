@@ -111,3 +111,18 @@ def test_ctrl_c_stops_every_capture_and_leaves_nothing_running(classroom, one_fa
     assert err.count("stream front") >= 1 and err.count("stream back") >= 1  # each capture ran its stream
     assert "report: " in out
     assert wait_gone(classroom) == []
+
+
+def test_the_config_file_lists_the_sources_with_their_ids_and_fps(tmp_path):
+    config = tmp_path / "class.yaml"
+    config.write_text("source:\n  - {id: front, source: a.avi, fps: 1}\n  - back=b.avi\nfps: 3\n")
+    args = launcher.build_parser().parse_args(["--config", str(config), "--redis-url", REDIS_URL])
+    values = launcher.resolve_run(args)
+    assert values["sources"] == [Stream("front", "a.avi", 1.0), Stream("back", "b.avi")]
+    assert (values["source"], values["stream_id"], values["streams"]) == ("a.avi", "front", "front,back")
+    envs = launcher.plan_environment(values, REDIS_URL)
+    assert (envs["capture-back"]["SOURCE"], envs["capture-back"]["FPS"]) == ("b.avi", "3.0")
+    # A flag wins over the file, as for every setting.
+    flagged = launcher.resolve_run(launcher.build_parser().parse_args(
+        ["--config", str(config), "--source", "c.avi", "--redis-url", REDIS_URL]))
+    assert flagged["sources"] == [Stream("cam0", "c.avi")]
