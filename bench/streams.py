@@ -2,8 +2,9 @@
 
 Each run is one `engagement run --source s1=... --source s2=...` (services/launcher) on this
 machine: every stream a 640x480 class video with real faces (tools/sample_video.py), paced at
-2 FPS like a live camera (REALTIME=1) and again unthrottled (each capture as fast as the
-pipeline takes its frames). An UpdatesTap on the aggregator -> reporter link records every
+2 FPS like a live camera (REALTIME=1), and again unthrottled: every frame of the 30 FPS video
+(FPS=0), each capture as fast as the pipeline takes its frames, which measures the most the
+pipeline sustains and its latency when saturated. An UpdatesTap on the aggregator -> reporter link records every
 frame's stamps: frames/s through the pipeline (all streams together, and per stream) and
 capture -> prediction latency p50/p99; inference's metrics give faces and streams per model
 call (cross-stream batching). Prints a table and writes JSON. A figure, not a test: on a shared
@@ -57,7 +58,7 @@ def run_streams(videos: list[str], paced: bool, work: Path) -> dict:
     session = f"bench-streams-{n}-{uuid.uuid4().hex[:8]}"
     scraper = MetricsScraper()
     tap = UpdatesTap(on_eos=scraper.scrape)  # last counters before the launcher stops the services
-    env = {"REALTIME": "1" if paced else "0", "FPS": "2", "LOG_LEVEL": "WARNING"}
+    env = {"REALTIME": "1" if paced else "0", "FPS": "2" if paced else "0", "LOG_LEVEL": "WARNING"}
 
     def adjust(envs: dict[str, dict[str, str]]) -> None:
         tap.rewire(envs)
@@ -129,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
-               "inputs": {"seconds": args.seconds, "faces": args.faces, "fps": 2, "size": [640, 480],
-                          "model": "baseline"}, "runs": []}
+               "inputs": {"seconds": args.seconds, "faces": args.faces, "video_fps": 30, "size": [640, 480],
+                          "model": "baseline", "2fps": "REALTIME=1 FPS=2",
+                          "unthrottled": "REALTIME=0 FPS=0 (every frame)"}, "runs": []}
     with tempfile.TemporaryDirectory(prefix="engagement-streams-") as tmp:
         work = Path(tmp)
         video = make_sample_video(work / "class.avi", seconds=args.seconds, faces=args.faces)

@@ -501,7 +501,7 @@ def run(args: argparse.Namespace,
         code = EXIT_GAVE_UP
     if found:
         txt, js = found
-        _print_summary(js, elapsed, [stream.id for stream in gave_up])
+        _print_summary(js, elapsed, [stream.id for stream in gave_up] if len(captures) > 1 else [])
         if txt.parent != Path(values["report_dir"]):
             print(f"the report could not be written to {values['report_dir']}: saved in {txt.parent}", flush=True)
         print(f"report: {txt}")
