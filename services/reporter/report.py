@@ -240,7 +240,8 @@ def render_text(report: dict[str, Any]) -> str:
         lines += ["", "Teacher's marks:"]
         for m in report["marks"]:
             model = "-" if m["level_predicted"] is None else f"{m['level_predicted']} {labels[m['level_predicted']]}"
-            lines.append(f"  {_moment(m['t'], m.get('t_media'), started)} id {m['student']}: teacher "
+            who = f"{m['stream']} #{m['student']}" if several and m.get("stream") else f"id {m['student']}"
+            lines.append(f"  {_moment(m['t'], m.get('t_media'), started)} {who}: teacher "
                          f"{m['level_given']} {labels[m['level_given']]}, model {model}")
     return "\n".join(lines) + "\n"
 
