@@ -70,7 +70,9 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
 
 def class_level(report: dict[str, Any]) -> dict[str, Any]:
     """The report without anything per student (the web's CLASS_LEVEL_ONLY / EU_AI_ACT_MODE)."""
-    return {**report, "students": [], "timeline": [], "episodes": [], "marks": [], "class_level_only": True}
+    streams = [{**st, "students": [], "episodes": []} for st in report.get("streams") or []]  # totals stay
+    return {**report, "students": [], "timeline": [], "episodes": [], "marks": [], "class_level_only": True,
+            **({"streams": streams} if "streams" in report else {})}
 
 
 def report_csv(report: dict[str, Any]) -> str:

@@ -233,6 +233,9 @@ def test_class_level_only_removes_students_video_and_marks(tmp_path, live_link):
         assert r.status_code == 404
         past = httpx.get(f"{web.url}/api/sessions/past-3").json()
         assert past["students"] == [] and past["timeline"] == [] and past["episodes"] == []
+        # Each stream's section keeps its totals, not its students.
+        assert [(st["stream"], st["students"], st["episodes"], st["totals"]["frames"]) for st in past["streams"]] == \
+            [("cam0", [], [], 20)]
         assert "1," not in httpx.get(f"{web.url}/sessions/past-3/report.csv").text.splitlines()[1][:20]
     finally:
         web.stop()
