@@ -231,7 +231,7 @@ def render_text(report: dict[str, Any]) -> str:
                   f"{_moment(s['last_seen'], s['last_media'], started)}",
                   *_level_lines(s["levels"], s["percent"], labels, "    "),
                   *_state_lines(s, "    ")]
-        mine = [e for e in report["episodes"] if (e["stream"], e["student"]) == (stream, s["student"])]
+        mine = [e for e in report["episodes"] if (e.get("stream", stream), e["student"]) == (stream, s["student"])]
         for e in mine:
             lines.append(f"    level >= {EPISODE_LEVEL} from {_moment(e['start'], e['start_media'], started)} "
                          f"to {_moment(e['end'], e['end_media'], started)} ({e['predictions']} predictions, "
