@@ -235,7 +235,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         EU_AI_ACT_MODE is set."""
         if ctx.class_level_only:
             return PlainTextResponse("video is off (class-level only)", status_code=404)
-        feed = ctx.video.feed(stream)
+        feed = ctx.video.feed(stream, known=ctx.live.has_stream(stream))
         if feed is None:
             return PlainTextResponse(f"no video of stream {stream!r} yet", status_code=404)
         sub = feed.subscribe()

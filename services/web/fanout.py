@@ -101,7 +101,8 @@ class Fanout:
 class VideoFeeds:
     """The live video: the whole session's frames, and one feed per stream (a tile each on the page).
 
-    A feed is made for a stream the first frame of it comes, at most `max_feeds` of them (a
+    A stream's feed is made when its first frame comes, or when a page asks for a stream the
+    live session has (its tile opens before the first frame), at most `max_feeds` of them (a
     class has a few cameras; the bound keeps memory and metric labels small whatever comes).
     """
 
@@ -122,20 +123,23 @@ class VideoFeeds:
         if feed is not None:
             feed.publish(item)
 
-    def feed(self, stream: str | None) -> Fanout | None:
-        """The session's feed (no stream asked), that stream's, or None for a stream never seen."""
+    def feed(self, stream: str | None, known: bool = False) -> Fanout | None:
+        """The session's feed (no stream asked), that stream's, or None for a stream never seen.
+
+        known: the live session has this stream (its updates came): a page may wait for its
+        first frame, so the feed is made now.
+        """
         if not stream:
             return self.all
         with self.lock:
-            return self.feeds.get(stream)
-
-    def clear(self) -> None:
-        """A new session: its streams start afresh (their pages' streams end and reconnect)."""
-        with self.lock:
-            old, self.feeds = list(self.feeds.values()), {}
-        for feed in old:
-            feed.close()
+            feed = self.feeds.get(stream)
+            if feed is None and known and len(self.feeds) < self.max_feeds:
+                feed = self.feeds[stream] = Fanout(f"{self.name}:{stream}", self.queue_size)
+            return feed
 
     def close(self) -> None:
         self.all.close()
-        self.clear()
+        with self.lock:
+            feeds = list(self.feeds.values())
+        for feed in feeds:
+            feed.close()

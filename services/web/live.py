@@ -184,6 +184,10 @@ class LiveState:
                 (st for (_, sid), st in sorted(self.students.items()) if sid == student), None)
             return s.at(t) if s else None
 
+    def has_stream(self, stream: str) -> bool:
+        with self.lock:
+            return stream in self.streams
+
     def is_live(self, session: str) -> bool:
         with self.lock:
             return session == self.session and not self.ended

@@ -156,10 +156,8 @@ class WebService(Service):
             if event is not None:
                 self.events.publish(sse_event(event))
             return
-        if session != self.live.session and msg.kind == "update":
-            self.video.clear()  # the last session's streams are not this one's
-            if self.store is not None:
-                self._restore(session)  # joined mid-session: what came before is in Redis
+        if session != self.live.session and self.store is not None and msg.kind == "update":
+            self._restore(session)  # joined mid-session: what came before is in Redis
         if msg.kind == "frame":
             if not self.class_level_only and session == self.live.session:
                 self.video.publish(str(msg["stream"]), mjpeg_part(msg.payload, float(msg["t_capture"]),

@@ -378,7 +378,9 @@ def test_two_streams_students_apart_a_video_each_and_marks_by_stream(web, live_l
     assert [(s["stream"], s["id"], s["level"]) for s in doc["students"]] == [("cam0", 1, 0), ("cam0", 2, 3),
                                                                              ("cam1", 1, 3)]
     assert doc["stream_totals"]["cam1"]["levels"]["3"] == 1 and doc["stream_totals"]["cam0"]["predictions"] == 2
-    # A video per stream: ?stream=cam1 serves cam1's frames only.
+    # A video per stream: ?stream=cam1 serves cam1's frames only; a page may open it before the first frame.
+    with httpx.stream("GET", f"{web.url}/api/live/video.mjpg?stream=cam1", timeout=3) as r:
+        assert r.status_code == 200
     def part(stream):
         def get():
             live_link.frame(session, 9, stream="cam0")
