@@ -165,6 +165,7 @@ def report_html(report: dict[str, Any]) -> str:
            _row(["end reason", report.get("end_reason", "")]),
            _row(["frames", totals.get("frames", 0)]), _row(["faces", totals.get("faces", 0)]),
            *([_row(["recording", report["recording"]])] if report.get("recording") else []),
+           *(_row([f"recording of {stream}", path]) for stream, path in (report.get("recordings") or {}).items()),
            "</table>"]
     if report.get("note"):
         out.append(f'<p class="note">{esc(report["note"])}</p>')

@@ -92,9 +92,9 @@ class Pipeline:
             if keys:
                 r.delete(*keys)
 
-    def frame(self, seq: int, image: np.ndarray) -> None:
+    def frame(self, seq: int, image: np.ndarray, stream: str = "cam0") -> None:
         h, w = image.shape[:2]
-        header = make_header("frame", self.session, "cam0", seq, time.time(), {}, width=w, height=h,
+        header = make_header("frame", self.session, stream, seq, time.time(), {}, width=w, height=h,
                              encoding="bgr", t_media=seq * 0.5, source="test")
         self.preview.send_multipart([b"frame", msgpack.packb(as_dict(header)), image.tobytes()])
 
@@ -486,3 +486,33 @@ def test_two_streams_one_report_after_both_ended_names_on_the_box_only(tmp_path)
     assert b"Ada" not in raw and b"Grace" not in raw  # names stay on the box
     assert [st["totals"]["frames"] for st in published["body"]["streams"]] == [8, 4]
     assert any(set(t["body"].get("streams", {})) == {"cam0", "cam1"} for t in totals)
+
+
+def _count_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    cap.release()
+    return count
+
+
+def test_two_streams_are_recorded_one_file_each(tmp_path):
+    rec_dir = tmp_path / "rec"
+    drawn_before = local_metric("engagement_overlay_frames_total")
+    with Pipeline(tmp_path, streams="cam0,cam1", record=1, record_path=str(rec_dir), record_filename="class.avi",
+                  record_width=320, record_height=240) as p:
+        for seq in range(6):
+            for stream, grey, n in (("cam0", 60, 6), ("cam1", 200, 4)):
+                if seq < n:
+                    p.frame(seq, np.full((240, 320, 3), grey, np.uint8), stream=stream)
+                    p.sender.send(predictions_header(p.session, seq, [(1, seq % 4)], stream=stream))
+        wait_for(lambda: local_metric("engagement_overlay_frames_total") >= drawn_before + 10, "10 frames drawn")
+        p.sender.send(eos_header(p.session, 4, stream="cam1", reason="gave_up"))
+        p.sender.send(eos_header(p.session, 6, stream="cam0"))
+        report = p.wait_report()
+    assert _count_frames(rec_dir / "class-cam0.avi") == 6 and _count_frames(rec_dir / "class-cam1.avi") == 4
+    assert report["recordings"] == {"cam0": str((rec_dir / "class-cam0.avi").resolve()),
+                                    "cam1": str((rec_dir / "class-cam1.avi").resolve())}
+    assert [st.get("recording") for st in report["streams"]] == list(report["recordings"].values())
+    assert "recording" not in report and not (rec_dir / "class.avi").exists()
