@@ -93,6 +93,7 @@ class LiveState:
         self.t_capture: float | None = None
         self.ended = False
         self.stream = ""  # the stream of the last update
+        self.stream_ends: dict[str, dict[str, Any]] = {}  # stream -> {ended, end_reason}: ended, the class goes on
 
     # --- writes (the service's loop thread) ---------------------------------------------
     def load(self, session: str, meta: dict[str, Any], totals: dict[str, Any], timeline: list[dict[str, Any]]) -> None:
@@ -128,6 +129,17 @@ class LiveState:
                 del self.students[sid]
             return self._snapshot(history=False)
 
+    def set_stream_ends(self, session: str, ends: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """The streams of the live session that have ended (from Redis); the event for the pages
+        when that changed, else None."""
+        with self.lock:
+            if session != self.session or ends == self.stream_ends:
+                return None
+            self.stream_ends = ends
+            self.streams.update(ends)
+            # Not a new update: the page must not add a point to the charts or a latency for it.
+            return {**self._snapshot(history=False), "status_only": True}
+
     def end(self, session: str) -> dict[str, Any] | None:
         with self.lock:
             if session != self.session:
@@ -155,6 +167,7 @@ class LiveState:
             "note": BASELINE_NOTE if self.model.get("baseline") else "",
             "class_level_only": self.class_level_only, "totals": self.totals, "students": [],
             "streams": sorted(self.streams),
+            "stream_ends": dict(self.stream_ends),
         }
         if len(self.streams) > 1:  # several streams: each one's running totals (class level only too)
             per_stream = self.totals.get("streams") or {}

@@ -167,6 +167,22 @@ class WebService(Service):
         event = self.live.apply_update(session, int(msg["seq"]), float(msg["t_capture"]), fields)
         self.events.publish(sse_event(event))
 
+    def tick(self) -> None:
+        """A stream that ended while the class goes on (a camera gone): the page says so. Its end
+        is in Redis (the aggregator wrote it); nothing on the live link carries it."""
+        session = self.live.session
+        if self.store is None or not session or len(self.live.streams) < 2 or self.live.ended:
+            return
+        try:
+            ends = {st["stream"]: {"ended": st["ended"], "end_reason": st["end_reason"]}
+                    for st in self.store.streams(session) if st["ended"] is not None}
+        except redis.RedisError as exc:
+            self.log.debug("stream ends not read: %s", exc)
+            return
+        event = self.live.set_stream_ends(session, ends)
+        if event is not None:
+            self.events.publish(sse_event(event))
+
     def on_stop(self) -> None:
         self.video.close()
         self.events.close()

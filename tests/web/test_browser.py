@@ -182,7 +182,7 @@ def test_two_streams_on_the_live_page_and_the_session_page(tmp_path, browser, li
     import threading  # noqa: PLC0415
 
     from services.reporter.report import build_report  # noqa: PLC0415
-    from shared.totals import FrameRecord  # noqa: PLC0415
+    from shared.totals import FrameRecord, Store  # noqa: PLC0415
     from tests.aggregator.harness import MODEL  # noqa: PLC0415
     from tests.support.web import jpeg  # noqa: PLC0415
 
@@ -190,7 +190,7 @@ def test_two_streams_on_the_live_page_and_the_session_page(tmp_path, browser, li
     web = WebProcess(tmp_path / "reports", live_link.spec).start()
     session = f"two-{int(time.time())}"
     levels = {"cam0": {1: 0, 2: 1}, "cam1": {1: 3, 2: 2, 3: 0}}
-    stop = threading.Event()
+    stop, cam1_gone = threading.Event(), threading.Event()
 
     def feed():  # both cameras at 4 updates a second, as the reporter would send them
         seq = 0
@@ -199,6 +199,8 @@ def test_two_streams_on_the_live_page_and_the_session_page(tmp_path, browser, li
                         "levels": {str(i): sum(v == i for v in lv.values()) for i in range(4)}}
                    for st, lv in levels.items()}
             for stream, background in (("cam0", 40), ("cam1", 200)):
+                if stream == "cam1" and cam1_gone.is_set():
+                    continue
                 live_link.update(session, seq, levels[stream], stream=stream, streams=per)
                 live_link.frame(session, seq, jpeg(seq, background=background), stream=stream)
             seq += 1
@@ -239,12 +241,25 @@ def test_two_streams_on_the_live_page_and_the_session_page(tmp_path, browser, li
         assert answer.value.status == 201, answer.value.text()
         mark = answer.value.json()["mark"]
         assert (mark["stream"], mark["student"], mark["level_predicted"]) == ("cam1", "1", 3)
+        # cam1's camera goes (its capture gave up): the aggregator records its end in Redis, the
+        # class goes on with cam0, and the page says so on cam1's tile and row.
+        cam1_gone.set()
+        web_store = Store.from_url(REDIS_URL, prefix=web.prefix)
+        web_store.end_stream(session, "cam1", time.time(), "gave_up", ["cam0", "cam1"])
+        _wait_js(page, "document.querySelector(\"#videos figure[data-stream='cam1']\").classList.contains('ended')",
+                 10)
+        assert page.inner_text("#videos figure[data-stream='cam1'] .stream-name") == "cam1, ended (gave_up)"
+        assert "ended (gave_up)" in page.inner_text("#stream-totals .stream-total[data-stream='cam1']")
+        assert "ended" not in page.inner_text("#stream-totals .stream-total[data-stream='cam0']")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.screenshot(path=str(ARTIFACTS / "live-2-streams-one-ended.png"))
         assert problems == [], problems
         page.close()
     finally:
         stop.set()
         feeder.join(5)
         web.stop()
+        Store.from_url(REDIS_URL, prefix=web.prefix).delete_session(session)
 
     # The session page of a two-stream class, from a report built from the real Redis.
     for seq in range(8):

@@ -75,6 +75,17 @@ function renderStudent(row, now) {
   sparkline(s.svg, s.points, now - span, now);
 }
 
+// A stream that ended while the class goes on (a camera gone): said on its row and its tile.
+const ended = (doc, stream) => (doc.stream_ends || {})[stream];
+const endedText = (doc, stream) => (ended(doc, stream) ? `, ended (${ended(doc, stream).end_reason || "?"})` : "");
+
+function renderTiles(doc) {
+  for (const fig of document.querySelectorAll("#videos figure")) {
+    fig.querySelector(".stream-name").textContent = fig.dataset.stream + endedText(doc, fig.dataset.stream);
+    fig.classList.toggle("ended", Boolean(ended(doc, fig.dataset.stream)));
+  }
+}
+
 // Several streams: a row of totals per stream (class level only too: no student in them).
 function renderStreamTotals(doc) {
   const box = document.getElementById("stream-totals");
@@ -88,7 +99,9 @@ function renderStreamTotals(doc) {
     const row = document.createElement("div");
     row.className = "stream-total"; row.dataset.stream = stream;
     const name = document.createElement("span"); name.className = "stream-name";
-    name.textContent = doc.class_level_only ? stream : `${stream}: ${students.get(stream) || 0} students`;
+    name.textContent = (doc.class_level_only ? stream : `${stream}: ${students.get(stream) || 0} students`) +
+      endedText(doc, stream);
+    row.classList.toggle("ended", Boolean(ended(doc, stream)));
     const totals = document.createElement("div"); totals.className = "totals";
     renderTotals(totals, per[stream], doc.model.labels);
     row.append(name, totals);
@@ -116,6 +129,7 @@ function renderHeader(doc) {
   }
   renderTotals(document.getElementById("totals"), doc.totals, doc.model.labels);
   renderStreamTotals(doc);
+  renderTiles(doc);
   document.body.classList.toggle("many", state.students.size > MANY_STUDENTS);
   document.body.classList.toggle("several", several());
   document.body.dataset.session = doc.session || "";
@@ -159,6 +173,7 @@ function applyFull(doc) {
   }
   renderHeader(doc);
   showVideo(!doc.class_level_only);
+  renderTiles(doc);
 }
 
 // Cards of students no longer in the document (gone for longer than the charts show) go.
@@ -177,12 +192,13 @@ function applyEvent(doc) {
   const now = doc.t_capture || Date.now() / 1000;
   for (const row of doc.students) {
     const s = card(row.stream, row.id);
-    if (row.last_seen === doc.t_capture) s.points.push([row.last_seen, row.level]);
+    if (row.last_seen === doc.t_capture && !doc.status_only) s.points.push([row.last_seen, row.level]);
     renderStudent(row, now);
   }
   renderHeader(doc);
   showVideo(!doc.class_level_only);
-  if (doc.t_capture && !doc.ended) window.__latencies.push(Date.now() / 1000 - doc.t_capture);
+  renderTiles(doc);
+  if (doc.t_capture && !doc.ended && !doc.status_only) window.__latencies.push(Date.now() / 1000 - doc.t_capture);
 }
 
 // One tile per stream, each its own MJPEG (/api/live/video.mjpg?stream=<id>).
