@@ -141,9 +141,12 @@ def create_app(ctx: WebContext) -> FastAPI:
 
     @app.get("/api/live", summary="The current session")
     def api_live() -> dict[str, Any]:
-        """`session`, `totals`, the model and its note, and `students` (each with `id`, `level`, `probs`,
-        `last_seen`, `seconds_at_level_2_or_more` and the last five minutes as `history`
-        [[t_capture, level], ...]); no students when CLASS_LEVEL_ONLY or EU_AI_ACT_MODE is set."""
+        """`session`, `totals`, the model and its note, `streams` (the class's stream ids), and
+        `students` (each with `stream`, `id`, `level`, `probs`, `last_seen`,
+        `seconds_at_level_2_or_more` and the last five minutes as `history` [[t_capture, level], ...]);
+        with several streams also `stream_totals` (each stream's) and `stream_ends` (streams that
+        ended while the class goes on: `ended`, `end_reason`). No students when CLASS_LEVEL_ONLY
+        or EU_AI_ACT_MODE is set."""
         return ctx.live.snapshot(history=True)
 
     @app.get("/api/sessions", summary="Past sessions, newest first")
