@@ -162,7 +162,10 @@ class AggregatorService(Service):
                               eos.stream, eos.reason, ", ".join(still_open))
             self._ack(eos.session, eos.stream, eos.seq, eos.t_capture, "eos")
             return
-        counted, totals = self.store.record_frame(item)
+        held = (self.totals.get(item.session) or {}).get("streams") or {}
+        counted, totals = self.store.record_frame(item, known_streams=len(held))
+        if "streams" in totals:  # this frame's stream's totals, or every stream's when some were not held
+            totals["streams"] = dict(sorted({**held, **totals["streams"]}.items()))
         if counted:
             for level, n in enumerate(item.level_counts()):
                 if n:
