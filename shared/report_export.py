@@ -112,7 +112,7 @@ def _timeline_svg(report: dict[str, Any], width: int = 800, lane: int = 18) -> s
         lanes = sorted({(e["stream"], e["student"]) for e in entries})
         lane_of = {key: i for i, key in enumerate(lanes)}
         points = [(lane_of[(e["stream"], e["student"])], _timestamp(e, started), e["level"]) for e in entries]
-        names = [student_label(stream, n, True) if several else f"student {n}" for stream, n in lanes]
+        names = [student_label(stream, n) if several else f"student {n}" for stream, n in lanes]
     else:  # class level: the worst level present in each frame
         rows = report.get("class_timeline") or []
         points = [(0, _timestamp(r, started), max((i for i, n in enumerate(r["levels"]) if n), default=0))
@@ -141,7 +141,7 @@ def _who(row: dict[str, Any], several: bool, report: dict[str, Any]) -> str:
     stream = row.get("stream", report.get("stream", ""))
     name = row.get("name") or next((s.get("name") for s in report.get("students") or []
                                     if (s.get("stream"), s["student"]) == (stream, row["student"])), None)
-    label = student_label(stream, row["student"], True) if several else f"student {row['student']}"
+    label = student_label(stream, row["student"]) if several else f"student {row['student']}"
     return f"{name} ({label})" if name else label
 
 
