@@ -105,8 +105,8 @@ class LiveState:
             self.ended = meta.get("ended") is not None
             self.streams.update(str(st) for st in meta.get("streams") or [])
             for e in timeline:
-                self._student(str(e["stream"]), int(e["student"])).add(float(e["t_capture"]), int(e["level"]),
-                                                     [float(x) for x in e["probs"]], {})
+                self._student(str(e["stream"]), int(e["student"])).add(
+                    float(e["t_capture"]), int(e["level"]), [float(x) for x in e["probs"]], {})
                 if self.t_capture is None or e["t_capture"] >= self.t_capture:
                     self.t_capture, self.seq = float(e["t_capture"]), int(e["seq"])
 
@@ -121,12 +121,11 @@ class LiveState:
             self.stream = str(fields.get("stream") or self.stream)
             self.streams.add(self.stream)
             for p in fields.get("predictions") or []:
-                self._student(self.stream, int(p["student"])).add(t_capture, int(p["level"]),
-                                                                  [float(x) for x in p["probs"]],
-                                                                  numeric_signals(p.get("signals")))
+                self._student(self.stream, int(p["student"])).add(
+                    t_capture, int(p["level"]), [float(x) for x in p["probs"]], numeric_signals(p.get("signals")))
             # Bounded memory over a long class: students long gone are forgotten here.
-            for sid in [i for i, st in self.students.items() if st.last_seen < t_capture - 2 * HISTORY_SECONDS]:
-                del self.students[sid]
+            for key in [k for k, st in self.students.items() if st.last_seen < t_capture - 2 * HISTORY_SECONDS]:
+                del self.students[key]
             return self._snapshot(history=False)
 
     def set_stream_ends(self, session: str, ends: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -174,8 +173,8 @@ class LiveState:
             out["stream_totals"] = {st: per_stream.get(st) or _empty_totals() for st in sorted(self.streams)}
         if self.class_level_only:
             return out
-        for sid in sorted(self.students):
-            s = self.students[sid]
+        for key in sorted(self.students):
+            s = self.students[key]
             if self.t_capture is not None and s.last_seen < self.t_capture - HISTORY_SECONDS:
                 continue  # gone for longer than the charts show: no card (the report keeps them)
             row = s.summary()
