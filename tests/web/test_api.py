@@ -418,3 +418,28 @@ def test_a_past_two_stream_session_takes_marks_by_stream(tmp_path, web):
     r = httpx.post(f"{web.url}/api/marks", json={"session": "past-two", "stream": "cam0", "student": 1, "t": t,
                                                  "level_given": 3})
     assert r.json()["mark"]["level_predicted"] == 1  # (0 + 1) % 4 at the first moment
+
+
+def test_a_web_started_mid_class_shows_both_streams_and_the_one_that_ended(tmp_path, live_link):
+    """Two streams in Redis, cam1 already ended (gave up): a web started now shows both
+    streams' students apart, each stream's totals, and cam1's end."""
+    session = _session()
+    prefix = f"webtest-{uuid.uuid4().hex[:8]}"
+    store = Store.from_url(REDIS_URL, prefix=prefix)
+    t0 = time.time() - 5
+    for seq in range(4):
+        for stream, level in (("cam0", 0), ("cam1", 3)):
+            store.record_frame(FrameRecord(session, "c1", stream, seq, t0 + seq * 0.5, None, 1,
+                                           [{"student": 1, "level": level, "probs": [0.25] * 4}], MODEL))
+    store.end_stream(session, "cam1", t0 + 2.0, "gave_up", ["cam0", "cam1"])
+    web = WebProcess(tmp_path / "reports", live_link.spec, prefix=prefix).start()
+    try:
+        doc = poll_value(lambda: (d := httpx.get(f"{web.url}/api/live").json())["stream_ends"] and d, 10, 0.2,
+                         "cam1's end on /api/live")
+        assert doc["session"] == session and doc["streams"] == ["cam0", "cam1"]
+        assert [(s["stream"], s["id"], s["level"]) for s in doc["students"]] == [("cam0", 1, 0), ("cam1", 1, 3)]
+        assert {k: v["frames"] for k, v in doc["stream_totals"].items()} == {"cam0": 4, "cam1": 4}
+        assert doc["stream_ends"]["cam1"]["end_reason"] == "gave_up" and "cam0" not in doc["stream_ends"]
+    finally:
+        web.stop()
+        store.delete_session(session)
