@@ -112,7 +112,7 @@ def _timeline_svg(report: dict[str, Any], width: int = 800, lane: int = 18) -> s
         lanes = sorted({(e["stream"], e["student"]) for e in entries})
         lane_of = {key: i for i, key in enumerate(lanes)}
         points = [(lane_of[(e["stream"], e["student"])], _timestamp(e, started), e["level"]) for e in entries]
-        names = [student_label(stream, n, True) if several else f"student {n}" for stream, n in lanes]
+        names = [student_label(stream, n) if several else f"student {n}" for stream, n in lanes]
     else:  # class level: the worst level present in each frame
         rows = report.get("class_timeline") or []
         points = [(0, _timestamp(r, started), max((i for i, n in enumerate(r["levels"]) if n), default=0))
@@ -141,7 +141,7 @@ def _who(row: dict[str, Any], several: bool, report: dict[str, Any]) -> str:
     stream = row.get("stream", report.get("stream", ""))
     name = row.get("name") or next((s.get("name") for s in report.get("students") or []
                                     if (s.get("stream"), s["student"]) == (stream, row["student"])), None)
-    label = student_label(stream, row["student"], True) if several else f"student {row['student']}"
+    label = student_label(stream, row["student"]) if several else f"student {row['student']}"
     return f"{name} ({label})" if name else label
 
 
@@ -165,6 +165,7 @@ def report_html(report: dict[str, Any]) -> str:
            _row(["end reason", report.get("end_reason", "")]),
            _row(["frames", totals.get("frames", 0)]), _row(["faces", totals.get("faces", 0)]),
            *([_row(["recording", report["recording"]])] if report.get("recording") else []),
+           *(_row([f"recording of {stream}", path]) for stream, path in (report.get("recordings") or {}).items()),
            "</table>"]
     if report.get("note"):
         out.append(f'<p class="note">{esc(report["note"])}</p>')

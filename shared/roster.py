@@ -54,15 +54,14 @@ def name_of(roster: Roster, stream: str, student: int) -> str | None:
     return roster.get((stream, student)) or roster.get(("", student))
 
 
-def student_label(stream: str, student: int | str, several_streams: bool, name: str | None = None) -> str:
-    """How a report or page names a student: the roster's name, else "<stream> #<n>" when the
-    class has several streams (ids start at 1 in each), else "#<n>"."""
-    if name:
-        return name
-    return f"{stream} #{student}" if several_streams else f"#{student}"
+def student_label(stream: str, student: int | str) -> str:
+    """How reports name a student of a class with several streams (ids start at 1 in each);
+    with one stream they keep their own "id <n>"."""
+    return f"{stream} #{student}"
 
 
 def several_streams(report: dict[str, Any]) -> bool:
+    """Whether a report's class had several streams (its students are then named by stream)."""
     return len(report.get("streams") or []) > 1
 
 

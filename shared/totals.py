@@ -69,19 +69,25 @@ _HEAD_ORDER = {h: i for i, h in enumerate(AFFECT_HEADS)}
 TOTAL_FIELDS = ("frames", "frames_without_faces", "faces", "predictions")
 
 # KEYS: none (single node, see above). ARGV: prefix, session, class, stream, seq, t_capture,
-# t_media, faces, predictions JSON [{student, level, entry (the timeline entry's JSON)}], model JSON.
-# Returns {1 if counted | 0 if this (session, stream, seq) was counted before, session totals,
-# {stream id, its totals, ...}}.
+# t_media, faces, predictions JSON [{student, level, entry (the timeline entry's JSON)}], model JSON,
+# known (how many streams' totals the caller holds). Returns {1 if counted | 0 if this (session,
+# stream, seq) was counted before, session totals, {stream id, its totals, ...}}: no stream with
+# one stream, this frame's stream when the caller holds the others, else every stream.
 _RECORD_FRAME = """
 local p, sid, cid, stream, seq = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local t_capture, t_media, faces = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local preds = cjson.decode(ARGV[9])
 local model = cjson.decode(ARGV[10])
+local known = tonumber(ARGV[11])
 local s = p .. ':session:' .. sid
--- {id, its totals (flat), ...} of every stream of the session
+-- {id, its totals (flat), ...}: see above (one HGETALL a frame, not one per stream)
 local function stream_totals(s)
+  local n = redis.call('SCARD', s .. ':streams')
+  if n < 2 then return {} end
+  local ids = {stream}
+  if n ~= known then ids = redis.call('SMEMBERS', s .. ':streams') end
   local out = {}
-  for _, id in ipairs(redis.call('SMEMBERS', s .. ':streams')) do
+  for _, id in ipairs(ids) do
     table.insert(out, id)
     table.insert(out, redis.call('HGETALL', s .. ':stream:' .. id .. ':totals'))
   end
@@ -334,10 +340,12 @@ class Store:
         return f"{self._s(session)}:*"
 
     # --- writes (aggregator) ------------------------------------------------------------
-    def record_frame(self, rec: FrameRecord) -> tuple[bool, dict[str, Any]]:
+    def record_frame(self, rec: FrameRecord, known_streams: int = 0) -> tuple[bool, dict[str, Any]]:
         """Count one frame; (False, totals) if (session, stream, seq) was counted before.
 
-        The session's totals after the write come back in the same round trip.
+        The session's totals after the write come back in the same round trip; with several
+        streams also `streams`: {stream: its totals}, every stream's unless the caller already
+        holds `known_streams` of them (all but this frame's change nothing), then this one's.
         """
         preds = []
         for p in rec.predictions:
@@ -364,10 +372,10 @@ class Store:
                  "engine": str(m.get("engine") or ""), "device": str(m.get("device") or "")} if m else {}
         done = self._record(args=[self.prefix, rec.session, rec.class_id, rec.stream, rec.seq,
                                   repr(float(rec.t_capture)), t_media, rec.faces,
-                                  json.dumps(preds), json.dumps(model)])
+                                  json.dumps(preds), json.dumps(model), int(known_streams)])
         counted, flat, per_stream = done
         totals = _totals_from_hash(_pairs(flat))
-        if len(per_stream) > 2:  # several streams: each one's totals too (one stream: nothing to add)
+        if per_stream:  # several streams: their totals too (one stream: nothing to add)
             totals["streams"] = {sid: _totals_from_hash(_pairs(raw))
                                  for sid, raw in sorted(zip(per_stream[::2], per_stream[1::2], strict=True))}
         return bool(counted), totals

@@ -65,6 +65,7 @@ class AggregatorService(Service):
         self.class_id = s.class_id
         # Empty (one camera): the first eos ends the session, whatever the stream's id.
         self.expected_streams = expected_streams(s.streams)
+        self.unlisted: set[tuple[str, str]] = set()  # (session, stream) said once: not in STREAMS
         self.backlog: deque[FrameRecord | EndOfSession] = deque()
         self.backlog_max = max(1, int(s.backlog_max))
         self.retry = Backoff(RETRY_START, RETRY_CAP)
@@ -84,6 +85,7 @@ class AggregatorService(Service):
             self._enqueue(EndOfSession(h, time.time()))
             return
         assert isinstance(h, Predictions)  # the only other kind this link takes (decode checked)
+        self._check_listed(h.session, h.stream)
         record = self._record(h)
         if (record.session, record.stream, record.seq) in self.waiting:
             DUPLICATES.inc()  # resent while Redis is down: already waiting, acknowledged once written
@@ -97,6 +99,14 @@ class AggregatorService(Service):
                            faces=h.faces or [], model=h.model, t_media=h.t_media)
         # Droppable: updates only feed the overlay; the report is built from Redis.
         self.senders["updates"].send(header, droppable=True)
+
+    def _check_listed(self, session: str, stream: str) -> None:
+        """A stream STREAMS does not list is counted and must end too; say so once (a typo in
+        STREAMS would otherwise keep the session open without a word)."""
+        if self.expected_streams and stream not in self.expected_streams and (session, stream) not in self.unlisted:
+            self.unlisted.add((session, stream))
+            self.log.warning("session %s: stream %r is not in STREAMS (%s): counted, and the session ends "
+                             "once it has ended too", session, stream, ",".join(self.expected_streams))
 
     def _record(self, h: Predictions) -> FrameRecord:
         n_faces = len(h.predictions) if h.faces is None else len(h.faces)
@@ -152,7 +162,10 @@ class AggregatorService(Service):
                               eos.stream, eos.reason, ", ".join(still_open))
             self._ack(eos.session, eos.stream, eos.seq, eos.t_capture, "eos")
             return
-        counted, totals = self.store.record_frame(item)
+        held = (self.totals.get(item.session) or {}).get("streams") or {}
+        counted, totals = self.store.record_frame(item, known_streams=len(held))
+        if "streams" in totals:  # this frame's stream's totals, or every stream's when some were not held
+            totals["streams"] = dict(sorted({**held, **totals["streams"]}.items()))
         if counted:
             for level, n in enumerate(item.level_counts()):
                 if n:

@@ -19,7 +19,7 @@ from typing import Any
 from shared.levels import LEVEL_LABELS
 from shared.marks import Mark, report_section
 from shared.model_card import BASELINE_NOTE
-from shared.roster import several_streams
+from shared.roster import several_streams, student_label
 from shared.totals import empty_totals
 
 REPORT_SCHEMA = 1
@@ -224,14 +224,14 @@ def render_text(report: dict[str, Any]) -> str:
     lines += ["", f"Students: {len(report['students'])}"]
     for s in report["students"]:
         stream = s.get("stream", report["stream"])
-        who = f"{stream} #{s['student']}" if several else f"id {s['student']}"
+        who = student_label(stream, s["student"]) if several else f"id {s['student']}"
         who = f"{who} ({s['name']})" if s.get("name") else who
         lines += [f"{who}: {s['predictions']} predictions, first seen "
                   f"{_moment(s['first_seen'], s['first_media'], started)}, last seen "
                   f"{_moment(s['last_seen'], s['last_media'], started)}",
                   *_level_lines(s["levels"], s["percent"], labels, "    "),
                   *_state_lines(s, "    ")]
-        mine = [e for e in report["episodes"] if (e["stream"], e["student"]) == (stream, s["student"])]
+        mine = [e for e in report["episodes"] if (e.get("stream", stream), e["student"]) == (stream, s["student"])]
         for e in mine:
             lines.append(f"    level >= {EPISODE_LEVEL} from {_moment(e['start'], e['start_media'], started)} "
                          f"to {_moment(e['end'], e['end_media'], started)} ({e['predictions']} predictions, "
@@ -240,7 +240,8 @@ def render_text(report: dict[str, Any]) -> str:
         lines += ["", "Teacher's marks:"]
         for m in report["marks"]:
             model = "-" if m["level_predicted"] is None else f"{m['level_predicted']} {labels[m['level_predicted']]}"
-            lines.append(f"  {_moment(m['t'], m.get('t_media'), started)} id {m['student']}: teacher "
+            who = student_label(m["stream"], m["student"]) if several and m.get("stream") else f"id {m['student']}"
+            lines.append(f"  {_moment(m['t'], m.get('t_media'), started)} {who}: teacher "
                          f"{m['level_given']} {labels[m['level_given']]}, model {model}")
     return "\n".join(lines) + "\n"
 

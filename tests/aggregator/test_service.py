@@ -297,6 +297,28 @@ def test_two_streams_end_the_session_only_after_the_second_eos_across_a_restart(
         _cleanup(REDIS_URL, prefix)
 
 
+def test_a_stream_streams_does_not_list_is_said_once_and_must_end_too(caplog):
+    values, pred_ep, upd_ep, prefix = _wire(streams="cam0")
+    session = f"typo-{prefix}"
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    try:
+        with caplog.at_level("WARNING"), Running(AggregatorService, **values):
+            for seq in range(3):
+                sender.send(predictions_header(session, seq, [(1, 0)], stream="cam0"))
+                sender.send(predictions_header(session, seq, [(1, 1)], stream="camO"))
+            sender.send(eos_header(session, 3, stream="cam0"))
+            [receiver.recv() for _ in range(6)]
+            sender.send(eos_header(session, 3, stream="camO"))
+            assert receiver.recv_until("eos")[-1]["stream"] == "camO"  # only now the session ends
+        said = [r.getMessage() for r in caplog.records if "not in STREAMS" in r.getMessage()]
+        assert len(said) == 1 and "'camO'" in said[0]
+    finally:
+        sender.close()
+        receiver.close()
+        _cleanup(REDIS_URL, prefix)
+
+
 def test_without_streams_the_first_eos_ends_the_session_whatever_its_stream():
     values, pred_ep, upd_ep, prefix = _wire()  # STREAMS empty; STREAM_ID's cam0 is not required
     session = f"one-{prefix}"

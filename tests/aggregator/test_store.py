@@ -154,3 +154,14 @@ def test_a_session_written_before_streams_still_reads(store):
     store.r.sadd(f"{s}:students", "4")
     [row] = store.students("old")
     assert (row["stream"], row["student"], row["predictions"]) == ("cam0", 4, 1)
+
+
+def test_a_caller_holding_every_streams_totals_gets_only_the_frames_stream_back(store):
+    preds = [{"student": 1, "level": 2, "probs": [0.25] * 4}]
+    store.record_frame(FrameRecord("k", "c1", "cam0", 0, 1_000_000.0, None, 1, preds, MODEL))
+    _, first = store.record_frame(FrameRecord("k", "c1", "cam1", 0, 1_000_000.0, None, 1, preds, MODEL),
+                                  known_streams=1)
+    assert sorted(first["streams"]) == ["cam0", "cam1"]  # it held one of two: every stream comes back
+    _, then = store.record_frame(FrameRecord("k", "c1", "cam1", 1, 1_000_001.0, None, 1, preds, MODEL),
+                                 known_streams=2)
+    assert list(then["streams"]) == ["cam1"] and then["streams"]["cam1"]["levels"]["2"] == 2
