@@ -218,10 +218,11 @@ class InferenceService(Service):
             yaw, pitch = mark.signals.get("yaw"), mark.signals.get("pitch")
             if mark.level_given != 0 or yaw is None or pitch is None:
                 continue
-            self.predictor.anchor(mark.session, mark.student, yaw, pitch)  # type: ignore[attr-defined]
+            stream = getattr(mark, "stream", "")  # (stream, student) is the student when a class has several
+            self.predictor.anchor(mark.session, mark.student, yaw, pitch, stream)  # type: ignore[attr-defined]
             NEUTRAL_ANCHORS.inc()
-            self.log.info("student %s of %s: neutral pose set by the teacher's mark to yaw %.1f, pitch %.1f",
-                          mark.student, mark.session, yaw, pitch)
+            self.log.info("student %s%s of %s: neutral pose set by the teacher's mark to yaw %.1f, pitch %.1f",
+                          mark.student, f" of stream {stream}" if stream else "", mark.session, yaw, pitch)
 
     def _end_session(self, end: Eos) -> None:
         dropped = self.predictor.end_stream(end.session, end.stream)

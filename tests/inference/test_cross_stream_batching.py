@@ -69,3 +69,24 @@ def test_two_streams_waiting_together_go_through_one_model_call(face):
     finally:
         code, err = h.stop()
     assert code == 0, err[-2000:]
+
+
+def test_a_teachers_mark_anchors_the_student_of_its_stream_only(face):
+    """Student 1 of the front camera and student 1 of the back one are two students: a mark that
+    names its stream sets one neutral pose; one that names none (a one-stream class) both."""
+    from services.inference.baseline import BaselinePredictor
+    from services.inference.baseline.neutral import NeutralPose
+
+    predictor = BaselinePredictor(neutral=NeutralPose(600.0))  # learning off: only marks set it
+    keys = [("class-1", "front", 1), ("class-1", "back", 1)]
+    crops = np.stack([face, face])[:, None]
+    predictor.predict_students(keys, crops, [0.0, 0.0])
+    assert predictor.anchor("class-1", "1", 20.0, 5.0, stream="back") == 1
+    sources = [e["signals"].get("neutral_source") for e in predictor.predict_students(keys, crops, [0.5, 0.5])]
+    assert sources == [None, "mark"]
+    # A student first seen after the mark: its stream's anchor still applies, no other's.
+    later = [("class-1", "front", 2), ("class-1", "back", 2)]
+    predictor.anchor("class-1", "2", 20.0, 5.0, stream="front")
+    sources = [e["signals"].get("neutral_source") for e in predictor.predict_students(later, crops, [1.0, 1.0])]
+    assert sources == ["mark", None]
+    assert predictor.anchor("class-1", "1", 10.0, 0.0) == 2  # no stream named: that id in every stream
