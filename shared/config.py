@@ -133,7 +133,8 @@ COMMON: list[Setting] = [
 SERVICES: dict[str, list[Setting]] = {
     "capture": [
         Setting("SOURCE", "0", "webcam index, video file path, RTSP/HTTP URL, or screen, screen:N, "
-                "region:X,Y,W,H, window:TITLE"),
+                "region:X,Y,W,H, window:TITLE; `engagement run` takes several, one stream each (repeat --source "
+                "[ID[@FPS]=]SOURCE, or a list in the config file)"),
         Setting("FPS", 2.0, "frames per second to emit (files: by the file's own timestamps; 0 = every frame)", float,
                 min=0, max=240),
         Setting("WIDTH", 640, "frame width", int, min=16, max=8192),
