@@ -116,8 +116,6 @@ def build_parser(prog: str = "engagement run", description: str | None = None) -
     # Repeatable: every --source is a stream of the class (services/launcher/streams.py).
     source = next(a for a in p._actions if a.dest == "source")
     source.__class__ = argparse._AppendAction
-    source.help = ("[ID[@FPS]=]SOURCE, repeatable: several make one class, one capture each (ID names the "
-                   "stream, FPS its frame rate). " + (source.help or ""))
     for long, short in SHORT_OPTIONS.items():  # the same dest, given alone = 1
         p.add_argument(short, dest=long[2:], nargs="?", const="1", default=None, help=f"same as {long}")
     return p
