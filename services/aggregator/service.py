@@ -38,6 +38,9 @@ REDIS_ERRORS = Counter("engagement_redis_errors_total", "Failed Redis operations
 BACKLOG = Gauge("engagement_aggregator_backlog", "Writes waiting for Redis")
 BACKLOG_DROPPED = Counter("engagement_aggregator_dropped_total",
                           "Frames dropped because the Redis backlog was full")
+STREAMS_ENDED = Counter("engagement_streams_ended_total",
+                        "Streams whose end was recorded, by its reason (gave_up: a camera or file lost mid-class)",
+                        ["reason"])
 SESSION_TOTALS = Gauge("engagement_session_totals",
                        "Running predictions per level of the current session", ["level"])
 
@@ -153,6 +156,7 @@ class AggregatorService(Service):
             eos = item.eos
             ended, still_open = self.store.end_stream(eos.session, eos.stream, item.ended, eos.reason,
                                                       self.expected_streams, self.class_id, eos.source)
+            STREAMS_ENDED.labels(eos.reason).inc()
             if ended:
                 self.log.info("session %s ended (stream %s: %s); forwarding eos", eos.session, eos.stream, eos.reason)
                 self.senders["updates"].send(follow_up(eos, "eos", self.name, reason=eos.reason))
