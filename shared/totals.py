@@ -57,7 +57,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -150,7 +150,8 @@ return {1, redis.call('HGETALL', s .. ':totals'), stream_totals(s)}
 """
 
 # KEYS: none. ARGV: prefix, session, class, stream, ended, reason, source, expected streams JSON
-# (empty list: this eos ends the session). Returns {1 if the session has ended | 0, [streams still open]}.
+# (empty list: this eos ends the session). Returns {1 if the session has ended | 0, [streams still open],
+# 1 if this eos is the stream's first end | 0}.
 _END_STREAM = """
 local p, sid, cid, stream = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local ended, reason, source = ARGV[5], ARGV[6], ARGV[7]
@@ -165,7 +166,7 @@ end
 redis.call('HSETNX', meta, 'stream', stream)
 redis.call('SADD', s .. ':streams', stream)
 local sk = s .. ':stream:' .. stream
-redis.call('HSETNX', sk, 'ended', ended)
+local first = redis.call('HSETNX', sk, 'ended', ended)
 redis.call('HSETNX', sk, 'end_reason', reason)
 if source ~= '' then redis.call('HSETNX', sk, 'source', source) end
 local open = {}
@@ -176,13 +177,19 @@ if #expected > 0 then
   end
 end
 if #open > 0 and redis.call('HEXISTS', meta, 'ended') == 0 then
-  return {0, open}
+  return {0, open, first}
 end
 redis.call('HSETNX', meta, 'ended', ended)
 redis.call('HSETNX', meta, 'end_reason', reason)
 redis.call('SADD', p .. ':reports_pending', sid)
-return {1, open}
+return {1, open, first}
 """
+
+
+class StreamEnd(NamedTuple):
+    session_ended: bool
+    still_open: list[str]  # the session's streams not ended yet
+    first: bool  # False for a repeated eos (its first end is kept)
 
 
 def expected_streams(setting: str) -> list[str]:
@@ -400,16 +407,15 @@ class Store:
         pipe.execute()
 
     def end_stream(self, session: str, stream: str, ended: float, reason: str, expected: list[str],
-                   class_id: str = "", source: str = "") -> tuple[bool, list[str]]:
-        """Record one stream's end; (the session has ended, the streams still open).
-
-        The session ends once every stream in `expected` and every stream seen has ended; with
-        `expected` empty (a one-camera class) this eos ends it. Idempotent: a repeated eos keeps
-        the first end time and reason, and says again that the session has ended.
-        """
-        done, still_open = self._end_stream(args=[self.prefix, session, class_id, stream, repr(float(ended)), reason,
-                                                  source, json.dumps(list(expected))])
-        return bool(done), sorted(still_open)
+                   class_id: str = "", source: str = "") -> StreamEnd:
+        """Record one stream's end; whether the session has ended, the streams still open, and
+        whether this was the stream's first end (not a repeated eos)."""
+        # The session ends once every stream in `expected` and every stream seen has ended; with
+        # `expected` empty (a one-camera class) this eos ends it. Idempotent: a repeated eos keeps
+        # the first end time and reason, and says again that the session has ended.
+        done, still_open, first = self._end_stream(args=[self.prefix, session, class_id, stream, repr(float(ended)),
+                                                         reason, source, json.dumps(list(expected))])
+        return StreamEnd(bool(done), sorted(still_open), bool(first))
 
     def streams(self, session: str) -> list[dict[str, Any]]:
         """Each stream's own start, end and totals, sorted by id."""

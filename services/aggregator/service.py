@@ -38,6 +38,9 @@ REDIS_ERRORS = Counter("engagement_redis_errors_total", "Failed Redis operations
 BACKLOG = Gauge("engagement_aggregator_backlog", "Writes waiting for Redis")
 BACKLOG_DROPPED = Counter("engagement_aggregator_dropped_total",
                           "Frames dropped because the Redis backlog was full")
+STREAMS_ENDED = Counter("engagement_streams_ended_total",
+                        "Streams whose end was recorded, by its reason (gave_up: a camera or file lost mid-class)",
+                        ["reason"])
 SESSION_TOTALS = Gauge("engagement_session_totals",
                        "Running predictions per level of the current session", ["level"])
 
@@ -151,15 +154,17 @@ class AggregatorService(Service):
     def _write(self, item: FrameRecord | EndOfSession) -> None:
         if isinstance(item, EndOfSession):
             eos = item.eos
-            ended, still_open = self.store.end_stream(eos.session, eos.stream, item.ended, eos.reason,
-                                                      self.expected_streams, self.class_id, eos.source)
-            if ended:
+            end = self.store.end_stream(eos.session, eos.stream, item.ended, eos.reason, self.expected_streams,
+                                        self.class_id, eos.source)
+            if end.first:
+                STREAMS_ENDED.labels(eos.reason).inc()
+            if end.session_ended:
                 self.log.info("session %s ended (stream %s: %s); forwarding eos", eos.session, eos.stream, eos.reason)
                 self.senders["updates"].send(follow_up(eos, "eos", self.name, reason=eos.reason))
                 self.totals.pop(eos.session, None)
             else:
                 self.log.info("session %s: stream %s ended (%s); the class goes on with %s", eos.session,
-                              eos.stream, eos.reason, ", ".join(still_open))
+                              eos.stream, eos.reason, ", ".join(end.still_open))
             self._ack(eos.session, eos.stream, eos.seq, eos.t_capture, "eos")
             return
         held = (self.totals.get(item.session) or {}).get("streams") or {}

@@ -151,7 +151,7 @@ def create_app(ctx: WebContext) -> FastAPI:
 
     @app.get("/api/sessions", summary="Past sessions, newest first")
     def api_sessions() -> list[dict[str, Any]]:
-        """One summary per end-of-session report in REPORT_DIR."""
+        """One summary per end-of-session report in REPORT_DIR (with its `streams`' ids)."""
         return ctx.reports.list()
 
     @app.get("/api/sessions/{session}", summary="One session's report")

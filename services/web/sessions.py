@@ -65,7 +65,8 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     return {"session": report.get("session"), "class": report.get("class"), "started": report.get("started"),
             "ended": report.get("ended"), "model": (report.get("model") or {}).get("name", ""),
             "frames": totals.get("frames", 0), "predictions": totals.get("predictions", 0),
-            "students": len(report.get("students") or []), "class_level_only": bool(report.get("class_level_only"))}
+            "students": len(report.get("students") or []), "class_level_only": bool(report.get("class_level_only")),
+            "streams": [st["stream"] for st in report.get("streams") or []]}
 
 
 def class_level(report: dict[str, Any]) -> dict[str, Any]:

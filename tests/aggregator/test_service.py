@@ -263,6 +263,7 @@ def test_two_streams_end_the_session_only_after_the_second_eos_across_a_restart(
     sender = Peer(zmq.PUSH, pred_ep, bind=False)
     receiver = Peer(zmq.PULL, upd_ep, bind=True)
     store = Store.from_url(REDIS_URL, prefix=prefix)
+    gave_up_before = local_metric("engagement_streams_ended_total", reason="gave_up")
     try:
         with Running(AggregatorService, **values):
             for seq in range(3):
@@ -278,6 +279,7 @@ def test_two_streams_end_the_session_only_after_the_second_eos_across_a_restart(
         by_id = {s["stream"]: s for s in store.streams(session)}
         assert by_id["cam1"]["end_reason"] == "gave_up" and by_id["cam1"]["ended"] is not None
         assert by_id["cam0"]["ended"] is None
+        assert local_metric("engagement_streams_ended_total", reason="gave_up") == gave_up_before + 1
         with Running(AggregatorService, **values):  # a new process: what ended is read from Redis
             sender.send(predictions_header(session, 6, [(2, 2)], stream="cam0"))
             sender.send(eos_header(session, 7, stream="cam0"))
@@ -285,9 +287,12 @@ def test_two_streams_end_the_session_only_after_the_second_eos_across_a_restart(
             assert got[-1]["stream"] == "cam0" and got[-1]["reason"] == "end_of_file"
             sender.send(eos_header(session, 7, stream="cam0"))  # repeated: the end stays the first
             receiver.recv_until("eos")
+            sender.send(eos_header(session, 4, stream="cam1", reason="gave_up"))  # repeated: not counted again
+            receiver.recv_until("eos")
         meta = store.session_meta(session)
         assert meta["ended"] is not None and meta["end_reason"] == "end_of_file"
         assert meta["ended"] >= by_id["cam1"]["ended"]
+        assert local_metric("engagement_streams_ended_total", reason="gave_up") == gave_up_before + 1
         assert store.session_totals(session)["frames"] == 10
         assert {s["stream"]: s["end_reason"] for s in store.streams(session)} == {"cam0": "end_of_file",
                                                                                   "cam1": "gave_up"}

@@ -85,8 +85,7 @@ def test_session_meta_and_end_is_idempotent(store):
 
 def test_one_stream_without_expected_streams_ends_at_its_first_eos(store):
     store.record_frame(_frame("one", 0, [(1, 0)]))
-    ended, still_open = store.end_stream("one", "cam0", 1_000_010.0, "end_of_file", [], "c1", "a.mp4")
-    assert ended and still_open == []
+    assert store.end_stream("one", "cam0", 1_000_010.0, "end_of_file", [], "c1", "a.mp4") == (True, [], True)
     assert store.session_meta("one")["ended"] == 1_000_010.0
     [stream] = store.streams("one")
     assert {k: v for k, v in stream.items() if k != "totals"} == {
@@ -100,12 +99,12 @@ def test_the_session_ends_when_every_expected_and_seen_stream_has_ended(store):
     store.record_frame(rec)
     store.record_frame(FrameRecord("two", "c1", "screen", 0, 1_000_001.0, None, 1, rec.predictions, MODEL))
     expected = ["cam0", "cam1"]  # "screen" is not listed but was seen: it must end too
-    assert store.end_stream("two", "cam1", 1_000_005.0, "gave_up", expected) == (False, ["cam0", "screen"])
-    assert store.end_stream("two", "cam0", 1_000_006.0, "end_of_file", expected) == (False, ["screen"])
+    assert store.end_stream("two", "cam1", 1_000_005.0, "gave_up", expected) == (False, ["cam0", "screen"], True)
+    assert store.end_stream("two", "cam0", 1_000_006.0, "end_of_file", expected) == (False, ["screen"], True)
     assert store.session_meta("two")["ended"] is None and "two" not in store.reports_pending()
     # A repeated eos of an ended stream keeps its first end and does not end the session.
-    assert store.end_stream("two", "cam1", 1_000_009.0, "stopped", expected) == (False, ["screen"])
-    assert store.end_stream("two", "screen", 1_000_007.0, "stopped", expected) == (True, [])
+    assert store.end_stream("two", "cam1", 1_000_009.0, "stopped", expected) == (False, ["screen"], False)
+    assert store.end_stream("two", "screen", 1_000_007.0, "stopped", expected) == (True, [], True)
     meta = store.session_meta("two")
     assert meta["ended"] == 1_000_007.0 and meta["end_reason"] == "stopped"
     by_id = {s["stream"]: s for s in store.streams("two")}
@@ -113,7 +112,7 @@ def test_the_session_ends_when_every_expected_and_seen_stream_has_ended(store):
     assert by_id["cam1"]["started"] is None  # expected, never sent a frame
     assert by_id["screen"]["started"] == 1_000_001.0
     # The session's end is idempotent too.
-    assert store.end_stream("two", "cam0", 1_000_099.0, "stopped", expected) == (True, [])
+    assert store.end_stream("two", "cam0", 1_000_099.0, "stopped", expected) == (True, [], False)
     assert store.session_meta("two")["ended"] == 1_000_007.0
 
 

@@ -141,6 +141,7 @@ def test_past_sessions_pages_downloads_and_404(tmp_path, web):
     report = _write_report(tmp_path / "reports", "past-1")
     listed = httpx.get(f"{web.url}/api/sessions").json()
     assert [s["session"] for s in listed] == ["past-1"] and listed[0]["students"] == 2
+    assert listed[0]["streams"] == ["cam0"]
     assert httpx.get(f"{web.url}/api/sessions/past-1").json() == report
     page = httpx.get(f"{web.url}/sessions")
     assert page.status_code == 200 and 'href="/sessions/past-1"' in page.text

@@ -6,6 +6,7 @@
 const session = document.body.dataset.session;
 let report = null;
 let chart = null;  // the level strips, for drawing the marks on them
+let rowKeys = [];  // their rows' "<stream>/<id>", top to bottom
 const several = () => (report.streams || []).length > 1;
 const who = (stream, id) => (several() ? `${stream} #${id}` : `id ${id}`);
 const keyOf = (stream, id) => `${stream}/${id}`;
@@ -39,10 +40,9 @@ function drawMarks(marks) {
   if (!chart) return;
   for (const old of chart.svg.querySelectorAll("circle.mark")) old.remove();
   for (const m of marks) {
-    // A mark without a stream (a one-stream class) sits on that id's row.
-    const key = m.stream ? keyOf(m.stream, Number(m.student))
-      : (report.students.find(s => s.student === Number(m.student)) || {}).stream + "/" + m.student;
-    const y = chart.rowY(key);
+    // A mark without a stream (a one-stream class, an older mark) sits on that id's row.
+    const key = m.stream ? keyOf(m.stream, Number(m.student)) : rowKeys.find(k => k.endsWith(`/${m.student}`));
+    const y = key === undefined ? null : chart.rowY(key);
     if (y === null) continue;
     const dot = svgEl("circle", { cx: chart.x(m.t).toFixed(1), cy: y.toFixed(1), r: 4, class: `mark l${m.level_given}` });
     const title = svgEl("title");
@@ -89,6 +89,7 @@ function render() {
     rows = [...by.entries()]
       .sort(([, a], [, b]) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : a.id - b.id))
       .map(([key, r]) => ({ label: who(r.stream, r.id), student: key, entries: r.entries }));
+    rowKeys = rows.map(r => r.student);
     chart = levelStrips(document.getElementById("timeline"), rows, t0, t1, pick, offset);
   } else {
     // Class level only: the worst level of the class per frame, no student named.
