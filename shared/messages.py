@@ -125,7 +125,11 @@ class Header(msgspec.Struct, kw_only=True, tag_field="kind"):
 
 
 class Frame(Header, tag="frame"):
-    """capture -> facedetect (frames) and -> reporter (preview). Payload: the image."""
+    """capture -> facedetect (frames) and -> reporter (preview). Payload: the image.
+
+    `seq` is the frame's number in its stream, counted once per (session, stream, seq): a
+    restarted file capture replays it from 0, a restarted live one continues it (services/capture).
+    """
 
     width: Dimension
     height: Dimension
@@ -188,7 +192,10 @@ class Update(Header, tag="update"):
 
 
 class Eos(Header, tag="eos"):
-    """End of stream for (session, stream); forwarded by every stage and never dropped."""
+    """End of stream for (session, stream); forwarded by every stage and never dropped.
+
+    Sent by capture, or by the launcher for a capture that crashed for good (reason
+    capture_crashed, seq 0, stamped `launcher`)."""
 
     reason: str
     source: str = ""

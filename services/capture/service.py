@@ -12,6 +12,8 @@ by a counter and an up/down gauge. Every source ends with one `eos`: end_of_file
 
 from __future__ import annotations
 
+import math
+import os
 import secrets
 import time
 from datetime import datetime, timezone
@@ -40,6 +42,11 @@ SOURCE_UP = Gauge("engagement_source_up", "1 while the video source delivers fra
 JPEG_QUALITY = 90
 FIRST_RETRY_SECONDS = 0.5
 PEER_WAIT_MS = 2000  # how long the first frame waits for facedetect to connect
+# A live source read at FPS 0 (every frame) has no rate of its own: a restart assumes at most this.
+LIVE_RATE_BOUND = 60.0
+# Set by the launcher on a capture it restarts after a crash (like PARENT_PID: between the
+# launcher and its child, not a setting): the restart's number and when the stream first started.
+RESTART_ENV, STREAM_STARTED_ENV = "CAPTURE_RESTART", "STREAM_STARTED_AT"
 
 
 def default_session_id(stream: str) -> str:
@@ -59,13 +66,29 @@ class CaptureService(Service):
         self.stream = s.stream_id
         self.period = 1.0 / s.fps if s.fps > 0 else 0.0  # 0: every frame of the source
         self.size = (int(s.width), int(s.height))
-        self.seq = 0
+        self.seq = self.first_seq = self._first_seq()
         self.exit_code = 0
         self.eos_reason = ""
         SOURCE_UP.labels(self.name).set(0)
         self.log.info("session %s, stream %s, source %s (%s), %s FPS, %dx%d, %s", self.session, self.stream,
                       self.source_text, self.kind, s.fps or "all", *self.size,
                       "realtime" if self.kind != "file" or s.realtime else "as fast as the pipeline allows")
+
+    def _first_seq(self) -> int:
+        """0, except for a live source restarted after a crash: its frames are new data, and
+        the aggregator counts each (stream, seq) once, so seq continues past every seq the
+        crashed run can have used. A live run emits at most `rate` frames a second from its
+        start, so the k-th frame's seq is below (now - stream start) x rate + restarts; the
+        gap facedetect counts is about the frames missed while capture was down. A file
+        replays from seq 0: the aggregator drops what it counted already."""
+        restart = int(os.environ.get(RESTART_ENV) or 0)
+        started = float(os.environ.get(STREAM_STARTED_ENV) or 0)
+        if self.kind == "file" or restart <= 0 or started <= 0:
+            return 0
+        rate = float(self.settings.fps) or LIVE_RATE_BOUND
+        first = math.ceil(max(0.0, time.time() - started) * rate) + 2 * restart
+        self.log.info("restart %d of a live source: seq continues at %d", restart, first)
+        return first
 
     def run(self) -> int:
         code = super().run()
@@ -101,7 +124,7 @@ class CaptureService(Service):
         header = make_header("eos", self.session, self.stream, self.seq, time.time(),
                              stamps={self.name: time.time()}, reason=reason, source=self.source_text)
         self.senders["frames"].send(header)
-        self.log.info("end of stream (%s) after %d frames", reason, self.seq)
+        self.log.info("end of stream (%s) after %d frames", reason, self.seq - self.first_seq)
 
     # --- the loop ----------------------------------------------------------------------
     def loop(self) -> None:
@@ -149,7 +172,7 @@ class CaptureService(Service):
             source.release()
         if self.stop.is_set():
             return "stopped"
-        if self.seq == 0:
+        if self.seq == self.first_seq:
             self.log.error("source failed: no decodable frame in %s", self.source_text)
             return "source_failed"
         return "end_of_file"

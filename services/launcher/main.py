@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from services.launcher.private_redis import PrivateRedis
+from services.launcher.stand_in import CRASHED_REASON, send_eos_for
 from services.launcher.streams import Stream, parse_source, plan_streams
 from services.launcher.supervisor import Child, Supervisor
 from shared import checks
@@ -444,7 +445,11 @@ def run(args: argparse.Namespace,
         source_ended_at = None
         ended: set[str] = set()
         while True:
-            ended |= set(supervisor.poll()) & set(captures)
+            newly = set(supervisor.poll()) & set(captures)
+            for name in sorted(newly):
+                if supervisor.children[name].crashed:  # no eos of its own: end its stream for it
+                    send_eos_for(envs[name], CRASHED_REASON)
+            ended |= newly
             if len(ended) == len(captures) and source_ended_at is None:
                 source_ended_at = time.monotonic()
                 log.info("source ended; waiting for the report" if len(captures) == 1
@@ -487,10 +492,15 @@ def run(args: argparse.Namespace,
     if found and not failed:
         code = 0  # the class is on disk (drained, or written from Redis at the stop's deadline)
     gave_up = [stream for name, stream in zip(captures, values.get("sources") or [], strict=False)
-               if EXIT_GAVE_UP in supervisor.children[name].exit_codes]
+               if EXIT_GAVE_UP in supervisor.children[name].exit_codes or supervisor.children[name].crashed]
+    crashed = {stream.id for name, stream in zip(captures, values.get("sources") or [], strict=False)
+               if supervisor.children[name].crashed}
     if code == 0 and gave_up:
         for stream in gave_up:
-            if len(captures) == 1:
+            if stream.id in crashed:
+                log.error("stream %s: its capture kept crashing and was left down: the class went on without it, "
+                          "the report covers what it captured", stream.id)
+            elif len(captures) == 1:
                 log.error("the source %s could not be read: the report covers what was captured (maybe nothing)",
                           stream.source)
             else:
@@ -499,7 +509,7 @@ def run(args: argparse.Namespace,
         code = EXIT_GAVE_UP
     if found:
         txt, js = found
-        _print_summary(js, elapsed, [stream.id for stream in gave_up] if len(captures) > 1 else [])
+        _print_summary(js, elapsed, [stream.id for stream in gave_up] if len(captures) > 1 else [], crashed)
         if txt.parent != Path(values["report_dir"]):
             print(f"the report could not be written to {values['report_dir']}: saved in {txt.parent}", flush=True)
         print(f"report: {txt}")
@@ -510,7 +520,8 @@ def run(args: argparse.Namespace,
     return code
 
 
-def _print_summary(js: Path, elapsed: float, failed_streams: list[str] | None = None) -> None:
+def _print_summary(js: Path, elapsed: float, failed_streams: list[str] | None = None,
+                   crashed: set[str] | None = None) -> None:
     try:
         report = json.loads(js.read_text())
         frames = report.get("totals", {}).get("frames", 0)
@@ -518,8 +529,8 @@ def _print_summary(js: Path, elapsed: float, failed_streams: list[str] | None = 
               f"({frames / elapsed:.2f} frames/s including start-up)")
         for stream in failed_streams or []:
             reason = _stream_end_reason(report, stream)
-            print(f"stream {stream} failed: its source could not be read"
-                  + (f" ({reason})" if reason else "") + "; the other streams went on")
+            why = "its capture crashed" if stream in (crashed or set()) else "its source could not be read"
+            print(f"stream {stream} failed: {why}" + (f" ({reason})" if reason else "") + "; the other streams went on")
         if report.get("recording"):
             print(f"recording: {report['recording']}")
     except (OSError, ValueError, AttributeError):

@@ -30,15 +30,21 @@ class Child:
     proc: subprocess.Popen | None = None
     restarts: int = 0
     finished: bool = False  # exited cleanly: not to be restarted
+    crashed: bool = False  # left down after a crash (no restarts left): it said nothing on its way out
     started_at: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
     service: str = ""  # the service it runs, when not its name (capture-front, capture-back: capture)
+    first_started: float = 0.0  # wall clock of its first start (a restarted live capture continues seq from it)
 
     def start(self) -> None:
         # Own session: a terminal's Ctrl-C reaches only the launcher, which drains the
         # pipeline. PARENT_PID lets the service stop itself if the launcher dies (no
         # preexec_fn: running Python between fork and exec is unsafe in a threaded parent).
         env = dict(self.env, PARENT_PID=str(os.getpid()))
+        self.first_started = self.first_started or time.time()
+        if self.restarts and (self.service or self.name) == "capture":
+            # A live source's new frames must not reuse the crashed run's seqs (services/capture).
+            env.update(CAPTURE_RESTART=str(self.restarts), STREAM_STARTED_AT=repr(self.first_started))
         self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", self.service or self.name], env=env,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         self.started_at = time.monotonic()
@@ -114,6 +120,7 @@ class Supervisor:
                 log.error("%s exited with %s and has used its %d restarts; leaving it down",
                           child.name, code, self.max_restarts)
                 child.finished = True
+                child.crashed = True
                 finished.append(child.name)
                 continue
             child.restarts += 1
