@@ -169,6 +169,9 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("MODEL", "baseline", "'baseline' (face-mesh attention) or a model bundle directory"),
         Setting("ENGINE", "auto", "how a trained bundle runs (auto: the fastest that agrees with Keras)",
                 choices=("auto", "keras", "tflite", "predict", "onnx")),
+        # Engines rank differently by batch size (LiteRT led at 1 face, ONNX Runtime at 8 on 2 cores).
+        Setting("ENGINE_PROBE_FACES", 8, "faces per frame ENGINE=auto times the engines at, besides one "
+                "(the class's usual number); it keeps the lowest total", int, min=1, max=64),
         Setting("TRT_CACHE_DIR", "", "where ONNX Runtime's TensorRT provider keeps the engines it builds "
                 "('' = ~/.cache/engagement/tensorrt)"),
         Setting("TRT_FP16", 1, "1 = TensorRT may compute in float16 (ENGINE=auto still checks it against Keras)", int,

@@ -5,8 +5,9 @@
 
 All crops of a frame go through the model in one call. A bundle that does not match its
 card (missing file, invalid card, other input size, other head count) raises a BundleError
-or CardError whose one-line message says what differs. `engine="auto"` measures every
-engine this machine can run on a probe batch at load time and keeps the fastest whose outputs
+or CardError whose one-line message says what differs. `engine="auto"` times every engine
+this machine can run at load time, at one face and at the class's faces per frame
+(`probe_faces`, ENGINE_PROBE_FACES), and keeps the lowest total among those whose outputs
 stay within AUTO_TOLERANCE of the Keras model's; without TensorFlow (the Jetson image) the
 agreement is the one the export step measured on real crops and wrote into the card. A bundle
 that no engine here can run raises NoEngineError: the service stops rather than run the
@@ -37,6 +38,10 @@ TFLITE_FILE = "model.tflite"
 ONNX_FILE = "model.onnx"
 ENGINES = ("auto", "keras", "tflite", "predict", "onnx")
 AUTO_TOLERANCE = 1e-3
+PROBE_FACES = 8  # faces per frame auto times the engines at, besides one (ENGINE_PROBE_FACES)
+# A sequence sample is sequence_length images: the probe stays under this many images so a
+# 20-frame model's load time stays bearable (it is timed at fewer samples instead).
+PROBE_IMAGES = 32
 
 
 class BundleError(ValueError):
@@ -139,7 +144,7 @@ def _probe_batch(card: ModelCard, n: int, seed: int = 0) -> np.ndarray:
     return prepare(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8), card)
 
 
-def _median_seconds(engine: engines.Engine, x: np.ndarray, calls: int = 3, give_up_after: float = np.inf) -> float:
+def _median_seconds(engine: engines.Engine, x: np.ndarray, calls: int = 5, give_up_after: float = np.inf) -> float:
     """Median time of a call after a warm-up; one call only when that one is already out of the race."""
     engine.run(x)  # warm-up: traces, allocations
     times: list[float] = []
@@ -152,15 +157,24 @@ def _median_seconds(engine: engines.Engine, x: np.ndarray, calls: int = 3, give_
     return float(np.median(times))
 
 
-def _pick_fastest(card: ModelCard, candidates: list[engines.Engine], keras_first: bool = True) -> engines.Engine:
-    """Fastest engine on probe batches of 1 and 2 samples among those within tolerance of keras.
+def probe_sizes(card: ModelCard, faces: int) -> tuple[int, ...]:
+    """Batch sizes auto times: one face, and the class's faces per frame (capped at PROBE_IMAGES images)."""
+    n = max(1, min(faces, PROBE_IMAGES // max(1, card.sequence_length)))
+    return (1, n) if n > 1 else (1,)
 
-    With keras_first the first candidate is Keras and every other one is compared with it here;
-    otherwise (no TensorFlow) the candidates were admitted on the export's own check.
-    Small probes keep the load time of big sequence models bearable (a 20-frame MobileNetV2
-    sample is 20 images); an engine three times slower than the best so far stops early.
+
+def _pick_fastest(card: ModelCard, candidates: list[engines.Engine], keras_first: bool = True,
+                  faces: int = PROBE_FACES) -> engines.Engine:
+    """The engine with the lowest time at one face plus at `faces`, among those within tolerance of keras.
+
+    Engines rank differently by batch size (LiteRT led at one face, ONNX Runtime at eight, on
+    2 cores), so both the lone student and the class's usual batch count. With keras_first the
+    first candidate is Keras and every other one is compared with it here; otherwise (no
+    TensorFlow) the candidates were admitted on the export's own check. An engine whose single
+    call already exceeds the best total so far is not timed further.
     """
-    probe = _probe_batch(card, 2)
+    sizes = probe_sizes(card, faces)
+    probe = _probe_batch(card, max(2, sizes[-1]))  # >= 2 samples: the agreement check covers a batch
     reference = candidates[0].run(probe) if keras_first else None
     timings: list[tuple[float, engines.Engine]] = []
     notes = []
@@ -172,19 +186,21 @@ def _pick_fastest(card: ModelCard, candidates: list[engines.Engine], keras_first
             notes.append(f"{engine.name} off by {diff:.1e}")
             continue
         best = min((t for t, _ in timings), default=np.inf)
-        seconds = _median_seconds(engine, probe[:1], give_up_after=best) + \
-            _median_seconds(engine, probe, give_up_after=best * 3)
+        each = [_median_seconds(engine, probe[:n], give_up_after=best) for n in sizes]
+        seconds = sum(each)
         timings.append((seconds, engine))
         label = f"{engine.name}/{getattr(engine, 'device', 'cpu')}"
-        notes.append(f"{label} {seconds * 1000:.2f} ms (1+2 samples" +
-                     (f", max diff {diff:.1e})" if reference is not None else ", checked at export)"))
+        parts = " + ".join(f"{t * 1000:.1f} ({n})" for t, n in zip(each, sizes, strict=True))
+        notes.append(f"{label} {parts} = {seconds * 1000:.1f} ms" +
+                     (f", max diff {diff:.1e}" if reference is not None else ", checked at export"))
     chosen = min(timings, key=lambda t: t[0])[1]
-    log.info("engine auto: %s -> %s", "; ".join(notes), chosen.name)
+    log.info("engine auto: ms at %s face(s): %s -> %s (lowest total of those within %g of keras)",
+             " and ".join(map(str, sizes)), "; ".join(notes), chosen.name, AUTO_TOLERANCE)
     return chosen
 
 
 def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool = False,
-                   trt: TrtOptions | None = None) -> Predictor:
+                   trt: TrtOptions | None = None, probe_faces: int = PROBE_FACES) -> Predictor:
     bundle_dir = Path(bundle_dir)
     if engine not in ENGINES:
         raise BundleError(f"unknown engine {engine!r}: use one of {ENGINES}")
@@ -204,7 +220,7 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
         log.info("loaded %s (%s) with engine onnx on %s", card.name, bundle_dir, onnx.device)
         return Predictor(card, onnx)
     if engine == "auto" and not (keras_path.is_file() and tensorflow_installed()):
-        return _auto_without_keras(card, bundle_dir, trt)
+        return _auto_without_keras(card, bundle_dir, trt, probe_faces)
     if not keras_path.is_file():  # ENGINE=keras, predict or tflite without its file: nothing here runs it
         raise NoEngineError(f"model file {keras_path} is missing (the bundle has "
                             f"{sorted(p.name for p in bundle_dir.iterdir())})")
@@ -241,13 +257,14 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
         if onnx_or_none is not None:
             candidates.append(onnx_or_none)
         candidates.append(engines.PredictEngine(model, order))
-        chosen = _pick_fastest(card, candidates)
+        chosen = _pick_fastest(card, candidates, faces=probe_faces)
     chosen.run(_probe_batch(card, 1))  # warm-up: the first real batch must not pay for tracing
     log.info("loaded %s (%s) with engine %s", card.name, bundle_dir, chosen.name)
     return Predictor(card, chosen)
 
 
-def _auto_without_keras(card: ModelCard, bundle_dir: Path, trt: TrtOptions | None) -> Predictor:
+def _auto_without_keras(card: ModelCard, bundle_dir: Path, trt: TrtOptions | None,
+                        probe_faces: int = PROBE_FACES) -> Predictor:
     """ENGINE=auto where Keras cannot run: the formats the export checked against Keras on real crops."""
     reasons = ["keras: " + ("TensorFlow is not installed" if (bundle_dir / KERAS_FILE).is_file()
                             else f"no {KERAS_FILE}")]
@@ -271,7 +288,7 @@ def _auto_without_keras(card: ModelCard, bundle_dir: Path, trt: TrtOptions | Non
     if not candidates:
         raise NoEngineError(f"no engine on this machine can run {card.name!r} ({bundle_dir}): "
                             + "; ".join(reasons))
-    chosen = _pick_fastest(card, candidates, keras_first=False)
+    chosen = _pick_fastest(card, candidates, keras_first=False, faces=probe_faces)
     chosen.run(_probe_batch(card, 1))
     log.info("loaded %s (%s) with engine %s (%s)", card.name, bundle_dir, chosen.name, "; ".join(reasons))
     return Predictor(card, chosen)
