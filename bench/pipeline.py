@@ -47,9 +47,11 @@ def stage_latencies(records: list, skip: int) -> dict[str, dict]:
 
 def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: str = "auto",
                  extra_env: dict[str, str] | None = None, label: str = "", soak_warmup: float | None = None,
-                 on_env: Callable[[dict[str, dict[str, str]]], None] | None = None) -> dict:
+                 on_env: Callable[[dict[str, dict[str, str]]], None] | None = None,
+                 service_env: dict[str, dict[str, str]] | None = None) -> dict:
     """Run one session to its report; return the figures (soak_warmup set: memory growth after it).
 
+    `extra_env` goes to every service, `service_env` to the services it names (after extra_env).
     `on_env` sees the planned per-service environments (the web benchmark reads the page's port).
     """
     session = f"bench-{label or 'run'}-{uuid.uuid4().hex[:8]}"
@@ -60,8 +62,9 @@ def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: s
 
     def adjust(envs: dict[str, dict[str, str]]) -> None:
         tap.rewire(envs)
-        for e in envs.values():
+        for name, e in envs.items():
             e.update(env)
+            e.update((service_env or {}).get(name, {}))
         if "web" in envs:
             # Never the well-known page port: on a shared box another class (or the previous run,
             # still closing) may hold it between the launcher's check and the page's bind.

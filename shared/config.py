@@ -105,6 +105,7 @@ _BUDGET_DEFAULT = "0 = the service's budget (CPU_BUDGETS), -1 = the library's de
 BUDGET: list[Setting] = [
     Setting("CV_THREADS", 0, f"OpenCV threads ({_BUDGET_DEFAULT})", int, min=-1),
     Setting("LITERT_THREADS", 0, f"threads of each LiteRT interpreter ({_BUDGET_DEFAULT})", int, min=-1),
+    Setting("ORT_THREADS", 0, f"threads of each ONNX Runtime session ({_BUDGET_DEFAULT})", int, min=-1),
     Setting("TF_INTRA_OP_THREADS", 0, f"TensorFlow threads inside one op ({_BUDGET_DEFAULT})", int, min=-1),
     Setting("TF_INTER_OP_THREADS", 0, f"TensorFlow ops run side by side ({_BUDGET_DEFAULT})", int, min=-1),
     Setting("CPU_AFFINITY", "", "CPUs a service may run on, e.g. 0 or 0-1 or 0,2 (empty = any)"),

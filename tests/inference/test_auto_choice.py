@@ -95,3 +95,13 @@ def test_engine_probe_faces_is_a_setting():
 
     settings = load_settings("inference", ["--engine-probe-faces", "3"])
     assert settings.engine_probe_faces == 3
+
+
+def test_onnx_runtime_takes_the_services_thread_budget(bundles, monkeypatch):
+    from services.inference.onnx_engine import OnnxEngine
+    from shared import cpu_budget
+
+    monkeypatch.setattr(cpu_budget, "_ort_threads", 0)  # restored after the test
+    assert cpu_budget.apply(ort=1) == {"onnxruntime": 1}
+    session = OnnxEngine(bundles["frame"] / "model.onnx", ["CPUExecutionProvider"]).session
+    assert session.get_session_options().intra_op_num_threads == 1
