@@ -163,6 +163,13 @@ def probe_sizes(card: ModelCard, faces: int) -> tuple[int, ...]:
     return (1, n) if n > 1 else (1,)
 
 
+def _warm_up(engine: engines.Engine, card: ModelCard, faces: int) -> None:
+    """Run the batch sizes a class sends once, so the first real frames pay for no tracing,
+    allocation or tensor resize (LiteRT re-allocates when the number of faces changes)."""
+    for n in probe_sizes(card, faces):
+        engine.run(_probe_batch(card, n))
+
+
 def _pick_fastest(card: ModelCard, candidates: list[engines.Engine], keras_first: bool = True,
                   faces: int = PROBE_FACES) -> engines.Engine:
     """The engine with the lowest time at one face plus at `faces`, among those within tolerance of keras.
@@ -212,11 +219,12 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
     if engine == "tflite" and tflite_path.is_file():
         # No Keras needed at all: LiteRT alone, no TensorFlow import.
         lite = _tflite_engine(card, tflite_path, None, str(tflite_path))
+        _warm_up(lite, card, probe_faces)
         log.info("loaded %s (%s) with engine tflite", card.name, bundle_dir)
         return Predictor(card, lite)
     if engine == "onnx":
         onnx = _onnx_engine(card, bundle_dir, NoEngineError, trt)  # no TensorFlow either
-        onnx.run(_probe_batch(card, 1))  # warm-up (TensorRT builds or loads its engine here)
+        _warm_up(onnx, card, probe_faces)  # TensorRT builds or loads its engine here
         log.info("loaded %s (%s) with engine onnx on %s", card.name, bundle_dir, onnx.device)
         return Predictor(card, onnx)
     if engine == "auto" and not (keras_path.is_file() and tensorflow_installed()):
@@ -258,7 +266,7 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
             candidates.append(onnx_or_none)
         candidates.append(engines.PredictEngine(model, order))
         chosen = _pick_fastest(card, candidates, faces=probe_faces)
-    chosen.run(_probe_batch(card, 1))  # warm-up: the first real batch must not pay for tracing
+    _warm_up(chosen, card, probe_faces)
     log.info("loaded %s (%s) with engine %s", card.name, bundle_dir, chosen.name)
     return Predictor(card, chosen)
 
@@ -289,7 +297,7 @@ def _auto_without_keras(card: ModelCard, bundle_dir: Path, trt: TrtOptions | Non
         raise NoEngineError(f"no engine on this machine can run {card.name!r} ({bundle_dir}): "
                             + "; ".join(reasons))
     chosen = _pick_fastest(card, candidates, keras_first=False, faces=probe_faces)
-    chosen.run(_probe_batch(card, 1))
+    _warm_up(chosen, card, probe_faces)
     log.info("loaded %s (%s) with engine %s (%s)", card.name, bundle_dir, chosen.name, "; ".join(reasons))
     return Predictor(card, chosen)
 

@@ -105,3 +105,9 @@ def test_onnx_runtime_takes_the_services_thread_budget(bundles, monkeypatch):
     assert cpu_budget.apply(ort=1) == {"onnxruntime": 1}
     session = OnnxEngine(bundles["frame"] / "model.onnx", ["CPUExecutionProvider"]).session
     assert session.get_session_options().intra_op_num_threads == 1
+
+
+def test_the_engine_is_warmed_up_at_the_class_size(bundles):
+    """The first frame of a class of five pays no LiteRT re-allocation: the interpreter is already at five."""
+    assert load_predictor(bundles["frame"], "tflite", probe_faces=5)._engine._batch == 5
+    assert load_predictor(bundles["frame"], "tflite", probe_faces=1)._engine._batch == 1
