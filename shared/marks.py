@@ -1,10 +1,14 @@
 """The teacher's corrections ("marks"): durable, labelled data; never an image.
 
-A mark says: at capture time `t` of `session`, the teacher saw `student` at `level_given`,
+A mark says: at capture time `t` of `session`, the teacher saw `student` of `stream` at `level_given`,
 while the model said `level_predicted` from these numeric `signals` (for the baseline: yaw,
 pitch, eye openness, ...). The web service writes marks, the reporter puts them in the
 session's report, `engagement-train feedback` exports them and `engagement-train
 fit-baseline` fits the baseline's thresholds to them.
+
+Ids start at 1 in every stream of a class, so a student is (stream, student): a mark names
+its stream when the session has several (the web page always does); a mark without one (a
+one-stream class, or marks made before streams) matches that student id in any stream.
 
 They live in Redis, the project's store of record (append-only file in compose), under keys
 of their own so that deleting a session's totals (`P:session:<sid>:*`) never takes them:
@@ -64,6 +68,7 @@ class Mark:
     created_at: float  # when the teacher marked it (epoch seconds)
     source: str  # "live" (the live page) or "session" (a past session's page)
     id: str = ""  # given by MarkStore.add
+    stream: str = ""  # the student's stream ("": the session's only one)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,6 +104,15 @@ def _level(payload: dict[str, Any], name: str, optional: bool) -> int | None:
     return value
 
 
+def _stream(payload: dict[str, Any]) -> str:
+    value = payload.get("stream")
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value.strip()) > MAX_ID_LENGTH:
+        raise MarkError("stream", f"optional, a stream id of at most {MAX_ID_LENGTH} characters")
+    return value.strip()
+
+
 def _signals(payload: dict[str, Any]) -> dict[str, float]:
     """Finite numbers only: text, lists, nested dicts (e.g. the baseline's `now`) are dropped."""
     value = payload.get("signals") or {}
@@ -119,7 +133,8 @@ def validate_mark(payload: dict[str, Any]) -> Mark:
 
     Required: session, student, t, level_given. Optional: level_predicted (0-3 or null),
     signals (object; only its finite numbers are kept), created_at (default now), source
-    ("live" default, or "session"). Other fields are ignored and never stored.
+    ("live" default, or "session"), stream (the student's stream; needed when the session has
+    several). Other fields are ignored and never stored.
     """
     if not isinstance(payload, dict):
         raise MarkError("body", "must be a JSON object")
@@ -135,6 +150,7 @@ def validate_mark(payload: dict[str, Any]) -> Mark:
         signals=_signals(payload),
         created_at=_number(payload, "created_at", default=time.time()),
         source=source,
+        stream=_stream(payload),
     )
 
 
@@ -214,6 +230,12 @@ def agreement(marks: list[Mark]) -> dict[str, Any]:
             "confusion": confusion, "without_prediction": missing}
 
 
+def is_of(mark: dict[str, Any] | Mark, entry: dict[str, Any]) -> bool:
+    """Whether a prediction (a timeline entry, a row: "stream", "student") is of the mark's student."""
+    m = mark.to_dict() if isinstance(mark, Mark) else mark
+    return str(entry["student"]) == str(m["student"]) and (not m.get("stream") or entry.get("stream") == m["stream"])
+
+
 def report_section(marks: list[Mark], class_level_only: bool = False,
                    timeline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """What a session's report (and the web's session page) says about its marks.
@@ -224,13 +246,11 @@ def report_section(marks: list[Mark], class_level_only: bool = False,
     """
     rows = [] if class_level_only else [m.to_dict() for m in marks]
     if timeline is not None:
-        by_student: dict[str, list[dict[str, Any]]] = {}
-        for e in timeline:
-            by_student.setdefault(str(e["student"]), []).append(e)
         for row in rows:
-            mine = by_student.get(row["student"])
+            mine = [e for e in timeline if is_of(row, e)]
             row["t_media"] = min(mine, key=lambda e: abs(e["t_capture"] - row["t"]))["t_media"] if mine else None
     return {"marks": rows, "agreement": agreement(marks)}
 
 
-__all__ = ["LEVELS", "SOURCES", "Mark", "MarkError", "MarkStore", "agreement", "report_section", "validate_mark"]
+__all__ = ["LEVELS", "SOURCES", "Mark", "MarkError", "MarkStore", "agreement", "is_of", "report_section",
+           "validate_mark"]

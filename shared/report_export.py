@@ -17,6 +17,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from shared.roster import several_streams, student_label
+
 LEVELS = 4
 # Signals the attention baseline explains its level with (the smoothed values it decided on).
 SIGNAL_COLUMNS = ("yaw", "pitch", "roll", "eye_openness", "mesh_confidence", "score", "reason")
@@ -106,9 +108,11 @@ def _timeline_svg(report: dict[str, Any], width: int = 800, lane: int = 18) -> s
     started = report.get("started")
     entries = report.get("timeline") or []
     if entries:
-        lanes = sorted({e["student"] for e in entries})
-        points = [(lanes.index(e["student"]), _timestamp(e, started), e["level"]) for e in entries]
-        names = [f"student {s}" for s in lanes]
+        several = several_streams(report)
+        lanes = sorted({(e["stream"], e["student"]) for e in entries})
+        lane_of = {key: i for i, key in enumerate(lanes)}
+        points = [(lane_of[(e["stream"], e["student"])], _timestamp(e, started), e["level"]) for e in entries]
+        names = [student_label(stream, n) if several else f"student {n}" for stream, n in lanes]
     else:  # class level: the worst level present in each frame
         rows = report.get("class_timeline") or []
         points = [(0, _timestamp(r, started), max((i for i, n in enumerate(r["levels"]) if n), default=0))
@@ -132,10 +136,20 @@ def _timeline_svg(report: dict[str, Any], width: int = 800, lane: int = 18) -> s
     return "".join(parts)
 
 
+def _who(row: dict[str, Any], several: bool, report: dict[str, Any]) -> str:
+    """A student row or episode as the page names it (the roster's name first)."""
+    stream = row.get("stream", report.get("stream", ""))
+    name = row.get("name") or next((s.get("name") for s in report.get("students") or []
+                                    if (s.get("stream"), s["student"]) == (stream, row["student"])), None)
+    label = student_label(stream, row["student"]) if several else f"student {row['student']}"
+    return f"{name} ({label})" if name else label
+
+
 def report_html(report: dict[str, Any]) -> str:
     """A self-contained page (inline style and SVG, no script, nothing fetched) of one report."""
     labels = (report.get("model") or {}).get("labels") or [str(i) for i in range(LEVELS)]
     totals = report.get("totals") or {}
+    several = several_streams(report)
     esc = html.escape
     started = report.get("started")
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -143,19 +157,31 @@ def report_html(report: dict[str, Any]) -> str:
            f"<style>{_STYLE}</style></head><body>",
            f"<h1>Engagement report: session {esc(str(report.get('session', '')))}</h1>",
            "<table>",
-           _row(["class", report.get("class", "")]), _row(["stream", report.get("stream", "")]),
+           _row(["class", report.get("class", "")]),
+           _row(["streams", ", ".join(st["stream"] for st in report["streams"])] if several
+                else ["stream", report.get("stream", "")]),
            _row(["model", (report.get("model") or {}).get("name", "")]),
            _row(["started", _clock(started)]), _row(["ended", _clock(report.get("ended"))]),
            _row(["end reason", report.get("end_reason", "")]),
            _row(["frames", totals.get("frames", 0)]), _row(["faces", totals.get("faces", 0)]),
            *([_row(["recording", report["recording"]])] if report.get("recording") else []),
+           *(_row([f"recording of {stream}", path]) for stream, path in (report.get("recordings") or {}).items()),
            "</table>"]
     if report.get("note"):
         out.append(f'<p class="note">{esc(report["note"])}</p>')
     out += ["<h2>Levels</h2>", _levels_table([("class", totals)], labels)]
+    if several:  # one stream: its figures are the class's above
+        out += ["<h2>Streams</h2><table>",
+                _row(["stream", "source", "started", "ended", "end reason", "frames", "faces", "students"], head=True)]
+        for st in report["streams"]:
+            out.append(_row([st["stream"], st.get("source") or "-", _clock(st.get("started")),
+                             _clock(st.get("ended")), st.get("end_reason") or "-", st["totals"].get("frames", 0),
+                             st["totals"].get("faces", 0), len(st.get("students") or [])]))
+        out += ["</table>", _levels_table([(f"stream {st['stream']}", st["totals"]) for st in report["streams"]],
+                                          labels)]
     if report.get("students"):
         out += ["<h2>Students</h2>",
-                _levels_table([(f"student {s['student']}", s) for s in report["students"]], labels)]
+                _levels_table([(_who(s, several, report), s) for s in report["students"]], labels)]
     out += ["<h2>Timeline</h2>", _timeline_svg(report),
             "<p>" + " ".join(f'<span style="color:{LEVEL_COLOURS[i]}">&#9632;</span> {i} {esc(labels[i])}'
                              for i in range(min(LEVELS, len(labels)))) + "</p>"]
@@ -165,7 +191,7 @@ def report_html(report: dict[str, Any]) -> str:
         for e in report["episodes"]:
             frm = _timestamp({"t_media": e.get("start_media"), "t_capture": e.get("start")}, started)
             to = _timestamp({"t_media": e.get("end_media"), "t_capture": e.get("end")}, started)
-            out.append(_row([e["student"], _cell(frm), _cell(to), e["predictions"], e["max_level"]]))
+            out.append(_row([_who(e, several, report), _cell(frm), _cell(to), e["predictions"], e["max_level"]]))
         out.append("</table>")
     if report.get("class_level_only"):
         out.append("<p>Class-level report: no per-student rows.</p>")

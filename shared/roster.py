@@ -54,13 +54,31 @@ def name_of(roster: Roster, stream: str, student: int) -> str | None:
     return roster.get((stream, student)) or roster.get(("", student))
 
 
+def student_label(stream: str, student: int | str) -> str:
+    """How reports name a student of a class with several streams (ids start at 1 in each);
+    with one stream they keep their own "id <n>"."""
+    return f"{stream} #{student}"
+
+
+def several_streams(report: dict[str, Any]) -> bool:
+    """Whether a report's class had several streams (its students are then named by stream)."""
+    return len(report.get("streams") or []) > 1
+
+
 def with_names(report: dict[str, Any], roster: Roster) -> dict[str, Any]:
-    """A copy of the report whose student rows carry their display names (for the files on the box)."""
+    """A copy of the report whose student rows (the class's and each stream's) carry their
+    display names (for the files on the box)."""
     if not roster or report.get("class_level_only"):
         return report
     stream = str(report.get("stream", ""))
-    students = []
-    for s in report.get("students", []):
-        name = name_of(roster, str(s.get("stream", stream)), int(s["student"]))
-        students.append({**s, "name": name} if name else s)
-    return {**report, "students": students}
+
+    def named(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for s in rows:
+            name = name_of(roster, str(s.get("stream", stream)), int(s["student"]))
+            out.append({**s, "name": name} if name else s)
+        return out
+
+    streams = [{**st, "students": named(st.get("students") or [])} for st in report.get("streams") or []]
+    return {**report, "students": named(report.get("students", [])),
+            **({"streams": streams} if "streams" in report else {})}

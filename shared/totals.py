@@ -6,10 +6,17 @@ through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test s
   P:sessions                    set     every session id ever recorded
   P:reports_pending             set     sessions marked ended whose report is not written yet
                                         (a reporter that was down at the end writes them later)
-  P:session:<sid>:meta          hash    class, stream, started (first t_capture), ended (time
-                                        the session was marked ended), end_reason, model_name,
+  P:session:<sid>:meta          hash    class, stream (the first stream seen), started (first t_capture),
+                                        ended (time the session was marked ended: its last stream's
+                                        end), end_reason (that stream's), model_name,
                                         model_kind, baseline (0|1), affect (0|1), labels (JSON),
                                         engine, device (how inference ran the model)
+  P:session:<sid>:streams       set     ids of the session's streams: every stream a frame or an eos came from,
+                                        plus every stream the class expects (STREAMS) once one has ended
+  P:session:<sid>:stream:<id>   hash    one stream's own start and end: started (its first t_capture), ended
+                                        (time its eos was written), end_reason (the eos's: end_of_file,
+                                        gave_up, stopped, ...), source (the eos's, when it names one)
+  P:session:<sid>:stream:<id>:totals  hash  that stream's totals, the same fields as the session's
   P:session:<sid>:totals        hash    frames, frames_without_faces, faces, predictions,
                                         level:0 .. level:3; with a multi-task model also
                                         state:<head>:level:0 .. 3 for each of its heads
@@ -17,9 +24,12 @@ through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test s
   P:session:<sid>:seen          set     "<stream>:<seq>" of every frame already counted: the
                                         idempotency guard (a redelivered message or a restarted
                                         aggregator writing its backlog again never counts twice)
-  P:session:<sid>:students      set     student ids seen in the session
-  P:session:<sid>:student:<id>  hash    predictions, level:0 .. level:3 [state:<head>:level:N], first_seen, last_seen
-                                        (t_capture), first_media, last_media (t_media, files)
+  P:session:<sid>:students      set     students seen in the session, as "<stream>/<id>": ids start at 1
+                                        in every stream, so a student is (stream, id) (sessions written
+                                        before several streams hold bare ids: the meta's stream)
+  P:session:<sid>:student:<stream>/<id>  hash  predictions, level:0 .. level:3
+                                        [state:<head>:level:N], first_seen, last_seen (t_capture),
+                                        first_media, last_media (t_media, files)
   P:session:<sid>:timeline      stream  one entry per prediction, written in arrival order,
                                         one field d = JSON {stream, seq, student, level, probs,
                                         t_capture, t_media (null for live sources)} (one field,
@@ -27,6 +37,9 @@ through `Store.load_session`. Keys (P = key prefix, "engagement" unless a test s
   P:class:<cid>:sessions        set     sessions of the class
   P:class:<cid>:totals          hash    frames, frames_without_faces, faces, predictions,
                                         level:0 .. level:3 across all its sessions
+
+A session ends (`Store.end_stream`, one Lua script) when every stream of P:session:<sid>:streams
+has ended; with no expected streams given (STREAMS empty: one camera) its first eos ends it.
 
 No key has a TTL until the reporter has written the session's report; then every key of the
 session gets one (REPORTED_SESSION_TTL, shared/redis_retention.py), the only keys Redis's
@@ -44,7 +57,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -56,25 +69,44 @@ _HEAD_ORDER = {h: i for i, h in enumerate(AFFECT_HEADS)}
 TOTAL_FIELDS = ("frames", "frames_without_faces", "faces", "predictions")
 
 # KEYS: none (single node, see above). ARGV: prefix, session, class, stream, seq, t_capture,
-# t_media, faces, predictions JSON [{student, level, entry (the timeline entry's JSON)}], model JSON.
-# Returns {1 if counted | 0 if this (session, stream, seq) was counted before, session totals}.
+# t_media, faces, predictions JSON [{student, level, entry (the timeline entry's JSON)}], model JSON,
+# known (how many streams' totals the caller holds). Returns {1 if counted | 0 if this (session,
+# stream, seq) was counted before, session totals, {stream id, its totals, ...}}: no stream with
+# one stream, this frame's stream when the caller holds the others, else every stream.
 _RECORD_FRAME = """
 local p, sid, cid, stream, seq = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local t_capture, t_media, faces = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local preds = cjson.decode(ARGV[9])
 local model = cjson.decode(ARGV[10])
+local known = tonumber(ARGV[11])
 local s = p .. ':session:' .. sid
+-- {id, its totals (flat), ...}: see above (one HGETALL a frame, not one per stream)
+local function stream_totals(s)
+  local n = redis.call('SCARD', s .. ':streams')
+  if n < 2 then return {} end
+  local ids = {stream}
+  if n ~= known then ids = redis.call('SMEMBERS', s .. ':streams') end
+  local out = {}
+  for _, id in ipairs(ids) do
+    table.insert(out, id)
+    table.insert(out, redis.call('HGETALL', s .. ':stream:' .. id .. ':totals'))
+  end
+  return out
+end
 if redis.call('SADD', s .. ':seen', stream .. ':' .. seq) == 0 then
-  return {0, redis.call('HGETALL', s .. ':totals')}
+  return {0, redis.call('HGETALL', s .. ':totals'), stream_totals(s)}
 end
 redis.call('SADD', p .. ':sessions', sid)
 redis.call('SADD', p .. ':class:' .. cid .. ':sessions', sid)
 local meta = s .. ':meta'
 redis.call('HSETNX', meta, 'class', cid)
 redis.call('HSETNX', meta, 'stream', stream)
-local started = redis.call('HGET', meta, 'started')
-if (not started) or tonumber(t_capture) < tonumber(started) then
-  redis.call('HSET', meta, 'started', t_capture)
+redis.call('SADD', s .. ':streams', stream)
+for _, key in ipairs({meta, s .. ':stream:' .. stream}) do
+  local started = redis.call('HGET', key, 'started')
+  if (not started) or tonumber(t_capture) < tonumber(started) then
+    redis.call('HSET', key, 'started', t_capture)
+  end
 end
 if model['name'] and model['name'] ~= '' then
   redis.call('HSET', meta, 'model_name', tostring(model['name']), 'model_kind', tostring(model['kind'] or ''),
@@ -82,7 +114,7 @@ if model['name'] and model['name'] ~= '' then
              'labels', cjson.encode(model['labels'] or {}),
              'engine', tostring(model['engine'] or ''), 'device', tostring(model['device'] or ''))
 end
-local targets = {s .. ':totals', p .. ':class:' .. cid .. ':totals'}
+local targets = {s .. ':totals', s .. ':stream:' .. stream .. ':totals', p .. ':class:' .. cid .. ':totals'}
 for _, key in ipairs(targets) do
   redis.call('HINCRBY', key, 'frames', 1)
   redis.call('HINCRBY', key, 'faces', faces)
@@ -96,7 +128,7 @@ for _, key in ipairs(targets) do
   end
 end
 for _, pr in ipairs(preds) do
-  local student = tostring(pr['student'])
+  local student = stream .. '/' .. tostring(pr['student'])
   local sk = s .. ':student:' .. student
   redis.call('SADD', s .. ':students', student)
   redis.call('HINCRBY', sk, 'predictions', 1)
@@ -114,8 +146,55 @@ for _, pr in ipairs(preds) do
   end
   redis.call('XADD', s .. ':timeline', '*', 'd', pr['entry'])
 end
-return {1, redis.call('HGETALL', s .. ':totals')}
+return {1, redis.call('HGETALL', s .. ':totals'), stream_totals(s)}
 """
+
+# KEYS: none. ARGV: prefix, session, class, stream, ended, reason, source, expected streams JSON
+# (empty list: this eos ends the session). Returns {1 if the session has ended | 0, [streams still open],
+# 1 if this eos is the stream's first end | 0}.
+_END_STREAM = """
+local p, sid, cid, stream = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ended, reason, source = ARGV[5], ARGV[6], ARGV[7]
+local expected = cjson.decode(ARGV[8])
+local s = p .. ':session:' .. sid
+local meta = s .. ':meta'
+redis.call('SADD', p .. ':sessions', sid)
+if cid ~= '' then
+  redis.call('HSETNX', meta, 'class', cid)
+  redis.call('SADD', p .. ':class:' .. cid .. ':sessions', sid)
+end
+redis.call('HSETNX', meta, 'stream', stream)
+redis.call('SADD', s .. ':streams', stream)
+local sk = s .. ':stream:' .. stream
+local first = redis.call('HSETNX', sk, 'ended', ended)
+redis.call('HSETNX', sk, 'end_reason', reason)
+if source ~= '' then redis.call('HSETNX', sk, 'source', source) end
+local open = {}
+if #expected > 0 then
+  for _, id in ipairs(expected) do redis.call('SADD', s .. ':streams', id) end
+  for _, id in ipairs(redis.call('SMEMBERS', s .. ':streams')) do
+    if redis.call('HEXISTS', s .. ':stream:' .. id, 'ended') == 0 then table.insert(open, id) end
+  end
+end
+if #open > 0 and redis.call('HEXISTS', meta, 'ended') == 0 then
+  return {0, open, first}
+end
+redis.call('HSETNX', meta, 'ended', ended)
+redis.call('HSETNX', meta, 'end_reason', reason)
+redis.call('SADD', p .. ':reports_pending', sid)
+return {1, open, first}
+"""
+
+
+class StreamEnd(NamedTuple):
+    session_ended: bool
+    still_open: list[str]  # the session's streams not ended yet
+    first: bool  # False for a repeated eos (its first end is kept)
+
+
+def expected_streams(setting: str) -> list[str]:
+    """The STREAMS setting as a list of ids (empty: one stream, whichever it is)."""
+    return [s.strip() for s in setting.split(",") if s.strip()]
 
 
 @dataclass
@@ -167,6 +246,10 @@ def empty_totals() -> dict[str, Any]:
 def add_record(totals: dict[str, Any], record: FrameRecord) -> dict[str, Any]:
     """Totals plus one frame, computed locally (for updates while Redis is unreachable)."""
     out = {**totals, "levels": dict(totals["levels"])}
+    if "streams" in totals:  # several streams: the record's stream counts it too
+        streams = dict(totals["streams"])
+        streams[record.stream] = add_record(streams.get(record.stream) or empty_totals(), record)
+        out["streams"] = streams
     out["frames"] += 1
     out["faces"] += record.faces
     out["predictions"] += len(record.predictions)
@@ -192,6 +275,21 @@ def _totals_from_hash(raw: dict[str, str]) -> dict[str, Any]:
     return totals
 
 
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def split_student_key(member: str, default_stream: str) -> tuple[str, int]:
+    """(stream, id) of a member of P:session:<sid>:students ("<stream>/<id>", or a bare id)."""
+    stream, _, student = member.rpartition("/")
+    return (stream if _ else default_stream), int(student)
+
+
+def student_key(stream: str, student: int) -> str:
+    """How a student is named across streams: "<stream>/<id>" (the Redis members, marks, the page)."""
+    return f"{stream}/{int(student)}"
+
+
 def _float_or_none(value: str | None) -> float | None:
     return float(value) if value not in (None, "") else None
 
@@ -215,6 +313,7 @@ class Store:
         self.prefix = prefix
         self.url = url  # for log lines only (always through safe_url)
         self._record = client.register_script(_RECORD_FRAME)
+        self._end_stream = client.register_script(_END_STREAM)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = DEFAULT_PREFIX, timeout: float = 2.0) -> Store:
@@ -248,10 +347,12 @@ class Store:
         return f"{self._s(session)}:*"
 
     # --- writes (aggregator) ------------------------------------------------------------
-    def record_frame(self, rec: FrameRecord) -> tuple[bool, dict[str, Any]]:
+    def record_frame(self, rec: FrameRecord, known_streams: int = 0) -> tuple[bool, dict[str, Any]]:
         """Count one frame; (False, totals) if (session, stream, seq) was counted before.
 
-        The session's totals after the write come back in the same round trip.
+        The session's totals after the write come back in the same round trip; with several
+        streams also `streams`: {stream: its totals}, every stream's unless the caller already
+        holds `known_streams` of them (all but this frame's change nothing), then this one's.
         """
         preds = []
         for p in rec.predictions:
@@ -278,14 +379,22 @@ class Store:
                  "engine": str(m.get("engine") or ""), "device": str(m.get("device") or "")} if m else {}
         done = self._record(args=[self.prefix, rec.session, rec.class_id, rec.stream, rec.seq,
                                   repr(float(rec.t_capture)), t_media, rec.faces,
-                                  json.dumps(preds), json.dumps(model)])
-        counted, flat = done
-        return bool(counted), _totals_from_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+                                  json.dumps(preds), json.dumps(model), int(known_streams)])
+        counted, flat, per_stream = done
+        totals = _totals_from_hash(_pairs(flat))
+        if per_stream:  # several streams: their totals too (one stream: nothing to add)
+            totals["streams"] = {sid: _totals_from_hash(_pairs(raw))
+                                 for sid, raw in sorted(zip(per_stream[::2], per_stream[1::2], strict=True))}
+        return bool(counted), totals
 
     def end_session(self, session: str, ended: float, reason: str, class_id: str = "", stream: str = "") -> None:
-        """Mark the session ended (idempotent: a repeated eos keeps the first end time)."""
+        """Mark the session ended, and every stream of it still open (idempotent: a repeated call
+        keeps the first end time). The reporter's way to close a session a crash cut short."""
         meta = f"{self._s(session)}:meta"
         pipe = self.r.pipeline(transaction=True)
+        for open_stream in self.r.smembers(f"{self._s(session)}:streams"):
+            pipe.hsetnx(f"{self._s(session)}:stream:{open_stream}", "ended", repr(float(ended)))
+            pipe.hsetnx(f"{self._s(session)}:stream:{open_stream}", "end_reason", reason)
         pipe.sadd(f"{self.prefix}:sessions", session)
         if class_id:
             pipe.hsetnx(meta, "class", class_id)
@@ -296,6 +405,30 @@ class Store:
         pipe.hsetnx(meta, "end_reason", reason)
         pipe.sadd(f"{self.prefix}:reports_pending", session)
         pipe.execute()
+
+    def end_stream(self, session: str, stream: str, ended: float, reason: str, expected: list[str],
+                   class_id: str = "", source: str = "") -> StreamEnd:
+        """Record one stream's end; whether the session has ended, the streams still open, and
+        whether this was the stream's first end (not a repeated eos)."""
+        # The session ends once every stream in `expected` and every stream seen has ended; with
+        # `expected` empty (a one-camera class) this eos ends it. Idempotent: a repeated eos keeps
+        # the first end time and reason, and says again that the session has ended.
+        done, still_open, first = self._end_stream(args=[self.prefix, session, class_id, stream, repr(float(ended)),
+                                                         reason, source, json.dumps(list(expected))])
+        return StreamEnd(bool(done), sorted(still_open), bool(first))
+
+    def streams(self, session: str) -> list[dict[str, Any]]:
+        """Each stream's own start, end and totals, sorted by id."""
+        ids = sorted(self.r.smembers(f"{self._s(session)}:streams"))
+        pipe = self.r.pipeline(transaction=False)
+        for stream in ids:
+            pipe.hgetall(f"{self._s(session)}:stream:{stream}")
+            pipe.hgetall(f"{self._s(session)}:stream:{stream}:totals")
+        done = pipe.execute()
+        return [{"stream": stream, "source": raw.get("source", ""), "started": _float_or_none(raw.get("started")),
+                 "ended": _float_or_none(raw.get("ended")), "end_reason": raw.get("end_reason", ""),
+                 "totals": _totals_from_hash(totals)}
+                for stream, raw, totals in zip(ids, done[::2], done[1::2], strict=True)]
 
     def reports_pending(self) -> list[str]:
         """Sessions marked ended whose report no reporter has written yet."""
@@ -329,13 +462,17 @@ class Store:
         }
 
     def students(self, session: str) -> list[dict[str, Any]]:
-        ids = sorted(int(s) for s in self.r.smembers(f"{self._s(session)}:students"))
+        """One row per (stream, student), sorted by stream then id; each row carries its stream."""
+        default_stream = self.r.hget(f"{self._s(session)}:meta", "stream") or ""
+        members = sorted(self.r.smembers(f"{self._s(session)}:students"),
+                         key=lambda m: split_student_key(m, default_stream))
         pipe = self.r.pipeline(transaction=False)
-        for sid in ids:
-            pipe.hgetall(f"{self._s(session)}:student:{sid}")
+        for member in members:
+            pipe.hgetall(f"{self._s(session)}:student:{member}")
         rows = []
-        for student, raw in zip(ids, pipe.execute(), strict=True):
-            rows.append({"student": student, "predictions": int(raw.get("predictions", 0)),
+        for member, raw in zip(members, pipe.execute(), strict=True):
+            stream, student = split_student_key(member, default_stream)
+            rows.append({"stream": stream, "student": student, "predictions": int(raw.get("predictions", 0)),
                          "levels": {str(i): int(raw.get(f"level:{i}", 0)) for i in range(LEVELS)},
                          "first_seen": _float_or_none(raw.get("first_seen")),
                          "last_seen": _float_or_none(raw.get("last_seen")),
@@ -360,7 +497,8 @@ class Store:
     def load_session(self, session: str) -> dict[str, Any]:
         """Everything a report needs, read from Redis."""
         return {"meta": self.session_meta(session), "totals": self.session_totals(session),
-                "students": self.students(session), "timeline": self.timeline(session)}
+                "streams": self.streams(session), "students": self.students(session),
+                "timeline": self.timeline(session)}
 
     def delete_session(self, session: str) -> None:
         """Remove a session's keys (tests; a retention job). Class totals are left alone."""

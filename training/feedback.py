@@ -1,6 +1,7 @@
 """The teacher's marks as labelled data: `engagement-train feedback --out marks.csv`.
 
-One row per mark: id, session, student, t (capture time, epoch seconds), level_given (the
+One row per mark: id, session, stream (the student's: ids start at 1 in each stream of a
+class; empty for a one-stream class), student, t (capture time, epoch seconds), level_given (the
 teacher's label), level_predicted (the model's level then; empty if it had none), source,
 created_at, then one column per numeric signal the model used (yaw, pitch, eye_openness,
 ...; empty where a mark lacks it). Read from Redis (shared/marks.py); never an image.
@@ -17,7 +18,8 @@ import redis
 
 from shared.marks import Mark, MarkStore
 
-FIXED_COLUMNS = ["id", "session", "student", "t", "level_given", "level_predicted", "source", "created_at"]
+FIXED_COLUMNS = ["id", "session", "stream", "student", "t", "level_given", "level_predicted", "source",
+                 "created_at"]
 
 
 class FeedbackError(ValueError):
@@ -56,7 +58,7 @@ def write_csv(marks: list[Mark], out: Path) -> list[str]:
             writer = csv.writer(f)
             writer.writerow(columns)
             for m in marks:
-                fixed = [m.id, m.session, m.student, repr(m.t), m.level_given,
+                fixed = [m.id, m.session, m.stream, m.student, repr(m.t), m.level_given,
                          "" if m.level_predicted is None else m.level_predicted, m.source, repr(m.created_at)]
                 writer.writerow(fixed + [m.signals.get(name, "") for name in signals])
         os.replace(tmp, out)

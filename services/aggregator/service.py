@@ -2,8 +2,11 @@
 
 For each `predictions` message it writes one frame to Redis (shared/totals.py,
 one Lua script, idempotent per (session, stream, seq)) and sends an `update` to the
-reporter with the session's running totals. On `eos` it marks the session ended in Redis
-and only then forwards `eos`, so the reporter reads complete totals.
+reporter with the session's running totals. On `eos` it records that stream's end (time,
+reason) in Redis; once every stream of the class has ended (STREAMS, plus any stream seen; with
+STREAMS empty the first eos) it marks the session ended and only then forwards `eos`, so the
+reporter reads complete totals. Which streams ended lives in Redis, not here: a restarted
+aggregator still ends the session on the last stream's eos.
 
 While Redis is unreachable nothing accepted is lost: writes wait in a bounded in-memory
 backlog, in arrival order, and are retried with exponential backoff; when the backlog is
@@ -26,7 +29,7 @@ from shared.backoff import Backoff
 from shared.levels import LEVELS
 from shared.messages import Eos, Message, Predictions, follow_up
 from shared.service import Service
-from shared.totals import FrameRecord, Store, add_record, empty_totals, safe_url
+from shared.totals import FrameRecord, Store, add_record, empty_totals, expected_streams, safe_url
 
 AGGREGATED = Counter("engagement_aggregated_predictions_total", "Predictions counted in Redis", ["level"])
 DUPLICATES = Counter("engagement_duplicate_frames_total",
@@ -35,6 +38,9 @@ REDIS_ERRORS = Counter("engagement_redis_errors_total", "Failed Redis operations
 BACKLOG = Gauge("engagement_aggregator_backlog", "Writes waiting for Redis")
 BACKLOG_DROPPED = Counter("engagement_aggregator_dropped_total",
                           "Frames dropped because the Redis backlog was full")
+STREAMS_ENDED = Counter("engagement_streams_ended_total",
+                        "Streams whose end was recorded, by its reason (gave_up: a camera or file lost mid-class)",
+                        ["reason"])
 SESSION_TOTALS = Gauge("engagement_session_totals",
                        "Running predictions per level of the current session", ["level"])
 
@@ -60,6 +66,9 @@ class AggregatorService(Service):
         s = self.settings
         self.store = Store.from_url(s.redis_url, prefix=s.redis_prefix)
         self.class_id = s.class_id
+        # Empty (one camera): the first eos ends the session, whatever the stream's id.
+        self.expected_streams = expected_streams(s.streams)
+        self.unlisted: set[tuple[str, str]] = set()  # (session, stream) said once: not in STREAMS
         self.backlog: deque[FrameRecord | EndOfSession] = deque()
         self.backlog_max = max(1, int(s.backlog_max))
         self.retry = Backoff(RETRY_START, RETRY_CAP)
@@ -79,6 +88,7 @@ class AggregatorService(Service):
             self._enqueue(EndOfSession(h, time.time()))
             return
         assert isinstance(h, Predictions)  # the only other kind this link takes (decode checked)
+        self._check_listed(h.session, h.stream)
         record = self._record(h)
         if (record.session, record.stream, record.seq) in self.waiting:
             DUPLICATES.inc()  # resent while Redis is down: already waiting, acknowledged once written
@@ -92,6 +102,14 @@ class AggregatorService(Service):
                            faces=h.faces or [], model=h.model, t_media=h.t_media)
         # Droppable: updates only feed the overlay; the report is built from Redis.
         self.senders["updates"].send(header, droppable=True)
+
+    def _check_listed(self, session: str, stream: str) -> None:
+        """A stream STREAMS does not list is counted and must end too; say so once (a typo in
+        STREAMS would otherwise keep the session open without a word)."""
+        if self.expected_streams and stream not in self.expected_streams and (session, stream) not in self.unlisted:
+            self.unlisted.add((session, stream))
+            self.log.warning("session %s: stream %r is not in STREAMS (%s): counted, and the session ends "
+                             "once it has ended too", session, stream, ",".join(self.expected_streams))
 
     def _record(self, h: Predictions) -> FrameRecord:
         n_faces = len(h.predictions) if h.faces is None else len(h.faces)
@@ -136,13 +154,23 @@ class AggregatorService(Service):
     def _write(self, item: FrameRecord | EndOfSession) -> None:
         if isinstance(item, EndOfSession):
             eos = item.eos
-            self.store.end_session(eos.session, item.ended, eos.reason, self.class_id, eos.stream)
-            self.log.info("session %s ended (%s); forwarding eos", eos.session, eos.reason)
-            self.senders["updates"].send(follow_up(eos, "eos", self.name, reason=eos.reason))
-            self.totals.pop(eos.session, None)
+            end = self.store.end_stream(eos.session, eos.stream, item.ended, eos.reason, self.expected_streams,
+                                        self.class_id, eos.source)
+            if end.first:
+                STREAMS_ENDED.labels(eos.reason).inc()
+            if end.session_ended:
+                self.log.info("session %s ended (stream %s: %s); forwarding eos", eos.session, eos.stream, eos.reason)
+                self.senders["updates"].send(follow_up(eos, "eos", self.name, reason=eos.reason))
+                self.totals.pop(eos.session, None)
+            else:
+                self.log.info("session %s: stream %s ended (%s); the class goes on with %s", eos.session,
+                              eos.stream, eos.reason, ", ".join(end.still_open))
             self._ack(eos.session, eos.stream, eos.seq, eos.t_capture, "eos")
             return
-        counted, totals = self.store.record_frame(item)
+        held = (self.totals.get(item.session) or {}).get("streams") or {}
+        counted, totals = self.store.record_frame(item, known_streams=len(held))
+        if "streams" in totals:  # this frame's stream's totals, or every stream's when some were not held
+            totals["streams"] = dict(sorted({**held, **totals["streams"]}.items()))
         if counted:
             for level, n in enumerate(item.level_counts()):
                 if n:

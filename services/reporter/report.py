@@ -19,6 +19,8 @@ from typing import Any
 from shared.levels import LEVEL_LABELS
 from shared.marks import Mark, report_section
 from shared.model_card import BASELINE_NOTE
+from shared.roster import several_streams, student_label
+from shared.totals import empty_totals
 
 REPORT_SCHEMA = 1
 # The MQTT bridge splits what it forwards into AWS IoT Core's 128 KB payloads, at most 64
@@ -52,19 +54,21 @@ def episodes(timeline: list[dict[str, Any]], min_level: int = EPISODE_LEVEL) -> 
     first and last prediction of the run (capture time, and media time for files).
     """
     out = []
-    by_student = sorted(timeline, key=lambda e: (e["student"], e["t_capture"], e["seq"]))
-    for student, entries in groupby(by_student, key=lambda e: e["student"]):
+    # A student is (stream, id): ids start at 1 in every stream.
+    by_student = sorted(timeline, key=lambda e: (e["stream"], e["student"], e["t_capture"], e["seq"]))
+    for (stream, student), entries in groupby(by_student, key=lambda e: (e["stream"], e["student"])):
         run: list[dict[str, Any]] = []
         for entry in [*entries, None]:
             if entry is not None and entry["level"] >= min_level:
                 run.append(entry)
                 continue
             if run:
-                out.append({"student": student, "start": run[0]["t_capture"], "end": run[-1]["t_capture"],
+                out.append({"stream": stream, "student": student,
+                            "start": run[0]["t_capture"], "end": run[-1]["t_capture"],
                             "start_media": run[0]["t_media"], "end_media": run[-1]["t_media"],
                             "predictions": len(run), "max_level": max(e["level"] for e in run)})
                 run = []
-    out.sort(key=lambda e: (e["start"], e["student"]))
+    out.sort(key=lambda e: (e["start"], e["stream"], e["student"]))
     return out
 
 
@@ -109,8 +113,29 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
         report["students"] = [_with_percent(s) for s in data["students"]]
         report["timeline"] = data["timeline"]
         report["episodes"] = episodes(data["timeline"])
+    report["streams"] = [_stream_section(st, report) for st in _streams_of(data)]
     report.update(report_section(marks or [], class_level_only, data["timeline"]))
     return report
+
+
+def _streams_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The session's streams as Store.streams reads them; one from the meta for older data."""
+    if data.get("streams"):
+        return data["streams"]
+    meta = data["meta"]
+    return [{"stream": meta["stream"], "source": "", "started": meta["started"], "ended": meta["ended"],
+             "end_reason": meta["end_reason"], "totals": data["totals"]}]
+
+
+def _stream_section(stream: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+    """One stream of the class: its id, source, start, end and totals, and (unless class-level
+    only) its students and episodes."""
+    sid = stream["stream"]
+    return {"stream": sid, "source": stream.get("source", ""), "started": stream.get("started"),
+            "ended": stream.get("ended"), "end_reason": stream.get("end_reason", ""),
+            "totals": _with_percent(stream.get("totals") or empty_totals()),
+            "students": [s for s in report["students"] if s.get("stream", report["stream"]) == sid],
+            "episodes": [e for e in report["episodes"] if e["stream"] == sid]}
 
 
 def mqtt_body(report: dict[str, Any], limit: int = MQTT_BODY_LIMIT) -> dict[str, Any]:
@@ -125,6 +150,8 @@ def mqtt_body(report: dict[str, Any], limit: int = MQTT_BODY_LIMIT) -> dict[str,
     for key in ("timeline", "class_timeline", "episodes"):
         body[key] = []
         body["omitted"].append(key)
+        if key == "episodes":  # each stream's too
+            body["streams"] = [{**st, "episodes": []} for st in body.get("streams") or []]
         if len(json.dumps(body, separators=(",", ":"))) <= limit:
             break
     return body
@@ -169,9 +196,11 @@ def _state_lines(counts: dict[str, Any], indent: str) -> list[str]:
 
 def render_text(report: dict[str, Any]) -> str:
     labels, totals = report["model"]["labels"], report["totals"]
+    several = several_streams(report)
+    streams = ", ".join(st["stream"] for st in report["streams"]) if several else report["stream"]
     lines = [
         f"Engagement report for session {report['session']}",
-        f"Class: {report['class']}    Stream: {report['stream']}",
+        f"Class: {report['class']}    {'Streams' if several else 'Stream'}: {streams}",
         f"Model: {report['model']['name'] or 'unknown'}",
         *([f"Note: {BASELINE_NOTE}"] if report["model"]["baseline"] else []),
         f"Started: {_clock(report['started'])}    Ended: {_clock(report['ended'])}"
@@ -184,6 +213,9 @@ def render_text(report: dict[str, Any]) -> str:
         *_level_lines(totals["levels"], totals["percent"], labels, "  "),
         *(["Every state (multi-task model):", *_state_lines(totals, "  ")] if totals.get("states") else []),
     ]
+    if several:  # one stream: its figures are the class's above
+        for st in report["streams"]:
+            lines += _stream_lines(st, labels)
     lines += _agreement_lines(report.get("agreement"))
     if report["class_level_only"]:
         lines += ["", "Class-level report: no per-student rows."]
@@ -191,13 +223,15 @@ def render_text(report: dict[str, Any]) -> str:
     started = report["started"]
     lines += ["", f"Students: {len(report['students'])}"]
     for s in report["students"]:
-        who = f"id {s['student']} ({s['name']})" if s.get("name") else f"id {s['student']}"
+        stream = s.get("stream", report["stream"])
+        who = student_label(stream, s["student"]) if several else f"id {s['student']}"
+        who = f"{who} ({s['name']})" if s.get("name") else who
         lines += [f"{who}: {s['predictions']} predictions, first seen "
                   f"{_moment(s['first_seen'], s['first_media'], started)}, last seen "
                   f"{_moment(s['last_seen'], s['last_media'], started)}",
                   *_level_lines(s["levels"], s["percent"], labels, "    "),
                   *_state_lines(s, "    ")]
-        mine = [e for e in report["episodes"] if e["student"] == s["student"]]
+        mine = [e for e in report["episodes"] if (e.get("stream", stream), e["student"]) == (stream, s["student"])]
         for e in mine:
             lines.append(f"    level >= {EPISODE_LEVEL} from {_moment(e['start'], e['start_media'], started)} "
                          f"to {_moment(e['end'], e['end_media'], started)} ({e['predictions']} predictions, "
@@ -206,9 +240,20 @@ def render_text(report: dict[str, Any]) -> str:
         lines += ["", "Teacher's marks:"]
         for m in report["marks"]:
             model = "-" if m["level_predicted"] is None else f"{m['level_predicted']} {labels[m['level_predicted']]}"
-            lines.append(f"  {_moment(m['t'], m.get('t_media'), started)} id {m['student']}: teacher "
+            who = student_label(m["stream"], m["student"]) if several and m.get("stream") else f"id {m['student']}"
+            lines.append(f"  {_moment(m['t'], m.get('t_media'), started)} {who}: teacher "
                          f"{m['level_given']} {labels[m['level_given']]}, model {model}")
     return "\n".join(lines) + "\n"
+
+
+def _stream_lines(st: dict[str, Any], labels: list[str]) -> list[str]:
+    totals = st["totals"]
+    return ["", f"Stream {st['stream']}" + (f" ({st['source']})" if st.get("source") else "")
+            + f": started {_clock(st['started'])}, ended {_clock(st['ended'])}"
+            + (f" ({st['end_reason']})" if st.get("end_reason") else ""),
+            f"  Frames: {totals['frames']}, no face: {totals['frames_without_faces']}, faces: {totals['faces']}, "
+            f"predictions: {totals['predictions']}",
+            *_level_lines(totals["levels"], totals["percent"], labels, "    ")]
 
 
 def _agreement_lines(agreement: dict[str, Any] | None) -> list[str]:

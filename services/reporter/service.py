@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -45,7 +46,7 @@ from shared.messages import Eos, Frame, Message, Update, follow_up, make_header
 from shared.redis_retention import expire_keys
 from shared.roster import RosterError, load_roster, with_names
 from shared.service import Service
-from shared.totals import Store
+from shared.totals import Store, expected_streams
 
 REPORTS_WRITTEN = Counter("engagement_reports_written_total", "End-of-session reports written")
 REPORT_ERRORS = Counter("engagement_report_errors_total", "Failed attempts to build or write a report",
@@ -135,7 +136,9 @@ class ReporterService(Service):
         self.headless = bool(s.headless) if s.headless in (0, 1) else not os.environ.get("DISPLAY")
         self.frames: OrderedDict[tuple[str, int], tuple[Frame, bytes]] = OrderedDict()
         self.updates: OrderedDict[tuple[str, int], Update] = OrderedDict()
-        self.recorder: Recorder | None = None
+        # One recording per stream (a class with several cameras gets a file each).
+        self.recorders: dict[str, Recorder] = {}
+        self.several_streams = len(expected_streams(s.streams)) > 1
         self.pending_reports: dict[str, dict[str, Any]] = {}  # session -> {attempts, next}
         self.latest_totals: dict[str, dict[str, Any]] = {}  # session -> totals from the last update
         self.totals_sent: dict[str, int] = {}
@@ -196,14 +199,17 @@ class ReporterService(Service):
             return
         model = update.model
         labels = model.get("labels") or list(LEVEL_LABELS)
-        recording = bool(self.settings.record) and (self.recorder is None or self.recorder.active)
-        img = overlay.draw(frame, update.faces, update.predictions, update.totals, labels,
+        recorder = self.recorders.get(header.stream)
+        recording = bool(self.settings.record) and (recorder is None or recorder.active)
+        # Several streams: each video shows its own stream's tally (the session's is on the page).
+        totals = (update.totals.get("streams") or {}).get(header.stream) or update.totals
+        img = overlay.draw(frame, update.faces, update.predictions, totals, labels,
                            recording=recording, baseline=bool(model.get("baseline")))
         OVERLAY_FRAMES.inc()
         if "live" in self.senders and not self.class_level_only:  # class level only: no video
             self._send_live_frame(header, img)
         if recording:
-            self._record(img, key_session)
+            self._record(img, key_session, header.stream)
         if not self.headless:
             cv2.imshow("engagement", img)
             cv2.waitKey(1)
@@ -222,17 +228,23 @@ class ReporterService(Service):
                             encoding="jpeg", t_media=header.t_media)
             self.senders["live"].send(out, jpeg.tobytes(), droppable=True)
 
-    def _record(self, img: Any, session: str) -> None:
+    def _record(self, img: Any, session: str, stream: str) -> None:
         s = self.settings
-        if self.recorder is None:
+        recorder = self.recorders.get(stream)
+        if recorder is None:
             # Follows the capture unless set: its FPS (so it plays at the class's speed) and size.
             fps = float(s.record_fps) or float(s.fps) or 25.0
             size = (int(s.record_width) or img.shape[1], int(s.record_height) or img.shape[0])
             folder = s.record_path or s.report_dir
-            self.recorder = Recorder(folder, s.record_filename or f"{session}.avi", s.record_codec, fps,
-                                     *size, s.record_min_free_bytes)
-            self.recorder.session = session
-        self.recorder.write(img)
+            name = s.record_filename or f"{session}.avi"
+            if self.several_streams:  # "<name>-<stream>.avi": one file per camera
+                safe = re.sub(r"[^A-Za-z0-9_.-]", "_", stream)
+                stem, dot, ext = name.rpartition(".")
+                name = f"{stem}-{safe}.{ext}" if dot else f"{name}-{safe}"
+            recorder = self.recorders[stream] = Recorder(folder, name, s.record_codec, fps, *size,
+                                                         s.record_min_free_bytes)
+            recorder.session = session
+        recorder.write(img)
 
     # --- reports -------------------------------------------------------------------------
     def _write_pending_reports(self) -> None:
@@ -256,12 +268,21 @@ class ReporterService(Service):
         report = build_report(self.store.load_session(session), self.class_level_only, time.time(),
                               marks=self.marks.for_session(session))
         # The session's recording ends with the session, and its report says where it is.
-        if self.recorder is not None and self.recorder.session == session:
-            self.recorder.close()
-            if self.recorder.frames:
-                report["recording"] = str(self.recorder.path.resolve())
-                print(f"recording: {report['recording']}", flush=True)
-            self.recorder = None
+        for stream, recorder in sorted(self.recorders.items()):
+            if recorder.session != session:
+                continue
+            recorder.close()
+            del self.recorders[stream]
+            if recorder.frames:
+                path = str(recorder.path.resolve())
+                print(f"recording: {path}", flush=True)
+                if self.several_streams:
+                    report.setdefault("recordings", {})[stream] = path
+                    for section in report.get("streams") or []:
+                        if section["stream"] == stream:
+                            section["recording"] = path
+                else:
+                    report["recording"] = path
         try:
             txt, js = self._write_files(self.report_dir, session, with_names(report, self.roster))
         except OSError as exc:
@@ -346,8 +367,8 @@ class ReporterService(Service):
         for state in self.pending_reports.values():
             state["next"] = 0.0
         self._write_pending_reports()
-        if self.recorder is not None:
-            self.recorder.close()
+        for recorder in self.recorders.values():
+            recorder.close()
         if self.publisher:
             self.publisher.close()
         if not self.headless:

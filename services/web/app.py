@@ -54,6 +54,7 @@ class MarkIn(BaseModel):
 
     session: str = Field(min_length=1, max_length=128)
     student: int = Field(ge=0)
+    stream: str = Field("", max_length=128, description="the student's stream (needed when the class has several)")
     t: float = Field(gt=0, description="capture time (Unix seconds) of the moment marked")
     level_given: int = Field(ge=0, le=3, description="the level the teacher sees, 0 engaged .. 3 checked out")
 
@@ -140,14 +141,17 @@ def create_app(ctx: WebContext) -> FastAPI:
 
     @app.get("/api/live", summary="The current session")
     def api_live() -> dict[str, Any]:
-        """`session`, `totals`, the model and its note, and `students` (each with `id`, `level`, `probs`,
-        `last_seen`, `seconds_at_level_2_or_more` and the last five minutes as `history`
-        [[t_capture, level], ...]); no students when CLASS_LEVEL_ONLY or EU_AI_ACT_MODE is set."""
+        """`session`, `totals`, the model and its note, `streams` (the class's stream ids), and
+        `students` (each with `stream`, `id`, `level`, `probs`, `last_seen`,
+        `seconds_at_level_2_or_more` and the last five minutes as `history` [[t_capture, level], ...]);
+        with several streams also `stream_totals` (each stream's) and `stream_ends` (streams that
+        ended while the class goes on: `ended`, `end_reason`). No students when CLASS_LEVEL_ONLY
+        or EU_AI_ACT_MODE is set."""
         return ctx.live.snapshot(history=True)
 
     @app.get("/api/sessions", summary="Past sessions, newest first")
     def api_sessions() -> list[dict[str, Any]]:
-        """One summary per end-of-session report in REPORT_DIR."""
+        """One summary per end-of-session report in REPORT_DIR (with its `streams`' ids)."""
         return ctx.reports.list()
 
     @app.get("/api/sessions/{session}", summary="One session's report")
@@ -174,7 +178,7 @@ def create_app(ctx: WebContext) -> FastAPI:
         if ctx.class_level_only:
             raise HTTPException(404, "marks are off (class-level only)")
         store = _marks_store()
-        found = ctx.live.prediction_at(mark.session, mark.student, mark.t)
+        found = ctx.live.prediction_at(mark.session, mark.stream, mark.student, mark.t)
         if found is not None:
             (predicted, signals), source = found, "live"
         else:
@@ -183,11 +187,13 @@ def create_app(ctx: WebContext) -> FastAPI:
                 if ctx.live.snapshot(history=False)["session"] == mark.session:
                     raise _unprocessable("t", "no prediction of this student near that moment")
                 raise HTTPException(404, f"unknown session {mark.session!r}")
-            predicted, signals, source = prediction_at(report, mark.student, mark.t, MAX_GAP_SECONDS), {}, "session"
+            predicted = prediction_at(report, mark.stream, mark.student, mark.t, MAX_GAP_SECONDS)
+            signals, source = {}, "session"
             if predicted is None:
                 raise _unprocessable("t", "no prediction of this student near that moment")
         try:
-            record = validate_mark({"session": mark.session, "student": str(mark.student), "t": mark.t,
+            record = validate_mark({"session": mark.session, "stream": mark.stream, "student": str(mark.student),
+                                    "t": mark.t,
                                     "level_given": mark.level_given, "level_predicted": predicted,
                                     "signals": signals, "created_at": time.time(), "source": source})
         except MarkError as exc:
@@ -225,12 +231,17 @@ def create_app(ctx: WebContext) -> FastAPI:
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @app.get("/api/live/video.mjpg", summary="The annotated video (MJPEG)")
-    async def live_video() -> Response:
-        """The reporter's overlay as multipart JPEG; each part carries X-Capture-Time. Not served
-        when CLASS_LEVEL_ONLY or EU_AI_ACT_MODE is set."""
+    async def live_video(stream: str = "") -> Response:
+        """The reporter's overlay as multipart JPEG; each part carries X-Capture-Time, X-Seq and
+        X-Stream. `?stream=<id>`: that stream's video only (the page shows one tile per stream);
+        without it every frame of the session. Not served when CLASS_LEVEL_ONLY or
+        EU_AI_ACT_MODE is set."""
         if ctx.class_level_only:
             return PlainTextResponse("video is off (class-level only)", status_code=404)
-        sub = ctx.video.subscribe()
+        feed = ctx.video.feed(stream, known=ctx.live.has_stream(stream))
+        if feed is None:
+            return PlainTextResponse(f"no video of stream {stream!r} yet", status_code=404)
+        sub = feed.subscribe()
 
         async def stream():  # type: ignore[no-untyped-def]
             try:
@@ -262,9 +273,11 @@ def _unprocessable(field: str, message: str) -> HTTPException:
     return HTTPException(422, [{"field": field, "message": message}])
 
 
-def mjpeg_part(jpeg: bytes, t_capture: float, seq: int) -> bytes:
+def mjpeg_part(jpeg: bytes, t_capture: float, seq: int, stream: str = "") -> bytes:
+    # The stream id goes into a header: keep it to printable ASCII (an id is the operator's text).
+    safe = "".join(c for c in stream if 32 < ord(c) < 127)[:64]
     head = (f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
-            f"X-Capture-Time: {t_capture:.6f}\r\nX-Seq: {seq}\r\n\r\n").encode("ascii")
+            f"X-Capture-Time: {t_capture:.6f}\r\nX-Seq: {seq}\r\nX-Stream: {safe}\r\n\r\n").encode("ascii")
     return head + jpeg + b"\r\n"
 
 

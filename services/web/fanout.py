@@ -96,3 +96,50 @@ class Fanout:
                 sub.loop.call_soon_threadsafe(sub.ready.set)
             except RuntimeError:
                 pass
+
+
+class VideoFeeds:
+    """The live video: the whole session's frames, and one feed per stream (a tile each on the page).
+
+    A stream's feed is made when its first frame comes, or when a page asks for a stream the
+    live session has (its tile opens before the first frame), at most `max_feeds` of them (a
+    class has a few cameras; the bound keeps memory and metric labels small whatever comes).
+    """
+
+    def __init__(self, name: str, queue_size: int, max_feeds: int = 16) -> None:
+        self.name = name
+        self.queue_size = queue_size
+        self.max_feeds = max_feeds
+        self.all = Fanout(name, queue_size)
+        self.lock = threading.Lock()
+        self.feeds: dict[str, Fanout] = {}
+
+    def publish(self, stream: str, item: Any) -> None:
+        self.all.publish(item)
+        with self.lock:
+            feed = self.feeds.get(stream)
+            if feed is None and len(self.feeds) < self.max_feeds:
+                feed = self.feeds[stream] = Fanout(f"{self.name}:{stream}", self.queue_size)
+        if feed is not None:
+            feed.publish(item)
+
+    def feed(self, stream: str | None, known: bool = False) -> Fanout | None:
+        """The session's feed (no stream asked), that stream's, or None for a stream never seen.
+
+        known: the live session has this stream (its updates came): a page may wait for its
+        first frame, so the feed is made now.
+        """
+        if not stream:
+            return self.all
+        with self.lock:
+            feed = self.feeds.get(stream)
+            if feed is None and known and len(self.feeds) < self.max_feeds:
+                feed = self.feeds[stream] = Fanout(f"{self.name}:{stream}", self.queue_size)
+            return feed
+
+    def close(self) -> None:
+        self.all.close()
+        with self.lock:
+            feeds = list(self.feeds.values())
+        for feed in feeds:
+            feed.close()

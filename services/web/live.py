@@ -1,5 +1,9 @@
 """The class as it is now: the live session's totals and one entry per student.
 
+A student is (stream, id): ids start at 1 in every stream of a class, so two cameras' #1
+are two cards. The snapshot lists the session's streams, and each one's running totals when
+there are several (the aggregator's updates carry them).
+
 Fed by the reporter's updates (the `live` link) and, at start-up, by the session's timeline
 in Redis, so a web service restarted mid-class shows the class again: nothing is on disk.
 `LiveState` is written by the service's loop thread and read by the web server's threads,
@@ -36,6 +40,7 @@ def numeric_signals(signals: Any) -> dict[str, float]:
 @dataclass
 class Student:
     id: int
+    stream: str = ""
     level: int = 0
     probs: list[float] = field(default_factory=list)
     last_seen: float = 0.0
@@ -61,7 +66,8 @@ class Student:
         return best[1], best[2]
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "level": self.level, "probs": self.probs, "last_seen": self.last_seen,
+        return {"id": self.id, "stream": self.stream, "level": self.level, "probs": self.probs,
+                "last_seen": self.last_seen,
                 "seconds_at_level_2_or_more": round(self.seconds_at_attention_level, 1)}
 
 
@@ -81,11 +87,13 @@ class LiveState:
         self.session = session
         self.model: dict[str, Any] = {}
         self.totals = _empty_totals()
-        self.students: dict[int, Student] = {}
+        self.students: dict[tuple[str, int], Student] = {}
+        self.streams: set[str] = set()
         self.seq: int | None = None
         self.t_capture: float | None = None
         self.ended = False
-        self.stream = ""
+        self.stream = ""  # the stream of the last update
+        self.stream_ends: dict[str, dict[str, Any]] = {}  # stream -> {ended, end_reason}: ended, the class goes on
 
     # --- writes (the service's loop thread) ---------------------------------------------
     def load(self, session: str, meta: dict[str, Any], totals: dict[str, Any], timeline: list[dict[str, Any]]) -> None:
@@ -95,9 +103,10 @@ class LiveState:
             self.model = dict(meta.get("model") or {})
             self.totals = totals
             self.ended = meta.get("ended") is not None
+            self.streams.update(str(st) for st in meta.get("streams") or [])
             for e in timeline:
-                self._student(int(e["student"])).add(float(e["t_capture"]), int(e["level"]),
-                                                     [float(x) for x in e["probs"]], {})
+                self._student(str(e["stream"]), int(e["student"])).add(
+                    float(e["t_capture"]), int(e["level"]), [float(x) for x in e["probs"]], {})
                 if self.t_capture is None or e["t_capture"] >= self.t_capture:
                     self.t_capture, self.seq = float(e["t_capture"]), int(e["seq"])
 
@@ -110,13 +119,25 @@ class LiveState:
             self.totals = fields.get("totals") or self.totals
             self.seq, self.t_capture, self.ended = seq, t_capture, False
             self.stream = str(fields.get("stream") or self.stream)
+            self.streams.add(self.stream)
             for p in fields.get("predictions") or []:
-                self._student(int(p["student"])).add(t_capture, int(p["level"]), [float(x) for x in p["probs"]],
-                                                     numeric_signals(p.get("signals")))
+                self._student(self.stream, int(p["student"])).add(
+                    t_capture, int(p["level"]), [float(x) for x in p["probs"]], numeric_signals(p.get("signals")))
             # Bounded memory over a long class: students long gone are forgotten here.
-            for sid in [i for i, st in self.students.items() if st.last_seen < t_capture - 2 * HISTORY_SECONDS]:
-                del self.students[sid]
+            for key in [k for k, st in self.students.items() if st.last_seen < t_capture - 2 * HISTORY_SECONDS]:
+                del self.students[key]
             return self._snapshot(history=False)
+
+    def set_stream_ends(self, session: str, ends: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """The streams of the live session that have ended (from Redis); the event for the pages
+        when that changed, else None."""
+        with self.lock:
+            if session != self.session or ends == self.stream_ends:
+                return None
+            self.stream_ends = ends
+            self.streams.update(ends)
+            # Not a new update: the page must not add a point to the charts or a latency for it.
+            return {**self._snapshot(history=False), "status_only": True}
 
     def end(self, session: str) -> dict[str, Any] | None:
         with self.lock:
@@ -125,10 +146,11 @@ class LiveState:
             self.ended = True
             return self._snapshot(history=False)
 
-    def _student(self, sid: int) -> Student:
-        if sid not in self.students:
-            self.students[sid] = Student(sid)
-        return self.students[sid]
+    def _student(self, stream: str, sid: int) -> Student:
+        if (stream, sid) not in self.students:
+            self.streams.add(stream)
+            self.students[(stream, sid)] = Student(sid, stream)
+        return self.students[(stream, sid)]
 
     # --- reads (the web server) -----------------------------------------------------------
     def snapshot(self, history: bool = True) -> dict[str, Any]:
@@ -143,15 +165,20 @@ class LiveState:
                       "labels": labels},
             "note": BASELINE_NOTE if self.model.get("baseline") else "",
             "class_level_only": self.class_level_only, "totals": self.totals, "students": [],
+            "streams": sorted(self.streams),
+            "stream_ends": dict(self.stream_ends),
         }
+        if len(self.streams) > 1:  # several streams: each one's running totals (class level only too)
+            per_stream = self.totals.get("streams") or {}
+            out["stream_totals"] = {st: per_stream.get(st) or _empty_totals() for st in sorted(self.streams)}
         if self.class_level_only:
             return out
-        for sid in sorted(self.students):
-            s = self.students[sid]
+        for key in sorted(self.students):
+            s = self.students[key]
             if self.t_capture is not None and s.last_seen < self.t_capture - HISTORY_SECONDS:
                 continue  # gone for longer than the charts show: no card (the report keeps them)
             row = s.summary()
-            name = name_of(self.roster, self.stream, sid) if self.roster else None
+            name = name_of(self.roster, s.stream, s.id) if self.roster else None
             if name:
                 row["name"] = name
             if history:
@@ -159,11 +186,19 @@ class LiveState:
             out["students"].append(row)
         return out
 
-    def prediction_at(self, session: str, student: int, t: float) -> tuple[int, dict[str, float]] | None:
-        """The model's level and signals for a mark of the live session, or None."""
+    def prediction_at(self, session: str, stream: str, student: int, t: float) -> tuple[int, dict[str, float]] | None:
+        """The model's level and signals for a mark of the live session, or None. Without a
+        stream (a page of a one-stream class) the student's id in any stream."""
         with self.lock:
-            s = self.students.get(student) if session == self.session else None
+            if session != self.session:
+                return None
+            s = self.students.get((stream, student)) if stream else next(
+                (st for (_, sid), st in sorted(self.students.items()) if sid == student), None)
             return s.at(t) if s else None
+
+    def has_stream(self, stream: str) -> bool:
+        with self.lock:
+            return stream in self.streams
 
     def is_live(self, session: str) -> bool:
         with self.lock:

@@ -25,7 +25,7 @@ import redis
 import uvicorn
 
 from services.web.app import WebContext, create_app, mjpeg_part, sse_event
-from services.web.fanout import Fanout
+from services.web.fanout import Fanout, VideoFeeds
 from services.web.live import LiveState
 from services.web.security import access_problem
 from services.web.sessions import Reports
@@ -92,7 +92,7 @@ class WebService(Service):
             except RosterError as exc:  # `engagement run` checks it first; alone, the page still shows ids
                 self.log.error("%s: cards show ids only", exc)
         self.live = LiveState(self.class_level_only, roster)
-        self.video = Fanout("video", VIDEO_QUEUE)
+        self.video = VideoFeeds("video", VIDEO_QUEUE)
         self.events = Fanout("events", EVENTS_QUEUE)
         self.context = WebContext(live=self.live, reports=Reports(s.report_dir), video=self.video,
                                   events=self.events, marks=marks, class_level_only=self.class_level_only,
@@ -128,8 +128,12 @@ class WebService(Service):
         try:
             session = session or self.settings.session_id or self._latest_open_session()
             if session:
-                self.live.load(session, self.store.session_meta(session), self.store.session_totals(session),
-                               self.store.timeline(session))
+                streams = self.store.streams(session)
+                totals = self.store.session_totals(session)
+                if len(streams) > 1:  # as the aggregator's updates carry them
+                    totals["streams"] = {st["stream"]: st["totals"] for st in streams}
+                meta = {**self.store.session_meta(session), "streams": [st["stream"] for st in streams]}
+                self.live.load(session, meta, totals, self.store.timeline(session))
                 self.log.info("showing session %s from Redis (%d students)", session, len(self.live.students))
             self.restored = True
         except redis.RedisError as exc:
@@ -156,11 +160,28 @@ class WebService(Service):
             self._restore(session)  # joined mid-session: what came before is in Redis
         if msg.kind == "frame":
             if not self.class_level_only and session == self.live.session:
-                self.video.publish(mjpeg_part(msg.payload, float(msg["t_capture"]), int(msg["seq"])))
+                self.video.publish(str(msg["stream"]), mjpeg_part(msg.payload, float(msg["t_capture"]),
+                                                                  int(msg["seq"]), str(msg["stream"])))
             return
         fields: dict[str, Any] = {k: msg.get(k) for k in ("model", "totals", "predictions", "stream")}
         event = self.live.apply_update(session, int(msg["seq"]), float(msg["t_capture"]), fields)
         self.events.publish(sse_event(event))
+
+    def tick(self) -> None:
+        """A stream that ended while the class goes on (a camera gone): the page says so. Its end
+        is in Redis (the aggregator wrote it); nothing on the live link carries it."""
+        session = self.live.session
+        if self.store is None or not session or len(self.live.streams) < 2 or self.live.ended:
+            return
+        try:
+            ends = {st["stream"]: {"ended": st["ended"], "end_reason": st["end_reason"]}
+                    for st in self.store.streams(session) if st["ended"] is not None}
+        except redis.RedisError as exc:
+            self.log.debug("stream ends not read: %s", exc)
+            return
+        event = self.live.set_stream_ends(session, ends)
+        if event is not None:
+            self.events.publish(sse_event(event))
 
     def on_stop(self) -> None:
         self.video.close()

@@ -65,12 +65,15 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
     return {"session": report.get("session"), "class": report.get("class"), "started": report.get("started"),
             "ended": report.get("ended"), "model": (report.get("model") or {}).get("name", ""),
             "frames": totals.get("frames", 0), "predictions": totals.get("predictions", 0),
-            "students": len(report.get("students") or []), "class_level_only": bool(report.get("class_level_only"))}
+            "students": len(report.get("students") or []), "class_level_only": bool(report.get("class_level_only")),
+            "streams": [st["stream"] for st in report.get("streams") or []]}
 
 
 def class_level(report: dict[str, Any]) -> dict[str, Any]:
     """The report without anything per student (the web's CLASS_LEVEL_ONLY / EU_AI_ACT_MODE)."""
-    return {**report, "students": [], "timeline": [], "episodes": [], "marks": [], "class_level_only": True}
+    streams = [{**st, "students": [], "episodes": []} for st in report.get("streams") or []]  # totals stay
+    return {**report, "students": [], "timeline": [], "episodes": [], "marks": [], "class_level_only": True,
+            **({"streams": streams} if "streams" in report else {})}
 
 
 def report_csv(report: dict[str, Any]) -> str:
@@ -93,9 +96,11 @@ def report_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def prediction_at(report: dict[str, Any], student: int, t: float, max_gap: float) -> int | None:
-    """The report's level for `student` nearest to capture time `t` (a mark on the session page)."""
-    best = min((e for e in report.get("timeline") or [] if e["student"] == student),
+def prediction_at(report: dict[str, Any], stream: str, student: int, t: float, max_gap: float) -> int | None:
+    """The report's level for (stream, student) nearest to capture time `t` (a mark on the session
+    page); without a stream (a one-stream class) that id in any stream."""
+    best = min((e for e in report.get("timeline") or []
+                if e["student"] == student and (not stream or e["stream"] == stream)),
                key=lambda e: abs(e["t_capture"] - t), default=None)
     if best is None or abs(best["t_capture"] - t) > max_gap:
         return None

@@ -252,3 +252,111 @@ def test_a_multitask_model_has_every_state_counted_and_in_the_updates():
         sender.close()
         receiver.close()
         _cleanup(REDIS_URL, prefix)
+
+
+def test_two_streams_end_the_session_only_after_the_second_eos_across_a_restart():
+    """STREAMS=cam0,cam1: cam1 gives up (its end and reason recorded, no eos forwarded), cam0's
+    frames keep counting, an aggregator restart in between forgets nothing (the ends are in
+    Redis), and cam0's eos ends the session; a repeated eos stays harmless."""
+    values, pred_ep, upd_ep, prefix = _wire(streams="cam0,cam1")
+    session = f"two-{prefix}"
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    store = Store.from_url(REDIS_URL, prefix=prefix)
+    gave_up_before = local_metric("engagement_streams_ended_total", reason="gave_up")
+    try:
+        with Running(AggregatorService, **values):
+            for seq in range(3):
+                sender.send(predictions_header(session, seq, [(1, 0)], stream="cam0"))
+                sender.send(predictions_header(session, seq, [(1, 3)], stream="cam1"))
+            sender.send(eos_header(session, 3, stream="cam1", reason="gave_up"))
+            for seq in range(3, 6):
+                sender.send(predictions_header(session, seq, [(2, 1)], stream="cam0"))
+            got = [receiver.recv() for _ in range(9)]
+            assert [m.kind for m in got] == ["update"] * 9  # cam1's eos was not forwarded
+            assert got[-1]["totals"]["frames"] == 9
+        assert store.session_meta(session)["ended"] is None
+        by_id = {s["stream"]: s for s in store.streams(session)}
+        assert by_id["cam1"]["end_reason"] == "gave_up" and by_id["cam1"]["ended"] is not None
+        assert by_id["cam0"]["ended"] is None
+        assert local_metric("engagement_streams_ended_total", reason="gave_up") == gave_up_before + 1
+        with Running(AggregatorService, **values):  # a new process: what ended is read from Redis
+            sender.send(predictions_header(session, 6, [(2, 2)], stream="cam0"))
+            sender.send(eos_header(session, 7, stream="cam0"))
+            got = receiver.recv_until("eos")
+            assert got[-1]["stream"] == "cam0" and got[-1]["reason"] == "end_of_file"
+            sender.send(eos_header(session, 7, stream="cam0"))  # repeated: the end stays the first
+            receiver.recv_until("eos")
+            sender.send(eos_header(session, 4, stream="cam1", reason="gave_up"))  # repeated: not counted again
+            receiver.recv_until("eos")
+        meta = store.session_meta(session)
+        assert meta["ended"] is not None and meta["end_reason"] == "end_of_file"
+        assert meta["ended"] >= by_id["cam1"]["ended"]
+        assert local_metric("engagement_streams_ended_total", reason="gave_up") == gave_up_before + 1
+        assert store.session_totals(session)["frames"] == 10
+        assert {s["stream"]: s["end_reason"] for s in store.streams(session)} == {"cam0": "end_of_file",
+                                                                                  "cam1": "gave_up"}
+    finally:
+        sender.close()
+        receiver.close()
+        _cleanup(REDIS_URL, prefix)
+
+
+def test_a_stream_streams_does_not_list_is_said_once_and_must_end_too(caplog):
+    values, pred_ep, upd_ep, prefix = _wire(streams="cam0")
+    session = f"typo-{prefix}"
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    try:
+        with caplog.at_level("WARNING"), Running(AggregatorService, **values):
+            for seq in range(3):
+                sender.send(predictions_header(session, seq, [(1, 0)], stream="cam0"))
+                sender.send(predictions_header(session, seq, [(1, 1)], stream="camO"))
+            sender.send(eos_header(session, 3, stream="cam0"))
+            [receiver.recv() for _ in range(6)]
+            sender.send(eos_header(session, 3, stream="camO"))
+            assert receiver.recv_until("eos")[-1]["stream"] == "camO"  # only now the session ends
+        said = [r.getMessage() for r in caplog.records if "not in STREAMS" in r.getMessage()]
+        assert len(said) == 1 and "'camO'" in said[0]
+    finally:
+        sender.close()
+        receiver.close()
+        _cleanup(REDIS_URL, prefix)
+
+
+def test_without_streams_the_first_eos_ends_the_session_whatever_its_stream():
+    values, pred_ep, upd_ep, prefix = _wire()  # STREAMS empty; STREAM_ID's cam0 is not required
+    session = f"one-{prefix}"
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    try:
+        with Running(AggregatorService, **values):
+            sender.send(predictions_header(session, 0, [(1, 0)], stream="screen"))
+            sender.send(eos_header(session, 1, stream="screen"))
+            assert receiver.recv_until("eos")[-1]["stream"] == "screen"
+        assert Store.from_url(REDIS_URL, prefix=prefix).session_meta(session)["ended"] is not None
+    finally:
+        sender.close()
+        receiver.close()
+        _cleanup(REDIS_URL, prefix)
+
+
+def test_updates_of_two_streams_carry_each_streams_running_totals():
+    values, pred_ep, upd_ep, prefix = _wire(streams="cam0,cam1")
+    session = f"per-{prefix}"
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    try:
+        with Running(AggregatorService, **values):
+            sender.send(predictions_header(session, 0, [(1, 0), (2, 1)], stream="cam0"))
+            sender.send(predictions_header(session, 0, [(1, 3)], stream="cam1"))
+            first, second = receiver.recv(), receiver.recv()
+        assert "streams" not in first["totals"]
+        assert second["totals"]["predictions"] == 3
+        assert {k: v["predictions"] for k, v in second["totals"]["streams"].items()} == {"cam0": 2, "cam1": 1}
+        students = Store.from_url(REDIS_URL, prefix=prefix).students(session)
+        assert [(s["stream"], s["student"]) for s in students] == [("cam0", 1), ("cam0", 2), ("cam1", 1)]
+    finally:
+        sender.close()
+        receiver.close()
+        _cleanup(REDIS_URL, prefix)

@@ -81,3 +81,86 @@ def test_session_meta_and_end_is_idempotent(store):
     assert meta["model"]["engine"] == "litert-facemesh" and meta["model"]["device"] == "cpu"  # into the report
     assert meta["started"] == 1_000_000.0
     assert meta["class"] == "c1"
+
+
+def test_one_stream_without_expected_streams_ends_at_its_first_eos(store):
+    store.record_frame(_frame("one", 0, [(1, 0)]))
+    assert store.end_stream("one", "cam0", 1_000_010.0, "end_of_file", [], "c1", "a.mp4") == (True, [], True)
+    assert store.session_meta("one")["ended"] == 1_000_010.0
+    [stream] = store.streams("one")
+    assert {k: v for k, v in stream.items() if k != "totals"} == {
+        "stream": "cam0", "source": "a.mp4", "started": 1_000_000.0, "ended": 1_000_010.0, "end_reason": "end_of_file"}
+    assert stream["totals"]["predictions"] == 1
+    assert "one" in store.reports_pending()
+
+
+def test_the_session_ends_when_every_expected_and_seen_stream_has_ended(store):
+    rec = _frame("two", 0, [(1, 0)])
+    store.record_frame(rec)
+    store.record_frame(FrameRecord("two", "c1", "screen", 0, 1_000_001.0, None, 1, rec.predictions, MODEL))
+    expected = ["cam0", "cam1"]  # "screen" is not listed but was seen: it must end too
+    assert store.end_stream("two", "cam1", 1_000_005.0, "gave_up", expected) == (False, ["cam0", "screen"], True)
+    assert store.end_stream("two", "cam0", 1_000_006.0, "end_of_file", expected) == (False, ["screen"], True)
+    assert store.session_meta("two")["ended"] is None and "two" not in store.reports_pending()
+    # A repeated eos of an ended stream keeps its first end and does not end the session.
+    assert store.end_stream("two", "cam1", 1_000_009.0, "stopped", expected) == (False, ["screen"], False)
+    assert store.end_stream("two", "screen", 1_000_007.0, "stopped", expected) == (True, [], True)
+    meta = store.session_meta("two")
+    assert meta["ended"] == 1_000_007.0 and meta["end_reason"] == "stopped"
+    by_id = {s["stream"]: s for s in store.streams("two")}
+    assert by_id["cam1"]["ended"] == 1_000_005.0 and by_id["cam1"]["end_reason"] == "gave_up"
+    assert by_id["cam1"]["started"] is None  # expected, never sent a frame
+    assert by_id["screen"]["started"] == 1_000_001.0
+    # The session's end is idempotent too.
+    assert store.end_stream("two", "cam0", 1_000_099.0, "stopped", expected) == (True, [], False)
+    assert store.session_meta("two")["ended"] == 1_000_007.0
+
+
+def test_end_session_closes_the_streams_still_open(store):
+    store.record_frame(_frame("cut", 0, [(1, 0)]))
+    store.end_stream("cut", "cam1", 1_000_002.0, "gave_up", ["cam0", "cam1"])
+    store.end_session("cut", 1_000_003.0, "interrupted")
+    by_id = {s["stream"]: s for s in store.streams("cut")}
+    assert by_id["cam0"]["end_reason"] == "interrupted" and by_id["cam1"]["end_reason"] == "gave_up"
+
+
+def test_students_of_two_streams_with_the_same_id_are_counted_apart(store):
+    preds = [{"student": 1, "level": 0, "probs": [0.25] * 4}, {"student": 2, "level": 3, "probs": [0.25] * 4}]
+    _, one = store.record_frame(FrameRecord("ab", "c1", "cam0", 0, 1_000_000.0, None, 2, preds, MODEL))
+    assert "streams" not in one  # one stream so far: no per-stream noise
+    _, both = store.record_frame(FrameRecord("ab", "c1", "cam1", 0, 1_000_000.5, None, 1, preds[:1], MODEL))
+    store.record_frame(FrameRecord("ab", "c1", "cam1", 1, 1_000_001.0, None, 1,
+                                   [{"student": 1, "level": 2, "probs": [0.25] * 4}], MODEL))
+    assert both["frames"] == 2 and both["streams"]["cam0"]["predictions"] == 2
+    assert both["streams"]["cam1"]["levels"] == {"0": 1, "1": 0, "2": 0, "3": 0}
+    rows = {(s["stream"], s["student"]): s for s in store.students("ab")}
+    assert sorted(rows) == [("cam0", 1), ("cam0", 2), ("cam1", 1)]
+    assert rows[("cam0", 1)]["predictions"] == 1 and rows[("cam1", 1)]["predictions"] == 2
+    assert rows[("cam1", 1)]["levels"] == {"0": 1, "1": 0, "2": 1, "3": 0}
+    by_id = {s["stream"]: s for s in store.streams("ab")}
+    assert by_id["cam0"]["totals"]["predictions"] == 2 and by_id["cam1"]["totals"]["frames"] == 2
+    assert by_id["cam1"]["started"] == 1_000_000.5
+    session = store.session_totals("ab")
+    assert session["predictions"] == sum(s["totals"]["predictions"] for s in by_id.values()) == 4
+
+
+def test_a_session_written_before_streams_still_reads(store):
+    """Bare ids in the students set (an older aggregator's keys): they belong to the meta's stream."""
+    store.record_frame(_frame("old", 0, [(4, 1)]))
+    s = store._s("old")
+    store.r.rename(f"{s}:student:cam0/4", f"{s}:student:4")
+    store.r.delete(f"{s}:students")
+    store.r.sadd(f"{s}:students", "4")
+    [row] = store.students("old")
+    assert (row["stream"], row["student"], row["predictions"]) == ("cam0", 4, 1)
+
+
+def test_a_caller_holding_every_streams_totals_gets_only_the_frames_stream_back(store):
+    preds = [{"student": 1, "level": 2, "probs": [0.25] * 4}]
+    store.record_frame(FrameRecord("k", "c1", "cam0", 0, 1_000_000.0, None, 1, preds, MODEL))
+    _, first = store.record_frame(FrameRecord("k", "c1", "cam1", 0, 1_000_000.0, None, 1, preds, MODEL),
+                                  known_streams=1)
+    assert sorted(first["streams"]) == ["cam0", "cam1"]  # it held one of two: every stream comes back
+    _, then = store.record_frame(FrameRecord("k", "c1", "cam1", 1, 1_000_001.0, None, 1, preds, MODEL),
+                                 known_streams=2)
+    assert list(then["streams"]) == ["cam1"] and then["streams"]["cam1"]["levels"]["2"] == 2

@@ -117,3 +117,74 @@ def test_a_report_without_marks_says_nothing_of_them(store):
     report = build_report(store.load_session("m3"))
     assert report["marks"] == [] and report["agreement"]["rate"] is None
     assert "Teacher's marks" not in render_text(report)
+
+
+def _fill_two_streams(store: Store, session: str) -> None:
+    """cam0 and cam1, each with its own students 1 and 2; cam1's student 1 is bored from seq 2,
+    cam1 gives up after seq 3, cam0 goes on to seq 5."""
+    for seq in range(6):
+        store.record_frame(FrameRecord(session, "math-7", "cam0", seq, 1_700_000_000.0 + seq, seq * 0.5, 2,
+                                       [{"student": 1, "level": 0, "probs": [0.25] * 4},
+                                        {"student": 2, "level": 1, "probs": [0.25] * 4}], MODEL))
+        if seq < 4:
+            store.record_frame(FrameRecord(session, "math-7", "cam1", seq, 1_700_000_000.2 + seq, None, 1,
+                                           [{"student": 1, "level": 3 if seq >= 2 else 0, "probs": [0.25] * 4}],
+                                           MODEL))
+    store.end_stream(session, "cam1", 1_700_000_004.0, "gave_up", ["cam0", "cam1"], "math-7", "rtsp://cam1")
+    store.end_stream(session, "cam0", 1_700_000_006.0, "end_of_file", ["cam0", "cam1"], "math-7", "a.mp4")
+
+
+def test_a_two_stream_report_has_a_section_per_stream_and_students_apart(store):
+    from shared.report_export import report_csv, report_html  # noqa: PLC0415
+    from shared.roster import with_names  # noqa: PLC0415
+
+    _fill_two_streams(store, "two")
+    report = build_report(store.load_session("two"))
+    assert [(s["stream"], s["student"], s["predictions"]) for s in report["students"]] == \
+        [("cam0", 1, 6), ("cam0", 2, 6), ("cam1", 1, 4)]
+    cam0, cam1 = report["streams"]
+    assert (cam0["stream"], cam0["source"], cam0["end_reason"], cam0["totals"]["frames"]) == \
+        ("cam0", "a.mp4", "end_of_file", 6)
+    assert (cam1["stream"], cam1["source"], cam1["end_reason"], cam1["ended"]) == \
+        ("cam1", "rtsp://cam1", "gave_up", 1_700_000_004.0)
+    assert cam1["totals"]["levels"] == {"0": 2, "1": 0, "2": 0, "3": 2} and cam1["totals"]["percent"]["3"] == 50.0
+    assert [s["student"] for s in cam1["students"]] == [1] and len(cam0["students"]) == 2
+    assert [(e["stream"], e["student"], e["predictions"]) for e in report["episodes"]] == [("cam1", 1, 2)]
+    assert cam1["episodes"] == report["episodes"] and cam0["episodes"] == []
+    assert {e["stream"] for e in report["timeline"]} == {"cam0", "cam1"}
+    text = render_text(report)
+    assert "Streams: cam0, cam1" in text
+    assert "Stream cam1 (rtsp://cam1): started" in text and "(gave_up)" in text
+    assert "cam0 #1: 6 predictions" in text and "cam1 #1: 4 predictions" in text
+    assert "id 1" not in text
+    # Roster names (stream, student) win in the files on the box; MQTT gets ids only.
+    named = with_names(report, {("cam1", 1): "Ana", ("", 2): "Ben"})
+    assert [s.get("name") for s in named["streams"][1]["students"]] == ["Ana"]
+    assert [s.get("name") for s in named["students"]] == [None, "Ben", "Ana"]
+    assert "cam1 #1 (Ana): 4 predictions" in render_text(named)
+    assert "Ana" not in json.dumps(mqtt_body(report)) and "Ben" not in json.dumps(mqtt_body(report))
+    page = report_html(named)
+    assert "<h2>Streams</h2>" in page and "rtsp://cam1" in page and "Ana (cam1 #1)" in page
+    assert "Ben (cam0 #2)" in page and "cam0 #1" in page
+    rows = report_csv(report).splitlines()
+    assert rows[0].split(",")[3:5] == ["stream", "student"]
+    assert {tuple(r.split(",")[3:5]) for r in rows[1:]} == {("cam0", "1"), ("cam0", "2"), ("cam1", "1")}
+
+
+def test_a_two_stream_class_level_report_has_per_stream_totals_only(store):
+    _fill_two_streams(store, "two-c")
+    report = build_report(store.load_session("two-c"), class_level_only=True)
+    assert report["students"] == [] and report["episodes"] == []
+    assert [(s["stream"], s["totals"]["predictions"], s["students"], s["episodes"]) for s in report["streams"]] == \
+        [("cam0", 12, [], []), ("cam1", 4, [], [])]
+    text = render_text(report)
+    assert "Stream cam0 (a.mp4)" in text and "#1" not in text
+
+
+def test_a_one_stream_report_stays_as_it_was(store):
+    _fill(store, "one")
+    report = build_report(store.load_session("one"))
+    [only] = report["streams"]  # the JSON always has the section; text and page show none
+    assert only["stream"] == "cam0" and only["totals"]["frames"] == 10
+    text = render_text(report)
+    assert "Stream: cam0" in text and "Stream cam0" not in text and "#" not in text

@@ -46,13 +46,13 @@ from tests.support.waiting import wait_for
 class Pipeline:
     """Test -> aggregator -> reporter, plus a preview publisher, on free loopback ports."""
 
-    def __init__(self, tmp_path: Path, **reporter_values) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tmp_path: Path, streams: str = "", **reporter_values) -> None:  # type: ignore[no-untyped-def]
         self.prefix = unique_prefix()
         self.session = f"s-{self.prefix}"
         # Three ports from one call: separate calls may hand out the same port twice.
         pred_ep, upd_ep, preview_ep = (f"tcp://127.0.0.1:{port}" for port in free_ports(3))
         self.report_dir = tmp_path / "reports"
-        common = dict(redis_url=REDIS_URL, redis_prefix=self.prefix, hwm=1000, class_id="class-r")
+        common = dict(redis_url=REDIS_URL, redis_prefix=self.prefix, hwm=1000, class_id="class-r", streams=streams)
         self.aggregator = Running(AggregatorService, predictions_in=f"pull+bind:{pred_ep}",
                                   updates_out=f"push+bind:{upd_ep}", **common)
         values = dict(updates_in=f"pull+connect:{upd_ep}", preview_in=f"sub+connect:{preview_ep}",
@@ -92,9 +92,9 @@ class Pipeline:
             if keys:
                 r.delete(*keys)
 
-    def frame(self, seq: int, image: np.ndarray) -> None:
+    def frame(self, seq: int, image: np.ndarray, stream: str = "cam0") -> None:
         h, w = image.shape[:2]
-        header = make_header("frame", self.session, "cam0", seq, time.time(), {}, width=w, height=h,
+        header = make_header("frame", self.session, stream, seq, time.time(), {}, width=w, height=h,
                              encoding="bgr", t_media=seq * 0.5, source="test")
         self.preview.send_multipart([b"frame", msgpack.packb(as_dict(header)), image.tobytes()])
 
@@ -448,3 +448,71 @@ def test_marks_made_during_the_class_are_in_its_report(tmp_path):
     assert [(m["student"], m["level_given"], m["t"]) for m in report["marks"]] == [("2", 2, t)]
     assert report["agreement"]["rate"] == 1.0
     assert "Teacher's marks: 1" in p.report_paths()[0].read_text()
+
+
+def test_two_streams_one_report_after_both_ended_names_on_the_box_only(tmp_path):
+    """STREAMS=cam0,cam1 through the real aggregator and reporter: cam1 gives up mid-class (no
+    report yet, cam0 goes on), cam0's end writes the one report with a section per stream; the
+    roster's (stream, student) names are in the files, never over MQTT (per-stream totals are)."""
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    roster = tmp_path / "roster.csv"
+    roster.write_text("stream,student,name\ncam0,1,Ada Lovelace\ncam1,1,Grace Hopper\n")
+    sub = Subscriber([f"engagement/{device}/report", f"engagement/{device}/totals"])
+    try:
+        with Pipeline(tmp_path, streams="cam0,cam1", messaging=1, device_id=device, mqtt_totals_interval=0.2,
+                      roster=str(roster)) as p:
+            for seq in range(4):
+                p.sender.send(predictions_header(p.session, seq, [(1, 0), (2, 1)], stream="cam0"))
+                p.sender.send(predictions_header(p.session, seq, [(1, 3)], stream="cam1"))
+            p.sender.send(eos_header(p.session, 4, stream="cam1", reason="gave_up"))
+            for seq in range(4, 8):
+                p.sender.send(predictions_header(p.session, seq, [(1, 2)], stream="cam0"))
+            totals = sub.wait_for("totals")
+            wait_for(lambda: any(t["body"]["frames"] == 12 for t in sub.wait_for("totals")), "all 12 frames counted")
+            assert not p.report_paths()[1].exists()  # cam0 still going: no report yet
+            p.sender.send(eos_header(p.session, 8, stream="cam0"))
+            report = p.wait_report()
+            [published] = sub.wait_for("report")
+            totals = sub.wait_for("totals")
+    finally:
+        sub.close()
+    assert [(s["stream"], s["student"], s["predictions"], s.get("name")) for s in report["students"]] == \
+        [("cam0", 1, 8, "Ada Lovelace"), ("cam0", 2, 4, None), ("cam1", 1, 4, "Grace Hopper")]
+    assert [(st["stream"], st["end_reason"], st["totals"]["frames"]) for st in report["streams"]] == \
+        [("cam0", "end_of_file", 8), ("cam1", "gave_up", 4)]
+    text = p.report_paths()[0].read_text()
+    assert "cam0 #1 (Ada Lovelace): 8 predictions" in text and "cam1 #1 (Grace Hopper): 4 predictions" in text
+    raw = b"".join(sub.raw)
+    assert b"Ada" not in raw and b"Grace" not in raw  # names stay on the box
+    assert [st["totals"]["frames"] for st in published["body"]["streams"]] == [8, 4]
+    assert any(set(t["body"].get("streams", {})) == {"cam0", "cam1"} for t in totals)
+
+
+def _count_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    cap.release()
+    return count
+
+
+def test_two_streams_are_recorded_one_file_each(tmp_path):
+    rec_dir = tmp_path / "rec"
+    drawn_before = local_metric("engagement_overlay_frames_total")
+    with Pipeline(tmp_path, streams="cam0,cam1", record=1, record_path=str(rec_dir), record_filename="class.avi",
+                  record_width=320, record_height=240) as p:
+        for seq in range(6):
+            for stream, grey, n in (("cam0", 60, 6), ("cam1", 200, 4)):
+                if seq < n:
+                    p.frame(seq, np.full((240, 320, 3), grey, np.uint8), stream=stream)
+                    p.sender.send(predictions_header(p.session, seq, [(1, seq % 4)], stream=stream))
+        wait_for(lambda: local_metric("engagement_overlay_frames_total") >= drawn_before + 10, "10 frames drawn")
+        p.sender.send(eos_header(p.session, 4, stream="cam1", reason="gave_up"))
+        p.sender.send(eos_header(p.session, 6, stream="cam0"))
+        report = p.wait_report()
+    assert _count_frames(rec_dir / "class-cam0.avi") == 6 and _count_frames(rec_dir / "class-cam1.avi") == 4
+    assert report["recordings"] == {"cam0": str((rec_dir / "class-cam0.avi").resolve()),
+                                    "cam1": str((rec_dir / "class-cam1.avi").resolve())}
+    assert [st.get("recording") for st in report["streams"]] == list(report["recordings"].values())
+    assert "recording" not in report and not (rec_dir / "class.avi").exists()

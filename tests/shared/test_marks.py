@@ -63,6 +63,8 @@ def test_validate_keeps_numbers_only_and_fills_defaults():
     ({"signals": {f"s{i}": 1.0 for i in range(65)}}, "signals"),
     ({"source": "phone"}, "source"),
     ({"created_at": "yesterday"}, "created_at"),
+    ({"stream": 3}, "stream"),
+    ({"stream": "x" * 201}, "stream"),
 ])
 def test_malformed_marks_name_the_field(over, field):
     with pytest.raises(MarkError) as err:
@@ -148,3 +150,18 @@ def test_report_section_for_a_page_that_adds_marks_to_a_written_report():
     assert [(m["student"], m["t_media"]) for m in section["marks"]] == [("3", 0.5), ("9", None)]
     assert section["agreement"]["agreed"] == 1
     assert report_section(marks, class_level_only=True, timeline=timeline)["marks"] == []
+
+
+def test_marks_of_two_streams_join_their_own_students_predictions(marks):
+    """cam0 #1 and cam1 #1 are two students: each mark finds its own stream's prediction."""
+    from shared.marks import report_section  # noqa: PLC0415
+
+    timeline = [{"stream": "cam0", "student": 1, "t_capture": 100.0, "t_media": 0.0},
+                {"stream": "cam1", "student": 1, "t_capture": 100.1, "t_media": 7.0}]
+    for stream in ("cam1", "cam0"):
+        marks.add(validate_mark({"session": "two", "stream": stream, "student": 1, "t": 100.05, "level_given": 0}))
+    stored = marks.for_session("two")
+    assert sorted(m.stream for m in stored) == ["cam0", "cam1"]
+    section = report_section(stored, timeline=timeline)
+    assert sorted((m["stream"], m["t_media"]) for m in section["marks"]) == [("cam0", 0.0), ("cam1", 7.0)]
+    assert validate_mark(_payload()).stream == ""  # a one-stream class's mark needs none

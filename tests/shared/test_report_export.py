@@ -81,3 +81,32 @@ def test_html_escapes_what_it_shows():
     data["meta"]["class"] = "<script>alert(1)</script>"
     page = report_html(build_report(data, generated_at=0.0))
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def _two_streams() -> dict:
+    """The session above seen by a second camera too: its students 1 and 2 are other people."""
+    data = _session()
+    extra = [{**e, "stream": "cam1", "level": 2 if e["student"] == 1 else 0} for e in data["timeline"]]
+    data["timeline"] = sorted(data["timeline"] + extra, key=lambda e: (e["t_capture"], e["stream"], e["student"]))
+    data["students"] = [{**s, "stream": stream} for stream in ("cam0", "cam1") for s in data["students"]]
+    data["streams"] = [{"stream": stream, "source": f"{stream}.mp4", "started": 1000.0, "ended": 1003.0,
+                        "end_reason": reason, "totals": data["totals"]}
+                       for stream, reason in (("cam0", "end_of_file"), ("cam1", "gave_up"))]
+    return data
+
+
+def test_two_streams_name_students_by_stream_in_the_page_and_the_csv():
+    report = build_report(_two_streams(), generated_at=0.0)
+    page = report_html(report)
+    assert "<h2>Streams</h2>" in page and "cam1.mp4" in page and "gave_up" in page
+    for label in ("cam0 #1", "cam0 #2", "cam1 #1", "cam1 #2"):
+        assert f">{label}<" in page  # the students' table and the timeline's lanes
+    assert ">cam1 #1</td>" in page.split("Episodes")[1]  # cam1's student 1 at level 2: an episode of its own
+    rows = list(csv.DictReader(io.StringIO(report_csv(report))))
+    assert {(r["stream"], r["student"]) for r in rows} == {("cam0", "1"), ("cam0", "2"), ("cam1", "1"), ("cam1", "2")}
+
+
+def test_one_stream_page_names_students_as_before():
+    page = report_html(build_report(_session(), generated_at=0.0))
+    body = page.split("</style>")[1].split("<details>")[0]
+    assert "<h2>Streams</h2>" not in body and ">student 1<" in body and " #" not in body

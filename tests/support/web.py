@@ -26,10 +26,10 @@ LABELS = ["attentive", "partly attentive", "distracted", "looking away"]
 MODEL = {"name": "attention-baseline", "kind": "frame", "baseline": True, "labels": LABELS}
 
 
-def jpeg(seq: int, size: tuple[int, int] = (320, 240)) -> bytes:
+def jpeg(seq: int, size: tuple[int, int] = (320, 240), background: int = 40) -> bytes:
     """A real JPEG that differs per frame (a moving bar), like the reporter's overlay."""
     w, h = size
-    img = np.full((h, w, 3), 40, np.uint8)
+    img = np.full((h, w, 3), background, np.uint8)
     x = (seq * 17) % w
     img[:, x:x + 12] = (0, 200, 255)
     cv2.putText(img, f"frame {seq}", (10, h // 2), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
@@ -39,7 +39,7 @@ def jpeg(seq: int, size: tuple[int, int] = (320, 240)) -> bytes:
 
 
 def update_header(session: str, seq: int, levels: dict[int, int], t_capture: float | None = None,
-                  frames: int | None = None) -> dict:
+                  frames: int | None = None, stream: str = "cam0", streams: dict | None = None) -> dict:
     """An update as the reporter forwards it: totals, predictions with the baseline's signals."""
     preds = [{"student": s, "box": [10.0 * s, 10.0, 50.0, 50.0], "level": lv,
               "probs": [0.7 if i == lv else 0.1 for i in range(4)],
@@ -47,8 +47,8 @@ def update_header(session: str, seq: int, levels: dict[int, int], t_capture: flo
              for s, lv in sorted(levels.items())]
     counts = {str(i): sum(lv == i for lv in levels.values()) for i in range(4)}
     totals = {"frames": frames or seq + 1, "frames_without_faces": 0, "faces": len(levels),
-              "predictions": len(levels), "levels": counts}
-    return make_header("update", session, "cam0", seq, t_capture or time.time(), totals=totals,
+              "predictions": len(levels), "levels": counts, **({"streams": streams} if streams else {})}
+    return make_header("update", session, stream, seq, t_capture or time.time(), totals=totals,
                        predictions=preds, faces=[], model=MODEL, t_media=None)
 
 
@@ -67,9 +67,10 @@ class LiveLink:
         self.socket.send_multipart(encode(header))
         return header
 
-    def frame(self, session: str, seq: int, payload: bytes | None = None, t_capture: float | None = None) -> None:
+    def frame(self, session: str, seq: int, payload: bytes | None = None, t_capture: float | None = None,
+              stream: str = "cam0") -> None:
         data = payload if payload is not None else jpeg(seq)
-        header = make_header("frame", session, "cam0", seq, t_capture or time.time(), width=320, height=240,
+        header = make_header("frame", session, stream, seq, t_capture or time.time(), width=320, height=240,
                              encoding="jpeg")
         self.socket.send_multipart(encode(header, data))
 

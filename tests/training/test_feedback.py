@@ -34,7 +34,7 @@ def test_every_mark_becomes_a_row_with_each_signal_a_column(marks, tmp_path, cap
     out = tmp_path / "marks.csv"
     assert main(["feedback", "--out", str(out), "--redis-url", REDIS_URL, "--redis-prefix", marks.prefix]) == 0
     rows = _read(out)
-    assert list(rows[0]) == ["id", "session", "student", "t", "level_given", "level_predicted", "source",
+    assert list(rows[0]) == ["id", "session", "stream", "student", "t", "level_given", "level_predicted", "source",
                              "created_at", "eye_openness", "mesh_confidence", "pitch", "yaw"]
     assert [(r["session"], r["student"], r["level_given"], r["level_predicted"]) for r in rows] == \
         [("s1", "1", "0", "1"), ("s1", "2", "3", "3"), ("s2", "1", "2", "")]
@@ -67,3 +67,15 @@ def test_unreachable_redis_is_one_line_exit_2_and_keeps_the_old_file(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "cannot read the marks from Redis" in proc.stderr
     assert out.read_text() == "old\n" and not list(tmp_path.glob(".marks.csv.*"))
+
+
+def test_marks_of_two_streams_carry_their_stream(marks, tmp_path):
+    """Student 1 of cam0 and student 1 of cam1 are two students: the rows say which."""
+    for stream, given in (("cam0", 0), ("cam1", 3)):
+        marks.add(validate_mark({"session": "s3", "stream": stream, "student": 1, "t": 1_700_000_000.0,
+                                 "level_given": given, "level_predicted": given, "signals": {"yaw": 1.0}}))
+    _add(marks, "s3", 2, 1_700_000_001.0, 1, 1, {})  # a one-stream mark: no stream
+    out = tmp_path / "streams.csv"
+    assert main(["feedback", "--out", str(out), "--redis-url", REDIS_URL, "--redis-prefix", marks.prefix]) == 0
+    assert [(r["stream"], r["student"], r["level_given"]) for r in _read(out)] == \
+        [("cam0", "1", "0"), ("cam1", "1", "3"), ("", "2", "1")]

@@ -141,6 +141,7 @@ def test_past_sessions_pages_downloads_and_404(tmp_path, web):
     report = _write_report(tmp_path / "reports", "past-1")
     listed = httpx.get(f"{web.url}/api/sessions").json()
     assert [s["session"] for s in listed] == ["past-1"] and listed[0]["students"] == 2
+    assert listed[0]["streams"] == ["cam0"]
     assert httpx.get(f"{web.url}/api/sessions/past-1").json() == report
     page = httpx.get(f"{web.url}/sessions")
     assert page.status_code == 200 and 'href="/sessions/past-1"' in page.text
@@ -221,12 +222,21 @@ def test_class_level_only_removes_students_video_and_marks(tmp_path, live_link):
         doc = poll_value(totals_shown, 15, 0.2, "the update")
         assert doc["class_level_only"] is True and doc["students"] == []
         assert doc["totals"]["levels"]["2"] == 1
+        # Several streams: each one's totals, still no student.
+        streams = _two_stream_totals(2)
+        live_link.update(session, 1, {1: 3}, stream="cam1", streams=streams)
+        doc = poll_value(lambda: (d := httpx.get(f"{web.url}/api/live").json()).get("stream_totals") and d, 10)
+        assert doc["stream_totals"] == streams and doc["students"] == []
+        assert httpx.get(f"{web.url}/api/live/video.mjpg?stream=cam1").status_code == 404
         assert httpx.get(f"{web.url}/api/live/video.mjpg").status_code == 404
         r = httpx.post(f"{web.url}/api/marks", json={"session": session, "student": 1, "t": time.time(),
                                                      "level_given": 1})
         assert r.status_code == 404
         past = httpx.get(f"{web.url}/api/sessions/past-3").json()
         assert past["students"] == [] and past["timeline"] == [] and past["episodes"] == []
+        # Each stream's section keeps its totals, not its students.
+        assert [(st["stream"], st["students"], st["episodes"], st["totals"]["frames"]) for st in past["streams"]] == \
+            [("cam0", [], [], 20)]
         assert "1," not in httpx.get(f"{web.url}/sessions/past-3/report.csv").text.splitlines()[1][:20]
     finally:
         web.stop()
@@ -344,3 +354,93 @@ def test_roster_names_show_on_the_cards_and_not_when_class_level_only(tmp_path, 
     finally:
         web.stop()
     assert doc["students"] == [] and "Grace" not in json.dumps(doc)
+
+
+def _two_stream_totals(frames: int) -> dict:
+    return {"cam0": {"frames": frames, "frames_without_faces": 0, "faces": 2, "predictions": 2,
+                     "levels": {"0": 1, "1": 0, "2": 0, "3": 1}},
+            "cam1": {"frames": frames, "frames_without_faces": 0, "faces": 1, "predictions": 1,
+                     "levels": {"0": 0, "1": 0, "2": 0, "3": 1}}}
+
+
+def test_two_streams_students_apart_a_video_each_and_marks_by_stream(web, live_link):
+    """cam0 and cam1 each have a student 1 (at levels 0 and 3): two cards, a video per stream,
+    and a mark of cam1's #1 gets cam1's prediction, not cam0's."""
+    session = _session()
+
+    def both_shown():
+        t = time.time()
+        live_link.update(session, 0, {1: 0, 2: 3}, t_capture=t, stream="cam0", streams=_two_stream_totals(1))
+        live_link.update(session, 0, {1: 3}, t_capture=t, stream="cam1", streams=_two_stream_totals(1))
+        doc = httpx.get(f"{web.url}/api/live").json()
+        return doc if doc["session"] == session and len(doc["students"]) == 3 else None
+    doc = poll_value(both_shown, 15, 0.2, "both streams on /api/live")
+    assert doc["streams"] == ["cam0", "cam1"]
+    assert [(s["stream"], s["id"], s["level"]) for s in doc["students"]] == [("cam0", 1, 0), ("cam0", 2, 3),
+                                                                             ("cam1", 1, 3)]
+    assert doc["stream_totals"]["cam1"]["levels"]["3"] == 1 and doc["stream_totals"]["cam0"]["predictions"] == 2
+    # A video per stream: ?stream=cam1 serves cam1's frames only; a page may open it before the first frame.
+    with httpx.stream("GET", f"{web.url}/api/live/video.mjpg?stream=cam1", timeout=3) as r:
+        assert r.status_code == 200
+    def part(stream):
+        def get():
+            live_link.frame(session, 9, stream="cam0")
+            live_link.frame(session, 9, stream="cam1")
+            return _read_mjpeg_part(f"{web.url}/api/live/video.mjpg?stream={stream}", timeout=3)
+        return poll_value(lambda: _try(get), 10, 0.1, f"an MJPEG part of {stream}")
+    assert part("cam1")["X-Stream"] == "cam1" and part("cam0")["X-Stream"] == "cam0"
+    assert httpx.get(f"{web.url}/api/live/video.mjpg?stream=nope").status_code == 404
+    # Marks name the stream; the model's level is that stream's student's.
+    t = doc["students"][2]["last_seen"]
+    for stream, expected in (("cam1", 3), ("cam0", 0)):
+        r = httpx.post(f"{web.url}/api/marks", json={"session": session, "stream": stream, "student": 1, "t": t,
+                                                     "level_given": 2})
+        assert r.status_code == 201, r.text
+        assert r.json()["mark"]["level_predicted"] == expected and r.json()["mark"]["stream"] == stream
+    stored = MarkStore(redis.Redis.from_url(REDIS_URL), prefix=web.prefix).for_session(session)
+    assert sorted((m.stream, m.student, m.level_predicted) for m in stored) == [("cam0", "1", 0), ("cam1", "1", 3)]
+    r = httpx.post(f"{web.url}/api/marks", json={"session": session, "stream": "cam1", "student": 2, "t": t,
+                                                 "level_given": 2})
+    assert r.status_code == 422  # cam1 has no student 2 (cam0 has)
+
+
+def test_a_past_two_stream_session_takes_marks_by_stream(tmp_path, web):
+    report = _write_report(web.report_dir, "past-two", students=1)
+    # The same file with a second stream whose student 1 is always at level 3.
+    extra = [{**e, "stream": "cam1", "level": 3} for e in report["timeline"]]
+    report["timeline"] = sorted(report["timeline"] + extra, key=lambda e: (e["t_capture"], e["stream"]))
+    report["streams"] = [{**report["streams"][0]}, {**report["streams"][0], "stream": "cam1"}]
+    (web.report_dir / "past-two.json").write_text(json.dumps(report))
+    t = report["timeline"][0]["t_capture"]
+    r = httpx.post(f"{web.url}/api/marks", json={"session": "past-two", "stream": "cam1", "student": 1, "t": t,
+                                                 "level_given": 3})
+    assert r.status_code == 201, r.text
+    assert r.json()["mark"]["level_predicted"] == 3 and r.json()["mark"]["source"] == "session"
+    r = httpx.post(f"{web.url}/api/marks", json={"session": "past-two", "stream": "cam0", "student": 1, "t": t,
+                                                 "level_given": 3})
+    assert r.json()["mark"]["level_predicted"] == 1  # (0 + 1) % 4 at the first moment
+
+
+def test_a_web_started_mid_class_shows_both_streams_and_the_one_that_ended(tmp_path, live_link):
+    """Two streams in Redis, cam1 already ended (gave up): a web started now shows both
+    streams' students apart, each stream's totals, and cam1's end."""
+    session = _session()
+    prefix = f"webtest-{uuid.uuid4().hex[:8]}"
+    store = Store.from_url(REDIS_URL, prefix=prefix)
+    t0 = time.time() - 5
+    for seq in range(4):
+        for stream, level in (("cam0", 0), ("cam1", 3)):
+            store.record_frame(FrameRecord(session, "c1", stream, seq, t0 + seq * 0.5, None, 1,
+                                           [{"student": 1, "level": level, "probs": [0.25] * 4}], MODEL))
+    store.end_stream(session, "cam1", t0 + 2.0, "gave_up", ["cam0", "cam1"])
+    web = WebProcess(tmp_path / "reports", live_link.spec, prefix=prefix).start()
+    try:
+        doc = poll_value(lambda: (d := httpx.get(f"{web.url}/api/live").json())["stream_ends"] and d, 10, 0.2,
+                         "cam1's end on /api/live")
+        assert doc["session"] == session and doc["streams"] == ["cam0", "cam1"]
+        assert [(s["stream"], s["id"], s["level"]) for s in doc["students"]] == [("cam0", 1, 0), ("cam1", 1, 3)]
+        assert {k: v["frames"] for k, v in doc["stream_totals"].items()} == {"cam0": 4, "cam1": 4}
+        assert doc["stream_ends"]["cam1"]["end_reason"] == "gave_up" and "cam0" not in doc["stream_ends"]
+    finally:
+        web.stop()
+        store.delete_session(session)

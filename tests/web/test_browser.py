@@ -67,11 +67,11 @@ def test_live_page_then_the_finished_session_in_a_browser(tmp_path, browser):
         page.on("pageerror", lambda e: problems.append(str(e)))
         page.goto(url, wait_until="domcontentloaded")
         _wait_js(page, "document.querySelectorAll('.card').length >= 2", 90)
-        _wait_js(page, "document.getElementById('video').naturalWidth > 0", 30)
+        _wait_js(page, "(document.querySelector('#videos img') || {}).naturalWidth > 0", 30)
         # Moving video: two screenshots of the picture a second and a half apart differ.
-        first = page.locator("#video").screenshot()
+        first = page.locator("#videos img").first.screenshot()
         time.sleep(1.5)
-        second = page.locator("#video").screenshot()
+        second = page.locator("#videos img").first.screenshot()
         (ARTIFACTS / "live-video-1.png").write_bytes(first)
         (ARTIFACTS / "live-video-2.png").write_bytes(second)
         diff = np.abs(_pixels(first) - _pixels(second)).mean()
@@ -171,5 +171,117 @@ def test_thirty_students_fit_one_screen_and_follow_the_updates(tmp_path, browser
                               ".map(c => c.getBoundingClientRect().bottom)")
         assert len(boxes) == 30 and max(boxes) <= 900, f"cards below the fold: {max(boxes):.0f} px"
         page.screenshot(path=str(ARTIFACTS / "live-30.png"))
+    finally:
+        web.stop()
+
+
+def test_two_streams_on_the_live_page_and_the_session_page(tmp_path, browser, live_link, store):
+    """Two cameras of one class, fed on the live link: a video tile per stream (each its own
+    picture), the cards grouped and named by stream, each stream's totals; a mark of cam1's
+    #1 goes out with its stream. Then the session page of a two-stream report."""
+    import threading  # noqa: PLC0415
+
+    from services.reporter.report import build_report  # noqa: PLC0415
+    from shared.totals import FrameRecord, Store  # noqa: PLC0415
+    from tests.aggregator.harness import MODEL  # noqa: PLC0415
+    from tests.support.web import jpeg  # noqa: PLC0415
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    web = WebProcess(tmp_path / "reports", live_link.spec).start()
+    session = f"two-{int(time.time())}"
+    levels = {"cam0": {1: 0, 2: 1}, "cam1": {1: 3, 2: 2, 3: 0}}
+    stop, cam1_gone = threading.Event(), threading.Event()
+
+    def feed():  # both cameras at 4 updates a second, as the reporter would send them
+        seq = 0
+        while not stop.is_set():
+            per = {st: {"frames": seq + 1, "frames_without_faces": 0, "faces": len(lv), "predictions": len(lv),
+                        "levels": {str(i): sum(v == i for v in lv.values()) for i in range(4)}}
+                   for st, lv in levels.items()}
+            for stream, background in (("cam0", 40), ("cam1", 200)):
+                if stream == "cam1" and cam1_gone.is_set():
+                    continue
+                live_link.update(session, seq, levels[stream], stream=stream, streams=per)
+                live_link.frame(session, seq, jpeg(seq, background=background), stream=stream)
+            seq += 1
+            time.sleep(0.25)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(web.url + "/", wait_until="domcontentloaded")
+        _wait_js(page, "document.querySelectorAll('.card').length === 5", 20)
+        _wait_js(page, "[...document.querySelectorAll('#videos img')].filter(i => i.naturalWidth > 0).length === 2",
+                 20)
+        groups = page.evaluate("""() => [...document.querySelectorAll('.stream-group')].map(g =>
+            [g.dataset.stream, [...g.querySelectorAll('.card .who')].map(w => w.textContent)])""")
+        assert groups == [["cam0", ["cam0 #1", "cam0 #2"]], ["cam1", ["cam1 #1", "cam1 #2", "cam1 #3"]]]
+        assert page.locator(".stream-head").first.is_visible()
+        # Each tile shows its own stream: cam1's frames are the bright ones.
+        tiles = page.evaluate("() => [...document.querySelectorAll('#videos figure')].map(f => f.dataset.stream)")
+        assert tiles == ["cam0", "cam1"]
+        dark = _pixels(page.locator("#videos figure[data-stream='cam0'] img").screenshot()).mean()
+        bright = _pixels(page.locator("#videos figure[data-stream='cam1'] img").screenshot()).mean()
+        assert bright > dark + 80, (dark, bright)
+        totals = page.locator("#stream-totals .stream-total")
+        assert totals.count() == 2 and "cam1: 3 students" in totals.nth(1).inner_text()
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.screenshot(path=str(ARTIFACTS / "live-2-streams.png"))
+        tile_boxes = [page.locator(f"#videos figure[data-stream='{s}']").bounding_box() for s in ("cam0", "cam1")]
+        assert tile_boxes[0]["y"] == tile_boxes[1]["y"], "the tiles are side by side"
+        cards_bottom = page.evaluate("() => Math.max(...[...document.querySelectorAll('.card')]"
+                                     ".map(c => c.getBoundingClientRect().bottom))")
+        assert cards_bottom <= 900, f"cards below the fold: {cards_bottom:.0f} px"
+        with page.expect_response(lambda r: r.url.endswith("/api/marks")) as answer:
+            page.locator(".card[data-stream='cam1'][data-student='1'] .marks button[data-level='3']").click()
+        assert answer.value.status == 201, answer.value.text()
+        mark = answer.value.json()["mark"]
+        assert (mark["stream"], mark["student"], mark["level_predicted"]) == ("cam1", "1", 3)
+        # cam1's camera goes (its capture gave up): the aggregator records its end in Redis, the
+        # class goes on with cam0, and the page says so on cam1's tile and row.
+        cam1_gone.set()
+        web_store = Store.from_url(REDIS_URL, prefix=web.prefix)
+        web_store.end_stream(session, "cam1", time.time(), "gave_up", ["cam0", "cam1"])
+        _wait_js(page, "document.querySelector(\"#videos figure[data-stream='cam1']\").classList.contains('ended')",
+                 10)
+        assert page.inner_text("#videos figure[data-stream='cam1'] .stream-name") == "cam1, ended (gave_up)"
+        assert "ended (gave_up)" in page.inner_text("#stream-totals .stream-total[data-stream='cam1']")
+        assert "ended" not in page.inner_text("#stream-totals .stream-total[data-stream='cam0']")
+        page.evaluate("() => window.scrollTo(0, 0)")
+        page.screenshot(path=str(ARTIFACTS / "live-2-streams-one-ended.png"))
+        assert problems == [], problems
+        page.close()
+    finally:
+        stop.set()
+        feeder.join(5)
+        web.stop()
+        Store.from_url(REDIS_URL, prefix=web.prefix).delete_session(session)
+
+    # The session page of a two-stream class, from a report built from the real Redis.
+    for seq in range(8):
+        for stream, lv in levels.items():
+            preds = [{"student": s, "level": level, "probs": [0.25] * 4} for s, level in lv.items()]
+            store.record_frame(FrameRecord(session, "c1", stream, seq, 1_700_000_000.0 + seq, seq * 0.5, len(preds),
+                                           preds, MODEL))
+    store.end_stream(session, "cam1", 1_700_000_008.0, "gave_up", ["cam0", "cam1"], "c1", "rtsp://cam1")
+    store.end_stream(session, "cam0", 1_700_000_009.0, "end_of_file", ["cam0", "cam1"], "c1", "class.mp4")
+    report_dir = tmp_path / "reports"
+    report_dir.mkdir(exist_ok=True)
+    (report_dir / f"{session}.json").write_text(json.dumps(build_report(store.load_session(session))))
+    web = WebProcess(report_dir, prefix=store.prefix).start()
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{web.url}/sessions/{session}")
+        _wait_js(page, "document.body.dataset.loaded === '1'", 15)
+        rows = page.locator("#streams .stream-total")
+        assert rows.count() == 2 and "gave_up" in rows.nth(1).inner_text() and "rtsp://cam1" in rows.nth(1).inner_text()
+        labels = page.evaluate("() => [...document.querySelectorAll('#timeline svg > text')].map(t => t.textContent)")
+        assert labels[:5] == ["cam0 #1", "cam0 #2", "cam1 #1", "cam1 #2", "cam1 #3"]
+        assert "cam1 #1" in page.inner_text("#episodes")
+        page.screenshot(path=str(ARTIFACTS / "session-2-streams.png"), full_page=True)
     finally:
         web.stop()

@@ -100,13 +100,14 @@ function renderTotals(el, totals, labels) {
   labels.forEach((label, i) => add("l" + i, `${i} ${label}`, totals.levels[String(i)] || 0));
 }
 
-async function postMark(session, student, t, level) {
+// stream: the student's (ids start at 1 in each stream of a class); label: how the page names them.
+async function postMark(session, student, t, level, stream = "", label = null) {
   const r = await fetch("/api/marks", { method: "POST", headers: { "Content-Type": "application/json" },
-                                        body: JSON.stringify({ session, student, t, level_given: level }) });
+                                        body: JSON.stringify({ session, stream, student, t, level_given: level }) });
   const body = await r.json().catch(() => ({}));
   if (r.ok) {
     const m = body.mark;
-    toast(`marked student ${student}: ${level} (model said ${m.level_predicted ?? "-"})`);
+    toast(`marked student ${label ?? student}: ${level} (model said ${m.level_predicted ?? "-"})`);
   } else {
     const d = Array.isArray(body.detail) ? body.detail.map(e => `${e.field}: ${e.message}`).join("; ") : body.detail;
     toast(`mark not stored: ${d || r.status}`);

@@ -1,45 +1,67 @@
 // The live page: state from /api/live, then pushed updates from /api/live/events (SSE);
-// the video is the reporter's overlay as MJPEG. Cards are updated in place (30 students
-// update at 2 FPS without rebuilding the page).
+// the video is the reporter's overlay as MJPEG, one tile per stream. Cards are updated in
+// place (30 students update at 2 FPS without rebuilding the page). A student is (stream, id):
+// with several streams the cards are grouped by stream and named "<stream> #<id>".
 "use strict";
 const HISTORY_SECONDS = 300;
 const STALE_SECONDS = 10;
 const MANY_STUDENTS = 12;  // above this the cards go compact (body.many in style.css)
 const MIN_WINDOW_SECONDS = 20;
-const state = { session: null, labels: [], students: new Map(), classLevelOnly: false, firstT: null };
+const state = { session: null, labels: [], students: new Map(), streams: [], classLevelOnly: false, firstT: null };
 window.__latencies = [];  // seconds from capture to this page, per update (read by the benchmark)
 
-function card(id) {
-  let s = state.students.get(id);
+const keyOf = (stream, id) => `${stream}/${id}`;
+const several = () => state.streams.length > 1;
+const who = (stream, id) => (several() ? `${stream} #${id}` : `id ${id}`);
+
+// The cards of one stream: a group with a heading (shown when the class has several streams).
+function group(stream) {
+  const cards = document.getElementById("cards");
+  let g = [...cards.children].find(c => c.dataset.stream === stream);
+  if (g) return g.querySelector(".cards-grid");
+  g = document.createElement("div");
+  g.className = "stream-group";
+  g.dataset.stream = stream;
+  const head = document.createElement("h3"); head.className = "stream-head"; head.textContent = stream;
+  const grid = document.createElement("div"); grid.className = "cards-grid";
+  g.append(head, grid);
+  cards.insertBefore(g, [...cards.children].find(c => c.dataset.stream > stream) || null);
+  return grid;
+}
+
+function card(stream, id) {
+  const key = keyOf(stream, id);
+  let s = state.students.get(key);
   if (s) return s;
   const el = document.createElement("article");
   el.className = "card";
   el.dataset.student = id;
-  const who = document.createElement("span"); who.className = "who"; who.textContent = `id ${id}`;
+  el.dataset.stream = stream;
+  const name = document.createElement("span"); name.className = "who"; name.textContent = who(stream, id);
   const level = document.createElement("span"); level.className = "level";
   const label = document.createElement("div"); label.className = "label";
-  const svg = svgEl("svg", { "aria-label": `level of student ${id}, last minutes` });
+  const svg = svgEl("svg", { "aria-label": `level of student ${who(stream, id)}, last minutes` });
   const at2 = document.createElement("div"); at2.className = "at2";
   const marks = document.createElement("div"); marks.className = "marks";
   for (let l = 0; l < 4; l++) {
     const b = document.createElement("button");
     b.type = "button"; b.textContent = l; b.dataset.level = l;
     b.title = `mark: you see level ${l} now`;
-    b.addEventListener("click", () => postMark(state.session, id, s.lastSeen, l));
+    b.addEventListener("click", () => postMark(state.session, id, s.lastSeen, l, stream, who(stream, id)));
     marks.appendChild(b);
   }
-  el.append(who, level, label, svg, at2, marks);
+  el.append(name, level, label, svg, at2, marks);
   s = { el, level, label, svg, at2, points: [], lastSeen: 0 };
-  state.students.set(id, s);
-  const cards = document.getElementById("cards");
-  const after = [...cards.children].find(c => Number(c.dataset.student) > id);
-  cards.insertBefore(el, after || null);
+  state.students.set(key, s);
+  const grid = group(stream);
+  grid.insertBefore(el, [...grid.children].find(c => Number(c.dataset.student) > id) || null);
   return s;
 }
 
 function renderStudent(row, now) {
-  const s = card(row.id);
-  s.el.querySelector(".who").textContent = row.name ? `${row.name} (id ${row.id})` : `id ${row.id}`;
+  const s = card(row.stream, row.id);
+  const label = who(row.stream, row.id);
+  s.el.querySelector(".who").textContent = row.name ? `${row.name} (${label})` : label;
   s.lastSeen = row.last_seen;
   s.el.className = `card level-${row.level}` + (now - row.last_seen > STALE_SECONDS ? " stale" : "");
   s.el.dataset.level = row.level;
@@ -53,11 +75,46 @@ function renderStudent(row, now) {
   sparkline(s.svg, s.points, now - span, now);
 }
 
+// A stream that ended while the class goes on (a camera gone): said on its row and its tile.
+const ended = (doc, stream) => (doc.stream_ends || {})[stream];
+const endedText = (doc, stream) => (ended(doc, stream) ? `, ended (${ended(doc, stream).end_reason || "?"})` : "");
+
+function renderTiles(doc) {
+  for (const fig of document.querySelectorAll("#videos figure")) {
+    fig.querySelector(".stream-name").textContent = fig.dataset.stream + endedText(doc, fig.dataset.stream);
+    fig.classList.toggle("ended", Boolean(ended(doc, fig.dataset.stream)));
+  }
+}
+
+// Several streams: a row of totals per stream (class level only too: no student in them).
+function renderStreamTotals(doc) {
+  const box = document.getElementById("stream-totals");
+  const per = doc.stream_totals || null;
+  box.classList.toggle("hidden", !per);
+  while (box.firstChild) box.removeChild(box.firstChild);
+  if (!per) return;
+  const students = new Map();
+  for (const row of doc.students) students.set(row.stream, (students.get(row.stream) || 0) + 1);
+  for (const stream of Object.keys(per)) {
+    const row = document.createElement("div");
+    row.className = "stream-total"; row.dataset.stream = stream;
+    const name = document.createElement("span"); name.className = "stream-name";
+    name.textContent = (doc.class_level_only ? stream : `${stream}: ${students.get(stream) || 0} students`) +
+      endedText(doc, stream);
+    row.classList.toggle("ended", Boolean(ended(doc, stream)));
+    const totals = document.createElement("div"); totals.className = "totals";
+    renderTotals(totals, per[stream], doc.model.labels);
+    row.append(name, totals);
+    box.appendChild(row);
+  }
+}
+
 function renderHeader(doc) {
   document.getElementById("model-name").textContent = doc.model.name || "-";
   document.getElementById("model-note").textContent = doc.note || "";
   const status = document.getElementById("status");
   while (status.firstChild) status.removeChild(status.firstChild);
+  const streams = several() ? ` from ${state.streams.length} streams (${state.streams.join(", ")})` : "";
   if (!doc.session) {
     status.textContent = "Waiting for the class to start...";
   } else if (doc.ended) {
@@ -67,11 +124,14 @@ function renderHeader(doc) {
     status.appendChild(a);
   } else {
     status.textContent = doc.class_level_only
-      ? `Session ${doc.session}: live (class level only: no per-student view, no video)`
-      : `Session ${doc.session}: live, ${doc.students.length} students`;
+      ? `Session ${doc.session}: live${streams} (class level only: no per-student view, no video)`
+      : `Session ${doc.session}: live, ${doc.students.length} students${streams}`;
   }
   renderTotals(document.getElementById("totals"), doc.totals, doc.model.labels);
+  renderStreamTotals(doc);
+  renderTiles(doc);
   document.body.classList.toggle("many", state.students.size > MANY_STUDENTS);
+  document.body.classList.toggle("several", several());
   document.body.dataset.session = doc.session || "";
   document.body.dataset.seq = doc.seq ?? "";
 }
@@ -81,58 +141,94 @@ function resetIfNewSession(doc) {
   state.session = doc.session;
   state.firstT = null;
   state.students.clear();
-  const cards = document.getElementById("cards");
-  while (cards.firstChild) cards.removeChild(cards.firstChild);
+  state.streams = [];
+  for (const id of ["cards", "videos"]) {
+    const box = document.getElementById(id);
+    for (const el of [...box.children]) if (el.dataset.stream !== undefined) el.remove();
+  }
+}
+
+function setStreams(doc) {
+  const streams = doc.streams || [];
+  const changed = streams.join("\n") !== state.streams.join("\n");
+  state.streams = streams;
+  if (!changed) return;
+  // Labels depend on how many streams there are: "id 1" alone, "cam0 #1" with others.
+  for (const [key, s] of state.students) {
+    const [stream, id] = [key.slice(0, key.lastIndexOf("/")), key.slice(key.lastIndexOf("/") + 1)];
+    s.el.querySelector(".who").textContent = who(stream, id);
+  }
 }
 
 function applyFull(doc) {
   resetIfNewSession(doc);
+  setStreams(doc);
   if (!doc.class_level_only) dropMissing(doc);
   state.labels = doc.model.labels;
   state.classLevelOnly = doc.class_level_only;
   const now = doc.t_capture || Date.now() / 1000;
   for (const row of doc.students) {
-    card(row.id).points = row.history.slice();
+    card(row.stream, row.id).points = row.history.slice();
     renderStudent(row, now);
   }
   renderHeader(doc);
   showVideo(!doc.class_level_only);
+  renderTiles(doc);
 }
 
 // Cards of students no longer in the document (gone for longer than the charts show) go.
 function dropMissing(doc) {
-  const present = new Set(doc.students.map(row => row.id));
-  for (const [id, s] of state.students) {
-    if (!present.has(id)) { s.el.remove(); state.students.delete(id); }
+  const present = new Set(doc.students.map(row => keyOf(row.stream, row.id)));
+  for (const [key, s] of state.students) {
+    if (!present.has(key)) { s.el.remove(); state.students.delete(key); }
   }
 }
 
 function applyEvent(doc) {
   resetIfNewSession(doc);
+  setStreams(doc);
   if (!doc.class_level_only) dropMissing(doc);
   state.labels = doc.model.labels;
   const now = doc.t_capture || Date.now() / 1000;
   for (const row of doc.students) {
-    const s = card(row.id);
-    if (row.last_seen === doc.t_capture) s.points.push([row.last_seen, row.level]);
+    const s = card(row.stream, row.id);
+    if (row.last_seen === doc.t_capture && !doc.status_only) s.points.push([row.last_seen, row.level]);
     renderStudent(row, now);
   }
   renderHeader(doc);
-  if (doc.t_capture && !doc.ended) window.__latencies.push(Date.now() / 1000 - doc.t_capture);
+  showVideo(!doc.class_level_only);
+  renderTiles(doc);
+  if (doc.t_capture && !doc.ended && !doc.status_only) window.__latencies.push(Date.now() / 1000 - doc.t_capture);
+}
+
+// One tile per stream, each its own MJPEG (/api/live/video.mjpg?stream=<id>).
+function tile(stream) {
+  const box = document.getElementById("videos");
+  let fig = [...box.children].find(c => c.dataset.stream === stream);
+  if (fig) return fig;
+  fig = document.createElement("figure");
+  fig.className = "video"; fig.dataset.stream = stream;
+  const img = document.createElement("img");
+  img.alt = `the annotated video of stream ${stream}`;
+  const caption = document.createElement("figcaption"); caption.className = "stream-name"; caption.textContent = stream;
+  fig.append(caption, img);
+  box.insertBefore(fig, [...box.children].find(c => c.dataset.stream > stream) || null);
+  const start = () => { img.src = `/api/live/video.mjpg?stream=${encodeURIComponent(stream)}&t=${Date.now()}`; };
+  img.addEventListener("error", () => setTimeout(() => { if (videoWanted && fig.isConnected) start(); }, 2000));
+  // Set after the page's load event: an endless MJPEG would otherwise hold "load" forever.
+  if (document.readyState === "complete") start(); else window.addEventListener("load", start, { once: true });
+  return fig;
 }
 
 let videoWanted = null;
 function showVideo(on) {
-  if (on === videoWanted) return;
-  videoWanted = on;
-  document.getElementById("video-box").classList.toggle("hidden", !on);
-  document.getElementById("cards").classList.toggle("hidden", !on);
-  const img = document.getElementById("video");
-  if (!on) { img.removeAttribute("src"); return; }
-  // Set after the page's load event: an endless MJPEG would otherwise hold "load" forever.
-  const start = () => { img.src = "/api/live/video.mjpg?t=" + Date.now(); };
-  if (document.readyState === "complete") start(); else window.addEventListener("load", start, { once: true });
-  img.addEventListener("error", () => setTimeout(() => { if (videoWanted) start(); }, 2000));
+  if (on !== videoWanted) {
+    videoWanted = on;
+    document.getElementById("videos").classList.toggle("hidden", !on);
+    document.getElementById("cards").classList.toggle("hidden", !on);
+    if (!on) for (const img of document.querySelectorAll("#videos img")) img.removeAttribute("src");
+  }
+  if (on) for (const stream of state.streams) tile(stream);
 }
 
 async function refresh() {
