@@ -166,23 +166,25 @@ def run_loop(video: Path, bundle: Path, mode: str, engine: str, seconds: float, 
 
 
 # The budgets the sweep tries: a name, the environment of every service (empty = each service's
-# CPU_BUDGETS entry) and of the services named. Chosen for 2 cores: how many threads the model
-# call may take, and whether the light stages share one core while inference has the other.
+# CPU_BUDGETS and SMALL_BOX_AFFINITY entries) and of the services named. Chosen for 2 cores: how
+# many threads the model call may take, and whether the light stages share one core while
+# inference has the other. ANY_CPU undoes SMALL_BOX_AFFINITY's pinning.
+ANY_CPU = {"CPU_AFFINITY": f"0-{(os.cpu_count() or 1) - 1}"}
 INFERENCE_1 = {"TF_INTRA_OP_THREADS": "1", "LITERT_THREADS": "1", "ORT_THREADS": "1"}
 INFERENCE_2 = {"TF_INTRA_OP_THREADS": "2", "LITERT_THREADS": "2", "ORT_THREADS": "2"}
 LIGHT = ("capture", "facedetect", "sequencer", "aggregator", "reporter")
 BUDGETS: list[tuple[str, dict[str, str], dict[str, dict[str, str]]]] = [
     ("library defaults (every pool on every core)",
      {"CV_THREADS": "-1", "LITERT_THREADS": "-1", "ORT_THREADS": "-1", "TF_INTRA_OP_THREADS": "-1",
-      "TF_INTER_OP_THREADS": "-1"}, {}),
+      "TF_INTER_OP_THREADS": "-1", **ANY_CPU}, {}),
     ("CPU_BUDGETS (the defaults)", {}, {}),
-    ("inference 1 thread", {}, {"inference": INFERENCE_1}),
-    ("inference 2 threads", {}, {"inference": INFERENCE_2}),
+    ("inference 1 thread", ANY_CPU, {"inference": INFERENCE_1}),
+    ("inference 2 threads", ANY_CPU, {"inference": INFERENCE_2}),
     ("inference 2 threads on both cores, the rest on CPU 0", {},
-     {"inference": INFERENCE_2, **{s: {"CPU_AFFINITY": "0"} for s in LIGHT}}),
+     {"inference": {**INFERENCE_2, **ANY_CPU}, **{s: {"CPU_AFFINITY": "0"} for s in LIGHT}}),
     ("inference 1 thread on CPU 1, the rest on CPU 0", {},
      {"inference": {**INFERENCE_1, "CPU_AFFINITY": "1"}, **{s: {"CPU_AFFINITY": "0"} for s in LIGHT}}),
-    ("inference 2 threads, facedetect on CPU 0", {},
+    ("inference 2 threads, facedetect on CPU 0", ANY_CPU,
      {"inference": INFERENCE_2, "facedetect": {"CPU_AFFINITY": "0"}}),
 ]
 DETECTOR_NAMES_MEASURED = ["blazeface", "blazeface_short", "blazeface_full", "dnn", "haar"]

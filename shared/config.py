@@ -97,10 +97,21 @@ CPU_BUDGETS: dict[str, dict[str, int]] = {
     "capture": {"CV_THREADS": 1},
     "facedetect": {"CV_THREADS": 1, "LITERT_THREADS": 1},
     "sequencer": {"CV_THREADS": 1},
-    "inference": {"CV_THREADS": 1, "TF_INTRA_OP_THREADS": 1, "TF_INTER_OP_THREADS": 1},
+    # The model call takes both cores of a 2-core box (ONNX Runtime and LiteRT: 2 threads there).
+    "inference": {"CV_THREADS": 1, "LITERT_THREADS": 2, "ORT_THREADS": 2, "TF_INTRA_OP_THREADS": 1,
+                  "TF_INTER_OP_THREADS": 1},
     "aggregator": {"CV_THREADS": 1},
     "reporter": {"CV_THREADS": 1},
 }
+# With a trained model on a machine of at most SMALL_BOX_CPUS cores, `engagement run` pins the
+# light stages to CPU 0 (CPU_AFFINITY, unless set) and lets inference use both, so the model
+# call does not wait behind them: the sweep's winner for bundles on 2 cores (8 faces: 20.4 vs
+# 17.1 frames/s, 2 FPS p99 127 vs 247 ms, medians of 3 passes). Not for the baseline, whose
+# face mesh is light and whose detection needs a core of its own (84 vs 129 frames/s pinned),
+# nor on bigger machines (not measured). bench/RESULTS.md has the sweep.
+SMALL_BOX_CPUS = 2
+SMALL_BOX_AFFINITY: dict[str, str] = dict.fromkeys(("capture", "facedetect", "sequencer", "aggregator", "reporter"),
+                                                   "0")
 _BUDGET_DEFAULT = "0 = the service's budget (CPU_BUDGETS), -1 = the library's default"
 BUDGET: list[Setting] = [
     Setting("CV_THREADS", 0, f"OpenCV threads ({_BUDGET_DEFAULT})", int, min=-1),
@@ -108,7 +119,8 @@ BUDGET: list[Setting] = [
     Setting("ORT_THREADS", 0, f"threads of each ONNX Runtime session ({_BUDGET_DEFAULT})", int, min=-1),
     Setting("TF_INTRA_OP_THREADS", 0, f"TensorFlow threads inside one op ({_BUDGET_DEFAULT})", int, min=-1),
     Setting("TF_INTER_OP_THREADS", 0, f"TensorFlow ops run side by side ({_BUDGET_DEFAULT})", int, min=-1),
-    Setting("CPU_AFFINITY", "", "CPUs a service may run on, e.g. 0 or 0-1 or 0,2 (empty = any)"),
+    Setting("CPU_AFFINITY", "", "CPUs a service may run on, e.g. 0 or 0-1 or 0,2 (empty = any; `engagement run` "
+            "pins the light stages of a trained model on a 2-core machine: SMALL_BOX_AFFINITY)"),
 ]
 
 

@@ -103,6 +103,14 @@ def resolve(service: str, values: dict[str, int]) -> dict[str, int]:
     return out
 
 
+def small_box_affinity(cpus: int | None = None) -> dict[str, str]:
+    """CPU_AFFINITY per service for a trained model on a machine of at most SMALL_BOX_CPUS cores, else {}."""
+    from shared.config import SMALL_BOX_AFFINITY, SMALL_BOX_CPUS
+
+    cpus = cpus if cpus is not None else len(os.sched_getaffinity(0))
+    return dict(SMALL_BOX_AFFINITY) if cpus <= SMALL_BOX_CPUS else {}
+
+
 def apply_settings(settings: object) -> dict:
     """apply() from a service's settings and its CPU_BUDGETS entry."""
     given = {env: int(getattr(settings, env.lower(), 0) or 0)

@@ -73,14 +73,14 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
 def test_only_the_sweep_runs_under_each_budget_it_names(tmp_path, capsys):
     """--only sweep: no other part; each budget reaches the service processes (their CPU affinity)."""
     out = tmp_path / "sweep.json"
-    code = bench.main(["--quick", "--only", "sweep", "--budgets", "2,6", "--sweep-runs", "baseline_1_unthrottled",
+    code = bench.main(["--quick", "--only", "sweep", "--budgets", "1,6", "--sweep-runs", "baseline_1_unthrottled",
                        "--out", str(out), "--work-dir", str(tmp_path / "work"), "--seconds", "2"])
     assert code == 0
     r = json.loads(out.read_text())
     assert r["parts"] == ["sweep"]
     assert not {"bus", "engines", "loops", "pipeline", "soak", "detectors", "pipeline_gallery"} & set(r)
     rows = r["budget_sweep"]
-    assert [(row["number"], row["run"]) for row in rows] == [(2, "baseline_1_unthrottled"),
+    assert [(row["number"], row["run"]) for row in rows] == [(1, "baseline_1_unthrottled"),
                                                              (6, "baseline_1_unthrottled")]
     assert all(row["fps"] and row["fps"] > 0 for row in rows)
     everywhere, pinned = rows[0]["processes"], rows[1]["processes"]
