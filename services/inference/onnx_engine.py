@@ -90,6 +90,9 @@ class OnnxEngine:
         # Every core unless the service's budget (ORT_THREADS) says otherwise.
         options.intra_op_num_threads = num_threads or cpu_budget.ort_threads(os.cpu_count() or 1)
         options.log_severity_level = 3  # errors only: ORT warns about every node it leaves on the CPU
+        # Its threads would otherwise spin between the parallel parts of a call: on a small box
+        # shared with the other stages a spinning thread holds the core the others need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         settings = [(p, _options(p, trt or TrtOptions(), Path(path))) for p in wanted]
         self.session = ort.InferenceSession(str(path), options, providers=settings)
         # The providers really in use (a GPU provider whose libraries are missing drops out here).
