@@ -106,8 +106,8 @@ CPU_BUDGETS: dict[str, dict[str, int]] = {
 # With a trained model on a machine of at most SMALL_BOX_CPUS cores, `engagement run` pins the
 # light stages to CPU 0 (CPU_AFFINITY, unless set) and lets inference use both, so the model
 # call does not wait behind them: the sweep's winner for bundles on 2 cores (8 faces: 20.4 vs
-# 17.1 frames/s, 2 FPS p99 127 vs 247 ms, medians of 3 passes). Not for the baseline, whose
-# face mesh is light and whose detection needs a core of its own (84 vs 129 frames/s pinned),
+# 17.1 frames/s, means of 3 passes; 2 FPS p99 127 vs 247 ms, medians). Not for the baseline, whose
+# face mesh is light and whose detection needs a core of its own (85 vs 129 frames/s pinned),
 # nor on bigger machines (not measured). bench/RESULTS.md has the sweep.
 SMALL_BOX_CPUS = 2
 SMALL_BOX_AFFINITY: dict[str, str] = dict.fromkeys(("capture", "facedetect", "sequencer", "aggregator", "reporter"),

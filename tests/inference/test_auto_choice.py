@@ -105,6 +105,8 @@ def test_onnx_runtime_takes_the_services_thread_budget(bundles, monkeypatch):
     assert cpu_budget.apply(ort=1) == {"onnxruntime": 1}
     session = OnnxEngine(bundles["frame"] / "model.onnx", ["CPUExecutionProvider"]).session
     assert session.get_session_options().intra_op_num_threads == 1
+    # Its threads sleep between the parts of a call instead of spinning on cores the other stages need.
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_the_engine_is_warmed_up_at_the_class_size(bundles):
