@@ -236,8 +236,11 @@ def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str,
     envs["web"].update(WEB_BIND="127.0.0.1", WEB_PORT=str(web_port), SPARE_WEB_PORT=str(spare_web_port))
     if values["model"] != BASELINE and not base.get("CPU_AFFINITY"):
         # A trained model on a small box: the light stages share a core, the model call has both.
-        for name, cpus in cpu_budget.small_box_affinity().items():
-            envs[name]["CPU_AFFINITY"] = cpus
+        pinned = cpu_budget.small_box_affinity()
+        for name in processes:
+            service = "capture" if name in captures else name
+            if service in pinned:
+                envs[name]["CPU_AFFINITY"] = pinned[service]
     return envs
 
 

@@ -12,10 +12,10 @@ from shared import cpu_budget
 LIGHT = {"capture", "facedetect", "sequencer", "aggregator", "reporter"}
 
 
-def _envs(model: str, monkeypatch) -> dict[str, dict[str, str]]:
+def _envs(model: str, monkeypatch, source: str | list[str] = "x.avi") -> dict[str, dict[str, str]]:
     monkeypatch.setenv("SEQUENCE_LENGTH", "1")  # no bundle to read it from
 
-    args = argparse.Namespace(model=model, session_id="s", source="x.avi", report_dir="/tmp/r", fixed_ports=False,
+    args = argparse.Namespace(model=model, session_id="s", source=source, report_dir="/tmp/r", fixed_ports=False,
                               web_port=8080)
     return plan_environment(args, "redis://127.0.0.1:6379/1")
 
@@ -41,3 +41,12 @@ def test_a_cpu_affinity_the_user_set_wins(monkeypatch, tmp_path):
     monkeypatch.setenv("CPU_AFFINITY", "0-1")
     envs = _envs(str(tmp_path / "bundle"), monkeypatch)
     assert {envs[s]["CPU_AFFINITY"] for s in RUN_SERVICES} == {"0-1"}
+
+
+def test_every_capture_of_a_class_with_several_streams_is_pinned_like_capture(monkeypatch, tmp_path):
+    monkeypatch.delenv("CPU_AFFINITY", raising=False)
+    expected = cpu_budget.small_box_affinity().get("capture", "")
+    envs = _envs(str(tmp_path / "bundle"), monkeypatch, source=["a.avi", "b.avi"])
+    captures = [name for name in envs if name.startswith("capture")]
+    assert len(captures) == 2
+    assert all(envs[name].get("CPU_AFFINITY", "") == expected for name in captures)
