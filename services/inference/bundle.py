@@ -40,6 +40,10 @@ ENGINES = ("auto", "keras", "tflite", "predict", "onnx")
 AUTO_TOLERANCE = 1e-3
 PROBE_FACES = 8  # faces per frame auto times the engines at, besides one (ENGINE_PROBE_FACES)
 AUTO_ROUNDS = 5  # turns in which auto times every engine; each keeps its fastest call
+# On a CPU, LiteRT keeps its place unless another engine is this much faster alone: beside the
+# other stages on 2 cores its calls stretched least (bench/RESULTS.md, 2 FPS with 8 faces: p99
+# 104-114 ms against ONNX Runtime's 116-151 at the same load, the two within noise when timed alone).
+CPU_LITERT_MARGIN = 0.10
 # A sequence sample is sequence_length images: the probe stays under this many images so a
 # 20-frame model's load time stays bearable (it is timed at fewer samples instead).
 PROBE_IMAGES = 32
@@ -209,6 +213,12 @@ def _pick_fastest(card: ModelCard, candidates: list[engines.Engine], keras_first
         notes.append(f"{label} {parts} = {sum(each) * 1000:.1f} ms{agreement}" +
                      ("" if engine in racing else ", dropped after one round"))
     chosen = min((e for e, _ in admitted), key=lambda e: sum(best[id(e)]))
+    litert = next((e for e, _ in admitted if e.name == "tflite"), None)
+    if (litert is not None and chosen is not litert and getattr(chosen, "device", "cpu") == "cpu"
+            and sum(best[id(litert)]) <= (1 + CPU_LITERT_MARGIN) * sum(best[id(chosen)])):
+        notes.append(f"{chosen.name} within {CPU_LITERT_MARGIN:.0%} of tflite on the CPU: tflite kept "
+                     "(it slows least beside the other stages)")
+        chosen = litert
     log.info("engine auto: fastest ms of %d rounds at %s face(s): %s -> %s (lowest total of those within %g "
              "of keras)", AUTO_ROUNDS, " and ".join(map(str, sizes)), "; ".join(notes), chosen.name, AUTO_TOLERANCE)
     return chosen
