@@ -21,7 +21,8 @@ Several sources (`--source A --source B`, services/launcher/streams.py) make one
 capture per source, each its own STREAM_ID (and FPS), all one SESSION_ID, STREAMS set for every
 service; facedetect and the reporter read every capture. The report is awaited once every
 capture has ended; a capture that gives up ends its stream only (the class goes on), and the
-exit code (3) and the summary say which stream failed.
+exit code (3) and the summary say which stream failed. So does one that crashes with no restarts
+left: it sent no eos, so the launcher sends it for it (services/launcher/stand_in.py).
 """
 
 from __future__ import annotations

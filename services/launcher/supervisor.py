@@ -2,7 +2,8 @@
 
 What `restart: on-failure` does in compose, done here for local runs: a service that exits
 with an error or is killed comes back (at most `max_restarts` times, with a short backoff),
-while one that exits cleanly (capture after end of stream) stays down.
+while one that exits cleanly (capture after end of stream) stays down. One that used up its
+restarts stays down too, marked `crashed` (the launcher ends a crashed capture's stream for it).
 """
 
 from __future__ import annotations
