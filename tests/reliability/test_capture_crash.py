@@ -33,6 +33,7 @@ from tools.sample_video import make_sample_video
 
 pytestmark = pytest.mark.timeout(150)
 FPS = 2.0
+STARTUP_ALLOWANCE_S = 5.0  # a capture process's start to its first frame, on a loaded 2-core machine
 
 
 class SeqTap(Tap):
@@ -110,8 +111,10 @@ def test_a_live_capture_killed_mid_class_comes_back_and_its_new_frames_count(tmp
     # ... so the report holds every frame of both runs, none dropped as a duplicate.
     assert report["totals"]["frames"] == published["frames"] == len(before | after)
     assert report["totals"]["predictions"] == published["predictions"] > 0
-    # The gap is the frames not captured while capture was down (plus the restart's margin), not a jump.
-    assert 0 <= seen["gap"] <= math.ceil(seen["down_s"] * FPS) + 4
+    # The gap is about the frames not captured while capture was down, not a jump: the restart's
+    # seq counts from the first run's process start, so its start-up (before its first frame)
+    # and the restart's margin (2 a restart) are in it too.
+    assert 0 <= seen["gap"] <= math.ceil((seen["down_s"] + STARTUP_ALLOWANCE_S) * FPS) + 2
 
 
 def test_a_capture_that_keeps_crashing_has_its_stream_ended_for_it_and_the_class_ends(tmp_path):
