@@ -8,14 +8,15 @@ README's gallery section (`python -m tools.label_ocr_bench`).
 
 RapidOCR reads the letters reliably but not always the spaces, the case of a first letter or
 an accent ("LukasMuller" for "Lukas Müller"), so students are keyed on `name_key` (letters and
-digits only, without accents or case), which the same name gives every time it is read.
+digits only, without accents or case: shared/roster.py), which the same name gives every time
+it is read (or one OCR slip apart: gallery.same_name).
 """
 
 from __future__ import annotations
 
-import unicodedata
-
 import numpy as np
+
+from shared.roster import name_key
 
 Box = tuple[int, int, int, int]
 
@@ -28,12 +29,6 @@ MIN_KEY = 2  # characters: a shorter key is not a name
 
 class OcrMissing(RuntimeError):
     """GALLERY_NAMES=ocr without the OCR library installed (one line saying how to add it)."""
-
-
-def name_key(text: str) -> str:
-    """What identifies a name across reads: letters and digits, no accents, no case."""
-    plain = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in plain if c.isalnum() and not unicodedata.combining(c)).casefold()
 
 
 def label_band(image: np.ndarray, tile: Box) -> np.ndarray:

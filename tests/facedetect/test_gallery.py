@@ -2,52 +2,23 @@
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import pytest
-import zmq
 from skimage import data
 
 from services.facedetect.gallery import find_tiles
-from services.facedetect.service import GALLERY_FRAMES, FaceDetectService
-from shared.messages import make_header
-from tests.harness import Peer, Running
-from tests.support.links import link
+from services.facedetect.service import GALLERY_FRAMES
+from tests.support.gallery import SIZE, run_facedetect
 from tests.support.metrics import counter
 from tools.gallery_video import _faces, layout_at, render, scenario
 
 pytestmark = pytest.mark.timeout(300)
-SIZE = (1920, 1080)
-
-
-def frame_header(image: np.ndarray, seq: int, t: float):  # type: ignore[no-untyped-def]
-    h, w = image.shape[:2]
-    return make_header("frame", "gallery", "screen", seq, time.time(), width=w, height=h, encoding="bgr",
-                       t_media=t, source="test")
 
 
 @pytest.fixture(scope="module")
 def faces() -> np.ndarray:
     return _faces()
-
-
-def run_facedetect(frames: list[np.ndarray], **settings) -> list:  # type: ignore[no-untyped-def]
-    _, frames_in, frames_ep = link("frames")
-    faces_out, _, faces_ep = link("faces")
-    sender = Peer(zmq.PUSH, frames_ep, bind=True)
-    receiver = Peer(zmq.PULL, faces_ep, bind=False)
-    try:
-        with Running(FaceDetectService, frames_in=frames_in, faces_out=faces_out, crop_size=64, **settings):
-            got = []
-            for seq, image in enumerate(frames):
-                sender.send(frame_header(image, seq, seq * 0.5), image.tobytes())
-                got.append(receiver.recv(60))
-            return got
-    finally:
-        sender.close()
-        receiver.close()
 
 
 @pytest.mark.parametrize("grid", [3, 5])
