@@ -6,9 +6,11 @@ screen recording), finds the tiles (services/facedetect/gallery.py) and reads ea
 label with each library. Prints one row per library and grid:
 
 - exact: the text read is the name, character for character (spaces collapsed);
-- key: the name's key matches (services/facedetect/names.py: accents, case, spaces and
-  punctuation dropped), what keying a student on the name needs;
-- other: the key read is another participant's (a read that would swap two students);
+- key: the name's key matches (shared/roster.py name_key: accents, case, spaces and
+  punctuation dropped);
+- matched: the key read matches the name as the tracker matches names (gallery.same_name:
+  equal, or a few OCR slips apart) and no other participant's: what keying students needs;
+- other: the key read matches another participant's name (a read that could swap two students);
 - ms/tile and ms/frame (every tile of a frame, one thread).
 
     PYTHONPATH=$PWD python -m tools.label_ocr_bench [--every 6] [--label-px 13]
@@ -29,8 +31,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from services.facedetect.gallery import find_tiles
-from services.facedetect.names import LabelReader, label_band, name_key
+from services.facedetect.gallery import find_tiles, same_name
+from services.facedetect.names import LabelReader, label_band
+from shared.roster import name_key
 from tools.gallery_video import layout_at, make_gallery_video
 
 GRIDS = ((3, (1280, 720)), (5, (1920, 1080)))
@@ -59,7 +62,7 @@ def measure(name: str, read: Callable[[np.ndarray], str], grid: int, size: tuple
                                label_px=label_px)
     keys = {name_key(p.name) for p in video["people"]}
     cap = cv2.VideoCapture(video["path"])
-    exact = keyed = other = tiles_read = 0
+    exact = keyed = matched = other = tiles_read = 0
     per_tile: list[float] = []
     per_frame: list[float] = []
     index = 0
@@ -86,11 +89,15 @@ def measure(name: str, read: Callable[[np.ndarray], str], grid: int, size: tuple
             text = " ".join(text.split())
             exact += text == person.name
             keyed += name_key(text) == name_key(person.name)
-            other += name_key(text) in keys and name_key(text) != name_key(person.name)
+            own = name_key(person.name)
+            others = any(same_name(name_key(text), k) for k in keys if k != own)
+            matched += same_name(name_key(text), own) and not others
+            other += others
         per_frame.append(frame_ms)
     cap.release()
     return {"library": name, "grid": f"{grid}x{grid} {size[0]}x{size[1]}", "tiles": tiles_read,
-            "exact": 100 * exact / tiles_read, "key": 100 * keyed / tiles_read, "other": 100 * other / tiles_read,
+            "exact": 100 * exact / tiles_read, "key": 100 * keyed / tiles_read,
+            "matched": 100 * matched / tiles_read, "other": 100 * other / tiles_read,
             "ms_tile": statistics.median(per_tile), "ms_frame": statistics.median(per_frame)}
 
 
@@ -104,14 +111,14 @@ def main(argv: list[str] | None = None) -> None:
     if tesseract is not None:
         readers.append(("tesseract", tesseract))
     cv2.setNumThreads(1)
-    print(f"{'library':22} {'grid':20} {'tiles':>5} {'exact %':>8} {'key %':>6} {'other %':>8} "
+    print(f"{'library':22} {'grid':20} {'tiles':>5} {'exact %':>8} {'key %':>6} {'matched %':>9} {'other %':>8} "
           f"{'ms/tile':>8} {'ms/frame':>9}")
     with tempfile.TemporaryDirectory() as folder:
         for name, read in readers:
             for grid, size in GRIDS:
                 r = measure(name, read, grid, size, args.every, args.label_px, Path(folder))
                 print(f"{r['library']:22} {r['grid']:20} {r['tiles']:5d} {r['exact']:8.1f} {r['key']:6.1f} "
-                      f"{r['other']:8.1f} {r['ms_tile']:8.1f} {r['ms_frame']:9.0f}")
+                      f"{r['matched']:9.1f} {r['other']:8.1f} {r['ms_tile']:8.1f} {r['ms_frame']:9.0f}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -98,3 +101,15 @@ def test_one_leaving_as_another_joins_keeps_everyone_s_id(faces):
             seen.setdefault(person.name, set()).add(sid)
     assert all(len(s) == 1 for s in seen.values()), seen
     assert len({next(iter(s)) for s in seen.values()}) == 7
+
+
+def test_gallery_names_without_the_ocr_library_is_one_error_line_and_ids_by_tile(faces, monkeypatch, caplog):
+    """GALLERY_NAMES=ocr where rapidocr-onnxruntime is not installed (an image without the ocr
+    extra): one line says how to add it, and the class goes on with ids by tile place and look."""
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # import now raises ImportError
+    people = scenario(3)
+    with caplog.at_level(logging.ERROR):
+        (msg,) = run_facedetect([render(people, 0.0, SIZE, faces)], gallery_names="ocr")
+    assert sorted(f["student"] for f in msg["faces"]) == list(range(1, 9))
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("pip install -e '.[ocr]'" in e and "tile names are not read" in e for e in errors), errors
