@@ -180,7 +180,8 @@ class MetricsScraper:
     """Last values of the counters and histograms the benchmark reads, per service."""
 
     WANTED = ("engagement_frames_dropped", "engagement_inference_seconds", "engagement_inference_faces",
-              "engagement_messages_rejected", "engagement_processing_seconds")
+              "engagement_messages_rejected", "engagement_processing_seconds", "engagement_inference_batch_size",
+              "engagement_inference_streams_per_call")
 
     def __init__(self) -> None:
         self.ports: dict[str, int] = {}

@@ -1,7 +1,10 @@
 """ZeroMQ sockets from connection strings, with counted drops and validated receives.
 
-A connection string is `<type>+<bind|connect>:<endpoint>`, e.g.
-`push+bind:tcp://127.0.0.1:5551`. One zmq.Context per process (zmq.Context.instance()).
+A connection string is `<type>+<bind|connect>:<endpoint>[,<endpoint>...]`, e.g.
+`push+bind:tcp://127.0.0.1:5551`. Several endpoints, comma-separated, are all bound or all
+connected by one socket: a consumer fed by several producers (one capture per camera) connects
+to each, `pull+connect:tcp://capture-front:5551,tcp://capture-back:5551`, and ZeroMQ queues
+fairly between them. One zmq.Context per process (zmq.Context.instance()).
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ SOCKET_BUFFER_BYTES = 128 * 1024
 class SocketSpec:
     type: str
     bind: bool
-    endpoint: str
+    endpoint: str  # one endpoint, or several comma-separated
+
+    @property
+    def endpoints(self) -> list[str]:
+        return self.endpoint.split(",")
 
     @classmethod
     def parse(cls, text: str) -> SocketSpec:
@@ -43,7 +50,8 @@ class SocketSpec:
             sock_type, how = head.split("+", 1)
         except ValueError:
             raise ValueError(f"bad socket spec {text!r}: want <type>+<bind|connect>:<endpoint>") from None
-        if sock_type not in _TYPES or how not in ("bind", "connect") or "://" not in endpoint:
+        if (sock_type not in _TYPES or how not in ("bind", "connect")
+                or not all("://" in one for one in endpoint.split(","))):
             raise ValueError(f"bad socket spec {text!r}: want <type>+<bind|connect>:<endpoint>")
         return cls(sock_type, how == "bind", endpoint)
 
@@ -105,7 +113,8 @@ def open_socket(spec_text: str, hwm: int = 4, curve_key_file: str = "") -> zmq.S
         if not Path(curve_key_file).is_file():
             raise FileNotFoundError(f"CURVE key file {curve_key_file} not found")
         _apply_curve(sock, spec, curve_key_file)
-    (sock.bind if spec.bind else sock.connect)(spec.endpoint)
+    for endpoint in spec.endpoints:
+        (sock.bind if spec.bind else sock.connect)(endpoint)
     return sock
 
 

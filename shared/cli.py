@@ -8,6 +8,7 @@
     engagement make-sample --out x.avi      a test video with real faces (tools/)
     engagement bench --quick                the benchmark (bench/; installed with the project)
     engagement bench-gallery                a 5x5 call gallery off a virtual screen: frames/s, latency
+    engagement bench-streams                1-4 camera streams in one class: frames/s, latency, faces per model call
     engagement check-secrets                compose's gate: refuses empty or example secrets
     engagement web --report-dir DIR --port N    the live page and past sessions on their own
     engagement bench-web [--faces 1 30]     capture-to-page latency of the live page, the web's cost
@@ -45,6 +46,7 @@ UTILITIES: dict[str, str] = {
     "make-sample": "tools.sample_video:main",
     "bench": "bench.bench:main",
     "bench-gallery": "bench.gallery:main",
+    "bench-streams": "bench.streams:main",
     "bench-web": "bench.web:main",
     "make-curve-keys": "shared.cli:make_curve_keys_main",
     "check-secrets": "shared.secret_check:main",  # compose's gate: no empty or example secret

@@ -133,7 +133,8 @@ COMMON: list[Setting] = [
 SERVICES: dict[str, list[Setting]] = {
     "capture": [
         Setting("SOURCE", "0", "webcam index, video file path, RTSP/HTTP URL, or screen, screen:N, "
-                "region:X,Y,W,H, window:TITLE"),
+                "region:X,Y,W,H, window:TITLE; `engagement run` takes several, one stream each (repeat --source "
+                "[ID[@FPS]=]SOURCE, or a list in the config file)"),
         Setting("FPS", 2.0, "frames per second to emit (files: by the file's own timestamps; 0 = every frame)", float,
                 min=0, max=240),
         Setting("WIDTH", 640, "frame width", int, min=16, max=8192),
@@ -198,7 +199,11 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals and the teacher's "
                 "marks (inference reads the marks: they re-anchor neutral poses)"),
         Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals and the marks"),
-        Setting("SLOWDOWN", 0.0, "extra seconds per batch, for fault-injection tests only", float),
+        # Several streams (cameras) in one class: their batches waiting together go through one model
+        # call (a GPU or XNNPACK runs 8 faces in far less than 8 times one face's time).
+        Setting("MAX_BATCH_FACES", 32, "most faces in one model call: batch messages waiting together, of any "
+                "stream, are run at once up to this many faces", int, min=1, max=1024),
+        Setting("SLOWDOWN", 0.0, "extra seconds per model call, for fault-injection tests only", float),
         Setting("ACK_TIMEOUT", 3.0, "seconds before an unacknowledged predictions message is resent", float),
         Setting("ACK_WINDOW", 2000, "sent-but-unacknowledged messages kept for resending", int),
         BATCHES_IN, PREDICTIONS_OUT, ACKS_IN,

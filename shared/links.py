@@ -8,6 +8,12 @@ A link's two settings are connection strings `<socket type>+<bind|connect>:<endp
 producer binds, the consumer connects. PUSH/PULL gives backpressure (a file source waits for
 the pipeline; a live one drops and counts what the pipeline cannot take); PUB/SUB lets a slow
 reader miss frames instead of slowing anyone down.
+
+Several producers on one link (a class with several cameras: one capture each): each producer
+binds its own endpoint and the consumer connects to all of them, comma-separated
+(`pull+connect:tcp://capture-front:5551,tcp://capture-back:5551`, shared/bus.py); ZeroMQ
+queues fairly between them, and backpressure still holds per producer. Where the subscriber of
+a PUB/SUB link binds (the launcher), the publishers all connect to it.
 """
 
 from __future__ import annotations
@@ -51,6 +57,10 @@ class Link:
         """The consumer's connection string: it connects to the producer at `host` (or `endpoint`)."""
         return f"{self.socket_types[1]}+connect:{endpoint or self._tcp(host, port)}"
 
+    def in_spec_from(self, hosts: list[str], port: int | None = None) -> str:
+        """The consumer's connection string when several producers (`hosts`) each bind the link."""
+        return f"{self.socket_types[1]}+connect:" + ",".join(self._tcp(host, port) for host in hosts)
+
     def _tcp(self, host: str, port: int | None) -> str:
         return f"tcp://{host}:{self.port if port is None else port}"
 
@@ -65,6 +75,19 @@ class Link:
         if self.pattern == "pub/sub":
             out, inn = out.replace("+bind:", "+connect:"), inn.replace("+connect:", "+bind:")
         return out, inn
+
+    def local_specs_many(self, endpoints: list[str]) -> tuple[list[str], str]:
+        """(each producer's, the consumer's) connection strings on one host for several producers.
+
+        `endpoints` holds one free endpoint per producer (tcp://127.0.0.1:PORT or ipc://...): each
+        binds its own and the consumer connects to all. A PUB/SUB link binds the first on the
+        subscriber (see local_specs) and every publisher connects to it.
+        """
+        if self.pattern == "pub/sub":
+            out, inn = self.local_specs(0, endpoints[0])
+            return [out] * len(endpoints), inn
+        outs = [f"{self.socket_types[0]}+bind:{endpoint}" for endpoint in endpoints]
+        return outs, f"{self.socket_types[1]}+connect:" + ",".join(endpoints)
 
 
 LINKS: tuple[Link, ...] = (

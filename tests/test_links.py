@@ -7,8 +7,9 @@ from pathlib import Path
 
 from services.launcher.main import RUN_SERVICES, plan_environment
 from shared import config
+from shared.bus import SocketSpec
 from shared.cli import SERVICE_CLASSES
-from shared.links import LINKS
+from shared.links import BY_NAME, LINKS
 from shared.messages import HEADER_TYPES, KINDS, Header
 
 PAGE = Path(__file__).resolve().parents[1] / "ARCHITECTURE.md"
@@ -88,3 +89,16 @@ def test_the_launcher_can_wire_every_link_over_ipc(tmp_path):
         inn = envs[link.consumer][link.in_setting]
         assert out.split(":", 1)[1] == inn.split(":", 1)[1] == f"ipc://{tmp_path}/{link.name}", link.name
         assert out.startswith(link.socket_types[0] + "+") and inn.startswith(link.socket_types[1] + "+")
+
+
+def test_several_producers_each_bind_and_the_consumer_connects_to_all():
+    frames, preview = BY_NAME["frames"], BY_NAME["preview"]
+    outs, inn = frames.local_specs_many(["ipc:///tmp/a", "ipc:///tmp/b"])
+    assert outs == ["push+bind:ipc:///tmp/a", "push+bind:ipc:///tmp/b"]
+    assert inn == "pull+connect:ipc:///tmp/a,ipc:///tmp/b"
+    assert SocketSpec.parse(inn).endpoints == ["ipc:///tmp/a", "ipc:///tmp/b"]
+    # The launcher's PUB/SUB: the subscriber binds once, every publisher connects to it.
+    outs, inn = preview.local_specs_many(["tcp://127.0.0.1:7001", "tcp://127.0.0.1:7002"])
+    assert outs == ["pub+connect:tcp://127.0.0.1:7001"] * 2 and inn == "sub+bind:tcp://127.0.0.1:7001"
+    assert frames.in_spec_from(["capture", "capture-back"]) == \
+        "pull+connect:tcp://capture:5551,tcp://capture-back:5551"

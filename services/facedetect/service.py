@@ -109,7 +109,7 @@ class FaceDetectService(Service):
         key = (frame.session, frame.stream)
         if isinstance(frame, Eos):
             self._forget(key)
-            self.senders["faces"].send(follow_up(msg, "eos", self.name, reason=frame.reason))
+            self.senders["faces"].send(follow_up(msg, "eos", self.name, reason=frame.reason, source=frame.source))
             return
         assert isinstance(frame, Frame)  # the only other kind this link takes (decode checked)
         self._count_gap(key, frame.seq)

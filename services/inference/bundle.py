@@ -71,7 +71,7 @@ class Predictor(Stateless):
         return length == self.card.sequence_length
 
     def predict_students(self, keys: list[StudentKey], crops: np.ndarray,
-                         t: float | None = None) -> list[dict[str, Any]]:
+                         t: Any = None) -> list[dict[str, Any]]:
         if self.card.kind != "sequence":
             crops = crops[:, 0]
         heads = self.predict(crops)

@@ -11,7 +11,8 @@ class with these members.
     predict_students(keys, crops, t)
                   crops (students, length, h, w, 3) uint8 BGR, keys (session, stream, student),
                   t the frame's time in seconds (media time for files; state over time, like
-                  the baseline's smoothing and each student's neutral pose, follows it)
+                  the baseline's smoothing and each student's neutral pose, follows it), or
+                  one time per key when the students come from several frames (streams)
                   -> one {"probs": [4 floats], "level": int, ...} per student; extra entries
                   (multitask heads, the baseline's signals) travel on in the message
     end_stream(session, stream)   forget per-student state of a stream that ended (number dropped)
@@ -20,6 +21,7 @@ class with these members.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,7 +40,7 @@ class Predictor(Protocol):
     def accepts(self, length: int) -> bool: ...
 
     def predict_students(self, keys: list[StudentKey], crops: np.ndarray,
-                         t: float | None = None) -> list[dict[str, Any]]: ...
+                         t: float | Sequence[float] | None = None) -> list[dict[str, Any]]: ...
 
     def end_stream(self, session: str, stream: str) -> int: ...
 

@@ -1,7 +1,10 @@
 """The `inference` service: `batch` in, `predictions` out, one message per frame (see flow).
 
 MODEL=baseline runs the face-mesh attention baseline (no TensorFlow); MODEL=<bundle dir>
-loads a trained bundle with ENGINE. All students of a frame go through the model in one call.
+loads a trained bundle with ENGINE. All students of a frame go through the model in one call,
+and so do the frames waiting together (several cameras' streams: batch messages read at once, up
+to MAX_BATCH_FACES faces, one model call, the predictions split back per message; each
+student's state stays per (session, stream, student)).
 A bundle that does not match its card, or an affect model under EU_AI_ACT_MODE, is reported in
 one log line and the labelled attention baseline runs instead; a bundle that no engine of this
 machine can run (no TensorFlow, no onnxruntime, no checked model.onnx/.tflite) stops the service
@@ -36,10 +39,14 @@ from shared.metrics import LATENCY_BUCKETS
 from shared.model_card import CardError
 from shared.service import EXIT_GAVE_UP, Service
 
-INFERENCE_SECONDS = Histogram("engagement_inference_seconds", "Time of one model call (all faces of a frame)",
-                              buckets=LATENCY_BUCKETS)
-BATCH_SIZE = Histogram("engagement_inference_batch_size", "Students per model call",
-                       buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64))
+INFERENCE_SECONDS = Histogram("engagement_inference_seconds", "Time of one model call (the faces of every "
+                              "frame taken together)", buckets=LATENCY_BUCKETS)
+BATCH_SIZE = Histogram("engagement_inference_batch_size", "Faces per model call (every waiting frame's, of any "
+                       "stream)", buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64))
+MESSAGES_PER_CALL = Histogram("engagement_inference_messages_per_call", "Batch messages (frames) per model call",
+                              buckets=(1, 2, 3, 4, 6, 8, 12, 16))
+STREAMS_PER_CALL = Histogram("engagement_inference_streams_per_call", "Streams (cameras) whose faces shared "
+                             "a model call", buckets=(1, 2, 3, 4, 6, 8))
 PREDICTIONS = Counter("engagement_predictions_total", "Predictions published, by level", ["level"])
 FACES = Counter("engagement_inference_faces_total", "Faces run through the model")
 SKIPPED = Counter("engagement_inference_skipped_batches_total", "Batches not run through the model",
@@ -159,18 +166,35 @@ class InferenceService(Service):
             if self.reliable is not None:
                 self.reliable.acked(msg.header)
             return
-        batch = msg.header
-        if isinstance(batch, Eos):
-            self._end_session(batch)
-            return
-        assert isinstance(batch, Batch)  # the only other kind this link takes (decode checked)
-        predictions = self._predict(batch, msg.payload)
-        header = follow_up(batch, "predictions", stage=self.name, model=self.model_info,
-                           predictions=predictions, faces=batch.faces, t_media=batch.t_media)
-        if self.reliable is not None:
-            self.reliable.send(header)
-        else:
-            self.senders["predictions"].send(header)
+        group = [msg, *self._waiting(msg)]
+        batches = [m for m in group if isinstance(m.header, Batch)]  # decode checked: batch or eos
+        for m, predictions in zip(batches, self._predict_all(batches), strict=True):
+            batch = m.header
+            header = follow_up(batch, "predictions", stage=self.name, model=self.model_info,
+                               predictions=predictions, faces=batch.faces, t_media=batch.t_media)
+            if self.reliable is not None:
+                self.reliable.send(header)
+            else:
+                self.senders["predictions"].send(header)
+        if isinstance(group[-1].header, Eos):  # an eos ends a group: after its stream's last frames
+            self._end_session(group[-1].header)
+
+    def _waiting(self, first: Message) -> list[Message]:
+        """The batch messages already waiting behind `first`, up to MAX_BATCH_FACES faces in all,
+        and up to an eos (taken last, so it follows its stream's frames). Never waits for more."""
+        if not isinstance(first.header, Batch):
+            return []
+        receiver = self.receivers["batches"]
+        faces, taken = len(first.header.students), []
+        while faces < self.settings.max_batch_faces and receiver.socket.poll(0):
+            msg = receiver.read()
+            if msg is None:  # malformed: counted and logged by the receiver
+                continue
+            taken.append(msg)
+            if not isinstance(msg.header, Batch):
+                break
+            faces += len(msg.header.students)
+        return taken
 
     def tick(self) -> None:
         # Students who left without an eos (the sequencer evicted them) must not pile up.
@@ -194,10 +218,11 @@ class InferenceService(Service):
             yaw, pitch = mark.signals.get("yaw"), mark.signals.get("pitch")
             if mark.level_given != 0 or yaw is None or pitch is None:
                 continue
-            self.predictor.anchor(mark.session, mark.student, yaw, pitch)  # type: ignore[attr-defined]
+            stream = getattr(mark, "stream", "")  # (stream, student) is the student when a class has several
+            self.predictor.anchor(mark.session, mark.student, yaw, pitch, stream)  # type: ignore[attr-defined]
             NEUTRAL_ANCHORS.inc()
-            self.log.info("student %s of %s: neutral pose set by the teacher's mark to yaw %.1f, pitch %.1f",
-                          mark.student, mark.session, yaw, pitch)
+            self.log.info("student %s%s of %s: neutral pose set by the teacher's mark to yaw %.1f, pitch %.1f",
+                          mark.student, f" of stream {stream}" if stream else "", mark.session, yaw, pitch)
 
     def _end_session(self, end: Eos) -> None:
         dropped = self.predictor.end_stream(end.session, end.stream)
@@ -206,7 +231,7 @@ class InferenceService(Service):
             self.predictor.end_session(end.session)  # type: ignore[attr-defined]
         if dropped:
             self.log.info("eos for %s/%s: dropped %d students' state", end.session, end.stream, dropped)
-        eos = follow_up(end, "eos", stage=self.name, reason=end.reason)
+        eos = follow_up(end, "eos", stage=self.name, reason=end.reason, source=end.source)
         if self.reliable is not None:
             self.reliable.end(eos)  # after the session's predictions are acknowledged
         else:
@@ -217,33 +242,68 @@ class InferenceService(Service):
         if self._skip_log.ready():
             self.log.warning("skipped a batch: %s", detail)
 
-    def _predict(self, batch: Batch, payload: bytes) -> list[dict[str, Any]]:
-        students = batch.students
-        if not students:
-            return []
-        length, crop = batch.length, batch.crop
-        if not self.predictor.accepts(length):
-            self._skip("length_mismatch", f"length {length} != the model's sequence length "
+    def _crops(self, batch: Batch, payload: bytes) -> np.ndarray | None:
+        """The batch's crops (students, length, crop, crop, 3), or None: nothing to run."""
+        if not batch.students:
+            return None
+        if not self.predictor.accepts(batch.length):
+            self._skip("length_mismatch", f"length {batch.length} != the model's sequence length "
                                           f"{self.sequence_length} (set SEQUENCE_LENGTH={self.sequence_length})")
-            return []
-        crops = np.frombuffer(payload, np.uint8).reshape(len(students), length, crop, crop, 3)
+            return None
+        return np.frombuffer(payload, np.uint8).reshape(len(batch.students), batch.length, batch.crop,
+                                                        batch.crop, 3)
+
+    def _predict_all(self, messages: list[Message]) -> list[list[dict[str, Any]]]:
+        """Each batch message's predictions, its faces run with the others' in as few model calls
+        as MAX_BATCH_FACES and the crops' shapes allow."""
+        out: list[list[dict[str, Any]]] = [[] for _ in messages]
+        calls: list[list[tuple[int, np.ndarray]]] = []  # (message index, its crops) per model call
+        for i, msg in enumerate(messages):
+            crops = self._crops(msg.header, msg.payload)
+            if crops is None:
+                continue
+            last = calls[-1] if calls else None
+            if (last is None or last[0][1].shape[1:] != crops.shape[1:]
+                    or sum(len(c) for _, c in last) + len(crops) > self.settings.max_batch_faces):
+                calls.append([(i, crops)])
+            else:
+                last.append((i, crops))
+        for call in calls:
+            for i, entries in zip([i for i, _ in call], self._call([(messages[i].header, c) for i, c in call]),
+                                  strict=True):
+                out[i] = entries
+        return out
+
+    def _call(self, parts: list[tuple[Batch, np.ndarray]]) -> list[list[dict[str, Any]]]:
+        """One model call for the students of several batch messages; their entries split back per message."""
         if self.settings.slowdown > 0:
             time.sleep(self.settings.slowdown)  # fault injection: a slow consumer
-        BATCH_SIZE.observe(len(students))
-        FACES.inc(len(students))
-        keys = [(batch.session, batch.stream, student["student"]) for student in students]
-        if getattr(self, "mark_follower", None) is not None:
-            self.mark_follower.watch(batch.session)
-        # Seconds into the video (media time for files): the baseline smooths over a time window
-        # and learns each student's neutral pose over one.
-        t = batch.t_media if batch.t_media is not None else batch.t_capture
+        keys, times = [], []
+        for batch, _ in parts:
+            # The student is (session, stream, student): ids start at 1 in every stream.
+            keys += [(batch.session, batch.stream, student["student"]) for student in batch.students]
+            # Seconds into the video (media time for files): the baseline smooths over a time window
+            # and learns each student's neutral pose over one; each frame keeps its own.
+            t = batch.t_media if batch.t_media is not None else batch.t_capture
+            times += [t] * len(batch.students)
+            if getattr(self, "mark_follower", None) is not None:
+                self.mark_follower.watch(batch.session)
+        crops = parts[0][1] if len(parts) == 1 else np.concatenate([c for _, c in parts])
+        BATCH_SIZE.observe(len(keys))
+        MESSAGES_PER_CALL.observe(len(parts))
+        STREAMS_PER_CALL.observe(len({(batch.session, batch.stream) for batch, _ in parts}))
+        FACES.inc(len(keys))
         started = time.perf_counter()
-        assessed = self.predictor.predict_students(keys, crops, t)
+        assessed = self.predictor.predict_students(keys, crops, times if len(parts) > 1 else times[0])
         INFERENCE_SECONDS.observe(time.perf_counter() - started)
-        out = []
-        for student, entry in zip(students, assessed, strict=True):
-            out.append({**_identity(student), **entry})
-            PREDICTIONS.labels(str(entry["level"])).inc()
+        out, start = [], 0
+        for batch, _ in parts:
+            entries = []
+            for student, entry in zip(batch.students, assessed[start:start + len(batch.students)], strict=True):
+                entries.append({**_identity(student), **entry})
+                PREDICTIONS.labels(str(entry["level"])).inc()
+            out.append(entries)
+            start += len(batch.students)
         return out
 
 

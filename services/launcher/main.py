@@ -16,6 +16,12 @@ The web service (the live page) starts first: it prints `live: http://127.0.0.1:
 soon as the page is up (WEB_PORT, 8080, or a free port when that is taken; always on
 loopback), and `--open` opens that page in the default browser. It is an output like the
 reporter's files: it stops last, and the pipeline never waits for it.
+
+Several sources (`--source A --source B`, services/launcher/streams.py) make one class: one
+capture per source, each its own STREAM_ID (and FPS), all one SESSION_ID, STREAMS set for every
+service; facedetect and the reporter read every capture. The report is awaited once every
+capture has ended; a capture that gives up ends its stream only (the class goes on), and the
+exit code (3) and the summary say which stream failed.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from services.launcher.private_redis import PrivateRedis
+from services.launcher.streams import Stream, parse_source, plan_streams
 from services.launcher.supervisor import Child, Supervisor
 from shared import checks
 from shared.config import (
@@ -48,6 +55,7 @@ from shared.config import (
     SettingError,
     add_flags,
     all_settings,
+    read_config_file,
     report_fallback_dir,
     resolve,
 )
@@ -64,6 +72,7 @@ START_ORDER = list(reversed(RUN_SERVICES))  # consumers first, so nothing waits 
 # Every link of shared/links.py: the acks too (Redis writes acknowledged: inference resends the
 # rest), and the live page's (the overlay as JPEG and every update).
 LINKS = {link.name: link for link in ALL_LINKS if {link.producer, link.consumer} <= set(RUN_SERVICES)}
+CAPTURE_LINKS = [name for name, link in LINKS.items() if link.producer == "capture"]
 LINK_SETTINGS = {name for link in ALL_LINKS for name in (link.in_setting, link.out_setting)}
 EXIT_CHECK_FAILED = 2
 SHORT_OPTIONS = {"--record": "-r", "--messaging": "-m"}  # the reference system's, as the reporter takes them
@@ -104,6 +113,9 @@ def build_parser(prog: str = "engagement run", description: str | None = None) -
             continue
         placed |= {s.env for s in fresh}
         add_flags(p.add_argument_group(f"{title} settings"), fresh)
+    # Repeatable: every --source is a stream of the class (services/launcher/streams.py).
+    source = next(a for a in p._actions if a.dest == "source")
+    source.__class__ = argparse._AppendAction
     for long, short in SHORT_OPTIONS.items():  # the same dest, given alone = 1
         p.add_argument(short, dest=long[2:], nargs="?", const="1", default=None, help=f"same as {long}")
     return p
@@ -119,7 +131,20 @@ def resolve_run(args: argparse.Namespace) -> dict[str, Any]:
     """Every run setting, flag > environment > config file > default; SettingError if one is bad."""
     flags = dict(vars(args))
     config = flags.pop("config", None) or os.environ.get("CONFIG_FILE") or None
+    sources = flags.get("source")
+    sources = [sources] if isinstance(sources, str) else list(sources or [])
+    if not sources and "SOURCE" not in os.environ and config:
+        listed = read_config_file(config).get("SOURCE")
+        sources = listed if isinstance(listed, list) else []
+    if sources:  # the first source stands for SOURCE in the checks and the single-stream settings
+        first = sources[0]
+        flags["source"] = str(first.get("source", "")) if isinstance(first, dict) else parse_source(str(first))[1]
     values = resolve(run_settings(), flags, os.environ, config)
+    streams = plan_streams(sources or [values["source"]], values["stream_id"])
+    values["source"], values["stream_id"] = streams[0].source, streams[0].id
+    if len(streams) > 1:
+        values["streams"] = ",".join(stream.id for stream in streams)
+    values["sources"] = streams
     reconnect = str(values["reconnect"]).strip().lower()
     if reconnect == "forever":
         values["retry_limit"] = 0
@@ -137,11 +162,26 @@ def new_session_id(stream: str) -> str:
     return f"{stream}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
 
 
+def capture_names(streams: list[Stream]) -> list[str]:
+    """The launcher's name of each stream's capture: `capture` alone, else capture-<stream id>."""
+    return ["capture"] if len(streams) == 1 else [f"capture-{stream.id}" for stream in streams]
+
+
+def services_of(envs: dict[str, dict[str, str]]) -> list[str]:
+    """RUN_SERVICES with each capture of the class in capture's place (the stop order)."""
+    captures = [name for name in envs if name.startswith("capture")]
+    return [*captures, *(name for name in RUN_SERVICES if name != "capture")]
+
+
 def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str,
                      bus_dir: str = "") -> dict[str, dict[str, str]]:
-    """Per-service environment: every resolved setting, links on free loopback ports (or Unix
-    sockets in `bus_dir`: TRANSPORT=ipc), metrics ports."""
+    """Per-process environment (by service name; captures as in `capture_names`): every resolved
+    setting, links on free loopback ports (or Unix sockets in `bus_dir`: TRANSPORT=ipc), metrics
+    ports. Each capture binds its own frames link; facedetect and the reporter read them all."""
     values = args if isinstance(args, dict) else resolve_run(args)
+    streams: list[Stream] = values.get("sources") or [Stream(values["stream_id"], values["source"])]
+    captures = capture_names(streams)
+    processes = [*captures, *(name for name in RUN_SERVICES if name != "capture")]
     base = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE"}  # resolved here, once
     for s in run_settings():
         if s.env in {c.env for c in LAUNCHER}:
@@ -156,24 +196,38 @@ def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str,
     base.update({"REDIS_URL": redis_url, "SEQUENCE_LENGTH": sequence_length, "PYTHONUNBUFFERED": "1"})
     # One call for every port (separate calls may hand out the same port twice): the links,
     # a metrics port per service, and a spare for the page when WEB_PORT is taken.
-    ports = free_ports(len(LINKS) + len(RUN_SERVICES) + 1)
-    link_ports = dict(zip(LINKS, ports, strict=False))
-    spare_web_port = ports[-1]
+    # A link capture sends on has one endpoint per capture.
+    extra = len(captures) - 1
+    ports = free_ports(len(LINKS) + len(RUN_SERVICES) + 1 + extra * (len(CAPTURE_LINKS) + 1))
+    spare_web_port = ports.pop()
+    link_ports = {name: [ports.pop(0) for _ in captures] if name in CAPTURE_LINKS else [ports.pop(0)]
+                  for name in LINKS}
     if values.get("fixed_ports") and all(is_free(p) for p in METRICS_PORTS.values()):
         metrics_ports = {name: METRICS_PORTS[name] for name in RUN_SERVICES}
+        metrics_ports.update({name: ports.pop(0) for name in captures[1:]})  # one fixed port for capture
+        metrics_ports[captures[0]] = METRICS_PORTS["capture"]
     else:
-        metrics_ports = dict(zip(RUN_SERVICES, ports[len(LINKS):], strict=False))
+        metrics_ports = {name: ports.pop(0) for name in processes}
     envs = {}
-    for name in RUN_SERVICES:
+    for name in processes:
         env = dict(base, METRICS_PORT=str(metrics_ports[name]))
+        service = "capture" if name in captures else name
         for link in LINKS.values():
-            out_spec, in_spec = link.local_specs(link_ports[link.name],
-                                                 f"ipc://{bus_dir}/{link.name}" if bus_dir else "")
-            if name == link.producer:
-                env[link.out_setting] = out_spec
-            if name == link.consumer:
+            endpoints = [f"ipc://{bus_dir}/{link.name}" + (f"-{n}" if n else "") if bus_dir
+                         else f"tcp://127.0.0.1:{port}" for n, port in enumerate(link_ports[link.name])]
+            if len(endpoints) == 1:
+                out_specs, in_spec = [link.local_specs(0, endpoints[0])[0]], link.local_specs(0, endpoints[0])[1]
+            else:
+                out_specs, in_spec = link.local_specs_many(endpoints)
+            if service == link.producer:
+                env[link.out_setting] = out_specs[captures.index(name) if name in captures else 0]
+            if service == link.consumer:
                 env[link.in_setting] = in_spec
         envs[name] = env
+    for name, stream in zip(captures, streams, strict=True):
+        envs[name].update(SOURCE=stream.source, STREAM_ID=stream.id)
+        if stream.fps is not None:
+            envs[name]["FPS"] = f"{stream.fps:g}"
     # The launcher's page is for this machine only: loopback, whatever the environment says.
     web_port = int(values.get("web_port") or 0)
     if not web_port or web_port in ports or not is_free(web_port):
@@ -213,9 +267,29 @@ def check_context(values: dict[str, Any], session_given: bool = False) -> checks
                           extra={"fixed_ports": fixed, "session_given": session_given})
 
 
+def run_all_checks(values: dict[str, Any], session_given: bool) -> list[checks.Result]:
+    """Every check once, and the source check for every source of the class (named by its stream)."""
+    streams: list[Stream] = values.get("sources") or []
+    if len(streams) <= 1:
+        return checks.run_checks(check_context(values, session_given))
+    listed = [(name, fn) for name, fn in checks.CHECKS if name != "source"]
+    for stream in streams:
+        listed.append((f"source {stream.id}", _source_check(values, stream)))
+    return checks.run_checks(check_context(values, session_given), checks=listed)
+
+
+def _source_check(values: dict[str, Any], stream: Stream) -> checks.CheckFn:
+    source_fn = dict(checks.CHECKS)["source"]
+
+    def one(_ctx: checks.Context) -> checks.Result:
+        result = source_fn(checks.Context(dict(values, source=stream.source)))
+        return dataclasses.replace(result, name=f"source {stream.id}")
+    return one
+
+
 def preflight(values: dict[str, Any], session_given: bool) -> int:
     """0, or print each failed check's one line and return 2."""
-    failed = [r for r in checks.run_checks(check_context(values, session_given)) if not r.ok]
+    failed = [r for r in run_all_checks(values, session_given) if not r.ok]
     for r in failed:
         print(f"engagement run: {r.line()}", file=sys.stderr, flush=True)
     return EXIT_CHECK_FAILED if failed else 0
@@ -334,7 +408,10 @@ def run(args: argparse.Namespace,
     (run_dir / "run.json").write_text(json.dumps({
         "session": session, "pid": os.getpid(), "private": private is not None, "env": keep,
         "values": {"report_dir": values["report_dir"], "report_fallback_dir": values["report_fallback_dir"]}}))
-    children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"])) for name in RUN_SERVICES]
+    order = services_of(envs)  # the stop order: the captures first, the page last
+    captures = [name for name in order if name.startswith("capture")]
+    children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"]),
+                      service="capture" if name in captures else name) for name in order]
     supervisor = Supervisor(children, values["max_restarts"])
     stop_requested: list[float] = []
 
@@ -344,7 +421,8 @@ def run(args: argparse.Namespace,
             raise KeyboardInterrupt
         stop_requested.append(time.monotonic())
         log.info("stop requested: ending the session (the report is still written)")
-        supervisor.signal("capture", signal.SIGTERM)
+        for name in captures:
+            supervisor.signal(name, signal.SIGTERM)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -354,19 +432,23 @@ def run(args: argparse.Namespace,
     found = None
     failed = False  # a service could not start
     try:
-        log.info("session %s: starting %s", session, ", ".join(START_ORDER))
+        start_order = list(reversed(order))
+        log.info("session %s: starting %s", session, ", ".join(start_order))
         start_web(supervisor, supervisor.children["web"])
-        supervisor.start([name for name in START_ORDER if name != "web"])
+        supervisor.start([name for name in start_order if name != "web" and name not in captures])
+        supervisor.start_together(captures)
         if values.get("open"):
             webbrowser.open(f"http://127.0.0.1:{envs['web']['WEB_PORT']}/")
         ports = {c.name: c.metrics_port for c in children}
         log.info("all services up in %.1f s; metrics ports %s", time.monotonic() - started, ports)
         source_ended_at = None
+        ended: set[str] = set()
         while True:
-            finished = supervisor.poll()
-            if "capture" in finished and source_ended_at is None:
+            ended |= set(supervisor.poll()) & set(captures)
+            if len(ended) == len(captures) and source_ended_at is None:
                 source_ended_at = time.monotonic()
-                log.info("source ended; waiting for the report")
+                log.info("source ended; waiting for the report" if len(captures) == 1
+                         else "every source ended; waiting for the report")
             found = find_report(values, session)
             if found and (source_ended_at is not None or stop_requested):
                 code = 0
@@ -387,7 +469,7 @@ def run(args: argparse.Namespace,
         failed = True
     finally:
         end = (stop_requested[0] + stop_timeout) if stop_requested else time.monotonic() + stop_timeout
-        supervisor.stop(RUN_SERVICES, deadline=end - 4)
+        supervisor.stop(order, deadline=end - 4)
         found = find_report(values, session)
         if not found and not failed:  # what the aggregator wrote is the class: report it, marked interrupted
             report_from_redis(session, redis_url, keep, end - time.monotonic())
@@ -404,13 +486,20 @@ def run(args: argparse.Namespace,
     elapsed = time.monotonic() - started
     if found and not failed:
         code = 0  # the class is on disk (drained, or written from Redis at the stop's deadline)
-    if code == 0 and EXIT_GAVE_UP in supervisor.children["capture"].exit_codes:
-        log.error("the source %s could not be read: the report covers what was captured (maybe nothing)",
-                  values["source"])
+    gave_up = [stream for name, stream in zip(captures, values.get("sources") or [], strict=False)
+               if EXIT_GAVE_UP in supervisor.children[name].exit_codes]
+    if code == 0 and gave_up:
+        for stream in gave_up:
+            if len(captures) == 1:
+                log.error("the source %s could not be read: the report covers what was captured (maybe nothing)",
+                          stream.source)
+            else:
+                log.error("stream %s: the source %s could not be read (it gave up): the class went on without "
+                          "it, the report covers what it captured", stream.id, stream.source)
         code = EXIT_GAVE_UP
     if found:
         txt, js = found
-        _print_summary(js, elapsed)
+        _print_summary(js, elapsed, [stream.id for stream in gave_up] if len(captures) > 1 else [])
         if txt.parent != Path(values["report_dir"]):
             print(f"the report could not be written to {values['report_dir']}: saved in {txt.parent}", flush=True)
         print(f"report: {txt}")
@@ -421,16 +510,33 @@ def run(args: argparse.Namespace,
     return code
 
 
-def _print_summary(js: Path, elapsed: float) -> None:
+def _print_summary(js: Path, elapsed: float, failed_streams: list[str] | None = None) -> None:
     try:
         report = json.loads(js.read_text())
         frames = report.get("totals", {}).get("frames", 0)
         print(f"session {report.get('session')}: {frames} frames in {elapsed:.1f} s "
               f"({frames / elapsed:.2f} frames/s including start-up)")
+        for stream in failed_streams or []:
+            reason = _stream_end_reason(report, stream)
+            print(f"stream {stream} failed: its source could not be read"
+                  + (f" ({reason})" if reason else "") + "; the other streams went on")
         if report.get("recording"):
             print(f"recording: {report['recording']}")
     except (OSError, ValueError, AttributeError):
         pass
+
+
+def _stream_end_reason(report: dict[str, Any], stream: str) -> str:
+    """The end reason the report recorded for `stream` (its per-stream section), if any."""
+    streams = report.get("streams")
+    entry = streams.get(stream) if isinstance(streams, dict) else next(
+        (s for s in streams if isinstance(s, dict) and s.get("stream") == stream), None) if isinstance(
+        streams, list) else None
+    if isinstance(entry, dict):
+        end = entry.get("end")
+        return str(entry.get("end_reason") or entry.get("reason") or (end.get("reason") if isinstance(end, dict)
+                                                                       else "") or "")
+    return ""
 
 
 def main(argv: list[str]) -> int:
@@ -449,6 +555,6 @@ def check_main(argv: list[str]) -> int:
     except SettingError as exc:
         print(f"engagement check: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    results = checks.run_checks(check_context(values, session_given=bool(values["session_id"])))
+    results = run_all_checks(values, session_given=bool(values["session_id"]))
     print(checks.table(results), flush=True)
     return EXIT_CHECK_FAILED if any(not r.ok for r in results) else 0

@@ -32,13 +32,14 @@ class Child:
     finished: bool = False  # exited cleanly: not to be restarted
     started_at: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
+    service: str = ""  # the service it runs, when not its name (capture-front, capture-back: capture)
 
     def start(self) -> None:
         # Own session: a terminal's Ctrl-C reaches only the launcher, which drains the
         # pipeline. PARENT_PID lets the service stop itself if the launcher dies (no
         # preexec_fn: running Python between fork and exec is unsafe in a threaded parent).
         env = dict(self.env, PARENT_PID=str(os.getpid()))
-        self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", self.name], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", self.service or self.name], env=env,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         self.started_at = time.monotonic()
 
@@ -69,12 +70,20 @@ class Supervisor:
             child.start()
             self.wait_healthy(child, health_timeout)
 
+    def start_together(self, names: list[str], health_timeout: float = 120.0) -> None:
+        """Start these at once, then wait for each to be healthy (the captures of one class: a
+        short file must not be over before the next camera has started)."""
+        for name in names:
+            self.children[name].start()
+        for name in names:
+            self.wait_healthy(self.children[name], health_timeout)
+
     def wait_healthy(self, child: Child, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not child.healthy():
             if not child.alive():
                 code = child.proc.returncode
-                if code == 0 or (code in FINAL_EXIT_CODES and child.name == "capture"):
+                if code == 0 or (code in FINAL_EXIT_CODES and (child.service or child.name) == "capture"):
                     return  # finished already (a very short or unreadable source): poll() sees it
                 # Any other service that gives up while starting (inference with a bundle no engine
                 # here can run, missing weights) fails the start: the session could not get a report.
@@ -93,7 +102,10 @@ class Supervisor:
             code = child.proc.returncode
             child.exit_codes.append(code)
             if code in FINAL_EXIT_CODES:
-                if code:
+                if code and (child.service or child.name) == "capture":
+                    # Its stream has ended (its eos sent); the launcher's summary says why, once.
+                    log.warning("%s gave up (exit %d): its stream has ended; not restarting it", child.name, code)
+                elif code:
                     log.error("%s gave up (exit %d); not restarting it", child.name, code)
                 child.finished = True
                 finished.append(child.name)

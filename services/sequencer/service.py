@@ -54,7 +54,7 @@ class SequencerService(Service):
             buffers = self.streams.pop(key, None)
             self._evicted("eos", len(buffers.students) if buffers else 0)
             self._update_gauge()
-            self.batches_send(follow_up(msg, "eos", self.name, reason=h.reason))
+            self.batches_send(follow_up(msg, "eos", self.name, reason=h.reason, source=h.source))
             return
         assert isinstance(h, Faces)  # the only other kind this link takes (decode checked)
         buffers = self.streams.get(key)

@@ -18,7 +18,7 @@ from shared.executables import find_executable
 COMPOSE_DIR = REPO_ROOT / "compose"
 K8S_DIR = REPO_ROOT / "k8s"
 COMPOSE_FILES = [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / "docker-compose.jetson.yml",
-                 COMPOSE_DIR / "docker-compose.agx-orin.yml"]
+                 COMPOSE_DIR / "docker-compose.agx-orin.yml", COMPOSE_DIR / "docker-compose.cameras.yml"]
 DASHBOARD = COMPOSE_DIR / "grafana" / "dashboards" / "engagement.json"
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}; $$ is a literal dollar.

@@ -24,9 +24,33 @@ def _value(counter, *labels) -> float:
 
 def test_socket_spec_parsing():
     assert SocketSpec.parse("push+bind:tcp://127.0.0.1:5") == SocketSpec("push", True, "tcp://127.0.0.1:5")
-    for bad in ("push:tcp://x:1", "bogus+bind:tcp://x:1", "push+maybe:tcp://x:1", "push+bind:nowhere"):
+    several = SocketSpec.parse("pull+connect:tcp://a:5551,ipc:///tmp/b")
+    assert several.endpoints == ["tcp://a:5551", "ipc:///tmp/b"] and not several.bind
+    for bad in ("push:tcp://x:1", "bogus+bind:tcp://x:1", "push+maybe:tcp://x:1", "push+bind:nowhere",
+                "pull+connect:tcp://a:1,nowhere"):
         with pytest.raises(ValueError):
             SocketSpec.parse(bad)
+
+
+def test_one_consumer_reads_several_producers_each_bound_on_its_own_port():
+    """One capture per camera: each binds its frames link, facedetect connects to every one."""
+    ports = free_ports(2)
+    stop = threading.Event()
+    senders = [Sender("bustest-many", f"push+bind:tcp://127.0.0.1:{port}", stop) for port in ports]
+    receiver = Receiver("bustest-many", "pull+connect:" + ",".join(f"tcp://127.0.0.1:{p}" for p in ports))
+    try:
+        for stream, sender in zip(("front", "back"), senders, strict=True):
+            for seq in range(3):
+                sender.send(make_header("update", "s", stream, seq, 0.0, totals={}, predictions=[]))
+            sender.send(make_header("eos", "s", stream, 3, 0.0, reason="end_of_file"))
+        got: dict[str, list[str]] = {"front": [], "back": []}
+        while sum(map(len, got.values())) < 8 and receiver.socket.poll(3000):
+            msg = receiver.read()
+            got[msg.header.stream].append(msg.kind)
+        assert got == {stream: ["update"] * 3 + ["eos"] for stream in ("front", "back")}
+    finally:
+        for sock in (*senders, receiver):
+            sock.close()
 
 
 def test_full_queue_drops_frames_counts_them_and_eos_still_arrives():

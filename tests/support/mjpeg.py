@@ -18,7 +18,9 @@ class MjpegServer:
     stream drops out, and capture must reconnect.
     """
 
-    def __init__(self, per_connection: int = 15, fps: float = 30.0, hold: float = 0.0) -> None:
+    def __init__(self, per_connection: int = 15, fps: float = 30.0, hold: float = 0.0,
+                 max_connections: int = 0) -> None:
+        """`max_connections`: after that many, the camera is gone (503 to every later request)."""
         jpeg = cv2.imencode(".jpg", render_frame(0.0, 10.0, 1))[1].tobytes()
         part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg) + jpeg + b"\r\n"
         self.connections = 0
@@ -30,6 +32,9 @@ class MjpegServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 server.connections += 1
+                if max_connections and server.connections > max_connections:
+                    self.send_error(503, "camera gone")
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
                 self.end_headers()

@@ -10,6 +10,7 @@ thresholds (the documented ones, or a fitted card); `predict` is the stateless o
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,33 +44,40 @@ class BaselinePredictor:
         self.iris = IrisGaze(models) if gaze else None
         self.smoother = Smoother(smoothing_seconds)
         self.neutral = neutral
-        self._anchors: dict[tuple[str, str], tuple[float, float]] = {}  # (session, student) -> yaw, pitch
+        # (session, stream, student) -> yaw, pitch; stream "" = a mark that names none: any stream
+        self._anchors: dict[tuple[str, str, str], tuple[float, float]] = {}
 
     def accepts(self, length: int) -> bool:
         return True  # reads the newest crop of a sequence of any length
 
     def predict_students(self, keys: list[StudentKey], crops: np.ndarray,
-                         t: float | None = None) -> list[dict[str, Any]]:
+                         t: float | Sequence[float] | None = None) -> list[dict[str, Any]]:
         t = time.monotonic() if t is None else t  # no video time given: wall-clock seconds
+        times = list(t) if isinstance(t, Sequence) else [t] * len(keys)  # one per key: several streams' frames
         out = []
-        for key, signals in zip(keys, self.measure(crops[:, -1]), strict=True):
-            smoothed = self.smoother.update(key, signals, t)
+        for key, signals, at in zip(keys, self.measure(crops[:, -1]), times, strict=True):
+            smoothed = self.smoother.update(key, signals, at)
             if self.neutral is not None:
-                anchor = self._anchors.get((key[0], str(key[2])))
+                anchor = (self._anchors.get((key[0], key[1], str(key[2])))
+                          or self._anchors.get((key[0], "", str(key[2]))))
                 if anchor is not None and not self.neutral.known(key):
                     self.neutral.anchor(key, *anchor)  # marked before this process saw the student
-                smoothed.update(self.neutral.update(key, t, signals.get("yaw"), signals.get("pitch")))
+                smoothed.update(self.neutral.update(key, at, signals.get("yaw"), signals.get("pitch")))
             probs, level, explained = self.assess(smoothed)
             explained["now"] = signals  # this frame's own reading, next to the window's average
             out.append({"probs": probs, "level": level, "signals": explained})
         return out
 
-    def anchor(self, session: str, student: str, yaw: float, pitch: float) -> int:
-        """The teacher marked this student attentive in this pose: their neutral pose (students seen)."""
+    def anchor(self, session: str, student: str, yaw: float, pitch: float, stream: str = "") -> int:
+        """The teacher marked this student attentive in this pose: their neutral pose (students seen).
+
+        Ids start at 1 in every stream: a mark naming its stream anchors that stream's student
+        only; one without (a one-stream class) anchors that id wherever it is."""
         if self.neutral is None:
             return 0
-        self._anchors[(session, student)] = (yaw, pitch)
-        keys = [k for k in self.neutral.keys() if k[0] == session and str(k[2]) == student]
+        self._anchors[(session, stream, student)] = (yaw, pitch)
+        keys = [k for k in self.neutral.keys()
+                if k[0] == session and str(k[2]) == student and (not stream or k[1] == stream)]
         for key in keys:
             self.neutral.anchor(key, yaw, pitch)
         return len(keys)
