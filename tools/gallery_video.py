@@ -3,7 +3,9 @@
 Tiles are laid out as Zoom and Teams do: the fewest columns that fit everyone
 (ceil(sqrt(n))), 16:9 tiles with gaps on a dark background, and a name label as they draw
 it: small white text (13 px by default) on a dark translucent box at the tile's bottom left,
-over the participant's picture (below the face: a strip of a real photo, their room).
+over the participant's picture (with `rooms`: below the face, a strip of a real photo, their
+room; off by default, because the face crops' margin takes it in and the baseline's head pose
+then differs from the plain tiles the episode tests expect).
 The script: participants join and leave (the grid reflows), and one steps away from the
 camera for a while (the tile stays, the face goes). `layout_at` tells
 the tests where every participant's tile is at any time.
@@ -164,7 +166,7 @@ def draw_label(frame: np.ndarray, name: str, tile: tuple[int, int, int, int], px
 
 
 def render(people: list[Participant], t: float, size: tuple[int, int], faces: np.ndarray,
-           label_px: int = LABEL_PX) -> np.ndarray:
+           label_px: int = LABEL_PX, rooms: bool = False) -> np.ndarray:
     width, height = size
     frame = np.full((height, width, 3), BACKGROUND, np.uint8)
     scale_x, scale_y = width / 1920, height / 1080
@@ -179,14 +181,16 @@ def render(people: list[Participant], t: float, size: tuple[int, int], faces: np
             else:
                 face = cv2.resize(faces[person.face], (side, side), interpolation=cv2.INTER_CUBIC)
                 frame[fy:fy + side, fx:fx + side] = face[:, :, None]
-        below = y + (h + int(h * 0.72)) // 2  # under the face: the participant's room
-        frame[below:y + h, x:x + w] = _room_strip(person.face, w, y + h - below)
+        if rooms:
+            below = y + (h + int(h * 0.72)) // 2  # under the face: the participant's room
+            frame[below:y + h, x:x + w] = _room_strip(person.face, w, y + h - below)
         draw_label(frame, person.name, (x, y, w, h), label_px)
     return frame
 
 
 def make_gallery_video(path: str | Path, grid: int = 3, seconds: float = 12.0, fps: float = 10.0,
-                       size: tuple[int, int] = (1920, 1080), label_px: int = LABEL_PX) -> dict:
+                       size: tuple[int, int] = (1920, 1080), label_px: int = LABEL_PX,
+                       rooms: bool = False) -> dict:
     """Write the scenario of a grid x grid call; returns what the tests need to check it."""
     people = scenario(grid)
     faces = _faces()
@@ -196,7 +200,7 @@ def make_gallery_video(path: str | Path, grid: int = 3, seconds: float = 12.0, f
     frames = int(seconds * fps)
     try:
         for i in range(frames):
-            writer.write(render(people, i / frames, size, faces, label_px))
+            writer.write(render(people, i / frames, size, faces, label_px, rooms))
     finally:
         writer.release()
     return {"path": str(path), "people": people, "seconds": seconds, "fps": fps, "frames": frames, "size": size}

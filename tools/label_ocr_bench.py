@@ -1,7 +1,8 @@
 """How well two offline OCR libraries read the name labels of a video call's tiles.
 
 Writes the labelled gallery videos (tools/gallery_video.py: 13 px white names on a dark
-translucent box over the picture, as Zoom and Teams draw them), decodes them (MJPG, as a
+translucent box over the picture, as Zoom and Teams draw them; `rooms`: a real photo's strip
+behind the labels, the hard case), decodes them (MJPG, as a
 screen recording), finds the tiles (services/facedetect/gallery.py) and reads each tile's
 label with each library. Prints one row per library and grid:
 
@@ -59,7 +60,7 @@ def tesseract_reader() -> Callable[[np.ndarray], str] | None:
 def measure(name: str, read: Callable[[np.ndarray], str], grid: int, size: tuple[int, int], every: int,
             label_px: int, folder: Path) -> dict:
     video = make_gallery_video(folder / f"labels{grid}.avi", grid=grid, seconds=12.0, fps=5.0, size=size,
-                               label_px=label_px)
+                               label_px=label_px, rooms=True)
     keys = {name_key(p.name) for p in video["people"]}
     cap = cv2.VideoCapture(video["path"])
     exact = keyed = matched = other = tiles_read = 0

@@ -50,8 +50,8 @@ def test_two_participants_who_swap_places_on_a_reflow_keep_their_ids_by_name(tmp
     before = [Participant(n, face=f) for n, f in (("Maria Garcia", 0), ("Li Wei", 7), ("Anna Kowalska", 14),
                                                    ("Priya Sharma", 21), ("Kenji Tanaka", 7), ("Ahmed Hassan", 28))]
     after = [before[0], before[4], before[2], before[3], before[1], before[5], Participant("Grace Mensah", face=35)]
-    frames = _recorded([render(before, 0.0, SIZE, faces)] * 2 + [render(after, 0.0, SIZE, faces)] * 2,
-                       tmp_path / "swap.avi")
+    frames = _recorded([render(before, 0.0, SIZE, faces, rooms=True)] * 2
+                       + [render(after, 0.0, SIZE, faces, rooms=True)] * 2, tmp_path / "swap.avi")
     prefix = f"test-names-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
@@ -97,7 +97,7 @@ def test_cameras_off_keep_their_ids_through_a_reflow_by_name_only(tmp_path, name
               Participant("Ahmed Hassan", 28)]
     after = [before[0], before[4], before[2], before[3], before[1], before[5], Participant("Grace Mensah", 35)]
     people = [before, before, after, after]
-    frames = _recorded([render(p, 0.0, SIZE, faces) for p in people], tmp_path / "off.avi")
+    frames = _recorded([render(p, 0.0, SIZE, faces, rooms=True) for p in people], tmp_path / "off.avi")
     reader = LabelReader() if names == "ocr" else None
     tracker = TileTracker()
     ids: dict[str, set[int]] = {}
