@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import redis
 from prometheus_client import Counter, Histogram
 
 from services.facedetect.follow import Follower
@@ -46,6 +47,7 @@ NAME_STORE_ERRORS = Counter("engagement_gallery_name_store_errors_total",
                             "Tile names that could not be saved to Redis (the ids are unaffected)", ["service"])
 NAME_RETRY_SECONDS = 2.0
 NAME_REFRESH_SECONDS = 30.0
+NAME_STORE_RETRY_SECONDS = 10.0
 GALLERY_FRAMES = Counter("engagement_gallery_frames_total",
                          "Frames by whether a participant grid was found (gallery) or not (plain detection)",
                          ["service", "mode"])
@@ -91,13 +93,12 @@ class FaceDetectService(Service):
                 self.log.error("%s: tile names are not read", exc)
                 self.read_names = False
         if self.read_names:
-            import redis
-
             self.tile_names = TileNames(redis.Redis.from_url(s.redis_url, socket_timeout=2.0,
                                                              socket_connect_timeout=2.0), s.redis_prefix)
         # Per stream: each tile place's last label read (tile, when, text or None).
         self.label_reads: dict[tuple[str, str], list[tuple[tuple[int, int, int, int], float, str | None]]] = {}
         self.saved_names: dict[tuple[str, str], dict[int, str]] = {}
+        self.names_retry_at = 0.0  # after a Redis error: not before (a down Redis must not stall every frame)
         self.crop_size = int(s.crop_size)
         self.last_seq: dict[tuple[str, str], int] = {}
         self.last_wall: dict[tuple[str, str], float] = {}
@@ -203,14 +204,16 @@ class FaceDetectService(Service):
         names = self.tiles.names(key)
         saved = self.saved_names.setdefault(key, {})
         new = {s: n for s, n in names.items() if saved.get(s) != n}
-        if not new or self.tile_names is None:
+        if not new or self.tile_names is None or time.monotonic() < self.names_retry_at:
             return
         try:
             self.tile_names.save(key[0], key[1], new)
             saved.update(new)
-        except Exception as exc:  # noqa: BLE001 - Redis down: the ids go on; saved on a later frame
+        except redis.RedisError as exc:  # the ids go on; the names are saved when Redis is back
             NAME_STORE_ERRORS.labels(self.name).inc()
-            self.log.warning("tile names of %s/%s not saved to Redis (will retry): %s", *key, exc)
+            self.names_retry_at = time.monotonic() + NAME_STORE_RETRY_SECONDS
+            self.log.warning("tile names of %s/%s not saved to Redis (again in %.0f s): %s", *key,
+                             NAME_STORE_RETRY_SECONDS, exc)
 
     def _count_gap(self, key: tuple[str, str], seq: int) -> None:
         last = self.last_seq.get(key)

@@ -116,3 +116,19 @@ def test_cameras_off_keep_their_ids_through_a_reflow_by_name_only(tmp_path, name
         assert tracker.names(("s", "c"))[next(iter(ids["Li Wei"]))] in ("Li Wei", "LiWei")
     else:
         assert all(len(s) == 2 for s in cameras_off), ids  # the reason to read names
+
+
+def test_redis_down_the_names_still_key_the_ids_and_the_failure_is_counted(tmp_path):
+    """No Redis where REDIS_URL points: facedetect says so, counts it, and the ids go on."""
+    from services.facedetect.service import NAME_STORE_ERRORS
+    from shared.ports import free_ports
+    from tests.support.metrics import counter
+
+    faces = _faces()
+    people = [Participant(n, face=f) for n, f in (("Maria Garcia", 0), ("Li Wei", 7), ("Anna Kowalska", 14))]
+    frames = _recorded([render(people, 0.0, SIZE, faces, rooms=True)] * 3, tmp_path / "down.avi")
+    before = counter(NAME_STORE_ERRORS, "facedetect")
+    (port,) = free_ports(1)
+    got = run_facedetect(frames, gallery_names="ocr", redis_url=f"redis://127.0.0.1:{port}/0")
+    assert [sorted(f["student"] for f in m["faces"]) for m in got] == [[1, 2, 3]] * 3
+    assert counter(NAME_STORE_ERRORS, "facedetect") - before == 1  # then not again before 10 s
