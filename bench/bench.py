@@ -13,12 +13,17 @@ every frame, the reference-style classifier bundle, and the attention baseline):
      attention baseline's practical limit (decode + detection + face mesh in one loop);
   5. with --budget-sweep, the pipeline under several CPU budgets (shared/cpu_budget.py).
 
+--only runs chosen parts alone (e.g. `--only sweep`, or `--only pipeline --runs bundle_8_2fps`
+for one case); the tables and targets of the parts left out are left out too.
+
 The issue's targets are printed beside the last results (--last, default bench/results.json).
 
 Prints markdown tables and writes every figure as JSON (--out). Figures, not tests: the
 smoke test (tests/perf/test_bench_smoke.py) only checks that a --quick run writes them all.
 
     engagement bench [--quick] [--out results.json] [--seconds 60] [--soak-seconds 600]
+    engagement bench --only sweep [--sweep-runs bundle_8_unthrottled,bundle_8_2fps]
+    engagement bench --only pipeline --runs bundle_8_2fps --repeat 3
 """
 
 from __future__ import annotations
@@ -47,6 +52,37 @@ log = logging.getLogger("bench")
 FACE_COUNTS = (1, 8)
 GALLERY_FACES = 30  # a class in a video call's gallery, 1280x720
 SOAK_VIDEO_FPS = 10.0  # the soak's source: 5x the reference rate, paced, so a slow consumer means drops
+# The parts of a run, in the order they run; `sweep` only when asked (--budget-sweep or --only).
+PARTS = ("bus", "detectors", "engines", "loops", "pipeline", "soak", "gallery", "sweep")
+PIPELINE_RUNS = tuple(f"{m}_{n}_{rate}" for m in ("bundle", "baseline") for n in FACE_COUNTS
+                      for rate in ("unthrottled", "2fps"))
+SWEEP_RUNS = "bundle_8_unthrottled,baseline_1_unthrottled"
+
+
+def _names(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return names
+
+
+def _parts(text: str) -> list[str]:
+    return _names(text, PARTS, "part")
+
+
+def _runs(text: str) -> list[str]:
+    return _names(text, PIPELINE_RUNS, "pipeline run")
+
+
+def _budget_numbers(text: str) -> list[int]:
+    return [int(n) for n in _names(text, tuple(str(i) for i in range(1, len(BUDGETS) + 1)), "budget")]
+
+
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=Path, default=REPO_ROOT / "bench" / "results.json",
                    help="earlier results printed beside this run's (the 'was' column)")
     p.add_argument("--budget-sweep", action="store_true",
-                   help="also run the pipeline under several CPU budgets (8 faces bundle, 1 face baseline)")
+                   help="also run the pipeline under several CPU budgets (--sweep-runs)")
+    p.add_argument("--only", type=_parts, help=f"run only these parts, comma-separated ({', '.join(PARTS)})")
+    p.add_argument("--runs", type=_runs, help="pipeline runs to make, comma-separated (default all: "
+                   f"{', '.join(PIPELINE_RUNS)})")
+    p.add_argument("--repeat", type=_at_least_one, default=1,
+                   help="make each pipeline run this many times (labels #2, #3..)")
+    p.add_argument("--sweep-runs", type=_runs, default=_runs(SWEEP_RUNS),
+                   help=f"pipeline runs the budget sweep makes under each budget (default {SWEEP_RUNS})")
+    p.add_argument("--budgets", type=_budget_numbers,
+                   help="the sweep's budgets to try, by number in BUDGETS (1-based, comma-separated; default all)")
+    p.add_argument("--engine", default="auto", help="ENGINE of the pipeline runs and loops when the engines part "
+                   "is not run (with it: what auto chose there)")
     p.add_argument("--detector-frames", type=int, help="frames per sample set in the detector table "
                    "(default 40; quick 6)")
     p.add_argument("--work-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "engagement-bench",
@@ -118,12 +165,27 @@ def run_loop(video: Path, bundle: Path, mode: str, engine: str, seconds: float, 
     return result
 
 
-# The budgets the sweep tries (environment of every service; 0 = each service's CPU_BUDGETS entry).
-BUDGETS: list[tuple[str, dict[str, str]]] = [
-    ("library defaults (every pool on every core)", {"CV_THREADS": "-1", "LITERT_THREADS": "-1",
-                                                     "TF_INTRA_OP_THREADS": "-1", "TF_INTER_OP_THREADS": "-1"}),
-    ("CPU_BUDGETS (the defaults)", {}),
-    ("CPU_BUDGETS, inference 2 threads", {"TF_INTRA_OP_THREADS": "2", "LITERT_THREADS": "2"}),
+# The budgets the sweep tries: a name, the environment of every service (empty = each service's
+# CPU_BUDGETS and SMALL_BOX_AFFINITY entries) and of the services named. Chosen for 2 cores: how
+# many threads the model call may take, and whether the light stages share one core while
+# inference has the other. ANY_CPU undoes SMALL_BOX_AFFINITY's pinning.
+ANY_CPU = {"CPU_AFFINITY": f"0-{(os.cpu_count() or 1) - 1}"}
+INFERENCE_1 = {"TF_INTRA_OP_THREADS": "1", "LITERT_THREADS": "1", "ORT_THREADS": "1"}
+INFERENCE_2 = {"TF_INTRA_OP_THREADS": "2", "LITERT_THREADS": "2", "ORT_THREADS": "2"}
+LIGHT = ("capture", "facedetect", "sequencer", "aggregator", "reporter")
+BUDGETS: list[tuple[str, dict[str, str], dict[str, dict[str, str]]]] = [
+    ("library defaults (every pool on every core)",
+     {"CV_THREADS": "-1", "LITERT_THREADS": "-1", "ORT_THREADS": "-1", "TF_INTRA_OP_THREADS": "-1",
+      "TF_INTER_OP_THREADS": "-1", **ANY_CPU}, {}),
+    ("CPU_BUDGETS (the defaults)", {}, {}),
+    ("inference 1 thread", ANY_CPU, {"inference": INFERENCE_1}),
+    ("inference 2 threads", ANY_CPU, {"inference": INFERENCE_2}),
+    ("inference 2 threads on both cores, the rest on CPU 0", {},
+     {"inference": {**INFERENCE_2, **ANY_CPU}, **{s: {"CPU_AFFINITY": "0"} for s in LIGHT}}),
+    ("inference 1 thread on CPU 1, the rest on CPU 0", {},
+     {"inference": {**INFERENCE_1, "CPU_AFFINITY": "1"}, **{s: {"CPU_AFFINITY": "0"} for s in LIGHT}}),
+    ("inference 2 threads, facedetect on CPU 0", ANY_CPU,
+     {"inference": INFERENCE_2, "facedetect": {"CPU_AFFINITY": "0"}}),
 ]
 DETECTOR_NAMES_MEASURED = ["blazeface", "blazeface_short", "blazeface_full", "dnn", "haar"]
 
@@ -142,57 +204,89 @@ def _load_last(path: Path | None) -> dict | None:
         return None
 
 
+def _pipeline_case(label: str, videos: dict[int, Path], bundle: Path) -> tuple[Path, str, bool]:
+    """'bundle_8_2fps' -> (the 8-face video, the bundle, paced)."""
+    model_name, n, rate = label.split("_")
+    return videos[int(n)], (str(bundle) if model_name == "bundle" else "baseline"), rate == "2fps"
+
+
+def budget_sweep(args: argparse.Namespace, videos: dict[int, Path], bundle: Path, work: Path, engine: str) -> list:
+    chosen = args.budgets or range(1, len(BUDGETS) + 1)
+    rows = []
+    for i in chosen:
+        name, env, per_service = BUDGETS[i - 1]
+        for run_label in args.sweep_runs:
+            video, model, realtime = _pipeline_case(run_label, videos, bundle)
+            log.info("pipeline budget %d (%s): %s, load average %s", i, name, run_label,
+                     [round(x, 2) for x in os.getloadavg()])
+            run = run_pipeline(video, model, realtime, work, engine=engine, label=f"budget-{i}", extra_env=env,
+                               service_env=per_service)
+            rows.append({"budget": name, "number": i, "env": env, "service_env": per_service, "run": run_label,
+                         "fps": run["fps"], "latency_ms": run["latency_ms"],
+                         "model_ms_per_face": run["model_ms_per_face"], "processes": run["processes"],
+                         "load_average": [round(x, 2) for x in os.getloadavg()]})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _resolve(args)
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s", stream=sys.stderr)
+    parts = set(args.only or [p for p in PARTS if p != "sweep" or args.budget_sweep])
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
     results: dict = {"command": "engagement bench " + " ".join(argv if argv is not None else sys.argv[1:]),
                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-                     "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
+                     "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                     "parts": [p for p in PARTS if p in parts]}
 
     frames = int(args.seconds * VIDEO_FPS)
     videos = {n: make_faces_video(work / f"faces{n}-{frames}.avi", n, frames) for n in FACE_COUNTS}
     results["inputs"] = {"videos": {str(n): str(v) for n, v in videos.items()}, "frames": frames,
                          "video_fps": VIDEO_FPS, "size": "640x480"}
     bundle = work / f"reference-bundle-{args.image_size}"
-    log.info("reference bundle %s", bundle)
-    _python_module("bench.workload", "bundle", "--out", str(bundle), "--size", str(args.image_size))
+    if parts & {"engines", "loops", "pipeline", "soak", "sweep"}:
+        log.info("reference bundle %s", bundle)
+        _python_module("bench.workload", "bundle", "--out", str(bundle), "--size", str(args.image_size))
     results["inputs"]["bundle"] = str(bundle)
 
-    log.info("bus hop micro-benchmark (%d frames)", args.hops)
-    results["bus"] = measure_hop(args.hops)
-    results["bus"]["header_only"] = measure_hop(args.hops, frame=False)  # the floor: no payload at all
-    results["bus"]["ipc"] = measure_hop(args.hops, transport="ipc")  # what the launcher uses
+    if "bus" in parts:
+        log.info("bus hop micro-benchmark (%d frames)", args.hops)
+        results["bus"] = measure_hop(args.hops)
+        results["bus"]["header_only"] = measure_hop(args.hops, frame=False)  # the floor: no payload at all
+        results["bus"]["ipc"] = measure_hop(args.hops, transport="ipc")  # what the launcher uses
 
-    log.info("face detectors on real faces (%d frames per sample set)", args.detector_frames)
-    results["detectors"] = detector_table(DETECTOR_NAMES_MEASURED, args.detector_frames)
+    if "detectors" in parts:
+        log.info("face detectors on real faces (%d frames per sample set)", args.detector_frames)
+        results["detectors"] = detector_table(DETECTOR_NAMES_MEASURED, args.detector_frames)
 
-    log.info("inference engines")
-    engines_json = work / "engines.json"
-    _python_module("bench.engines", "--bundle", str(bundle), "--video", str(videos[8]),
-                   "--calls", str(args.calls), "--json", str(engines_json))
-    results["engines"] = json.loads(engines_json.read_text())
-    engine = results["engines"]["auto_choice"]  # what ENGINE=auto picks: the pipeline runs with it
+    engine = args.engine
+    if "engines" in parts:
+        log.info("inference engines")
+        engines_json = work / "engines.json"
+        _python_module("bench.engines", "--bundle", str(bundle), "--video", str(videos[8]),
+                       "--calls", str(args.calls), "--json", str(engines_json))
+        results["engines"] = json.loads(engines_json.read_text())
+        engine = results["engines"]["auto_choice"]  # what ENGINE=auto picks: the pipeline runs with it
 
-    results["loops"] = {}
-    for n in FACE_COUNTS:
-        for mode in ("reference", "best", "baseline"):
-            log.info("single-process loop %s, %d face(s)", mode, n)
-            results["loops"][f"{mode}_{n}"] = run_loop(videos[n], bundle, mode, engine, args.loop_seconds, work)
-
-    results["pipeline"] = {}
-    for model_name, model in (("bundle", str(bundle)), ("baseline", "baseline")):
+    if "loops" in parts:
+        results["loops"] = {}
         for n in FACE_COUNTS:
-            for realtime in (False, True):
-                label = f"{model_name}_{n}_{'2fps' if realtime else 'unthrottled'}"
-                log.info("pipeline %s", label)
-                results["pipeline"][label] = run_pipeline(videos[n], model, realtime, work, engine=engine,
-                                                          label=label)
+            for mode in ("reference", "best", "baseline"):
+                log.info("single-process loop %s, %d face(s)", mode, n)
+                results["loops"][f"{mode}_{n}"] = run_loop(videos[n], bundle, mode, engine, args.loop_seconds, work)
 
-    if args.soak_seconds > 0:
+    if "pipeline" in parts:
+        results["pipeline"] = {}
+        for label in args.runs or PIPELINE_RUNS:
+            for i in range(1, args.repeat + 1):
+                name = label if i == 1 else f"{label}#{i}"
+                video, model, realtime = _pipeline_case(label, videos, bundle)
+                log.info("pipeline %s", name)
+                results["pipeline"][name] = run_pipeline(video, model, realtime, work, engine=engine, label=name)
+
+    if "soak" in parts and args.soak_seconds > 0:
         soak_frames = int(args.soak_seconds * SOAK_VIDEO_FPS)
         soak_video = make_faces_video(work / f"soak8-{soak_frames}.avi", 8, soak_frames, SOAK_VIDEO_FPS)
         log.info("soak: %.0f s, source paced at %.0f FPS, inference SLOWDOWN %.2f s", args.soak_seconds,
@@ -204,24 +298,15 @@ def main(argv: list[str] | None = None) -> int:
                      "slowdown": args.soak_slowdown})
         results["soak"] = soak
 
-    gallery = make_gallery_video(work / f"gallery{GALLERY_FACES}-{frames}.avi", GALLERY_FACES, frames)
-    log.info("pipeline gallery: 1280x720, %d faces, baseline, unthrottled", GALLERY_FACES)
-    results["pipeline_gallery"] = run_pipeline(gallery, "baseline", False, work, engine=engine,
-                                               label=f"gallery_{GALLERY_FACES}", extra_env={"WIDTH": "1280",
-                                                                                            "HEIGHT": "720"})
+    if "gallery" in parts:
+        gallery = make_gallery_video(work / f"gallery{GALLERY_FACES}-{frames}.avi", GALLERY_FACES, frames)
+        log.info("pipeline gallery: 1280x720, %d faces, baseline, unthrottled", GALLERY_FACES)
+        results["pipeline_gallery"] = run_pipeline(gallery, "baseline", False, work, engine=engine,
+                                                   label=f"gallery_{GALLERY_FACES}",
+                                                   extra_env={"WIDTH": "1280", "HEIGHT": "720"})
 
-    if args.budget_sweep:
-        results["budget_sweep"] = []
-        for name, env in BUDGETS:
-            for model_name, model, n in (("bundle", str(bundle), 8), ("baseline", "baseline", 1)):
-                label = f"budget {name}: {model_name}_{n}_unthrottled"
-                log.info("pipeline %s", label)
-                run = run_pipeline(videos[n], model, False, work, engine=engine, label=f"budget-{model_name}",
-                                   extra_env=env)
-                results["budget_sweep"].append({"budget": name, "env": env, "run": f"{model_name}_{n}_unthrottled",
-                                                "fps": run["fps"], "latency_ms": run["latency_ms"],
-                                                "model_ms_per_face": run["model_ms_per_face"],
-                                                "processes": run["processes"]})
+    if "sweep" in parts:
+        results["budget_sweep"] = budget_sweep(args, videos, bundle, work, engine)
 
     results["summary"] = report.summarise(results)
     results["targets"] = report.targets(results)

@@ -59,6 +59,8 @@ class ProcSeries:
     samples: list[tuple[float, float, int]] = field(default_factory=list)  # (time, cpu seconds, rss bytes)
     peak_rss: int = 0  # VmHWM: the kernel's own peak, catches spikes between samples
     tensorflow: bool = False  # TensorFlow's library is mapped into the process
+    cpus: list[int] = field(default_factory=list)  # its CPU affinity (what its budget pinned it to)
+    threads: int = 0  # most threads seen (thread pools of every library)
 
 
 def _service_name(proc: psutil.Process) -> str | None:
@@ -125,12 +127,15 @@ class ProcessSampler:
                 with proc.oneshot():
                     cpu = proc.cpu_times()
                     rss = proc.memory_info().rss
+                    threads = proc.num_threads()
+                    cpus = proc.cpu_affinity() or []
             except psutil.Error:
                 del self._procs[pid]
                 continue
             s = self.series[pid]
             s.samples.append((now, cpu.user + cpu.system, rss))
             s.peak_rss = max(s.peak_rss, _vm_hwm(pid), rss)
+            s.threads, s.cpus = max(s.threads, threads), sorted(cpus)
             if not s.tensorflow and len(s.samples) % 4 == 1:
                 s.tensorflow = _loads_tensorflow(pid)
 
@@ -152,7 +157,8 @@ class ProcessSampler:
             name = s.name if s.name not in out else f"{s.name}#{s.pid}"  # a restarted service
             out[name] = {"pid": s.pid, "cpu_percent": round(cpu, 1) if cpu is not None else None,
                          "peak_rss_mb": round(s.peak_rss / 2**20, 1),
-                         "rss_mb": round(window[-1][2] / 2**20, 1), "tensorflow": s.tensorflow}
+                         "rss_mb": round(window[-1][2] / 2**20, 1), "tensorflow": s.tensorflow,
+                         "cpus": s.cpus, "threads": s.threads}
         return out
 
     def growth(self, start: float, end: float, warmup: float = 0.0) -> dict[str, dict]:

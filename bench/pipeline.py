@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -45,11 +46,52 @@ def stage_latencies(records: list, skip: int) -> dict[str, dict]:
     return {k: percentiles_ms(v) for k, v in per.items()}
 
 
+def launch_observed(argv: list[str], adjust: Callable[[dict[str, dict[str, str]]], None],
+                    scraper: MetricsScraper, tap: UpdatesTap) -> tuple[int, float]:
+    """`engagement run argv` in this process, to its report: `tap` on the updates link, `scraper`
+    reading every service's metrics each second, `adjust` changing the planned environments.
+
+    The page never gets the well-known port: on a shared box another class (or the previous run,
+    still closing) may hold it between the launcher's check and the page's bind. Returns the
+    launcher's exit code and the wall time it started; the launcher's summary lines are swallowed.
+    """
+    def rewire(envs: dict[str, dict[str, str]]) -> None:
+        tap.rewire(envs)
+        if "web" in envs:
+            envs["web"]["WEB_PORT"] = str(free_ports(1)[0])
+        adjust(envs)  # after the port: the web benchmark reads it here
+        scraper.remember_ports(envs)
+
+    args = launcher.build_parser().parse_args(argv)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    scraping = threading.Event()
+
+    def scrape_loop() -> None:
+        while not scraping.wait(1.0):
+            scraper.scrape()
+
+    scrape_thread = threading.Thread(target=scrape_loop, daemon=True)
+    scrape_thread.start()
+    started = time.time()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = launcher.run(args, adjust_env=rewire)
+    finally:
+        scraping.set()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        tap.close()
+        scrape_thread.join(3)
+    return code, started
+
+
 def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: str = "auto",
                  extra_env: dict[str, str] | None = None, label: str = "", soak_warmup: float | None = None,
-                 on_env: Callable[[dict[str, dict[str, str]]], None] | None = None) -> dict:
+                 on_env: Callable[[dict[str, dict[str, str]]], None] | None = None,
+                 service_env: dict[str, dict[str, str]] | None = None) -> dict:
     """Run one session to its report; return the figures (soak_warmup set: memory growth after it).
 
+    `extra_env` goes to every service, `service_env` to the services it names (after extra_env).
     `on_env` sees the planned per-service environments (the web benchmark reads the page's port).
     """
     session = f"bench-{label or 'run'}-{uuid.uuid4().hex[:8]}"
@@ -59,43 +101,19 @@ def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: s
            **(extra_env or {})}
 
     def adjust(envs: dict[str, dict[str, str]]) -> None:
-        tap.rewire(envs)
-        for e in envs.values():
+        for name, e in envs.items():
             e.update(env)
-        if "web" in envs:
-            # Never the well-known page port: on a shared box another class (or the previous run,
-            # still closing) may hold it between the launcher's check and the page's bind.
-            envs["web"]["WEB_PORT"] = str(free_ports(1)[0])
-        scraper.remember_ports(envs)
+            e.update((service_env or {}).get(name, {}))
         if on_env:
             on_env(envs)
 
-    args = launcher.build_parser().parse_args(
-        ["--source", str(source), "--model", model, "--session-id", session,
-         "--report-dir", str(work / "reports"), "--report-timeout", "120"])
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     sampler = ProcessSampler(interval=0.1)  # capture of a short, unthrottled file lives ~1 s
-    scraping = True
-
-    def scrape_loop() -> None:
-        while scraping:
-            scraper.scrape()
-            time.sleep(1.0)
-
-    import threading
-    scrape_thread = threading.Thread(target=scrape_loop, daemon=True)
-    scrape_thread.start()
-    started = time.time()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the launcher's summary lines
-            code = launcher.run(args, adjust_env=adjust)
+        code, started = launch_observed(
+            ["--source", str(source), "--model", model, "--session-id", session,
+             "--report-dir", str(work / "reports"), "--report-timeout", "120"], adjust, scraper, tap)
     finally:
-        scraping = False
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
         sampler.close()
-        tap.close()
-        scrape_thread.join(3)
     records = sorted(tap.records, key=lambda r: r.seq)
     arrivals = sorted(r.arrived for r in records)
     skip = min(WARMUP_FRAMES, max(0, len(records) - 2))

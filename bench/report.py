@@ -14,20 +14,23 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def summarise(r: dict) -> dict:
-    """Throughput of each way of running the same work, and the pipeline/loop ratios."""
+    """Throughput of each way of running the same work, and the pipeline/loop ratios (of the parts run)."""
     out: dict[str, Any] = {}
+    pipeline, loops = r.get("pipeline", {}), r.get("loops", {})
     for n in (1, 8):
-        pipe = r["pipeline"][f"bundle_{n}_unthrottled"]["fps"]
-        ref = r["loops"][f"reference_{n}"]["fps"]
-        best = r["loops"][f"best_{n}"]["fps"]
+        pipe = _get(pipeline, f"bundle_{n}_unthrottled", "fps")
+        ref, best = _get(loops, f"reference_{n}", "fps"), _get(loops, f"best_{n}", "fps")
+        if pipe is None and ref is None:
+            continue
         out[f"faces_{n}"] = {"pipeline_fps": pipe, "reference_loop_fps": ref, "best_loop_fps": best,
                              "pipeline_over_reference": _ratio(pipe, ref), "pipeline_over_best": _ratio(pipe, best)}
-    chosen = next(row for row in r["engines"]["rows"] if row["engine"] == r["engines"]["auto_choice"])
-    out["cost_per_face"] = {
-        "engine": chosen["engine"], "model_ms_per_face_1": chosen["ms_per_face_1"],
-        "model_ms_per_face_8": chosen["ms_per_face_8"],
-        "pipeline_ms_per_face_1": r["pipeline"]["bundle_1_unthrottled"]["model_ms_per_face"],
-        "pipeline_ms_per_face_8": r["pipeline"]["bundle_8_unthrottled"]["model_ms_per_face"]}
+    if "engines" in r:
+        chosen = next(row for row in r["engines"]["rows"] if row["engine"] == r["engines"]["auto_choice"])
+        out["cost_per_face"] = {
+            "engine": chosen["engine"], "model_ms_per_face_1": chosen["ms_per_face_1"],
+            "model_ms_per_face_8": chosen["ms_per_face_8"],
+            "pipeline_ms_per_face_1": _get(pipeline, "bundle_1_unthrottled", "model_ms_per_face"),
+            "pipeline_ms_per_face_8": _get(pipeline, "bundle_8_unthrottled", "model_ms_per_face")}
     return out
 
 
@@ -36,39 +39,33 @@ def _check(name: str, ok: bool | None, detail: str) -> dict:
 
 
 def targets(r: dict) -> list[dict]:
+    """The checks whose parts ran (a run with --only checks what it measured)."""
     s = r["summary"]
     checks = []
-    one, eight = s["faces_1"], s["faces_8"]
-    checks.append(_check("1 face: pipeline >= 1.5x reference loop",
-                         _ge(one["pipeline_over_reference"], 1.5), f"ratio {one['pipeline_over_reference']}"))
-    checks.append(_check("1 face: pipeline >= best single-process loop",
-                         _ge(one["pipeline_over_best"], 1.0), f"ratio {one['pipeline_over_best']}"))
-    checks.append(_check("8 faces: pipeline > both loops",
-                         _gt(eight["pipeline_over_reference"], 1.0) and _gt(eight["pipeline_over_best"], 1.0),
-                         f"ratios {eight['pipeline_over_reference']} / {eight['pipeline_over_best']}"))
-    worst = max(((label, p["latency_ms"]["capture_to_prediction"]["p99"]) for label, p in r["pipeline"].items()
-                 if p["realtime"]), key=lambda t: t[1] or 0)
-    checks.append(_check("2 FPS: capture->prediction p99 < 100 ms", worst[1] is not None and worst[1] < 100,
-                         f"worst {worst[1]} ms ({worst[0]})"))
-    hop = r["bus"]["hop_ms"]["p99"]
-    floor = r["bus"]["header_only"]["hop_ms"]["p99"]
-    checks.append(_check("bus hop p99 < 1 ms (raw 640x480)", hop is not None and hop < 1.0,
-                         f"p99 {hop} ms (header-only message: p99 {floor} ms)"))
-    c = s["cost_per_face"]
-    checks.append(_check("8 faces: cost per face <= half of 1 face (model)",
-                         _le(c["model_ms_per_face_8"], 0.5 * (c["model_ms_per_face_1"] or 0)),
-                         f"{c['model_ms_per_face_1']} -> {c['model_ms_per_face_8']} ms/face ({c['engine']})"))
-    checks.append(_check("8 faces: cost per face <= half of 1 face (in the pipeline)",
-                         _le(c["pipeline_ms_per_face_8"], 0.5 * (c["pipeline_ms_per_face_1"] or 0)),
-                         f"{c['pipeline_ms_per_face_1']} -> {c['pipeline_ms_per_face_8']} ms/face"))
-    tf_elsewhere = sorted({name.split("#")[0] for p in r["pipeline"].values() for name, proc in p["processes"].items()
-                           if proc.get("tensorflow") and not name.startswith("inference")})
-    checks.append(_check("only inference loads TensorFlow", not tf_elsewhere,
-                         "also in " + ", ".join(tf_elsewhere) if tf_elsewhere else "inference only"))
-    big = max(((name, proc["peak_rss_mb"]) for p in r["pipeline"].values() for name, proc in p["processes"].items()
-               if not name.startswith("inference")), key=lambda t: t[1])
-    checks.append(_check(f"other services < {RSS_LIMIT_MB:.0f} MB resident", big[1] < RSS_LIMIT_MB,
-                         f"largest {big[0]} {big[1]} MB (peak)"))
+    one, eight = s.get("faces_1"), s.get("faces_8")
+    if one and eight and "loops" in r:
+        checks.append(_check("1 face: pipeline >= 1.5x reference loop",
+                             _ge(one["pipeline_over_reference"], 1.5), f"ratio {one['pipeline_over_reference']}"))
+        checks.append(_check("1 face: pipeline >= best single-process loop",
+                             _ge(one["pipeline_over_best"], 1.0), f"ratio {one['pipeline_over_best']}"))
+        checks.append(_check("8 faces: pipeline > both loops",
+                             _gt(eight["pipeline_over_reference"], 1.0) and _gt(eight["pipeline_over_best"], 1.0),
+                             f"ratios {eight['pipeline_over_reference']} / {eight['pipeline_over_best']}"))
+    paced = [(label, p["latency_ms"]["capture_to_prediction"]["p99"]) for label, p in r.get("pipeline", {}).items()
+             if p["realtime"]]
+    if paced:
+        worst = max(paced, key=lambda t: t[1] or 0)
+        checks.append(_check("2 FPS: capture->prediction p99 < 100 ms", worst[1] is not None and worst[1] < 100,
+                             f"worst {worst[1]} ms ({worst[0]})"))
+    if "bus" in r:
+        hop = r["bus"]["hop_ms"]["p99"]
+        floor = r["bus"]["header_only"]["hop_ms"]["p99"]
+        checks.append(_check("bus hop p99 < 1 ms (raw 640x480)", hop is not None and hop < 1.0,
+                             f"p99 {hop} ms (header-only message: p99 {floor} ms)"))
+    if "cost_per_face" in s:
+        checks += _cost_checks(s["cost_per_face"])
+    if r.get("pipeline"):
+        checks += _process_checks(r["pipeline"])
     if "soak" in r:
         mem = r["soak"]["memory"]
         worst_growth = max(((n, m["growth_percent"]) for n, m in mem.items() if m["growth_percent"] is not None),
@@ -77,10 +74,31 @@ def targets(r: dict) -> list[dict]:
                              worst_growth[1] is not None and worst_growth[1] <= GROWTH_LIMIT_PERCENT,
                              f"worst {worst_growth[0]} {worst_growth[1]}% over {r['soak']['seconds']:.0f} s, "
                              f"{r['soak']['drops_counted']:.0f} drops counted"))
-    e = r["engines"]
-    checks.append(_check("auto = fastest engine within 1e-3 of keras", e["auto_is_fastest"],
-                         f"auto {e['auto_choice']}, fastest {e['fastest_within_tolerance']}"))
+    if "engines" in r:
+        e = r["engines"]
+        checks.append(_check("auto = fastest engine within 1e-3 of keras", e["auto_is_fastest"],
+                             f"auto {e['auto_choice']}, fastest {e['fastest_within_tolerance']}"))
     return checks
+
+
+def _cost_checks(c: dict) -> list[dict]:
+    return [_check("8 faces: cost per face <= half of 1 face (model)",
+                   _le(c["model_ms_per_face_8"], 0.5 * (c["model_ms_per_face_1"] or 0)),
+                   f"{c['model_ms_per_face_1']} -> {c['model_ms_per_face_8']} ms/face ({c['engine']})"),
+            _check("8 faces: cost per face <= half of 1 face (in the pipeline)",
+                   _le(c["pipeline_ms_per_face_8"], 0.5 * (c["pipeline_ms_per_face_1"] or 0)),
+                   f"{c['pipeline_ms_per_face_1']} -> {c['pipeline_ms_per_face_8']} ms/face")]
+
+
+def _process_checks(pipeline: dict) -> list[dict]:
+    tf_elsewhere = sorted({name.split("#")[0] for p in pipeline.values() for name, proc in p["processes"].items()
+                           if proc.get("tensorflow") and not name.startswith("inference")})
+    big = max(((name, proc["peak_rss_mb"]) for p in pipeline.values() for name, proc in p["processes"].items()
+               if not name.startswith("inference")), key=lambda t: t[1])
+    return [_check("only inference loads TensorFlow", not tf_elsewhere,
+                   "also in " + ", ".join(tf_elsewhere) if tf_elsewhere else "inference only"),
+            _check(f"other services < {RSS_LIMIT_MB:.0f} MB resident", big[1] < RSS_LIMIT_MB,
+                   f"largest {big[0]} {big[1]} MB (peak)")]
 
 
 def _get(r: dict | None, *path: str) -> Any:
@@ -126,7 +144,8 @@ def issue_targets(r: dict, last: dict | None) -> list[dict]:
             f"{default['ms_per_frame']['astronaut']} vs {res10['ms_per_frame']['astronaut']} ms a 640x480 frame"
             + (f"; lower on {', '.join(worse)}" if worse else ""))
     else:
-        add("default detector's recall >= res10's on the same frames", None, None, None, "res10 unavailable here")
+        add("default detector's recall >= res10's on the same frames", None, None, None,
+            "res10 unavailable here" if "detectors" in r else "not run")
     return out
 
 
@@ -158,70 +177,22 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
 
 def markdown(r: dict) -> str:
     m = r["machine"]
-    parts = [f"## engagement bench ({r['started']})",
+    parts = [f"## engagement bench ({r['started']})" + (f": {', '.join(r['parts'])}" if "parts" in r else ""),
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; load average at start "
              f"{m['load_average_at_start']}, at end {m.get('load_average_at_end')} (shared machine). "
              f"Inputs: {r['inputs']['frames']} frames 640x480 at {r['inputs']['video_fps']:g} FPS of media; "
              f"bundle {r['inputs']['bundle']}."]
 
-    parts.append("### Throughput (frames/s, unthrottled, same video and model)")
-    rows = []
-    for n in (1, 8):
-        s = r["summary"][f"faces_{n}"]
-        ref, best = r["loops"][f"reference_{n}"], r["loops"][f"best_{n}"]
-        rows.append([f"{n}", s["pipeline_fps"], s["reference_loop_fps"], s["best_loop_fps"],
-                     s["pipeline_over_reference"], s["pipeline_over_best"],
-                     f"{_f(ref['process'].get('cpu_percent'))}% / {_f(ref['process'].get('peak_rss_mb'))}",
-                     f"{_f(best['process'].get('cpu_percent'))}% / {_f(best['process'].get('peak_rss_mb'))}"])
-    parts.append(_table(["faces", "pipeline", "reference loop (predict/face)", "best loop (direct, batched)",
-                         "pipeline/reference", "pipeline/best", "ref loop CPU / peak MB",
-                         "best loop CPU / peak MB"], rows))
-
-    parts.append("### Pipeline runs: latency from header stamps (ms, p50 / p99), drops")
-    stages = ("capture", "facedetect", "sequencer", "inference", "aggregator", "capture_to_prediction")
-    rows = []
-    for label, p in r["pipeline"].items():
-        lat = p["latency_ms"]
-        rows.append([label, p["fps"], p["frames_through"], p["frames_dropped"], int(p["drops_counted"]),
-                     *[f"{_f(lat[s]['p50'])} / {_f(lat[s]['p99'])}" for s in stages], p["model_ms_per_face"]])
-    parts.append(_table(["run", "frames/s", "frames", "lost", "drops counted", *stages, "model ms/face"], rows))
-
-    parts.append("### Pipeline runs: CPU (% of one core) / peak resident MB per process")
-    rows = []
-    for label, p in r["pipeline"].items():
-        procs = p["processes"]
-        rows.append([label, *[f"{_f(procs[s]['cpu_percent'])} / {_f(procs[s]['peak_rss_mb'])}" if s in procs else "-"
-                              for s in SERVICES]])
-    parts.append(_table(["run", *SERVICES], rows))
-
-    parts.append("### Single-process loops: per-stage time (ms, p50 / p99)")
-    rows = []
-    for label, lp in r["loops"].items():
-        st = lp["stages_ms"]
-        rows.append([label, lp["engine"], lp["fps"], *[f"{_f(st[k]['p50'])} / {_f(st[k]['p99'])}"
-                                                       for k in ("read", "detect", "crop", "classify", "overlay")],
-                     lp["classify_ms_per_face"]["p50"]])
-    parts.append(_table(["loop", "engine", "frames/s", "read", "detect", "crop", "classify", "overlay",
-                         "classify ms/face"], rows))
-
-    b = r["bus"]
-    parts.append(f"### Bus hop (raw 640x480 BGR, {b['transport']})\n"
-                 f"p50 {b['hop_ms']['p50']} ms, p99 {b['hop_ms']['p99']} ms, mean {b['hop_ms']['mean']} ms "
-                 f"({b['received']}/{b['sent']} frames); the same hop with no payload (header only): "
-                 f"p50 {b['header_only']['hop_ms']['p50']} ms, p99 {b['header_only']['hop_ms']['p99']} ms"
-                 + (f"; over ipc (the launcher's links): p50 {b['ipc']['hop_ms']['p50']} ms, "
-                    f"p99 {b['ipc']['hop_ms']['p99']} ms" if "ipc" in b else ""))
-
-    e = r["engines"]
-    rows = [[f"{row['engine']} ({row.get('device', 'cpu')})", row["ms_per_call_1"], row["ms_per_call_8"],
-             row["ms_per_face_1"], row["ms_per_face_8"], f"{row['max_abs_diff_vs_keras']:.1e}"] for row in e["rows"]]
-    bl = e["baseline"]
-    rows.append([f"baseline ({bl['engine']})", bl["ms_per_call_1"], bl["ms_per_call_8"], bl["ms_per_face_1"],
-                 bl["ms_per_face_8"], "-"])
-    parts.append("### Inference engines (same real crops; ms, median)\n" + _table(
-        ["engine", "1 face ms/call", "8 faces ms/call", "ms/face (1)", "ms/face (8)", "max diff vs keras"], rows)
-        + f"\nauto picks **{e['auto_choice']}**; fastest within {e['tolerance']:g} of keras: "
-          f"{e['fastest_within_tolerance']}")
+    if "loops" in r and any(k in r["summary"] for k in ("faces_1", "faces_8")):
+        parts.append(_throughput(r))
+    if r.get("pipeline"):
+        parts += _pipeline_tables(r["pipeline"])
+    if "loops" in r:
+        parts.append(_loops_table(r["loops"]))
+    if "bus" in r:
+        parts.append(_bus(r["bus"]))
+    if "engines" in r:
+        parts.append(_engines_table(r["engines"]))
 
     if "soak" in r:
         sk = r["soak"]
@@ -243,15 +214,7 @@ def markdown(r: dict) -> str:
                      f"faces there; false positives on {d['negatives']} non-faces)\n" + table(d))
 
     if r.get("budget_sweep"):
-        rows = [[b["budget"], b["run"], b["fps"],
-                 f"{_f(b['latency_ms']['capture_to_prediction']['p50'])} / "
-                 f"{_f(b['latency_ms']['capture_to_prediction']['p99'])}", b["model_ms_per_face"],
-                 f"{_f(b['processes'].get('facedetect', {}).get('cpu_percent'))} / "
-                 f"{_f(b['processes'].get('inference', {}).get('cpu_percent'))}"]
-                for b in r["budget_sweep"]]
-        parts.append("### CPU budget sweep (unthrottled)\n" + _table(
-            ["budget", "run", "frames/s", "capture->prediction ms p50 / p99", "model ms/face",
-             "facedetect / inference CPU %"], rows))
+        parts.append(budget_table(r["budget_sweep"]))
 
     rows = [[c["target"], {True: "met", False: "**missed**", None: "n/a"}[c["met"]], c["detail"]]
             for c in r["targets"]]
@@ -268,3 +231,84 @@ def _fmt(v: Any) -> str:
     if isinstance(v, dict):
         return ", ".join(f"{k} {_f(x, 3)}" for k, x in v.items())
     return _f(v, 2)
+
+
+def _throughput(r: dict) -> str:
+    rows = []
+    for n in (1, 8):
+        s = r["summary"].get(f"faces_{n}")
+        if not s:
+            continue
+        ref, best = r["loops"].get(f"reference_{n}", {}), r["loops"].get(f"best_{n}", {})
+        rows.append([f"{n}", s["pipeline_fps"], s["reference_loop_fps"], s["best_loop_fps"],
+                     s["pipeline_over_reference"], s["pipeline_over_best"],
+                     f"{_f(_get(ref, 'process', 'cpu_percent'))}% / {_f(_get(ref, 'process', 'peak_rss_mb'))}",
+                     f"{_f(_get(best, 'process', 'cpu_percent'))}% / {_f(_get(best, 'process', 'peak_rss_mb'))}"])
+    return "### Throughput (frames/s, unthrottled, same video and model)\n" + _table(
+        ["faces", "pipeline", "reference loop (predict/face)", "best loop (direct, batched)", "pipeline/reference",
+         "pipeline/best", "ref loop CPU / peak MB", "best loop CPU / peak MB"], rows)
+
+
+def _pipeline_tables(pipeline: dict) -> list[str]:
+    stages = ("capture", "facedetect", "sequencer", "inference", "aggregator", "capture_to_prediction")
+    rows = []
+    for label, p in pipeline.items():
+        lat = p["latency_ms"]
+        rows.append([label, p["fps"], p["frames_through"], p["frames_dropped"], int(p["drops_counted"]),
+                     *[f"{_f(lat[s]['p50'])} / {_f(lat[s]['p99'])}" for s in stages], p["model_ms_per_face"]])
+    latency = "### Pipeline runs: latency from header stamps (ms, p50 / p99), drops\n" + _table(
+        ["run", "frames/s", "frames", "lost", "drops counted", *stages, "model ms/face"], rows)
+    rows = []
+    for label, p in pipeline.items():
+        procs = p["processes"]
+        rows.append([label, *[f"{_f(procs[s]['cpu_percent'])} / {_f(procs[s]['peak_rss_mb'])}" if s in procs else "-"
+                              for s in SERVICES]])
+    cpu = "### Pipeline runs: CPU (% of one core) / peak resident MB per process\n" + _table(["run", *SERVICES], rows)
+    return [latency, cpu]
+
+
+def _loops_table(loops: dict) -> str:
+    rows = []
+    for label, lp in loops.items():
+        st = lp["stages_ms"]
+        rows.append([label, lp["engine"], lp["fps"], *[f"{_f(st[k]['p50'])} / {_f(st[k]['p99'])}"
+                                                       for k in ("read", "detect", "crop", "classify", "overlay")],
+                     lp["classify_ms_per_face"]["p50"]])
+    return "### Single-process loops: per-stage time (ms, p50 / p99)\n" + _table(
+        ["loop", "engine", "frames/s", "read", "detect", "crop", "classify", "overlay", "classify ms/face"], rows)
+
+
+def _bus(b: dict) -> str:
+    return (f"### Bus hop (raw 640x480 BGR, {b['transport']})\n"
+            f"p50 {b['hop_ms']['p50']} ms, p99 {b['hop_ms']['p99']} ms, mean {b['hop_ms']['mean']} ms "
+            f"({b['received']}/{b['sent']} frames); the same hop with no payload (header only): "
+            f"p50 {b['header_only']['hop_ms']['p50']} ms, p99 {b['header_only']['hop_ms']['p99']} ms"
+            + (f"; over ipc (the launcher's links): p50 {b['ipc']['hop_ms']['p50']} ms, "
+               f"p99 {b['ipc']['hop_ms']['p99']} ms" if "ipc" in b else ""))
+
+
+def _engines_table(e: dict) -> str:
+    rows = [[f"{row['engine']} ({row.get('device', 'cpu')})", row["ms_per_call_1"], row["ms_per_call_8"],
+             row["ms_per_face_1"], row["ms_per_face_8"], f"{row['max_abs_diff_vs_keras']:.1e}"] for row in e["rows"]]
+    bl = e["baseline"]
+    rows.append([f"baseline ({bl['engine']})", bl["ms_per_call_1"], bl["ms_per_call_8"], bl["ms_per_face_1"],
+                 bl["ms_per_face_8"], "-"])
+    return ("### Inference engines (same real crops; ms, median)\n" + _table(
+        ["engine", "1 face ms/call", "8 faces ms/call", "ms/face (1)", "ms/face (8)", "max diff vs keras"], rows)
+        + f"\nauto picks **{e['auto_choice']}**; fastest within {e['tolerance']:g} of keras: "
+          f"{e['fastest_within_tolerance']}")
+
+
+def budget_table(sweep: list[dict]) -> str:
+    """The sweep: each budget's runs, best frames/s first within a run."""
+    rows = []
+    for b in sorted(sweep, key=lambda b: (b["run"], -(b["fps"] or 0))):
+        lat = b["latency_ms"]["capture_to_prediction"]
+        procs = b["processes"]
+        cpu = f"{_f(_get(procs, 'facedetect', 'cpu_percent'))} / {_f(_get(procs, 'inference', 'cpu_percent'))}"
+        rows.append([f"{b.get('number', '')}. {b['budget']}", b["run"], b["fps"],
+                     f"{_f(lat['p50'])} / {_f(lat['p99'])}", b["model_ms_per_face"], cpu,
+                     _f((b.get("load_average") or [None])[0], 2)])
+    return "### CPU budget sweep\n" + _table(
+        ["budget", "run", "frames/s", "capture->prediction ms p50 / p99", "model ms/face",
+         "facedetect / inference CPU %", "load (1 min) after"], rows)

@@ -17,23 +17,18 @@ machine say the load average next to the numbers (it is in the JSON and the prin
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import logging
 import os
 import platform
-import signal
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
 from bench.observe import MetricsScraper, UpdatesTap
+from bench.pipeline import launch_observed
 from bench.stats import percentiles_ms, rate
-from services.launcher import main as launcher
-from shared.ports import free_ports
 from tools.sample_video import make_sample_video
 
 WARMUP_FRAMES = 3  # per run: the first frames pay for first calls, not in the figures
@@ -61,36 +56,13 @@ def run_streams(videos: list[str], paced: bool, work: Path) -> dict:
     env = {"REALTIME": "1" if paced else "0", "FPS": "2" if paced else "0", "LOG_LEVEL": "WARNING"}
 
     def adjust(envs: dict[str, dict[str, str]]) -> None:
-        tap.rewire(envs)
         for e in envs.values():
             e.update(env)
-        envs["web"]["WEB_PORT"] = str(free_ports(1)[0])  # never the well-known port on a shared box
-        scraper.remember_ports(envs)
 
     sources = [arg for i, video in enumerate(videos) for arg in ("--source", f"s{i + 1}={video}")]
-    args = launcher.build_parser().parse_args(
+    code, started = launch_observed(
         [*sources, "--model", "baseline", "--session-id", session, "--report-dir", str(work / "reports"),
-         "--report-timeout", "120"])
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    scraping = True
-
-    def scrape_loop() -> None:
-        while scraping:
-            scraper.scrape()
-            time.sleep(1.0)
-
-    scrape_thread = threading.Thread(target=scrape_loop, daemon=True)
-    scrape_thread.start()
-    started = time.time()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the launcher's summary lines
-            code = launcher.run(args, adjust_env=adjust)
-    finally:
-        scraping = False
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-        tap.close()
-        scrape_thread.join(3)
+         "--report-timeout", "120"], adjust, scraper, tap)
     records = sorted(tap.records, key=lambda r: r.arrived)
     skip = min(WARMUP_FRAMES * n, max(0, len(records) - 2))
     arrivals = [r.arrived for r in records]

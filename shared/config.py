@@ -97,17 +97,30 @@ CPU_BUDGETS: dict[str, dict[str, int]] = {
     "capture": {"CV_THREADS": 1},
     "facedetect": {"CV_THREADS": 1, "LITERT_THREADS": 1},
     "sequencer": {"CV_THREADS": 1},
-    "inference": {"CV_THREADS": 1, "TF_INTRA_OP_THREADS": 1, "TF_INTER_OP_THREADS": 1},
+    # The model call takes both cores of a 2-core box (ONNX Runtime and LiteRT: 2 threads there).
+    "inference": {"CV_THREADS": 1, "LITERT_THREADS": 2, "ORT_THREADS": 2, "TF_INTRA_OP_THREADS": 1,
+                  "TF_INTER_OP_THREADS": 1},
     "aggregator": {"CV_THREADS": 1},
     "reporter": {"CV_THREADS": 1},
 }
+# With a trained model on a machine of at most SMALL_BOX_CPUS cores, `engagement run` pins the
+# light stages to CPU 0 (CPU_AFFINITY, unless set) and lets inference use both, so the model
+# call does not wait behind them: the sweep's winner for bundles on 2 cores (8 faces: 20.4 vs
+# 17.1 frames/s, means of 3 passes; 2 FPS p99 127 vs 247 ms, medians). Not for the baseline, whose
+# face mesh is light and whose detection needs a core of its own (85 vs 129 frames/s pinned),
+# nor on bigger machines (not measured). bench/RESULTS.md has the sweep.
+SMALL_BOX_CPUS = 2
+SMALL_BOX_AFFINITY: dict[str, str] = dict.fromkeys(("capture", "facedetect", "sequencer", "aggregator", "reporter"),
+                                                   "0")
 _BUDGET_DEFAULT = "0 = the service's budget (CPU_BUDGETS), -1 = the library's default"
 BUDGET: list[Setting] = [
     Setting("CV_THREADS", 0, f"OpenCV threads ({_BUDGET_DEFAULT})", int, min=-1),
     Setting("LITERT_THREADS", 0, f"threads of each LiteRT interpreter ({_BUDGET_DEFAULT})", int, min=-1),
+    Setting("ORT_THREADS", 0, f"threads of each ONNX Runtime session ({_BUDGET_DEFAULT})", int, min=-1),
     Setting("TF_INTRA_OP_THREADS", 0, f"TensorFlow threads inside one op ({_BUDGET_DEFAULT})", int, min=-1),
     Setting("TF_INTER_OP_THREADS", 0, f"TensorFlow ops run side by side ({_BUDGET_DEFAULT})", int, min=-1),
-    Setting("CPU_AFFINITY", "", "CPUs a service may run on, e.g. 0 or 0-1 or 0,2 (empty = any)"),
+    Setting("CPU_AFFINITY", "", "CPUs a service may run on, e.g. 0 or 0-1 or 0,2 (empty = any; `engagement run` "
+            "pins the light stages of a trained model on a 2-core machine: SMALL_BOX_AFFINITY)"),
 ]
 
 
@@ -176,6 +189,9 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("MODEL", "baseline", "'baseline' (face-mesh attention) or a model bundle directory"),
         Setting("ENGINE", "auto", "how a trained bundle runs (auto: the fastest that agrees with Keras)",
                 choices=("auto", "keras", "tflite", "predict", "onnx")),
+        # Engines rank differently by batch size (LiteRT led at 1 face, ONNX Runtime at 8 on 2 cores).
+        Setting("ENGINE_PROBE_FACES", 8, "faces per frame ENGINE=auto times the engines at, besides one "
+                "(the class's usual number); it keeps the lowest total", int, min=1, max=64),
         Setting("TRT_CACHE_DIR", "", "where ONNX Runtime's TensorRT provider keeps the engines it builds "
                 "('' = ~/.cache/engagement/tensorrt)"),
         Setting("TRT_FP16", 1, "1 = TensorRT may compute in float16 (ENGINE=auto still checks it against Keras)", int,

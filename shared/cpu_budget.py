@@ -3,7 +3,7 @@
 On a small box every library sizes its thread pool to every core (OpenCV, LiteRT,
 TensorFlow's intra- and inter-op pools), so six stages each running "in parallel" fight for
 the same cores and a model call stretches to several times its length. The budget
-(CV_THREADS, LITERT_THREADS, TF_INTRA_OP_THREADS, TF_INTER_OP_THREADS, CPU_AFFINITY; each
+(CV_THREADS, LITERT_THREADS, ORT_THREADS, TF_INTRA_OP_THREADS, TF_INTER_OP_THREADS, CPU_AFFINITY; each
 service's own figures in shared/config.py's CPU_BUDGETS) lets the stages overlap instead. `apply` runs once at a
 service's start, before any model loads; 0 (or empty) leaves a library's own default.
 """
@@ -17,6 +17,7 @@ import sys
 log = logging.getLogger(__name__)
 
 _litert_threads = 0  # set by apply(); read by whoever builds a LiteRT interpreter
+_ort_threads = 0  # set by apply(); read by whoever builds an ONNX Runtime session
 
 
 class BadAffinity(ValueError):
@@ -43,9 +44,15 @@ def litert_threads(default: int = 1) -> int:
     return _litert_threads or default
 
 
-def apply(cv_threads: int = 0, litert: int = 0, tf_intra: int = 0, tf_inter: int = 0, affinity: str = "") -> dict:
+def ort_threads(default: int = 1) -> int:
+    """Threads of an ONNX Runtime session's intra-op pool in this process (its budget, else `default`)."""
+    return _ort_threads or default
+
+
+def apply(cv_threads: int = 0, litert: int = 0, tf_intra: int = 0, tf_inter: int = 0, affinity: str = "",
+          ort: int = 0) -> dict:
     """Apply the budget to this process; returns what was applied (for the start-up log line)."""
-    global _litert_threads
+    global _litert_threads, _ort_threads
     applied: dict = {}
     if affinity:
         cpus = parse_cpus(affinity)
@@ -64,6 +71,9 @@ def apply(cv_threads: int = 0, litert: int = 0, tf_intra: int = 0, tf_inter: int
     if litert > 0:
         _litert_threads = litert
         applied["litert"] = litert
+    if ort > 0:
+        _ort_threads = ort
+        applied["onnxruntime"] = ort
     # TensorFlow reads these when it creates its thread pools (the first op); set them before
     # it is imported, and through its API when it already is.
     for env, value, setter in (("TF_NUM_INTRAOP_THREADS", tf_intra, "set_intra_op_parallelism_threads"),
@@ -93,10 +103,18 @@ def resolve(service: str, values: dict[str, int]) -> dict[str, int]:
     return out
 
 
+def small_box_affinity(cpus: int | None = None) -> dict[str, str]:
+    """CPU_AFFINITY per service for a trained model on a machine of at most SMALL_BOX_CPUS cores, else {}."""
+    from shared.config import SMALL_BOX_AFFINITY, SMALL_BOX_CPUS
+
+    cpus = cpus if cpus is not None else len(os.sched_getaffinity(0))
+    return dict(SMALL_BOX_AFFINITY) if cpus <= SMALL_BOX_CPUS else {}
+
+
 def apply_settings(settings: object) -> dict:
     """apply() from a service's settings and its CPU_BUDGETS entry."""
     given = {env: int(getattr(settings, env.lower(), 0) or 0)
-             for env in ("CV_THREADS", "LITERT_THREADS", "TF_INTRA_OP_THREADS", "TF_INTER_OP_THREADS")}
+             for env in ("CV_THREADS", "LITERT_THREADS", "ORT_THREADS", "TF_INTRA_OP_THREADS", "TF_INTER_OP_THREADS")}
     n = resolve(str(getattr(settings, "service", "")), given)
     return apply(n["CV_THREADS"], n["LITERT_THREADS"], n["TF_INTRA_OP_THREADS"], n["TF_INTER_OP_THREADS"],
-                 str(getattr(settings, "cpu_affinity", "") or ""))
+                 str(getattr(settings, "cpu_affinity", "") or ""), n["ORT_THREADS"])

@@ -5,8 +5,9 @@
 
 All crops of a frame go through the model in one call. A bundle that does not match its
 card (missing file, invalid card, other input size, other head count) raises a BundleError
-or CardError whose one-line message says what differs. `engine="auto"` measures every
-engine this machine can run on a probe batch at load time and keeps the fastest whose outputs
+or CardError whose one-line message says what differs. `engine="auto"` times every engine
+this machine can run at load time, at one face and at the class's faces per frame
+(`probe_faces`, ENGINE_PROBE_FACES), and keeps the lowest total among those whose outputs
 stay within AUTO_TOLERANCE of the Keras model's; without TensorFlow (the Jetson image) the
 agreement is the one the export step measured on real crops and wrote into the card. A bundle
 that no engine here can run raises NoEngineError: the service stops rather than run the
@@ -37,6 +38,15 @@ TFLITE_FILE = "model.tflite"
 ONNX_FILE = "model.onnx"
 ENGINES = ("auto", "keras", "tflite", "predict", "onnx")
 AUTO_TOLERANCE = 1e-3
+PROBE_FACES = 8  # faces per frame auto times the engines at, besides one (ENGINE_PROBE_FACES)
+AUTO_ROUNDS = 5  # turns in which auto times every engine; each keeps its fastest call
+# On a CPU, LiteRT keeps its place unless another engine is this much faster alone: beside the
+# other stages on 2 cores its calls stretched least (bench/RESULTS.md, 2 FPS with 8 faces: p99
+# 104-114 ms against ONNX Runtime's 116-151 at the same load, the two within noise when timed alone).
+CPU_LITERT_MARGIN = 0.10
+# A sequence sample is sequence_length images: the probe stays under this many images so a
+# 20-frame model's load time stays bearable (it is timed at fewer samples instead).
+PROBE_IMAGES = 32
 
 
 class BundleError(ValueError):
@@ -139,30 +149,44 @@ def _probe_batch(card: ModelCard, n: int, seed: int = 0) -> np.ndarray:
     return prepare(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8), card)
 
 
-def _median_seconds(engine: engines.Engine, x: np.ndarray, calls: int = 3, give_up_after: float = np.inf) -> float:
-    """Median time of a call after a warm-up; one call only when that one is already out of the race."""
-    engine.run(x)  # warm-up: traces, allocations
-    times: list[float] = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        engine.run(x)
-        times.append(time.perf_counter() - started)
-        if times[0] > give_up_after:
-            break
-    return float(np.median(times))
+def _seconds(engine: engines.Engine, x: np.ndarray) -> float:
+    started = time.perf_counter()
+    engine.run(x)
+    return time.perf_counter() - started
 
 
-def _pick_fastest(card: ModelCard, candidates: list[engines.Engine], keras_first: bool = True) -> engines.Engine:
-    """Fastest engine on probe batches of 1 and 2 samples among those within tolerance of keras.
+def probe_sizes(card: ModelCard, faces: int) -> tuple[int, ...]:
+    """Batch sizes auto times: one face, and the class's faces per frame (capped at PROBE_IMAGES images)."""
+    n = max(1, min(faces, PROBE_IMAGES // max(1, card.sequence_length)))
+    return (1, n) if n > 1 else (1,)
 
-    With keras_first the first candidate is Keras and every other one is compared with it here;
-    otherwise (no TensorFlow) the candidates were admitted on the export's own check.
-    Small probes keep the load time of big sequence models bearable (a 20-frame MobileNetV2
-    sample is 20 images); an engine three times slower than the best so far stops early.
+
+def _warm_up(engine: engines.Engine, card: ModelCard, faces: int) -> None:
+    """Run the batch sizes a class sends once, so the first real frames pay for no tracing,
+    allocation or tensor resize (LiteRT re-allocates when the number of faces changes)."""
+    for n in probe_sizes(card, faces):
+        engine.run(_probe_batch(card, n))
+
+
+def _pick_fastest(card: ModelCard, candidates: list[engines.Engine], keras_first: bool = True,
+                  faces: int = PROBE_FACES) -> engines.Engine:
+    """The engine with the lowest time at one face plus at `faces`, among those within tolerance of keras.
+
+    Engines rank differently by batch size (LiteRT led at one face, ONNX Runtime at eight, on
+    2 cores), so both the lone student and the class's usual batch count. With keras_first the
+    first candidate is Keras and every other one is compared with it here; otherwise (no
+    TensorFlow) the candidates were admitted on the export's own check.
+
+    The engines are timed in turns (AUTO_ROUNDS rounds, each engine once per round) and each
+    keeps its fastest call: the other services load their models at the same moment, and a
+    burst of their work then slows every engine alike instead of whichever was being timed (one
+    engine timed after another flipped the choice between LiteRT and ONNX Runtime from run to
+    run). An engine over three times the best after the first round is not timed further.
     """
-    probe = _probe_batch(card, 2)
+    sizes = probe_sizes(card, faces)
+    probe = _probe_batch(card, max(2, sizes[-1]))  # >= 2 samples: the agreement check covers a batch
     reference = candidates[0].run(probe) if keras_first else None
-    timings: list[tuple[float, engines.Engine]] = []
+    admitted: list[tuple[engines.Engine, str]] = []
     notes = []
     for engine in candidates:
         outs = engine.run(probe)
@@ -171,20 +195,37 @@ def _pick_fastest(card: ModelCard, candidates: list[engines.Engine], keras_first
         if diff > AUTO_TOLERANCE:
             notes.append(f"{engine.name} off by {diff:.1e}")
             continue
-        best = min((t for t, _ in timings), default=np.inf)
-        seconds = _median_seconds(engine, probe[:1], give_up_after=best) + \
-            _median_seconds(engine, probe, give_up_after=best * 3)
-        timings.append((seconds, engine))
+        _warm_up(engine, card, faces)  # traces, allocations, resizes: not part of the race
+        admitted.append((engine, f", max diff {diff:.1e}" if reference is not None else ", checked at export"))
+    best: dict[int, list[float]] = {id(e): [np.inf] * len(sizes) for e, _ in admitted}
+    racing = [e for e, _ in admitted]
+    for round_ in range(AUTO_ROUNDS):
+        for engine in racing:
+            best[id(engine)] = [min(b, _seconds(engine, probe[:n])) for b, n in zip(best[id(engine)], sizes,
+                                                                                    strict=True)]
+        if round_ == 0:
+            leader = min(sum(best[id(e)]) for e in racing)
+            racing = [e for e in racing if sum(best[id(e)]) <= 3 * leader]
+    for engine, agreement in admitted:
+        each = best[id(engine)]
         label = f"{engine.name}/{getattr(engine, 'device', 'cpu')}"
-        notes.append(f"{label} {seconds * 1000:.2f} ms (1+2 samples" +
-                     (f", max diff {diff:.1e})" if reference is not None else ", checked at export)"))
-    chosen = min(timings, key=lambda t: t[0])[1]
-    log.info("engine auto: %s -> %s", "; ".join(notes), chosen.name)
+        parts = " + ".join(f"{t * 1000:.1f} ({n})" for t, n in zip(each, sizes, strict=True))
+        notes.append(f"{label} {parts} = {sum(each) * 1000:.1f} ms{agreement}" +
+                     ("" if engine in racing else ", dropped after one round"))
+    chosen = min((e for e, _ in admitted), key=lambda e: sum(best[id(e)]))
+    litert = next((e for e, _ in admitted if e.name == "tflite"), None)
+    if (litert is not None and chosen is not litert and getattr(chosen, "device", "cpu") == "cpu"
+            and sum(best[id(litert)]) <= (1 + CPU_LITERT_MARGIN) * sum(best[id(chosen)])):
+        notes.append(f"{chosen.name} within {CPU_LITERT_MARGIN:.0%} of tflite on the CPU: tflite kept "
+                     "(it slows least beside the other stages)")
+        chosen = litert
+    log.info("engine auto: fastest ms of %d rounds at %s face(s): %s -> %s (lowest total of those within %g "
+             "of keras)", AUTO_ROUNDS, " and ".join(map(str, sizes)), "; ".join(notes), chosen.name, AUTO_TOLERANCE)
     return chosen
 
 
 def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool = False,
-                   trt: TrtOptions | None = None) -> Predictor:
+                   trt: TrtOptions | None = None, probe_faces: int = PROBE_FACES) -> Predictor:
     bundle_dir = Path(bundle_dir)
     if engine not in ENGINES:
         raise BundleError(f"unknown engine {engine!r}: use one of {ENGINES}")
@@ -196,15 +237,16 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
     if engine == "tflite" and tflite_path.is_file():
         # No Keras needed at all: LiteRT alone, no TensorFlow import.
         lite = _tflite_engine(card, tflite_path, None, str(tflite_path))
+        _warm_up(lite, card, probe_faces)
         log.info("loaded %s (%s) with engine tflite", card.name, bundle_dir)
         return Predictor(card, lite)
     if engine == "onnx":
         onnx = _onnx_engine(card, bundle_dir, NoEngineError, trt)  # no TensorFlow either
-        onnx.run(_probe_batch(card, 1))  # warm-up (TensorRT builds or loads its engine here)
+        _warm_up(onnx, card, probe_faces)  # TensorRT builds or loads its engine here
         log.info("loaded %s (%s) with engine onnx on %s", card.name, bundle_dir, onnx.device)
         return Predictor(card, onnx)
     if engine == "auto" and not (keras_path.is_file() and tensorflow_installed()):
-        return _auto_without_keras(card, bundle_dir, trt)
+        return _auto_without_keras(card, bundle_dir, trt, probe_faces)
     if not keras_path.is_file():  # ENGINE=keras, predict or tflite without its file: nothing here runs it
         raise NoEngineError(f"model file {keras_path} is missing (the bundle has "
                             f"{sorted(p.name for p in bundle_dir.iterdir())})")
@@ -241,13 +283,14 @@ def load_predictor(bundle_dir: Path, engine: str = "auto", eu_ai_act_mode: bool 
         if onnx_or_none is not None:
             candidates.append(onnx_or_none)
         candidates.append(engines.PredictEngine(model, order))
-        chosen = _pick_fastest(card, candidates)
-    chosen.run(_probe_batch(card, 1))  # warm-up: the first real batch must not pay for tracing
+        chosen = _pick_fastest(card, candidates, faces=probe_faces)
+    _warm_up(chosen, card, probe_faces)
     log.info("loaded %s (%s) with engine %s", card.name, bundle_dir, chosen.name)
     return Predictor(card, chosen)
 
 
-def _auto_without_keras(card: ModelCard, bundle_dir: Path, trt: TrtOptions | None) -> Predictor:
+def _auto_without_keras(card: ModelCard, bundle_dir: Path, trt: TrtOptions | None,
+                        probe_faces: int = PROBE_FACES) -> Predictor:
     """ENGINE=auto where Keras cannot run: the formats the export checked against Keras on real crops."""
     reasons = ["keras: " + ("TensorFlow is not installed" if (bundle_dir / KERAS_FILE).is_file()
                             else f"no {KERAS_FILE}")]
@@ -271,8 +314,8 @@ def _auto_without_keras(card: ModelCard, bundle_dir: Path, trt: TrtOptions | Non
     if not candidates:
         raise NoEngineError(f"no engine on this machine can run {card.name!r} ({bundle_dir}): "
                             + "; ".join(reasons))
-    chosen = _pick_fastest(card, candidates, keras_first=False)
-    chosen.run(_probe_batch(card, 1))
+    chosen = _pick_fastest(card, candidates, keras_first=False, faces=probe_faces)
+    _warm_up(chosen, card, probe_faces)
     log.info("loaded %s (%s) with engine %s (%s)", card.name, bundle_dir, chosen.name, "; ".join(reasons))
     return Predictor(card, chosen)
 

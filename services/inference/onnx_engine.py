@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from shared import cpu_budget
+
 # In order of preference; ONNX Runtime hands each node to the first provider that takes it.
 PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 DEVICES = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda", "CPUExecutionProvider": "cpu"}
@@ -85,8 +87,12 @@ class OnnxEngine:
             raise ValueError(f"none of the providers {list(providers or PROVIDERS)} is in this onnxruntime "
                              f"({ort.get_available_providers()})")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads or os.cpu_count() or 1
+        # Every core unless the service's budget (ORT_THREADS) says otherwise.
+        options.intra_op_num_threads = num_threads or cpu_budget.ort_threads(os.cpu_count() or 1)
         options.log_severity_level = 3  # errors only: ORT warns about every node it leaves on the CPU
+        # Its threads would otherwise spin between the parallel parts of a call: on a small box
+        # shared with the other stages a spinning thread holds the core the others need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         settings = [(p, _options(p, trt or TrtOptions(), Path(path))) for p in wanted]
         self.session = ort.InferenceSession(str(path), options, providers=settings)
         # The providers really in use (a GPU provider whose libraries are missing drops out here).

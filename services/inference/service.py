@@ -63,10 +63,11 @@ STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after th
 
 def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
                gaze: bool = False, smoothing_seconds: float = 1.0, trt: TrtOptions | None = None,
-               thresholds_card: str = "", neutral: NeutralPose | None = None) -> Predictor:
+               thresholds_card: str = "", neutral: NeutralPose | None = None, probe_faces: int = 8) -> Predictor:
     """The predictor for a MODEL setting: the baseline, or a bundle (TensorFlow imported here only).
 
-    Baseline only: `thresholds_card` (BASELINE_THRESHOLDS; CardError if unusable) and `neutral`.
+    Baseline only: `thresholds_card` (BASELINE_THRESHOLDS; CardError if unusable) and `neutral`;
+    bundles only: `probe_faces` (ENGINE_PROBE_FACES, the batch ENGINE=auto times the engines at).
     """
     if model == BASELINE:
         from services.inference.baseline import BaselinePredictor  # noqa: PLC0415
@@ -76,7 +77,7 @@ def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | 
                                  neutral=neutral)
     from services.inference.bundle import load_predictor  # noqa: PLC0415
 
-    return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode, trt)
+    return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode, trt, probe_faces)
 
 
 class InferenceService(Service):
@@ -119,7 +120,8 @@ class InferenceService(Service):
         try:
             self.predictor = (self._load_baseline(options) if s.model == BASELINE
                               else load_model(s.model, s.engine, bool(s.eu_ai_act_mode), **options,
-                                              trt=TrtOptions(s.trt_cache_dir, bool(s.trt_fp16))))
+                                              trt=TrtOptions(s.trt_cache_dir, bool(s.trt_fp16)),
+                                              probe_faces=int(s.engine_probe_faces)))
         except NoEngineError:
             raise
         except (BundleError, CardError) as exc:

@@ -47,7 +47,8 @@ from typing import Any
 from services.launcher.private_redis import PrivateRedis
 from services.launcher.streams import Stream, parse_source, plan_streams
 from services.launcher.supervisor import Child, Supervisor
-from shared import checks
+from shared import checks, cpu_budget
+from shared.card_info import BASELINE
 from shared.config import (
     LAUNCHER,
     METRICS_PORTS,
@@ -233,6 +234,13 @@ def plan_environment(args: argparse.Namespace | dict[str, Any], redis_url: str,
     if not web_port or web_port in ports or not is_free(web_port):
         web_port = spare_web_port
     envs["web"].update(WEB_BIND="127.0.0.1", WEB_PORT=str(web_port), SPARE_WEB_PORT=str(spare_web_port))
+    if values["model"] != BASELINE and not base.get("CPU_AFFINITY"):
+        # A trained model on a small box: the light stages share a core, the model call has both.
+        pinned = cpu_budget.small_box_affinity()
+        for name in processes:
+            service = "capture" if name in captures else name
+            if service in pinned:
+                envs[name]["CPU_AFFINITY"] = pinned[service]
     return envs
 
 

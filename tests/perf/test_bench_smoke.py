@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import bench
 
 PIPELINE_KEYS = {"fps", "frames_captured", "frames_through", "frames_dropped", "drops_counted", "latency_ms",
@@ -66,3 +68,38 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "### Throughput" in printed and "### Targets" in printed
     assert "### Face detectors on real faces" in printed and "### Targets of the performance issue" in printed
+
+
+def test_only_the_sweep_runs_under_each_budget_it_names(tmp_path, capsys):
+    """--only sweep: no other part; each budget reaches the service processes (their CPU affinity)."""
+    out = tmp_path / "sweep.json"
+    code = bench.main(["--quick", "--only", "sweep", "--budgets", "1,6", "--sweep-runs", "baseline_1_unthrottled",
+                       "--out", str(out), "--work-dir", str(tmp_path / "work"), "--seconds", "2"])
+    assert code == 0
+    r = json.loads(out.read_text())
+    assert r["parts"] == ["sweep"]
+    assert not {"bus", "engines", "loops", "pipeline", "soak", "detectors", "pipeline_gallery"} & set(r)
+    rows = r["budget_sweep"]
+    assert [(row["number"], row["run"]) for row in rows] == [(1, "baseline_1_unthrottled"),
+                                                             (6, "baseline_1_unthrottled")]
+    assert all(row["fps"] and row["fps"] > 0 for row in rows)
+    everywhere, pinned = rows[0]["processes"], rows[1]["processes"]
+    assert len(everywhere["facedetect"]["cpus"]) == len(everywhere["inference"]["cpus"]) == min(2, len(
+        everywhere["capture"]["cpus"]))
+    # Budget 6: inference on CPU 1, the light stages on CPU 0 (on a one-core box both are 0).
+    assert pinned["facedetect"]["cpus"] == pinned["capture"]["cpus"] == [0]
+    assert pinned["inference"]["cpus"] in ([1], [0])
+    printed = capsys.readouterr().out
+    assert "### CPU budget sweep" in printed and "### Throughput" not in printed
+
+
+@pytest.mark.slow
+def test_only_one_pipeline_case_repeated(tmp_path):
+    out = tmp_path / "one.json"
+    code = bench.main(["--quick", "--only", "pipeline", "--runs", "baseline_8_2fps", "--repeat", "2",
+                       "--out", str(out), "--work-dir", str(tmp_path / "work"), "--seconds", "2"])
+    assert code == 0
+    r = json.loads(out.read_text())
+    assert set(r["pipeline"]) == {"baseline_8_2fps", "baseline_8_2fps#2"}
+    assert all(run["frames_through"] > 0 and run["realtime"] for run in r["pipeline"].values())
+    assert any(t["target"].startswith("2 FPS") for t in r["targets"])
