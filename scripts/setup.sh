@@ -45,6 +45,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 # Pinned by the lock (constraints.txt, made by scripts/lock.sh), as the images are.
-.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[ml,train,test,cloud]'
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[ml,train,test,cloud,ocr]'
+# GALLERY_NAMES=ocr: RapidOCR without its opencv-python (see the ocr extra in pyproject.toml).
+.venv/bin/pip install -q --disable-pip-version-check --no-deps "rapidocr-onnxruntime==1.4.4"
 .venv/bin/engagement fetch-models >/dev/null
 echo "setup: ready (.venv, models/)"

@@ -24,6 +24,7 @@ to try a write is removed again): the whole table has a 5 s budget.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -297,6 +298,21 @@ def _roster(ctx: Context) -> Result | None:
     except RosterError as exc:
         return fail("roster", str(exc), "fix the file, or leave ROSTER empty for ids only")
     return ok("roster", f"{path}: {len(roster)} names (kept on this box, never sent over MQTT)")
+
+
+@check("gallery names")
+def _gallery_names(ctx: Context) -> Result | None:
+    if ctx.values.get("gallery_names") != "ocr":
+        return None
+    if ctx.values.get("class_level_only") or ctx.values.get("eu_ai_act_mode"):
+        return ok("gallery names", "tile labels not read: reports are class-level only")
+    if ctx.values.get("gallery") == "off":
+        return ok("gallery names", "not read", "GALLERY=off: no call tiles to read")
+    if importlib.util.find_spec("rapidocr_onnxruntime") is None:
+        return fail("gallery names", "GALLERY_NAMES=ocr but rapidocr-onnxruntime is not installed",
+                    "pip install -e '.[ocr]' && pip install --no-deps rapidocr-onnxruntime==1.4.4 "
+                    "(scripts/setup.sh does), or GALLERY_NAMES=off")
+    return ok("gallery names", "tile labels read by RapidOCR (kept on this box, never sent over MQTT)")
 
 
 @check("redis")

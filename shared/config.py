@@ -171,6 +171,12 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("TRACK_MAX_AGE", 10.0, "seconds a lost student's id is kept for re-identification", float),
         Setting("GALLERY", "auto", "auto = find a video call's participant grid and give each tile a student; "
                 "off = plain face detection", choices=("auto", "off")),
+        Setting("GALLERY_NAMES", "off", "ocr = read each call tile's name label (RapidOCR: pip install -e '.[ocr]') "
+                "and keep a student's id by it when the grid reflows; names stay on this box (Redis), "
+                "never read with CLASS_LEVEL_ONLY=1; off = ids by tile place and look", choices=("ocr", "off")),
+        Setting("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis holding the running totals"),
+        Setting("REDIS_PREFIX", "engagement", "prefix of every Redis key of the totals"),
+        Setting("CLASS_LEVEL_ONLY", 0, "1 = reports carry no per-student rows", int),
         FRAMES_IN, FACES_OUT,
     ],
     "sequencer": [

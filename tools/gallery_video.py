@@ -1,9 +1,13 @@
 """A video-call gallery made of real faces (scikit-image's lfw_subset), with a script.
 
 Tiles are laid out as Zoom and Teams do: the fewest columns that fit everyone
-(ceil(sqrt(n))), 16:9 tiles with gaps on a dark background, a name label at the bottom
-left of each tile. The script: participants join and leave (the grid reflows), and one
-steps away from the camera for a while (the tile stays, the face goes). `layout_at` tells
+(ceil(sqrt(n))), 16:9 tiles with gaps on a dark background, and a name label as they draw
+it: small white text (13 px by default) on a dark translucent box at the tile's bottom left,
+over the participant's picture (with `rooms`: below the face, a strip of a real photo, their
+room; off by default, because the face crops' margin takes it in and the baseline's head pose
+then differs from the plain tiles the episode tests expect).
+The script: participants join and leave (the grid reflows), and one steps away from the
+camera for a while (the tile stays, the face goes). `layout_at` tells
 the tests where every participant's tile is at any time.
 """
 
@@ -17,6 +21,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+# Display names as people type them (accents included), one per seat of a 5x5 grid.
+NAMES = ("Maria Garcia", "Li Wei", "Olusegun Adeyemi", "Anna Kowalska", "James O'Brien", "Priya Sharma",
+         "Lukas Müller", "Sofia Rossi", "Ahmed Hassan", "Emma Johansson", "Kenji Tanaka", "Chloé Dubois",
+         "Mateo Fernández", "Aisha Bello", "Noah Smith", "Yuki Sato", "Lars Nielsen", "Fatima Zahra",
+         "Daniel Kim", "Olivia Brown", "Ivan Petrov", "Grace Mensah", "Tomás Silva", "Hannah Levi",
+         "Arjun Patel")
+LABEL_PX = 13  # Zoom's and Teams' name text at 100 % scaling
 BACKGROUND = (30, 30, 30)  # the call's dark background
 TILE = (58, 52, 48)  # a camera tile's fill around the face
 GAP = 8
@@ -37,7 +48,7 @@ def scenario(grid: int) -> list[Participant]:
     a third (the grid reflows), the second leaves at two thirds, the third steps away in between,
     the fourth looks aside from a tenth to three tenths."""
     n = grid * grid
-    people = [Participant(f"Student {i + 1}", face=(i * 7) % 100) for i in range(n)]
+    people = [Participant(NAMES[i % len(NAMES)], face=(i * 7) % 100) for i in range(n)]
     people[-1] = Participant(people[-1].name, people[-1].face, joins=1 / 3)
     people[1] = Participant(people[1].name, people[1].face, leaves=2 / 3)
     people[2] = Participant(people[2].name, people[2].face, away=(0.4, 0.55))
@@ -104,7 +115,58 @@ def _turned(face_index: int, side: int) -> np.ndarray:
     return turned[margin:margin + side, margin:margin + side]
 
 
-def render(people: list[Participant], t: float, size: tuple[int, int], faces: np.ndarray) -> np.ndarray:
+@functools.lru_cache(maxsize=1)
+def _rooms() -> list[np.ndarray]:
+    """Real photos (BGR, 480 px wide) whose strips stand for what a camera shows below the face."""
+    from skimage import data
+
+    out = []
+    for image in (data.astronaut(), data.coffee(), data.chelsea(), data.rocket()):
+        h, w = image.shape[:2]
+        out.append(cv2.cvtColor(cv2.resize(image, (480, round(h * 480 / w))), cv2.COLOR_RGB2BGR))
+    return out
+
+
+def _room_strip(face_index: int, width: int, height: int) -> np.ndarray:
+    room = _rooms()[face_index % len(_rooms())]
+    y = (face_index * 37) % max(1, room.shape[0] - height)
+    return cv2.resize(room[y:y + height], (width, height), interpolation=cv2.INTER_AREA)
+
+
+@functools.lru_cache(maxsize=4)
+def _font(px: int):  # type: ignore[no-untyped-def]
+    from PIL import ImageFont
+
+    # A sans-serif with accents, as the apps use (Debian's fonts-dejavu-core); else Pillow's own
+    # (Latin letters without accents).
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", px)
+    except OSError:
+        try:
+            return ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", px)
+        except OSError:
+            return ImageFont.load_default(size=px)
+
+
+def draw_label(frame: np.ndarray, name: str, tile: tuple[int, int, int, int], px: int = LABEL_PX) -> None:
+    """The name as the call apps draw it: white text on a dark translucent box, bottom left."""
+    from PIL import Image, ImageDraw
+
+    x, y, w, h = tile
+    font = _font(px)
+    left, top, right, bottom = font.getbbox(name)
+    pad_x, pad_y = 6, 4
+    bw, bh = min(w - 8, right + 2 * pad_x), px + 2 * pad_y
+    bx, by = x + 4, y + h - 4 - bh
+    box = frame[by:by + bh, bx:bx + bw]
+    box[:] = (box.astype(np.uint16) * 2 // 5).astype(np.uint8)  # 60 % black over the picture
+    pil = Image.fromarray(np.ascontiguousarray(box[:, :, ::-1]))
+    ImageDraw.Draw(pil).text((pad_x, pad_y + (px - bottom) // 2), name, font=font, fill=(255, 255, 255))
+    box[:] = np.asarray(pil)[:, :, ::-1]
+
+
+def render(people: list[Participant], t: float, size: tuple[int, int], faces: np.ndarray,
+           label_px: int = LABEL_PX, rooms: bool = False) -> np.ndarray:
     width, height = size
     frame = np.full((height, width, 3), BACKGROUND, np.uint8)
     scale_x, scale_y = width / 1920, height / 1080
@@ -119,14 +181,16 @@ def render(people: list[Participant], t: float, size: tuple[int, int], faces: np
             else:
                 face = cv2.resize(faces[person.face], (side, side), interpolation=cv2.INTER_CUBIC)
                 frame[fy:fy + side, fx:fx + side] = face[:, :, None]
-        font = max(0.35, h / 400)
-        cv2.putText(frame, person.name, (x + 6, y + h - 8), cv2.FONT_HERSHEY_SIMPLEX, font,
-                    (235, 235, 235), 1, cv2.LINE_AA)
+        if rooms:
+            below = y + (h + int(h * 0.72)) // 2  # under the face: the participant's room
+            frame[below:y + h, x:x + w] = _room_strip(person.face, w, y + h - below)
+        draw_label(frame, person.name, (x, y, w, h), label_px)
     return frame
 
 
 def make_gallery_video(path: str | Path, grid: int = 3, seconds: float = 12.0, fps: float = 10.0,
-                       size: tuple[int, int] = (1920, 1080)) -> dict:
+                       size: tuple[int, int] = (1920, 1080), label_px: int = LABEL_PX,
+                       rooms: bool = False) -> dict:
     """Write the scenario of a grid x grid call; returns what the tests need to check it."""
     people = scenario(grid)
     faces = _faces()
@@ -136,7 +200,7 @@ def make_gallery_video(path: str | Path, grid: int = 3, seconds: float = 12.0, f
     frames = int(seconds * fps)
     try:
         for i in range(frames):
-            writer.write(render(people, i / frames, size, faces))
+            writer.write(render(people, i / frames, size, faces, label_px, rooms))
     finally:
         writer.release()
     return {"path": str(path), "people": people, "seconds": seconds, "fps": fps, "frames": frames, "size": size}

@@ -9,7 +9,9 @@ plain face detection.
 position (even when its face is gone for a while). When the grid reflows (someone joins
 or leaves and every tile moves and shrinks), ids follow the participants by what their
 tiles look like: each tile scaled to a small fixed size is compared with the signatures
-of the tiles seen before. Name labels are not read: see the README (no OCR).
+of the tiles seen before. With GALLERY_NAMES=ocr the tiles' name labels (services/facedetect/
+names.py) come first: a reflowed tile whose label reads as a known participant's name is that
+participant's, whatever it looks like; then look, then place.
 
 Faces are searched in the whole frame first (res10 finds the faces of a 5x5 grid at
 1920x1080 when they fill their tile); a tile left without a face is searched again at its
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from services.facedetect.names import name_key
 from services.facedetect.tracker import iou
 
 Box = tuple[int, int, int, int]
@@ -33,6 +36,24 @@ BACKGROUND_TOLERANCE = 10  # grey levels
 SIGNATURE_SIZE = (16, 16)
 SAME_TILE_IOU = 0.7
 SAME_PERSON_CORRELATION = 0.6
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance (names are short: the plain table is fast enough)."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def same_name(a: str | None, b: str | None) -> bool:
+    """Two name keys of one participant: equal, or one OCR slip apart ("rn" read as "m": two
+    edits in "fernandez"), a quarter of the letters at most."""
+    if not a or not b:
+        return False
+    return a == b or _edits(a, b) <= min(len(a), len(b)) // 4
 
 
 def _background_level(gray: np.ndarray) -> int:
@@ -85,6 +106,11 @@ class TileTrack:
     signature: np.ndarray
     last_seen: float
     faced: bool = False  # its signature was taken with a face in the tile
+    name: str | None = None  # the tile's name label as first read (GALLERY_NAMES=ocr)
+
+    @property
+    def key(self) -> str | None:
+        return name_key(self.name) if self.name else None
 
 
 @dataclass
@@ -104,14 +130,19 @@ class TileTracker:
         self.reflows = 0  # frames where tiles were matched by appearance because the grid moved
 
     def update(self, key: tuple[str, str], image: np.ndarray, tiles: list[Box], has_face: list[bool],
-               t: float) -> list[int]:
+               t: float, names: list[str | None] | None = None) -> list[int]:
+        """The student id of each tile. `names`: each tile's label read in this frame, None where
+        it was not read (labels are read only now and then) or did not read as a name."""
         state = self.streams.setdefault(key, _StreamTiles())
+        names = names if names is not None else [None] * len(tiles)
+        keys = [name_key(n) if n else None for n in names]
         for sid in [s for s, tr in state.tracks.items() if t - tr.last_seen > self.max_age]:
             del state.tracks[sid]
         sigs = [signature(image, tile) for tile in tiles]
         ids: list[int | None] = [None] * len(tiles)
         free = set(state.tracks)
-        if self._same_grid(state, tiles) and self._same_people(state, sigs, has_face):
+        if (self._same_grid(state, tiles) and self._same_people(state, sigs, has_face)
+                and self._same_names(state, keys)):
             # The grid did not move: the same place is the same participant, face or not.
             for i in range(len(tiles)):
                 ids[i] = state.last_ids[i]
@@ -120,17 +151,29 @@ class TileTracker:
             # The grid reflowed (someone joined or left: tiles moved and resized): follow each
             # participant by the look of their tile, best matches first.
             self.reflows += 1
+            # The name label first: the same name is the same participant, however they look now.
+            for i, k in enumerate(keys):
+                match = next((s for s in sorted(free, key=lambda s: state.tracks[s].key != k)
+                              if same_name(k, state.tracks[s].key)), None)
+                if match is not None:
+                    ids[i] = match
+                    free.discard(match)
+
+            def other_name(i: int, s: int) -> bool:  # both names known, and not the same: not this one
+                return bool(keys[i] and state.tracks[s].key and not same_name(keys[i], state.tracks[s].key))
+
             scores = sorted(((float(sigs[i] @ state.tracks[s].signature), i, s)
                              for i in range(len(tiles)) for s in free), reverse=True)
             for score, i, s in scores:
                 if score < SAME_PERSON_CORRELATION:
                     break
-                if ids[i] is None and s in free:
+                if ids[i] is None and s in free and not other_name(i, s):
                     ids[i] = s
                     free.discard(s)
             # A tile that looks like nobody (a head turned aside as the grid moved) keeps the place's id.
             for i, tile in enumerate(tiles):
-                place = next((s for s in free if iou(tile, state.tracks[s].tile) >= SAME_TILE_IOU), None)
+                place = next((s for s in free if iou(tile, state.tracks[s].tile) >= SAME_TILE_IOU
+                              and not other_name(i, s)), None)
                 if ids[i] is None and place is not None:
                     ids[i] = place
                     free.discard(place)
@@ -141,8 +184,10 @@ class TileTracker:
             track = state.tracks.get(ids[i])
             # Keep the look of the participant with a face: a stretch away must not overwrite it.
             keep_old = track is not None and track.faced and not has_face[i]
+            # The name as first read stays (a later read may differ by an OCR slip).
+            name = track.name if track is not None and track.name else names[i]
             state.tracks[ids[i]] = TileTrack(ids[i], tile, track.signature if keep_old else sigs[i], t,
-                                             has_face[i] or (track.faced if track else False))
+                                             has_face[i] or (track.faced if track else False), name)
         state.last_tiles, state.last_ids = list(tiles), [int(i) for i in ids]  # type: ignore[arg-type]
         return list(state.last_ids)
 
@@ -160,6 +205,25 @@ class TileTracker:
             if other >= SAME_PERSON_CORRELATION and other > own:
                 return False
         return True
+
+    @staticmethod
+    def _same_names(state: _StreamTiles, keys: list[str | None]) -> bool:
+        """No label read in this frame says another participant sits at a place: not this place's
+        own name, or (a place without one yet) another participant's."""
+        for k, sid in zip(keys, state.last_ids, strict=True):
+            if not k:
+                continue
+            own = state.tracks[sid].key
+            if own and not same_name(k, own):
+                return False
+            if not own and any(same_name(k, tr.key) for s, tr in state.tracks.items() if s != sid):
+                return False
+        return True
+
+    def names(self, key: tuple[str, str]) -> dict[int, str]:
+        """The name label of each student of a stream whose label was read."""
+        state = self.streams.get(key)
+        return {s: tr.name for s, tr in state.tracks.items() if tr.name} if state else {}
 
     @staticmethod
     def _same_grid(state: _StreamTiles, tiles: list[Box]) -> bool:

@@ -3,6 +3,11 @@
 One `faces` message per `frame` (an empty face list included), so downstream stages see
 every frame. Sequence gaps on the frames link (frames capture dropped, or lost) are counted
 as dropped frames; a frame whose pixels do not decode is counted and skipped.
+
+With GALLERY_NAMES=ocr the call tiles' name labels are read now and then (a label changes
+rarely): when a tile appears or moves, when its label did not read for NAME_RETRY_SECONDS, and
+every NAME_REFRESH_SECONDS. They key students across reflows (gallery.py) and are kept in Redis
+on this box for the reports (shared/roster.py TileNames); they are never in a bus message.
 """
 
 from __future__ import annotations
@@ -12,14 +17,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import redis
 from prometheus_client import Counter, Histogram
 
 from services.facedetect.follow import Follower
 from services.facedetect.gallery import TileTracker, find_tiles
-from services.facedetect.tracker import Tracker
+from services.facedetect.names import LabelReader, OcrMissing
+from services.facedetect.tracker import Tracker, iou
 from shared import cpu_budget, metrics
 from shared.detectors import Detection, crop_face, make_detector
 from shared.messages import MAX_FACES, Eos, Frame, Message, follow_up
+from shared.roster import TileNames
 from shared.service import Service
 
 FACES_DETECTED = Counter("engagement_faces_detected_total", "Faces found in frames", ["service"])
@@ -32,6 +40,14 @@ TILE_SEARCHES = Counter("engagement_gallery_tile_faces_total",
                         "Faces found only by searching a gallery tile at its own scale", ["service"])
 # Wall-clock seconds after which a silent stream's tracks and sequence state are dropped.
 STREAM_IDLE_SECONDS = 60.0
+NAME_READS = Counter("engagement_gallery_name_reads_total",
+                     "Tile name labels read by OCR, by outcome (name, none: nothing that reads as a name)",
+                     ["service", "outcome"])
+NAME_STORE_ERRORS = Counter("engagement_gallery_name_store_errors_total",
+                            "Tile names that could not be saved to Redis (the ids are unaffected)", ["service"])
+NAME_RETRY_SECONDS = 2.0
+NAME_REFRESH_SECONDS = 30.0
+NAME_STORE_RETRY_SECONDS = 10.0
 GALLERY_FRAMES = Counter("engagement_gallery_frames_total",
                          "Frames by whether a participant grid was found (gallery) or not (plain detection)",
                          ["service", "mode"])
@@ -65,6 +81,24 @@ class FaceDetectService(Service):
         self.tracker = Tracker(s.track_iou, s.track_max_age)
         self.tiles = TileTracker(s.track_max_age)
         self.gallery = s.gallery == "auto"
+        # Names are personal data: not even read when reports are class-level only.
+        self.read_names = (self.gallery and s.gallery_names == "ocr"
+                           and not (s.class_level_only or s.eu_ai_act_mode))
+        self.labels: LabelReader | None = None
+        self.tile_names: TileNames | None = None
+        if self.read_names:
+            try:
+                self.labels = LabelReader()
+            except OcrMissing as exc:  # the class still runs: ids by tile place and look
+                self.log.error("%s: tile names are not read", exc)
+                self.read_names = False
+        if self.read_names:
+            self.tile_names = TileNames(redis.Redis.from_url(s.redis_url, socket_timeout=2.0,
+                                                             socket_connect_timeout=2.0), s.redis_prefix)
+        # Per stream: each tile place's last label read (tile, when, text or None).
+        self.label_reads: dict[tuple[str, str], list[tuple[tuple[int, int, int, int], float, str | None]]] = {}
+        self.saved_names: dict[tuple[str, str], dict[int, str]] = {}
+        self.names_retry_at = 0.0  # after a Redis error: not before (a down Redis must not stall every frame)
         self.crop_size = int(s.crop_size)
         self.last_seq: dict[tuple[str, str], int] = {}
         self.last_wall: dict[tuple[str, str], float] = {}
@@ -137,9 +171,49 @@ class FaceDetectService(Service):
                 if top is not None:
                     TILE_SEARCHES.labels(self.name).inc()
                     best[i] = Detection((top.box[0] + x, top.box[1] + y, top.box[2], top.box[3]), top.confidence)
-        ids = self.tiles.update(key, image, tiles, [d is not None for d in best], t)
+        names = self._read_labels(key, image, tiles, t) if self.read_names else None
+        ids = self.tiles.update(key, image, tiles, [d is not None for d in best], t, names)
+        if self.read_names:
+            self._save_names(key)
         kept = [(d, sid) for d, sid in zip(best, ids, strict=True) if d is not None]
         return [d for d, _ in kept], [sid for _, sid in kept]
+
+    def _read_labels(self, key: tuple[str, str], image: np.ndarray, tiles: list[tuple[int, int, int, int]],
+                     t: float) -> list[str | None]:
+        """Each tile's label read in this frame, None where it is not due (see the module's doc)."""
+        assert self.labels is not None
+        before = self.label_reads.get(key, [])
+        reads: list[str | None] = []
+        now = []
+        for tile in tiles:
+            last = next((r for r in before if iou(tile, r[0]) >= 0.9), None)
+            due = (last is None or t - last[1] >= NAME_REFRESH_SECONDS or t < last[1]
+                   or (last[2] is None and t - last[1] >= NAME_RETRY_SECONDS))
+            if not due:
+                reads.append(None)
+                now.append(last)  # type: ignore[arg-type]
+                continue
+            text = self.labels.read(image, tile)
+            NAME_READS.labels(self.name, "name" if text else "none").inc()
+            reads.append(text)
+            now.append((tile, t, text))
+        self.label_reads[key] = now
+        return reads
+
+    def _save_names(self, key: tuple[str, str]) -> None:
+        names = self.tiles.names(key)
+        saved = self.saved_names.setdefault(key, {})
+        new = {s: n for s, n in names.items() if saved.get(s) != n}
+        if not new or self.tile_names is None or time.monotonic() < self.names_retry_at:
+            return
+        try:
+            self.tile_names.save(key[0], key[1], new)
+            saved.update(new)
+        except redis.RedisError as exc:  # the ids go on; the names are saved when Redis is back
+            NAME_STORE_ERRORS.labels(self.name).inc()
+            self.names_retry_at = time.monotonic() + NAME_STORE_RETRY_SECONDS
+            self.log.warning("tile names of %s/%s not saved to Redis (again in %.0f s): %s", *key,
+                             NAME_STORE_RETRY_SECONDS, exc)
 
     def _count_gap(self, key: tuple[str, str], seq: int) -> None:
         last = self.last_seq.get(key)
@@ -152,6 +226,8 @@ class FaceDetectService(Service):
         self.tracker.reset(key)
         self.tiles.reset(key)
         self.follower.forget(key)
+        self.label_reads.pop(key, None)
+        self.saved_names.pop(key, None)
         self.last_seq.pop(key, None)
         self.last_wall.pop(key, None)
 

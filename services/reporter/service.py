@@ -44,7 +44,7 @@ from shared.levels import LEVEL_LABELS
 from shared.marks import MarkStore
 from shared.messages import Eos, Frame, Message, Update, follow_up, make_header
 from shared.redis_retention import expire_keys
-from shared.roster import RosterError, load_roster, with_names
+from shared.roster import RosterError, TileLabels, TileNames, load_roster, with_names
 from shared.service import Service
 from shared.totals import Store, expected_streams
 
@@ -283,15 +283,16 @@ class ReporterService(Service):
                             section["recording"] = path
                 else:
                     report["recording"] = path
+        named = with_names(report, self.roster, self._tile_labels(session, report))
         try:
-            txt, js = self._write_files(self.report_dir, session, with_names(report, self.roster))
+            txt, js = self._write_files(self.report_dir, session, named)
         except OSError as exc:
             # Never lose an accepted class to a folder that went away: write it elsewhere, say where.
             REPORT_ERRORS.labels("write").inc()
             fallback = report_fallback_dir(self.settings.report_fallback_dir)
             self.log.error("report of %s cannot be written to %s (%s): writing it to %s", session,
                            self.report_dir, exc, fallback)
-            txt, js = self._write_files(fallback, session, with_names(report, self.roster))
+            txt, js = self._write_files(fallback, session, named)
         REPORTS_WRITTEN.inc()
         # Only now, with the report on disk, may the totals go: from here on Redis may evict this
         # session under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-ttl).
@@ -308,6 +309,18 @@ class ReporterService(Service):
         self.latest_totals.pop(session, None)
         self.totals_sent.pop(session, None)
         return txt, js
+
+    def _tile_labels(self, session: str, report: dict[str, Any]) -> TileLabels:
+        """The name labels facedetect read on the call tiles (GALLERY_NAMES=ocr), for the files
+        on this box; none when class-level only or when Redis does not answer (ids then)."""
+        if self.class_level_only:
+            return {}
+        streams = [str(st["stream"]) for st in report.get("streams") or []] or [str(report.get("stream", ""))]
+        try:
+            return TileNames(self.store.r, self.store.prefix).load(session, streams)
+        except redis.RedisError as exc:
+            self.log.warning("tile names of %s not read from Redis: %s (the report shows ids)", session, exc)
+            return {}
 
     @staticmethod
     def _write_files(folder: Path, session: str, report: dict[str, Any]) -> tuple[Path, Path]:

@@ -2,52 +2,26 @@
 
 from __future__ import annotations
 
-import time
+import logging
+import sys
 
 import cv2
 import numpy as np
 import pytest
-import zmq
 from skimage import data
 
 from services.facedetect.gallery import find_tiles
-from services.facedetect.service import GALLERY_FRAMES, FaceDetectService
-from shared.messages import make_header
-from tests.harness import Peer, Running
-from tests.support.links import link
+from services.facedetect.service import GALLERY_FRAMES
+from tests.support.gallery import SIZE, run_facedetect
 from tests.support.metrics import counter
 from tools.gallery_video import _faces, layout_at, render, scenario
 
 pytestmark = pytest.mark.timeout(300)
-SIZE = (1920, 1080)
-
-
-def frame_header(image: np.ndarray, seq: int, t: float):  # type: ignore[no-untyped-def]
-    h, w = image.shape[:2]
-    return make_header("frame", "gallery", "screen", seq, time.time(), width=w, height=h, encoding="bgr",
-                       t_media=t, source="test")
 
 
 @pytest.fixture(scope="module")
 def faces() -> np.ndarray:
     return _faces()
-
-
-def run_facedetect(frames: list[np.ndarray], **settings) -> list:  # type: ignore[no-untyped-def]
-    _, frames_in, frames_ep = link("frames")
-    faces_out, _, faces_ep = link("faces")
-    sender = Peer(zmq.PUSH, frames_ep, bind=True)
-    receiver = Peer(zmq.PULL, faces_ep, bind=False)
-    try:
-        with Running(FaceDetectService, frames_in=frames_in, faces_out=faces_out, crop_size=64, **settings):
-            got = []
-            for seq, image in enumerate(frames):
-                sender.send(frame_header(image, seq, seq * 0.5), image.tobytes())
-                got.append(receiver.recv(60))
-            return got
-    finally:
-        sender.close()
-        receiver.close()
 
 
 @pytest.mark.parametrize("grid", [3, 5])
@@ -127,3 +101,15 @@ def test_one_leaving_as_another_joins_keeps_everyone_s_id(faces):
             seen.setdefault(person.name, set()).add(sid)
     assert all(len(s) == 1 for s in seen.values()), seen
     assert len({next(iter(s)) for s in seen.values()}) == 7
+
+
+def test_gallery_names_without_the_ocr_library_is_one_error_line_and_ids_by_tile(faces, monkeypatch, caplog):
+    """GALLERY_NAMES=ocr where rapidocr-onnxruntime is not installed (an image without the ocr
+    extra): one line says how to add it, and the class goes on with ids by tile place and look."""
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # import now raises ImportError
+    people = scenario(3)
+    with caplog.at_level(logging.ERROR):
+        (msg,) = run_facedetect([render(people, 0.0, SIZE, faces)], gallery_names="ocr")
+    assert sorted(f["student"] for f in msg["faces"]) == list(range(1, 9))
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("pip install -e '.[ocr]'" in e and "tile names are not read" in e for e in errors), errors

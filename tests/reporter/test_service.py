@@ -516,3 +516,65 @@ def test_two_streams_are_recorded_one_file_each(tmp_path):
                                     "cam1": str((rec_dir / "class-cam1.avi").resolve())}
     assert [st.get("recording") for st in report["streams"]] == list(report["recordings"].values())
     assert "recording" not in report and not (rec_dir / "class.avi").exists()
+
+
+# --- names read on a call's tiles (GALLERY_NAMES=ocr): the roster's tile_name column, else as read;
+# on the box only, none with CLASS_LEVEL_ONLY=1.
+
+
+def _tile_labels(p: Pipeline) -> None:
+    from shared.roster import TileNames
+
+    # What facedetect saves: student 1's tile read "LukasMuller" (OCR lost the space and the
+    # umlaut), student 2's "Li Wei".
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    TileNames(client, p.prefix).save(p.session, "cam0", {1: "LukasMuller", 2: "Li Wei"})
+
+
+def test_a_roster_tile_name_gives_the_display_name_and_an_unlisted_tile_shows_its_label(tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("tile_name,name\nLukas Müller,Lukas Müller (3B)\n")
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    sub = Subscriber([f"engagement/{device}/report", f"engagement/{device}/totals"])
+    try:
+        with Pipeline(tmp_path, messaging=1, device_id=device, mqtt_totals_interval=0.2, roster=str(roster)) as p:
+            _tile_labels(p)
+            for h in _frames(p.session, 5):
+                p.sender.send(h)
+            sub.wait_for("totals")
+            p.sender.send(eos_header(p.session, 5))
+            report = p.wait_report()
+            [published] = sub.wait_for("report")
+    finally:
+        sub.close()
+    assert {s["student"]: s.get("name") for s in report["students"]} == {1: "Lukas Müller (3B)", 2: "Li Wei"}
+    assert "id 1 (Lukas Müller (3B)):" in p.report_paths()[0].read_text()
+    raw = b"".join(sub.raw)
+    assert b"Lukas" not in raw and b"Li Wei" not in raw  # names stay on the box
+    assert [s["student"] for s in published["body"]["students"]] == [1, 2]
+
+
+def test_class_level_only_reports_carry_no_tile_name(tmp_path):
+    with Pipeline(tmp_path, class_level_only=1) as p:
+        _tile_labels(p)
+        for h in _frames(p.session, 4):
+            p.sender.send(h)
+        p.sender.send(eos_header(p.session, 4))
+        p.wait_report()
+    txt, js = p.report_paths()
+    assert "Lukas" not in txt.read_text() + js.read_text() and "Li Wei" not in js.read_text()
+
+
+def test_roster_tile_names_match_however_the_label_is_written(tmp_path):
+    from shared.roster import RosterError, load_roster, name_of
+
+    path = tmp_path / "roster.csv"
+    path.write_text("tile_name,name\nJosé Álvarez,José\n\"O'Brien, James\",Jim\n")
+    roster = load_roster(path)
+    assert name_of(roster, "cam0", 4, "jose alvarez") == "José"
+    assert name_of(roster, "cam0", 4, "OBrien James") == "Jim"
+    assert name_of(roster, "cam0", 4, "Someone New") == "Someone New"
+    assert name_of(roster, "cam0", 4) is None
+    path.write_text("tile_name,name\n...,Jim\n")
+    with pytest.raises(RosterError, match="line 2: tile_name '...' has no letter or digit"):
+        load_roster(path)

@@ -36,3 +36,20 @@ def test_a_new_check_is_a_function_and_a_slow_one_is_cut_at_the_budget():
     assert "no answer within 0.5 s" in results[1].detail
     table = checks.table(results).splitlines()
     assert table[0].split() == ["check", "result", "detail"] and " FAIL " in table[1]
+
+
+def test_gallery_names_check_says_whether_the_ocr_library_is_there(monkeypatch):
+    import importlib.util
+
+    def run(**values):  # type: ignore[no-untyped-def]
+        fn = dict(checks.CHECKS)["gallery names"]
+        return fn(checks.Context({"gallery": "auto", "gallery_names": "ocr", **values}))
+
+    assert run(gallery_names="off") is None
+    assert run(class_level_only=1).ok and "not read" in run(class_level_only=1).detail
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "rapidocr_onnxruntime" else real(name, *a))
+    missing = run()
+    assert not missing.ok and "rapidocr-onnxruntime is not installed" in missing.detail
+    assert "GALLERY_NAMES=off" in missing.fix

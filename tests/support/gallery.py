@@ -1,0 +1,39 @@
+"""The facedetect service run on gallery frames through real ZeroMQ sockets (tests/facedetect)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import zmq
+
+from services.facedetect.service import FaceDetectService
+from shared.messages import make_header
+from tests.harness import Peer, Running
+from tests.support.links import link
+
+SIZE = (1920, 1080)
+
+
+def frame_header(image: np.ndarray, seq: int, t: float):  # type: ignore[no-untyped-def]
+    h, w = image.shape[:2]
+    return make_header("frame", "gallery", "screen", seq, time.time(), width=w, height=h, encoding="bgr",
+                       t_media=t, source="test")
+
+
+def run_facedetect(frames: list[np.ndarray], **settings) -> list:  # type: ignore[no-untyped-def]
+    """One `faces` message per frame (stream gallery/screen), from a facedetect with `settings`."""
+    _, frames_in, frames_ep = link("frames")
+    faces_out, _, faces_ep = link("faces")
+    sender = Peer(zmq.PUSH, frames_ep, bind=True)
+    receiver = Peer(zmq.PULL, faces_ep, bind=False)
+    try:
+        with Running(FaceDetectService, frames_in=frames_in, faces_out=faces_out, crop_size=64, **settings):
+            got = []
+            for seq, image in enumerate(frames):
+                sender.send(frame_header(image, seq, seq * 0.5), image.tobytes())
+                got.append(receiver.recv(60))
+            return got
+    finally:
+        sender.close()
+        receiver.close()
