@@ -167,7 +167,9 @@ class InferenceService(Service):
         if link == "acks":
             if self.reliable is not None:
                 self.reliable.acked(msg.header)
+            self._drain_acks()
             return
+        self._drain_acks()  # before a model call: what is acknowledged must not be resent during it
         group = [msg, *self._waiting(msg)]
         batches = [m for m in group if isinstance(m.header, Batch)]  # decode checked: batch or eos
         for m, predictions in zip(batches, self._predict_all(batches), strict=True):
@@ -180,6 +182,18 @@ class InferenceService(Service):
                 self.senders["predictions"].send(header)
         if isinstance(group[-1].header, Eos):  # an eos ends a group: after its stream's last frames
             self._end_session(group[-1].header)
+
+    def _drain_acks(self) -> None:
+        """Take every acknowledgement already waiting. The loop reads one message per link a
+        turn, and one model call answers several frames: read one at a time, acks fell behind
+        and their messages were resent (the 600 s soak: 38907 updates for 6000 frames)."""
+        if self.reliable is None or "acks" not in self.receivers:
+            return
+        receiver = self.receivers["acks"]
+        while receiver.socket.poll(0):
+            ack = receiver.read()
+            if ack is not None:
+                self.reliable.acked(ack.header)
 
     def _waiting(self, first: Message) -> list[Message]:
         """The batch messages already waiting behind `first`, up to MAX_BATCH_FACES faces in all,

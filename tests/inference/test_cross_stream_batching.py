@@ -90,3 +90,37 @@ def test_a_teachers_mark_anchors_the_student_of_its_stream_only(face):
     sources = [e["signals"].get("neutral_source") for e in predictor.predict_students(later, crops, [1.0, 1.0])]
     assert sources == ["mark", None]
     assert predictor.anchor("class-1", "1", 10.0, 0.0) == 2  # no stream named: that id in every stream
+
+
+def test_acknowledgements_keep_up_when_one_call_answers_several_frames(face):
+    """One model call answers several frames, and each answer gets its own ack: read one ack a
+    loop turn, they fell behind the calls and acknowledged messages were resent (a 600 s soak
+    counted 38907 updates for 6000 frames). Every ack waiting is taken before each call."""
+    import zmq  # noqa: PLC0415
+
+    from shared.acks import send_ack  # noqa: PLC0415
+
+    acks = zmq.Context.instance().socket(zmq.PUSH)
+    acks.setsockopt(zmq.LINGER, 0)
+    port = acks.bind_to_random_port("tcp://127.0.0.1")
+    h = Harness("--model", "baseline", "--slowdown", "0.3", "--max-batch-faces", "8", "--ack-timeout", "1.0",
+                "--acks-in", f"pull+connect:tcp://127.0.0.1:{port}")
+    try:
+        answered, seq, started = 0, 0, time.monotonic()
+        while time.monotonic() - started < 6.0:  # a frame every 0.15 s: calls of ~2 frames back to back
+            h.send(_batch("front", seq, [face]))
+            seq += 1
+            while h.pull.poll(0):
+                m = h.receive(1)
+                answered += m.kind == "predictions"
+                send_ack("aggregator", acks, m["session"], m["stream"], m["seq"], m["t_capture"], m.kind)
+            time.sleep(0.15)
+        samples = h.metrics()
+        assert answered >= 15
+        assert metric_sum(samples, "engagement_inference_messages_per_call_sum") > \
+            metric_sum(samples, "engagement_inference_messages_per_call_count")  # calls took several frames
+        assert metric_sum(samples, "engagement_resent_total") == 0
+    finally:
+        code, err = h.stop()
+        acks.close()
+    assert code == 0, err[-2000:]
