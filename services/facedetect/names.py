@@ -4,7 +4,7 @@ Zoom and Teams write each participant's name at the bottom left of their tile, s
 text on a dark translucent box over the picture. `LabelReader` reads that band with
 RapidOCR (rapidocr-onnxruntime: PaddleOCR's PP-OCRv4 models shipped inside the wheel, run by
 onnxruntime; no download at run time). The measured reasons for this choice are in the
-README's gallery section (`python -m tools.label_ocr_bench`).
+README's gallery section (`python -m bench.label_ocr`).
 
 RapidOCR reads the letters reliably but not always the spaces, the case of a first letter or
 an accent ("LukasMuller" for "Lukas Müller"), so students are keyed on `name_key` (letters and

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -378,12 +379,16 @@ def _roster(tmp_path: Path) -> Path:
     return path
 
 
-def test_roster_names_are_in_the_files_on_the_box_and_not_over_mqtt(tmp_path):
+def _class_with_mqtt(tmp_path: Path, roster: Path, before: Callable[[Pipeline], None] | None = None
+                     ) -> tuple[Pipeline, dict, dict, bytes]:
+    """Five frames and the end through the reporter with MQTT on: (pipeline, report, the report
+    published over MQTT, every byte published)."""
     device = f"dev-{uuid.uuid4().hex[:8]}"
     sub = Subscriber([f"engagement/{device}/report", f"engagement/{device}/totals"])
     try:
-        with Pipeline(tmp_path, messaging=1, device_id=device, mqtt_totals_interval=0.2,
-                      roster=str(_roster(tmp_path))) as p:
+        with Pipeline(tmp_path, messaging=1, device_id=device, mqtt_totals_interval=0.2, roster=str(roster)) as p:
+            if before:
+                before(p)
             for h in _frames(p.session, 5):
                 p.sender.send(h)
             sub.wait_for("totals")
@@ -392,10 +397,14 @@ def test_roster_names_are_in_the_files_on_the_box_and_not_over_mqtt(tmp_path):
             [published] = sub.wait_for("report")
     finally:
         sub.close()
+    return p, report, published, b"".join(sub.raw)
+
+
+def test_roster_names_are_in_the_files_on_the_box_and_not_over_mqtt(tmp_path):
+    p, report, published, raw = _class_with_mqtt(tmp_path, _roster(tmp_path))
     assert {s["student"]: s.get("name") for s in report["students"]} == {1: "Ada Lovelace", 2: "Alan Turing"}
     text = p.report_paths()[0].read_text()
     assert "id 1 (Ada Lovelace):" in text and "id 2 (Alan Turing):" in text
-    raw = b"".join(sub.raw)
     assert b"Ada" not in raw and b"Turing" not in raw  # names stay on the box
     assert [s["student"] for s in published["body"]["students"]] == [1, 2]
 
@@ -534,22 +543,9 @@ def _tile_labels(p: Pipeline) -> None:
 def test_a_roster_tile_name_gives_the_display_name_and_an_unlisted_tile_shows_its_label(tmp_path):
     roster = tmp_path / "roster.csv"
     roster.write_text("tile_name,name\nLukas Müller,Lukas Müller (3B)\n")
-    device = f"dev-{uuid.uuid4().hex[:8]}"
-    sub = Subscriber([f"engagement/{device}/report", f"engagement/{device}/totals"])
-    try:
-        with Pipeline(tmp_path, messaging=1, device_id=device, mqtt_totals_interval=0.2, roster=str(roster)) as p:
-            _tile_labels(p)
-            for h in _frames(p.session, 5):
-                p.sender.send(h)
-            sub.wait_for("totals")
-            p.sender.send(eos_header(p.session, 5))
-            report = p.wait_report()
-            [published] = sub.wait_for("report")
-    finally:
-        sub.close()
+    p, report, published, raw = _class_with_mqtt(tmp_path, roster, before=_tile_labels)
     assert {s["student"]: s.get("name") for s in report["students"]} == {1: "Lukas Müller (3B)", 2: "Li Wei"}
     assert "id 1 (Lukas Müller (3B)):" in p.report_paths()[0].read_text()
-    raw = b"".join(sub.raw)
     assert b"Lukas" not in raw and b"Li Wei" not in raw  # names stay on the box
     assert [s["student"] for s in published["body"]["students"]] == [1, 2]
 

@@ -14,7 +14,7 @@ label with each library. Prints one row per library and grid:
 - other: the key read matches another participant's name (a read that could swap two students);
 - ms/tile and ms/frame (every tile of a frame, one thread).
 
-    PYTHONPATH=$PWD python -m tools.label_ocr_bench [--every 6] [--label-px 13]
+    PYTHONPATH=$PWD python -m bench.label_ocr [--every 6] [--label-px 13]
 
 rapidocr-onnxruntime must be installed (`pip install -e .[ocr]`); Tesseract is measured
 when Debian's tesseract-ocr and PyPI's pytesseract are (they are not dependencies).
