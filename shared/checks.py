@@ -39,7 +39,7 @@ from typing import Any
 
 from shared.ports import is_free
 from shared.roster import RosterError, load_roster
-from shared.screen import ScreenError, ScreenGrabber, source_kind
+from shared.screen import ScreenError, ScreenGrabber, open_camera, source_kind
 
 BUDGET_SECONDS = 4.5  # all checks together, so a failure is reported within 5 s
 SOURCE_TIMEOUT_MS = 3000
@@ -240,7 +240,7 @@ def _source(ctx: Context) -> Result:
     else:
         with _quiet_stderr():  # FFmpeg writes its own line straight to fd 2
             if kind == "camera":
-                cap = cv2.VideoCapture(int(source))
+                cap = open_camera(source)
             else:
                 cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
                                        [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, SOURCE_TIMEOUT_MS,
@@ -256,7 +256,7 @@ def _source(ctx: Context) -> Result:
     what = f"camera {source} does not open" if kind == "camera" else f"stream {source} does not answer"
     if forever:
         return ok("source", what, "--reconnect forever: capture keeps trying")
-    fix = ("plug the camera in, or give its index (ls /dev/video*)" if kind == "camera"
+    fix = ("plug the camera in, or give its index or device (ls /dev/video*)" if kind == "camera"
            else "check the URL and that the camera is on the network")
     return fail("source", what, fix + "; --reconnect forever waits for it")
 

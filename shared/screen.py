@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,11 +48,22 @@ def is_screen_source(source: str) -> bool:
     return text == "screen" or text.startswith(SCREEN_PREFIXES)
 
 
+_V4L2_DEVICE = re.compile(r"^/dev/video\d+$")
+
+
+def open_camera(source: str) -> Any:
+    """A camera by index (0) or by its device path (/dev/video2: stable with udev rules)."""
+    import cv2  # here: the launcher classifies sources without loading OpenCV
+
+    source = source.strip()
+    return cv2.VideoCapture(int(source)) if source.isdigit() else cv2.VideoCapture(source, cv2.CAP_V4L2)
+
+
 def source_kind(source: str) -> str:
     """'camera' for an index, 'stream' for a URL, 'screen' for screen:/region:/window:, 'file' otherwise."""
     if is_screen_source(source):
         return "screen"
-    if source.strip().isdigit():
+    if source.strip().isdigit() or _V4L2_DEVICE.match(source.strip()):
         return "camera"
     if "://" in source:
         return "stream"

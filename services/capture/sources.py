@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.screen import ScreenError, ScreenGrabber, source_kind
+from shared.screen import ScreenError, ScreenGrabber, open_camera, source_kind
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ class LiveSource:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        if source.strip().isdigit():
-            self.cap = cv2.VideoCapture(int(source))
+        if source_kind(source) == "camera":
+            self.cap = open_camera(source)
         else:
             # Bounded open/read waits, so a stalled stream counts as a drop-out (and a stop
             # is noticed) within seconds instead of FFmpeg's default 30 s.

@@ -43,6 +43,8 @@ def derived_id(source: str) -> str:
     """A readable stream id from the source: the file's name, cam<N>, the URL's host, screen."""
     if source.isdigit():
         return f"cam{source}"
+    if source.startswith("/dev/video") and source[len("/dev/video"):].isdigit():
+        return f"cam{source[len('/dev/video'):]}"
     if source.startswith("screen") or source.startswith("window"):
         return _SLUG.sub("-", source.split(":", 1)[0]).strip("-") or "screen"
     if "://" in source:

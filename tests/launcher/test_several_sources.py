@@ -33,6 +33,18 @@ def test_sources_are_named_by_their_id_or_after_the_source():
     from_file = plan_streams([{"id": "front", "source": "a.avi", "fps": 1}, {"source": "b.avi"}], "cam0")
     assert from_file == [Stream("front", "a.avi", 1.0), Stream("b", "b.avi")]
     assert derived_id("0") == "cam0"
+    assert derived_id("/dev/video2") == "cam2"
+
+
+def test_a_camera_device_path_is_a_live_camera_and_a_missing_one_says_so(tmp_path):
+    from shared.checks import Context, run_checks  # noqa: PLC0415
+    from shared.screen import source_kind  # noqa: PLC0415
+
+    assert [source_kind(s) for s in ("0", "/dev/video2", "/dev/video2.avi", "/tmp/x.avi")] == \
+        ["camera", "camera", "file", "file"]
+    values = _values(["/dev/video97"], "--report-dir", str(tmp_path))
+    [row] = [r for r in run_checks(Context(values, private_redis=False)) if r.name.startswith("source")]
+    assert not row.ok and "camera /dev/video97 does not open" in row.line(), row.line()
     with pytest.raises(SettingError, match="names stream 'front' twice"):
         plan_streams(["front=a.avi", "front=b.avi"], "cam0")
     with pytest.raises(SettingError, match="fps 'fast' is not a number"):
