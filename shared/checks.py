@@ -152,7 +152,10 @@ def _try_writable(folder: Path) -> str | None:
         if p.exists() and not p.is_dir():
             return f"{p} is a file, not a folder"
         for d in reversed(missing):
-            d.mkdir()
+            try:
+                d.mkdir()
+            except FileExistsError:  # another class starting at the same moment made it: not ours
+                continue
             created.append(d)
         fd, tmp = tempfile.mkstemp(prefix=".engagement-check-", dir=folder)
         os.close(fd)
