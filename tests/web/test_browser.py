@@ -39,8 +39,25 @@ def browser():
 
 
 def _wait_js(page, expression: str, timeout: float) -> None:
-    """Poll a JavaScript condition (wait_for_function evaluates strings, which the page's CSP forbids)."""
-    poll_value(lambda: page.evaluate(f"() => Boolean({expression})"), timeout, 0.1, expression)
+    """Poll a JavaScript condition (wait_for_function evaluates strings, which the page's CSP forbids).
+    While a click's navigation is under way the old document is gone and the new one may have no
+    body yet (a CI run: "Cannot read properties of null (reading 'dataset')"): such an error counts
+    as "not yet", and the last one is named if the condition never comes."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    last_error: list[str] = []
+
+    def holds() -> bool:
+        try:
+            return page.evaluate(f"() => Boolean({expression})")
+        except PlaywrightError as error:
+            last_error[:] = [str(error).splitlines()[0]]
+            return False
+
+    try:
+        poll_value(holds, timeout, 0.1, expression)
+    except AssertionError as missed:
+        raise AssertionError(f"{missed} (last error: {last_error[0]})" if last_error else str(missed)) from None
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -117,6 +134,7 @@ def test_live_page_then_the_finished_session_in_a_browser(tmp_path, browser):
         page.on("pageerror", lambda e: session_problems.append(str(e)))
         page.goto(f"{web.url}/sessions")
         page.click(f"a[href='/sessions/{session}']")
+        page.wait_for_url(f"**/sessions/{session}", wait_until="domcontentloaded")
         _wait_js(page, "document.body.dataset.loaded === '1'", 15)
         cells = page.locator("#timeline rect.cell").count()
         assert cells == len(report["timeline"]) > 0
