@@ -163,7 +163,9 @@ def test_reconnects_and_resubscribes_to_both_brokers(certs: Certs, cloud_broker:
         # The local broker restarts without persistence: it forgot the bridge's subscription.
         local.stop()
         local.start()
-        assert wait_until(lambda: bridge.log_path.read_text().count("local broker: subscribed") == 2)
+        # At least once more: on a loaded machine a reconnect can race the broker's start and take two.
+        assert wait_until(lambda: bridge.log_path.read_text().count("local broker: subscribed") >= 2), \
+            bridge.log_path.read_text()
         # The cloud broker goes away and comes back while a report waits in the queue.
         cloud_broker.stop()
         pub = local_publisher(local.port)
@@ -173,8 +175,9 @@ def test_reconnects_and_resubscribes_to_both_brokers(certs: Certs, cloud_broker:
         assert wait_until(lambda: query(bridge.queue_path, "SELECT msg_id FROM outbox") == [("after-restarts",)])
         cloud_broker.start()
         col = cloud_subscriber(certs, cloud_broker.port, f"engagement/{device}/report")
-        assert col.wait_for(lambda: [p["id"] for p in col.payloads("/report")] == ["after-restarts"])
-        assert bridge.log_path.read_text().count("cloud broker: connected") == 2
+        assert col.wait_for(lambda: [p["id"] for p in col.payloads("/report")] == ["after-restarts"]), \
+            bridge.log_path.read_text()
+        assert bridge.log_path.read_text().count("cloud broker: connected") >= 2
     finally:
         code = bridge.stop()
         local.stop()
