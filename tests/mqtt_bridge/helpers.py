@@ -101,14 +101,17 @@ def free_port() -> int:
 class CloudBroker:
     """A Mosquitto with TLS 1.2 and required client certificates: AWS IoT Core's stand-in."""
 
-    def __init__(self, certs: Certs, workdir: Path) -> None:
+    def __init__(self, certs: Certs, workdir: Path, persistent: bool = False) -> None:
+        """persistent: sessions and their queued messages survive a restart (as AWS IoT Core's
+        persistent sessions do), saved in workdir."""
         self.port = free_port()
         self.conf = workdir / "cloud.conf"
+        persistence = f"persistence true\npersistence_location {workdir}/\n" if persistent else "persistence false\n"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             f"cafile {certs.ca_pem}\ncertfile {certs.server_pem}\nkeyfile {certs.server_key}\n"
             "require_certificate true\ntls_version tlsv1.2\nallow_anonymous true\n"
-            "persistence false\nlog_type error\nlog_dest stderr\n"
+            f"{persistence}log_type error\nlog_dest stderr\n"
             # Run as the test's own user: the key files in the private tmp dir stay private.
             f"user {getpass.getuser()}\n")
         self.proc: subprocess.Popen | None = None
@@ -152,8 +155,12 @@ class Collector:
         self.client.loop_stop()
 
 
-def cloud_subscriber(certs: Certs, port: int, topic: str) -> Collector:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:8]}")
+def cloud_subscriber(certs: Certs, port: int, topic: str, persistent: bool = False) -> Collector:
+    """persistent: a session the broker keeps (with a persistent broker, across its restart), and
+    paho reconnects to it within a second: what was published meanwhile is delivered."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:8]}",
+                         clean_session=not persistent)
+    client.reconnect_delay_set(0.1, 1)
     ctx = ssl.create_default_context(cafile=certs.ca_pem)
     ctx.load_cert_chain(certs.client_pem, certs.client_key)
     client.tls_set_context(ctx)
