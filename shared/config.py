@@ -157,6 +157,11 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("RETRY_LIMIT", 0, "give up after this many failed opens (0 = never; `engagement run --reconnect`)", int,
                 min=0),
         Setting("FRAME_ENCODING", "bgr", "payload encoding on the bus", choices=("bgr", "jpeg")),
+        Setting("CAPTURE_STATE_DIR", "", "folder where a running capture keeps its stream's state, so that a "
+                "restart after a crash by a supervisor that cannot say so (Docker's restart policy) keeps the "
+                "session and continues seq; empty = off (`engagement run` restarts its captures itself)"),
+        Setting("RESUME_WINDOW_SECONDS", 120.0, "a capture state refreshed this recently is a crashed run of "
+                "the same stream to resume; older is a new stream", float, min=1),
         FRAMES_OUT, PREVIEW_OUT,
     ],
     "facedetect": [

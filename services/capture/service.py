@@ -23,6 +23,7 @@ import numpy as np
 import zmq
 from prometheus_client import Counter, Gauge
 
+from services.capture.resume import StreamState, StreamStateFile
 from services.capture.sources import FileSource, Frame, LiveSource, ScreenSource, SourceError, classify
 from shared.backoff import Backoff
 from shared.messages import make_header
@@ -62,11 +63,22 @@ class CaptureService(Service):
         s = self.settings
         self.source_text = str(s.source)
         self.kind = classify(self.source_text)
-        self.session = s.session_id or default_session_id(s.stream_id)
         self.stream = s.stream_id
+        self.state_file: StreamStateFile | None = None
+        resumed = None
+        if s.capture_state_dir:
+            self.state_file = StreamStateFile(s.capture_state_dir, self.stream, float(s.resume_window_seconds),
+                                              self.log)
+            resumed = self.state_file.previous(self.source_text, s.session_id)
+        self.session = resumed.session if resumed else s.session_id or default_session_id(s.stream_id)
         self.period = 1.0 / s.fps if s.fps > 0 else 0.0  # 0: every frame of the source
         self.size = (int(s.width), int(s.height))
-        self.seq = self.first_seq = self._first_seq()
+        self.seq = self.first_seq = self._first_seq(resumed)
+        if self.state_file:
+            self.state_file.keep(StreamState(
+                self.session, self.stream, self.source_text,
+                started_at=resumed.started_at if resumed else time.time(),
+                restarts=resumed.restarts + 1 if resumed else 0))
         self.exit_code = 0
         self.eos_reason = ""
         SOURCE_UP.labels(self.name).set(0)
@@ -74,15 +86,20 @@ class CaptureService(Service):
                       self.source_text, self.kind, s.fps or "all", *self.size,
                       "realtime" if self.kind != "file" or s.realtime else "as fast as the pipeline allows")
 
-    def _first_seq(self) -> int:
+    def _first_seq(self, resumed: StreamState | None) -> int:
         """0, except for a live source restarted after a crash: its frames are new data, and
         the aggregator counts each (stream, seq) once, so seq continues past every seq the
         crashed run can have used. A live run emits at most `rate` frames a second from its
         start, so the k-th frame's seq is below (now - stream start) x rate + restarts; the
         gap facedetect counts is about the frames missed while capture was down. A file
-        replays from seq 0: the aggregator drops what it counted already."""
+        replays from seq 0: the aggregator drops what it counted already. The restart is said
+        by the launcher (environment) or found in CAPTURE_STATE_DIR (`resumed`)."""
         restart = int(os.environ.get(RESTART_ENV) or 0)
         started = float(os.environ.get(STREAM_STARTED_ENV) or 0)
+        if restart <= 0 and resumed is not None:
+            restart, started = resumed.restarts + 1, resumed.started_at
+            self.log.info("resuming stream %s of session %s after a crash (restart %d, from %s)",
+                          self.stream, resumed.session, restart, self.state_file.path if self.state_file else "")
         if self.kind == "file" or restart <= 0 or started <= 0:
             return 0
         rate = float(self.settings.fps) or LIVE_RATE_BOUND
@@ -140,6 +157,8 @@ class CaptureService(Service):
             self.exit_code = EXIT_GAVE_UP
         SOURCE_UP.labels(self.name).set(0)
         self.send_eos(reason)
+        if self.state_file:
+            self.state_file.clear()  # ended cleanly: the next start is a new stream
 
     def _run_file(self) -> str:
         try:

@@ -10,8 +10,6 @@ import math
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -23,6 +21,7 @@ import zmq
 from services.capture.service import FRAMES_CORRUPT, SOURCE_RECONNECTS, SOURCE_UP, CaptureService
 from shared import metrics
 from tests.harness import Peer, Running
+from tests.support.capture import start_capture
 from tests.support.links import link
 from tests.support.metrics import counter
 from tests.support.mjpeg import MjpegServer
@@ -47,18 +46,6 @@ def expected_samples(info: dict, fps: float) -> list[float]:
             while next_t <= t + 1e-6:
                 next_t += 1 / fps
     return times
-
-
-def start_capture(source: str, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, Peer]:
-    frames_out, _, endpoint = link("frames")
-    preview_out, _, _ = link("preview")
-    consumer = Peer(zmq.PULL, endpoint, bind=False)
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "capture", "--source", source,
-                             "--frames-out", frames_out, "--preview-out", preview_out,
-                             "--metrics-port", "0", "--session-id", "test-session", *flags],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    return proc, consumer
 
 
 def test_file_at_fps_2_gives_two_frames_per_second_of_video_then_eos(video):

@@ -1,0 +1,113 @@
+"""Resume a stream after a crash when the supervisor cannot say it is a restart (Docker's
+restart policy: the same container, the same environment, nothing passed along).
+
+With CAPTURE_STATE_DIR set, a running capture keeps `<dir>/<stream>.json` (its session,
+source, when the stream first started and how often it restarted) and refreshes it every
+HEARTBEAT_SECONDS; a clean end (an eos sent) removes it. A capture that starts and finds its
+stream's file for the same source, refreshed within RESUME_WINDOW_SECONDS, is that stream
+restarted: it keeps the session (a class is not split in two reports) and its seq continues
+past the crashed run's (capture._first_seq), so its frames are not taken for repeats.
+`engagement run` restarts its captures itself (CAPTURE_RESTART, STREAM_STARTED_AT) and leaves
+the directory unset.
+
+A state directory that cannot be written is said once and the capture goes on without it:
+losing resumption must not lose the class.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from prometheus_client import Counter
+
+HEARTBEAT_SECONDS = 5.0
+STATE_ERRORS = Counter("engagement_capture_state_errors_total", "Capture state files that could not be written "
+                       "(a restart after a crash then starts a new stream)", ["service"])
+
+
+@dataclass
+class StreamState:
+    session: str
+    stream: str
+    source: str
+    started_at: float  # wall time the stream first started (before any restart)
+    restarts: int = 0
+
+
+class StreamStateFile:
+    """One stream's state file: read at start, refreshed while running, removed at a clean end."""
+
+    def __init__(self, directory: str, stream: str, window_seconds: float, log: logging.Logger) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", stream) or "stream"
+        self.path = Path(directory) / f"{safe}.json"
+        self.window = window_seconds
+        self.log = log
+        self.state: StreamState | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._broken = False
+
+    def previous(self, source: str, session_id: str) -> StreamState | None:
+        """The crashed run of this stream, if its file is fresh and names the same source (and the
+        same session, when one is configured); None: a new stream."""
+        try:
+            age = time.time() - self.path.stat().st_mtime
+            saved = StreamState(**json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError) as exc:
+            self.log.warning("ignoring unreadable capture state %s (%s): a new stream", self.path, exc)
+            return None
+        if age > self.window:
+            self.log.info("capture state %s is %.0f s old (window %.0f s): a new stream", self.path, age, self.window)
+            return None
+        if saved.source != source or (session_id and saved.session != session_id):
+            self.log.info("capture state %s is another stream's (%s, %s): a new stream",
+                          self.path, saved.session, saved.source)
+            return None
+        return saved
+
+    def keep(self, state: StreamState) -> None:
+        """Write the state now and refresh it every HEARTBEAT_SECONDS until `clear` or `close`."""
+        self.state = state
+        self._write()
+        self._thread = threading.Thread(target=self._beat, name="capture-state", daemon=True)
+        self._thread.start()
+
+    def clear(self) -> None:
+        """The stream ended cleanly (its eos is sent): a later start is a new stream."""
+        self.close()
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            self.log.warning("could not remove capture state %s: %s", self.path, exc)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(2)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            self._write()
+
+    def _write(self) -> None:
+        if self._broken or self.state is None:
+            return
+        tmp = self.path.with_suffix(".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(asdict(self.state)))
+            os.replace(tmp, self.path)  # never a half-written file for the next start to read
+        except OSError as exc:
+            self._broken = True
+            STATE_ERRORS.labels("capture").inc()
+            self.log.warning("cannot keep capture state in %s (%s): a restart of this capture will "
+                             "start a new stream", self.path.parent, exc)

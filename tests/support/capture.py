@@ -1,0 +1,27 @@
+"""A capture service as a real process (`python -m shared.cli capture`) with a consumer of its frames."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import zmq
+
+from shared.config import REPO_ROOT
+from tests.harness import Peer
+from tests.support.links import link
+
+
+def start_capture(source: str, *flags: str, env: dict[str, str] | None = None,
+                  session: str | None = "test-session") -> tuple[subprocess.Popen, Peer]:
+    """A capture process and a consumer of its frames; session None: no SESSION_ID (its own)."""
+    frames_out, _, endpoint = link("frames")
+    preview_out, _, _ = link("preview")
+    consumer = Peer(zmq.PULL, endpoint, bind=False)
+    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "capture", "--source", source,
+                             "--frames-out", frames_out, "--preview-out", preview_out,
+                             "--metrics-port", "0", *(["--session-id", session] if session else []), *flags],
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    return proc, consumer
