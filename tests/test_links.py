@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from services.launcher.main import RUN_SERVICES, plan_environment
+from services.launcher.plan import RUN_SERVICES, plan_environment
 from shared import config
 from shared.bus import SocketSpec
 from shared.cli import SERVICE_CLASSES

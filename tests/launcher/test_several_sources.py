@@ -16,6 +16,7 @@ import time
 import pytest
 
 from services.launcher import main as launcher
+from services.launcher.plan import RUN_SERVICES, plan_environment, resolve_run, services_of
 from services.launcher.streams import Stream, derived_id, plan_streams
 from shared.bus import SocketSpec
 from shared.config import SettingError
@@ -54,14 +55,14 @@ def test_a_camera_device_path_is_a_live_camera_and_a_missing_one_says_so(tmp_pat
 def _values(sources: list[str], *extra: str) -> dict:
     args = launcher.build_parser().parse_args(
         [arg for s in sources for arg in ("--source", s)] + ["--model", "baseline", "--redis-url", REDIS_URL, *extra])
-    return launcher.resolve_run(args)
+    return resolve_run(args)
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ipc"])
 def test_each_capture_binds_its_own_frames_and_facedetect_and_the_reporter_read_them_all(tmp_path, transport):
     values = _values(["front@1=a.avi", "b.avi"], "--fps", "3", "--transport", transport)
-    envs = launcher.plan_environment(values, REDIS_URL, str(tmp_path) if transport == "ipc" else "")
-    assert launcher.services_of(envs) == ["capture-front", "capture-b", "facedetect", "sequencer", "inference",
+    envs = plan_environment(values, REDIS_URL, str(tmp_path) if transport == "ipc" else "")
+    assert services_of(envs) == ["capture-front", "capture-b", "facedetect", "sequencer", "inference",
                                           "aggregator", "reporter", "web"]
     front, back = envs["capture-front"], envs["capture-b"]
     assert (front["SOURCE"], front["STREAM_ID"], front["FPS"]) == ("a.avi", "front", "1")
@@ -78,8 +79,8 @@ def test_each_capture_binds_its_own_frames_and_facedetect_and_the_reporter_read_
 
 
 def test_one_source_runs_exactly_as_before():
-    envs = launcher.plan_environment(_values(["class.avi"]), REDIS_URL)
-    assert set(envs) == set(launcher.RUN_SERVICES)
+    envs = plan_environment(_values(["class.avi"]), REDIS_URL)
+    assert set(envs) == set(RUN_SERVICES)
     assert envs["capture"]["STREAM_ID"] == "cam0" and envs["capture"]["STREAMS"] == ""
 
 
@@ -129,12 +130,12 @@ def test_the_config_file_lists_the_sources_with_their_ids_and_fps(tmp_path):
     config = tmp_path / "class.yaml"
     config.write_text("source:\n  - {id: front, source: a.avi, fps: 1}\n  - back=b.avi\nfps: 3\n")
     args = launcher.build_parser().parse_args(["--config", str(config), "--redis-url", REDIS_URL])
-    values = launcher.resolve_run(args)
+    values = resolve_run(args)
     assert values["sources"] == [Stream("front", "a.avi", 1.0), Stream("back", "b.avi")]
     assert (values["source"], values["stream_id"], values["streams"]) == ("a.avi", "front", "front,back")
-    envs = launcher.plan_environment(values, REDIS_URL)
+    envs = plan_environment(values, REDIS_URL)
     assert (envs["capture-back"]["SOURCE"], envs["capture-back"]["FPS"]) == ("b.avi", "3.0")
     # A flag wins over the file, as for every setting.
-    flagged = launcher.resolve_run(launcher.build_parser().parse_args(
+    flagged = resolve_run(launcher.build_parser().parse_args(
         ["--config", str(config), "--source", "c.avi", "--redis-url", REDIS_URL]))
     assert flagged["sources"] == [Stream("cam0", "c.avi")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from services.launcher.main import RUN_SERVICES, plan_environment
+from services.launcher.plan import RUN_SERVICES, plan_environment
 from shared import cpu_budget
 
 LIGHT = {"capture", "facedetect", "sequencer", "aggregator", "reporter"}

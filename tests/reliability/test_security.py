@@ -33,6 +33,7 @@ import zmq
 import zmq.auth
 
 from services.launcher import main as launcher
+from services.launcher.plan import PIPELINE, plan_environment
 from shared.bus import make_curve_keys
 from shared.config import COMMON, SERVICES
 from shared.messages import decode, encode
@@ -44,9 +45,6 @@ from tests.reliability.harness import LauncherRun, report_figures, service_pid, 
 from tests.support.env import REDIS_URL
 from tests.support.metrics import scrape
 from tests.support.waiting import wait_until
-
-PIPELINE = launcher.PIPELINE
-
 
 # --- 7. loopback by default ----------------------------------------------------------------------
 
@@ -65,7 +63,7 @@ def test_every_default_endpoint_is_loopback():
     assert set(hosts.values()) == {"127.0.0.1"}, hosts
     # The launcher's plan: every link of every service on loopback.
     args = launcher.build_parser().parse_args(["--source", "x.avi"])
-    envs = launcher.plan_environment(args, "redis://127.0.0.1:6379/0")
+    envs = plan_environment(args, "redis://127.0.0.1:6379/0")
     planned = {f"{name}:{k}": _host(v) for name, env in envs.items() for k, v in env.items()
                if k.endswith(("_OUT", "_IN")) and "+" in v}
     assert len(planned) >= 12 and set(planned.values()) == {"127.0.0.1"}, planned
