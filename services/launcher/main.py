@@ -54,6 +54,7 @@ from services.launcher.plan import (
 from services.launcher.private_redis import PrivateRedis
 from services.launcher.stand_in import CRASHED_REASON, send_eos_for
 from services.launcher.streams import Stream
+from services.launcher.summary import find_report, print_summary
 from services.launcher.supervisor import Child, Supervisor
 from shared import checks
 from shared.config import (
@@ -62,7 +63,6 @@ from shared.config import (
     SERVICES,
     SettingError,
     add_flags,
-    report_fallback_dir,
 )
 from shared.logs import setup_logging
 from shared.service import EXIT_GAVE_UP
@@ -120,15 +120,6 @@ def start_web(supervisor: Supervisor, web: Child) -> None:
         log.warning("port %s was taken meanwhile: the page moves to %s", web.env["WEB_PORT"], spare)
         web.env["WEB_PORT"] = spare
         supervisor.start(["web"])
-
-
-def find_report(values: dict[str, Any], session: str) -> tuple[Path, Path] | None:
-    """The session's report, where it was asked for or in the fallback folder."""
-    for folder in (Path(values["report_dir"]), report_fallback_dir(values.get("report_fallback_dir", ""))):
-        txt, js = folder / f"{session}.txt", folder / f"{session}.json"
-        if txt.exists() and js.exists():
-            return txt, js
-    return None
 
 
 # --- the checks ----------------------------------------------------------------------------------
@@ -380,7 +371,7 @@ def run(args: argparse.Namespace,
         code = EXIT_GAVE_UP
     if found:
         txt, js = found
-        _print_summary(js, elapsed, [stream.id for stream in gave_up] if len(captures) > 1 else [], crashed)
+        print_summary(js, elapsed, [stream.id for stream in gave_up] if len(captures) > 1 else [], crashed)
         if txt.parent != Path(values["report_dir"]):
             print(f"the report could not be written to {values['report_dir']}: saved in {txt.parent}", flush=True)
         print(f"report: {txt}")
@@ -389,36 +380,6 @@ def run(args: argparse.Namespace,
         print(f"no report yet: the class's totals are kept in {run_dir}; the next `engagement run` in this "
               f"folder writes its report", flush=True)
     return code
-
-
-def _print_summary(js: Path, elapsed: float, failed_streams: list[str] | None = None,
-                   crashed: set[str] | None = None) -> None:
-    try:
-        report = json.loads(js.read_text())
-        frames = report.get("totals", {}).get("frames", 0)
-        print(f"session {report.get('session')}: {frames} frames in {elapsed:.1f} s "
-              f"({frames / elapsed:.2f} frames/s including start-up)")
-        for stream in failed_streams or []:
-            reason = _stream_end_reason(report, stream)
-            why = "its capture crashed" if stream in (crashed or set()) else "its source could not be read"
-            print(f"stream {stream} failed: {why}" + (f" ({reason})" if reason else "") + "; the other streams went on")
-        if report.get("recording"):
-            print(f"recording: {report['recording']}")
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
-def _stream_end_reason(report: dict[str, Any], stream: str) -> str:
-    """The end reason the report recorded for `stream` (its per-stream section), if any."""
-    streams = report.get("streams")
-    entry = streams.get(stream) if isinstance(streams, dict) else next(
-        (s for s in streams if isinstance(s, dict) and s.get("stream") == stream), None) if isinstance(
-        streams, list) else None
-    if isinstance(entry, dict):
-        end = entry.get("end")
-        return str(entry.get("end_reason") or entry.get("reason") or (end.get("reason") if isinstance(end, dict)
-                                                                       else "") or "")
-    return ""
 
 
 def main(argv: list[str]) -> int:
