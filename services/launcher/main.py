@@ -34,7 +34,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,6 +51,7 @@ from services.launcher.plan import (
     services_of,
 )
 from services.launcher.private_redis import PrivateRedis
+from services.launcher.recovery import recover_interrupted, remove_run, report_from_redis
 from services.launcher.stand_in import CRASHED_REASON, send_eos_for
 from services.launcher.streams import Stream
 from services.launcher.summary import find_report, print_summary
@@ -156,80 +156,6 @@ def preflight(values: dict[str, Any], session_given: bool) -> int:
     for r in failed:
         print(f"engagement run: {r.line()}", file=sys.stderr, flush=True)
     return EXIT_CHECK_FAILED if failed else 0
-
-
-# --- runs that outlive a crash -------------------------------------------------------------------
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def recover_interrupted(state_dir: Path, redis_url: str = "") -> list[tuple[Path, Path]]:
-    """Write the report of every class whose launcher died (its run record is still here).
-
-    A class on a private Redis is read from the data that Redis left in the record's folder;
-    one on a shared Redis from this run's REDIS_URL (never written to disk: it may carry a
-    password).
-    """
-    written = []
-    for record_path in sorted(state_dir.glob("runs/*/run.json")):
-        try:
-            record = json.loads(record_path.read_text())
-        except (OSError, ValueError):
-            continue
-        if _pid_alive(int(record.get("pid", 0))) and record.get("pid") != os.getpid():
-            continue  # another class still running in this folder
-        run_dir = record_path.parent
-        session = record["session"]
-        if not record.get("private") and not redis_url:
-            log.warning("session %s was interrupted on a shared Redis: give its REDIS_URL to write its report",
-                        session)
-            continue
-        log.warning("session %s was interrupted (its launcher died): writing its report now", session)
-        private = PrivateRedis(run_dir / "redis", os.getpid()) if record.get("private") else None
-        url = private.url if private else redis_url
-        report_from_redis(session, url, record.get("env", {}), 30.0)
-        found = find_report(record.get("values", {"report_dir": record.get("env", {}).get("REPORT_DIR", "reports")}),
-                            session)
-        if private:
-            private.stop(keep_data=found is None)
-        if found:
-            written.append(found)
-            print(f"report of interrupted session {session}: {found[0]} {found[1]}", flush=True)
-            _remove_run(run_dir)
-    return written
-
-
-def report_from_redis(session: str, redis_url: str, env: dict[str, str], timeout: float) -> None:
-    """The reporter, once, writing `session`'s report from what Redis holds (marked interrupted
-    when the class never ended): for a class whose launcher died, or a stop that could not
-    drain in time."""
-    full = {k: v for k, v in os.environ.items() if k != "CONFIG_FILE"}
-    full.update(env)
-    full.update({"SESSION_ID": session, "REDIS_URL": redis_url, "REPORT_RECOVER": "1", "METRICS_PORT": "0",
-                 "PREVIEW_IN": "", "UPDATES_IN": "", "MESSAGING": "0", "RECORD": "0"})
-    try:
-        subprocess.run([sys.executable, "-m", "shared.cli", "reporter"], env=full, timeout=max(1.0, timeout),
-                       stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired:
-        log.error("the report of %s took over %.0f s; its totals are kept for the next start", session, timeout)
-
-
-def _remove_run(run_dir: Path) -> None:
-    import shutil
-
-    shutil.rmtree(run_dir, ignore_errors=True)
-    try:
-        run_dir.parent.rmdir()  # runs/ when empty, and the state folder when empty
-        run_dir.parent.parent.rmdir()
-    except OSError:
-        pass
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -349,7 +275,7 @@ def run(args: argparse.Namespace,
         if bus_dir:
             shutil.rmtree(bus_dir, ignore_errors=True)
         if not (keep_totals and private):
-            _remove_run(run_dir)
+            remove_run(run_dir)
     elapsed = time.monotonic() - started
     if found and not failed:
         code = 0  # the class is on disk (drained, or written from Redis at the stop's deadline)
