@@ -28,7 +28,6 @@ left: it sent no eos, so the launcher sends it for it (services/launcher/stand_i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -50,16 +49,15 @@ from services.launcher.plan import (
     run_settings,
     services_of,
 )
+from services.launcher.preflight import EXIT_CHECK_FAILED, preflight, run_all_checks
 from services.launcher.private_redis import PrivateRedis
 from services.launcher.recovery import recover_interrupted, remove_run, report_from_redis
 from services.launcher.stand_in import CRASHED_REASON, send_eos_for
-from services.launcher.streams import Stream
 from services.launcher.summary import find_report, print_summary
 from services.launcher.supervisor import Child, Supervisor
 from shared import checks
 from shared.config import (
     LAUNCHER,
-    METRICS_PORTS,
     SERVICES,
     SettingError,
     add_flags,
@@ -69,7 +67,6 @@ from shared.service import EXIT_GAVE_UP
 
 log = logging.getLogger("launcher")
 
-EXIT_CHECK_FAILED = 2
 SHORT_OPTIONS = {"--record": "-r", "--messaging": "-m"}  # the reference system's, as the reporter takes them
 
 
@@ -106,8 +103,6 @@ def _common() -> list[Any]:
     return COMMON
 
 
-
-
 def start_web(supervisor: Supervisor, web: Child) -> None:
     """Start the page; when its port was taken between the check and the bind (two classes
     started together both saw WEB_PORT free), start it again on the spare port."""
@@ -120,42 +115,6 @@ def start_web(supervisor: Supervisor, web: Child) -> None:
         log.warning("port %s was taken meanwhile: the page moves to %s", web.env["WEB_PORT"], spare)
         web.env["WEB_PORT"] = spare
         supervisor.start(["web"])
-
-
-# --- the checks ----------------------------------------------------------------------------------
-
-def check_context(values: dict[str, Any], session_given: bool = False) -> checks.Context:
-    fixed = {n: METRICS_PORTS[n] for n in RUN_SERVICES} if values.get("fixed_ports") else {}
-    return checks.Context(values, private_redis=not values.get("redis_url"),
-                          extra={"fixed_ports": fixed, "session_given": session_given})
-
-
-def run_all_checks(values: dict[str, Any], session_given: bool) -> list[checks.Result]:
-    """Every check once, and the source check for every source of the class (named by its stream)."""
-    streams: list[Stream] = values.get("sources") or []
-    if len(streams) <= 1:
-        return checks.run_checks(check_context(values, session_given))
-    listed = [(name, fn) for name, fn in checks.CHECKS if name != "source"]
-    for stream in streams:
-        listed.append((f"source {stream.id}", _source_check(values, stream)))
-    return checks.run_checks(check_context(values, session_given), checks=listed)
-
-
-def _source_check(values: dict[str, Any], stream: Stream) -> checks.CheckFn:
-    source_fn = dict(checks.CHECKS)["source"]
-
-    def one(_ctx: checks.Context) -> checks.Result:
-        result = source_fn(checks.Context(dict(values, source=stream.source)))
-        return dataclasses.replace(result, name=f"source {stream.id}")
-    return one
-
-
-def preflight(values: dict[str, Any], session_given: bool) -> int:
-    """0, or print each failed check's one line and return 2."""
-    failed = [r for r in run_all_checks(values, session_given) if not r.ok]
-    for r in failed:
-        print(f"engagement run: {r.line()}", file=sys.stderr, flush=True)
-    return EXIT_CHECK_FAILED if failed else 0
 
 
 # --- the run -------------------------------------------------------------------------------------

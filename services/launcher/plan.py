@@ -52,7 +52,6 @@ def run_settings() -> list[Any]:
     return out
 
 
-
 def resolve_run(args: argparse.Namespace) -> dict[str, Any]:
     """Every run setting, flag > environment > config file > default; SettingError if one is bad."""
     flags = dict(vars(args))
