@@ -56,12 +56,7 @@ from services.launcher.stand_in import CRASHED_REASON, send_eos_for
 from services.launcher.summary import find_report, print_summary
 from services.launcher.supervisor import Child, Supervisor
 from shared import checks
-from shared.config import (
-    LAUNCHER,
-    SERVICES,
-    SettingError,
-    add_flags,
-)
+from shared.config import LAUNCHER, SERVICES, SettingError, add_flags
 from shared.logs import setup_logging
 from shared.service import EXIT_GAVE_UP
 
