@@ -266,6 +266,8 @@ SERVICES: dict[str, list[Setting]] = {
         Setting("MQTT_PORT", 1883, "local MQTT broker port", int, min=1, max=65535),
         Setting("DEVICE_ID", "jetson-01", "device id used in MQTT topics"),
         Setting("MQTT_TOTALS_INTERVAL", 10.0, "seconds between totals published over MQTT", float),
+        Setting("LIVE_VIDEO_FPS", 15.0, "most video frames a second per stream for the live page (each is a "
+                "JPEG for every browser; 0 = every frame); every update still goes", float, min=0),
         PREVIEW_IN, UPDATES_IN, LIVE_OUT,
     ],
     # The teacher's live page, past sessions and the JSON API (services/web).

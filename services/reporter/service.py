@@ -52,6 +52,8 @@ REPORTS_WRITTEN = Counter("engagement_reports_written_total", "End-of-session re
 REPORT_ERRORS = Counter("engagement_report_errors_total", "Failed attempts to build or write a report",
                         ["reason"])
 OVERLAY_FRAMES = Counter("engagement_overlay_frames_total", "Preview frames drawn with their update")
+LIVE_FRAMES_SKIPPED = Counter("engagement_live_frames_skipped_total",
+                              "Drawn frames not sent to the live page (over LIVE_VIDEO_FPS for their stream)")
 UNMATCHED = Counter("engagement_overlay_unmatched_total",
                     "Preview frames or updates evicted without their counterpart", ["kind"])
 BAD_FRAMES = Counter("engagement_bad_frames_total", "Preview frames that did not decode", ["service"])
@@ -141,6 +143,10 @@ class ReporterService(Service):
         self.several_streams = len(expected_streams(s.streams)) > 1
         self.pending_reports: dict[str, dict[str, Any]] = {}  # session -> {attempts, next}
         self.latest_totals: dict[str, dict[str, Any]] = {}  # session -> totals from the last update
+        # Live video per stream at most LIVE_VIDEO_FPS: a camera read at every frame, or a file
+        # played unthrottled, would otherwise spend a JPEG encode a frame on a page that shows 15.
+        self.live_period = 1.0 / float(s.live_video_fps) if float(s.live_video_fps) > 0 else 0.0
+        self.live_sent_at: dict[str, float] = {}  # stream -> when its last live frame went
         self.totals_sent: dict[str, int] = {}
         self.next_totals = time.monotonic() + float(s.mqtt_totals_interval)
         self.next_recovery = 0.0  # at start-up, then every RECOVERY_INTERVAL
@@ -222,6 +228,11 @@ class ReporterService(Service):
         self.senders["live"].send(out, droppable=True)
 
     def _send_live_frame(self, header: Frame, img: Any) -> None:
+        now = time.monotonic()
+        if now - self.live_sent_at.get(header.stream, -1e9) < self.live_period:
+            LIVE_FRAMES_SKIPPED.inc()
+            return
+        self.live_sent_at[header.stream] = now
         ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, LIVE_JPEG_QUALITY])
         if ok:
             out = follow_up(header, "frame", self.name, width=int(img.shape[1]), height=int(img.shape[0]),

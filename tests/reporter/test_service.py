@@ -352,7 +352,7 @@ def _live_messages(p: Pipeline, live_port: int, image: np.ndarray, after_join: i
 def test_live_link_carries_updates_the_drawn_overlay_and_the_end(tmp_path):
     (live_port,) = free_ports(1)
     image = np.full((240, 320, 3), 90, np.uint8)
-    with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}") as p:
+    with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}", live_video_fps=0) as p:
         msgs = _live_messages(p, live_port, image)
     kinds = Counter(m.kind for m in msgs)
     assert kinds["update"] >= 3 and kinds["frame"] >= 2 and kinds["eos"] == 1
@@ -363,6 +363,23 @@ def test_live_link_carries_updates_the_drawn_overlay_and_the_end(tmp_path):
     update = next(m for m in msgs if m.kind == "update" and m["predictions"])
     assert update["totals"]["frames"] >= 1 and update["model"]["baseline"] is True
     assert msgs[-1]["session"] == p.session and msgs[-1]["reason"] == "report_written"
+
+
+
+def test_live_video_is_capped_per_stream_while_every_update_goes(tmp_path):
+    """Frames drawn faster than LIVE_VIDEO_FPS (a file played unthrottled): the page gets at most
+    that many a second, the rest counted; every update still goes."""
+    (live_port,) = free_ports(1)
+    image = np.full((240, 320, 3), 90, np.uint8)
+    skipped_before = local_metric("engagement_live_frames_skipped_total")
+    with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}", live_video_fps=2) as p:
+        started = time.monotonic()
+        msgs = _live_messages(p, live_port, image, after_join=20)
+        elapsed = time.monotonic() - started
+    kinds = Counter(m.kind for m in msgs)
+    assert kinds["update"] >= 20
+    assert 1 <= kinds["frame"] <= 2 * elapsed + 1, (kinds, elapsed)
+    assert local_metric("engagement_live_frames_skipped_total") - skipped_before >= 20 - (2 * elapsed + 1)
 
 
 def test_live_link_is_class_level_only_when_reports_are(tmp_path):

@@ -21,8 +21,9 @@ def frame_header(image: np.ndarray, seq: int, t: float):  # type: ignore[no-unty
                        t_media=t, source="test")
 
 
-def run_facedetect(frames: list[np.ndarray], **settings) -> list:  # type: ignore[no-untyped-def]
-    """One `faces` message per frame (stream gallery/screen), from a facedetect with `settings`."""
+def run_facedetect(frames: list[np.ndarray], pace: float = 0.0, **settings) -> list:  # type: ignore[no-untyped-def]
+    """One `faces` message per frame (stream gallery/screen), from a facedetect with `settings`;
+    `pace`: at least this many seconds between one frame and the next."""
     _, frames_in, frames_ep = link("frames")
     faces_out, _, faces_ep = link("faces")
     sender = Peer(zmq.PUSH, frames_ep, bind=True)
@@ -33,6 +34,7 @@ def run_facedetect(frames: list[np.ndarray], **settings) -> list:  # type: ignor
             for seq, image in enumerate(frames):
                 sender.send(frame_header(image, seq, seq * 0.5), image.tobytes())
                 got.append(receiver.recv(60))
+                time.sleep(pace)
             return got
     finally:
         sender.close()
