@@ -115,8 +115,9 @@ def test_gallery_names_without_the_ocr_library_is_one_error_line_and_ids_by_tile
     assert any("pip install -e '.[ocr]'" in e and "tile names are not read" in e for e in errors), errors
 
 
-def _counting_find_tiles(monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
-    """The real find_tiles, its calls counted."""
+def _grid_search_case(faces, monkeypatch, recheck_seconds: float):  # type: ignore[no-untyped-def]
+    """The real find_tiles with its calls counted, GRID_RECHECK_SECONDS set; a plain picture, a
+    3x3 call's grid, and the gallery-mode frame count before."""
     import services.facedetect.service as service
 
     calls = [0]
@@ -126,17 +127,14 @@ def _counting_find_tiles(monkeypatch) -> list[int]:  # type: ignore[no-untyped-d
         return find_tiles(image)
 
     monkeypatch.setattr(service, "find_tiles", counted)
-    return calls
+    monkeypatch.setattr(service, "GRID_RECHECK_SECONDS", recheck_seconds)
+    plain = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    gallery = render(scenario(3), 0.0, SIZE, faces)
+    return calls, plain, gallery, counter(GALLERY_FRAMES, "facedetect", "gallery")
 
 
 def test_a_stream_without_a_grid_is_not_searched_for_one_every_frame(faces, monkeypatch):
-    import services.facedetect.service as service
-
-    calls = _counting_find_tiles(monkeypatch)
-    monkeypatch.setattr(service, "GRID_RECHECK_SECONDS", 3600.0)
-    plain = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    gallery = render(scenario(3), 0.0, SIZE, faces)
-    before = counter(GALLERY_FRAMES, "facedetect", "gallery")
+    calls, plain, gallery, before = _grid_search_case(faces, monkeypatch, 3600.0)
     got = run_facedetect([plain] * 10 + [gallery])
     assert calls[0] == 1  # the first frame only: no grid, then not again within the hour
     assert all(len(m["faces"]) == 1 for m in got[:10])
@@ -144,13 +142,7 @@ def test_a_stream_without_a_grid_is_not_searched_for_one_every_frame(faces, monk
 
 
 def test_a_grid_that_appears_is_found_within_the_recheck_time(faces, monkeypatch):
-    import services.facedetect.service as service
-
-    calls = _counting_find_tiles(monkeypatch)
-    monkeypatch.setattr(service, "GRID_RECHECK_SECONDS", 0.3)
-    plain = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-    gallery = render(scenario(3), 0.0, SIZE, faces)
-    before = counter(GALLERY_FRAMES, "facedetect", "gallery")
+    calls, plain, gallery, before = _grid_search_case(faces, monkeypatch, 0.3)
     got = run_facedetect([plain] * 3 + [gallery] * 12, pace=0.1)
     in_gallery_mode = counter(GALLERY_FRAMES, "facedetect", "gallery") - before
     # The grid is found within 0.3 s of appearing (about 3 frames at 10 a second, 6 allowed on a
