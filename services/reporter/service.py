@@ -198,21 +198,25 @@ class ReporterService(Service):
         header, payload = self.frames.pop(key)
         update = self.updates.pop(key)
         key_session = header.session
+        recorder = self.recorders.get(header.stream)
+        recording = bool(self.settings.record) and (recorder is None or recorder.active)
         frame = overlay.decode_frame(header, payload)
         if frame is None:
             BAD_FRAMES.labels(self.name).inc()
             self.log.warning("preview frame %s/%d does not decode: skipped", *key)
             return
+        live = "live" in self.senders and not self.class_level_only  # class level only: no video
+        live_due = live and self._live_frame_due(header.stream)
+        if not (recording or live_due or not self.headless):
+            return  # nobody would see this drawing: no recording, no window, the page's video capped
         model = update.model
         labels = model.get("labels") or list(LEVEL_LABELS)
-        recorder = self.recorders.get(header.stream)
-        recording = bool(self.settings.record) and (recorder is None or recorder.active)
         # Several streams: each video shows its own stream's tally (the session's is on the page).
         totals = (update.totals.get("streams") or {}).get(header.stream) or update.totals
         img = overlay.draw(frame, update.faces, update.predictions, totals, labels,
                            recording=recording, baseline=bool(model.get("baseline")))
         OVERLAY_FRAMES.inc()
-        if "live" in self.senders and not self.class_level_only:  # class level only: no video
+        if live_due:
             self._send_live_frame(header, img)
         if recording:
             self._record(img, key_session, header.stream)
@@ -227,12 +231,16 @@ class ReporterService(Service):
                         predictions=h.predictions if per_student else [], faces=h.faces if per_student else [])
         self.senders["live"].send(out, droppable=True)
 
-    def _send_live_frame(self, header: Frame, img: Any) -> None:
+    def _live_frame_due(self, stream: str) -> bool:
+        """Whether this stream's next live frame may go now (LIVE_VIDEO_FPS); if so, it is taken."""
         now = time.monotonic()
-        if now - self.live_sent_at.get(header.stream, -1e9) < self.live_period:
+        if now - self.live_sent_at.get(stream, -1e9) < self.live_period:
             LIVE_FRAMES_SKIPPED.inc()
-            return
-        self.live_sent_at[header.stream] = now
+            return False
+        self.live_sent_at[stream] = now
+        return True
+
+    def _send_live_frame(self, header: Frame, img: Any) -> None:
         ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, LIVE_JPEG_QUALITY])
         if ok:
             out = follow_up(header, "frame", self.name, width=int(img.shape[1]), height=int(img.shape[0]),

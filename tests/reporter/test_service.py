@@ -372,6 +372,7 @@ def test_live_video_is_capped_per_stream_while_every_update_goes(tmp_path):
     (live_port,) = free_ports(1)
     image = np.full((240, 320, 3), 90, np.uint8)
     skipped_before = local_metric("engagement_live_frames_skipped_total")
+    drawn_before = local_metric("engagement_overlay_frames_total")
     with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}", live_video_fps=2) as p:
         started = time.monotonic()
         msgs = _live_messages(p, live_port, image, after_join=20)
@@ -380,6 +381,8 @@ def test_live_video_is_capped_per_stream_while_every_update_goes(tmp_path):
     assert kinds["update"] >= 20
     assert 1 <= kinds["frame"] <= 2 * elapsed + 1, (kinds, elapsed)
     assert local_metric("engagement_live_frames_skipped_total") - skipped_before >= 20 - (2 * elapsed + 1)
+    # Headless, not recording: a frame the page does not get is not drawn either.
+    assert local_metric("engagement_overlay_frames_total") - drawn_before <= 2 * elapsed + 1
 
 
 def test_live_link_is_class_level_only_when_reports_are(tmp_path):
