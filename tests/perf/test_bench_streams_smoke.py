@@ -19,8 +19,12 @@ def test_quick_bench_streams_writes_every_figure(tmp_path, capsys):
     assert [(run["streams"], run["mode"]) for run in r["runs"]] == [(2, "2fps"), (2, "unthrottled")]
     for run in r["runs"]:
         assert run["exit_code"] == 0
-        # 3 s per stream: 6 frames at 2 FPS, all 90 unthrottled; all through (a file waits for the pipeline).
-        assert run["frames_through"] == (6 if run["mode"] == "2fps" else 90) * run["streams"], run
+        # 3 s per stream: 6 frames at 2 FPS, all 90 unthrottled; each through to the tap on the updates
+        # link, or counted where it was dropped (a file waits for the pipeline, but updates are droppable:
+        # a CI run's aggregator dropped 2 of 180 to a tap slowed by the loaded machine, queue_full).
+        expected = (6 if run["mode"] == "2fps" else 90) * run["streams"]
+        assert run["frames_through"] + run["drops_counted"] == expected, run
+        assert run["frames_through"] >= 0.9 * expected, run
         assert run["fps"] > 0 and run["capture_to_prediction_ms"]["p99"] is not None
         assert run["faces_per_frame"] > 0 and run["model_calls"] > 0
         assert 1 <= run["streams_per_call"] <= run["streams"]
