@@ -52,6 +52,9 @@ NAME_STORE_RETRY_SECONDS = 10.0
 # search cost more than BlazeFace on a camera's frames (a third of facedetect's time at 78
 # frames/s, 18 ms a 1920x1080 frame); a call's grid that appears is found within this.
 GRID_RECHECK_SECONDS = 1.0
+# ... unless it showed one this recently: a reflow (someone joins or leaves) can hide the grid
+# for a frame, and the frames after it must not lose their tile ids for a second.
+GRID_RECENT_SECONDS = 30.0
 GALLERY_FRAMES = Counter("engagement_gallery_frames_total",
                          "Frames by whether a participant grid was found (gallery) or not (plain detection)",
                          ["service", "mode"])
@@ -107,6 +110,7 @@ class FaceDetectService(Service):
         self.last_seq: dict[tuple[str, str], int] = {}
         self.last_wall: dict[tuple[str, str], float] = {}
         self.no_grid_at: dict[tuple[str, str], float] = {}  # when a stream's last grid search found none
+        self.grid_seen_at: dict[tuple[str, str], float] = {}  # when it last found one
         self.log.info("detector %s (confidence %.2f, every %d frames), crops %dpx", self.detector.name,
                       s.confidence, self.follower.every, self.crop_size)
 
@@ -156,16 +160,19 @@ class FaceDetectService(Service):
         self.senders["faces"].send(header, b"".join(c.tobytes() for c in crops))
 
     def _find_grid(self, key: tuple[str, str], image: np.ndarray) -> list[tuple[int, int, int, int]]:
-        """The call's tiles in this frame; while a stream shows none, searched once a GRID_RECHECK_SECONDS."""
+        """The call's tiles in this frame; while a stream shows none (and showed none for
+        GRID_RECENT_SECONDS), searched once a GRID_RECHECK_SECONDS."""
         if not self.gallery:
             return []
         now = time.monotonic()
         last_miss = self.no_grid_at.get(key)
-        if last_miss is not None and now - last_miss < GRID_RECHECK_SECONDS:
+        recent_grid = now - self.grid_seen_at.get(key, -1e9) < GRID_RECENT_SECONDS
+        if last_miss is not None and now - last_miss < GRID_RECHECK_SECONDS and not recent_grid:
             return []
         tiles = find_tiles(image)
         if tiles:
             self.no_grid_at.pop(key, None)
+            self.grid_seen_at[key] = now
         else:
             self.no_grid_at[key] = now
         return tiles
@@ -251,6 +258,7 @@ class FaceDetectService(Service):
         self.last_seq.pop(key, None)
         self.last_wall.pop(key, None)
         self.no_grid_at.pop(key, None)
+        self.grid_seen_at.pop(key, None)
 
     def tick(self) -> None:
         # A stream that ended without eos (capture killed) must not keep its state forever.

@@ -149,3 +149,11 @@ def test_a_grid_that_appears_is_found_within_the_recheck_time(faces, monkeypatch
     # loaded machine) and searched every frame from then on (tiles come and go).
     assert 12 - 6 <= in_gallery_mode <= 12, in_gallery_mode
     assert calls[0] < len(got)  # the plain frames were not all searched
+
+
+def test_a_call_that_hides_its_grid_for_a_frame_is_searched_again_at_once(faces, monkeypatch):
+    """A reflow can show no grid for a frame: the next frames keep gallery mode (tile ids)."""
+    calls, plain, gallery, before = _grid_search_case(faces, monkeypatch, 3600.0)
+    run_facedetect([gallery, gallery, plain, gallery, gallery])
+    assert calls[0] == 5  # every frame searched: the stream showed a grid a moment ago
+    assert counter(GALLERY_FRAMES, "facedetect", "gallery") - before == 4
