@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prometheus_client import Counter
+
+from shared.filenames import file_part
 
 HEARTBEAT_SECONDS = 5.0
 STATE_ERRORS = Counter("engagement_capture_state_errors_total", "Capture state files that could not be written "
@@ -45,8 +46,7 @@ class StreamStateFile:
     """One stream's state file: read at start, refreshed while running, removed at a clean end."""
 
     def __init__(self, directory: str, stream: str, window_seconds: float, log: logging.Logger) -> None:
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", stream) or "stream"
-        self.path = Path(directory) / f"{safe}.json"
+        self.path = Path(directory) / f"{file_part(stream)}.json"
         self.window = window_seconds
         self.log = log
         self.state: StreamState | None = None

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -40,6 +39,7 @@ from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
 from shared.backoff import backoff_delay
 from shared.config import report_fallback_dir
+from shared.filenames import file_part
 from shared.levels import LEVEL_LABELS
 from shared.marks import MarkStore
 from shared.messages import Eos, Frame, Message, Update, follow_up, make_header
@@ -53,7 +53,8 @@ REPORT_ERRORS = Counter("engagement_report_errors_total", "Failed attempts to bu
                         ["reason"])
 OVERLAY_FRAMES = Counter("engagement_overlay_frames_total", "Preview frames drawn with their update")
 LIVE_FRAMES_SKIPPED = Counter("engagement_live_frames_skipped_total",
-                              "Drawn frames not sent to the live page (over LIVE_VIDEO_FPS for their stream)")
+                              "Frames not sent to the live page (over LIVE_VIDEO_FPS for their stream); "
+                              "not drawn either when nothing else needs them")
 UNMATCHED = Counter("engagement_overlay_unmatched_total",
                     "Preview frames or updates evicted without their counterpart", ["kind"])
 BAD_FRAMES = Counter("engagement_bad_frames_total", "Preview frames that did not decode", ["service"])
@@ -257,7 +258,7 @@ class ReporterService(Service):
             folder = s.record_path or s.report_dir
             name = s.record_filename or f"{session}.avi"
             if self.several_streams:  # "<name>-<stream>.avi": one file per camera
-                safe = re.sub(r"[^A-Za-z0-9_.-]", "_", stream)
+                safe = file_part(stream, empty="")
                 stem, dot, ext = name.rpartition(".")
                 name = f"{stem}-{safe}.{ext}" if dot else f"{name}-{safe}"
             recorder = self.recorders[stream] = Recorder(folder, name, s.record_codec, fps, *size,
