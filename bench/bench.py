@@ -11,7 +11,7 @@ every frame, the reference-style classifier bundle, and the attention baseline):
      compared, and memory over a soak with a deliberately slow consumer;
   4. every face detector: ms a frame and recall on real faces (bench/detectors.py), and the
      attention baseline's practical limit (decode + detection + face mesh in one loop);
-  5. with --budget-sweep, the pipeline under several CPU budgets (shared/cpu_budget.py).
+  5. with --budget-sweep, the pipeline under several CPU budgets (shared/ops/cpu_budget.py).
 
 --only runs chosen parts alone (e.g. `--only sweep`, or `--only pipeline --runs bundle_8_2fps`
 for one case); the tables and targets of the parts left out are left out too.
@@ -38,6 +38,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -46,7 +47,7 @@ from bench.bushop import measure_hop
 from bench.observe import ProcessSampler
 from bench.pipeline import run_pipeline
 from bench.workload import VIDEO_FPS, make_faces_video, make_gallery_video
-from shared.config import REPO_ROOT
+from shared.ops.config import REPO_ROOT
 
 log = logging.getLogger("bench")
 FACE_COUNTS = (1, 8)
@@ -241,11 +242,22 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work_dir
     work.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    results: dict = {"command": "engagement bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-                     "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                     "parts": [p for p in PARTS if p in parts]}
+    results: dict[str, Any] = {
+        "command": "engagement bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "parts": [p for p in PARTS if p in parts]}
+    by_rate, bundle = _inputs(args, parts, work, results)
+    _measure_parts(args, parts, results)
+    engine = _measure_engines(args, parts, by_rate["2fps"], bundle, work, results)
+    _measure_pipelines(args, parts, by_rate, bundle, work, engine, results)
+    _write(args, results, started)
+    return 0
 
+
+def _inputs(args: argparse.Namespace, parts: set[str], work: Path,
+            results: dict[str, Any]) -> tuple[dict[str, dict[int, Path]], Path]:
+    """The videos of each rate (faces counts of FACE_COUNTS) and the reference bundle, made as needed."""
     frames = int(args.seconds * VIDEO_FPS)
     videos = {n: make_faces_video(work / f"faces{n}-{frames}.avi", n, frames) for n in FACE_COUNTS}
     # The unthrottled runs read a longer video: 120 frames went through in about a second, so
@@ -253,7 +265,6 @@ def main(argv: list[str] | None = None) -> int:
     long_frames = args.unthrottled_frames
     long_videos = (videos if long_frames == frames else
                    {n: make_faces_video(work / f"faces{n}-{long_frames}.avi", n, long_frames) for n in FACE_COUNTS})
-    by_rate = {"2fps": videos, "unthrottled": long_videos}
     results["inputs"] = {"videos": {str(n): str(v) for n, v in videos.items()}, "frames": frames,
                          "unthrottled_frames": long_frames, "video_fps": VIDEO_FPS, "size": "640x480"}
     bundle = work / f"reference-bundle-{args.image_size}"
@@ -261,18 +272,25 @@ def main(argv: list[str] | None = None) -> int:
         log.info("reference bundle %s", bundle)
         _python_module("bench.workload", "bundle", "--out", str(bundle), "--size", str(args.image_size))
     results["inputs"]["bundle"] = str(bundle)
+    return {"2fps": videos, "unthrottled": long_videos}, bundle
 
+
+def _measure_parts(args: argparse.Namespace, parts: set[str], results: dict[str, Any]) -> None:
+    """The micro-benchmarks: a bus hop, and the face detectors on real faces."""
     if "bus" in parts:
         log.info("bus hop micro-benchmark (%d frames)", args.hops)
         results["bus"] = measure_hop(args.hops)
         results["bus"]["header_only"] = measure_hop(args.hops, frame=False)  # the floor: no payload at all
         results["bus"]["ipc"] = measure_hop(args.hops, transport="ipc")  # what the launcher uses
-
     if "detectors" in parts:
         log.info("face detectors on real faces (%d frames per sample set)", args.detector_frames)
         results["detectors"] = detector_table(DETECTOR_NAMES_MEASURED, args.detector_frames)
 
-    engine = args.engine
+
+def _measure_engines(args: argparse.Namespace, parts: set[str], videos: dict[int, Path], bundle: Path, work: Path,
+                     results: dict[str, Any]) -> str:
+    """The inference engines on the bundle; the engine the pipeline runs with (ENGINE=auto's pick when measured)."""
+    engine: str = args.engine
     if "engines" in parts:
         log.info("inference engines")
         engines_json = work / "engines.json"
@@ -280,15 +298,19 @@ def main(argv: list[str] | None = None) -> int:
                        "--calls", str(args.calls), "--json", str(engines_json))
         results["engines"] = json.loads(engines_json.read_text())
         engine = results["engines"]["auto_choice"]  # what ENGINE=auto picks: the pipeline runs with it
+    return engine
 
+
+def _measure_pipelines(args: argparse.Namespace, parts: set[str], by_rate: dict[str, dict[int, Path]], bundle: Path,
+                       work: Path, engine: str, results: dict[str, Any]) -> None:
+    """The single-process loops, the pipeline runs, the soak, the gallery and the budget sweep."""
     if "loops" in parts:
         results["loops"] = {}
         for n in FACE_COUNTS:
             for mode in ("reference", "best", "baseline"):
                 log.info("single-process loop %s, %d face(s)", mode, n)
-                results["loops"][f"{mode}_{n}"] = run_loop(long_videos[n], bundle, mode, engine,
+                results["loops"][f"{mode}_{n}"] = run_loop(by_rate["unthrottled"][n], bundle, mode, engine,
                                                            args.loop_seconds, work)
-
     if "pipeline" in parts:
         results["pipeline"] = {}
         for label in args.runs or PIPELINE_RUNS:
@@ -297,29 +319,35 @@ def main(argv: list[str] | None = None) -> int:
                 video, model, realtime = _pipeline_case(label, by_rate, bundle)
                 log.info("pipeline %s", name)
                 results["pipeline"][name] = run_pipeline(video, model, realtime, work, engine=engine, label=name)
-
     if "soak" in parts and args.soak_seconds > 0:
-        soak_frames = int(args.soak_seconds * SOAK_VIDEO_FPS)
-        soak_video = make_faces_video(work / f"soak8-{soak_frames}.avi", 8, soak_frames, SOAK_VIDEO_FPS)
-        log.info("soak: %.0f s, source paced at %.0f FPS, inference SLOWDOWN %.2f s", args.soak_seconds,
-                 SOAK_VIDEO_FPS, args.soak_slowdown)
-        warmup = min(60.0, args.soak_seconds / 10)
-        soak = run_pipeline(soak_video, str(bundle), True, work, engine=engine, label="soak", soak_warmup=warmup,
-                            extra_env={"FPS": "0", "SLOWDOWN": str(args.soak_slowdown)})
-        soak.update({"seconds": args.soak_seconds, "warmup_seconds": warmup, "source_fps": SOAK_VIDEO_FPS,
-                     "slowdown": args.soak_slowdown})
-        results["soak"] = soak
-
+        results["soak"] = _soak(args, bundle, work, engine)
     if "gallery" in parts:
+        frames = int(args.seconds * VIDEO_FPS)
         gallery = make_gallery_video(work / f"gallery{GALLERY_FACES}-{frames}.avi", GALLERY_FACES, frames)
         log.info("pipeline gallery: 1280x720, %d faces, baseline, unthrottled", GALLERY_FACES)
         results["pipeline_gallery"] = run_pipeline(gallery, "baseline", False, work, engine=engine,
                                                    label=f"gallery_{GALLERY_FACES}",
                                                    extra_env={"WIDTH": "1280", "HEIGHT": "720"})
-
     if "sweep" in parts:
         results["budget_sweep"] = budget_sweep(args, by_rate, bundle, work, engine)
 
+
+def _soak(args: argparse.Namespace, bundle: Path, work: Path, engine: str) -> dict[str, Any]:
+    """A long paced run with a slowed inference: the memory and queues over time."""
+    soak_frames = int(args.soak_seconds * SOAK_VIDEO_FPS)
+    soak_video = make_faces_video(work / f"soak8-{soak_frames}.avi", 8, soak_frames, SOAK_VIDEO_FPS)
+    log.info("soak: %.0f s, source paced at %.0f FPS, inference SLOWDOWN %.2f s", args.soak_seconds,
+             SOAK_VIDEO_FPS, args.soak_slowdown)
+    warmup = min(60.0, args.soak_seconds / 10)
+    soak: dict[str, Any] = run_pipeline(soak_video, str(bundle), True, work, engine=engine, label="soak",
+                                        soak_warmup=warmup, extra_env={"FPS": "0", "SLOWDOWN": str(args.soak_slowdown)})
+    soak.update({"seconds": args.soak_seconds, "warmup_seconds": warmup, "source_fps": SOAK_VIDEO_FPS,
+                 "slowdown": args.soak_slowdown})
+    return soak
+
+
+def _write(args: argparse.Namespace, results: dict[str, Any], started: float) -> None:
+    """Summaries and targets added; the JSON written and the tables printed."""
     results["summary"] = report.summarise(results)
     results["targets"] = report.targets(results)
     last = _load_last(args.last)
@@ -330,7 +358,6 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(report.markdown(results))
     print(f"\nJSON: {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ import time
 import numpy as np
 
 from bench.stats import percentiles_ms
-from shared.bus import Receiver, Sender
-from shared.messages import make_header
-from shared.ports import free_ports
+from shared.bus.bus import Receiver, Sender
+from shared.bus.messages import make_header
+from shared.ops.ports import free_ports
 
 WIDTH, HEIGHT = 640, 480
 
@@ -39,7 +39,7 @@ def _receive(endpoint: str, count: int, results: mp.Queue) -> None:
             break
         msg = receiver.read()
         if msg is not None:
-            hops.append(time.time() - msg["t_capture"])
+            hops.append(time.time() - msg.header.t_capture)
     receiver.close()
     results.put(hops)
 
@@ -71,7 +71,7 @@ def measure_hop(count: int = 2000, pace_seconds: float = 0.002, frame: bool = Tr
         child.join(10)
         tmp.cleanup()
     where = "tcp loopback" if transport == "tcp" else "ipc (Unix socket)"
-    return {"transport": f"{where}, PUSH/PULL, shared.bus Sender/Receiver",
+    return {"transport": f"{where}, PUSH/PULL, shared.bus.bus Sender/Receiver",
             "payload_bytes": WIDTH * HEIGHT * 3 if frame else 0, "sent": count, "received": len(hops),
             "hop_ms": percentiles_ms(hops)}
 

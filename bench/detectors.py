@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from shared.detectors import NAMES, DetectorUnavailable, make_detector
+from shared.vision.detectors import NAMES, DetectorUnavailable, make_detector
 from tools.sample_video import HEIGHT, WIDTH, _astronaut_face, _grid, _layout, face_present, render_frame
 
 Box = tuple[int, int, int, int]

@@ -21,7 +21,7 @@ import numpy as np
 from bench.latency import FACES, _median_ms
 from bench.loops import CROP
 from services.inference.bundle import AUTO_TOLERANCE, load_predictor
-from shared.detectors import DnnDetector, crop_face
+from shared.vision.detectors import DnnDetector, crop_face
 
 ENGINES = ("keras", "tflite", "predict", "onnx")  # onnx: ONNX Runtime, on the best provider this machine has
 

@@ -7,7 +7,7 @@ screen recording), finds the tiles (services/facedetect/gallery.py) and reads ea
 label with each library. Prints one row per library and grid:
 
 - exact: the text read is the name, character for character (spaces collapsed);
-- key: the name's key matches (shared/roster.py name_key: accents, case, spaces and
+- key: the name's key matches (shared/data/roster.py name_key: accents, case, spaces and
   punctuation dropped);
 - matched: the key read matches the name as the tracker matches names (gallery.same_name:
   equal, or a few OCR slips apart) and no other participant's: what keying students needs;
@@ -34,7 +34,7 @@ import numpy as np
 
 from services.facedetect.gallery import find_tiles, same_name
 from services.facedetect.names import LabelReader, label_band
-from shared.roster import name_key
+from shared.data.roster import name_key
 from tools.gallery_video import layout_at, make_gallery_video
 
 GRIDS = ((3, (1280, 720)), (5, (1920, 1080)))

@@ -16,6 +16,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 FACES = (1, 8)
 
 
-def _median_ms(fn, calls: int) -> float:  # type: ignore[no-untyped-def]
+def _median_ms(fn: Callable[[], object], calls: int) -> float:
     fn()
     times = []
     for _ in range(calls):
@@ -37,7 +38,7 @@ def _astronaut_crop(size: int) -> np.ndarray:
     import cv2
     from skimage import data  # the test extra; this is a benchmark
 
-    from shared.detectors import DnnDetector, crop_face
+    from shared.vision.detectors import DnnDetector, crop_face
 
     frame = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     return crop_face(frame, DnnDetector().detect(frame)[0].box, size)
@@ -46,7 +47,7 @@ def _astronaut_crop(size: int) -> np.ndarray:
 def _mobilenet_bundle(directory: Path) -> Path:
     import keras
 
-    from shared.model_card import ModelCard
+    from shared.data.model_card import ModelCard
 
     base = keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, weights=None, pooling="avg")
     out = keras.layers.Dense(4, activation="softmax", name="boredom")(base.output)

@@ -6,9 +6,10 @@ reference  as the reference inference script ran: read a frame, res10 face detec
            each face, `classifier.predict` once per face, draw the overlay.
 best       the best single-process version: the model called directly (the engine the
            pipeline uses) on all faces of the frame in one batch, and the pipeline's own
-           detection (DETECTOR=auto, run every DETECT_EVERY frames, faces followed between).
-baseline   the attention baseline's practical limit: decode + the same detection + the face
-           mesh on each face, nothing else (no classifier, no overlay).
+           detection (DETECTOR=auto, run every DETECT_EVERY frames, faces followed between,
+           short-range BlazeFace alone while the faces are near: services/facedetect/ranges.py).
+baseline   the attention baseline in one process: decode + the same detection + the same
+           per-face work as the pipeline's inference (two face-mesh passes, the rule, smoothing).
 
 Runs in its own process (the benchmark measures its CPU and memory from outside) until the
 video ends or --seconds have passed after the warm-up frames.
@@ -27,11 +28,12 @@ import numpy as np
 
 from bench.stats import percentiles_ms
 from services.facedetect.follow import Follower
+from services.facedetect.ranges import Ranges
+from services.inference.baseline import BaselinePredictor
 from services.inference.bundle import load_predictor
-from shared.config import SERVICES
-from shared.detectors import DnnDetector, crop_face, make_detector
-from shared.face_mesh import MESH_SIZE, FaceMesh
-from shared.levels import LEVEL_LABELS
+from shared.data.levels import LEVEL_LABELS
+from shared.ops.config import SERVICES
+from shared.vision.detectors import DnnDetector, crop_face, make_detector, with_slices
 
 CROP = 224  # the pipeline's CROP_SIZE default; the predictor resizes to the card's size
 WARMUP_FRAMES = 2
@@ -53,11 +55,16 @@ class _Detection:
         self.reference = mode == "reference"
         self.detector = DnnDetector() if self.reference else make_detector(DEFAULT_DETECTOR)
         self.follower = Follower(1 if self.reference else DEFAULT_DETECT_EVERY)
+        # As facedetect: short-range BlazeFace alone while the faces are near (no slices: 640x480).
+        self.ranges = None if self.reference else Ranges()
+        self.sliced = with_slices(self.detector)
 
-    def detect(self, frame: np.ndarray) -> list:
+    def detect(self, frame: np.ndarray, t: float = 0.0) -> list:
+        """`t`: the frame's media time (seconds)."""
         found, _ = self.follower.follow(KEY, frame)
         if found is None:
-            found = self.detector.detect(frame)
+            found = (self.detector.detect(frame) if self.ranges is None
+                     else self.ranges.detect(KEY, self.sliced, frame, t, slices=False))
             self.follower.detected(KEY, frame, found)
         return found
 
@@ -80,7 +87,7 @@ def run_loop(video: str, bundle: str, mode: str, engine: str, seconds: float) ->
             if not ok:
                 break
             t1 = time.perf_counter()
-            detections = detector.detect(frame)
+            detections = detector.detect(frame, cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
             t2 = time.perf_counter()
             crops = [crop_face(frame, d.box, CROP) for d in detections]
             t3 = time.perf_counter()
@@ -118,9 +125,12 @@ def run_loop(video: str, bundle: str, mode: str, engine: str, seconds: float) ->
 
 
 def _baseline_loop(video: str, detector: _Detection, seconds: float) -> dict:
-    mesh = FaceMesh()
+    # The same per-face work as the pipeline's inference (BaselinePredictor: the face mesh, its
+    # second reframed pass, the rule, smoothing) on the same crops: like for like with the pipeline.
+    predictor = BaselinePredictor()
     cap = cv2.VideoCapture(video)
     stages: dict[str, list[float]] = {k: [] for k in ("read", "detect", "crop", "classify", "overlay", "frame")}
+    classify_per_face: list[float] = []
     frames = faces = 0
     started = None
     warm = 0
@@ -130,13 +140,15 @@ def _baseline_loop(video: str, detector: _Detection, seconds: float) -> dict:
             ok, frame = cap.read()
             if not ok:
                 break
+            t_media = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
             t1 = time.perf_counter()
-            detections = detector.detect(frame)
+            detections = detector.detect(frame, t_media)
             t2 = time.perf_counter()
-            crops = [crop_face(frame, d.box, MESH_SIZE) for d in detections]
+            crops = [crop_face(frame, d.box, CROP) for d in detections]
             t3 = time.perf_counter()
             if crops:
-                mesh.run(np.stack(crops))
+                keys = [("bench", "loop", i) for i in range(len(crops))]
+                predictor.predict_students(keys, np.stack(crops)[:, None], t_media)
             t4 = time.perf_counter()
             if started is None:
                 warm += 1
@@ -146,6 +158,8 @@ def _baseline_loop(video: str, detector: _Detection, seconds: float) -> dict:
             for key, value in zip(("read", "detect", "crop", "classify", "overlay", "frame"),
                                   (t1 - t0, t2 - t1, t3 - t2, t4 - t3, 0.0, t4 - t0), strict=True):
                 stages[key].append(value)
+            if crops:
+                classify_per_face.append((t4 - t3) / len(crops))
             frames += 1
             faces += len(crops)
             if time.perf_counter() - started > seconds:
@@ -153,11 +167,11 @@ def _baseline_loop(video: str, detector: _Detection, seconds: float) -> dict:
     finally:
         cap.release()
     elapsed = time.perf_counter() - started if started else 0.0
-    return {"mode": "baseline", "engine": "face mesh (LiteRT)", "frames": frames, "faces": faces,
+    return {"mode": "baseline", "engine": predictor.engine, "frames": frames, "faces": faces,
             "seconds": round(elapsed, 3), "fps": round(frames / elapsed, 3) if elapsed else None,
             "faces_per_frame": round(faces / frames, 2) if frames else 0.0,
             "stages_ms": {k: percentiles_ms(v) for k, v in stages.items()},
-            "classify_ms_per_face": percentiles_ms([])}
+            "classify_ms_per_face": percentiles_ms(classify_per_face)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.taps import LinkTap
-from shared.messages import Message
+from shared.bus.messages import Eos, Message, Update
 
 
 @dataclass
@@ -35,19 +36,28 @@ class UpdatesTap(LinkTap):
     """Records every update's stamps on the aggregator -> reporter link; `on_eos` runs before
     the end-of-stream is passed on (so counters are scraped before the services stop)."""
 
-    def __init__(self, on_eos=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, on_eos: Callable[[], object] | None = None) -> None:
         self.records: list[FrameRecord] = []
+        # (stream, seq) seen: a second update of one frame is counted here, never as a frame through.
+        self.seen: set[tuple[str, int]] = set()
+        self.repeated = 0
         self.eos_seq: int | None = None
         self.eos_at: float | None = None
         self.on_eos = on_eos
         super().__init__("updates", "aggregator", "reporter")
 
     def on_message(self, msg: Message, arrived: float) -> None:
-        if msg.kind == "update":
-            self.records.append(FrameRecord(msg["seq"], msg["t_capture"], dict(msg["stamps"]), arrived,
-                                            len(msg.get("faces") or []), len(msg["predictions"])))
-        elif msg.kind == "eos":
-            self.eos_seq, self.eos_at = msg["seq"], arrived
+        h = msg.header
+        if isinstance(h, Update):
+            key = (h.stream, h.seq)
+            if key in self.seen:
+                self.repeated += 1
+                return
+            self.seen.add(key)
+            self.records.append(FrameRecord(h.seq, h.t_capture, dict(h.stamps), arrived,
+                                            len(h.faces), len(h.predictions)))
+        elif isinstance(h, Eos):
+            self.eos_seq, self.eos_at = h.seq, arrived
             if self.on_eos:
                 self.on_eos()
 
@@ -68,8 +78,8 @@ def _service_name(proc: psutil.Process) -> str | None:
         cmd = proc.cmdline()
     except psutil.Error:
         return None
-    if "shared.cli" in cmd and cmd.index("shared.cli") + 1 < len(cmd):
-        return cmd[cmd.index("shared.cli") + 1]
+    if "engagement.cli" in cmd and cmd.index("engagement.cli") + 1 < len(cmd):
+        return cmd[cmd.index("engagement.cli") + 1]
     if cmd and "redis-server" in cmd[0]:
         return "redis"
     if "-m" in cmd and cmd.index("-m") + 1 < len(cmd) and cmd[cmd.index("-m") + 1].startswith("bench."):

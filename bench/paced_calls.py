@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.engines import real_crops
-from shared import cpu_budget
+from shared.ops import cpu_budget
 
 
 class GcWatch:

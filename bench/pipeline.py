@@ -16,11 +16,12 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.observe import MetricsScraper, ProcessSampler, UpdatesTap
 from bench.stats import percentiles_ms, rate
 from services.launcher import main as launcher
-from shared.ports import free_ports
+from shared.ops.ports import free_ports
 
 STAGES = ("capture", "facedetect", "sequencer", "inference", "aggregator")
 WARMUP_FRAMES = 3  # the first frames pay for first calls (tracing, allocations): not in the figures
@@ -114,6 +115,19 @@ def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: s
              "--report-dir", str(work / "reports"), "--report-timeout", "120"], adjust, scraper, tap)
     finally:
         sampler.close()
+    figures, window = _figures(tap, scraper, sampler, started)
+    result = {"label": label, "model": "baseline" if model == "baseline" else Path(model).name, "engine": engine,
+              "realtime": realtime, "exit_code": code, "session": session, **figures}
+    if soak_warmup is not None:
+        # Memory from when the pipeline is warm (first frames through, then the warm-up) to the end.
+        result["memory"] = sampler.growth(window[0], window[1], soak_warmup)
+    return result
+
+
+def _figures(tap: UpdatesTap, scraper: MetricsScraper, sampler: ProcessSampler,
+             started: float) -> tuple[dict[str, Any], tuple[float, float]]:
+    """What one session measured (frames, drops, rates, latencies, the model's time, the processes),
+    and the window it is measured over: from the first frames after the warm-up to the eos."""
     records = sorted(tap.records, key=lambda r: r.seq)
     arrivals = sorted(r.arrived for r in records)
     skip = min(WARMUP_FRAMES, max(0, len(records) - 2))
@@ -123,10 +137,8 @@ def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: s
     faces = scraper.get("inference", "engagement_inference_faces_total") or 0
     model_seconds = scraper.get("inference", "engagement_inference_seconds_sum") or 0
     model_calls = scraper.get("inference", "engagement_inference_seconds_count") or 0
-    result = {
-        "label": label, "model": "baseline" if model == "baseline" else Path(model).name, "engine": engine,
-        "realtime": realtime, "exit_code": code, "session": session,
-        "frames_captured": captured, "frames_through": len(records),
+    return {
+        "frames_captured": captured, "frames_through": len(records), "updates_repeated": tap.repeated,
         "frames_dropped": max(0, captured - len(records)),
         "first_missing_seqs": sorted(set(range(captured)) - {r.seq for r in records})[:10],
         # A frame capture drops (queue_full) is also a sequence gap for facedetect (gap): the
@@ -141,8 +153,4 @@ def run_pipeline(source: Path, model: str, realtime: bool, work: Path, engine: s
         "model_ms_per_face": round(model_seconds / faces * 1000, 2) if faces else None,
         "processes": sampler.summary(*window),
         "wall_seconds": round(time.time() - started, 1),
-    }
-    if soak_warmup is not None:
-        # Memory from when the pipeline is warm (first frames through, then the warm-up) to the end.
-        result["memory"] = sampler.growth(window[0], window[1], soak_warmup)
-    return result
+    }, window

@@ -73,7 +73,8 @@ def run_streams(videos: list[str], paced: bool, work: Path) -> dict:
     fps = rate(arrivals, skip)
     return {
         "streams": n, "mode": "2fps" if paced else "unthrottled", "exit_code": code, "session": session,
-        "frames_through": len(records), "fps": fps, "fps_per_stream": round(fps / n, 3) if fps else None,
+        "frames_through": len(records), "updates_repeated": tap.repeated,
+        "fps": fps, "fps_per_stream": round(fps / n, 3) if fps else None,
         "capture_to_prediction_ms": percentiles_ms(latency),
         "faces_per_frame": round(sum(r.faces for r in records) / len(records), 2) if records else 0,
         "model_calls": int(calls), "faces_per_call": round(faces / calls, 2) if calls else None,

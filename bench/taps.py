@@ -13,8 +13,8 @@ import time
 
 import zmq
 
-from shared.messages import BadMessage, Message, decode
-from shared.ports import free_ports
+from shared.bus.messages import BadMessage, Message, decode
+from shared.ops.ports import free_ports
 
 
 class LinkTap:

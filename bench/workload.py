@@ -74,7 +74,7 @@ def build_reference_bundle(out: Path, size: int = 224) -> Path:
     out = Path(out)
     if all((out / f).is_file() for f in ("model_card.json", "model.keras", "model.tflite", "model.onnx")):
         return out
-    from shared.model_card import ModelCard
+    from shared.data.model_card import ModelCard
     from training.export import lfw_batch, write_formats
     from training.models import ModelOptions, build_model
 

@@ -17,6 +17,8 @@ command -v xwininfo >/dev/null || need+=(x11-utils)
 command -v xdotool >/dev/null || need+=(xdotool)
 # The web service's browser tests drive Debian's Chromium (Playwright cannot download its own).
 command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core)
+# The lesson summary's test renders the PDF's pages to PNG (pdftoppm) to look at them.
+command -v pdftoppm >/dev/null || need+=(poppler-utils)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need[*]}"

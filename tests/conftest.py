@@ -1,7 +1,7 @@
 """Fixtures every test folder may use; plain helpers live in tests/support (importable, not collected).
 
     redis_url   the test Redis (TEST_REDIS_URL, so parallel suites use their own database)
-    store       a totals Store (shared/totals.py) under a key prefix of its own, deleted afterwards
+    store       a totals Store (shared/data/totals.py) under a key prefix of its own, deleted afterwards
     wait_until  wait for a condition (tests/support/waiting.py), never a fixed sleep
     metric      a metric of this process's registry (tests/support/metrics.py; off a running
                 service's /metrics: tests.support.metrics.scrape)
@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from shared.marks import MarkStore
-from shared.totals import Store
+from shared.data.marks import MarkStore
+from shared.data.totals import Store
 from tests.support import metrics, waiting
 from tests.support.env import REDIS_URL
 

@@ -10,18 +10,17 @@ import threading
 import time
 from typing import Any
 
+import msgspec
 import zmq
 
-from shared.config import Settings, load_settings
-from shared.messages import Message, decode, encode
-from shared.service import Service
+from shared.bus.messages import Message, decode, encode
+from shared.ops.config import Settings, load_settings
+from shared.ops.service import Service
 
 
 def settings_for(service: str, **values: Any) -> Settings:
     """Defaults of `service` (no environment), metrics off, `values` overriding."""
-    settings = load_settings(service, argv=[], env={})
-    settings.values.update(metrics_port=0, **values)
-    return settings
+    return msgspec.structs.replace(load_settings(service, argv=[], env={}), metrics_port=0, **values)
 
 
 class Running:

@@ -1,16 +1,17 @@
-"""The link table (shared/links.py) is the topology, and ARCHITECTURE.md cannot drift from it."""
+"""The link table (shared/bus/links.py) is the topology, and ARCHITECTURE.md cannot drift from it."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from engagement.cli import SERVICE_CLASSES
+from services.launcher.launch_settings import resolve_run
 from services.launcher.plan import RUN_SERVICES, plan_environment
-from shared import config
-from shared.bus import SocketSpec
-from shared.cli import SERVICE_CLASSES
-from shared.links import BY_NAME, LINKS
-from shared.messages import HEADER_TYPES, KINDS, Header
+from shared.bus.bus import SocketSpec
+from shared.bus.links import BY_NAME, LINKS
+from shared.bus.messages import HEADER_TYPES, KINDS, Header
+from shared.ops import config
 
 PAGE = Path(__file__).resolve().parents[1] / "ARCHITECTURE.md"
 
@@ -64,7 +65,7 @@ def test_settings_and_launcher_are_derived_from_the_table():
     class Args:
         model, session_id, source, report_dir, fixed_ports, web_port = "baseline", "s", "x.avi", "/tmp/r", False, 8080
 
-    envs = plan_environment(Args(), "redis://127.0.0.1:6379/1")
+    envs = plan_environment(resolve_run(Args()), "redis://127.0.0.1:6379/1")
     assert set(envs) == set(RUN_SERVICES)
     for link in LINKS:
         out = envs[link.producer][link.out_setting]
@@ -83,7 +84,7 @@ def test_the_launcher_can_wire_every_link_over_ipc(tmp_path):
     class Args:
         model, session_id, source, report_dir, fixed_ports = "baseline", "s", "x.avi", "/tmp/r", False
 
-    envs = plan_environment(Args(), "redis://127.0.0.1:6379/1", bus_dir=str(tmp_path))
+    envs = plan_environment(resolve_run(Args()), "redis://127.0.0.1:6379/1", bus_dir=str(tmp_path))
     for link in LINKS:
         out = envs[link.producer][link.out_setting]
         inn = envs[link.consumer][link.in_setting]
@@ -102,3 +103,30 @@ def test_several_producers_each_bind_and_the_consumer_connects_to_all():
     assert outs == ["pub+connect:tcp://127.0.0.1:7001"] * 2 and inn == "sub+bind:tcp://127.0.0.1:7001"
     assert frames.in_spec_from(["capture", "capture-back"]) == \
         "pull+connect:tcp://capture:5551,tcp://capture-back:5551"
+
+
+def test_every_service_reads_and_sends_on_the_table_links_only():
+    """The services' links come from the table (shared/ops/service.py), each with a setting."""
+    served = set()
+    for name, load in SERVICE_CLASSES.items():
+        cls = load()
+        settings = cls.__orig_bases__[0].__args__[0]  # Service[XSettings]
+        reads = [link for link in LINKS if link.consumer == name]
+        sends = [link for link in LINKS if link.producer == name]
+        assert cls.inputs == {link.name: link.in_setting.lower() for link in reads}, name
+        assert cls.outputs == {link.name: link.out_setting.lower() for link in sends}, name
+        # A receiver takes what its link carries, no more (the reporter once took eos on preview).
+        assert cls.expect == {link.name: link.carries for link in reads}, name
+        for attr in [*cls.inputs.values(), *cls.outputs.values()]:
+            assert attr in settings.__struct_fields__, f"{name}: {settings.__name__} has no {attr}"
+        served |= {link.name for link in reads + sends}
+    assert served == set(BY_NAME)
+
+
+def test_no_service_restates_its_links():
+    """Declared once: a service class that assigns inputs/outputs/expect would drift from the table."""
+    restated = re.compile(r"^    (inputs|outputs|expect)\b[^=\n]*=", re.MULTILINE)
+    services = PAGE.parent / "services"
+    found = [f"{path.relative_to(services)}: {m.group(0).strip()}"
+             for path in sorted(services.rglob("*.py")) for m in restated.finditer(path.read_text(encoding="utf-8"))]
+    assert found == []

@@ -17,9 +17,13 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from PIL.ImageFont import FreeTypeFont, ImageFont
 
 # Display names as people type them (accents included), one per seat of a 5x5 grid.
 NAMES = ("Maria Garcia", "Li Wei", "Olusegun Adeyemi", "Anna Kowalska", "James O'Brien", "Priya Sharma",
@@ -61,35 +65,72 @@ def grid_shape(n: int) -> tuple[int, int]:
     return cols, max(1, math.ceil(n / cols))
 
 
-def tiles(n: int, size: tuple[int, int]) -> list[tuple[int, int, int, int]]:
-    """x, y, w, h of n 16:9 tiles, row by row, centred in a frame of `size` (w, h)."""
+def tiles(n: int, size: tuple[int, int], gap: int = GAP) -> list[tuple[int, int, int, int]]:
+    """x, y, w, h of n 16:9 tiles, row by row, centred in a frame of `size` (w, h); `gap` 0: tiles
+    that touch (a recorded meeting's gallery, edge to edge)."""
     if n == 0:
         return []
     cols, rows = grid_shape(n)
     width, height = size
-    tw = (width - GAP * (cols + 1)) / cols
-    th = (height - GAP * (rows + 1)) / rows
+    tw = (width - gap * (cols + 1)) / cols
+    th = (height - gap * (rows + 1)) / rows
     if tw / th > 16 / 9:
         tw = th * 16 / 9
     else:
         th = tw * 9 / 16
-    x0 = (width - (cols * tw + (cols - 1) * GAP)) / 2
-    y0 = (height - (rows * th + (rows - 1) * GAP)) / 2
+    x0 = (width - (cols * tw + (cols - 1) * gap)) / 2
+    y0 = (height - (rows * th + (rows - 1) * gap)) / 2
     out = []
     for i in range(n):
         r, c = divmod(i, cols)
         if r == rows - 1 and n % cols:  # a short last row is centred, as the calls do
-            x_row = x0 + (cols - n % cols) * (tw + GAP) / 2
+            x_row = x0 + (cols - n % cols) * (tw + gap) / 2
         else:
             x_row = x0
-        out.append((round(x_row + c * (tw + GAP)), round(y0 + r * (th + GAP)), round(tw), round(th)))
+        out.append((round(x_row + c * (tw + gap)), round(y0 + r * (th + gap)), round(tw), round(th)))
     return out
 
 
-def layout_at(people: list[Participant], t: float) -> list[tuple[Participant, tuple[int, int, int, int]]]:
+def layout_at(people: list[Participant], t: float,
+              gap: int = GAP) -> list[tuple[Participant, tuple[int, int, int, int]]]:
     """Who is on the call at fraction t, with their tile (in a 1920x1080 frame)."""
     present = [p for p in people if p.joins <= t < p.leaves]
-    return list(zip(present, tiles(len(present), (1920, 1080)), strict=True))
+    return list(zip(present, tiles(len(present), (1920, 1080), gap), strict=True))
+
+
+def everyone(grid: int) -> list[Participant]:
+    """grid x grid participants, all there all the time, facing the camera."""
+    return [Participant(NAMES[i % len(NAMES)], face=(i * 7) % 100) for i in range(grid * grid)]
+
+
+def picture_box(tile: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Where a 4:3 camera picture sits in a 16:9 tile that touches its neighbours: full height,
+    centred, black bars left and right (a recorded meeting's gallery)."""
+    x, y, w, h = tile
+    pw = min(w, round(h * 4 / 3))
+    return x + (w - pw) // 2, y, pw, h
+
+
+def _touching_tile(frame: np.ndarray, person: Participant, tile: tuple[int, int, int, int], t: float,
+                   faces: np.ndarray, footage: list[np.ndarray] | None) -> None:
+    """A 4:3 camera picture (a real face, or a frame of real footage) letterboxed in its tile."""
+    x, y, w, h = tile
+    frame[y:y + h, x:x + w] = 0
+    px, py, pw, ph = picture_box(tile)
+    if footage:
+        clip = footage[(person.face * 5 + round(t * len(footage))) % len(footage)]
+        # The footage's own aspect kept, scaled to the picture's height and cut to its width.
+        scale = ph / clip.shape[0]
+        big = cv2.resize(clip, (round(clip.shape[1] * scale), ph), interpolation=cv2.INTER_CUBIC)
+        cut = max(0, (big.shape[1] - pw) // 2)
+        big = big[:, cut:cut + pw]
+        frame[py:py + ph, px + (pw - big.shape[1]) // 2:px + (pw - big.shape[1]) // 2 + big.shape[1]] = big
+        return
+    frame[py:py + ph, px:px + pw] = TILE
+    side = int(ph * 0.72)
+    face = cv2.resize(faces[person.face], (side, side), interpolation=cv2.INTER_CUBIC)
+    fy, fx = py + (ph - side) // 2, px + (pw - side) // 2
+    frame[fy:fy + side, fx:fx + side] = face[:, :, None]
 
 
 @functools.lru_cache(maxsize=1)
@@ -134,7 +175,7 @@ def _room_strip(face_index: int, width: int, height: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def _font(px: int):  # type: ignore[no-untyped-def]
+def _font(px: int) -> FreeTypeFont | ImageFont:
     from PIL import ImageFont
 
     # A sans-serif with accents, as the apps use (Debian's fonts-dejavu-core); else Pillow's own
@@ -166,12 +207,19 @@ def draw_label(frame: np.ndarray, name: str, tile: tuple[int, int, int, int], px
 
 
 def render(people: list[Participant], t: float, size: tuple[int, int], faces: np.ndarray,
-           label_px: int = LABEL_PX, rooms: bool = False) -> np.ndarray:
+           label_px: int = LABEL_PX, rooms: bool = False, touching: bool = False,
+           footage: list[np.ndarray] | None = None) -> np.ndarray:
+    """The call at fraction t. `touching`: tiles edge to edge, each a 4:3 picture letterboxed in
+    its 16:9 tile (`footage`: real video frames as the pictures instead of lfw faces)."""
     width, height = size
     frame = np.full((height, width, 3), BACKGROUND, np.uint8)
     scale_x, scale_y = width / 1920, height / 1080
-    for person, (x, y, w, h) in layout_at(people, t):
+    for person, (x, y, w, h) in layout_at(people, t, 0 if touching else GAP):
         x, y, w, h = round(x * scale_x), round(y * scale_y), round(w * scale_x), round(h * scale_y)
+        if touching:
+            _touching_tile(frame, person, (x, y, w, h), t, faces, footage)
+            draw_label(frame, person.name, (x, y, w, h), label_px)
+            continue
         frame[y:y + h, x:x + w] = TILE
         if not (person.away and person.away[0] <= t < person.away[1]):
             side = int(h * 0.72)
@@ -190,9 +238,11 @@ def render(people: list[Participant], t: float, size: tuple[int, int], faces: np
 
 def make_gallery_video(path: str | Path, grid: int = 3, seconds: float = 12.0, fps: float = 10.0,
                        size: tuple[int, int] = (1920, 1080), label_px: int = LABEL_PX,
-                       rooms: bool = False) -> dict:
-    """Write the scenario of a grid x grid call; returns what the tests need to check it."""
-    people = scenario(grid)
+                       rooms: bool = False, touching: bool = False,
+                       footage: list[np.ndarray] | None = None) -> dict:
+    """Write the scenario of a grid x grid call (`touching`: everyone there throughout, tiles edge
+    to edge with 4:3 pictures, see `render`); returns what the tests need to check it."""
+    people = everyone(grid) if touching else scenario(grid)
     faces = _faces()
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
     if not writer.isOpened():
@@ -200,7 +250,7 @@ def make_gallery_video(path: str | Path, grid: int = 3, seconds: float = 12.0, f
     frames = int(seconds * fps)
     try:
         for i in range(frames):
-            writer.write(render(people, i / frames, size, faces, label_px, rooms))
+            writer.write(render(people, i / frames, size, faces, label_px, rooms, touching, footage))
     finally:
         writer.release()
     return {"path": str(path), "people": people, "seconds": seconds, "fps": fps, "frames": frames, "size": size}

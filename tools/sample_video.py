@@ -104,7 +104,7 @@ def _astronaut_mesh() -> np.ndarray | None:
     """The face mesh of astronaut_face(), in its pixels; None when face_landmark.tflite is missing."""
     from skimage import data
 
-    from shared.assets import MissingAsset
+    from shared.ops.assets import MissingAsset
     from tools.turned_face import mesh_points
 
     x, y, w, h = FACE_BOX

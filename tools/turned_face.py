@@ -108,7 +108,7 @@ def mesh_points(image: np.ndarray, box: tuple[int, int, int, int], models: Path 
     `box` should frame the face as facedetect crops it (detector box plus a quarter each side),
     the framing the mesh was trained on. Needs face_landmark.tflite (`engagement fetch-models`).
     """
-    from shared.face_mesh import MESH_SIZE, FaceMesh  # noqa: PLC0415
+    from shared.vision.face_mesh import MESH_SIZE, FaceMesh  # noqa: PLC0415
 
     x, y, w, h = box
     crop = image[y:y + h, x:x + w]

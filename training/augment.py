@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from training.data import tree_manifest
 from training.extract import _link
+from training.faces import read_crop, write_crop
 from training.manifest import MANIFEST, ImageRow, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,16 @@ def balance_plan(counts: Counter, target: int | None = None) -> int:
     return target or int(np.median(present))
 
 
-def augment(fps_root: Path, detector: str = "dnn", source: str = "faces", target: int | None = None,
+def augment(fps_root: Path, detector: str = "auto", source: str = "faces", target: int | None = None,
             seed: int = 0, progress: bool = True) -> tuple[Counter, Counter]:
-    """Write the balanced tree; returns (counts before, counts after) of the Train levels."""
+    """Write the balanced tree; returns (counts before, counts after) of the Train levels.
+
+    Faces keep their crop record (augmented/<detector>/crop.json), so the model card still says them."""
     fps_root = Path(fps_root)
-    rows = read_manifest(tree_manifest(fps_root, source, detector))
+    manifest = tree_manifest(fps_root, source, detector)
+    rows = read_manifest(manifest)
+    if source == "faces":
+        detector = manifest.parent.name  # auto: the detector the faces were cut with
     train = [r for r in rows if r.split == "Train"]
     by_level: dict[int, list[ImageRow]] = {lv: [r for r in train if r.boredom == lv] for lv in range(4)}
     before = Counter({lv: len(v) for lv, v in by_level.items()})
@@ -82,6 +88,9 @@ def augment(fps_root: Path, detector: str = "dnn", source: str = "faces", target
             out_rows.append(_place(fps_root, tree, row, out, name, frame=10_000 + n))
         after[level] = goal
     write_manifest(fps_root / tree / MANIFEST, out_rows)
+    crop = read_crop(manifest.parent) if source == "faces" else {}
+    if crop:
+        write_crop(fps_root / tree, crop)
     log.info("augment: Train levels %s -> %s", dict(sorted(before.items())), dict(sorted(after.items())))
     return before, after
 

@@ -3,8 +3,8 @@
     engagement-train synth    --data /data/synth
     engagement-train labels   --data /data/DAiSEE
     engagement-train extract  --data /data/DAiSEE --out /data/frames --fps 1
-    engagement-train faces    --out /data/frames --fps 1 --detector dnn haar
-    engagement-train augment  --out /data/frames --fps 1 --detector dnn
+    engagement-train faces    --out /data/frames --fps 1     the edge's crop: DETECTOR, CROP_MARGIN, CROP_SIZE
+    engagement-train augment  --out /data/frames --fps 1
     engagement-train train    --out /data/frames --fps 1 --family cnn --base mobilenet_v2 --data-type augmented
     engagement-train evaluate --run runs/<run>
     engagement-train export   --run runs/<run> --bundle bundles/<name>
@@ -22,11 +22,24 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shared.config import DETECTOR_NAMES
-from shared.logs import setup_logging
-from shared.model_card import ModelCard
+from shared.data.model_card import ModelCard
+from shared.ops.config import (
+    CROP_MARGIN,
+    CROP_SIZE,
+    DETECTOR,
+    DETECTOR_NAMES,
+    log_level_of_environment,
+    process_environment,
+    resolve,
+    setting_from_environment,
+)
+from shared.ops.logs import setup_logging
 from training.labels import LabelError
+
+if TYPE_CHECKING:
+    from shared.data.marks import MarkStore
 
 log = logging.getLogger("train")
 
@@ -52,15 +65,27 @@ def _add_marks(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redis-prefix", default=_env_path("REDIS_PREFIX", "engagement"),
                    help="key prefix (env REDIS_PREFIX)")
     p.add_argument("--session", default="", help="one session's marks (default: every mark)")
+    p.add_argument("--reports", action="append", default=None, metavar="DIR",
+                   help="a folder of session reports whose marks to include as well (repeatable; default "
+                        "REPORT_DIR or ./reports when it exists): a class run with a private Redis keeps its "
+                        "marks only in its report")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="engagement-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=log_level_of_environment())
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (batch logs)")
     steps = parser.add_subparsers(dest="step", required=True)
 
+    _add_data_steps(steps)
+    _add_train_step(steps)
+    _add_model_steps(steps)
+    return parser
+
+
+def _add_data_steps(steps: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """synth, labels, extract, faces, augment: the data set, from videos to balanced face crops."""
     p = steps.add_parser("synth", help="write a small DAiSEE-layout data set with visible boredom levels")
     _add_data(p)
     p.add_argument("--persons", type=int, nargs=3, default=[6, 1, 2], metavar=("TRAIN", "VAL", "TEST"))
@@ -77,20 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(p)
     p.add_argument("--workers", type=int, default=0, help="parallel FFmpeg processes (0: one per core)")
 
-    p = steps.add_parser("faces", help="crop faces with the edge detectors")
+    p = steps.add_parser("faces", help="crop faces as the edge does (its detector, margin and crop size)")
     _add_out(p)
-    p.add_argument("--detector", nargs="+", default=["dnn"], choices=DETECTOR_NAMES)
-    p.add_argument("--size", type=int, default=112, help="side of the saved square crops")
+    # Defaults: the edge's settings (environment DETECTOR, CROP_MARGIN, CROP_SIZE, else theirs), so a model
+    # is trained on the crops facedetect will give it; the card records them (shared/data/crop_record.py).
+    p.add_argument("--detector", nargs="+", default=None, choices=DETECTOR_NAMES,
+                   help=f"default: DETECTOR ({DETECTOR.default}: the detector that loads first, as facedetect's)")
+    p.add_argument("--size", type=int, default=None, help=f"side of the saved square crops (default: CROP_SIZE, "
+                                                          f"{CROP_SIZE.default})")
+    p.add_argument("--margin", type=float, default=None, help=f"margin around each face box as a fraction of its "
+                                                              f"size (default: CROP_MARGIN, {CROP_MARGIN.default})")
     p.add_argument("--confidence", type=float, default=0.5)
     p.add_argument("--workers", type=int, default=0, help="detector threads (0: one per core)")
 
     p = steps.add_parser("augment", help="balance the training levels")
     _add_out(p)
-    p.add_argument("--detector", default="dnn")
+    p.add_argument("--detector", default="auto", help="which faces tree (auto: the one `faces` cut by default)")
     p.add_argument("--source", default="faces", choices=["faces", "whole"])
     p.add_argument("--target", type=int, default=0, help="images per level (0: the median level count)")
     p.add_argument("--seed", type=int, default=0)
 
+
+def _add_train_step(steps: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = steps.add_parser("train", help="train one model; writes a run directory and evaluates it")
     _add_out(p)
     p.add_argument("--runs", default=_env_path("RUNS_DIR", "runs"), help="runs root (env RUNS_DIR)")
@@ -98,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", default="mobilenet_v2",
                    choices=["mobilenet_v2", "xception", "efficientnet_b0", "inception_v3", "fer", "small"])
     p.add_argument("--data-type", default="faces", choices=["whole", "faces", "augmented"])
-    p.add_argument("--detector", default="dnn", help="which faces tree (faces, augmented)")
+    p.add_argument("--detector", default="auto", help="which faces tree (faces, augmented; auto: the one `faces` "
+                                                      "cut by default)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--sequence-length", type=int, default=20, help="frames per sample of cnn_lstm, convlstm")
     p.add_argument("--weights", default="imagenet", help="imagenet | none | path to a weights file of the base")
@@ -122,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-evaluate", action="store_true")
 
+
+def _add_model_steps(steps: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """evaluate, export, feedback, fit-baseline: what follows a trained model, and the teacher's marks."""
     p = steps.add_parser("evaluate", help="test metrics, baseline, plots; appends to the results table")
     p.add_argument("--run", required=True)
     p.add_argument("--split", default="Test", choices=["Train", "Validation", "Test"])
@@ -132,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", required=True)
     p.add_argument("--no-tflite", action="store_true")
     p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--publish", default="",
+                   help="also write <name>.tar.gz and its .sha256 here, as `engagement models pull` takes them")
 
     p = steps.add_parser("feedback", help="export the teacher's marks (web page) as labelled data, CSV")
     _add_marks(p)
@@ -143,7 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="baseline card (JSON) to write")
     p.add_argument("--start", default="", help="a baseline card whose thresholds the fit starts from "
                                               "(default: the documented ones)")
-    return parser
 
 
 def run_step(args: argparse.Namespace) -> int:
@@ -165,15 +203,7 @@ def run_step(args: argparse.Namespace) -> int:
               f"{r.frames} frames")
         return 0
     if args.step == "faces":
-        from training.faces import crop_faces, faces_table
-        from training.manifest import fps_root
-        counts = {}
-        for detector in args.detector:
-            _, images, faces = crop_faces(fps_root(args.out, args.fps), detector, args.size, args.confidence,
-                                          progress, args.workers or os.cpu_count() or 1)
-            counts[detector] = (images, faces)
-        print(faces_table(counts))
-        return 0
+        return _faces(args, progress)
     if args.step == "augment":
         from training.augment import augment, augment_table
         from training.manifest import fps_root
@@ -188,14 +218,7 @@ def run_step(args: argparse.Namespace) -> int:
         evaluate(Path(args.run), args.split)
         return 0
     if args.step == "export":
-        from training.export import export
-        bundle = export(Path(args.run), Path(args.bundle), not args.no_tflite, not args.no_onnx)
-        print(f"bundle written to {bundle}")
-        for fmt, done in ModelCard.load(bundle).exports.items():
-            checked = "max_abs_diff" in done
-            print(f"  {fmt}: " + (f"{done['file']}, max difference from Keras {done['max_abs_diff']:.1e} on "
-                                  f"{done['checked_on']}" if checked else f"NOT usable: {done['error']}"))
-        return 0
+        return _export(args)
     if args.step == "feedback":
         return _feedback(args)
     if args.step == "fit-baseline":
@@ -203,15 +226,70 @@ def run_step(args: argparse.Namespace) -> int:
     raise AssertionError(args.step)
 
 
-def _mark_store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from shared.marks import MarkStore
+def _faces(args: argparse.Namespace, progress: bool) -> int:
+    """Crop the extracted frames' faces with each detector asked for (default: the edge's)."""
+    from shared.ops.assets import MissingAsset
+    from shared.vision.detectors import DetectorUnavailable
+    from training.faces import crop_faces, faces_table
+    from training.manifest import fps_root
+    crop = resolve([DETECTOR, CROP_MARGIN, CROP_SIZE], {"crop_margin": args.margin, "crop_size": args.size},
+                   process_environment(), None)  # SettingError (a ValueError): one line, exit 2
+    counts = {}
+    for detector in args.detector or [crop["detector"]]:
+        try:
+            _, images, faces = crop_faces(fps_root(args.out, args.fps), detector, crop["crop_size"],
+                                          args.confidence, progress, args.workers or os.cpu_count() or 1,
+                                          crop["crop_margin"])
+        except (DetectorUnavailable, MissingAsset) as exc:
+            raise ValueError(str(exc)) from None
+        counts[detector] = (images, faces)
+    print(faces_table(counts))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Write the bundle (and publish it when asked); say which formats are usable."""
+    from training.export import export
+    bundle = export(Path(args.run), Path(args.bundle), not args.no_tflite, not args.no_onnx)
+    print(f"bundle written to {bundle}")
+    if args.publish:
+        from shared.ops.model_store import pack
+        print(f"published: {pack(bundle, Path(args.publish))} (engagement models pull <its URL>)")
+    for fmt, done in ModelCard.load(bundle).exports.items():
+        checked = "max_abs_diff" in done
+        print(f"  {fmt}: " + (f"{done['file']}, max difference from Keras {done['max_abs_diff']:.1e} on "
+                              f"{done['checked_on']}" if checked else f"NOT usable: {done['error']}"))
+    return 0
+
+
+def _mark_store(args: argparse.Namespace) -> MarkStore:
+    from shared.data.marks import MarkStore
     return MarkStore.from_url(args.redis_url, prefix=args.redis_prefix)
 
 
+def _report_dirs(args: argparse.Namespace) -> list[Path]:
+    """The report folders to read marks from: those given (each must exist), else the default one if it exists."""
+    if args.reports is None:
+        default = Path(setting_from_environment("REPORT_DIR") or "reports")
+        return [default] if default.is_dir() else []
+    missing = [d for d in args.reports if not Path(d).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"no report folder {missing[0]}")
+    return [Path(d) for d in args.reports]
+
+
+def _load_marks(args: argparse.Namespace) -> list:  # list[Mark]
+    from training.feedback import load_marks
+    # Report folders named by the user: Redis down still exports theirs (with a warning); the
+    # default folder alone never turns an unreachable Redis into a quiet, partial export.
+    return load_marks(_mark_store(args), args.session or None, _report_dirs(args),
+                      warn=log.warning if args.reports else None)
+
+
 def _feedback(args: argparse.Namespace) -> int:
-    from training.feedback import load_marks, write_csv
+    from training.feedback import write_csv
     store = _mark_store(args)
-    marks = load_marks(store, args.session or None)
+    marks = _load_marks(args)
     columns = write_csv(marks, Path(args.out))
     where = f"session {args.session}" if args.session else f"{len({m.session for m in marks})} sessions"
     print(f"{len(marks)} marks of {where} written to {args.out} (columns: {', '.join(columns)})")
@@ -243,17 +321,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _fit_baseline(args: argparse.Namespace) -> int:
-    from training.feedback import load_marks, write_atomically
+    from training.feedback import write_atomically
     from training.fit_baseline import card_for, fit, summary
     start = None
     if args.start:
-        from shared.baseline_card import load_baseline_card
-        from shared.model_card import CardError
+        from shared.data.model_card import CardError
+        from shared.vision.baseline_card import load_baseline_card
         try:
             _, start = load_baseline_card(args.start)
         except CardError as exc:
             raise ValueError(str(exc)) from None
-    result = fit(load_marks(_mark_store(args), args.session or None), start)
+    result = fit(_load_marks(args), start)
     write_atomically(Path(args.out), card_for(result).to_json() + "\n")
     print(summary(result))
     print(f"baseline card written to {args.out}: run inference with BASELINE_THRESHOLDS={args.out}")

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from shared.model_card import PREPROCESSING
+from shared.data.model_card import PREPROCESSING
+from training.faces import tree_detector
 from training.labels import STATES
 from training.manifest import MANIFEST, ImageRow, read_manifest
 
@@ -23,15 +24,16 @@ log = logging.getLogger(__name__)
 DATA_TYPES = ("whole", "faces", "augmented")
 
 
-def tree_manifest(fps_root: Path, data_type: str, detector: str = "dnn") -> Path:
-    """Manifest of a data type: whole frames, face crops of a detector, or the augmented faces."""
+def tree_manifest(fps_root: Path, data_type: str, detector: str = "auto") -> Path:
+    """Manifest of a data type: whole frames, face crops of a detector, or the augmented faces.
+
+    Detector auto: the tree of the detector auto resolved to when the faces were cut (faces.tree_detector)."""
     fps_root = Path(fps_root)
     if data_type == "whole":
         return fps_root / MANIFEST
-    if data_type == "faces":
-        return fps_root / "faces" / detector / MANIFEST
-    if data_type == "augmented":
-        return fps_root / "augmented" / detector / MANIFEST
+    if data_type in ("faces", "augmented"):
+        trees = fps_root / data_type
+        return trees / tree_detector(trees, detector) / MANIFEST
     raise ValueError(f"unknown data type {data_type!r}: use one of {DATA_TYPES}")
 
 

@@ -19,6 +19,7 @@ import matplotlib
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
 
+from training import tracking
 from training.data import majority_levels
 from training.runs import append_result, write_json
 from training.train import load_config, pipelines_for
@@ -116,6 +117,10 @@ def evaluate(run: Path, split: str = "Test") -> dict:
         print(verdict(head, m))
     plot_history(run / "history.csv", run / "training_curves.png")
     write_json(run / "metrics.json", metrics)
+    keys = ("accuracy", "balanced_accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1")
+    tracking.log_metrics(raw.get("mlflow"), {f"{split.lower()}_{head}_{k}": m[k] for head, m in metrics["heads"].items()
+                                             for k in keys},
+                         [run / f"confusion_{head}.png" for head in pipes.heads] + [run / "training_curves.png"])
     append_result(Path(cfg.runs_root), results_row(cfg, raw, metrics))
     return metrics
 

@@ -1,4 +1,4 @@
-"""The `export` step: the bundle the edge inference service loads (shared/model_card.py).
+"""The `export` step: the bundle the edge inference service loads (shared/data/model_card.py).
 
 model.keras + model_card.json + model.tflite (LiteRT) + model.onnx (ONNX Runtime: CPU, CUDA,
 TensorRT on the Jetson). The two extra formats are optional in the contract, so a conversion
@@ -19,7 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shared.model_card import ModelCard
+from shared.data.model_card import ModelCard
+from training import tracking
 from training.models import BASES, family_heads, family_kind
 from training.onnx_export import OPSET, onnx_outputs, to_onnx
 from training.runs import read_json
@@ -55,6 +56,7 @@ def card_for(run: Path) -> ModelCard:
         invert_heads=[h for h in heads if h == "engagement"],
         trained_on=cfg.trained_on,
         metrics=summary,
+        crop=raw.get("crop") or {},  # how the training faces were cut: inference compares it with facedetect's
     )
 
 
@@ -210,6 +212,9 @@ def export(run: Path, bundle: Path, tflite: bool = True, onnx: bool = True) -> P
         model.save(bundle / "model.keras")
     x, source = reference_batch(run, card)
     write_formats(model, bundle, card, x, source, tflite, onnx)
+    tracked = load_config(run)[1].get("mlflow")
+    card.run = dict(tracked or {})  # the bundle names the run that made it
     card.save(bundle)
+    tracking.log_bundle(tracked, bundle)
     log.info("export: bundle %s (%s)", bundle, ", ".join(sorted(p.name for p in bundle.iterdir())))
     return bundle

@@ -4,19 +4,23 @@ One row per mark: id, session, stream (the student's: ids start at 1 in each str
 class; empty for a one-stream class), student, t (capture time, epoch seconds), level_given (the
 teacher's label), level_predicted (the model's level then; empty if it had none), source,
 created_at, then one column per numeric signal the model used (yaw, pitch, eye_openness,
-...; empty where a mark lacks it). Read from Redis (shared/marks.py); never an image.
+...; empty where a mark lacks it). Read from Redis (shared/data/marks.py) and from the reports
+in the report folders (the reporter writes each session's marks into its report: a class
+run with a private Redis keeps its marks only there), each mark once; never an image.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
-from shared.marks import Mark, MarkStore
+from shared.data.marks import Mark, MarkStore, from_report, merge
 
 FIXED_COLUMNS = ["id", "session", "stream", "student", "t", "level_given", "level_predicted", "source",
                  "created_at"]
@@ -26,13 +30,37 @@ class FeedbackError(ValueError):
     """Marks cannot be read (Redis unreachable, refused): one line for the user, exit 2."""
 
 
-def load_marks(store: MarkStore, session: str | None = None) -> list[Mark]:
+def load_marks(store: MarkStore, session: str | None = None, report_dirs: list[Path] | None = None,
+               warn: Callable[[str], None] | None = None) -> list[Mark]:
+    """Every mark (or one session's) from Redis and the reports in `report_dirs`, each once.
+
+    Redis that cannot be read is an error, unless `warn` is given (the user named report
+    folders): then `warn` says so and the reports' marks are still exported.
+    """
     try:
-        return store.for_session(session) if session else list(store.all())
-    except redis.AuthenticationError as exc:
-        raise FeedbackError(f"Redis refused the credentials ({exc}): set the password in REDIS_URL") from None
+        stored = store.for_session(session) if session else list(store.all())
     except redis.RedisError as exc:
-        raise FeedbackError(f"cannot read the marks from Redis: {exc}") from None
+        problem = (f"Redis refused the credentials ({exc}): set the password in REDIS_URL"
+                   if isinstance(exc, redis.AuthenticationError) else f"cannot read the marks from Redis: {exc}")
+        if warn is None:
+            raise FeedbackError(problem) from None
+        warn(f"{problem}; exporting the marks of the reports only")
+        stored = []
+    return merge(stored, *(reports_marks(d, session) for d in report_dirs or []))
+
+
+def reports_marks(folder: Path, session: str | None = None) -> list[Mark]:
+    """The marks of the reports (<session>.json) in `folder`; a file that is not a report is skipped."""
+    paths = [folder / f"{session}.json"] if session else sorted(folder.glob("*.json"))
+    marks: list[Mark] = []
+    for path in paths:
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(report, dict) and report.get("session"):
+            marks += from_report(report)
+    return marks
 
 
 def write_atomically(out: Path, text: str) -> None:

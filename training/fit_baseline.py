@@ -1,8 +1,9 @@
 """Fit the attention baseline's thresholds to a class's marks: `engagement-train fit-baseline`.
 
-The teacher's marks (shared/marks.py) carry the signals the baseline read at that moment
+The teacher's marks (shared/data/marks.py) carry the signals the baseline read at that moment
 (smoothed yaw, pitch, eye openness, mesh confidence, and the student's neutral pose when it
-was known). The fit searches the twelve thresholds (three per signal, levels.THRESHOLDS)
+was known). The fit searches the fifteen thresholds (three per signal, levels.THRESHOLDS,
+`looking_down` among them: the head lowered toward notes, read instead of `pitch_down`)
 for the set under which the baseline's rule (levels.assess, unchanged) gives the teacher's
 level most often:
 
@@ -15,7 +16,7 @@ level most often:
 - with 10 or more marks, a k-fold cross-validated agreement (fit on the other folds, count
   the held-out ones) says how much of the gain should carry over to new moments.
 
-The result is a baseline card (shared/model_card.py, `baseline: true`) with the fitted
+The result is a baseline card (shared/data/model_card.py, `baseline: true`) with the fitted
 thresholds and a `fit` record (marks, sessions, agreement before and after), which
 inference loads with BASELINE_THRESHOLDS=<card>.
 """
@@ -28,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from shared import baseline_rule as levels
-from shared.baseline_card import baseline_card
-from shared.marks import Mark, agreement
-from shared.model_card import ModelCard
+from shared.data.marks import Mark, agreement
+from shared.data.model_card import ModelCard
+from shared.vision import baseline_rule as levels
+from shared.vision.baseline_card import baseline_card
 
 MIN_MARKS = 4
 NEEDED = ("mesh_confidence",)  # a mark from a model that is not the baseline has none
@@ -66,7 +67,7 @@ def usable_marks(marks: list[Mark]) -> tuple[list[Mark], int]:
 
 
 class _Signals:
-    """The marks' signals as arrays, for scoring many threshold sets fast (same rule as shared/baseline_rule.py)."""
+    """The marks' signals as arrays, for scoring many thresholds fast (the rule of shared/vision/baseline_rule.py)."""
 
     def __init__(self, marks: list[Mark]) -> None:
         rel = [levels.relative_pose(m.signals) for m in marks]
@@ -78,6 +79,9 @@ class _Signals:
         pitch = column([r[1] for r in rel])
         self.down, self.up = np.maximum(pitch, 0.0), np.maximum(-pitch, 0.0)
         self.eyes = column([m.signals.get("eye_openness") for m in marks])
+        # looking down at notes (levels.looking_down_at): read by looking_down, not pitch_down
+        self.notes = np.array([levels.looking_down_at(y, p, m.signals.get("eye_openness"))
+                               for (y, p), m in zip(rel, marks, strict=True)], bool)
         self.no_face = np.array([m.signals.get("mesh_confidence", 0.0) < levels.MIN_MESH_CONFIDENCE for m in marks])
         self.off_screen = np.array([levels.off_screen(m.signals) for m in marks])
         self.given = np.array([m.level_given for m in marks])
@@ -90,13 +94,24 @@ class _Signals:
             top = th[0] + (th[0] - th[1])
             value, t = top - self.eyes, (top - th[0], top - th[1], top - th[2])
         else:
-            value, t = {"yaw": self.yaw, "pitch_down": self.down, "pitch_up": self.up}[name], th
+            value, t = {"yaw": self.yaw, "pitch_down": self.down, "pitch_up": self.up,
+                        "looking_down": self.down}[name], th
         knots = [0.0, t[0], t[1], t[2], t[2] + (t[2] - t[1])]
         out = np.interp(np.nan_to_num(value, nan=0.0), knots, knots_y)
+        if name in ("pitch_down", "looking_down"):  # one or the other reads a lowered head
+            out = np.where(self.notes == (name == "looking_down"), out, -np.inf)
         return np.where(np.isnan(value), -np.inf, out)
 
+    def effective(self, partials: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The partials as the rule combines them: lids lowered by a look at notes read no more than the look."""
+        eyes, down = partials.get("eye_openness"), partials.get("looking_down")
+        if eyes is None or down is None:
+            return partials
+        lowered = self.notes & (down >= 0.5) & (eyes < levels.SHUT_SCORE)
+        return {**partials, "eye_openness": np.where(lowered, np.minimum(eyes, down), eyes)}
+
     def levels_for(self, partials: dict[str, np.ndarray]) -> np.ndarray:
-        score = np.maximum.reduce(list(partials.values()))
+        score = np.maximum.reduce(list(self.effective(partials).values()))
         score = np.where(self.no_face, np.maximum(score, 3.0), score)
         score = np.where(self.off_screen, np.maximum(score, levels.OFF_SCREEN_SCORE), score)
         score = np.where(np.isneginf(score), 3.0, score)  # nothing measured: the rule says no face
@@ -116,6 +131,7 @@ def _objective(data: _Signals, partials: dict[str, np.ndarray], th: levels.Thres
     two "distracted" marks count as much as twenty "attentive" ones.
     """
     agreed = int((data.levels_for(partials) == data.given).sum())
+    partials = data.effective(partials)
     top, bottom = data.given + 0.5 - MARGIN, data.given - 0.5 + MARGIN
     over = sum((np.maximum(0.0, np.nan_to_num(p, neginf=0.0) - top) * data.weight).sum() for p in partials.values())
     worst = np.maximum.reduce(list(partials.values()))
@@ -126,7 +142,7 @@ def _objective(data: _Signals, partials: dict[str, np.ndarray], th: levels.Thres
 
 
 def fit_thresholds(marks: list[Mark], start: levels.Thresholds | None = None) -> levels.Thresholds:
-    start = dict(start or levels.THRESHOLDS)
+    start = {**levels.OPTIONAL, **(start or levels.THRESHOLDS)}
     data = _Signals(marks)
     th = {k: tuple(v) for k, v in start.items()}
     partials = {name: data.partial(name, th[name]) for name in th}
@@ -173,7 +189,7 @@ def cross_validated(marks: list[Mark], start: levels.Thresholds, folds: int = FO
 
 
 def fit(marks: list[Mark], start: levels.Thresholds | None = None) -> Fit:
-    start = dict(start or levels.THRESHOLDS)
+    start = {**levels.OPTIONAL, **(start or levels.THRESHOLDS)}
     good, skipped = usable_marks(marks)
     if len(good) < MIN_MARKS:
         raise FitError(f"{len(good)} marks with the baseline's signals ({skipped} without): "

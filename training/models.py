@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from shared import assets
+from shared.ops import assets
 from training.labels import STATES
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class ModelError(ValueError):
 @dataclass(frozen=True)
 class BaseSpec:
     builder: str  # keras.applications class name, or "" for our own bases
-    preprocessing: str  # a key of shared.model_card.PREPROCESSING
+    preprocessing: str  # a key of shared.data.model_card.PREPROCESSING
     min_size: int
     channels: int = 3
     fixed_size: int = 0  # the base only takes this size

@@ -1,9 +1,9 @@
 """The `train` step: one configuration in, one run directory out.
 
-<run>/config.json      every option, the strategy and the data counts
+<run>/config.json      every option, the strategy, the data counts and the crop record of the faces
 <run>/model.keras      the best weights (early stopping restores them)
 <run>/checkpoint.keras best-so-far during training (val_loss)
-<run>/history.csv      loss and accuracy per epoch; logs/ for TensorBoard
+<run>/history.csv      loss and accuracy per epoch; logs/ for TensorBoard; the MLflow run (training/tracking.py)
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from shared.tf_gpu import enable_memory_growth
+from shared.ops.tf_gpu import enable_memory_growth
+from training import tracking
 from training.data import Pipelines, tree_manifest
+from training.faces import read_crop
 from training.manifest import fps_root
 from training.models import BASES, ModelOptions, build_model, family_heads
 from training.runs import new_run_dir, write_json
@@ -32,7 +34,7 @@ class TrainConfig:
     out_root: str  # the extraction root holding <N>FPS/
     runs_root: str = "runs"
     data_type: str = "faces"  # whole | faces | augmented
-    detector: str = "dnn"
+    detector: str = "auto"  # the faces tree; auto: the one `faces` cut with the edge's default detector
     fps: int = 1
     model: ModelOptions = field(default_factory=ModelOptions)
     epochs: int = 100
@@ -110,6 +112,14 @@ def pipelines_for(cfg: TrainConfig) -> Pipelines:
                      preprocessing, family_heads(m.family), seq)
 
 
+def crop_of(cfg: TrainConfig) -> dict:
+    """How the run's images were cut (faces/crop.json, shared/data/crop_record.py); {} for whole frames or
+    crops cut before it was recorded. The export step puts it in the model card."""
+    if cfg.data_type == "whole":
+        return {}
+    return read_crop(tree_manifest(fps_root(cfg.out_root, cfg.fps), cfg.data_type, cfg.detector).parent)
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train one configuration; returns its run directory."""
     keras.utils.set_random_seed(cfg.model.seed)
@@ -146,7 +156,12 @@ def _train(cfg: TrainConfig) -> Path:
     val_ds = pipes.dataset("Validation", batch)
     counts = {s: len(pipes.samples(s)[0]) for s in ("Train", "Validation", "Test")}
     config = cfg.to_dict() | {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
-                              "samples": counts, "class_weights": weights, "run": run.name}
+                              "samples": counts, "class_weights": weights, "run": run.name,
+                              "crop": crop_of(cfg)}
+    tracked = tracking.start_run(Path(cfg.runs_root), run.name, {k: v for k, v in config.items()
+                                                                 if k not in ("class_weights", "run")})
+    if tracked:
+        config["mlflow"] = tracked
     write_json(run / "config.json", config)
     log.info("train %s: %s samples, strategy %s", run.name, counts, type(strategy).__name__)
     callbacks = [
@@ -159,8 +174,14 @@ def _train(cfg: TrainConfig) -> Path:
     else:
         log.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
     # shuffle=False: tf.data already shuffles every epoch; Keras would only warn it cannot.
-    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2,
-                        shuffle=False)
+    try:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=2,
+                            shuffle=False)
+    except BaseException:
+        tracking.end_run(tracked, "FAILED")
+        raise
+    tracking.log_history(tracked, history.history)
+    tracking.end_run(tracked)  # evaluate and export add to it later, by its id
     model.save(run / "model.keras")
     config["epochs_run"] = len(history.history.get("loss", []))
     write_json(run / "config.json", config)

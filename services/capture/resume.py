@@ -3,7 +3,10 @@ restart policy: the same container, the same environment, nothing passed along).
 
 With CAPTURE_STATE_DIR set, a running capture keeps `<dir>/<stream>.json` (its session,
 source, when the stream first started and how often it restarted) and refreshes it every
-HEARTBEAT_SECONDS; a clean end (an eos sent) removes it. A capture that starts and finds its
+HEARTBEAT_SECONDS; a clean end (an eos sent) removes it, except a video file played to its end:
+its file stays, marked `ended`, so that a restart policy that starts the capture again after its
+clean exit (Docker's `unless-stopped`) does not replay the file as a new class; that capture
+waits for its stop instead. A capture that starts and finds its
 stream's file for the same source, refreshed within RESUME_WINDOW_SECONDS, is that stream
 restarted: it keeps the session (a class is not split in two reports) and its seq continues
 past the crashed run's (capture._first_seq), so its frames are not taken for repeats.
@@ -26,7 +29,7 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
-from shared.filenames import file_part
+from shared.data.filenames import file_part
 
 HEARTBEAT_SECONDS = 5.0
 STATE_ERRORS = Counter("engagement_capture_state_errors_total", "Capture state files that could not be written "
@@ -40,6 +43,7 @@ class StreamState:
     source: str
     started_at: float  # wall time the stream first started (before any restart)
     restarts: int = 0
+    ended: bool = False  # a file source played to its end: not to be replayed by a restart
 
 
 class StreamStateFile:
@@ -88,6 +92,14 @@ class StreamStateFile:
             self.path.unlink(missing_ok=True)
         except OSError as exc:
             self.log.warning("could not remove capture state %s: %s", self.path, exc)
+
+    def mark_ended(self) -> None:
+        """A file source was played to its end (its eos is sent): a restart of this container
+        must not play it again as a new class."""
+        self.close()
+        if self.state is not None:
+            self.state.ended = True
+            self._write()
 
     def close(self) -> None:
         self._stop.set()

@@ -13,7 +13,6 @@ by a counter and an up/down gauge. Every source ends with one `eos`: end_of_file
 from __future__ import annotations
 
 import math
-import os
 import secrets
 import time
 from datetime import datetime, timezone
@@ -25,9 +24,12 @@ from prometheus_client import Counter, Gauge
 
 from services.capture.resume import StreamState, StreamStateFile
 from services.capture.sources import FileSource, Frame, LiveSource, ScreenSource, SourceError, classify
-from shared.backoff import Backoff
-from shared.messages import make_header
-from shared.service import EXIT_GAVE_UP, Service
+from shared.bus.backoff import Backoff
+from shared.bus.messages import make_header
+from shared.ops.config import from_launcher
+from shared.ops.service import EXIT_GAVE_UP, Service
+from shared.ops.settings import CaptureSettings
+from shared.vision.frame_size import fit_image
 
 FRAMES_CAPTURED = Counter("engagement_frames_captured_total", "Frames put on the bus", ["service"])
 FRAMES_CORRUPT = Counter("engagement_frames_corrupt_total",
@@ -55,9 +57,8 @@ def default_session_id(stream: str) -> str:
     return f"{stream}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
 
 
-class CaptureService(Service):
+class CaptureService(Service[CaptureSettings]):
     name = "capture"
-    outputs = {"frames": "frames_out", "preview": "preview_out"}
 
     def setup(self) -> None:
         s = self.settings
@@ -65,6 +66,7 @@ class CaptureService(Service):
         self.kind = classify(self.source_text)
         self.stream = s.stream_id
         self.state_file: StreamStateFile | None = None
+        self._moves_counted = 0  # a followed window's moves counted so far (restarts with each source)
         resumed = None
         if s.capture_state_dir:
             self.state_file = StreamStateFile(s.capture_state_dir, self.stream, float(s.resume_window_seconds),
@@ -72,18 +74,22 @@ class CaptureService(Service):
             resumed = self.state_file.previous(self.source_text, s.session_id)
         self.session = resumed.session if resumed else s.session_id or default_session_id(s.stream_id)
         self.period = 1.0 / s.fps if s.fps > 0 else 0.0  # 0: every frame of the source
-        self.size = (int(s.width), int(s.height))
+        self.bound = (int(s.width), int(s.height))  # a bound, not a size: see shared/vision/frame_size.py
         self.seq = self.first_seq = self._first_seq(resumed)
         if self.state_file:
             self.state_file.keep(StreamState(
                 self.session, self.stream, self.source_text,
                 started_at=resumed.started_at if resumed else time.time(),
-                restarts=resumed.restarts + 1 if resumed else 0))
+                restarts=resumed.restarts + 1 if resumed else 0,
+                ended=bool(resumed and resumed.ended)))
         self.exit_code = 0
+        self._told_size = False
         self.eos_reason = ""
+        self.already_played = bool(resumed and resumed.ended and self.kind == "file")
         SOURCE_UP.labels(self.name).set(0)
-        self.log.info("session %s, stream %s, source %s (%s), %s FPS, %dx%d, %s", self.session, self.stream,
-                      self.source_text, self.kind, s.fps or "all", *self.size,
+        self.log.info("session %s, stream %s, source %s (%s), %s FPS, within %s, %s", self.session, self.stream,
+                      self.source_text, self.kind, s.fps or "all",
+                      "x".join(str(v or "native") for v in self.bound),
                       "realtime" if self.kind != "file" or s.realtime else "as fast as the pipeline allows")
 
     def _first_seq(self, resumed: StreamState | None) -> int:
@@ -94,9 +100,9 @@ class CaptureService(Service):
         gap facedetect counts is about the frames missed while capture was down. A file
         replays from seq 0: the aggregator drops what it counted already. The restart is said
         by the launcher (environment) or found in CAPTURE_STATE_DIR (`resumed`)."""
-        restart = int(os.environ.get(RESTART_ENV) or 0)
-        started = float(os.environ.get(STREAM_STARTED_ENV) or 0)
-        if restart <= 0 and resumed is not None:
+        restart = int(from_launcher(RESTART_ENV) or 0)
+        started = float(from_launcher(STREAM_STARTED_ENV) or 0)
+        if restart <= 0 and resumed is not None and not resumed.ended:
             restart, started = resumed.restarts + 1, resumed.started_at
             self.log.info("resuming stream %s of session %s after a crash (restart %d, from %s)",
                           self.stream, resumed.session, restart, self.state_file.path if self.state_file else "")
@@ -120,10 +126,13 @@ class CaptureService(Service):
         return "bgr", np.ascontiguousarray(image).tobytes()
 
     def emit(self, frame: Frame, droppable: bool) -> bool:
-        image = frame.image
-        # A screen keeps its own size: a 5x5 gallery's faces are too small to survive 640x480.
-        if self.kind != "screen" and (image.shape[1], image.shape[0]) != self.size:
-            image = cv2.resize(image, self.size, interpolation=cv2.INTER_AREA)
+        # Scaled down to fit WIDTH x HEIGHT, never stretched nor scaled up: a 16:9 webcam squashed
+        # to 4:3 had narrow faces and a wrong head pose (issue 21).
+        image = fit_image(frame.image, *self.bound)
+        if image is not frame.image and not self._told_size:
+            self._told_size = True
+            self.log.info("frames of %dx%d are processed at %dx%d (WIDTH/HEIGHT %dx%d, aspect kept)",
+                          frame.image.shape[1], frame.image.shape[0], image.shape[1], image.shape[0], *self.bound)
         encoding, payload = self._payload(image)
         header = make_header("frame", self.session, self.stream, self.seq, frame.captured_at,
                              stamps={self.name: time.time()}, width=image.shape[1], height=image.shape[0],
@@ -148,6 +157,14 @@ class CaptureService(Service):
         # Capture has no inputs: it overrides the poll loop, and checks `stop` between frames.
         # A droppable send before facedetect has connected is dropped: every live session lost
         # its first frame (engagement bench). Wait a moment for the consumer, never for long.
+        if self.already_played:
+            # Started again after a clean end (a restart policy): the class is over and reported.
+            self.log.info("%s was played to its end in session %s: not playing it again; waiting to be "
+                          "stopped (a new start after that plays it as a new class)", self.source_text, self.session)
+            self.stop.wait()
+            if self.state_file:
+                self.state_file.clear()
+            return
         self.senders["frames"].socket.poll(PEER_WAIT_MS, zmq.POLLOUT)
         if self.kind == "file":
             reason = self._run_file()
@@ -157,7 +174,9 @@ class CaptureService(Service):
             self.exit_code = EXIT_GAVE_UP
         SOURCE_UP.labels(self.name).set(0)
         self.send_eos(reason)
-        if self.state_file:
+        if self.state_file and reason == "end_of_file":
+            self.state_file.mark_ended()  # a restart of this container must not replay the file
+        elif self.state_file:
             self.state_file.clear()  # ended cleanly: the next start is a new stream
 
     def _run_file(self) -> str:
@@ -176,6 +195,7 @@ class CaptureService(Service):
                 self._count_corrupt(source)
                 if frame is None:
                     break
+                assert frame.t_media is not None  # a file's frames always carry their media time
                 # Keep the first frame at or after each sampling instant (tiny slack for float ms).
                 if self.period and frame.t_media + 1e-6 < next_t:
                     continue
@@ -239,7 +259,7 @@ class CaptureService(Service):
         return None
 
     def _count_moves(self, source: LiveSource | ScreenSource) -> None:
-        moves = getattr(source, "moves", 0)
+        moves: int = getattr(source, "moves", 0)
         if moves > self._moves_counted:
             WINDOW_MOVES.labels(self.name).inc(moves - self._moves_counted)
             self._moves_counted = moves

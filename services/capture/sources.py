@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.screen import ScreenError, ScreenGrabber, open_camera, source_kind
+from shared.vision.screen import ScreenError, ScreenGrabber, open_camera, source_kind
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Frame:
     captured_at: float = field(default_factory=time.time)  # wall-clock time it was read
 
 
-classify = source_kind  # the same rule as `engagement check` (shared/screen.py)
+classify = source_kind  # the same rule as `engagement check` (shared/vision/screen.py)
 
 
 class FileSource:
@@ -126,7 +126,7 @@ class LiveSource:
 
 
 class ScreenSource:
-    """A monitor, region or window (shared/screen.py), paced at `fps` by the grabber itself."""
+    """A monitor, region or window (shared/vision/screen.py), paced at `fps` by the grabber itself."""
 
     live = True
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from shared.detectors import Detection
+from shared.vision.detectors import Detection
 
 # Matching runs on a half-size grey frame: four times less work, faces are still >= 10 px.
 SCALE = 0.5

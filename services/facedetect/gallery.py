@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from services.facedetect.names import name_key
 from services.facedetect.tracker import iou
+from shared.data.roster import name_key
 
 Box = tuple[int, int, int, int]
 
@@ -153,44 +153,59 @@ class TileTracker:
             # The grid reflowed (someone joined or left: tiles moved and resized): follow each
             # participant by the look of their tile, best matches first.
             self.reflows += 1
-            # The name label first: the same name is the same participant, however they look now.
-            for i, k in enumerate(keys):
-                match = next((s for s in sorted(free, key=lambda s: state.tracks[s].key != k)
-                              if same_name(k, state.tracks[s].key)), None)
-                if match is not None:
-                    ids[i] = match
-                    free.discard(match)
+            self._match_reflowed(state, tiles, sigs, keys, ids, free)
+        return self._record(state, tiles, sigs, has_face, names, ids, t)
 
-            def other_name(i: int, s: int) -> bool:  # both names known, and not the same: not this one
-                return bool(keys[i] and state.tracks[s].key and not same_name(keys[i], state.tracks[s].key))
+    @staticmethod
+    def _match_reflowed(state: _StreamTiles, tiles: list[Box], sigs: list[np.ndarray], keys: list[str | None],
+                        ids: list[int | None], free: set[int]) -> None:
+        """Fill `ids` of a grid that moved: by name label, then by look, then by place."""
+        # The name label first: the same name is the same participant, however they look now.
+        for i, k in enumerate(keys):
+            match = next((s for s in sorted(free, key=lambda s: state.tracks[s].key != k)
+                          if same_name(k, state.tracks[s].key)), None)
+            if match is not None:
+                ids[i] = match
+                free.discard(match)
 
-            scores = sorted(((float(sigs[i] @ state.tracks[s].signature), i, s)
-                             for i in range(len(tiles)) for s in free), reverse=True)
-            for score, i, s in scores:
-                if score < SAME_PERSON_CORRELATION:
-                    break
-                if ids[i] is None and s in free and not other_name(i, s):
-                    ids[i] = s
-                    free.discard(s)
-            # A tile that looks like nobody (a head turned aside as the grid moved) keeps the place's id.
-            for i, tile in enumerate(tiles):
-                place = next((s for s in free if iou(tile, state.tracks[s].tile) >= SAME_TILE_IOU
-                              and not other_name(i, s)), None)
-                if ids[i] is None and place is not None:
-                    ids[i] = place
-                    free.discard(place)
+        def other_name(i: int, s: int) -> bool:  # both names known, and not the same: not this one
+            return bool(keys[i] and state.tracks[s].key and not same_name(keys[i], state.tracks[s].key))
+
+        scores = sorted(((float(sigs[i] @ state.tracks[s].signature), i, s)
+                         for i in range(len(tiles)) for s in free), reverse=True)
+        for score, i, s in scores:
+            if score < SAME_PERSON_CORRELATION:
+                break
+            if ids[i] is None and s in free and not other_name(i, s):
+                ids[i] = s
+                free.discard(s)
+        # A tile that looks like nobody (a head turned aside as the grid moved) keeps the place's id.
         for i, tile in enumerate(tiles):
-            if ids[i] is None:
-                ids[i] = state.next_id
+            place = next((s for s in free if iou(tile, state.tracks[s].tile) >= SAME_TILE_IOU
+                          and not other_name(i, s)), None)
+            if ids[i] is None and place is not None:
+                ids[i] = place
+                free.discard(place)
+
+    @staticmethod
+    def _record(state: _StreamTiles, tiles: list[Box], sigs: list[np.ndarray], has_face: list[bool],
+                names: list[str | None], ids: list[int | None], t: float) -> list[int]:
+        """Number the tiles still without an id, and remember every tile's track; the ids."""
+        assigned: list[int] = []
+        for i, tile in enumerate(tiles):
+            given = ids[i]
+            if given is None:
+                given = ids[i] = state.next_id
                 state.next_id += 1
-            track = state.tracks.get(ids[i])
+            assigned.append(given)
+            track = state.tracks.get(given)
             # Keep the look of the participant with a face: a stretch away must not overwrite it.
             keep_old = track is not None and track.faced and not has_face[i]
             # The name as first read stays (a later read may differ by an OCR slip).
             name = track.name if track is not None and track.name else names[i]
-            state.tracks[ids[i]] = TileTrack(ids[i], tile, track.signature if keep_old else sigs[i], t,
-                                             has_face[i] or (track.faced if track else False), name)
-        state.last_tiles, state.last_ids = list(tiles), [int(i) for i in ids]  # type: ignore[arg-type]
+            state.tracks[given] = TileTrack(given, tile, track.signature if track is not None and keep_old else sigs[i],
+                                          t, has_face[i] or (track.faced if track else False), name)
+        state.last_tiles, state.last_ids = list(tiles), [int(i) for i in assigned]
         return list(state.last_ids)
 
     @staticmethod

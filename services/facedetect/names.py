@@ -8,7 +8,7 @@ README's gallery section (`python -m bench.label_ocr`).
 
 RapidOCR reads the letters reliably but not always the spaces, the case of a first letter or
 an accent ("LukasMuller" for "Lukas Müller"), so students are keyed on `name_key` (letters and
-digits only, without accents or case: shared/roster.py), which the same name gives every time
+digits only, without accents or case: shared/data/roster.py), which the same name gives every time
 it is read (or one OCR slip apart: gallery.same_name).
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.roster import name_key
+from shared.data.roster import name_key
 
 Box = tuple[int, int, int, int]
 
@@ -65,7 +65,7 @@ class LabelReader:
         for x0, cy, x1, more in lines[1:]:
             if abs(cy - middle) < height / 4 and x0 - right < height:
                 text, right = f"{text} {more}", x1
-        return text
+        return str(text)
 
     def read(self, image: np.ndarray, tile: Box) -> str | None:
         """The tile's name label, or None when there is none that reads as a name."""

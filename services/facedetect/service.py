@@ -7,7 +7,7 @@ as dropped frames; a frame whose pixels do not decode is counted and skipped.
 With GALLERY_NAMES=ocr the call tiles' name labels are read now and then (a label changes
 rarely): when a tile appears or moves, when its label did not read for NAME_RETRY_SECONDS, and
 every NAME_REFRESH_SECONDS. They key students across reflows (gallery.py) and are kept in Redis
-on this box for the reports (shared/roster.py TileNames); they are never in a bus message.
+on this box for the reports (shared/data/roster.py TileNames); they are never in a bus message.
 """
 
 from __future__ import annotations
@@ -20,15 +20,21 @@ import numpy as np
 import redis
 from prometheus_client import Counter, Histogram
 
+from services.facedetect.appearance import Appearance
 from services.facedetect.follow import Follower
 from services.facedetect.gallery import TileTracker, find_tiles
+from services.facedetect.holdback import Held, Holdback
 from services.facedetect.names import LabelReader, OcrMissing
-from services.facedetect.tracker import Tracker, iou
-from shared import cpu_budget, metrics
-from shared.detectors import Detection, crop_face, make_detector
-from shared.messages import MAX_FACES, Eos, Frame, Message, follow_up
-from shared.roster import TileNames
-from shared.service import Service
+from services.facedetect.ranges import Ranges
+from services.facedetect.tracker import SetAside, Tracker, iou
+from shared.bus import metrics
+from shared.bus.messages import MAX_FACES, Eos, Frame, Message, follow_up
+from shared.data.roster import TileNames
+from shared.data.totals import Store
+from shared.ops import cpu_budget
+from shared.ops.service import Service
+from shared.ops.settings import FacedetectSettings
+from shared.vision.detectors import Detection, crop_face, make_detector, with_slices
 
 FACES_DETECTED = Counter("engagement_faces_detected_total", "Faces found in frames", ["service"])
 DETECT_RUNS = Counter("engagement_detect_runs_total",
@@ -38,6 +44,15 @@ DETECT_SECONDS = Histogram("engagement_detect_seconds", "Time the face detector 
                            ["service", "detector"], buckets=metrics.LATENCY_BUCKETS)
 TILE_SEARCHES = Counter("engagement_gallery_tile_faces_total",
                         "Faces found only by searching a gallery tile at its own scale", ["service"])
+DETECT_RANGES = Counter("engagement_detect_ranges_total",
+                        "Detections by the BlazeFace models run (ranges.py): short (every face near: short-range "
+                        "alone), short+both (it found fewer faces, both ran), both", ["service", "ran"])
+SLICED_FRAMES = Counter("engagement_sliced_frames_total",
+                        "Frames also searched in overlapping slices: their faces were small for the whole frame",
+                        ["service"])
+# Slices that found no face the frame's pass missed are searched again after this long, not at
+# every detection: they cost about 10 times the pass (bench/frame_size.py).
+SLICE_RECHECK_SECONDS = 2.0
 # Wall-clock seconds after which a silent stream's tracks and sequence state are dropped.
 STREAM_IDLE_SECONDS = 60.0
 NAME_READS = Counter("engagement_gallery_name_reads_total",
@@ -52,9 +67,17 @@ NAME_STORE_RETRY_SECONDS = 10.0
 # search cost more than BlazeFace on a camera's frames (a third of facedetect's time at 78
 # frames/s, 18 ms a 1920x1080 frame); a call's grid that appears is found within this.
 GRID_RECHECK_SECONDS = 1.0
+GALLERY_FOLLOW = "\x00gallery"  # the follower's key of a stream's call grid, beside its plain one
 # ... unless it showed one this recently: a reflow (someone joins or leaves) can hide the grid
 # for a frame, and the frames after it must not lose their tile ids for a second.
 GRID_RECENT_SECONDS = 30.0
+SET_ASIDE = Counter("engagement_detections_set_aside_total",
+                    "Detections never made students (short_lived: seen under TRACK_MIN_SECONDS; not_a_face: the "
+                    "face mesh's score), one per tentative face", ["service", "reason"])
+HELD_TOO_LONG = Counter("engagement_faces_held_too_long_total",
+                        "New faces sent without, because their frames waited past the holdback's bound", ["service"])
+SET_ASIDE_STORE_ERRORS = Counter("engagement_set_aside_store_errors_total",
+                                 "Set-aside counts that could not be written to Redis yet (retried)", ["service"])
 GALLERY_FRAMES = Counter("engagement_gallery_frames_total",
                          "Frames by whether a participant grid was found (gallery) or not (plain detection)",
                          ["service", "mode"])
@@ -70,22 +93,29 @@ def decode_image(frame: Frame, payload: bytes) -> np.ndarray | None:
     return image
 
 
-class FaceDetectService(Service):
+class FaceDetectService(Service[FacedetectSettings]):
     name = "facedetect"
-    inputs = {"frames": "frames_in"}
-    outputs = {"faces": "faces_out"}
-    expect = {"frames": ("frame", "eos")}
 
     def setup(self) -> None:
         s = self.settings
-        self.detector = make_detector(s.detector, s.confidence, Path(s.models_dir), cpu_budget.litert_threads(1))
+        # Small faces in a large frame with no grid seen (tiles that touch, a class from the back) are
+        # searched in overlapping slices at the detector's own scale (shared/vision/sliced.py).
+        self.detector = with_slices(make_detector(s.detector, s.confidence, Path(s.models_dir),
+                                                  cpu_budget.litert_threads(1)))
         # A call's whole frame (25 faces of ~150 px at 1920x1080): res10 finds them all in one
         # pass where BlazeFace's 128 px view finds a few and leaves 20 tiles to search one by one
         # (2 FPS against 1.4 in engagement bench-gallery). A detector named explicitly is kept.
         self.frame_detector = (make_detector("dnn", s.confidence, Path(s.models_dir))
-                               if s.detector == "auto" and s.gallery == "auto" else self.detector)
+                               if s.detector == "auto" and s.gallery == "auto" else self.detector.inner)
         self.follower = Follower(s.detect_every)
-        self.tracker = Tracker(s.track_iou, s.track_max_age)
+        self.ranges = Ranges()
+        self.tracker = Tracker(s.track_iou, s.track_max_age, reid_seconds=s.reid_seconds,
+                               min_seconds=s.track_min_seconds)
+        self.appearance = Appearance(Path(s.models_dir), cpu_budget.litert_threads(1))
+        self.holdback = Holdback()
+        self.set_aside: dict[str, dict[str, int]] = {}  # session -> reason -> count, not in Redis yet
+        self.set_aside_store = Store.from_url(s.redis_url, s.redis_prefix)
+        self.set_aside_retry_at = 0.0
         self.tiles = TileTracker(s.track_max_age)
         self.gallery = s.gallery == "auto"
         # Names are personal data: not even read when reports are class-level only.
@@ -111,6 +141,7 @@ class FaceDetectService(Service):
         self.last_wall: dict[tuple[str, str], float] = {}
         self.no_grid_at: dict[tuple[str, str], float] = {}  # when a stream's last grid search found none
         self.grid_seen_at: dict[tuple[str, str], float] = {}  # when it last found one
+        self.slices_quiet: dict[tuple[str, str], float] = {}  # a stream's slices not searched before this
         self.log.info("detector %s (confidence %.2f, every %d frames), crops %dpx", self.detector.name,
                       s.confidence, self.follower.every, self.crop_size)
 
@@ -119,6 +150,7 @@ class FaceDetectService(Service):
         key = (frame.session, frame.stream)
         if isinstance(frame, Eos):
             self._forget(key)
+            self._save_set_aside()
             self.senders["faces"].send(follow_up(msg, "eos", self.name, reason=frame.reason, source=frame.source))
             return
         assert isinstance(frame, Frame)  # the only other kind this link takes (decode checked)
@@ -133,31 +165,96 @@ class FaceDetectService(Service):
         t = frame.t_capture if frame.t_media is None else frame.t_media
         tiles = self._find_grid(key, image)
         if tiles:
-            # A call's grid: every frame is searched (tiles come and go); ids come from the tiles.
+            # A call's grid: its tiles found every frame (they come and go), faces searched every
+            # DETECT_EVERY frames and followed between; ids come from the tiles.
             started = time.perf_counter()
-            detections, ids = self._detect_gallery(key, image, tiles[:MAX_FACES], t)
+            detections, ids, searched = self._detect_gallery(key, image, tiles[:MAX_FACES], t)
+            self.tracker.update(key, [], t)  # a face still tentative from before the grid is decided in time
             DETECT_SECONDS.labels(self.name, self.detector.name).observe(time.perf_counter() - started)
-            DETECT_RUNS.labels(self.name, "gallery").inc()
+            DETECT_RUNS.labels(self.name, "gallery" if searched else "followed").inc()
         else:
-            detections, why = self.follower.follow(key, image)
-            if detections is None:
-                started = time.perf_counter()
-                detections = self.detector.detect(image)
-                DETECT_SECONDS.labels(self.name, self.detector.name).observe(time.perf_counter() - started)
+            followed, why = self.follower.follow(key, image)
+            if followed is not None:
+                detections = followed
+            else:
+                detections = self._detect(key, image, t)
                 self.follower.detected(key, image, detections)
             DETECT_RUNS.labels(self.name, why).inc()
             # The contract caps faces per message; keep the most confident.
             detections = sorted(detections, key=lambda d: -d.confidence)[:MAX_FACES]
-            ids = self.tracker.update(key, [d.box for d in detections], t)
+            boxes = [d.box for d in detections]
+            ids = self.tracker.update(key, boxes, t, lambda due: self.appearance.looks(image, [boxes[i] for i in due]))
         if self.gallery:
             GALLERY_FRAMES.labels(self.name, "gallery" if tiles else "plain").inc()
         FACES_DETECTED.labels(self.name).inc(len(detections))
-        faces = [{"student": sid, "box": list(d.box), "conf": round(d.confidence, 4)}
-                 for sid, d in zip(ids, detections, strict=True)]
         crops = [crop_face(image, d.box, self.crop_size, self.settings.crop_margin) for d in detections]
-        header = follow_up(msg, "faces", self.name, width=image.shape[1], height=image.shape[0],
-                           crop=self.crop_size, faces=faces, t_media=frame.t_media)
-        self.senders["faces"].send(header, b"".join(c.tobytes() for c in crops))
+        held = Held(frame, image.shape[1], image.shape[0], list(ids), list(detections), crops)
+        forced = self.holdback.forced
+        for ready in self.holdback.push(key, held, self._resolutions(key)):
+            self._send_faces(ready)
+        if self.holdback.forced > forced:
+            HELD_TOO_LONG.labels(self.name).inc(self.holdback.forced - forced)
+            self.log.warning("%s/%s: %d frames waited for a new face's decision: the oldest went without it",
+                             *key, self.holdback.max_waiting)
+
+    def _detect(self, key: tuple[str, str], image: np.ndarray, t: float) -> list[Detection]:
+        """The frame's faces: short-range BlazeFace alone while the stream's faces are near (ranges.py),
+        else the detector (both models, and slices when the faces are small in a large frame)."""
+        started = time.perf_counter()
+        slices = time.monotonic() >= self.slices_quiet.get(key, 0.0)
+        detections = self.ranges.detect(key, self.detector, image, t, slices)
+        DETECT_SECONDS.labels(self.name, self.detector.name).observe(time.perf_counter() - started)
+        DETECT_RANGES.labels(self.name, self.ranges.ran).inc()
+        if self.ranges.ran != "short":
+            self._count_slices(key)
+        return detections
+
+    def _send_faces(self, held: Held) -> None:
+        faces = [{"student": sid, "box": list(d.box), "conf": round(d.confidence, 4)}
+                 for sid, d in zip(held.ids, held.detections, strict=True)]
+        header = follow_up(held.source, "faces", self.name, width=held.width, height=held.height,
+                           crop=self.crop_size, faces=faces, t_media=held.source.t_media)
+        self.senders["faces"].send(header, b"".join(c.tobytes() for c in held.crops))
+
+    def _resolutions(self, key: tuple[str, str]) -> dict[int, int | None]:
+        """The tracker's decisions on tentative faces; the set-aside ones counted for the report."""
+        resolutions, set_aside = self.tracker.take_resolutions(key)
+        for gone in set_aside:
+            self._count_set_aside(key[0], gone)
+        return resolutions
+
+    def _count_set_aside(self, session: str, gone: SetAside) -> None:
+        SET_ASIDE.labels(self.name, gone.reason).inc()
+        counts = self.set_aside.setdefault(session, {})
+        counts[gone.reason] = counts.get(gone.reason, 0) + 1
+        self.log.info("set aside a detection of %s (%s, seen %.1f s)", session, gone.reason, gone.seconds)
+
+    def _save_set_aside(self) -> None:
+        """Write the set-aside counts to Redis for the report (before the eos that ends the session)."""
+        if not self.set_aside or time.monotonic() < self.set_aside_retry_at:
+            return
+        for session in list(self.set_aside):
+            try:
+                self.set_aside_store.add_set_aside(session, self.set_aside[session], self.tracker.min_seconds)
+                del self.set_aside[session]
+            except redis.RedisError as exc:  # frames go on; the counts wait here and are retried
+                SET_ASIDE_STORE_ERRORS.labels(self.name).inc()
+                self.set_aside_retry_at = time.monotonic() + NAME_STORE_RETRY_SECONDS
+                self.log.warning("set-aside counts of %s not saved to Redis (again in %.0f s): %s", session,
+                                 NAME_STORE_RETRY_SECONDS, exc)
+                return
+
+    def _count_slices(self, key: tuple[str, str]) -> None:
+        """Count a frame searched in slices; slices that added no face are not searched again for
+        SLICE_RECHECK_SECONDS (an empty room, one person far from a 1080p camera: the pass suffices)."""
+        added = self.detector.added
+        if added is None:
+            return
+        SLICED_FRAMES.labels(self.name).inc()
+        if added <= 0:
+            self.slices_quiet[key] = time.monotonic() + SLICE_RECHECK_SECONDS
+        else:
+            self.slices_quiet.pop(key, None)
 
     def _find_grid(self, key: tuple[str, str], image: np.ndarray) -> list[tuple[int, int, int, int]]:
         """The call's tiles in this frame; while a stream shows none (and showed none for
@@ -178,32 +275,56 @@ class FaceDetectService(Service):
         return tiles
 
     def _detect_gallery(self, key: tuple[str, str], image: np.ndarray, tiles: list[tuple[int, int, int, int]],
-                        t: float) -> tuple[list[Detection], list[int]]:
-        """One face at most per tile (the participant), with the tile's student id.
+                        t: float) -> tuple[list[Detection], list[int], bool]:
+        """One face at most per tile (the participant), with the tile's student id; whether searched.
 
-        The whole frame is searched once; only a tile where that found no face is searched again
-        at its own scale, where a face too small for the detector's 300x300 view of the frame shows.
+        The faces are searched for every DETECT_EVERY frames and followed in between, as on a
+        plain frame (a face lost, or a change away from the followed people, searches at once):
+        the search was 70 % of a 7x7 call's facedetect time, 135 ms of CPU a frame.
         """
+        gallery_key = (key[0], key[1] + GALLERY_FOLLOW)
+        found, _ = self.follower.follow(gallery_key, image)
+        searched = found is None
+        if found is None:
+            found = self._search_gallery(image, tiles)
+            self.follower.detected(gallery_key, image, found)
         best: list[Detection | None] = [None] * len(tiles)
-        for det in self.frame_detector.detect(image):
+        for det in found:
             cx, cy = det.box[0] + det.box[2] / 2, det.box[1] + det.box[3] / 2
             for i, (x, y, w, h) in enumerate(tiles):
                 if x <= cx < x + w and y <= cy < y + h:
-                    if best[i] is None or det.confidence > best[i].confidence:
+                    held = best[i]
+                    if held is None or det.confidence > held.confidence:
                         best[i] = det
                     break
-        for i, (x, y, w, h) in enumerate(tiles):
-            if best[i] is None:
-                top = max(self.detector.detect(image[y:y + h, x:x + w]), key=lambda d: d.confidence, default=None)
-                if top is not None:
-                    TILE_SEARCHES.labels(self.name).inc()
-                    best[i] = Detection((top.box[0] + x, top.box[1] + y, top.box[2], top.box[3]), top.confidence)
         names = self._read_labels(key, image, tiles, t) if self.read_names else None
         ids = self.tiles.update(key, image, tiles, [d is not None for d in best], t, names)
         if self.read_names:
             self._save_names(key)
         kept = [(d, sid) for d, sid in zip(best, ids, strict=True) if d is not None]
-        return [d for d, _ in kept], [sid for _, sid in kept]
+        return [d for d, _ in kept], [sid for _, sid in kept], searched
+
+    def _search_gallery(self, image: np.ndarray, tiles: list[tuple[int, int, int, int]]) -> list[Detection]:
+        """The faces of a call's frame: the whole frame searched once; only a tile where that
+        found no face is searched again at its own scale, where a face too small for the
+        detector's 300x300 view of the frame shows."""
+        best: list[Detection | None] = [None] * len(tiles)
+        for det in self.frame_detector.detect(image):
+            cx, cy = det.box[0] + det.box[2] / 2, det.box[1] + det.box[3] / 2
+            for i, (x, y, w, h) in enumerate(tiles):
+                if x <= cx < x + w and y <= cy < y + h:
+                    held = best[i]
+                    if held is None or det.confidence > held.confidence:
+                        best[i] = det
+                    break
+        for i, (x, y, w, h) in enumerate(tiles):
+            if best[i] is None:
+                top = max(self.detector.detect(image[y:y + h, x:x + w], slices=False), key=lambda d: d.confidence,
+                          default=None)
+                if top is not None:
+                    TILE_SEARCHES.labels(self.name).inc()
+                    best[i] = Detection((top.box[0] + x, top.box[1] + y, top.box[2], top.box[3]), top.confidence)
+        return [d for d in best if d is not None]
 
     def _read_labels(self, key: tuple[str, str], image: np.ndarray, tiles: list[tuple[int, int, int, int]],
                      t: float) -> list[str | None]:
@@ -211,14 +332,14 @@ class FaceDetectService(Service):
         assert self.labels is not None
         before = self.label_reads.get(key, [])
         reads: list[str | None] = []
-        now = []
+        now: list[tuple[tuple[int, int, int, int], float, str | None]] = []
         for tile in tiles:
             last = next((r for r in before if iou(tile, r[0]) >= 0.9), None)
             due = (last is None or t - last[1] >= NAME_REFRESH_SECONDS or t < last[1]
                    or (last[2] is None and t - last[1] >= NAME_RETRY_SECONDS))
-            if not due:
+            if not due and last is not None:  # (not due: read before, so `last` is there)
                 reads.append(None)
-                now.append(last)  # type: ignore[arg-type]
+                now.append(last)
                 continue
             text = self.labels.read(image, tile)
             NAME_READS.labels(self.name, "name" if text else "none").inc()
@@ -250,15 +371,24 @@ class FaceDetectService(Service):
             self.last_seq[key] = seq
 
     def _forget(self, key: tuple[str, str]) -> None:
+        # The frames still waiting for a tentative face go (before an eos), decided: the face was
+        # too short-lived. Sent once the stream is forgotten: whoever reads them sees it gone.
+        self.tracker.finish(key)
+        waiting = self.holdback.flush(key, self._resolutions(key))
         self.tracker.reset(key)
         self.tiles.reset(key)
         self.follower.forget(key)
+        self.ranges.forget(key)
+        self.follower.forget((key[0], key[1] + GALLERY_FOLLOW))
         self.label_reads.pop(key, None)
         self.saved_names.pop(key, None)
         self.last_seq.pop(key, None)
         self.last_wall.pop(key, None)
         self.no_grid_at.pop(key, None)
         self.grid_seen_at.pop(key, None)
+        self.slices_quiet.pop(key, None)
+        for held in waiting:
+            self._send_faces(held)
 
     def tick(self) -> None:
         # A stream that ended without eos (capture killed) must not keep its state forever.
@@ -267,3 +397,4 @@ class FaceDetectService(Service):
         for key in [k for k, t in self.last_wall.items() if now - t > idle]:
             self.log.info("stream %s/%s idle for %.0f s: forgetting its tracks", *key, idle)
             self._forget(key)
+        self._save_set_aside()

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shared import cpu_budget
+from shared.ops import cpu_budget
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class Engine(Protocol):
 
 
 def load_keras(path: Path) -> Any:
-    from shared.tf_gpu import enable_memory_growth  # noqa: PLC0415 - lazily: TensorFlow only for Keras bundles
+    from shared.ops.tf_gpu import enable_memory_growth  # noqa: PLC0415 - lazily: TensorFlow only for Keras bundles
 
     enable_memory_growth()  # before the first tensor: TensorFlow would map the whole (shared) GPU memory
     import keras  # noqa: PLC0415
@@ -90,7 +90,8 @@ def convert_to_tflite(model: Any) -> bytes:
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its whole signature
-        return converter.convert()
+        flatbuffer: bytes = converter.convert()
+    return flatbuffer
 
 
 def _output_rank(detail: dict[str, Any]) -> tuple[int, str]:

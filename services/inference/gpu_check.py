@@ -42,7 +42,7 @@ def lfw_crops(n: int, side: int = 112) -> np.ndarray:
     import cv2  # noqa: PLC0415
     from skimage import data  # noqa: PLC0415 - where installed; else pass --crops
 
-    faces = (data.lfw_subset()[:n] * 255).astype(np.uint8)
+    faces = (data.lfw_subset()[:n] * 255).astype(np.uint8)  # type: ignore[no-untyped-call]  # unannotated there
     return np.stack([cv2.cvtColor(cv2.resize(f, (side, side)), cv2.COLOR_GRAY2BGR) for f in faces])
 
 
@@ -60,9 +60,9 @@ def predictors(bundle: Path) -> dict[str, Predictor]:
     if (bundle / ONNX_FILE).is_file():
         card = check_card(bundle)
         for provider in available_providers():
-            engine = OnnxEngine(bundle / ONNX_FILE, providers=[provider])
-            engine.use_heads(card.heads)
-            out[f"onnx/{engine.device}"] = Predictor(card, engine)
+            onnx = OnnxEngine(bundle / ONNX_FILE, providers=[provider])
+            onnx.use_heads(card.heads)
+            out[f"onnx/{onnx.device}"] = Predictor(card, onnx)
     return out
 
 

@@ -1,6 +1,6 @@
 """The teacher's marks of running sessions, read back from Redis for the baseline's neutral poses.
 
-The web page stores a mark (shared/marks.py); inference follows each session it is running
+The web page stores a mark (shared/data/marks.py); inference follows each session it is running
 for marks it has not seen, from the session's first: a restarted inference re-applies the
 marks made before. The reading runs in a thread of its own, so a Redis that is down, slow
 or hung never holds up a prediction; it is logged (once a minute at most) and retried.
@@ -15,7 +15,7 @@ import time
 
 import redis
 
-from shared.marks import Mark, MarkStore
+from shared.data.marks import Mark, MarkStore
 
 POLL_SECONDS = 1.0
 WARN_EVERY = 60.0

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from shared import cpu_budget
+from shared.ops import cpu_budget
+from shared.ops.config import user_cache_dir
 
 # In order of preference; ONNX Runtime hands each node to the first provider that takes it.
 PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -42,13 +43,13 @@ def available_providers() -> list[str]:
 
 @dataclass(frozen=True)
 class TrtOptions:
-    """The TensorRT provider's settings (TRT_CACHE_DIR, TRT_FP16 in shared/config.py)."""
+    """The TensorRT provider's settings (TRT_CACHE_DIR, TRT_FP16 in shared/ops/config.py)."""
 
     cache_dir: str = ""  # "" = ~/.cache/engagement/tensorrt
     fp16: bool = True  # halves the Jetson's memory traffic; auto still checks agreement with Keras
 
     def cache_path(self) -> Path:
-        default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "engagement" / "tensorrt"
+        default = user_cache_dir() / "engagement" / "tensorrt"
         return Path(self.cache_dir) if self.cache_dir else default
 
 

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shared.model_card import ModelCard
+from shared.data.model_card import ModelCard
 
 StudentKey = tuple[str, str, int]  # session, stream, student
 

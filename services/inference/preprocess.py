@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from shared.model_card import ModelCard
+from shared.data.model_card import ModelCard
 
 
 def resize_crops(crops: np.ndarray, size: tuple[int, int]) -> np.ndarray:

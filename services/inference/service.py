@@ -8,7 +8,9 @@ student's state stays per (session, stream, student)).
 A bundle that does not match its card, or an affect model under EU_AI_ACT_MODE, is reported in
 one log line and the labelled attention baseline runs instead; a bundle that no engine of this
 machine can run (no TensorFlow, no onnxruntime, no checked model.onnx/.tflite) stops the service
-at start-up with one line and exit status 3 (EXIT_GAVE_UP: a restart cannot mend it).
+at start-up with one line and exit status 3 (EXIT_GAVE_UP: a restart cannot mend it), and so
+does a bundle whose card says it was trained on other face crops than facedetect's DETECTOR,
+CROP_MARGIN and CROP_SIZE cut, unless ALLOW_CROP_MISMATCH=1 (services/inference/crop_check.py).
 
 The baseline measures head turns from each student's neutral pose (NEUTRAL_POSE), which a
 teacher's "attentive" mark sets: the marks of the running sessions are followed in Redis
@@ -19,25 +21,28 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.inference.baseline.neutral import NeutralPose
 from services.inference.bundle import BundleError, NoEngineError
+from services.inference.crop_check import edge_crop, judge
 from services.inference.mark_feedback import MarkFollower
 from services.inference.onnx_engine import TrtOptions
 from services.inference.predictor import Predictor
-from shared.acks import ReliableLink
-from shared.assets import MissingAsset
-from shared.backoff import LogThrottle
-from shared.card_info import BASELINE, resolve_bundle
-from shared.marks import MarkStore
-from shared.messages import Batch, Eos, Message, follow_up
-from shared.metrics import LATENCY_BUCKETS
-from shared.model_card import CardError
-from shared.service import EXIT_GAVE_UP, Service
+from shared.bus.acks import ReliableLink
+from shared.bus.backoff import LogThrottle
+from shared.bus.messages import Ack, Batch, Eos, Face, Message, follow_up
+from shared.bus.metrics import LATENCY_BUCKETS
+from shared.data.marks import MarkStore
+from shared.data.model_card import CardError, ModelCard
+from shared.ops.assets import MissingAsset
+from shared.ops.card_info import BASELINE, resolve_bundle
+from shared.ops.service import EXIT_GAVE_UP, Service
+from shared.ops.settings import InferenceSettings
+from shared.vision.baseline_card import baseline_card
 
 INFERENCE_SECONDS = Histogram("engagement_inference_seconds", "Time of one model call (the faces of every "
                               "frame taken together)", buckets=LATENCY_BUCKETS)
@@ -61,6 +66,14 @@ NEUTRAL_ANCHORS = Counter("engagement_neutral_pose_anchors_total",
 STATE_IDLE_SECONDS = 120.0  # a student's smoothing window is forgotten after this long unseen
 
 
+@runtime_checkable
+class Anchored(Protocol):
+    """A predictor that keeps each student's neutral pose (the baseline): a teacher's mark sets it."""
+
+    def anchor(self, session: str, student: str, yaw: float, pitch: float, stream: str = "") -> int: ...
+    def end_session(self, session: str) -> None: ...
+
+
 def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | None = None,
                gaze: bool = False, smoothing_seconds: float = 1.0, trt: TrtOptions | None = None,
                thresholds_card: str = "", neutral: NeutralPose | None = None, probe_faces: int = 8) -> Predictor:
@@ -80,13 +93,10 @@ def load_model(model: str, engine: str, eu_ai_act_mode: bool, models_dir: str | 
     return load_predictor(resolve_bundle(model, models_dir), engine, eu_ai_act_mode, trt, probe_faces)
 
 
-class InferenceService(Service):
+class InferenceService(Service[InferenceSettings]):
     name = "inference"
-    inputs: ClassVar[dict[str, str]] = {"batches": "batches_in", "acks": "acks_in"}
-    outputs: ClassVar[dict[str, str]] = {"predictions": "predictions_out"}
-    expect: ClassVar[dict[str, tuple[str, ...]]] = {"batches": ("batch", "eos"), "acks": ("ack",)}
     # With ACKS_IN set, predictions and eos are kept until the aggregator acknowledges their
-    # Redis write, and resent if it lost them (SIGKILL with a full queue): shared/acks.py.
+    # Redis write, and resent if it lost them (SIGKILL with a full queue): shared/bus/acks.py.
     reliable: ReliableLink | None = None
 
     def open_sockets(self) -> None:
@@ -97,6 +107,7 @@ class InferenceService(Service):
                                          s.ack_window, s.ack_timeout)
 
     def setup(self) -> None:
+        self._check_crop()
         try:
             self._load()
         except MissingAsset as exc:
@@ -109,6 +120,21 @@ class InferenceService(Service):
             self.log.error("cannot start: MODEL=%s ENGINE=%s: %s", self.settings.model, self.settings.engine, exc)
             raise SystemExit(EXIT_GAVE_UP) from None
 
+    def _check_crop(self) -> None:
+        """Refuse a bundle trained on other crops than facedetect cuts (before its slow load), unless allowed."""
+        s = self.settings
+        try:
+            card = (ModelCard.load(resolve_bundle(s.model, s.models_dir)) if s.model != BASELINE
+                    else baseline_card())
+        except CardError:
+            return  # _load says why in its own line
+        verdict = judge(card, edge_crop(s), bool(s.allow_crop_mismatch))
+        if verdict.refuse:
+            STARTUP_FAILURES.inc()
+            self.log.error("cannot start: %s", verdict.line)
+            raise SystemExit(EXIT_GAVE_UP)
+        self.log.info("%s", verdict.line)
+
     def _load(self) -> None:
         s = self.settings
         seconds = float(s.smoothing_seconds)
@@ -116,7 +142,7 @@ class InferenceService(Service):
             seconds = s.smoothing_window / float(s.fps)
             self.log.warning("SMOOTHING_WINDOW=%d frames is deprecated: read as SMOOTHING_SECONDS=%.2f at %g FPS",
                              s.smoothing_window, seconds, s.fps)
-        options = {"models_dir": s.models_dir, "gaze": bool(s.gaze), "smoothing_seconds": seconds}
+        options: dict[str, Any] = {"models_dir": s.models_dir, "gaze": bool(s.gaze), "smoothing_seconds": seconds}
         try:
             self.predictor = (self._load_baseline(options) if s.model == BASELINE
                               else load_model(s.model, s.engine, bool(s.eu_ai_act_mode), **options,
@@ -165,15 +191,14 @@ class InferenceService(Service):
 
     def handle(self, link: str, msg: Message) -> None:
         if link == "acks":
-            if self.reliable is not None:
+            if self.reliable is not None and isinstance(msg.header, Ack):  # decode checked: the link expects acks
                 self.reliable.acked(msg.header)
             self._drain_acks()
             return
         self._drain_acks()  # before a model call: what is acknowledged must not be resent during it
         group = [msg, *self._waiting(msg)]
-        batches = [m for m in group if isinstance(m.header, Batch)]  # decode checked: batch or eos
-        for m, predictions in zip(batches, self._predict_all(batches), strict=True):
-            batch = m.header
+        batches = [(m.header, m.payload) for m in group if isinstance(m.header, Batch)]  # decode checked: or eos
+        for (batch, _), predictions in zip(batches, self._predict_all(batches), strict=True):
             header = follow_up(batch, "predictions", stage=self.name, model=self.model_info,
                                predictions=predictions, faces=batch.faces, t_media=batch.t_media)
             if self.reliable is not None:
@@ -192,7 +217,7 @@ class InferenceService(Service):
         receiver = self.receivers["acks"]
         while receiver.socket.poll(0):
             ack = receiver.read()
-            if ack is not None:
+            if ack is not None and isinstance(ack.header, Ack):
                 self.reliable.acked(ack.header)
 
     def _waiting(self, first: Message) -> list[Message]:
@@ -222,8 +247,9 @@ class InferenceService(Service):
     def on_stop(self) -> None:
         if self.reliable is not None:
             self.reliable.close()
-        if getattr(self, "mark_follower", None) is not None:
-            self.mark_follower.close()
+        follower = getattr(self, "mark_follower", None)
+        if follower is not None:
+            follower.close()
 
     def _apply_marks(self) -> None:
         """A teacher's "attentive" (level 0) mark sets that student's neutral pose to the marked one."""
@@ -235,16 +261,19 @@ class InferenceService(Service):
             if mark.level_given != 0 or yaw is None or pitch is None:
                 continue
             stream = getattr(mark, "stream", "")  # (stream, student) is the student when a class has several
-            self.predictor.anchor(mark.session, mark.student, yaw, pitch, stream)  # type: ignore[attr-defined]
+            if isinstance(self.predictor, Anchored):  # (the follower runs with the baseline only)
+                self.predictor.anchor(mark.session, mark.student, yaw, pitch, stream)
             NEUTRAL_ANCHORS.inc()
             self.log.info("student %s%s of %s: neutral pose set by the teacher's mark to yaw %.1f, pitch %.1f",
                           mark.student, f" of stream {stream}" if stream else "", mark.session, yaw, pitch)
 
     def _end_session(self, end: Eos) -> None:
         dropped = self.predictor.end_stream(end.session, end.stream)
-        if getattr(self, "mark_follower", None) is not None:
-            self.mark_follower.forget(end.session)
-            self.predictor.end_session(end.session)  # type: ignore[attr-defined]
+        follower = getattr(self, "mark_follower", None)
+        if follower is not None:
+            follower.forget(end.session)
+            if isinstance(self.predictor, Anchored):  # (the follower runs with the baseline only)
+                self.predictor.end_session(end.session)
         if dropped:
             self.log.info("eos for %s/%s: dropped %d students' state", end.session, end.stream, dropped)
         eos = follow_up(end, "eos", stage=self.name, reason=end.reason, source=end.source)
@@ -269,13 +298,13 @@ class InferenceService(Service):
         return np.frombuffer(payload, np.uint8).reshape(len(batch.students), batch.length, batch.crop,
                                                         batch.crop, 3)
 
-    def _predict_all(self, messages: list[Message]) -> list[list[dict[str, Any]]]:
+    def _predict_all(self, messages: list[tuple[Batch, bytes]]) -> list[list[dict[str, Any]]]:
         """Each batch message's predictions, its faces run with the others' in as few model calls
         as MAX_BATCH_FACES and the crops' shapes allow."""
         out: list[list[dict[str, Any]]] = [[] for _ in messages]
         calls: list[list[tuple[int, np.ndarray]]] = []  # (message index, its crops) per model call
-        for i, msg in enumerate(messages):
-            crops = self._crops(msg.header, msg.payload)
+        for i, (batch, payload) in enumerate(messages):
+            crops = self._crops(batch, payload)
             if crops is None:
                 continue
             last = calls[-1] if calls else None
@@ -285,7 +314,7 @@ class InferenceService(Service):
             else:
                 last.append((i, crops))
         for call in calls:
-            for i, entries in zip([i for i, _ in call], self._call([(messages[i].header, c) for i, c in call]),
+            for i, entries in zip([i for i, _ in call], self._call([(messages[i][0], c) for i, c in call]),
                                   strict=True):
                 out[i] = entries
         return out
@@ -302,8 +331,9 @@ class InferenceService(Service):
             # and learns each student's neutral pose over one; each frame keeps its own.
             t = batch.t_media if batch.t_media is not None else batch.t_capture
             times += [t] * len(batch.students)
-            if getattr(self, "mark_follower", None) is not None:
-                self.mark_follower.watch(batch.session)
+            follower = getattr(self, "mark_follower", None)
+            if follower is not None:
+                follower.watch(batch.session)
         crops = parts[0][1] if len(parts) == 1 else np.concatenate([c for _, c in parts])
         BATCH_SIZE.observe(len(keys))
         MESSAGES_PER_CALL.observe(len(parts))
@@ -323,5 +353,5 @@ class InferenceService(Service):
         return out
 
 
-def _identity(student: dict[str, Any]) -> dict[str, Any]:
+def _identity(student: Face) -> dict[str, Any]:
     return {"student": student["student"], "box": list(student["box"]), "conf": float(student.get("conf", 0.0))}

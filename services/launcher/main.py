@@ -34,31 +34,36 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import webbrowser
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.launcher.plan import (
-    RUN_SERVICES,
-    new_session_id,
-    plan_environment,
-    resolve_run,
-    run_settings,
-    services_of,
-)
+from services.launcher import checks
+from services.launcher.bus_folder import BusFolderError, make_bus_folder
+from services.launcher.claim import ClaimRefused, claim_session
+from services.launcher.launch_settings import LaunchSettings, new_session_id, resolve_run, run_settings
+from services.launcher.plan import RUN_SERVICES, plan_environment, services_of, use_run_folder_for_journal
 from services.launcher.preflight import EXIT_CHECK_FAILED, preflight, run_all_checks
 from services.launcher.private_redis import PrivateRedis
 from services.launcher.recovery import recover_interrupted, remove_run, report_from_redis
+from services.launcher.session_claim import SessionClaim
 from services.launcher.stand_in import CRASHED_REASON, send_eos_for
-from services.launcher.summary import find_report, print_summary
+from services.launcher.stopping import StartStopped, StopRequests
+from services.launcher.store_watch import (
+    STORE_GONE_SECONDS,
+    StoreWatch,
+    say_where_figures_came_from,
+)
+from services.launcher.streams import Stream
+from services.launcher.summary import Outbox, ReportFolders, print_outbox_state, print_summary
 from services.launcher.supervisor import Child, Supervisor
-from shared import checks
-from shared.config import LAUNCHER, SERVICES, SettingError, add_flags
-from shared.logs import setup_logging
-from shared.service import EXIT_GAVE_UP
+from shared.data.totals import safe_url
+from shared.ops.config import LAUNCHER, SERVICES, SettingError, add_flags, log_level_of_environment
+from shared.ops.logs import setup_logging
+from shared.ops.service import EXIT_GAVE_UP
 
 log = logging.getLogger("launcher")
 
@@ -93,7 +98,7 @@ def build_parser(prog: str = "engagement run", description: str | None = None) -
 
 
 def _common() -> list[Any]:
-    from shared.config import COMMON
+    from shared.ops.config import COMMON
 
     return COMMON
 
@@ -114,158 +119,307 @@ def start_web(supervisor: Supervisor, web: Child) -> None:
 
 # --- the run -------------------------------------------------------------------------------------
 
+# A stop (Ctrl-C/SIGTERM) has STOP_TIMEOUT in all: the pipeline may drain until these margins are
+# left, then the services are stopped (STOP_SERVICES_SECONDS) and the report is written from what
+# Redis holds (REPORT_FROM_STORE_SECONDS).
+STOP_SERVICES_SECONDS = 3.0
+REPORT_FROM_STORE_SECONDS = 4.0
+POLL_SECONDS = 0.1  # how often the launcher looks at its children and for the report
+
+# What the reporter needs to write a report later (a stop that could not drain, a recovery); the MQTT
+# ones so it still reaches the broker through the outbox (services/reporter/outbox.py).
+KEPT_FOR_A_LATE_REPORT = ("REPORT_DIR", "REPORT_FALLBACK_DIR", "REDIS_PREFIX", "CLASS_LEVEL_ONLY", "EU_AI_ACT_MODE",
+                          "JOURNAL_DIR", "STREAMS", "MESSAGING", "MQTT_HOST", "MQTT_PORT", "DEVICE_ID", "OUTBOX_PATH")
+
+
+class RunRefused(Exception):
+    """The run cannot start (a bad setting, a refused claim, a bus folder that is not private): one line, exit 2."""
+
+
+@dataclass
+class ClassRun:
+    """One class as it runs: what its steps after the planning read of its settings (each a typed
+    value taken once from them), its processes and what is left to tidy at the end."""
+
+    session: str
+    streams: list[Stream]
+    reports: ReportFolders
+    outbox: Outbox | None  # MESSAGING=1: where a report the broker has not taken waits
+    stop_timeout: float
+    report_timeout: float
+    open_page: bool
+    stops: StopRequests
+    claim: SessionClaim | None
+    run_dir: Path
+    bus_dir: str = ""
+    private: PrivateRedis | None = None
+    redis_url: str = ""
+    envs: dict[str, dict[str, str]] = field(default_factory=dict)
+    keep: dict[str, str] = field(default_factory=dict)
+    captures: list[str] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)  # the stop order: the captures first, the page last
+    supervisor: Supervisor | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def of(cls, settings: LaunchSettings, stops: StopRequests, claim: SessionClaim | None) -> ClassRun:
+        """The class's run, its values read from its settings once, here."""
+        reports = ReportFolders.of(settings.reporter.report_dir, settings.reporter.report_fallback_dir)
+        outbox = Outbox.of(reports, settings.reporter.outbox_path, settings.reporter.mqtt_host,
+                           settings.reporter.mqtt_port) if settings.reporter.messaging else None
+        return cls(settings.common.session_id, settings.sources, reports, outbox, settings.launcher.stop_timeout,
+                   settings.launcher.report_timeout, bool(settings.launcher.open), stops, claim,
+                   Path(settings.launcher.state_dir) / "runs" / settings.common.session_id)
+
+
+@dataclass
+class Outcome:
+    found: tuple[Path, Path] | None = None
+    failed: bool = False  # a service could not start
+    aborted: bool = False  # a stop during start-up: the class never started
+
+
 def run(args: argparse.Namespace,
         adjust_env: Callable[[dict[str, dict[str, str]]], None] | None = None) -> int:
     """Run one session; `adjust_env` may rewire the planned per-service environments."""
+    stops = StopRequests()  # from the very start: a stop during the checks starts nothing
+    stops.install()
     try:
-        values = resolve_run(args)
-    except SettingError as exc:
+        settings, session_given = settings_of_run(args)
+        code = preflight(settings, session_given)
+        if code or stops.stopping.is_set():
+            return code or _said_not_started()
+        the_run = claim_and_prepare(settings, session_given, stops, adjust_env)
+    except RunRefused as exc:
         print(f"engagement run: {exc}", file=sys.stderr, flush=True)
         return EXIT_CHECK_FAILED
-    session_given = bool(values["session_id"])
-    if not session_given:
-        values["session_id"] = new_session_id(values["stream_id"])
-    args.session_id = values["session_id"]
-    code = preflight(values, session_given)
-    if code:
-        return code
-    session = values["session_id"]
-    state_dir = Path(values["state_dir"])
-    recover_interrupted(state_dir, values["redis_url"])
-
-    run_dir = state_dir / "runs" / session
-    private = None
-    redis_url = values["redis_url"]
-    if not redis_url:
-        private = PrivateRedis(run_dir / "redis", os.getpid())
-        redis_url = private.url
-        log.info("no REDIS_URL: started a private redis-server at %s (data in %s)", redis_url, private.dir)
-    # TRANSPORT=ipc: Unix sockets in a private folder (mode 0700: only this user's processes reach them).
-    bus_dir = tempfile.mkdtemp(prefix="engagement-bus-") if values.get("transport") == "ipc" else ""
-    envs = plan_environment(values, redis_url, bus_dir)
-    if adjust_env:
-        adjust_env(envs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    keep = {k: envs["reporter"][k] for k in ("REPORT_DIR", "REPORT_FALLBACK_DIR", "REDIS_PREFIX", "CLASS_LEVEL_ONLY",
-                                              "EU_AI_ACT_MODE") if k in envs["reporter"]}
-    (run_dir / "run.json").write_text(json.dumps({
-        "session": session, "pid": os.getpid(), "private": private is not None, "env": keep,
-        "values": {"report_dir": values["report_dir"], "report_fallback_dir": values["report_fallback_dir"]}}))
-    order = services_of(envs)  # the stop order: the captures first, the page last
-    captures = [name for name in order if name.startswith("capture")]
-    children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"]),
-                      service="capture" if name in captures else name) for name in order]
-    supervisor = Supervisor(children, values["max_restarts"])
-    stop_requested: list[float] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if stop_requested:  # a second Ctrl-C: stop at once
-            log.warning("second stop request: stopping every service now")
-            raise KeyboardInterrupt
-        stop_requested.append(time.monotonic())
-        log.info("stop requested: ending the session (the report is still written)")
-        for name in captures:
-            supervisor.signal(name, signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    stop_timeout = float(values["stop_timeout"])
-    started = time.monotonic()
-    code = 1
-    found = None
-    failed = False  # a service could not start
+    outcome = Outcome()
     try:
-        start_order = list(reversed(order))
-        log.info("session %s: starting %s", session, ", ".join(start_order))
-        start_web(supervisor, supervisor.children["web"])
-        supervisor.start([name for name in start_order if name != "web" and name not in captures])
-        supervisor.start_together(captures)
-        if values.get("open"):
-            webbrowser.open(f"http://127.0.0.1:{envs['web']['WEB_PORT']}/")
-        ports = {c.name: c.metrics_port for c in children}
-        log.info("all services up in %.1f s; metrics ports %s", time.monotonic() - started, ports)
-        source_ended_at = None
-        ended: set[str] = set()
-        while True:
-            newly = set(supervisor.poll()) & set(captures)
-            for name in sorted(newly):
-                if supervisor.children[name].crashed:  # no eos of its own: end its stream for it
-                    send_eos_for(envs[name], CRASHED_REASON)
-            ended |= newly
-            if len(ended) == len(captures) and source_ended_at is None:
-                source_ended_at = time.monotonic()
-                log.info("source ended; waiting for the report" if len(captures) == 1
-                         else "every source ended; waiting for the report")
-            found = find_report(values, session)
-            if found and (source_ended_at is not None or stop_requested):
-                code = 0
-                break
-            # A stop leaves time to stop the services (3 s) and write the report from Redis (4 s).
-            if stop_requested and time.monotonic() - stop_requested[0] > stop_timeout - 7:
-                log.warning("the pipeline has not drained %.0f s after the stop request: stopping it and "
-                            "writing the report from what Redis holds", stop_timeout - 7)
-                break
-            if source_ended_at is not None and time.monotonic() - source_ended_at > values["report_timeout"]:
-                log.error("no report after %.0f s", values["report_timeout"])
-                break
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        pass
+        start_services(the_run)
+        outcome.found = wait_for_report(the_run)
+    except StartStopped:
+        log.info("stop requested during start-up: nothing more is started")
+        outcome.aborted = True
     except RuntimeError as exc:
         log.error("%s", exc)
-        failed = True
+        outcome.failed = True
     finally:
-        end = (stop_requested[0] + stop_timeout) if stop_requested else time.monotonic() + stop_timeout
-        supervisor.stop(order, deadline=end - 4)
-        found = find_report(values, session)
-        if not found and not failed:  # what the aggregator wrote is the class: report it, marked interrupted
-            report_from_redis(session, redis_url, keep, end - time.monotonic())
-            found = find_report(values, session)
-        # A class that never started has nothing to keep; one that ran keeps its totals until
-        # its report is on disk (the next start writes it).
-        keep_totals = found is None and not failed
-        if private:
-            private.stop(keep_data=keep_totals)
-        if bus_dir:
-            shutil.rmtree(bus_dir, ignore_errors=True)
-        if not (keep_totals and private):
-            remove_run(run_dir)
-    elapsed = time.monotonic() - started
-    if found and not failed:
-        code = 0  # the class is on disk (drained, or written from Redis at the stop's deadline)
-    gave_up = [stream for name, stream in zip(captures, values.get("sources") or [], strict=False)
-               if EXIT_GAVE_UP in supervisor.children[name].exit_codes or supervisor.children[name].crashed]
-    crashed = {stream.id for name, stream in zip(captures, values.get("sources") or [], strict=False)
-               if supervisor.children[name].crashed}
+        outcome.found = stop_and_tidy(the_run, outcome)
+    return end_of_run(the_run, outcome)
+
+
+def settings_of_run(args: argparse.Namespace) -> tuple[LaunchSettings, bool]:
+    """The run's typed settings, its session id made when not given; RunRefused for a bad one."""
+    try:
+        settings = resolve_run(args)
+    except SettingError as exc:
+        raise RunRefused(str(exc)) from None
+    session_given = bool(settings.common.session_id)
+    if not session_given:
+        settings.set(session_id=new_session_id(settings.common.stream_id))
+    return settings, session_given
+
+
+def _said_not_started() -> int:
+    print("engagement run: stopped before the class started: nothing was captured, no report", flush=True)
+    return 0
+
+
+def claim_and_prepare(settings: LaunchSettings, session_given: bool, stops: StopRequests,
+                      adjust_env: Callable[[dict[str, dict[str, str]]], None] | None) -> ClassRun:
+    """Claim the session id, write what a crashed run left, and plan every process; RunRefused."""
+    try:  # atomic, unlike the check: of two runs started together with one --session-id, one stops here
+        totals = settings.aggregator
+        claim = claim_session(totals.redis_url, totals.redis_prefix, settings.common.session_id, session_given)
+    except ClaimRefused as exc:
+        raise RunRefused(str(exc)) from None
+    state_dir = Path(settings.launcher.state_dir)
+    recover_interrupted(state_dir, settings.aggregator.redis_url)
+    the_run = ClassRun.of(settings, stops, claim)
+    # TRANSPORT=ipc: Unix sockets in a private folder; tcp: the run's CURVE keys there (bus_folder.py).
+    try:
+        the_run.bus_dir = make_bus_folder(settings)
+    except BusFolderError as exc:
+        if claim:
+            claim.release()
+        raise RunRefused(str(exc)) from None
+    if not settings.aggregator.redis_url:  # a redis-server of the run's own, its data in the run's folder
+        the_run.private = PrivateRedis(the_run.run_dir / "redis", os.getpid())
+        log.info("no REDIS_URL: started a private redis-server at %s (data in %s)", the_run.private.url,
+                 the_run.private.dir)
+    the_run.redis_url = the_run.private.url if the_run.private else settings.aggregator.redis_url
+    plan_processes(the_run, settings, adjust_env)
+    return the_run
+
+
+def plan_processes(the_run: ClassRun, settings: LaunchSettings,
+                   adjust_env: Callable[[dict[str, dict[str, str]]], None] | None) -> None:
+    """Each process's environment, the run's record (run.json) and the supervisor of the children."""
+    bus_dir = the_run.bus_dir if settings.launcher.transport == "ipc" else ""
+    envs = plan_environment(settings, the_run.redis_url, bus_dir)
+    use_run_folder_for_journal(envs, settings.aggregator.journal_dir, Path(settings.launcher.state_dir))
+    the_run.order = services_of(envs)  # the stop order; adjust_env rewires values, never the processes
+    if adjust_env:
+        adjust_env(envs)
+    the_run.run_dir.mkdir(parents=True, exist_ok=True)
+    the_run.keep = {k: envs["reporter"][k] for k in KEPT_FOR_A_LATE_REPORT if k in envs["reporter"]}
+    (the_run.run_dir / "run.json").write_text(json.dumps({
+        "session": the_run.session, "pid": os.getpid(), "private": the_run.private is not None,
+        "env": the_run.keep,
+        "values": {"report_dir": settings.reporter.report_dir,
+                   "report_fallback_dir": settings.reporter.report_fallback_dir}}))
+    the_run.envs = envs
+    the_run.captures = [name for name in the_run.order if name.startswith("capture")]
+    children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"]),
+                      service="capture" if name in the_run.captures else name) for name in the_run.order]
+    the_run.supervisor = supervisor = Supervisor(children, settings.launcher.max_restarts, the_run.stops)
+
+    def stop_captures() -> None:
+        for name in the_run.captures:
+            supervisor.signal(name, signal.SIGTERM)
+
+    the_run.stops.on_first = stop_captures
+
+
+def _supervisor(the_run: ClassRun) -> Supervisor:
+    assert the_run.supervisor is not None, "plan_processes makes it"
+    return the_run.supervisor
+
+
+def start_services(the_run: ClassRun) -> None:
+    """The page first, then downstream-first, the captures last and together."""
+    supervisor = _supervisor(the_run)
+    start_order = list(reversed(the_run.order))
+    log.info("session %s: starting %s", the_run.session, ", ".join(start_order))
+    start_web(supervisor, supervisor.children["web"])
+    supervisor.start([name for name in start_order if name != "web" and name not in the_run.captures])
+    supervisor.start_together(the_run.captures)
+    if the_run.open_page:
+        webbrowser.open(f"http://127.0.0.1:{the_run.envs['web']['WEB_PORT']}/")
+    ports = {c.name: c.metrics_port for c in supervisor.children.values()}
+    log.info("all services up in %.1f s; metrics ports %s", time.monotonic() - the_run.started, ports)
+
+
+def wait_for_report(the_run: ClassRun) -> tuple[Path, Path] | None:
+    """Until the report is written once every source ended (or a stop was asked for), or a reason
+    to stop waiting: a second stop, a stop that cannot drain in time, Redis gone, REPORT_TIMEOUT.
+    The report found last (one may be on disk before the sources ended)."""
+    stops, supervisor = the_run.stops, _supervisor(the_run)
+    drain_for = the_run.stop_timeout - STOP_SERVICES_SECONDS - REPORT_FROM_STORE_SECONDS
+    source_ended_at = None
+    ended: set[str] = set()
+    watch = StoreWatch(the_run.private, the_run.run_dir, the_run.reports, the_run.redis_url)
+    while True:
+        watch.check()
+        newly = set(supervisor.poll()) & set(the_run.captures)
+        for name in sorted(newly):
+            if supervisor.children[name].crashed:  # no eos of its own: end its stream for it
+                send_eos_for(the_run.envs[name], CRASHED_REASON)
+        ended |= newly
+        if len(ended) == len(the_run.captures) and source_ended_at is None:
+            source_ended_at = time.monotonic()
+            log.info("source ended; waiting for the report" if len(the_run.captures) == 1
+                     else "every source ended; waiting for the report")
+        found = the_run.reports.find(the_run.session)
+        if found and (source_ended_at is not None or stops.stopping.is_set()):
+            return found
+        if stops.hurry.is_set():
+            return found
+        if stops.first_at is not None and time.monotonic() - stops.first_at > drain_for:
+            log.warning("the pipeline has not drained %.0f s after the stop request: stopping it and "
+                        "writing the report from what Redis holds", drain_for)
+            return found
+        if source_ended_at is not None and watch.store_gone() > STORE_GONE_SECONDS:
+            log.error("Redis at %s unreachable for %.0f s after the source ended: stopping the pipeline and "
+                      "writing the report from the journal", safe_url(the_run.redis_url), STORE_GONE_SECONDS)
+            return found
+        if source_ended_at is not None and time.monotonic() - source_ended_at > the_run.report_timeout:
+            log.error("no report after %.0f s", the_run.report_timeout)
+            return found
+        time.sleep(POLL_SECONDS)
+
+
+def stop_and_tidy(the_run: ClassRun, outcome: Outcome) -> tuple[Path, Path] | None:
+    """Stop every process within STOP_TIMEOUT of the stop request (or from now), write the report
+    from Redis when the pipeline did not, and remove what the run no longer needs; the report."""
+    stop_timeout, stops = the_run.stop_timeout, the_run.stops
+    end = (stops.first_at if stops.first_at is not None else time.monotonic()) + stop_timeout
+    _supervisor(the_run).stop(the_run.order, deadline=end - REPORT_FROM_STORE_SECONDS,
+                              together=outcome.found is not None)
+    found = the_run.reports.find(the_run.session)
+    failed = outcome.failed or outcome.aborted  # a class that never started has no report to write
+    if not found and not failed:  # what the aggregator wrote is the class: report it, marked interrupted
+        report_from_redis(the_run.session, the_run.redis_url, the_run.keep, end - time.monotonic())
+        found = the_run.reports.find(the_run.session)
+    # A class that never started has nothing to keep; one that ran keeps its totals until
+    # its report is on disk (the next start writes it).
+    keep_totals = found is None and not failed
+    if the_run.private:
+        the_run.private.stop(keep_data=keep_totals)
+    if the_run.bus_dir:
+        shutil.rmtree(the_run.bus_dir, ignore_errors=True)
+    if not keep_totals:  # the run record (and the journal in it) stays until the report is on disk
+        remove_run(the_run.run_dir)
+    if the_run.claim:
+        the_run.claim.release()
+    return found
+
+
+def end_of_run(the_run: ClassRun, outcome: Outcome) -> int:
+    """The exit code, the streams that failed, the summary and the report's paths."""
+    if outcome.aborted:
+        return _said_not_started()
+    elapsed = time.monotonic() - the_run.started
+    failed = outcome.failed or outcome.aborted
+    code = 0 if outcome.found and not failed else 1  # drained, or written from Redis at the stop's deadline
+    gave_up, crashed = _failed_streams(the_run)
     if code == 0 and gave_up:
-        for stream in gave_up:
-            if stream.id in crashed:
-                log.error("stream %s: its capture kept crashing and was left down: the class went on without it, "
-                          "the report covers what it captured", stream.id)
-            elif len(captures) == 1:
-                log.error("the source %s could not be read: the report covers what was captured (maybe nothing)",
-                          stream.source)
-            else:
-                log.error("stream %s: the source %s could not be read (it gave up): the class went on without "
-                          "it, the report covers what it captured", stream.id, stream.source)
+        _say_failed_streams(gave_up, crashed, single=len(the_run.captures) == 1)
         code = EXIT_GAVE_UP
-    if found:
-        txt, js = found
-        print_summary(js, elapsed, [stream.id for stream in gave_up] if len(captures) > 1 else [], crashed)
-        if txt.parent != Path(values["report_dir"]):
-            print(f"the report could not be written to {values['report_dir']}: saved in {txt.parent}", flush=True)
+    if outcome.found:
+        txt, js = outcome.found
+        print_summary(js, elapsed, [stream.id for stream in gave_up] if len(the_run.captures) > 1 else [], crashed)
+        say_where_figures_came_from(js)
+        if txt.parent != the_run.reports.asked:
+            print(f"the report could not be written to {the_run.reports.asked}: saved in {txt.parent}", flush=True)
         print(f"report: {txt}")
         print(f"report: {js}", flush=True)
-    elif private:
-        print(f"no report yet: the class's totals are kept in {run_dir}; the next `engagement run` in this "
+        print_outbox_state(the_run.outbox, the_run.session)
+    elif not failed:
+        print(f"no report yet: the class's totals are kept in {the_run.run_dir}; the next `engagement run` in this "
               f"folder writes its report", flush=True)
     return code
 
 
+def _failed_streams(the_run: ClassRun) -> tuple[list[Stream], set[str]]:
+    """The streams whose capture gave up or kept crashing, and the ids of those that crashed."""
+    children = _supervisor(the_run).children
+    pairs = list(zip(the_run.captures, the_run.streams, strict=False))
+    gave_up = [stream for name, stream in pairs if EXIT_GAVE_UP in children[name].exit_codes or children[name].crashed]
+    return gave_up, {stream.id for name, stream in pairs if children[name].crashed}
+
+
+def _say_failed_streams(gave_up: list[Stream], crashed: set[str], single: bool) -> None:
+    for stream in gave_up:
+        if stream.id in crashed:
+            log.error("stream %s: its capture kept crashing and was left down: the class went on without it, "
+                      "the report covers what it captured", stream.id)
+        elif single:
+            log.error("the source %s could not be read: the report covers what was captured (maybe nothing)",
+                      stream.source)
+        else:
+            log.error("stream %s: the source %s could not be read (it gave up): the class went on without "
+                      "it, the report covers what it captured", stream.id, stream.source)
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging("launcher", os.environ.get("LOG_LEVEL", "INFO"))
-    return run(args)
+    setup_logging("launcher", log_level_of_environment())
+    try:
+        return run(args)
+    except KeyboardInterrupt:  # Ctrl-C before the launcher's own handler was in place: nothing started
+        print("engagement run: interrupted", file=sys.stderr, flush=True)
+        return 130
 
 
 def check_main(argv: list[str]) -> int:
@@ -274,10 +428,10 @@ def check_main(argv: list[str]) -> int:
                         "report and recording folders, Redis, the model, ports. Takes the flags of "
                         "`engagement run`.").parse_args(argv)
     try:
-        values = resolve_run(args)
+        settings = resolve_run(args)
     except SettingError as exc:
         print(f"engagement check: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    results = run_all_checks(values, session_given=bool(values["session_id"]))
+    results = run_all_checks(settings, session_given=bool(settings.common.session_id))
     print(checks.table(results), flush=True)
     return EXIT_CHECK_FAILED if any(not r.ok for r in results) else 0

@@ -6,10 +6,16 @@ and writes the interrupted class's report from it. The server is started through
 Python step that asks the kernel (prctl PR_SET_PDEATHSIG) to SIGKILL it when the launcher
 dies, whatever the way (even SIGKILL, which no handler sees), then execs redis-server (the
 request survives exec).
+
+A server that dies mid-class (a full disk makes an append-only Redis with appendfsync always
+exit) is noticed by the launcher's loop (`watch`, every 0.1 s), named in one line, and started
+again on the same port: on the same data when the disk has room, else in memory only (the
+aggregator's journal holds the class, and refills it: shared/data/journal.py).
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -18,7 +24,14 @@ from pathlib import Path
 
 import redis
 
-from shared.ports import free_ports
+from services.launcher.supervisor import how_it_ended
+from shared.data.journal import free_bytes
+from shared.ops.ports import free_ports
+
+log = logging.getLogger("launcher")
+MAX_RESTARTS = 5
+# Less free space than this where the data lives: a restarted server keeps its data in memory only.
+MIN_FREE_BYTES = 16 * 2**20
 
 # Runs in the child: set the parent-death signal, make sure the parent did not die before
 # that, then become redis-server.
@@ -32,10 +45,11 @@ os.execvp(sys.argv[2], sys.argv[2:])
 """
 
 
-def spawn_bound_to_parent(argv: list[str], parent_pid: int, **kwargs: object) -> subprocess.Popen:
+def spawn_bound_to_parent(argv: list[str], parent_pid: int, stdout: int | None = None,
+                          stderr: int | None = None) -> subprocess.Popen[bytes]:
     """Start `argv` so that it gets SIGKILL when the process `parent_pid` (us) dies."""
     return subprocess.Popen([sys.executable, "-c", _EXEC_WITH_PDEATHSIG, str(parent_pid), *argv],
-                            **kwargs)  # type: ignore[arg-type]
+                            stdout=stdout, stderr=stderr)
 
 
 class PrivateRedis:
@@ -45,12 +59,20 @@ class PrivateRedis:
                                "redis-server (./scripts/setup.sh does) or set REDIS_URL")
         self.port = free_ports(1)[0]
         self.dir = data_dir
+        self.parent_pid = parent_pid
+        self.restarts = 0
+        self.persistent = True
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.proc = spawn_bound_to_parent(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir)],
-            parent_pid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._start()
+
+    def _start(self) -> None:
+        persistence = (["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
+                       else ["--appendonly", "no"])
+        self.proc = spawn_bound_to_parent(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", *persistence,
+             "--dir", str(self.dir)],
+            self.parent_pid, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
         while True:
@@ -64,6 +86,29 @@ class PrivateRedis:
                     self.stop(keep_data=True)
                     raise RuntimeError(f"private redis-server on port {self.port} did not start") from None
                 time.sleep(0.05)
+
+    def watch(self) -> bool:
+        """Whether the server runs; one that died is named and started again (see the module's note). False
+        once it has died more than MAX_RESTARTS times (the class goes on with the aggregator's journal)."""
+        code = self.proc.poll()
+        if code is None:
+            return True
+        if self.restarts >= MAX_RESTARTS:
+            return False
+        self.restarts += 1
+        free = free_bytes(self.dir)
+        if free < MIN_FREE_BYTES:
+            self.persistent = False
+        how = ("on its data" if self.persistent
+               else f"in memory only ({self.dir} has {free // 1024} KB left; the aggregator's journal keeps the class)")
+        log.error("the private redis-server (pid %d, port %d) %s: restarting it %s (%d/%d)",
+                  self.proc.pid, self.port, how_it_ended(code), how, self.restarts, MAX_RESTARTS)
+        try:
+            self._start()
+        except RuntimeError as exc:
+            log.error("%s: the class goes on with the aggregator's journal", exc)
+            return False
+        return True
 
     def stop(self, keep_data: bool = False) -> None:
         """Stop the server; its data is removed unless `keep_data` (a report still to write)."""

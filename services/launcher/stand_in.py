@@ -14,8 +14,8 @@ import time
 
 import zmq
 
-from shared.bus import open_socket
-from shared.messages import encode, make_header
+from shared.bus.bus import open_socket
+from shared.bus.messages import encode, make_header
 
 log = logging.getLogger("launcher")
 

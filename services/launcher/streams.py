@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.config import SettingError
+from shared.ops.config import SettingError
 
 # The ID part: no ':' or '/', so a URL (rtsp://h/x?a=b) or a path is never read as a name.
 _NAMED = re.compile(r"^(?P<id>[A-Za-z0-9][A-Za-z0-9_.-]{0,62})(?:@(?P<fps>[0-9]*\.?[0-9]+))?=(?P<source>.+)$")

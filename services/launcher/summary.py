@@ -3,20 +3,46 @@ and the summary printed after it (frames, speed, the streams that failed, the re
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from shared.config import report_fallback_dir
+from shared.data.outbox import outbox_path, queued_for
+from shared.data.report_doc import Report, load_report
+from shared.ops.config import report_fallback_dir
 
 
-def find_report(values: dict[str, Any], session: str) -> tuple[Path, Path] | None:
-    """The session's report, where it was asked for or in the fallback folder."""
-    for folder in (Path(values["report_dir"]), report_fallback_dir(values.get("report_fallback_dir", ""))):
-        txt, js = folder / f"{session}.txt", folder / f"{session}.json"
-        if txt.exists() and js.exists():
-            return txt, js
-    return None
+@dataclass(frozen=True)
+class ReportFolders:
+    """Where a session's report is written: the folder asked for (REPORT_DIR), else the fallback
+    (REPORT_FALLBACK_DIR or the XDG state folder: config.report_fallback_dir), resolved once."""
+
+    asked: Path
+    fallback: Path
+
+    @classmethod
+    def of(cls, report_dir: str, fallback_dir: str) -> ReportFolders:
+        return cls(Path(report_dir), report_fallback_dir(fallback_dir))
+
+    def find(self, session: str) -> tuple[Path, Path] | None:
+        """The session's report (its .txt and .json), in the asked folder or the fallback."""
+        for folder in (self.asked, self.fallback):
+            txt, js = folder / f"{session}.txt", folder / f"{session}.json"
+            if txt.exists() and js.exists():
+                return txt, js
+        return None
+
+
+@dataclass(frozen=True)
+class Outbox:
+    """With MESSAGING=1, where the reporter queues what the local broker has not taken yet."""
+
+    paths: frozenset[Path]
+    broker: str  # host:port
+
+    @classmethod
+    def of(cls, reports: ReportFolders, outbox_path_setting: str, mqtt_host: str, mqtt_port: int) -> Outbox:
+        return cls(frozenset({outbox_path(str(reports.asked), outbox_path_setting), outbox_path(reports.fallback)}),
+                   f"{mqtt_host}:{mqtt_port}")
 
 
 def print_summary(js: Path, elapsed: float, failed_streams: list[str] | None = None,
@@ -24,28 +50,32 @@ def print_summary(js: Path, elapsed: float, failed_streams: list[str] | None = N
     """Frames and speed of the session, each failed stream and why, the recording; nothing when the
     report cannot be read (its paths are printed anyway)."""
     try:
-        report = json.loads(js.read_text())
-        frames = report.get("totals", {}).get("frames", 0)
-        print(f"session {report.get('session')}: {frames} frames in {elapsed:.1f} s "
-              f"({frames / elapsed:.2f} frames/s including start-up)")
-        for stream in failed_streams or []:
-            reason = _stream_end_reason(report, stream)
-            why = "its capture crashed" if stream in (crashed or set()) else "its source could not be read"
-            print(f"stream {stream} failed: {why}" + (f" ({reason})" if reason else "") + "; the other streams went on")
-        if report.get("recording"):
-            print(f"recording: {report['recording']}")
-    except (OSError, ValueError, AttributeError):
-        pass
+        report = load_report(js)
+    except (OSError, ValueError):  # ReportError and msgspec's DecodeError are ValueErrors
+        return
+    frames = report.totals.frames
+    print(f"session {report.session}: {frames} frames in {elapsed:.1f} s "
+          f"({frames / elapsed:.2f} frames/s including start-up)")
+    for stream in failed_streams or []:
+        reason = _stream_end_reason(report, stream)
+        why = "its capture crashed" if stream in (crashed or set()) else "its source could not be read"
+        print(f"stream {stream} failed: {why}" + (f" ({reason})" if reason else "") + "; the other streams went on")
+    if report.recording:
+        print(f"recording: {report.recording}")
 
 
-def _stream_end_reason(report: dict[str, Any], stream: str) -> str:
+def _stream_end_reason(report: Report, stream: str) -> str:
     """The end reason the report recorded for `stream` (its per-stream section), if any."""
-    streams = report.get("streams")
-    entry = streams.get(stream) if isinstance(streams, dict) else next(
-        (s for s in streams if isinstance(s, dict) and s.get("stream") == stream), None) if isinstance(
-        streams, list) else None
-    if isinstance(entry, dict):
-        end = entry.get("end")
-        return str(entry.get("end_reason") or entry.get("reason") or (end.get("reason") if isinstance(end, dict)
-                                                                       else "") or "")
-    return ""
+    return next((st.end_reason for st in report.streams if st.stream == stream), "")
+
+
+def print_outbox_state(outbox: Outbox | None, session: str) -> None:
+    """With MESSAGING=1 (an outbox), say so when the report has not reached the local broker yet: it
+    waits in the outbox (services/reporter/outbox.py) and is sent when the broker takes it."""
+    if outbox is None:
+        return
+    waiting = sum(queued_for(path, session) for path in outbox.paths)
+    if waiting:
+        print(f"report queued for the broker: {outbox.broker} has not taken it "
+              f"yet ({waiting} message(s) in the outbox); it is sent when the broker is back, by the next "
+              f"`engagement run -m` in this folder or `engagement outbox flush`", flush=True)

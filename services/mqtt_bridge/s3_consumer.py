@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared import envelope
+from shared.data import envelope
 
 log = logging.getLogger("s3_consumer")
 
@@ -95,7 +95,8 @@ class S3Store:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
 
     def get(self, key: str) -> bytes:
-        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        body: bytes = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return body
 
     def list(self, prefix: str) -> list[str]:
         keys: list[str] = []
@@ -176,11 +177,13 @@ class ReportStore:
 
 def main() -> int:  # pragma: no cover - needs a real cloud broker and bucket
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     from services.mqtt_bridge.certs import tls_context
-    from shared.logs import setup_logging
+    from shared.ops.config import log_level_of_environment
+    from shared.ops.logs import setup_logging
 
-    setup_logging("s3_consumer", os.environ.get("LOG_LEVEL", "INFO"))
+    setup_logging("s3_consumer", log_level_of_environment())
     env = os.environ
     local_dir = env.get("S3_LOCAL_DIR")
     store: ObjectStore = DirectoryStore(local_dir) if local_dir else S3Store(env["S3_BUCKET"])
@@ -189,7 +192,7 @@ def main() -> int:  # pragma: no cover - needs a real cloud broker and bucket
         log.info("reassembled %d split reports", reports.reassemble_all())
         return 0
     topic = env.get("CONSUMER_TOPIC", "engagement/+/+")
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=env.get("CONSUMER_CLIENT_ID", "s3-consumer"),
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=env.get("CONSUMER_CLIENT_ID", "s3-consumer"),
                          clean_session=False, manual_ack=True)
     if env.get("CONSUMER_CA_FILE"):
         client.tls_set_context(tls_context(env["CONSUMER_CA_FILE"], env["CONSUMER_CERT_FILE"],
@@ -203,7 +206,7 @@ def main() -> int:  # pragma: no cover - needs a real cloud broker and bucket
             c.ack(msg.mid, msg.qos)
             return
         try:
-            outcome = reports.handle(msg.payload)
+            outcome = reports.handle(bytes(msg.payload))  # paho's payload is bytes: no copy
         except Exception:
             log.exception("could not store a message from %s; not acknowledged", msg.topic)
             return  # redelivered after the next reconnect

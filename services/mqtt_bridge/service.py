@@ -27,13 +27,16 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import Counter, Gauge
 
 from services.mqtt_bridge import certs
-from services.mqtt_bridge.queue import DurableQueue
-from shared import envelope
-from shared.backoff import Backoff
-from shared.service import EXIT_GAVE_UP, Service
+from shared.bus.backoff import Backoff
+from shared.data import envelope
+from shared.data.durable_queue import DurableQueue
+from shared.ops.service import EXIT_GAVE_UP, Service
+from shared.ops.settings import MqttBridgeSettings
 
 RECEIVED = Counter("engagement_mqtt_bridge_received_total", "Messages received from the local broker", ["type"])
 QUEUED = Gauge("engagement_mqtt_bridge_queued_messages", "Rows waiting in the store-and-forward queue")
@@ -48,6 +51,7 @@ CONNECTED = Gauge("engagement_mqtt_bridge_connected", "1 when connected to the b
 
 EXIT_CERTIFICATE = EXIT_GAVE_UP  # a certificate the broker refuses: retrying cannot help
 JITTER = 0.2  # many devices must not retry in step
+DEAD_LETTER_KEEP_BYTES = 64 * 1024  # of a dead-lettered payload: enough to tell what it was
 
 
 class Link:
@@ -80,11 +84,11 @@ class Link:
         self.last_error = ""
 
 
-class MqttBridgeService(Service):
+class MqttBridgeService(Service[MqttBridgeSettings]):
     name = "mqtt_bridge"
     tick_interval = 1.0
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: MqttBridgeSettings) -> None:
         super().__init__(settings)
         s = settings
         self.device_id = s.device_id
@@ -126,7 +130,7 @@ class MqttBridgeService(Service):
     def setup(self) -> None:
         self.queue = DurableQueue(self.settings.bridge_queue_path)
         self.log.info("queue %s holds %d rows", self.settings.bridge_queue_path, self.queue.depth())
-        self.local = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.device_id}-bridge",
+        self.local = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{self.device_id}-bridge",
                                  clean_session=False, manual_ack=True, reconnect_on_failure=False)
         self.local.will_set(self.local_status, "offline", qos=1, retain=True)
         self.local.on_connect = self._on_local_connect
@@ -144,7 +148,8 @@ class MqttBridgeService(Service):
         client.subscribe([(t, 1) for t in self.local_topics])
         client.publish(self.local_status, "online", qos=1, retain=True)
 
-    def _on_local_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, reasons: list, _p: object) -> None:
+    def _on_local_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[ReasonCode],
+                            _p: object) -> None:
         # Only from here on does the local broker route reports to us (and queue them for our
         # persistent session while we are away): "connected" alone is too early to rely on.
         if any(r.is_failure for r in reasons):
@@ -159,7 +164,7 @@ class MqttBridgeService(Service):
     def _on_local_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         assert self.queue is not None
         try:
-            self._accept(msg.topic, msg.payload)
+            self._accept(msg.topic, bytes(msg.payload))  # paho's payload is bytes: no copy
         except Exception as exc:  # disk full, I/O error: do NOT ack, the broker redelivers it
             FAILED.labels("queue_write").inc()
             self.log.error("could not store a message from %s (%s); not acknowledged, reconnecting "
@@ -169,14 +174,15 @@ class MqttBridgeService(Service):
         client.ack(msg.mid, msg.qos)
 
     def _accept(self, topic: str, payload: bytes) -> None:
+        """Queue one local message, or set it aside in the dead-letter table when it cannot be
+        forwarded. Either way it is acknowledged once; only a failing queue write raises (and
+        leaves it unacknowledged, for the broker to redeliver)."""
         assert self.queue is not None
         try:
-            env = envelope.parse(payload)
-            if topic.rsplit("/", 1)[-1] != env.type:
-                raise envelope.InvalidPayload("type_topic_mismatch", f"type {env.type} on {topic}")
-            parts = envelope.split(env, self.settings.bridge_max_payload_bytes, self.settings.bridge_max_parts)
+            env, parts = self._parse(topic, payload)
         except envelope.InvalidPayload as exc:
-            self.queue.dead_letter(topic, exc.reason, str(exc), payload)
+            # Only the head of a huge payload is kept: enough to see what it was, never the disk's worth.
+            self.queue.dead_letter(topic, exc.reason, str(exc), payload[:DEAD_LETTER_KEEP_BYTES])
             DEAD_LETTERED.labels(exc.reason).inc()
             # Size and reason only: the payload may hold class data and stays in the table.
             self.log.error("dead-lettered a %d-byte payload from %s: %s", len(payload), topic, exc)
@@ -188,10 +194,27 @@ class MqttBridgeService(Service):
         if not self.queue.enqueue(env.id, env.type, f"{self.cloud_prefix}/{env.type}", parts):
             self.log.info("%s %s already queued or forwarded: duplicate ignored", env.type, env.id)
 
+    def _parse(self, topic: str, payload: bytes) -> tuple[envelope.Envelope, list[bytes]]:
+        """The envelope and the payloads to send; InvalidPayload for anything else, at any size or depth."""
+        s = self.settings
+        limit = s.bridge_max_payload_bytes * s.bridge_max_parts
+        if len(payload) > limit:  # more than the parts could carry: not even parsed
+            raise envelope.InvalidPayload("too_large", f"{len(payload)} B is over {limit} B "
+                                          f"(BRIDGE_MAX_PARTS x BRIDGE_MAX_PAYLOAD_BYTES)")
+        try:
+            env = envelope.parse(payload)
+            if topic.rsplit("/", 1)[-1] != env.type:
+                raise envelope.InvalidPayload("type_topic_mismatch", f"type {env.type} on {topic}")
+            return env, envelope.split(env, s.bridge_max_payload_bytes, s.bridge_max_parts)
+        except envelope.InvalidPayload:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a payload must never be retried for a parse bug
+            raise envelope.InvalidPayload("unparseable", f"{type(exc).__name__}: {exc}"[:200]) from None
+
     # --- cloud broker ---------------------------------------------------------------
     def _new_cloud_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.device_id,
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.device_id,
                              clean_session=True, reconnect_on_failure=False)
         client.tls_set_context(certs.tls_context(s.cloud_ca_file, s.cloud_cert_file, s.cloud_key_file))
         client.will_set(self.cloud_status, "offline", qos=1, retain=True)

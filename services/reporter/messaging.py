@@ -1,6 +1,6 @@
 """Publishing reports and running totals to the local MQTT broker (MESSAGING=1).
 
-Payloads are JSON envelopes (shared/envelope.py) that the MQTT bridge (services/mqtt_bridge)
+Payloads are JSON envelopes (shared/data/envelope.py) that the MQTT bridge (services/mqtt_bridge)
 validates and forwards to the cloud. The id is stable per message ("<session>:report",
 "<session>:totals:<n>") so the cloud side can drop a duplicate. QoS 1, and a publish
 waits for the broker's PUBACK; a broker that is down is logged and counted, never fatal.
@@ -14,9 +14,10 @@ import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client import Counter
 
-from shared.envelope import build, topic
+from shared.data.envelope import build, topic
 
 MQTT_PUBLISHED = Counter("engagement_mqtt_published_total", "Messages the local broker acknowledged", ["type"])
 MQTT_ERRORS = Counter("engagement_mqtt_errors_total", "Messages not acknowledged by the local broker", ["type"])
@@ -29,7 +30,7 @@ class Publisher:
         self.device_id = device_id
         self.ack_timeout = ack_timeout
         self.connected = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{device_id}-reporter",
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device_id}-reporter",
                                   clean_session=False)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -50,6 +51,13 @@ class Publisher:
         self.connected.clear()
         log.warning("disconnected from the local MQTT broker: %s", reason)
 
+    def envelope(self, kind: str, message_id: str, session: str, body: dict[str, Any]) -> bytes:
+        """The bytes published for one message (kept as they are in the outbox until sent)."""
+        return json.dumps(build(kind, message_id, self.device_id, session, body), separators=(",", ":")).encode()
+
+    def topic(self, kind: str) -> str:
+        return topic(self.device_id, kind)
+
     def publish(self, kind: str, message_id: str, session: str, body: dict[str, Any],
                 timeout: float | None = None) -> bool:
         """Publish one envelope with QoS 1 and wait for PUBACK; False (counted) if none came.
@@ -57,14 +65,17 @@ class Publisher:
         `timeout` bounds the wait for a connection and for PUBACK (default ack_timeout):
         periodic totals pass a short one so a broker that is down never stalls the overlay.
         """
+        return self.send(kind, message_id, self.envelope(kind, message_id, session, body), timeout)
+
+    def send(self, kind: str, message_id: str, payload: bytes, timeout: float | None = None) -> bool:
+        """Publish ready envelope bytes (QoS 1) and wait for PUBACK; False (counted) if none came."""
         timeout = self.ack_timeout if timeout is None else timeout
-        payload = json.dumps(build(kind, message_id, self.device_id, session, body), separators=(",", ":"))
         if not self.connected.wait(timeout):
             MQTT_ERRORS.labels(kind).inc()
             log.error("MQTT %s %s not published: no connection to the local broker", kind, message_id)
             return False
         try:
-            info = self.client.publish(topic(self.device_id, kind), payload, qos=1)
+            info = self.client.publish(self.topic(kind), payload, qos=1)
             info.wait_for_publish(timeout)
         except (RuntimeError, ValueError) as exc:
             MQTT_ERRORS.labels(kind).inc()

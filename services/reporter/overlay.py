@@ -7,37 +7,50 @@ model is the attention baseline, a note that it is not trained on engagement dat
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
-from services.reporter.report import BASELINE_NOTE
-from shared.messages import Frame
+from shared.bus.messages import Frame
+from shared.data.model_card import BASELINE_NOTE
+from shared.data.running_totals import Totals
 
-# BGR, from engaged (green) to checked out (red); faces without a prediction yet are grey.
-LEVEL_COLOURS = [(60, 180, 60), (0, 200, 230), (0, 140, 255), (40, 40, 220)]
+# BGR, Okabe and Ito's colour-blind-safe palette as on the pages (blue, sky blue, orange,
+# vermillion; services/web/static/style.css); the label says the level's number and word too.
+# Faces without a prediction yet are grey.
+LEVEL_COLOURS = [(178, 114, 0), (233, 180, 86), (0, 159, 230), (0, 94, 213)]
 NO_PREDICTION = (170, 170, 170)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
+def size_factor(img: np.ndarray) -> float:
+    """How much larger than on a 480-line frame the overlay is drawn: frames keep their own size
+    (up to 1080 lines), and a fixed-size text shrank to a third of the live page's picture."""
+    return max(1.0, float(img.shape[0]) / 480)
+
+
 def _text(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float = 0.5) -> None:
+    k = size_factor(img)
     # A dark outline keeps the text readable on any background.
-    cv2.putText(img, text, org, FONT, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(img, text, org, FONT, scale, colour, 1, cv2.LINE_AA)
+    cv2.putText(img, text, org, FONT, scale * k, (0, 0, 0), round(3 * k), cv2.LINE_AA)
+    cv2.putText(img, text, org, FONT, scale * k, colour, round(k), cv2.LINE_AA)
 
 
 def no_face_origin(img: np.ndarray) -> tuple[int, int]:
     """Where "No Face Found" goes: centred, a little above the middle."""
-    (w, _), _ = cv2.getTextSize("No Face Found", FONT, 1.0, 2)
+    k = size_factor(img)
+    (w, _), _ = cv2.getTextSize("No Face Found", FONT, k, round(2 * k))
     return max(0, (img.shape[1] - w) // 2), img.shape[0] // 2
 
 
-def draw(frame: np.ndarray, faces: list[dict[str, Any]], predictions: list[dict[str, Any]],
-         totals: dict[str, Any] | None, labels: list[str], recording: bool = False,
+def draw(frame: np.ndarray, faces: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]],
+         totals: Totals | None, labels: list[str], recording: bool = False,
          baseline: bool = False) -> np.ndarray:
     """A copy of `frame` with the overlay; `faces` without a prediction get a grey box."""
-    img = frame.copy()
+    img: np.ndarray = frame.copy()
+    k = size_factor(img)
     predicted = {p["student"]: p for p in predictions}
     for face in faces or predictions:
         x, y, w, h = (int(round(v)) for v in face["box"])
@@ -47,18 +60,18 @@ def draw(frame: np.ndarray, faces: list[dict[str, Any]], predictions: list[dict[
         else:
             level = int(p["level"])
             colour, label = LEVEL_COLOURS[level], f"id {face['student']}: {level} {labels[level]}"
-        cv2.rectangle(img, (x, y), (x + w, y + h), colour, 2)
-        _text(img, label, (x, max(14, y - 6)), colour)
+        cv2.rectangle(img, (x, y), (x + w, y + h), colour, round(2 * k))
+        _text(img, label, (x, max(round(14 * k), y - round(6 * k))), colour)
     if not faces and not predictions:
-        cv2.putText(img, "No Face Found", no_face_origin(img), FONT, 1.0, (0, 0, 255), 2, cv2.LINE_AA)
-    levels = (totals or {}).get("levels", {})
+        cv2.putText(img, "No Face Found", no_face_origin(img), FONT, k, (0, 0, 255), round(2 * k), cv2.LINE_AA)
+    levels = totals.levels if totals is not None else {}
     for i, name in enumerate(labels):
-        _text(img, f"{name}: {levels.get(str(i), 0)}", (10, 20 + 20 * i), LEVEL_COLOURS[i])
+        _text(img, f"{name}: {levels.get(str(i), 0)}", (round(10 * k), round((20 + 20 * i) * k)), LEVEL_COLOURS[i])
     if recording:
-        cv2.circle(img, (img.shape[1] - 110, 18), 6, (0, 0, 255), -1)
-        _text(img, "Recording", (img.shape[1] - 98, 23), (0, 0, 255))
+        cv2.circle(img, (img.shape[1] - round(110 * k), round(18 * k)), round(6 * k), (0, 0, 255), -1)
+        _text(img, "Recording", (img.shape[1] - round(98 * k), round(23 * k)), (0, 0, 255))
     if baseline:
-        _text(img, BASELINE_NOTE, (10, img.shape[0] - 12), (255, 255, 255), 0.45)
+        _text(img, BASELINE_NOTE, (round(10 * k), img.shape[0] - round(12 * k)), (255, 255, 255), 0.45)
     return img
 
 

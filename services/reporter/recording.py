@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from prometheus_client import Counter
 
+from shared.vision.frame_size import letterbox
+
 RECORDED_FRAMES = Counter("engagement_recorded_frames_total", "Frames written to the recording")
 RECORDING_ERRORS = Counter("engagement_recording_errors_total", "Recording failures; recording stops",
                            ["reason"])
@@ -58,7 +60,7 @@ class Recorder:
         if len(self.codec) != 4:
             self._fail("bad_codec", f"codec {self.codec!r} is not a FourCC")
             return
-        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.codec), self.fps, self.size)
+        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*self.codec), self.fps, self.size)
         if not self.writer.isOpened():
             self._fail("open_failed", f"OpenCV cannot write {self.codec} to {self.path}")
             return
@@ -74,10 +76,10 @@ class Recorder:
             return False
         if self.writer is None:
             self._open()
-            if self.failed:
-                return False
-        if (img.shape[1], img.shape[0]) != self.size:
-            img = cv2.resize(img, self.size, interpolation=cv2.INTER_AREA)
+        if self.failed or self.writer is None:  # (a writer that failed to open is left None)
+            return False
+        # A writer takes one size: a frame of another shape (a resized window) is letterboxed, never stretched.
+        img = letterbox(img, self.size)
         try:
             self.writer.write(img)
         except cv2.error as exc:

@@ -1,30 +1,45 @@
-"""The end-of-session report: pure functions over what shared/totals.py reads.
+"""The end-of-session report: pure functions over what shared/data/totals.py reads.
 
 `build_report(store.load_session(sid), ...)` gives the JSON document (schema 1);
 `render_text(report)` gives the text summary as the reference system wrote it (frames,
 faces, count and percent of each level, then per student). With `class_level_only` no
 per-student row, timeline entry or episode is included: only class-level counts and a
 per-frame class timeline, which says when the class's attention fell without saying whose.
-The teacher's marks of the session (shared/marks.py) come with the model's agreement with
+The teacher's marks of the session (shared/data/marks.py) come with the model's agreement with
 them; class-level only keeps the agreement figures and drops the marks.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from collections import Counter
 from itertools import groupby
 from typing import Any
 
-from shared.levels import LEVEL_LABELS
-from shared.marks import Mark, report_section
-from shared.model_card import BASELINE_NOTE
-from shared.roster import several_streams, student_label
-from shared.totals import empty_totals
+import msgspec
+
+from shared.data.clock import offset_clock, seconds_into, wall_clock
+from shared.data.levels import LEVEL_LABELS, UNREAD_REASON
+from shared.data.marks import Mark, report_section
+from shared.data.model_card import BASELINE_NOTE
+from shared.data.report_doc import (
+    UNSET,
+    Agreement,
+    Report,
+    SetAside,
+    StoreSection,
+    StreamSection,
+    Student,
+    Totals,
+    from_dict,
+    to_dict,
+)
+from shared.data.roster import several_streams, student_label
+from shared.data.totals import SET_ASIDE_REASONS, empty_totals
 
 REPORT_SCHEMA = 1
 # The MQTT bridge splits what it forwards into AWS IoT Core's 128 KB payloads, at most 64
-# parts (shared/envelope.py): 4 MB of report JSON leaves room for the parts'
+# parts (shared/data/envelope.py): 4 MB of report JSON leaves room for the parts'
 # escaping and headers.
 MQTT_BODY_LIMIT = 4_000_000
 EPISODE_LEVEL = 2  # "bored" or worse
@@ -44,7 +59,7 @@ def _with_percent(counts: dict[str, Any]) -> dict[str, Any]:
 
 def _when(entry: dict[str, Any]) -> float:
     """Position in the session: media time for files, capture time for live sources."""
-    return entry["t_media"] if entry.get("t_media") is not None else entry["t_capture"]
+    return float(entry["t_media"] if entry.get("t_media") is not None else entry["t_capture"])
 
 
 def episodes(timeline: list[dict[str, Any]], min_level: int = EPISODE_LEVEL) -> list[dict[str, Any]]:
@@ -83,9 +98,19 @@ def class_timeline(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(frames.values(), key=lambda r: (r["t_capture"], r["seq"]))
 
 
+def reason_counts(timeline: list[dict[str, Any]]) -> dict[str, int]:
+    """How many predictions each signal decided (the baseline's `reason`); class level, names no student."""
+    counts = Counter(str((e.get("signals") or {}).get("reason")) for e in timeline
+                     if (e.get("signals") or {}).get("reason") is not None)
+    return dict(sorted(counts.items()))
+
+
 def build_report(data: dict[str, Any], class_level_only: bool = False,
-                 generated_at: float | None = None, marks: list[Mark] | None = None) -> dict[str, Any]:
-    """The JSON report from `Store.load_session` output (and the session's teacher's marks)."""
+                 generated_at: float | None = None, marks: list[Mark] | None = None) -> Report:
+    """The report from `Store.load_session` output (and the session's teacher's marks).
+
+    Built as the plain document (the JSON file's keys, in its order), then checked into the
+    typed Report (shared/data/report_doc.py) that every writer and reader takes."""
     meta, totals = data["meta"], data["totals"]
     model = dict(meta["model"])
     labels = model.get("labels") or list(LEVEL_LABELS)
@@ -105,6 +130,7 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
         "class_level_only": class_level_only,
         "totals": _with_percent(totals),
         "class_timeline": class_timeline(data["timeline"]),
+        "reasons": reason_counts(data["timeline"]),
         "students": [],
         "timeline": [],
         "episodes": [],
@@ -114,14 +140,35 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
         report["timeline"] = data["timeline"]
         report["episodes"] = episodes(data["timeline"])
     report["streams"] = [_stream_section(st, report) for st in _streams_of(data)]
+    report["set_aside"] = set_aside_section(data.get("set_aside") or {})
     report.update(report_section(marks or [], class_level_only, data["timeline"]))
-    return report
+    return from_dict(report)
+
+
+def set_aside_section(raw: dict[str, Any]) -> dict[str, Any]:
+    """Detections facedetect never made students of (Store.set_aside), with their total."""
+    counts = {reason: int(raw.get(reason, 0)) for reason in SET_ASIDE_REASONS}
+    return {**counts, "total": sum(counts.values()), "min_seconds": raw.get("min_seconds")}
+
+
+def _set_aside_line(section: SetAside) -> str:
+    if not section.total:
+        return "Detections set aside: none"
+    parts = []
+    if section.short_lived:
+        seconds = section.min_seconds
+        parts.append(f"{section.short_lived} short-lived"
+                     + (f" (seen under {seconds:g} s)" if seconds is not None else ""))
+    if section.not_a_face:
+        parts.append(f"{section.not_a_face} not a face to the face mesh, as a hand raised to the face")
+    return f"Detections set aside, never students: {section.total} ({'; '.join(parts)})"
 
 
 def _streams_of(data: dict[str, Any]) -> list[dict[str, Any]]:
     """The session's streams as Store.streams reads them; one from the meta for older data."""
     if data.get("streams"):
-        return data["streams"]
+        streams: list[dict[str, Any]] = data["streams"]
+        return streams
     meta = data["meta"]
     return [{"stream": meta["stream"], "source": "", "started": meta["started"], "ended": meta["ended"],
              "end_reason": meta["end_reason"], "totals": data["totals"]}]
@@ -138,127 +185,158 @@ def _stream_section(stream: dict[str, Any], report: dict[str, Any]) -> dict[str,
             "episodes": [e for e in report["episodes"] if e["stream"] == sid]}
 
 
-def mqtt_body(report: dict[str, Any], limit: int = MQTT_BODY_LIMIT) -> dict[str, Any]:
+def mqtt_body(report: Report, limit: int = MQTT_BODY_LIMIT) -> Report:
     """The report as published over MQTT: whole when it fits, else without its longest lists.
 
     A long class has a timeline beyond what the bridge can carry; the totals, students and
     episodes still fit, and the full report stays on disk. "omitted" names what was left out.
     """
-    if len(json.dumps(report, separators=(",", ":"))) <= limit:
+    if _compact_size(report) <= limit:
         return report
-    body = {**report, "omitted": []}
+    body = msgspec.structs.replace(report, omitted=[])
+    omitted: list[str] = []
     for key in ("timeline", "class_timeline", "episodes"):
-        body[key] = []
-        body["omitted"].append(key)
+        setattr(body, key, [])
+        omitted.append(key)
+        body.omitted = list(omitted)
         if key == "episodes":  # each stream's too
-            body["streams"] = [{**st, "episodes": []} for st in body.get("streams") or []]
-        if len(json.dumps(body, separators=(",", ":"))) <= limit:
+            body.streams = [msgspec.structs.replace(st, episodes=[]) for st in body.streams]
+        if _compact_size(body) <= limit:
             break
     return body
 
 
+def _compact_size(report: Report) -> int:
+    """The report's length as json.dumps writes it compactly (ASCII escapes: what the bridge counts)."""
+    return len(json.dumps(to_dict(report), separators=(",", ":")))
+
+
 # --- text ---------------------------------------------------------------------------------
 
-def _clock(t: float | None) -> str:
-    if t is None:
-        return "-"
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _offset(seconds: float) -> str:
-    minutes, secs = divmod(max(0.0, seconds), 60)
-    hours, minutes = divmod(int(minutes), 60)
-    return f"{hours:02d}:{minutes:02d}:{secs:04.1f}"
-
-
 def _moment(t_capture: float | None, t_media: float | None, started: float | None) -> str:
-    """Media offset for files; for live sources the offset from the session's start."""
-    if t_media is not None:
-        return _offset(t_media)
-    if t_capture is not None and started is not None:
-        return _offset(t_capture - started)
-    return "-"
+    """Media offset for files; for live sources the offset from the session's start (mm:ss.s)."""
+    return offset_clock(seconds_into(t_capture, t_media, started))
 
 
 def _level_lines(levels: dict[str, int], percent: dict[str, float], labels: list[str], indent: str) -> list[str]:
     return [f"{indent}{i} {labels[i]}: {levels[str(i)]} ({percent[str(i)]:.1f}%)" for i in range(len(labels))]
 
 
-def _state_lines(counts: dict[str, Any], indent: str) -> list[str]:
+def _state_lines(counts: Totals | Student, indent: str) -> list[str]:
     """One line per state of a multi-task model: its count at each level 0 (none) .. 3 (most), and percent.
 
     Levels only: the engagement labels ("slightly bored") would misname confusion or frustration.
     """
-    return [f"{indent}{head}: " + ", ".join(f"level {level} {n} ({counts['states_percent'][head][level]:.1f}%)"
+    if counts.states is UNSET or counts.states_percent is UNSET:
+        return []
+    percent = counts.states_percent
+    return [f"{indent}{head}: " + ", ".join(f"level {level} {n} ({percent[head][level]:.1f}%)"
                                             for level, n in levels.items())
-            for head, levels in counts.get("states", {}).items()]
+            for head, levels in counts.states.items()]
 
 
-def render_text(report: dict[str, Any]) -> str:
-    labels, totals = report["model"]["labels"], report["totals"]
+def _stream_of(student: Student, default: str) -> str:
+    """A student's stream (rows written before several streams carry none: the report's)."""
+    return default if student.stream is UNSET else student.stream
+
+
+def render_text(report: Report) -> str:
+    labels, totals = report.model.labels, report.totals
     several = several_streams(report)
-    streams = ", ".join(st["stream"] for st in report["streams"]) if several else report["stream"]
+    streams = ", ".join(st.stream for st in report.streams) if several else report.stream
     lines = [
-        f"Engagement report for session {report['session']}",
-        f"Class: {report['class']}    {'Streams' if several else 'Stream'}: {streams}",
-        f"Model: {report['model']['name'] or 'unknown'}",
-        *([f"Note: {BASELINE_NOTE}"] if report["model"]["baseline"] else []),
-        f"Started: {_clock(report['started'])}    Ended: {_clock(report['ended'])}"
-        + (f" ({report['end_reason']})" if report["end_reason"] else ""),
+        f"Engagement report for session {report.session}",
+        f"Class: {report.class_}    {'Streams' if several else 'Stream'}: {streams}",
+        f"Model: {report.model.name or 'unknown'}",
+        *([f"Note: {BASELINE_NOTE}"] if report.model.baseline else []),
+        f"Started: {wall_clock(report.started)}    Ended: {wall_clock(report.ended)}"
+        + (f" ({report.end_reason})" if report.end_reason else ""),
+        *_store_lines(None if report.store is UNSET else report.store),
         "",
-        f"Total frames: {totals['frames']}",
-        f"Frames with no face found: {totals['frames_without_faces']}",
-        f"Faces found: {totals['faces']}",
-        f"Predictions: {totals['predictions']}",
-        *_level_lines(totals["levels"], totals["percent"], labels, "  "),
-        *(["Every state (multi-task model):", *_state_lines(totals, "  ")] if totals.get("states") else []),
+        f"Total frames: {totals.frames}",
+        f"Frames with no face found: {totals.frames_without_faces}",
+        f"Faces found: {totals.faces}",
+        _set_aside_line(report.set_aside),
+        f"Predictions: {totals.predictions}",
+        *_unread_lines(report.reasons),
+        *_level_lines(totals.levels, totals.percent, labels, "  "),
+        *(["Every state (multi-task model):", *_state_lines(totals, "  ")] if totals.states else []),
     ]
     if several:  # one stream: its figures are the class's above
-        for st in report["streams"]:
+        for st in report.streams:
             lines += _stream_lines(st, labels)
-    lines += _agreement_lines(report.get("agreement"))
-    if report["class_level_only"]:
+    lines += _agreement_lines(report.agreement)
+    if report.class_level_only:
         lines += ["", "Class-level report: no per-student rows."]
         return "\n".join(lines) + "\n"
-    started = report["started"]
-    lines += ["", f"Students: {len(report['students'])}"]
-    for s in report["students"]:
-        stream = s.get("stream", report["stream"])
-        who = student_label(stream, s["student"]) if several else f"id {s['student']}"
-        who = f"{who} ({s['name']})" if s.get("name") else who
-        lines += [f"{who}: {s['predictions']} predictions, first seen "
-                  f"{_moment(s['first_seen'], s['first_media'], started)}, last seen "
-                  f"{_moment(s['last_seen'], s['last_media'], started)}",
-                  *_level_lines(s["levels"], s["percent"], labels, "    "),
-                  *_state_lines(s, "    ")]
-        mine = [e for e in report["episodes"] if (e.get("stream", stream), e["student"]) == (stream, s["student"])]
-        for e in mine:
-            lines.append(f"    level >= {EPISODE_LEVEL} from {_moment(e['start'], e['start_media'], started)} "
-                         f"to {_moment(e['end'], e['end_media'], started)} ({e['predictions']} predictions, "
-                         f"worst {e['max_level']} {labels[e['max_level']]})")
-    if report.get("marks"):
-        lines += ["", "Teacher's marks:"]
-        for m in report["marks"]:
-            model = "-" if m["level_predicted"] is None else f"{m['level_predicted']} {labels[m['level_predicted']]}"
-            who = student_label(m["stream"], m["student"]) if several and m.get("stream") else f"id {m['student']}"
-            lines.append(f"  {_moment(m['t'], m.get('t_media'), started)} {who}: teacher "
-                         f"{m['level_given']} {labels[m['level_given']]}, model {model}")
+    lines += ["", f"Students: {len(report.students)}"]
+    for s in report.students:
+        lines += _student_lines(report, s, several, labels)
+    lines += _mark_lines(report, several, labels)
     return "\n".join(lines) + "\n"
 
 
-def _stream_lines(st: dict[str, Any], labels: list[str]) -> list[str]:
-    totals = st["totals"]
-    return ["", f"Stream {st['stream']}" + (f" ({st['source']})" if st.get("source") else "")
-            + f": started {_clock(st['started'])}, ended {_clock(st['ended'])}"
-            + (f" ({st['end_reason']})" if st.get("end_reason") else ""),
-            f"  Frames: {totals['frames']}, no face: {totals['frames_without_faces']}, faces: {totals['faces']}, "
-            f"predictions: {totals['predictions']}",
-            *_level_lines(totals["levels"], totals["percent"], labels, "    ")]
+def _student_lines(report: Report, s: Student, several: bool, labels: list[str]) -> list[str]:
+    """A student's predictions, first and last seen, levels, states and episodes."""
+    started = report.started
+    stream = _stream_of(s, report.stream)
+    who = student_label(stream, s.student) if several else f"id {s.student}"
+    who = f"{who} ({s.name})" if s.name else who
+    lines = [f"{who}: {s.predictions} predictions, first seen "
+             f"{_moment(s.first_seen, s.first_media, started)}, last seen "
+             f"{_moment(s.last_seen, s.last_media, started)}",
+             *_level_lines(s.levels, s.percent, labels, "    "),
+             *_state_lines(s, "    ")]
+    for e in report.episodes:
+        if (e.stream, e.student) != (stream, s.student):
+            continue
+        lines.append(f"    level >= {EPISODE_LEVEL} from {_moment(e.start, e.start_media, started)} "
+                     f"to {_moment(e.end, e.end_media, started)} ({e.predictions} predictions, "
+                     f"worst {e.max_level} {labels[e.max_level]})")
+    return lines
 
 
-def _agreement_lines(agreement: dict[str, Any] | None) -> list[str]:
-    if not agreement or not (agreement["marks"] or agreement["without_prediction"]):
+def _mark_lines(report: Report, several: bool, labels: list[str]) -> list[str]:
+    if not report.marks:
         return []
-    rate = "-" if agreement["rate"] is None else f"{100 * agreement['rate']:.0f}%"
-    return ["", f"Teacher's marks: {agreement['marks'] + agreement['without_prediction']}; the model agreed "
-                f"with {agreement['agreed']} of the {agreement['marks']} it had a level for ({rate})"]
+    lines = ["", "Teacher's marks:"]
+    for m in report.marks:
+        model = "-" if m.level_predicted is None else f"{m.level_predicted} {labels[m.level_predicted]}"
+        who = student_label(m.stream, m.student) if several and m.stream else f"id {m.student}"
+        t_media = None if m.t_media is UNSET else m.t_media
+        lines.append(f"  {_moment(m.t, t_media, report.started)} {who}: teacher "
+                     f"{m.level_given} {labels[m.level_given]}, model {model}")
+    return lines
+
+
+def _store_lines(store: StoreSection | None) -> list[str]:
+    """Where the figures come from when not simply Redis (services/reporter/class_source.py)."""
+    if not store:
+        return []
+    missing = "; ".join(store.missing) or "nothing"
+    return [f"Figures: {store.note}", f"Missing: {missing}"]
+
+
+def _unread_lines(reasons: dict[str, int]) -> list[str]:
+    """Faces found but not read are not "frames with no face": say how many, and at which level."""
+    unread = reasons.get(UNREAD_REASON, 0)
+    return [f"  of which faces the face mesh could not read (reason {UNREAD_REASON}, counted at level 3): "
+            f"{unread}"] if unread else []
+
+
+def _stream_lines(st: StreamSection, labels: list[str]) -> list[str]:
+    totals = st.totals
+    return ["", f"Stream {st.stream}" + (f" ({st.source})" if st.source else "")
+            + f": started {wall_clock(st.started)}, ended {wall_clock(st.ended)}"
+            + (f" ({st.end_reason})" if st.end_reason else ""),
+            f"  Frames: {totals.frames}, no face: {totals.frames_without_faces}, faces: {totals.faces}, "
+            f"predictions: {totals.predictions}",
+            *_level_lines(totals.levels, totals.percent, labels, "    ")]
+
+
+def _agreement_lines(agreement: Agreement) -> list[str]:
+    if not (agreement.marks or agreement.without_prediction):
+        return []
+    rate = "-" if agreement.rate is None else f"{100 * agreement.rate:.0f}%"
+    return ["", f"Teacher's marks: {agreement.marks + agreement.without_prediction}; the model agreed "
+                f"with {agreement.agreed} of the {agreement.marks} it had a level for ({rate})"]

@@ -3,10 +3,11 @@
 Preview frames (capture, PUB/SUB) and updates (aggregator) are matched by (stream, seq);
 each matched pair is drawn (services/reporter/overlay.py), shown in a window unless
 headless, and recorded when RECORD is set. On `eos` from the aggregator the report is
-built from Redis (shared/totals.py, never from this process's memory), written
+built from Redis (shared/data/totals.py, never from this process's memory), written
 as <REPORT_DIR>/<session>.txt and .json (temp file + rename, so a reader never sees half a
-report), and `report: <txt> <json>` is printed. With MESSAGING=1 the report, and the
-running totals every MQTT_TOTALS_INTERVAL seconds, go to the local MQTT broker.
+report), and `report: <txt> <json>` is printed. With MESSAGING=1 the running totals go to the local MQTT
+broker every MQTT_TOTALS_INTERVAL seconds, and the report and the final totals through a durable
+outbox that keeps them until the broker takes them (services/reporter/outbox.py).
 
 With LIVE_OUT set (the launcher and compose set it) every update, every drawn overlay (as
 JPEG: the web service shows it, nothing draws twice) and, once the report is written, an
@@ -20,8 +21,8 @@ each mapped onto its RECORD_*/MESSAGING setting.
 
 from __future__ import annotations
 
-import json
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -30,23 +31,32 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import msgspec
 import redis
 from prometheus_client import Counter
 
 from services.reporter import overlay
+from services.reporter.class_source import load_class
 from services.reporter.messaging import Publisher
+from services.reporter.outbox import Outbox, open_outbox
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
-from shared.backoff import backoff_delay
-from shared.config import report_fallback_dir
-from shared.filenames import file_part
-from shared.levels import LEVEL_LABELS
-from shared.marks import MarkStore
-from shared.messages import Eos, Frame, Message, Update, follow_up, make_header
-from shared.redis_retention import expire_keys
-from shared.roster import RosterError, TileLabels, TileNames, load_roster, with_names
-from shared.service import Service
-from shared.totals import Store, expected_streams
+from shared.bus.backoff import LogThrottle, backoff_delay
+from shared.bus.messages import Eos, Frame, Message, Update, follow_up, make_header
+from shared.data.filenames import file_part
+from shared.data.journal import remove_journal
+from shared.data.levels import LEVEL_LABELS
+from shared.data.marks import MarkStore
+from shared.data.outbox import queued_for
+from shared.data.redis_retention import expire_keys
+from shared.data.report_doc import Report, StoreSection, report_json, to_dict
+from shared.data.roster import RosterError, TileLabels, TileNames, load_roster, with_names
+from shared.data.running_totals import Totals
+from shared.data.totals import Store, expected_streams
+from shared.ops.config import report_fallback_dir
+from shared.ops.service import Service
+from shared.ops.settings import ReporterSettings
+from shared.vision.frame_size import fit_within
 
 REPORTS_WRITTEN = Counter("engagement_reports_written_total", "End-of-session reports written")
 REPORT_ERRORS = Counter("engagement_report_errors_total", "Failed attempts to build or write a report",
@@ -66,6 +76,7 @@ MATCH_WINDOW = 64  # frames/updates kept while waiting for their counterpart
 PREVIEW_HWM = 32
 REPORT_RETRY_START, REPORT_RETRY_CAP = 0.5, 10.0
 MQTT_ACK_TIMEOUT = 10.0  # seconds a report waits for the local broker's PUBACK
+RECOVERY_BROKER_WAIT = 3.0  # the same for a report written by REPORT_RECOVER=1 (the launcher waits on it)
 # How often ended sessions without a report are looked for (a reporter killed, or down, when
 # its session's eos came would otherwise never write that report).
 RECOVERY_INTERVAL = 5.0
@@ -109,11 +120,8 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-class ReporterService(Service):
+class ReporterService(Service[ReporterSettings]):
     name = "reporter"
-    inputs = {"preview": "preview_in", "updates": "updates_in"}
-    outputs = {"live": "live_out"}  # optional: opened only when LIVE_OUT is set
-    expect = {"preview": ("frame", "eos"), "updates": ("update", "eos")}
     min_hwm = {"preview": PREVIEW_HWM}
     tick_interval = 0.5
 
@@ -128,7 +136,7 @@ class ReporterService(Service):
         # Say now, not at the end of the class, that reports cannot be read back.
         self.store.check(self.log, "reports wait for it")
         self.class_level_only = bool(s.class_level_only or s.eu_ai_act_mode)
-        # Display names for the files on this box only (shared/roster.py); never read when class-level only.
+        # Display names for the files on this box only (shared/data/roster.py); never read when class-level only.
         self.roster = {}
         if s.roster and not self.class_level_only:
             try:
@@ -143,7 +151,7 @@ class ReporterService(Service):
         self.recorders: dict[str, Recorder] = {}
         self.several_streams = len(expected_streams(s.streams)) > 1
         self.pending_reports: dict[str, dict[str, Any]] = {}  # session -> {attempts, next}
-        self.latest_totals: dict[str, dict[str, Any]] = {}  # session -> totals from the last update
+        self.latest_totals: dict[str, Totals] = {}  # session -> totals from the last update
         # Live video per stream at most LIVE_VIDEO_FPS: a camera read at every frame, or a file
         # played unthrottled, would otherwise spend a JPEG encode a frame on a page that shows 15.
         self.live_period = 1.0 / float(s.live_video_fps) if float(s.live_video_fps) > 0 else 0.0
@@ -153,6 +161,14 @@ class ReporterService(Service):
         self.next_recovery = 0.0  # at start-up, then every RECOVERY_INTERVAL
         self.publisher = (Publisher(s.mqtt_host, int(s.mqtt_port), s.device_id, MQTT_ACK_TIMEOUT)
                           if s.messaging else None)
+        # Reports and final totals wait here until the broker takes them (services/reporter/outbox.py).
+        self.outbox: Outbox | None = None
+        self.outbox_log = LogThrottle(60.0)
+        if self.publisher:
+            self.outbox = open_outbox(s.report_dir, s.outbox_path, s.report_fallback_dir, self.publisher, self.stop)
+            if waiting := self.outbox.queue.depth():
+                self.log.warning("%d message(s) of earlier classes wait in the outbox %s: sent as soon as the "
+                                 "local broker takes them", waiting, self.outbox.path)
         if not self.headless:
             try:
                 cv2.namedWindow("engagement", cv2.WINDOW_NORMAL)
@@ -187,7 +203,7 @@ class ReporterService(Service):
         self._remember(self.updates, key, h, "update")
         self._try_draw(key)
 
-    def _remember(self, store: OrderedDict, key: tuple[str, int], value: Any, kind: str) -> None:
+    def _remember(self, store: OrderedDict[tuple[str, int], Any], key: tuple[str, int], value: Any, kind: str) -> None:
         store[key] = value
         while len(store) > MATCH_WINDOW:
             store.popitem(last=False)
@@ -213,7 +229,7 @@ class ReporterService(Service):
         model = update.model
         labels = model.get("labels") or list(LEVEL_LABELS)
         # Several streams: each video shows its own stream's tally (the session's is on the page).
-        totals = (update.totals.get("streams") or {}).get(header.stream) or update.totals
+        totals = update.totals.stream(header.stream)
         img = overlay.draw(frame, update.faces, update.predictions, totals, labels,
                            recording=recording, baseline=bool(model.get("baseline")))
         OVERLAY_FRAMES.inc()
@@ -254,7 +270,8 @@ class ReporterService(Service):
         if recorder is None:
             # Follows the capture unless set: its FPS (so it plays at the class's speed) and size.
             fps = float(s.record_fps) or float(s.fps) or 25.0
-            size = (int(s.record_width) or img.shape[1], int(s.record_height) or img.shape[0])
+            # RECORD_WIDTH/HEIGHT bound the size, aspect kept (never a squashed 16:9 class).
+            size = fit_within(img.shape[1], img.shape[0], int(s.record_width), int(s.record_height))
             folder = s.record_path or s.report_dir
             name = s.record_filename or f"{session}.avi"
             if self.several_streams:  # "<name>-<stream>.avi": one file per camera
@@ -284,9 +301,18 @@ class ReporterService(Service):
                 continue
             del self.pending_reports[session]
 
-    def write_report(self, session: str) -> tuple[Path, Path]:
-        report = build_report(self.store.load_session(session), self.class_level_only, time.time(),
-                              marks=self.marks.for_session(session))
+    def write_report(self, session: str, interrupted: bool = False) -> tuple[Path, Path]:
+        data, source = load_class(self.store, session, self.settings.journal_dir,
+                                  report_fallback_dir(self.settings.report_fallback_dir),
+                                  expected_streams(self.settings.streams), interrupted)
+        try:
+            marks = self.marks.for_session(session)
+        except redis.RedisError:  # Redis gone: the report comes from the journal and says so
+            marks = []
+        report = build_report(data, self.class_level_only, time.time(), marks=marks)
+        if source:
+            report.store = msgspec.convert(source, StoreSection)
+            self.log.warning("report of %s: %s", session, source["note"])
         # The session's recording ends with the session, and its report says where it is.
         for stream, recorder in sorted(self.recorders.items()):
             if recorder.session != session:
@@ -297,12 +323,12 @@ class ReporterService(Service):
                 path = str(recorder.path.resolve())
                 print(f"recording: {path}", flush=True)
                 if self.several_streams:
-                    report.setdefault("recordings", {})[stream] = path
-                    for section in report.get("streams") or []:
-                        if section["stream"] == stream:
-                            section["recording"] = path
+                    report.recordings = {**(report.recordings or {}), stream: path}
+                    for section in report.streams:
+                        if section.stream == stream:
+                            section.recording = path
                 else:
-                    report["recording"] = path
+                    report.recording = path
         named = with_names(report, self.roster, self._tile_labels(session, report))
         try:
             txt, js = self._write_files(self.report_dir, session, named)
@@ -314,28 +340,58 @@ class ReporterService(Service):
                            self.report_dir, exc, fallback)
             txt, js = self._write_files(fallback, session, named)
         REPORTS_WRITTEN.inc()
-        # Only now, with the report on disk, may the totals go: from here on Redis may evict this
-        # session under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-ttl).
-        self.store.report_written(session)
-        expire_keys(self.store.r, self.store.session_pattern(session), self.settings.reported_session_ttl)
-        self.log.info("report of %s: %d frames, %d predictions -> %s %s", session, report["totals"]["frames"],
-                      report["totals"]["predictions"], txt, js)
+        self._report_on_disk(session)
+        self.log.info("report of %s: %d frames, %d predictions -> %s %s", session, report.totals.frames,
+                      report.totals.predictions, txt, js)
         print(f"report: {txt} {js}", flush=True)
         if "live" in self.senders:  # the live page links to the finished session
-            self.senders["live"].send(make_header("eos", session, report.get("stream") or "", 0, time.time(),
+            self.senders["live"].send(make_header("eos", session, report.stream, 0, time.time(),
                                                   reason="report_written"))
-        if self.publisher:
-            self.publisher.publish("report", f"{session}:report", session, mqtt_body(report))
+        if self.outbox:
+            self._hand_to_outbox(session, report)
         self.latest_totals.pop(session, None)
         self.totals_sent.pop(session, None)
         return txt, js
 
-    def _tile_labels(self, session: str, report: dict[str, Any]) -> TileLabels:
+    def _report_on_disk(self, session: str) -> None:
+        """Only now, with the report on disk, may the totals go: from here on Redis may evict this session
+        under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-ttl), and the journal goes."""
+        remove_journal(self.settings.journal_dir, session, report_fallback_dir(self.settings.report_fallback_dir))
+        try:
+            self.store.report_written(session)
+            expire_keys(self.store.r, self.store.session_pattern(session), self.settings.reported_session_ttl)
+        except redis.RedisError as exc:  # said again by the recovery loop once Redis is back
+            self.log.warning("report of %s on disk, but Redis did not take that (%s)", session, exc)
+
+    def _hand_to_outbox(self, session: str, report: Report) -> None:
+        """The report and the final totals into the durable outbox, then sent if the broker takes them."""
+        assert self.outbox is not None and self.publisher is not None
+        s = self.settings
+        try:
+            if not self.outbox.path.exists():  # its folder went away mid-class: open it again (or in the fallback)
+                self.outbox.close()
+                self.outbox = open_outbox(s.report_dir, s.outbox_path, s.report_fallback_dir, self.publisher, self.stop)
+            self.outbox.put("report", f"{session}:report", session, to_dict(mqtt_body(report)))
+            # A fixed id, never a counter: a reporter restarted mid-class would reuse a periodic totals' id.
+            self.outbox.put("totals", f"{session}:totals:final", session, to_dict(report.totals))
+            # A report recovered after a crash waits briefly: its run is over, the outbox keeps it for the next.
+            self.outbox.flush(connect_timeout=RECOVERY_BROKER_WAIT if s.report_recover else MQTT_ACK_TIMEOUT)
+        except sqlite3.Error as exc:  # a full or broken disk: the report is on disk, say it is not queued
+            REPORT_ERRORS.labels("outbox").inc()
+            self.log.error("report of %s not queued for the broker: outbox %s failed (%s); it is on disk only",
+                           session, self.outbox.path, exc)
+            return
+        if queued_for(self.outbox.path, session):
+            self.log.warning("report of %s queued for the broker: %s:%s did not take it; it is sent when it does "
+                             "(this reporter, the next one, or `engagement outbox flush`)", session,
+                             self.settings.mqtt_host, self.settings.mqtt_port)
+
+    def _tile_labels(self, session: str, report: Report) -> TileLabels:
         """The name labels facedetect read on the call tiles (GALLERY_NAMES=ocr), for the files
         on this box; none when class-level only or when Redis does not answer (ids then)."""
         if self.class_level_only:
             return {}
-        streams = [str(st["stream"]) for st in report.get("streams") or []] or [str(report.get("stream", ""))]
+        streams = [st.stream for st in report.streams] or [report.stream]
         try:
             return TileNames(self.store.r, self.store.prefix).load(session, streams)
         except redis.RedisError as exc:
@@ -343,9 +399,9 @@ class ReporterService(Service):
             return {}
 
     @staticmethod
-    def _write_files(folder: Path, session: str, report: dict[str, Any]) -> tuple[Path, Path]:
+    def _write_files(folder: Path, session: str, report: Report) -> tuple[Path, Path]:
         txt, js = folder / f"{session}.txt", folder / f"{session}.json"
-        _atomic_write(js, json.dumps(report, indent=1) + "\n")
+        _atomic_write(js, report_json(report) + "\n")
         _atomic_write(txt, render_text(report))
         return txt, js
 
@@ -358,9 +414,12 @@ class ReporterService(Service):
         try:
             sessions = [self.settings.session_id] if self.settings.session_id else self.store.reports_pending()
             for session in sessions:
-                if session in self.pending_reports or any(
-                        (d / f"{session}.json").exists()
-                        for d in (self.report_dir, report_fallback_dir(self.settings.report_fallback_dir))):
+                if session in self.pending_reports:
+                    continue
+                if any((d / f"{session}.json").exists()
+                       for d in (self.report_dir, report_fallback_dir(self.settings.report_fallback_dir))):
+                    if session in self.store.reports_pending():  # written while Redis was away
+                        self._report_on_disk(session)
                     continue
                 if self.store.session_meta(session)["ended"] is None:
                     continue
@@ -373,14 +432,21 @@ class ReporterService(Service):
     def recover_and_exit(self) -> None:
         """REPORT_RECOVER=1: the report of SESSION_ID, whose class a crash cut short, then stop."""
         session = self.settings.session_id
-        meta = self.store.session_meta(session)
-        if meta["ended"] is None:
-            # It ended when its last frame was counted, not now (the next start may be days later).
-            timeline = self.store.timeline(session)
-            ended = timeline[-1]["t_capture"] if timeline else time.time()
-            self.store.end_session(session, ended, "interrupted", class_id=meta["class"] or "",
-                                   stream=meta["stream"] or "")
-        self.write_report(session)
+        try:
+            meta = self.store.session_meta(session)
+            if meta["ended"] is None:
+                # It ended when its last frame was counted, not now (the next start may be days later).
+                timeline = self.store.timeline(session)
+                ended = timeline[-1]["t_capture"] if timeline else time.time()
+                self.store.end_session(session, ended, "interrupted", class_id=meta["class"] or "",
+                                       stream=meta["stream"] or "")
+        except redis.RedisError as exc:  # the journal, if there is one, has the class (load_class)
+            self.log.warning("Redis unreachable (%s): the report of %s comes from the journal", exc, session)
+        try:
+            self.write_report(session, interrupted=True)
+        except (redis.RedisError, OSError) as exc:
+            REPORT_ERRORS.labels("redis" if isinstance(exc, redis.RedisError) else "write").inc()
+            self.log.error("report of %s not written: %s (no journal has the class)", session, exc)
         self.stop.set()
 
     def tick(self) -> None:
@@ -388,12 +454,19 @@ class ReporterService(Service):
             self.next_recovery = time.monotonic() + RECOVERY_INTERVAL
             self._recover_reports()
         self._write_pending_reports()
+        if self.outbox:
+            try:
+                if self.outbox.queue.depth():
+                    self.outbox.flush()  # only what is due, and only when connected: never stalls the overlay
+            except sqlite3.Error as exc:
+                if self.outbox_log.ready():  # once a minute, not every tick
+                    self.log.warning("outbox %s not read: %s", self.outbox.path, exc)
         if self.publisher and time.monotonic() >= self.next_totals:
             self.next_totals = time.monotonic() + float(self.settings.mqtt_totals_interval)
             for session, totals in list(self.latest_totals.items()):
                 n = self.totals_sent.get(session, 0) + 1
                 self.totals_sent[session] = n
-                self.publisher.publish("totals", f"{session}:totals:{n}", session, totals, timeout=1.0)
+                self.publisher.publish("totals", f"{session}:totals:{n}", session, totals.as_map(), timeout=1.0)
 
     def on_stop(self) -> None:
         # A session whose eos arrived gets its report even while we stop (one last try).
@@ -402,6 +475,8 @@ class ReporterService(Service):
         self._write_pending_reports()
         for recorder in self.recorders.values():
             recorder.close()
+        if self.outbox:
+            self.outbox.close()
         if self.publisher:
             self.publisher.close()
         if not self.headless:
@@ -409,6 +484,6 @@ class ReporterService(Service):
 
 
 if __name__ == "__main__":  # `python -m services.reporter.service -r ...`
-    from shared.service import main_for
+    from shared.ops.service import main_for
 
     sys.exit(main_for(ReporterService, sys.argv[1:]))

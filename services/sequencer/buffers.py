@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+
+from shared.bus.messages import Face
 
 
 @dataclass
@@ -25,7 +26,7 @@ class StreamBuffers:
         self.students: dict[int, StudentBuffer] = {}
         self.last_wall = 0.0
 
-    def add(self, faces: list[dict[str, Any]], payload: bytes, t: float, wall: float) -> list[StudentBuffer]:
+    def add(self, faces: list[Face], payload: bytes, t: float, wall: float) -> list[StudentBuffer]:
         """Append each face's crop to its student's buffer; return the students due for a sample."""
         self.last_wall = wall
         size = self.crop * self.crop * 3

@@ -15,19 +15,17 @@ import time
 from prometheus_client import Counter, Gauge
 
 from services.sequencer.buffers import StreamBuffers
-from shared.messages import Eos, Faces, Header, Message, follow_up
-from shared.service import Service
+from shared.bus.messages import Eos, Faces, Header, Message, follow_up
+from shared.ops.service import Service
+from shared.ops.settings import SequencerSettings
 
 STUDENTS_TRACKED = Gauge("engagement_students_tracked", "Students with a crop buffer", ["service"])
 STUDENTS_EVICTED = Counter("engagement_students_evicted_total", "Student buffers dropped",
                            ["service", "reason"])
 
 
-class SequencerService(Service):
+class SequencerService(Service[SequencerSettings]):
     name = "sequencer"
-    inputs = {"faces": "faces_in"}
-    outputs = {"batches": "batches_out"}
-    expect = {"faces": ("faces", "eos")}
 
     def setup(self) -> None:
         s = self.settings

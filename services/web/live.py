@@ -17,9 +17,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.levels import LEVEL_LABELS
-from shared.model_card import BASELINE_NOTE
-from shared.roster import Roster, name_of
+from services.web.attention import AttentionLog, alert_row
+from shared.bus.messages import Update
+from shared.data.lesson import DEFAULT_ALERT_SECONDS
+from shared.data.levels import LEVEL_LABELS
+from shared.data.model_card import BASELINE_NOTE
+from shared.data.roster import Roster, TileLabels, name_of
+from shared.data.running_totals import Totals, no_totals
 
 HISTORY_SECONDS = 300.0  # the cards' charts: the last five minutes
 HISTORY_MAX_POINTS = 3000  # a bound whatever the frame rate
@@ -27,6 +31,7 @@ ATTENTION_LEVEL = 2  # "time at level 2 or more" on each card
 # A gap longer than this between two predictions of a student (the student left the frame)
 # is not counted as time at any level.
 MAX_GAP_SECONDS = 2.0
+CLASS_LINE_POINTS = 720  # the class line's bound: past it, every other point goes and the step doubles
 
 
 def numeric_signals(signals: Any) -> dict[str, float]:
@@ -47,7 +52,8 @@ class Student:
     signals: dict[str, float] = field(default_factory=dict)
     seconds_at_attention_level: float = 0.0
     # (t_capture, level, signals): the chart, and what a mark of a past moment is compared with.
-    history: deque = field(default_factory=lambda: deque(maxlen=HISTORY_MAX_POINTS))
+    history: deque[tuple[float, int, dict[str, float]]] = field(
+        default_factory=lambda: deque(maxlen=HISTORY_MAX_POINTS))
 
     def add(self, t: float, level: int, probs: list[float], signals: dict[str, float]) -> None:
         if self.history and self.level >= ATTENTION_LEVEL:
@@ -71,14 +77,11 @@ class Student:
                 "seconds_at_level_2_or_more": round(self.seconds_at_attention_level, 1)}
 
 
-def _empty_totals() -> dict[str, Any]:
-    return {"frames": 0, "frames_without_faces": 0, "faces": 0, "predictions": 0,
-            "levels": {str(i): 0 for i in range(len(LEVEL_LABELS))}}
-
-
 class LiveState:
-    def __init__(self, class_level_only: bool, roster: Roster | None = None) -> None:
+    def __init__(self, class_level_only: bool, roster: Roster | None = None,
+                 alert_seconds: float = DEFAULT_ALERT_SECONDS) -> None:
         self.class_level_only = class_level_only
+        self.alert_seconds = alert_seconds
         self.roster: Roster = {} if class_level_only else dict(roster or {})  # display names: on the box only
         self.lock = threading.Lock()
         self._reset(None)
@@ -86,7 +89,7 @@ class LiveState:
     def _reset(self, session: str | None) -> None:
         self.session = session
         self.model: dict[str, Any] = {}
-        self.totals = _empty_totals()
+        self.totals = no_totals()
         self.students: dict[tuple[str, int], Student] = {}
         self.streams: set[str] = set()
         self.seq: int | None = None
@@ -94,6 +97,12 @@ class LiveState:
         self.ended = False
         self.stream = ""  # the stream of the last update
         self.stream_ends: dict[str, dict[str, Any]] = {}  # stream -> {ended, end_reason}: ended, the class goes on
+        self.attention = AttentionLog(self.alert_seconds)
+        self.tile_labels: TileLabels = {}  # the names facedetect read on the call tiles (GALLERY_NAMES=ocr)
+        # The class line: [t_capture, share at level 0, 1, 2, 3] of the students seen then, a point
+        # at most every `line_step` seconds over the whole lesson.
+        self.class_line: list[list[float]] = []
+        self.line_step = 1.0
 
     # --- writes (the service's loop thread) ---------------------------------------------
     def load(self, session: str, meta: dict[str, Any], totals: dict[str, Any], timeline: list[dict[str, Any]]) -> None:
@@ -101,28 +110,36 @@ class LiveState:
         with self.lock:
             self._reset(session)
             self.model = dict(meta.get("model") or {})
-            self.totals = totals
+            self.totals = Totals.of(totals)
             self.ended = meta.get("ended") is not None
             self.streams.update(str(st) for st in meta.get("streams") or [])
-            for e in timeline:
-                self._student(str(e["stream"]), int(e["student"])).add(
-                    float(e["t_capture"]), int(e["level"]), [float(x) for x in e["probs"]], {})
+            previous = None  # the class line gets a point once all of a moment's predictions are in
+            for e in sorted(timeline, key=lambda e: float(e["t_capture"])):
+                if previous is not None and float(e["t_capture"]) != previous:
+                    self._class_point(previous)
+                previous = float(e["t_capture"])
+                self._add(str(e["stream"]), int(e["student"]), previous, int(e["level"]),
+                          [float(x) for x in e["probs"]], {})
                 if self.t_capture is None or e["t_capture"] >= self.t_capture:
                     self.t_capture, self.seq = float(e["t_capture"]), int(e["seq"])
+            if previous is not None:
+                self._class_point(previous)
 
-    def apply_update(self, session: str, seq: int, t_capture: float, fields: dict[str, Any]) -> dict[str, Any]:
+    def apply_update(self, update: Update) -> dict[str, Any]:
         """One update from the reporter; returns the event pushed to the pages."""
+        t_capture = update.t_capture
         with self.lock:
-            if session != self.session:
-                self._reset(session)
-            self.model = dict(fields.get("model") or self.model)
-            self.totals = fields.get("totals") or self.totals
-            self.seq, self.t_capture, self.ended = seq, t_capture, False
-            self.stream = str(fields.get("stream") or self.stream)
+            if update.session != self.session:
+                self._reset(update.session)
+            self.model = dict(update.model or self.model)
+            self.totals = update.totals
+            self.seq, self.t_capture, self.ended = update.seq, t_capture, False
+            self.stream = update.stream or self.stream
             self.streams.add(self.stream)
-            for p in fields.get("predictions") or []:
-                self._student(self.stream, int(p["student"])).add(
-                    t_capture, int(p["level"]), [float(x) for x in p["probs"]], numeric_signals(p.get("signals")))
+            for p in update.predictions:
+                self._add(self.stream, p["student"], t_capture, p["level"], [float(x) for x in p["probs"]],
+                          numeric_signals(p.get("signals")))
+            self._class_point(t_capture)
             # Bounded memory over a long class: students long gone are forgotten here.
             for key in [k for k, st in self.students.items() if st.last_seen < t_capture - 2 * HISTORY_SECONDS]:
                 del self.students[key]
@@ -146,6 +163,39 @@ class LiveState:
             self.ended = True
             return self._snapshot(history=False)
 
+    def _add(self, stream: str, sid: int, t: float, level: int, probs: list[float],
+             signals: dict[str, float]) -> None:
+        self._student(stream, sid).add(t, level, probs, signals)
+        if not self.class_level_only:  # an alert names a student
+            self.attention.observe(stream, sid, t, level)
+
+    def _class_point(self, t: float) -> None:
+        """The share of the students seen at `t` (within MAX_GAP_SECONDS) at each level."""
+        if self.class_line and t - self.class_line[-1][0] < self.line_step:
+            return
+        counts = [0] * len(LEVEL_LABELS)
+        for s in self.students.values():
+            if abs(t - s.last_seen) <= MAX_GAP_SECONDS and 0 <= s.level < len(counts):
+                counts[s.level] += 1
+        total = sum(counts)
+        if not total:
+            return
+        self.class_line.append([round(t, 3), *(n / total for n in counts)])
+        if len(self.class_line) > CLASS_LINE_POINTS:
+            self.class_line, self.line_step = self.class_line[::2], self.line_step * 2
+
+    def set_tile_labels(self, session: str, labels: TileLabels) -> None:
+        """The names read on the call tiles (from Redis, on this box); never in class-level mode."""
+        with self.lock:
+            if session == self.session and not self.class_level_only:
+                self.tile_labels = dict(labels)
+
+    def _name(self, stream: str, sid: int) -> str | None:
+        """The display name: the roster's (by tile label or id), else the tile's own label."""
+        if not (self.roster or self.tile_labels):
+            return None
+        return name_of(self.roster, stream, sid, self.tile_labels.get((stream, sid)))
+
     def _student(self, stream: str, sid: int) -> Student:
         if (stream, sid) not in self.students:
             self.streams.add(stream)
@@ -164,13 +214,16 @@ class LiveState:
             "model": {"name": self.model.get("name", ""), "baseline": bool(self.model.get("baseline")),
                       "labels": labels},
             "note": BASELINE_NOTE if self.model.get("baseline") else "",
-            "class_level_only": self.class_level_only, "totals": self.totals, "students": [],
+            "class_level_only": self.class_level_only, "totals": self.totals.as_map(), "students": [],
             "streams": sorted(self.streams),
-            "stream_ends": dict(self.stream_ends),
+            "stream_ends": dict(self.stream_ends), "attention_alert_seconds": self.alert_seconds, "alerts": [],
         }
+        # The class line names nobody: class level only too.
+        out["class_line" if history else "class_point"] = (
+            self.class_line if history else (self.class_line[-1] if self.class_line else None))
         if len(self.streams) > 1:  # several streams: each one's running totals (class level only too)
-            per_stream = self.totals.get("streams") or {}
-            out["stream_totals"] = {st: per_stream.get(st) or _empty_totals() for st in sorted(self.streams)}
+            per_stream = self.totals.streams or {}
+            out["stream_totals"] = {st: (per_stream.get(st) or no_totals()).as_map() for st in sorted(self.streams)}
         if self.class_level_only:
             return out
         for key in sorted(self.students):
@@ -178,13 +231,23 @@ class LiveState:
             if self.t_capture is not None and s.last_seen < self.t_capture - HISTORY_SECONDS:
                 continue  # gone for longer than the charts show: no card (the report keeps them)
             row = s.summary()
-            name = name_of(self.roster, s.stream, s.id) if self.roster else None
+            name = self._name(s.stream, s.id)
             if name:
                 row["name"] = name
             if history:
                 row["history"] = [[round(t, 3), level] for t, level, _ in s.history]
             out["students"].append(row)
+        last_seen = {key: s.last_seen for key, s in self.students.items()}
+        out["alerts"] = [alert_row(a, self._name(a.stream, a.student))
+                         for a in self.attention.current(last_seen, self.t_capture)]
         return out
+
+    def alerts(self) -> dict[str, Any]:
+        """Every alert of the live session, open (`end` null) and ended, in the order raised."""
+        with self.lock:
+            rows = [] if self.class_level_only else [alert_row(a, self._name(a.stream, a.student))
+                                                     for a in self.attention.log]
+            return {"session": self.session, "attention_alert_seconds": self.alert_seconds, "alerts": rows}
 
     def prediction_at(self, session: str, stream: str, student: int, t: float) -> tuple[int, dict[str, float]] | None:
         """The model's level and signals for a mark of the live session, or None. Without a

@@ -19,32 +19,31 @@ import socket
 import sys
 import threading
 import time
-from typing import Any
 
 import redis
 import uvicorn
 
-from services.web.app import WebContext, create_app, mjpeg_part, sse_event
+from services.web.app import create_app
+from services.web.context import WebContext
 from services.web.fanout import Fanout, VideoFeeds
 from services.web.live import LiveState
-from services.web.security import access_problem
+from services.web.security import AllowedHosts, access_problem
 from services.web.sessions import Reports
-from shared.marks import MarkStore
-from shared.messages import Message
-from shared.roster import RosterError, load_roster
-from shared.service import EXIT_GAVE_UP, Service
-from shared.totals import Store
+from services.web.streams import mjpeg_part, sse_event
+from shared.bus.messages import Frame, Message, Update
+from shared.data.marks import MarkStore
+from shared.data.roster import RosterError, TileNames, load_roster
+from shared.data.totals import Store
+from shared.ops.service import EXIT_GAVE_UP, Service
+from shared.ops.settings import WebSettings
 
 VIDEO_QUEUE = 2  # frames waiting per browser: more is only latency
 EVENTS_QUEUE = 16  # updates waiting per browser
 ALIASES = {"--port": "--web-port", "--bind": "--web-bind", "--token": "--web-token"}
 
 
-class WebService(Service):
-    name = "web"
-    inputs = {"live": "live_in"}  # optional: without it, past sessions only
-    outputs: dict[str, str] = {}
-    expect = {"live": ("frame", "update", "eos")}
+class WebService(Service[WebSettings]):
+    name = "web"  # its one input, live, is optional: LIVE_IN empty, past sessions only
     min_hwm = {"live": 8}
     tick_interval = 1.0
 
@@ -91,12 +90,12 @@ class WebService(Service):
                 roster = load_roster(s.roster)
             except RosterError as exc:  # `engagement run` checks it first; alone, the page still shows ids
                 self.log.error("%s: cards show ids only", exc)
-        self.live = LiveState(self.class_level_only, roster)
+        self.live = LiveState(self.class_level_only, roster, alert_seconds=float(s.attention_alert_seconds))
         self.video = VideoFeeds("video", VIDEO_QUEUE)
         self.events = Fanout("events", EVENTS_QUEUE)
         self.context = WebContext(live=self.live, reports=Reports(s.report_dir), video=self.video,
                                   events=self.events, marks=marks, class_level_only=self.class_level_only,
-                                  token=s.web_token)
+                                  token=s.web_token, hosts=AllowedHosts(s.web_bind, s.web_allowed_hosts))
         self.restored = False
         self._restore()
         if getattr(self, "sock", None) is None:  # started without run() (a test on a thread)
@@ -142,7 +141,7 @@ class WebService(Service):
     def _latest_open_session(self) -> str | None:
         assert self.store is not None
         latest, started = None, -1.0
-        for session in self.store.r.smembers(f"{self.store.prefix}:sessions"):
+        for session in self.store.sessions():
             meta = self.store.session_meta(session)
             if meta["ended"] is None and (meta["started"] or 0) > started:
                 latest, started = session, meta["started"] or 0
@@ -150,7 +149,7 @@ class WebService(Service):
 
     # --- the live link -----------------------------------------------------------------
     def handle(self, link: str, msg: Message) -> None:
-        session = msg["session"]
+        session = msg.header.session
         if msg.kind == "eos":
             event = self.live.end(session)
             if event is not None:
@@ -158,16 +157,32 @@ class WebService(Service):
             return
         if session != self.live.session and self.store is not None and msg.kind == "update":
             self._restore(session)  # joined mid-session: what came before is in Redis
-        if msg.kind == "frame":
+        h = msg.header
+        if isinstance(h, Frame):
             if not self.class_level_only and session == self.live.session:
-                self.video.publish(str(msg["stream"]), mjpeg_part(msg.payload, float(msg["t_capture"]),
-                                                                  int(msg["seq"]), str(msg["stream"])))
+                self.video.publish(h.stream, mjpeg_part(msg.payload, h.t_capture, h.seq, h.stream))
             return
-        fields: dict[str, Any] = {k: msg.get(k) for k in ("model", "totals", "predictions", "stream")}
-        event = self.live.apply_update(session, int(msg["seq"]), float(msg["t_capture"]), fields)
-        self.events.publish(sse_event(event))
+        if isinstance(h, Update):  # decode checked: the live link carries frame, update and eos only
+            self.events.publish(sse_event(self.live.apply_update(h)))
 
     def tick(self) -> None:
+        self._read_tile_names()
+        self._read_stream_ends()
+
+    def _read_tile_names(self) -> None:
+        """The names facedetect read on the call tiles (GALLERY_NAMES=ocr) are in Redis on this
+        box; the cards and alerts show them (never in class-level mode: LiveState drops them)."""
+        session = self.live.session
+        if self.store is None or not session or self.class_level_only or self.live.ended:
+            return
+        try:
+            labels = TileNames(self.store.r, self.store.prefix).load(session, sorted(self.live.streams))
+        except redis.RedisError as exc:
+            self.log.debug("tile names not read: %s", exc)
+            return
+        self.live.set_tile_labels(session, labels)
+
+    def _read_stream_ends(self) -> None:
         """A stream that ended while the class goes on (a camera gone): the page says so. Its end
         is in Redis (the aggregator wrote it); nothing on the live link carries it."""
         session = self.live.session
@@ -192,6 +207,6 @@ class WebService(Service):
 
 
 if __name__ == "__main__":
-    from shared.service import main_for
+    from shared.ops.service import main_for
 
     sys.exit(main_for(WebService, sys.argv[1:]))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import redis
 
-from shared.messages import make_header
-from shared.ports import free_ports
+from shared.bus.messages import Header, make_header
+from shared.ops.ports import free_ports
 
 MODEL = {"name": "baseline-attention", "kind": "frame", "baseline": True, "affect": False,
          "labels": ["engaged", "slightly bored", "bored", "checked out"], "engine": "litert-facemesh", "device": "cpu"}
@@ -32,7 +32,7 @@ def endpoints() -> tuple[str, str]:
 
 def predictions_header(session: str, seq: int, students: list[tuple[int, int]], stream: str = "cam0",
                        t_media: float | None = None, model: dict | None = None,
-                       faces: list[dict] | None = None) -> dict:
+                       faces: list[dict] | None = None) -> Header:
     """A `predictions` message: students = [(student id, level)]; faces default to the same boxes."""
     preds = []
     for student, level in students:
@@ -47,7 +47,7 @@ def predictions_header(session: str, seq: int, students: list[tuple[int, int]], 
                        predictions=preds, faces=faces, t_media=seq * 0.5 if t_media is None else t_media)
 
 
-def eos_header(session: str, seq: int, stream: str = "cam0", reason: str = "end_of_file") -> dict:
+def eos_header(session: str, seq: int, stream: str = "cam0", reason: str = "end_of_file") -> Header:
     return make_header("eos", session, stream, seq, time.time(), {}, reason=reason)
 
 

@@ -15,8 +15,8 @@ from collections import Counter
 import redis
 import zmq
 
-from shared.ports import free_ports
-from shared.totals import Store
+from shared.data.totals import Store
+from shared.ops.ports import free_ports
 from tests.aggregator.harness import eos_header, predictions_header, unique_prefix
 from tests.harness import Peer
 from tests.support.env import REDIS_URL
@@ -26,7 +26,7 @@ def _start(prefix: str, pred_port: int, upd_port: int) -> subprocess.Popen:
     env = {**os.environ, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix, "METRICS_PORT": "0", "HWM": "1000",
            "PREDICTIONS_IN": f"pull+bind:tcp://127.0.0.1:{pred_port}",
            "UPDATES_OUT": f"push+connect:tcp://127.0.0.1:{upd_port}"}
-    return subprocess.Popen([sys.executable, "-m", "shared.cli", "aggregator"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "engagement.cli", "aggregator"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -58,7 +58,7 @@ def test_sigkill_and_replay_counts_every_prediction_once():
         sender.close()
         updates.close()
     data = Store.from_url(REDIS_URL, prefix=prefix).load_session(session)
-    levels = Counter(p["level"] for h in frames for p in h["predictions"])
+    levels = Counter(p["level"] for h in frames for p in h.predictions)
     assert data["totals"]["frames"] == 40
     assert data["totals"]["predictions"] == 80
     assert {int(k): v for k, v in data["totals"]["levels"].items() if v} == dict(levels)

@@ -17,9 +17,9 @@ import zmq
 
 from services.aggregator import service as aggregator_service
 from services.aggregator.service import AggregatorService
-from shared.messages import as_dict
-from shared.ports import free_ports
-from shared.totals import Store
+from shared.bus.messages import Header, as_dict
+from shared.data.totals import Store
+from shared.ops.ports import free_ports
 from tests.aggregator.harness import (
     PrivateRedis,
     endpoints,
@@ -33,7 +33,7 @@ from tests.support.metrics import local_metric
 from tests.support.waiting import wait_for
 
 
-def _wire(redis_url: str = REDIS_URL, **extra):  # type: ignore[no-untyped-def]
+def _wire(redis_url: str = REDIS_URL, **extra):
     # The test binds the updates side: a connecting PUSH has its pipe at once, so the first
     # updates are queued instead of dropped while TCP connects.
     pred_ep, upd_ep = endpoints()
@@ -56,35 +56,45 @@ def _random_frames(session: str, count: int, seed: int) -> list[dict]:
             for seq in range(count)]
 
 
-def _expected(frames: list[dict]) -> tuple[Counter, Counter]:
+def _expected(frames: list[Header]) -> tuple[Counter, Counter]:
     levels, students = Counter(), Counter()
     for h in frames:
-        for p in h["predictions"]:
+        for p in h.predictions:
             levels[p["level"]] += 1
             students[p["student"]] += 1
     return levels, students
+
+
+def _through_the_aggregator(values: dict, pred_ep: str, upd_ep: str, messages: list) -> list:
+    """Send `messages` in order to a running aggregator; what it sent back, up to its eos."""
+    sender = Peer(zmq.PUSH, pred_ep, bind=False)
+    receiver = Peer(zmq.PULL, upd_ep, bind=True)
+    try:
+        with Running(AggregatorService, **values):
+            for h in messages:
+                sender.send(h)
+            return receiver.recv_until("eos")
+    finally:
+        sender.close()
+        receiver.close()
 
 
 def test_counts_exactly_what_was_sent_and_a_repeat_counts_once():
     values, pred_ep, upd_ep, prefix = _wire()
     session = f"s-{prefix}"
     frames = _random_frames(session, 30, seed=1)
-    sender = Peer(zmq.PUSH, pred_ep, bind=False)
-    receiver = Peer(zmq.PULL, upd_ep, bind=True)
     try:
-        with Running(AggregatorService, **values):
-            for h in frames:
-                sender.send(h)
-            sender.send(frames[5])  # redelivered: must not count twice
-            sender.send(frames[17])
-            sender.send(eos_header(session, 30))
-            got = receiver.recv_until("eos")
+        redelivered = [frames[5], frames[17]]  # must not count twice
+        got = _through_the_aggregator(values, pred_ep, upd_ep, [*frames, *redelivered, eos_header(session, 30)])
         updates = [m for m in got if m.kind == "update"]
-        assert len(updates) == 32  # one update per predictions message, repeats included
-        assert got[-1].kind == "eos" and got[-1]["reason"] == "end_of_file"
+        # One update per frame: a repeat (inference resends what is acknowledged late) sends none, so
+        # frames through + frames dropped add up to frames captured downstream (issue 22, item 9).
+        assert len(updates) == 30
+        assert sorted(u.header.seq for u in updates) == list(range(30))
+        assert got[-1].kind == "eos" and got[-1].header.reason == "end_of_file"
         # The running totals in the updates grow to the final totals.
-        assert updates[-1]["totals"]["frames"] == 30
-        assert updates[0]["predictions"] == frames[0]["predictions"]
+        assert updates[-1].header.totals.frames == 30
+        assert updates[0].header.predictions == frames[0].predictions
         store = Store.from_url(REDIS_URL, prefix=prefix)
         levels, students = _expected(frames)
         data = store.load_session(session)
@@ -97,8 +107,6 @@ def test_counts_exactly_what_was_sent_and_a_repeat_counts_once():
         assert store.class_totals("class-a")["predictions"] == totals["predictions"]
         assert len(data["timeline"]) == totals["predictions"]
     finally:
-        sender.close()
-        receiver.close()
         _cleanup(REDIS_URL, prefix)
 
 
@@ -116,7 +124,7 @@ def test_bad_input_is_counted_and_the_service_keeps_counting():
             wrong_version = {**as_dict(predictions_header(session, 1, [])), "v": 99}
             sender.send_raw([b"predictions", msgpack.packb(wrong_version), b""])
             bad_level = predictions_header(session, 2, [(1, 0)])
-            bad_level["predictions"][0]["level"] = 7
+            bad_level.predictions[0]["level"] = 7
             sender.send(bad_level)
             frame = {**as_dict(predictions_header(session, 3, [])), "kind": "frame"}
             sender.send_raw([b"frame", msgpack.packb(frame), b""])
@@ -153,7 +161,7 @@ def test_redis_outage_mid_stream_loses_nothing(tmp_path):
                 sender.send(h)
             # Updates keep flowing while Redis is down, with locally computed running totals.
             receiver_got += [receiver.recv() for _ in range(15)]
-            assert receiver_got[-1]["totals"]["frames"] == 30
+            assert receiver_got[-1].header.totals.frames == 30
             backlog_during_outage = local_metric("engagement_aggregator_backlog")
             server.start()
             for h in frames[30:]:
@@ -191,7 +199,7 @@ def test_full_backlog_drops_are_counted_and_nothing_crashes(monkeypatch):
             for seq in range(5):
                 sender.send(predictions_header(session, seq, [(1, 1)]))
             updates = [receiver.recv() for _ in range(5)]
-            assert [u["seq"] for u in updates] == list(range(5))
+            assert [u.header.seq for u in updates] == list(range(5))
             assert len(svc.backlog) == 3
         assert local_metric("engagement_aggregator_dropped_total") == dropped_before + 2
     finally:
@@ -206,21 +214,16 @@ def test_a_password_in_redis_url_works_and_is_not_logged(tmp_path, caplog):
     server.start()
     values, pred_ep, upd_ep, prefix = _wire(server.url)
     session = f"s-{prefix}"
-    sender = Peer(zmq.PUSH, pred_ep, bind=False)
-    receiver = Peer(zmq.PULL, upd_ep, bind=True)
     try:
-        with caplog.at_level("INFO"), Running(AggregatorService, **values):
-            sender.send(predictions_header(session, 0, [(1, 2)]))
-            sender.send(eos_header(session, 1))
-            receiver.recv_until("eos")
+        with caplog.at_level("INFO"):
+            _through_the_aggregator(values, pred_ep, upd_ep, [predictions_header(session, 0, [(1, 2)]),
+                                                              eos_header(session, 1)])
         assert Store.from_url(server.url, prefix=prefix).session_totals(session)["levels"]["2"] == 1
         assert "totals in Redis at redis://***@127.0.0.1" in caplog.text
         assert secret not in caplog.text
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=server.port).ping()
     finally:
-        sender.close()
-        receiver.close()
         server.stop()
 
 
@@ -233,24 +236,16 @@ def test_a_multitask_model_has_every_state_counted_and_in_the_updates():
     frames = []
     for seq in range(4):
         h = predictions_header(session, seq, [(1, seq % 4)])
-        h["predictions"][0]["heads"] = {name: [0.85 if i == (seq + k) % 4 else 0.05 for i in range(4)]
+        h.predictions[0]["heads"] = {name: [0.85 if i == (seq + k) % 4 else 0.05 for i in range(4)]
                                         for k, name in enumerate(heads)}
         frames.append(h)
-    sender = Peer(zmq.PUSH, pred_ep, bind=False)
-    receiver = Peer(zmq.PULL, upd_ep, bind=True)
     try:
-        with Running(AggregatorService, **values):
-            for h in frames:
-                sender.send(h)
-            sender.send(eos_header(session, 4))
-            got = receiver.recv_until("eos")
+        got = _through_the_aggregator(values, pred_ep, upd_ep, [*frames, eos_header(session, 4)])
         last = [m for m in got if m.kind == "update"][-1]
         expected = {name: {str(i): 1 for i in range(4)} for name in heads}  # each level once per head
-        assert last["totals"]["states"] == expected
+        assert last.header.totals.states == expected
         assert Store.from_url(REDIS_URL, prefix=prefix).session_totals(session)["states"] == expected
     finally:
-        sender.close()
-        receiver.close()
         _cleanup(REDIS_URL, prefix)
 
 
@@ -274,7 +269,7 @@ def test_two_streams_end_the_session_only_after_the_second_eos_across_a_restart(
                 sender.send(predictions_header(session, seq, [(2, 1)], stream="cam0"))
             got = [receiver.recv() for _ in range(9)]
             assert [m.kind for m in got] == ["update"] * 9  # cam1's eos was not forwarded
-            assert got[-1]["totals"]["frames"] == 9
+            assert got[-1].header.totals.frames == 9
         assert store.session_meta(session)["ended"] is None
         by_id = {s["stream"]: s for s in store.streams(session)}
         assert by_id["cam1"]["end_reason"] == "gave_up" and by_id["cam1"]["ended"] is not None
@@ -284,7 +279,7 @@ def test_two_streams_end_the_session_only_after_the_second_eos_across_a_restart(
             sender.send(predictions_header(session, 6, [(2, 2)], stream="cam0"))
             sender.send(eos_header(session, 7, stream="cam0"))
             got = receiver.recv_until("eos")
-            assert got[-1]["stream"] == "cam0" and got[-1]["reason"] == "end_of_file"
+            assert got[-1].header.stream == "cam0" and got[-1].header.reason == "end_of_file"
             sender.send(eos_header(session, 7, stream="cam0"))  # repeated: the end stays the first
             receiver.recv_until("eos")
             sender.send(eos_header(session, 4, stream="cam1", reason="gave_up"))  # repeated: not counted again
@@ -315,7 +310,7 @@ def test_a_stream_streams_does_not_list_is_said_once_and_must_end_too(caplog):
             sender.send(eos_header(session, 3, stream="cam0"))
             [receiver.recv() for _ in range(6)]
             sender.send(eos_header(session, 3, stream="camO"))
-            assert receiver.recv_until("eos")[-1]["stream"] == "camO"  # only now the session ends
+            assert receiver.recv_until("eos")[-1].header.stream == "camO"  # only now the session ends
         said = [r.getMessage() for r in caplog.records if "not in STREAMS" in r.getMessage()]
         assert len(said) == 1 and "'camO'" in said[0]
     finally:
@@ -333,7 +328,7 @@ def test_without_streams_the_first_eos_ends_the_session_whatever_its_stream():
         with Running(AggregatorService, **values):
             sender.send(predictions_header(session, 0, [(1, 0)], stream="screen"))
             sender.send(eos_header(session, 1, stream="screen"))
-            assert receiver.recv_until("eos")[-1]["stream"] == "screen"
+            assert receiver.recv_until("eos")[-1].header.stream == "screen"
         assert Store.from_url(REDIS_URL, prefix=prefix).session_meta(session)["ended"] is not None
     finally:
         sender.close()
@@ -351,9 +346,9 @@ def test_updates_of_two_streams_carry_each_streams_running_totals():
             sender.send(predictions_header(session, 0, [(1, 0), (2, 1)], stream="cam0"))
             sender.send(predictions_header(session, 0, [(1, 3)], stream="cam1"))
             first, second = receiver.recv(), receiver.recv()
-        assert "streams" not in first["totals"]
-        assert second["totals"]["predictions"] == 3
-        assert {k: v["predictions"] for k, v in second["totals"]["streams"].items()} == {"cam0": 2, "cam1": 1}
+        assert first.header.totals.streams is None
+        assert second.header.totals.predictions == 3
+        assert {k: v.predictions for k, v in second.header.totals.streams.items()} == {"cam0": 2, "cam1": 1}
         students = Store.from_url(REDIS_URL, prefix=prefix).students(session)
         assert [(s["stream"], s["student"]) for s in students] == [("cam0", 1), ("cam0", 2), ("cam1", 1)]
     finally:

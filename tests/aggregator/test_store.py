@@ -6,7 +6,7 @@ import random
 import time
 from collections import Counter
 
-from shared.totals import FrameRecord
+from shared.data.totals import FrameRecord
 from tests.aggregator.harness import MODEL
 
 

@@ -1,6 +1,6 @@
 """Capture on real video files decoded by OpenCV, over real ZeroMQ sockets.
 
-The file-based tests run capture as a real OS process (`python -m shared.cli capture`);
+The file-based tests run capture as a real OS process (`python -m engagement.cli capture`);
 the ones that read in-process counters run the service on a thread.
 """
 
@@ -10,8 +10,8 @@ import math
 import os
 import re
 import signal
-import threading
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -19,7 +19,7 @@ import pytest
 import zmq
 
 from services.capture.service import FRAMES_CORRUPT, SOURCE_RECONNECTS, SOURCE_UP, CaptureService
-from shared import metrics
+from shared.bus import metrics
 from tests.harness import Peer, Running
 from tests.support.capture import start_capture
 from tests.support.links import link
@@ -58,12 +58,12 @@ def test_file_at_fps_2_gives_two_frames_per_second_of_video_then_eos(video):
     frames, eos = got[:-1], got[-1]
     want = expected_samples(video, 2.0)
     assert len(want) == math.ceil(video["seconds"] * 2)  # the file's duration, sampled at 2 FPS
-    assert [round(m["t_media"], 3) for m in frames] == [round(t, 3) for t in want]
-    assert [m["seq"] for m in frames] == list(range(len(want)))
-    assert all(m["width"] == 320 and m["height"] == 240 and len(m.payload) == 320 * 240 * 3 for m in frames)
-    assert {m["session"] for m in got} == {"test-session"}
-    assert all("capture" in m["stamps"] and m["t_capture"] > 0 for m in frames)
-    assert eos.kind == "eos" and eos["reason"] == "end_of_file" and eos["seq"] == len(want)
+    assert [round(m.header.t_media, 3) for m in frames] == [round(t, 3) for t in want]
+    assert [m.header.seq for m in frames] == list(range(len(want)))
+    assert all(m.header.width == 320 and m.header.height == 240 and len(m.payload) == 320 * 240 * 3 for m in frames)
+    assert {m.header.session for m in got} == {"test-session"}
+    assert all("capture" in m.header.stamps and m.header.t_capture > 0 for m in frames)
+    assert eos.kind == "eos" and eos.header.reason == "end_of_file" and eos.header.seq == len(want)
 
 
 def test_jpeg_encoding_sends_decodable_jpeg(video):
@@ -76,7 +76,7 @@ def test_jpeg_encoding_sends_decodable_jpeg(video):
     frames = got[:-1]
     assert len(frames) == len(expected_samples(video, 1.0))
     image = cv2.imdecode(np.frombuffer(frames[0].payload, np.uint8), cv2.IMREAD_COLOR)
-    assert frames[0]["encoding"] == "jpeg" and image.shape == (480, 640, 3)
+    assert frames[0].header.encoding == "jpeg" and image.shape == (480, 640, 3)
 
 
 def test_unreadable_file_gives_a_clear_error_eos_source_failed_and_nonzero_exit(tmp_path):
@@ -89,7 +89,7 @@ def test_unreadable_file_gives_a_clear_error_eos_source_failed_and_nonzero_exit(
     finally:
         consumer.close()
     stderr = proc.stderr.read()
-    assert [m.kind for m in got] == ["eos"] and got[0]["reason"] == "source_failed"
+    assert [m.kind for m in got] == ["eos"] and got[0].header.reason == "source_failed"
     assert code != 0
     assert "source failed" in stderr and str(bad) in stderr
     assert "Traceback" not in stderr
@@ -105,7 +105,7 @@ def test_sigterm_mid_file_sends_eos_stopped_last(video):
         assert proc.wait(20) == 0
     finally:
         consumer.close()
-    assert rest[-1]["reason"] == "stopped"
+    assert rest[-1].header.reason == "stopped"
     assert all(m.kind == "frame" for m in rest[:-1])
     assert len(rest) - 1 < len(expected_samples(video, 2.0)) - 1  # stopped before the end
 
@@ -117,7 +117,7 @@ def test_a_restarted_capture_replays_a_file_from_seq_0_and_continues_a_live_sour
     restart = {"CAPTURE_RESTART": "1", "STREAM_STARTED_AT": repr(started)}
     proc, consumer = start_capture(video["path"], "--fps", "2", env=restart)
     try:
-        replayed = [m["seq"] for m in consumer.recv_until_eos()]
+        replayed = [m.header.seq for m in consumer.recv_until_eos()]
         assert proc.wait(20) == 0
     finally:
         consumer.close()
@@ -125,7 +125,7 @@ def test_a_restarted_capture_replays_a_file_from_seq_0_and_continues_a_live_sour
     camera = MjpegServer(per_connection=100_000, fps=8.0)
     proc, consumer = start_capture(camera.url, "--fps", "2", env=restart)
     try:
-        seqs = [consumer.recv(20)["seq"] for _ in range(3)]
+        seqs = [consumer.recv(20).header.seq for _ in range(3)]
         waited = time.time() - started
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -159,7 +159,7 @@ def test_corrupt_frames_mid_file_are_counted_and_skipped(video, tmp_path):
             got = consumer.recv_until_eos()
     finally:
         consumer.close()
-    assert got[-1]["reason"] == "end_of_file"
+    assert got[-1].header.reason == "end_of_file"
     assert len(got) - 1 == video["frames"] - 2
     assert counter(FRAMES_CORRUPT, "capture") - before == 2
 
@@ -185,9 +185,24 @@ def test_paced_source_with_a_slow_consumer_drops_frames_and_counts_them(video):
     frames = got[:-1]
     assert dropped > 0
     assert len(frames) + dropped == service.seq == video["frames"]
-    assert got[-1]["reason"] == "end_of_file"
-    seqs = [m["seq"] for m in frames]
+    assert got[-1].header.reason == "end_of_file"
+    seqs = [m.header.seq for m in frames]
     assert seqs == sorted(seqs) and seqs[-1] < service.seq  # gaps are visible downstream
+
+
+def _stopped_when(consumer: Peer, until: Callable[[], bool], timeout: float,
+                  **settings) -> tuple[list, CaptureService]:
+    """A capture with `settings` until `until()` holds (or `timeout` s pass), then asked to stop: all
+    that `consumer` got, up to the eos, and the service."""
+    runner = Running(CaptureService, **settings)
+    with runner as service:
+        deadline = time.monotonic() + timeout
+        while not until() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        service.request_stop()
+        got = consumer.recv_until_eos()
+        runner.join()
+    return got, service
 
 
 def dead_url() -> str:
@@ -210,7 +225,7 @@ def test_camera_that_never_opens_is_retried_with_backoff_then_given_up(source):
             runner.join()
     finally:
         consumer.close()
-    assert [m.kind for m in got] == ["eos"] and got[0]["reason"] == "source_failed"
+    assert [m.kind for m in got] == ["eos"] and got[0].header.reason == "source_failed"
     assert counter(SOURCE_RECONNECTS, "capture") - before == 2  # attempts 2 and 3 were retries
     assert service.exit_code != 0
     assert counter(SOURCE_UP, "capture") == 0
@@ -222,19 +237,13 @@ def test_camera_retries_until_stopped_when_there_is_no_retry_limit():
     consumer = Peer(zmq.PULL, endpoint, bind=False)
     before = counter(SOURCE_RECONNECTS, "capture")
     try:
-        runner = Running(CaptureService, source=dead_url(), retry_limit=0, retry_max_seconds=0.1,
-                         frames_out=frames_out, preview_out=preview_out)
-        with runner as service:
-            deadline = time.monotonic() + 10
-            while counter(SOURCE_RECONNECTS, "capture") - before < 3 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            threading.Timer(0, service.request_stop).start()
-            got = consumer.recv_until_eos()
-            runner.join()
+        got, _ = _stopped_when(consumer, lambda: counter(SOURCE_RECONNECTS, "capture") - before >= 3, 10,
+                               source=dead_url(), retry_limit=0, retry_max_seconds=0.1, frames_out=frames_out,
+                               preview_out=preview_out)
     finally:
         consumer.close()
     assert counter(SOURCE_RECONNECTS, "capture") - before >= 3
-    assert got[-1]["reason"] == "stopped"
+    assert got[-1].header.reason == "stopped"
 
 
 def test_live_stream_that_drops_out_is_reconnected_and_a_slow_consumer_loses_counted_frames():
@@ -246,23 +255,18 @@ def test_live_stream_that_drops_out_is_reconnected_and_a_slow_consumer_loses_cou
     reconnects = counter(SOURCE_RECONNECTS, "capture")
     dropped = counter(metrics.FRAMES_DROPPED, "capture", "queue_full")
     try:
-        runner = Running(CaptureService, source=camera.url, fps=15.0, hwm=1, retry_max_seconds=0.1,
-                         frames_out=frames_out, preview_out=preview_out)
-        with runner as service:
-            deadline = time.monotonic() + 20
-            while counter(SOURCE_RECONNECTS, "capture") - reconnects < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)  # nobody reads meanwhile
-            service.request_stop()
-            got = consumer.recv_until_eos()
-            runner.join()
+        # Nobody reads meanwhile.
+        got, service = _stopped_when(consumer, lambda: counter(SOURCE_RECONNECTS, "capture") - reconnects >= 2, 20,
+                                     source=camera.url, fps=15.0, hwm=1, retry_max_seconds=0.1,
+                                     frames_out=frames_out, preview_out=preview_out)
     finally:
         consumer.close()
         camera.close()
     frames = got[:-1]
     assert camera.connections >= 3
     assert counter(SOURCE_RECONNECTS, "capture") - reconnects >= 2
-    assert got[-1]["reason"] == "stopped"
-    assert frames and all(m["t_media"] is None and m["source"] == camera.url for m in frames)
+    assert got[-1].header.reason == "stopped"
+    assert frames and all(m.header.t_media is None and m.header.source == camera.url for m in frames)
     lost = counter(metrics.FRAMES_DROPPED, "capture", "queue_full") - dropped
     assert lost > 0 and len(frames) + lost == service.seq
 
@@ -277,17 +281,10 @@ def test_a_stalled_stream_counts_as_a_drop_out_and_is_reopened(monkeypatch):
     consumer = Peer(zmq.PULL, endpoint, bind=False)
     before = counter(SOURCE_RECONNECTS, "capture")
     try:
-        runner = Running(CaptureService, source=camera.url, fps=0.0, retry_max_seconds=0.1,
-                         frames_out=frames_out, preview_out=preview_out)
-        with runner as service:
-            deadline = time.monotonic() + 20
-            while camera.connections < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            service.request_stop()
-            got = consumer.recv_until_eos()
-            runner.join()
+        got, _ = _stopped_when(consumer, lambda: camera.connections >= 2, 20, source=camera.url, fps=0.0,
+                               retry_max_seconds=0.1, frames_out=frames_out, preview_out=preview_out)
     finally:
         consumer.close()
         camera.close()
     assert camera.connections >= 2 and counter(SOURCE_RECONNECTS, "capture") - before >= 1
-    assert len(got) > 1 and got[-1]["reason"] == "stopped"
+    assert len(got) > 1 and got[-1].header.reason == "stopped"

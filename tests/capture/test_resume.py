@@ -26,14 +26,14 @@ def _frames(source: str, n: int, env: dict[str, str]) -> tuple[list[dict], objec
     return frames, proc, consumer
 
 
-def _crash(proc, consumer) -> str:  # type: ignore[no-untyped-def]
+def _crash(proc, consumer) -> str:
     proc.send_signal(signal.SIGKILL)
     proc.wait(20)
     consumer.close()
     return proc.stderr.read()
 
 
-def _stop(proc, consumer) -> list:  # type: ignore[no-untyped-def]
+def _stop(proc, consumer) -> list:
     proc.send_signal(signal.SIGTERM)
     rest = consumer.recv_until_eos()
     assert proc.wait(20) == 0, proc.stderr.read()
@@ -54,14 +54,15 @@ def test_a_crashed_capture_restarted_with_the_same_environment_resumes_its_strea
         again, proc, consumer = _frames(camera.url, 3, env)
         rest = _stop(proc, consumer)
         stderr = proc.stderr.read()
-        assert {m["session"] for m in again + rest} == {first[0]["session"]}  # one class, one session
-        assert again[0]["seq"] > first[-1]["seq"], (first[-1]["seq"], again[0]["seq"])  # new frames, new seqs
-        assert [m["seq"] for m in again] == list(range(again[0]["seq"], again[0]["seq"] + 3))
+        assert {m.header.session for m in again + rest} == {first[0].header.session}  # one class, one session
+        # new frames, new seqs
+        assert again[0].header.seq > first[-1].header.seq, (first[-1].header.seq, again[0].header.seq)
+        assert [m.header.seq for m in again] == list(range(again[0].header.seq, again[0].header.seq + 3))
         assert "resuming stream front" in stderr and "restart 1" in stderr
         assert not (state / "front.json").exists()  # ended cleanly (eos): the next start is a new stream
         fresh, proc, consumer = _frames(camera.url, 1, env)
         _stop(proc, consumer)
-        assert fresh[0]["session"] != first[0]["session"] and fresh[0]["seq"] == 0
+        assert fresh[0].header.session != first[0].header.session and fresh[0].header.seq == 0
     finally:
         camera.close()
 
@@ -77,14 +78,15 @@ def test_a_stale_state_or_another_sources_is_a_new_stream(tmp_path):
         # Another source under the same stream id is not this stream's restart.
         moved, proc, consumer = _frames(other.url, 1, env)
         stderr = _crash(proc, consumer)
-        assert moved[0]["session"] != first[0]["session"] and moved[0]["seq"] == 0
+        assert moved[0].header.session != first[0].header.session and moved[0].header.seq == 0
         assert "another stream's" in stderr
         # A state last refreshed longer ago than the window: the box was off, a new class.
         old = time.time() - 31 - HEARTBEAT_SECONDS
         os.utime(state / "front.json", (old, old))
         later, proc, consumer = _frames(other.url, 1, env)
         stderr = _crash(proc, consumer)
-        assert later[0]["session"] not in (first[0]["session"], moved[0]["session"]) and later[0]["seq"] == 0
+        assert later[0].header.session not in (first[0].header.session, moved[0].header.session)
+        assert later[0].header.seq == 0
         assert "a new stream" in stderr
     finally:
         camera.close()
@@ -102,6 +104,41 @@ def test_a_state_folder_that_cannot_be_written_is_said_once_and_capture_goes_on(
         stderr = proc.stderr.read()
     finally:
         camera.close()
-    assert [m["seq"] for m in frames] == [0, 1, 2] and rest[-1]["reason"] == "stopped"
+    assert [m.header.seq for m in frames] == [0, 1, 2] and rest[-1].header.reason == "stopped"
     assert stderr.count("cannot keep capture state") == 1, stderr
     assert "Traceback" not in stderr
+
+
+def test_a_file_played_to_its_end_is_not_replayed_by_a_restart_policy(tmp_path):
+    """Docker's `unless-stopped` starts a capture again after its clean exit at the end of a file:
+    that start must not play the file again as a new class (a second report); it waits for its
+    stop, and a start after the stop is a new class."""
+    from tools.sample_video import make_sample_video
+
+    video = make_sample_video(tmp_path / "class.avi", seconds=1.0, faces=1, fps=10.0)["path"]
+    env = {"CAPTURE_STATE_DIR": str(tmp_path / "state"), "STREAM_ID": "front"}
+    proc, consumer = start_capture(video, "--fps", "2", env=env, session=None)
+    try:
+        played = consumer.recv_until_eos()
+        assert proc.wait(20) == 0, proc.stderr.read()
+    finally:
+        consumer.close()
+    assert played[-1].header.reason == "end_of_file" and len(played) == 3
+    # The restart policy's start: same environment; nothing is sent until it is stopped.
+    proc, consumer = start_capture(video, "--fps", "2", env=env, session=None)
+    try:
+        said = ""
+        while "not playing it again" not in said and proc.poll() is None:
+            said += proc.stderr.readline()  # the process is up, its signal handler set
+        assert "not playing it again" in said, said
+        assert consumer.socket.poll(1000) == 0  # no frame, no eos: the class is not played again
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+        consumer.close()
+    again, proc, consumer = _frames(video, 1, env)  # started after a stop: a new class
+    consumer.recv_until_eos()
+    assert proc.wait(20) == 0
+    consumer.close()
+    assert again[0].header.session != played[0].header.session and again[0].header.seq == 0

@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from services.facedetect.gallery import find_tiles
-from shared.service import EXIT_GAVE_UP
+from shared.ops.service import EXIT_GAVE_UP
 from tests.harness import Peer
 from tests.support.links import link
 from tools.gallery_video import make_gallery_video
@@ -42,7 +42,7 @@ def start_capture(display: str, source: str, *flags: str) -> tuple[subprocess.Po
     frames_out, _, endpoint = link("frames")
     preview_out, _, _ = link("preview")
     consumer = Peer(zmq.PULL, endpoint, bind=False)
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "capture", "--source", source,
+    proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "capture", "--source", source,
                              "--frames-out", frames_out, "--preview-out", preview_out, "--metrics-port", "0",
                              "--session-id", "screen-test", "--retry-max-seconds", "0.5", *flags],
                             cwd=REPO, env=dict(os.environ, DISPLAY=display),
@@ -50,8 +50,8 @@ def start_capture(display: str, source: str, *flags: str) -> tuple[subprocess.Po
     return proc, consumer
 
 
-def image_of(msg) -> np.ndarray:  # type: ignore[no-untyped-def]
-    return np.frombuffer(msg.payload, np.uint8).reshape(msg["height"], msg["width"], 3)
+def image_of(msg) -> np.ndarray:
+    return np.frombuffer(msg.payload, np.uint8).reshape(msg.header.height, msg.header.width, 3)
 
 
 def test_window_is_captured_at_its_size_followed_when_moved_and_its_close_ends_the_stream(display, gallery):
@@ -60,15 +60,15 @@ def test_window_is_captured_at_its_size_followed_when_moved_and_its_close_ends_t
         try:
             first = consumer.recv(30)
             assert first.kind == "frame"
-            assert (first["width"], first["height"]) == (960, 540)  # the window's own size, not 640x480
-            assert first["t_media"] is None and first["source"] == f"window:{TITLE.lower()}"
+            assert (first.header.width, first.header.height) == (960, 540)  # the window's own size, not 640x480
+            assert first.header.t_media is None and first.header.source == f"window:{TITLE.lower()}"
             assert len(find_tiles(image_of(first))) >= 6  # the player's gallery, grabbed off the screen
             move_window(display, TITLE, 500, 400)
             deadline = time.monotonic() + 10
             moved = None
             while moved is None and time.monotonic() < deadline:
                 msg = consumer.recv(10)
-                if len(find_tiles(image_of(msg))) >= 6 and msg["seq"] > first["seq"] + 6:
+                if len(find_tiles(image_of(msg))) >= 6 and msg.header.seq > first.header.seq + 6:
                     moved = msg  # frames after the move still show the whole gallery
             assert moved is not None, "no whole-gallery frame after the window moved"
             ffplay.terminate()
@@ -79,7 +79,7 @@ def test_window_is_captured_at_its_size_followed_when_moved_and_its_close_ends_t
             if proc.poll() is None:
                 proc.kill()
     stderr = proc.stderr.read()
-    assert rest[-1]["reason"] == "window_closed"
+    assert rest[-1].header.reason == "window_closed"
     assert code == 0
     assert "moved or resized to 960x540 at +500+400" in stderr
     assert "Traceback" not in stderr
@@ -95,10 +95,11 @@ def test_whole_screen_and_a_region(display):
             assert proc.wait(20) == 0
         finally:
             consumer.close()
-        assert all((m["width"], m["height"]) == size for m in frames), source
-        assert rest[-1]["reason"] == "stopped"
+        assert all((m.header.width, m.header.height) == size for m in frames), source
+        assert rest[-1].header.reason == "stopped"
         # Paced by the source at --fps: three frames take about 0.4 s, not a burst.
-        assert frames[2]["t_capture"] - frames[0]["t_capture"] >= 0.3, [(m["seq"], m["t_capture"]) for m in frames]
+        assert frames[2].header.t_capture - frames[0].header.t_capture >= 0.3, \
+            [(m.header.seq, m.header.t_capture) for m in frames]
 
 
 @pytest.mark.parametrize("source, says", [
@@ -114,7 +115,7 @@ def test_a_missing_window_monitor_or_region_is_one_clear_line_and_gave_up(displa
     finally:
         consumer.close()
     stderr = proc.stderr.read()
-    assert [m.kind for m in got] == ["eos"] and got[0]["reason"] == "source_failed"
+    assert [m.kind for m in got] == ["eos"] and got[0].header.reason == "source_failed"
     assert code == EXIT_GAVE_UP
     assert says in stderr and "Traceback" not in stderr
 
@@ -127,7 +128,7 @@ def test_no_display_is_a_clear_error(tmp_path):
     finally:
         consumer.close()
     stderr = proc.stderr.read()
-    assert got[-1]["reason"] == "source_failed" and code == EXIT_GAVE_UP
+    assert got[-1].header.reason == "source_failed" and code == EXIT_GAVE_UP
     assert "cannot open the X display" in stderr and "Traceback" not in stderr
 
 

@@ -14,7 +14,7 @@ from tests.deploy.tools import COMPOSE_DIR, DASHBOARD, load_yaml, metric_names, 
 ALERTS = COMPOSE_DIR / "prometheus" / "alerts.yml"
 UNIT_TESTS = COMPOSE_DIR.parent / "tests" / "deploy" / "alerts_test.yml"
 WANTED = {"EngagementServiceDown", "InferenceLatencyHigh", "FramesDropped", "BridgeQueueBehind", "DiskNearlyFull",
-          "RedisMemoryHigh"}
+          "RedisMemoryHigh", "LinkHasStrayPeer"}
 
 
 def rules() -> list[dict]:

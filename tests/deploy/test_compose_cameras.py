@@ -12,9 +12,9 @@ import re
 
 import pytest
 
-from shared.bus import SocketSpec
-from shared.config import settings_for
-from shared.links import BY_NAME
+from shared.bus.bus import SocketSpec
+from shared.bus.links import BY_NAME
+from shared.ops.config import settings_for
 from tests.deploy.tools import COMPOSE_DIR, env_example, load_yaml
 
 CAPTURES = ["capture", "capture-2"]

@@ -12,11 +12,14 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import redis
 
-from shared import metrics
+from shared.bus import metrics
+from shared.ops.config import load_settings
+from shared.ops.secret_files import make_secret_files
 from tests.deploy.prometheus_server import free_port
 from tests.deploy.tools import COMPOSE_DIR, COMPOSE_FILES, load_yaml
 from tests.support.waiting import wait_for
@@ -45,35 +48,80 @@ def test_service_health_check_follows_the_services_state():
     assert subprocess.run(command, env={**os.environ, "METRICS_PORT": str(port)}, capture_output=True).returncode != 0
 
 
+def test_healthz_tells_loading_from_failed():
+    """A 503 says which: "starting" (inference loading its model: compose waits, start_period) or
+    "failed"; 200 "running"."""
+    import urllib.error
+    import urllib.request
+
+    state = {"now": "starting"}
+    port = free_port()
+    server = metrics.serve("127.0.0.1", port, lambda: state["now"] in ("running", "stopping"), lambda: state["now"])
+    try:
+        for now, code in (("starting", 503), ("running", 200), ("failed", 503)):
+            state["now"] = now
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+                    got = response.status, response.read()
+            except urllib.error.HTTPError as exc:
+                got = exc.code, exc.read()
+            assert got == (code, f"{now}\n".encode())
+    finally:
+        server.shutdown()
+    # Inference waits longer than the others before a failed check counts (loading a model).
+    services = COMPOSE["services"]
+    assert services["inference"]["healthcheck"]["start_period"] == "5m"
+    assert services["inference"]["healthcheck"]["test"] == services["capture"]["healthcheck"]["test"]
+
+
+def in_the_container(text: str, secrets: Path) -> str:
+    """A compose command as the container's shell gets it: `$$` is `$`, the secret files are ours."""
+    return text.replace("$$", "$").replace("/run/secrets/", f"{secrets}/")
+
+
 @pytest.fixture
 def compose_redis(tmp_path):
-    """redis-server started by compose's own `command`, on a free loopback port."""
+    """redis-server started by compose's own `command`, on a free loopback port, with the password of
+    the secret files `engagement make-secrets` writes (mounted at /run/secrets in the container)."""
     spec = COMPOSE["services"]["redis"]
+    secrets = tmp_path / "secrets"
+    make_secret_files(secrets)
+    data = tmp_path / "data"
+    data.mkdir()
     shell, flag, script = spec["command"]
-    port, password = free_port(), "s3cret-for-the-test"
-    script = script.replace("$$", "$") + f" --port {port} --bind 127.0.0.1 --dir {tmp_path} --save ''"
-    env = {**os.environ, "REDIS_PASSWORD": password, "REDIS_MAXMEMORY": spec["environment"]["REDIS_MAXMEMORY"]}
-    proc = subprocess.Popen([shell, flag, script], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    redis_cli, *command = spec["healthcheck"]["test"][1:]
-    check = [redis_cli, "-p", str(port), *command]  # options go before redis-cli's command
-    env = {**os.environ, "REDISCLI_AUTH": password}
+    port = free_port()
+    assert "redis-server - " in script  # the config on stdin first: our options go after it
+    script = in_the_container(script, secrets).replace(
+        "redis-server - ", f"redis-server - --port {port} --bind 127.0.0.1 --dir {data} --save '' ")
+    env = {**os.environ, "REDIS_MAXMEMORY": spec["environment"]["REDIS_MAXMEMORY"]}
+    proc = subprocess.Popen([shell, flag, script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The health check as compose runs it, the password from the same file (redis-cli's options go
+    # before its command).
+    shell, flag, test = spec["healthcheck"]["test"][1:]
+    assert test.endswith("exec redis-cli ping")
+    check = [shell, flag, in_the_container(test, secrets).replace("redis-cli ping", f"redis-cli -p {port} ping")]
     try:
-        wait_for(lambda: subprocess.run(check, env=env, capture_output=True, text=True).stdout.strip() == "PONG",
+        wait_for(lambda: subprocess.run(check, capture_output=True, text=True).stdout.strip() == "PONG",
                  "redis-cli PONG", timeout=30)
-        yield port, password, tmp_path
+        yield port, secrets, data
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
 def test_redis_runs_append_only_with_the_password_and_the_services_url_works(compose_redis):
-    port, password, data_dir = compose_redis
-    template = COMPOSE["services"]["aggregator"]["environment"]["REDIS_URL"]
-    url = re.sub(r"\$\{REDIS_PASSWORD[^}]*\}", password, template).replace("@redis:6379", f"@127.0.0.1:{port}")
-    client = redis.Redis.from_url(url)
+    port, secrets, data_dir = compose_redis
+    # What the services read (REDIS_URL_FILE), pointed at this Redis instead of the `redis` service.
+    assert COMPOSE["services"]["aggregator"]["environment"]["REDIS_URL_FILE"] == "/run/secrets/redis_url"
+    settings = load_settings("aggregator", [], env={"REDIS_URL_FILE": str(secrets / "redis_url")})
+    assert settings.redis_url.endswith("@redis:6379/0")
+    client = redis.Redis.from_url(settings.redis_url.replace("@redis:6379", f"@127.0.0.1:{port}"))
+    # The password is on neither Redis's command line nor in its environment (ps, /proc).
+    password = (secrets / "redis_password").read_text().strip()
+    server = Path(f"/proc/{client.info('server')['process_id']}")
+    assert password.encode() not in (server / "cmdline").read_bytes() + (server / "environ").read_bytes()
     assert client.config_get("appendonly") == {"appendonly": "yes"}
-    # Bounded, evicting only keys with a TTL (reported sessions; shared/redis_retention.py).
+    # Bounded, evicting only keys with a TTL (reported sessions; shared/data/redis_retention.py).
     assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "volatile-ttl"}
     assert client.config_get("maxmemory") == {"maxmemory": str(512 * 2**20)}
     client.set("engagement:deploy-test", "1")
@@ -123,6 +171,6 @@ def test_the_image_build_context_is_enough_to_build_the_project(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
         entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
-    assert "engagement = shared.cli:main" in entry_points and "engagement-train = training.cli:main" in entry_points
-    for module in ("shared/cli.py", "services/inference/service.py", "training/docker_run.py"):
+    assert "engagement = engagement.cli:main" in entry_points and "engagement-train = training.cli:main" in entry_points
+    for module in ("engagement/cli.py", "services/inference/service.py", "training/docker_run.py"):
         assert module in names

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from shared.config import REPO_ROOT
+from shared.ops.config import REPO_ROOT
 from tests.deploy.tools import COMPOSE_DIR, run, tool
 
 DOCKERFILES = sorted(COMPOSE_DIR.glob("Dockerfile*"))

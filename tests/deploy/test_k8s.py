@@ -152,36 +152,94 @@ def _stub(directory, name: str, script: str) -> None:
     path.chmod(0o755)
 
 
-def _chain_script(docs: list[dict]) -> str:
-    return by_kind(docs, "Job")["chain"]["spec"]["template"]["spec"]["containers"][0]["args"][0]
+class _JobsApiServer:
+    """A stand-in Kubernetes API (no cluster here), a real HTTP server: each Job reads as running on
+    its first read and then completes (or fails, for `failing`); PATCHes are recorded."""
+
+    def __init__(self, failing: str | None) -> None:
+        import http.server
+        import threading
+
+        self.patched: list[str] = []
+        self.reads: dict[str, int] = {}
+        self.auth: set[str] = set()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _answer(self, body: dict, code: int = 200) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                outer.auth.add(self.headers.get("Authorization", ""))
+                name = self.path.rsplit("/", 1)[1]
+                outer.reads[name] = outer.reads.get(name, 0) + 1
+                if outer.reads[name] == 1:
+                    return self._answer({"status": {}})
+                kind = "Failed" if name == failing else "Complete"
+                self._answer({"status": {"conditions": [{"type": kind, "status": "True"}]}})
+
+            def do_PATCH(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                assert self.headers["Content-Type"] == "application/merge-patch+json"
+                assert body == {"spec": {"suspend": False}}
+                outer.patched.append(self.path.rsplit("/", 1)[1])
+                self._answer({})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
 
 
 @pytest.mark.parametrize("failing", [None, "train"])
 def test_chain_starts_the_six_steps_in_order_and_stops_at_a_failure(tmp_path, failing):
-    """The chain's own script, run by sh with a stand-in kubectl (no cluster here) that reports each
-    Job complete (or one failed) and records which Jobs are un-suspended."""
+    """The chain Job's own command (training/chain.py in the train image: no kubectl image) against a
+    stand-in API server that reports each Job complete (or one failed) and records which Jobs are
+    un-suspended."""
+    import sys
+
     docs = render(TARGETS["base"])
-    patched = tmp_path / "patched"
-    _stub(tmp_path, "kubectl", f"""
-case "$1" in
-  get) job=$3; want=$(printf %s "$5" | sed -n 's/.*type=="\\([A-Za-z]*\\)".*/\\1/p')
-       state=Complete; [ "$job" = "{failing}" ] && state=Failed
-       [ "$want" = "$state" ] && echo True ;;
-  patch) echo "$3" >> {patched} ;;
-esac
-exit 0
-""")
+    container = by_kind(docs, "Job")["chain"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "engagement-train:latest"  # an image the project builds
+    assert container["command"] == ["python", "-m", "training.chain"]
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("the-pods-token\n")
+    (account / "namespace").write_text("engagement-training")
     configmap = next(iter(by_kind(docs, "ConfigMap").values()))["data"]
-    env = {**configmap, "PATH": f"{tmp_path}:/usr/bin:/bin"}
-    done = subprocess.run(["/bin/sh", "-c", _chain_script(docs)], env=env, capture_output=True, text=True, timeout=60)
-    started = patched.read_text().split() if patched.exists() else []
+    api = _JobsApiServer(failing)
+    try:
+        done = subprocess.run([sys.executable, *container["command"][1:], "--api", api.url, "--account", str(account),
+                               "--poll-seconds", "0.05"], env={**configmap, "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True, timeout=60, cwd=K8S_DIR.parent)
+    finally:
+        api.close()
+    assert api.auth == {"Bearer the-pods-token"}
     if failing is None:
         assert done.returncode == 0, done.stdout + done.stderr
-        assert started == list(STEPS[1:])
+        assert api.patched == list(STEPS[1:])
         assert "chain completed: the bundle is in /data/bundles/mobilenet-v2-faces" in done.stdout
     else:
         assert done.returncode == 1 and "step train failed: chain stopped" in done.stdout
-        assert started == ["faces", "augment", "train"]
+        assert api.patched == ["faces", "augment", "train"]
+
+
+def test_chain_without_an_api_says_so_in_one_line(tmp_path):
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "training.chain", "--account", str(tmp_path)],
+                          env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60, cwd=K8S_DIR.parent)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("target", list(TARGETS))

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tomllib
 
-from shared.config import REPO_ROOT
+from shared.ops.config import REPO_ROOT
 
 LOCK = REPO_ROOT / "constraints.txt"
 PYPROJECT = REPO_ROOT / "pyproject.toml"

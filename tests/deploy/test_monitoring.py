@@ -10,7 +10,7 @@ import json
 
 import yaml
 
-from shared.config import METRICS_PORTS
+from shared.ops.config import METRICS_PORTS
 from tests.deploy.tools import (
     COMPOSE_DIR,
     DASHBOARD,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import tomllib
 
-from shared.config import REPO_ROOT
+from shared.ops.config import REPO_ROOT
 from tests.deploy.tools import run, tool
 
 

@@ -1,4 +1,4 @@
-"""compose/ for a box nobody watches: no usable secret in the example, nothing starts before the
+"""compose/ for a box nobody watches: no secret in .env or the environment, nothing starts before the
 secrets gate passes, published ports on loopback, every log rotated, and memory/CPU limits that
 fit the two boards (Orin Nano 8 GB: docker-compose.yml; AGX Orin: + docker-compose.agx-orin.yml).
 
@@ -7,10 +7,12 @@ Static: no Docker engine runs here. The gate's own command runs for real in test
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 
-from shared.secret_check import COMPOSE_SECRETS, secret_problem
+from shared.ops.secret_check import COMPOSE_SECRETS
+from shared.ops.secret_files import NAMES
 from tests.deploy.tools import COMPOSE_DIR, COMPOSE_FILES, env_example, load_yaml
 
 BASE = load_yaml(COMPOSE_FILES[0])
@@ -42,29 +44,40 @@ def limits_of(board: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def test_env_example_has_no_usable_secret_and_compose_requires_each():
-    assigned, text = env_example()
-    text_compose = COMPOSE_FILES[0].read_text()
-    for name in COMPOSE_SECRETS:
-        assert name in assigned
-        value = re.search(rf"^{name}=(.*)$", text, re.MULTILINE).group(1)
-        assert secret_problem(name, value), f"{name}={value!r} in .env.example would be accepted"
-        # Compose itself refuses an unset or empty value (`:?`), before any container exists.
-        uses = re.findall(rf"\$\{{{name}(:?[-?])", text_compose)
-        assert uses and set(uses) == {":?"}, f"{name} must always be ${{{name}:?...}}"
+def test_no_secret_is_in_env_example_or_an_environment_variable_and_the_files_are_never_committed():
+    # The secrets are files (compose `secrets:`, tests/deploy/test_compose_secrets.py): .env has none
+    # to set, and no compose file reads one from the environment, where `docker inspect` shows it.
+    assigned, _ = env_example()
+    assert not set(COMPOSE_SECRETS) & assigned and "SECRETS_DIR" in assigned
+    for path in COMPOSE_FILES:
+        text = path.read_text()
+        for name in (*COMPOSE_SECRETS, "REDISCLI_AUTH"):
+            assert not re.search(rf"\$\{{{name}\b", text), f"{path.name} interpolates {name}"
+        for service, spec in (load_yaml(path).get("services") or {}).items():
+            env = spec.get("environment") or {}
+            leaked = set(env) & {*COMPOSE_SECRETS, "REDIS_URL", "GF_SECURITY_ADMIN_PASSWORD", "REDISCLI_AUTH"}
+            assert not leaked, f"{path.name}: {service} sets {leaked} as a variable"
+    # Never committed (nor sent to an image build: the build's allow-list names no compose/ file).
+    ignored = subprocess.run(["git", "check-ignore", "compose/secrets/web_token", "compose/.env"],
+                             cwd=COMPOSE_DIR.parent, capture_output=True, text=True)
+    assert ignored.stdout.split() == ["compose/secrets/web_token", "compose/.env"], ignored
+    assert "!compose" not in (COMPOSE_DIR / "Dockerfile.dockerignore").read_text()
 
 
 def test_nothing_starts_before_the_secrets_gate_passes():
     services = BASE["services"]
     gate = services["check-secrets"]
-    assert gate["command"] == ["check-secrets"] and gate["restart"] == "no"
-    assert set(COMPOSE_SECRETS) <= set(gate["environment"])
+    assert gate["command"] == ["check-secrets", "--dir", "/run/secrets"] and gate["restart"] == "no"
+    assert gate["secrets"] == list(NAMES)  # every secret file, checked before anything reads one
 
     def reaches_gate(name: str, seen: frozenset = frozenset()) -> bool:
         deps = services[name].get("depends_on") or {}
         return "check-secrets" in deps or any(reaches_gate(d, seen | {name}) for d in deps if d not in seen)
 
-    late = [name for name in services if name != "check-secrets" and not reaches_gate(name)]
+    # bus-keys runs before the gate (the gate waits for it): it makes the bus's key pair and reads no secret.
+    assert not set(COMPOSE_SECRETS) & set(services["bus-keys"].get("environment") or {})
+    assert not services["bus-keys"].get("secrets")
+    late = [name for name in services if name not in ("check-secrets", "bus-keys") and not reaches_gate(name)]
     assert not late, f"these start without waiting for check-secrets: {late}"
 
 

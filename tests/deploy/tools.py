@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 import subprocess
 import sys
@@ -11,14 +10,16 @@ from pathlib import Path
 import yaml
 from prometheus_client import REGISTRY
 
-from shared.cli import SERVICE_CLASSES
-from shared.config import REPO_ROOT
-from shared.executables import find_executable
+from engagement.cli import SERVICE_CLASSES
+from shared.ops.config import REPO_ROOT
+from tests.support.executables import find_executable
 
 COMPOSE_DIR = REPO_ROOT / "compose"
 K8S_DIR = REPO_ROOT / "k8s"
 COMPOSE_FILES = [COMPOSE_DIR / "docker-compose.yml", COMPOSE_DIR / "docker-compose.jetson.yml",
-                 COMPOSE_DIR / "docker-compose.agx-orin.yml", COMPOSE_DIR / "docker-compose.cameras.yml"]
+                 COMPOSE_DIR / "docker-compose.agx-orin.yml", COMPOSE_DIR / "docker-compose.cameras.yml",
+                 COMPOSE_DIR / "docker-compose.no-registry.yml",  # make compose-test: images from Debian
+                 COMPOSE_DIR / "docker-compose.xavier.yml"]
 DASHBOARD = COMPOSE_DIR / "grafana" / "dashboards" / "engagement.json"
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}; $$ is a literal dollar.
@@ -86,13 +87,9 @@ def exposed_names(exposition: str) -> set[str]:
 
 
 def registry_names() -> set[str]:
-    """Series names registered by shared.metrics and every service module of the pipeline."""
-    for target in SERVICE_CLASSES.values():
-        try:
-            importlib.import_module(target.split(":")[0])
-        except ModuleNotFoundError as exc:
-            if not exc.name or not exc.name.startswith("services."):
-                raise  # a missing dependency is an error; a service not written yet is reported below
+    """Series names registered by shared.bus.metrics and every service module of the pipeline."""
+    for load_service_class in SERVICE_CLASSES.values():
+        load_service_class()  # imports the service's module, which registers its series
     names: set[str] = set()
     for family in REGISTRY.collect():
         names |= sample_names(family.name, family.type)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.taps import LinkTap
 from services.launcher import main as launcher
-from shared.messages import Message
+from shared.bus.messages import Message
 from tests.support.env import REDIS_URL
 from tests.support.pipeline import sampled_frames, start_launcher
 
@@ -33,9 +33,9 @@ class PredictionsTap(LinkTap):
     def on_message(self, msg: Message, arrived: float) -> None:
         # A resend of a frame already seen (inference retries until the aggregator acks) is
         # the same prediction: count each frame once.
-        if msg.kind == "predictions" and msg["seq"] not in self.frames:
-            self.frames.add(msg["seq"])
-            for p in msg["predictions"]:
+        if msg.kind == "predictions" and msg.header.seq not in self.frames:
+            self.frames.add(msg.header.seq)
+            for p in msg.header.predictions:
                 self.levels[p["level"]] += 1
                 self.per_student[p["student"]] += 1
         elif msg.kind == "eos":

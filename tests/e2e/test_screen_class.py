@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 
 import pytest
 
-from tests.support.pipeline import start_launcher
+from tests.support.pipeline import run_off_a_window
 from tools.gallery_video import make_gallery_video
-from tools.xdisplay import player, xvfb
 
 pytestmark = pytest.mark.timeout(240)
 TITLE = "Class gallery"
@@ -33,27 +30,10 @@ TITLE = "Class gallery"
 def test_a_call_from_its_window_gives_one_report_with_every_participant_once(tmp_path, grid, size):
     video = make_gallery_video(tmp_path / f"gallery{grid}.avi", grid=grid, seconds=12.0, fps=10.0, size=size)
     left, top = (0, 0) if size == (1920, 1080) else (40, 30)
-    with xvfb() as display, player(display, video["path"], TITLE, left=left, top=top, size=size) as ffplay:
-        launcher = start_launcher(f"window:{TITLE}", tmp_path / "reports", {"DISPLAY": display, "HEADLESS": "1"})
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(launcher.stderr), daemon=True)
-        reader.start()
-        try:
-            deadline = time.monotonic() + 120
-            while not any("all services up" in line for line in lines):
-                assert launcher.poll() is None, "".join(lines)
-                assert time.monotonic() < deadline, "the pipeline did not start"
-                time.sleep(0.2)
-            time.sleep(video["seconds"] + 3)  # one whole loop of the call and the next join
-            ffplay.terminate()  # the call's window closes
-            out, _ = launcher.communicate(timeout=120)
-        finally:
-            if launcher.poll() is None:
-                launcher.kill()
-                launcher.wait()
-        reader.join(5)
-    err = "".join(lines)
-    assert launcher.returncode == 0, err[-3000:]
+    # One whole loop of the call and the next join, then the call's window closes.
+    run = run_off_a_window(video["path"], TITLE, tmp_path / "reports", video["seconds"] + 3, left, top, size)
+    out, err = run.out, run.err
+    assert run.code == 0, err[-3000:]
     assert "Traceback" not in err
     js = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("report: ")][-1]
     report = json.loads(open(js).read())

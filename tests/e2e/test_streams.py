@@ -33,7 +33,7 @@ def two_rooms(tmp_path_factory) -> dict[str, dict]:
 
 def _run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REPORT_DIR", "FPS", "RECORD")}
-    return subprocess.run([sys.executable, "-m", "shared.cli", "run", *args, "--redis-url", REDIS_URL,
+    return subprocess.run([sys.executable, "-m", "engagement.cli", "run", *args, "--redis-url", REDIS_URL,
                            "--report-dir", str(cwd / "reports")], cwd=cwd, env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=200)
 

@@ -16,9 +16,10 @@ import zmq
 from bench.detectors import _found
 from services.facedetect.follow import Follower
 from services.facedetect.service import FaceDetectService
-from shared.detectors import make_detector
-from shared.messages import make_header
+from shared.bus.messages import make_header
+from shared.vision.detectors import make_detector
 from tests.harness import Peer, Running
+from tests.support.faces import iou
 from tests.support.links import link
 from tools.sample_video import HEIGHT, WIDTH, _grid, render_frame
 
@@ -27,18 +28,12 @@ KEY = ("s1", "cam0")
 SECONDS = 20.0  # the sample's timeline: faces absent 6.4-8.4 s and 14.8-16 s
 
 
-def iou(a, b) -> float:  # type: ignore[no-untyped-def]
-    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
-
-
 @pytest.fixture(scope="module")
-def detector():  # type: ignore[no-untyped-def]
+def detector():
     return make_detector("blazeface")
 
 
-def run(follower: Follower, detector, frames: list[np.ndarray]) -> list[tuple[str, list]]:  # type: ignore[no-untyped-def]
+def run(follower: Follower, detector, frames: list[np.ndarray]) -> list[tuple[str, list]]:
     out = []
     for frame in frames:
         found, why = follower.follow(KEY, frame)
@@ -107,17 +102,17 @@ def test_the_service_follows_between_detections_and_keeps_ids(metric):
     before = {w: metric("engagement_detect_runs_total", reason=w) for w in ("first", "followed", "due")}
     try:
         with Running(FaceDetectService, frames_in=frames_in, faces_out=faces_out, crop_size=64, detect_every=3):
-            msgs = []
             for seq in range(6):
                 image = render_frame(seq * 0.5, SECONDS, 8)
                 header = make_header("frame", "s1", "cam0", seq, time.time(), width=640, height=480,
                                      encoding="bgr", t_media=seq * 0.5, source="test")
                 sender.send(header, image.tobytes())
-                msgs.append(receiver.recv())
+            # New faces are students once seen for TRACK_MIN_SECONDS: the first frames wait for that.
+            msgs = [receiver.recv() for _ in range(6)]
     finally:
         sender.close()
         receiver.close()
-    assert all(len(m["faces"]) == 8 for m in msgs)
-    assert len({tuple(sorted(f["student"] for f in m["faces"])) for m in msgs}) == 1  # ids kept throughout
+    assert all(len(m.header.faces) == 8 for m in msgs)
+    assert len({tuple(sorted(f["student"] for f in m.header.faces)) for m in msgs}) == 1  # ids kept throughout
     runs = {w: metric("engagement_detect_runs_total", reason=w) - before[w] for w in before}
     assert runs["first"] == 1 and runs["followed"] >= 3, runs

@@ -47,8 +47,8 @@ def test_5x5_gallery_every_face_found_with_an_id_that_follows_the_participant(fa
         on_camera = [(p, tile) for p, tile in layout if not (p.away and p.away[0] <= t < p.away[1])]
         aside = [p for p, _ in on_camera if p.looks_away and p.looks_away[0] <= t < p.looks_away[1]]
         # Every face, one per tile, small as they are; a head turned 60 degrees aside may be missed.
-        assert len(on_camera) - len(aside) <= len(msg["faces"]) <= len(on_camera), t
-        for face in msg["faces"]:
+        assert len(on_camera) - len(aside) <= len(msg.header.faces) <= len(on_camera), t
+        for face in msg.header.faces:
             x, y, w, h = face["box"]
             cx, cy = x + w / 2, y + h / 2
             person = next(p for p, (tx, ty, tw, th) in on_camera if tx <= cx < tx + tw and ty <= cy < ty + th)
@@ -62,7 +62,7 @@ def test_no_grid_falls_back_to_plain_detection(faces):
     before = counter(GALLERY_FRAMES, "facedetect", "plain")
     image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     (msg,) = run_facedetect([image])
-    assert len(msg["faces"]) == 1 and msg["faces"][0]["student"] == 1
+    assert len(msg.header.faces) == 1 and msg.header.faces[0]["student"] == 1
     assert counter(GALLERY_FRAMES, "facedetect", "plain") - before == 1
 
 
@@ -77,9 +77,9 @@ def test_a_face_too_small_for_the_whole_frame_is_found_in_its_tile(faces):
             image[y + 60:y + 105, x + 160:x + 205] = face[:, :, None]
     (plain,) = run_facedetect([image], gallery="off")
     (tiled,) = run_facedetect([image], gallery="auto")
-    print(f"45 px faces found: whole frame {len(plain['faces'])}, tile by tile {len(tiled['faces'])} of 24")
-    assert len(tiled["faces"]) >= 16  # of 24 on camera (lfw's 25 px faces blown up to 45 px are blurred)
-    assert len(plain["faces"]) < len(tiled["faces"]) // 2
+    print(f"45 px faces found: whole frame {len(plain.header.faces)}, tile by tile {len(tiled.header.faces)} of 24")
+    assert len(tiled.header.faces) >= 16  # of 24 on camera (lfw's 25 px faces blown up to 45 px are blurred)
+    assert len(plain.header.faces) < len(tiled.header.faces) // 2
 
 
 def test_one_leaving_as_another_joins_keeps_everyone_s_id(faces):
@@ -110,19 +110,19 @@ def test_gallery_names_without_the_ocr_library_is_one_error_line_and_ids_by_tile
     people = scenario(3)
     with caplog.at_level(logging.ERROR):
         (msg,) = run_facedetect([render(people, 0.0, SIZE, faces)], gallery_names="ocr")
-    assert sorted(f["student"] for f in msg["faces"]) == list(range(1, 9))
+    assert sorted(f["student"] for f in msg.header.faces) == list(range(1, 9))
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("pip install -e '.[ocr]'" in e and "tile names are not read" in e for e in errors), errors
 
 
-def _grid_search_case(faces, monkeypatch, recheck_seconds: float):  # type: ignore[no-untyped-def]
+def _grid_search_case(faces, monkeypatch, recheck_seconds: float):
     """The real find_tiles with its calls counted, GRID_RECHECK_SECONDS set; a plain picture, a
     3x3 call's grid, and the gallery-mode frame count before."""
     import services.facedetect.service as service
 
     calls = [0]
 
-    def counted(image):  # type: ignore[no-untyped-def]
+    def counted(image):
         calls[0] += 1
         return find_tiles(image)
 
@@ -137,7 +137,7 @@ def test_a_stream_without_a_grid_is_not_searched_for_one_every_frame(faces, monk
     calls, plain, gallery, before = _grid_search_case(faces, monkeypatch, 3600.0)
     got = run_facedetect([plain] * 10 + [gallery])
     assert calls[0] == 1  # the first frame only: no grid, then not again within the hour
-    assert all(len(m["faces"]) == 1 for m in got[:10])
+    assert all(len(m.header.faces) == 1 for m in got[:10])
     assert counter(GALLERY_FRAMES, "facedetect", "gallery") == before
 
 
@@ -157,3 +157,34 @@ def test_a_call_that_hides_its_grid_for_a_frame_is_searched_again_at_once(faces,
     run_facedetect([gallery, gallery, plain, gallery, gallery])
     assert calls[0] == 5  # every frame searched: the stream showed a grid a moment ago
     assert counter(GALLERY_FRAMES, "facedetect", "gallery") - before == 4
+
+
+def test_a_still_7x7_call_is_searched_every_detect_every_frames_and_its_faces_followed_between(faces):
+    """The search was 70 % of a 7x7 call's facedetect time: between searches the faces are followed,
+    every face still found in its tile, each with the id it had."""
+    from services.facedetect.service import DETECT_RUNS
+    from tools.gallery_video import everyone
+
+    people = everyone(7)
+    frames = [render(people, 0.0, SIZE, faces)] * 6
+    searched, followed = (counter(DETECT_RUNS, "facedetect", why) for why in ("gallery", "followed"))
+    got = run_facedetect(frames, detect_every=3)
+    assert counter(DETECT_RUNS, "facedetect", "gallery") - searched == 2  # frames 0 and 3
+    assert counter(DETECT_RUNS, "facedetect", "followed") - followed == 4
+    first = {f["student"]: f["box"] for f in got[0].header.faces}
+    assert len(first) >= 45  # of 49 lfw faces of ~110 px
+    for msg in got[1:]:
+        boxes = {f["student"]: f["box"] for f in msg.header.faces}
+        assert boxes.keys() == first.keys()
+        assert all(max(abs(a - b) for a, b in zip(boxes[s], first[s], strict=True)) <= 4 for s in first)
+
+
+def test_a_participant_stepping_away_between_searches_is_not_followed_into_an_empty_tile(faces):
+    """A face lost by the follower searches at once: the tile without a face has none in that very frame."""
+    from tools.gallery_video import Participant, everyone
+
+    people = everyone(5)
+    gone = [*people[:2], Participant(people[2].name, people[2].face, away=(0.5, 1.0)), *people[3:]]
+    frames = [render(people, 0.0, SIZE, faces), render(gone, 0.6, SIZE, faces)]
+    first, second = run_facedetect(frames, detect_every=3)
+    assert len(second.header.faces) == len(first.header.faces) - 1

@@ -14,10 +14,11 @@ import pytest
 import redis
 
 from services.facedetect.gallery import same_name
-from shared.messages import as_dict
-from shared.roster import TileNames, name_key
+from shared.bus.messages import as_dict
+from shared.data.roster import TileNames, name_key
 from tests.support.env import REDIS_URL
 from tests.support.gallery import SIZE, run_facedetect
+from tools.footage import read_video
 from tools.gallery_video import Participant, _faces, layout_at, render
 
 pytest.importorskip("rapidocr_onnxruntime", reason="GALLERY_NAMES=ocr needs the ocr extra (scripts/setup.sh)")
@@ -30,14 +31,7 @@ def _recorded(frames: list[np.ndarray], path: Path) -> list[np.ndarray]:
     for frame in frames:
         writer.write(frame)
     writer.release()
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        out.append(image)
-    cap.release()
+    out, _ = read_video(path)
     assert len(out) == len(frames)
     return out
 
@@ -63,8 +57,8 @@ def test_two_participants_who_swap_places_on_a_reflow_keep_their_ids_by_name(tmp
     ids: dict[str, set[int]] = {}
     for people, msg in zip([before, before, after, after], got, strict=True):
         layout = layout_at(people, 0.0)
-        assert len(msg["faces"]) == len(layout)
-        for face in msg["faces"]:
+        assert len(msg.header.faces) == len(layout)
+        for face in msg.header.faces:
             x, y, w, h = face["box"]
             cx, cy = x + w / 2, y + h / 2
             person = next(p for p, (tx, ty, tw, th) in layout if tx <= cx < tx + tw and ty <= cy < ty + th)
@@ -121,7 +115,7 @@ def test_cameras_off_keep_their_ids_through_a_reflow_by_name_only(tmp_path, name
 def test_redis_down_the_names_still_key_the_ids_and_the_failure_is_counted(tmp_path):
     """No Redis where REDIS_URL points: facedetect says so, counts it, and the ids go on."""
     from services.facedetect.service import NAME_STORE_ERRORS
-    from shared.ports import free_ports
+    from shared.ops.ports import free_ports
     from tests.support.metrics import counter
 
     faces = _faces()
@@ -130,5 +124,5 @@ def test_redis_down_the_names_still_key_the_ids_and_the_failure_is_counted(tmp_p
     before = counter(NAME_STORE_ERRORS, "facedetect")
     (port,) = free_ports(1)
     got = run_facedetect(frames, gallery_names="ocr", redis_url=f"redis://127.0.0.1:{port}/0")
-    assert [sorted(f["student"] for f in m["faces"]) for m in got] == [[1, 2, 3]] * 3
+    assert [sorted(f["student"] for f in m.header.faces) for m in got] == [[1, 2, 3]] * 3
     assert counter(NAME_STORE_ERRORS, "facedetect") - before == 1  # then not again before 10 s

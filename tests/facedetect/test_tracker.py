@@ -55,3 +55,72 @@ def test_new_students_are_numbered_in_reading_order():
     boxes = [(330, 250, 80, 100), (10, 12, 80, 100), (12, 245, 80, 100), (335, 8, 80, 100)]
     ids = Tracker().update(("s", "cam0"), boxes, 0.0)
     assert ids == [4, 1, 3, 2]
+
+
+def test_a_new_face_is_tentative_until_seen_for_min_seconds_then_a_student():
+    tracker = Tracker(min_seconds=1.0)
+    box = (100, 100, 90, 110)
+    ids = [tracker.update(KEY, [box], t)[0] for t in (0.0, 0.5)]
+    assert ids[0] == ids[1] < 0  # tentative: no student yet
+    assert tracker.update(KEY, [box], 1.0) == [1]
+    resolutions, set_aside = tracker.take_resolutions(KEY)
+    assert resolutions == {ids[0]: 1} and set_aside == []
+
+
+def test_a_short_lived_face_is_set_aside_and_uses_up_no_student_id():
+    tracker = Tracker(min_seconds=1.0)
+    hand, face = (300, 100, 90, 110), (50, 100, 90, 110)
+    flash = tracker.update(KEY, [hand], 0.0)[0]
+    tracker.update(KEY, [hand], 0.5)
+    tracker.update(KEY, [], 1.0)
+    assert tracker.update(KEY, [face], 1.5)[0] < 0
+    assert tracker.take_resolutions(KEY) == ({}, [])  # the hand may still come back
+    assert tracker.update(KEY, [face], 2.0)[0] < 0  # the hand is gone for longer than it had to live
+    resolutions, set_aside = tracker.take_resolutions(KEY)
+    assert resolutions == {flash: None}
+    assert [(s.reason, s.seconds) for s in set_aside] == [("short_lived", 0.5)]
+    assert tracker.update(KEY, [face], 2.5) == [1]  # the next real student is still number 1
+
+
+def test_finish_sets_aside_what_is_still_tentative():
+    tracker = Tracker(min_seconds=1.0)
+    sid = tracker.update(KEY, [(10, 10, 50, 50)], 0.0)[0]
+    tracker.finish(KEY)
+    resolutions, set_aside = tracker.take_resolutions(KEY)
+    assert resolutions == {sid: None} and set_aside[0].reason == "short_lived"
+
+
+def _look(seed: int, face_score: float = 1.0):
+    """A look vector like appearance.py's (unit, non-negative): one per person seed."""
+    import numpy as np  # noqa: PLC0415
+
+    from services.facedetect.appearance import Look  # noqa: PLC0415
+
+    v = np.random.default_rng(seed).random(944).astype(np.float32) ** 4
+    return Look(v / np.linalg.norm(v), face_score)
+
+
+def test_a_face_back_elsewhere_with_the_same_look_is_the_same_student_and_another_look_is_not():
+    tracker = Tracker(max_age=10.0, reid_seconds=10.0)
+    left, right = (40, 100, 90, 110), (450, 100, 90, 110)
+    a, b = _look(1), _look(2)
+    assert tracker.update(KEY, [left], 0.0, lambda due: [a for _ in due]) == [1]
+    assert tracker.update(KEY, [], 1.0) == []
+    # Back on the other side 3 s later: the place says nothing, the look says who.
+    assert tracker.update(KEY, [right], 4.0, lambda due: [a for _ in due]) == [1]
+    assert tracker.update(KEY, [], 5.0) == []
+    # Someone else in that very place: a new student, though the place would have said student 1.
+    assert tracker.update(KEY, [right], 6.0, lambda due: [b for _ in due]) == [2]
+
+
+def test_what_the_face_mesh_does_not_take_for_a_face_is_set_aside_at_once_and_counted_once():
+    tracker = Tracker(min_seconds=0.0)
+    face, hand = (40, 100, 90, 110), (300, 100, 90, 110)
+    looks = {0: _look(1), 1: _look(3, face_score=0.05)}
+    ids = tracker.update(KEY, [face, hand], 0.0, lambda due: [looks[i] for i in due])
+    assert ids[0] == 1 and ids[1] < 0
+    assert tracker.update(KEY, [face], 0.5) == [1]
+    flicker = tracker.update(KEY, [face, hand], 1.0, lambda due: [looks[i] for i in due])
+    assert flicker == ids  # the same hand, still set aside
+    resolutions, set_aside = tracker.take_resolutions(KEY)
+    assert resolutions == {ids[1]: None} and [s.reason for s in set_aside] == ["not_a_face"]

@@ -26,7 +26,7 @@ def astronaut_bgr() -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def astronaut_crop(size: int = 224) -> np.ndarray:
-    from shared.detectors import DnnDetector, crop_face
+    from shared.vision.detectors import DnnDetector, crop_face
 
     frame = astronaut_bgr()
     found = DnnDetector().detect(frame)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import zmq
 
-from shared.messages import decode
+from shared.bus.messages import decode
 from tests.support.metrics import Samples, scrape
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ class Harness:
         in_port = self.push.bind_to_random_port("tcp://127.0.0.1")
         out_port = self.pull.bind_to_random_port("tcp://127.0.0.1")
         self.metrics_port = _free_port()
-        cmd = [sys.executable, "-m", "shared.cli", "inference", "--batches-in", f"pull+connect:tcp://127.0.0.1:{in_port}",
+        cmd = [sys.executable, "-m", "engagement.cli", "inference", "--batches-in", f"pull+connect:tcp://127.0.0.1:{in_port}",
                "--predictions-out", f"push+connect:tcp://127.0.0.1:{out_port}",
                "--metrics-port", str(self.metrics_port), *args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **(env or {})},
@@ -43,7 +43,7 @@ class Harness:
     def send(self, parts: list) -> None:
         self.push.send_multipart(parts)
 
-    def receive(self, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    def receive(self, timeout: float = 60.0):
         assert self.pull.poll(int(timeout * 1000)), "the service sent nothing"
         return decode(self.pull.recv_multipart())
 

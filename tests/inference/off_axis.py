@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from shared.messages import encode, make_header
+from shared.bus.messages import encode, make_header
 from tests.inference.harness import Harness
 from tools.turned_face import mesh_points, turn_head
 
@@ -128,7 +128,7 @@ Footage = list[tuple[float, list[tuple[int, list[int], np.ndarray]]]]
 def decode_crops(path: Path) -> Footage:
     """Per decoded frame: (time, [(student, box, crop)]) as facedetect crops them (res10)."""
     from services.capture.sources import FileSource
-    from shared.detectors import DnnDetector, crop_face
+    from shared.vision.detectors import DnnDetector, crop_face
 
     detector, source, frames = DnnDetector(), FileSource(str(path)), []
     i = 0
@@ -165,8 +165,8 @@ def play(footage: Footage, *args: str, env: dict | None = None, session: str = "
                 during(t, read)
             h.send(_batch(session, seq, t, faces))
             msg = h.receive()
-            assert msg["seq"] == seq
-            for p in msg["predictions"]:
+            assert msg.header.seq == seq
+            for p in msg.header.predictions:
                 read[p["student"]].append((t, p["level"], p["signals"]))
     finally:
         code, err = h.stop()

@@ -1,4 +1,4 @@
-"""ENGINE=auto chooses by the time at the class's workload: one face plus ENGINE_PROBE_FACES.
+"""ENGINE=auto chooses by the time at the class's size: ENGINE_PROBE_FACES faces a call.
 
 Real tiny bundles and real engines (Keras, LiteRT, ONNX Runtime). To show that the batch size
 decides, two engines run the same real LiteRT model with an added cost, one per call and one
@@ -56,25 +56,42 @@ def test_the_choice_follows_the_class_size(bundles, caplog):
     per_face = Costly("per_face", real, per_face=0.005)  # 5 ms a face: 5 ms alone, 40 ms for eight
     per_call = Costly("per_call", real, per_call=0.015)  # 15 ms whatever the batch
     caplog.set_level("INFO", logger="services.inference.bundle")
-    # Eight faces: 5 + 40 against 15 + 15 ms; the old probe of 1 and 2 would pick per_face (5 + 10 vs 30).
+    # Eight faces: 40 against 15 ms; the old probe of 1 and 2 would pick per_face (5 + 10 vs 30).
     assert _pick_fastest(card, [per_face, per_call], faces=8).name == "per_call"
-    assert "at 1 and 8 face(s)" in _auto_line(caplog)
+    assert "at the class's 8 face(s) a call" in _auto_line(caplog)
     caplog.clear()
     assert _pick_fastest(card, [per_face, per_call], faces=2).name == "per_face"
     assert _pick_fastest(card, [per_call, per_face], faces=1).name == "per_face"
 
 
-def test_auto_keeps_the_lowest_total_it_logs_among_real_engines(bundles, caplog):
+def test_the_choice_is_made_at_the_class_size_not_at_one_face_plus_it(bundles, caplog):
+    """ONNX Runtime was 10 % faster than LiteRT at 8 faces and slower at 1: the class of 8 gets it."""
+    lite = load_predictor(bundles["frame"], "tflite")
+    card, real = lite.card, lite._engine
+    caplog.set_level("INFO", logger="services.inference.bundle")
+    litert = Costly("tflite", real, per_call=0.002, per_face=0.0025)  # 4.5 ms alone, 22 ms for eight
+    onnx = Costly("onnx", real, per_call=0.006, per_face=0.0017)  # 7.7 ms alone, 19.6 ms for eight
+    # The old rule (1 + 8 faces: 26.5 vs 27.3 ms, and a 10 % margin for LiteRT) kept LiteRT.
+    assert _pick_fastest(card, [litert, onnx], keras_first=False, faces=8).name == "onnx"
+    line = _auto_line(caplog)
+    assert re.search(r"tflite/cpu [\d.]+ ms \(1 face [\d.]+\)", line), line
+    assert line.endswith("-> onnx (the fastest there of those within 0.001 of keras)"), line
+    caplog.clear()
+    assert _pick_fastest(card, [litert, onnx], keras_first=False, faces=1).name == "tflite"
+
+
+def test_auto_keeps_the_fastest_it_logs_among_real_engines(bundles, caplog):
     caplog.set_level("INFO", logger="services.inference.bundle")
     auto = load_predictor(bundles["frame"], "auto", probe_faces=4)
     line = _auto_line(caplog)
-    assert "at 1 and 4 face(s)" in line, line
-    totals = {name: float(ms) for name, ms in re.findall(r"(\w+)/cpu [^;]*?= ([\d.]+) ms", line)}
+    assert "at the class's 4 face(s) a call" in line, line
+    totals = {name: float(ms) for name, ms in re.findall(r"(\w+)/cpu ([\d.e+-]+) ms", line)}
     assert set(totals) == {"keras", "tflite", "onnx", "predict"}, line
     fastest = min(totals, key=totals.get)
-    kept = totals["tflite"] <= (1 + CPU_LITERT_MARGIN) * totals[fastest]  # LiteRT's place on a CPU
-    assert auto.engine == ("tflite" if kept else fastest), line
-    assert line.endswith(f"-> {auto.engine} (lowest total of those within {AUTO_TOLERANCE:g} of keras)")
+    over = totals["tflite"] / totals[fastest] - 1  # LiteRT's place on a CPU: kept within the margin
+    if abs(over - CPU_LITERT_MARGIN) > 0.01:  # the log's 3 digits cannot tell closer than that
+        assert auto.engine == ("tflite" if over <= CPU_LITERT_MARGIN else fastest), line
+    assert line.endswith(f"-> {auto.engine} (the fastest there of those within {AUTO_TOLERANCE:g} of keras)")
 
 
 def test_on_a_cpu_litert_keeps_its_place_unless_another_engine_is_clearly_faster(bundles, caplog):
@@ -83,11 +100,11 @@ def test_on_a_cpu_litert_keeps_its_place_unless_another_engine_is_clearly_faster
     card, real = lite.card, lite._engine
     caplog.set_level("INFO", logger="services.inference.bundle")
     litert = Costly("tflite", real, per_call=0.020)
-    assert _pick_fastest(card, [litert, Costly("onnx", real, per_call=0.019)], keras_first=False, faces=1).name \
+    assert _pick_fastest(card, [litert, Costly("onnx", real, per_call=0.0197)], keras_first=False, faces=1).name \
         == "tflite"
-    assert "onnx within 10% of tflite on the CPU: tflite kept" in _auto_line(caplog)
+    assert "onnx within 3% of tflite on the CPU: tflite kept" in _auto_line(caplog)
     caplog.clear()
-    assert _pick_fastest(card, [litert, Costly("onnx", real, per_call=0.010)], keras_first=False, faces=1).name \
+    assert _pick_fastest(card, [litert, Costly("onnx", real, per_call=0.017)], keras_first=False, faces=1).name \
         == "onnx"
 
 
@@ -114,7 +131,7 @@ def test_sequence_models_are_timed_on_at_most_probe_images_images(bundles):
 
 
 def test_engine_probe_faces_is_a_setting():
-    from shared.config import load_settings
+    from shared.ops.config import load_settings
 
     settings = load_settings("inference", ["--engine-probe-faces", "3"])
     assert settings.engine_probe_faces == 3
@@ -122,7 +139,7 @@ def test_engine_probe_faces_is_a_setting():
 
 def test_onnx_runtime_takes_the_services_thread_budget(bundles, monkeypatch):
     from services.inference.onnx_engine import OnnxEngine
-    from shared import cpu_budget
+    from shared.ops import cpu_budget
 
     monkeypatch.setattr(cpu_budget, "_ort_threads", 0)  # restored after the test
     assert cpu_budget.apply(ort=1) == {"onnxruntime": 1}

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from services.inference.baseline import NAME, BaselinePredictor, baseline_card
+from services.inference.baseline.iris import LID_TO_EAR
 from services.inference.baseline.smoothing import Smoother
-from shared import baseline_rule as levels
+from shared.vision import baseline_rule as levels
 from tests.inference.faces import MESH_SIZE, astronaut_crop, turned
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,8 +139,14 @@ def test_gaze_from_the_iris_model_reads_centred_eyes(baseline):
     signals = with_gaze.measure(astronaut_crop()[None])[0]
     assert abs(signals["gaze_x"]) < 0.3 and abs(signals["gaze_y"]) < 0.5  # she looks into the camera
     assert "gaze_x" not in baseline.measure(astronaut_crop()[None])[0]  # off unless GAZE=1
-    without = {k: v for k, v in signals.items() if not k.startswith("gaze")}
-    assert without == baseline.measure(astronaut_crop()[None])[0]  # gaze changes nothing else
+    plain = baseline.measure(astronaut_crop()[None])[0]
+    # The iris model reads the eyes' openness from its lids (on the EAR's scale: open eyes read
+    # open by both); gaze changes nothing else.
+    assert signals["eye_openness"] == pytest.approx(LID_TO_EAR * signals["lid_opening"], abs=1e-3)
+    assert signals["eye_openness"] > levels.THRESHOLDS["eye_openness"][0] and plain["eye_openness"] > 0.2
+    iris_only = ("gaze_x", "gaze_y", "lid_opening", "eye_openness")
+    without = {k: v for k, v in signals.items() if k not in iris_only}
+    assert without == {k: v for k, v in plain.items() if k != "eye_openness"}
 
 
 def test_smoothing_window_is_seconds_at_any_fps():

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from services.inference.bundle import AUTO_TOLERANCE, ENGINES, BundleError, NoEngineError, load_predictor
-from shared.card_info import main as card_info_main
-from shared.card_info import sequence_length_for
-from shared.model_card import CARD_FILE, CardError
+from shared.data.model_card import CARD_FILE, CardError
+from shared.ops.card_info import main as card_info_main
+from shared.ops.card_info import sequence_length_for
 from tests.inference.tiny_bundles import SEQUENCE_LENGTH, build
 
 REPO = Path(__file__).resolve().parents[2]

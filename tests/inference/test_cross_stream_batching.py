@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.messages import encode, make_header
+from shared.bus.messages import encode, make_header
 from tests.inference.faces import astronaut_crop
 from tests.inference.harness import Harness
 from tests.support.metrics import metric_sum
@@ -44,14 +44,14 @@ def test_two_streams_waiting_together_go_through_one_model_call(face):
         h.send(_batch("back", 1, [away]))
         h.send(_batch("back", 2, [away, face]))  # 5 faces: over MAX_BATCH_FACES=4, a call of its own
         got = [h.receive(30) for _ in range(4)]
-        by = {(m["stream"], m["seq"]): m for m in got}
+        by = {(m.header.stream, m.header.seq): m for m in got}
         assert sorted(by) == [("back", 1), ("back", 2), ("front", 1), ("front", 2)]
         for m in got:  # each message's own students, in its order
-            assert [p["student"] for p in m["predictions"]] == [f["student"] for f in m["faces"]]
-        assert [p["level"] for p in by[("front", 2)]["predictions"]] == [0, 0]
-        assert [p["level"] for p in by[("back", 1)]["predictions"]] == [3]
-        assert by[("back", 1)]["predictions"][0]["signals"]["reason"] == "no_face"
-        assert [p["level"] for p in by[("back", 2)]["predictions"]] == [3, 0]
+            assert [p["student"] for p in m.header.predictions] == [f["student"] for f in m.header.faces]
+        assert [p["level"] for p in by[("front", 2)].header.predictions] == [0, 0]
+        assert [p["level"] for p in by[("back", 1)].header.predictions] == [3]
+        assert by[("back", 1)].header.predictions[0]["signals"]["reason"] == "no_face"
+        assert [p["level"] for p in by[("back", 2)].header.predictions] == [3, 0]
         samples = h.metrics()
         # Calls: front 1 alone; front 2 + back 1 together (3 faces, two streams); back 2 (2 faces).
         assert metric_sum(samples, "engagement_inference_batch_size_count") == 3
@@ -63,7 +63,7 @@ def test_two_streams_waiting_together_go_through_one_model_call(face):
         h.send(_batch("front", 3, [face]))
         h.send(encode(make_header("eos", "class-1", "back", 3, time.time(), reason="source_failed")))
         h.send(_batch("front", 4, [face]))
-        kinds = [(m.kind, m["stream"], m["seq"]) for m in (h.receive(30) for _ in range(3))]
+        kinds = [(m.kind, m.header.stream, m.header.seq) for m in (h.receive(30) for _ in range(3))]
         assert kinds.index(("eos", "back", 3)) > kinds.index(("predictions", "front", 3))
         assert ("predictions", "front", 4) in kinds
     finally:
@@ -98,7 +98,7 @@ def test_acknowledgements_keep_up_when_one_call_answers_several_frames(face):
     counted 38907 updates for 6000 frames). Every ack waiting is taken before each call."""
     import zmq  # noqa: PLC0415
 
-    from shared.acks import send_ack  # noqa: PLC0415
+    from shared.bus.acks import send_ack  # noqa: PLC0415
 
     acks = zmq.Context.instance().socket(zmq.PUSH)
     acks.setsockopt(zmq.LINGER, 0)
@@ -114,7 +114,7 @@ def test_acknowledgements_keep_up_when_one_call_answers_several_frames(face):
         while h.pull.poll(0):
             m = h.receive(1)
             answered += m.kind == "predictions"
-            send_ack("aggregator", acks, m["session"], m["stream"], m["seq"], m["t_capture"], m.kind)
+            send_ack("aggregator", acks, m.header.session, m.header.stream, m.header.seq, m.header.t_capture, m.kind)
         return answered
 
     try:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.marks import validate_mark
+from shared.data.marks import validate_mark
 from tests.inference import off_axis
 from tests.inference.off_axis import play
 

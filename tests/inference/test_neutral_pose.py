@@ -14,8 +14,8 @@ import pytest
 
 from services.capture.sources import FileSource
 from services.inference.baseline.neutral import NeutralPose
-from shared import baseline_rule as levels
-from shared.marks import validate_mark
+from shared.data.marks import validate_mark
+from shared.vision import baseline_rule as levels
 from tests.inference import off_axis
 from tests.inference.off_axis import FPS, play
 
@@ -61,6 +61,27 @@ def test_follows_slow_posture_changes_but_not_a_look_away():
     assert away["neutral_yaw"] == pytest.approx(20.0)
     drift = _feed(tracker, [(26.0, 20.0)] * 120, t0=23.0)  # a new posture held for a minute
     assert 25.0 < drift["neutral_yaw"] <= 26.0
+
+
+def test_a_new_posture_held_for_three_learning_windows_becomes_the_neutral_pose():
+    """A man in conversation: frontal for the first window, then his head 20 deg to one side for good."""
+    tracker = NeutralPose(learn_seconds=5.0)
+    assert _feed(tracker, [(0.0, 10.0)] * 12)["neutral_yaw"] == pytest.approx(0.0)
+    turned = [(20.0 + (i % 3 - 1), 10.0) for i in range(29)]  # 14 s: not yet three windows (15 s)
+    assert _feed(tracker, turned, t0=6.0)["neutral_source"] == "learned"
+    moved = tracker.update("k", 6.0 + 30 / FPS, 20.0, 10.0)
+    assert moved["neutral_source"] == "relearned" and moved["neutral_yaw"] == pytest.approx(20.0)
+
+
+def test_a_look_back_or_a_look_beyond_any_camera_offset_is_not_relearned():
+    tracker = NeutralPose(learn_seconds=5.0)
+    _feed(tracker, [(0.0, 10.0)] * 12)
+    # Turned 20 deg for 10 s, a look back at the screen, 10 s more: never 15 s held in one go.
+    _feed(tracker, [(20.0, 10.0)] * 20, t0=6.0)
+    _feed(tracker, [(1.0, 10.0)], t0=16.0)
+    assert _feed(tracker, [(20.0, 10.0)] * 20, t0=16.5)["neutral_yaw"] == pytest.approx(0.0, abs=0.1)
+    # A phone in the lap (50 deg down) for a minute: no camera offset explains it.
+    assert _feed(tracker, [(0.0, 60.0)] * 120, t0=30.0)["neutral_pitch"] == pytest.approx(10.0, abs=0.1)
 
 
 def test_the_teachers_mark_sets_the_neutral_pose_at_once():
@@ -111,9 +132,10 @@ def test_off_axis_students_facing_the_screen_read_attentive_after_learning(foota
     for student in (1, 2):
         facing = [lv for t, lv, _ in without[student] if _facing(t, 3.0)]
         assert facing and all(lv == 1 for lv in facing), (student, facing)
-    # ... and the astronaut turning the other way, past the camera, reads no worse.
+    # ... and the astronaut turning the other way, past the camera (30 deg from its axis), reads no
+    # further away than distracted: the camera alone cannot tell a turn past it from one towards it.
     other_way = next(s for s in off_axis.PLAN if s.name == "turned_other_way")
-    assert all(lv <= 1 for t, lv, _ in without[1] if _away(t, other_way))
+    assert all(lv <= 2 for t, lv, _ in without[1] if _away(t, other_way))
 
     # With the neutral pose, once learned (10 s, then the smoothing window), facing reads 0 ...
     for student in (1, 2):

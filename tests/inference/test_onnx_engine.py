@@ -18,7 +18,7 @@ import pytest
 
 from services.inference.bundle import AUTO_TOLERANCE, BundleError, NoEngineError, load_predictor
 from services.inference.onnx_engine import available_providers
-from shared.model_card import CARD_FILE
+from shared.data.model_card import CARD_FILE
 from tests.inference.faces import astronaut_crop
 from tests.inference.tiny_bundles import SEQUENCE_LENGTH, build
 
@@ -154,7 +154,7 @@ def test_explicit_onnx_without_the_file_is_no_engine(bundles, tmp_path):
 def test_tensorrt_options_come_from_the_settings(tmp_path):
     """TensorRT is not here (no GPU): what the provider would be given, from TRT_CACHE_DIR and TRT_FP16."""
     from services.inference.onnx_engine import TrtOptions, _options
-    from shared.config import load_settings
+    from shared.ops.config import load_settings
 
     settings = load_settings("inference", ["--trt-cache-dir", str(tmp_path / "trt"), "--trt-fp16", "0"])
     options = _options("TensorrtExecutionProvider", TrtOptions(settings.trt_cache_dir, bool(settings.trt_fp16)))

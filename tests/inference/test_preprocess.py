@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from services.inference.preprocess import prepare
-from shared.model_card import ModelCard
+from shared.data.model_card import ModelCard
 from tests.inference.faces import astronaut_crop
 
 

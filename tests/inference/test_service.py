@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from services.inference.baseline import NAME
-from shared.messages import encode, make_header
-from shared.model_card import CARD_FILE
+from shared.bus.messages import encode, make_header
+from shared.data.model_card import CARD_FILE
 from tests.inference.faces import astronaut_crop
 from tests.inference.harness import Harness
 from tests.inference.tiny_bundles import build
@@ -48,31 +48,32 @@ def test_baseline_service_end_to_end(face):
         h.send(lying)
         h.send(_batch(2, [away, away, face], length=3))  # a sequence: the baseline reads its newest crop
         newest = h.receive()
-        assert newest.kind == "predictions" and newest["seq"] == 2
-        assert [p["level"] for p in newest["predictions"]] == [0]
+        assert newest.kind == "predictions" and newest.header.seq == 2
+        assert [p["level"] for p in newest.header.predictions] == [0]
 
         h.send(_batch(3, [face, away]))
         msg = h.receive()
-        assert msg.kind == "predictions" and msg["seq"] == 3 and msg["session"] == "test-session"
-        assert msg["model"]["baseline"] is True and msg["model"]["name"] == NAME and msg["model"]["affect"] is False
-        assert len(msg["model"]["labels"]) == 4
-        engaged, gone = msg["predictions"]
-        assert [p["student"] for p in msg["predictions"]] == [1, 2]
+        assert msg.kind == "predictions" and msg.header.seq == 3 and msg.header.session == "test-session"
+        model = msg.header.model
+        assert model["baseline"] is True and model["name"] == NAME and model["affect"] is False
+        assert len(msg.header.model["labels"]) == 4
+        engaged, gone = msg.header.predictions
+        assert [p["student"] for p in msg.header.predictions] == [1, 2]
         assert engaged["level"] == 0 and gone["level"] == 3
-        for p in msg["predictions"]:
+        for p in msg.header.predictions:
             assert abs(sum(p["probs"]) - 1) < 1e-6 and p["level"] == int(np.argmax(p["probs"]))
         assert engaged["signals"]["yaw"] is not None and gone["signals"]["reason"] == "no_face"
-        assert msg["faces"] == [{"student": 1, "box": [0, 20, 50, 60], "conf": 0.99},
+        assert msg.header.faces == [{"student": 1, "box": [0, 20, 50, 60], "conf": 0.99},
                                 {"student": 2, "box": [10, 20, 50, 60], "conf": 0.99}]
-        assert "inference" in msg["stamps"] and msg["t_media"] == 1.5
+        assert "inference" in msg.header.stamps and msg.header.t_media == 1.5
 
         h.send(_batch(4, []))  # a frame with no ready student still gets its message
         empty = h.receive()
-        assert empty["seq"] == 4 and empty["predictions"] == []
+        assert empty.header.seq == 4 and empty.header.predictions == []
 
         h.send(encode(make_header("eos", "test-session", "cam0", 5, time.time(), reason="end_of_file")))
         eos = h.receive()
-        assert eos.kind == "eos" and eos["reason"] == "end_of_file" and "inference" in eos["stamps"]
+        assert eos.kind == "eos" and eos.header.reason == "end_of_file" and "inference" in eos.header.stamps
 
         samples = h.metrics()
         assert metric_sum(samples, "engagement_messages_rejected_total", reason="bad_msgpack") == 1
@@ -104,9 +105,9 @@ def test_multitask_bundle_service_publishes_every_head(lite_bundles, face):
     try:
         h.send(_batch(1, [face, face[::-1], face[:, ::-1]]))
         msg = h.receive()
-        assert msg["model"]["baseline"] is False and msg["model"]["engine"] == "tflite"
-        assert len(msg["predictions"]) == 3
-        for p in msg["predictions"]:
+        assert msg.header.model["baseline"] is False and msg.header.model["engine"] == "tflite"
+        assert len(msg.header.predictions) == 3
+        for p in msg.header.predictions:
             assert sorted(p["heads"]) == ["boredom", "confusion", "engagement", "frustration"]
             assert p["probs"] == p["heads"]["boredom"] and p["level"] == int(np.argmax(p["probs"]))
     finally:
@@ -122,8 +123,8 @@ def test_bad_model_is_reported_once_and_the_baseline_runs_instead(lite_bundles, 
     try:
         h.send(_batch(1, [face]))
         msg = h.receive()
-        assert msg["model"]["baseline"] is True and msg["model"]["affect"] is False
-        assert len(msg["predictions"]) == 1
+        assert msg.header.model["baseline"] is True and msg.header.model["affect"] is False
+        assert len(msg.header.predictions) == 1
         assert metric_sum(h.metrics(), "engagement_inference_model_errors_total") == 1
     finally:
         code, err = h.stop()
@@ -160,9 +161,9 @@ def test_service_runs_onnx_and_names_the_engine_everywhere(onnx_bundles, face):
     try:
         h.send(_batch(1, [face, face[:, ::-1]]))
         msg = h.receive()
-        assert msg["model"]["engine"] == "onnx" and msg["model"]["device"] == "cpu"
-        assert msg["model"]["baseline"] is False and len(msg["predictions"]) == 2
-        assert sorted(msg["predictions"][0]["heads"]) == ["boredom", "confusion", "engagement", "frustration"]
+        assert msg.header.model["engine"] == "onnx" and msg.header.model["device"] == "cpu"
+        assert msg.header.model["baseline"] is False and len(msg.header.predictions) == 2
+        assert sorted(msg.header.predictions[0]["heads"]) == ["boredom", "confusion", "engagement", "frustration"]
         assert metric_sum(h.metrics(), "engagement_inference_engine_info", device="cpu", engine="onnx",
                           model="tiny-multitask") == 1
     finally:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.model_card import ModelCard
+from shared.data.model_card import ModelCard
 
 SIZE = 32
 SEQUENCE_LENGTH = 3
 MULTI_HEADS = ["boredom", "engagement", "confusion", "frustration"]
 
 
-def _frame_features(keras, x):  # type: ignore[no-untyped-def]
+def _frame_features(keras, x):
     layers = keras.layers
     x = layers.Conv2D(4, 3, strides=2, activation="relu")(x)
     x = layers.Conv2D(8, 3, strides=2, activation="relu")(x)

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from shared.ports import free_ports
+from shared.ops.ports import free_ports
 from tests.aggregator.harness import PrivateRedis
 from tests.support.runs import engagement, listing, processes_from
 
@@ -20,7 +20,7 @@ CASES = [
      "report folder: cannot write reports to /proc/nope"),
     ("redis on a closed port", [], {"REDIS_URL": "redis://127.0.0.1:{closed}/0"},
      "redis: Redis at redis://127.0.0.1:{closed}/0 is not reachable"),
-    ("redis with a wrong password", [], {"REDIS_URL": "redis://:wrong-password@127.0.0.1:{pw_port}/0"},
+    ("redis with a wrong password", [], {"REDIS_URL": "redis://:wrong-9f3kq7x2m4v8@127.0.0.1:{pw_port}/0"},
      "redis: Redis at redis://***@127.0.0.1:{pw_port}/0 refused the password"),
     ("redis without its password", [], {"REDIS_URL": "redis://127.0.0.1:{pw_port}/0"},
      "redis: Redis at redis://127.0.0.1:{pw_port}/0 needs a password"),
@@ -76,7 +76,7 @@ def test_check_prints_a_table_and_fails_on_each_problem(classroom):
     rows = {line.split()[0]: line for line in good.out.splitlines()[1:]}
     assert {"source", "report", "redis", "model", "ports"} <= set(rows)
     assert all(" ok " in row for row in rows.values()), good.out
-    assert "640x480, a frame decodes" in rows["source"] and good.seconds < 5.0
+    assert "640x480, processed at 640x480 (native), a frame decodes" in rows["source"] and good.seconds < 5.0
     before = listing(classroom)
     bad = engagement(classroom, "check", "--source", "missing.avi", "--report-dir", "/proc/nope",
                      env={"REDIS_URL": f"redis://127.0.0.1:{free_ports(1)[0]}/0"})
@@ -100,7 +100,7 @@ def test_a_config_file_sits_between_the_environment_and_the_defaults(classroom):
 
 
 def test_run_takes_every_pipeline_setting_as_a_flag_grouped_by_service(tmp_path):
-    from shared.config import SERVICES
+    from shared.ops.config import SERVICES
 
     out = engagement(tmp_path, "run", "--help")
     assert out.code == 0

@@ -40,7 +40,8 @@ def long_video(tmp_path_factory) -> dict:
 
 def _start(cwd: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REPORT_DIR", "FPS", "RECORD")}
-    return subprocess.Popen([sys.executable, "-m", "shared.cli", "run", *args], cwd=cwd, env={**base, **(env or {})},
+    return subprocess.Popen([sys.executable, "-m", "engagement.cli", "run", *args], cwd=cwd,
+                            env={**base, **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -193,7 +194,7 @@ def test_a_report_folder_that_goes_away_mid_class_falls_back_and_says_where(clas
 
 
 def test_reconnect_forever_waits_for_a_stream_and_stops_cleanly(classroom):
-    from shared.ports import free_ports
+    from shared.ops.ports import free_ports
 
     url = f"rtsp://127.0.0.1:{free_ports(1)[0]}/class"
     refused = engagement(classroom, "run", "--source", url, "--redis-url", REDIS_URL)

@@ -1,5 +1,5 @@
 """`engagement check` / `engagement run` and secrets: an empty or example password in use fails
-(one line, exit 2, nothing started), an example secret left in compose/.env is a warning, and a
+(one line, exit 2, nothing started), a missing or example compose secret file is a warning, and a
 Redis whose eviction policy could drop a running class is a warning. Real redis-servers."""
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ import shutil
 
 import pytest
 
-from shared import checks
-from shared.config import REPO_ROOT
-from shared.secret_check import COMPOSE_SECRETS
+from services.launcher import checks
+from shared.ops.config import REPO_ROOT
+from shared.ops.secret_check import COMPOSE_SECRETS
+from shared.ops.secret_files import make_secret_files
 from tests.aggregator.harness import PrivateRedis
+from tests.support.run_settings import run_settings_with
 from tests.support.runs import engagement, listing, processes_from
 
 GOOD = "4d1f0c9e8b7a6d5c4b3a2f1e"
@@ -34,7 +36,8 @@ def redis_server(tmp_path_factory):
 
 
 def results(values: dict, private: bool = False) -> dict[str, checks.Result]:
-    return {r.name: r for r in checks.run_checks(checks.Context(values, private_redis=private), checks=OURS)}
+    ctx = checks.Context(run_settings_with(**values), private_redis=private)
+    return {r.name: r for r in checks.run_checks(ctx, checks=OURS)}
 
 
 def test_an_example_password_in_use_fails_and_is_not_shown(monkeypatch, tmp_path):
@@ -48,17 +51,30 @@ def test_an_example_password_in_use_fails_and_is_not_shown(monkeypatch, tmp_path
     assert "GRAFANA_ADMIN_PASSWORD" in results({"redis_url": ""}, private=True)["secrets"].line()
 
 
-def test_example_secrets_left_in_compose_env_are_a_warning(monkeypatch, tmp_path):
+def test_compose_secret_files_missing_or_bad_are_a_warning(monkeypatch, tmp_path):
+    # A box set up for compose (a .env) but without its secret files, with a bad one, or with a secret
+    # still in .env: a warning (a local run does not read them; compose's check-secrets refuses them).
     env_file = tmp_path / ".env"
     shutil.copy(REPO_ROOT / "compose" / ".env.example", env_file)
     monkeypatch.setattr(checks, "compose_env_file", lambda: env_file)
     for name in COMPOSE_SECRETS:
         monkeypatch.delenv(name, raising=False)
     result = results({"redis_url": ""}, private=True)["secrets"]
-    assert result.ok and result.warning and str(env_file) in result.detail and "REDIS_PASSWORD" in result.detail
-    env_file.write_text(f"REDIS_PASSWORD={GOOD}\nGRAFANA_ADMIN_PASSWORD={GOOD[::-1]}\nWEB_TOKEN={GOOD}w\n")
+    assert result.ok and result.warning and f"{tmp_path}/secrets/redis_password is missing" in result.detail
+    make_secret_files(tmp_path / "secrets")
     result = results({"redis_url": ""}, private=True)["secrets"]
     assert result.ok and not result.warning
+    (tmp_path / "secrets" / "web_token").write_text("change-me")
+    result = results({"redis_url": ""}, private=True)["secrets"]
+    assert result.warning and "web_token is an example value" in result.detail and "change-me" not in result.detail
+    # SECRETS_DIR of .env names the folder; an old secret line in .env is named, never shown.
+    make_secret_files(tmp_path / "elsewhere")
+    env_file.write_text(f"SECRETS_DIR=./elsewhere\nWEB_TOKEN={GOOD}w\n")
+    result = results({"redis_url": ""}, private=True)["secrets"]
+    assert result.warning and "sets WEB_TOKEN: compose no longer reads it" in result.detail
+    assert GOOD not in result.detail
+    env_file.write_text("SECRETS_DIR=./elsewhere\n")
+    assert not results({"redis_url": ""}, private=True)["secrets"].warning
 
 
 def test_an_eviction_policy_that_could_drop_a_running_class_is_a_warning(redis_server):

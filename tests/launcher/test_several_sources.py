@@ -16,10 +16,11 @@ import time
 import pytest
 
 from services.launcher import main as launcher
-from services.launcher.plan import RUN_SERVICES, plan_environment, resolve_run, services_of
+from services.launcher.launch_settings import LaunchSettings, resolve_run
+from services.launcher.plan import RUN_SERVICES, plan_environment, services_of
 from services.launcher.streams import Stream, derived_id, plan_streams
-from shared.bus import SocketSpec
-from shared.config import SettingError
+from shared.bus.bus import SocketSpec
+from shared.ops.config import SettingError
 from tests.support.env import REDIS_URL
 from tests.support.runs import engagement, listing, processes_from, wait_gone
 
@@ -38,8 +39,8 @@ def test_sources_are_named_by_their_id_or_after_the_source():
 
 
 def test_a_camera_device_path_is_a_live_camera_and_a_missing_one_says_so(tmp_path):
-    from shared.checks import Context, run_checks  # noqa: PLC0415
-    from shared.screen import source_kind  # noqa: PLC0415
+    from services.launcher.checks import Context, run_checks  # noqa: PLC0415
+    from shared.vision.screen import source_kind  # noqa: PLC0415
 
     assert [source_kind(s) for s in ("0", "/dev/video2", "/dev/video2.avi", "/tmp/x.avi")] == \
         ["camera", "camera", "file", "file"]
@@ -52,7 +53,7 @@ def test_a_camera_device_path_is_a_live_camera_and_a_missing_one_says_so(tmp_pat
         plan_streams([{"source": "a.avi", "fps": "fast"}, "b.avi"], "cam0")
 
 
-def _values(sources: list[str], *extra: str) -> dict:
+def _values(sources: list[str], *extra: str) -> LaunchSettings:
     args = launcher.build_parser().parse_args(
         [arg for s in sources for arg in ("--source", s)] + ["--model", "baseline", "--redis-url", REDIS_URL, *extra])
     return resolve_run(args)
@@ -106,7 +107,7 @@ def test_check_and_run_name_the_stream_whose_source_is_bad(classroom):
 def test_ctrl_c_stops_every_capture_and_leaves_nothing_running(classroom, one_face_video):
     os.link(one_face_video["path"], classroom / "back.avi")
     base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REPORT_DIR", "FPS", "RECORD")}
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "run", "--source", "front=class.avi",
+    proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "run", "--source", "front=class.avi",
                              "--source", "back=back.avi", "--realtime", "--redis-url", REDIS_URL],
                             cwd=classroom, env=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -131,11 +132,11 @@ def test_the_config_file_lists_the_sources_with_their_ids_and_fps(tmp_path):
     config.write_text("source:\n  - {id: front, source: a.avi, fps: 1}\n  - back=b.avi\nfps: 3\n")
     args = launcher.build_parser().parse_args(["--config", str(config), "--redis-url", REDIS_URL])
     values = resolve_run(args)
-    assert values["sources"] == [Stream("front", "a.avi", 1.0), Stream("back", "b.avi")]
-    assert (values["source"], values["stream_id"], values["streams"]) == ("a.avi", "front", "front,back")
+    assert values.sources == [Stream("front", "a.avi", 1.0), Stream("back", "b.avi")]
+    assert (values.capture.source, values.common.stream_id, values.common.streams) == ("a.avi", "front", "front,back")
     envs = plan_environment(values, REDIS_URL)
     assert (envs["capture-back"]["SOURCE"], envs["capture-back"]["FPS"]) == ("b.avi", "3.0")
     # A flag wins over the file, as for every setting.
     flagged = resolve_run(launcher.build_parser().parse_args(
         ["--config", str(config), "--source", "c.avi", "--redis-url", REDIS_URL]))
-    assert flagged["sources"] == [Stream("cam0", "c.avi")]
+    assert flagged.sources == [Stream("cam0", "c.avi")]

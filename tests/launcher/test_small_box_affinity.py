@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 
+from services.launcher.launch_settings import resolve_run
 from services.launcher.plan import RUN_SERVICES, plan_environment
-from shared import cpu_budget
+from shared.ops import cpu_budget
 
 LIGHT = {"capture", "facedetect", "sequencer", "aggregator", "reporter"}
 
@@ -17,7 +18,7 @@ def _envs(model: str, monkeypatch, source: str | list[str] = "x.avi") -> dict[st
 
     args = argparse.Namespace(model=model, session_id="s", source=source, report_dir="/tmp/r", fixed_ports=False,
                               web_port=8080)
-    return plan_environment(args, "redis://127.0.0.1:6379/1")
+    return plan_environment(resolve_run(args), "redis://127.0.0.1:6379/1")
 
 
 def test_the_table_pins_the_light_stages_on_two_cores_only():

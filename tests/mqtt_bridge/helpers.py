@@ -98,14 +98,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class CloudBroker:
+class Mosquitto:
+    """A private Mosquitto process on a free port, from the config file `conf` a subclass writes."""
+
+    what = "mosquitto"  # as the failure to start names it
+    stderr: int = subprocess.DEVNULL
+
+    def __init__(self, workdir: Path, name: str) -> None:
+        self.port = free_port()
+        self.conf = workdir / f"{name}.conf"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr)
+        assert wait_until(lambda: _port_open(self.port), 10), f"{self.what} did not start"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class CloudBroker(Mosquitto):
     """A Mosquitto with TLS 1.2 and required client certificates: AWS IoT Core's stand-in."""
+
+    what = "cloud mosquitto"
+    stderr = subprocess.PIPE
 
     def __init__(self, certs: Certs, workdir: Path, persistent: bool = False) -> None:
         """persistent: sessions and their queued messages survive a restart (as AWS IoT Core's
         persistent sessions do), saved in workdir."""
-        self.port = free_port()
-        self.conf = workdir / "cloud.conf"
+        super().__init__(workdir, "cloud")
         persistence = f"persistence true\npersistence_location {workdir}/\n" if persistent else "persistence false\n"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
@@ -114,17 +138,6 @@ class CloudBroker:
             f"{persistence}log_type error\nlog_dest stderr\n"
             # Run as the test's own user: the key files in the private tmp dir stay private.
             f"user {getpass.getuser()}\n")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        assert wait_until(lambda: _port_open(self.port), 10), "cloud mosquitto did not start"
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 @pytest.fixture
@@ -147,7 +160,7 @@ class Collector:
         with self.lock:
             return [json.loads(p) for t, p in self.messages if t.endswith(topic_suffix)]
 
-    def wait_for(self, predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    def wait_for(self, predicate, timeout: float = 20.0) -> bool:
         return wait_until(predicate, timeout)
 
     def close(self) -> None:
@@ -167,7 +180,7 @@ def cloud_subscriber(certs: Certs, port: int, topic: str, persistent: bool = Fal
     col = Collector(client)
     subscribed = threading.Event()
 
-    def on_message(_c, _u, msg):  # type: ignore[no-untyped-def]
+    def on_message(_c, _u, msg):
         with col.lock:
             col.messages.append((msg.topic, msg.payload))
 
@@ -198,26 +211,16 @@ def envelope(device: str, kind: str, msg_id: str, body: dict | None = None) -> b
                        "sent_at": time.time(), "body": body or {"n": msg_id}}).encode()
 
 
-class PlainBroker:
+class PlainBroker(Mosquitto):
     """A private plain Mosquitto as the local broker, for tests that must stop it (the shared
     one at 127.0.0.1:1883 serves other engineers' tests)."""
 
+    what = "local mosquitto"
+
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.conf = workdir / "local.conf"
+        super().__init__(workdir, "local")
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                              f"persistence false\nuser {getpass.getuser()}\n")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        assert wait_until(lambda: _port_open(self.port), 10), "local mosquitto did not start"
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def _port_open(port: int) -> bool:
@@ -226,7 +229,7 @@ def _port_open(port: int) -> bool:
 
 
 class Bridge:
-    """`python -m shared.cli mqtt_bridge` as a real process."""
+    """`python -m engagement.cli mqtt_bridge` as a real process."""
 
     def __init__(self, device: str, queue_path: Path, cloud_port: int, certs: Certs,
                  cert: str = "client", log_path: Path | None = None, **extra: str) -> None:
@@ -239,10 +242,11 @@ class Bridge:
                     "BRIDGE_RETRY_BASE_SECONDS": "0.2", "BRIDGE_RETRY_MAX_SECONDS": "2",
                     "METRICS_PORT": "0", "PYTHONPATH": str(REPO), **extra}
         self.proc: subprocess.Popen | None = None
+        self.publisher: mqtt.Client | None = None  # made by the first publish(), closed by stop() or kill()
 
     def start(self) -> Bridge:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "mqtt_bridge"], cwd=REPO,
+        self.proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "mqtt_bridge"], cwd=REPO,
                                      env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         return self
 
@@ -254,14 +258,38 @@ class Bridge:
 
         assert wait_until(connected, timeout), f"bridge did not connect:\n{self.log_path.read_text()}"
 
+    def publish(self, kind: str, payload: bytes | str) -> None:
+        """Publish on the bridge's local broker, on engagement/<device>/<kind>, as a service would."""
+        if self.publisher is None:
+            self.publisher = local_publisher(int(self.env["MQTT_PORT"]))
+        publish(self.publisher, f"engagement/{self.device}/{kind}", payload)
+
+    def query(self, sql: str) -> list[tuple]:
+        return query(self.queue_path, sql)
+
+    def exit_status(self, timeout: float = 30) -> tuple[int, str]:
+        """For a bridge that stops by itself (a refused start): its exit code and its log."""
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        self.log.close()
+        return code, self.log_path.read_text()
+
+    def _close_publisher(self) -> None:
+        if self.publisher is not None:
+            self.publisher.disconnect()
+            self.publisher.loop_stop()
+            self.publisher = None
+
     def kill(self) -> None:
         assert self.proc
+        self._close_publisher()
         self.proc.kill()  # SIGKILL: no clean shutdown
         self.proc.wait(10)
         self.log.close()
 
     def stop(self) -> int:
         assert self.proc
+        self._close_publisher()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

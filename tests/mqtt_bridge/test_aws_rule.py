@@ -10,7 +10,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 
 from services.mqtt_bridge.s3_consumer import DirectoryStore, ReportStore
-from shared import envelope
+from shared.data import envelope
 
 AWS = Path(__file__).resolve().parents[2] / "services" / "mqtt_bridge" / "aws"
 

@@ -17,9 +17,6 @@ from tests.mqtt_bridge.helpers import (
     cloud_subscriber,
     envelope,
     free_port,
-    local_publisher,
-    publish,
-    query,
 )
 from tests.support.metrics import metric_sum, scrape
 from tests.support.waiting import wait_until
@@ -31,12 +28,11 @@ def test_forwards_dead_letters_and_splits(certs: Certs, cloud_broker: CloudBroke
     metrics_port = free_port()
     bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs,
                     METRICS_PORT=str(metrics_port)).start()
-    pub = local_publisher()
     try:
         bridge.wait_connected()
         # (a) a report and a totals message published locally arrive on the cloud broker.
-        publish(pub, f"engagement/{device}/report", envelope(device, "report", "s1:report"))
-        publish(pub, f"engagement/{device}/totals", envelope(device, "totals", "s1:totals:1"))
+        bridge.publish("report", envelope(device, "report", "s1:report"))
+        bridge.publish("totals", envelope(device, "totals", "s1:totals:1"))
         assert col.wait_for(lambda: col.payloads("/report") and col.payloads("/totals"))
         assert col.payloads("/report")[0]["id"] == "s1:report"
         assert col.payloads("/totals")[0]["body"] == {"n": "s1:totals:1"}
@@ -47,9 +43,9 @@ def test_forwards_dead_letters_and_splits(certs: Certs, cloud_broker: CloudBroke
                json.dumps({"schema": 1, "type": "report", "body": {}}).encode(),
                envelope(device, "totals", "on-the-wrong-topic")]
         for payload in bad:
-            publish(pub, f"engagement/{device}/report", payload)
-        assert wait_until(lambda: query(bridge.queue_path, "SELECT COUNT(*) FROM dead_letter")[0][0] == 4)
-        reasons = sorted(r for (r,) in query(bridge.queue_path, "SELECT reason FROM dead_letter"))
+            bridge.publish("report", payload)
+        assert wait_until(lambda: bridge.query("SELECT COUNT(*) FROM dead_letter")[0][0] == 4)
+        reasons = sorted(r for (r,) in bridge.query("SELECT reason FROM dead_letter"))
         assert reasons == ["bad_id", "not_json", "type_topic_mismatch", "wrong_schema"]
 
         # (e) a report over AWS IoT's 128 KB is split; the S3 side reassembles it.
@@ -57,7 +53,7 @@ def test_forwards_dead_letters_and_splits(certs: Certs, cloud_broker: CloudBroke
                              for i in range(1500)]}
         big = envelope(device, "report", "s2:report", body)
         assert len(big) > 128 * 1024
-        publish(pub, f"engagement/{device}/report", big)
+        bridge.publish("report", big)
         assert col.wait_for(lambda: any(p.get("id") == "s2:report" and p["part"] == p["parts"]
                                         for p in col.payloads("/report") if "parts" in p))
         parts = [p for t, p in col.messages if b'"s2:report"' in p]
@@ -69,7 +65,7 @@ def test_forwards_dead_letters_and_splits(certs: Certs, cloud_broker: CloudBroke
         assert whole["body"] == body
         # Bad payloads were not forwarded; the queue is empty once everything was acknowledged.
         assert not any(b"on-the-wrong-topic" in p or p == b"not json" for _, p in col.messages)
-        assert wait_until(lambda: query(bridge.queue_path, "SELECT COUNT(*) FROM outbox")[0][0] == 0)
+        assert wait_until(lambda: bridge.query("SELECT COUNT(*) FROM outbox")[0][0] == 0)
 
         # Metrics: forwarded rows (1 report + 1 totals + the parts), dead letters, link states.
         samples = scrape(metrics_port, timeout=5)
@@ -87,8 +83,6 @@ def test_forwards_dead_letters_and_splits(certs: Certs, cloud_broker: CloudBroke
         health = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=5)
         assert health.status == 200
     finally:
-        pub.disconnect()
-        pub.loop_stop()
         code = bridge.stop()
         col.close()
     assert code == 0, bridge.log_path.read_text()
@@ -98,22 +92,15 @@ def test_forwards_dead_letters_and_splits(certs: Certs, cloud_broker: CloudBroke
 def test_untrusted_client_certificate_is_one_clear_error(certs: Certs, cloud_broker: CloudBroker,
                                                           device: str, tmp_path: Path) -> None:
     # (c) signed by a CA the cloud broker does not trust: refused at the TLS handshake.
-    bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs, cert="rogue").start()
-    assert bridge.proc is not None
-    code = bridge.proc.wait(30)
-    bridge.log.close()
-    text = bridge.log_path.read_text()
+    bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs, cert="rogue")
+    code, text = bridge.start().exit_status()
     assert code == 3, text
     assert text.count("refused our client certificate") == 1, text
     assert "Traceback" not in text
 
 
 def test_expired_certificate_is_refused_at_start_up(certs: Certs, device: str, tmp_path: Path) -> None:
-    bridge = Bridge(device, tmp_path / "queue.sqlite3", 1, certs, cert="expired").start()
-    assert bridge.proc is not None
-    code = bridge.proc.wait(30)
-    bridge.log.close()
-    text = bridge.log_path.read_text()
+    code, text = Bridge(device, tmp_path / "queue.sqlite3", 1, certs, cert="expired").start().exit_status()
     assert code == 3, text
     assert text.count("ERROR") == 1 and "expired on" in text, text
     assert not (tmp_path / "queue.sqlite3").exists()  # it stopped before doing anything
@@ -123,30 +110,23 @@ def test_clean_stop_leaves_queued_rows_for_the_next_start(certs: Certs, cloud_br
                                                           device: str, tmp_path: Path) -> None:
     cloud_broker.stop()
     bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs).start()
-    pub = local_publisher()
     try:
         assert wait_until(lambda: "local broker: subscribed" in bridge.log_path.read_text())
-        publish(pub, f"engagement/{device}/report", envelope(device, "report", "kept"))
-        assert wait_until(lambda: query(bridge.queue_path, "SELECT msg_id FROM outbox") == [("kept",)])
+        bridge.publish("report", envelope(device, "report", "kept"))
+        assert wait_until(lambda: bridge.query("SELECT msg_id FROM outbox") == [("kept",)])
         time.sleep(0.5)
     finally:
-        pub.disconnect()
-        pub.loop_stop()
         assert bridge.stop() == 0
     text = bridge.log_path.read_text()
     # Reconnect attempts to the stopped cloud broker are logged once, not once per attempt.
     assert text.count("cloud broker: ") == 1, text
-    assert query(bridge.queue_path, "SELECT msg_id FROM outbox") == [("kept",)]
+    assert bridge.query("SELECT msg_id FROM outbox") == [("kept",)]
 
 
 def test_server_certificate_not_trusted_is_one_clear_error(certs: Certs, cloud_broker: CloudBroker,
                                                            device: str, tmp_path: Path) -> None:
-    bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs,
-                    CLOUD_CA_FILE=certs.rogueca_pem).start()
-    assert bridge.proc is not None
-    code = bridge.proc.wait(30)
-    bridge.log.close()
-    text = bridge.log_path.read_text()
+    bridge = Bridge(device, tmp_path / "queue.sqlite3", cloud_broker.port, certs, CLOUD_CA_FILE=certs.rogueca_pem)
+    code, text = bridge.start().exit_status()
     assert code == 3, text
     assert text.count("not trusted by CLOUD_CA_FILE") == 1, text
 
@@ -172,11 +152,8 @@ def test_reconnects_and_resubscribes_to_both_brokers(certs: Certs, device: str, 
             bridge.log_path.read_text()
         # The cloud broker goes away and comes back while a report waits in the queue.
         cloud_broker.stop()
-        pub = local_publisher(local.port)
-        publish(pub, f"engagement/{device}/report", envelope(device, "report", "after-restarts"))
-        pub.disconnect()
-        pub.loop_stop()
-        assert wait_until(lambda: query(bridge.queue_path, "SELECT msg_id FROM outbox") == [("after-restarts",)])
+        bridge.publish("report", envelope(device, "report", "after-restarts"))
+        assert wait_until(lambda: bridge.query("SELECT msg_id FROM outbox") == [("after-restarts",)])
         cloud_broker.start()
         assert col.wait_for(lambda: [p["id"] for p in col.payloads("/report")] == ["after-restarts"]), \
             bridge.log_path.read_text()

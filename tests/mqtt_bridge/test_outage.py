@@ -17,9 +17,6 @@ from tests.mqtt_bridge.helpers import (
     CloudBroker,
     cloud_subscriber,
     envelope,
-    local_publisher,
-    publish,
-    query,
 )
 from tests.support.waiting import wait_until
 
@@ -29,17 +26,14 @@ def _outage(certs: Certs, cloud_broker: CloudBroker, device: str, tmp_path: Path
     queue_path = tmp_path / "queue.sqlite3"
     cloud_broker.stop()
     bridge = Bridge(device, queue_path, cloud_broker.port, certs).start()
-    pub = local_publisher()
     ids = [f"outage-{i:03d}" for i in range(n)]
     try:
         assert wait_until(lambda: "local broker: subscribed" in bridge.log_path.read_text())
         for msg_id in ids:
-            publish(pub, f"engagement/{device}/report", envelope(device, "report", msg_id))
+            bridge.publish("report", envelope(device, "report", msg_id))
         # Every report is committed to the queue before the local broker got its PUBACK.
-        assert wait_until(lambda: query(queue_path, "SELECT COUNT(*) FROM outbox")[0][0] == n)
+        assert wait_until(lambda: bridge.query("SELECT COUNT(*) FROM outbox")[0][0] == n)
     finally:
-        pub.disconnect()
-        pub.loop_stop()
         bridge.kill()  # SIGKILL: nothing flushed, nothing said
 
     cloud_broker.start()
@@ -53,7 +47,7 @@ def _outage(certs: Certs, cloud_broker: CloudBroker, device: str, tmp_path: Path
             bridge = Bridge(device, queue_path, cloud_broker.port, certs).start()
         assert col.wait_for(lambda: {p["id"] for p in col.payloads("/report")} >= set(ids), timeout=60)
         drained = time.monotonic() - started
-        assert wait_until(lambda: query(queue_path, "SELECT COUNT(*) FROM outbox")[0][0] == 0)
+        assert wait_until(lambda: bridge.query("SELECT COUNT(*) FROM outbox")[0][0] == 0)
     finally:
         assert bridge.stop() == 0
         col.close()

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.mqtt_bridge.queue import DurableQueue
 from services.mqtt_bridge.s3_consumer import DirectoryStore, ReportStore
-from shared import envelope
+from shared.data import envelope
+from shared.data.durable_queue import DurableQueue
 
 
 def _env(body: dict, msg_id: str = "s:report") -> envelope.Envelope:

@@ -32,6 +32,9 @@ def test_quick_bench_writes_every_figure(tmp_path, capsys):
         assert PIPELINE_KEYS <= set(run), label
         assert run["exit_code"] == 0, label
         assert run["frames_through"] > 0, label
+        # Every frame captured is through once or dropped and counted where it was dropped, exactly.
+        assert run["updates_repeated"] == 0, (label, run)
+        assert run["frames_through"] + run["drops_counted"] == run["frames_captured"], (label, run)
         assert STAGES <= set(run["latency_ms"]), label
         assert {"p50", "p99"} <= set(run["latency_ms"]["capture_to_prediction"]), label
         assert SERVICES <= set(run["processes"]), label

@@ -9,7 +9,7 @@ import sys
 
 def test_bench_web_writes_latency_and_cost(tmp_path):
     out = tmp_path / "web.json"
-    done = subprocess.run([sys.executable, "-m", "shared.cli", "bench-web", "--faces", "1", "--seconds", "6",
+    done = subprocess.run([sys.executable, "-m", "engagement.cli", "bench-web", "--faces", "1", "--seconds", "6",
                            "--out", str(out), "--work-dir", str(tmp_path / "work")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

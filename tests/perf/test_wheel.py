@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_bench_and_the_sample_tool_are_in_the_wheel_and_run_from_it(tmp_path):
     context = tmp_path / "context"
-    for src in ("shared", "services", "training", "tools", "bench"):
+    for src in ("engagement", "shared", "services", "training", "tools", "bench"):
         shutil.copytree(ROOT / src, context / src, ignore=shutil.ignore_patterns("__pycache__"))
     for src in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / src, context / src)
@@ -37,7 +37,7 @@ def test_bench_and_the_sample_tool_are_in_the_wheel_and_run_from_it(tmp_path):
     paths = [str(installed), *site.getsitepackages()]
     code = ("import sys; sys.path[:0] = " + repr(paths) + "\n"
             "import bench, tools; assert bench.__file__.startswith(" + repr(str(installed)) + "), bench.__file__\n"
-            "from shared.cli import main\n"
+            "from engagement.cli import main\n"
             "sys.exit(main(sys.argv[1:]))")
     run_dir = tmp_path / "elsewhere"
     run_dir.mkdir()

@@ -26,7 +26,7 @@ import psutil
 
 from bench.taps import LinkTap
 from services.launcher import main as launcher
-from shared.messages import Message
+from shared.bus.messages import Message
 
 
 class Tap(LinkTap):
@@ -49,14 +49,14 @@ class Tap(LinkTap):
         if msg.kind != "predictions":
             return
         self.messages += 1
-        self.arrivals.append((time.monotonic(), dict(msg["stamps"])))
-        key = (msg["session"], msg["stream"], msg["seq"])
+        self.arrivals.append((time.monotonic(), dict(msg.header.stamps)))
+        key = (msg.header.session, msg.header.stream, msg.header.seq)
         if key in self.first:
             self.duplicates += 1
             return
         self.first[key] = msg.header
         # End-to-end latency: capture until the prediction reached the tap.
-        self.latencies.append(arrived - msg["t_capture"])
+        self.latencies.append(arrived - msg.header.t_capture)
 
     def first_handled_after(self, stage: str, wall: float, timeout: float) -> float | None:
         """Monotonic arrival of the first prediction that `stage` handled after wall time `wall`.
@@ -83,7 +83,7 @@ class Tap(LinkTap):
         predictions = 0
         with self.lock:
             for header in self.first.values():
-                for p in header["predictions"]:
+                for p in header.predictions:
                     levels[p["level"]] += 1
                     predictions += 1
             return {"frames": len(self.first), "predictions": predictions, "levels": dict(levels)}
@@ -151,13 +151,13 @@ class LauncherRun:
 # --- processes ----------------------------------------------------------------------------
 
 def service_pid(name: str, timeout: float = 60.0) -> int:
-    """Pid of the running `python -m shared.cli <name>` child of this process."""
+    """Pid of the running `python -m engagement.cli <name>` child of this process."""
     deadline = time.monotonic() + timeout
     while True:
         for child in psutil.Process().children(recursive=False):
             try:
                 cmd = child.cmdline()
-                if cmd[-2:] == ["shared.cli", name]:
+                if cmd[-2:] == ["engagement.cli", name]:
                     if child.status() != psutil.STATUS_ZOMBIE:
                         return child.pid
             except psutil.Error:

@@ -23,7 +23,7 @@ import time
 import psutil
 import pytest
 
-from shared.messages import Message
+from shared.bus.messages import Message
 from tests.reliability.harness import LauncherRun, Tap, report_figures
 from tests.support.env import REDIS_URL
 from tests.support.metrics import metric_sum, scrape
@@ -45,7 +45,7 @@ class SeqTap(Tap):
 
     def on_message(self, msg: Message, arrived: float) -> None:
         if msg.kind == "predictions":  # on the tap's thread, under self.lock
-            self.frames.append((msg["seq"], msg["stamps"].get("capture", msg["t_capture"])))
+            self.frames.append((msg.header.seq, msg.header.stamps.get("capture", msg.header.t_capture)))
         super().on_message(msg, arrived)
 
     def captured_after(self, wall: float) -> set[int]:
@@ -63,7 +63,7 @@ def capture_pid(stream: str = "", timeout: float = 60.0, not_pid: int = 0) -> in
     while True:
         for child in psutil.Process().children():
             try:
-                if child.cmdline()[-2:] != ["shared.cli", "capture"] or child.pid == not_pid:
+                if child.cmdline()[-2:] != ["engagement.cli", "capture"] or child.pid == not_pid:
                     continue
                 if child.status() == psutil.STATUS_ZOMBIE:
                     continue
@@ -80,7 +80,7 @@ def test_a_live_capture_killed_mid_class_comes_back_and_its_new_frames_count(tmp
     seen: dict[str, float] = {}
 
     def fault(run: LauncherRun) -> None:
-        tap: SeqTap = run.tap  # type: ignore[assignment]
+        tap: SeqTap = run.tap  # type: ignore[assignment]  # the run was given a SeqTap
         run.wait_for_predictions(6)
         facedetect = run.metrics_port("facedetect")
         gap_before = metric_sum(scrape(facedetect), "engagement_frames_dropped_total", reason="gap")
@@ -100,7 +100,7 @@ def test_a_live_capture_killed_mid_class_comes_back_and_its_new_frames_count(tmp
         assert run.run(fault) == 0
     finally:
         camera.close()
-    tap: SeqTap = run.tap  # type: ignore[assignment]
+    tap: SeqTap = run.tap  # type: ignore[assignment]  # the run was given a SeqTap
     report, published = run.report(), tap.published()
     before, after = tap.captured_before(seen["killed"]), tap.captured_after(seen["killed"])
     report_figures("live-capture-restart", frames_before_kill=len(before), frames_after_restart=len(after),
@@ -123,7 +123,7 @@ def test_a_capture_that_keeps_crashing_has_its_stream_ended_for_it_and_the_class
     kills: list[float] = []
     said: list[str] = []
     listener = logging.Handler()
-    listener.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    listener.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]  # a log spy
     launcher_log = logging.getLogger("launcher")
     level = launcher_log.level
     launcher_log.setLevel(logging.INFO)

@@ -81,7 +81,7 @@ def test_redis_killed_and_restarted_mid_session_loses_no_total(long_video, tmp_p
 
 # --- 3. Slow consumer -------------------------------------------------------------------------
 
-def _slow_consumer(long_video, tmp_path, hwm: int, seconds: float, title: str) -> None:  # type: ignore[no-untyped-def]
+def _slow_consumer(long_video, tmp_path, hwm: int, seconds: float, title: str) -> None:
     fps = 10.0
     slowdown = 10 / fps  # each batch takes ten frame periods: inference is 10x too slow
     memory: dict[str, list[int]] = {name: [] for name in SERVICES}

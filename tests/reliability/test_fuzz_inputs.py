@@ -36,7 +36,7 @@ def _cell() -> st.SearchStrategy[str]:
 
 
 @st.composite
-def label_files(draw) -> str:  # type: ignore[no-untyped-def]
+def label_files(draw) -> str:
     header = draw(st.one_of(st.just(HEADER), st.permutations(HEADER), st.lists(st.sampled_from(HEADER + ["x"]),
                                                                                max_size=6)))
     rows = draw(st.lists(st.lists(_cell(), min_size=0, max_size=7), max_size=6))
@@ -80,7 +80,7 @@ def small_video(tmp_path_factory) -> bytes:
 
 
 @st.composite
-def damaged(draw, video: bytes) -> bytes:  # type: ignore[no-untyped-def]
+def damaged(draw, video: bytes) -> bytes:
     how = draw(st.sampled_from(["truncate", "flip", "garbage", "splice"]))
     if how == "truncate":
         return video[: draw(st.integers(0, len(video) - 1))]

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from shared.totals import Store
+from shared.data.totals import Store
 from tests.reliability.harness import LauncherRun, report_figures, service_pid, wait_healthy
 from tests.support.env import REDIS_URL
 from tests.support.waiting import wait_for
@@ -48,7 +48,7 @@ def _resume_seconds(run: LauncherRun, name: str, pid: int, killed_at: float, kil
     return None if arrived is None else arrived - killed_at
 
 
-def kill_in_turn(order: list[str], resumed: dict[str, float | None]):  # type: ignore[no-untyped-def]
+def kill_in_turn(order: list[str], resumed: dict[str, float | None]):
     def fault(run: LauncherRun) -> None:
         run.wait_for_predictions(4)
         for name in order:

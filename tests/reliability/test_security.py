@@ -31,15 +31,17 @@ import pytest
 import redis
 import zmq
 import zmq.auth
+from zmq.utils.monitor import recv_monitor_message
 
 from services.launcher import main as launcher
-from services.launcher.plan import PIPELINE, plan_environment
-from shared.bus import make_curve_keys
-from shared.config import COMMON, SERVICES
-from shared.messages import decode, encode
-from shared.model_card import ModelCard
-from shared.ports import free_ports
-from shared.totals import Store
+from services.launcher.launch_settings import PIPELINE, resolve_run
+from services.launcher.plan import plan_environment
+from shared.bus.bus import make_curve_keys
+from shared.bus.messages import decode, encode
+from shared.data.model_card import ModelCard
+from shared.data.totals import Store
+from shared.ops.config import COMMON, SERVICES
+from shared.ops.ports import free_ports
 from tests.aggregator.harness import PrivateRedis, predictions_header
 from tests.reliability.harness import LauncherRun, report_figures, service_pid, wait_healthy
 from tests.support.env import REDIS_URL
@@ -63,7 +65,7 @@ def test_every_default_endpoint_is_loopback():
     assert set(hosts.values()) == {"127.0.0.1"}, hosts
     # The launcher's plan: every link of every service on loopback.
     args = launcher.build_parser().parse_args(["--source", "x.avi"])
-    envs = plan_environment(args, "redis://127.0.0.1:6379/0")
+    envs = plan_environment(resolve_run(args), "redis://127.0.0.1:6379/0")
     planned = {f"{name}:{k}": _host(v) for name, env in envs.items() for k, v in env.items()
                if k.endswith(("_OUT", "_IN")) and "+" in v}
     assert len(planned) >= 12 and set(planned.values()) == {"127.0.0.1"}, planned
@@ -71,6 +73,19 @@ def test_every_default_endpoint_is_loopback():
 
 def _listening(pid: int) -> list[str]:
     return [c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+
+
+def _running_services() -> dict[str, int]:
+    """Pids of the pipeline's `python -m engagement.cli <name>` children of this process."""
+    found = {}
+    for child in psutil.Process().children(recursive=False):
+        try:
+            cmd = child.cmdline()
+            if cmd[-2:-1] == ["engagement.cli"] and cmd[-1] in PIPELINE and child.status() != psutil.STATUS_ZOMBIE:
+                found[cmd[-1]] = child.pid
+        except psutil.Error:
+            continue
+    return found
 
 
 # --- 8 + 9 + 7 on a running pipeline ---------------------------------------------------------------
@@ -127,12 +142,21 @@ def test_password_redis_privacy_defaults_loopback_sockets_and_no_secret_logged(s
     listening: dict[str, list[str]] = {}
 
     def fault(run: LauncherRun) -> None:
-        run.wait_for_predictions(2)
-        for name in PIPELINE:
-            try:
-                listening[name] = _listening(service_pid(name, timeout=5))
-            except (AssertionError, psutil.Error):
-                pass  # capture may have finished the short file already
+        # Sample every service for as long as it runs, not once after some predictions: on a quiet
+        # machine the short file can end (and capture exit) before a single late sample.
+        deadline = time.monotonic() + 120
+        seen_any = False
+        while time.monotonic() < deadline:
+            running = _running_services()
+            for name, pid in running.items():
+                try:
+                    listening.setdefault(name, []).extend(_listening(pid))
+                except psutil.Error:
+                    pass  # it ended between the listing and the sample
+            seen_any = seen_any or bool(running)
+            if seen_any and not running and run.tap.count() > 0:
+                return
+            time.sleep(0.1)
 
     try:
         run = LauncherRun(short_video["path"], tmp_path / "reports", server.url,
@@ -151,7 +175,8 @@ def test_password_redis_privacy_defaults_loopback_sockets_and_no_secret_logged(s
     assert secret not in logs.out + logs.err
     assert secret not in (tmp_path / "reports" / f"{run.session}.txt").read_text() + json.dumps(report)
     # 7: every listening socket of every running service is on loopback.
-    assert listening and all(ip == "127.0.0.1" for ips in listening.values() for ip in ips), listening
+    assert set(listening) == set(PIPELINE), f"services never seen running: {set(PIPELINE) - set(listening)}"
+    assert all(ip == "127.0.0.1" for ips in listening.values() for ip in ips), listening
     # 9: nothing recorded without --record; MQTT carried counts, never pixels; class level only.
     assert not (tmp_path / "rec").exists() or not any((tmp_path / "rec").iterdir())
     assert sink.payloads, "nothing reached the local broker"
@@ -176,7 +201,7 @@ def test_without_the_password_redis_refuses_and_says_so_and_the_wrong_one_is_not
             env = {**os.environ, "REDIS_URL": url, "METRICS_PORT": str(metrics_port),
                    "PREDICTIONS_IN": f"pull+bind:tcp://127.0.0.1:{pred_port}",
                    "UPDATES_OUT": f"push+bind:tcp://127.0.0.1:{upd_port}"}
-            proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "aggregator"], env=env,
+            proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "aggregator"], env=env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             push = zmq.Context.instance().socket(zmq.PUSH)
             push.setsockopt(zmq.LINGER, 0)
@@ -210,7 +235,7 @@ def test_without_the_password_redis_refuses_and_says_so_and_the_wrong_one_is_not
     try:
         log_path = tmp_path / "reporter.log"
         with open(log_path, "w") as log_file:
-            proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "reporter"], env=env, stdout=log_file,
+            proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "reporter"], env=env, stdout=log_file,
                                     stderr=subprocess.STDOUT, text=True)
             wait_until(lambda: "refused the credentials" in log_path.read_text(), timeout=30)
             proc.terminate()
@@ -235,6 +260,19 @@ def _curve_socket(sock_type: int, secret_file: str, server: bool) -> zmq.Socket:
     return sock
 
 
+def _connect_and_handshake(sock: zmq.Socket, endpoint: str, timeout_s: float = 15.0) -> None:
+    """Connect and wait for the CURVE handshake to succeed (a socket monitor reports it)."""
+    monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+    try:
+        sock.connect(endpoint)
+        assert monitor.poll(int(timeout_s * 1000)), f"no CURVE handshake with {endpoint} in {timeout_s:.0f} s"
+        event = recv_monitor_message(monitor)
+        assert event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED, event
+    finally:
+        sock.disable_monitor()
+        monitor.close(0)
+
+
 def test_curve_a_stranger_gets_nothing_from_and_gives_nothing_to_a_running_service(tmp_path):
     secret_file = str(make_curve_keys(str(tmp_path / "keys")))
     pred_port, upd_port, metrics_port = free_ports(3)
@@ -243,7 +281,7 @@ def test_curve_a_stranger_gets_nothing_from_and_gives_nothing_to_a_running_servi
            "CURVE_SERVER_KEY": secret_file,  # the one setting
            "PREDICTIONS_IN": f"pull+bind:tcp://127.0.0.1:{pred_port}",
            "UPDATES_OUT": f"push+bind:tcp://127.0.0.1:{upd_port}"}
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "aggregator"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "aggregator"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     ctx = zmq.Context.instance()
     sockets = []
@@ -271,12 +309,14 @@ def test_curve_a_stranger_gets_nothing_from_and_gives_nothing_to_a_running_servi
         friend_out = _curve_socket(zmq.PUSH, secret_file, server=False)
         friend_in = _curve_socket(zmq.PULL, secret_file, server=False)
         sockets += [friend_out, friend_in]
+        # Updates are droppable: the service drops one that has no authenticated peer yet, so the
+        # friend's update socket must finish its CURVE handshake before the prediction goes out.
+        _connect_and_handshake(friend_in, f"tcp://127.0.0.1:{upd_port}")
         friend_out.connect(f"tcp://127.0.0.1:{pred_port}")
-        friend_in.connect(f"tcp://127.0.0.1:{upd_port}")
         friend_out.send_multipart(encode(predictions_header("s-friend", 1, [(1, 0)])))
         assert friend_in.poll(15000), "the authenticated peer got no update"
         update = decode(friend_in.recv_multipart())
-        assert update["session"] == "s-friend"
+        assert update.header.session == "s-friend"
         time.sleep(1.0)
         assert not stranger_in.poll(500), "an unauthenticated peer received an update"
         store = Store.from_url(REDIS_URL, prefix=prefix)
@@ -318,7 +358,7 @@ def test_eu_ai_act_mode_inference_refuses_an_affect_bundle_and_runs_the_baseline
         sock.setsockopt(zmq.LINGER, 0)
     push.bind(f"tcp://127.0.0.1:{batches_port}")
     with log_path.open("w") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "inference"], env=env, stdout=log_file,
+        proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "inference"], env=env, stdout=log_file,
                                 stderr=subprocess.STDOUT)
         try:
             wait_healthy(metrics_port, timeout=120)
@@ -328,7 +368,7 @@ def test_eu_ai_act_mode_inference_refuses_an_affect_bundle_and_runs_the_baseline
             refused = sum(v for (n, _), v in scrape(metrics_port).items()
                           if n == "engagement_inference_model_errors_total")
             header = predictions_header("s-eu", 1, [])  # reuse identity fields for a batch
-            batch = {**{k: header[k] for k in ("v", "session", "stream", "seq", "t_capture", "stamps")},
+            batch = {**{k: getattr(header, k) for k in ("v", "session", "stream", "seq", "t_capture", "stamps")},
                      "kind": "batch", "crop": 8, "length": 1, "students": [], "faces": [], "t_media": None}
             push.send_multipart(encode(batch))
             assert pull.poll(30000), "no predictions from the running inference"
@@ -342,11 +382,11 @@ def test_eu_ai_act_mode_inference_refuses_an_affect_bundle_and_runs_the_baseline
     # Refused, said once in one line, counted; the attention baseline runs instead.
     assert "EU_AI_ACT_MODE" in log and "Traceback" not in log
     assert refused == 1
-    assert out["model"]["affect"] is False and out["model"]["baseline"] is True
+    assert out.header.model["affect"] is False and out.header.model["baseline"] is True
     # No affect model in the process: TensorFlow never loaded, the bundle's file never opened.
     assert "tensorflow" not in maps and not any(str(bundle) in p for p in opened)
     report_figures("eu-ai-act-refusal", affect_bundle_refused=True, tensorflow_loaded=False,
-                   model_running=out["model"]["name"])
+                   model_running=out.header.model["name"])
 
 
 @pytest.mark.usefixtures("short_video")
@@ -380,11 +420,13 @@ def test_deployment_takes_every_secret_from_the_env_file_and_cloud_mqtt_is_tls_w
     compose = load_yaml(COMPOSE_FILES[0])
     text = COMPOSE_FILES[0].read_text()
     services = compose["services"]
-    # Required from .env (compose refuses to start without them), never written in the file.
-    assert "${REDIS_PASSWORD:?" in services["aggregator"]["environment"]["REDIS_URL"]
-    assert "${REDIS_PASSWORD:?" in services["reporter"]["environment"]["REDIS_URL"]
+    # Secrets come as compose secret files (SECRETS_DIR), never as variables or written in the file.
+    for name in ("aggregator", "reporter"):
+        assert services[name]["environment"]["REDIS_URL_FILE"].startswith("/run/secrets/")
+        assert "REDIS_URL" not in services[name]["environment"]
     grafana = services["grafana"]["environment"]
-    assert grafana["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"].startswith("/run/secrets/")
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in grafana
     assert not re.search(r"(?i)password\s*[:=]\s*['\"]?(?!\$\{)[A-Za-z0-9]", text), "a literal password"
     # MQTT to the cloud: TLS port, the CA and a client certificate + key.
     bridge = services["mqtt-bridge"]["environment"]

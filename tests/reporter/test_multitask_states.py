@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from services.reporter.report import build_report, mqtt_body, render_text
-from shared.totals import FrameRecord, add_record, empty_totals, states_of
+from shared.data.report_doc import to_dict
+from shared.data.totals import FrameRecord, add_record, empty_totals, states_of
 
 HEADS = ["boredom", "engagement", "confusion", "frustration"]
 MODEL = {"name": "tiny-multitask", "kind": "multitask", "baseline": False, "affect": True,
@@ -69,12 +70,13 @@ def test_report_json_text_and_mqtt_carry_all_four_states(store):
         store.record_frame(rec)
     store.end_session("rep", 1_700_000_100.0, "end_of_file")
     report = build_report(store.load_session("rep"))
-    assert list(report["totals"]["states"]) == HEADS
-    assert report["totals"]["states_percent"]["frustration"]["0"] == pytest.approx(66.7)
-    assert report["students"][0]["states"]["confusion"] == {"0": 0, "1": 0, "2": 2, "3": 0}
+    doc = to_dict(report)
+    assert list(doc["totals"]["states"]) == HEADS
+    assert doc["totals"]["states_percent"]["frustration"]["0"] == pytest.approx(66.7)
+    assert doc["students"][0]["states"]["confusion"] == {"0": 0, "1": 0, "2": 2, "3": 0}
     text = render_text(report)
     assert "Every state (multi-task model):" in text
     assert "  frustration: level 0 2 (66.7%), level 1 0 (0.0%), level 2 0 (0.0%), level 3 1 (33.3%)" in text
     assert "    confusion: level 0 0 (0.0%), level 1 0 (0.0%), level 2 2 (100.0%), level 3 0 (0.0%)" in text
-    assert mqtt_body(report)["totals"]["states"] == report["totals"]["states"]
-    assert "states" in build_report(store.load_session("rep"), class_level_only=True)["totals"]
+    assert to_dict(mqtt_body(report))["totals"]["states"] == doc["totals"]["states"]
+    assert "states" in to_dict(build_report(store.load_session("rep"), class_level_only=True))["totals"]

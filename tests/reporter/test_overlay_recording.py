@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import cv2
+import msgspec
 import numpy as np
 import pytest
 from skimage import data
 
 from services.reporter import overlay
 from services.reporter.recording import RECORDING_ERRORS, Recorder
-from shared.levels import LEVEL_LABELS
+from shared.data.levels import LEVEL_LABELS
+from shared.data.running_totals import no_totals
+from tools.footage import read_video
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +21,7 @@ def photo() -> np.ndarray:
 
 
 BOX = [180, 40, 160, 180]
-TOTALS = {"levels": {"0": 3, "1": 5, "2": 0, "3": 1}}
+TOTALS = msgspec.structs.replace(no_totals(), levels={"0": 3, "1": 5, "2": 0, "3": 1})
 
 
 def _changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -62,19 +65,12 @@ def test_recording_and_baseline_notes_are_visible(photo):
 def test_recording_writes_a_file_opencv_reads_back(photo, tmp_path):
     rec = Recorder(str(tmp_path / "rec"), "", "MJPG", 2.0, 320, 240, min_free_bytes=0)
     for i in range(7):
-        assert rec.write(overlay.draw(photo, [], [], {"levels": {"0": i}}, LEVEL_LABELS, recording=True))
+        totals = msgspec.structs.replace(TOTALS, levels={"0": i})
+        assert rec.write(overlay.draw(photo, [], [], totals, LEVEL_LABELS, recording=True))
     rec.close()
     assert rec.path.name.startswith("infer") and rec.path.suffix == ".avi"
-    cap = cv2.VideoCapture(str(rec.path))
-    assert cap.isOpened()
-    assert cap.get(cv2.CAP_PROP_FPS) == 2.0
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames, fps = read_video(rec.path)
+    assert fps == 2.0
     assert len(frames) == 7
     assert frames[0].shape == (240, 320, 3)
 
@@ -88,3 +84,28 @@ def test_a_full_disk_stops_recording_with_a_metric_and_no_exception(photo, tmp_p
     assert not rec.active
     assert RECORDING_ERRORS.labels("disk_full")._value.get() == before + 1
     assert not (tmp_path / "x.avi").exists()
+
+
+def test_a_frame_of_another_shape_is_letterboxed_into_the_recording_never_stretched(tmp_path):
+    # A window resized mid-class: the writer keeps its size, the picture keeps its shape.
+    rec = Recorder(str(tmp_path), "x.avi", "MJPG", 2.0, 640, 480, min_free_bytes=0)
+    wide = np.zeros((720, 1280, 3), np.uint8)
+    cv2.circle(wide, (640, 360), 300, (255, 255, 255), -1)
+    assert rec.write(wide)
+    rec.close()
+    ok, frame = cv2.VideoCapture(str(rec.path)).read()
+    assert ok and frame.shape == (480, 640, 3)
+    ys, xs = np.nonzero(frame[:, :, 0] > 128)
+    assert abs((xs.max() - xs.min()) - (ys.max() - ys.min())) <= 4  # still a circle (squashed: 33 % wider)
+    assert frame[:50].max() < 40 and frame[-50:].max() < 40  # bars above and below
+
+
+def test_the_overlay_grows_with_a_frame_kept_at_its_own_size():
+    # A 1080-line frame is shown as large as a 480-line one on the live page: its labels must be too.
+    def totals_height(frame: np.ndarray) -> int:
+        drawn = overlay.draw(frame, [], [], TOTALS, LEVEL_LABELS)
+        rows = np.nonzero(_changed(drawn, frame)[: frame.shape[0] // 3, : frame.shape[1] // 4].any(axis=1))[0]
+        return int(rows.max() - rows.min())
+
+    small, large = np.full((480, 640, 3), 128, np.uint8), np.full((1080, 1920, 3), 128, np.uint8)
+    assert totals_height(large) >= 2 * totals_height(small)

@@ -1,5 +1,5 @@
 """The reporter gives a session's Redis keys a TTL only once the session's report is on disk
-(shared/redis_retention.py): before that nothing of the session can be evicted."""
+(shared/data/redis_retention.py): before that nothing of the session can be evicted."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from services.reporter.service import ReporterService
-from shared.totals import FrameRecord, Store
+from shared.data.totals import FrameRecord, Store
 from tests.harness import settings_for
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -33,7 +33,7 @@ def record_session(store: Store, session: str, frames: int = 6) -> None:
         store.record_frame(FrameRecord(session, "class-t", "cam0", seq, 1e9 + seq, seq * 0.5, 2, preds))
 
 
-def reporter(store: Store, tmp_path, **values) -> ReporterService:  # type: ignore[no-untyped-def]
+def reporter(store: Store, tmp_path, **values) -> ReporterService:
     service = ReporterService(settings_for("reporter", redis_url=REDIS_URL, redis_prefix=store.prefix,
                                            report_dir=str(tmp_path), headless=1, **values))
     service.setup()

@@ -26,12 +26,16 @@ import zmq
 
 from services.aggregator.service import AggregatorService
 from services.reporter import service as reporter_service
+from services.reporter.messaging import Publisher
+from services.reporter.outbox import Outbox
 from services.reporter.service import ReporterService, expand_argv
-from shared.config import load_settings
-from shared.envelope import parse
-from shared.messages import as_dict, make_header
-from shared.ports import free_ports
-from shared.totals import FrameRecord, Store
+from shared.bus.messages import Header, as_dict, make_header
+from shared.data.durable_queue import DurableQueue
+from shared.data.envelope import parse
+from shared.data.outbox import outbox_path, queued_for
+from shared.data.totals import FrameRecord, Store
+from shared.ops.config import load_settings
+from shared.ops.ports import free_ports
 from tests.aggregator.harness import (
     PrivateRedis,
     eos_header,
@@ -39,15 +43,17 @@ from tests.aggregator.harness import (
     unique_prefix,
 )
 from tests.harness import Peer, Running
+from tests.mqtt_bridge.helpers import PlainBroker
 from tests.support.env import REDIS_URL
 from tests.support.metrics import local_metric
-from tests.support.waiting import wait_for
+from tests.support.mqtt import Collector
+from tests.support.waiting import wait_for, wait_until
 
 
 class Pipeline:
     """Test -> aggregator -> reporter, plus a preview publisher, on free loopback ports."""
 
-    def __init__(self, tmp_path: Path, streams: str = "", **reporter_values) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tmp_path: Path, streams: str = "", **reporter_values) -> None:
         self.prefix = unique_prefix()
         self.session = f"s-{self.prefix}"
         # Three ports from one call: separate calls may hand out the same port twice.
@@ -69,13 +75,14 @@ class Pipeline:
         # Updates are droppable (overlay data): wait until the reporter is connected to the
         # aggregator, or the first updates would be dropped for want of a peer.
         aggregator = self.aggregator.__enter__()
-        monitor = aggregator.senders["updates"].socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self.reporter_svc = self.reporter.__enter__()
-        try:
-            assert monitor.poll(10_000), "reporter never connected to the aggregator"
-        finally:
-            aggregator.senders["updates"].socket.disable_monitor()
-            monitor.close(0)
+        # The link counts its own handshaked peers (shared/bus/link_peers.py): a second monitor on the
+        # socket would replace that one (ZeroMQ keeps one a socket) and kill its thread.
+        peers = aggregator.senders["updates"].peers
+        deadline = time.monotonic() + 10
+        while peers.peers < 1:
+            assert time.monotonic() < deadline, "reporter never connected to the aggregator"
+            time.sleep(0.02)
         # XPUB hands us the reporter's subscription: from then on no preview frame is lost.
         assert self.preview.poll(10_000), "reporter never subscribed to the preview"
         self.preview.recv()
@@ -108,7 +115,7 @@ class Pipeline:
         return json.loads(js.read_text())
 
 
-def _frames(session: str, n: int) -> list[dict]:
+def _frames(session: str, n: int) -> list[Header]:
     # Students 1 and 2 with changing levels; every fourth frame has no face.
     return [predictions_header(session, seq, [] if seq % 4 == 3 else [(1, seq % 4), (2, (seq + 1) % 4)])
             for seq in range(n)]
@@ -122,8 +129,8 @@ def test_eos_writes_both_reports_with_the_totals_that_were_sent(tmp_path, capsys
         p.sender.send(frames[4])  # a repeat: counted once
         p.sender.send(eos_header(p.session, 12))
         report = p.wait_report()
-    levels = Counter(pr["level"] for h in frames for pr in h["predictions"])
-    per_student = Counter(pr["student"] for h in frames for pr in h["predictions"])
+    levels = Counter(pr["level"] for h in frames for pr in h.predictions)
+    per_student = Counter(pr["student"] for h in frames for pr in h.predictions)
     totals = report["totals"]
     assert totals["frames"] == 12 and totals["frames_without_faces"] == 3
     assert totals["predictions"] == sum(levels.values())
@@ -159,7 +166,7 @@ def test_overlay_and_recording_of_matched_frames(tmp_path):
                   record_width=320, record_height=240) as p:
         frames = _frames(p.session, 8)
         for h in frames:
-            p.frame(h["seq"], image)
+            p.frame(h.seq, image)
             p.sender.send(h)
         wait_for(lambda: local_metric("engagement_overlay_frames_total") >= drawn_before + 8, "8 frames drawn")
         p.sender.send(eos_header(p.session, 8))
@@ -178,11 +185,29 @@ def test_overlay_and_recording_of_matched_frames(tmp_path):
     assert np.abs(first.astype(int) - 90).max() > 60
 
 
+def test_a_16_9_class_is_recorded_16_9_within_record_width_and_height(tmp_path):
+    rec_dir = tmp_path / "rec"
+    drawn_before = local_metric("engagement_overlay_frames_total")
+    with Pipeline(tmp_path, record=1, record_path=str(rec_dir), record_filename="wide.avi",
+                  record_width=320, record_height=240) as p:
+        frames = _frames(p.session, 3)
+        for h in frames:
+            p.frame(h.seq, np.full((720, 1280, 3), 90, np.uint8))
+            p.sender.send(h)
+        wait_for(lambda: local_metric("engagement_overlay_frames_total") >= drawn_before + 3, "3 frames drawn")
+        p.sender.send(eos_header(p.session, 3))
+        p.wait_report()
+    cap = cv2.VideoCapture(str(rec_dir / "wide.avi"))
+    size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    cap.release()
+    assert size == (320, 180)  # the bound, aspect kept (it was squashed to 320x240)
+
+
 def test_no_recording_without_record(tmp_path):
     rec_dir = tmp_path / "rec"
     with Pipeline(tmp_path, record_path=str(rec_dir)) as p:
         for h in _frames(p.session, 3):
-            p.frame(h["seq"], np.zeros((120, 160, 3), np.uint8))
+            p.frame(h.seq, np.zeros((120, 160, 3), np.uint8))
             p.sender.send(h)
         p.sender.send(eos_header(p.session, 3))
         p.wait_report()
@@ -287,9 +312,9 @@ def test_redis_down_at_eos_the_report_is_retried_until_it_comes(tmp_path):
     session = f"s-{prefix}"
     store = Store.from_url(server.url, prefix=prefix)
     for h in _frames(session, 5):
-        preds = [{"student": p["student"], "level": p["level"], "probs": p["probs"]} for p in h["predictions"]]
-        store.record_frame(FrameRecord(session, "c", "cam0", h["seq"], h["t_capture"], h["t_media"],
-                                       len(preds), preds, h["model"]))
+        preds = [{"student": p["student"], "level": p["level"], "probs": p["probs"]} for p in h.predictions]
+        store.record_frame(FrameRecord(session, "c", "cam0", h.seq, h.t_capture, h.t_media,
+                                       len(preds), preds, h.model))
     upd_port, preview_port = free_ports(2)
     updates = Peer(zmq.PUSH, f"tcp://127.0.0.1:{upd_port}", bind=True)
     errors_before = local_metric("engagement_report_errors_total", reason="redis")
@@ -307,7 +332,7 @@ def test_redis_down_at_eos_the_report_is_retried_until_it_comes(tmp_path):
             wait_for((report_dir / f"{session}.json").exists, "the report after Redis came back")
         report = json.loads((report_dir / f"{session}.json").read_text())
         assert report["totals"]["frames"] == 5
-        assert report["totals"]["predictions"] == sum(len(h["predictions"]) for h in _frames(session, 5))
+        assert report["totals"]["predictions"] == sum(len(h.predictions) for h in _frames(session, 5))
     finally:
         updates.close()
         server.stop()
@@ -315,15 +340,15 @@ def test_redis_down_at_eos_the_report_is_retried_until_it_comes(tmp_path):
 
 def test_messaging_with_the_broker_down_still_writes_the_report(tmp_path, monkeypatch):
     monkeypatch.setattr(reporter_service, "MQTT_ACK_TIMEOUT", 0.5)
-    errors_before = local_metric("engagement_mqtt_errors_total", type="report")
     closed_port = free_ports(1)[0]  # nothing listens there
     with Pipeline(tmp_path, messaging=1, mqtt_port=closed_port, device_id="nowhere") as p:
         for h in _frames(p.session, 3):
             p.sender.send(h)
         p.sender.send(eos_header(p.session, 3))
         report = p.wait_report()
+        # Not lost, queued (issue 22): the report and the final totals wait in the outbox for the broker.
+        wait_for(lambda: queued_for(outbox_path(p.report_dir), p.session) == 2, "the report queued in the outbox")
     assert report["totals"]["frames"] == 3
-    assert local_metric("engagement_mqtt_errors_total", type="report") == errors_before + 1
 
 
 def _live_messages(p: Pipeline, live_port: int, image: np.ndarray, after_join: int = 3) -> list:
@@ -357,12 +382,12 @@ def test_live_link_carries_updates_the_drawn_overlay_and_the_end(tmp_path):
     kinds = Counter(m.kind for m in msgs)
     assert kinds["update"] >= 3 and kinds["frame"] >= 2 and kinds["eos"] == 1
     frame = next(m for m in msgs if m.kind == "frame")
-    assert frame["encoding"] == "jpeg"
+    assert frame.header.encoding == "jpeg"
     drawn = cv2.imdecode(np.frombuffer(frame.payload, np.uint8), cv2.IMREAD_COLOR)
     assert drawn.shape == (240, 320, 3) and np.abs(drawn.astype(int) - 90).max() > 60  # the overlay, once
-    update = next(m for m in msgs if m.kind == "update" and m["predictions"])
-    assert update["totals"]["frames"] >= 1 and update["model"]["baseline"] is True
-    assert msgs[-1]["session"] == p.session and msgs[-1]["reason"] == "report_written"
+    update = next(m for m in msgs if m.kind == "update" and m.header.predictions)
+    assert update.header.totals.frames >= 1 and update.header.model["baseline"] is True
+    assert msgs[-1].header.session == p.session and msgs[-1].header.reason == "report_written"
 
 
 
@@ -390,7 +415,7 @@ def test_live_link_is_class_level_only_when_reports_are(tmp_path):
     with Pipeline(tmp_path, class_level_only=1, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}") as p:
         msgs = _live_messages(p, live_port, np.full((120, 160, 3), 90, np.uint8))
     assert {m.kind for m in msgs} == {"update", "eos"}  # no video
-    assert all(m["predictions"] == [] for m in msgs if m.kind == "update")
+    assert all(m.header.predictions == [] for m in msgs if m.kind == "update")
 
 
 def _roster(tmp_path: Path) -> Path:
@@ -445,7 +470,7 @@ def test_class_level_only_reports_carry_no_roster_name(tmp_path):
     ("student,name\n1,\n", "line 2: a name of 1 to 80 characters"),
 ])
 def test_a_bad_roster_is_one_line_naming_the_file_and_row(tmp_path, content, says):
-    from shared.roster import RosterError, load_roster
+    from shared.data.roster import RosterError, load_roster
 
     path = tmp_path / "roster.csv"
     path.write_text(content)
@@ -455,14 +480,14 @@ def test_a_bad_roster_is_one_line_naming_the_file_and_row(tmp_path, content, say
 
 
 def test_marks_made_during_the_class_are_in_its_report(tmp_path):
-    from shared.marks import MarkStore, validate_mark  # noqa: PLC0415
+    from shared.data.marks import MarkStore, validate_mark  # noqa: PLC0415
 
     with Pipeline(tmp_path) as p:
         frames = _frames(p.session, 6)
         for h in frames:
             p.sender.send(h)
         marks = MarkStore(redis.Redis.from_url(REDIS_URL, decode_responses=True), prefix=p.prefix)
-        t = frames[1]["t_capture"]
+        t = frames[1].t_capture
         marks.add(validate_mark({"session": p.session, "student": 2, "t": t, "level_given": 2,
                                  "level_predicted": 2, "signals": {"pitch": 33.0}}))
         p.sender.send(eos_header(p.session, 6))
@@ -552,7 +577,7 @@ def test_two_streams_are_recorded_one_file_each(tmp_path):
 
 
 def _tile_labels(p: Pipeline) -> None:
-    from shared.roster import TileNames
+    from shared.data.roster import TileNames
 
     # What facedetect saves: student 1's tile read "LukasMuller" (OCR lost the space and the
     # umlaut), student 2's "Li Wei".
@@ -582,7 +607,7 @@ def test_class_level_only_reports_carry_no_tile_name(tmp_path):
 
 
 def test_roster_tile_names_match_however_the_label_is_written(tmp_path):
-    from shared.roster import RosterError, load_roster, name_of
+    from shared.data.roster import RosterError, load_roster, name_of
 
     path = tmp_path / "roster.csv"
     path.write_text("tile_name,name\nJosé Álvarez,José\n\"O'Brien, James\",Jim\n")
@@ -594,3 +619,48 @@ def test_roster_tile_names_match_however_the_label_is_written(tmp_path):
     path.write_text("tile_name,name\n...,Jim\n")
     with pytest.raises(RosterError, match="line 2: tile_name '...' has no letter or digit"):
         load_roster(path)
+
+
+# --- the outbox (issue 22): the next reporter on a folder sends what an earlier one queued, each once ---
+
+def _queue_an_earlier_report(path: Path, device: str, session: str) -> None:
+    """What a reporter whose broker was down left behind (its process long gone)."""
+    publisher = Publisher("127.0.0.1", 1, device)  # never connects: only builds the envelope
+    try:
+        queue = DurableQueue(path)
+        queue.enqueue(f"{session}:report", "report", publisher.topic("report"),
+                      [publisher.envelope("report", f"{session}:report", session, {"totals": {"frames": 7}})])
+        queue.close()
+    finally:
+        publisher.close()
+
+
+def test_the_next_reporter_sends_what_an_earlier_one_queued_then_its_own_once(tmp_path: Path) -> None:
+    broker = PlainBroker(tmp_path)
+    broker.start()
+    device = f"outbox-{uuid.uuid4().hex[:8]}"
+    earlier = f"earlier-{uuid.uuid4().hex[:6]}"
+    box = outbox_path(tmp_path / "reports")
+    _queue_an_earlier_report(box, device, earlier)
+    collector = Collector(broker.port, device)
+    try:
+        with Pipeline(tmp_path, messaging=1, mqtt_port=broker.port, device_id=device,
+                      mqtt_totals_interval=3600) as p:
+            assert wait_until(lambda: f"{earlier}:report" in collector.ids(), 15), collector.ids()
+            for h in _frames(p.session, 4):
+                p.sender.send(h)
+            p.sender.send(eos_header(p.session, 4))
+            p.wait_report()
+            expected = sorted([f"{earlier}:report", f"{p.session}:report", f"{p.session}:totals:final"])
+            assert wait_until(lambda: collector.ids() == expected, 15), collector.ids()
+            assert queued_for(box, p.session) == 0 and queued_for(box, earlier) == 0
+            # A report written again (a recovery) is not sent again: its id was delivered.
+            outbox = Outbox(box, p.reporter_svc.publisher)
+            outbox.put("report", f"{p.session}:report", p.session, {"totals": {}})
+            assert outbox.flush(connect_timeout=2.0) == 0
+            outbox.close()
+            time.sleep(1.0)
+            assert collector.ids() == expected
+    finally:
+        collector.close()
+        broker.stop()

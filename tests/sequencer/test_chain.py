@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def start(name: str, *flags: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "shared.cli", name, "--metrics-port", "0",
+    return subprocess.Popen([sys.executable, "-m", "engagement.cli", name, "--metrics-port", "0",
                              "--session-id", "chain", *flags], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -52,11 +52,11 @@ def test_video_through_capture_facedetect_sequencer_processes(tmp_path):
         codes = [proc.wait(30) for proc in procs]
     batches, eos = got[:-1], got[-1]
     assert codes == [0, 0, 0], [p.stderr.read()[-2000:] for p in procs]
-    assert eos["reason"] == "end_of_file" and set(eos["stamps"]) >= {"capture", "facedetect", "sequencer"}
+    assert eos.header.reason == "end_of_file" and set(eos.header.stamps) >= {"capture", "facedetect", "sequencer"}
     sampled = [i for i in range(info["frames"]) if i % 5 == 0]  # 10 FPS file at --fps 2
-    assert [b["seq"] for b in batches] == list(range(len(sampled)))
-    assert [len(b["faces"]) for b in batches] == [int(info["present"][i]) for i in sampled]
-    assert {f["student"] for b in batches for f in b["faces"]} == {1}
+    assert [b.header.seq for b in batches] == list(range(len(sampled)))
+    assert [len(b.header.faces) for b in batches] == [int(info["present"][i]) for i in sampled]
+    assert {f["student"] for b in batches for f in b.header.faces} == {1}
     # With length 2 and stride 1 a student is sent once it has two crops.
-    assert any(b["students"] for b in batches)
-    assert all(len(b.payload) == len(b["students"]) * 2 * 64 * 64 * 3 for b in batches)
+    assert any(b.header.students for b in batches)
+    assert all(len(b.payload) == len(b.header.students) * 2 * 64 * 64 * 3 for b in batches)

@@ -15,8 +15,8 @@ import pytest
 import zmq
 
 from services.sequencer.service import STUDENTS_EVICTED, STUDENTS_TRACKED, SequencerService
-from shared import metrics
-from shared.messages import as_dict, make_header
+from shared.bus import metrics
+from shared.bus.messages import as_dict, make_header
 from tests.harness import Peer, Running
 from tests.support.links import link
 from tests.support.metrics import counter
@@ -51,18 +51,18 @@ def sequencer(request):
         receiver.close()
 
 
-def exchange(sender: Peer, receiver: Peer, seq: int, students: list[int], t: float, **kw):  # type: ignore[no-untyped-def]
+def exchange(sender: Peer, receiver: Peer, seq: int, students: list[int], t: float, **kw):
     sender.send(*faces_message(seq, students, t, **kw))
     msg = receiver.recv()
-    assert msg.kind == "batch" and msg["seq"] == seq
+    assert msg.kind == "batch" and msg.header.seq == seq
     return msg
 
 
-def crop_order(msg) -> list[list[int]]:  # type: ignore[no-untyped-def]
+def crop_order(msg) -> list[list[int]]:
     """For each student of a batch, the frame number of each of its crops."""
-    if not msg["students"]:
+    if not msg.header.students:
         return []
-    crops = np.frombuffer(msg.payload, np.uint8).reshape(len(msg["students"]), msg["length"], -1)
+    crops = np.frombuffer(msg.payload, np.uint8).reshape(len(msg.header.students), msg.header.length, -1)
     return [[int(c[0]) for c in student] for student in crops]
 
 
@@ -71,7 +71,7 @@ def test_full_buffers_are_sent_oldest_first_every_stride_frames(sequencer):
     sent = {}
     for seq in range(8):
         msg = exchange(sender, receiver, seq, [1], t=seq * 0.5)
-        assert msg["faces"][0]["student"] == 1 and msg["length"] == 3 and msg["crop"] == CROP
+        assert msg.header.faces[0]["student"] == 1 and msg.header.length == 3 and msg.header.crop == CROP
         sent[seq] = crop_order(msg)
     # Full at frame 2, then every second frame.
     assert sent == {0: [], 1: [], 2: [[0, 1, 2]], 3: [], 4: [[2, 3, 4]], 5: [], 6: [[4, 5, 6]], 7: []}
@@ -83,10 +83,10 @@ def test_students_fill_up_independently_and_faces_pass_through(sequencer):
     exchange(sender, receiver, 0, [1], 0.0)
     exchange(sender, receiver, 1, [1, 2], 0.5)
     msg = exchange(sender, receiver, 2, [1, 2], 1.0)
-    assert [s["student"] for s in msg["students"]] == [1]
-    assert [f["student"] for f in msg["faces"]] == [1, 2]
+    assert [s["student"] for s in msg.header.students] == [1]
+    assert [f["student"] for f in msg.header.faces] == [1, 2]
     msg = exchange(sender, receiver, 3, [2, 1], 1.5)
-    assert [s["student"] for s in msg["students"]] == [2] and crop_order(msg) == [[1, 2, 3]]
+    assert [s["student"] for s in msg.header.students] == [2] and crop_order(msg) == [[1, 2, 3]]
 
 
 def test_a_student_unseen_for_the_timeout_is_evicted_and_starts_over(sequencer):
@@ -100,7 +100,7 @@ def test_a_student_unseen_for_the_timeout_is_evicted_and_starts_over(sequencer):
     assert counter(STUDENTS_EVICTED, "sequencer", "timeout") - before == 1
     assert counter(STUDENTS_TRACKED, "sequencer") == 1
     msg = exchange(sender, receiver, 5, [1, 2], 6.5)
-    assert 1 not in [s["student"] for s in msg["students"]]  # its buffer restarted empty
+    assert 1 not in [s["student"] for s in msg.header.students]  # its buffer restarted empty
 
 
 def test_eos_drops_the_session_buffers_and_is_forwarded(sequencer):
@@ -110,10 +110,10 @@ def test_eos_drops_the_session_buffers_and_is_forwarded(sequencer):
         exchange(sender, receiver, seq, [1, 2], seq * 0.5)
     sender.send(make_header("eos", "s1", "cam0", 3, time.time(), reason="end_of_file"))
     eos = receiver.recv()
-    assert eos.kind == "eos" and eos["reason"] == "end_of_file" and "sequencer" in eos["stamps"]
+    assert eos.kind == "eos" and eos.header.reason == "end_of_file" and "sequencer" in eos.header.stamps
     assert counter(STUDENTS_EVICTED, "sequencer", "eos") - before == 2
     assert counter(STUDENTS_TRACKED, "sequencer") == 0
-    assert exchange(sender, receiver, 0, [1], 0.0)["students"] == []
+    assert exchange(sender, receiver, 0, [1], 0.0).header.students == []
 
 
 @pytest.mark.parametrize("sequencer", [{"student_timeout": 0.3}], indirect=True)
@@ -131,7 +131,7 @@ def test_frame_models_get_every_face_every_frame(sequencer):
     service, sender, receiver = sequencer
     for seq in range(3):
         msg = exchange(sender, receiver, seq, [4, 7], seq * 0.5)
-        assert [s["student"] for s in msg["students"]] == [4, 7]
+        assert [s["student"] for s in msg.header.students] == [4, 7]
         assert crop_order(msg) == [[seq], [seq]]
 
 
@@ -151,6 +151,6 @@ def test_bad_input_is_counted_and_the_next_good_message_is_answered(sequencer):
     sender.send(frame, bytes(12))
     sender.send({**as_dict(header), "faces": [{"student": 1, "box": [1, 2]}]}, payload)
     msg = exchange(sender, receiver, 1, [1], 0.5)
-    assert [f["student"] for f in msg["faces"]] == [1]
+    assert [f["student"] for f in msg.header.faces] == [1]
     for reason in reasons:
         assert rejected(reason) - before[reason] == 1, reason

@@ -1,9 +1,9 @@
-"""The unacknowledged-window's rules (shared/acks.py); the running-pipeline proof is tests/reliability/test_kill.py."""
+"""The unacknowledged-window's rules (shared/bus/acks.py); the live proof is tests/reliability/test_kill.py."""
 
 from __future__ import annotations
 
-from shared.acks import UnackedWindow, key_of
-from shared.messages import Header, make_header
+from shared.bus.acks import UnackedWindow, key_of
+from shared.bus.messages import Header, make_header
 
 
 def _h(seq: int, kind: str = "predictions", session: str = "s") -> Header:
@@ -18,18 +18,18 @@ def test_acked_messages_are_forgotten_late_ones_resent_with_backoff():
     assert w.acked(key_of(_h(1)))
     assert not w.acked(key_of(_h(1)))  # a second ack of the same message is a no-op
     assert w.due(now=0.5) == []
-    assert [h["seq"] for h in w.due(now=1.0)] == [0, 2]
+    assert [h.seq for h in w.due(now=1.0)] == [0, 2]
     assert w.due(now=2.5) == []  # next resend after 2 s, then 4 s (the cap)
-    assert [h["seq"] for h in w.due(now=3.0)] == [0, 2]
-    assert [h["seq"] for h in w.due(now=7.0)] == [0, 2]
-    assert [h["seq"] for h in w.due(now=10.9)] == []
+    assert [h.seq for h in w.due(now=3.0)] == [0, 2]
+    assert [h.seq for h in w.due(now=7.0)] == [0, 2]
+    assert [h.seq for h in w.due(now=10.9)] == []
 
 
 def test_bounded_the_oldest_is_given_up_and_counted():
     w = UnackedWindow(max_size=3, timeout=1.0)
     evicted = sum(w.sent(_h(seq), now=0.0) for seq in range(5))
     assert evicted == 2 and len(w) == 3
-    assert [h["seq"] for h in w.take_all()] == [2, 3, 4]
+    assert [h.seq for h in w.take_all()] == [2, 3, 4]
 
 
 def test_take_all_of_a_session_in_send_order_and_eos_is_its_own_key():
@@ -38,7 +38,7 @@ def test_take_all_of_a_session_in_send_order_and_eos_is_its_own_key():
     w.sent(_h(1, session="b"))
     w.sent(_h(6, session="a"))
     w.sent(_h(6, kind="eos", session="a"))  # eos carries the next seq: a key of its own
-    assert [(h["seq"], h["kind"]) for h in w.take_all("a")] == [(5, "predictions"), (6, "predictions"), (6, "eos")]
+    assert [(h.seq, h.kind) for h in w.take_all("a")] == [(5, "predictions"), (6, "predictions"), (6, "eos")]
     assert w.acked(key_of(_h(6, kind="eos", session="a"))) and len(w) == 3
 
 
@@ -49,10 +49,10 @@ def test_a_consumer_killed_with_messages_queued_gets_them_again_when_it_returns(
 
     import zmq
 
-    from shared.acks import ReliableLink, send_ack
-    from shared.bus import Receiver, Sender
-    from shared.messages import decode
-    from shared.ports import free_ports
+    from shared.bus.acks import ReliableLink, send_ack
+    from shared.bus.bus import Receiver, Sender
+    from shared.bus.messages import decode
+    from shared.ops.ports import free_ports
 
     data_port, ack_port = free_ports(2)
     stop = threading.Event()
@@ -80,8 +80,9 @@ def test_a_consumer_killed_with_messages_queued_gets_them_again_when_it_returns(
         for _ in range(n):
             assert pull.poll(5000)
             msg = decode(pull.recv_multipart())
-            got.append(msg["seq"])
-            send_ack("consumer", push, msg["session"], msg["stream"], msg["seq"], msg["t_capture"], msg.kind)
+            got.append(msg.header.seq)
+            h = msg.header
+            send_ack("consumer", push, h.session, h.stream, h.seq, h.t_capture, msg.kind)
         return got
 
     def drain_acks(until: int, timeout: float = 5.0) -> None:

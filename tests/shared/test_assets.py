@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from shared import assets
+from shared.ops import assets
 
 
 def test_missing_asset_names_the_command(tmp_path):

@@ -1,8 +1,8 @@
-"""The one backoff and the one log throttle (shared/backoff.py) every service uses."""
+"""The one backoff and the one log throttle (shared/bus/backoff.py) every service uses."""
 
 from __future__ import annotations
 
-from shared.backoff import Backoff, LogThrottle, backoff_delay
+from shared.bus.backoff import Backoff, LogThrottle, backoff_delay
 
 
 def test_delays_double_up_to_the_cap_and_reset_on_success():

@@ -1,6 +1,6 @@
 import pytest
 
-from shared.config import SERVICES, SettingError, env_names, example_yaml, load_settings, settings_for
+from shared.ops.config import SERVICES, SettingError, env_names, example_yaml, load_settings, settings_for
 
 
 def test_env_then_flag_precedence():
@@ -31,7 +31,7 @@ def test_flag_beats_environment_beats_file_beats_default(tmp_path):
     cfg.write_text("fps: 4\nwidth: 320\nDETECTOR: haar\n")
     env = {"FPS": "3", "CONFIG_FILE": str(cfg)}
     s = load_settings("capture", ["--fps", "1"], env=env)
-    assert (s.fps, s.width, s.height) == (1.0, 320, 480)  # flag, file, default
+    assert (s.fps, s.width, s.height) == (1.0, 320, 1080)  # flag, file, default (a bound since issue 21)
     assert load_settings("capture", [], env=env).fps == 3.0  # environment over the file
     assert load_settings("capture", ["--config", str(cfg)], env={}).fps == 4.0
     assert load_settings("facedetect", ["--config", str(cfg)], env={}).detector == "haar"
@@ -77,3 +77,114 @@ def test_switches_take_words_and_stand_alone():
     assert load_settings("reporter", ["--record"], env={}).record == 1
     assert load_settings("reporter", [], env={"RECORD": "yes"}).record == 1
     assert load_settings("reporter", [], env={"HEADLESS": ""}).headless == -1  # compose's empty = default
+
+
+# --- the typed settings objects (shared/ops/settings.py) against the table ---------------------
+
+def _typed_fields(cls: type) -> dict[str, tuple[type, tuple[str, ...] | None]]:
+    """Each field of a settings Struct: (its type, its Literal's choices or None)."""
+    import typing
+
+    import msgspec
+
+    out = {}
+    for f in msgspec.structs.fields(cls):
+        # A setting's annotation carries its facts (shared/ops/settings.py: `about`): its type is the first part.
+        kind = typing.get_args(f.type)[0] if typing.get_origin(f.type) is typing.Annotated else f.type
+        if typing.get_origin(kind) is typing.Literal:
+            out[f.name] = (str, typing.get_args(kind))
+        else:
+            out[f.name] = (kind, None)
+    return out
+
+
+def _table_fields(settings) -> dict[str, tuple[type, tuple[str, ...] | None]]:
+    return {s.dest: (s.type, s.choices) for s in settings}
+
+
+@pytest.mark.parametrize("service", [*SERVICES])
+def test_each_service_struct_is_its_table_field_by_field(service):
+    from shared.ops.settings import BY_SERVICE
+
+    table = {**_table_fields(settings_for(service)), "metrics_port": (int, None)}
+    assert _typed_fields(BY_SERVICE[service]) == table
+    s = load_settings(service, [], env={})
+    assert type(s) is BY_SERVICE[service] and s.service == service
+
+
+def test_the_launcher_struct_is_every_run_setting_field_by_field():
+    from services.launcher.launch_settings import PLANNED, LaunchSettings, run_settings
+    from shared.ops.settings import RunSettings
+    from tests.support.run_settings import run_settings_with
+
+    # RunSettings nests the services' Structs and the launcher's: every field of its parts but the
+    # ones planned per process (links, metrics port), each name of one type in every part.
+    fields: dict[str, set] = {}
+    for part in RunSettings.__struct_fields__:
+        for name, typed in _typed_fields(type(getattr(run_settings_with(), part))).items():
+            if name not in PLANNED:
+                fields.setdefault(name, set()).add(typed)
+    assert all(len(types) == 1 for types in fields.values()), fields
+    assert {name: types.pop() for name, types in fields.items()} == _table_fields(run_settings())
+    assert set(_typed_fields(LaunchSettings)) - set(_typed_fields(RunSettings)) == {"sources"}
+
+
+def test_typed_values_have_their_static_types():
+    s = load_settings("capture", ["--fps", "3", "--width", "640"], env={"FRAME_ENCODING": "jpeg"})
+    assert (s.fps, s.width, s.frame_encoding) == (3.0, 640, "jpeg")
+    assert type(s.fps) is float and type(s.width) is int
+    with pytest.raises(AttributeError):
+        s.no_such_setting  # noqa: B018 - no __getattr__ fallback any more
+
+
+# --- the environment is read in shared/ops/config.py, with these exceptions only ------------------
+
+# Each file outside config.py that reads the process environment (os.environ, os.getenv, or config's
+# process_environment()), how many times, and why. A new read fails here: read a setting instead
+# (load_settings, setting_from_environment, from_launcher), or add it with its reason.
+ENVIRONMENT_READS = {
+    # a child process's environment is built from the launcher's own
+    "services/launcher/launch_settings.py": (1, "resolve_run's environment"),
+    "services/launcher/plan.py": (1, "every child's inherited environment"),
+    "services/launcher/recovery.py": (1, "the recovering reporter's environment"),
+    # not settings: compose's secrets, checked where they would be used
+    "services/launcher/checks.py": (1, "the secrets check reads compose's secrets, which are no settings"),
+    "shared/ops/secret_check.py": (1, "`engagement check-secrets`: compose's secrets, which are no settings"),
+    # libraries that demand the environment
+    "shared/ops/cpu_budget.py": (1, "sets OMP_NUM_THREADS & co. before the libraries load: they read only those"),
+    "services/reporter/service.py": (1, "DISPLAY: OpenCV's windows need an X display"),
+    "training/train.py": (2, "TF_CONFIG: TensorFlow's multi-worker strategy is configured by it alone"),
+    "training/models.py": (1, "KERAS_HOME: Keras's own cache of downloaded weights"),
+    "training/tracking.py": (1, "MLFLOW_TRACKING_URI: MLflow's own variable"),
+    "training/chain.py": (4, "KUBERNETES_SERVICE_*: the in-cluster API; BUNDLES_DIR, RUN_NAME: the Job's own"),
+    # programs with variables of their own, which are no edge settings
+    "services/mqtt_bridge/s3_consumer.py": (1, "the cloud-side consumer's own: S3_BUCKET, S3_PREFIX, S3_LOCAL_DIR"),
+    "training/cli.py": (2, "the training data folders (DAISEE_ROOT & co.); the crop settings resolved as "
+                           "the services do"),
+}
+
+
+def _environment_reads() -> dict[str, int]:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    found: dict[str, int] = {}
+    for folder in ("shared", "services", "training", "engagement"):
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel == "shared/ops/config.py":
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            n = sum(1 for node in ast.walk(tree)
+                    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id == "os" and node.attr in ("environ", "getenv", "environb"))
+            n += sum(1 for node in ast.walk(tree) if isinstance(node, ast.Call)
+                     and getattr(node.func, "id", getattr(node.func, "attr", "")) == "process_environment")
+            if n:
+                found[rel] = n
+    return found
+
+
+def test_the_environment_is_read_only_by_the_config_module_and_the_listed_exceptions():
+    assert _environment_reads() == {path: n for path, (n, _why) in ENVIRONMENT_READS.items()}

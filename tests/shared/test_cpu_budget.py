@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import load_settings
-from shared.cpu_budget import BadAffinity, parse_cpus, resolve
-from shared.service import EXIT_GAVE_UP
+from shared.ops.config import load_settings
+from shared.ops.cpu_budget import BadAffinity, parse_cpus, resolve
+from shared.ops.service import EXIT_GAVE_UP
 from tests.support.links import link
 
 ENGAGEMENT = str(Path(sys.executable).with_name("engagement"))
@@ -33,7 +33,7 @@ def test_parse_cpus():
 def test_each_service_takes_its_budget_from_the_table_unless_told():
     keys = ("CV_THREADS", "LITERT_THREADS", "TF_INTRA_OP_THREADS", "TF_INTER_OP_THREADS")
 
-    def budget(service, argv=(), env=None):  # type: ignore[no-untyped-def]
+    def budget(service, argv=(), env=None):
         s = load_settings(service, list(argv), env=env or {})
         return resolve(service, {k: getattr(s, k.lower()) for k in keys}), s.cpu_affinity
 
@@ -45,7 +45,7 @@ def test_each_service_takes_its_budget_from_the_table_unless_told():
 
 BUDGET_PROBE = """
 import os, sys, cv2
-from shared import cpu_budget
+from shared.ops import cpu_budget
 cpu_budget.apply(**eval(sys.argv[1]))
 import tensorflow as tf
 _ = tf.linalg.matmul(tf.ones((256, 256)), tf.ones((256, 256))).numpy()  # TensorFlow sizes its pools here

@@ -16,27 +16,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from skimage import data
 
 from bench.detectors import _found, lfw_cases, sample_cases
-from shared import assets
-from shared.blazeface import FULL_RANGE, SHORT_RANGE, anchor_centres
-from shared.detectors import DetectorUnavailable, make_detector
-from shared.service import EXIT_GAVE_UP
+from shared.ops import assets
+from shared.ops.service import EXIT_GAVE_UP
+from shared.vision.blazeface import FULL_RANGE, SHORT_RANGE, anchor_centres
+from shared.vision.detectors import DetectorUnavailable, make_detector
+from tests.support.faces import astronaut, iou
 
 # res10's box on the astronaut (512x512 original).
 ASTRONAUT_FACE = (179, 57, 92, 120)
 OPENCV_MAJOR = int(cv2.__version__.split(".")[0])
-
-
-def astronaut() -> np.ndarray:
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
-
-
-def iou(a, b) -> float:  # type: ignore[no-untyped-def]
-    iw = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
 
 
 def test_anchor_grids_match_the_models_outputs():

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import REPO_ROOT
-from shared.executables import find_executable, scripts_dir
+from shared.ops.config import REPO_ROOT
+from tests.support.executables import find_executable, scripts_dir
 
 VENV = "the project's virtualenv"
 # tool -> provider: VENV, or the Debian package that scripts/setup.sh installs.
@@ -78,7 +78,7 @@ def test_tool_comes_from_the_project_set_up(name):
 
 def test_venv_tools_are_found_without_the_venv_on_path():
     # Exactly how `make test` runs: .venv/bin/pytest with a PATH that does not name .venv/bin.
-    code = "from shared.executables import find_executable; print(find_executable('hadolint'))"
+    code = "from tests.support.executables import find_executable; print(find_executable('hadolint'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, check=True)
     assert Path(out.stdout.strip()).parent == scripts_dir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import uuid
@@ -9,8 +10,8 @@ import uuid
 import pytest
 import redis
 
-from shared.marks import Mark, MarkError, MarkStore, agreement, validate_mark
-from shared.totals import FrameRecord, Store
+from shared.data.marks import Mark, MarkError, MarkStore, agreement, validate_mark
+from shared.data.totals import FrameRecord, Store
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -80,7 +81,7 @@ def test_missing_field_and_non_object_body():
         validate_mark(body)
     assert err.value.field == "level_given"
     with pytest.raises(MarkError) as err:
-        validate_mark(["not", "an", "object"])  # type: ignore[arg-type]
+        validate_mark(["not", "an", "object"])  # type: ignore[arg-type]  # the wrong type on purpose
     assert err.value.field == "body"
 
 
@@ -142,7 +143,7 @@ def test_a_reader_follows_new_marks_as_they_come(marks):
 
 
 def test_report_section_for_a_page_that_adds_marks_to_a_written_report():
-    from shared.marks import report_section  # noqa: PLC0415
+    from shared.data.marks import report_section  # noqa: PLC0415
 
     timeline = [{"student": 3, "t_capture": 100.0, "t_media": 0.0}, {"student": 3, "t_capture": 101.0, "t_media": 0.5}]
     marks = [Mark("s", "3", 100.9, 1, 1, {}, 1.0, "session"), Mark("s", "9", 100.0, 0, 2, {}, 1.0, "session")]
@@ -154,7 +155,7 @@ def test_report_section_for_a_page_that_adds_marks_to_a_written_report():
 
 def test_marks_of_two_streams_join_their_own_students_predictions(marks):
     """cam0 #1 and cam1 #1 are two students: each mark finds its own stream's prediction."""
-    from shared.marks import report_section  # noqa: PLC0415
+    from shared.data.marks import report_section  # noqa: PLC0415
 
     timeline = [{"stream": "cam0", "student": 1, "t_capture": 100.0, "t_media": 0.0},
                 {"stream": "cam1", "student": 1, "t_capture": 100.1, "t_media": 7.0}]
@@ -165,3 +166,28 @@ def test_marks_of_two_streams_join_their_own_students_predictions(marks):
     section = report_section(stored, timeline=timeline)
     assert sorted((m["stream"], m["t_media"]) for m in section["marks"]) == [("cam0", 0.0), ("cam1", 7.0)]
     assert validate_mark(_payload()).stream == ""  # a one-stream class's mark needs none
+
+
+def test_marks_read_back_from_a_report_and_merged_with_redis_once(marks):
+    """Issue 21: a report carries its session's marks; read back and merged with Redis's, each
+    mark counts once, whatever id each Redis gave it (a private Redis starts again at 1)."""
+    from shared.data.marks import from_report, merge, report_section
+
+    first = validate_mark(_payload(session="sr", student=1, t=1_700_000_001.0, created_at=1_700_000_010.0))
+    second = validate_mark(_payload(session="sr", student=2, t=1_700_000_002.0, level_given=3,
+                                    created_at=1_700_000_011.0))
+    marks.add(first)
+    marks.add(second)
+    timeline = [{"stream": "cam0", "student": 1, "t_capture": 1_700_000_001.2, "t_media": 4.5}]
+    report = {"session": "sr", **report_section([first, second], timeline=timeline)}
+    report = json.loads(json.dumps(report))  # as the file holds it
+    report["marks"].append({"student": 5, "level_given": 9})  # not a mark (a hand-edited file): skipped
+    back = from_report(report)
+    assert [(m.student, m.level_given, m.id) for m in back] == [("1", 0, first.id), ("2", 3, second.id)]
+    assert back[0].signals == first.signals
+    in_redis = marks.for_session("sr")
+    assert len(merge(in_redis, back)) == 2 and len(merge(back, back)) == 2
+    # A mark only the report has (made on a Redis that is gone) joins those of this Redis.
+    gone = {**report["marks"][0], "id": "1", "created_at": 1_700_000_020.0}
+    merged = merge(in_redis, from_report({"session": "sr", "marks": [gone]}))
+    assert [m.created_at for m in merged] == [1_700_000_010.0, 1_700_000_020.0, 1_700_000_011.0]

@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.messages import SCHEMA_VERSION, BadMessage, as_dict, decode, encode, follow_up, make_header
+from shared.bus.messages import SCHEMA_VERSION, BadMessage, Header, as_dict, decode, encode, follow_up, make_header
+from shared.data.running_totals import Totals, no_totals
+from shared.data.totals import FrameRecord, add_record, empty_totals
 
 
 def frame_parts(**override):
@@ -20,15 +22,15 @@ def frame_parts(**override):
 
 def test_frame_round_trip_keeps_identity_and_payload():
     msg = decode(frame_parts())
-    assert (msg.kind, msg["session"], msg["seq"], msg["width"]) == ("frame", "s1", 7, 8)
+    assert (msg.kind, msg.header.session, msg.header.seq, msg.header.width) == ("frame", "s1", 7, 8)
     assert len(msg.payload) == 8 * 6 * 3
 
 
 def test_follow_up_keeps_capture_time_and_adds_a_stamp():
     first = decode(frame_parts())
     header = follow_up(first, "faces", "facedetect", width=8, height=6, crop=4, faces=[])
-    assert header["t_capture"] == 1000.0 and header["seq"] == 7
-    assert "facedetect" in header["stamps"]
+    assert header.t_capture == 1000.0 and header.seq == 7
+    assert "facedetect" in header.stamps
     assert decode([bytes(p) for p in encode(header)]).kind == "faces"
 
 
@@ -97,7 +99,7 @@ GOOD = {  # kind -> (fields, payload) of one valid message
     "faces": ({"width": 8, "height": 6, "crop": 2, "faces": [FACE]}, bytes(2 * 2 * 3)),
     "batch": ({"crop": 2, "length": 3, "students": [FACE], "faces": [FACE]}, bytes(3 * 2 * 2 * 3)),
     "predictions": ({"model": {"name": "m", "baseline": True}, "predictions": [PRED], "faces": [FACE]}, b""),
-    "update": ({"totals": {"frames": 1}, "predictions": [PRED], "model": {"name": "m"}}, b""),
+    "update": ({"totals": no_totals(), "predictions": [PRED], "model": {"name": "m"}}, b""),
     "eos": ({"reason": "end_of_file"}, b""),
     "ack": ({"of": "predictions"}, b""),
 }
@@ -114,6 +116,47 @@ def test_every_kind_round_trips_typed_and_on_the_old_wire_format(kind):
     wire = msgpack.unpackb(bytes(encode(header, payload)[1]))
     assert wire["v"] == SCHEMA_VERSION and wire["kind"] == kind and wire["seq"] == 3
     assert decode([kind.encode(), msgpack.packb(wire), payload]).header == header
+
+
+def _totals_map(streams: bool, heads: bool) -> dict:
+    """Running totals as shared/data/totals.py computes them (the map the update used to carry)."""
+    probs = [0.1, 0.2, 0.6, 0.1]
+    pred = {**PRED, "probs": probs, "level": 2, **({"heads": {"boredom": probs, "confusion": probs}} if heads else {})}
+    totals = empty_totals()
+    if streams:
+        totals["streams"] = {}
+    for seq, stream in enumerate(["cam0", "cam1", "cam0"]):
+        totals = add_record(totals, FrameRecord("s", "c", stream, seq, 10.0 + seq, None, 1, [pred]))
+    return totals
+
+
+def _header_bytes(header: Header) -> bytes:
+    return bytes(encode(header)[1])
+
+
+@pytest.mark.parametrize("streams, heads", [(False, False), (True, False), (False, True), (True, True)])
+def test_update_totals_are_typed_and_the_wire_is_the_same_bytes(streams, heads):
+    totals = _totals_map(streams, heads)
+    fields = {"predictions": [PRED], "model": {"name": "m"}, "t_media": 1.5}
+    typed = make_header("update", "s", "cam0", 3, 12.5, {"capture": 12.5}, totals=Totals.of(totals), **fields)
+    # The Struct before totals were typed held the plain map: the same header, encoded that way.
+    untyped = make_header("update", "s", "cam0", 3, 12.5, {"capture": 12.5}, totals=totals, **fields)
+    assert _header_bytes(typed) == _header_bytes(untyped)
+    got = decode([b"update", _header_bytes(untyped), b""]).header
+    assert isinstance(got.totals, Totals) and got.totals == typed.totals and got.totals.as_map() == totals
+    assert (got.totals.streams is not None) == streams and (got.totals.states is not None) == heads
+    assert got.totals.frames == 3 and got.totals.levels["2"] == 3
+    if streams:
+        assert got.totals.stream("cam0").frames == 2 and got.totals.stream("cam1").predictions == 1
+    else:
+        assert got.totals.stream("cam0") is got.totals
+
+
+def test_an_update_with_broken_totals_is_refused_with_a_reason():
+    totals = empty_totals()
+    del totals["frames"]
+    assert _breach("update", totals=totals) == "missing_field"
+    assert _breach("update", totals={**empty_totals(), "levels": {"0": "many"}}) == "wrong_type"
 
 
 def test_a_field_the_kind_does_not_have_cannot_be_built():

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from shared.checks import Context, _model
-from shared.model_card import CARD_FILE
+from services.launcher.checks import Context, _model
+from shared.data.model_card import CARD_FILE
 from tests.inference.tiny_bundles import build
+from tests.support.run_settings import run_settings_with
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
-def _check(bundle: Path, engine: str):  # type: ignore[no-untyped-def]
-    return _model(Context(values={"model": str(bundle), "models_dir": str(bundle.parent), "engine": engine,
-                                  "eu_ai_act_mode": 0}))
+def _check(bundle: Path, engine: str):
+    return _model(Context(run_settings_with(model=str(bundle), models_dir=str(bundle.parent), engine=engine,
+                                             eu_ai_act_mode=0)))
 
 
 @pytest.fixture(scope="module")

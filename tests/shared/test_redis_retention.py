@@ -1,4 +1,4 @@
-"""shared/redis_retention.py against a real redis-server of the test's own, started as compose
+"""shared/data/redis_retention.py against a real redis-server of the test's own, started as compose
 starts it (maxmemory, volatile-ttl): memory runs out, the reported session is evicted, the
 running session loses nothing and further writes fail loudly instead of evicting it."""
 
@@ -13,9 +13,9 @@ import uuid
 import pytest
 import redis
 
-from shared.ports import free_ports
-from shared.redis_retention import EVICTION_POLICY, eviction_problem, expire_keys
-from shared.totals import FrameRecord, Store
+from shared.data.redis_retention import EVICTION_POLICY, eviction_problem, expire_keys
+from shared.data.totals import FrameRecord, Store
+from shared.ops.ports import free_ports
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs Debian's redis-server")
 

@@ -1,11 +1,12 @@
-"""shared/report_export.py: CSV rows and the HTML page follow the report they are made from."""
+"""shared/data/report_export.py: CSV rows and the HTML page follow the report they are made from."""
 
 import csv
 import io
 from html.parser import HTMLParser
 
 from services.reporter.report import build_report
-from shared.report_export import CLASS_COLUMNS, STUDENT_COLUMNS, report_csv, report_html
+from shared.data.report_doc import to_dict
+from shared.data.report_export import CLASS_COLUMNS, STUDENT_COLUMNS, report_csv, report_html
 
 
 def _session(n_frames: int = 6) -> dict:
@@ -35,7 +36,7 @@ def _session(n_frames: int = 6) -> dict:
 
 
 def test_csv_has_one_row_per_prediction_with_its_signals():
-    report = build_report(_session(), generated_at=0.0)
+    report = to_dict(build_report(_session(), generated_at=0.0))
     rows = list(csv.DictReader(io.StringIO(report_csv(report))))
     assert list(rows[0]) == list(STUDENT_COLUMNS)
     assert len(rows) == len(report["timeline"]) == 12
@@ -46,7 +47,7 @@ def test_csv_has_one_row_per_prediction_with_its_signals():
 
 
 def test_class_level_csv_counts_students_per_frame():
-    report = build_report(_session(), class_level_only=True, generated_at=0.0)
+    report = to_dict(build_report(_session(), class_level_only=True, generated_at=0.0))
     rows = list(csv.reader(io.StringIO(report_csv(report))))
     assert tuple(rows[0]) == CLASS_COLUMNS
     assert [r[4:] for r in rows[1:]] == [["2", "0", "0", "0"]] * 3 + [["1", "0", "0", "1"]] * 3

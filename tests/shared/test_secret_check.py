@@ -1,4 +1,4 @@
-"""shared/secret_check.py: the rule against empty and example secrets, compose's
+"""shared/ops/secret_check.py: the rule against empty and example secrets, compose's
 `engagement check-secrets` gate run as a real process, and a service refusing an example
 password in REDIS_URL at start-up (one line, exit 3, no traceback)."""
 
@@ -11,16 +11,17 @@ import sys
 
 import pytest
 
-from shared.config import REPO_ROOT
-from shared.secret_check import (
+from shared.ops.config import REPO_ROOT
+from shared.ops.secret_check import (
     COMPOSE_SECRETS,
     check_problems,
-    env_file_problems,
+    env_file_leftovers,
     env_problems,
     read_env_file,
     redis_url_problem,
     secret_problem,
 )
+from shared.ops.secret_files import make_secret_files
 
 GOOD = "f3b9c1d27a8e4b6c9d0e1f2a"
 
@@ -54,30 +55,30 @@ def test_required_names_absent_count_as_empty_others_only_when_set():
     assert len(problems) == 2 and problems[0].startswith("GRAFANA_ADMIN_PASSWORD") and "REDIS_URL" in problems[1]
 
 
-def test_a_fresh_copy_of_env_example_is_reported(tmp_path):
-    # What a user gets from `cp .env.example .env`: both secrets reported, the file named.
+def test_a_secret_left_in_an_old_compose_env_is_named_never_shown(tmp_path):
+    # A fresh copy of .env.example holds no secret; an older .env may: compose no longer reads it.
     env = tmp_path / ".env"
     shutil.copy(REPO_ROOT / "compose" / ".env.example", env)
-    problems = env_file_problems(env)
-    assert [p.split(": ", 1)[1].split(" ")[0] for p in problems] == ["REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-                                                                     "WEB_TOKEN"]
-    assert all(p.startswith(str(env)) for p in problems)
-    env.write_text(f'REDIS_PASSWORD="{GOOD}"\n# comment\nexport GRAFANA_ADMIN_PASSWORD={GOOD}x\nWEB_TOKEN={GOOD}y\n')
-    assert read_env_file(env) == {"REDIS_PASSWORD": GOOD, "GRAFANA_ADMIN_PASSWORD": GOOD + "x", "WEB_TOKEN": GOOD + "y"}
-    assert env_file_problems(env) == []
+    assert env_file_leftovers(env) == []
+    env.write_text(f'REDIS_PASSWORD="{GOOD}"\n# comment\nexport GRAFANA_ADMIN_PASSWORD={GOOD}x\nWEB_TOKEN=\n')
+    assert read_env_file(env) == {"REDIS_PASSWORD": GOOD, "GRAFANA_ADMIN_PASSWORD": GOOD + "x", "WEB_TOKEN": ""}
+    leftovers = env_file_leftovers(env)
+    assert [line.split(" sets ")[1].split(":")[0] for line in leftovers] == ["REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD"]
+    assert all(line.startswith(str(env)) and GOOD not in line for line in leftovers)
 
 
-def test_engagement_check_reports_the_environment_and_the_compose_env_file(tmp_path):
-    env_file = tmp_path / ".env"
-    assert check_problems({}, env_file) == []  # no compose/.env on this box: nothing to say
-    shutil.copy(REPO_ROOT / "compose" / ".env.example", env_file)
-    problems = check_problems({"REDIS_URL": "redis://:change-me@127.0.0.1:6379/0"}, env_file)
-    assert len(problems) == 4 and "REDIS_URL" in problems[0] and all(str(env_file) in p for p in problems[1:])
+def test_engagement_check_reports_the_environment_and_the_compose_secret_files(tmp_path):
+    folder = tmp_path / "secrets"
+    assert check_problems({}, folder) == []  # no secret files on this box: nothing to say
+    make_secret_files(folder)
+    (folder / "web_token").write_text("change-me\n")
+    problems = check_problems({"REDIS_URL": "redis://:change-me@127.0.0.1:6379/0"}, folder)
+    assert len(problems) == 2 and "REDIS_URL" in problems[0] and problems[1].startswith(f"{folder}/web_token ")
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in (*COMPOSE_SECRETS, "REDIS_URL")}
-    return subprocess.run([sys.executable, "-m", "shared.cli", *args], env={**clean, **env}, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "engagement.cli", *args], env={**clean, **env}, capture_output=True,
                           text=True, timeout=60, cwd=REPO_ROOT)
 
 
@@ -104,3 +105,46 @@ def test_a_service_refuses_an_example_password_in_redis_url_at_start_up():
     errors = [line for line in (result.stdout + result.stderr).splitlines() if "refusing to start" in line]
     assert len(errors) == 1 and "the password in REDIS_URL" in errors[0], result.stderr
     assert "Traceback" not in result.stderr and "change-me" not in result.stdout + result.stderr
+
+
+def test_a_secret_given_as_a_file_is_read_and_checked(tmp_path):
+    """NAME_FILE (a compose `secrets:` entry mounted at /run/secrets/...): the settings read the value
+    from the file, and the secret checks judge it like the variable itself."""
+    from shared.ops.config import SettingError, load_settings
+
+    token = tmp_path / "web_token"
+    token.write_text("a-token-of-our-own-1234\n")
+    env = {"WEB_TOKEN_FILE": str(token)}
+    assert load_settings("web", [], env=env).web_token == "a-token-of-our-own-1234"  # the newline dropped
+    assert load_settings("web", [], env={**env, "WEB_TOKEN": "the-variable-wins-1234"}).web_token == \
+        "the-variable-wins-1234"
+    assert env_problems(env, required=["WEB_TOKEN"]) == []
+    token.write_text("change-me\n")
+    assert env_problems(env, required=["WEB_TOKEN"]) == [secret_problem("WEB_TOKEN", "change-me")]
+    missing = {"WEB_TOKEN_FILE": str(tmp_path / "absent")}
+    assert env_problems(missing, required=["WEB_TOKEN"]) == [secret_problem("WEB_TOKEN", "")]
+    with pytest.raises(SettingError) as error:
+        load_settings("web", [], env=missing)
+    assert "WEB_TOKEN_FILE" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["aaaaaaaaaaaaaaaa", "password12345678", "P@ssw0rd!2024xyz", "abcdefghijklmnop",
+                                   "1234567890123456", "qwertyuiopasdfgh", "Summer2024!Summer2024!",
+                                   "teacher-token-2024", "abababababababab"])
+def test_repeated_sequential_and_dictionary_values_are_refused_whatever_their_length(value):
+    problem = secret_problem("WEB_TOKEN", value)
+    assert problem and "anyone can guess" in problem and "secrets.token_urlsafe" in problem and value not in problem
+
+
+def test_a_web_token_needs_16_characters_a_password_keeps_12():
+    assert "fewer than 16" in secret_problem("WEB_TOKEN", "f3b9c1d27a8e4b6")
+    assert secret_problem("REDIS_PASSWORD", "f3b9c1d27a8e4b6") is None
+    assert secret_problem("WEB_TOKEN", "f3b9c1d27a8e4b6c") is None
+
+
+def test_random_tokens_made_as_the_message_says_pass():
+    import secrets
+
+    assert all(secret_problem("WEB_TOKEN", secrets.token_urlsafe(24)) is None for _ in range(2000))
+    refused = sum(secret_problem("WEB_TOKEN", secrets.token_hex(8)) is not None for _ in range(2000))
+    assert refused <= 10  # 16 random hex digits: a rare one is mostly a run or a word

@@ -1,4 +1,4 @@
-"""A capture service as a real process (`python -m shared.cli capture`) with a consumer of its frames."""
+"""A capture service as a real process (`python -m engagement.cli capture`) with a consumer of its frames."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import zmq
 
-from shared.config import REPO_ROOT
+from shared.ops.config import REPO_ROOT
 from tests.harness import Peer
 from tests.support.links import link
 
@@ -19,7 +19,7 @@ def start_capture(source: str, *flags: str, env: dict[str, str] | None = None,
     frames_out, _, endpoint = link("frames")
     preview_out, _, _ = link("preview")
     consumer = Peer(zmq.PULL, endpoint, bind=False)
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "capture", "--source", source,
+    proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "capture", "--source", source,
                              "--frames-out", frames_out, "--preview-out", preview_out,
                              "--metrics-port", "0", *(["--session-id", session] if session else []), *flags],
                             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -1,9 +1,9 @@
-"""A link of shared/links.py on a free loopback port, for a test that plays one side of it."""
+"""A link of shared/bus/links.py on a free loopback port, for a test that plays one side of it."""
 
 from __future__ import annotations
 
-from shared.links import BY_NAME
-from shared.ports import free_ports
+from shared.bus.links import BY_NAME
+from shared.ops.ports import free_ports
 
 
 def link(name: str) -> tuple[str, str, str]:

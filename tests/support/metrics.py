@@ -44,6 +44,6 @@ def parse_registry() -> Samples:
     return out
 
 
-def counter(metric, *labels: str) -> float:  # type: ignore[no-untyped-def]
+def counter(metric, *labels: str) -> float:
     """The value of a metric object of this process (a service run in-process) for `labels`."""
     return metric.labels(*labels)._value.get() if labels else metric._value.get()

@@ -33,7 +33,7 @@ def engagement(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout
     """`engagement ARGS` in `cwd`; the environment without any setting a developer may have exported."""
     base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REPORT_DIR", "FPS", "RECORD", "MODEL")}
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "shared.cli", *args], cwd=cwd, env={**base, **(env or {})},
+    proc = subprocess.run([sys.executable, "-m", "engagement.cli", *args], cwd=cwd, env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
     return Outcome(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 

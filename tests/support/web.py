@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,10 +19,13 @@ import httpx
 import numpy as np
 import zmq
 
-from shared.messages import encode, make_header
-from shared.ports import free_ports
+from shared.bus.messages import encode, make_header
+from shared.ops.config import REPO_ROOT
+from shared.ops.ports import free_ports
 from tests.support.env import REDIS_URL
 
+ARTIFACTS = Path(os.environ.get("WEB_ARTIFACTS", REPO_ROOT / "artifacts" / "web"))  # browser tests' screenshots
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 LABELS = ["attentive", "partly attentive", "distracted", "looking away"]
 MODEL = {"name": "attention-baseline", "kind": "frame", "baseline": True, "labels": LABELS}
 
@@ -99,7 +103,8 @@ class WebProcess:
 
     def start(self, wait: bool = True) -> WebProcess:
         # The documented command: `engagement web --report-dir DIR --port N`.
-        self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "web", "--report-dir", str(self.report_dir),
+        self.proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "web",
+                                      "--report-dir", str(self.report_dir),
                                       "--port", str(self.port)], env=self.env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if wait:
@@ -141,11 +146,13 @@ class Launcher:
     """`engagement run` as a process; its stdout lines collected on a thread."""
 
     def __init__(self, source: str, report_dir: Path, web_port: int, *extra: str,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, redis_url: str | None = REDIS_URL) -> None:
+        # redis_url None: no REDIS_URL at all, so `engagement run` starts its private Redis (the default).
+        base = {k: v for k, v in os.environ.items() if not (redis_url is None and k == "REDIS_URL")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "run", "--source", source, "--report-dir", str(report_dir),
-             "--redis-url", REDIS_URL, "--web-port", str(web_port), *extra],
-            env={**os.environ, "REALTIME": "1", **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "engagement.cli", "run", "--source", source, "--report-dir", str(report_dir),
+             *(["--redis-url", redis_url] if redis_url else []), "--web-port", str(web_port), *extra],
+            env={**base, "REALTIME": "1", **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -177,3 +184,25 @@ def poll_value(predicate, timeout: float = 10.0, interval: float = 0.1, what: st
         time.sleep(interval)
 
 
+
+
+def wait_js(page, expression: str, timeout: float) -> None:
+    """Poll a JavaScript condition (wait_for_function evaluates strings, which the page's CSP forbids).
+    While a click's navigation is under way the old document is gone and the new one may have no
+    body yet (a CI run: "Cannot read properties of null (reading 'dataset')"): such an error counts
+    as "not yet", and the last one is named if the condition never comes."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    last_error: list[str] = []
+
+    def holds() -> bool:
+        try:
+            return page.evaluate(f"() => Boolean({expression})")
+        except PlaywrightError as error:
+            last_error[:] = [str(error).splitlines()[0]]
+            return False
+
+    try:
+        poll_value(holds, timeout, 0.1, expression)
+    except AssertionError as missed:
+        raise AssertionError(f"{missed} (last error: {last_error[0]})" if last_error else str(missed)) from None

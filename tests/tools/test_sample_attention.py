@@ -9,7 +9,7 @@ import pytest
 
 from services.capture.sources import FileSource
 from services.inference.service import load_model
-from shared.detectors import DnnDetector, crop_face
+from shared.vision.detectors import DnnDetector, crop_face
 from tools.sample_video import HEIGHT, WIDTH, _grid, can_turn_heads, make_sample_video
 
 pytestmark = pytest.mark.skipif(not can_turn_heads(), reason="face_landmark.tflite missing (fetch-models)")

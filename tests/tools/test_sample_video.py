@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-import cv2
 import pytest
 
+from tools.footage import read_video
 from tools.sample_video import main, make_sample_video
 
 
@@ -15,14 +15,7 @@ def test_make_sample_cli_writes_a_decodable_640x480_video(tmp_path, capsys):
     out = tmp_path / "s.avi"
     assert main(["--out", str(out), "--seconds", "1", "--faces", "2", "--fps", "10"]) == 0
     assert "wrote" in capsys.readouterr().out
-    cap = cv2.VideoCapture(str(out))
-    frames = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    cap.release()
+    frames, _ = read_video(out)
     assert len(frames) == 10 and frames[0].shape == (480, 640, 3)
 
 

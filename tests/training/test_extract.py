@@ -81,4 +81,4 @@ def test_faces_table_per_split_and_detector(faces_root: Path, capsys: pytest.Cap
     root = fps_root(faces_root, 1)
     crops = read_manifest(root / "faces" / "dnn" / "manifest.csv")
     assert len(crops) == rows[("dnn", "all")][1]
-    assert cv2.imread(str(root / crops[0].path)).shape == (112, 112, 3)
+    assert cv2.imread(str(root / crops[0].path)).shape == (224, 224, 3)  # CROP_SIZE, as the edge cuts

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.marks import MarkStore, validate_mark
+from shared.data.marks import MarkStore, validate_mark
 from training.cli import main
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -79,3 +79,45 @@ def test_marks_of_two_streams_carry_their_stream(marks, tmp_path):
     assert main(["feedback", "--out", str(out), "--redis-url", REDIS_URL, "--redis-prefix", marks.prefix]) == 0
     assert [(r["stream"], r["student"], r["level_given"]) for r in _read(out)] == \
         [("cam0", "1", "0"), ("cam1", "1", "3"), ("", "2", "1")]
+
+
+def _report_with(session: str, *marks_) -> dict:
+    from shared.data.marks import report_section
+
+    return {"session": session, **report_section(list(marks_))}
+
+
+def test_marks_of_report_folders_join_those_of_redis_once(marks, tmp_path, capsys):
+    """Issue 21: a class run with a private Redis keeps its marks only in its report; the export
+    reads the report folders as well as Redis, and a mark in both is one row."""
+    import json
+
+    both = validate_mark({"session": "s1", "student": 1, "t": 1_700_000_000.5, "level_given": 2,
+                          "level_predicted": 0, "signals": {"yaw": 40.0}, "created_at": 1_700_000_001.0})
+    marks.add(both)
+    private = validate_mark({"session": "s9", "student": 3, "t": 1_700_500_000.0, "level_given": 1,
+                             "level_predicted": 1, "signals": {"pitch": 9.0}, "created_at": 1_700_500_001.0})
+    private.id = "1"  # what its private Redis called it
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    (folder / "s1.json").write_text(json.dumps(_report_with("s1", both)))
+    (folder / "s9.json").write_text(json.dumps(_report_with("s9", private)))
+    (folder / "notes.json").write_text("not a report")
+    out = tmp_path / "marks.csv"
+    args = ["feedback", "--out", str(out), "--redis-url", REDIS_URL, "--redis-prefix", marks.prefix,
+            "--reports", str(folder)]
+    assert main(args) == 0
+    assert [(r["session"], r["student"], r["level_given"], r["yaw"], r["pitch"]) for r in _read(out)] == \
+        [("s1", "1", "2", "40.0", ""), ("s9", "3", "1", "", "9.0")]
+    assert "2 marks of 2 sessions" in capsys.readouterr().out
+    assert main([*args, "--session", "s9"]) == 0 and [r["session"] for r in _read(out)] == ["s9"]
+    # Redis unreachable: the reports' marks are still exported, and the log says what is missing.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["feedback", "--out", str(out), "--redis-url", f"redis://127.0.0.1:{port}/0",
+                 "--reports", str(folder)]) == 0
+    assert len(_read(out)) == 2
+    # A report folder that does not exist: exit 2, the old file kept.
+    assert main(["feedback", "--out", str(out), "--redis-url", REDIS_URL, "--reports", str(tmp_path / "nope")]) == 2
+    assert len(_read(out)) == 2

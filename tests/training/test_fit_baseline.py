@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shared import baseline_rule as levels
-from shared.baseline_card import load_baseline_card
-from shared.marks import Mark, validate_mark
+from shared.data.marks import Mark, validate_mark
+from shared.vision import baseline_rule as levels
+from shared.vision.baseline_card import load_baseline_card
 from training.fit_baseline import _Signals, fit, fit_thresholds
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -39,10 +39,41 @@ def test_the_fast_scoring_gives_exactly_the_rules_levels():
     marks = [_mark(_random_signals(rng), 0) for _ in range(500)]
     data = _Signals(marks)
     for _ in range(20):
-        th = {k: tuple(sorted(rng.uniform(5, 60, 3))) for k in ("yaw", "pitch_down", "pitch_up")}
+        th = {k: tuple(sorted(rng.uniform(5, 60, 3))) for k in ("yaw", "pitch_down", "pitch_up", "looking_down")}
         th["eye_openness"] = tuple(sorted(rng.uniform(0.05, 0.35, 3), reverse=True))
         fast = data.levels_for({name: data.partial(name, th[name]) for name in th})
         assert fast.tolist() == [levels.level_of(m.signals, th) for m in marks]
+
+
+def test_the_fast_scoring_reads_a_look_down_at_notes_by_its_own_thresholds():
+    """A lowered head facing the screen's side with lowered lids is read by looking_down (and its lids no
+    more than the look), a lowered head turned aside by pitch_down: the fast scoring agrees on both."""
+    notes = {"mesh_confidence": 1.0, "yaw": 5.0, "pitch": 28.0, "eye_openness": 0.15}
+    aside = {**notes, "yaw": 30.0}
+    level = {"notes": levels.level_of(notes), "aside": levels.level_of(aside)}
+    assert level == {"notes": 1, "aside": 2}
+    assert levels.assess(notes)[1] == "looking_down"
+    assert levels.level_of({**notes, "eye_openness": 0.10}) == 3  # eyes shut while the head is down: still 3
+    marks = [_mark(notes, 1), _mark(aside, 2), _mark({**notes, "eye_openness": 0.10}, 3)]
+    data = _Signals(marks)
+    th = dict(levels.THRESHOLDS)
+    assert data.levels_for({name: data.partial(name, th[name]) for name in th}).tolist() == [1, 2, 3]
+
+
+def test_the_teachers_marks_fit_the_looking_down_thresholds():
+    """A teacher who calls notes taken 10-25 deg below the screen attentive: looking_down's first threshold
+    moves past them, pitch_down (a lowered head turned aside) stays."""
+    rng = np.random.default_rng(3)
+    truth = {**levels.THRESHOLDS, "looking_down": (35.0, 45.0, 58.0)}
+    marks = []
+    for _ in range(40):
+        s = {"mesh_confidence": 1.0, "yaw": float(rng.uniform(-10, 10)), "pitch": float(rng.uniform(0, 55)),
+             "eye_openness": 0.15}
+        marks.append(_mark(s, levels.level_of(s, truth), levels.level_of(s)))
+    result = fit(marks)
+    assert result.before["rate"] < 0.9 and result.after["rate"] >= 0.95
+    assert 30.0 <= result.thresholds["looking_down"][0] <= 37.0
+    assert result.thresholds["pitch_down"] == levels.THRESHOLDS["pitch_down"]
 
 
 def _class_with_wider_yaw(n: int = 60) -> list[Mark]:
@@ -111,3 +142,15 @@ def test_too_few_marks_or_a_bad_start_card_is_one_line_and_exit_2(marks, tmp_pat
     (tmp_path / "bad.json").write_text('{"name": "x"}')
     proc = _cli("fit-baseline", "--out", str(tmp_path / "c.json"), "--start", str(tmp_path / "bad.json"), *common)
     assert proc.returncode == 2 and "not a baseline card" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_card_fitted_before_looking_down_still_loads_with_its_default():
+    old = {k: list(v) for k, v in levels.THRESHOLDS.items() if k != "looking_down"}
+    assert levels.check_thresholds(old)["looking_down"] == levels.THRESHOLDS["looking_down"]
+    for bad in ({**old, "looking_down": [40.0, 30.0, 50.0]}, {**old, "sideways": [1.0, 2.0, 3.0]},
+                {k: v for k, v in old.items() if k != "yaw"}):
+        try:
+            levels.check_thresholds(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {bad}")

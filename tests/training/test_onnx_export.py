@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from shared.model_card import ModelCard
+from shared.data.model_card import ModelCard
 from training.cli import main
 from training.export import export, keras_outputs, lfw_batch
 from training.models import ModelOptions, build_model

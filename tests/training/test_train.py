@@ -21,8 +21,9 @@ import keras
 import numpy as np
 import pytest
 
-from shared import assets
-from shared.model_card import ModelCard
+from services.inference import bundle as bundle_mod
+from shared.data.model_card import ModelCard
+from shared.ops import assets
 from training.augment import augment
 from training.cli import main
 from training.data import class_weights
@@ -39,7 +40,8 @@ COMMON = ["--no-progress", "train", "--fps", "1", "--weights", "none", "--batch-
 def _train(faces_root: Path, runs_root: Path, *extra: str) -> Path:
     before = {p.name for p in runs_root.iterdir()}
     assert main([*COMMON, "--out", str(faces_root), "--runs", str(runs_root), *extra]) == 0
-    (run,) = [p for p in runs_root.iterdir() if p.name not in before and p.is_dir()]
+    # a run directory, not MLflow's mlartifacts beside them
+    (run,) = [p for p in runs_root.iterdir() if p.name not in before and (p / "config.json").is_file()]
     return run
 
 
@@ -60,7 +62,9 @@ def test_augment_balances_train_levels_only(faces_root: Path) -> None:
     assert train == Counter(dict.fromkeys(range(4), target))
     generated = [r for r in rows if Path(r.path).name.startswith("aug")]
     assert generated and all(r.split == "Train" for r in generated)
-    assert cv2.imread(str(root / generated[0].path)).shape == (112, 112, 3)
+    assert cv2.imread(str(root / generated[0].path)).shape == (224, 224, 3)  # CROP_SIZE, as the edge cuts
+    # The augmented faces keep the record of how they were cut (the model card gets it).
+    assert json.loads((root / "augmented" / "dnn" / "crop.json").read_text())["detector"] == "dnn"
     faces = read_manifest(root / "faces" / "dnn" / "manifest.csv")
     assert [r for r in rows if r.split != "Train"] == [r for r in faces if r.split != "Train"]
     assert len(list((root / "augmented" / "dnn" / "data" / "Train" / "b3").iterdir())) == target
@@ -121,7 +125,6 @@ def test_export_bundle_loads_in_edge_inference(cnn_run: Path, faces_root: Path, 
     assert card.kind == "frame" and card.size == (48, 48) and card.input["color"] == "rgb"
     assert card.heads == ["boredom"] and card.metrics["boredom"]["beats_baseline"] is True
     assert (bundle / "model.tflite").stat().st_size > 0
-    bundle_mod = pytest.importorskip("services.inference.bundle", reason="edge inference service not merged yet")
     root = fps_root(faces_root, 1)
     test = [r for r in read_manifest(root / "faces" / "dnn" / "manifest.csv") if r.split == "Test"]
     crops = np.stack([cv2.imread(str(root / r.path)) for r in test])  # uint8 BGR, as the edge sends them

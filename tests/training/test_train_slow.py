@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.model_card import ModelCard
+from shared.data.model_card import ModelCard
 from training.cli import main
 from training.export import export
 from training.extract import extract
@@ -23,7 +23,7 @@ COMMON = ["--no-progress", "train", "--weights", "none", "--batch-size", "16", "
 def _train(out: Path, runs: Path, *extra: str) -> tuple[Path, dict]:
     before = {p.name for p in runs.iterdir()}
     assert main([*COMMON, "--out", str(out), "--runs", str(runs), *extra]) == 0
-    (run,) = [p for p in runs.iterdir() if p.name not in before and p.is_dir()]
+    (run,) = [p for p in runs.iterdir() if p.name not in before and (p / "config.json").is_file()]
     return run, json.loads((run / "metrics.json").read_text())["heads"]
 
 

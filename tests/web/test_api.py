@@ -15,9 +15,10 @@ import pytest
 import redis
 
 from services.reporter.report import build_report
-from shared.marks import MarkStore
-from shared.ports import free_ports
-from shared.totals import FrameRecord, Store
+from shared.data.marks import MarkStore
+from shared.data.report_doc import to_dict
+from shared.data.totals import FrameRecord, Store
+from shared.ops.ports import free_ports
 from tests.support.web import MODEL, REDIS_URL, WebProcess, jpeg, poll_value
 
 
@@ -131,7 +132,7 @@ def _write_report(report_dir, session: str, students: int = 2, class_level_only:
                           "first_seen": t0, "last_seen": t0 + 9.5, "first_media": 0.0, "last_media": 9.5}
                          for s in range(1, students + 1)],
             "timeline": timeline}
-    report = build_report(data, class_level_only, time.time())
+    report = to_dict(build_report(data, class_level_only, time.time()))
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / f"{session}.json").write_text(json.dumps(report))
     return report
@@ -147,7 +148,9 @@ def test_past_sessions_pages_downloads_and_404(tmp_path, web):
     assert page.status_code == 200 and 'href="/sessions/past-1"' in page.text
     assert httpx.get(f"{web.url}/sessions/past-1").status_code == 200
     csv_text = httpx.get(f"{web.url}/sessions/past-1/report.csv").text
-    assert csv_text.splitlines()[0].startswith("session,student,") and len(csv_text.splitlines()) == 41
+    # The page's CSV is `engagement report --csv`'s (shared/data/report_export.py): one file, one format.
+    assert csv_text.splitlines()[0].startswith("frame,timestamp,t_capture,stream,student,")
+    assert len(csv_text.splitlines()) == 41
     dl = httpx.get(f"{web.url}/sessions/past-1/report.json")
     assert "attachment" in dl.headers["content-disposition"] and dl.json() == report
     for path in ("/sessions/nope", "/sessions/..%2Freports%2Fpast-1", "/sessions/.hidden"):
@@ -189,7 +192,7 @@ def test_slow_browser_loses_frames_counted_and_alone(web, live_link):
     # A browser that opens the video and never reads it.
     stalled = socket.create_connection(("127.0.0.1", web.port))
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.sendall(b"GET /api/live/video.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    stalled.sendall(b"GET /api/live/video.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     poll_value(lambda: web.metric("engagement_web_clients", stream="video") >= 1, 5, what="the stalled client")
     big = jpeg(1, (1280, 960))  # ~100 KB: socket buffers fill after a few frames
     before = web.metric("engagement_web_dropped_total", stream="video")

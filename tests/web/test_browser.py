@@ -6,58 +6,19 @@ WEB_ARTIFACTS) and are kept as the test's output."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
-from pathlib import Path
 
 import cv2
 import httpx
 import numpy as np
 import pytest
 
-from shared.config import REPO_ROOT
-from shared.marks import MarkStore
-from shared.ports import free_ports
-from tests.support.web import REDIS_URL, Launcher, WebProcess, poll_value
+from shared.data.marks import MarkStore
+from shared.data.report_doc import to_dict
+from shared.ops.ports import free_ports
+from tests.support.web import ARTIFACTS, REDIS_URL, Launcher, WebProcess, poll_value
+from tests.support.web import wait_js as _wait_js
 from tools.sample_video import make_sample_video
-
-ARTIFACTS = Path(os.environ.get("WEB_ARTIFACTS", REPO_ROOT / "artifacts" / "web"))
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM, "Debian's chromium is not installed (scripts/setup.sh installs it)"
-    with sync_playwright() as p:
-        # --no-sandbox: the suite runs as root in CI, where Chromium's sandbox refuses to start.
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-def _wait_js(page, expression: str, timeout: float) -> None:
-    """Poll a JavaScript condition (wait_for_function evaluates strings, which the page's CSP forbids).
-    While a click's navigation is under way the old document is gone and the new one may have no
-    body yet (a CI run: "Cannot read properties of null (reading 'dataset')"): such an error counts
-    as "not yet", and the last one is named if the condition never comes."""
-    from playwright.sync_api import Error as PlaywrightError
-
-    last_error: list[str] = []
-
-    def holds() -> bool:
-        try:
-            return page.evaluate(f"() => Boolean({expression})")
-        except PlaywrightError as error:
-            last_error[:] = [str(error).splitlines()[0]]
-            return False
-
-    try:
-        poll_value(holds, timeout, 0.1, expression)
-    except AssertionError as missed:
-        raise AssertionError(f"{missed} (last error: {last_error[0]})" if last_error else str(missed)) from None
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -200,7 +161,7 @@ def test_two_streams_on_the_live_page_and_the_session_page(tmp_path, browser, li
     import threading  # noqa: PLC0415
 
     from services.reporter.report import build_report  # noqa: PLC0415
-    from shared.totals import FrameRecord, Store  # noqa: PLC0415
+    from shared.data.totals import FrameRecord, Store  # noqa: PLC0415
     from tests.aggregator.harness import MODEL  # noqa: PLC0415
     from tests.support.web import jpeg  # noqa: PLC0415
 
@@ -289,7 +250,7 @@ def test_two_streams_on_the_live_page_and_the_session_page(tmp_path, browser, li
     store.end_stream(session, "cam0", 1_700_000_009.0, "end_of_file", ["cam0", "cam1"], "c1", "class.mp4")
     report_dir = tmp_path / "reports"
     report_dir.mkdir(exist_ok=True)
-    (report_dir / f"{session}.json").write_text(json.dumps(build_report(store.load_session(session))))
+    (report_dir / f"{session}.json").write_text(json.dumps(to_dict(build_report(store.load_session(session)))))
     web = WebProcess(report_dir, prefix=store.prefix).start()
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 900})

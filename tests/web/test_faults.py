@@ -12,7 +12,7 @@ import sys
 import httpx
 import psutil
 
-from shared.ports import free_ports
+from shared.ops.ports import free_ports
 from tests.support.web import Launcher, poll_value
 from tools.sample_video import make_sample_video
 

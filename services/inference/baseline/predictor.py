@@ -17,14 +17,15 @@ from typing import Any
 import numpy as np
 
 from services.inference.baseline.geometry import eye_openness, head_pose
-from services.inference.baseline.iris import IrisGaze
+from services.inference.baseline.iris import LID_TO_EAR, IrisGaze
 from services.inference.baseline.neutral import NeutralPose
+from services.inference.baseline.reframe import run_reframed
 from services.inference.baseline.smoothing import Smoother
 from services.inference.predictor import StudentKey
 from services.inference.preprocess import resize_crops
-from shared import baseline_rule as levels
-from shared.baseline_card import HEAD, baseline_card, load_baseline_card
-from shared.face_mesh import MESH_SIZE, FaceMesh
+from shared.vision import baseline_rule as levels
+from shared.vision.baseline_card import HEAD, baseline_card, load_baseline_card
+from shared.vision.face_mesh import MESH_SIZE, FaceMesh
 
 
 def _round(value: float | None) -> float | None:
@@ -76,8 +77,8 @@ class BaselinePredictor:
         if self.neutral is None:
             return 0
         self._anchors[(session, stream, student)] = (yaw, pitch)
-        keys = [k for k in self.neutral.keys()
-                if k[0] == session and str(k[2]) == student and (not stream or k[1] == stream)]
+        keys = [k for k in self.neutral.keys() if isinstance(k, tuple)  # (session, stream, student)
+                and k[0] == session and str(k[2]) == student and (not stream or k[1] == stream)]
         for key in keys:
             self.neutral.anchor(key, yaw, pitch)
         return len(keys)
@@ -96,22 +97,29 @@ class BaselinePredictor:
         return self.smoother.evict_idle(seconds)
 
     def measure(self, crops: np.ndarray) -> list[dict[str, Any]]:
-        """Raw per-face signals: yaw, pitch, roll (deg), eye_openness (EAR), mesh_confidence[, gaze_x, gaze_y]."""
+        """Raw per-face signals: yaw, pitch, roll (deg), eye_openness (EAR), mesh_confidence[, gaze_x, gaze_y,
+        lid_opening: with the iris model, eye_openness is read from its lids]."""
         crops = resize_crops(np.asarray(crops), (MESH_SIZE, MESH_SIZE))
-        result = self.mesh.run(crops)
+        first, result = run_reframed(self.mesh, crops, levels.MIN_MESH_CONFIDENCE)
         signals = []
-        for crop, points, confidence in zip(crops, result.points, result.confidence, strict=True):
+        for crop, points, confidence, framed_by_box in zip(crops, result.points, result.confidence, first.points,
+                                                           strict=True):
             s: dict[str, Any] = {"mesh_confidence": _round(confidence), "yaw": None, "pitch": None,
                                  "roll": None, "eye_openness": None}
             if self.iris is not None:
-                s["gaze_x"] = s["gaze_y"] = None
+                s["gaze_x"] = s["gaze_y"] = s["lid_opening"] = None
             if confidence >= levels.MIN_MESH_CONFIDENCE:
                 pose = head_pose(points, MESH_SIZE)
                 if pose is not None:
                     s["yaw"], s["pitch"], s["roll"] = (_round(v) for v in pose)
-                s["eye_openness"] = _round(eye_openness(points))
+                # the lids read by both framings, averaged (reframe.py: two framings differ by up to 0.03)
+                s["eye_openness"] = _round((eye_openness(points) + eye_openness(framed_by_box)) / 2)
                 if self.iris is not None:
-                    s["gaze_x"], s["gaze_y"] = (_round(v) for v in self.iris.gaze(crop, points))
+                    gaze_x, gaze_y, lids = self.iris.gaze(crop, points)
+                    s["gaze_x"], s["gaze_y"], s["lid_opening"] = _round(gaze_x), _round(gaze_y), _round(lids)
+                    # The iris model's 64x64 eye sees the lids better than the mesh's 192x192 face
+                    # (eyes squeezed shut read 0.15-0.23 by the mesh): its reading, on the EAR's scale.
+                    s["eye_openness"] = _round(LID_TO_EAR * lids)
             signals.append(s)
         return signals
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-AVERAGED = ("yaw", "pitch", "roll", "eye_openness", "mesh_confidence", "gaze_x", "gaze_y")
+AVERAGED = ("yaw", "pitch", "roll", "eye_openness", "mesh_confidence", "gaze_x", "gaze_y", "lid_opening")
 
 
 MAX_ENTRIES = 1000  # a bound on memory whatever the FPS and window

@@ -1,0 +1,1 @@
+"""The `engagement` command: dispatch to the services, the launcher, the tools and the benchmarks."""

@@ -1,0 +1,209 @@
+"""ZeroMQ sockets from connection strings, with counted drops and validated receives.
+
+A connection string is `<type>+<bind|connect>:<endpoint>[,<endpoint>...]`, e.g.
+`push+bind:tcp://127.0.0.1:5551`. Several endpoints, comma-separated, are all bound or all
+connected by one socket: a consumer fed by several producers (one capture per camera) connects
+to each, `pull+connect:tcp://capture-front:5551,tcp://capture-back:5551`, and ZeroMQ queues
+fairly between them. One zmq.Context per process (zmq.Context.instance()).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from shared.bus import metrics
+from shared.bus.backoff import LogThrottle
+from shared.bus.link_peers import PeerCounter
+from shared.bus.messages import CONTROL_KINDS, BadMessage, Header, Message, decode, encode
+
+log = logging.getLogger(__name__)
+
+_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB,
+          "dealer": zmq.DEALER, "router": zmq.ROUTER}
+_SENDING = {"push", "pub", "dealer", "router"}
+# Kernel socket buffers per bus connection. HWM bounds messages in ZeroMQ's own queues, but
+# Linux autotunes TCP buffers up to several MB, which holds ~60 face crops per link: a slow
+# stage then built up minutes of latency before the source had to drop (seen in
+# tests/reliability: 100 frames queued, 155 s old). 128 KB keeps the queue in messages.
+SOCKET_BUFFER_BYTES = 128 * 1024
+
+
+@dataclass(frozen=True)
+class SocketSpec:
+    type: str
+    bind: bool
+    endpoint: str  # one endpoint, or several comma-separated
+
+    @property
+    def endpoints(self) -> list[str]:
+        return self.endpoint.split(",")
+
+    @classmethod
+    def parse(cls, text: str) -> SocketSpec:
+        try:
+            head, endpoint = text.split(":", 1)
+            sock_type, how = head.split("+", 1)
+        except ValueError:
+            raise ValueError(f"bad socket spec {text!r}: want <type>+<bind|connect>:<endpoint>") from None
+        if (sock_type not in _TYPES or how not in ("bind", "connect")
+                or not all("://" in one for one in endpoint.split(","))):
+            raise ValueError(f"bad socket spec {text!r}: want <type>+<bind|connect>:<endpoint>")
+        return cls(sock_type, how == "bind", endpoint)
+
+
+_authenticator = None  # one ZAP authenticator per process, started on first CURVE bind
+
+
+def _apply_curve(sock: zmq.Socket[bytes], spec: SocketSpec, secret_file: str) -> None:
+    """CURVE encryption and authentication, one key pair per deployment.
+
+    `secret_file` is a zmq certificate made by `engagement make-curve-keys DIR`. Every
+    service of a deployment gets the same pair: the binding side is the CURVE server, the
+    connecting side presents the pair as its client key, and the server's ZAP handler
+    accepts only client public keys found beside the secret file (`*.key`). A peer without
+    them completes no handshake and receives nothing.
+    """
+    global _authenticator
+    import zmq.auth
+    from zmq.auth.thread import ThreadAuthenticator
+
+    public, secret = zmq.auth.load_certificate(secret_file)
+    if secret is None:
+        raise ValueError(f"{secret_file} holds no secret key")
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    if spec.bind:
+        if _authenticator is None:
+            _authenticator = ThreadAuthenticator(zmq.Context.instance())
+            _authenticator.start()
+        # Per bind: a process that binds with another deployment's keys (a test) trusts those.
+        _authenticator.configure_curve(domain="*", location=str(Path(secret_file).parent))
+        sock.curve_server = True
+    else:
+        sock.curve_serverkey = public
+
+
+def stop_authenticator() -> None:
+    """Stop the ZAP authenticator (before the context terminates: its open socket would hold
+    term() for its whole bound, 6 s at every exit of a CURVE service). Links already made keep
+    their peers: only a new handshake needs it."""
+    global _authenticator
+    if _authenticator is not None:
+        _authenticator.stop()
+        _authenticator = None
+
+
+def make_curve_keys(directory: str) -> Path:
+    """Create the deployment's key pair; returns the secret file to set as CURVE_SERVER_KEY."""
+    import zmq.auth
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    _, secret_file = zmq.auth.create_certificates(directory, "bus")
+    return Path(secret_file)
+
+
+def open_socket(spec_text: str, hwm: int = 4, curve_key_file: str = "") -> zmq.Socket[bytes]:
+    spec = SocketSpec.parse(spec_text)
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(_TYPES[spec.type])
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    sock.setsockopt(zmq.SNDBUF, SOCKET_BUFFER_BYTES)
+    sock.setsockopt(zmq.RCVBUF, SOCKET_BUFFER_BYTES)
+    # A sender's queued messages get 5 s to leave on close (control messages must not be
+    # lost). A receiver has nothing worth waiting for: with linger, a SUB whose publisher is
+    # gone held process exit for 5 s over its queued subscription.
+    sock.setsockopt(zmq.LINGER, 5000 if spec.type in _SENDING else 0)
+    if spec.type == "sub":
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+    if curve_key_file:
+        if not Path(curve_key_file).is_file():
+            raise FileNotFoundError(f"CURVE key file {curve_key_file} not found")
+        _apply_curve(sock, spec, curve_key_file)
+    for endpoint in spec.endpoints:
+        (sock.bind if spec.bind else sock.connect)(endpoint)
+    return sock
+
+
+class Sender:
+    """Sends messages; frames may be dropped when `droppable`, control messages never."""
+
+    def __init__(self, service: str, spec_text: str, stop: threading.Event, hwm: int = 4,
+                 curve_key_file: str = "", link: str = "") -> None:
+        self.service = service
+        self.spec = SocketSpec.parse(spec_text)
+        if self.spec.type not in _SENDING:
+            raise ValueError(f"{spec_text}: a {self.spec.type} socket cannot send")
+        self.socket = open_socket(spec_text, hwm, curve_key_file)
+        self.stop = stop
+        # A bound PUSH deals to every peer: a second one takes messages away (engagement_link_peers).
+        self.peers = PeerCounter(self.socket, service, link) if link and self.spec.type == "push" \
+            and self.spec.bind else None
+
+    def send(self, header: Header | dict[str, Any], payload: bytes | memoryview = b"", droppable: bool = False) -> bool:
+        """Send one message (a plain dict only from tests that send malformed ones). False if dropped (counted)."""
+        kind = header.kind if isinstance(header, Header) else str(header["kind"])
+        parts = encode(header, payload)
+        if droppable and kind not in CONTROL_KINDS:
+            try:
+                self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                metrics.FRAMES_DROPPED.labels(self.service, "queue_full").inc()
+                return False
+        else:
+            self._send_blocking(parts, kind)
+        metrics.MESSAGES_SENT.labels(self.service, kind).inc()
+        return True
+
+    def _send_blocking(self, parts: list[bytes | memoryview], kind: str) -> None:
+        # Wait for room, but wake up to notice a stop; control messages get a last grace period.
+        deadline = None
+        while True:
+            if self.socket.poll(100, zmq.POLLOUT):
+                self.socket.send_multipart(parts, copy=False)
+                return
+            if self.stop.is_set():
+                deadline = deadline or time.monotonic() + (5.0 if kind in CONTROL_KINDS else 0.5)
+                if time.monotonic() > deadline:
+                    metrics.FRAMES_DROPPED.labels(self.service, "stopping").inc()
+                    log.warning("dropped a %s message at shutdown: no consumer took it", kind)
+                    return
+
+    def close(self) -> None:
+        if self.peers is not None:
+            self.peers.close()
+        self.socket.close()
+
+
+class Receiver:
+    """Receives and validates messages; malformed ones are counted, logged and skipped."""
+
+    def __init__(self, service: str, spec_text: str, hwm: int = 4, curve_key_file: str = "",
+                 expect: tuple[str, ...] | None = None) -> None:
+        self.service = service
+        self.expect = expect
+        self.socket = open_socket(spec_text, hwm, curve_key_file)
+        self._rejection_log = LogThrottle(1.0)  # a flood of garbage must not flood the log
+
+    def read(self) -> Message | None:
+        """Read one waiting message (call after poll says readable). None if it was bad."""
+        parts = self.socket.recv_multipart(copy=True)
+        try:
+            msg = decode(parts, self.expect)
+        except BadMessage as exc:
+            metrics.MESSAGES_REJECTED.labels(self.service, exc.reason).inc()
+            if self._rejection_log.ready():
+                log.warning("rejected a message: %s", exc)
+            return None
+        metrics.MESSAGES_RECEIVED.labels(self.service, msg.kind).inc()
+        metrics.LATENCY_SECONDS.labels(self.service).observe(max(0.0, time.time() - msg.header.t_capture))
+        return msg
+
+    def close(self) -> None:
+        self.socket.close()

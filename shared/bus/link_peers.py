@@ -1,0 +1,89 @@
+"""Peers connected to a PUSH link this process binds, from ZeroMQ's socket monitor events.
+
+A PUSH socket deals its messages round-robin to every connected peer: a second PULL that
+connects (a stray process, a test tool, a service started twice) silently takes a share of the
+frames. Each of our PUSH links has exactly one consumer, so more than one peer is a fault:
+`engagement_link_peers{service,link}` shows it (alert LinkHasStrayPeer), and a warning says so.
+
+Counted are peers whose ZMTP handshake succeeded: with CURVE on, a stranger's connection is
+accepted by TCP, fails its handshake and is dropped without ever counting. Every accepted
+connection ends its handshake with one event, SUCCEEDED or FAILED_* (a peer that hangs up
+mid-handshake is FAILED_NO_DETAIL), and ZeroMQ's I/O thread emits a failed connection's
+DISCONNECTED right after its FAILED: so the next DISCONNECTED after a FAILED is that
+connection's (it never counted), any other is a counted peer's.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import zmq
+from prometheus_client import Gauge
+from zmq.utils.monitor import recv_monitor_message
+
+LINK_PEERS = Gauge("engagement_link_peers", "Peers connected to a PUSH link this service binds (one is right: "
+                   "more means another process takes a share of its messages)", ["service", "link"])
+_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+           zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+for _event in _FAILED:
+    _EVENTS |= _event
+
+log = logging.getLogger(__name__)
+
+
+class PeerCounter:
+    """Counts `sock`'s handshaked peers on a thread of its own; `close` before closing `sock`."""
+
+    def __init__(self, sock: zmq.Socket[bytes], service: str, link: str) -> None:
+        self.service, self.link = service, link
+        self.gauge = LINK_PEERS.labels(service, link)
+        self.gauge.set(0)
+        self.peers = 0
+        self._sock = sock
+        self._failed_open = 0  # failed handshakes whose DISCONNECTED has not come yet
+        self._events = sock.get_monitor_socket(_EVENTS)  # used by the thread only from here on
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"peers-{link}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._events.poll(100):
+                    self.on_event(recv_monitor_message(self._events))
+        except zmq.ZMQError as exc:
+            # Someone else took the socket's one monitor (pyzmq hands the same pair socket out again)
+            # and closed it: the count stops here, said once, and the service goes on.
+            log.warning("link %s: its peers are no longer counted (%s)", self.link, exc)
+        finally:
+            self._events.close(0)
+
+    def on_event(self, event: Mapping[str, Any]) -> None:
+        kind, peers = event["event"], self.peers
+        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            peers += 1
+        elif kind in _FAILED:
+            self._failed_open += 1
+        elif kind == zmq.EVENT_DISCONNECTED:
+            if self._failed_open:
+                self._failed_open -= 1
+            else:
+                peers = max(0, peers - 1)
+        if peers > 1 and peers > self.peers:
+            log.warning("link %s has %d peers: another process connected to it takes a share of its messages "
+                        "(authenticate the bus: CURVE_SERVER_KEY, or BUS_AUTH=curve for `engagement run`)",
+                        self.link, peers)
+        self.peers = peers
+        self.gauge.set(peers)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        try:
+            self._sock.disable_monitor()
+        except zmq.ZMQError:
+            pass  # the socket is already closed

@@ -1,0 +1,300 @@
+"""The aggregator's journal: what it accepted, on local disk, until the class's report is written.
+
+One append-only file per session, JOURNAL_DIR/<session>/journal.jsonl (with `engagement run`
+the run's own folder, .engagement/runs/<session>/), one JSON line per record:
+
+  {"k": "journal", "session": ..., "id": ..., "created": ...}     the first line
+  {"k": "frame", "n": N, "r": {FrameRecord's fields}}             a predictions message accepted
+  {"k": "eos", "n": N, "stream": ..., "seq": ..., "t_capture": ..., "ended": ..., "reason": ...,
+   "source": ..., "class_id": ...}                                 a stream's end accepted
+
+N counts the session's records from 1. Redis keeps the highest N it has applied in
+P:session:<sid>:journal (shared/data/totals.py): a Redis that comes back empty or from an old
+snapshot answers a write with a lower N than the aggregator knows it applied, and the aggregator
+refills it from here. When Redis does not come back, the reporter writes the report from here
+(`session_from_journal`, the same shape as `Store.load_session`).
+
+Each record is written with one os.write (a crashed process loses nothing the kernel has) and
+fsynced in batches (FSYNC_EVERY records, and on every tick and stop): a power cut loses at
+most one batch. A line cut short (a crash mid-write, a full disk) is skipped and counted by the
+reader. When the disk is full the journal moves, whole, to the fallback folder
+(REPORT_FALLBACK_DIR/journal/<session>/) and says so in one line.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.data.filenames import file_part
+from shared.data.levels import LEVELS
+from shared.data.totals import FrameRecord, add_record, empty_totals, states_of, timeline_entry
+
+JOURNAL_NAME = "journal.jsonl"
+FSYNC_EVERY = 32  # records between two fsyncs (and at every tick)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def journal_path(folder: Path | str, session: str) -> Path:
+    return Path(folder) / file_part(session, empty="session") / JOURNAL_NAME
+
+
+def fallback_journal_path(fallback: Path | str, session: str) -> Path:
+    return journal_path(Path(fallback) / "journal", session)
+
+
+def find_journal(folder: Path | str, session: str, fallback: Path | str | None = None) -> Path | None:
+    """The session's journal: the fallback folder's when it moved there (it holds every record), else the
+    journal folder's; None when neither exists (or no folder is set)."""
+    candidates = [fallback_journal_path(fallback, session)] if fallback else []
+    candidates += [journal_path(folder, session)] if folder else []
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space of the file system holding `folder` (its nearest existing parent)."""
+    for candidate in (folder, *folder.parents):
+        try:
+            return shutil.disk_usage(candidate).free
+        except OSError:
+            continue
+    return 0
+
+
+def disk_full_line(folder: Path, what: str) -> str:
+    """The one line a full disk gets: the folder, the space left, and where things go instead."""
+    return f"disk full: {folder} has {free_bytes(folder) // 1024} KB left; {what}"
+
+
+class JournalError(OSError):
+    """The journal could not be written in its folder nor in the fallback folder."""
+
+
+class Journal:
+    """One session's journal, open for appending."""
+
+    def __init__(self, folder: Path | str, session: str, fallback: Path | str | None = None,
+                 log: logging.Logger | None = None) -> None:
+        self.session = session
+        self.fallback = Path(fallback) if fallback else None
+        self.log = log or logging.getLogger("journal")
+        self.path = find_journal(folder, session, self.fallback) or journal_path(folder, session)
+        self.moved = self.path != journal_path(folder, session)
+        self.n = 0
+        self.unsynced = 0
+        existing = read_journal(self.path) if self.path.exists() else None
+        if existing is not None and existing.id:  # a restarted aggregator goes on where it stopped
+            self.id, self.n = existing.id, existing.last_n
+            self.fd = self._open(self.path)
+            if not self.path.read_bytes().endswith(b"\n"):  # a line cut short by a crash: ours start afresh
+                self._write(b"\n")
+        else:
+            self.id = uuid.uuid4().hex
+            self.fd = self._open(self.path)
+            self._write(self._line({"k": "journal", "session": session, "id": self.id, "created": time.time()}))
+
+    @staticmethod
+    def _open(path: Path) -> int:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    @staticmethod
+    def _line(obj: dict[str, Any]) -> bytes:
+        return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+
+    def append_frame(self, record: FrameRecord) -> int:
+        """Journal a frame; its record number."""
+        body = asdict(record)
+        del body["journal_n"]  # the line's own "n"
+        return self._append({"k": "frame", "r": body})
+
+    def append_eos(self, stream: str, seq: int, t_capture: float, ended: float, reason: str, source: str,
+                   class_id: str) -> int:
+        return self._append({"k": "eos", "stream": stream, "seq": seq, "t_capture": t_capture, "ended": ended,
+                             "reason": reason, "source": source, "class_id": class_id})
+
+    def _append(self, body: dict[str, Any]) -> int:
+        n = self.n + 1
+        self._write(self._line({**body, "n": n}))
+        self.n = n
+        self.unsynced += 1
+        if self.unsynced >= FSYNC_EVERY:
+            self.sync()
+        return n
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._write_all(self.fd, data)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL or self.fallback is None or self.moved:
+                raise JournalError(exc.errno, f"journal {self.path}: {exc.strerror}") from exc
+            self._move_to_fallback(data)
+
+    @staticmethod
+    def _write_all(fd: int, data: bytes) -> None:
+        while data:  # a full disk may take part of a line before it refuses the rest
+            data = data[os.write(fd, data):]
+
+    def _move_to_fallback(self, data: bytes) -> None:
+        """The disk is full: the journal (its whole lines) goes on in the fallback folder."""
+        assert self.fallback is not None
+        old = self.path
+        new = fallback_journal_path(self.fallback, self.session)
+        self.log.error("the journal of session %s moves to %s: no space left under %s (%d KB free)", self.session, new,
+                       old.parent, free_bytes(old.parent) // 1024)
+        kept = b"".join(line for line in old.read_bytes().splitlines(keepends=True) if line.endswith(b"\n"))
+        try:
+            new.parent.mkdir(parents=True, exist_ok=True)
+            tmp = new.with_name(new.name + ".tmp")
+            tmp.write_bytes(kept + data)
+            fd = os.open(tmp, os.O_WRONLY | os.O_APPEND)
+            os.fsync(fd)
+            os.replace(tmp, new)
+        except OSError as exc:
+            raise JournalError(exc.errno, f"journal {new}: {exc.strerror} (and {old}'s disk is full)") from exc
+        os.close(self.fd)
+        self.fd, self.path, self.moved = fd, new, True
+
+    def sync(self) -> None:
+        """fsync what was appended since the last one (a batch: see FSYNC_EVERY)."""
+        if self.unsynced and self.fd >= 0:
+            try:
+                os.fsync(self.fd)
+            except OSError as exc:
+                raise JournalError(exc.errno, f"journal {self.path}: {exc.strerror}") from exc
+            self.unsynced = 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            try:
+                self.sync()
+            finally:
+                os.close(self.fd)
+                self.fd = -1
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+@dataclass
+class JournalContents:
+    path: Path
+    id: str = ""
+    session: str = ""
+    frames: list[tuple[int, FrameRecord]] = field(default_factory=list)  # (n, record), first of each (stream, seq)
+    eos: list[dict[str, Any]] = field(default_factory=list)  # first of each stream
+    unreadable: int = 0  # lines cut short (a crash mid-write, a full disk) or not ours
+    last_n: int = 0
+
+    def ended(self, expected: list[str]) -> bool:
+        """Whether the class has ended: every stream expected or seen has its eos (one camera: any eos)."""
+        ended = {e["stream"] for e in self.eos}
+        if not expected:
+            return bool(ended)
+        return (set(expected) | {r.stream for _, r in self.frames}) <= ended
+
+
+def read_journal(path: Path) -> JournalContents:
+    """Every record of a journal, each frame and each stream's end once (a frame resent while Redis was down
+    is journaled again)."""
+    out = JournalContents(path)
+    seen: set[tuple[str, int]] = set()
+    ended: set[str] = set()
+    with path.open("rb") as f:
+        for raw in f:
+            try:
+                line = json.loads(raw)
+                kind = line["k"]
+                if kind == "journal":
+                    out.id, out.session = str(line["id"]), str(line["session"])
+                    continue
+                n = int(line["n"])
+                if kind == "frame":
+                    record = FrameRecord(**line["r"], journal_n=n)
+                    if (record.stream, record.seq) not in seen:
+                        seen.add((record.stream, record.seq))
+                        out.frames.append((n, record))
+                elif kind == "eos":
+                    if line["stream"] not in ended:
+                        ended.add(line["stream"])
+                        out.eos.append(line)
+                else:
+                    raise ValueError(kind)
+            except (ValueError, KeyError, TypeError):
+                out.unreadable += 1
+                continue
+            out.last_n = max(out.last_n, n)
+    return out
+
+
+def _students(frames: list[FrameRecord]) -> list[dict[str, Any]]:
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for rec in frames:
+        for p in rec.predictions:
+            key = (rec.stream, int(p["student"]))
+            row = rows.setdefault(key, {"stream": rec.stream, "student": key[1], "predictions": 0,
+                                        "levels": {str(i): 0 for i in range(LEVELS)},
+                                        "first_seen": None, "last_seen": None, "first_media": None,
+                                        "last_media": None})
+            row["predictions"] += 1
+            row["levels"][str(int(p["level"]))] += 1
+            for head, level in states_of(p).items():
+                states = row.setdefault("states", {}).setdefault(head, {str(i): 0 for i in range(LEVELS)})
+                states[str(level)] += 1
+            if row["first_seen"] is None or rec.t_capture < row["first_seen"]:
+                row["first_seen"], row["first_media"] = rec.t_capture, rec.t_media
+            if row["last_seen"] is None or rec.t_capture > row["last_seen"]:
+                row["last_seen"], row["last_media"] = rec.t_capture, rec.t_media
+    return [rows[k] for k in sorted(rows)]
+
+
+def session_from_journal(contents: JournalContents) -> dict[str, Any]:
+    """What `Store.load_session` returns, from the journal alone (Redis gone): meta, totals, streams,
+    students, timeline. Teacher's marks and tile names live only in Redis and are not here."""
+    frames = [rec for _, rec in contents.frames]
+    totals = empty_totals()
+    per_stream: dict[str, dict[str, Any]] = {}
+    for rec in frames:
+        totals = add_record(totals, rec)
+        per_stream[rec.stream] = add_record(per_stream.get(rec.stream) or empty_totals(), rec)
+    eos = {e["stream"]: e for e in contents.eos}
+    ids = sorted(set(per_stream) | set(eos))
+    streams = []
+    for sid in ids:
+        mine = [r.t_capture for r in frames if r.stream == sid]
+        end = eos.get(sid) or {}
+        streams.append({"stream": sid, "source": end.get("source", ""), "started": min(mine) if mine else None,
+                        "ended": end.get("ended"), "end_reason": end.get("reason", ""),
+                        "totals": per_stream.get(sid) or empty_totals()})
+    last_end = max(contents.eos, key=lambda e: e["ended"]) if contents.eos else None
+    model = next((r.model for r in reversed(frames) if r.model and r.model.get("name")), {})
+    first = frames[0] if frames else None
+    meta = {"session": contents.session, "class": first.class_id if first else (last_end or {}).get("class_id", ""),
+            "stream": first.stream if first else (ids[0] if ids else ""),
+            "started": min((r.t_capture for r in frames), default=None),
+            "ended": last_end["ended"] if last_end else None, "end_reason": last_end["reason"] if last_end else "",
+            "model": {"name": str(model.get("name") or ""), "kind": str(model.get("kind") or ""),
+                      "baseline": bool(model.get("baseline")), "affect": bool(model.get("affect")),
+                      "labels": [str(x) for x in model.get("labels") or []],
+                      "engine": str(model.get("engine") or ""), "device": str(model.get("device") or "")}}
+    timeline = [timeline_entry(rec, p) for rec in frames for p in rec.predictions]
+    timeline.sort(key=lambda e: (e["t_capture"], e["seq"], e["student"]))
+    return {"meta": meta, "totals": totals, "streams": streams, "students": _students(frames), "timeline": timeline}
+
+
+def remove_journal(folder: str, session: str, fallback: Path | None) -> None:
+    """The report is on disk: the session's journal goes (and its folder, when that leaves it empty)."""
+    for path in ([journal_path(folder, session)] if folder else []) + (
+            [fallback_journal_path(fallback, session)] if fallback else []):
+        path.unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass  # not empty: the launcher's run folder (run.json, a private Redis's data)

@@ -1,0 +1,222 @@
+"""The class report document (services/reporter/report.py `build_report`) as typed Structs.
+
+One Struct per part of the report, fields in the order the JSON file has its keys, so a report
+encodes to the same JSON as the dict it replaced. A key the old dict left out when it had
+nothing to say (a student's `name`, the `store` section, `omitted`, a timeline entry's `box`
+...) is `UNSET` here and stays out of the file. Every other field is required, `None` included:
+`omit_defaults=True` only ever drops UNSET, as no field has another default.
+
+Readers call `load_report(path_or_bytes)`; writers call `report_json(report)` (the file's
+formatting: `json.dumps(indent=1)`, byte for byte what the dict gave) or `to_dict(report)`
+(plain dicts and lists, for code not converted yet and for the MQTT body).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+__all__ = ["UNSET", "Agreement", "ClassFrame", "Episode", "MarkRow", "Model", "Report", "ReportError",
+           "SetAside", "StoreSection", "StreamSection", "Student", "TimelineEntry", "Totals", "from_dict",
+           "load_report", "report_json", "to_dict"]
+
+
+class _Part(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every part: keyword-only (a required field may follow an optional one, as in the file)."""
+
+
+class Model(_Part, kw_only=True):
+    name: str
+    kind: str
+    baseline: bool
+    affect: bool
+    labels: list[str]
+    engine: str
+    device: str
+
+
+class Totals(_Part, kw_only=True):
+    """The class's (or a stream's) counts: frames, faces, predictions, per level, and percentages."""
+    frames: int
+    frames_without_faces: int
+    faces: int
+    predictions: int
+    levels: dict[str, int]
+    states: dict[str, dict[str, int]] | UnsetType = UNSET  # a multi-task model's heads
+    percent: dict[str, float]
+    states_percent: dict[str, dict[str, float]] | UnsetType = UNSET
+
+
+class Student(_Part, kw_only=True):
+    """One student of one stream (ids start at 1 in every stream)."""
+    stream: str | UnsetType = UNSET  # absent in sessions written before several streams
+    student: int
+    predictions: int
+    levels: dict[str, int]
+    first_seen: float | None
+    last_seen: float | None
+    first_media: float | None
+    last_media: float | None
+    states: dict[str, dict[str, int]] | UnsetType = UNSET
+    percent: dict[str, float]
+    states_percent: dict[str, dict[str, float]] | UnsetType = UNSET
+    name: str | UnsetType = UNSET  # the display name (roster or call tile), files on the box only
+
+
+class ClassFrame(_Part, kw_only=True):
+    """One frame that had predictions: how many students were at each level (names no student)."""
+    stream: str
+    seq: int
+    t_capture: float
+    t_media: float | None
+    levels: list[int]
+
+
+class TimelineEntry(_Part, kw_only=True):
+    """One prediction (shared/data/totals.py `timeline_entry`)."""
+    stream: str
+    seq: int
+    student: int
+    level: int
+    probs: list[float]
+    t_capture: float
+    t_media: float | None
+    box: list[int | float] | UnsetType = UNSET
+    conf: float | UnsetType = UNSET
+    signals: dict[str, Any] | UnsetType = UNSET  # yaw, pitch, ... and the baseline's `reason`
+    states: dict[str, int] | UnsetType = UNSET
+
+
+class Episode(_Part, kw_only=True):
+    """A run of one student's consecutive predictions at "bored" or worse."""
+    stream: str
+    student: int
+    start: float
+    end: float
+    start_media: float | None
+    end_media: float | None
+    predictions: int
+    max_level: int
+
+
+class StreamSection(_Part, kw_only=True):
+    stream: str
+    source: str
+    started: float | None
+    ended: float | None
+    end_reason: str
+    totals: Totals
+    students: list[Student]
+    episodes: list[Episode]
+    recording: str | UnsetType = UNSET  # several streams: where this one's recording is
+
+
+class SetAside(_Part, kw_only=True):
+    """Detections facedetect never made students of."""
+    short_lived: int
+    not_a_face: int
+    total: int
+    min_seconds: float | None
+
+
+class MarkRow(_Part, kw_only=True):
+    """A teacher's mark (shared/data/marks.py `Mark`) with the media time of the nearest prediction."""
+    session: str
+    student: str
+    t: float
+    level_given: int
+    level_predicted: int | None
+    signals: dict[str, Any]
+    created_at: float
+    source: str
+    id: str
+    stream: str
+    t_media: float | None | UnsetType = UNSET
+
+
+class Agreement(_Part, kw_only=True):
+    marks: int
+    agreed: int
+    rate: float | None
+    confusion: list[list[int]]
+    without_prediction: int
+
+
+class StoreSection(_Part, kw_only=True):
+    """Where the figures come from when not simply Redis (services/reporter/class_source.py):
+    Redis refilled by the aggregator (resets, refilled_frames) or the journal (journal, frames, why)."""
+    source: str
+    resets: int | UnsetType = UNSET
+    refilled_frames: int | UnsetType = UNSET
+    journal: str | UnsetType = UNSET
+    frames: int | UnsetType = UNSET
+    why: str | UnsetType = UNSET
+    missing: list[str]
+    note: str
+
+
+class Report(_Part, kw_only=True, rename={"class_": "class"}):
+    """The end-of-session report, schema 1."""
+    schema: int
+    session: str
+    class_: str
+    stream: str
+    model: Model
+    note: str
+    started: float | None
+    ended: float | None
+    end_reason: str
+    generated_at: float | None
+    class_level_only: bool
+    totals: Totals
+    class_timeline: list[ClassFrame]
+    reasons: dict[str, int]
+    students: list[Student]
+    timeline: list[TimelineEntry]
+    episodes: list[Episode]
+    streams: list[StreamSection]
+    set_aside: SetAside
+    marks: list[MarkRow]
+    agreement: Agreement
+    store: StoreSection | UnsetType = UNSET
+    recordings: dict[str, str] | UnsetType = UNSET  # several streams: stream -> recording
+    recording: str | UnsetType = UNSET  # one stream: the session's recording
+    omitted: list[str] | UnsetType = UNSET  # the MQTT body: the lists left out to fit
+
+
+class ReportError(ValueError):
+    """A report file that is not a report of this schema; the message says which key is wrong."""
+
+
+def load_report(source: str | Path | bytes) -> Report:
+    """A report from its file (a path) or its JSON text (bytes)."""
+    raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+    try:
+        return msgspec.json.decode(raw, type=Report)
+    except msgspec.ValidationError as exc:
+        raise ReportError(f"not a report: {exc}") from exc
+
+
+def from_dict(data: dict[str, Any]) -> Report:
+    """A report from plain dicts (as json.loads gives, or a test builds)."""
+    try:
+        return msgspec.convert(data, type=Report)
+    except msgspec.ValidationError as exc:
+        raise ReportError(f"not a report: {exc}") from exc
+
+
+def to_dict(report: msgspec.Struct) -> dict[str, Any]:
+    """The report (or a part) as plain dicts and lists, keys in the file's order, UNSET left out.
+
+    The bridge for readers not converted to attributes yet, and what MQTT and the web send."""
+    out: dict[str, Any] = msgspec.to_builtins(report)
+    return out
+
+
+def report_json(report: Report) -> str:
+    """The report file's text: what `json.dumps(report_dict, indent=1)` wrote, byte for byte."""
+    return json.dumps(to_dict(report), indent=1)

@@ -1,0 +1,238 @@
+"""The skeleton every service runs in: settings, logging, metrics, sockets, poll loop, shutdown.
+
+A service subclass gets its input and output links, and the kinds each input accepts, from
+the link table (shared/bus/links.py) by its `name`, then implements `handle` (one valid
+message) and optionally `tick` (called about every `tick_interval` seconds) and `on_stop`.
+SIGTERM/SIGINT set `stop`; the loop ends, `on_stop` runs, sockets close with linger so
+queued control messages still leave.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, ClassVar, Generic, TypeVar
+
+import zmq
+
+from shared.bus import metrics
+from shared.bus.bus import Receiver, Sender, stop_authenticator
+from shared.bus.links import expected_by, inputs_of, outputs_of
+from shared.bus.messages import Message
+from shared.ops import cpu_budget
+from shared.ops.assets import MissingAsset
+from shared.ops.config import SettingError, from_launcher, load_settings
+from shared.ops.logs import setup_logging
+from shared.ops.secret_check import redis_url_problem
+from shared.ops.settings import Settings
+
+# Exit code of a service that ended deliberately and must not be restarted: a source that
+# cannot be read, a certificate that will never be accepted. Retrying cannot fix either.
+EXIT_GAVE_UP = 3
+
+
+S = TypeVar("S", bound=Settings)
+
+
+class Service(Generic[S]):
+    """A service with its typed settings `S` (its Struct of shared/ops/settings.py)."""
+
+    name: ClassVar[str] = "service"
+    # Derived from the link table for each subclass (__init_subclass__), never restated by a service:
+    inputs: ClassVar[dict[str, str]] = {}  # link name -> settings attribute (e.g. "frames_in")
+    outputs: ClassVar[dict[str, str]] = {}
+    expect: ClassVar[dict[str, tuple[str, ...]]] = {}  # link -> accepted message kinds
+    min_hwm: ClassVar[dict[str, int]] = {}  # link -> a deeper queue than the common HWM
+    tick_interval: ClassVar[float] = 0.5
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # An optional link (acks, live) is in the table too: its settings default to empty and
+        # open_sockets skips it then.
+        cls.inputs, cls.outputs, cls.expect = inputs_of(cls.name), outputs_of(cls.name), expected_by(cls.name)
+
+    def __init__(self, settings: S) -> None:
+        self.settings: S = settings
+        self.log = logging.getLogger(self.name)
+        self.stop = threading.Event()
+        self.state = "starting"
+        metrics.SERVICE_STATE.labels(self.name).state("starting")
+        self.receivers: dict[str, Receiver] = {}
+        self.senders: dict[str, Sender] = {}
+
+    # --- lifecycle hooks ------------------------------------------------------------
+    def setup(self) -> None:
+        """Load models, connect to stores. Runs before sockets open."""
+
+    def handle(self, link: str, msg: Message) -> None:
+        raise NotImplementedError
+
+    def tick(self) -> None:
+        """Periodic work (timeouts, flushes)."""
+
+    def on_stop(self) -> None:
+        """Last work before sockets close."""
+
+    @classmethod
+    def expand_argv(cls, argv: list[str]) -> list[str]:
+        """Rewrite service-specific short options (the reporter's) before the shared parser."""
+        return argv
+
+    # --- machinery -----------------------------------------------------------------
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        metrics.SERVICE_STATE.labels(self.name).state(state)
+
+    def healthy(self) -> bool:
+        # A deliberate stop is healthy: the orchestrator must not restart us mid-shutdown.
+        return self.state in ("running", "stopping")
+
+    def open_sockets(self) -> None:
+        s = self.settings
+        # An optional link left empty (ACKS_*) is not opened: the service works without it.
+        for link, attr in self.outputs.items():
+            if getattr(s, attr):
+                self.senders[link] = Sender(self.name, getattr(s, attr), self.stop, s.hwm, s.curve_server_key,
+                                            link=link)
+        for link, attr in self.inputs.items():
+            if getattr(s, attr):
+                hwm = max(s.hwm, self.min_hwm.get(link, 0))
+                self.receivers[link] = Receiver(self.name, getattr(s, attr), hwm, s.curve_server_key,
+                                                self.expect.get(link))
+
+    def request_stop(self, *_: object) -> None:
+        if not self.stop.is_set():
+            self.log.info("stop requested")
+        self.stop.set()
+
+    def _watch_parent(self, parent_pid: int) -> None:
+        # Started by the local launcher: stop cleanly if it goes away (no orphans).
+        while not self.stop.wait(1.0):
+            if os.getppid() != parent_pid:
+                self.log.warning("launcher (pid %d) is gone: stopping", parent_pid)
+                self.request_stop()
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.request_stop)
+        parent = from_launcher("PARENT_PID")
+        if parent and parent.isdigit():
+            threading.Thread(target=self._watch_parent, args=(int(parent),), daemon=True).start()
+        # An example password must not reach a deployment: one line, and no restart (EXIT_GAVE_UP).
+        if problem := redis_url_problem(str(getattr(self.settings, "redis_url", ""))):
+            self._set_state("failed")
+            self.log.error("refusing to start: %s", problem)
+            return EXIT_GAVE_UP
+        try:
+            metrics.serve(self.settings.metrics_host, self.settings.metrics_port, self.healthy, lambda: self.state)
+        except OSError as exc:  # another process has the port (a second `engagement web`): one line
+            self._set_state("failed")
+            self.log.error("cannot serve metrics on %s:%s: %s (set METRICS_PORT)", self.settings.metrics_host,
+                           self.settings.metrics_port, exc.strerror or exc)
+            return 2
+        try:
+            # Per process, before any model loads (a service run on a test's thread keeps the test's).
+            budget = cpu_budget.apply_settings(self.settings)
+        except cpu_budget.BadAffinity as exc:  # will not fix itself: one line, no restart
+            self._set_state("failed")
+            self.log.error("refusing to start: %s", exc)
+            return EXIT_GAVE_UP
+        if budget:
+            self.log.info("cpu budget: %s", budget)
+        try:
+            self.start()
+        except Exception as exc:
+            self._set_state("failed")
+            # Missing weights, a detector this OpenCV cannot load: the user's to fix, said in one line.
+            if isinstance(exc, MissingAsset) or getattr(exc, "user_error", False):
+                self.log.error("refusing to start: %s", exc)
+                return EXIT_GAVE_UP
+            self.log.exception("start-up failed")
+            return 2
+        self.log.info("running")
+        try:
+            self.loop()
+        finally:
+            self.finish()
+            _flush_context()
+        self.log.info("stopped")
+        return 0
+
+    def start(self) -> None:
+        """Set up and open the sockets; `run` does this, and tests that drive a service on a
+        thread (signal handlers are the main thread's) call start, loop and finish themselves."""
+        self.setup()
+        self.open_sockets()
+        self._set_state("running")
+
+    def finish(self) -> None:
+        self._set_state("stopping")
+        try:
+            self.on_stop()
+        finally:
+            socks: list[Sender | Receiver] = [*self.senders.values(), *self.receivers.values()]
+            for sock in socks:
+                sock.close()
+
+    def loop(self) -> None:
+        poller = zmq.Poller()
+        by_socket = {}
+        for link, receiver in self.receivers.items():
+            poller.register(receiver.socket, zmq.POLLIN)
+            by_socket[receiver.socket] = link
+        next_tick = time.monotonic()
+        while not self.stop.is_set():
+            timeout_ms = max(0, int((next_tick - time.monotonic()) * 1000))
+            for sock, _ in poller.poll(timeout_ms) if by_socket else []:
+                link = by_socket[sock]
+                if not sock.poll(0):
+                    # A handler before it drained this socket (inference reads its acks and the batches
+                    # waiting behind one): a blocking read here would wait for the next message, and
+                    # never see a stop if none comes (an orphan once its launcher was killed).
+                    continue
+                msg = self.receivers[link].read()
+                if msg is None:
+                    continue
+                started = time.perf_counter()
+                try:
+                    self.handle(link, msg)
+                except Exception:
+                    # A message that breaks a handler is counted and skipped, never fatal.
+                    metrics.MESSAGES_REJECTED.labels(self.name, "handler_error").inc()
+                    self.log.exception("failed to handle a %s message", msg.kind)
+                metrics.PROCESSING_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+            if not by_socket:
+                self.stop.wait(timeout_ms / 1000)
+            if time.monotonic() >= next_tick:
+                self.tick()
+                next_tick = time.monotonic() + self.tick_interval
+
+
+def _flush_context(timeout: float = 6.0) -> None:
+    """Let queued messages leave before the process exits.
+
+    LINGER only works while the context terminates: a process that exits without term()
+    loses what is still queued (capture's last frames and its eos went missing this way).
+    term() waits for the linger of closed sockets but blocks forever on any socket left
+    open, so it runs in a daemon thread with a bound a little over the 5 s linger.
+    """
+    stop_authenticator()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    done = threading.Thread(target=ctx.term, name="zmq-term", daemon=True)
+    done.start()
+    done.join(timeout)
+
+
+def main_for(service_cls: type[Service[Any]], argv: list[str] | None = None) -> int:
+    try:
+        settings = load_settings(service_cls.name,
+                                 service_cls.expand_argv(list(sys.argv[1:] if argv is None else argv)))
+    except SettingError as exc:  # a user's mistake: one line, no traceback
+        print(f"engagement {service_cls.name}: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(service_cls.name, settings.log_level)
+    return service_cls(settings).run()

@@ -1,0 +1,79 @@
+"""`engagement bench-capacity`: the search finds the largest count that held, and the figures add up.
+
+The search is checked on its own with a predicate (which counts hold is the input, not a
+speed); the smoke run (slow: two real `engagement run` classes of real-face webcams) checks
+that every figure is written and consistent with the others, never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import capacity
+
+
+@pytest.mark.parametrize("holds_up_to, cap, tried", [
+    (5, 32, [1, 2, 4, 5, 6, 8]),
+    (0, 32, [1]),
+    (32, 32, [1, 2, 4, 8, 16, 32]),
+    (20, 20, [1, 2, 4, 8, 16, 20]),
+    (17, 20, [1, 2, 4, 8, 16, 17, 18, 20]),
+])
+def test_search_finds_the_largest_count_that_held(holds_up_to, cap, tried):
+    calls = []
+
+    def trial(n: int) -> dict:
+        calls.append(n)
+        return {"streams": n, "held": n <= holds_up_to}
+
+    found, runs = capacity.search(trial, cap)
+    assert found == holds_up_to
+    assert sorted(calls) == tried and len(set(calls)) == len(calls)  # each count tried once
+    assert [r["streams"] for r in runs] == tried
+
+
+def test_results_md_section_is_replaced_not_repeated(tmp_path):
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# title\n\n## older run\ntext\n")
+    capacity.write_results_md(md, f"{capacity.RESULTS_BEGIN}\nfirst\n{capacity.RESULTS_END}")
+    capacity.write_results_md(md, f"{capacity.RESULTS_BEGIN}\nsecond\n{capacity.RESULTS_END}")
+    text = md.read_text()
+    assert text.count(capacity.RESULTS_BEGIN) == 1 and "second" in text and "first" not in text
+    assert text.startswith("# title\n") and text.index("second") < text.index("## older run")
+
+
+@pytest.mark.slow
+def test_quick_bench_capacity_writes_consistent_figures(tmp_path, capsys):
+    out, md = tmp_path / "capacity.json", tmp_path / "RESULTS.md"
+    assert capacity.main(["--quick", "--out", str(out), "--results-md", str(md)]) == 0
+    r = json.loads(out.read_text())
+    assert r["machine"]["at_start"]["load_average"] and r["machine"]["cores_usable"] >= 1
+    (case,) = r["cases"]
+    k = case["kernels"]
+    assert case["case"] == "webcam" and k["faces_found"] >= 1
+    # The limit is the kernels' time divided over the cores, and the ratio is capacity over it.
+    assert k["frame_ms"] == pytest.approx(k["decode_ms"] + k["detection_ms"] + k["model_ms"], abs=0.02)
+    assert case["limit_streams"] == pytest.approx(k["cores"] / (2 * k["frame_ms"] / 1000), rel=0.01)
+    assert case["ratio"] == pytest.approx(case["capacity"] / case["limit_streams"], abs=0.001)
+    held = [run["streams"] for run in case["runs"] if run["held"]]
+    assert case["capacity"] == max(held, default=0)
+    assert all(run["streams"] > case["capacity"] for run in case["runs"] if not run["held"])
+    for run in case["runs"]:
+        assert run["exit_code"] == 0 and run["frames_expected"] == 6 * run["streams"]  # 3 s at 2 FPS
+        # Held means every frame through once, none dropped, p99 under the bound; else it did not hold.
+        lat = run["capture_to_prediction_ms"]["p99"]
+        assert run["held"] == (run["frames_through"] == run["frames_expected"] and run["drops_counted"] == 0
+                               and run["updates_repeated"] == 0 and lat is not None and lat < 500)
+        assert run["cpu_percent_per_stream"] == pytest.approx(run["cpu_percent_all"] / run["streams"], abs=0.1)
+        assert run["rss_mb_per_stream"] == pytest.approx(run["rss_mb_all"] / run["streams"], abs=0.1)
+        assert {"capture", "facedetect", "inference"} <= set(run["processes"])
+        assert set(run["stage_ms"]) == {"capture", "facedetect", "sequencer", "inference"}
+        assert all(v["p50"] is not None and v["p50"] >= 0 for v in run["stage_ms"].values()), run["stage_ms"]
+        assert run["machine_before"]["load_average"]
+    if case["capacity"]:
+        assert case["at_capacity"]["rss_mb_per_stream"] > 0
+    text = md.read_text()
+    assert "| one-face webcam, 640x480 |" in text and "taken under load" in text
+    assert "| one-face webcam, 640x480 |" in capsys.readouterr().out

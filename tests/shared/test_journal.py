@@ -1,0 +1,86 @@
+"""The aggregator's journal (shared/data/journal.py) on a real disk and the real Redis: a report from the journal says
+what a report from Redis says; Redis's marker tells a store that lost the session; cut lines and a full disk."""
+
+from __future__ import annotations
+
+import os
+import random
+
+from services.reporter.report import build_report
+from shared.data.journal import Journal, find_journal, read_journal, session_from_journal
+from shared.data.totals import FrameRecord
+from tests.aggregator.harness import MODEL
+from tests.support.disk import tmpfs
+
+T0 = 1_700_000_000.0
+
+
+def _frames(session: str, n: int, stream: str = "cam0", seed: int = 3) -> list[FrameRecord]:
+    rng = random.Random(seed)
+    out = []
+    for seq in range(n):
+        students = rng.sample(range(1, 5), rng.randrange(4))
+        preds = [{"student": s, "level": rng.randrange(4), "probs": [0.1, 0.2, 0.3, 0.4], "box": [1, 2, 3, 4],
+                  "conf": 0.9, "signals": {"yaw": 1.5}} for s in students]
+        out.append(FrameRecord(session, "math-7", stream, seq, T0 + seq + (0.25 if stream != "cam0" else 0),
+                               seq * 0.5, len(preds), preds, MODEL))
+    return out
+
+
+def test_a_report_from_the_journal_is_the_report_from_redis(tmp_path, store):
+    session = "j-same"
+    journal = Journal(tmp_path, session)
+    frames = _frames(session, 30) + _frames(session, 12, "cam1", seed=5)
+    for rec in frames:
+        store.record_frame(rec)
+        journal.append_frame(rec)
+    journal.append_frame(frames[4])  # a resend is journaled again, and counted once
+    for stream, ended in (("cam1", T0 + 20), ("cam0", T0 + 40)):
+        store.end_stream(session, stream, ended, "end_of_file", ["cam0", "cam1"], "math-7", "a.mp4")
+        journal.append_eos(stream, 99, ended, ended, "end_of_file", "a.mp4", "math-7")
+    journal.close()
+    contents = read_journal(find_journal(tmp_path, session))
+    assert contents.ended(["cam0", "cam1"]) and contents.unreadable == 0 and len(contents.frames) == 42
+    from_redis = build_report(store.load_session(session), generated_at=1.0)
+    from_journal = build_report(session_from_journal(contents), generated_at=1.0)
+    assert from_journal == from_redis
+
+
+def test_a_reopened_journal_goes_on_numbering_and_a_cut_line_is_skipped(tmp_path):
+    journal = Journal(tmp_path, "j-cut")
+    frames = _frames("j-cut", 5)
+    numbers = [journal.append_frame(rec) for rec in frames[:3]]
+    journal.close()
+    with journal.path.open("ab") as f:
+        f.write(b'{"k":"frame","n":4,"r":{"sess')  # a crash mid-write
+    again = Journal(tmp_path, "j-cut")  # a restarted aggregator
+    assert again.id == journal.id and numbers == [1, 2, 3]
+    assert again.append_frame(frames[3]) == 4
+    again.close()
+    contents = read_journal(again.path)
+    # The cut line is skipped and said; what came after it is on a line of its own.
+    assert contents.unreadable == 1 and [r.seq for _, r in contents.frames] == [0, 1, 2, 3]
+
+
+def test_redis_answers_each_write_with_its_marker_so_a_lost_session_shows(store):
+    frames = _frames("j-mark", 4)
+    assert [store.record_journaled_frame(rec, mark=n + 1).mark for n, rec in enumerate(frames[:3])] == [0, 1, 2]
+    assert store.journal_mark("j-mark") == 3
+    store.delete_session("j-mark")  # Redis came back empty
+    assert store.record_journaled_frame(frames[3], mark=4).mark == 0  # lower than the 3 applied: lost
+    assert store.record_journaled_frame(frames[0], mark=0).mark == -1  # no number: no marker
+
+
+def test_a_full_disk_moves_the_journal_whole_to_the_fallback_folder(tmp_path):
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        fallback = tmp_path / "fallback"
+        journal = Journal(disk, "j-full", fallback)
+        frames = _frames("j-full", 400)
+        for rec in frames:
+            journal.append_frame(rec)
+        journal.close()
+        assert journal.moved and journal.path.is_relative_to(fallback)
+        assert find_journal(disk, "j-full", fallback) == journal.path
+        contents = read_journal(journal.path)
+        assert [r.seq for _, r in contents.frames] == list(range(400)) and contents.unreadable == 0
+        assert os.path.getsize(disk / "j-full" / "journal.jsonl") > 0  # what was there stays, for a reader

@@ -1,0 +1,71 @@
+"""shared/ops/service.py's loop: a socket a handler already drained is not read again blocking.
+
+Inference's handler reads its acks (and the batches waiting behind one) itself. When one poll
+reported both the batches and the acks link readable, the loop then read the drained acks socket
+blocking: it sat there until the next ack came, and never saw a stop when none came (found as an
+inference process left running after its launcher was killed)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import zmq
+
+from shared.bus.messages import Message, encode, make_header
+from shared.ops.service import Service
+from shared.ops.settings import InferenceSettings
+from tests.harness import settings_for
+
+
+class DrainsAcks(Service[InferenceSettings]):
+    """The inference service's links (from the table), a handler that drains the acks as it does."""
+
+    name = "inference"
+
+    def __init__(self, settings: InferenceSettings) -> None:
+        super().__init__(settings)
+        self.handled: list[str] = []
+
+    def handle(self, link: str, msg: Message) -> None:
+        self.handled.append(f"{link}:{msg.kind}")
+        acks = self.receivers["acks"]
+        while acks.socket.poll(0):
+            got = acks.read()
+            if got is not None:
+                self.handled.append(f"acks:{got.kind} (drained)")
+
+
+def test_a_socket_drained_by_a_handler_does_not_block_the_loop_or_its_stop(tmp_path):
+    base = f"ipc://{tmp_path}/{uuid.uuid4().hex[:6]}"
+    service = DrainsAcks(settings_for("inference", batches_in=f"pull+bind:{base}-batches",
+                                      acks_in=f"pull+bind:{base}-acks",
+                                      predictions_out=f"push+bind:{base}-predictions"))
+    ctx = zmq.Context.instance()
+    batches, acks = ctx.socket(zmq.PUSH), ctx.socket(zmq.PUSH)
+    thread = threading.Thread(target=service.loop, name="loop", daemon=True)
+    try:
+        service.start()
+        for sock, link in ((batches, "batches"), (acks, "acks")):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(f"{base}-{link}")
+        # Both waiting before the loop's first poll: it reports both links readable at once.
+        acks.send_multipart(encode(make_header("ack", "s", "cam0", 1, time.time(), of="predictions")))
+        batches.send_multipart(encode(make_header("eos", "s", "cam0", 2, time.time(), reason="end_of_file")))
+        for receiver in service.receivers.values():
+            assert receiver.socket.poll(5000)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while len(service.handled) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.handled == ["batches:eos", "acks:ack (drained)"], service.handled
+        service.stop.set()  # nothing more arrives, as when the launcher is gone
+        thread.join(10)
+        assert not thread.is_alive(), "the loop sat in a blocking read of the drained acks socket"
+    finally:
+        service.stop.set()
+        if not thread.is_alive():
+            service.finish()
+        batches.close(0)
+        acks.close(0)
