@@ -45,6 +45,10 @@ SOURCE_UP = Gauge("engagement_source_up", "1 while the video source delivers fra
 JPEG_QUALITY = 90
 FIRST_RETRY_SECONDS = 0.5
 PEER_WAIT_MS = 2000  # how long the first frame waits for facedetect to connect
+# A file paced like a camera (REALTIME) drops what nobody takes: played before facedetect has
+# connected, its first minute would be lost, not late (a compose stack whose facedetect
+# joined late reported nothing). It waits this long for its consumer before it plays.
+FILE_PEER_WAIT_SECONDS = 120.0
 # A live source read at FPS 0 (every frame) has no rate of its own: a restart assumes at most this.
 LIVE_RATE_BOUND = 60.0
 # Set by the launcher on a capture it restarts after a crash (like PARENT_PID: between the
@@ -165,7 +169,10 @@ class CaptureService(Service[CaptureSettings]):
             if self.state_file:
                 self.state_file.clear()
             return
-        self.senders["frames"].socket.poll(PEER_WAIT_MS, zmq.POLLOUT)
+        if self.kind == "file" and self.settings.realtime:
+            self._wait_for_consumer(FILE_PEER_WAIT_SECONDS)
+        else:
+            self.senders["frames"].socket.poll(PEER_WAIT_MS, zmq.POLLOUT)
         if self.kind == "file":
             reason = self._run_file()
         else:
@@ -178,6 +185,22 @@ class CaptureService(Service[CaptureSettings]):
             self.state_file.mark_ended()  # a restart of this container must not replay the file
         elif self.state_file:
             self.state_file.clear()  # ended cleanly: the next start is a new stream
+
+    def _wait_for_consumer(self, seconds: float) -> None:
+        """Until facedetect has connected (the frames link can take a message), a stop, or `seconds`."""
+        socket, deadline, told = self.senders["frames"].socket, time.monotonic() + seconds, False
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            if socket.poll(500, zmq.POLLOUT):
+                if told:
+                    self.log.info("facedetect connected: playing %s", self.source_text)
+                return
+            if not told and time.monotonic() > deadline - seconds + PEER_WAIT_MS / 1000:
+                told = True
+                self.log.info("waiting up to %.0f s for facedetect to connect before playing %s in real time",
+                              seconds, self.source_text)
+        if not self.stop.is_set():
+            self.log.warning("nobody took frames for %.0f s: playing %s anyway (frames nobody takes are dropped "
+                             "and counted)", seconds, self.source_text)
 
     def _run_file(self) -> str:
         try:

@@ -110,6 +110,19 @@ def test_sigterm_mid_file_sends_eos_stopped_last(video):
     assert len(rest) - 1 < len(expected_samples(video, 2.0)) - 1  # stopped before the end
 
 
+def test_a_file_paced_in_real_time_waits_for_its_consumer_and_loses_no_frame(video):
+    # Paced frames are droppable: played before facedetect connects, the class's start would be lost.
+    proc, consumer = start_capture(video["path"], "--fps", "2", "--realtime", "1", consumer_after=4.0)
+    try:
+        got = consumer.recv_until_eos()
+        assert proc.wait(20) == 0, proc.stderr.read()
+    finally:
+        consumer.close()
+    assert got[-1].header.reason == "end_of_file"
+    assert [m.header.seq for m in got[:-1]] == list(range(len(expected_samples(video, 2.0))))
+    assert "waiting up to 120 s for facedetect" in proc.stderr.read()
+
+
 def test_a_restarted_capture_replays_a_file_from_seq_0_and_continues_a_live_sources_seq(video):
     """The launcher's restart of a crashed capture: a file's frames are the same frames again
     (the aggregator drops what it counted), a camera's are new ones (their seqs must be new)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import zmq
 
@@ -14,14 +15,18 @@ from tests.support.links import link
 
 
 def start_capture(source: str, *flags: str, env: dict[str, str] | None = None,
-                  session: str | None = "test-session") -> tuple[subprocess.Popen, Peer]:
-    """A capture process and a consumer of its frames; session None: no SESSION_ID (its own)."""
+                  session: str | None = "test-session", consumer_after: float = 0.0) -> tuple[subprocess.Popen, Peer]:
+    """A capture process and a consumer of its frames; session None: no SESSION_ID (its own);
+    consumer_after: seconds the consumer connects after the process starts."""
     frames_out, _, endpoint = link("frames")
     preview_out, _, _ = link("preview")
-    consumer = Peer(zmq.PULL, endpoint, bind=False)
+    consumer = None if consumer_after else Peer(zmq.PULL, endpoint, bind=False)
     proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "capture", "--source", source,
                              "--frames-out", frames_out, "--preview-out", preview_out,
                              "--metrics-port", "0", *(["--session-id", session] if session else []), *flags],
                             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
+    if consumer is None:
+        time.sleep(consumer_after)
+        consumer = Peer(zmq.PULL, endpoint, bind=False)
     return proc, consumer
