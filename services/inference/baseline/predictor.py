@@ -32,6 +32,13 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
+# One thread for the face mesh, whatever the service's LiteRT budget (2 on a 2-core box, for the
+# trained models): a mesh call is about 1 ms a face, a second thread saves 0.2 ms of it and costs
+# 0.4 ms more CPU (1.14-1.21 vs 1.58 ms a face, /tmp driver on this machine), CPU that the other
+# stages need when the box is busy; the bare loop it is compared with used one thread all along.
+MESH_THREADS = 1
+
+
 class BaselinePredictor:
     engine = "litert-facemesh"
 
@@ -41,7 +48,7 @@ class BaselinePredictor:
         `neutral`: each student's neutral pose (None: levels from the camera's angles alone)."""
         self.card, self.thresholds = (load_baseline_card(thresholds_card) if thresholds_card
                                       else (baseline_card(), levels.THRESHOLDS))
-        self.mesh = FaceMesh(models)
+        self.mesh = FaceMesh(models, num_threads=MESH_THREADS)
         self.iris = IrisGaze(models) if gaze else None
         self.smoother = Smoother(smoothing_seconds)
         self.neutral = neutral
