@@ -30,25 +30,39 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import msgspec
 
 from shared.data.clock import offset_clock
+from shared.data.report_doc import Report, ReportError, TimelineEntry, load_report
 
 EASE = 1.0  # seconds a smoothed level may lag a scripted change at either end
 DISENGAGED = 2  # the report's episodes: level 2 or more
 
 
-def _centre(box: list[float]) -> tuple[float, float]:
+class Seen(NamedTuple):
+    """A prediction placed in the media (a file source's): the report's timeline entry, and its time there."""
+
+    entry: TimelineEntry
+    t_media: float
+
+    @property
+    def level(self) -> int:
+        return self.entry.level
+
+
+def _centre(box: list[int | float]) -> tuple[float, float]:
     x, y, w, h = box[:4]
     return x + w / 2, y + h / 2
 
 
-def face_of(entry: dict[str, Any], truth: dict[str, Any]) -> int | None:
+def face_of(entry: TimelineEntry, truth: dict[str, Any]) -> int | None:
     """The truth's face a prediction is of: the one whose box centre is nearest the prediction's,
     within one face width (None: on no face, or no box)."""
-    if not entry.get("box") or not truth["faces"]:
+    if not entry.box or not truth["faces"]:
         return None
-    cx, cy = _centre(entry["box"])
+    cx, cy = _centre(entry.box)
 
     def distance(face: dict[str, Any]) -> float:
         fx, fy = _centre(face["box"])
@@ -58,12 +72,12 @@ def face_of(entry: dict[str, Any], truth: dict[str, Any]) -> int | None:
     return best["face"] if distance(best) <= best["box"][2] else None
 
 
-def _runs(entries: list[dict[str, Any]], level: int) -> list[list[dict[str, Any]]]:
+def _runs(entries: list[Seen], level: int) -> list[list[Seen]]:
     """Consecutive predictions (in media time) at `level` or above."""
-    runs: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
+    runs: list[list[Seen]] = []
+    current: list[Seen] = []
     for e in entries:
-        if e["level"] >= level:
+        if e.level >= level:
             current.append(e)
         elif current:
             runs.append(current)
@@ -71,8 +85,8 @@ def _runs(entries: list[dict[str, Any]], level: int) -> list[list[dict[str, Any]
     return [*runs, current] if current else runs
 
 
-def _overlaps(run: list[dict[str, Any]], start: float, end: float) -> bool:
-    return run[0]["t_media"] <= end and run[-1]["t_media"] >= start
+def _overlaps(run: list[Seen], start: float, end: float) -> bool:
+    return run[0].t_media <= end and run[-1].t_media >= start
 
 
 def _scripted_level(face: dict[str, Any], t: float) -> int:
@@ -83,60 +97,60 @@ def _near_change(face: dict[str, Any], t: float, ease: float) -> bool:
     return any(abs(t - edge) < ease for s in face["stretches"] for edge in (s["start"], s["end"]))
 
 
-def _stretches(face: dict[str, Any], mine: list[dict[str, Any]], ease: float) -> list[dict[str, Any]]:
+def _stretches(face: dict[str, Any], mine: list[Seen], ease: float) -> list[dict[str, Any]]:
     """Each scripted stretch of the face: found or not, and the report's runs at its level over it."""
     out = []
     for s in face["stretches"]:
-        inside = [e for e in mine if s["start"] <= e["t_media"] <= s["end"] + ease]
+        inside = [e for e in mine if s["start"] <= e.t_media <= s["end"] + ease]
         runs = [r for r in _runs(mine, s["level"]) if _overlaps(r, s["start"], s["end"] + ease)]
-        hits = [e for e in inside if e["level"] >= s["level"]]
+        hits = [e for e in inside if e.level >= s["level"]]
         out.append({"face": face["face"], "state": s["state"], "level": s["level"], "start": s["start"],
                     "end": s["end"], "found": bool(hits),
-                    "reported": [[r[0]["t_media"], r[-1]["t_media"]] for r in runs],
+                    "reported": [[r[0].t_media, r[-1].t_media] for r in runs],
                     "predictions": len(inside), "at_level": len(hits)})
     return out
 
 
-def _false_alarms(face: dict[str, Any], mine: list[dict[str, Any]], ease: float) -> list[dict[str, Any]]:
+def _false_alarms(face: dict[str, Any], mine: list[Seen], ease: float) -> list[dict[str, Any]]:
     """The face's runs at level 2 or more that overlap no scripted stretch of that level."""
     scripted = [s for s in face["stretches"] if s["level"] >= DISENGAGED]
-    return [{"face": face["face"], "start": r[0]["t_media"], "end": r[-1]["t_media"], "predictions": len(r)}
+    return [{"face": face["face"], "start": r[0].t_media, "end": r[-1].t_media, "predictions": len(r)}
             for r in _runs(mine, DISENGAGED)
             if not any(_overlaps(r, s["start"] - ease, s["end"] + ease) for s in scripted)]
 
 
-def _absences(face: dict[str, Any], mine: list[dict[str, Any]], absent: list[list[float]]) -> list[dict[str, Any]]:
+def _absences(face: dict[str, Any], mine: list[Seen], absent: list[list[float]]) -> list[dict[str, Any]]:
     """Each time the face was out of the frame: found when none of its predictions falls inside."""
     out = []
     for start, end in absent:
-        inside = [e for e in mine if start < e["t_media"] < end]
-        before = [e["t_media"] for e in mine if e["t_media"] <= start]
-        after = [e["t_media"] for e in mine if e["t_media"] >= end]
+        inside = [e for e in mine if start < e.t_media < end]
+        before = [e.t_media for e in mine if e.t_media <= start]
+        after = [e.t_media for e in mine if e.t_media >= end]
         out.append({"face": face["face"], "start": start, "end": end, "found": not inside,
                     "last_before": before[-1] if before else None, "first_after": after[0] if after else None,
                     "predictions": len(inside)})
     return out
 
 
-def _agreement(face: dict[str, Any], mine: list[dict[str, Any]], absent: list[list[float]],
+def _agreement(face: dict[str, Any], mine: list[Seen], absent: list[list[float]],
                ease: float) -> tuple[int, int]:
     """(agreed, counted): level 2 or more, or not, against the truth; away counts as wrong."""
     agreed = counted = 0
     for e in mine:
-        away = any(start < e["t_media"] < end for start, end in absent)
-        if not away and _near_change(face, e["t_media"], ease):
+        away = any(start < e.t_media < end for start, end in absent)
+        if not away and _near_change(face, e.t_media, ease):
             continue
         counted += 1
-        agreed += not away and (e["level"] >= DISENGAGED) == (_scripted_level(face, e["t_media"]) >= DISENGAGED)
+        agreed += not away and (e.level >= DISENGAGED) == (_scripted_level(face, e.t_media) >= DISENGAGED)
     return agreed, counted
 
 
-def grade(report: dict[str, Any], truth: dict[str, Any], ease: float = EASE) -> dict[str, Any]:
+def grade(report: Report, truth: dict[str, Any], ease: float = EASE) -> dict[str, Any]:
     """Stretches and times away found or missed (with scripted and reported times), false alarms, agreement."""
-    timeline = [e for e in report.get("timeline") or [] if e.get("t_media") is not None]
-    on_face = [(face_of(e, truth), e) for e in timeline]
+    timeline = [Seen(e, e.t_media) for e in report.timeline if e.t_media is not None]
+    on_face = [(face_of(e.entry, truth), e) for e in timeline]
     absent = truth.get("absent") or []
-    students = sorted({(e["stream"], e["student"]) for e in report.get("timeline") or []})
+    students = sorted({(e.stream, e.student) for e in report.timeline})
     several = len({st for st, _ in students}) > 1
 
     def name(key: tuple[str, int]) -> str:  # as the text report names a student
@@ -145,15 +159,15 @@ def grade(report: dict[str, Any], truth: dict[str, Any], ease: float = EASE) -> 
     stretches, alarms, absences, students_on_faces = [], [], [], {}
     agreed = counted = 0
     for face in truth["faces"]:
-        mine = sorted((e for f, e in on_face if f == face["face"]), key=lambda e: e["t_media"])
-        seen = Counter((e["stream"], e["student"]) for e in mine)
+        mine = sorted((e for f, e in on_face if f == face["face"]), key=lambda e: e.t_media)
+        seen = Counter((e.entry.stream, e.entry.student) for e in mine)
         students_on_faces[str(face["face"])] = {name(k): n for k, n in sorted(seen.items())}
         stretches += _stretches(face, mine, ease)
         alarms += _false_alarms(face, mine, ease)
         absences += _absences(face, mine, absent)
         a, c = _agreement(face, mine, absent, ease)
         agreed, counted = agreed + a, counted + c
-    placed = {(e["stream"], e["student"]) for f, e in on_face if f is not None}
+    placed = {(e.entry.stream, e.entry.student) for f, e in on_face if f is not None}
     return {"faces": len(truth["faces"]), "students": len(students), "students_on_faces": students_on_faces,
             "strangers": [name(k) for k in students if k not in placed],
             "off_face_predictions": sum(f is None for f, _ in on_face),
@@ -211,6 +225,16 @@ def _newest_report(folder: Path) -> Path | None:
     return max(reports, key=lambda p: p.stat().st_mtime, default=None)
 
 
+def _read_report(path: Path) -> Report:
+    """The report, or ValueError with one line saying what is wrong."""
+    try:
+        return load_report(path)
+    except OSError as exc:
+        raise ValueError(f"report {path} cannot be read ({exc.strerror or exc})") from None
+    except (ReportError, msgspec.DecodeError) as exc:
+        raise ValueError(f"report {path}: {exc}") from None
+
+
 def _read(path: Path, what: str) -> dict[str, Any]:
     """A JSON document, or ValueError with one line saying what is wrong."""
     try:
@@ -245,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         path = newest
     try:
-        report, truth = _read(path, "report"), _read(Path(args.truth), "truth")
-        if not isinstance(truth.get("faces"), list) or "timeline" not in report or report.get("class_level_only"):
+        report, truth = _read_report(path), _read(Path(args.truth), "truth")
+        if not isinstance(truth.get("faces"), list) or report.class_level_only:
             raise ValueError(f"{args.truth} is not a sample's truth, or {path} not a report with a timeline "
                              "(a class-level report names no student to grade)")
         result = grade(report, truth, args.ease)

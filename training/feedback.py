@@ -12,15 +12,16 @@ run with a private Redis keeps its marks only there), each mark once; never an i
 from __future__ import annotations
 
 import csv
-import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import redis
 
 from shared.data.marks import Mark, MarkStore, from_report, merge
+from shared.data.report_doc import ReportError, load_report
 
 FIXED_COLUMNS = ["id", "session", "stream", "student", "t", "level_given", "level_predicted", "source",
                  "created_at"]
@@ -55,10 +56,10 @@ def reports_marks(folder: Path, session: str | None = None) -> list[Mark]:
     marks: list[Mark] = []
     for path in paths:
         try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            report = load_report(path)
+        except (OSError, ReportError, msgspec.DecodeError):
             continue
-        if isinstance(report, dict) and report.get("session"):
+        if report.session:
             marks += from_report(report)
     return marks
 

@@ -33,6 +33,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import redis
 from prometheus_client import Counter, Gauge
 
@@ -289,7 +290,7 @@ class AggregatorService(Service[AggregatorSettings]):
             preds.append(pred)
         return FrameRecord(session=h.session, class_id=self.class_id, stream=h.stream, seq=h.seq,
                            t_capture=h.t_capture, t_media=h.t_media, faces=n_faces, predictions=preds,
-                           model=dict(h.model))
+                           model=msgspec.to_builtins(h.model))  # plain data: the journal's JSON, Lua
 
     def _enqueue(self, item: FrameRecord | EndOfSession) -> str:
         """Write now when nothing waits before it, else queue behind: 'written'|'duplicate'|'queued'|'dropped'."""

@@ -38,6 +38,7 @@ from shared.bus.messages import Ack, Batch, Eos, Face, Message, follow_up
 from shared.bus.metrics import LATENCY_BUCKETS
 from shared.data.marks import MarkStore
 from shared.data.model_card import CardError, ModelCard
+from shared.data.model_info import ModelInfo
 from shared.ops.assets import MissingAsset
 from shared.ops.card_info import BASELINE, resolve_bundle
 from shared.ops.service import EXIT_GAVE_UP, Service
@@ -160,9 +161,9 @@ class InferenceService(Service[InferenceSettings]):
         card = self.predictor.card
         self.sequence_length = card.sequence_length
         device = str(getattr(self.predictor, "device", "cpu"))
-        self.model_info = {"name": card.name, "kind": card.kind, "baseline": bool(card.baseline),
-                           "affect": bool(card.affect), "labels": list(card.labels),
-                           "engine": self.predictor.engine, "device": device}
+        self.model_info = ModelInfo(name=card.name, kind=card.kind, baseline=bool(card.baseline),
+                                    affect=bool(card.affect), labels=list(card.labels),
+                                    engine=self.predictor.engine, device=device)
         ENGINE_INFO.labels(card.name, self.predictor.engine, device).set(1)
         self._skip_log = LogThrottle(1.0)  # one line a second at most, however many arrive
         self.log.info("model %s (kind %s, sequence length %d, engine %s on %s)", card.name, card.kind,

@@ -112,6 +112,8 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
     Built as the plain document (the JSON file's keys, in its order), then checked into the
     typed Report (shared/data/report_doc.py) that every writer and reader takes."""
     meta, totals = data["meta"], data["totals"]
+    students = [] if class_level_only else [_with_percent(s) for s in data["students"]]
+    found = [] if class_level_only else episodes(data["timeline"])
     model = dict(meta["model"])
     labels = model.get("labels") or list(LEVEL_LABELS)
     report: dict[str, Any] = {
@@ -131,17 +133,13 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
         "totals": _with_percent(totals),
         "class_timeline": class_timeline(data["timeline"]),
         "reasons": reason_counts(data["timeline"]),
-        "students": [],
-        "timeline": [],
-        "episodes": [],
+        "students": students,
+        "timeline": [] if class_level_only else data["timeline"],
+        "episodes": found,
+        "streams": [_stream_section(st, students, found, meta["stream"]) for st in _streams_of(data)],
+        "set_aside": set_aside_section(data.get("set_aside") or {}),
+        **report_section(marks or [], class_level_only, data["timeline"]),
     }
-    if not class_level_only:
-        report["students"] = [_with_percent(s) for s in data["students"]]
-        report["timeline"] = data["timeline"]
-        report["episodes"] = episodes(data["timeline"])
-    report["streams"] = [_stream_section(st, report) for st in _streams_of(data)]
-    report["set_aside"] = set_aside_section(data.get("set_aside") or {})
-    report.update(report_section(marks or [], class_level_only, data["timeline"]))
     return from_dict(report)
 
 
@@ -174,15 +172,16 @@ def _streams_of(data: dict[str, Any]) -> list[dict[str, Any]]:
              "end_reason": meta["end_reason"], "totals": data["totals"]}]
 
 
-def _stream_section(stream: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+def _stream_section(stream: dict[str, Any], students: list[dict[str, Any]], found: list[dict[str, Any]],
+                    default_stream: str) -> dict[str, Any]:
     """One stream of the class: its id, source, start, end and totals, and (unless class-level
-    only) its students and episodes."""
+    only) its students and episodes (a student row without a stream is of `default_stream`)."""
     sid = stream["stream"]
     return {"stream": sid, "source": stream.get("source", ""), "started": stream.get("started"),
             "ended": stream.get("ended"), "end_reason": stream.get("end_reason", ""),
             "totals": _with_percent(stream.get("totals") or empty_totals()),
-            "students": [s for s in report["students"] if s.get("stream", report["stream"]) == sid],
-            "episodes": [e for e in report["episodes"] if e["stream"] == sid]}
+            "students": [s for s in students if s.get("stream", default_stream) == sid],
+            "episodes": [e for e in found if e["stream"] == sid]}
 
 
 def mqtt_body(report: Report, limit: int = MQTT_BODY_LIMIT) -> Report:

@@ -227,11 +227,11 @@ class ReporterService(Service[ReporterSettings]):
         if not (recording or live_due or not self.headless):
             return  # nobody would see this drawing: no recording, no window, the page's video capped
         model = update.model
-        labels = model.get("labels") or list(LEVEL_LABELS)
+        labels = model.labels or list(LEVEL_LABELS)
         # Several streams: each video shows its own stream's tally (the session's is on the page).
         totals = update.totals.stream(header.stream)
         img = overlay.draw(frame, update.faces, update.predictions, totals, labels,
-                           recording=recording, baseline=bool(model.get("baseline")))
+                           recording=recording, baseline=model.baseline)
         OVERLAY_FRAMES.inc()
         if live_due:
             self._send_live_frame(header, img)

@@ -17,11 +17,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from services.web.attention import AttentionLog, alert_row
 from shared.bus.messages import Update
 from shared.data.lesson import DEFAULT_ALERT_SECONDS
 from shared.data.levels import LEVEL_LABELS
 from shared.data.model_card import BASELINE_NOTE
+from shared.data.model_info import ModelInfo
 from shared.data.roster import Roster, TileLabels, name_of
 from shared.data.running_totals import Totals, no_totals
 
@@ -88,7 +91,7 @@ class LiveState:
 
     def _reset(self, session: str | None) -> None:
         self.session = session
-        self.model: dict[str, Any] = {}
+        self.model = ModelInfo()
         self.totals = no_totals()
         self.students: dict[tuple[str, int], Student] = {}
         self.streams: set[str] = set()
@@ -109,7 +112,7 @@ class LiveState:
         """The state of `session` as Redis has it (start-up, or a session this process missed)."""
         with self.lock:
             self._reset(session)
-            self.model = dict(meta.get("model") or {})
+            self.model = msgspec.convert(meta.get("model") or {}, ModelInfo)
             self.totals = Totals.of(totals)
             self.ended = meta.get("ended") is not None
             self.streams.update(str(st) for st in meta.get("streams") or [])
@@ -131,7 +134,8 @@ class LiveState:
         with self.lock:
             if update.session != self.session:
                 self._reset(update.session)
-            self.model = dict(update.model or self.model)
+            if update.model != ModelInfo():  # an update that carries no model keeps the one known
+                self.model = update.model
             self.totals = update.totals
             self.seq, self.t_capture, self.ended = update.seq, t_capture, False
             self.stream = update.stream or self.stream
@@ -208,12 +212,12 @@ class LiveState:
             return self._snapshot(history)
 
     def _snapshot(self, history: bool) -> dict[str, Any]:
-        labels = self.model.get("labels") or list(LEVEL_LABELS)
+        labels = self.model.labels or list(LEVEL_LABELS)
         out: dict[str, Any] = {
             "session": self.session, "seq": self.seq, "t_capture": self.t_capture, "ended": self.ended,
-            "model": {"name": self.model.get("name", ""), "baseline": bool(self.model.get("baseline")),
+            "model": {"name": self.model.name, "baseline": self.model.baseline,
                       "labels": labels},
-            "note": BASELINE_NOTE if self.model.get("baseline") else "",
+            "note": BASELINE_NOTE if self.model.baseline else "",
             "class_level_only": self.class_level_only, "totals": self.totals.as_map(), "students": [],
             "streams": sorted(self.streams),
             "stream_ends": dict(self.stream_ends), "attention_alert_seconds": self.alert_seconds, "alerts": [],

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.ops.secret_check import secret_problem
+from shared.ops.secret_rule import secret_problem
 
 MAX_BODY_BYTES = 16 * 1024  # four times the largest mark: room for its signals, not for a flood
 

@@ -27,6 +27,7 @@ import msgspec
 from typing_extensions import NotRequired  # typing's own from 3.11; the Jetson image runs 3.10
 
 from shared.data.levels import LEVELS
+from shared.data.model_info import ModelInfo
 from shared.data.running_totals import Totals
 
 SCHEMA_VERSION: Final = 1
@@ -72,18 +73,6 @@ class Prediction(TypedDict):
     level: Annotated[int, msgspec.Meta(ge=0, lt=LEVELS)]
     heads: NotRequired[dict[str, list[float]]]  # multitask bundles: every head's probabilities
     signals: NotRequired[dict[str, Any]]  # the attention baseline: what the level was read from
-
-
-class ModelInfo(TypedDict, total=False):
-    """Which model made the predictions (the reports and the overlay say so)."""
-
-    name: str
-    kind: str
-    baseline: bool
-    affect: bool
-    labels: list[str]
-    engine: str
-    device: str  # where the engine computes: cpu, gpu, cuda, tensorrt
 
 
 FaceList = Annotated[list[Face], msgspec.Meta(max_length=MAX_FACES)]
@@ -163,7 +152,7 @@ class Batch(Header, tag="batch"):
 class Predictions(Header, tag="predictions"):
     """inference -> aggregator."""
 
-    model: ModelInfo
+    model: ModelInfo  # which model (shared/data/model_info.py, the report's too)
     predictions: PredictionList
     faces: FaceList | None = None  # every face of the frame; None: the predicted ones are all
     t_media: float | None = None
@@ -175,7 +164,7 @@ class Update(Header, tag="update"):
     totals: Totals  # the session's, after this frame (shared/data/running_totals.py)
     predictions: PredictionList
     faces: FaceList = []
-    model: ModelInfo = {}
+    model: ModelInfo = msgspec.field(default_factory=ModelInfo)
     t_media: float | None = None
 
 

@@ -36,7 +36,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, overload
 
+import msgspec
 import redis
+
+from shared.data.report_doc import Report
 
 LEVELS = 4
 SOURCES = ("live", "session")
@@ -221,18 +224,16 @@ class MarkStore:
             yield from self.for_session(session)
 
 
-def from_report(report: dict[str, Any]) -> list[Mark]:
+def from_report(report: Report) -> list[Mark]:
     """The marks a report carries (the reporter wrote them at the end of the class); a row that is
-    not a mark (a hand-edited file) is skipped rather than failing the rest."""
+    not a valid mark (a hand-edited file: a level out of range, say) is skipped rather than failing the rest."""
     out = []
-    for row in report.get("marks") or []:
-        if not isinstance(row, dict):
-            continue
+    for row in report.marks:
         try:
-            mark = validate_mark({**row, "session": row.get("session") or report.get("session")})
+            mark = validate_mark({**msgspec.to_builtins(row), "session": row.session or report.session})
         except MarkError:
             continue
-        mark.id = str(row.get("id") or "")
+        mark.id = row.id
         out.append(mark)
     return out
 

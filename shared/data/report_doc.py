@@ -4,7 +4,8 @@ One Struct per part of the report, fields in the order the JSON file has its key
 encodes to the same JSON as the dict it replaced. A key the old dict left out when it had
 nothing to say (a student's `name`, the `store` section, `omitted`, a timeline entry's `box`
 ...) is `UNSET` here and stays out of the file. Every other field is required, `None` included:
-`omit_defaults=True` only ever drops UNSET, as no field has another default.
+`omit_defaults=True` only ever drops UNSET, as no field has another default. The model is the
+messages' own Struct (shared/data/model_info.py): its fields have defaults, and it writes them all.
 
 Readers call `load_report(path_or_bytes)`; writers call `report_json(report)` (the file's
 formatting: `json.dumps(indent=1)`, byte for byte what the dict gave) or `to_dict(report)`
@@ -20,23 +21,15 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-__all__ = ["UNSET", "Agreement", "ClassFrame", "Episode", "MarkRow", "Model", "Report", "ReportError",
+from shared.data.model_info import ModelInfo
+
+__all__ = ["UNSET", "Agreement", "ClassFrame", "Episode", "MarkRow", "Report", "ReportError",
            "SetAside", "StoreSection", "StreamSection", "Student", "TimelineEntry", "Totals", "from_dict",
            "load_report", "report_json", "to_dict"]
 
 
 class _Part(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Every part: keyword-only (a required field may follow an optional one, as in the file)."""
-
-
-class Model(_Part, kw_only=True):
-    name: str
-    kind: str
-    baseline: bool
-    affect: bool
-    labels: list[str]
-    engine: str
-    device: str
 
 
 class Totals(_Part, kw_only=True):
@@ -165,7 +158,7 @@ class Report(_Part, kw_only=True, rename={"class_": "class"}):
     session: str
     class_: str
     stream: str
-    model: Model
+    model: ModelInfo  # the same Struct the messages carry; every field written
     note: str
     started: float | None
     ended: float | None

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import csv
 import unicodedata
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import redis
@@ -112,10 +110,9 @@ def student_label(stream: str, student: int | str) -> str:
     return f"{stream} #{student}"
 
 
-def several_streams(report: Report | Mapping[str, Any]) -> bool:
+def several_streams(report: Report) -> bool:
     """Whether a report's class had several streams (its students are then named by stream)."""
-    streams = report.streams if isinstance(report, Report) else report.get("streams")
-    return len(streams or []) > 1
+    return len(report.streams) > 1
 
 
 def with_names(report: Report, roster: Roster, tile_labels: TileLabels | None = None) -> Report:

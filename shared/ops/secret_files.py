@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from shared.ops.secret_check import MAKE_SECRETS as MAKE
-from shared.ops.secret_check import secret_problem
+from shared.ops.secret_rule import secret_problem
 
+# The command that writes these files: every problem found in them says how to mend it with it.
+MAKE_SECRETS = "engagement make-secrets compose/secrets"
 # The Redis service's address on the compose network: the exporter's REDIS_ADDR, and the key its
 # password file is looked up by (exactly this text).
 REDIS_ADDR = "redis://redis:6379"
@@ -80,10 +81,10 @@ def folder_problems(folder: Path) -> list[str]:
     for f in SECRET_FILES:
         path = folder / f.name
         if not path.exists():
-            problems.append(f"{path} is missing: `{MAKE}` makes it")
+            problems.append(f"{path} is missing: `{MAKE_SECRETS}` makes it")
             continue
         if path.is_dir():  # Docker makes a folder for a bind mount whose file is missing on the host
-            problems.append(f"{path} is a folder, not a file: remove it, then `{MAKE}` makes the file")
+            problems.append(f"{path} is a folder, not a file: remove it, then `{MAKE_SECRETS}` makes the file")
             continue
         value = _read(path)
         if value is None:
@@ -93,8 +94,8 @@ def folder_problems(folder: Path) -> list[str]:
         values[f.name] = value
         if f.name in _REDIS_DERIVED:
             continue  # judged by its password below
-        fix = f"`{MAKE} --force` writes all three again" if f.name == "redis_password" else \
-            f"delete it, then `{MAKE}` writes a strong one"
+        fix = f"`{MAKE_SECRETS} --force` writes all three again" if f.name == "redis_password" else \
+            f"delete it, then `{MAKE_SECRETS}` writes a strong one"
         problem = secret_problem(f.holds, value, label=str(path), fix=fix)
         if problem:
             problems.append(problem)
@@ -131,10 +132,10 @@ def _derived_problem(path: Path, found: str | None, password: str | None) -> lis
     if found is None:
         form = f"a Redis URL with a password, {redis_url('<password>')}" if path.name == "redis_url" else \
             f"JSON {{\"{REDIS_ADDR}\": \"<password>\"}}"
-        return [f"{path} is not {form}: `{MAKE} --force` rewrites it"]
+        return [f"{path} is not {form}: `{MAKE_SECRETS} --force` rewrites it"]
     if password is not None and found != password:
         return [f"{path} holds another password than redis_password: Redis would refuse its readers "
-                f"(`{MAKE} --force` makes all three again)"]
+                f"(`{MAKE_SECRETS} --force` makes all three again)"]
     return []
 
 

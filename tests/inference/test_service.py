@@ -55,8 +55,8 @@ def test_baseline_service_end_to_end(face):
         msg = h.receive()
         assert msg.kind == "predictions" and msg.header.seq == 3 and msg.header.session == "test-session"
         model = msg.header.model
-        assert model["baseline"] is True and model["name"] == NAME and model["affect"] is False
-        assert len(msg.header.model["labels"]) == 4
+        assert model.baseline is True and model.name == NAME and model.affect is False
+        assert len(msg.header.model.labels) == 4
         engaged, gone = msg.header.predictions
         assert [p["student"] for p in msg.header.predictions] == [1, 2]
         assert engaged["level"] == 0 and gone["level"] == 3
@@ -105,7 +105,7 @@ def test_multitask_bundle_service_publishes_every_head(lite_bundles, face):
     try:
         h.send(_batch(1, [face, face[::-1], face[:, ::-1]]))
         msg = h.receive()
-        assert msg.header.model["baseline"] is False and msg.header.model["engine"] == "tflite"
+        assert msg.header.model.baseline is False and msg.header.model.engine == "tflite"
         assert len(msg.header.predictions) == 3
         for p in msg.header.predictions:
             assert sorted(p["heads"]) == ["boredom", "confusion", "engagement", "frustration"]
@@ -123,7 +123,7 @@ def test_bad_model_is_reported_once_and_the_baseline_runs_instead(lite_bundles, 
     try:
         h.send(_batch(1, [face]))
         msg = h.receive()
-        assert msg.header.model["baseline"] is True and msg.header.model["affect"] is False
+        assert msg.header.model.baseline is True and msg.header.model.affect is False
         assert len(msg.header.predictions) == 1
         assert metric_sum(h.metrics(), "engagement_inference_model_errors_total") == 1
     finally:
@@ -161,8 +161,8 @@ def test_service_runs_onnx_and_names_the_engine_everywhere(onnx_bundles, face):
     try:
         h.send(_batch(1, [face, face[:, ::-1]]))
         msg = h.receive()
-        assert msg.header.model["engine"] == "onnx" and msg.header.model["device"] == "cpu"
-        assert msg.header.model["baseline"] is False and len(msg.header.predictions) == 2
+        assert msg.header.model.engine == "onnx" and msg.header.model.device == "cpu"
+        assert msg.header.model.baseline is False and len(msg.header.predictions) == 2
         assert sorted(msg.header.predictions[0]["heads"]) == ["boredom", "confusion", "engagement", "frustration"]
         assert metric_sum(h.metrics(), "engagement_inference_engine_info", device="cpu", engine="onnx",
                           model="tiny-multitask") == 1

@@ -382,11 +382,11 @@ def test_eu_ai_act_mode_inference_refuses_an_affect_bundle_and_runs_the_baseline
     # Refused, said once in one line, counted; the attention baseline runs instead.
     assert "EU_AI_ACT_MODE" in log and "Traceback" not in log
     assert refused == 1
-    assert out.header.model["affect"] is False and out.header.model["baseline"] is True
+    assert out.header.model.affect is False and out.header.model.baseline is True
     # No affect model in the process: TensorFlow never loaded, the bundle's file never opened.
     assert "tensorflow" not in maps and not any(str(bundle) in p for p in opened)
     report_figures("eu-ai-act-refusal", affect_bundle_refused=True, tensorflow_loaded=False,
-                   model_running=out.header.model["name"])
+                   model_running=out.header.model.name)
 
 
 @pytest.mark.usefixtures("short_video")

@@ -386,7 +386,7 @@ def test_live_link_carries_updates_the_drawn_overlay_and_the_end(tmp_path):
     drawn = cv2.imdecode(np.frombuffer(frame.payload, np.uint8), cv2.IMREAD_COLOR)
     assert drawn.shape == (240, 320, 3) and np.abs(drawn.astype(int) - 90).max() > 60  # the overlay, once
     update = next(m for m in msgs if m.kind == "update" and m.header.predictions)
-    assert update.header.totals.frames >= 1 and update.header.model["baseline"] is True
+    assert update.header.totals.frames >= 1 and update.header.model.baseline is True
     assert msgs[-1].header.session == p.session and msgs[-1].header.reason == "report_written"
 
 

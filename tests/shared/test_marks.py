@@ -172,6 +172,8 @@ def test_marks_read_back_from_a_report_and_merged_with_redis_once(marks):
     """Issue 21: a report carries its session's marks; read back and merged with Redis's, each
     mark counts once, whatever id each Redis gave it (a private Redis starts again at 1)."""
     from shared.data.marks import from_report, merge, report_section
+    from shared.data.report_doc import from_dict
+    from tests.support.reports import report_dict
 
     first = validate_mark(_payload(session="sr", student=1, t=1_700_000_001.0, created_at=1_700_000_010.0))
     second = validate_mark(_payload(session="sr", student=2, t=1_700_000_002.0, level_given=3,
@@ -179,15 +181,15 @@ def test_marks_read_back_from_a_report_and_merged_with_redis_once(marks):
     marks.add(first)
     marks.add(second)
     timeline = [{"stream": "cam0", "student": 1, "t_capture": 1_700_000_001.2, "t_media": 4.5}]
-    report = {"session": "sr", **report_section([first, second], timeline=timeline)}
+    report = report_dict(session="sr", **report_section([first, second], timeline=timeline))
     report = json.loads(json.dumps(report))  # as the file holds it
-    report["marks"].append({"student": 5, "level_given": 9})  # not a mark (a hand-edited file): skipped
-    back = from_report(report)
+    report["marks"].append({**report["marks"][0], "student": "5", "level_given": 9})  # hand-edited, no mark: skipped
+    back = from_report(from_dict(report))
     assert [(m.student, m.level_given, m.id) for m in back] == [("1", 0, first.id), ("2", 3, second.id)]
     assert back[0].signals == first.signals
     in_redis = marks.for_session("sr")
     assert len(merge(in_redis, back)) == 2 and len(merge(back, back)) == 2
     # A mark only the report has (made on a Redis that is gone) joins those of this Redis.
     gone = {**report["marks"][0], "id": "1", "created_at": 1_700_000_020.0}
-    merged = merge(in_redis, from_report({"session": "sr", "marks": [gone]}))
+    merged = merge(in_redis, from_report(from_dict(report_dict(session="sr", marks=[gone]))))
     assert [m.created_at for m in merged] == [1_700_000_010.0, 1_700_000_020.0, 1_700_000_011.0]

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.bus.messages import SCHEMA_VERSION, BadMessage, Header, as_dict, decode, encode, follow_up, make_header
+from shared.data.model_info import ModelInfo
 from shared.data.running_totals import Totals, no_totals
 from shared.data.totals import FrameRecord, add_record, empty_totals
 
@@ -98,8 +99,8 @@ GOOD = {  # kind -> (fields, payload) of one valid message
     "frame": ({"width": 8, "height": 6, "encoding": "bgr", "t_media": 0.5, "source": "x.avi"}, bytes(8 * 6 * 3)),
     "faces": ({"width": 8, "height": 6, "crop": 2, "faces": [FACE]}, bytes(2 * 2 * 3)),
     "batch": ({"crop": 2, "length": 3, "students": [FACE], "faces": [FACE]}, bytes(3 * 2 * 2 * 3)),
-    "predictions": ({"model": {"name": "m", "baseline": True}, "predictions": [PRED], "faces": [FACE]}, b""),
-    "update": ({"totals": no_totals(), "predictions": [PRED], "model": {"name": "m"}}, b""),
+    "predictions": ({"model": ModelInfo(name="m", baseline=True), "predictions": [PRED], "faces": [FACE]}, b""),
+    "update": ({"totals": no_totals(), "predictions": [PRED], "model": ModelInfo(name="m")}, b""),
     "eos": ({"reason": "end_of_file"}, b""),
     "ack": ({"of": "predictions"}, b""),
 }
@@ -150,6 +151,19 @@ def test_update_totals_are_typed_and_the_wire_is_the_same_bytes(streams, heads):
         assert got.totals.stream("cam0").frames == 2 and got.totals.stream("cam1").predictions == 1
     else:
         assert got.totals.stream("cam0") is got.totals
+
+
+def test_the_model_is_the_same_map_on_the_wire_as_the_dict_inference_sent():
+    full = {"name": "m", "kind": "frame", "baseline": True, "affect": False, "labels": ["a", "b", "c", "d"],
+            "engine": "tflite", "device": "cpu"}
+    typed = make_header("predictions", "s", "cam0", 3, 12.5, {"capture": 12.5}, model=ModelInfo(**full),
+                        predictions=[PRED])
+    untyped = make_header("predictions", "s", "cam0", 3, 12.5, {"capture": 12.5}, model=full, predictions=[PRED])
+    assert _header_bytes(typed) == _header_bytes(untyped)
+    assert decode([b"predictions", _header_bytes(untyped), b""]).header == typed
+    # A key a sender left out reads as every reader read it before: empty text, false, no labels.
+    partial = decode([b"predictions", msgpack.packb({**as_dict(untyped), "model": {"name": "m"}}), b""]).header
+    assert partial.model == ModelInfo(name="m") and partial.model.labels == [] and partial.model.baseline is False
 
 
 def test_an_update_with_broken_totals_is_refused_with_a_reason():

@@ -19,9 +19,9 @@ from shared.ops.secret_check import (
     env_problems,
     read_env_file,
     redis_url_problem,
-    secret_problem,
 )
 from shared.ops.secret_files import make_secret_files
+from shared.ops.secret_rule import secret_problem
 
 GOOD = "f3b9c1d27a8e4b6c9d0e1f2a"
 

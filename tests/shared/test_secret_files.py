@@ -14,8 +14,8 @@ import sys
 import pytest
 
 from shared.ops.config import REPO_ROOT, load_settings
-from shared.ops.secret_check import secret_problem
 from shared.ops.secret_files import NAMES, REDIS_ADDR, folder_problems, make_secret_files
+from shared.ops.secret_rule import secret_problem
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

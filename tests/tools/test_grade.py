@@ -9,9 +9,13 @@ is graded in tests/e2e/test_demo_report.py.
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from shared.data.report_doc import from_dict
+from tests.support.reports import report_dict
 from tests.support.runs import engagement
-from tools.grade import grade, render
+from tools.grade import grade as grade_report
+from tools.grade import render
 
 FACE_1 = [100, 100, 80, 80]
 FACE_2 = [400, 100, 80, 80]
@@ -26,15 +30,20 @@ def _truth() -> dict:
 
 
 def _entry(student: int, t: float, level: int, box: list[int]) -> dict:
-    return {"stream": "cam0", "seq": int(t * 2), "student": student, "level": level, "t_media": t,
-            "t_capture": 1e9 + t, "box": [box[0] + 3, box[1] - 2, box[2], box[3]]}
+    return {"stream": "cam0", "seq": int(t * 2), "student": student, "level": level, "probs": [0.25] * 4,
+            "t_media": t, "t_capture": 1e9 + t, "box": [box[0] + 3, box[1] - 2, box[2], box[3]]}
 
 
 def _report(levels_1: dict[float, int], levels_2: dict[float, int], student_of_face_1: int = 1) -> dict:
     t = [i * 0.5 for i in range(40)]
     timeline = [_entry(student_of_face_1, x, levels_1.get(x, 0), FACE_1) for x in t]
     timeline += [_entry(2, x, levels_2.get(x, 0), FACE_2) for x in t]
-    return {"timeline": timeline, "class_level_only": False}
+    return report_dict(timeline=timeline, class_level_only=False)  # grading reads the timeline alone
+
+
+def grade(report: dict, truth: dict, **options: Any) -> dict:
+    """The grade of the report the test built as its file holds it, read as the command reads it."""
+    return grade_report(from_dict(report), truth, **options)
 
 
 def test_found_missed_and_not_scripted_stretches_with_their_times():

@@ -92,7 +92,7 @@ def test_inference_runs_the_bundle_with_the_edge_defaults(edge_bundle: Path) -> 
     h = Harness("--model", str(edge_bundle), "--engine", "keras")
     try:
         msg = _serves(h)
-        assert msg.header.model["name"].endswith("edge-crop") and msg.header.model["baseline"] is False
+        assert msg.header.model.name.endswith("edge-crop") and msg.header.model.baseline is False
     finally:
         code, err = h.stop()
     assert code == 0, err[-2000:]
@@ -114,7 +114,7 @@ def test_allow_crop_mismatch_runs_it_and_says_so(edge_bundle: Path) -> None:
     h = Harness("--model", str(edge_bundle), "--engine", "keras", "--crop-margin", "0.4", "--crop-size", "112",
                 "--allow-crop-mismatch")
     try:
-        assert _serves(h).header.model["name"].endswith("edge-crop")
+        assert _serves(h).header.model.name.endswith("edge-crop")
     finally:
         code, err = h.stop()
     assert code == 0, err[-2000:]

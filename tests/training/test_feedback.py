@@ -83,8 +83,9 @@ def test_marks_of_two_streams_carry_their_stream(marks, tmp_path):
 
 def _report_with(session: str, *marks_) -> dict:
     from shared.data.marks import report_section
+    from tests.support.reports import report_dict
 
-    return {"session": session, **report_section(list(marks_))}
+    return report_dict(session=session, **report_section(list(marks_)))
 
 
 def test_marks_of_report_folders_join_those_of_redis_once(marks, tmp_path, capsys):

@@ -14,7 +14,6 @@ from services.web.context import Ctx, WebContext, unprocessable
 from services.web.live import MAX_GAP_SECONDS
 from services.web.sessions import prediction_at
 from shared.data.marks import Mark, MarkError, MarkStore, agreement, from_report, merge, validate_mark
-from shared.data.report_doc import to_dict
 
 router = APIRouter()
 
@@ -46,7 +45,7 @@ def api_session_marks(session: str, ctx: Ctx) -> dict[str, Any]:
     and those the session's report carries (the class's own Redis may be gone), each once."""
     _marks_on(ctx)
     report = ctx.reports.load(session)
-    in_report = from_report(to_dict(report)) if report else []  # the to_dict bridge
+    in_report = from_report(report) if report else []
     try:
         stored = _store(ctx).for_session(session)
     except (redis.RedisError, HTTPException) as exc:
