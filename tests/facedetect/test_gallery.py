@@ -188,3 +188,55 @@ def test_a_participant_stepping_away_between_searches_is_not_followed_into_an_em
     frames = [render(people, 0.0, SIZE, faces), render(gone, 0.6, SIZE, faces)]
     first, second = run_facedetect(frames, detect_every=3)
     assert len(second.header.faces) == len(first.header.faces) - 1
+
+
+def test_eyes_cut_out_by_skin_of_the_wall_s_grey_are_no_tiles_but_the_same_shapes_on_the_wall_are():
+    """Skin with the grey level of the blue wall behind it (issue 21): in grey, only the eyes and
+    brows differ from the background, two same-sized dark shapes that looked like a call's tiles. A
+    call's tiles sit on its background colour; these sit on skin."""
+    wall, skin, dark = (200, 110, 20), (60, 80, 130), (30, 30, 40)  # grey levels 93, 93 and 32
+    face = np.full((288, 360, 3), wall, np.uint8)
+    cv2.ellipse(face, (180, 170), (85, 110), 0, 0, 360, skin, -1)
+    for x in (128, 192):
+        face[135:165, x:x + 44] = dark
+    assert find_tiles(face) == []
+    on_the_wall = np.full((288, 360, 3), wall, np.uint8)
+    on_the_wall[135:165, 128:172] = on_the_wall[135:165, 192:236] = dark
+    assert find_tiles(on_the_wall) == [(128, 135, 44, 30), (192, 135, 44, 30)]
+
+
+@pytest.fixture(scope="module")
+def conversation() -> list[np.ndarray]:
+    """The conversation clip (a real person before a blue wall, tests/inference/real_footage.py) at 2 FPS."""
+    from services.capture.sources import FileSource
+    from tests.inference import real_footage
+
+    try:
+        source = FileSource(str(real_footage.fetch("conversation")))
+    except real_footage.FootageUnavailable as exc:
+        pytest.skip(str(exc))
+    frames: list[np.ndarray] = []
+    while (frame := source.read()) is not None:
+        if (frame.t_media or 0.0) + 1e-6 >= len(frames) / real_footage.FPS:  # as the capture's --fps 2
+            frames.append(frame.image)
+    source.release()
+    return frames
+
+
+def test_a_real_person_before_a_plain_wall_shows_no_grid(conversation):
+    """Before issue 21's fix, 25 of these 400 frames showed a 'grid' of the eyes and brows."""
+    assert len(conversation) == 400
+    assert [t / 2 for t, image in enumerate(conversation) if find_tiles(image)] == []
+
+
+def test_a_real_person_searched_for_a_grid_every_frame_stays_one_student(conversation, monkeypatch):
+    """Around 159.5 s of the clip, where a 'grid' was found in the eyes: the face got a tile's id
+    there (a second student) and the tracker saw no face in that frame."""
+    import services.facedetect.service as service
+
+    monkeypatch.setattr(service, "GRID_RECHECK_SECONDS", 0.0)
+    before = counter(GALLERY_FRAMES, "facedetect", "gallery")
+    got = run_facedetect(conversation[314:323])  # 157.0 to 161.0 s
+    assert counter(GALLERY_FRAMES, "facedetect", "gallery") == before
+    assert [len(m.header.faces) for m in got] == [1] * 9
+    assert {m.header.faces[0]["student"] for m in got} == {1}
