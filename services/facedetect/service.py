@@ -139,9 +139,12 @@ class FaceDetectService(Service[FacedetectSettings]):
         self.crop_size = int(s.crop_size)
         self.last_seq: dict[tuple[str, str], int] = {}
         self.last_wall: dict[tuple[str, str], float] = {}
+        # Frame times (media time of a file, capture time of a live source), not this process's clock:
+        # a file read faster than real time must be searched at the same frames on every run (on
+        # the clock, a fast machine searched fewer frames of a clip than a slow one, issue 21).
         self.no_grid_at: dict[tuple[str, str], float] = {}  # when a stream's last grid search found none
         self.grid_seen_at: dict[tuple[str, str], float] = {}  # when it last found one
-        self.slices_quiet: dict[tuple[str, str], float] = {}  # a stream's slices not searched before this
+        self.slices_fruitless_at: dict[tuple[str, str], float] = {}  # when slices last added no face
         self.log.info("detector %s (confidence %.2f, every %d frames), crops %dpx", self.detector.name,
                       s.confidence, self.follower.every, self.crop_size)
 
@@ -163,7 +166,7 @@ class FaceDetectService(Service[FacedetectSettings]):
                              frame.session, frame.stream, frame.seq, frame.encoding)
             return
         t = frame.t_capture if frame.t_media is None else frame.t_media
-        tiles = self._find_grid(key, image)
+        tiles = self._find_grid(key, image, t)
         if tiles:
             # A call's grid: its tiles found every frame (they come and go), faces searched every
             # DETECT_EVERY frames and followed between; ids come from the tiles.
@@ -201,12 +204,12 @@ class FaceDetectService(Service[FacedetectSettings]):
         """The frame's faces: short-range BlazeFace alone while the stream's faces are near (ranges.py),
         else the detector (both models, and slices when the faces are small in a large frame)."""
         started = time.perf_counter()
-        slices = time.monotonic() >= self.slices_quiet.get(key, 0.0)
+        slices = not _within(t, self.slices_fruitless_at.get(key), SLICE_RECHECK_SECONDS)
         detections = self.ranges.detect(key, self.detector, image, t, slices)
         DETECT_SECONDS.labels(self.name, self.detector.name).observe(time.perf_counter() - started)
         DETECT_RANGES.labels(self.name, self.ranges.ran).inc()
         if self.ranges.ran != "short":
-            self._count_slices(key)
+            self._count_slices(key, t)
         return detections
 
     def _send_faces(self, held: Held) -> None:
@@ -244,7 +247,7 @@ class FaceDetectService(Service[FacedetectSettings]):
                                  NAME_STORE_RETRY_SECONDS, exc)
                 return
 
-    def _count_slices(self, key: tuple[str, str]) -> None:
+    def _count_slices(self, key: tuple[str, str], t: float) -> None:
         """Count a frame searched in slices; slices that added no face are not searched again for
         SLICE_RECHECK_SECONDS (an empty room, one person far from a 1080p camera: the pass suffices)."""
         added = self.detector.added
@@ -252,26 +255,24 @@ class FaceDetectService(Service[FacedetectSettings]):
             return
         SLICED_FRAMES.labels(self.name).inc()
         if added <= 0:
-            self.slices_quiet[key] = time.monotonic() + SLICE_RECHECK_SECONDS
+            self.slices_fruitless_at[key] = t
         else:
-            self.slices_quiet.pop(key, None)
+            self.slices_fruitless_at.pop(key, None)
 
-    def _find_grid(self, key: tuple[str, str], image: np.ndarray) -> list[tuple[int, int, int, int]]:
+    def _find_grid(self, key: tuple[str, str], image: np.ndarray, t: float) -> list[tuple[int, int, int, int]]:
         """The call's tiles in this frame; while a stream shows none (and showed none for
         GRID_RECENT_SECONDS), searched once a GRID_RECHECK_SECONDS."""
         if not self.gallery:
             return []
-        now = time.monotonic()
-        last_miss = self.no_grid_at.get(key)
-        recent_grid = now - self.grid_seen_at.get(key, -1e9) < GRID_RECENT_SECONDS
-        if last_miss is not None and now - last_miss < GRID_RECHECK_SECONDS and not recent_grid:
+        recent_grid = _within(t, self.grid_seen_at.get(key), GRID_RECENT_SECONDS)
+        if _within(t, self.no_grid_at.get(key), GRID_RECHECK_SECONDS) and not recent_grid:
             return []
         tiles = find_tiles(image)
         if tiles:
             self.no_grid_at.pop(key, None)
-            self.grid_seen_at[key] = now
+            self.grid_seen_at[key] = t
         else:
-            self.no_grid_at[key] = now
+            self.no_grid_at[key] = t
         return tiles
 
     def _detect_gallery(self, key: tuple[str, str], image: np.ndarray, tiles: list[tuple[int, int, int, int]],
@@ -386,7 +387,7 @@ class FaceDetectService(Service[FacedetectSettings]):
         self.last_wall.pop(key, None)
         self.no_grid_at.pop(key, None)
         self.grid_seen_at.pop(key, None)
-        self.slices_quiet.pop(key, None)
+        self.slices_fruitless_at.pop(key, None)
         for held in waiting:
             self._send_faces(held)
 
@@ -398,3 +399,8 @@ class FaceDetectService(Service[FacedetectSettings]):
             self.log.info("stream %s/%s idle for %.0f s: forgetting its tracks", *key, idle)
             self._forget(key)
         self._save_set_aside()
+
+
+def _within(t: float, since: float | None, seconds: float) -> bool:
+    """Whether frame time t is less than `seconds` after `since` (never, when t went back: a new recording)."""
+    return since is not None and 0.0 <= t - since < seconds
