@@ -372,13 +372,17 @@ def markdown(results: dict, command: str) -> str:
     m = results["machine"]
     loads = [r["machine_before"]["load_average"][0] for c in results["cases"] for r in c["runs"]]
     others = {o["command"] for c in results["cases"] for r in c["runs"] for o in r["machine_before"]["busiest_others"]}
-    under = (f"taken under load: load average (1 min) {min(loads):g}-{max(loads):g} on {m['cpus']} CPUs during the "
+    under = (f"taken with a load average (1 min) of {min(loads):g}-{max(loads):g} on {m['cpus']} CPUs before the "
              f"trials" if loads else "no trial ran")
+    # The load before a trial counts the last trial's processes winding down: other work is what
+    # makes these figures lower bounds, and only the busiest other processes say whether there was any.
+    context = ("the machine is shared by several engineers, so these are lower bounds of a quiet box"
+               if others else "no other busy process was seen before any trial (the load is the trials' own)")
     return "\n".join([
         RESULTS_BEGIN,
         f"## Capacity: 2 FPS streams one box holds ({results['finished']}, `{command}`)",
         "",
-        f"Figures {under}; the machine is shared by several engineers, so these are lower bounds of a quiet box "
+        f"Figures {under}; {context} "
         f"(the kernels were timed under the same load). Busiest other processes seen: "
         f"{'; '.join(sorted(others)[:6]) or 'none'}.",
         f"Each trial: one `engagement run` of n real-face videos of {results['inputs']['seconds']:g} s, REALTIME=1 "

@@ -75,5 +75,5 @@ def test_quick_bench_capacity_writes_consistent_figures(tmp_path, capsys):
     if case["capacity"]:
         assert case["at_capacity"]["rss_mb_per_stream"] > 0
     text = md.read_text()
-    assert "| one-face webcam, 640x480 |" in text and "taken under load" in text
+    assert "| one-face webcam, 640x480 |" in text and "taken with a load average" in text
     assert "| one-face webcam, 640x480 |" in capsys.readouterr().out
