@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from services.facedetect.student_ids import StudentIds
 from services.facedetect.tracker import iou
 from shared.data.roster import name_key
 
@@ -145,16 +146,17 @@ class TileTrack:
 @dataclass
 class _StreamTiles:
     tracks: dict[int, TileTrack] = field(default_factory=dict)
-    next_id: int = 1
     last_tiles: list[Box] = field(default_factory=list)
     last_ids: list[int] = field(default_factory=list)
 
 
 class TileTracker:
-    """Student id per tile, per (session, stream); ids start at 1."""
+    """Student id per tile, per (session, stream); ids start at 1, from a numbering the service
+    shares with the plain frames' tracker (student_ids.py)."""
 
-    def __init__(self, max_age: float = 10.0) -> None:
+    def __init__(self, max_age: float = 10.0, ids: StudentIds | None = None) -> None:
         self.max_age = max_age
+        self.ids = ids if ids is not None else StudentIds()
         self.streams: dict[tuple[str, str], _StreamTiles] = {}
         self.reflows = 0  # frames where tiles were matched by appearance because the grid moved
 
@@ -181,7 +183,7 @@ class TileTracker:
             # participant by the look of their tile, best matches first.
             self.reflows += 1
             self._match_reflowed(state, tiles, sigs, keys, ids, free)
-        return self._record(state, tiles, sigs, has_face, names, ids, t)
+        return self._record(key, state, tiles, sigs, has_face, names, ids, t)
 
     @staticmethod
     def _match_reflowed(state: _StreamTiles, tiles: list[Box], sigs: list[np.ndarray], keys: list[str | None],
@@ -214,16 +216,14 @@ class TileTracker:
                 ids[i] = place
                 free.discard(place)
 
-    @staticmethod
-    def _record(state: _StreamTiles, tiles: list[Box], sigs: list[np.ndarray], has_face: list[bool],
-                names: list[str | None], ids: list[int | None], t: float) -> list[int]:
+    def _record(self, key: tuple[str, str], state: _StreamTiles, tiles: list[Box], sigs: list[np.ndarray],
+                has_face: list[bool], names: list[str | None], ids: list[int | None], t: float) -> list[int]:
         """Number the tiles still without an id, and remember every tile's track; the ids."""
         assigned: list[int] = []
         for i, tile in enumerate(tiles):
             given = ids[i]
             if given is None:
-                given = ids[i] = state.next_id
-                state.next_id += 1
+                given = ids[i] = self.ids.take(key)
             assigned.append(given)
             track = state.tracks.get(given)
             # Keep the look of the participant with a face: a stretch away must not overwrite it.
@@ -277,3 +277,4 @@ class TileTracker:
 
     def reset(self, key: tuple[str, str]) -> None:
         self.streams.pop(key, None)
+        self.ids.reset(key)

@@ -26,6 +26,7 @@ from services.facedetect.gallery import TileTracker, find_tiles
 from services.facedetect.holdback import Held, Holdback
 from services.facedetect.names import LabelReader, OcrMissing
 from services.facedetect.ranges import Ranges
+from services.facedetect.student_ids import StudentIds
 from services.facedetect.tracker import SetAside, Tracker, iou
 from shared.bus import metrics
 from shared.bus.messages import MAX_FACES, Eos, Frame, Message, follow_up
@@ -109,14 +110,17 @@ class FaceDetectService(Service[FacedetectSettings]):
                                if s.detector == "auto" and s.gallery == "auto" else self.detector.inner)
         self.follower = Follower(s.detect_every)
         self.ranges = Ranges()
+        # One numbering a stream for its plain frames' faces and its call tiles: a stream that switches
+        # between the two must never give two people one id (student_ids.py).
+        self.student_ids = StudentIds()
         self.tracker = Tracker(s.track_iou, s.track_max_age, reid_seconds=s.reid_seconds,
-                               min_seconds=s.track_min_seconds)
+                               min_seconds=s.track_min_seconds, ids=self.student_ids)
         self.appearance = Appearance(Path(s.models_dir), cpu_budget.litert_threads(1))
         self.holdback = Holdback()
         self.set_aside: dict[str, dict[str, int]] = {}  # session -> reason -> count, not in Redis yet
         self.set_aside_store = Store.from_url(s.redis_url, s.redis_prefix)
         self.set_aside_retry_at = 0.0
-        self.tiles = TileTracker(s.track_max_age)
+        self.tiles = TileTracker(s.track_max_age, self.student_ids)
         self.gallery = s.gallery == "auto"
         # Names are personal data: not even read when reports are class-level only.
         self.read_names = (self.gallery and s.gallery_names == "ocr"

@@ -19,8 +19,9 @@ back in can be sent with the right id or without it (holdback.py). `min_seconds`
 every face a student at once (the tracker before this rule).
 
 Times are media time when the source has it, capture time otherwise. Ids are per (session,
-stream) and start at 1; `finish` ends a stream (its tentative faces are set aside), `reset`
-forgets it.
+stream) and start at 1, from a numbering the service shares with the gallery's tiles
+(student_ids.py); `finish` ends a stream (its tentative faces are set aside), `reset` forgets it
+and its numbering.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.facedetect.appearance import Look, distance
+from services.facedetect.student_ids import StudentIds
 
 Box = tuple[int, int, int, int]  # x, y, w, h
 
@@ -110,7 +112,6 @@ class SetAside:
 @dataclass
 class _StreamTracks:
     tracks: dict[int, Track] = field(default_factory=dict)
-    next_id: int = 1
     next_tentative: int = -1
     last_t: float | None = None
     resolutions: dict[int, int | None] = field(default_factory=dict)  # tentative id -> student or None
@@ -122,7 +123,7 @@ LooksOf = Callable[[list[int]], list[Look]]  # looks of the boxes at these index
 
 class Tracker:
     def __init__(self, min_iou: float = 0.3, max_age: float = 10.0, max_centre_distance: float = 0.5,
-                 reid_seconds: float = 10.0, min_seconds: float = 0.0) -> None:
+                 reid_seconds: float = 10.0, min_seconds: float = 0.0, ids: StudentIds | None = None) -> None:
         self.min_iou = min_iou
         self.max_age = max_age
         # A second, looser pass for faces that moved more than their overlap allows (a jump
@@ -130,6 +131,8 @@ class Tracker:
         self.max_centre_distance = max_centre_distance
         self.reid_seconds = reid_seconds
         self.min_seconds = min_seconds
+        # Student ids (not tentative ones): shared with the gallery's tile tracker (student_ids.py).
+        self.ids = ids if ids is not None else StudentIds()
         self.streams: dict[tuple[str, str], _StreamTracks] = {}
 
     def update(self, key: tuple[str, str], boxes: list[Box], t: float, looks_of: LooksOf | None = None) -> list[int]:
@@ -169,8 +172,7 @@ class Tracker:
         new = [i for i in reading_order(boxes) if ids[i] is None]
         for i in new:
             if self.min_seconds <= 0 and i not in not_faces:
-                ids[i] = state.next_id
-                state.next_id += 1
+                ids[i] = self.ids.take(key)
             else:
                 ids[i] = state.next_tentative
                 state.next_tentative -= 1
@@ -184,7 +186,7 @@ class Tracker:
             state.tracks[sid] = track
             if i in not_faces and i in new and not self._dropped(state, sid):
                 self._set_aside(state, track, "not_a_face")
-        self._confirm(state, t, ids)
+        self._confirm(key, state, t, ids)
         return [int(i) for i in ids if i is not None]  # every face has its id by now (asserted above)
 
     def _looks_due(self, state: _StreamTracks, boxes: list[Box], ids: list[int | None], t: float) -> list[int]:
@@ -263,7 +265,7 @@ class Tracker:
             if gone > keep:
                 del state.tracks[sid]
 
-    def _confirm(self, state: _StreamTracks, t: float, ids: list[int | None]) -> None:
+    def _confirm(self, key: tuple[str, str], state: _StreamTracks, t: float, ids: list[int | None]) -> None:
         """Tentative faces seen for min_seconds become students (numbered in reading order)."""
         due = [sid for sid, tr in state.tracks.items() if sid < 0 and sid not in state.resolutions
                and tr.last_seen == t and t - tr.first_seen >= self.min_seconds]
@@ -271,8 +273,7 @@ class Tracker:
         for k in reading_order(boxes):
             tentative = due[k]
             track = state.tracks.pop(tentative)
-            track.student = state.next_id
-            state.next_id += 1
+            track.student = self.ids.take(key)
             state.tracks[track.student] = track
             state.resolutions[tentative] = track.student
             ids[:] = [track.student if sid == tentative else sid for sid in ids]
@@ -310,3 +311,4 @@ class Tracker:
 
     def reset(self, key: tuple[str, str]) -> None:
         self.streams.pop(key, None)
+        self.ids.reset(key)
