@@ -293,15 +293,7 @@ class FaceDetectService(Service[FacedetectSettings]):
         if found is None:
             found = self._search_gallery(image, tiles)
             self.follower.detected(gallery_key, image, found)
-        best: list[Detection | None] = [None] * len(tiles)
-        for det in found:
-            cx, cy = det.box[0] + det.box[2] / 2, det.box[1] + det.box[3] / 2
-            for i, (x, y, w, h) in enumerate(tiles):
-                if x <= cx < x + w and y <= cy < y + h:
-                    held = best[i]
-                    if held is None or det.confidence > held.confidence:
-                        best[i] = det
-                    break
+        best = _best_per_tile(found, tiles)
         names = self._read_labels(key, image, tiles, t) if self.read_names else None
         ids = self.tiles.update(key, image, tiles, [d is not None for d in best], t, names)
         if self.read_names:
@@ -313,15 +305,7 @@ class FaceDetectService(Service[FacedetectSettings]):
         """The faces of a call's frame: the whole frame searched once; only a tile where that
         found no face is searched again at its own scale, where a face too small for the
         detector's 300x300 view of the frame shows."""
-        best: list[Detection | None] = [None] * len(tiles)
-        for det in self.frame_detector.detect(image):
-            cx, cy = det.box[0] + det.box[2] / 2, det.box[1] + det.box[3] / 2
-            for i, (x, y, w, h) in enumerate(tiles):
-                if x <= cx < x + w and y <= cy < y + h:
-                    held = best[i]
-                    if held is None or det.confidence > held.confidence:
-                        best[i] = det
-                    break
+        best = _best_per_tile(self.frame_detector.detect(image), tiles)
         for i, (x, y, w, h) in enumerate(tiles):
             if best[i] is None:
                 top = max(self.detector.detect(image[y:y + h, x:x + w], slices=False), key=lambda d: d.confidence,
@@ -404,6 +388,19 @@ class FaceDetectService(Service[FacedetectSettings]):
             self._forget(key)
         self._save_set_aside()
 
+
+def _best_per_tile(detections: list[Detection], tiles: list[tuple[int, int, int, int]]) -> list[Detection | None]:
+    """Each tile's most confident detection whose centre lies in it (None: no face there)."""
+    best: list[Detection | None] = [None] * len(tiles)
+    for det in detections:
+        cx, cy = det.box[0] + det.box[2] / 2, det.box[1] + det.box[3] / 2
+        for i, (x, y, w, h) in enumerate(tiles):
+            if x <= cx < x + w and y <= cy < y + h:
+                held = best[i]
+                if held is None or det.confidence > held.confidence:
+                    best[i] = det
+                break
+    return best
 
 def _within(t: float, since: float | None, seconds: float) -> bool:
     """Whether frame time t is less than `seconds` after `since` (never, when t went back: a new recording)."""
