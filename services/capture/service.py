@@ -54,6 +54,20 @@ LIVE_RATE_BOUND = 60.0
 # Set by the launcher on a capture it restarts after a crash (like PARENT_PID: between the
 # launcher and its child, not a setting): the restart's number and when the stream first started.
 RESTART_ENV, STREAM_STARTED_ENV = "CAPTURE_RESTART", "STREAM_STARTED_AT"
+# Set by the launcher on each of several captures: the fraction of a sampling period its samples
+# come after the first stream's (plan.py spreads n streams over the period).
+PHASE_ENV = "SAMPLE_PHASE"
+
+
+def phase_delay(phase: str, period: float) -> float:
+    """Seconds a stream's samples come later than the period's start: its phase (0 <= phase < 1)
+    of the period. Streams started together and paced alike reached facedetect in bursts of n
+    frames every period, each waiting behind the others; spread, they come one at a time."""
+    try:
+        fraction = float(phase or 0.0)
+    except ValueError:
+        return 0.0
+    return (fraction % 1.0) * period if period > 0 and fraction == fraction else 0.0
 
 
 def default_session_id(stream: str) -> str:
@@ -211,7 +225,7 @@ class CaptureService(Service[CaptureSettings]):
         SOURCE_UP.labels(self.name).set(1)
         realtime = bool(self.settings.realtime)
         next_t = 0.0  # media time of the next frame to keep
-        started = time.monotonic()
+        started = time.monotonic() + phase_delay(from_launcher(PHASE_ENV), self.period)
         try:
             while not self.stop.is_set():
                 frame = source.read()
@@ -289,7 +303,7 @@ class CaptureService(Service[CaptureSettings]):
 
     def _run_live(self) -> str:
         self._retry = Backoff(FIRST_RETRY_SECONDS, float(self.settings.retry_max_seconds))
-        next_emit = time.monotonic()
+        next_emit = time.monotonic() + phase_delay(from_launcher(PHASE_ENV), self.period)
         reconnect = False
         while not self.stop.is_set():
             source = self._open_live(reconnect)

@@ -48,8 +48,10 @@ def plan_environment(settings: LaunchSettings, redis_url: str, bus_dir: str = ""
     metrics_ports = _metrics_ports(settings, captures, processes, ports)
     envs = {name: dict(base, METRICS_PORT=str(metrics_ports[name]),
                        **_link_environment(name, captures, link_ports, bus_dir)) for name in processes}
-    for name, stream in zip(captures, settings.sources, strict=True):
+    for index, (name, stream) in enumerate(zip(captures, settings.sources, strict=True)):
         envs[name].update(SOURCE=stream.source, STREAM_ID=stream.id)
+        if len(captures) > 1:  # spread over the sampling period: no burst of every stream's frame at once
+            envs[name]["SAMPLE_PHASE"] = f"{index / len(captures):.4f}"
         if stream.fps is not None:
             envs[name]["FPS"] = f"{stream.fps:g}"
     # The launcher's page is for this machine only: loopback, whatever the environment says.

@@ -83,6 +83,18 @@ def test_one_source_runs_exactly_as_before():
     envs = plan_environment(_values(["class.avi"]), REDIS_URL)
     assert set(envs) == set(RUN_SERVICES)
     assert envs["capture"]["STREAM_ID"] == "cam0" and envs["capture"]["STREAMS"] == ""
+    assert "SAMPLE_PHASE" not in envs["capture"]
+
+
+def test_several_captures_sample_in_turn_over_the_period_not_all_at_once():
+    from services.capture.service import phase_delay
+
+    envs = plan_environment(_values(["a.avi", "b.avi", "c.avi"]), REDIS_URL)
+    phases = [envs[f"capture-{name}"]["SAMPLE_PHASE"] for name in "abc"]
+    assert phases == ["0.0000", "0.3333", "0.6667"]
+    # At 2 FPS (0.5 s a sample) the three streams' frames come 1/6 s apart, the first at once.
+    assert [round(phase_delay(phase, 0.5), 3) for phase in phases] == [0.0, 0.167, 0.333]
+    assert phase_delay("", 0.5) == phase_delay("0.5", 0.0) == phase_delay("nan", 0.5) == phase_delay("x", 0.5) == 0.0
 
 
 def test_check_and_run_name_the_stream_whose_source_is_bad(classroom):
