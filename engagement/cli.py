@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 # service name -> "module:class"; the launcher starts each as `python -m engagement.cli <name>`.
 SERVICES: dict[str, str] = {
@@ -90,7 +92,25 @@ def installed_version() -> str:
         return "unknown (not installed: pip install -e .)"
 
 
+def leave_now(code: int) -> NoReturn:
+    """End a service's process without the interpreter's teardown.
+
+    The service has finished: its loop ended, `finish` closed what it writes, its sockets
+    flushed within their linger. What is left is unloading cv2, numpy and the rest, about
+    0.2 s of CPU a process: thirty cameras ending together spent 5 s of CPU on it and held up
+    the other classes' frames on the box by a second or two.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing left to say there
+            pass
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None  # the process's own command line: a service may leave at once
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
@@ -104,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     if command in SERVICE_CLASSES:
         from shared.ops.service import main_for
 
-        return main_for(SERVICE_CLASSES[command](), rest)
+        code = main_for(SERVICE_CLASSES[command](), rest)
+        if as_program:
+            leave_now(code)
+        return code
     if command in COMMANDS:
         return int(load(COMMANDS[command])(rest) or 0)
     print(f"unknown command {command!r}; try `engagement --help`", file=sys.stderr)
