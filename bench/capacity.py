@@ -22,7 +22,13 @@ written beside every run, and the figures are labelled as taken under that load.
 
     engagement bench-capacity [--cases webcam room8 gallery5 gallery7] [--seconds 15] [--max-streams 32]
                               [--out bench/capacity_results.json] [--results-md bench/RESULTS.md]
+                              [--model baseline|BUNDLE_DIR] [--engine auto|onnx|tflite|keras]
     engagement bench-capacity --quick      a smoke run: webcams, 3 s, at most 2 streams
+
+With --model a bundle (a trained model) the same table is made for it: its kernel is the
+bundle's predictor on the faces found (one call a frame; a sequence model's call takes each
+face's whole sequence), run by --engine as the inference service runs it with ENGINE. That is
+how a GPU box (a Jetson) gets its table: scripts/gpu-check.sh runs this with ENGINE=auto.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import tempfile
 import time
 import uuid
@@ -47,6 +54,7 @@ import psutil
 from bench.observe import MetricsScraper, ProcessSampler, UpdatesTap
 from bench.pipeline import launch_observed, stage_latencies
 from bench.stats import percentiles_ms
+from shared.data.model_card import CARD_FILE
 
 FPS = 2.0
 WARMUP_FRAMES = 2  # per stream: the first frames pay for first calls, not in the latency figure
@@ -143,21 +151,49 @@ class _Detection:
         return [b for b in best if b is not None]
 
 
-def time_kernels(case: Case, video: Path, frames: int = 16) -> dict:
-    """CPU ms a frame of decode, detection (with crops) and the baseline model on the faces found.
+class _ModelKernel:
+    """The model's work on one frame's crops: the baseline's, or a bundle's predictor (ENGINE)."""
+
+    def __init__(self, model: str, engine: str) -> None:
+        self.baseline = model == "baseline"
+        if self.baseline:
+            from services.inference.baseline import BaselinePredictor
+
+            self.predictor = BaselinePredictor()
+            self.length = 1
+        else:
+            from services.inference.bundle import load_predictor
+
+            self.bundle = load_predictor(Path(model), engine=engine)
+            self.length = max(1, self.bundle.card.sequence_length)
+
+    @property
+    def engine(self) -> str:
+        return "baseline" if self.baseline else self.bundle.engine
+
+    def run(self, crops: list[np.ndarray], t: float) -> None:
+        batch = np.stack(crops)
+        if self.baseline:
+            [self.predictor.assess(s) for s in self.predictor.measure(batch)]
+            return
+        sequences = np.repeat(batch[:, None], self.length, axis=1)  # each face's sequence, this frame newest
+        self.bundle.predict_students([("bench", "kernel", i) for i in range(len(crops))], sequences, t)
+
+
+def time_kernels(case: Case, video: Path, frames: int = 16, model: str = "baseline", engine: str = "auto") -> dict:
+    """CPU ms a frame of decode, detection (with crops) and the model on the faces found.
 
     Each kernel runs single-threaded in this thread, so its thread CPU time is its cost on one
     core whatever else the shared machine runs (wall time, given beside it, is what the load
     left of a core). The limit uses the CPU times: what the cores allow when the box is ours.
     """
-    from services.inference.baseline import BaselinePredictor
     from shared.ops import cpu_budget
     from shared.vision.detectors import crop_face
 
     cv2.setNumThreads(1)  # one core a kernel: the limit divides the kernels over the cores
     cpu_budget.apply(litert=1)
     detection = _Detection(bool(case.grid))
-    model = BaselinePredictor()
+    model_kernel = _ModelKernel(model, engine)
     cpu: dict[str, list[float]] = {"decode": [], "detection": [], "model": []}
     wall: dict[str, list[float]] = {k: [] for k in cpu}
     faces = []
@@ -176,7 +212,7 @@ def time_kernels(case: Case, video: Path, frames: int = 16) -> dict:
             crops = [crop_face(image, b, detection.crop, detection.margin) for b in boxes]
             marks.append((time.thread_time(), time.perf_counter()))
             if crops:
-                [model.assess(s) for s in model.measure(np.stack(crops))]
+                model_kernel.run(crops, i / FPS)
             marks.append((time.thread_time(), time.perf_counter()))
             if i < WARMUP_FRAMES:
                 continue
@@ -193,7 +229,7 @@ def time_kernels(case: Case, video: Path, frames: int = 16) -> dict:
     return {"decode_ms": round(ms["decode"], 2), "detection_ms": round(ms["detection"], 2),
             "model_ms": round(ms["model"], 2), "faces_found": round(found, 2),
             "model_ms_per_face": round(ms["model"] / max(1.0, found), 2),
-            "frame_ms": round(per_frame, 2), "frames_timed": len(faces), "cores": cores,
+            "frame_ms": round(per_frame, 2), "frames_timed": len(faces), "cores": cores, "engine": model_kernel.engine,
             "wall_ms": {k: round(float(np.mean(v)) * 1000, 2) for k, v in wall.items()},
             "limit_streams": round(cores / (FPS * per_frame / 1000), 1)}
 
@@ -232,13 +268,14 @@ def _own_pids() -> set[int]:
     return {me.pid, *(c.pid for c in me.children(recursive=True))}
 
 
-def run_trial(case: Case, video: Path, n: int, frames: int, work: Path, p99_ms: float) -> dict:
+def run_trial(case: Case, video: Path, n: int, frames: int, work: Path, p99_ms: float,
+              model: str = "baseline", engine: str = "auto") -> dict:
     """n streams of `video` in one class to its report; whether it held (no drop, p99 under the bound)."""
     session = f"bench-capacity-{case.name}-{n}-{uuid.uuid4().hex[:6]}"
     before = machine_state(_own_pids())
     scraper = MetricsScraper()
     tap = UpdatesTap(on_eos=scraper.scrape, streams=n)  # last counters before the launcher stops the services
-    env = {"REALTIME": "1", "FPS": f"{FPS:g}", "LOG_LEVEL": "WARNING"}
+    env = {"REALTIME": "1", "FPS": f"{FPS:g}", "LOG_LEVEL": "WARNING", "ENGINE": engine}
 
     def adjust(envs: dict[str, dict[str, str]]) -> None:
         for e in envs.values():
@@ -254,7 +291,7 @@ def run_trial(case: Case, video: Path, n: int, frames: int, work: Path, p99_ms: 
     sampler = ProcessSampler(interval=0.5)
     try:
         code, started = launch_observed(
-            [*sources, "--model", "baseline", "--session-id", session, "--report-dir", str(work / "reports"),
+            [*sources, "--model", model, "--session-id", session, "--report-dir", str(work / "reports"),
              "--report-timeout", "120"], adjust, scraper, tap)
     finally:
         sampler.close()
@@ -320,15 +357,16 @@ def search(trial: Callable[[int], dict], max_streams: int) -> tuple[int, list[di
     return good, [runs[k] for k in sorted(runs)]
 
 
-def measure_case(case: Case, seconds: float, max_streams: int, p99_ms: float, work: Path) -> dict:
+def measure_case(case: Case, seconds: float, max_streams: int, p99_ms: float, work: Path,
+                 model: str = "baseline", engine: str = "auto") -> dict:
     frames = max(4, round(seconds * FPS))
     video = make_case_video(case, work / f"{case.name}.avi", frames)
-    kernels = time_kernels(case, video)
+    kernels = time_kernels(case, video, model=model, engine=engine)
     print(f"{case.name}: kernels {kernels['frame_ms']} ms a frame ({kernels['faces_found']} faces found) -> "
           f"limit {kernels['limit_streams']} streams on {kernels['cores']} cores", flush=True)
 
     def trial(n: int) -> dict:
-        r = run_trial(case, video, n, frames, work, p99_ms)
+        r = run_trial(case, video, n, frames, work, p99_ms, model, engine)
         print(f"  {n} stream(s): {'held' if r['held'] else 'did not hold'}: {r['frames_through']}/"
               f"{r['frames_expected']} through, {r['drops_counted']:g} dropped, p99 "
               f"{r['capture_to_prediction_ms']['p99']} ms, load {r['machine_before']['load_average']}", flush=True)
@@ -385,15 +423,21 @@ def markdown(results: dict, command: str) -> str:
         f"Figures {under}; {context} "
         f"(the kernels were timed under the same load). Busiest other processes seen: "
         f"{'; '.join(sorted(others)[:6]) or 'none'}.",
-        f"Each trial: one `engagement run` of n real-face videos of {results['inputs']['seconds']:g} s, REALTIME=1 "
-        "FPS=2, attention baseline; held = every frame through, none dropped, capture -> prediction p99 under the "
-        "bound (first 2 frames of each stream left out of the latency). Limit = cores / (2 x kernels a frame); "
-        "kernels single-threaded, mean CPU ms a frame (thread CPU time: what a core does, not what the load left "
-        "of it). CPU and RSS per stream: all services at the capacity, over the streams.",
+        f"Each trial: one `engagement run` of n real-face videos of {results['inputs']['seconds']:g} s, "
+        f"REALTIME=1 FPS=2, {_model_words(results['inputs'])}; held = every frame through, none dropped, "
+        "capture -> prediction p99 under the bound (first 2 frames of each stream left out of the latency). "
+        "Limit = cores / (2 x kernels a frame); kernels single-threaded, mean CPU ms a frame (thread CPU time: "
+        "what a core does, not what the load left of it). CPU and RSS per stream: all services at the capacity, "
+        "over the streams.",
         "",
         table(results["cases"], results["inputs"]["p99_ms"]),
         RESULTS_END,
     ])
+
+
+def _model_words(inputs: dict) -> str:
+    model = inputs.get("model", "baseline")
+    return "attention baseline" if model == "baseline" else f"the bundle {Path(model).name} (ENGINE={inputs['engine']})"
 
 
 def write_results_md(path: Path, section: str) -> None:
@@ -421,23 +465,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", action="store_true", help="keep the cases of --out that this run does not measure "
                    "(re-measure one case, keep the table whole)")
     p.add_argument("--quick", action="store_true", help="a smoke run: webcams, 3 s, at most 2 streams")
+    p.add_argument("--model", default="baseline", help="baseline, or a bundle folder (a trained model)")
+    p.add_argument("--engine", default="auto", help="what runs a bundle (ENGINE): auto, onnx, tflite, keras")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv or [])
     args = build_parser().parse_args(argv)
+    if args.model != "baseline" and not (Path(args.model) / CARD_FILE).is_file():
+        print(f"engagement bench-capacity: --model {args.model}: not a bundle folder (no model_card.json in it)",
+              file=sys.stderr)
+        return 2
     if args.quick:
         args.cases, args.seconds, args.max_streams = ["webcam"], 3.0, 2
     logging.basicConfig(level=logging.WARNING)
     results: dict = {"machine": {"cpus": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
                                  "python": platform.python_version(), "at_start": machine_state(_own_pids())},
                      "inputs": {"seconds": args.seconds, "fps": FPS, "p99_ms": args.p99_ms,
-                                "max_streams": args.max_streams, "model": "baseline", "pacing": "REALTIME=1 FPS=2"},
+                                "max_streams": args.max_streams, "model": args.model, "engine": args.engine,
+                                "pacing": "REALTIME=1 FPS=2"},
                      "cases": []}
     with tempfile.TemporaryDirectory(prefix="engagement-capacity-") as tmp:
         for name in args.cases:
-            results["cases"].append(measure_case(CASES[name], args.seconds, args.max_streams, args.p99_ms, Path(tmp)))
+            results["cases"].append(measure_case(CASES[name], args.seconds, args.max_streams, args.p99_ms, Path(tmp),
+                                                 args.model, args.engine))
     if args.merge and args.out.is_file():
         kept = [c for c in json.loads(args.out.read_text())["cases"] if c["case"] not in args.cases]
         order = list(CASES)

@@ -5,6 +5,10 @@
 #
 #   scripts/gpu-check.sh [BUNDLE]      default: the benchmark's MobileNetV2 224 bundle, built here
 #
+# Then the capacity table of this box with that model on the GPU (`engagement bench-capacity
+# --model BUNDLE`, the same bench and table as bench/RESULTS.md's), into .gpu-check/RESULTS.md;
+# CAPACITY=0 leaves it out (it takes 10-20 minutes).
+#
 # x86_64 with a GPU: installs the GPU wheels from PyPI (tensorflow[and-cuda], onnxruntime-gpu,
 # tensorrt) into their own virtualenv, .venv-gpu, so the project's .venv stays as CI has it.
 # A Jetson: PyPI has no GPU wheels for it; the check runs inside the inference-jetson image
@@ -18,6 +22,11 @@ if [ -e /etc/nv_tegra_release ]; then
   echo "  docker compose -f compose/docker-compose.yml -f compose/docker-compose.jetson.yml build inference"
   echo "  docker run --rm --runtime nvidia -v <bundle dir>:/bundle:ro --entrypoint python \\"
   echo "    engagement-inference-jetson:latest -m services.inference.gpu_check --bundle /bundle"
+  echo "and its capacity table (how many 2 FPS classes the Jetson watches with that model; the image has no"
+  echo "bench/, so this checkout is mounted and run from; not yet run on a Jetson):"
+  echo "  docker run --rm --runtime nvidia -v <bundle dir>:/bundle:ro -v \$PWD:/src -w /src --entrypoint python \\"
+  echo "    engagement-inference-jetson:latest -m engagement.cli bench-capacity --model /bundle \\"
+  echo "    --out .gpu-check/capacity.json --results-md .gpu-check/RESULTS.md"
   exit 0
 fi
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
@@ -57,3 +66,7 @@ if [ -z "$bundle" ]; then
 fi
 mkdir -p .gpu-check
 .venv-gpu/bin/python -m services.inference.gpu_check --bundle "$bundle" --json .gpu-check/results.json
+if [ "${CAPACITY:-1}" != "0" ]; then
+  .venv-gpu/bin/engagement bench-capacity --model "$bundle" --engine auto \
+    --out .gpu-check/capacity.json --results-md .gpu-check/RESULTS.md
+fi

@@ -77,3 +77,27 @@ def test_quick_bench_capacity_writes_consistent_figures(tmp_path, capsys):
     text = md.read_text()
     assert "| one-face webcam, 640x480 |" in text and "taken with a load average" in text
     assert "| one-face webcam, 640x480 |" in capsys.readouterr().out
+
+
+def test_a_model_that_is_no_bundle_is_refused_in_one_line(tmp_path, capsys):
+    assert capacity.main(["--quick", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a bundle folder" in err and "nowhere" in err
+    assert not (tmp_path / "c.json").exists()
+
+
+@pytest.mark.slow
+def test_quick_bench_capacity_of_a_trained_bundle_writes_its_own_table(tmp_path):
+    """What a GPU box runs (scripts/gpu-check.sh): the same table with a bundle's model, on this CPU."""
+    from tests.inference.tiny_bundles import build
+
+    bundle = build("frame", tmp_path / "frame", tflite=True)
+    out, md = tmp_path / "capacity.json", tmp_path / "RESULTS.md"
+    assert capacity.main(["--quick", "--model", str(bundle), "--engine", "tflite", "--out", str(out),
+                          "--results-md", str(md)]) == 0
+    r = json.loads(out.read_text())
+    assert r["inputs"]["model"] == str(bundle) and r["inputs"]["engine"] == "tflite"
+    (case,) = r["cases"]
+    assert case["kernels"]["engine"] == "tflite" and case["kernels"]["model_ms"] > 0
+    assert all(run["exit_code"] == 0 and run["frames_through"] == run["frames_expected"] for run in case["runs"])
+    assert "the bundle frame (ENGINE=tflite)" in md.read_text()
