@@ -1,8 +1,7 @@
 """Gallery mode: a video call's participant grid, one student per tile.
 
-`find_tiles` finds the grid: call apps draw camera tiles as same-sized rectangles on a
-plain background, so the pixels that differ from the border's colour form one connected
-rectangle per tile. No such set of rectangles = no grid, and facedetect falls back to
+`find_tiles` (grid.py) finds the grid: call apps draw camera tiles as same-sized rectangles
+on a plain background. No such set of rectangles = no grid, and facedetect falls back to
 plain face detection.
 
 `TileTracker` gives each tile a student id. While the grid stays put, a tile keeps its id by
@@ -25,23 +24,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from services.facedetect.grid import Box
+from services.facedetect.grid import find_tiles as find_tiles  # the grid search, imported from here too
 from services.facedetect.student_ids import StudentIds
 from services.facedetect.tracker import iou
 from shared.data.roster import name_key
 
-Box = tuple[int, int, int, int]
-
-MIN_TILES = 2
-MIN_TILE_FRACTION = 0.004  # of the frame's area: a 10x10 grid's tiles are still above it
-BACKGROUND_TOLERANCE = 10  # grey levels (and levels of each colour channel around a tile)
-# A tile sits on the call's plain background: most of a line a few pixels around it has the
-# background's colour, not only its grey level. A face's skin can have the grey level of the blue
-# wall behind it: its eyes and brows, cut out by it, were two same-sized "tiles" (issue 21: in 25
-# of the conversation clip's 400 frames at 2 FPS; the face in one became a tile's student), with
-# 0-18 % of their ring the wall's colour; a call's tiles had 90-100 % (2 px out, MJPG-recorded
-# 3x3 and 5x5 calls: its chroma blurs the tiles' edges a pixel or two).
-RING_PX = 2
-MIN_RING_ON_BACKGROUND = 0.5
 SIGNATURE_SIZE = (16, 16)
 SAME_TILE_IOU = 0.7
 SAME_PERSON_CORRELATION = 0.6
@@ -63,57 +51,6 @@ def same_name(a: str | None, b: str | None) -> bool:
     if not a or not b:
         return False
     return a == b or _edits(a, b) <= min(len(a), len(b)) // 4
-
-
-def _background_colour(image: np.ndarray) -> np.ndarray:
-    """The commonest value of each channel along the frame's border (a call's plain background)."""
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-    border = border.reshape(len(border), -1)  # a column a channel (one for a grey frame)
-    return np.array([np.bincount(c, minlength=256).argmax() for c in border.T], dtype=np.int16)
-
-
-def _on_background(image: np.ndarray, box: Box, colour: np.ndarray) -> bool:
-    """Whether most of the line RING_PX around the box has the background's colour (each channel
-    within BACKGROUND_TOLERANCE); the sides beyond the frame's edge do not count."""
-    x, y, w, h = box
-    height, width = image.shape[:2]
-    x0, y0, x1, y1 = x - RING_PX, y - RING_PX, x + w - 1 + RING_PX, y + h - 1 + RING_PX
-    xs, ys = slice(max(0, x0), min(width, x1 + 1)), slice(max(0, y0), min(height, y1 + 1))
-    sides = [image[y0, xs] if y0 >= 0 else None, image[y1, xs] if y1 < height else None,
-             image[ys, x0] if x0 >= 0 else None, image[ys, x1] if x1 < width else None]
-    ring = np.concatenate([s.reshape(len(s), -1) for s in sides if s is not None] or [colour[None, :]])
-    near = (np.abs(ring.astype(np.int16) - colour) <= BACKGROUND_TOLERANCE).all(axis=1)
-    return float(near.mean()) >= MIN_RING_ON_BACKGROUND
-
-
-def find_tiles(image: np.ndarray) -> list[Box]:
-    """The participant tiles, row by row; [] when the frame shows no grid."""
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-    colour = _background_colour(image)
-    level = int(_background_colour(gray)[0])
-    # |gray - level| > tolerance, in two OpenCV passes (numpy's int16 round trip took 9 times as long).
-    diff = cv2.absdiff(gray, np.full_like(gray, level))
-    mask = cv2.threshold(diff, BACKGROUND_TOLERANCE, 1, cv2.THRESH_BINARY)[1]
-    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    frame_area = gray.shape[0] * gray.shape[1]
-    candidates = []
-    for x, y, w, h, area in stats[1:count]:
-        if w * h < MIN_TILE_FRACTION * frame_area or w * h > 0.9 * frame_area:
-            continue
-        if area < 0.6 * w * h or not 0.9 <= w / h <= 2.4:
-            continue
-        if not _on_background(image, (int(x), int(y), int(w), int(h)), colour):
-            continue
-        candidates.append((int(x), int(y), int(w), int(h)))
-    if len(candidates) < MIN_TILES:
-        return []
-    # A grid's tiles share one size (within rounding); anything else is not a participant tile.
-    median_w = float(np.median([c[2] for c in candidates]))
-    median_h = float(np.median([c[3] for c in candidates]))
-    tiles = [c for c in candidates if abs(c[2] - median_w) <= 0.1 * median_w and abs(c[3] - median_h) <= 0.1 * median_h]
-    if len(tiles) < MIN_TILES:
-        return []
-    return sorted(tiles, key=lambda b: (round(b[1] / max(1, median_h / 2)), b[0]))
 
 
 def signature(image: np.ndarray, tile: Box) -> np.ndarray:
