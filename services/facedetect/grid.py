@@ -9,8 +9,9 @@ A camera's frame (searched once a second) is first looked at shrunk (by 2 at 640
 1.8 ms of the 2.4 ms a 640x480 frame's search took. Only a frame with at least two regions of a
 tile's size and shape there is searched at full size, by the rules below on the exact full-size
 regions: the tiles found are the full-size search's. (Labelling each such region again at full
-size in its own box, not the whole frame, was slower: a tile's solid part, shrunk, can fall short
-of its edges, by a fifth of its height in an MJPG-recorded 3x3 call, and the box had to grow.)
+size in its own box, not the whole frame, was slower on calls: a tile's solid part, shrunk, falls
+short of its edges by a seventh of its height where a room shows under the face, so the boxes had
+to grow to the whole frame.)
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def _grid(image: np.ndarray, regions: np.ndarray) -> list[Box]:
     """The tiles among the full-size regions (rows of x, y, w, h, area), row by row."""
     frame_area = image.shape[0] * image.shape[1]
     # Size, fill and shape of every region at once: a gallery's faces leave thousands of specks
-    # (a 7x7 call: 5500), which a loop in Python took 19 ms a 1920x1080 frame to turn down.
+    # (a 7x7 call: 5500), which a loop in Python took 10-19 ms a 1920x1080 frame to turn down.
     x, y, w, h, area = (regions[:, i].astype(np.int64) for i in range(5))
     box = w * h
     ratio = w / h
