@@ -75,7 +75,7 @@ def raw_payload(image: np.ndarray) -> memoryview:
     copying (zero-copy), and every source hands over a new image per frame that nothing writes to
     afterwards. A 640x480 copy per frame (tobytes) was a fresh 0.9 MB allocation each time: its
     page faults were a tenth of a paced capture's CPU."""
-    return memoryview(np.ascontiguousarray(image)).cast("B")
+    return np.ascontiguousarray(image).data.cast("B")
 
 
 def default_session_id(stream: str) -> str:

@@ -16,13 +16,13 @@ connection's (it never counted), any other is a counted peer's.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 import zmq
 from prometheus_client import Gauge
-from zmq.utils.monitor import recv_monitor_message
 
 LINK_PEERS = Gauge("engagement_link_peers", "Peers connected to a PUSH link this service binds (one is right: "
                    "more means another process takes a share of its messages)", ["service", "link"])
@@ -36,6 +36,15 @@ for _event in _FAILED:
     _EVENTS |= _event
 
 log = logging.getLogger(__name__)
+
+
+def next_event(events: zmq.Socket[bytes]) -> int:
+    """The next event on a monitor socket (blocks until there is one): its first frame is the event
+    (16 bits) and its value (32 bits), as pyzmq's recv_monitor_message reads it. Read here because
+    zmq.utils.monitor imports asyncio: 1.5 MB and 17 ms more in every process with a link."""
+    first, _endpoint = events.recv_multipart()
+    event, _value = struct.unpack("=hi", first)
+    return int(event)
 
 
 class PeerCounter:
@@ -55,10 +64,10 @@ class PeerCounter:
     def _run(self) -> None:
         try:
             while True:
-                event = recv_monitor_message(self._events)  # blocks until an event: no polling
-                if event["event"] == zmq.EVENT_MONITOR_STOPPED:
+                event = next_event(self._events)  # blocks until an event: no polling
+                if event == zmq.EVENT_MONITOR_STOPPED:
                     return
-                self.on_event(event)
+                self.on_event({"event": event})
         except zmq.ZMQError as exc:
             # Someone else took the socket's one monitor (pyzmq hands the same pair socket out again)
             # and closed it: the count stops here, said once, and the service goes on.

@@ -1,9 +1,12 @@
 """A frame's pixels go on the bus without a copy (issue 26): the payload is a view of the image
 the source decoded, and the frames that arrive are still the file's frames, pixel for pixel,
-however many wait in the queues before the consumer reads them."""
+however many wait in the queues before the consumer reads them. And a capture process loads only
+what it uses: every stream is a process of its own."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from types import SimpleNamespace
 
@@ -11,6 +14,7 @@ import cv2
 import numpy as np
 
 from services.capture.service import CaptureService
+from shared.ops.config import REPO_ROOT
 from tests.support.capture import start_capture
 
 
@@ -82,3 +86,16 @@ def test_every_frame_arrives_as_the_file_decodes_it_while_frames_queue(tmp_path)
     for message, image in zip(frames, decoded, strict=True):
         assert (message.header.height, message.header.width) == image.shape[:2]
         assert bytes(message.payload) == image.tobytes(), f"frame {message.header.seq} is not the file's"
+
+
+def test_a_capture_process_imports_no_library_it_does_not_use():
+    # One capture per stream: what it imports, every stream pays in memory and start-up. asyncio came
+    # with pyzmq's monitor helper (the link's peer counter), 1.5 MB a process.
+    heavy = ("asyncio", "tensorflow", "mediapipe", "onnxruntime", "ai_edge_litert", "redis", "PIL", "scipy", "paho")
+    code = ("import sys\n"
+            "from engagement import cli\n"
+            "from shared.ops.service import main_for\n"
+            "cli.SERVICE_CLASSES['capture']()\n"
+            f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == []
