@@ -1,7 +1,7 @@
-"""A frame's pixels go on the bus without a copy (issue 26): the payload is a view of the image
-the source decoded, and the frames that arrive are still the file's frames, pixel for pixel,
-however many wait in the queues before the consumer reads them. And a capture process loads only
-what it uses: every stream is a process of its own."""
+"""What each stream's capture process costs (issue 26): a frame's pixels go on the bus without a
+copy (the payload is a view of the image the source decoded), and the frames that arrive are still
+the file's frames, pixel for pixel, however many wait in the queues before the consumer reads them;
+a capture process loads only what it uses."""
 
 from __future__ import annotations
 
