@@ -70,6 +70,14 @@ def phase_delay(phase: str, period: float) -> float:
     return (fraction % 1.0) * period if period > 0 and fraction == fraction else 0.0
 
 
+def raw_payload(image: np.ndarray) -> memoryview:
+    """The image's own pixels as the frame's payload, not a copy: the sockets send them without
+    copying (zero-copy), and every source hands over a new image per frame that nothing writes to
+    afterwards. A 640x480 copy per frame (tobytes) was a fresh 0.9 MB allocation each time: its
+    page faults were a tenth of a paced capture's CPU."""
+    return np.ascontiguousarray(image).data.cast("B")
+
+
 def default_session_id(stream: str) -> str:
     # A random part: two captures started in the same second on one Redis must not mix totals.
     return f"{stream}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
@@ -136,12 +144,12 @@ class CaptureService(Service[CaptureSettings]):
         return code or getattr(self, "exit_code", 0)
 
     # --- sending ---------------------------------------------------------------------
-    def _payload(self, image: np.ndarray) -> tuple[str, bytes]:
+    def _payload(self, image: np.ndarray) -> tuple[str, bytes | memoryview]:
         if self.settings.frame_encoding == "jpeg":
             ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             if ok:
                 return "jpeg", buf.tobytes()
-        return "bgr", np.ascontiguousarray(image).tobytes()
+        return "bgr", raw_payload(image)
 
     def emit(self, frame: Frame, droppable: bool) -> bool:
         # Scaled down to fit WIDTH x HEIGHT, never stretched nor scaled up: a 16:9 webcam squashed

@@ -1,0 +1,101 @@
+"""What each stream's capture process costs (issue 26): a frame's pixels go on the bus without a
+copy (the payload is a view of the image the source decoded), and the frames that arrive are still
+the file's frames, pixel for pixel, however many wait in the queues before the consumer reads them;
+a capture process loads only what it uses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+
+from services.capture.service import CaptureService
+from shared.ops.config import REPO_ROOT
+from tests.support.capture import start_capture
+
+
+def _numbered_video(path, frames: int) -> str:
+    """An MJPG file whose every frame differs: its number written on a shifting gradient."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
+    assert writer.isOpened()
+    ramp = np.tile(np.arange(320, dtype=np.uint8), (240, 1))
+    for i in range(frames):
+        image = np.ascontiguousarray(np.dstack([np.roll(ramp, 7 * i, axis=1), ramp, ramp]))
+        cv2.putText(image, str(i), (100, 150), cv2.FONT_HERSHEY_SIMPLEX, 3, (255, 255, 255), 5)
+        writer.write(image)
+    writer.release()
+    return str(path)
+
+
+def _payload_of(image: np.ndarray, encoding: str = "bgr") -> tuple[str, bytes | memoryview]:
+    holder = SimpleNamespace(settings=SimpleNamespace(frame_encoding=encoding))
+    return CaptureService._payload(holder, image)  # type: ignore[arg-type]
+
+
+def test_a_bgr_payload_is_the_image_itself_not_a_copy():
+    image = np.random.default_rng(1).integers(0, 256, (48, 64, 3), np.uint8)
+    encoding, payload = _payload_of(image)
+    sent = np.frombuffer(payload, np.uint8)
+    assert encoding == "bgr"
+    assert np.shares_memory(sent, image)  # tobytes() made a 0.9 MB copy of every 640x480 frame
+    assert bytes(payload) == image.tobytes() and len(payload) == image.nbytes
+
+
+def test_a_strided_image_is_sent_as_its_pixels_in_order():
+    # A view into a bigger image (a crop, a BGRA grab without its alpha) is not contiguous: copied once.
+    bgra = np.random.default_rng(2).integers(0, 256, (30, 40, 4), np.uint8)
+    bgr = bgra[:, :, :3]
+    _, payload = _payload_of(bgr)
+    assert bytes(payload) == np.ascontiguousarray(bgr).tobytes() and len(payload) == 30 * 40 * 3
+
+
+def test_jpeg_payload_still_decodes():
+    image = np.full((48, 64, 3), 128, np.uint8)
+    encoding, payload = _payload_of(image, "jpeg")
+    decoded = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+    assert encoding == "jpeg" and decoded.shape == image.shape
+
+
+def test_every_frame_arrives_as_the_file_decodes_it_while_frames_queue(tmp_path):
+    # Sent without a copy, a frame's buffer is on the wire until ZeroMQ has sent it: a source that
+    # reused its buffer would overwrite the frames still queued. The consumer reads late, so the
+    # queues are full while the capture decodes on.
+    path = _numbered_video(tmp_path / "numbered.avi", frames=20)
+    cap = cv2.VideoCapture(path)
+    decoded = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        decoded.append(image)
+    cap.release()
+    assert len({im.tobytes() for im in decoded}) == len(decoded)  # every frame differs from the others
+    proc, consumer = start_capture(path, "--fps", "0")
+    try:
+        time.sleep(1.5)  # the capture blocks on a full queue meanwhile
+        got = consumer.recv_until_eos()
+        assert proc.wait(20) == 0, proc.stderr.read()
+    finally:
+        consumer.close()
+    frames = got[:-1]
+    assert len(frames) == len(decoded)
+    for message, image in zip(frames, decoded, strict=True):
+        assert (message.header.height, message.header.width) == image.shape[:2]
+        assert bytes(message.payload) == image.tobytes(), f"frame {message.header.seq} is not the file's"
+
+
+def test_a_capture_process_imports_no_library_it_does_not_use():
+    # One capture per stream: what it imports, every stream pays in memory and start-up. asyncio came
+    # with pyzmq's monitor helper (the link's peer counter), 1.5 MB a process.
+    heavy = ("asyncio", "tensorflow", "mediapipe", "onnxruntime", "ai_edge_litert", "redis", "PIL", "scipy", "paho")
+    code = ("import sys\n"
+            "from engagement import cli\n"
+            "from shared.ops.service import main_for\n"
+            "cli.SERVICE_CLASSES['capture']()\n"
+            f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == []
