@@ -30,7 +30,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ from shared.data.levels import LEVELS
 from shared.data.totals import FrameRecord, add_record, empty_totals, states_of, timeline_entry
 
 JOURNAL_NAME = "journal.jsonl"
+# A frame line's "r": the record's fields but its number (the line's own "n"), in their order.
+FRAME_FIELDS = tuple(f.name for f in fields(FrameRecord) if f.name != "journal_n")
 FSYNC_EVERY = 32  # records between two fsyncs (and at every tick)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -112,9 +114,9 @@ class Journal:
 
     def append_frame(self, record: FrameRecord) -> int:
         """Journal a frame; its record number."""
-        body = asdict(record)
-        del body["journal_n"]  # the line's own "n"
-        return self._append({"k": "frame", "r": body})
+        # The fields as they are, encoded at once: dataclasses.asdict deep-copied every prediction
+        # first, a third of the aggregator's CPU a frame for the same line.
+        return self._append({"k": "frame", "r": {name: getattr(record, name) for name in FRAME_FIELDS}})
 
     def append_eos(self, stream: str, seq: int, t_capture: float, ended: float, reason: str, source: str,
                    class_id: str) -> int:

@@ -3,6 +3,8 @@ what a report from Redis says; Redis's marker tells a store that lost the sessio
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import random
 
@@ -84,3 +86,22 @@ def test_a_full_disk_moves_the_journal_whole_to_the_fallback_folder(tmp_path):
         contents = read_journal(journal.path)
         assert [r.seq for _, r in contents.frames] == list(range(400)) and contents.unreadable == 0
         assert os.path.getsize(disk / "j-full" / "journal.jsonl") > 0  # what was there stays, for a reader
+
+
+def test_a_frame_line_keeps_its_format_key_for_key(tmp_path):
+    """The journal writes a record's fields without copying them first (services/aggregator's CPU): the
+    line must stay what dataclasses.asdict wrote, every field but journal_n in their order, nested values whole."""
+    rec = FrameRecord("j-format", "math-7", "cam1", 7, T0 + 0.125, None, 2,
+                      [{"student": 2, "level": 3, "probs": [0.1, 0.2, 0.3, 0.4], "box": [1, 2, 3, 4], "conf": 0.9,
+                        "signals": {"yaw": -1.5, "reason": "yaw"}, "heads": {"boredom": [0.7, 0.1, 0.1, 0.1]}}],
+                      MODEL, journal_n=41)
+    journal = Journal(tmp_path, "j-format")
+    assert journal.append_frame(rec) == 1
+    rec.predictions[0]["level"] = 0  # written at once: a later change to the record is not in the journal
+    journal.close()
+    line = journal.path.read_bytes().splitlines()[1]
+    expected = {"k": "frame", "r": {k: v for k, v in dataclasses.asdict(rec).items() if k != "journal_n"}, "n": 1}
+    expected["r"]["predictions"][0]["level"] = rec.predictions[0]["level"] = 3
+    assert line == json.dumps(expected, separators=(",", ":")).encode()
+    back = read_journal(journal.path).frames
+    assert back == [(1, dataclasses.replace(rec, journal_n=1))]
