@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from services.reporter import text_stamp
 from shared.bus.messages import Frame
 from shared.data.model_card import BASELINE_NOTE
 from shared.data.running_totals import Totals
@@ -32,8 +33,25 @@ def size_factor(img: np.ndarray) -> float:
 
 
 def _text(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float = 0.5) -> None:
-    k = size_factor(img)
     # A dark outline keeps the text readable on any background.
+    _text_at_k(img, text, org, colour, scale, size_factor(img))
+
+
+def _constant_text(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int],
+                   scale: float = 0.5) -> None:
+    """`_text` for a text drawn alike on every frame (the note, "Recording"): stamped, the same pixels
+    (services/reporter/text_stamp.py)."""
+    k = size_factor(img)
+    outline = round(3 * k)
+    (width, height), below = cv2.getTextSize(text, FONT, scale * k, outline)
+    extent = text_stamp.Extent(width, height, below, margin=outline + 2)
+    text_stamp.draw(img, org, (text, FONT, scale * k, colour, outline, round(k)),
+                    lambda canvas, at: _text_at_k(canvas, text, at, colour, scale, k), extent)
+
+
+def _text_at_k(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float,
+               k: float) -> None:
+    """`_text` with the frame's size factor given (a stamp is drawn on a canvas of its own size)."""
     cv2.putText(img, text, org, FONT, scale * k, (0, 0, 0), round(3 * k), cv2.LINE_AA)
     cv2.putText(img, text, org, FONT, scale * k, colour, round(k), cv2.LINE_AA)
 
@@ -69,9 +87,9 @@ def draw(frame: np.ndarray, faces: Sequence[Mapping[str, Any]], predictions: Seq
         _text(img, f"{name}: {levels.get(str(i), 0)}", (round(10 * k), round((20 + 20 * i) * k)), LEVEL_COLOURS[i])
     if recording:
         cv2.circle(img, (img.shape[1] - round(110 * k), round(18 * k)), round(6 * k), (0, 0, 255), -1)
-        _text(img, "Recording", (img.shape[1] - round(98 * k), round(23 * k)), (0, 0, 255))
+        _constant_text(img, "Recording", (img.shape[1] - round(98 * k), round(23 * k)), (0, 0, 255))
     if baseline:
-        _text(img, BASELINE_NOTE, (round(10 * k), img.shape[0] - round(12 * k)), (255, 255, 255), 0.45)
+        _constant_text(img, BASELINE_NOTE, (round(10 * k), img.shape[0] - round(12 * k)), (255, 255, 255), 0.45)
     return img
 
 

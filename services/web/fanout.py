@@ -3,6 +3,10 @@
 The service's loop thread publishes (a JPEG, an update); each connected page reads its own
 queue on the web server's event loop. A full queue drops its oldest item and counts it, so
 a browser that stops reading never holds memory or slows the pipeline.
+
+A Fanout given an `encode` takes documents and encodes each once for all its browsers; with
+no browser connected nothing is encoded (every update of a class nobody watches was a JSON
+dump for nobody): the last document waits as it is, encoded when a page comes.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -58,17 +63,22 @@ class Subscription:
 
 
 class Fanout:
-    def __init__(self, name: str, queue_size: int) -> None:
+    def __init__(self, name: str, queue_size: int, encode: Callable[[Any], Any] | None = None) -> None:
         self.name = name
         self.queue_size = queue_size
+        self.encode = encode
         self.lock = threading.Lock()
         self.subscriptions: set[Subscription] = set()
         self.latest: Any = None  # a new page starts with the last item, not with nothing
+        self.unencoded: Any = None  # the last document while nobody reads (with `encode`): the latest, once encoded
 
     def subscribe(self) -> Subscription:
         sub = Subscription(self, asyncio.get_running_loop(), self.queue_size)
         with self.lock:
             self.subscriptions.add(sub)
+            if self.unencoded is not None:
+                assert self.encode is not None
+                self.latest, self.unencoded = self.encode(self.unencoded), None
             if self.latest is not None:
                 sub.items.append(self.latest)
         CLIENTS.labels(self.name).set(len(self.subscriptions))
@@ -80,8 +90,15 @@ class Fanout:
         CLIENTS.labels(self.name).set(len(self.subscriptions))
 
     def publish(self, item: Any) -> None:
+        """An item for every browser (a document, when the Fanout encodes: see the module's doc)."""
+        if self.encode is not None:
+            with self.lock:
+                if not self.subscriptions:  # nobody reads: encoded if a page comes before the next one
+                    self.unencoded = item
+                    return
+            item = self.encode(item)  # outside the lock: pages joining meanwhile are not held up
         with self.lock:
-            self.latest = item
+            self.latest, self.unencoded = item, None
             subs = list(self.subscriptions)
         for sub in subs:
             sub.put(item)

@@ -213,12 +213,13 @@ class LiveState:
 
     def _snapshot(self, history: bool) -> dict[str, Any]:
         labels = self.model.labels or list(LEVEL_LABELS)
+        totals = self.totals.as_map()
         out: dict[str, Any] = {
             "session": self.session, "seq": self.seq, "t_capture": self.t_capture, "ended": self.ended,
             "model": {"name": self.model.name, "baseline": self.model.baseline,
                       "labels": labels},
             "note": BASELINE_NOTE if self.model.baseline else "",
-            "class_level_only": self.class_level_only, "totals": self.totals.as_map(), "students": [],
+            "class_level_only": self.class_level_only, "totals": totals, "students": [],
             "streams": sorted(self.streams),
             "stream_ends": dict(self.stream_ends), "attention_alert_seconds": self.alert_seconds, "alerts": [],
         }
@@ -226,8 +227,9 @@ class LiveState:
         out["class_line" if history else "class_point"] = (
             self.class_line if history else (self.class_line[-1] if self.class_line else None))
         if len(self.streams) > 1:  # several streams: each one's running totals (class level only too)
-            per_stream = self.totals.streams or {}
-            out["stream_totals"] = {st: (per_stream.get(st) or no_totals()).as_map() for st in sorted(self.streams)}
+            # The maps converted with the session's above, not once more each (a class of 30 webcams)
+            per_stream = totals.get("streams") or {}
+            out["stream_totals"] = {st: per_stream.get(st) or no_totals().as_map() for st in sorted(self.streams)}
         if self.class_level_only:
             return out
         for key in sorted(self.students):

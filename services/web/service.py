@@ -92,7 +92,7 @@ class WebService(Service[WebSettings]):
                 self.log.error("%s: cards show ids only", exc)
         self.live = LiveState(self.class_level_only, roster, alert_seconds=float(s.attention_alert_seconds))
         self.video = VideoFeeds("video", VIDEO_QUEUE)
-        self.events = Fanout("events", EVENTS_QUEUE)
+        self.events = Fanout("events", EVENTS_QUEUE, encode=sse_event)  # documents, encoded only for a page
         self.context = WebContext(live=self.live, reports=Reports(s.report_dir), video=self.video,
                                   events=self.events, marks=marks, class_level_only=self.class_level_only,
                                   token=s.web_token, hosts=AllowedHosts(s.web_bind, s.web_allowed_hosts))
@@ -153,7 +153,7 @@ class WebService(Service[WebSettings]):
         if msg.kind == "eos":
             event = self.live.end(session)
             if event is not None:
-                self.events.publish(sse_event(event))
+                self.events.publish(event)
             return
         if session != self.live.session and self.store is not None and msg.kind == "update":
             self._restore(session)  # joined mid-session: what came before is in Redis
@@ -163,7 +163,7 @@ class WebService(Service[WebSettings]):
                 self.video.publish(h.stream, mjpeg_part(msg.payload, h.t_capture, h.seq, h.stream))
             return
         if isinstance(h, Update):  # decode checked: the live link carries frame, update and eos only
-            self.events.publish(sse_event(self.live.apply_update(h)))
+            self.events.publish(self.live.apply_update(h))
 
     def tick(self) -> None:
         self._read_tile_names()
@@ -196,7 +196,7 @@ class WebService(Service[WebSettings]):
             return
         event = self.live.set_stream_ends(session, ends)
         if event is not None:
-            self.events.publish(sse_event(event))
+            self.events.publish(event)
 
     def on_stop(self) -> None:
         self.video.close()
