@@ -46,7 +46,28 @@ def _constant_text(img: np.ndarray, text: str, org: tuple[int, int], colour: tup
     (width, height), below = cv2.getTextSize(text, FONT, scale * k, outline)
     extent = text_stamp.Extent(width, height, below, margin=outline + 2)
     text_stamp.draw(img, org, (text, FONT, scale * k, colour, outline, round(k)),
-                    lambda canvas, at: _text_at_k(canvas, text, at, colour, scale, k), extent)
+                    lambda canvas, at: _text_at_k(canvas, text, at, colour, scale, k), extent,
+                    grey=colour[0] == colour[1] == colour[2])
+
+
+def _count_line(img: np.ndarray, name: str, count: int, org: tuple[int, int], colour: tuple[int, int, int]) -> None:
+    """`_text(img, f"{name}: {count}", ...)`, the same pixels: the name's part stamped, the count drawn
+    (services/reporter/text_stamp.py)."""
+    prefix = f"{name}: "
+    _outlined(img, f"{prefix}{count}", org, colour, slice(None, len(prefix)))
+
+
+def _face_label(img: np.ndarray, student: int, level: int, words: str, org: tuple[int, int],
+                colour: tuple[int, int, int]) -> None:
+    """`_text(img, f"id {student}: {level} {words}", ...)`, the same pixels: the level's words stamped."""
+    head = f"id {student}: "
+    _outlined(img, f"{head}{level} {words}", org, colour, slice(len(head), None))
+
+
+def _outlined(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], constant: slice) -> None:
+    """`_text` with the `constant` part of `text` stamped."""
+    k = size_factor(img)
+    text_stamp.put_layers(img, text, org, FONT, 0.5 * k, [((0, 0, 0), round(3 * k)), (colour, round(k))], constant)
 
 
 def _text_at_k(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float,
@@ -68,23 +89,25 @@ def draw(frame: np.ndarray, faces: Sequence[Mapping[str, Any]], predictions: Seq
          baseline: bool = False) -> np.ndarray:
     """A copy of `frame` with the overlay; `faces` without a prediction get a grey box."""
     img: np.ndarray = frame.copy()
+    text_stamp.new_frame()
     k = size_factor(img)
     predicted = {p["student"]: p for p in predictions}
     for face in faces or predictions:
         x, y, w, h = (int(round(v)) for v in face["box"])
         p = predicted.get(face["student"])
+        at = (x, max(round(14 * k), y - round(6 * k)))
         if p is None:
-            colour, label = NO_PREDICTION, f"id {face['student']}"
+            cv2.rectangle(img, (x, y), (x + w, y + h), NO_PREDICTION, round(2 * k))
+            _text(img, f"id {face['student']}", at, NO_PREDICTION)
         else:
             level = int(p["level"])
-            colour, label = LEVEL_COLOURS[level], f"id {face['student']}: {level} {labels[level]}"
-        cv2.rectangle(img, (x, y), (x + w, y + h), colour, round(2 * k))
-        _text(img, label, (x, max(round(14 * k), y - round(6 * k))), colour)
+            cv2.rectangle(img, (x, y), (x + w, y + h), LEVEL_COLOURS[level], round(2 * k))
+            _face_label(img, face["student"], level, labels[level], at, LEVEL_COLOURS[level])
     if not faces and not predictions:
         cv2.putText(img, "No Face Found", no_face_origin(img), FONT, k, (0, 0, 255), round(2 * k), cv2.LINE_AA)
     levels = totals.levels if totals is not None else {}
     for i, name in enumerate(labels):
-        _text(img, f"{name}: {levels.get(str(i), 0)}", (round(10 * k), round((20 + 20 * i) * k)), LEVEL_COLOURS[i])
+        _count_line(img, name, levels.get(str(i), 0), (round(10 * k), round((20 + 20 * i) * k)), LEVEL_COLOURS[i])
     if recording:
         cv2.circle(img, (img.shape[1] - round(110 * k), round(18 * k)), round(6 * k), (0, 0, 255), -1)
         _constant_text(img, "Recording", (img.shape[1] - round(98 * k), round(23 * k)), (0, 0, 255))
