@@ -11,8 +11,9 @@ message (the attention baseline's, --faces faces), paced like live cameras and s
 sampling period; it reads the aggregator's acks as inference does. Once every stream has sent
 its eos and the report is written, each service's CPU time over the paced part (from psutil,
 user + system, after a warm-up) is divided by the frames: CPU ms a frame (the process's, and its
-main thread's: the service's loop), and the share of one core. --tree runs the services from another checkout (an A/B against an older commit); --spy
-records one service with py-spy over the paced part and prints its busiest functions.
+main thread's: the service's loop), and the share of one core. --tree runs the services from
+another checkout (an A/B against an older commit); --spy records one service with py-spy over the
+paced part and prints its busiest functions; --cprofile one service's main thread with cProfile.
 
 A benchmark, not a test: it prints figures; the load average is printed beside them.
 """
