@@ -164,3 +164,19 @@ def test_a_caller_holding_every_streams_totals_gets_only_the_frames_stream_back(
     _, then = store.record_frame(FrameRecord("k", "c1", "cam1", 1, 1_000_001.0, None, 1, preds, MODEL),
                                  known_streams=2)
     assert list(then["streams"]) == ["cam1"] and then["streams"]["cam1"]["levels"]["2"] == 2
+
+
+def test_the_totals_a_write_answers_are_the_totals_redis_holds_whatever_the_streams_are_called(store):
+    """The script answers in one JSON string (cjson): stream ids with quotes, slashes, backslashes and
+    accents, a multi-task model's states, and the one-stream answer (cjson's empty list is {}) read back alike."""
+    names = ['salle "B"/2', "caméra\\1"]
+    heads = {"boredom": [0.1, 0.7, 0.1, 0.1], "engagement": [0.1, 0.1, 0.1, 0.7]}
+    preds = [{"student": 1, "level": 3, "probs": [0.1, 0.1, 0.1, 0.7], "heads": heads}]
+    counted, alone = store.record_frame(FrameRecord("q", "c1", names[0], 0, 1_000_000.0, None, 1, preds, MODEL))
+    assert counted and "streams" not in alone and alone == store.session_totals("q")
+    counted, both = store.record_frame(FrameRecord("q", "c1", names[1], 0, 1_000_000.5, 0.5, 2, preds, MODEL))
+    streams = {st["stream"]: st["totals"] for st in store.streams("q")}
+    assert counted and both == {**store.session_totals("q"), "streams": streams} and sorted(streams) == sorted(names)
+    assert both["states"]["engagement"]["3"] == 2
+    counted, again = store.record_frame(FrameRecord("q", "c1", names[1], 0, 1_000_000.5, 0.5, 2, preds, MODEL))
+    assert not counted and again == both
