@@ -96,6 +96,10 @@ def test_a_face_label_is_the_drawn_label_for_every_student_and_level(height, wid
             overlay._face_label(stamped, student, level, words, org, colour)
             overlay._text(drawn, f"id {student}: {level} {words}", org, colour)
             assert np.array_equal(stamped, drawn), (student, level, org)
+    scale = 0.5 * overlay.size_factor(frame)
+    stamped_texts = {key[1] for key in text_stamp._stamps if key[0] == "layer" and key[3] == scale}
+    assert any(t.startswith("id ") for t in stamped_texts)  # an id's outline (few ids: stamped too)
+    assert any(words.endswith(t) for t in stamped_texts for words in BASELINE_LABELS)  # a level's words
 
 
 def test_the_stamps_kept_are_bounded():
