@@ -19,6 +19,13 @@ LARGER = msgspec.structs.replace(no_totals(), levels={"0": 1234, "1": 57, "2": 1
 SIZES = [(480, 640), (720, 1280), (1080, 1920), (240, 320), (481, 641), (500, 200), (40, 60)]
 
 
+@pytest.fixture(autouse=True)
+def fresh_stamps(monkeypatch):
+    """Each test with no stamp made and none evicted yet (they are the process's)."""
+    monkeypatch.setattr(text_stamp, "_stamps", type(text_stamp._stamps)())
+    monkeypatch.setattr(text_stamp, "_evicted", set())
+
+
 def _drawn(img: np.ndarray, org: tuple[int, int], key: object, paint, extent, grey: bool = False) -> None:
     paint(img, org)  # what the overlay did before: OpenCV on the frame
 
@@ -91,11 +98,13 @@ def test_a_face_label_is_the_drawn_label_for_every_student_and_level(height, wid
         for level, words in enumerate(BASELINE_LABELS):
             org = (int(rng.integers(-40, width)), int(rng.integers(0, height + 20)))
             colour = overlay.LEVEL_COLOURS[level]
-            stamped, drawn = frame.copy(), frame.copy()
-            text_stamp.new_frame()
-            overlay._face_label(stamped, student, level, words, org, colour)
+            drawn = frame.copy()
             overlay._text(drawn, f"id {student}: {level} {words}", org, colour)
-            assert np.array_equal(stamped, drawn), (student, level, org)
+            for _ in range(4):  # frame after frame: the label's stamps made one a frame, then used
+                stamped = frame.copy()
+                text_stamp.new_frame()
+                overlay._face_label(stamped, student, level, words, org, colour)
+                assert np.array_equal(stamped, drawn), (student, level, org)
     scale = 0.5 * overlay.size_factor(frame)
     stamped_texts = {key[1] for key in text_stamp._stamps if key[0] == "layer" and key[3] == scale}
     assert any(t.startswith("id ") for t in stamped_texts)  # an id's outline (few ids: stamped too)
@@ -112,8 +121,6 @@ def test_the_stamps_kept_are_bounded():
 
 def test_a_text_whose_stamp_made_room_for_others_is_drawn_from_then_on(monkeypatch):
     """Never made twice: more texts than the bound would otherwise cost 256 drawings each time round."""
-    monkeypatch.setattr(text_stamp, "_stamps", type(text_stamp._stamps)())
-    monkeypatch.setattr(text_stamp, "_evicted", set())
     monkeypatch.setattr(text_stamp, "STAMPS_KEPT", 2)
     made = []
     real = text_stamp.TextStamp
@@ -131,8 +138,6 @@ def test_a_text_whose_stamp_made_room_for_others_is_drawn_from_then_on(monkeypat
 
 def test_a_frame_makes_one_stamp_at_most_and_is_the_drawn_frame_meanwhile(monkeypatch):
     """A class's first frames draw what has no stamp yet: they never wait for all of their stamps at once."""
-    monkeypatch.setattr(text_stamp, "_stamps", type(text_stamp._stamps)())
-    monkeypatch.setattr(text_stamp, "_evicted", set())
     frame = _frames(480, 640)[0]
     preds = [{"student": 3, "box": [200, 150, 104, 104], "level": 2, "probs": [0.25] * 4}]
     made = []
