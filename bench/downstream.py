@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> dict:
     try:
         period = 1.0 / args.fps
         total_frames = int(args.seconds * args.fps)
-        warmup_frames = int(WARMUP_SECONDS * args.fps)
+        warmup_frames = int(args.warmup * args.fps)
         started = time.monotonic()
         before: dict[str, tuple[float, float]] = {}
         sent = 0
@@ -296,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=2.0)
     parser.add_argument("--size", default="640x480", help="preview frames' WIDTHxHEIGHT (a 1920x1080 call gallery)")
     parser.add_argument("--tree", default=str(Path(__file__).resolve().parent.parent))
+    parser.add_argument("--warmup", type=float, default=WARMUP_SECONDS,
+                        help="seconds not measured (first calls; the reporter's text stamps, one a frame)")
     parser.add_argument("--browsers", type=int, default=0, help="live pages reading the events and the video")
     parser.add_argument("--spy", choices=SERVICES)
     parser.add_argument("--cprofile", choices=SERVICES, help="that service's main thread under cProfile (CPU time)")

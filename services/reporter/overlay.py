@@ -59,18 +59,15 @@ def _count_line(img: np.ndarray, name: str, count: int, org: tuple[int, int], co
 
 def _face_label(img: np.ndarray, student: int, level: int, words: str, org: tuple[int, int],
                 colour: tuple[int, int, int]) -> None:
-    """`_text(img, f"id {student}: {level} {words}", ...)`, the same pixels: the level's words stamped, and the
-    id's outline."""
+    """`_text(img, f"id {student}: {level} {words}", ...)`, the same pixels: the level's words stamped."""
     head = f"id {student}: "
-    _outlined(img, f"{head}{level} {words}", org, colour, slice(len(head), None), few_values=True)
+    _outlined(img, f"{head}{level} {words}", org, colour, slice(len(head), None))
 
 
-def _outlined(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], constant: slice,
-              few_values: bool = False) -> None:
-    """`_text` with the `constant` part of `text` stamped (text_stamp.put_layers)."""
+def _outlined(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], constant: slice) -> None:
+    """`_text` with the `constant` part of `text` stamped."""
     k = size_factor(img)
-    text_stamp.put_layers(img, text, org, FONT, 0.5 * k, [((0, 0, 0), round(3 * k)), (colour, round(k))], constant,
-                          few_values)
+    text_stamp.put_layers(img, text, org, FONT, 0.5 * k, [((0, 0, 0), round(3 * k)), (colour, round(k))], constant)
 
 
 def _text_at_k(img: np.ndarray, text: str, org: tuple[int, int], colour: tuple[int, int, int], scale: float,

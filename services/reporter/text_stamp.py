@@ -14,7 +14,7 @@ where the first ends, provided that is a whole pixel (OpenCV places glyphs in 1/
 `whole_pixel_split` finds the longest such constant part, which is stamped, layer by layer
 in OpenCV's own order (the outline of the constant part, the outline of the count, then the
 colour of each), and only the count is drawn (`put_layers`). A face's label, "id 12: 2 distracted",
-is the other way round: its level's words stamped, and its id's outline too (a class has few ids).
+is the other way round: its id drawn, its level's words stamped.
 
 A stamp costs 256 drawings to make (86 for a grey one: the outline): one is made a frame at most
 (`new_frame`), and a text whose stamp had to make room for others is drawn from then on, never
@@ -36,9 +36,8 @@ import numpy as np
 # How a text is drawn at an origin: the overlay's own function (outline then colour).
 Painter = Callable[[np.ndarray, tuple[int, int]], None]
 LEVELS = 256
-# The note, "Recording", the level names (4 x 2 layers), the labels' level words (4 x 2) and ids' outlines
-# (one a student) a frame size:
-STAMPS_KEPT = 96  # a bound, not a working set
+# The note, "Recording", the level names (4 x 2 layers) and the labels' level words (4 x 2) a frame size:
+STAMPS_KEPT = 48  # a bound, not a working set
 STAMP_BYTES = 64 << 20  # and at most this much of tables (a 1080-line frame's note is 5 MB)
 XY_SHIFT = 16  # OpenCV's fixed point in its drawing (drawing.cpp): 1/65536 pixel
 
@@ -177,11 +176,9 @@ def whole_pixel_split(text: str, first: int, last: int, font: int, scale: float)
 
 
 def put_layers(img: np.ndarray, text: str, org: tuple[int, int], font: int, scale: float,
-               layers: list[tuple[tuple[int, int, int], int]], constant: slice, few_values: bool = False) -> None:
+               layers: list[tuple[tuple[int, int, int], int]], constant: slice) -> None:
     """Each (colour, thickness) layer of `text` in turn, as cv2.putText would draw them one after the other,
-    its `constant` part (a start, text[:n], or an end, text[n:]) stamped where it starts on a whole pixel.
-    `few_values`: the other part takes few values (a student's id, not a running count), so its grey layers
-    (the outline: the costly one, and alike whatever the colour) are stamped too."""
+    its `constant` part (a start, text[:n], or an end, text[n:]) stamped where it starts on a whole pixel."""
     at_start = constant.start is None
     bound = int(constant.stop if at_start else constant.start)
     split = whole_pixel_split(text, bound, 1 if at_start else len(text) - 1, font, scale)
@@ -190,11 +187,11 @@ def put_layers(img: np.ndarray, text: str, org: tuple[int, int], font: int, scal
             cv2.putText(img, text, org, font, scale, colour, thickness, cv2.LINE_AA)
         return
     end, shift = split
-    parts = ((text[:end], org, at_start), (text[end:], (org[0] + shift, org[1]), not at_start))
+    head, tail, tail_org = text[:end], text[end:], (org[0] + shift, org[1])
     for colour, thickness in layers:  # glyph after glyph, as putText: the head's, then the tail's
-        grey = colour[0] == colour[1] == colour[2]
-        for part, at, constant_part in parts:
-            if constant_part or (few_values and grey):
-                put_text(img, part, at, font, scale, colour, thickness)
-            else:
-                cv2.putText(img, part, at, font, scale, colour, thickness, cv2.LINE_AA)
+        if at_start:
+            put_text(img, head, org, font, scale, colour, thickness)
+            cv2.putText(img, tail, tail_org, font, scale, colour, thickness, cv2.LINE_AA)
+        else:
+            cv2.putText(img, head, org, font, scale, colour, thickness, cv2.LINE_AA)
+            put_text(img, tail, tail_org, font, scale, colour, thickness)
