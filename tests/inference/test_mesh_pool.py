@@ -1,0 +1,73 @@
+"""The face mesh split over workers reads every face exactly as one thread does (real gallery faces)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from services.inference.baseline import BaselinePredictor
+from services.inference.baseline.mesh_pool import MeshPool
+from services.inference.baseline.reframe import run_reframed
+from services.inference.preprocess import resize_crops
+from shared.vision import baseline_rule as levels
+from shared.vision.face_mesh import MESH_SIZE, FaceMesh, MeshResult
+from tests.inference.faces import astronaut_crop
+from tests.inference.gallery_crops import gallery_crops
+
+
+class ThreadNoting(FaceMesh):
+    """A face mesh that notes the threads it ran on."""
+
+    def __init__(self) -> None:
+        super().__init__(num_threads=1)
+        self.threads: set[str] = set()
+
+    def run(self, crops: np.ndarray) -> MeshResult:
+        self.threads.add(threading.current_thread().name)
+        return super().run(crops)
+
+
+@pytest.fixture(scope="module")
+def crops() -> np.ndarray:
+    """A 7x7 gallery frame's 49 real faces, the astronaut, and an empty tile (no face: the first pass's
+    reading is kept), as facedetect sends them (224 x 224)."""
+    gallery = gallery_crops(7)
+    return np.concatenate([gallery, astronaut_crop()[None], np.full_like(gallery[:1], 40)])
+
+
+def test_a_gallery_frame_split_over_workers_reads_every_face_as_one_thread(crops):
+    meshes = [ThreadNoting(), ThreadNoting()]
+    pool = MeshPool(meshes, min_faces=4)
+    try:
+        resized, first, reframed = pool.run(crops, levels.MIN_MESH_CONFIDENCE)
+    finally:
+        pool.close()
+    assert meshes[1].threads and meshes[1].threads != meshes[0].threads  # the second worker had a share
+    one_thread = resize_crops(crops, (MESH_SIZE, MESH_SIZE))
+    alone_first, alone = run_reframed(FaceMesh(num_threads=1), one_thread, levels.MIN_MESH_CONFIDENCE)
+    assert np.array_equal(resized, one_thread)
+    assert np.array_equal(first.points, alone_first.points) and np.array_equal(first.confidence,
+                                                                             alone_first.confidence)
+    assert np.array_equal(reframed.points, alone.points) and np.array_equal(reframed.confidence, alone.confidence)
+    faces = alone.confidence >= levels.MIN_MESH_CONFIDENCE
+    assert faces.sum() >= 45 and not faces[-1]  # real faces were read, the empty tile was not
+
+
+def test_a_few_faces_stay_on_the_calling_thread(crops):
+    meshes = [ThreadNoting(), ThreadNoting()]
+    pool = MeshPool(meshes, min_faces=4)
+    try:
+        pool.run(crops[:3], levels.MIN_MESH_CONFIDENCE)
+    finally:
+        pool.close()
+    assert meshes[0].threads == {threading.current_thread().name} and not meshes[1].threads
+
+
+def test_the_baseline_gives_the_same_levels_and_signals_on_one_worker_and_on_two(crops):
+    keys = [("class-1", "gallery", i + 1) for i in range(len(crops))]
+    one, two = BaselinePredictor(mesh_workers=1), BaselinePredictor(mesh_workers=2)
+    assert (one.meshes.workers, two.meshes.workers) == (1, 2)
+    for t in (0.0, 0.5, 1.0):  # smoothing and neutral pose over a few frames
+        assert one.predict_students(keys, crops[:, None], t) == two.predict_students(keys, crops[:, None], t)
