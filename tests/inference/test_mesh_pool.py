@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from services.inference.baseline import BaselinePredictor
+from services.inference.baseline.lean_mesh import LeanFaceMesh
 from services.inference.baseline.mesh_pool import MeshPool
 from services.inference.baseline.reframe import run_reframed
 from services.inference.preprocess import resize_crops
@@ -71,3 +72,12 @@ def test_the_baseline_gives_the_same_levels_and_signals_on_one_worker_and_on_two
     assert (one.meshes.workers, two.meshes.workers) == (1, 2)
     for t in (0.0, 0.5, 1.0):  # smoothing and neutral pose over a few frames
         assert one.predict_students(keys, crops[:, None], t) == two.predict_students(keys, crops[:, None], t)
+
+
+def test_the_lean_mesh_reads_real_faces_as_the_shared_face_mesh(crops):
+    """Inference's mesh (no per-face allocations, input written in place) against FaceMesh.run, to the bit."""
+    resized = resize_crops(crops, (MESH_SIZE, MESH_SIZE))
+    lean, shared = LeanFaceMesh(num_threads=1), FaceMesh(num_threads=1)
+    for batch in (resized, resized[::-1], resized[:1], crops[:2]):  # again in place; 224 crops resized inside
+        got, want = lean.run(batch), shared.run(batch)
+        assert np.array_equal(got.points, want.points) and np.array_equal(got.confidence, want.confidence)
