@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -19,14 +20,19 @@ from tests.inference.gallery_crops import gallery_crops
 
 
 class ThreadNoting(FaceMesh):
-    """A face mesh that notes the threads it ran on."""
+    """A face mesh that notes the threads it ran on; `pause`: seconds it waits first each call (a worker
+    held off its core: the others must take its faces)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pause: float = 0.0) -> None:
         super().__init__(num_threads=1)
         self.threads: set[str] = set()
+        self.calls = 0
+        self.pause = pause
 
     def run(self, crops: np.ndarray) -> MeshResult:
         self.threads.add(threading.current_thread().name)
+        self.calls += 1
+        time.sleep(self.pause)
         return super().run(crops)
 
 
@@ -39,13 +45,14 @@ def crops() -> np.ndarray:
 
 
 def test_a_gallery_frame_split_over_workers_reads_every_face_as_one_thread(crops):
-    meshes = [ThreadNoting(), ThreadNoting()]
+    meshes = [ThreadNoting(pause=0.02), ThreadNoting()]  # the calling thread's is slow
     pool = MeshPool(meshes, min_faces=4)
     try:
         resized, first, reframed = pool.run(crops, levels.MIN_MESH_CONFIDENCE)
     finally:
         pool.close()
     assert meshes[1].threads and meshes[1].threads != meshes[0].threads  # the second worker had a share
+    assert meshes[1].calls > meshes[0].calls  # ... and took the faces the slow one could not get to
     one_thread = resize_crops(crops, (MESH_SIZE, MESH_SIZE))
     alone_first, alone = run_reframed(FaceMesh(num_threads=1), one_thread, levels.MIN_MESH_CONFIDENCE)
     assert np.array_equal(resized, one_thread)

@@ -13,9 +13,10 @@ MESH_POOL_MIN_FACES faces stay on the calling thread: handing them over costs mo
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from services.inference.baseline.reframe import run_reframed
 from services.inference.preprocess import resize_crops
 from shared.ops import cpu_budget
 from shared.ops.config import MESH_POOL_MIN_FACES
-from shared.vision.face_mesh import MESH_SIZE, FaceMesh, MeshResult
+from shared.vision.face_mesh import MESH_POINTS, MESH_SIZE, FaceMesh, MeshResult
 
 # (the crops at MESH_SIZE, the first pass, the reframed pass): run_reframed's, with its input
 Measured = tuple[np.ndarray, MeshResult, MeshResult]
@@ -56,17 +57,27 @@ class MeshPool:
 
     def run(self, crops: np.ndarray, min_confidence: float) -> Measured:
         """Crops (n, h, w, 3) resized to MESH_SIZE and run_reframed: on the calling thread under
-        MESH_POOL_MIN_FACES faces, else in contiguous parts, one a worker, put back in order."""
+        MESH_POOL_MIN_FACES faces, else face by face by whichever worker is free, in their places.
+
+        Faces are taken one at a time rather than in fixed shares: on a busy box one worker can be
+        held off its core for a while, and a fixed half would keep the frame waiting for it."""
         if self._helpers is None or len(crops) < self.min_faces:
             return _measured(self.meshes[0], crops, min_confidence)
-        bounds = np.linspace(0, len(crops), self.workers + 1).astype(int)
-        later: list[Future[Measured]] = [
-            self._helpers.submit(_measured, self.meshes[i], crops[bounds[i]:bounds[i + 1]], min_confidence)
-            for i in range(1, self.workers)]
-        results = [_measured(self.meshes[0], crops[:bounds[1]], min_confidence)]
-        results += [future.result() for future in later]
-        return (np.concatenate([resized for resized, _, _ in results]),
-                _joined([first for _, first, _ in results]), _joined([second for _, _, second in results]))
+        n = len(crops)
+        resized = np.empty((n, MESH_SIZE, MESH_SIZE, 3), np.uint8)
+        first, second = _empty(n), _empty(n)
+        turns = itertools.count()  # next() is atomic under the GIL: each face is taken once
+
+        def work(mesh: FaceMesh) -> None:
+            while (i := next(turns)) < n:
+                resized[i], (first.points[i], first.confidence[i]), (second.points[i], second.confidence[i]) = (
+                    _one(_measured(mesh, crops[i:i + 1], min_confidence)))
+
+        later = [self._helpers.submit(work, mesh) for mesh in self.meshes[1:]]
+        work(self.meshes[0])
+        for future in later:
+            future.result()  # a worker's error is raised here
+        return resized, first, second
 
     def close(self) -> None:
         if self._helpers is not None:
@@ -78,5 +89,11 @@ def _measured(mesh: FaceMesh, crops: np.ndarray, min_confidence: float) -> Measu
     return (resized, *run_reframed(mesh, resized, min_confidence))
 
 
-def _joined(results: list[MeshResult]) -> MeshResult:
-    return MeshResult(np.concatenate([r.points for r in results]), np.concatenate([r.confidence for r in results]))
+def _empty(n: int) -> MeshResult:
+    return MeshResult(np.empty((n, MESH_POINTS, 3), np.float32), np.empty(n, np.float32))
+
+
+def _one(measured: Measured) -> tuple[np.ndarray, tuple[np.ndarray, float], tuple[np.ndarray, float]]:
+    """The only face of a one-face Measured."""
+    resized, first, second = measured
+    return resized[0], (first.points[0], float(first.confidence[0])), (second.points[0], float(second.confidence[0]))
