@@ -188,6 +188,10 @@ class InferenceService(Service[InferenceSettings]):
                       s.baseline_thresholds or "documented defaults",
                       f"learned over {s.neutral_learn_seconds:g} s, re-anchored by the teacher's marks"
                       if neutral is not None else "off")
+        pool = getattr(predictor, "meshes", None)
+        if pool is not None:
+            self.log.info("face mesh: %d interpreter(s) of one thread (LITERT_THREADS); a frame of %d faces or "
+                          "more is split over them", pool.workers, pool.min_faces)
         return predictor
 
     def handle(self, link: str, msg: Message) -> None:

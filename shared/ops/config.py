@@ -103,6 +103,10 @@ CPU_BUDGETS: dict[str, dict[str, int]] = {
     "aggregator": {"CV_THREADS": 1},
     "reporter": {"CV_THREADS": 1},
 }
+# The attention baseline runs the face mesh of a frame's faces over as many one-thread workers as
+# inference's LITERT_THREADS (services/inference/baseline/mesh_pool.py); a frame of fewer faces than
+# this stays on one thread, where handing faces to a worker costs more than it saves.
+MESH_POOL_MIN_FACES = 4
 # With a trained model on a machine of at most SMALL_BOX_CPUS cores, `engagement run` pins the
 # light stages to CPU 0 (CPU_AFFINITY, unless set) and lets inference use both, so the model
 # call does not wait behind them: the sweep's winner for bundles on 2 cores (8 faces: 20.4 vs

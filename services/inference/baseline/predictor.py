@@ -18,14 +18,14 @@ import numpy as np
 
 from services.inference.baseline.geometry import eye_openness, head_pose
 from services.inference.baseline.iris import LID_TO_EAR, IrisGaze
+from services.inference.baseline.lean_mesh import LeanFaceMesh
+from services.inference.baseline.mesh_pool import MeshPool
 from services.inference.baseline.neutral import NeutralPose
-from services.inference.baseline.reframe import run_reframed
 from services.inference.baseline.smoothing import Smoother
 from services.inference.predictor import StudentKey
-from services.inference.preprocess import resize_crops
 from shared.vision import baseline_rule as levels
 from shared.vision.baseline_card import HEAD, baseline_card, load_baseline_card
-from shared.vision.face_mesh import MESH_SIZE, FaceMesh
+from shared.vision.face_mesh import MESH_SIZE
 
 
 def _round(value: float | None) -> float | None:
@@ -36,6 +36,7 @@ def _round(value: float | None) -> float | None:
 # trained models): a mesh call is about 1 ms a face, a second thread saves 0.2 ms of it and costs
 # 0.4 ms more CPU (1.14-1.21 vs 1.58 ms a face, /tmp driver on this machine), CPU that the other
 # stages need when the box is busy; the bare loop it is compared with used one thread all along.
+# A frame of many faces uses the budget's other threads as interpreters of their own (mesh_pool.py).
 MESH_THREADS = 1
 
 
@@ -43,12 +44,15 @@ class BaselinePredictor:
     engine = "litert-facemesh"
 
     def __init__(self, models: Path | None = None, gaze: bool = False, smoothing_seconds: float = 1.0,
-                 thresholds_card: str | Path = "", neutral: NeutralPose | None = None) -> None:
+                 thresholds_card: str | Path = "", neutral: NeutralPose | None = None,
+                 mesh_workers: int | None = None) -> None:
         """`thresholds_card`: a fitted baseline card (BASELINE_THRESHOLDS), CardError if unusable;
-        `neutral`: each student's neutral pose (None: levels from the camera's angles alone)."""
+        `neutral`: each student's neutral pose (None: levels from the camera's angles alone);
+        `mesh_workers`: face-mesh interpreters a frame's faces are split over (None: the service's budget)."""
         self.card, self.thresholds = (load_baseline_card(thresholds_card) if thresholds_card
                                       else (baseline_card(), levels.THRESHOLDS))
-        self.mesh = FaceMesh(models, num_threads=MESH_THREADS)
+        self.meshes = MeshPool.build(lambda: LeanFaceMesh(models, num_threads=MESH_THREADS), mesh_workers)
+        self.mesh = self.meshes.meshes[0]
         self.iris = IrisGaze(models) if gaze else None
         self.smoother = Smoother(smoothing_seconds)
         self.neutral = neutral
@@ -106,8 +110,7 @@ class BaselinePredictor:
     def measure(self, crops: np.ndarray) -> list[dict[str, Any]]:
         """Raw per-face signals: yaw, pitch, roll (deg), eye_openness (EAR), mesh_confidence[, gaze_x, gaze_y,
         lid_opening: with the iris model, eye_openness is read from its lids]."""
-        crops = resize_crops(np.asarray(crops), (MESH_SIZE, MESH_SIZE))
-        first, result = run_reframed(self.mesh, crops, levels.MIN_MESH_CONFIDENCE)
+        crops, first, result = self.meshes.run(np.asarray(crops), levels.MIN_MESH_CONFIDENCE)
         signals = []
         for crop, points, confidence, framed_by_box in zip(crops, result.points, result.confidence, first.points,
                                                            strict=True):
