@@ -30,6 +30,8 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -164,107 +166,115 @@ class Browser(threading.Thread):
             return
 
 
-def run(args: argparse.Namespace) -> dict:
-    tree = Path(args.tree).resolve()
-    work = Path(tempfile.mkdtemp(prefix="bench-downstream-"))
-    prefix = f"bench-ds-{uuid.uuid4().hex[:10]}"
-    session = f"bench-{uuid.uuid4().hex[:8]}"
-    envs, ep = plan(args.streams, tree, work, prefix)
-    size = tuple(int(v) for v in args.size.split("x"))
-    images = frames_with_faces(args.faces, (size[0], size[1]))
-    ctx = zmq.Context.instance()
-    preview = ctx.socket(zmq.PUB)
-    preview.setsockopt(zmq.SNDHWM, 1000)
-    preview.connect(ep["preview"])
-    predictions = ctx.socket(zmq.PUSH)
-    predictions.setsockopt(zmq.SNDHWM, 100000)
-    predictions.connect(ep["predictions"])
-    acks = ctx.socket(zmq.PULL)
-    acks.connect(ep["acks"])
-    procs = start(envs, tree, work, args.cprofile or "")
-    ps = {name: psutil.Process(proc.pid) for name, proc in procs.items()}
-    time.sleep(1.0)  # links connected (PUB/SUB drops what it sends before)
-    browsers: list[Browser] = []
-    base = f"http://127.0.0.1:{envs['web']['WEB_PORT']}"
-    for _ in range(args.browsers):
-        browsers += [Browser(base, "/api/live/events"), Browser(base, "/api/live/video.mjpg")]
-    for b in browsers:
-        b.start()
-    acked = 0
-    spy = None
-    try:
-        period = 1.0 / args.fps
-        total_frames = int(args.seconds * args.fps)
-        warmup_frames = int(args.warmup * args.fps)
-        started = time.monotonic()
-        before: dict[str, tuple[float, float]] = {}
-        sent = 0
-        for n in range(total_frames):
-            if n == warmup_frames:
-                before = {name: cpu_seconds(p) for name, p in ps.items()}
-                t0 = time.monotonic()
-                if args.spy:
-                    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
-                                            str(procs[args.spy].pid), "--rate", "200", "--format", "raw",
-                                            "--nonblocking", "--output", str(work / "spy.txt"), "--duration",
-                                            str(int((total_frames - warmup_frames) * period))],
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for i in range(args.streams):
-                due = started + n * period + i * period / args.streams
-                while (wait := due - time.monotonic()) > 0:
-                    if acks.poll(int(wait * 1000) + 1):
-                        while acks.poll(0):
-                            acks.recv_multipart()
-                            acked += 1
-                stream = f"s{i}"
-                now = time.time()
-                frame = make_header("frame", session, stream, n, now, {"capture": now}, width=size[0], height=size[1],
-                                    encoding="bgr", t_media=n * period, source="bench")
-                preview.send_multipart(encode(frame, images[(n + i) % len(images)]))
-                preds = [prediction(s + 1, n) for s in range(args.faces)]
-                faces = [{"student": p["student"], "box": p["box"], "conf": p["conf"]} for p in preds]
-                header = make_header("predictions", session, stream, n, now, {"capture": now, "inference": now},
-                                     model=MODEL, predictions=preds, faces=faces, t_media=n * period)
-                predictions.send_multipart(encode(header))
-                sent += 1
-        measured_frames = (total_frames - warmup_frames) * args.streams
-        deadline = time.monotonic() + 30
-        while acked < sent and time.monotonic() < deadline:
-            if acks.poll(200):
-                acks.recv_multipart()
-                acked += 1
-        time.sleep(0.5)  # the reporter's and the web's last messages
-        after = {name: cpu_seconds(p) for name, p in ps.items()}
-        wall = time.monotonic() - t0
-        for i in range(args.streams):
-            eos = make_header("eos", session, f"s{i}", total_frames, time.time(), {"capture": time.time()},
-                              reason="end_of_file")
-            predictions.send_multipart(encode(eos))
-        report = work / "reports" / f"{session}.json"
-        deadline = time.monotonic() + 60
-        while not report.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if spy is not None:
-            spy.wait(60)
-    finally:
-        for b in browsers:
-            b.stop.set()
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for sock in (preview, predictions, acks):
+@dataclass
+class _Feed:
+    """The benchmark's ends of the links: frames and predictions in, acks back."""
+
+    preview: zmq.Socket
+    predictions: zmq.Socket
+    acks: zmq.Socket
+    acked: int = 0
+    sent: int = 0
+
+    @classmethod
+    def open(cls, ep: dict[str, str]) -> _Feed:
+        ctx = zmq.Context.instance()
+        preview = ctx.socket(zmq.PUB)
+        preview.setsockopt(zmq.SNDHWM, 1000)
+        preview.connect(ep["preview"])
+        predictions = ctx.socket(zmq.PUSH)
+        predictions.setsockopt(zmq.SNDHWM, 100000)
+        predictions.connect(ep["predictions"])
+        acks = ctx.socket(zmq.PULL)
+        acks.connect(ep["acks"])
+        return cls(preview, predictions, acks)
+
+    def take_acks(self, wait: float) -> None:
+        if self.acks.poll(int(wait * 1000) + 1):
+            while self.acks.poll(0):
+                self.acks.recv_multipart()
+                self.acked += 1
+
+    def close(self) -> None:
+        for sock in (self.preview, self.predictions, self.acks):
             sock.close(linger=0)
-        _drop_keys(envs["aggregator"]["REDIS_URL"], prefix)
-    figures = {name: {"cpu_ms_per_frame": round(1000 * (after[name][0] - before[name][0]) / measured_frames, 3),
-                      "main_thread_ms_per_frame": round(1000 * (after[name][1] - before[name][1]) / measured_frames, 3),
-                      "core_percent": round(100 * (after[name][0] - before[name][0]) / wall, 2)} for name in SERVICES}
-    out = {"tree": str(tree), "streams": args.streams, "faces": args.faces, "fps": args.fps, "size": args.size,
-           "frames": measured_frames, "acked": acked, "sent": sent, "report": report.exists(),
-           "load": list(os.getloadavg()), "services": figures, "work": str(work)}
+
+
+def _send_frame(feed: _Feed, args: argparse.Namespace, session: str, stream: str, n: int,
+                image: np.ndarray, size: tuple[int, ...]) -> None:
+    period = 1.0 / args.fps
+    now = time.time()
+    frame = make_header("frame", session, stream, n, now, {"capture": now}, width=size[0], height=size[1],
+                        encoding="bgr", t_media=n * period, source="bench")
+    feed.preview.send_multipart(encode(frame, image))
+    preds = [prediction(s + 1, n) for s in range(args.faces)]
+    faces = [{"student": p["student"], "box": p["box"], "conf": p["conf"]} for p in preds]
+    header = make_header("predictions", session, stream, n, now, {"capture": now, "inference": now},
+                         model=MODEL, predictions=preds, faces=faces, t_media=n * period)
+    feed.predictions.send_multipart(encode(header))
+    feed.sent += 1
+
+
+def _start_spy(args: argparse.Namespace, pid: int, work: Path, seconds: float) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+                             "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(work / "spy.txt"),
+                             "--duration", str(int(seconds))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _feed_class(feed: _Feed, args: argparse.Namespace, session: str, images: list[np.ndarray],
+                size: tuple[int, ...], ps: dict[str, psutil.Process], on_warm: Callable[[], None]
+                ) -> tuple[dict[str, tuple[float, float]], float]:
+    """Every stream's frames at the class's pace; the services' CPU and the time when warm-up ended."""
+    period = 1.0 / args.fps
+    total_frames, warmup_frames = int(args.seconds * args.fps), int(args.warmup * args.fps)
+    started = time.monotonic()
+    before: dict[str, tuple[float, float]] = {}
+    t0 = started
+    for n in range(total_frames):
+        if n == warmup_frames:
+            before = {name: cpu_seconds(p) for name, p in ps.items()}
+            t0 = time.monotonic()
+            on_warm()
+        for i in range(args.streams):
+            due = started + n * period + i * period / args.streams
+            while (wait := due - time.monotonic()) > 0:
+                feed.take_acks(wait)
+            _send_frame(feed, args, session, f"s{i}", n, images[(n + i) % len(images)], size)
+    return before, t0
+
+
+def _drain(feed: _Feed) -> None:
+    """Every ack awaited (each frame stored), and the reporter's and the web's last messages."""
+    deadline = time.monotonic() + 30
+    while feed.acked < feed.sent and time.monotonic() < deadline:
+        feed.take_acks(0.2)
+    time.sleep(0.5)
+
+
+def _end_class(feed: _Feed, args: argparse.Namespace, session: str, work: Path) -> Path:
+    """Each stream's eos; the report's path (written when the reporter is done)."""
+    total_frames = int(args.seconds * args.fps)
+    for i in range(args.streams):
+        eos = make_header("eos", session, f"s{i}", total_frames, time.time(), {"capture": time.time()},
+                          reason="end_of_file")
+        feed.predictions.send_multipart(encode(eos))
+    return work / "reports" / f"{session}.json"
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]], browsers: list[Browser]) -> None:
+    for b in browsers:
+        b.stop.set()
+    for proc in procs.values():
+        proc.terminate()
+    for proc in procs.values():
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _profiles(args: argparse.Namespace, work: Path) -> dict:
+    out: dict = {}
     if args.spy and (work / "spy.txt").exists():
         from bench.profile import top_functions
 
@@ -277,6 +287,54 @@ def run(args: argparse.Namespace) -> dict:
         pstats.Stats(str(work / f"{args.cprofile}.prof"), stream=text).sort_stats("tottime").print_stats(30)
         out["cprofile"] = text.getvalue()
     return out
+
+
+def run(args: argparse.Namespace) -> dict:
+    tree = Path(args.tree).resolve()
+    work = Path(tempfile.mkdtemp(prefix="bench-downstream-"))
+    prefix = f"bench-ds-{uuid.uuid4().hex[:10]}"
+    session = f"bench-{uuid.uuid4().hex[:8]}"
+    envs, ep = plan(args.streams, tree, work, prefix)
+    size = tuple(int(v) for v in args.size.split("x"))
+    images = frames_with_faces(args.faces, (size[0], size[1]))
+    feed = _Feed.open(ep)
+    procs = start(envs, tree, work, args.cprofile or "")
+    ps = {name: psutil.Process(proc.pid) for name, proc in procs.items()}
+    time.sleep(1.0)  # links connected (PUB/SUB drops what it sends before)
+    base = f"http://127.0.0.1:{envs['web']['WEB_PORT']}"
+    browsers = [b for _ in range(args.browsers)
+                for b in (Browser(base, "/api/live/events"), Browser(base, "/api/live/video.mjpg"))]
+    for b in browsers:
+        b.start()
+    spies: list[subprocess.Popen[bytes]] = []
+    measured_seconds = args.seconds - args.warmup
+
+    def on_warm() -> None:
+        if args.spy:
+            spies.append(_start_spy(args, procs[args.spy].pid, work, measured_seconds))
+
+    try:
+        before, t0 = _feed_class(feed, args, session, images, size, ps, on_warm)
+        _drain(feed)
+        after = {name: cpu_seconds(p) for name, p in ps.items()}  # before the eos: the report is not a frame's
+        wall = time.monotonic() - t0
+        report = _end_class(feed, args, session, work)
+        deadline = time.monotonic() + 60
+        while not report.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for spy in spies:
+            spy.wait(60)
+    finally:
+        _stop_all(procs, browsers)
+        feed.close()
+        _drop_keys(envs["aggregator"]["REDIS_URL"], prefix)
+    measured_frames = (int(args.seconds * args.fps) - int(args.warmup * args.fps)) * args.streams
+    figures = {name: {"cpu_ms_per_frame": round(1000 * (after[name][0] - before[name][0]) / measured_frames, 3),
+                      "main_thread_ms_per_frame": round(1000 * (after[name][1] - before[name][1]) / measured_frames, 3),
+                      "core_percent": round(100 * (after[name][0] - before[name][0]) / wall, 2)} for name in SERVICES}
+    return {"tree": str(tree), "streams": args.streams, "faces": args.faces, "fps": args.fps, "size": args.size,
+            "frames": measured_frames, "acked": feed.acked, "sent": feed.sent, "report": report.exists(),
+            "load": list(os.getloadavg()), "services": figures, "work": str(work), **_profiles(args, work)}
 
 
 def _drop_keys(url: str, prefix: str) -> None:
