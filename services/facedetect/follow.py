@@ -15,6 +15,7 @@ millisecond a face. A full detection runs at once, instead of following, when:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -50,14 +51,16 @@ class Follower:
         self.motion_threshold = motion_threshold
         self.streams: dict[tuple[str, str], _StreamState] = {}
 
-    def follow(self, key: tuple[str, str], frame: np.ndarray) -> tuple[list[Detection] | None, str]:
-        """(the faces followed into this frame, "followed"), or (None, why) when a detection must run."""
+    def follow(self, key: tuple[str, str], frame: np.ndarray,
+               gray_of: Callable[[], np.ndarray] | None = None) -> tuple[list[Detection] | None, str]:
+        """(the faces followed into this frame, "followed"), or (None, why) when a detection must run.
+        `gray_of`: gives the frame in grey, where the caller makes it once for all who need it."""
         state = self.streams.get(key)
         if state is None or self.every == 1:
             return None, "first"
         if state.since + 1 >= self.every:
             return None, "due"
-        gray = _gray(frame)
+        gray = gray_of() if gray_of is not None else _gray(frame)
         if self._changed_elsewhere(state, gray, frame.shape):
             return None, "change"
         small = cv2.resize(gray, None, fx=SCALE, fy=SCALE, interpolation=cv2.INTER_AREA)
@@ -72,11 +75,12 @@ class Follower:
         state.since += 1
         return [Detection(f.box, f.confidence) for f in state.faces], "followed"
 
-    def detected(self, key: tuple[str, str], frame: np.ndarray, detections: list[Detection]) -> None:
-        """A detection ran on this frame: follow its faces from here."""
+    def detected(self, key: tuple[str, str], frame: np.ndarray, detections: list[Detection],
+                 gray_of: Callable[[], np.ndarray] | None = None) -> None:
+        """A detection ran on this frame: follow its faces from here (`gray_of`: as in `follow`)."""
         if self.every == 1:
             return
-        gray = _gray(frame)
+        gray = gray_of() if gray_of is not None else _gray(frame)
         small = cv2.resize(gray, None, fx=SCALE, fy=SCALE, interpolation=cv2.INTER_AREA)
         faces = []
         for d in detections:

@@ -43,10 +43,13 @@ MIN_SOLID_FILL = 0.3  # of its own box (a tile: 0.6 at full size)
 SOLID_SHAPES = (0.6, 3.6)  # width over height (a tile: 0.9 to 2.4)
 
 
-def find_tiles(image: np.ndarray, full_size: bool = False) -> list[Box]:
+def find_tiles(image: np.ndarray, full_size: bool = False, *, gray: np.ndarray | None = None) -> list[Box]:
     """The participant tiles, row by row; [] when the frame shows no grid. `full_size`: searched at
-    full size at once, without the look at the shrunk frame."""
-    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+    full size at once, without the look at the shrunk frame (a stream that showed a call a moment
+    ago: that look finds its tiles, and the full-size search follows anyway). `gray`: the frame's
+    grey version, where the caller has made it already."""
+    if gray is None:
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
     level = int(_background_colour(gray)[0])
     # 255 where a pixel has the background's grey level (within the tolerance), in one OpenCV pass.
     background = cv2.inRange(gray, level - BACKGROUND_TOLERANCE, level + BACKGROUND_TOLERANCE)

@@ -12,7 +12,9 @@ on this box for the reports (shared/data/roster.py TileNames); they are never in
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -170,22 +172,24 @@ class FaceDetectService(Service[FacedetectSettings]):
                              frame.session, frame.stream, frame.seq, frame.encoding)
             return
         t = frame.t_capture if frame.t_media is None else frame.t_media
-        tiles = self._find_grid(key, image, t)
+        # The frame in grey, made once and only if asked for: the grid search and the follower look at it.
+        gray_of = functools.cache(lambda: cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
+        tiles = self._find_grid(key, image, gray_of, t)
         if tiles:
             # A call's grid: its tiles found every frame (they come and go), faces searched every
             # DETECT_EVERY frames and followed between; ids come from the tiles.
             started = time.perf_counter()
-            detections, ids, searched = self._detect_gallery(key, image, tiles[:MAX_FACES], t)
+            detections, ids, searched = self._detect_gallery(key, image, gray_of, tiles[:MAX_FACES], t)
             self.tracker.update(key, [], t)  # a face still tentative from before the grid is decided in time
             DETECT_SECONDS.labels(self.name, self.detector.name).observe(time.perf_counter() - started)
             DETECT_RUNS.labels(self.name, "gallery" if searched else "followed").inc()
         else:
-            followed, why = self.follower.follow(key, image)
+            followed, why = self.follower.follow(key, image, gray_of)
             if followed is not None:
                 detections = followed
             else:
                 detections = self._detect(key, image, t)
-                self.follower.detected(key, image, detections)
+                self.follower.detected(key, image, detections, gray_of)
             DETECT_RUNS.labels(self.name, why).inc()
             # The contract caps faces per message; keep the most confident.
             detections = sorted(detections, key=lambda d: -d.confidence)[:MAX_FACES]
@@ -263,7 +267,8 @@ class FaceDetectService(Service[FacedetectSettings]):
         else:
             self.slices_fruitless_at.pop(key, None)
 
-    def _find_grid(self, key: tuple[str, str], image: np.ndarray, t: float) -> list[tuple[int, int, int, int]]:
+    def _find_grid(self, key: tuple[str, str], image: np.ndarray, gray_of: Callable[[], np.ndarray],
+                   t: float) -> list[tuple[int, int, int, int]]:
         """The call's tiles in this frame; while a stream shows none (and showed none for
         GRID_RECENT_SECONDS), searched once a GRID_RECHECK_SECONDS."""
         if not self.gallery:
@@ -271,7 +276,11 @@ class FaceDetectService(Service[FacedetectSettings]):
         recent_grid = _within(t, self.grid_seen_at.get(key), GRID_RECENT_SECONDS)
         if _within(t, self.no_grid_at.get(key), GRID_RECHECK_SECONDS) and not recent_grid:
             return []
-        tiles = find_tiles(image)
+        # A stream whose last search found a grid is searched at full size at once: the shrunk look
+        # finds the tiles the full-size search finds (tests/facedetect/test_grid.py), so on a call
+        # it only cost its time before the full-size search that followed anyway.
+        last_found = key in self.grid_seen_at and key not in self.no_grid_at
+        tiles = find_tiles(image, last_found, gray=gray_of())
         if tiles:
             self.no_grid_at.pop(key, None)
             self.grid_seen_at[key] = t
@@ -279,8 +288,8 @@ class FaceDetectService(Service[FacedetectSettings]):
             self.no_grid_at[key] = t
         return tiles
 
-    def _detect_gallery(self, key: tuple[str, str], image: np.ndarray, tiles: list[tuple[int, int, int, int]],
-                        t: float) -> tuple[list[Detection], list[int], bool]:
+    def _detect_gallery(self, key: tuple[str, str], image: np.ndarray, gray_of: Callable[[], np.ndarray],
+                        tiles: list[tuple[int, int, int, int]], t: float) -> tuple[list[Detection], list[int], bool]:
         """One face at most per tile (the participant), with the tile's student id; whether searched.
 
         The faces are searched for every DETECT_EVERY frames and followed in between, as on a
@@ -288,11 +297,11 @@ class FaceDetectService(Service[FacedetectSettings]):
         the search was 70 % of a 7x7 call's facedetect time, 135 ms of CPU a frame.
         """
         gallery_key = (key[0], key[1] + GALLERY_FOLLOW)
-        found, _ = self.follower.follow(gallery_key, image)
+        found, _ = self.follower.follow(gallery_key, image, gray_of)
         searched = found is None
         if found is None:
             found = self._search_gallery(image, tiles)
-            self.follower.detected(gallery_key, image, found)
+            self.follower.detected(gallery_key, image, found, gray_of)
         best = _best_per_tile(found, tiles)
         names = self._read_labels(key, image, tiles, t) if self.read_names else None
         ids = self.tiles.update(key, image, tiles, [d is not None for d in best], t, names)

@@ -122,9 +122,9 @@ def _grid_search_case(faces, monkeypatch, recheck_seconds: float):
 
     calls = [0]
 
-    def counted(image):
+    def counted(image, *args, **kwargs):  # (what the service passes on: the grey frame, full_size)
         calls[0] += 1
-        return find_tiles(image)
+        return find_tiles(image, *args, **kwargs)
 
     monkeypatch.setattr(service, "find_tiles", counted)
     monkeypatch.setattr(service, "GRID_RECHECK_SECONDS", recheck_seconds)
@@ -158,6 +158,48 @@ def test_a_call_that_hides_its_grid_for_a_frame_is_searched_again_at_once(faces,
     run_facedetect([gallery, gallery, plain, gallery, gallery])
     assert calls[0] == 5  # every frame searched: the stream showed a grid a moment ago
     assert counter(GALLERY_FRAMES, "facedetect", "gallery") - before == 4
+
+
+def test_a_stream_showing_a_call_is_searched_at_full_size_at_once_without_the_shrunk_look(faces, monkeypatch):
+    """The shrunk look only gates the full-size search; on a stream whose last search found a grid
+    it cost its time before the full-size search that followed anyway. After a frame without the
+    grid, the look comes back."""
+    import services.facedetect.grid as grid
+
+    looks = [0]
+    may_hold_tiles = grid._may_hold_tiles
+
+    def counted(background):
+        looks[0] += 1
+        return may_hold_tiles(background)
+
+    monkeypatch.setattr(grid, "_may_hold_tiles", counted)
+    calls, plain, gallery, before = _grid_search_case(faces, monkeypatch, 3600.0)
+    got = run_facedetect([gallery] * 3 + [plain, gallery, gallery])
+    assert calls[0] == 6  # every frame searched (a grid a moment ago) ...
+    assert looks[0] == 2  # ... shrunk first at the first frame and after the plain one only
+    assert counter(GALLERY_FRAMES, "facedetect", "gallery") - before == 5
+    assert [len(m.header.faces) for m in got[:3]] == [len(got[4].header.faces)] * 3 == [8] * 3
+
+
+def test_each_frame_is_made_grey_once_for_the_grid_search_and_the_follower(faces, monkeypatch):
+    """A call's frames (grid search every frame, faces followed between searches) and a camera's
+    (searched for a grid now and then, faces followed): one grey conversion a frame at most."""
+    greyed: list[tuple[int, ...]] = []
+    cvt_color = cv2.cvtColor
+
+    def counted(image, code, *args, **kwargs):
+        if code == cv2.COLOR_BGR2GRAY and image.shape[:2] in ((SIZE[1], SIZE[0]), (512, 512)):
+            greyed.append(image.shape)
+        return cvt_color(image, code, *args, **kwargs)
+
+    monkeypatch.setattr(cv2, "cvtColor", counted)
+    call = render(scenario(3), 0.0, SIZE, faces)
+    run_facedetect([call] * 6, detect_every=3)
+    assert len(greyed) == 6
+    greyed.clear()
+    run_facedetect([cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)] * 6, detect_every=3)
+    assert len(greyed) == 6
 
 
 def test_a_still_7x7_call_is_searched_every_detect_every_frames_and_its_faces_followed_between(faces):
