@@ -26,7 +26,7 @@ from services.capture.resume import StreamState, StreamStateFile
 from services.capture.sources import FileSource, Frame, LiveSource, ScreenSource, SourceError, classify
 from shared.bus.backoff import Backoff
 from shared.bus.messages import make_header
-from shared.ops.config import from_launcher
+from shared.ops.config import PHASE_ENV, RESTART_ENV, STREAM_STARTED_ENV, from_launcher
 from shared.ops.service import EXIT_GAVE_UP, Service
 from shared.ops.settings import CaptureSettings
 from shared.vision.frame_size import fit_image
@@ -51,12 +51,10 @@ PEER_WAIT_MS = 2000  # how long the first frame waits for facedetect to connect
 FILE_PEER_WAIT_SECONDS = 120.0
 # A live source read at FPS 0 (every frame) has no rate of its own: a restart assumes at most this.
 LIVE_RATE_BOUND = 60.0
-# Set by the launcher on a capture it restarts after a crash (like PARENT_PID: between the
-# launcher and its child, not a setting): the restart's number and when the stream first started.
-RESTART_ENV, STREAM_STARTED_ENV = "CAPTURE_RESTART", "STREAM_STARTED_AT"
-# Set by the launcher on each of several captures: the fraction of a sampling period its samples
-# come after the first stream's (plan.py spreads n streams over the period).
-PHASE_ENV = "SAMPLE_PHASE"
+# Set by the launcher (like PARENT_PID: between the launcher and its child, not settings; named in
+# shared/ops/config.py): on a capture it restarts after a crash, the restart's number and when the
+# stream first started (RESTART_ENV, STREAM_STARTED_ENV); on each of several captures, the fraction
+# of a sampling period its samples come after the first stream's (PHASE_ENV; plan.py spreads them).
 
 
 def phase_delay(phase: str, period: float) -> float:

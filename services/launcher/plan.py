@@ -11,7 +11,7 @@ from services.launcher.streams import Stream
 from shared.bus.links import LINKS as ALL_LINKS
 from shared.ops import cpu_budget
 from shared.ops.card_info import BASELINE
-from shared.ops.config import METRICS_PORTS, process_environment
+from shared.ops.config import METRICS_PORTS, PHASE_ENV, process_environment
 from shared.ops.ports import free_ports, is_free
 from shared.ops.settings import CommonSettings
 
@@ -51,7 +51,7 @@ def plan_environment(settings: LaunchSettings, redis_url: str, bus_dir: str = ""
     for index, (name, stream) in enumerate(zip(captures, settings.sources, strict=True)):
         envs[name].update(SOURCE=stream.source, STREAM_ID=stream.id)
         if len(captures) > 1:  # spread over the sampling period: no burst of every stream's frame at once
-            envs[name]["SAMPLE_PHASE"] = f"{index / len(captures):.4f}"
+            envs[name][PHASE_ENV] = f"{index / len(captures):.4f}"
         if stream.fps is not None:
             envs[name]["FPS"] = f"{stream.fps:g}"
     # The launcher's page is for this machine only: loopback, whatever the environment says.

@@ -19,6 +19,7 @@ import urllib.request
 from dataclasses import dataclass, field
 
 from services.launcher.stopping import StartStopped, StopRequests
+from shared.ops.config import RESTART_ENV, STREAM_STARTED_ENV
 from shared.ops.service import EXIT_GAVE_UP
 
 log = logging.getLogger("launcher")
@@ -57,7 +58,7 @@ class Child:
         self.first_started = self.first_started or time.time()
         if self.restarts and (self.service or self.name) == "capture":
             # A live source's new frames must not reuse the crashed run's seqs (services/capture).
-            env.update(CAPTURE_RESTART=str(self.restarts), STREAM_STARTED_AT=repr(self.first_started))
+            env.update({RESTART_ENV: str(self.restarts), STREAM_STARTED_ENV: repr(self.first_started)})
         self.proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", self.service or self.name], env=env,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         self.started_at = time.monotonic()

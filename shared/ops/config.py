@@ -368,7 +368,9 @@ def models_dir() -> Path:
 # What `engagement run` tells a child process it starts, besides its settings (not for a user to set):
 # its own pid (a service stops when the launcher is gone), a restarted capture's restart count
 # and its stream's start, and each of several captures' sampling phase (services/capture/service.py).
-FROM_LAUNCHER = ("PARENT_PID", "CAPTURE_RESTART", "STREAM_STARTED_AT", "SAMPLE_PHASE")
+PARENT_PID_ENV, RESTART_ENV, STREAM_STARTED_ENV, PHASE_ENV = (
+    "PARENT_PID", "CAPTURE_RESTART", "STREAM_STARTED_AT", "SAMPLE_PHASE")
+FROM_LAUNCHER = (PARENT_PID_ENV, RESTART_ENV, STREAM_STARTED_ENV, PHASE_ENV)
 
 
 def from_launcher(name: str) -> str:

@@ -25,7 +25,7 @@ from shared.bus.links import expected_by, inputs_of, outputs_of
 from shared.bus.messages import Message
 from shared.ops import cpu_budget
 from shared.ops.assets import MissingAsset
-from shared.ops.config import SettingError, from_launcher, load_settings
+from shared.ops.config import PARENT_PID_ENV, SettingError, from_launcher, load_settings
 from shared.ops.logs import setup_logging
 from shared.ops.secret_check import redis_url_problem
 from shared.ops.settings import Settings
@@ -119,7 +119,7 @@ class Service(Generic[S]):
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.request_stop)
-        parent = from_launcher("PARENT_PID")
+        parent = from_launcher(PARENT_PID_ENV)
         if parent and parent.isdigit():
             threading.Thread(target=self._watch_parent, args=(int(parent),), daemon=True).start()
         # An example password must not reach a deployment: one line, and no restart (EXIT_GAVE_UP).
