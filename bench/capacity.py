@@ -274,7 +274,7 @@ def run_trial(case: Case, video: Path, n: int, frames: int, work: Path, p99_ms: 
     session = f"bench-capacity-{case.name}-{n}-{uuid.uuid4().hex[:6]}"
     before = machine_state(_own_pids())
     scraper = MetricsScraper()
-    tap = UpdatesTap(on_eos=scraper.scrape, streams=n)  # last counters before the launcher stops the services
+    tap = UpdatesTap(on_eos=scraper.scrape)  # last counters before the launcher stops the services
     env = {"REALTIME": "1", "FPS": f"{FPS:g}", "LOG_LEVEL": "WARNING", "ENGINE": engine}
 
     def adjust(envs: dict[str, dict[str, str]]) -> None:

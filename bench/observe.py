@@ -34,11 +34,10 @@ class FrameRecord:
 
 class UpdatesTap(LinkTap):
     """Records every update's stamps on the aggregator -> reporter link; `on_eos` runs before
-    the last of `streams` end-of-streams is passed on (so counters are scraped before the services
-    stop). Only the last: a scrape of every service per stream's end, in the link's thread, made n
-    streams ending together a CPU storm of the benchmark's own that delayed their last frames."""
+    the end-of-stream is passed on (so counters are scraped before the services stop). The
+    aggregator passes one eos a session, after its last stream's."""
 
-    def __init__(self, on_eos: Callable[[], object] | None = None, streams: int = 1) -> None:
+    def __init__(self, on_eos: Callable[[], object] | None = None) -> None:
         self.records: list[FrameRecord] = []
         # (stream, seq) seen: a second update of one frame is counted here, never as a frame through.
         self.seen: set[tuple[str, int]] = set()
@@ -46,8 +45,6 @@ class UpdatesTap(LinkTap):
         self.eos_seq: int | None = None
         self.eos_at: float | None = None
         self.on_eos = on_eos
-        self.streams = streams
-        self.ended: set[str] = set()
         super().__init__("updates", "aggregator", "reporter")
 
     def on_message(self, msg: Message, arrived: float) -> None:
@@ -62,8 +59,7 @@ class UpdatesTap(LinkTap):
                                             len(h.faces), len(h.predictions)))
         elif isinstance(h, Eos):
             self.eos_seq, self.eos_at = h.seq, arrived
-            self.ended.add(h.stream)
-            if self.on_eos and len(self.ended) >= self.streams:
+            if self.on_eos:
                 self.on_eos()
 
 

@@ -52,7 +52,7 @@ def run_streams(videos: list[str], paced: bool, work: Path) -> dict:
     n = len(videos)
     session = f"bench-streams-{n}-{uuid.uuid4().hex[:8]}"
     scraper = MetricsScraper()
-    tap = UpdatesTap(on_eos=scraper.scrape, streams=n)  # last counters before the launcher stops the services
+    tap = UpdatesTap(on_eos=scraper.scrape)  # last counters before the launcher stops the services
     env = {"REALTIME": "1" if paced else "0", "FPS": "2" if paced else "0", "LOG_LEVEL": "WARNING"}
 
     def adjust(envs: dict[str, dict[str, str]]) -> None:
