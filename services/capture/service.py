@@ -7,7 +7,9 @@ stage holds the file back instead of losing frames. Live sources, and files with
 take is dropped and counted, so latency never grows. A camera or stream that fails to open
 or drops out is retried with exponential backoff (capped at RETRY_MAX_SECONDS) and reported
 by a counter and an up/down gauge. Every source ends with one `eos`: end_of_file, stopped
-(SIGTERM) or source_failed (unreadable file, or a camera given up on after RETRY_LIMIT).
+(SIGTERM) or source_failed (unreadable file, or a camera given up on after RETRY_LIMIT); but
+none when the launcher that started it died: the class stays open, and the next start in its
+folder writes its report, interrupted at its last frame (services/launcher/recovery.py).
 """
 
 from __future__ import annotations
@@ -200,6 +202,11 @@ class CaptureService(Service[CaptureSettings]):
         if reason == "source_failed":
             self.exit_code = EXIT_GAVE_UP
         SOURCE_UP.labels(self.name).set(0)
+        if self.launcher_gone:
+            # No eos: an eos would end the class as "stopped" wherever it beat the other services' own
+            # stop; left open, the next start writes its report, interrupted at its last frame.
+            self.log.warning("launcher gone: the class is left open for the next start to report (interrupted)")
+            return
         self.send_eos(reason)
         if self.state_file and reason == "end_of_file":
             self.state_file.mark_ended()  # a restart of this container must not replay the file

@@ -59,6 +59,9 @@ class Service(Generic[S]):
         self.settings: S = settings
         self.log = logging.getLogger(self.name)
         self.stop = threading.Event()
+        # The launcher died (killed, OOM): the class was cut short, not stopped, and the next
+        # start reports it as interrupted; a source must not end it as if a user had stopped it.
+        self.launcher_gone = False
         self.state = "starting"
         metrics.SERVICE_STATE.labels(self.name).state("starting")
         self.receivers: dict[str, Receiver] = {}
@@ -114,6 +117,7 @@ class Service(Generic[S]):
         while not self.stop.wait(1.0):
             if os.getppid() != parent_pid:
                 self.log.warning("launcher (pid %d) is gone: stopping", parent_pid)
+                self.launcher_gone = True
                 self.request_stop()
 
     def run(self) -> int:

@@ -110,6 +110,26 @@ def test_sigterm_mid_file_sends_eos_stopped_last(video):
     assert len(rest) - 1 < len(expected_samples(video, 2.0)) - 1  # stopped before the end
 
 
+def test_a_capture_whose_launcher_died_stops_without_ending_the_class(video):
+    # PARENT_PID names a process that is not this capture's parent: the parent watch takes the
+    # launcher for gone within a second, as after a SIGKILL. The class must stay open (no eos):
+    # an eos "stopped" would end it as a user's stop wherever it beat the other services' own stop.
+    proc, consumer = start_capture(video["path"], "--fps", "2", "--realtime", "1",
+                                   env={"PARENT_PID": str(os.getpid() + 1_000_000)})
+    try:
+        assert consumer.recv(20).kind == "frame"
+        assert proc.wait(20) == 0
+        rest = []
+        while consumer.socket.poll(500):
+            rest.append(consumer.recv())
+    finally:
+        consumer.close()
+    _, err = proc.communicate()
+    assert [m.kind for m in rest if m.kind != "frame"] == [], "a capture whose launcher died sent an eos"
+    assert len(rest) + 1 < len(expected_samples(video, 2.0))  # it stopped before the file's end
+    assert "launcher gone: the class is left open" in err
+
+
 def test_a_file_paced_in_real_time_waits_for_its_consumer_and_loses_no_frame(video):
     # Paced frames are droppable: played before facedetect connects, the class's start would be lost.
     proc, consumer = start_capture(video["path"], "--fps", "2", "--realtime", "1", consumer_after=4.0)
