@@ -18,6 +18,7 @@ from shared.ops import assets, cpu_budget
 
 MESH_SIZE = 192
 MESH_POINTS = 468
+_SCALE = np.float32(255.0)
 
 
 @dataclass
@@ -38,19 +39,24 @@ class FaceMesh:
         outputs = {tuple(d["shape"][1:]): d["index"] for d in self.interpreter.get_output_details()}
         self._points = outputs[(1, 1, MESH_POINTS * 3)]
         self._score = outputs[(1, 1, 1)]
+        # A face's input is written in place, not built anew: its RGB into a buffer kept for the
+        # interpreter's life, the scaling straight into the input tensor (uint8 -> float32 / 255 in
+        # float32, as a fresh array would be: the same landmarks to the bit). An instance is one thread's.
+        self._rgb = np.empty((MESH_SIZE, MESH_SIZE, 3), np.uint8)
+        self._input_view = self.interpreter.tensor(self._input)
 
     def run(self, crops: np.ndarray) -> MeshResult:
         """uint8 BGR crops (n, h, w, 3), any size -> landmarks and face scores."""
         n = len(crops)
-        points = np.zeros((n, MESH_POINTS, 3), np.float32)
-        confidence = np.zeros(n, np.float32)
+        points = np.empty((n, MESH_POINTS, 3), np.float32)
+        confidence = np.empty(n, np.float32)
         for i, crop in enumerate(crops):
             if crop.shape[:2] != (MESH_SIZE, MESH_SIZE):
                 crop = cv2.resize(crop, (MESH_SIZE, MESH_SIZE), interpolation=cv2.INTER_AREA)
-            x = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
-            self.interpreter.set_tensor(self._input, x[None])
+            cv2.cvtColor(crop, cv2.COLOR_BGR2RGB, dst=self._rgb)
+            np.divide(self._rgb, _SCALE, out=self._input_view()[0])  # the view is not kept past this line
             self.interpreter.invoke()
             points[i] = self.interpreter.get_tensor(self._points).reshape(MESH_POINTS, 3)
             logit = float(self.interpreter.get_tensor(self._score).ravel()[0])
-            confidence[i] = 1.0 / (1.0 + np.exp(-np.clip(logit, -50, 50)))
+            confidence[i] = 1.0 / (1.0 + np.exp(-min(max(logit, -50.0), 50.0)))
         return MeshResult(points, confidence)

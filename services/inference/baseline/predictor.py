@@ -18,14 +18,13 @@ import numpy as np
 
 from services.inference.baseline.geometry import eye_openness, head_pose
 from services.inference.baseline.iris import LID_TO_EAR, IrisGaze
-from services.inference.baseline.lean_mesh import LeanFaceMesh
 from services.inference.baseline.mesh_pool import MeshPool
 from services.inference.baseline.neutral import NeutralPose
 from services.inference.baseline.smoothing import Smoother
 from services.inference.predictor import StudentKey
 from shared.vision import baseline_rule as levels
 from shared.vision.baseline_card import HEAD, baseline_card, load_baseline_card
-from shared.vision.face_mesh import MESH_SIZE
+from shared.vision.face_mesh import MESH_SIZE, FaceMesh
 
 
 def _round(value: float | None) -> float | None:
@@ -51,7 +50,7 @@ class BaselinePredictor:
         `mesh_workers`: face-mesh interpreters a frame's faces are split over (None: the service's budget)."""
         self.card, self.thresholds = (load_baseline_card(thresholds_card) if thresholds_card
                                       else (baseline_card(), levels.THRESHOLDS))
-        self.meshes = MeshPool.build(lambda: LeanFaceMesh(models, num_threads=MESH_THREADS), mesh_workers)
+        self.meshes = MeshPool.build(lambda: FaceMesh(models, num_threads=MESH_THREADS), mesh_workers)
         self.mesh = self.meshes.meshes[0]
         self.iris = IrisGaze(models) if gaze else None
         self.smoother = Smoother(smoothing_seconds)
