@@ -16,18 +16,18 @@ import numpy as np
 from services.capture.service import CaptureService
 from shared.ops.config import REPO_ROOT
 from tests.support.capture import start_capture
+from tools.footage import write_video
 
 
 def _numbered_video(path, frames: int) -> str:
     """An MJPG file whose every frame differs: its number written on a shifting gradient."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240))
-    assert writer.isOpened()
     ramp = np.tile(np.arange(320, dtype=np.uint8), (240, 1))
+    images = []
     for i in range(frames):
         image = np.ascontiguousarray(np.dstack([np.roll(ramp, 7 * i, axis=1), ramp, ramp]))
         cv2.putText(image, str(i), (100, 150), cv2.FONT_HERSHEY_SIMPLEX, 3, (255, 255, 255), 5)
-        writer.write(image)
-    writer.release()
+        images.append(image)
+    write_video(path, images, 10.0)
     return str(path)
 
 
