@@ -12,7 +12,9 @@ outbox that keeps them until the broker takes them (services/reporter/outbox.py)
 With LIVE_OUT set (the launcher and compose set it) every update, every drawn overlay (as
 JPEG: the web service shows it, nothing draws twice) and, once the report is written, an
 `eos` go out on the `live` PUB link. PUB drops what a slow or absent web cannot take, so
-the reporter never waits for the page.
+the reporter never waits for the page. A stream's video is drawn for the page only while a page
+watches it: the web says so in Redis, read here at most once a second a session
+(shared/data/live_watch.py); when that cannot be read, or no web says anything, it is drawn.
 
 The reference system's short options are accepted (`expand_argv`): -r/--record,
 -p/--path, -f/--filename, -c/--codec, -fps/--fps, -hg/--height, -w/--width, -m/--messaging,
@@ -46,6 +48,7 @@ from shared.bus.messages import Eos, Frame, Message, Update, follow_up, make_hea
 from shared.data.filenames import file_part
 from shared.data.journal import remove_journal
 from shared.data.levels import LEVEL_LABELS
+from shared.data.live_watch import Watching, WatchReader
 from shared.data.marks import MarkStore
 from shared.data.outbox import queued_for
 from shared.data.redis_retention import expire_keys
@@ -53,7 +56,7 @@ from shared.data.report_doc import Report, StoreSection, report_json, to_dict
 from shared.data.roster import RosterError, TileLabels, TileNames, load_roster, with_names
 from shared.data.running_totals import Totals
 from shared.data.totals import Store, expected_streams
-from shared.ops.config import report_fallback_dir
+from shared.ops.config import LIVE_WATCH_READ, LIVE_WATCH_RETRY, report_fallback_dir
 from shared.ops.service import Service
 from shared.ops.settings import ReporterSettings
 from shared.vision.frame_size import fit_within
@@ -65,6 +68,9 @@ OVERLAY_FRAMES = Counter("engagement_overlay_frames_total", "Preview frames draw
 LIVE_FRAMES_SKIPPED = Counter("engagement_live_frames_skipped_total",
                               "Frames not sent to the live page (over LIVE_VIDEO_FPS for their stream); "
                               "not drawn either when nothing else needs them")
+LIVE_FRAMES_UNWATCHED = Counter("engagement_live_frames_unwatched_total",
+                                "Frames not drawn nor sent for the live page because no page watches their stream's "
+                                "video (the web says so in Redis)")
 UNMATCHED = Counter("engagement_overlay_unmatched_total",
                     "Preview frames or updates evicted without their counterpart", ["kind"])
 BAD_FRAMES = Counter("engagement_bad_frames_total", "Preview frames that did not decode", ["service"])
@@ -156,6 +162,9 @@ class ReporterService(Service[ReporterSettings]):
         # played unthrottled, would otherwise spend a JPEG encode a frame on a page that shows 15.
         self.live_period = 1.0 / float(s.live_video_fps) if float(s.live_video_fps) > 0 else 0.0
         self.live_sent_at: dict[str, float] = {}  # stream -> when its last live frame went
+        # Whether a page watches the live video (the web says so in Redis): no page, no drawing for it.
+        self.watch = WatchReader(self.store.r, s.redis_prefix, LIVE_WATCH_READ, LIVE_WATCH_RETRY)
+        self.live_watched: dict[str, tuple[bool, bool]] = {}  # session -> (known, watched): a log line on a change
         self.totals_sent: dict[str, int] = {}
         self.next_totals = time.monotonic() + float(s.mqtt_totals_interval)
         self.next_recovery = 0.0  # at start-up, then every RECOVERY_INTERVAL
@@ -217,15 +226,14 @@ class ReporterService(Service[ReporterSettings]):
         key_session = header.session
         recorder = self.recorders.get(header.stream)
         recording = bool(self.settings.record) and (recorder is None or recorder.active)
+        live_due = self._live_wanted(header)
+        if not (recording or live_due or not self.headless):
+            return  # nobody would see this drawing: no recording, no window, no page (or its video capped)
         frame = overlay.decode_frame(header, payload)
         if frame is None:
             BAD_FRAMES.labels(self.name).inc()
             self.log.warning("preview frame %s/%d does not decode: skipped", *key)
             return
-        live = "live" in self.senders and not self.class_level_only  # class level only: no video
-        live_due = live and self._live_frame_due(header.stream)
-        if not (recording or live_due or not self.headless):
-            return  # nobody would see this drawing: no recording, no window, the page's video capped
         model = update.model
         labels = model.labels or list(LEVEL_LABELS)
         # Several streams: each video shows its own stream's tally (the session's is on the page).
@@ -247,6 +255,34 @@ class ReporterService(Service[ReporterSettings]):
         out = follow_up(h, "update", self.name, totals=h.totals, model=h.model, t_media=h.t_media,
                         predictions=h.predictions if per_student else [], faces=h.faces if per_student else [])
         self.senders["live"].send(out, droppable=True)
+
+    def _live_wanted(self, header: Frame) -> bool:
+        """Whether this frame goes to the live page: a page watches its stream, and it is due."""
+        if "live" not in self.senders or self.class_level_only:  # class level only: no video
+            return False
+        if not self._live_watched(header.session, header.stream):
+            LIVE_FRAMES_UNWATCHED.inc()
+            return False
+        return self._live_frame_due(header.stream)
+
+    def _live_watched(self, session: str, stream: str) -> bool:
+        watching = self.watch.watching(session, stream)
+        state = (watching.known, watching.anything)
+        if self.live_watched.get(session) != state:
+            self.live_watched[session] = state
+            self._say_watching(session, watching)
+        return watching.covers(stream)
+
+    def _say_watching(self, session: str, watching: Watching) -> None:
+        if watching.known and watching.anything:
+            self.log.info("a page watches the live video of %s: its frames are drawn for it", session)
+        elif watching.known:
+            self.log.info("no page watches the live video of %s: its frames are not drawn for it", session)
+        elif self.watch.error:
+            self.log.warning("cannot read whether a page watches the live video of %s (Redis: %s): drawing it",
+                             session, self.watch.error)
+        else:
+            self.log.info("no web says whether a page watches the live video of %s: drawing it", session)
 
     def _live_frame_due(self, stream: str) -> bool:
         """Whether this stream's next live frame may go now (LIVE_VIDEO_FPS); if so, it is taken."""
@@ -351,6 +387,8 @@ class ReporterService(Service[ReporterSettings]):
             self._hand_to_outbox(session, report)
         self.latest_totals.pop(session, None)
         self.totals_sent.pop(session, None)
+        self.watch.forget(session)
+        self.live_watched.pop(session, None)
         return txt, js
 
     def _report_on_disk(self, session: str) -> None:

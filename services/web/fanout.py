@@ -63,10 +63,12 @@ class Subscription:
 
 
 class Fanout:
-    def __init__(self, name: str, queue_size: int, encode: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, name: str, queue_size: int, encode: Callable[[Any], Any] | None = None,
+                 on_subscribe: Callable[[], None] | None = None) -> None:
         self.name = name
         self.queue_size = queue_size
         self.encode = encode
+        self.on_subscribe = on_subscribe  # a page came (the video: say so now, not at the next refresh)
         self.lock = threading.Lock()
         self.subscriptions: set[Subscription] = set()
         self.latest: Any = None  # a new page starts with the last item, not with nothing
@@ -82,7 +84,14 @@ class Fanout:
             if self.latest is not None:
                 sub.items.append(self.latest)
         CLIENTS.labels(self.name).set(len(self.subscriptions))
+        if self.on_subscribe is not None:
+            self.on_subscribe()
         return sub
+
+    def watched(self) -> bool:
+        """Whether a browser reads this stream now."""
+        with self.lock:
+            return bool(self.subscriptions)
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self.lock:
@@ -127,16 +136,27 @@ class VideoFeeds:
         self.name = name
         self.queue_size = queue_size
         self.max_feeds = max_feeds
-        self.all = Fanout(name, queue_size)
+        # Set when a page opens a feed: what is watched goes to Redis at once (services/web/watching.py).
+        self.opened = threading.Event()
+        self.all = self._fanout(name)
         self.lock = threading.Lock()
         self.feeds: dict[str, Fanout] = {}
+
+    def _fanout(self, name: str) -> Fanout:
+        return Fanout(name, self.queue_size, on_subscribe=self.opened.set)
+
+    def watched(self) -> tuple[bool, list[str]]:
+        """Whether a page reads the session's feed (every stream), and the streams whose own feed one reads."""
+        with self.lock:
+            feeds = dict(self.feeds)
+        return self.all.watched(), sorted(stream for stream, feed in feeds.items() if feed.watched())
 
     def publish(self, stream: str, item: Any) -> None:
         self.all.publish(item)
         with self.lock:
             feed = self.feeds.get(stream)
             if feed is None and len(self.feeds) < self.max_feeds:
-                feed = self.feeds[stream] = Fanout(f"{self.name}:{stream}", self.queue_size)
+                feed = self.feeds[stream] = self._fanout(f"{self.name}:{stream}")
         if feed is not None:
             feed.publish(item)
 
@@ -151,7 +171,7 @@ class VideoFeeds:
         with self.lock:
             feed = self.feeds.get(stream)
             if feed is None and known and len(self.feeds) < self.max_feeds:
-                feed = self.feeds[stream] = Fanout(f"{self.name}:{stream}", self.queue_size)
+                feed = self.feeds[stream] = self._fanout(f"{self.name}:{stream}")
             return feed
 
     def close(self) -> None:

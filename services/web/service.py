@@ -5,7 +5,8 @@ reporter's `live` PUB link (the overlay as JPEG, every update, an `eos` once the
 written), reads the session's state from Redis at start-up, and reads past sessions from
 REPORT_DIR. It keeps nothing on disk and stores no frame: a restarted web shows the class
 again from Redis and the link. A browser that stops reading loses items from its own
-bounded queue (services/web/fanout.py); the reporter's PUB never waits for anyone.
+bounded queue (services/web/fanout.py); the reporter's PUB never waits for anyone. Which video
+a page watches is said in Redis (services/web/watching.py): the reporter draws only that.
 
 The HTTP server (uvicorn) runs on a thread beside the service's usual loop, which handles
 the link; /metrics and /healthz are on METRICS_PORT like every service.
@@ -30,10 +31,12 @@ from services.web.live import LiveState
 from services.web.security import AllowedHosts, access_problem
 from services.web.sessions import Reports
 from services.web.streams import mjpeg_part, sse_event
+from services.web.watching import WatchKeeper
 from shared.bus.messages import Frame, Message, Update
 from shared.data.marks import MarkStore
 from shared.data.roster import RosterError, TileNames, load_roster
 from shared.data.totals import Store
+from shared.ops.config import LIVE_WATCH_REFRESH, LIVE_WATCH_TTL
 from shared.ops.service import EXIT_GAVE_UP, Service
 from shared.ops.settings import WebSettings
 
@@ -98,6 +101,12 @@ class WebService(Service[WebSettings]):
                                   token=s.web_token, hosts=AllowedHosts(s.web_bind, s.web_allowed_hosts))
         self.restored = False
         self._restore()
+        # Which video the pages watch, said in Redis: the reporter draws only that (services/web/watching.py).
+        self.watch: WatchKeeper | None = None
+        if self.store is not None:
+            self.watch = WatchKeeper(self.store.r, s.redis_prefix, self.video, lambda: self.live.session,
+                                     LIVE_WATCH_TTL, LIVE_WATCH_REFRESH, self.log)
+            self.watch.start()
         if getattr(self, "sock", None) is None:  # started without run() (a test on a thread)
             self.sock = socket.create_server((s.web_bind, int(s.web_port)))
         config = uvicorn.Config(create_app(self.context), log_level="warning", access_log=False,
@@ -199,6 +208,9 @@ class WebService(Service[WebSettings]):
             self.events.publish(event)
 
     def on_stop(self) -> None:
+        watch: WatchKeeper | None = getattr(self, "watch", None)  # None too when setup stopped before it
+        if watch is not None:
+            watch.close()
         self.video.close()
         self.events.close()
         if getattr(self, "server", None) is not None:

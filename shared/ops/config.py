@@ -107,6 +107,16 @@ CPU_BUDGETS: dict[str, dict[str, int]] = {
 # inference's LITERT_THREADS (services/inference/baseline/mesh_pool.py); a frame of fewer faces than
 # this stays on one thread, where handing faces to a worker costs more than it saves.
 MESH_POOL_MIN_FACES = 4
+# The live page's video is drawn and encoded only while a page watches it (shared/data/live_watch.py):
+# the web keeps its keys for LIVE_WATCH_TTL seconds and refreshes them every LIVE_WATCH_REFRESH (and at
+# once when a page opens one); the reporter reads them at most every LIVE_WATCH_READ seconds a session,
+# so a page's video starts within about LIVE_WATCH_READ plus a frame, and stops about LIVE_WATCH_TTL
+# after the last page closed. A read that failed is tried again after LIVE_WATCH_RETRY (drawing
+# meanwhile: a Redis that hangs costs its timeout that often, not every second).
+LIVE_WATCH_TTL = 4.0
+LIVE_WATCH_REFRESH = 1.0
+LIVE_WATCH_READ = 1.0
+LIVE_WATCH_RETRY = 5.0
 # With a trained model on a machine of at most SMALL_BOX_CPUS cores, `engagement run` pins the
 # light stages to CPU 0 (CPU_AFFINITY, unless set) and lets inference use both, so the model
 # call does not wait behind them: the sweep's winner for bundles on 2 cores (8 faces: 20.4 vs
