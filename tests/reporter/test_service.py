@@ -32,6 +32,7 @@ from services.reporter.service import ReporterService, expand_argv
 from shared.bus.messages import Header, as_dict, make_header
 from shared.data.durable_queue import DurableQueue
 from shared.data.envelope import parse
+from shared.data.live_watch import say_watched
 from shared.data.outbox import outbox_path, queued_for
 from shared.data.totals import FrameRecord, Store
 from shared.ops.config import load_settings
@@ -217,7 +218,8 @@ def test_no_recording_without_record(tmp_path):
 def test_bad_input_is_counted_and_the_report_still_comes(tmp_path):
     rejected_before = local_metric("engagement_messages_rejected_total", service="reporter", reason="bad_msgpack")
     bad_frames_before = local_metric("engagement_bad_frames_total", service="reporter")
-    with Pipeline(tmp_path) as p:
+    # Recording: the frame is wanted, so it is decoded (one nobody would see is not even read).
+    with Pipeline(tmp_path, record=1) as p:
         p.preview.send_multipart([b"frame", b"\xc1\x00junk", b""])
         # A frame whose JPEG header is fine but whose data is not an image.
         header = make_header("frame", p.session, "cam0", 0, time.time(), {}, width=64, height=48,
@@ -374,10 +376,29 @@ def _live_messages(p: Pipeline, live_port: int, image: np.ndarray, after_join: i
         sub.close()
 
 
+def _page_watches(p: Pipeline, *streams: str, every: bool = False) -> None:
+    """What the web says in Redis when a page has those streams' video open (none: a web whose pages
+    watch nothing); a TTL longer than the test, where the web refreshes a short one."""
+    say_watched(redis.Redis.from_url(REDIS_URL), p.prefix, 300, p.session, every, streams)
+
+
+def _first_live_frame(p: Pipeline, sub: Peer, image: np.ndarray, start: int, pairs: int = 100) -> int | None:
+    """Frames and their predictions, a few a second, until a live frame comes: its seq, or None."""
+    for seq in range(start, start + pairs):
+        p.frame(seq, image)
+        p.sender.send(predictions_header(p.session, seq, [(1, seq % 4)]))
+        while sub.socket.poll(50):
+            msg = sub.recv()
+            if msg.kind == "frame":
+                return msg.header.seq
+    return None
+
+
 def test_live_link_carries_updates_the_drawn_overlay_and_the_end(tmp_path):
     (live_port,) = free_ports(1)
     image = np.full((240, 320, 3), 90, np.uint8)
     with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}", live_video_fps=0) as p:
+        _page_watches(p, every=True)
         msgs = _live_messages(p, live_port, image)
     kinds = Counter(m.kind for m in msgs)
     assert kinds["update"] >= 3 and kinds["frame"] >= 2 and kinds["eos"] == 1
@@ -399,6 +420,7 @@ def test_live_video_is_capped_per_stream_while_every_update_goes(tmp_path):
     skipped_before = local_metric("engagement_live_frames_skipped_total")
     drawn_before = local_metric("engagement_overlay_frames_total")
     with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}", live_video_fps=2) as p:
+        _page_watches(p, "cam0")
         started = time.monotonic()
         msgs = _live_messages(p, live_port, image, after_join=20)
         elapsed = time.monotonic() - started
@@ -408,6 +430,50 @@ def test_live_video_is_capped_per_stream_while_every_update_goes(tmp_path):
     assert local_metric("engagement_live_frames_skipped_total") - skipped_before >= 20 - (2 * elapsed + 1)
     # Headless, not recording: a frame the page does not get is not drawn either.
     assert local_metric("engagement_overlay_frames_total") - drawn_before <= 2 * elapsed + 1
+
+
+def test_no_page_watching_no_live_frame_is_drawn_while_every_update_goes(tmp_path):
+    """The web says no page has the video open: nothing is drawn or encoded for it (counted)."""
+    (live_port,) = free_ports(1)
+    unwatched_before = local_metric("engagement_live_frames_unwatched_total")
+    drawn_before = local_metric("engagement_overlay_frames_total")
+    with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}", live_video_fps=0) as p:
+        _page_watches(p, "another-stream")  # a page watches a stream of the class, not this one
+        msgs = _live_messages(p, live_port, np.full((240, 320, 3), 90, np.uint8), after_join=10)
+    kinds = Counter(m.kind for m in msgs)
+    assert kinds["update"] >= 10 and kinds["eos"] == 1 and kinds["frame"] == 0, kinds
+    assert local_metric("engagement_live_frames_unwatched_total") - unwatched_before >= 10
+    assert local_metric("engagement_overlay_frames_total") == drawn_before
+
+
+def test_a_page_that_opens_the_video_mid_class_gets_it(tmp_path):
+    (live_port,) = free_ports(1)
+    image = np.full((240, 320, 3), 90, np.uint8)
+    with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}", live_video_fps=0) as p:
+        _page_watches(p)
+        sub = Peer(zmq.SUB, f"tcp://127.0.0.1:{live_port}", bind=False)
+        try:
+            unwatched_before = local_metric("engagement_live_frames_unwatched_total")
+            assert _first_live_frame(p, sub, image, 0, pairs=20) is None
+            assert local_metric("engagement_live_frames_unwatched_total") > unwatched_before
+            _page_watches(p, "cam0")
+            seq = _first_live_frame(p, sub, image, 20)
+            assert seq is not None and seq >= 20
+        finally:
+            sub.close()
+
+
+@pytest.mark.parametrize("how", ["redis_down", "no_web"])
+def test_the_video_is_drawn_when_whether_anyone_watches_cannot_be_read(tmp_path, how):
+    """Redis unreachable for the reporter, or no web saying anything: drawn (the page works)."""
+    (live_port, dead) = free_ports(2)
+    down = {"redis_url": f"redis://127.0.0.1:{dead}/0"} if how == "redis_down" else {}
+    with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}", live_video_fps=0, **down) as p:
+        sub = Peer(zmq.SUB, f"tcp://127.0.0.1:{live_port}", bind=False)
+        try:
+            assert _first_live_frame(p, sub, np.full((240, 320, 3), 90, np.uint8), 0) is not None
+        finally:
+            sub.close()
 
 
 def test_live_link_is_class_level_only_when_reports_are(tmp_path):
