@@ -8,6 +8,7 @@ link is a real XPUB socket, so the test knows when the reporter has subscribed.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -49,6 +50,7 @@ from tests.support.env import REDIS_URL
 from tests.support.metrics import local_metric
 from tests.support.mqtt import Collector
 from tests.support.waiting import wait_for, wait_until
+from tests.support.web import WebProcess
 
 
 class Pipeline:
@@ -461,6 +463,54 @@ def test_a_page_that_opens_the_video_mid_class_gets_it(tmp_path):
             assert seq is not None and seq >= 20
         finally:
             sub.close()
+
+
+def _mjpeg_seqs(r, enough: Callable[[int], bool], most: int = 100) -> list[int]:
+    """The X-Seq of each MJPEG part read, until one is `enough` (at most `most` parts)."""
+    buf = b""
+    for chunk in r.iter_bytes():
+        buf += chunk
+        seqs = [int(m) for m in re.findall(rb"X-Seq: (\d+)\r\n", buf)]  # whole header lines only
+        if seqs and (enough(seqs[-1]) or len(seqs) >= most):
+            return seqs
+    raise AssertionError("the video ended")
+
+
+def test_a_browser_on_the_real_webs_video_gets_the_reporters_frames(tmp_path):
+    """Reporter -> web over the real live link, the real web saying what its page watches: before a
+    page opens the video nothing is drawn; a client on the video route gets the drawn frames."""
+    import httpx
+
+    (live_port,) = free_ports(1)
+    image = np.full((240, 320, 3), 90, np.uint8)
+    with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}", live_video_fps=0) as p:
+        web = WebProcess(tmp_path / "web-reports", f"sub+connect:tcp://127.0.0.1:{live_port}", prefix=p.prefix)
+        web.start()
+        stop = threading.Event()
+        sent = [-1]
+
+        def feed() -> None:  # a class going on, a few frames a second
+            for seq in range(10_000):
+                if stop.wait(0.1):
+                    return
+                sent[0] = seq
+                p.frame(seq, image)
+                p.sender.send(predictions_header(p.session, seq, [(1, seq % 4)]))
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        try:
+            wait_for(lambda: httpx.get(f"{web.url}/api/live").json()["session"] == p.session, "the class on the page")
+            unwatched = local_metric("engagement_live_frames_unwatched_total")
+            wait_for(lambda: local_metric("engagement_live_frames_unwatched_total") > unwatched, "frames not drawn")
+            # Drawn before the web said anything (no web: drawn) is older than this: the page's part is new.
+            not_drawn_after = sent[0]
+            with httpx.stream("GET", f"{web.url}/api/live/video.mjpg?stream=cam0", timeout=20) as r:
+                seqs = _mjpeg_seqs(r, lambda seq: seq > not_drawn_after)
+            assert seqs[-1] > not_drawn_after
+        finally:
+            stop.set()
+            feeder.join(5)
+            web.stop()
 
 
 @pytest.mark.parametrize("how", ["redis_down", "no_web"])
