@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -64,11 +65,15 @@ class Subscription:
 
 class Fanout:
     def __init__(self, name: str, queue_size: int, encode: Callable[[Any], Any] | None = None,
-                 on_subscribe: Callable[[], None] | None = None) -> None:
+                 on_subscribe: Callable[[], None] | None = None, latest_max_age: float | None = None) -> None:
         self.name = name
         self.queue_size = queue_size
         self.encode = encode
         self.on_subscribe = on_subscribe  # a page came (the video: say so now, not at the next refresh)
+        # The video's last frame is given to a new page only this fresh: frames stop while nobody watches,
+        # and a page opened later would start on a picture of minutes ago (None: any age, the documents).
+        self.latest_max_age = latest_max_age
+        self.latest_at = 0.0
         self.lock = threading.Lock()
         self.subscriptions: set[Subscription] = set()
         self.latest: Any = None  # a new page starts with the last item, not with nothing
@@ -81,7 +86,8 @@ class Fanout:
             if self.unencoded is not None:
                 assert self.encode is not None
                 self.latest, self.unencoded = self.encode(self.unencoded), None
-            if self.latest is not None:
+            max_age = self.latest_max_age
+            if self.latest is not None and (max_age is None or time.monotonic() - self.latest_at <= max_age):
                 sub.items.append(self.latest)
         CLIENTS.labels(self.name).set(len(self.subscriptions))
         if self.on_subscribe is not None:
@@ -107,7 +113,7 @@ class Fanout:
                     return
             item = self.encode(item)  # outside the lock: pages joining meanwhile are not held up
         with self.lock:
-            self.latest, self.unencoded = item, None
+            self.latest, self.unencoded, self.latest_at = item, None, time.monotonic()
             subs = list(self.subscriptions)
         for sub in subs:
             sub.put(item)
@@ -132,10 +138,11 @@ class VideoFeeds:
     class has a few cameras; the bound keeps memory and metric labels small whatever comes).
     """
 
-    def __init__(self, name: str, queue_size: int, max_feeds: int = 16) -> None:
+    def __init__(self, name: str, queue_size: int, max_feeds: int = 16, latest_max_age: float | None = None) -> None:
         self.name = name
         self.queue_size = queue_size
         self.max_feeds = max_feeds
+        self.latest_max_age = latest_max_age
         # Set when a page opens a feed: what is watched goes to Redis at once (services/web/watching.py).
         self.opened = threading.Event()
         self.all = self._fanout(name)
@@ -143,7 +150,7 @@ class VideoFeeds:
         self.feeds: dict[str, Fanout] = {}
 
     def _fanout(self, name: str) -> Fanout:
-        return Fanout(name, self.queue_size, on_subscribe=self.opened.set)
+        return Fanout(name, self.queue_size, on_subscribe=self.opened.set, latest_max_age=self.latest_max_age)
 
     def watched(self) -> tuple[bool, list[str]]:
         """Whether a page reads the session's feed (every stream), and the streams whose own feed one reads."""

@@ -117,6 +117,8 @@ LIVE_WATCH_TTL = 4.0
 LIVE_WATCH_REFRESH = 1.0
 LIVE_WATCH_READ = 1.0
 LIVE_WATCH_RETRY = 5.0
+# A page that opens the video starts on the last frame only if it is this fresh (seconds); else on the next.
+LIVE_VIDEO_LATEST_MAX_AGE = 2.0
 # With a trained model on a machine of at most SMALL_BOX_CPUS cores, `engagement run` pins the
 # light stages to CPU 0 (CPU_AFFINITY, unless set) and lets inference use both, so the model
 # call does not wait behind them: the sweep's winner for bundles on 2 cores (8 faces: 20.4 vs

@@ -4,9 +4,10 @@ and a page that comes late still starts with the last document, encoded as the o
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
-from services.web.fanout import Fanout
+from services.web.fanout import Fanout, VideoFeeds
 from services.web.live import LiveState
 from services.web.streams import sse_event
 from shared.bus.messages import make_header
@@ -78,3 +79,24 @@ def test_an_event_of_several_streams_carries_each_streams_totals_as_the_update_h
              "levels": {"0": 0, "1": 0, "2": 0, "3": 0}}
     assert event["stream_totals"] == {"a": one, "b": zeros}
     assert event["totals"] == {**one, "streams": {"a": one}}
+
+
+def test_a_page_opening_the_video_starts_on_the_last_frame_only_if_it_is_fresh():
+    """No page watching, no frames come (the reporter draws none): a frame of long ago is not shown as live."""
+    stale, fresh = VideoFeeds("video-test", 2, latest_max_age=0.1), VideoFeeds("video-test", 2, latest_max_age=60)
+    stale.publish("cam0", b"old")
+    fresh.publish("cam0", b"new")
+    time.sleep(0.3)
+
+    async def first(feeds: VideoFeeds, stream: str) -> bytes | None:
+        feed = feeds.feed(stream)
+        assert feed is not None
+        sub = feed.subscribe()
+        item = await sub.get(0.2)
+        sub.close()
+        return item
+
+    assert asyncio.run(first(stale, "cam0")) is None and asyncio.run(first(stale, "")) is None
+    assert asyncio.run(first(fresh, "cam0")) == b"new" and asyncio.run(first(fresh, "")) == b"new"
+    # A page opening a feed is said at once (services/web/watching.py waits on it).
+    assert stale.opened.is_set()
