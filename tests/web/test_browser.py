@@ -264,3 +264,49 @@ def test_two_streams_on_the_live_page_and_the_session_page(tmp_path, browser, li
         page.screenshot(path=str(ARTIFACTS / "session-2-streams.png"), full_page=True)
     finally:
         web.stop()
+
+
+def _visibility(page, hidden: bool) -> None:
+    """The tab sent to the background or brought back: headless Chromium keeps every tab visible, so the
+    page's document is told it is hidden (its own visibilitychange handler then runs as in a real tab)."""
+    page.evaluate(f"""() => {{ Object.defineProperty(document, 'hidden', {{configurable: true, get: () => {
+        'true' if hidden else 'false'}}});
+        document.dispatchEvent(new Event('visibilitychange')); }}""")
+
+
+def test_a_tab_in_the_background_lets_go_of_the_video_and_takes_it_again_in_front(tmp_path, browser, live_link):
+    """Nobody sees a background tab's video: the page closes it, the web says nothing is watched (so the
+    reporter draws nothing); back in front the video comes again."""
+    import threading  # noqa: PLC0415
+
+    web = WebProcess(tmp_path / "reports", live_link.spec).start()
+    session = f"bg-{int(time.time())}"
+    stop = threading.Event()
+
+    def feed():  # the reporter's updates and (as if watched) frames, 4 a second
+        seq = 0
+        while not stop.wait(0.25):
+            live_link.update(session, seq, {1: seq % 4})
+            live_link.frame(session, seq)
+            seq += 1
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(web.url + "/", wait_until="domcontentloaded")
+        _wait_js(page, "(document.querySelector('#videos img') || {}).naturalWidth > 0", 20)
+        poll_value(lambda: web.metric("engagement_web_video_watched") == 1, 10, what="the video watched")
+        _visibility(page, hidden=True)
+        poll_value(lambda: web.metric("engagement_web_clients", stream="video:cam0") == 0, 10,
+                   what="the background tab's video closed")
+        poll_value(lambda: web.metric("engagement_web_video_watched") == 0, 10, what="nothing watched")
+        assert page.evaluate("() => document.querySelector('#videos img').hasAttribute('src')") is False
+        _visibility(page, hidden=False)
+        poll_value(lambda: web.metric("engagement_web_clients", stream="video:cam0") == 1, 10,
+                   what="the video opened again")
+        _wait_js(page, "document.querySelector('#videos img').naturalWidth > 0", 20)
+    finally:
+        stop.set()
+        feeder.join(5)
+        web.stop()

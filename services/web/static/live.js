@@ -248,7 +248,11 @@ function tile(stream) {
   const caption = document.createElement("figcaption"); caption.className = "stream-name"; caption.textContent = stream;
   fig.append(caption, img);
   box.insertBefore(fig, [...box.children].find(c => c.dataset.stream > stream) || null);
-  const start = () => { img.src = `/api/live/video.mjpg?stream=${encodeURIComponent(stream)}&t=${Date.now()}`; };
+  // Not while the tab is hidden: nobody sees it, and a video nobody holds is not drawn at all (the reporter).
+  const start = () => {
+    if (!document.hidden) img.src = `/api/live/video.mjpg?stream=${encodeURIComponent(stream)}&t=${Date.now()}`;
+  };
+  fig.startVideo = start;
   img.addEventListener("error", () => setTimeout(() => { if (videoWanted && fig.isConnected) start(); }, 2000));
   // Set after the page's load event: an endless MJPEG would otherwise hold "load" forever.
   if (document.readyState === "complete") start(); else window.addEventListener("load", start, { once: true });
@@ -256,6 +260,14 @@ function tile(stream) {
 }
 
 let videoWanted = null;
+// A tab in the background lets go of its video, so the reporter stops drawing it; back in front, it opens again.
+document.addEventListener("visibilitychange", () => {
+  for (const fig of document.querySelectorAll("#videos figure")) {
+    const img = fig.querySelector("img");
+    if (document.hidden) img.removeAttribute("src");
+    else if (videoWanted && fig.startVideo) fig.startVideo();
+  }
+});
 function showVideo(on) {
   if (on !== videoWanted) {
     videoWanted = on;
