@@ -7,7 +7,8 @@ this process through the project's Sender/Receiver: a 640x480 BGR frame (0.9 MB,
 facedetect and the preview) and a 49-face batch of 224 px crops (7.4 MB, facedetect ->
 sequencer -> inference). The receiver measures its main thread's CPU inside `read` (receive,
 decode, validation: what a service's loop pays a message) and its whole process's CPU (with
-ZeroMQ's I/O thread, which reads the socket) per message, after a warm-up. The receiver
+ZeroMQ's I/O thread, which reads the socket) per message, after a warm-up; a header-only
+message (eos) gives the floor the payload adds to. The receiver
 touches one byte of each payload, as a consumer would. Messages are paced so the sender's
 own work does not compete for the cores. Run in two trees in turn to compare them.
 
@@ -31,7 +32,8 @@ from shared.bus.messages import make_header
 from shared.ops.ports import free_ports
 
 WARMUP = 20
-SHAPES = {"frame 640x480 BGR": ("frame", (480, 640, 3)), "batch 49 x 224px crops": ("batch", (49, 224, 224, 3))}
+SHAPES = {"frame 640x480 BGR": ("frame", (480, 640, 3)), "batch 49 x 224px crops": ("batch", (49, 224, 224, 3)),
+          "header only (eos)": ("eos", (0,))}
 
 
 def _receive(endpoint: str, count: int, results: mp.Queue) -> None:
@@ -51,7 +53,7 @@ def _receive(endpoint: str, count: int, results: mp.Queue) -> None:
         read_cpu += time.thread_time() - started
         if msg is not None:
             got += 1
-            touched += msg.payload[len(msg.payload) // 2]
+            touched += msg.payload[len(msg.payload) // 2] if msg.payload else 0
     measured = max(0, got - WARMUP)
     process_cpu = time.process_time() - process_start
     receiver.close()
@@ -61,6 +63,8 @@ def _receive(endpoint: str, count: int, results: mp.Queue) -> None:
 
 def _message(kind: str, shape: tuple[int, ...], seq: int) -> tuple[object, memoryview]:
     pixels = np.random.default_rng(seq).integers(0, 256, shape, dtype=np.uint8)
+    if kind == "eos":
+        return make_header("eos", "bench", "bench", seq, time.time(), reason="bench"), memoryview(b"")
     if kind == "frame":
         header = make_header("frame", "bench", "bench", seq, time.time(), width=shape[1], height=shape[0],
                              encoding="bgr")
@@ -101,7 +105,7 @@ def main() -> None:
     parser.add_argument("--transport", choices=("ipc", "tcp"), default="ipc")
     args = parser.parse_args()
     for name, (kind, shape) in SHAPES.items():
-        pace = 0.01 if kind == "frame" else 0.04
+        pace = 0.04 if kind == "batch" else 0.01
         out = measure(kind, shape, args.count, args.transport, pace)
         out["load"] = Path("/proc/loadavg").read_text().split()[:3]
         print(json.dumps({name: out}))
