@@ -31,7 +31,7 @@ from services.facedetect.ranges import Ranges
 from services.facedetect.student_ids import StudentIds
 from services.facedetect.tracker import SetAside, Tracker, iou
 from shared.bus import metrics
-from shared.bus.messages import MAX_FACES, Eos, Frame, Message, follow_up
+from shared.bus.messages import MAX_FACES, Eos, Frame, Message, Payload, follow_up
 from shared.data.roster import TileNames
 from shared.data.totals import Store
 from shared.ops import cpu_budget
@@ -86,8 +86,9 @@ GALLERY_FRAMES = Counter("engagement_gallery_frames_total",
                          ["service", "mode"])
 
 
-def decode_image(frame: Frame, payload: bytes) -> np.ndarray | None:
-    """The frame's pixels as a BGR array, or None when they do not decode."""
+def decode_image(frame: Frame, payload: Payload) -> np.ndarray | None:
+    """The frame's pixels as a BGR array, or None when they do not decode. A raw frame's array is
+    a read-only view of the received message (no copy): what draws on it copies it first."""
     if frame.encoding == "bgr":
         return np.frombuffer(payload, dtype=np.uint8).reshape(frame.height, frame.width, 3)  # size checked
     image = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_COLOR)

@@ -34,7 +34,7 @@ from services.inference.onnx_engine import TrtOptions
 from services.inference.predictor import Predictor
 from shared.bus.acks import ReliableLink
 from shared.bus.backoff import LogThrottle
-from shared.bus.messages import Ack, Batch, Eos, Face, Message, follow_up
+from shared.bus.messages import Ack, Batch, Eos, Face, Message, Payload, follow_up
 from shared.bus.metrics import LATENCY_BUCKETS
 from shared.data.marks import MarkStore
 from shared.data.model_card import CardError, ModelCard
@@ -292,8 +292,9 @@ class InferenceService(Service[InferenceSettings]):
         if self._skip_log.ready():
             self.log.warning("skipped a batch: %s", detail)
 
-    def _crops(self, batch: Batch, payload: bytes) -> np.ndarray | None:
-        """The batch's crops (students, length, crop, crop, 3), or None: nothing to run."""
+    def _crops(self, batch: Batch, payload: Payload) -> np.ndarray | None:
+        """The batch's crops (students, length, crop, crop, 3), or None: nothing to run. A read-only
+        view of the received message, not a copy."""
         if not batch.students:
             return None
         if not self.predictor.accepts(batch.length):
@@ -303,7 +304,7 @@ class InferenceService(Service[InferenceSettings]):
         return np.frombuffer(payload, np.uint8).reshape(len(batch.students), batch.length, batch.crop,
                                                         batch.crop, 3)
 
-    def _predict_all(self, messages: list[tuple[Batch, bytes]]) -> list[list[dict[str, Any]]]:
+    def _predict_all(self, messages: list[tuple[Batch, Payload]]) -> list[list[dict[str, Any]]]:
         """Each batch message's predictions, its faces run with the others' in as few model calls
         as MAX_BATCH_FACES and the crops' shapes allow."""
         out: list[list[dict[str, Any]]] = [[] for _ in messages]

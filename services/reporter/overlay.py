@@ -116,7 +116,7 @@ def draw(frame: np.ndarray, faces: Sequence[Mapping[str, Any]], predictions: Seq
     return img
 
 
-def decode_frame(header: Frame, payload: bytes) -> np.ndarray | None:
+def decode_frame(header: Frame, payload: bytes | memoryview) -> np.ndarray | None:
     """The preview image of a `frame` message, or None if it does not decode."""
     if header.encoding == "jpeg":
         return cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)

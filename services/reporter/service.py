@@ -151,7 +151,7 @@ class ReporterService(Service[ReporterSettings]):
                 self.log.error("%s: reports will show ids only", exc)
         self.report_dir = Path(s.report_dir)
         self.headless = bool(s.headless) if s.headless in (0, 1) else not os.environ.get("DISPLAY")
-        self.frames: OrderedDict[tuple[str, int], tuple[Frame, bytes]] = OrderedDict()
+        self.frames: OrderedDict[tuple[str, int], tuple[Frame, bytes | memoryview]] = OrderedDict()
         self.updates: OrderedDict[tuple[str, int], Update] = OrderedDict()
         # One recording per stream (a class with several cameras gets a file each).
         self.recorders: dict[str, Recorder] = {}

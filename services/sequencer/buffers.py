@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from shared.bus.messages import Face
+from shared.bus.messages import Face, Payload
 
 
 @dataclass
@@ -26,7 +26,7 @@ class StreamBuffers:
         self.students: dict[int, StudentBuffer] = {}
         self.last_wall = 0.0
 
-    def add(self, faces: list[Face], payload: bytes, t: float, wall: float) -> list[StudentBuffer]:
+    def add(self, faces: list[Face], payload: Payload, t: float, wall: float) -> list[StudentBuffer]:
         """Append each face's crop to its student's buffer; return the students due for a sample."""
         self.last_wall = wall
         size = self.crop * self.crop * 3
@@ -38,7 +38,9 @@ class StreamBuffers:
                 # A new buffer is due as soon as it is full, hence since_sample starts at stride - 1.
                 buf = self.students[student] = StudentBuffer(student, deque(maxlen=self.length),
                                                              since_sample=self.stride - 1)
-            buf.crops.append(payload[i * size:(i + 1) * size])
+            # Copied: a view would keep the whole received message alive for as long as one crop
+            # of it is buffered (a student gone holds it until the timeout, 7.4 MB a 49-face frame).
+            buf.crops.append(bytes(payload[i * size:(i + 1) * size]))
             conf = face.get("conf", 0.0)
             buf.box, buf.last_seen = list(face["box"]), t
             buf.conf = float(conf) if isinstance(conf, int | float) else 0.0

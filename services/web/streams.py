@@ -14,7 +14,7 @@ from services.web.fanout import Subscription
 KEEPALIVE_SECONDS = 15.0
 
 
-def mjpeg_part(jpeg: bytes, t_capture: float, seq: int, stream: str = "") -> bytes:
+def mjpeg_part(jpeg: bytes | memoryview, t_capture: float, seq: int, stream: str = "") -> bytes:
     # The stream id goes into a header: keep it to printable ASCII (an id is the operator's text).
     safe = "".join(c for c in stream if 32 < ord(c) < 127)[:64]
     head = (f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"

@@ -21,7 +21,7 @@ import zmq
 from shared.bus import metrics
 from shared.bus.backoff import LogThrottle
 from shared.bus.link_peers import PeerCounter
-from shared.bus.messages import CONTROL_KINDS, BadMessage, Header, Message, decode, encode
+from shared.bus.messages import CONTROL_KINDS, BadMessage, Header, Message, Payload, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Sender:
         self.peers = PeerCounter(self.socket, service, link) if link and self.spec.type == "push" \
             and self.spec.bind else None
 
-    def send(self, header: Header | dict[str, Any], payload: bytes | memoryview = b"", droppable: bool = False) -> bool:
+    def send(self, header: Header | dict[str, Any], payload: Payload = b"", droppable: bool = False) -> bool:
         """Send one message (a plain dict only from tests that send malformed ones). False if dropped (counted)."""
         kind = header.kind if isinstance(header, Header) else str(header["kind"])
         parts = encode(header, payload)
@@ -161,7 +161,7 @@ class Sender:
         metrics.MESSAGES_SENT.labels(self.service, kind).inc()
         return True
 
-    def _send_blocking(self, parts: list[bytes | memoryview], kind: str) -> None:
+    def _send_blocking(self, parts: list[Payload], kind: str) -> None:
         # Wait for room, but wake up to notice a stop; control messages get a last grace period.
         deadline = None
         while True:
@@ -192,10 +192,13 @@ class Receiver:
         self._rejection_log = LogThrottle(1.0)  # a flood of garbage must not flood the log
 
     def read(self) -> Message | None:
-        """Read one waiting message (call after poll says readable). None if it was bad."""
-        parts = self.socket.recv_multipart(copy=True)
+        """Read one waiting message (call after poll says readable). None if it was bad.
+
+        The payload is not copied: it is a read-only view of the received ZeroMQ frame, which
+        stays valid for as long as the message (or a view of its payload) is referenced."""
+        frames = self.socket.recv_multipart(copy=False)
         try:
-            msg = decode(parts, self.expect)
+            msg = decode([frame.buffer for frame in frames], self.expect)
         except BadMessage as exc:
             metrics.MESSAGES_REJECTED.labels(self.service, exc.reason).inc()
             if self._rejection_log.ready():

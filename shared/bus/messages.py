@@ -2,10 +2,12 @@
 
 A message is a ZeroMQ multipart `[topic, header, payload]`: topic is the message kind as
 ASCII, header is msgpack (a map with a schema version), payload is raw bytes (BGR pixels or
-JPEG) that is never re-serialised. Each kind's header is a msgspec Struct below (`Frame`,
-`Faces`, `Batch`, `Predictions`, `Update`, `Eos`, `Ack`): every field is named once, there,
-with its type and range. Every receiver calls `decode`, which raises `BadMessage` with a
-short reason; services count the reason and drop the message.
+JPEG) that is never re-serialised. A received payload is not copied either: it is a read-only
+memoryview of the ZeroMQ message (`Payload`), valid for as long as it is referenced. Each
+kind's header is a msgspec Struct below (`Frame`, `Faces`, `Batch`, `Predictions`, `Update`,
+`Eos`, `Ack`): every field is named once, there, with its type and range. Every receiver
+calls `decode`, which raises `BadMessage` with a short reason; services count the reason and
+drop the message.
 
 Why msgspec Structs (not dataclasses + hand-written checks): one call decodes the msgpack
 map *and* validates every field's type and range (and the nested face/prediction entries)
@@ -19,6 +21,7 @@ from __future__ import annotations
 import functools
 import operator
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal, TypedDict
 
@@ -39,6 +42,13 @@ MAX_HEADER_BYTES = 1 << 20
 KINDS = ("frame", "faces", "batch", "predictions", "update", "eos", "ack")
 NO_PAYLOAD_KINDS = frozenset({"predictions", "update", "eos", "ack"})  # header only: any payload is hostile
 CONTROL_KINDS = frozenset({"eos"})  # never dropped
+
+# A message's payload: bytes when built here, a read-only memoryview of the received ZeroMQ
+# message when decoded (a 7.4 MB batch is not copied on every hop). Both take len(), slicing,
+# np.frombuffer and bytes.join; a view holds its message's memory for as long as it is referenced
+# (a slice too: a crop kept from a batch keeps the batch). Read-only, as bytes are: a consumer
+# that draws on the pixels copies them first.
+Payload = bytes | memoryview
 
 
 class BadMessage(ValueError):
@@ -95,7 +105,7 @@ class Header(msgspec.Struct, kw_only=True, tag_field="kind"):
     def kind(self) -> str:
         return str(self.__struct_config__.tag)  # every kind's tag is its name (tag="...")
 
-    def check_payload(self, payload: bytes) -> None:
+    def check_payload(self, payload: Payload) -> None:
         """What the header says about the payload must hold (kinds without one carry none)."""
         if payload:
             raise BadMessage("unexpected_payload", f"{len(payload)} bytes on a {self.kind} message")
@@ -114,10 +124,10 @@ class Frame(Header, tag="frame"):
     t_media: float | None = None  # position in a file source, seconds; None for a live one
     source: str = ""
 
-    def check_payload(self, payload: bytes) -> None:
+    def check_payload(self, payload: Payload) -> None:
         if self.encoding == "bgr" and len(payload) != self.width * self.height * 3:
             raise BadMessage("payload_size", f"{len(payload)} != {self.width}x{self.height}x3")
-        if self.encoding == "jpeg" and not payload.startswith(b"\xff\xd8"):
+        if self.encoding == "jpeg" and payload[:2] != b"\xff\xd8":
             raise BadMessage("bad_jpeg")
 
 
@@ -130,7 +140,7 @@ class Faces(Header, tag="faces"):
     faces: FaceList
     t_media: float | None = None
 
-    def check_payload(self, payload: bytes) -> None:
+    def check_payload(self, payload: Payload) -> None:
         _check_crops(payload, len(self.faces), 1, self.crop)
 
 
@@ -145,7 +155,7 @@ class Batch(Header, tag="batch"):
     height: Dimension | None = None
     t_media: float | None = None
 
-    def check_payload(self, payload: bytes) -> None:
+    def check_payload(self, payload: Payload) -> None:
         _check_crops(payload, len(self.students), self.length, self.crop)
 
 
@@ -191,7 +201,7 @@ assert tuple(HEADER_TYPES) == KINDS
 _ENCODER = msgspec.msgpack.Encoder()
 
 
-def _check_crops(payload: bytes, faces: int, per_face: int, crop: int) -> None:
+def _check_crops(payload: Payload, faces: int, per_face: int, crop: int) -> None:
     if len(payload) != faces * per_face * crop * crop * 3:
         raise BadMessage("payload_size", f"{len(payload)} for {faces}x{per_face} crops of {crop}")
 
@@ -200,7 +210,7 @@ def _check_crops(payload: bytes, faces: int, per_face: int, crop: int) -> None:
 class Message:
     kind: str
     header: Header
-    payload: bytes = b""
+    payload: Payload = b""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -227,7 +237,7 @@ def as_dict(header: Header | dict[str, Any]) -> dict[str, Any]:
     return dict(header) if isinstance(header, dict) else msgspec.to_builtins(header)
 
 
-def encode(header: Header | dict[str, Any], payload: bytes | memoryview = b"") -> list[bytes | memoryview]:
+def encode(header: Header | dict[str, Any], payload: Payload = b"") -> list[Payload]:
     """The multipart message. A plain dict is sent as it is, unchecked (tests send malformed ones)."""
     if isinstance(header, Header):
         return [header.kind.encode("ascii"), _ENCODER.encode(header), payload]
@@ -283,13 +293,17 @@ def _reason(error: msgspec.ValidationError, raw_header: bytes) -> str:
     return _RANGE_REASONS[last]
 
 
-def decode(parts: list[bytes], expect: tuple[str, ...] | None = None) -> Message:
-    """Parse and validate one multipart message; raise BadMessage on any contract breach."""
+def decode(parts: Sequence[Payload], expect: tuple[str, ...] | None = None) -> Message:
+    """Parse and validate one multipart message; raise BadMessage on any contract breach.
+
+    The parts are bytes, or memoryviews of the received ZeroMQ frames (Receiver.read): the topic
+    and header, a few hundred bytes, are copied; the payload is kept as a read-only view."""
     if len(parts) != 3:
         raise BadMessage("wrong_part_count", str(len(parts)))
-    topic, raw_header, payload = (bytes(p) for p in parts)
-    if len(raw_header) > MAX_HEADER_BYTES:
-        raise BadMessage("header_too_large", str(len(raw_header)))
+    if len(parts[1]) > MAX_HEADER_BYTES:
+        raise BadMessage("header_too_large", str(len(parts[1])))
+    topic, raw_header = bytes(parts[0]), bytes(parts[1])
+    payload = parts[2] if isinstance(parts[2], bytes) else parts[2].toreadonly()
     try:
         header = _decoder(expect).decode(raw_header)
     except msgspec.ValidationError as exc:
