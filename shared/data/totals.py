@@ -335,7 +335,11 @@ def _members(raw: Iterable[Any]) -> set[str]:
     return cast(set[str], raw)
 
 
-def _pairs(flat: list[str]) -> dict[str, str]:
+def _pairs(flat: list[str] | dict[str, Any]) -> dict[str, str]:
+    """A flat HGETALL reply as a dict; cjson writes an empty one (a stream without totals yet) as {}."""
+    if not flat:
+        return {}
+    assert isinstance(flat, list), "cjson writes only an empty table as an object"
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 

@@ -180,3 +180,17 @@ def test_the_totals_a_write_answers_are_the_totals_redis_holds_whatever_the_stre
     assert both["states"]["engagement"]["3"] == 2
     counted, again = store.record_frame(FrameRecord("q", "c1", names[1], 0, 1_000_000.5, 0.5, 2, preds, MODEL))
     assert not counted and again == both
+
+
+def test_a_stream_that_ended_before_its_first_frame_does_not_break_the_other_streams_writes(store):
+    """A camera that gave up at start (no frame, only its eos) is a stream without totals: its empty
+    hash comes back through cjson as {}, and every frame of the class's other cameras must still count."""
+    preds = [{"student": 1, "level": 1, "probs": [0.25] * 4}]
+    store.end_stream("late", "cam1", 1_000_000.0, "source_failed", ["cam0", "cam1"])
+    for seq in range(3):
+        counted, totals = store.record_frame(FrameRecord("late", "c1", "cam0", seq, 1_000_001.0 + seq, None, 1,
+                                                         preds, MODEL))
+        assert counted and totals["frames"] == seq + 1
+    assert totals["streams"]["cam1"]["frames"] == 0 and totals["streams"]["cam0"]["frames"] == 3
+    assert totals == {**store.session_totals("late"),
+                      "streams": {st["stream"]: st["totals"] for st in store.streams("late")}}
