@@ -18,6 +18,7 @@ import math
 import secrets
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,7 +29,7 @@ from services.capture.resume import StreamState, StreamStateFile
 from services.capture.sources import FileSource, Frame, LiveSource, ScreenSource, SourceError, classify
 from shared.bus.backoff import Backoff
 from shared.bus.messages import make_header
-from shared.ops.config import PHASE_ENV, RESTART_ENV, STREAM_STARTED_ENV, from_launcher
+from shared.ops.config import PHASE_ENV, RESTART_ENV, START_GATE_ENV, STREAM_STARTED_ENV, from_launcher
 from shared.ops.service import EXIT_GAVE_UP, Service
 from shared.ops.settings import CaptureSettings
 from shared.vision.frame_size import fit_image
@@ -51,6 +52,10 @@ PEER_WAIT_MS = 2000  # how long the first frame waits for facedetect to connect
 # connected, its first minute would be lost, not late (a compose stack whose facedetect
 # joined late reported nothing). It waits this long for its consumer before it plays.
 FILE_PEER_WAIT_SECONDS = 120.0
+# Started by the launcher with the rest of its class, a capture plays once every capture is up (the
+# launcher makes START_GATE_ENV's file): at most this long, looking this often.
+CLASS_START_WAIT_SECONDS = 120.0
+CLASS_START_POLL_SECONDS = 0.05
 # A live source read at FPS 0 (every frame) has no rate of its own: a restart assumes at most this.
 LIVE_RATE_BOUND = 60.0
 # Set by the launcher (like PARENT_PID: between the launcher and its child, not settings; named in
@@ -191,6 +196,7 @@ class CaptureService(Service[CaptureSettings]):
             if self.state_file:
                 self.state_file.clear()
             return
+        self._wait_for_the_class()
         if self.kind == "file" and self.settings.realtime:
             self._wait_for_consumer(FILE_PEER_WAIT_SECONDS)
         else:
@@ -212,6 +218,22 @@ class CaptureService(Service[CaptureSettings]):
             self.state_file.mark_ended()  # a restart of this container must not replay the file
         elif self.state_file:
             self.state_file.clear()  # ended cleanly: the next start is a new stream
+
+    def _wait_for_the_class(self) -> None:
+        """Until every capture of the class is up (the launcher's file), a stop, or CLASS_START_WAIT_SECONDS.
+        The first streams up played while the others still loaded their libraries (~0.3 s of CPU each):
+        56 webcams started together held the first seconds' frames 1-2 s, in steady state under 0.12 s."""
+        gate = from_launcher(START_GATE_ENV)
+        if not gate:
+            return  # not started by the launcher (compose, a test): nothing to wait for
+        deadline = time.monotonic() + CLASS_START_WAIT_SECONDS
+        while not Path(gate).exists():
+            if self.stop.wait(CLASS_START_POLL_SECONDS):
+                return
+            if time.monotonic() > deadline:
+                self.log.warning("the class's other captures not up after %.0f s: playing %s anyway",
+                                 CLASS_START_WAIT_SECONDS, self.source_text)
+                return
 
     def _wait_for_consumer(self, seconds: float) -> None:
         """Until facedetect has connected (the frames link can take a message), a stop, or `seconds`."""

@@ -61,7 +61,14 @@ from services.launcher.streams import Stream
 from services.launcher.summary import Outbox, ReportFolders, print_outbox_state, print_summary
 from services.launcher.supervisor import Child, Supervisor
 from shared.data.totals import safe_url
-from shared.ops.config import LAUNCHER, SERVICES, SettingError, add_flags, log_level_of_environment
+from shared.ops.config import (
+    LAUNCHER,
+    SERVICES,
+    START_GATE_ENV,
+    SettingError,
+    add_flags,
+    log_level_of_environment,
+)
 from shared.ops.logs import setup_logging
 from shared.ops.service import EXIT_GAVE_UP
 
@@ -160,6 +167,11 @@ class ClassRun:
     order: list[str] = field(default_factory=list)  # the stop order: the captures first, the page last
     supervisor: Supervisor | None = None
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def captures_up(self) -> Path:
+        """The file whose coming tells the captures every one of them is up."""
+        return self.run_dir / "captures-up"
 
     @classmethod
     def of(cls, settings: LaunchSettings, stops: StopRequests, claim: SessionClaim | None) -> ClassRun:
@@ -270,6 +282,8 @@ def plan_processes(the_run: ClassRun, settings: LaunchSettings,
                    "report_fallback_dir": settings.reporter.report_fallback_dir}}))
     the_run.envs = envs
     the_run.captures = [name for name in the_run.order if name.startswith("capture")]
+    for name in the_run.captures:  # they play once every one is up (start_services makes the file)
+        envs[name][START_GATE_ENV] = str(the_run.captures_up)
     children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"]),
                       service="capture" if name in the_run.captures else name) for name in the_run.order]
     the_run.supervisor = supervisor = Supervisor(children, settings.launcher.max_restarts, the_run.stops)
@@ -294,6 +308,7 @@ def start_services(the_run: ClassRun) -> None:
     start_web(supervisor, supervisor.children["web"])
     supervisor.start([name for name in start_order if name != "web" and name not in the_run.captures])
     supervisor.start_together(the_run.captures)
+    the_run.captures_up.touch()  # every capture is up: they play (services/capture/service.py)
     if the_run.open_page:
         webbrowser.open(f"http://127.0.0.1:{the_run.envs['web']['WEB_PORT']}/")
     ports = {c.name: c.metrics_port for c in supervisor.children.values()}

@@ -379,10 +379,11 @@ def models_dir() -> Path:
 
 # What `engagement run` tells a child process it starts, besides its settings (not for a user to set):
 # its own pid (a service stops when the launcher is gone), a restarted capture's restart count
-# and its stream's start, and each of several captures' sampling phase (services/capture/service.py).
-PARENT_PID_ENV, RESTART_ENV, STREAM_STARTED_ENV, PHASE_ENV = (
-    "PARENT_PID", "CAPTURE_RESTART", "STREAM_STARTED_AT", "SAMPLE_PHASE")
-FROM_LAUNCHER = (PARENT_PID_ENV, RESTART_ENV, STREAM_STARTED_ENV, PHASE_ENV)
+# and its stream's start, each of several captures' sampling phase, and the file whose coming says
+# every capture of the class is up (services/capture/service.py).
+PARENT_PID_ENV, RESTART_ENV, STREAM_STARTED_ENV, PHASE_ENV, START_GATE_ENV = (
+    "PARENT_PID", "CAPTURE_RESTART", "STREAM_STARTED_AT", "SAMPLE_PHASE", "CAPTURES_UP_FILE")
+FROM_LAUNCHER = (PARENT_PID_ENV, RESTART_ENV, STREAM_STARTED_ENV, PHASE_ENV, START_GATE_ENV)
 
 
 def from_launcher(name: str) -> str:
