@@ -5,7 +5,8 @@ an environment variable or a key of the YAML config file (`--config`). Before an
 starts, the settings are validated and the checks of `engagement check` run (source,
 folders, Redis, model, ports); the first failure is one line and exit code 2.
 
-Then it starts the services downstream-first (each healthy before the next), capture last;
+Then it starts the services downstream-first (each healthy before the next), capture last (the
+captures of several sources together: they play once every one is up, CAPTURES_UP_FILE);
 when the source ends (capture exits cleanly after sending end-of-stream) or on Ctrl-C/SIGTERM
 (capture is told to stop, and its end-of-stream drains through the pipeline), it waits for
 the reporter's report, stops every process upstream-first and prints the report's paths. A
