@@ -110,6 +110,13 @@ def test_sigterm_mid_file_sends_eos_stopped_last(video):
     assert len(rest) - 1 < len(expected_samples(video, 2.0)) - 1  # stopped before the end
 
 
+def _leave_nothing_running(proc) -> None:
+    """A test that failed midway must not leave its capture behind (blocked on an eos nobody takes)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
 def test_a_capture_whose_launcher_died_stops_without_ending_the_class(video):
     # PARENT_PID names a process that is not this capture's parent: the parent watch takes the
     # launcher for gone within a second, as after a SIGKILL. The class must stay open (no eos):
@@ -124,6 +131,7 @@ def test_a_capture_whose_launcher_died_stops_without_ending_the_class(video):
             rest.append(consumer.recv())
     finally:
         consumer.close()
+        _leave_nothing_running(proc)
     _, err = proc.communicate()
     assert [m.kind for m in rest if m.kind != "frame"] == [], "a capture whose launcher died sent an eos"
     assert len(rest) + 1 < len(expected_samples(video, 2.0))  # it stopped before the file's end
@@ -141,6 +149,7 @@ def test_a_capture_of_a_class_plays_only_once_the_launcher_says_every_capture_is
         assert proc.wait(20) == 0
     finally:
         consumer.close()
+        _leave_nothing_running(proc)
     assert [round(m.header.t_media, 3) for m in got[:-1]] == [round(t, 3) for t in expected_samples(video, 2.0)]
     assert got[-1].header.reason == "end_of_file"
 
