@@ -109,6 +109,7 @@ def _slow_consumer(long_video, tmp_path, hwm: int, seconds: float, title: str) -
     _assert_report_matches_tap(run)
     latencies = list(run.tap.latencies)
     half = len(latencies) // 2
+    third = len(latencies) // 3
     growth = {name: round((max(v[len(v) // 2:]) - v[len(v) // 2]) / 2**20, 1) for name, v in memory.items() if v}
     report_figures(title, inference_slowdown_s=slowdown, fps=fps, hwm=hwm, **drops,
                    predictions=len(latencies), latency_median_s=round(statistics.median(latencies), 2),
@@ -118,8 +119,15 @@ def _slow_consumer(long_video, tmp_path, hwm: int, seconds: float, title: str) -
     # Drops are counted where they happen (a paced source sends droppably).
     assert drops["capture_dropped"] > 0
     # Bounded queues: latency levels off at a few queue depths; with an unbounded queue
-    # each prediction would be older than the one before, all the way to the end.
-    assert max(latencies[half:]) < max(latencies[:half]) + 3 * slowdown
+    # each prediction would be older than the one before, all the way to the end (about
+    # 0.9 s a prediction here: 12 s or more from one third of the run to the next). The
+    # first third fills the queues; the last third's median stays within three batches of
+    # the middle third's. Medians, because inference takes what is queued as one batch:
+    # when it takes several, the frames that refill those slots were captured 0.1 s apart
+    # and wait 1 s apart, so a single frame's latency jitters by a few batches either way.
+    middle, last = latencies[third:2 * third], latencies[2 * third:]
+    assert statistics.median(last) < statistics.median(middle) + 3 * slowdown, (middle, last)
+    assert max(last) < max(middle) + 5 * slowdown, (middle, last)
     # Memory flat: no process grows over the second half of the slow run.
     assert all(g < 30 for g in growth.values()), growth
 
