@@ -12,6 +12,7 @@ import json
 import pytest
 
 from bench import capacity
+from bench.observe import FrameRecord
 
 
 @pytest.mark.parametrize("holds_up_to, cap, tried", [
@@ -44,6 +45,23 @@ def test_results_md_section_is_replaced_not_repeated(tmp_path):
     assert text.startswith("# title\n") and text.index("second") < text.index("## older run")
 
 
+def _record(seq: int, captured: float, latency: float) -> FrameRecord:
+    return FrameRecord(seq, captured, {"inference": captured + latency}, captured + latency, 1, 1)
+
+
+def test_the_class_start_is_told_apart_from_the_steady_state():
+    # Two streams at 2 FPS from t=100: a late start (the held first second released together),
+    # then steady; each stream's first frames are left out, as in the p99.
+    records = [_record(seq, 100.0 + seq / 2 + stream / 4, latency)
+               for stream in range(2) for seq, latency in enumerate([1.4, 1.1, 0.9, 0.7, 0.3] + [0.05] * 15)]
+    start = capacity.class_start(records, p99_ms=500)
+    assert start["late_until_s"] == pytest.approx(1.75)  # the second stream's seq 3, at 100 + 1.5 + 0.25
+    # From 5 s on: seq 10..19 of both streams, every one 50 ms.
+    assert start["steady_frames"] == 20 and start["steady_p99_ms"] == pytest.approx(50.0)
+    assert capacity.class_start(records[5:20], p99_ms=500)["late_until_s"] == 0.0  # none over the bound
+    assert capacity.class_start([], p99_ms=500) == {"late_until_s": None, "steady_p99_ms": None, "steady_frames": 0}
+
+
 @pytest.mark.slow
 def test_quick_bench_capacity_writes_consistent_figures(tmp_path, capsys):
     out, md = tmp_path / "capacity.json", tmp_path / "RESULTS.md"
@@ -72,6 +90,12 @@ def test_quick_bench_capacity_writes_consistent_figures(tmp_path, capsys):
         assert set(run["stage_ms"]) == {"capture", "facedetect", "sequencer", "inference"}
         assert all(v["p50"] is not None and v["p50"] >= 0 for v in run["stage_ms"].values()), run["stage_ms"]
         assert run["machine_before"]["load_average"]
+        # A 3 s class is all start: no steady frames; its last late frame within its 3 s, or none.
+        start = run["class_start"]
+        assert start["steady_frames"] == 0 and start["steady_p99_ms"] is None
+        assert 0.0 <= start["late_until_s"] <= 3.0
+        if run["capture_to_prediction_ms"]["p99"] >= 500:  # a p99 over the bound: some frame was over it
+            assert start["late_until_s"] > 0
     if case["capacity"]:
         assert case["at_capacity"]["rss_mb_per_stream"] > 0
     text = md.read_text()
