@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 
 CLAIM_TTL_SECONDS = 30.0
 
-_REFRESH = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+# 1: kept; 2: the key was gone (Redis came back empty, or failed over to a replica without it) and is
+# ours again; 0: another run holds it.
+_REFRESH = ("local held = redis.call('GET', KEYS[1]) "
+            "if held == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end "
+            "if not held then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 2 end return 0")
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 _TAKE_OVER = ("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) "
               "return 1 end return 0")
@@ -99,11 +103,26 @@ class SessionClaim:
     def _keep(self) -> None:
         while not self._stop.wait(self.ttl_ms / 3000):
             try:
-                if not self.r.eval(_REFRESH, 1, self.key, self.identity, self.ttl_ms):
-                    log.error("session %s: the claim on its id was lost (expired or taken)", self.session)
-                    return
+                kept = self.r.eval(_REFRESH, 1, self.key, self.identity, self.ttl_ms)
             except redis.RedisError as exc:  # Redis away for a moment: the next refresh tries again
                 log.warning("session %s: claim not refreshed (%s)", self.session, exc)
+                continue
+            if kept == 2:  # Redis lost its data mid-class (the aggregator refills the totals from its journal)
+                log.warning("session %s: Redis had lost the claim on its id: claimed again", self.session)
+            elif not kept:
+                log.error("session %s: another run holds its id now (%s): two runs may write this session",
+                          self.session, self._holder())
+                return
+
+    def _holder(self) -> str:
+        """Who holds the claim, in words ("?" when Redis cannot say)."""
+        try:
+            holder = self.r.get(self.key)
+        except redis.RedisError:
+            return "?"
+        if not holder:
+            return "?"
+        return describe(holder.decode(errors="replace") if isinstance(holder, bytes) else str(holder))
 
     def release(self) -> bool:
         """Give the id back if it is still ours; whether it was."""

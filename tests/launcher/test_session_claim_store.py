@@ -14,6 +14,7 @@ import redis
 from services.launcher.session_claim import SessionClaim, claim_key
 from tests.support.env import REDIS_URL
 from tests.support.run_settings import run_settings_with
+from tests.support.waiting import wait_for
 
 
 def _client() -> redis.Redis:
@@ -92,3 +93,26 @@ def test_the_start_up_check_names_a_live_claimant_and_ignores_a_gone_one() -> No
 def _dead_pid() -> int:
     return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True).stdout)
+
+
+def test_a_claim_that_redis_lost_mid_class_is_made_again_and_one_taken_by_another_run_is_not(caplog) -> None:
+    # Redis restarted without its data (or failed over to a replica without the key) while a class ran:
+    # the keeper claims the id again, so a second run with the same --session-id is still refused.
+    r = _client()
+    kept = SessionClaim(r, "test", _session(), ttl=0.6)
+    assert kept.acquire() is None
+    kept.keep()
+    try:
+        r.delete(kept.key)  # what an empty Redis looks like to the keeper
+        wait_for(lambda: r.get(kept.key) == kept.identity.encode(), "the claim made again", timeout=5)
+        assert SessionClaim(_client(), "test", kept.session).acquire() == kept.identity
+        assert "Redis had lost the claim on its id: claimed again" in caplog.text
+        # Another run holds it now (it took the id while the key was gone): the keeper says so, and lets it be.
+        other = f"another-box-{uuid.uuid4().hex[:6]}:7:1.0"
+        r.set(kept.key, other, px=30_000)
+        wait_for(lambda: "another run holds its id now" in caplog.text, "the keeper's error", timeout=5)
+        time.sleep(0.5)  # more than a refresh: the keeper has stopped and never overwrites the other's claim
+        assert r.get(kept.key) == other.encode()
+    finally:
+        kept.release()
+        r.delete(kept.key)
