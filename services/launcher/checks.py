@@ -389,7 +389,23 @@ def _redis(ctx: Context) -> Result:
     if holder and not holder_gone(holder):  # `engagement run` claims it atomically after these checks
         return fail("redis", f"session id {session} is in use by another run ({describe(holder)})",
                     "give another --session-id, or leave it out for a new unique one")
-    return ok("redis", f"{safe_url(url)} answers")
+    return ok("redis", f"{safe_url(url)} answers", _keeps_nothing(client))
+
+
+def _keeps_nothing(client: Any) -> str:
+    """A warning when this Redis keeps nothing over a restart (no append-only file, no save points):
+    the totals come back from the aggregator's journal, the teacher's marks would not. "" when it keeps
+    its data, or cannot say (CONFIG renamed or refused, as on managed services)."""
+    import redis
+
+    try:
+        config = {**client.config_get("appendonly"), **client.config_get("save")}
+    except redis.RedisError:
+        return ""
+    if str(config.get("appendonly", "")).lower() == "yes" or str(config.get("save", "")).strip():
+        return ""
+    return ("it keeps nothing over a restart, with appendonly no and no save points: the teacher's marks would "
+            "go with it; turn appendonly on there, as compose's Redis has it")
 
 
 @check("model")

@@ -1,9 +1,12 @@
 """The start-up checks of a run (those of `engagement check`: source, folders, Redis, model,
 ports), with one source check per stream of the class, so a class that cannot work fails
-before anything starts: one line per failed check and exit code 2."""
+before anything starts: one line per failed check and exit code 2. What a check passed with a
+warning (a Redis that keeps nothing over a restart, say) is said in the log, as the table of
+`engagement check` says it."""
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from services.launcher import checks
@@ -12,6 +15,7 @@ from services.launcher.plan import RUN_SERVICES
 from shared.ops.config import METRICS_PORTS
 
 EXIT_CHECK_FAILED = 2
+log = logging.getLogger("launcher")
 
 
 def check_context(settings: LaunchSettings, session_given: bool = False) -> checks.Context:
@@ -33,7 +37,12 @@ def run_all_checks(settings: LaunchSettings, session_given: bool) -> list[checks
 
 def preflight(settings: LaunchSettings, session_given: bool) -> int:
     """0, or print each failed check's one line and return 2."""
-    failed = [r for r in run_all_checks(settings, session_given) if not r.ok]
+    results = run_all_checks(settings, session_given)
+    failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"engagement run: {r.line()}", file=sys.stderr, flush=True)
+    if not failed:
+        for r in results:
+            if r.warning:
+                log.warning("check %s: %s", r.name, r.detail)
     return EXIT_CHECK_FAILED if failed else 0

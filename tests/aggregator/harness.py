@@ -54,10 +54,11 @@ def eos_header(session: str, seq: int, stream: str = "cam0", reason: str = "end_
 class PrivateRedis:
     """A redis-server of the test's own, append-only file on, that can be stopped and restarted."""
 
-    def __init__(self, directory: Path, password: str = "") -> None:
+    def __init__(self, directory: Path, password: str = "", persistent: bool = True) -> None:
         self.port = free_ports(1)[0]
         self.dir = directory
         self.password = password
+        self.persistent = persistent  # False: appendonly no (and no save points), a Redis that keeps nothing
         auth = f":{password}@" if password else ""
         self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen | None = None
@@ -65,7 +66,8 @@ class PrivateRedis:
     def start(self) -> None:
         extra = ["--requirepass", self.password] if self.password else []
         self.proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                                      "--appendonly", "yes", "--dir", str(self.dir), *extra],
+                                      "--appendonly", "yes" if self.persistent else "no", "--dir", str(self.dir),
+                                      *extra],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10

@@ -51,6 +51,24 @@ def password_redis(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def kept_redis(tmp_path_factory):
+    """A Redis that keeps its data over a restart (append-only file), as compose's does."""
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def forgetful_redis(tmp_path_factory):
+    """A Redis that keeps nothing over a restart: appendonly no, no save points."""
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"), persistent=False)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_a_bad_start_is_one_line_and_exit_2_before_anything_runs(classroom, password_redis, case):
     _, args, env, expected = case
@@ -70,8 +88,8 @@ def test_a_bad_start_is_one_line_and_exit_2_before_anything_runs(classroom, pass
     assert listing(classroom) == before  # no report folder, no state folder, no Redis data
 
 
-def test_check_prints_a_table_and_fails_on_each_problem(classroom):
-    good = engagement(classroom, "check", "--source", "class.avi", "--redis-url", "redis://127.0.0.1:6379/2")
+def test_check_prints_a_table_and_fails_on_each_problem(classroom, kept_redis):
+    good = engagement(classroom, "check", "--source", "class.avi", "--redis-url", kept_redis.url)
     assert good.code == 0, good.out + good.err
     rows = {line.split()[0]: line for line in good.out.splitlines()[1:]}
     assert {"source", "report", "redis", "model", "ports"} <= set(rows)
@@ -111,3 +129,19 @@ def test_run_takes_every_pipeline_setting_as_a_flag_grouped_by_service(tmp_path)
                 assert f"{s.flag} " in out.out, s.env
     assert "-r [RECORD]" in out.out and "-m [MESSAGING]" in out.out
     assert "also an environment variable" in out.out and "config --example" in out.out
+
+
+def test_a_redis_that_keeps_nothing_over_a_restart_is_said_by_check_and_run(classroom, forgetful_redis):
+    # Without an append-only file or save points, a restarted Redis comes back empty: the aggregator refills
+    # the totals from its journal, but the teacher's marks live only there. The class still runs.
+    check = engagement(classroom, "check", "--source", "class.avi", "--redis-url", forgetful_redis.url)
+    rows = {line.split()[0]: line for line in check.out.splitlines()[1:]}
+    assert check.code == 0 and " warn " in rows["redis"], check.out
+    assert "keeps nothing over a restart" in rows["redis"] and "turn appendonly on" in rows["redis"]
+    assert all(" ok " in row for name, row in rows.items() if name != "redis"), check.out
+    run = engagement(classroom, "run", "--source", "class.avi", "--redis-url", forgetful_redis.url,
+                     "--report-dir", "reports", timeout=120)
+    assert run.code == 0, run.err
+    said = [line for line in run.err.splitlines() if "launcher WARNING check redis:" in line]
+    assert len(said) == 1 and "keeps nothing over a restart" in said[0], run.err
+    assert len(list((classroom / "reports").glob("*.json"))) == 1
