@@ -178,8 +178,8 @@ class ClassRun:
     def of(cls, settings: LaunchSettings, stops: StopRequests, claim: SessionClaim | None) -> ClassRun:
         """The class's run, its values read from its settings once, here."""
         reports = ReportFolders.of(settings.reporter.report_dir, settings.reporter.report_fallback_dir)
-        outbox = Outbox.of(reports, settings.reporter.outbox_path, settings.reporter.mqtt_host,
-                           settings.reporter.mqtt_port) if settings.reporter.messaging else None
+        r = settings.reporter
+        outbox = Outbox.of(reports, r.outbox_path, r.mqtt_host, r.mqtt_port, r.device_id) if r.messaging else None
         return cls(settings.common.session_id, settings.sources, reports, outbox, settings.launcher.stop_timeout,
                    settings.launcher.report_timeout, bool(settings.launcher.open), stops, claim,
                    Path(settings.launcher.state_dir) / "runs" / settings.common.session_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.data.outbox import outbox_path, queued_for
+from shared.data.outbox import flush_command, outbox_path, queued_for
 from shared.data.report_doc import Report, load_report
 from shared.ops.config import report_fallback_dir
 
@@ -37,12 +37,15 @@ class Outbox:
     """With MESSAGING=1, where the reporter queues what the local broker has not taken yet."""
 
     paths: frozenset[Path]
-    broker: str  # host:port
+    mqtt_host: str
+    mqtt_port: int
+    device_id: str  # the topics' device: flushing under another would send the report elsewhere
 
     @classmethod
-    def of(cls, reports: ReportFolders, outbox_path_setting: str, mqtt_host: str, mqtt_port: int) -> Outbox:
+    def of(cls, reports: ReportFolders, outbox_path_setting: str, mqtt_host: str, mqtt_port: int,
+           device_id: str) -> Outbox:
         return cls(frozenset({outbox_path(str(reports.asked), outbox_path_setting), outbox_path(reports.fallback)}),
-                   f"{mqtt_host}:{mqtt_port}")
+                   mqtt_host, mqtt_port, device_id)
 
 
 def print_summary(js: Path, elapsed: float, failed_streams: list[str] | None = None,
@@ -74,8 +77,10 @@ def print_outbox_state(outbox: Outbox | None, session: str) -> None:
     waits in the outbox (services/reporter/outbox.py) and is sent when the broker takes it."""
     if outbox is None:
         return
-    waiting = sum(queued_for(path, session) for path in outbox.paths)
+    waiting = {path: n for path in sorted(outbox.paths) if (n := queued_for(path, session))}
     if waiting:
-        print(f"report queued for the broker: {outbox.broker} has not taken it "
-              f"yet ({waiting} message(s) in the outbox); it is sent when the broker is back, by the next "
-              f"`engagement run -m` in this folder or `engagement outbox flush`", flush=True)
+        flush = " or ".join(f"`{flush_command(path, outbox.mqtt_host, outbox.mqtt_port, outbox.device_id)}`"
+                            for path in waiting)
+        print(f"report queued for the broker: {outbox.mqtt_host}:{outbox.mqtt_port} has not taken it "
+              f"yet ({sum(waiting.values())} message(s) in the outbox); it is sent when the broker is back, by the "
+              f"next `engagement run -m` with the same report folder, or by {flush}", flush=True)

@@ -112,8 +112,11 @@ def main(argv: list[str]) -> int:
     from shared.ops.logs import setup_logging
     from shared.ops.settings import ReporterSettings
 
-    parser = argparse.ArgumentParser(prog="engagement outbox", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="engagement outbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="It also takes the reporter's settings, as flags or environment: --report-dir or --outbox-path (which "
+               "outbox), --mqtt-host, --mqtt-port, --device-id (which broker, under which device's topics). When a "
+               "class's report is queued, `engagement run -m` prints the exact command.")
     parser.add_argument("action", choices=["flush", "status"])
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the broker (default 10)")
     args, rest = parser.parse_known_args(argv)

@@ -50,7 +50,7 @@ from shared.data.journal import remove_journal
 from shared.data.levels import LEVEL_LABELS
 from shared.data.live_watch import Watching, WatchReader
 from shared.data.marks import MarkStore
-from shared.data.outbox import queued_for
+from shared.data.outbox import flush_command, queued_for
 from shared.data.redis_retention import expire_keys
 from shared.data.report_doc import Report, StoreSection, report_json, to_dict
 from shared.data.roster import RosterError, TileLabels, TileNames, load_roster, with_names
@@ -421,8 +421,10 @@ class ReporterService(Service[ReporterSettings]):
             return
         if queued_for(self.outbox.path, session):
             self.log.warning("report of %s queued for the broker: %s:%s did not take it; it is sent when it does "
-                             "(this reporter, the next one, or `engagement outbox flush`)", session,
-                             self.settings.mqtt_host, self.settings.mqtt_port)
+                             "(this reporter, the next one, or `%s`)", session, self.settings.mqtt_host,
+                             self.settings.mqtt_port,
+                             flush_command(self.outbox.path, self.settings.mqtt_host, int(self.settings.mqtt_port),
+                                           self.settings.device_id))
 
     def _tile_labels(self, session: str, report: Report) -> TileLabels:
         """The name labels facedetect read on the call tiles (GALLERY_NAMES=ocr), for the files

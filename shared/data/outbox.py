@@ -17,6 +17,14 @@ def outbox_path(report_dir: str | Path, setting: str = "") -> Path:
     return Path(setting) if setting else Path(report_dir) / OUTBOX_FILE
 
 
+def flush_command(path: Path, mqtt_host: str, mqtt_port: int, device_id: str) -> str:
+    """The command that sends what waits in the outbox at `path` to that broker under that device's topics,
+    whichever folder the class's report went to (a bare `engagement outbox flush` reads the default report
+    folder's, and publishes as the default device)."""
+    return (f"engagement outbox flush --outbox-path {path} --mqtt-host {mqtt_host} --mqtt-port {mqtt_port} "
+            f"--device-id {device_id}")
+
+
 def queued_for(path: Path, session: str) -> int:
     """Messages of `session` the broker has not taken yet (0 when there is no outbox)."""
     if not path.is_file():

@@ -58,6 +58,9 @@ def test_a_report_the_broker_missed_is_queued_and_delivered_once(classroom: Path
     session = json.loads(Path(classroom / re.findall(r"^report: (\S+\.json)$", run.stdout, re.M)[-1])
                          .read_text())["session"]
     assert re.search(r"^report queued for the broker: 127\.0\.0\.1:\d+ has not taken it", run.stdout, re.M), run.stdout
+    # The summary gives the exact command: this outbox, this broker, this device's topics.
+    (printed,) = re.findall(r"`(engagement outbox flush [^`]+)`", run.stdout)
+    assert f"--device-id {device}" in printed and f"--mqtt-port {broker.port}" in printed, printed
     outbox = outbox_path(classroom / "reports")
     assert queued_for(outbox, session) == 2  # the report and the final totals
     print(f"\nrun with the broker down: {took:.1f} s, exit 0, report queued")
@@ -65,7 +68,7 @@ def test_a_report_the_broker_missed_is_queued_and_delivered_once(classroom: Path
     broker.start()  # again, on the same port
     collector = Collector(broker.port, device)
     try:
-        flush = _engagement(classroom, "outbox", "flush", *mqtt_flags, timeout=60)
+        flush = _engagement(classroom, *printed.split()[1:], timeout=60)  # as the user would copy it
         assert flush.returncode == 0, flush.stdout + flush.stderr
         assert "2 delivered" in flush.stdout and "0 still queued" in flush.stdout, flush.stdout
         expected = sorted([f"{session}:report", f"{session}:totals:final"])
