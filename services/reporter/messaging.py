@@ -30,6 +30,7 @@ class Publisher:
         self.device_id = device_id
         self.ack_timeout = ack_timeout
         self.connected = threading.Event()
+        self.closing = False
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device_id}-reporter",
                                   clean_session=False)
         self.client.on_connect = self._on_connect
@@ -49,6 +50,9 @@ class Publisher:
     def _on_disconnect(self, client: mqtt.Client, userdata: object, flags: object, reason: Any,
                        props: object) -> None:
         self.connected.clear()
+        if self.closing:  # our own disconnect at the end: nothing to warn of
+            log.debug("disconnected from the local MQTT broker: %s", reason)
+            return
         log.warning("disconnected from the local MQTT broker: %s", reason)
 
     def envelope(self, kind: str, message_id: str, session: str, body: dict[str, Any]) -> bytes:
@@ -90,5 +94,6 @@ class Publisher:
         return True
 
     def close(self) -> None:
+        self.closing = True
         self.client.disconnect()
         self.client.loop_stop()
