@@ -26,12 +26,14 @@ log = logging.getLogger("reporter.mqtt")
 
 
 class Publisher:
-    def __init__(self, host: str, port: int, device_id: str, ack_timeout: float = 10.0) -> None:
+    def __init__(self, host: str, port: int, device_id: str, ack_timeout: float = 10.0, role: str = "reporter") -> None:
+        """`role`: the MQTT client id's suffix. A broker lets one connection hold a client id: an `engagement
+        outbox flush` as "reporter" would push a running reporter of the same device off the broker."""
         self.device_id = device_id
         self.ack_timeout = ack_timeout
         self.connected = threading.Event()
         self.closing = False
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device_id}-reporter",
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{device_id}-{role}",
                                   clean_session=False)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

@@ -137,7 +137,7 @@ def main(argv: list[str]) -> int:
         queue.close()
         print(f"outbox {path}: {depth} message(s) waiting for the broker at {s.mqtt_host}:{s.mqtt_port}")
         return 0
-    publisher = Publisher(s.mqtt_host, int(s.mqtt_port), s.device_id, SEND_TIMEOUT)
+    publisher = Publisher(s.mqtt_host, int(s.mqtt_port), s.device_id, SEND_TIMEOUT, role="outbox-flush")
     outbox = Outbox(path, publisher)
     try:
         before = outbox.queue.depth()
