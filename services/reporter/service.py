@@ -39,7 +39,7 @@ from prometheus_client import Counter
 
 from services.reporter import overlay
 from services.reporter.class_source import load_class
-from services.reporter.messaging import Publisher
+from services.reporter.messaging import MQTT_ERRORS, Publisher
 from services.reporter.outbox import Outbox, open_outbox
 from services.reporter.recording import Recorder
 from services.reporter.report import build_report, mqtt_body, render_text
@@ -173,6 +173,7 @@ class ReporterService(Service[ReporterSettings]):
         # Reports and final totals wait here until the broker takes them (services/reporter/outbox.py).
         self.outbox: Outbox | None = None
         self.outbox_log = LogThrottle(60.0)
+        self.totals_log = LogThrottle(60.0)  # running totals not sent while the broker is away: once a minute
         if self.publisher:
             self.outbox = open_outbox(s.report_dir, s.outbox_path, s.report_fallback_dir, self.publisher, self.stop)
             if waiting := self.outbox.queue.depth():
@@ -503,10 +504,22 @@ class ReporterService(Service[ReporterSettings]):
                     self.log.warning("outbox %s not read: %s", self.outbox.path, exc)
         if self.publisher and time.monotonic() >= self.next_totals:
             self.next_totals = time.monotonic() + float(self.settings.mqtt_totals_interval)
-            for session, totals in list(self.latest_totals.items()):
-                n = self.totals_sent.get(session, 0) + 1
-                self.totals_sent[session] = n
-                self.publisher.publish("totals", f"{session}:totals:{n}", session, totals.as_map(), timeout=1.0)
+            self._send_running_totals(self.publisher)
+
+    def _send_running_totals(self, publisher: Publisher) -> None:
+        """Each open session's running totals, when the broker is there. Away, they are counted and not
+        waited for: a second's wait a session every interval froze the live video, and each said an error;
+        they are snapshots, the report and the final totals wait in the outbox."""
+        if not publisher.connected.is_set():
+            MQTT_ERRORS.labels("totals").inc(len(self.latest_totals))
+            if self.latest_totals and self.totals_log.ready():
+                self.log.warning("running totals not sent: the local broker is away (the reports and final "
+                                 "totals wait in the outbox)")
+            return
+        for session, totals in list(self.latest_totals.items()):
+            n = self.totals_sent.get(session, 0) + 1
+            self.totals_sent[session] = n
+            publisher.publish("totals", f"{session}:totals:{n}", session, totals.as_map(), timeout=1.0)
 
     def on_stop(self) -> None:
         # A session whose eos arrived gets its report even while we stop (one last try).

@@ -355,6 +355,25 @@ def test_messaging_with_the_broker_down_still_writes_the_report(tmp_path, monkey
     assert report["totals"]["frames"] == 3
 
 
+def test_running_totals_with_the_broker_away_are_counted_not_waited_for(tmp_path, monkeypatch, caplog):
+    # A snapshot every 0.2 s, the broker away: each would have held the reporter's loop (the live video)
+    # a second and said an error; they are counted, said once a minute, and the report still queued.
+    monkeypatch.setattr(reporter_service, "MQTT_ACK_TIMEOUT", 0.5)
+    before = local_metric("engagement_mqtt_errors_total", type="totals")
+    with Pipeline(tmp_path, messaging=1, mqtt_port=free_ports(1)[0], device_id="away", mqtt_totals_interval=0.2) as p:
+        for h in _frames(p.session, 3):
+            p.sender.send(h)
+        wait_for(lambda: local_metric("engagement_mqtt_errors_total", type="totals") - before >= 5,
+                 "running totals counted as not sent", timeout=10)
+        p.sender.send(eos_header(p.session, 3))
+        p.wait_report()
+        wait_for(lambda: queued_for(outbox_path(p.report_dir), p.session) == 2, "the report queued in the outbox")
+    said = [r.getMessage() for r in caplog.records if "running totals not sent" in r.getMessage()]
+    assert len(said) == 1 and "the local broker is away" in said[0], said
+    assert not [r for r in caplog.records if "not published: no connection" in r.getMessage() and ":totals:" in
+                r.getMessage() and "final" not in r.getMessage()]
+
+
 def _live_messages(p: Pipeline, live_port: int, image: np.ndarray, after_join: int = 3) -> list:
     """Frames and predictions through the pipeline until the live SUB has joined (a PUB drops
     what comes before), `after_join` more, then the eos; every live message up to its eos."""
