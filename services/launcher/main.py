@@ -47,7 +47,7 @@ from services.launcher.bus_folder import BusFolderError, make_bus_folder
 from services.launcher.claim import ClaimRefused, claim_session
 from services.launcher.launch_settings import LaunchSettings, new_session_id, resolve_run, run_settings
 from services.launcher.plan import RUN_SERVICES, plan_environment, services_of, use_run_folder_for_journal
-from services.launcher.preflight import EXIT_CHECK_FAILED, preflight, run_all_checks
+from services.launcher.preflight import EXIT_CHECK_FAILED, preflight, run_all_checks, say_warnings
 from services.launcher.private_redis import PrivateRedis
 from services.launcher.recovery import recover_interrupted, remove_run, report_from_redis
 from services.launcher.session_claim import SessionClaim
@@ -199,10 +199,11 @@ def run(args: argparse.Namespace,
     stops.install()
     try:
         settings, session_given = settings_of_run(args)
-        code = preflight(settings, session_given)
+        code, warned = preflight(settings, session_given)
         if code or stops.stopping.is_set():
             return code or _said_not_started()
         the_run = claim_and_prepare(settings, session_given, stops, adjust_env)
+        say_warnings(warned)
     except RunRefused as exc:
         print(f"engagement run: {exc}", file=sys.stderr, flush=True)
         return EXIT_CHECK_FAILED

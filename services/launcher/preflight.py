@@ -1,8 +1,8 @@
 """The start-up checks of a run (those of `engagement check`: source, folders, Redis, model,
 ports), with one source check per stream of the class, so a class that cannot work fails
 before anything starts: one line per failed check and exit code 2. What a check passed with a
-warning (a Redis that keeps nothing over a restart, say) is said in the log, as the table of
-`engagement check` says it."""
+warning (a Redis that keeps nothing over a restart, say) is said in the log once the run has
+claimed its class, as the table of `engagement check` says it."""
 
 from __future__ import annotations
 
@@ -35,14 +35,16 @@ def run_all_checks(settings: LaunchSettings, session_given: bool) -> list[checks
     return checks.run_checks(ctx, checks=listed)
 
 
-def preflight(settings: LaunchSettings, session_given: bool) -> int:
-    """0, or print each failed check's one line and return 2."""
+def preflight(settings: LaunchSettings, session_given: bool) -> tuple[int, list[checks.Result]]:
+    """(0, the checks passed with a warning), or print each failed check's one line and return (2, [])."""
     results = run_all_checks(settings, session_given)
     failed = [r for r in results if not r.ok]
     for r in failed:
         print(f"engagement run: {r.line()}", file=sys.stderr, flush=True)
-    if not failed:
-        for r in results:
-            if r.warning:
-                log.warning("check %s: %s", r.name, r.detail)
-    return EXIT_CHECK_FAILED if failed else 0
+    return (EXIT_CHECK_FAILED, []) if failed else (0, [r for r in results if r.warning])
+
+
+def say_warnings(warned: list[checks.Result]) -> None:
+    """Once the class is the run's (its id claimed): a run refused at its claim says one line, no more."""
+    for r in warned:
+        log.warning("check %s: %s", r.name, r.detail)
