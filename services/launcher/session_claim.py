@@ -57,6 +57,11 @@ def holder_gone(identity: str) -> bool:
     return False
 
 
+def identity_text(raw: object) -> str:
+    """A claim's value as Redis gives it (bytes), as text."""
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+
+
 def describe(identity: str) -> str:
     host, _, rest = identity.partition(":")
     pid, _, since = rest.partition(":")
@@ -88,7 +93,7 @@ class SessionClaim:
         holder = self.r.get(self.key)
         if holder is None:  # expired between the two calls: try once more
             return None if self.r.set(self.key, self.identity, nx=True, px=self.ttl_ms) else "?"
-        holder_text = holder.decode(errors="replace") if isinstance(holder, bytes) else str(holder)
+        holder_text = identity_text(holder)
         if holder_gone(holder_text) and self.r.eval(_TAKE_OVER, 1, self.key, holder, self.identity, self.ttl_ms):
             log.info("session %s: took over the claim of a run that is gone (%s)", self.session,
                      describe(holder_text))
@@ -120,9 +125,7 @@ class SessionClaim:
             holder = self.r.get(self.key)
         except redis.RedisError:
             return "?"
-        if not holder:
-            return "?"
-        return describe(holder.decode(errors="replace") if isinstance(holder, bytes) else str(holder))
+        return describe(identity_text(holder)) if holder else "?"
 
     def release(self) -> bool:
         """Give the id back if it is still ours; whether it was."""
