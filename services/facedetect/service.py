@@ -61,6 +61,12 @@ STREAM_IDLE_SECONDS = 60.0
 NAME_READS = Counter("engagement_gallery_name_reads_total",
                      "Tile name labels read by OCR, by outcome (name, none: nothing that reads as a name)",
                      ["service", "outcome"])
+# A restarted file source plays again from a little before where it was (capture/resume.py): the
+# frames this process already took are skipped here, so the tracker never sees its time go back
+# (a face followed backwards in time stayed undecided, and held its frames: issue 23's compose run).
+FRAMES_REPEATED = Counter("engagement_frames_repeated_total",
+                          "Frames skipped because they repeat a seq already processed (a restarted file "
+                          "source replaying)", ["service"])
 NAME_STORE_ERRORS = Counter("engagement_gallery_name_store_errors_total",
                             "Tile names that could not be saved to Redis (the ids are unaffected)", ["service"])
 NAME_RETRY_SECONDS = 2.0
@@ -145,6 +151,7 @@ class FaceDetectService(Service[FacedetectSettings]):
         self.names_retry_at = 0.0  # after a Redis error: not before (a down Redis must not stall every frame)
         self.crop_size = int(s.crop_size)
         self.last_seq: dict[tuple[str, str], int] = {}
+        self.repeat_told: dict[tuple[str, str], int] = {}  # the last seq a replay was said for
         self.last_wall: dict[tuple[str, str], float] = {}
         # Frame times (media time of a file, capture time of a live source), not this process's clock:
         # a file read faster than real time must be searched at the same frames on every run (on
@@ -164,6 +171,8 @@ class FaceDetectService(Service[FacedetectSettings]):
             self.senders["faces"].send(follow_up(msg, "eos", self.name, reason=frame.reason, source=frame.source))
             return
         assert isinstance(frame, Frame)  # the only other kind this link takes (decode checked)
+        if self._repeats(key, frame.seq):
+            return
         self._count_gap(key, frame.seq)
         self.last_wall[key] = time.monotonic()
         image = decode_image(frame, msg.payload)
@@ -362,6 +371,20 @@ class FaceDetectService(Service[FacedetectSettings]):
             self.log.warning("tile names of %s/%s not saved to Redis (again in %.0f s): %s", *key,
                              NAME_STORE_RETRY_SECONDS, exc)
 
+    def _repeats(self, key: tuple[str, str], seq: int) -> bool:
+        """A frame this process already took (same stream, seq not past the last): skipped and counted.
+        Said when the replay starts; the stream still counts as alive (it is not idle)."""
+        last = self.last_seq.get(key)
+        if last is None or seq > last:
+            return False
+        FRAMES_REPEATED.labels(self.name).inc()
+        self.last_wall[key] = time.monotonic()
+        if self.repeat_told.get(key) != last:
+            self.repeat_told[key] = last
+            self.log.info("stream %s/%s sends seq %d again (a restarted source replaying): frames up to seq %d "
+                          "were taken already and are skipped", *key, seq, last)
+        return True
+
     def _count_gap(self, key: tuple[str, str], seq: int) -> None:
         last = self.last_seq.get(key)
         if last is not None and seq > last + 1:
@@ -382,6 +405,7 @@ class FaceDetectService(Service[FacedetectSettings]):
         self.label_reads.pop(key, None)
         self.saved_names.pop(key, None)
         self.last_seq.pop(key, None)
+        self.repeat_told.pop(key, None)
         self.last_wall.pop(key, None)
         self.no_grid_at.pop(key, None)
         self.grid_seen_at.pop(key, None)

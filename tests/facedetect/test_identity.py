@@ -17,7 +17,7 @@ import pytest
 import zmq
 
 from services.capture.sources import FileSource
-from services.facedetect.service import SET_ASIDE, SET_ASIDE_STORE_ERRORS, FaceDetectService
+from services.facedetect.service import FRAMES_REPEATED, SET_ASIDE, SET_ASIDE_STORE_ERRORS, FaceDetectService
 from shared.bus.messages import make_header
 from shared.data.totals import Store
 from tests.harness import Message, Peer, Running
@@ -40,8 +40,11 @@ def scene_video(path: Path, seconds: float, actors: list[Actor], hands: list[Han
     return path
 
 
-def run_video(path: Path, prefix: str, redis_url: str = REDIS_URL) -> tuple[list[Message], str]:
-    """Every faces message of the video (sampled at FPS) and of its end, in order; the session id."""
+def run_video(path: Path, prefix: str, redis_url: str = REDIS_URL,
+              crash: tuple[int, int] | None = None) -> tuple[list[Message], str]:
+    """Every faces message of the video (sampled at FPS) and of its end, in order; the session id.
+    `crash` (after, again): the capture dies after sending seq `after` and its restart sends the
+    file again from seq `again` (a restarted file source replaying what it had sent)."""
     session = f"id-{uuid.uuid4().hex[:10]}"
     _, frames_in, frames_ep = link("frames")
     faces_out, _, faces_ep = link("faces")
@@ -49,19 +52,25 @@ def run_video(path: Path, prefix: str, redis_url: str = REDIS_URL) -> tuple[list
     receiver = Peer(zmq.PULL, faces_ep, bind=False)
     source = FileSource(str(path))
     got: list[Message] = []
+    sampled: list = []
     try:
         with Running(FaceDetectService, frames_in=frames_in, faces_out=faces_out, crop_size=64,
                      redis_url=redis_url, redis_prefix=prefix):
-            seq, next_t = 0, 0.0
+            next_t = 0.0
             while (frame := source.read()) is not None:
                 if frame.t_media + 1e-6 < next_t:
                     continue
                 next_t += 1 / FPS
+                sampled.append(frame)
+            order = list(range(len(sampled)))
+            if crash:
+                order = order[:crash[0] + 1] + order[crash[1]:]
+            for seq in order:
+                frame = sampled[seq]
                 h, w = frame.image.shape[:2]
                 sender.send(make_header("frame", session, "cam0", seq, 0.0, width=w, height=h, encoding="bgr",
                                         t_media=frame.t_media, source=str(path)), frame.image.tobytes())
-                seq += 1
-            sender.send(make_header("eos", session, "cam0", seq, 0.0, reason="end_of_file"))
+            sender.send(make_header("eos", session, "cam0", len(sampled), 0.0, reason="end_of_file"))
             while not got or got[-1].kind != "eos":
                 got.append(receiver.recv(30))
     finally:
@@ -69,7 +78,7 @@ def run_video(path: Path, prefix: str, redis_url: str = REDIS_URL) -> tuple[list
         sender.close()
         receiver.close()
     faces = got[:-1]
-    assert [m.header.seq for m in faces] == list(range(seq))  # every frame answered once, in order
+    assert [m.header.seq for m in faces] == list(range(len(sampled)))  # every frame answered once, in order
     return faces, session
 
 
@@ -167,6 +176,26 @@ def test_a_newcomer_who_stays_is_a_student_from_his_very_first_frame(tmp_path, p
     faces, _ = run_video(scene_video(tmp_path / "newcomer.avi", 6.0, [seated, newcomer]), prefix)
     his = [m for m in faces if m.header.t_media >= 2.0]
     assert students(faces) == {1, 2}
+    assert all(any(f["box"][0] > 320 and f["student"] == 2 for f in m.header.faces) for m in his), \
+        [(m.header.t_media, m.header.faces) for m in his]
+
+
+def test_a_restarted_file_replaying_frames_already_taken_changes_nobody(tmp_path, prefix):
+    # The compose check's failure (issue 23): capture killed while a newcomer was still tentative;
+    # its restart sent the file again from its start. The tracker then followed that face back in
+    # time (seen "-3.0 s"), never decided it, and its frames waited. The frames already taken are
+    # skipped now (counted), and each frame goes once, in order, with its final ids.
+    seated = Actor(astronaut_head(), sway(40, 120), width=220)
+    newcomer = Actor(lfw_face(B), (400, 60), shown=[(2.0, 9.0)])
+    video = scene_video(tmp_path / "replayed.avi", 6.0, [seated, newcomer])
+    repeated = counter(FRAMES_REPEATED, "facedetect")
+    set_aside = counter(SET_ASIDE, "facedetect", "short_lived")
+    faces, _ = run_video(video, prefix, crash=(4, 0))  # seq 4 (t 2.0 s): the newcomer's first frame
+    frames = [m for m in faces if m.kind == "faces"]  # each once, in order: run_video checks it
+    assert counter(FRAMES_REPEATED, "facedetect") - repeated == 5  # seq 0-4 again
+    assert students(faces) == {1, 2}
+    assert counter(SET_ASIDE, "facedetect", "short_lived") == set_aside
+    his = [m for m in frames if m.header.t_media >= 2.0]
     assert all(any(f["box"][0] > 320 and f["student"] == 2 for f in m.header.faces) for m in his), \
         [(m.header.t_media, m.header.faces) for m in his]
 
