@@ -57,9 +57,12 @@ class Running:
 class Peer:
     """The test's side of a link: a raw socket that sends or receives whole messages."""
 
-    def __init__(self, sock_type: int, endpoint: str, bind: bool) -> None:
+    def __init__(self, sock_type: int, endpoint: str, bind: bool, hwm: int | None = None) -> None:
         self.socket = zmq.Context.instance().socket(sock_type)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if hwm is not None:  # a consumer that takes only what it reads (not a thousand messages ahead)
+            self.socket.setsockopt(zmq.RCVHWM, hwm)
+            self.socket.setsockopt(zmq.RCVBUF, 64 * 1024)
         if sock_type == zmq.SUB:
             self.socket.setsockopt(zmq.SUBSCRIBE, b"")
         (self.socket.bind if bind else self.socket.connect)(endpoint)

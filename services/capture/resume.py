@@ -9,9 +9,15 @@ clean exit (Docker's `unless-stopped`) does not replay the file as a new class; 
 waits for its stop instead. A capture that starts and finds its
 stream's file for the same source, refreshed within RESUME_WINDOW_SECONDS, is that stream
 restarted: it keeps the session (a class is not split in two reports) and its seq continues
-past the crashed run's (capture._first_seq), so its frames are not taken for repeats.
-`engagement run` restarts its captures itself (CAPTURE_RESTART, STREAM_STARTED_AT) and leaves
-the directory unset.
+past the crashed run's (capture._first_seq), so its frames are not taken for repeats. A video
+file resumes where it was, less RESUME_MARGIN_SECONDS (the frames the crashed process had
+queued but not yet handed on), numbered as before: the file also records how far it was played.
+Replayed from its start, a file paced in real time held the class as long as it had played
+(a crash at minute 30 replayed 30 minutes nobody needed), and drove facedetect's tracker back
+in time.
+`engagement run` restarts its captures itself (CAPTURE_RESTART, STREAM_STARTED_AT) and, unless
+the directory is set, puts it in the run's folder, emptied at the run's start: a video file
+restarted there resumes as under compose.
 
 A state directory that cannot be written is said once and the capture goes on without it:
 losing resumption must not lose the class.
@@ -32,6 +38,10 @@ from prometheus_client import Counter
 from shared.data.filenames import file_part
 
 HEARTBEAT_SECONDS = 5.0
+# A resumed file starts this far before its recorded position: what the crashed process had put in
+# its send queue (HWM messages and a socket buffer) was lost with it. The frames facedetect already
+# took are skipped there (its engagement_frames_repeated_total), so a margin costs little.
+RESUME_MARGIN_SECONDS = 5.0
 STATE_ERRORS = Counter("engagement_capture_state_errors_total", "Capture state files that could not be written "
                        "(a restart after a crash then starts a new stream)", ["service"])
 
@@ -44,6 +54,11 @@ class StreamState:
     started_at: float  # wall time the stream first started (before any restart)
     restarts: int = 0
     ended: bool = False  # a file source played to its end: not to be replayed by a restart
+    position: float = -1.0  # a file source: media seconds of the last frame it sent (-1: none yet)
+
+    def resume_at(self) -> float:
+        """Media seconds a restarted file plays from (0: its start)."""
+        return max(0.0, self.position - RESUME_MARGIN_SECONDS) if self.position >= 0 else 0.0
 
 
 class StreamStateFile:

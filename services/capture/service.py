@@ -25,7 +25,7 @@ import numpy as np
 import zmq
 from prometheus_client import Counter, Gauge
 
-from services.capture.resume import StreamState, StreamStateFile
+from services.capture.resume import RESUME_MARGIN_SECONDS, StreamState, StreamStateFile
 from services.capture.sources import FileSource, Frame, LiveSource, ScreenSource, SourceError, classify
 from shared.bus.backoff import Backoff
 from shared.bus.messages import make_header
@@ -117,6 +117,9 @@ class CaptureService(Service[CaptureSettings]):
         self._told_size = False
         self.eos_reason = ""
         self.already_played = bool(resumed and resumed.ended and self.kind == "file")
+        # A file resumed after a crash plays from near where it was (resume.py), numbered as before.
+        self.resume_at = resumed.resume_at() if resumed and not resumed.ended and self.kind == "file" else 0.0
+        self.skipped = 0  # frames of a resumed file not sent again
         SOURCE_UP.labels(self.name).set(0)
         self.log.info("session %s, stream %s, source %s (%s), %s FPS, within %s, %s", self.session, self.stream,
                       self.source_text, self.kind, s.fps or "all",
@@ -170,6 +173,8 @@ class CaptureService(Service[CaptureSettings]):
                              encoding=encoding, t_media=frame.t_media, source=self.source_text)
         # Every frame takes a sequence number, sent or dropped, so downstream sees the gaps.
         self.seq += 1
+        if self.state_file and self.state_file.state and frame.t_media is not None:
+            self.state_file.state.position = frame.t_media  # written at the next heartbeat
         sent = self.senders["frames"].send(header, payload, droppable=droppable)
         self.senders["preview"].send(header, payload, droppable=True)
         if sent:
@@ -181,7 +186,8 @@ class CaptureService(Service[CaptureSettings]):
         header = make_header("eos", self.session, self.stream, self.seq, time.time(),
                              stamps={self.name: time.time()}, reason=reason, source=self.source_text)
         self.senders["frames"].send(header)
-        self.log.info("end of stream (%s) after %d frames", reason, self.seq - self.first_seq)
+        self.log.info("end of stream (%s) after %d frames%s", reason, self.seq - self.first_seq - self.skipped,
+                      f" ({self.skipped} before them sent by the crashed run)" if self.skipped else "")
 
     # --- the loop ----------------------------------------------------------------------
     def loop(self) -> None:
@@ -260,7 +266,12 @@ class CaptureService(Service[CaptureSettings]):
         SOURCE_UP.labels(self.name).set(1)
         realtime = bool(self.settings.realtime)
         next_t = 0.0  # media time of the next frame to keep
-        started = time.monotonic() + phase_delay(from_launcher(PHASE_ENV), self.period)
+        # Paced from the resumed position (0 on a first start): its first frame is due now.
+        started = time.monotonic() + phase_delay(from_launcher(PHASE_ENV), self.period) - self.resume_at
+        if self.resume_at:
+            self.log.info("resuming %s at %.1f s of media (%.0f s before where the crashed run was): the "
+                          "frames before keep their seqs and are not sent again", self.source_text,
+                          self.resume_at, RESUME_MARGIN_SECONDS)
         try:
             while not self.stop.is_set():
                 frame = source.read()
@@ -273,6 +284,10 @@ class CaptureService(Service[CaptureSettings]):
                     continue
                 while self.period and next_t <= frame.t_media + 1e-6:
                     next_t += self.period
+                if frame.t_media + 1e-6 < self.resume_at:
+                    self.seq += 1  # sent by the crashed run: the same number, not sent again
+                    self.skipped += 1
+                    continue
                 if realtime:
                     wait = started + frame.t_media - time.monotonic()
                     if wait > 0 and self.stop.wait(wait):

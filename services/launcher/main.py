@@ -286,6 +286,7 @@ def plan_processes(the_run: ClassRun, settings: LaunchSettings,
     the_run.captures = [name for name in the_run.order if name.startswith("capture")]
     for name in the_run.captures:  # they play once every one is up (start_services makes the file)
         envs[name][START_GATE_ENV] = str(the_run.captures_up)
+    use_run_folder_for_capture_state(envs, the_run.captures, the_run.run_dir)
     children = [Child(name, envs[name], int(envs[name]["METRICS_PORT"]),
                       service="capture" if name in the_run.captures else name) for name in the_run.order]
     the_run.supervisor = supervisor = Supervisor(children, settings.launcher.max_restarts, the_run.stops)
@@ -295,6 +296,17 @@ def plan_processes(the_run: ClassRun, settings: LaunchSettings,
             supervisor.signal(name, signal.SIGTERM)
 
     the_run.stops.on_first = stop_captures
+
+
+def use_run_folder_for_capture_state(envs: dict[str, dict[str, str]], captures: list[str], run_dir: Path) -> None:
+    """Captures keep their stream's state in the run's folder unless CAPTURE_STATE_DIR is set: a
+    video file restarted after a crash then resumes where it was (services/capture/resume.py), not
+    from its start. Emptied first: a start of this run is never a crashed run's restart."""
+    folder = run_dir / "capture-state"
+    shutil.rmtree(folder, ignore_errors=True)
+    for name in captures:
+        if not envs[name].get("CAPTURE_STATE_DIR"):
+            envs[name]["CAPTURE_STATE_DIR"] = str(folder)
 
 
 def _supervisor(the_run: ClassRun) -> Supervisor:

@@ -135,8 +135,8 @@ class CaptureSettings(Settings, kw_only=True):
     frame_encoding: Annotated[Literal["bgr", "jpeg"], about("bgr", "payload encoding on the bus")]
     capture_state_dir: Annotated[str, about("", help=
         "folder where a running capture keeps its stream's state, so that a restart after a crash by a supervisor "
-        "that cannot say so (Docker's restart policy) keeps the session and continues seq; empty = off (`engagement "
-        "run` restarts its captures itself)")]
+        "that cannot say so (Docker's restart policy) keeps the session and continues seq, and a video file plays on "
+        "from where it was; empty = off (`engagement run` then keeps it in the run's folder)")]
     resume_window_seconds: Annotated[float, about(120.0, ge=1, help=
         "a capture state refreshed this recently is a crashed run of the same stream to resume; older is a new stream")]
     frames_out: Annotated[str, _link_out("frames")]

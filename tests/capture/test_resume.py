@@ -9,6 +9,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from services.capture.resume import HEARTBEAT_SECONDS
 from tests.support.capture import start_capture
 from tests.support.mjpeg import MjpegServer
@@ -142,3 +144,51 @@ def test_a_file_played_to_its_end_is_not_replayed_by_a_restart_policy(tmp_path):
     assert proc.wait(20) == 0
     consumer.close()
     assert again[0].header.session != played[0].header.session and again[0].header.seq == 0
+
+
+def test_a_crashed_file_capture_resumes_near_where_it_was_with_the_same_seqs(tmp_path):
+    """A video file restarted after a crash (compose's restart policy, or the launcher with the state
+    in its run's folder) plays on from a little before where it was, not from its start: paced in real
+    time, a restart at minute 30 replayed 30 minutes. The frames keep their seqs (the same frame, the
+    same number), and none the crashed run had not handed on is lost (RESUME_MARGIN_SECONDS)."""
+    import json
+
+    from services.capture.resume import RESUME_MARGIN_SECONDS
+    from tools.sample_video import make_sample_video
+
+    video = make_sample_video(tmp_path / "class.avi", seconds=30.0, faces=1, fps=10.0)["path"]
+    state = tmp_path / "state"
+    env = {"CAPTURE_STATE_DIR": str(state), "STREAM_ID": "front"}
+    proc, consumer = start_capture(video, "--fps", "2", env=env, session=None, consumer_hwm=1)
+    try:
+        first = [consumer.recv(20) for _ in range(30)]  # t 0-14.5 s; the rest waits on the consumer
+        deadline = time.monotonic() + HEARTBEAT_SECONDS + 5
+        while json.loads((state / "front.json").read_text())["position"] < 10 and time.monotonic() < deadline:
+            time.sleep(0.2)  # the heartbeat writes how far the file was played
+        position = json.loads((state / "front.json").read_text())["position"]
+        _crash(proc, consumer)
+    finally:
+        proc.kill()
+        consumer.close()
+    assert position >= first[-1].header.t_media, (position, first[-1].header.t_media)
+    proc, consumer = start_capture(video, "--fps", "2", env=env, session=None)
+    try:
+        try:
+            again = consumer.recv_until_eos()
+        except AssertionError:
+            proc.kill()
+            raise AssertionError(proc.stderr.read()) from None
+        assert proc.wait(20) == 0
+        said = proc.stderr.read()
+    finally:
+        proc.kill()
+        consumer.close()
+    frames, eos = again[:-1], again[-1]
+    assert f"resuming {video} at {frames[0].header.t_media:.1f} s of media" in said, said
+    assert {m.header.session for m in again} == {first[0].header.session}  # one class
+    resumed_at = frames[0].header.t_media
+    assert resumed_at == pytest.approx(max(0.0, position - RESUME_MARGIN_SECONDS), abs=0.51)
+    assert 0 < frames[0].header.seq <= first[-1].header.seq + 1  # not from the start; nothing skipped
+    assert all(m.header.seq == round(m.header.t_media * 2) for m in first + frames)  # same frame, same seq
+    assert [m.header.seq for m in frames] == list(range(frames[0].header.seq, 60))
+    assert eos.header.reason == "end_of_file"

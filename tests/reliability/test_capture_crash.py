@@ -160,3 +160,40 @@ def test_a_capture_that_keeps_crashing_has_its_stream_ended_for_it_and_the_class
     assert report["end_reason"] != "interrupted"
     # The class ended with its file (12 s of video in real time), not at the report timeout.
     assert elapsed < 50
+
+
+def test_a_video_file_s_capture_killed_mid_class_resumes_near_where_it_was(tmp_path):
+    """A recorded class played in real time, its capture killed 12 s in: the launcher's restart
+    plays on from about 5 s before where it was (the state in the run's folder), not from the
+    start (a crash at minute 30 replayed 30 minutes); every frame is in the report once, and
+    facedetect skips the few it had taken already instead of following a face back in time."""
+    video = make_sample_video(tmp_path / "class.avi", seconds=24.0, faces=1, fps=10.0)
+    seen: dict[str, float] = {}
+
+    def fault(run: LauncherRun) -> None:
+        tap: SeqTap = run.tap  # type: ignore[assignment]  # the run was given a SeqTap
+        wait_for(lambda: any(seq >= 24 for seq, _ in tap.frames), "12 s of the video predicted", timeout=120)
+        seen["repeated_before"] = metric_sum(scrape(run.metrics_port("facedetect")), "engagement_frames_repeated_total")
+        killed = seen["killed"] = time.time()
+        os.kill(capture_pid(), signal.SIGKILL)
+        wait_for(lambda: len(tap.captured_after(killed)) >= 4, "frames of the restarted capture", timeout=60)
+        seen["repeated"] = metric_sum(scrape(run.metrics_port("facedetect")), "engagement_frames_repeated_total")
+
+    run = LauncherRun(video["path"], tmp_path, REDIS_URL, env={"REALTIME": "1", "FPS": f"{FPS:g}"})
+    plain, run.tap = run.tap, SeqTap()
+    plain.close()
+    started = time.monotonic()
+    assert run.run(fault) == 0
+    elapsed = time.monotonic() - started
+    tap: SeqTap = run.tap  # type: ignore[assignment]  # the run was given a SeqTap
+    report, published = run.report(), tap.published()
+    after = tap.captured_after(seen["killed"])
+    report_figures("file-capture-restart", run_seconds=round(elapsed, 1), first_seq_after_restart=min(after),
+                   frames_repeated=seen["repeated"] - seen["repeated_before"],
+                   reported_frames=report["totals"]["frames"])
+    # Resumed near where it was: its first new frame is past the start, and the class took about its
+    # video's length plus the restart, not 12 s more for a replay from the start.
+    assert min(after) >= 24 - 2 * 5 * FPS, sorted(after)[:5]
+    assert report["totals"]["frames"] == published["frames"] == 48  # every frame of the video, once
+    assert report["totals"]["predictions"] == published["predictions"] > 0
+    assert report["streams"][0]["end_reason"] == "end_of_file"

@@ -15,12 +15,14 @@ from tests.support.links import link
 
 
 def start_capture(source: str, *flags: str, env: dict[str, str] | None = None,
-                  session: str | None = "test-session", consumer_after: float = 0.0) -> tuple[subprocess.Popen, Peer]:
+                  session: str | None = "test-session", consumer_after: float = 0.0,
+                  consumer_hwm: int | None = None) -> tuple[subprocess.Popen, Peer]:
     """A capture process and a consumer of its frames; session None: no SESSION_ID (its own);
-    consumer_after: seconds the consumer connects after the process starts."""
+    consumer_after: seconds the consumer connects after the process starts; consumer_hwm: how
+    many messages the consumer's queue takes ahead of its reads (ZeroMQ's default: 1000)."""
     frames_out, _, endpoint = link("frames")
     preview_out, _, _ = link("preview")
-    consumer = None if consumer_after else Peer(zmq.PULL, endpoint, bind=False)
+    consumer = None if consumer_after else Peer(zmq.PULL, endpoint, bind=False, hwm=consumer_hwm)
     proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "capture", "--source", source,
                              "--frames-out", frames_out, "--preview-out", preview_out,
                              "--metrics-port", "0", *(["--session-id", session] if session else []), *flags],
@@ -28,5 +30,5 @@ def start_capture(source: str, *flags: str, env: dict[str, str] | None = None,
                             env={**os.environ, **(env or {})})
     if consumer is None:
         time.sleep(consumer_after)
-        consumer = Peer(zmq.PULL, endpoint, bind=False)
+        consumer = Peer(zmq.PULL, endpoint, bind=False, hwm=consumer_hwm)
     return proc, consumer
