@@ -236,6 +236,36 @@ def http(url: str, token: str | None = None, timeout: float = 10.0) -> tuple[int
         return exc.code, exc.read()
 
 
+# Where a class's frames went, per stage: what a report that misses frames is read with.
+PIPELINE_PORTS = {"capture": 9101, "facedetect": 9102, "sequencer": 9103, "inference": 9104, "aggregator": 9105}
+FRAME_COUNTERS = ("engagement_frames_captured_total", "engagement_frames_dropped_total",
+                  "engagement_frames_repeated_total", "engagement_messages_rejected_total")
+
+
+def frame_figures(stack: Stack) -> str:
+    """The pipeline's frame counters, from each running container's own /metrics (podman exec):
+    "capture: frames_captured 120, frames_dropped{queue_full} 3; facedetect: ..."."""
+    said = []
+    containers = stack.containers()
+    for service, port in PIPELINE_PORTS.items():
+        c = containers.get(service)
+        if not c or not c["State"].get("Running"):
+            said.append(f"{service}: not running")
+            continue
+        got = subprocess.run(["podman", "exec", c["Id"], "python", "-c", "import urllib.request as u; "
+                              f"print(u.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"],
+                             capture_output=True, text=True, timeout=30)
+        found: dict[str, float] = {}
+        for line in got.stdout.splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in FRAME_COUNTERS:
+                reason = line.split('reason="', 1)[1].split('"', 1)[0] if 'reason="' in line else ""
+                label = name.removeprefix("engagement_").removesuffix("_total") + (f"{{{reason}}}" if reason else "")
+                found[label] = found.get(label, 0.0) + float(line.rsplit(" ", 1)[1])
+        said.append(f"{service}: " + (", ".join(f"{k} {v:.0f}" for k, v in sorted(found.items()) if v) or "nothing"))
+    return "; ".join(said)
+
+
 def reports(folder: Path) -> dict[str, dict]:
     """session -> report, from the JSON reports in the reports volume."""
     found = {}
@@ -368,7 +398,8 @@ def main() -> int:
         state["report"] = report
         frames = report.get("totals", {}).get("frames")
         if frames != state["frames"]:
-            raise CheckFailed(f"session {session}: the report counts {frames} frames, the video has {state['frames']}")
+            raise CheckFailed(f"session {session}: the report counts {frames} frames, the video has {state['frames']} "
+                              f"(the restarted capture's counters: {frame_figures(stack)})")
         return f"one report, session {session}, {frames} frames = the video's, in volume {PROJECT}_reports"
 
     def prometheus_targets() -> str:
@@ -452,6 +483,9 @@ def main() -> int:
         checks.run("down -v leaves nothing", down_leaves_nothing)
         shutil.rmtree(media, ignore_errors=True)
         shutil.rmtree(secret_dir.parent, ignore_errors=True)
+    for line in checks.lines:  # CI shows the end of the output: the failures again, after the diagnosis
+        if line.startswith("FAIL"):
+            log(line)
     log(f"checks took {time.monotonic() - total:.0f} s")
     log(f"{len(checks.lines) - len(checks.failed)} passed, {len(checks.failed)} failed")  # CI reads this line
     return 1 if checks.failed else 0
