@@ -33,6 +33,8 @@ _SENDING = {"push", "pub", "dealer", "router"}
 # stage then built up minutes of latency before the source had to drop (seen in
 # tests/reliability: 100 frames queued, 155 s old). 128 KB keeps the queue in messages.
 SOCKET_BUFFER_BYTES = 128 * 1024
+# A consumer's link without a peer this long is connected again (Receiver.heal).
+RECONNECT_AFTER_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -185,11 +187,33 @@ class Receiver:
     """Receives and validates messages; malformed ones are counted, logged and skipped."""
 
     def __init__(self, service: str, spec_text: str, hwm: int = 4, curve_key_file: str = "",
-                 expect: tuple[str, ...] | None = None) -> None:
+                 expect: tuple[str, ...] | None = None, link: str = "") -> None:
         self.service = service
         self.expect = expect
+        self.spec = SocketSpec.parse(spec_text)
+        self.link = link or self.spec.endpoints[0]
         self.socket = open_socket(spec_text, hwm, curve_key_file)
         self._rejection_log = LogThrottle(1.0)  # a flood of garbage must not flood the log
+        # A link this process connects: watched, so that one ZeroMQ gave up on is connected again (heal).
+        self.watch = None if self.spec.bind else PeerCounter(self.socket, service, self.link, gauge=False)
+
+    def heal(self, after: float = RECONNECT_AFTER_SECONDS) -> bool:
+        """Connect again a link that has had no peer for `after` seconds: ZeroMQ keeps retrying a lost
+        connection, but gives an endpoint up for good after a protocol error in its handshake. A
+        producer that is merely away is tried again, which costs nothing. True if it reconnected."""
+        if self.watch is None or self.watch.alone_for() < after:
+            return False
+        for endpoint in self.spec.endpoints:
+            try:
+                self.socket.disconnect(endpoint)
+            except zmq.ZMQError:
+                pass  # the endpoint's session is gone already (given up)
+            self.socket.connect(endpoint)
+        self.watch.alone_since = time.monotonic()
+        metrics.LINK_RECONNECTS.labels(self.service, self.link).inc()
+        log.info("link %s: no peer for %.0f s: connecting to %s again", self.link, after,
+                 ", ".join(self.spec.endpoints))
+        return True
 
     def read(self) -> Message | None:
         """Read one waiting message (call after poll says readable). None if it was bad.
@@ -209,4 +233,6 @@ class Receiver:
         return msg
 
     def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
         self.socket.close()

@@ -11,6 +11,13 @@ connection ends its handshake with one event, SUCCEEDED or FAILED_* (a peer that
 mid-handshake is FAILED_NO_DETAIL), and ZeroMQ's I/O thread emits a failed connection's
 DISCONNECTED right after its FAILED: so the next DISCONNECTED after a FAILED is that
 connection's (it never counted), any other is a counted peer's.
+
+A link this process connects is watched the same way (no gauge): its failed handshakes are said
+(a key the producer does not trust, a protocol error), and `alone_for` says how long it has been
+without a peer. ZeroMQ reconnects after a lost connection, but not after a protocol error during
+a handshake (libzmq ends that endpoint's session for good): a consumer's link could stay dead for
+the rest of the class while both processes ran (compose check, under load: inference never
+connected to the sequencer again, the pipeline froze). `Receiver.heal` connects it again.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,23 +46,35 @@ for _event in _FAILED:
 log = logging.getLogger(__name__)
 
 
-def next_event(events: zmq.Socket[bytes]) -> int:
-    """The next event on a monitor socket (blocks until there is one): its first frame is the event
-    (16 bits) and its value (32 bits), as pyzmq's recv_monitor_message reads it. Read here because
-    zmq.utils.monitor imports asyncio: 1.5 MB and 17 ms more in every process with a link."""
-    first, _endpoint = events.recv_multipart()
-    event, _value = struct.unpack("=hi", first)
-    return int(event)
+def next_event(events: zmq.Socket[bytes]) -> tuple[int, int, str]:
+    """The next event on a monitor socket (blocks until there is one): the event, its value (an
+    errno, a protocol error code or a ZAP status) and the endpoint, as pyzmq's recv_monitor_message
+    reads them. Read here because zmq.utils.monitor imports asyncio: 1.5 MB and 17 ms more in every
+    process with a link."""
+    first, endpoint = events.recv_multipart()
+    event, value = struct.unpack("=hi", first)
+    return int(event), int(value), endpoint.decode(errors="replace")
+
+
+# What a failed handshake's value means, for the log line.
+_FAILURE_WORDS = {zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the peer hung up or timed out (errno {})",
+                  zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol error {:#x}",
+                  zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused by the peer's authentication (ZAP status {})"}
+FAILURE_LOG_SECONDS = 60.0  # a peer that keeps failing is said once a minute
 
 
 class PeerCounter:
-    """Counts `sock`'s handshaked peers on a thread of its own; `close` before closing `sock`."""
+    """Counts `sock`'s handshaked peers on a thread of its own; `close` before closing `sock`.
+    `gauge`: export the count (engagement_link_peers: the PUSH links a service binds)."""
 
-    def __init__(self, sock: zmq.Socket[bytes], service: str, link: str) -> None:
+    def __init__(self, sock: zmq.Socket[bytes], service: str, link: str, gauge: bool = True) -> None:
         self.service, self.link = service, link
-        self.gauge = LINK_PEERS.labels(service, link)
-        self.gauge.set(0)
+        self.gauge = LINK_PEERS.labels(service, link) if gauge else None
+        if self.gauge is not None:
+            self.gauge.set(0)
         self.peers = 0
+        self.alone_since = time.monotonic()  # when the count last fell to 0 (or the watch began)
+        self._failure_said = -FAILURE_LOG_SECONDS
         self._sock = sock
         self._failed_open = 0  # failed handshakes whose DISCONNECTED has not come yet
         self._events = sock.get_monitor_socket(_EVENTS)  # used by the thread only from here on
@@ -64,10 +84,10 @@ class PeerCounter:
     def _run(self) -> None:
         try:
             while True:
-                event = next_event(self._events)  # blocks until an event: no polling
+                event, value, endpoint = next_event(self._events)  # blocks until an event: no polling
                 if event == zmq.EVENT_MONITOR_STOPPED:
                     return
-                self.on_event({"event": event})
+                self.on_event({"event": event, "value": value, "endpoint": endpoint})
         except zmq.ZMQError as exc:
             # Someone else took the socket's one monitor (pyzmq hands the same pair socket out again)
             # and closed it: the count stops here, said once, and the service goes on.
@@ -75,12 +95,20 @@ class PeerCounter:
         finally:
             self._events.close(0)
 
+    def alone_for(self) -> float:
+        """Seconds this link has been without a handshaked peer (0 while it has one)."""
+        return 0.0 if self.peers else time.monotonic() - self.alone_since
+
     def on_event(self, event: Mapping[str, Any]) -> None:
         kind, peers = event["event"], self.peers
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             peers += 1
         elif kind in _FAILED:
             self._failed_open += 1
+            if time.monotonic() - self._failure_said >= FAILURE_LOG_SECONDS:
+                self._failure_said = time.monotonic()
+                log.warning("link %s: a handshake with %s failed: %s", self.link, event.get("endpoint") or "a peer",
+                            _FAILURE_WORDS[kind].format(event.get("value", 0)))
         elif kind == zmq.EVENT_DISCONNECTED:
             if self._failed_open:
                 self._failed_open -= 1
@@ -90,8 +118,11 @@ class PeerCounter:
             log.warning("link %s has %d peers: another process connected to it takes a share of its messages "
                         "(authenticate the bus: CURVE_SERVER_KEY, or BUS_AUTH=curve for `engagement run`)",
                         self.link, peers)
+        if peers == 0 and self.peers:
+            self.alone_since = time.monotonic()
         self.peers = peers
-        self.gauge.set(peers)
+        if self.gauge is not None:
+            self.gauge.set(peers)
 
     def close(self) -> None:
         try:

@@ -105,7 +105,7 @@ class Service(Generic[S]):
             if getattr(s, attr):
                 hwm = max(s.hwm, self.min_hwm.get(link, 0))
                 self.receivers[link] = Receiver(self.name, getattr(s, attr), hwm, s.curve_server_key,
-                                                self.expect.get(link))
+                                                self.expect.get(link), link=link)
 
     def request_stop(self, *_: object) -> None:
         if not self.stop.is_set():
@@ -212,6 +212,8 @@ class Service(Generic[S]):
             if not by_socket:
                 self.stop.wait(timeout_ms / 1000)
             if time.monotonic() >= next_tick:
+                for receiver in self.receivers.values():
+                    receiver.heal()
                 self.tick()
                 next_tick = time.monotonic() + self.tick_interval
 

@@ -9,6 +9,7 @@ import time
 import uuid
 
 from shared.bus.bus import Receiver, Sender
+from shared.bus.messages import make_header
 from shared.ops.ports import free_ports
 
 
@@ -69,3 +70,43 @@ def test_a_socket_closed_under_its_counter_ends_the_thread():
     counter._thread.join(5)
     assert not counter._thread.is_alive()
     counter.close()  # afterwards, harmless
+
+
+def test_a_link_zeromq_gave_up_on_is_connected_again(tmp_path, caplog):
+    """libzmq ends a connecting endpoint's session for good after a protocol error in its handshake
+    (here: the producer's authentication refuses the key, as a ZAP handler that is not ready or not
+    yet trusting it does): waiting does not bring the link back, `Receiver.heal` does. The real
+    CURVE handshake and ZAP handler, over TCP."""
+    import zmq
+
+    from shared.bus import bus
+    from shared.bus.bus import make_curve_keys, stop_authenticator
+
+    secret = make_curve_keys(str(tmp_path / "keys"))
+    nobody = tmp_path / "nobody"  # a folder of trusted keys without ours
+    nobody.mkdir()
+    port = free_ports(1)[0]
+    sender = Sender("producer", f"push+bind:tcp://127.0.0.1:{port}", threading.Event(), curve_key_file=str(secret),
+                    link="frames")
+    receiver = None
+    try:
+        assert bus._authenticator is not None
+        bus._authenticator.configure_curve(domain="*", location=str(nobody))
+        receiver = Receiver("consumer", f"pull+connect:tcp://127.0.0.1:{port}", curve_key_file=str(secret),
+                            link="frames")
+        with caplog.at_level("WARNING", logger="shared.bus.link_peers"):
+            assert _wait(lambda: "refused by the peer's authentication" in caplog.text), caplog.text
+        bus._authenticator.configure_curve(domain="*", location=str(secret.parent))  # trusted now
+        time.sleep(1.5)  # ZeroMQ would have retried 15 times by now (RECONNECT_IVL 100 ms): it does not
+        assert not sender.socket.poll(0, zmq.POLLOUT) and receiver.watch.peers == 0
+        assert not receiver.heal(after=60.0)  # not alone long enough yet
+        assert receiver.heal(after=1.0)
+        assert _wait(lambda: sender.socket.poll(0, zmq.POLLOUT))
+        sender.send(make_header("eos", "s", "cam0", 1, time.time(), reason="end_of_file"))
+        assert receiver.socket.poll(5000) and receiver.read().kind == "eos"
+        assert receiver.watch.peers == 1 and receiver.watch.alone_for() == 0.0
+    finally:
+        if receiver is not None:
+            receiver.close()
+        sender.close()
+        stop_authenticator()
