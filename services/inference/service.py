@@ -104,7 +104,7 @@ class InferenceService(Service[InferenceSettings]):
         super().open_sockets()
         if "acks" in self.receivers:
             s = self.settings
-            self.reliable = ReliableLink(self.name, self.senders["predictions"], self.receivers["acks"].socket,
+            self.reliable = ReliableLink(self.name, self.senders["predictions"], self.receivers["acks"],
                                          s.ack_window, s.ack_timeout)
 
     def setup(self) -> None:

@@ -22,10 +22,10 @@ from typing import Any
 
 import zmq
 from prometheus_client import Counter, Gauge
-from zmq.utils.monitor import recv_monitor_message
 
 from shared.bus.backoff import Backoff, LogThrottle
-from shared.bus.bus import Sender
+from shared.bus.bus import Receiver, Sender
+from shared.bus.link_peers import PeerCounter
 from shared.bus.messages import Ack, Header, encode, make_header
 
 log = logging.getLogger(__name__)
@@ -119,14 +119,17 @@ class ReliableLink:
     nothing of a session can reach the consumer after the session's end.
     """
 
-    def __init__(self, service: str, sender: Sender, acks: zmq.Socket[bytes], max_size: int, timeout: float) -> None:
+    def __init__(self, service: str, sender: Sender, acks: Receiver, max_size: int, timeout: float) -> None:
         self.service = service
         self.sender = sender
         self.window = UnackedWindow(max_size, timeout)
         self.timeout = float(timeout)
         self.deferred: list[tuple[Header, float]] = []  # (eos header, deadline)
-        self.acks = acks
-        self.monitor = acks.get_monitor_socket(zmq.EVENT_CONNECTED)
+        # The consumer's (re)connections, from the acks link's watch (a socket has one monitor: the
+        # receiver's, when it connects; one of its own when the acks link is bound here).
+        self._own_watch = acks.watch is None
+        self.watch = acks.watch or PeerCounter(acks.socket, service, acks.link, gauge=False)
+        self._handshakes = self.watch.handshakes
         self._give_up_log = LogThrottle(10.0)
 
     def send(self, header: Header) -> None:
@@ -160,8 +163,8 @@ class ReliableLink:
             self._resend(self.window.take_all(eos.session, eos.stream), "before_eos")
             self.send(eos)
         self.deferred.clear()
-        self.acks.disable_monitor()
-        self.monitor.close(0)
+        if self._own_watch:
+            self.watch.close()
 
     def _release_eos(self) -> None:
         now = time.monotonic()
@@ -185,10 +188,8 @@ class ReliableLink:
             log.info("resent %d unacknowledged message(s) (%s)", len(headers), reason)
 
     def _consumer_connected(self) -> bool:
-        seen = False
-        while self.monitor.poll(0):
-            event = recv_monitor_message(self.monitor)
-            seen = seen or event["event"] == zmq.EVENT_CONNECTED
+        """True once for every rise of the acks link's handshakes since the last call."""
+        seen, self._handshakes = self.watch.handshakes != self._handshakes, self.watch.handshakes
         return seen
 
 

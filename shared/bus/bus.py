@@ -196,6 +196,8 @@ class Receiver:
         self._rejection_log = LogThrottle(1.0)  # a flood of garbage must not flood the log
         # A link this process connects: watched, so that one ZeroMQ gave up on is connected again (heal).
         self.watch = None if self.spec.bind else PeerCounter(self.socket, service, self.link, gauge=False)
+        self._healed_at = -1.0  # when heal last connected again (its stretch without a peer goes on)
+        self._failures_seen = 0
 
     def heal(self, after: float = RECONNECT_AFTER_SECONDS) -> bool:
         """Connect again a link that has had no peer for `after` seconds: ZeroMQ keeps retrying a lost
@@ -209,10 +211,15 @@ class Receiver:
             except zmq.ZMQError:
                 pass  # the endpoint's session is gone already (given up)
             self.socket.connect(endpoint)
-        self.watch.alone_since = time.monotonic()
+        # Said once a stretch without a peer (a producer not up yet is normal), louder after a failed handshake.
+        failed = self.watch.failures > self._failures_seen
+        first = self.watch.alone_since != self._healed_at
+        self._failures_seen = self.watch.failures
+        self.watch.alone_since = self._healed_at = time.monotonic()
         metrics.LINK_RECONNECTS.labels(self.service, self.link).inc()
-        log.info("link %s: no peer for %.0f s: connecting to %s again", self.link, after,
-                 ", ".join(self.spec.endpoints))
+        level = logging.WARNING if failed else logging.INFO if first else logging.DEBUG
+        log.log(level, "link %s: no peer for %.0f s%s: connecting to %s again (every %.0f s while none)", self.link,
+                after, " after a failed handshake" if failed else "", ", ".join(self.spec.endpoints), after)
         return True
 
     def read(self) -> Message | None:

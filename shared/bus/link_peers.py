@@ -73,9 +73,12 @@ class PeerCounter:
         if self.gauge is not None:
             self.gauge.set(0)
         self.peers = 0
+        self.handshakes = 0  # peers that ever connected: a rise is a (re)connection (shared/bus/acks.py)
+        self.failures = 0  # failed handshakes
         self.alone_since = time.monotonic()  # when the count last fell to 0 (or the watch began)
         self._failure_said = -FAILURE_LOG_SECONDS
         self._sock = sock
+        self._closing = False
         self._failed_open = 0  # failed handshakes whose DISCONNECTED has not come yet
         self._events = sock.get_monitor_socket(_EVENTS)  # used by the thread only from here on
         self._thread = threading.Thread(target=self._run, name=f"peers-{link}", daemon=True)
@@ -90,8 +93,10 @@ class PeerCounter:
                 self.on_event({"event": event, "value": value, "endpoint": endpoint})
         except zmq.ZMQError as exc:
             # Someone else took the socket's one monitor (pyzmq hands the same pair socket out again)
-            # and closed it: the count stops here, said once, and the service goes on.
-            log.warning("link %s: its peers are no longer counted (%s)", self.link, exc)
+            # and closed it: the count stops here, said once, and the service goes on. At a close it
+            # is the end, not news.
+            if not self._closing:
+                log.warning("link %s: its peers are no longer counted (%s)", self.link, exc)
         finally:
             self._events.close(0)
 
@@ -103,12 +108,16 @@ class PeerCounter:
         kind, peers = event["event"], self.peers
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             peers += 1
+            self.handshakes += 1
         elif kind in _FAILED:
             self._failed_open += 1
+            self.failures += 1
             if time.monotonic() - self._failure_said >= FAILURE_LOG_SECONDS:
                 self._failure_said = time.monotonic()
-                log.warning("link %s: a handshake with %s failed: %s", self.link, event.get("endpoint") or "a peer",
-                            _FAILURE_WORDS[kind].format(event.get("value", 0)))
+                # A peer that hangs up mid-handshake is common (a restart, a reconnect); a refusal is not.
+                log.log(logging.INFO if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL else logging.WARNING,
+                        "link %s: a handshake with %s failed: %s", self.link, event.get("endpoint") or "a peer",
+                        _FAILURE_WORDS[kind].format(event.get("value", 0)))
         elif kind == zmq.EVENT_DISCONNECTED:
             if self._failed_open:
                 self._failed_open -= 1
@@ -125,6 +134,7 @@ class PeerCounter:
             self.gauge.set(peers)
 
     def close(self) -> None:
+        self._closing = True
         try:
             self._sock.disable_monitor()  # its MONITOR_STOPPED ends the thread
         except zmq.ZMQError:

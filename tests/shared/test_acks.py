@@ -58,7 +58,7 @@ def test_a_consumer_killed_with_messages_queued_gets_them_again_when_it_returns(
     stop = threading.Event()
     sender = Sender("acktest", f"push+bind:tcp://127.0.0.1:{data_port}", stop, hwm=100)
     acks_in = Receiver("acktest", f"pull+connect:tcp://127.0.0.1:{ack_port}", expect=("ack",))
-    link = ReliableLink("acktest", sender, acks_in.socket, max_size=100, timeout=30.0)
+    link = ReliableLink("acktest", sender, acks_in, max_size=100, timeout=30.0)
     ctx = zmq.Context.instance()
 
     def consumer() -> tuple[zmq.Socket, zmq.Socket]:
