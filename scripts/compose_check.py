@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -266,6 +267,20 @@ def frame_figures(stack: Stack) -> str:
     return "; ".join(said)
 
 
+def class_drops(prometheus_port: int) -> str:
+    """Every frame dropped during the class, by service and reason, from Prometheus (its increase()
+    spans the restarts that reset a container's own counters): "capture queue_full 31"."""
+    query = urllib.parse.quote("sum by (service, reason) (increase(engagement_frames_dropped_total[15m]))")
+    try:
+        code, body = http(f"http://127.0.0.1:{prometheus_port}/api/v1/query?query={query}")
+        found = json.loads(body)["data"]["result"] if code == 200 else []
+    except (OSError, ValueError, KeyError) as exc:
+        return f"not read from Prometheus ({exc})"
+    said = [f"{r['metric'].get('service', '?')} {r['metric'].get('reason', '?')} {float(r['value'][1]):.0f}"
+            for r in found if float(r["value"][1]) >= 0.5]
+    return ", ".join(sorted(said)) or "none"
+
+
 def reports(folder: Path) -> dict[str, dict]:
     """session -> report, from the JSON reports in the reports volume."""
     found = {}
@@ -399,7 +414,8 @@ def main() -> int:
         frames = report.get("totals", {}).get("frames")
         if frames != state["frames"]:
             raise CheckFailed(f"session {session}: the report counts {frames} frames, the video has {state['frames']} "
-                              f"(the restarted capture's counters: {frame_figures(stack)})")
+                              f"(dropped in the class, from Prometheus: {class_drops(prometheus_port)}; each stage's "
+                              f"counters now: {frame_figures(stack)})")
         return f"one report, session {session}, {frames} frames = the video's, in volume {PROJECT}_reports"
 
     def prometheus_targets() -> str:
