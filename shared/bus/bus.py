@@ -33,8 +33,8 @@ _SENDING = {"push", "pub", "dealer", "router"}
 # stage then built up minutes of latency before the source had to drop (seen in
 # tests/reliability: 100 frames queued, 155 s old). 128 KB keeps the queue in messages.
 SOCKET_BUFFER_BYTES = 128 * 1024
-# A consumer's link without a peer this long is connected again (Receiver.heal).
-RECONNECT_AFTER_SECONDS = 10.0
+# A consumer's link ZeroMQ has given up this long (no peer, no attempt) is connected again (Receiver.heal).
+RECONNECT_AFTER_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -196,14 +196,14 @@ class Receiver:
         self._rejection_log = LogThrottle(1.0)  # a flood of garbage must not flood the log
         # A link this process connects: watched, so that one ZeroMQ gave up on is connected again (heal).
         self.watch = None if self.spec.bind else PeerCounter(self.socket, service, self.link, gauge=False)
-        self._healed_at = -1.0  # when heal last connected again (its stretch without a peer goes on)
         self._failures_seen = 0
 
     def heal(self, after: float = RECONNECT_AFTER_SECONDS) -> bool:
-        """Connect again a link that has had no peer for `after` seconds: ZeroMQ keeps retrying a lost
-        connection, but gives an endpoint up for good after a protocol error in its handshake. A
-        producer that is merely away is tried again, which costs nothing. True if it reconnected."""
-        if self.watch is None or self.watch.alone_for() < after:
+        """Connect again a link ZeroMQ has given up: no peer, no handshake under way and no attempt
+        for `after` seconds. ZeroMQ keeps retrying a lost connection or a producer that is away (its
+        attempts show), but gives an endpoint up for good after a protocol error in its handshake.
+        A handshake under way is never cut (ZeroMQ times it out itself). True if it reconnected."""
+        if self.watch is None or self.watch.given_up_for() < after:
             return False
         for endpoint in self.spec.endpoints:
             try:
@@ -211,15 +211,12 @@ class Receiver:
             except zmq.ZMQError:
                 pass  # the endpoint's session is gone already (given up)
             self.socket.connect(endpoint)
-        # Said once a stretch without a peer (a producer not up yet is normal), louder after a failed handshake.
         failed = self.watch.failures > self._failures_seen
-        first = self.watch.alone_since != self._healed_at
         self._failures_seen = self.watch.failures
-        self.watch.alone_since = self._healed_at = time.monotonic()
+        self.watch.alone_since = time.monotonic()
         metrics.LINK_RECONNECTS.labels(self.service, self.link).inc()
-        level = logging.WARNING if failed else logging.INFO if first else logging.DEBUG
-        log.log(level, "link %s: no peer for %.0f s%s: connecting to %s again (every %.0f s while none)", self.link,
-                after, " after a failed handshake" if failed else "", ", ".join(self.spec.endpoints), after)
+        log.warning("link %s: ZeroMQ stopped trying to connect it%s: connecting to %s again", self.link,
+                    " after a failed handshake" if failed else "", ", ".join(self.spec.endpoints))
         return True
 
     def read(self) -> Message | None:

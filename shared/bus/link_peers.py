@@ -13,11 +13,12 @@ DISCONNECTED right after its FAILED: so the next DISCONNECTED after a FAILED is 
 connection's (it never counted), any other is a counted peer's.
 
 A link this process connects is watched the same way (no gauge): its failed handshakes are said
-(a key the producer does not trust, a protocol error), and `alone_for` says how long it has been
-without a peer. ZeroMQ reconnects after a lost connection, but not after a protocol error during
-a handshake (libzmq ends that endpoint's session for good): a consumer's link could stay dead for
-the rest of the class while both processes ran (compose check, under load: inference never
-connected to the sequencer again, the pipeline froze). `Receiver.heal` connects it again.
+(a key the producer does not trust, a protocol error), and `given_up_for` says how long it has been
+without a peer while ZeroMQ made no attempt to connect it. ZeroMQ retries a lost connection and a
+producer that is away, but not after a protocol error during a handshake (libzmq ends that
+endpoint's session for good): a consumer's link could stay dead for the rest of the class while
+both processes ran (compose check, under load: inference connected to nothing, the pipeline
+froze). `Receiver.heal` connects it again.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ _FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROT
 _EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_MONITOR_STOPPED
 for _event in _FAILED:
     _EVENTS |= _event
+# A connecting socket's attempts: while ZeroMQ makes them, it has not given the endpoint up.
+_TRYING = (zmq.EVENT_CONNECTED, zmq.EVENT_CONNECT_DELAYED, zmq.EVENT_CONNECT_RETRIED)
+_CONNECTING_EVENTS = _EVENTS | zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECT_RETRIED
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ _FAILURE_WORDS = {zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the peer hung up or tim
                   zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "protocol error {:#x}",
                   zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused by the peer's authentication (ZAP status {})"}
 FAILURE_LOG_SECONDS = 60.0  # a peer that keeps failing is said once a minute
+HANDSHAKE_SECONDS = 30.0  # ZeroMQ's ZMQ_HANDSHAKE_IVL default: it drops a handshake longer than this
 
 
 class PeerCounter:
@@ -75,12 +80,16 @@ class PeerCounter:
         self.peers = 0
         self.handshakes = 0  # peers that ever connected: a rise is a (re)connection (shared/bus/acks.py)
         self.failures = 0  # failed handshakes
+        self.handshaking = 0  # connections made whose handshake has not ended (a connecting socket's)
+        self.trying_at = time.monotonic()  # the last connection attempt ZeroMQ made (a connecting socket's)
         self.alone_since = time.monotonic()  # when the count last fell to 0 (or the watch began)
         self._failure_said = -FAILURE_LOG_SECONDS
         self._sock = sock
         self._closing = False
         self._failed_open = 0  # failed handshakes whose DISCONNECTED has not come yet
-        self._events = sock.get_monitor_socket(_EVENTS)  # used by the thread only from here on
+        # A connecting socket's attempts are watched too (a give-up is when they stop): a wake-up each
+        # retry (RECONNECT_IVL, 0.1-0.2 s), only while its producer is away.
+        self._events = sock.get_monitor_socket(_EVENTS if gauge else _CONNECTING_EVENTS)  # the thread's from here on
         self._thread = threading.Thread(target=self._run, name=f"peers-{link}", daemon=True)
         self._thread.start()
 
@@ -104,8 +113,23 @@ class PeerCounter:
         """Seconds this link has been without a handshaked peer (0 while it has one)."""
         return 0.0 if self.peers else time.monotonic() - self.alone_since
 
+    def given_up_for(self) -> float:
+        """Seconds a connecting link has been without a peer and without ZeroMQ trying to connect it
+        (0 while it has one): how long ZeroMQ has given it up. A handshake under way first gets
+        ZeroMQ's own bound (HANDSHAKE_IVL), after which ZeroMQ drops it and tries again."""
+        if self.peers:
+            return 0.0
+        quiet = time.monotonic() - max(self.alone_since, self.trying_at)
+        return max(0.0, quiet - HANDSHAKE_SECONDS) if self.handshaking else quiet
+
     def on_event(self, event: Mapping[str, Any]) -> None:
         kind, peers = event["event"], self.peers
+        if kind in _TRYING:
+            self.trying_at = time.monotonic()
+            self.handshaking += kind == zmq.EVENT_CONNECTED
+            return
+        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED or kind in _FAILED:
+            self.handshaking = max(0, self.handshaking - 1)
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             peers += 1
             self.handshakes += 1

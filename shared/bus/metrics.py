@@ -28,8 +28,8 @@ MESSAGES_SENT = Counter("engagement_messages_sent_total", "Messages sent", ["ser
 MESSAGES_REJECTED = Counter("engagement_messages_rejected_total",
                             "Malformed messages counted and dropped", ["service", "reason"])
 LINK_RECONNECTS = Counter("engagement_link_reconnects_total",
-                          "Times a link this service connects was connected again after RECONNECT_AFTER_SECONDS "
-                          "without a peer (its producer away, or a connection ZeroMQ gave up on)",
+                          "Times a link this service connects was connected again after ZeroMQ gave it up (no "
+                          "peer and no attempt for RECONNECT_AFTER_SECONDS: a protocol error in a handshake)",
                           ["service", "link"])
 FRAMES_DROPPED = Counter("engagement_frames_dropped_total",
                          "Frames dropped because a queue was full or a gap was seen",

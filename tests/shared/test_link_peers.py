@@ -110,3 +110,17 @@ def test_a_link_zeromq_gave_up_on_is_connected_again(tmp_path, caplog):
             receiver.close()
         sender.close()
         stop_authenticator()
+
+
+def test_a_link_whose_producer_is_away_is_left_to_zeromq():
+    """A producer not up yet (or restarting): ZeroMQ keeps trying, and the watch sees its attempts,
+    so the link is not connected again on top of them (nor said every few seconds)."""
+    port = free_ports(1)[0]  # nobody listens there
+    receiver = Receiver("consumer", f"pull+connect:tcp://127.0.0.1:{port}", link="frames")
+    try:
+        time.sleep(2.0)
+        assert receiver.watch.peers == 0 and receiver.watch.alone_for() >= 1.9
+        assert receiver.watch.given_up_for() < 1.0  # its retries, every 0.1-0.2 s
+        assert not receiver.heal(after=1.0)
+    finally:
+        receiver.close()
