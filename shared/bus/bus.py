@@ -197,12 +197,14 @@ class Receiver:
         # A link this process connects: watched, so that one ZeroMQ gave up on is connected again (heal).
         self.watch = None if self.spec.bind else PeerCounter(self.socket, service, self.link, gauge=False)
         self._failures_seen = 0
+        self._healed_at = -1.0  # when heal last connected it again (a stretch without a peer goes on from there)
 
     def heal(self, after: float = RECONNECT_AFTER_SECONDS) -> bool:
-        """Connect again a link ZeroMQ has given up: no peer, no handshake under way and no attempt
-        for `after` seconds. ZeroMQ keeps retrying a lost connection or a producer that is away (its
-        attempts show), but gives an endpoint up for good after a protocol error in its handshake.
-        A handshake under way is never cut (ZeroMQ times it out itself). True if it reconnected."""
+        """Connect again a link with no peer and no attempt for `after` seconds. ZeroMQ keeps retrying
+        a lost connection or a producer that is away (its attempts show), but gives an endpoint up for
+        good after a protocol error in its handshake; and a connect to an address that does not
+        answer yet (a container starting) waits for TCP's own retries, seconds apart. A handshake
+        under way is never cut (ZeroMQ times it out itself). True if it reconnected."""
         if self.watch is None or self.watch.given_up_for() < after:
             return False
         for endpoint in self.spec.endpoints:
@@ -211,12 +213,16 @@ class Receiver:
             except zmq.ZMQError:
                 pass  # the endpoint's session is gone already (given up)
             self.socket.connect(endpoint)
+        # Said at info the first time in a stretch without a peer (a connect left pending while its
+        # producer starts is common), as a warning after a failed handshake (ZeroMQ gave it up).
         failed = self.watch.failures > self._failures_seen
+        first = self.watch.alone_since != self._healed_at
         self._failures_seen = self.watch.failures
-        self.watch.alone_since = time.monotonic()
+        self.watch.alone_since = self._healed_at = time.monotonic()
         metrics.LINK_RECONNECTS.labels(self.service, self.link).inc()
-        log.warning("link %s: ZeroMQ stopped trying to connect it%s: connecting to %s again", self.link,
-                    " after a failed handshake" if failed else "", ", ".join(self.spec.endpoints))
+        log.log(logging.WARNING if failed else logging.INFO if first else logging.DEBUG,
+                "link %s: no peer and no attempt under way for %.0f s%s: connecting to %s again", self.link,
+                after, " after a failed handshake" if failed else "", ", ".join(self.spec.endpoints))
         return True
 
     def read(self) -> Message | None:
