@@ -52,7 +52,7 @@ HEALTH_TICK = 3.0
 # (measured), with no class left to kill the capture in.
 VIDEO_SECONDS, VIDEO_FPS = 60, 2
 KILL_AFTER_FRAMES = 12  # the capture is killed once it has put this many frames on the bus
-TIMEOUTS = {"healthy": 600.0, "report": 600.0, "targets": 90.0, "kill": 300.0}
+TIMEOUTS = {"healthy": 600.0, "report": 600.0, "targets": 90.0, "kill": 300.0, "links": 180.0}
 # Variables that held the secrets before they were files: never passed on (compose reads none).
 SECRET_VARIABLES = ("REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "WEB_TOKEN")
 
@@ -243,21 +243,29 @@ FRAME_COUNTERS = ("engagement_frames_captured_total", "engagement_frames_dropped
                   "engagement_frames_repeated_total", "engagement_messages_rejected_total")
 
 
+def metric_lines(stack: Stack, service: str, port: int, prefix: str = "") -> list[str] | None:
+    """The lines of a running container's own /metrics that start with `prefix` (podman exec);
+    None when the container is not running."""
+    c = stack.containers().get(service)
+    if not c or not c["State"].get("Running"):
+        return None
+    got = subprocess.run(["podman", "exec", c["Id"], "python", "-c", "import urllib.request as u; "
+                          f"print(u.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"],
+                         capture_output=True, text=True, timeout=30)
+    return [line for line in got.stdout.splitlines() if line.startswith(prefix)]
+
+
 def frame_figures(stack: Stack) -> str:
-    """The pipeline's frame counters, from each running container's own /metrics (podman exec):
+    """The pipeline's frame counters, from each running container's own /metrics:
     "capture: frames_captured 120, frames_dropped{queue_full} 3; facedetect: ..."."""
     said = []
-    containers = stack.containers()
     for service, port in PIPELINE_PORTS.items():
-        c = containers.get(service)
-        if not c or not c["State"].get("Running"):
+        lines = metric_lines(stack, service, port, "engagement_")
+        if lines is None:
             said.append(f"{service}: not running")
             continue
-        got = subprocess.run(["podman", "exec", c["Id"], "python", "-c", "import urllib.request as u; "
-                              f"print(u.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"],
-                             capture_output=True, text=True, timeout=30)
         found: dict[str, float] = {}
-        for line in got.stdout.splitlines():
+        for line in lines:
             name = line.split("{", 1)[0].split(" ", 1)[0]
             if name in FRAME_COUNTERS:
                 reason = line.split('reason="', 1)[1].split('"', 1)[0] if 'reason="' in line else ""
@@ -265,6 +273,21 @@ def frame_figures(stack: Stack) -> str:
                 found[label] = found.get(label, 0.0) + float(line.rsplit(" ", 1)[1])
         said.append(f"{service}: " + (", ".join(f"{k} {v:.0f}" for k, v in sorted(found.items()) if v) or "nothing"))
     return "; ".join(said)
+
+
+def unconnected_links(stack: Stack) -> list[str]:
+    """The pipeline's links (each producer's bound PUSH, engagement_link_peers) with no consumer yet."""
+    missing = []
+    for service, port in PIPELINE_PORTS.items():
+        if service == "capture":
+            continue  # started after: its own link is what it waits for (FILE_PEER_WAIT_SECONDS)
+        lines = metric_lines(stack, service, port, "engagement_link_peers{")
+        if not lines:
+            missing.append(f"{service} (not running or no metrics)")
+        for line in lines or []:
+            if float(line.rsplit(" ", 1)[1]) < 1:
+                missing.append(service + " " + line.split('link="', 1)[1].split('"', 1)[0])
+    return missing
 
 
 def class_drops(prometheus_port: int) -> str:
@@ -342,11 +365,23 @@ def main() -> int:
                     if (not spec.get("profiles") or PROFILE in spec["profiles"]) and name not in LEFT_OUT}
         state["services"] = services
         ticker.start()
+        links_took = 0.0
         for name in start_order(services):
             for dep, condition in depends_on(services[name]).items():
                 if dep in services:
                     wait_until(f"{dep} ({condition}) before {name}",
                                lambda d=dep, c=condition: condition_met(stack, d, c), TIMEOUTS["healthy"])
+            if name == "capture":
+                # The class starts once the pipeline behind the capture is connected: a real-time file
+                # (and a camera) drops what a link still connecting cannot take. How long that took is
+                # said: it is the stack's start, not a lost frame.
+                started = time.monotonic()
+                try:
+                    wait_until("every pipeline link connected", lambda: not unconnected_links(stack),
+                               TIMEOUTS["links"], every=2.0)
+                except CheckFailed:
+                    raise CheckFailed(f"links never connected: {unconnected_links(stack)}") from None
+                links_took = time.monotonic() - started
             stack.podman_compose("up", "-d", "--no-deps", name)
         waiting = {n for n, s in services.items() if "healthcheck" in s and not s["healthcheck"].get("disable")}
         wait_until("every service healthy", lambda: all(stack.health(n) == "healthy" for n in waiting),
@@ -359,7 +394,9 @@ def main() -> int:
             raise CheckFailed(f"not healthy: {bad}")
         return (f"{sum(s == 'healthy' for s in status.values())} healthy, "
                 f"{', '.join(n + ' ' + s for n, s in status.items() if s != 'healthy')}; "
-                f"started in dependency order, health checks run every {HEALTH_TICK:.0f} s by this script "
+                f"started in dependency order, the capture once every pipeline link was connected "
+                f"({links_took:.1f} s after its consumers were healthy), health checks run every {HEALTH_TICK:.0f} s "
+                f"by this script "
                 f"(podman's systemd timers: no systemd here); "
                 f"left out: {', '.join(f'{k} ({v})' for k, v in LEFT_OUT.items())}")
 
