@@ -269,8 +269,8 @@ class CaptureService(Service[CaptureSettings]):
         # Paced from the resumed position (0 on a first start): its first frame is due now.
         started = time.monotonic() + phase_delay(from_launcher(PHASE_ENV), self.period) - self.resume_at
         if self.resume_at:
-            self.log.info("resuming %s at %.1f s of media (%.0f s before where the crashed run was): the "
-                          "frames before keep their seqs and are not sent again", self.source_text,
+            self.log.info("resuming %s at %.1f s of media (%.0f s before where the crashed run last said it "
+                          "was): the frames before keep their seqs and are not sent again", self.source_text,
                           self.resume_at, RESUME_MARGIN_SECONDS)
         try:
             while not self.stop.is_set():

@@ -63,7 +63,8 @@ NAME_READS = Counter("engagement_gallery_name_reads_total",
                      ["service", "outcome"])
 # A restarted file source plays again from a little before where it was (capture/resume.py): the
 # frames this process already took are skipped here, so the tracker never sees its time go back
-# (a face followed backwards in time stayed undecided, and held its frames: issue 23's compose run).
+# (a compose check's restart replayed the file from its start: faces were followed back in time and
+# set aside as "seen -3.0 s").
 FRAMES_REPEATED = Counter("engagement_frames_repeated_total",
                           "Frames skipped because they repeat a seq already processed (a restarted file "
                           "source replaying)", ["service"])
