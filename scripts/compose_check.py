@@ -402,14 +402,8 @@ def main() -> int:
 
     def capture_killed_mid_class() -> str:
         def captured() -> float:
-            c = stack.containers().get("capture")
-            if not c or not c["State"].get("Running"):
-                return 0.0
-            got = subprocess.run(["podman", "exec", c["Id"], "python", "-c",
-                                  "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9101/metrics').read().decode())"],
-                                 capture_output=True, text=True, timeout=30)
             count = 0.0
-            for line in got.stdout.splitlines():
+            for line in metric_lines(stack, "capture", PIPELINE_PORTS["capture"], "engagement_frames_") or []:
                 if line.startswith("engagement_frames_captured_total{"):
                     count = float(line.rsplit(" ", 1)[1])
                 elif line.startswith("engagement_frames_dropped_total{"):
