@@ -195,7 +195,8 @@ class Receiver:
         self.socket = open_socket(spec_text, hwm, curve_key_file)
         self._rejection_log = LogThrottle(1.0)  # a flood of garbage must not flood the log
         # A link this process connects: watched, so that one ZeroMQ gave up on is connected again (heal).
-        self.watch = None if self.spec.bind else PeerCounter(self.socket, service, self.link, gauge=False)
+        self.watch = None if self.spec.bind else PeerCounter(self.socket, service, self.link, gauge=False,
+                                                             expected=len(self.spec.endpoints))
         self._failures_seen = 0
         self._healed_at = -1.0  # when heal last connected it again (a stretch without a peer goes on from there)
 

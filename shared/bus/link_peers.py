@@ -70,10 +70,13 @@ HANDSHAKE_SECONDS = 30.0  # ZeroMQ's ZMQ_HANDSHAKE_IVL default: it drops a hands
 
 class PeerCounter:
     """Counts `sock`'s handshaked peers on a thread of its own; `close` before closing `sock`.
-    `gauge`: export the count (engagement_link_peers: the PUSH links a service binds)."""
+    `gauge`: export the count (engagement_link_peers: the PUSH links a service binds). `expected`:
+    the peers the link should have (a bound PUSH link one consumer; a connecting socket one per
+    endpoint, as facedetect reading every capture of a class): more is warned of."""
 
-    def __init__(self, sock: zmq.Socket[bytes], service: str, link: str, gauge: bool = True) -> None:
-        self.service, self.link = service, link
+    def __init__(self, sock: zmq.Socket[bytes], service: str, link: str, gauge: bool = True,
+                 expected: int = 1) -> None:
+        self.service, self.link, self.expected = service, link, expected
         self.gauge = LINK_PEERS.labels(service, link) if gauge else None
         if self.gauge is not None:
             self.gauge.set(0)
@@ -147,7 +150,7 @@ class PeerCounter:
                 self._failed_open -= 1
             else:
                 peers = max(0, peers - 1)
-        if peers > 1 and peers > self.peers:
+        if peers > self.expected and peers > self.peers:
             log.warning("link %s has %d peers: another process connected to it takes a share of its messages "
                         "(authenticate the bus: CURVE_SERVER_KEY, or BUS_AUTH=curve for `engagement run`)",
                         self.link, peers)

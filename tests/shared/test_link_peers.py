@@ -124,3 +124,24 @@ def test_a_link_whose_producer_is_away_is_left_to_zeromq():
         assert not receiver.heal(after=1.0)
     finally:
         receiver.close()
+
+
+def test_a_consumer_reading_every_capture_of_a_class_is_not_warned_of_its_peers(caplog):
+    """facedetect connects one socket to every capture of a class: a peer an endpoint is what it should
+    have (a 40-camera class logged 39 warnings telling the user to authenticate the bus). A second
+    consumer on a link that one process binds is still warned of."""
+    senders = [_sender("frames") for _ in range(3)]
+    endpoints = ",".join(s.spec.endpoints[0] for s in senders)
+    reader = Receiver("facedetect", f"pull+connect:{endpoints}", link="frames")
+    stray = None
+    try:
+        with caplog.at_level("WARNING", logger="shared.bus.link_peers"):
+            assert _wait(lambda: reader.watch.peers == 3), reader.watch.peers
+            assert _wait(lambda: all(s.peers.peers == 1 for s in senders))
+            assert "takes a share" not in caplog.text
+            stray = Receiver("stray", f"pull+connect:{senders[0].spec.endpoints[0]}", link="frames")
+            assert _wait(lambda: "link frames has 2 peers" in caplog.text), caplog.text
+    finally:
+        for one in [reader, stray, *senders]:
+            if one is not None:
+                one.close()
