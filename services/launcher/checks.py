@@ -404,8 +404,9 @@ def _keeps_nothing(client: Any) -> str:
         return ""
     if str(config.get("appendonly", "")).lower() == "yes" or str(config.get("save", "")).strip():
         return ""
-    return ("it keeps nothing over a restart, with appendonly no and no save points: the teacher's marks would "
-            "go with it; turn appendonly on there, as compose's Redis has it")
+    return ("it keeps nothing over a restart, with appendonly no and no save points: the marks teachers make on "
+            "past sessions' pages would go with it (a class's own are kept on disk until its report); turn "
+            "appendonly on there, as compose's Redis has it")
 
 
 @check("model")

@@ -130,9 +130,9 @@ def _link_environment(name: str, captures: list[str], link_ports: dict[str, list
 
 def use_run_folder_for_journal(envs: dict[str, dict[str, str]], journal_dir: str, state_dir: Path) -> None:
     """The aggregator journals into the run's folder (STATE_DIR/runs/<session>/), where the reporter and the
-    next start find it, unless JOURNAL_DIR (`journal_dir`) says otherwise."""
+    next start find it, unless JOURNAL_DIR (`journal_dir`) says otherwise; the web keeps the marks there."""
     folder = journal_dir or str((state_dir / "runs").resolve())
-    for name in ("aggregator", "reporter"):
+    for name in ("aggregator", "reporter", "web"):
         envs[name]["JOURNAL_DIR"] = folder
 
 

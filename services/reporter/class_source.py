@@ -12,7 +12,8 @@ import redis
 from shared.data.journal import JournalContents, find_journal, read_journal, session_from_journal
 from shared.data.totals import Store, safe_url
 
-REDIS_ONLY = "the teacher's marks and the tile names (kept in Redis only)"
+# The marks the web kept on disk are reported (shared/data/marks_journal.py); what only Redis had is not.
+REDIS_ONLY = "the tile names and any teacher's mark the web could not keep on disk (kept in Redis only)"
 
 
 def load_class(store: Store, session: str, journal_dir: str, fallback: Path | None, expected: list[str],

@@ -49,7 +49,8 @@ from shared.data.filenames import file_part
 from shared.data.journal import remove_journal
 from shared.data.levels import LEVEL_LABELS
 from shared.data.live_watch import Watching, WatchReader
-from shared.data.marks import MarkStore
+from shared.data.marks import MarkStore, merge
+from shared.data.marks_journal import read_marks, remove_marks
 from shared.data.outbox import flush_command, queued_for
 from shared.data.redis_retention import expire_keys
 from shared.data.report_doc import Report, StoreSection, report_json, to_dict
@@ -343,9 +344,11 @@ class ReporterService(Service[ReporterSettings]):
                                   report_fallback_dir(self.settings.report_fallback_dir),
                                   expected_streams(self.settings.streams), interrupted)
         try:
-            marks = self.marks.for_session(session)
+            stored = self.marks.for_session(session)
         except redis.RedisError:  # Redis gone: the report comes from the journal and says so
-            marks = []
+            stored = []
+        # The web keeps the marks of a class on disk too: those Redis lost or never had are reported.
+        marks = merge(stored, read_marks(self.settings.journal_dir, session)) if self.settings.journal_dir else stored
         report = build_report(data, self.class_level_only, time.time(), marks=marks)
         if source:
             report.store = msgspec.convert(source, StoreSection)
@@ -395,6 +398,8 @@ class ReporterService(Service[ReporterSettings]):
     def _report_on_disk(self, session: str) -> None:
         """Only now, with the report on disk, may the totals go: from here on Redis may evict this session
         under memory pressure (REPORTED_SESSION_TTL; compose runs Redis volatile-ttl), and the journal goes."""
+        if self.settings.journal_dir:
+            remove_marks(self.settings.journal_dir, session)
         remove_journal(self.settings.journal_dir, session, report_fallback_dir(self.settings.report_fallback_dir))
         try:
             self.store.report_written(session)

@@ -28,6 +28,7 @@ class WebContext:
     class_level_only: bool
     token: str = ""
     hosts: AllowedHosts | None = None  # None: loopback's names and any IP address
+    journal_dir: str = ""  # where the marks of a class not yet reported are kept on disk ("": not kept)
 
 
 def web_context(request: Request) -> WebContext:

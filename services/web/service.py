@@ -98,7 +98,8 @@ class WebService(Service[WebSettings]):
         self.events = Fanout("events", EVENTS_QUEUE, encode=sse_event)  # documents, encoded only for a page
         self.context = WebContext(live=self.live, reports=Reports(s.report_dir), video=self.video,
                                   events=self.events, marks=marks, class_level_only=self.class_level_only,
-                                  token=s.web_token, hosts=AllowedHosts(s.web_bind, s.web_allowed_hosts))
+                                  token=s.web_token, hosts=AllowedHosts(s.web_bind, s.web_allowed_hosts),
+                                  journal_dir=s.journal_dir)
         self.restored = False
         self._restore()
         # Which video the pages watch, said in Redis: the reporter draws only that (services/web/watching.py).

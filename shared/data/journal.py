@@ -259,7 +259,8 @@ def _students(frames: list[FrameRecord]) -> list[dict[str, Any]]:
 
 def session_from_journal(contents: JournalContents) -> dict[str, Any]:
     """What `Store.load_session` returns, from the journal alone (Redis gone): meta, totals, streams,
-    students, timeline. Teacher's marks and tile names live only in Redis and are not here."""
+    students, timeline. Tile names live only in Redis and are not here; the teacher's marks are beside it
+    (shared/data/marks_journal.py)."""
     frames = [rec for _, rec in contents.frames]
     totals = empty_totals()
     per_stream: dict[str, dict[str, Any]] = {}

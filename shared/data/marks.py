@@ -20,6 +20,9 @@ of their own so that deleting a session's totals (`P:session:<sid>:*`) never tak
 No key expires. A mark is written by one Lua script (id, entry and index together or not
 at all).
 
+While the class runs the web also keeps each mark on disk (shared/data/marks_journal.py): a Redis
+that restarts empty or is away mid-class loses none, the report carries them.
+
 Redis is not always there after the class: `engagement run` without REDIS_URL starts a
 private Redis that goes with the class. So the reporter writes the session's marks into its
 report, and whoever reads marks afterwards (the web's session page and API, `engagement-train

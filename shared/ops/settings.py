@@ -59,7 +59,8 @@ CropMargin = Annotated[float, about(0.25, "margin added around each face box, as
 # Shared by the aggregator (writes) and the reporter (reads when Redis is gone): shared/data/journal.py.
 JournalDir = Annotated[str, about("", help=
     "folder of the aggregator's journal (<folder>/<session>/journal.jsonl: what it accepted, kept until the report is"
-    " written; `engagement run` uses its run folder); empty = no journal")]
+    " written) and of the web's marks of a class not yet reported (marks.jsonl beside it); `engagement run` uses its"
+    " run folder; empty = no journal")]
 ReportFallbackDir = Annotated[str, about("", help=
     "where a report goes when REPORT_DIR cannot be written, and the journal when JOURNAL_DIR's disk is full (default:"
     " $XDG_STATE_HOME/engagement/reports, else ~/.local/state/..., else the temp folder)")]
@@ -319,6 +320,7 @@ class WebSettings(Settings, kw_only=True):
         "CSV of display names (student,name or stream,student,name) shown on the cards; unused with "
         "CLASS_LEVEL_ONLY=1")]
     class_level_only: Annotated[int, about(0, "1 = no per-student cards, marks or video")]
+    journal_dir: JournalDir
     attention_alert_seconds: Annotated[float, about(60.0, ge=1, le=3600, help=
         "seconds a student stays at level 2 or more before the live page lists them under Needs attention (and the "
         "session page marks it)")]

@@ -21,10 +21,13 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
 from shared.data.journal import read_journal
+from shared.data.marks import MarkStore
+from shared.ops.ports import free_ports
 from tests.aggregator.harness import PrivateRedis
 from tests.support.disk import tmpfs
 from tests.support.metrics import metric_sum, scrape
@@ -299,3 +302,60 @@ def test_a_class_whose_launcher_and_shared_redis_both_died_is_reported_from_its_
     assert report["store"]["source"] == "journal" and report["end_reason"] == "interrupted"
     assert report["totals"]["frames"] == journaled >= 4
     assert not kept.exists() and wait_gone(folder) == []
+
+
+# --- the teacher's marks survive the store too (shared/data/marks_journal.py) ---------------------------------
+# A mark made before Redis restarts empty is lost by it; one made while it is down cannot reach it. Both are
+# kept on disk by the web, the report carries each once, and the marks file goes with the journal.
+
+def _mark(web: str, session: str, level: int, timeout: float = 30.0) -> httpx.Response:
+    """Mark student 1 at its last prediction the page has (waiting for one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        live = httpx.get(f"{web}/api/live", timeout=5).json()
+        seen = [s for s in live.get("students", []) if s["id"] == 1 and live.get("session") == session]
+        if seen:
+            return httpx.post(f"{web}/api/marks", json={"session": session, "student": 1, "stream": seen[0]["stream"],
+                                                       "t": seen[0]["last_seen"], "level_given": level}, timeout=10)
+        assert time.monotonic() < deadline, live
+        time.sleep(0.2)
+
+
+def test_marks_made_before_and_during_a_redis_restarted_empty_are_in_the_report_once(tmp_path, class_video):
+    """The web keeps a class's marks on disk: the report has them though Redis lost or never had them."""
+    folder = _class_folder(tmp_path, class_video)
+    data = tmp_path / "redis"
+    data.mkdir()
+    server = PrivateRedis(data)
+    server.start()
+    session = f"marked-{uuid.uuid4().hex[:8]}"
+    try:
+        (port,) = free_ports(1)
+        run = Run(folder, "--source", "class.avi", "--redis-url", server.url, "--session-id", session,
+                  "--web-port", str(port))
+        web = f"http://127.0.0.1:{port}"
+        _wait_for_frames(run, server.url, session, frames=2)
+        before = _mark(web, session, level=3)
+        assert before.status_code == 201 and before.json()["kept"] == ["redis", "disk"], before.text
+        assert len(MarkStore.from_url(server.url).for_session(session)) == 1
+        marks_file = next((folder / ".engagement" / "runs").glob(f"{session}/marks.jsonl"))
+        server.proc.kill()  # no persistence: it comes back empty
+        server.proc.wait(10)
+        during = _mark(web, session, level=1)
+        assert during.status_code == 201 and during.json()["kept"] == ["disk"], during.text
+        assert during.json()["id"] == ""
+        shutil.rmtree(data)
+        data.mkdir()
+        server.start()
+        assert MarkStore.from_url(server.url).for_session(session) == []  # Redis lost the first
+        code, out, _ = run.wait()
+    finally:
+        server.stop()
+    assert code == 0, run.err[-4000:]
+    report = _report(out, folder)
+    made = sorted([(before.json()["mark"]["created_at"], 3), (during.json()["mark"]["created_at"], 1)])
+    assert sorted((m["created_at"], m["level_given"]) for m in report["marks"]) == made
+    assert "kept on disk only" in run.err
+    assert not marks_file.exists()  # the report has them: the file went with the journal
+    assert "Traceback" not in run.err
+    assert wait_gone(folder) == []

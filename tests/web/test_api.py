@@ -447,3 +447,36 @@ def test_a_web_started_mid_class_shows_both_streams_and_the_one_that_ended(tmp_p
     finally:
         web.stop()
         store.delete_session(session)
+
+
+def test_a_live_mark_is_kept_on_disk_and_a_disk_that_refuses_it_leaves_redis_to_hold_it(tmp_path, live_link):
+    """JOURNAL_DIR: a mark of the live class goes to <dir>/<session>/marks.jsonl as well as Redis; a folder
+    it cannot write there is one warning and a counter, and Redis still takes the mark (201)."""
+    from shared.data.marks_journal import marks_path, read_marks
+
+    journal = tmp_path / "journal"
+    web = WebProcess(tmp_path / "reports", live_link.spec, env={"JOURNAL_DIR": str(journal)}).start()
+    try:
+        session = _session()
+        doc = _feed_until_live(web, live_link, session, {4: 2})
+        t = doc["students"][0]["last_seen"]
+        r = httpx.post(f"{web.url}/api/marks", json={"session": session, "student": 4, "t": t, "level_given": 1})
+        assert r.status_code == 201 and r.json()["kept"] == ["redis", "disk"], r.text
+        [kept] = read_marks(journal, session)
+        assert (kept.student, kept.level_given, kept.created_at) == ("4", 1, r.json()["mark"]["created_at"])
+        path = marks_path(journal, session)
+        saved = path.read_bytes()
+        path.unlink()
+        path.mkdir()  # the next write fails (EISDIR), as a full or read-only disk's would, root or not
+        r = httpx.post(f"{web.url}/api/marks", json={"session": session, "student": 4, "t": t, "level_given": 3})
+        assert httpx.get(f"{web.url}/api/sessions/{session}/marks").status_code == 200  # an unreadable file: Redis's
+        path.rmdir()
+        path.write_bytes(saved)
+        assert r.status_code == 201 and r.json()["kept"] == ["redis"], r.text
+        assert web.metric("engagement_web_mark_disk_errors_total") == 1
+        stored = MarkStore(redis.Redis.from_url(REDIS_URL), prefix=web.prefix).for_session(session)
+        assert sorted(m.level_given for m in stored) == [1, 3]
+        api = httpx.get(f"{web.url}/api/sessions/{session}/marks").json()
+        assert sorted(m["level_given"] for m in api["marks"]) == [1, 3]  # the disk's copy counted once
+    finally:
+        web.stop()

@@ -1,21 +1,34 @@
-"""The teacher's marks: read a session's with the agreement, add one."""
+"""The teacher's marks: read a session's with the agreement, add one.
+
+A mark of a class not yet reported is kept on this box's disk before Redis (JOURNAL_DIR,
+shared/data/marks_journal.py): the report carries it though Redis restart empty or be away.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict
 from typing import Any
 
 import redis
 from fastapi import APIRouter, HTTPException
+from prometheus_client import Counter
 from pydantic import BaseModel, Field
 
 from services.web.context import Ctx, WebContext, unprocessable
 from services.web.live import MAX_GAP_SECONDS
 from services.web.sessions import prediction_at
 from shared.data.marks import Mark, MarkError, MarkStore, agreement, from_report, merge, validate_mark
+from shared.data.marks_journal import append_mark, read_marks
 
 router = APIRouter()
+log = logging.getLogger("web")
+
+MARKS_DISK_ERRORS = Counter("engagement_web_mark_disk_errors_total",
+                            "Marks of a class not yet reported that could not be kept on disk (Redis alone holds them)")
+MARKS_DISK_ONLY = Counter("engagement_web_marks_disk_only_total",
+                          "Marks kept on disk but not in Redis (Redis unavailable): the report still carries them")
 
 
 class MarkIn(BaseModel):
@@ -46,14 +59,15 @@ def api_session_marks(session: str, ctx: Ctx) -> dict[str, Any]:
     _marks_on(ctx)
     report = ctx.reports.load(session)
     in_report = from_report(report) if report else []
+    on_disk = read_marks(ctx.journal_dir, session) if ctx.journal_dir and report is None else []
     try:
         stored = _store(ctx).for_session(session)
     except (redis.RedisError, HTTPException) as exc:
-        if report is None:  # nothing to show: say why
+        if report is None and not on_disk:  # nothing to show: say why
             reason = exc.detail if isinstance(exc, HTTPException) else f"Redis unavailable ({type(exc).__name__})"
             raise HTTPException(503, f"marks cannot be read: {reason}") from None
-        stored = []  # the report's marks still show; new ones cannot be stored until Redis is back
-    marks = merge(stored, in_report)
+        stored = []  # the report's (or the disk's) marks still show
+    marks = merge(stored, on_disk, in_report)
     return {"session": session, "marks": [asdict(m) for m in marks], "agreement": agreement(marks)}
 
 
@@ -87,12 +101,32 @@ def _record(mark: MarkIn, predicted: int, signals: dict[str, Any], source: str) 
 def api_mark(mark: MarkIn, ctx: Ctx) -> dict[str, Any]:
     """The page sends session, student, t and level_given; the model's level and signals at that
     moment are filled in here (from the live state, or from the report for a past session).
-    A malformed mark gets 422 naming the field."""
+    A malformed mark gets 422 naming the field. A mark of a class not yet reported is kept on disk
+    first; with Redis away it is answered 201 all the same, `kept` saying where it is."""
     _marks_on(ctx)
     store = _store(ctx)
     record = _record(mark, *_predicted(ctx, mark))
+    on_disk = _keep_on_disk(ctx, record)
     try:
         mark_id = store.add(record)
     except redis.RedisError as exc:
-        raise HTTPException(503, f"the mark was not stored: Redis unavailable ({type(exc).__name__})") from None
-    return {"id": mark_id, "mark": asdict(record)}
+        if not on_disk:
+            raise HTTPException(503, f"the mark was not stored: Redis unavailable ({type(exc).__name__})") from None
+        MARKS_DISK_ONLY.inc()
+        log.warning("a mark of %s kept on disk only, Redis unavailable (%s): the report carries it",
+                    record.session, type(exc).__name__)
+        return {"id": "", "mark": asdict(record), "kept": ["disk"]}
+    return {"id": mark_id, "mark": asdict(record), "kept": ["redis", "disk"] if on_disk else ["redis"]}
+
+
+def _keep_on_disk(ctx: WebContext, record: Mark) -> bool:
+    """Journal a mark of a class not yet reported (the reporter reads it); False when not kept."""
+    if not ctx.journal_dir or ctx.reports.load(record.session) is not None:
+        return False  # no journal here, or a past class: its report is written, Redis alone keeps new marks
+    try:
+        append_mark(ctx.journal_dir, record)
+    except OSError as exc:
+        MARKS_DISK_ERRORS.inc()
+        log.warning("a mark of %s could not be kept on disk (%s): Redis alone holds it", record.session, exc)
+        return False
+    return True
