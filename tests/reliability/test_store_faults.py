@@ -136,6 +136,26 @@ def _report(out: str, cwd: Path) -> dict:
     return json.loads((cwd / found[-1]).read_text())
 
 
+def _own_redis(tmp_path: Path) -> tuple[PrivateRedis, Path]:
+    """A redis-server of the test's own (its data folder), started."""
+    data = tmp_path / "redis"
+    data.mkdir()
+    server = PrivateRedis(data)
+    server.start()
+    return server, data
+
+
+def _restart_empty(server: PrivateRedis, data: Path, killed: bool = False) -> None:
+    """Kill it (unless it is) and start it again with no data: no persistence, as scripts/setup.sh starts
+    the shared one, so it comes back empty."""
+    if not killed:
+        server.proc.kill()
+        server.proc.wait(10)
+    shutil.rmtree(data)
+    data.mkdir()
+    server.start()
+
+
 def _class_folder(tmp_path: Path, video: dict) -> Path:
     folder = tmp_path / "class"
     folder.mkdir()
@@ -187,20 +207,13 @@ def test_shared_redis_killed_mid_class_and_left_down_gets_a_report_from_the_jour
 @pytest.mark.parametrize("loop", range(LOOPS))
 def test_shared_redis_restarted_empty_mid_class_is_detected_and_refilled(tmp_path, class_video, loop):
     folder = _class_folder(tmp_path, class_video)
-    data = tmp_path / "redis"
-    data.mkdir()
-    server = PrivateRedis(data)
-    server.start()
+    server, data = _own_redis(tmp_path)
     session = f"emptied-{uuid.uuid4().hex[:8]}"
     seen: dict[str, float] = {}
     try:
         run = Run(folder, "--source", "class.avi", "--redis-url", server.url, "--session-id", session)
         _wait_for_frames(run, server.url, session)
-        server.proc.kill()
-        server.proc.wait(10)
-        shutil.rmtree(data)  # no persistence, as scripts/setup.sh starts the shared one: it comes back empty
-        data.mkdir()
-        server.start()
+        _restart_empty(server, data)
         port = run.metrics_port("aggregator")
         run.wait_for_line("refilled")
         seen["resets"] = metric_sum(scrape(port), "engagement_aggregator_store_resets_total")
@@ -324,10 +337,7 @@ def _mark(web: str, session: str, level: int, timeout: float = 30.0) -> httpx.Re
 def test_marks_made_before_and_during_a_redis_restarted_empty_are_in_the_report_once(tmp_path, class_video):
     """The web keeps a class's marks on disk: the report has them though Redis lost or never had them."""
     folder = _class_folder(tmp_path, class_video)
-    data = tmp_path / "redis"
-    data.mkdir()
-    server = PrivateRedis(data)
-    server.start()
+    server, data = _own_redis(tmp_path)
     session = f"marked-{uuid.uuid4().hex[:8]}"
     try:
         (port,) = free_ports(1)
@@ -339,14 +349,12 @@ def test_marks_made_before_and_during_a_redis_restarted_empty_are_in_the_report_
         assert before.status_code == 201 and before.json()["kept"] == ["redis", "disk"], before.text
         assert len(MarkStore.from_url(server.url).for_session(session)) == 1
         marks_file = next((folder / ".engagement" / "runs").glob(f"{session}/marks.jsonl"))
-        server.proc.kill()  # no persistence: it comes back empty
+        server.proc.kill()
         server.proc.wait(10)
-        during = _mark(web, session, level=1)
+        during = _mark(web, session, level=1)  # Redis down
         assert during.status_code == 201 and during.json()["kept"] == ["disk"], during.text
         assert during.json()["id"] == ""
-        shutil.rmtree(data)
-        data.mkdir()
-        server.start()
+        _restart_empty(server, data, killed=True)
         assert MarkStore.from_url(server.url).for_session(session) == []  # Redis lost the first
         code, out, _ = run.wait()
     finally:
