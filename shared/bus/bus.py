@@ -22,7 +22,6 @@ from shared.bus import metrics
 from shared.bus.backoff import LogThrottle
 from shared.bus.link_peers import PeerCounter
 from shared.bus.messages import CONTROL_KINDS, BadMessage, Header, Message, Payload, decode, encode
-from shared.bus.zap import ZapHandler
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class SocketSpec:
         return cls(sock_type, how == "bind", endpoint)
 
 
-_authenticator: ZapHandler | None = None  # one ZAP handler per process, started on first CURVE bind
+_authenticator = None  # one ZAP authenticator per process, started on first CURVE bind
 
 
 def _apply_curve(sock: zmq.Socket[bytes], spec: SocketSpec, secret_file: str) -> None:
@@ -70,11 +69,12 @@ def _apply_curve(sock: zmq.Socket[bytes], spec: SocketSpec, secret_file: str) ->
     `secret_file` is a zmq certificate made by `engagement make-curve-keys DIR`. Every
     service of a deployment gets the same pair: the binding side is the CURVE server, the
     connecting side presents the pair as its client key, and the server's ZAP handler
-    (shared/bus/zap.py) accepts only client public keys found beside the secret file (`*.key`).
-    A peer without them completes no handshake and receives nothing.
+    accepts only client public keys found beside the secret file (`*.key`). A peer without
+    them completes no handshake and receives nothing.
     """
     global _authenticator
     import zmq.auth
+    from zmq.auth.thread import ThreadAuthenticator
 
     public, secret = zmq.auth.load_certificate(secret_file)
     if secret is None:
@@ -83,21 +83,22 @@ def _apply_curve(sock: zmq.Socket[bytes], spec: SocketSpec, secret_file: str) ->
     sock.curve_publickey = public
     if spec.bind:
         if _authenticator is None:
-            _authenticator = ZapHandler(zmq.Context.instance())
+            _authenticator = ThreadAuthenticator(zmq.Context.instance())
+            _authenticator.start()
         # Per bind: a process that binds with another deployment's keys (a test) trusts those.
-        _authenticator.trust(Path(secret_file).parent)
+        _authenticator.configure_curve(domain="*", location=str(Path(secret_file).parent))
         sock.curve_server = True
     else:
         sock.curve_serverkey = public
 
 
 def stop_authenticator() -> None:
-    """Stop the ZAP handler (before the context terminates: its open socket would hold term()
-    for its whole bound, 6 s at every exit of a CURVE service). Links already made keep their
-    peers: only a new handshake needs it."""
+    """Stop the ZAP authenticator (before the context terminates: its open socket would hold
+    term() for its whole bound, 6 s at every exit of a CURVE service). Links already made keep
+    their peers: only a new handshake needs it."""
     global _authenticator
     if _authenticator is not None:
-        _authenticator.close()
+        _authenticator.stop()
         _authenticator = None
 
 

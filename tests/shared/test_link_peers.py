@@ -91,12 +91,12 @@ def test_a_link_zeromq_gave_up_on_is_connected_again(tmp_path, caplog):
     receiver = None
     try:
         assert bus._authenticator is not None
-        bus._authenticator.trust(nobody)
+        bus._authenticator.configure_curve(domain="*", location=str(nobody))
         receiver = Receiver("consumer", f"pull+connect:tcp://127.0.0.1:{port}", curve_key_file=str(secret),
                             link="frames")
         with caplog.at_level("WARNING", logger="shared.bus.link_peers"):
             assert _wait(lambda: "refused by the peer's authentication" in caplog.text), caplog.text
-        bus._authenticator.trust(secret.parent)  # trusted now
+        bus._authenticator.configure_curve(domain="*", location=str(secret.parent))  # trusted now
         time.sleep(1.5)  # ZeroMQ would have retried 15 times by now (RECONNECT_IVL 100 ms): it does not
         assert not sender.socket.poll(0, zmq.POLLOUT) and receiver.watch.peers == 0
         assert not receiver.heal(after=60.0)  # not alone long enough yet
