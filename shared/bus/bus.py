@@ -112,7 +112,18 @@ def make_curve_keys(directory: str) -> Path:
 
 
 def open_socket(spec_text: str, hwm: int = 4, curve_key_file: str = "") -> zmq.Socket[bytes]:
+    """The socket of `spec_text`, bound or connected."""
     spec = SocketSpec.parse(spec_text)
+    sock = make_socket(spec, hwm, curve_key_file)
+    attach(sock, spec)
+    return sock
+
+
+def make_socket(spec: SocketSpec, hwm: int = 4, curve_key_file: str = "") -> zmq.Socket[bytes]:
+    """The socket of `spec` with its options, not yet bound or connected: a monitor attached now
+    (link_peers.PeerCounter) sees its first handshake, which on a local link can come within
+    microseconds of the connect (a counter attached after it missed it: the link read as peerless,
+    and a working link was connected again 5 s later)."""
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(_TYPES[spec.type])
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.RCVHWM, hwm)
@@ -128,9 +139,13 @@ def open_socket(spec_text: str, hwm: int = 4, curve_key_file: str = "") -> zmq.S
         if not Path(curve_key_file).is_file():
             raise FileNotFoundError(f"CURVE key file {curve_key_file} not found")
         _apply_curve(sock, spec, curve_key_file)
+    return sock
+
+
+def attach(sock: zmq.Socket[bytes], spec: SocketSpec) -> None:
+    """Bind or connect `sock` to every endpoint of `spec`."""
     for endpoint in spec.endpoints:
         (sock.bind if spec.bind else sock.connect)(endpoint)
-    return sock
 
 
 class Sender:
@@ -142,11 +157,12 @@ class Sender:
         self.spec = SocketSpec.parse(spec_text)
         if self.spec.type not in _SENDING:
             raise ValueError(f"{spec_text}: a {self.spec.type} socket cannot send")
-        self.socket = open_socket(spec_text, hwm, curve_key_file)
+        self.socket = make_socket(self.spec, hwm, curve_key_file)
         self.stop = stop
         # A bound PUSH deals to every peer: a second one takes messages away (engagement_link_peers).
         self.peers = PeerCounter(self.socket, service, link) if link and self.spec.type == "push" \
             and self.spec.bind else None
+        attach(self.socket, self.spec)  # after the counter: it sees the first peer too
 
     def send(self, header: Header | dict[str, Any], payload: Payload = b"", droppable: bool = False) -> bool:
         """Send one message (a plain dict only from tests that send malformed ones). False if dropped (counted)."""
@@ -192,11 +208,12 @@ class Receiver:
         self.expect = expect
         self.spec = SocketSpec.parse(spec_text)
         self.link = link or self.spec.endpoints[0]
-        self.socket = open_socket(spec_text, hwm, curve_key_file)
+        self.socket = make_socket(self.spec, hwm, curve_key_file)
         self._rejection_log = LogThrottle(1.0)  # a flood of garbage must not flood the log
         # A link this process connects: watched, so that one ZeroMQ gave up on is connected again (heal).
         self.watch = None if self.spec.bind else PeerCounter(self.socket, service, self.link, gauge=False,
                                                              expected=len(self.spec.endpoints))
+        attach(self.socket, self.spec)  # after the watch: it sees the first handshake too
         self._failures_seen = 0
         self._healed_at = -1.0  # when heal last connected it again (a stretch without a peer goes on from there)
 

@@ -145,3 +145,20 @@ def test_a_consumer_reading_every_capture_of_a_class_is_not_warned_of_its_peers(
         for one in [reader, stray, *senders]:
             if one is not None:
                 one.close()
+
+
+def test_both_ends_count_a_handshake_made_at_once():
+    """A local handshake can end within microseconds of the connect or bind: each end's counter is
+    attached before, so it sees it. Attached after, some of these 30 links read as peerless (the
+    consumer's heal then connected a working link again 5 s later)."""
+    missed = []
+    for i in range(30):
+        sender = _sender("frames")  # bound first: the consumer's handshake comes right at its connect
+        reader = Receiver("consumer", f"pull+connect:{sender.spec.endpoints[0]}", link="frames")
+        try:
+            if not (_wait(lambda: reader.watch.peers == 1, 2.0) and _wait(lambda: sender.peers.peers == 1, 2.0)):
+                missed.append((i, reader.watch.peers, sender.peers.peers))
+        finally:
+            reader.close()
+            sender.close()
+    assert missed == []
