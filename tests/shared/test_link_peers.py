@@ -156,7 +156,8 @@ def test_both_ends_count_a_handshake_made_at_once():
         sender = _sender("frames")  # bound first: the consumer's handshake comes right at its connect
         reader = Receiver("consumer", f"pull+connect:{sender.spec.endpoints[0]}", link="frames")
         try:
-            if not (_wait(lambda: reader.watch.peers == 1, 2.0) and _wait(lambda: sender.peers.peers == 1, 2.0)):
+            seen_by_reader = _wait(lambda r=reader: r.watch.peers == 1, 2.0)
+            if not (seen_by_reader and _wait(lambda s=sender: s.peers.peers == 1, 2.0)):
                 missed.append((i, reader.watch.peers, sender.peers.peers))
         finally:
             reader.close()
