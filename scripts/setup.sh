@@ -19,6 +19,9 @@ command -v xdotool >/dev/null || need+=(xdotool)
 command -v chromium >/dev/null || need+=(chromium fonts-dejavu-core)
 # The lesson summary's test renders the PDF's pages to PNG (pdftoppm) to look at them.
 command -v pdftoppm >/dev/null || need+=(poppler-utils)
+# The bus's DNS-stall test runs a DNS server of its own in a network namespace (unshare, ip).
+command -v unshare >/dev/null || need+=(util-linux)
+command -v ip >/dev/null || need+=(iproute2)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${need[*]}"

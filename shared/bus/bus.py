@@ -20,6 +20,7 @@ import zmq
 
 from shared.bus import metrics
 from shared.bus.backoff import LogThrottle
+from shared.bus.dial import Dialer
 from shared.bus.link_peers import PeerCounter
 from shared.bus.messages import CONTROL_KINDS, BadMessage, Header, Message, Payload, decode, encode
 
@@ -142,10 +143,14 @@ def make_socket(spec: SocketSpec, hwm: int = 4, curve_key_file: str = "") -> zmq
     return sock
 
 
-def attach(sock: zmq.Socket[bytes], spec: SocketSpec) -> None:
-    """Bind or connect `sock` to every endpoint of `spec`."""
+def attach(sock: zmq.Socket[bytes], spec: SocketSpec, link: str = "") -> Dialer | None:
+    """Bind or connect `sock` to every endpoint of `spec`. A connecting socket's host names are looked
+    up off ZeroMQ's I/O thread (shared/bus/dial.py): its Dialer, whose `poll` connects names found later."""
+    if not spec.bind:
+        return Dialer(sock, spec.endpoints, link or spec.endpoints[0])
     for endpoint in spec.endpoints:
-        (sock.bind if spec.bind else sock.connect)(endpoint)
+        sock.bind(endpoint)
+    return None
 
 
 class Sender:
@@ -162,7 +167,14 @@ class Sender:
         # A bound PUSH deals to every peer: a second one takes messages away (engagement_link_peers).
         self.peers = PeerCounter(self.socket, service, link) if link and self.spec.type == "push" \
             and self.spec.bind else None
-        attach(self.socket, self.spec)  # after the counter: it sees the first peer too
+        self.dialer = attach(self.socket, self.spec, link)  # after the counter: it sees the first peer too
+
+    def heal(self) -> None:
+        """A connecting sender: connect the names looked up since (call on the owner's tick)."""
+        if self.dialer is not None:
+            self.dialer.poll()
+            if self.dialer.pending():
+                self.dialer.look_again()
 
     def send(self, header: Header | dict[str, Any], payload: Payload = b"", droppable: bool = False) -> bool:
         """Send one message (a plain dict only from tests that send malformed ones). False if dropped (counted)."""
@@ -213,24 +225,27 @@ class Receiver:
         # A link this process connects: watched, so that one ZeroMQ gave up on is connected again (heal).
         self.watch = None if self.spec.bind else PeerCounter(self.socket, service, self.link, gauge=False,
                                                              expected=len(self.spec.endpoints))
-        attach(self.socket, self.spec)  # after the watch: it sees the first handshake too
+        self.dialer = attach(self.socket, self.spec, self.link)  # after the watch: it sees the first handshake
         self._failures_seen = 0
         self._healed_at = -1.0  # when heal last connected it again (a stretch without a peer goes on from there)
 
     def heal(self, after: float = RECONNECT_AFTER_SECONDS) -> bool:
-        """Connect again a link with no peer and no attempt for `after` seconds. ZeroMQ keeps retrying
-        a lost connection or a producer that is away (its attempts show), but gives an endpoint up for
-        good after a protocol error in its handshake; and a connect to an address that does not
-        answer yet (a container starting) waits for TCP's own retries, seconds apart. A handshake
-        under way is never cut (ZeroMQ times it out itself). True if it reconnected."""
-        if self.watch is None or self.watch.given_up_for() < after:
+        """Call on the owner's tick. Connects the host names looked up since (shared/bus/dial.py), looks
+        them up again while the link is short of peers, and connects again a link with no peer and no
+        attempt for `after` seconds. ZeroMQ keeps retrying a lost connection or a producer that is away
+        (its attempts show), but gives an endpoint up for good after a protocol error in its handshake;
+        and a connect to an address that does not answer yet (a container starting) waits for TCP's
+        own retries, seconds apart. A handshake under way is never cut (ZeroMQ times it out itself).
+        True if it reconnected."""
+        if self.watch is None or self.dialer is None:
             return False
-        for endpoint in self.spec.endpoints:
-            try:
-                self.socket.disconnect(endpoint)
-            except zmq.ZMQError:
-                pass  # the endpoint's session is gone already (given up)
-            self.socket.connect(endpoint)
+        self.dialer.poll()
+        if self.watch.peers < self.watch.expected:
+            self.dialer.look_again()
+        quiet = min(self.watch.given_up_for(), time.monotonic() - self.dialer.connected_at)
+        if quiet < after or not self.dialer.addresses:
+            return False
+        addresses = self.dialer.reconnect()
         # Said at info the first time in a stretch without a peer (a connect left pending while its
         # producer starts is common), as a warning after a failed handshake (ZeroMQ gave it up).
         failed = self.watch.failures > self._failures_seen
@@ -240,7 +255,7 @@ class Receiver:
         metrics.LINK_RECONNECTS.labels(self.service, self.link).inc()
         log.log(logging.WARNING if failed else logging.INFO if first else logging.DEBUG,
                 "link %s: no peer and no attempt under way for %.0f s%s: connecting to %s again", self.link,
-                after, " after a failed handshake" if failed else "", ", ".join(self.spec.endpoints))
+                after, " after a failed handshake" if failed else "", ", ".join(addresses))
         return True
 
     def read(self) -> Message | None:

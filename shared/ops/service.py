@@ -214,6 +214,8 @@ class Service(Generic[S]):
             if time.monotonic() >= next_tick:
                 for receiver in self.receivers.values():
                     receiver.heal()
+                for sender in self.senders.values():
+                    sender.heal()
                 self.tick()
                 next_tick = time.monotonic() + self.tick_interval
 

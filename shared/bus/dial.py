@@ -1,0 +1,165 @@
+"""A connecting socket's endpoints, their host names looked up in Python, never in ZeroMQ's I/O thread.
+
+libzmq looks a connect's host name up inside its one I/O thread (getaddrinfo). A DNS query that gets
+no answer (on podman's network now and then, as a container starts; glibc waits 5 s a try) froze
+every link of the process for as long, and the heal, reading the silence as a link ZeroMQ had given
+up, queued connects behind the lookup that all came up together once it returned: two connections to
+one producer, and the frames its PUSH had dealt to the one then closed were lost without a count
+(compose check: a report of 119 of 120 frames). So a name is looked up here, on a thread of its own
+and bounded by the resolver's own limits; the socket's owner connects ZeroMQ to the address on its
+tick (`poll`). A link short of peers is looked up again now and then: a producer whose container was
+made again can come back at another address.
+
+Endpoints that name no host (ipc://, inproc://, a numeric address, a source-bound `tcp://a;b:p`) are
+connected as they are, at once, as before.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zmq
+
+log = logging.getLogger(__name__)
+
+FIRST_LOOKUP_SECONDS = 2.0  # a new socket waits this long for its names before going on (the rest on ticks)
+LOOK_AGAIN_SECONDS = 5.0  # a link short of peers looks its names up again this often
+
+Lookup = Callable[[str, int], str]
+
+
+def lookup_ipv4(host: str, port: int) -> str:
+    """The first IPv4 address of `host`, as ZeroMQ resolves it (IPv6 is off on our sockets)."""
+    return str(socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+
+
+def host_and_port(endpoint: str) -> tuple[str, int] | None:
+    """(host name, port) of a tcp:// endpoint that names a host; None for anything ZeroMQ can take as is."""
+    if not endpoint.startswith("tcp://") or ";" in endpoint:
+        return None
+    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    if not host or not port.isdigit() or host.startswith("["):
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        return host, int(port)
+
+
+@dataclass
+class _Target:
+    """One endpoint: the address ZeroMQ is connected to (empty: none yet) and its lookup under way."""
+
+    endpoint: str
+    name: tuple[str, int] | None
+    address: str = ""
+    looking: threading.Thread | None = None
+    found: str = ""
+    error: str = ""
+    looked_at: float = field(default=-LOOK_AGAIN_SECONDS)
+    said: bool = False  # its failed lookup was said at info
+
+
+class Dialer:
+    """Connects `sock` to `endpoints` (all of a connecting link), names looked up off ZeroMQ's thread.
+
+    Owned by the socket's thread: `poll` and `reconnect` touch the socket; lookups only set fields."""
+
+    def __init__(self, sock: zmq.Socket[bytes], endpoints: list[str], link: str,
+                 lookup: Lookup | None = None, wait: float | None = None) -> None:
+        self.sock, self.link, self._lookup = sock, link, lookup or lookup_ipv4
+        self.targets = [_Target(endpoint, host_and_port(endpoint)) for endpoint in endpoints]
+        self.connected_at = time.monotonic()  # the last connect made (the link's watch counts from it)
+        for target in self.targets:
+            if target.name is None:
+                self._connect(target, target.endpoint)
+            else:
+                self._start_lookup(target)
+        deadline = time.monotonic() + (FIRST_LOOKUP_SECONDS if wait is None else wait)
+        for target in self.targets:
+            if target.looking is not None:
+                target.looking.join(max(0.0, deadline - time.monotonic()))
+        self.poll()
+
+    @property
+    def addresses(self) -> list[str]:
+        """The addresses ZeroMQ is connected to (for logs)."""
+        return [target.address for target in self.targets if target.address]
+
+    def pending(self) -> list[str]:
+        """Endpoints whose name has not been looked up yet: nothing is connected for them."""
+        return [target.endpoint for target in self.targets if not target.address]
+
+    def poll(self) -> bool:
+        """Connect the endpoints whose lookups have ended at a new address; True if any was connected."""
+        connected = False
+        for target in self.targets:
+            if target.looking is None or target.looking.is_alive():
+                continue
+            target.looking = None
+            if target.error:
+                # Said once while the endpoint has no address (a producer not started yet is common);
+                # a producer already connected keeps its address (its container may be restarting).
+                level = logging.DEBUG if target.address or target.said else logging.INFO
+                target.said = True
+                log.log(level, "link %s: cannot look up %s yet (%s): trying again", self.link,
+                        target.endpoint, target.error)
+                continue
+            host = target.name[0] if target.name else ""
+            address = target.endpoint.replace(f"//{host}:", f"//{target.found}:", 1)
+            if address == target.address:
+                continue
+            if target.address:
+                log.info("link %s: %s is now at %s (was %s): connecting to it", self.link,
+                         target.endpoint, address, target.address)
+                try:
+                    self.sock.disconnect(target.address)
+                except zmq.ZMQError:
+                    pass  # ZeroMQ ended that endpoint's session already
+            self._connect(target, address)
+            connected = True
+        return connected
+
+    def look_again(self) -> None:
+        """Look every name up again (at most every LOOK_AGAIN_SECONDS): the link is short of peers."""
+        for target in self.targets:
+            if target.name is not None and target.looking is None \
+                    and time.monotonic() - target.looked_at >= LOOK_AGAIN_SECONDS:
+                self._start_lookup(target)
+
+    def reconnect(self) -> list[str]:
+        """Connect every connected endpoint again (ZeroMQ gave it up); returns the addresses."""
+        for target in self.targets:
+            if target.address:
+                try:
+                    self.sock.disconnect(target.address)
+                except zmq.ZMQError:
+                    pass  # the endpoint's session is gone already (given up)
+                self._connect(target, target.address)
+        return self.addresses
+
+    def _connect(self, target: _Target, address: str) -> None:
+        self.sock.connect(address)
+        target.address = address
+        self.connected_at = time.monotonic()
+
+    def _start_lookup(self, target: _Target) -> None:
+        assert target.name is not None
+        host, port = target.name
+
+        def look() -> None:
+            try:
+                target.found, target.error = self._lookup(host, port), ""
+            except (OSError, IndexError, UnicodeError) as exc:
+                target.error = str(exc) or type(exc).__name__
+
+        target.looked_at = time.monotonic()
+        target.looking = threading.Thread(target=look, name=f"lookup-{host}", daemon=True)
+        target.looking.start()
