@@ -49,7 +49,7 @@ from shared.data.filenames import file_part
 from shared.data.journal import remove_journal
 from shared.data.levels import LEVEL_LABELS
 from shared.data.live_watch import Watching, WatchReader
-from shared.data.marks import MarkStore, merge
+from shared.data.marks import Mark, MarkStore, merge
 from shared.data.marks_journal import read_marks, remove_marks
 from shared.data.outbox import flush_command, queued_for
 from shared.data.redis_retention import expire_keys
@@ -347,38 +347,19 @@ class ReporterService(Service[ReporterSettings]):
             stored = self.marks.for_session(session)
         except redis.RedisError:  # Redis gone: the report comes from the journal and says so
             stored = []
-        # The web keeps the marks of a class on disk too: those Redis lost or never had are reported.
-        marks = merge(stored, read_marks(self.settings.journal_dir, session)) if self.settings.journal_dir else stored
-        report = build_report(data, self.class_level_only, time.time(), marks=marks)
         if source:
-            report.store = msgspec.convert(source, StoreSection)
             self.log.warning("report of %s: %s", session, source["note"])
-        # The session's recording ends with the session, and its report says where it is.
-        for stream, recorder in sorted(self.recorders.items()):
-            if recorder.session != session:
-                continue
-            recorder.close()
-            del self.recorders[stream]
-            if recorder.frames:
-                path = str(recorder.path.resolve())
-                print(f"recording: {path}", flush=True)
-                if self.several_streams:
-                    report.recordings = {**(report.recordings or {}), stream: path}
-                    for section in report.streams:
-                        if section.stream == stream:
-                            section.recording = path
-                else:
-                    report.recording = path
-        named = with_names(report, self.roster, self._tile_labels(session, report))
-        try:
-            txt, js = self._write_files(self.report_dir, session, named)
-        except OSError as exc:
-            # Never lose an accepted class to a folder that went away: write it elsewhere, say where.
-            REPORT_ERRORS.labels("write").inc()
-            fallback = report_fallback_dir(self.settings.report_fallback_dir)
-            self.log.error("report of %s cannot be written to %s (%s): writing it to %s", session,
-                           self.report_dir, exc, fallback)
-            txt, js = self._write_files(fallback, session, named)
+        recordings = self._end_recordings(session)
+        marks = self._with_journaled_marks(stored, session)
+        report, txt, js = self._write_report_files(session, data, source, marks, recordings)
+        # The report is on disk: the web keeps a mark made from now on in Redis alone (it looks for the report
+        # after journaling a mark, shared/data/marks_journal.py). One journaled while the report was built is
+        # in the file by now: read again, and the report written again with it.
+        late = self._with_journaled_marks(marks, session)
+        if len(late) > len(marks):
+            self.log.info("report of %s: %d mark(s) made while it was written: written again with them", session,
+                          len(late) - len(marks))
+            report, txt, js = self._write_report_files(session, data, source, late, recordings)
         REPORTS_WRITTEN.inc()
         self._report_on_disk(session)
         self.log.info("report of %s: %d frames, %d predictions -> %s %s", session, report.totals.frames,
@@ -394,6 +375,49 @@ class ReporterService(Service[ReporterSettings]):
         self.watch.forget(session)
         self.live_watched.pop(session, None)
         return txt, js
+
+    def _with_journaled_marks(self, marks: list[Mark], session: str) -> list[Mark]:
+        """`marks` and those the web kept on disk: those Redis lost or never had are reported too."""
+        return merge(marks, read_marks(self.settings.journal_dir, session)) if self.settings.journal_dir else marks
+
+    def _end_recordings(self, session: str) -> dict[str, str]:
+        """The session's recordings end with it: {stream: path} of those that recorded frames."""
+        paths = {}
+        for stream, recorder in sorted(self.recorders.items()):
+            if recorder.session != session:
+                continue
+            recorder.close()
+            del self.recorders[stream]
+            if recorder.frames:
+                paths[stream] = str(recorder.path.resolve())
+                print(f"recording: {paths[stream]}", flush=True)
+        return paths
+
+    def _write_report_files(self, session: str, data: dict[str, Any], source: dict[str, Any] | None,
+                            marks: list[Mark], recordings: dict[str, str]) -> tuple[Report, Path, Path]:
+        """The report built and written (to the fallback folder if REPORT_DIR refuses it), without the
+        roster's names (what leaves the box), and its files (with them)."""
+        report = build_report(data, self.class_level_only, time.time(), marks=marks)
+        if source:
+            report.store = msgspec.convert(source, StoreSection)
+        for stream, path in recordings.items():  # the report says where the recordings are
+            if self.several_streams:
+                report.recordings = {**(report.recordings or {}), stream: path}
+                for section in report.streams:
+                    if section.stream == stream:
+                        section.recording = path
+            else:
+                report.recording = path
+        named = with_names(report, self.roster, self._tile_labels(session, report))
+        try:
+            return report, *self._write_files(self.report_dir, session, named)
+        except OSError as exc:
+            # Never lose an accepted class to a folder that went away: write it elsewhere, say where.
+            REPORT_ERRORS.labels("write").inc()
+            fallback = report_fallback_dir(self.settings.report_fallback_dir)
+            self.log.error("report of %s cannot be written to %s (%s): writing it to %s", session,
+                           self.report_dir, exc, fallback)
+            return report, *self._write_files(fallback, session, named)
 
     def _report_on_disk(self, session: str) -> None:
         """Only now, with the report on disk, may the totals go: from here on Redis may evict this session

@@ -76,6 +76,13 @@ def disk_full_line(folder: Path, what: str) -> str:
     return f"disk full: {folder} has {free_bytes(folder) // 1024} KB left; {what}"
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data`, or OSError: a full disk may take part of a line before it refuses the rest (one
+    os.write would then return short, and the caller think the whole line written)."""
+    while data:
+        data = data[os.write(fd, data):]
+
+
 class JournalError(OSError):
     """The journal could not be written in its folder nor in the fallback folder."""
 
@@ -134,16 +141,11 @@ class Journal:
 
     def _write(self, data: bytes) -> None:
         try:
-            self._write_all(self.fd, data)
+            write_all(self.fd, data)
         except OSError as exc:
             if exc.errno not in DISK_FULL or self.fallback is None or self.moved:
                 raise JournalError(exc.errno, f"journal {self.path}: {exc.strerror}") from exc
             self._move_to_fallback(data)
-
-    @staticmethod
-    def _write_all(fd: int, data: bytes) -> None:
-        while data:  # a full disk may take part of a line before it refuses the rest
-            data = data[os.write(fd, data):]
 
     def _move_to_fallback(self, data: bytes) -> None:
         """The disk is full: the journal (its whole lines) goes on in the fallback folder."""

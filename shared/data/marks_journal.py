@@ -3,7 +3,7 @@ restarts empty or goes away mid-class, as the class's frames do (shared/data/jou
 
 The web appends each mark of such a class to JOURNAL_DIR/<session>/marks.jsonl (the aggregator's
 journal folder: `engagement run` sets both to the run's folder; compose mounts one volume) before
-it writes Redis, one JSON line a mark (`Mark.to_dict`), with one os.write and an fsync: the page is
+it writes Redis, one JSON line a mark (`Mark.to_dict`), written whole and fsynced: the page is
 answered once the mark is on disk. The reporter puts the file's marks in the report beside those
 Redis has (`marks.merge` counts a mark in both once), then deletes the file with the journal.
 """
@@ -15,7 +15,7 @@ import logging
 import os
 from pathlib import Path
 
-from shared.data.journal import journal_path
+from shared.data.journal import journal_path, write_all
 from shared.data.marks import Mark, MarkError, validate_mark
 
 MARKS_NAME = "marks.jsonl"
@@ -35,7 +35,7 @@ def append_mark(folder: Path | str, mark: Mark) -> Path:
     line = (json.dumps(mark.to_dict(), separators=(",", ":")) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        os.write(fd, line)  # one write: a crash leaves the whole line or a cut one (skipped by the reader)
+        write_all(fd, line)  # a crash leaves the whole line or a cut one (skipped by the reader)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -4,27 +4,11 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
-
-import pytest
-import redis
 
 from services.reporter.service import ReporterService
 from shared.data.totals import FrameRecord, Store
 from tests.harness import settings_for
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-@pytest.fixture
-def store():
-    prefix = f"test-{uuid.uuid4().hex[:12]}"
-    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    yield Store(client, prefix)
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
+from tests.reporter.conftest import REDIS_URL
 
 
 def record_session(store: Store, session: str, frames: int = 6) -> None:

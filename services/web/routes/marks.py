@@ -129,4 +129,6 @@ def _keep_on_disk(ctx: WebContext, record: Mark) -> bool:
         MARKS_DISK_ERRORS.inc()
         log.warning("a mark of %s could not be kept on disk (%s): Redis alone holds it", record.session, exc)
         return False
-    return True
+    # The reporter reads the file again once the report is on disk: a report there now may have been
+    # read before this mark was written, and only Redis is sure to hold it.
+    return ctx.reports.path(record.session) is None
