@@ -29,7 +29,7 @@ from services.capture.resume import RESUME_MARGIN_SECONDS, StreamState, StreamSt
 from services.capture.sources import FileSource, Frame, LiveSource, ScreenSource, SourceError, classify
 from shared.bus.backoff import Backoff
 from shared.bus.messages import make_header
-from shared.ops.config import PHASE_ENV, RESTART_ENV, START_GATE_ENV, STREAM_STARTED_ENV, from_launcher
+from shared.ops.config import PHASE_ENV, RESTART_ENV, START_DELAY_ENV, START_GATE_ENV, STREAM_STARTED_ENV, from_launcher
 from shared.ops.service import EXIT_GAVE_UP, Service
 from shared.ops.settings import CaptureSettings
 from shared.vision.frame_size import fit_image
@@ -73,6 +73,15 @@ def phase_delay(phase: str, period: float) -> float:
     except ValueError:
         return 0.0
     return (fraction % 1.0) * period if period > 0 and fraction == fraction else 0.0
+
+
+def start_delay(text: str) -> float:
+    """Seconds after the class's start this stream starts (its wave); 0 when not given or not a delay."""
+    try:
+        seconds = float(text or 0.0)
+    except ValueError:
+        return 0.0
+    return min(seconds, CLASS_START_WAIT_SECONDS) if seconds > 0 else 0.0
 
 
 def raw_payload(image: np.ndarray) -> memoryview:
@@ -240,6 +249,8 @@ class CaptureService(Service[CaptureSettings]):
                 self.log.warning("the class's other captures not up after %.0f s: playing %s anyway",
                                  CLASS_START_WAIT_SECONDS, self.source_text)
                 return
+        if not from_launcher(RESTART_ENV):  # this stream's wave (launcher/plan.py); a restart goes at once
+            self.stop.wait(start_delay(from_launcher(START_DELAY_ENV)))
 
     def _wait_for_consumer(self, seconds: float) -> None:
         """Until facedetect has connected (the frames link can take a message), a stop, or `seconds`."""

@@ -4,6 +4,7 @@ a metrics port each), before anything starts."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from services.launcher.launch_settings import PIPELINE, PLANNED, LaunchSettings
@@ -11,9 +12,11 @@ from services.launcher.streams import Stream
 from shared.bus.links import LINKS as ALL_LINKS
 from shared.ops import cpu_budget
 from shared.ops.card_info import BASELINE
-from shared.ops.config import METRICS_PORTS, PHASE_ENV, process_environment
+from shared.ops.config import METRICS_PORTS, PHASE_ENV, START_DELAY_ENV, process_environment
 from shared.ops.ports import free_ports, is_free
 from shared.ops.settings import CommonSettings
+
+log = logging.getLogger("launcher")
 
 RUN_SERVICES = [*PIPELINE, "web"]  # stop order too: the page goes last, once the report is written
 START_ORDER = list(reversed(RUN_SERVICES))  # consumers first, so nothing waits on a missing peer
@@ -21,11 +24,25 @@ START_ORDER = list(reversed(RUN_SERVICES))  # consumers first, so nothing waits 
 # rest), and the live page's (the overlay as JPEG and every update).
 LINKS = {link.name: link for link in ALL_LINKS if {link.producer, link.consumer} <= set(RUN_SERVICES)}
 CAPTURE_LINKS = [name for name, link in LINKS.items() if link.producer == "capture"]
+# A large class starts in waves. facedetect holds each new face's first second until the tracker has
+# decided who it is (services/facedetect/holdback.py), then sends it on at once: when every stream
+# started together, every stream's first second reached inference together, and the stages caught
+# up on it for seconds (56 webcams: frames up to 0.6 s late in the class's first 2 s, under 0.14 s
+# from then on). Waves of STREAMS_PER_WAVE streams, WAVE_SECONDS apart (at most MAX_WAVES: the last
+# wave of a class of 57 or more starts 3.5 s after the first), bring those seconds one wave at a time.
+STREAMS_PER_WAVE = 8
+WAVE_SECONDS = 0.5
+MAX_WAVES = 8
 
 
 def capture_names(streams: list[Stream]) -> list[str]:
     """The launcher's name of each stream's capture: `capture` alone, else capture-<stream id>."""
     return ["capture"] if len(streams) == 1 else [f"capture-{stream.id}" for stream in streams]
+
+
+def start_waves(captures: int) -> int:
+    """How many waves a class of `captures` streams starts in (1: all at once)."""
+    return min(MAX_WAVES, max(1, -(-captures // STREAMS_PER_WAVE)))
 
 
 def services_of(envs: dict[str, dict[str, str]]) -> list[str]:
@@ -48,10 +65,17 @@ def plan_environment(settings: LaunchSettings, redis_url: str, bus_dir: str = ""
     metrics_ports = _metrics_ports(settings, captures, processes, ports)
     envs = {name: dict(base, METRICS_PORT=str(metrics_ports[name]),
                        **_link_environment(name, captures, link_ports, bus_dir)) for name in processes}
+    waves = start_waves(len(captures))
+    if waves > 1:
+        log.info("the class's %d streams start in %d waves %g s apart (the first second of each stream's faces "
+                 "goes downstream at once, once the tracker has decided who they are)", len(captures), waves,
+                 WAVE_SECONDS)
     for index, (name, stream) in enumerate(zip(captures, settings.sources, strict=True)):
         envs[name].update(SOURCE=stream.source, STREAM_ID=stream.id)
         if len(captures) > 1:  # spread over the sampling period: no burst of every stream's frame at once
             envs[name][PHASE_ENV] = f"{index / len(captures):.4f}"
+        if waves > 1:
+            envs[name][START_DELAY_ENV] = f"{(index % waves) * WAVE_SECONDS:g}"
         if stream.fps is not None:
             envs[name]["FPS"] = f"{stream.fps:g}"
     # The launcher's page is for this machine only: loopback, whatever the environment says.

@@ -379,11 +379,12 @@ def models_dir() -> Path:
 
 # What `engagement run` tells a child process it starts, besides its settings (not for a user to set):
 # its own pid (a service stops when the launcher is gone), a restarted capture's restart count
-# and its stream's start, each of several captures' sampling phase, and the file whose coming says
-# every capture of the class is up (services/capture/service.py).
-PARENT_PID_ENV, RESTART_ENV, STREAM_STARTED_ENV, PHASE_ENV, START_GATE_ENV = (
-    "PARENT_PID", "CAPTURE_RESTART", "STREAM_STARTED_AT", "SAMPLE_PHASE", "CAPTURES_UP_FILE")
-FROM_LAUNCHER = (PARENT_PID_ENV, RESTART_ENV, STREAM_STARTED_ENV, PHASE_ENV, START_GATE_ENV)
+# and its stream's start, each of several captures' sampling phase, the file whose coming says
+# every capture of the class is up (services/capture/service.py), and how long after that a capture
+# of a large class starts (its wave, services/launcher/plan.py).
+PARENT_PID_ENV, RESTART_ENV, STREAM_STARTED_ENV, PHASE_ENV, START_GATE_ENV, START_DELAY_ENV = (
+    "PARENT_PID", "CAPTURE_RESTART", "STREAM_STARTED_AT", "SAMPLE_PHASE", "CAPTURES_UP_FILE", "CLASS_START_DELAY")
+FROM_LAUNCHER = (PARENT_PID_ENV, RESTART_ENV, STREAM_STARTED_ENV, PHASE_ENV, START_GATE_ENV, START_DELAY_ENV)
 
 
 def from_launcher(name: str) -> str:

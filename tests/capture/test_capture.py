@@ -154,6 +154,21 @@ def test_a_capture_of_a_class_plays_only_once_the_launcher_says_every_capture_is
     assert got[-1].header.reason == "end_of_file"
 
 
+def test_a_capture_of_a_later_wave_plays_its_delay_after_the_class_starts(video, tmp_path):
+    gate = tmp_path / "captures-up"
+    gate.touch()  # every capture of the class is up: this one's wave starts 3 s later
+    proc, consumer = start_capture(video["path"], "--fps", "2", "--realtime", "1",
+                                   env={"CAPTURES_UP_FILE": str(gate), "CLASS_START_DELAY": "3"})
+    try:
+        assert not consumer.socket.poll(2000), "a frame played before its wave's start"
+        got = consumer.recv_until_eos()
+        assert proc.wait(20) == 0
+    finally:
+        consumer.close()
+        _leave_nothing_running(proc)
+    assert [round(m.header.t_media, 3) for m in got[:-1]] == [round(t, 3) for t in expected_samples(video, 2.0)]
+
+
 def test_a_file_paced_in_real_time_waits_for_its_consumer_and_loses_no_frame(video):
     # Paced frames are droppable: played before facedetect connects, the class's start would be lost.
     proc, consumer = start_capture(video["path"], "--fps", "2", "--realtime", "1", consumer_after=4.0)
