@@ -138,12 +138,18 @@ def test_a_capture_whose_launcher_died_stops_without_ending_the_class(video):
     assert "launcher gone: the class is left open" in err
 
 
-def test_a_capture_of_a_class_plays_only_once_the_launcher_says_every_capture_is_up(video, tmp_path):
+@pytest.mark.parametrize("wave_delay", ["", "3"], ids=["every capture up", "its wave 3 s later"])
+def test_a_capture_of_a_class_plays_only_once_the_class_and_its_wave_have_started(video, tmp_path, wave_delay):
+    """The launcher makes the file once every capture of the class is up; a capture of a later wave
+    (a large class, services/launcher/plan.py) starts CLASS_START_DELAY seconds after that."""
     gate = tmp_path / "captures-up"
-    proc, consumer = start_capture(video["path"], "--fps", "2", "--realtime", "1",
-                                   env={"CAPTURES_UP_FILE": str(gate)})
+    env = {"CAPTURES_UP_FILE": str(gate)}
+    if wave_delay:
+        gate.touch()
+        env["CLASS_START_DELAY"] = wave_delay
+    proc, consumer = start_capture(video["path"], "--fps", "2", "--realtime", "1", env=env)
     try:
-        assert not consumer.socket.poll(2500), "a frame played before every capture of the class was up"
+        assert not consumer.socket.poll(2000), "a frame played before the class (and its wave) started"
         gate.touch()
         got = consumer.recv_until_eos()
         assert proc.wait(20) == 0
@@ -152,21 +158,6 @@ def test_a_capture_of_a_class_plays_only_once_the_launcher_says_every_capture_is
         _leave_nothing_running(proc)
     assert [round(m.header.t_media, 3) for m in got[:-1]] == [round(t, 3) for t in expected_samples(video, 2.0)]
     assert got[-1].header.reason == "end_of_file"
-
-
-def test_a_capture_of_a_later_wave_plays_its_delay_after_the_class_starts(video, tmp_path):
-    gate = tmp_path / "captures-up"
-    gate.touch()  # every capture of the class is up: this one's wave starts 3 s later
-    proc, consumer = start_capture(video["path"], "--fps", "2", "--realtime", "1",
-                                   env={"CAPTURES_UP_FILE": str(gate), "CLASS_START_DELAY": "3"})
-    try:
-        assert not consumer.socket.poll(2000), "a frame played before its wave's start"
-        got = consumer.recv_until_eos()
-        assert proc.wait(20) == 0
-    finally:
-        consumer.close()
-        _leave_nothing_running(proc)
-    assert [round(m.header.t_media, 3) for m in got[:-1]] == [round(t, 3) for t in expected_samples(video, 2.0)]
 
 
 def test_a_file_paced_in_real_time_waits_for_its_consumer_and_loses_no_frame(video):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from services.reporter.service import ReporterService
 from shared.data.marks import Mark
@@ -23,7 +24,8 @@ def _mark(student: str, t: float, given: int) -> Mark:
     return Mark("s1", student, t, given, None, {}, time.time(), "live")
 
 
-def test_a_mark_journaled_while_the_report_is_written_is_reported(store, tmp_path):
+def _ended_class_with_a_journaled_mark(store, tmp_path) -> tuple[ReporterService, Path]:
+    """A class ended, not yet reported, one mark in its journal; the reporter that will report it."""
     record_session(store, "s1")
     store.end_session("s1", 2e9, "end_of_file", "class-t", "cam0")
     journal = tmp_path / "journal"
@@ -32,6 +34,11 @@ def test_a_mark_journaled_while_the_report_is_written_is_reported(store, tmp_pat
                                            report_dir=str(tmp_path / "reports"), journal_dir=str(journal),
                                            headless=1))
     service.setup()
+    return service, journal
+
+
+def test_a_mark_journaled_while_the_report_is_written_is_reported(store, tmp_path):
+    service, journal = _ended_class_with_a_journaled_mark(store, tmp_path)
     writes = []
     write_files = service._write_files
 
@@ -50,14 +57,7 @@ def test_a_mark_journaled_while_the_report_is_written_is_reported(store, tmp_pat
 
 
 def test_a_report_without_late_marks_is_written_once(store, tmp_path):
-    record_session(store, "s1")
-    store.end_session("s1", 2e9, "end_of_file", "class-t", "cam0")
-    journal = tmp_path / "journal"
-    append_mark(journal, _mark("0", 1e9 + 1, 2))
-    service = ReporterService(settings_for("reporter", redis_url=REDIS_URL, redis_prefix=store.prefix,
-                                           report_dir=str(tmp_path / "reports"), journal_dir=str(journal),
-                                           headless=1))
-    service.setup()
+    service, _ = _ended_class_with_a_journaled_mark(store, tmp_path)
     writes = []
     write_files = service._write_files
     service._write_files = lambda *a, **k: writes.append(a) or write_files(*a, **k)
