@@ -18,7 +18,7 @@ from pathlib import Path
 import zmq
 
 from shared.bus import dial
-from shared.bus.bus import Receiver
+from shared.bus.bus import Receiver, Sender
 from shared.bus.dial import Dialer, host_and_port
 from shared.bus.messages import encode, make_header
 from shared.ops.ports import free_ports
@@ -132,3 +132,27 @@ def test_a_producer_name_without_a_dns_answer_neither_freezes_the_links_nor_doub
     assert result["other_link_carried_while_held"]
     assert result["most_peers"] == 1, f"the producer had {result['most_peers']} connections from one consumer"
     assert result["received"] == result["sent"], result
+
+
+def test_a_sender_that_connects_by_name_is_connected_on_its_tick(monkeypatch):
+    """A PUB or PUSH that connects (the launcher's publishers, a user's wiring) looks names up the same way."""
+    monkeypatch.setattr(dial, "FIRST_LOOKUP_SECONDS", 0.0)
+    answered = threading.Event()
+    monkeypatch.setattr(dial, "lookup_ipv4", lambda host, port: answered.wait(10) and "127.0.0.1")
+    port = free_ports(1)[0]
+    consumer = zmq.Context.instance().socket(zmq.PULL)
+    consumer.bind(f"tcp://127.0.0.1:{port}")
+    sender = Sender("test", f"push+connect:tcp://consumer.test:{port}", threading.Event())
+    try:
+        assert sender.dialer is not None and sender.dialer.addresses == []
+        answered.set()
+        deadline = time.monotonic() + 5
+        while not sender.dialer.addresses and time.monotonic() < deadline:
+            sender.heal()
+            time.sleep(0.02)
+        assert sender.dialer.addresses == [f"tcp://127.0.0.1:{port}"]
+        assert sender.send(make_header("frame", "s", "a", 1, time.time(), width=1, height=1, encoding="bgr"), b"xyz")
+        assert consumer.poll(5000)
+    finally:
+        sender.close()
+        consumer.close(0)
