@@ -30,6 +30,15 @@ def _frame(seq: int) -> list:
     return encode(make_header("frame", "s", "a", seq, time.time(), width=1, height=1, encoding="bgr"), b"xyz")
 
 
+def _ticked_until(tick, done, seconds: float = 5.0):
+    """Call `tick` (a service's heal) until `done()` is truthy or `seconds` pass; `done()`'s last value."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        tick()
+        time.sleep(0.02)
+    return done()
+
+
 def test_only_tcp_endpoints_that_name_a_host_are_looked_up():
     assert host_and_port("tcp://capture:5551") == ("capture", 5551)
     assert host_and_port("tcp://capture-2.example:5551") == ("capture-2.example", 5551)
@@ -64,11 +73,7 @@ def test_a_name_answered_late_is_connected_on_a_tick_and_a_moved_producer_is_fol
         consumer.heal()
         assert consumer.dialer.addresses == []
         answered.set()
-        deadline = time.monotonic() + 5
-        while not consumer.dialer.addresses and time.monotonic() < deadline:
-            consumer.heal()
-            time.sleep(0.02)
-        assert consumer.dialer.addresses == [f"tcp://127.0.0.1:{port}"]
+        assert _ticked_until(consumer.heal, lambda: consumer.dialer.addresses) == [f"tcp://127.0.0.1:{port}"]
         producer.send_multipart(_frame(1))
         assert consumer.socket.poll(5000) and consumer.read() is not None
 
@@ -77,11 +82,9 @@ def test_a_name_answered_late_is_connected_on_a_tick_and_a_moved_producer_is_fol
         moved = ctx.socket(zmq.PUSH)
         moved.bind(f"tcp://127.0.0.2:{port}")
         try:
-            deadline = time.monotonic() + 10
-            while consumer.dialer.addresses != [f"tcp://127.0.0.2:{port}"] and time.monotonic() < deadline:
-                consumer.heal()
-                time.sleep(0.05)
-            assert consumer.dialer.addresses == [f"tcp://127.0.0.2:{port}"]
+            moved_to = [f"tcp://127.0.0.2:{port}"]
+            assert _ticked_until(consumer.heal, lambda: consumer.dialer.addresses == moved_to, 10)
+            assert consumer.dialer.addresses == moved_to
             moved.send_multipart(_frame(2))
             assert consumer.socket.poll(5000)
             msg = consumer.read()
@@ -146,11 +149,7 @@ def test_a_sender_that_connects_by_name_is_connected_on_its_tick(monkeypatch):
     try:
         assert sender.dialer is not None and sender.dialer.addresses == []
         answered.set()
-        deadline = time.monotonic() + 5
-        while not sender.dialer.addresses and time.monotonic() < deadline:
-            sender.heal()
-            time.sleep(0.02)
-        assert sender.dialer.addresses == [f"tcp://127.0.0.1:{port}"]
+        assert _ticked_until(sender.heal, lambda: sender.dialer.addresses) == [f"tcp://127.0.0.1:{port}"]
         assert sender.send(make_header("frame", "s", "a", 1, time.time(), width=1, height=1, encoding="bgr"), b"xyz")
         assert consumer.poll(5000)
     finally:
