@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 FIRST_LOOKUP_SECONDS = 2.0  # a new socket waits this long for its names before going on (the rest on ticks)
 LOOK_AGAIN_SECONDS = 5.0  # a link short of peers looks its names up again this often
+# A name not found yet is asked again sooner: in compose a consumer starts before its producer, whose
+# name resolves once its container is made (a "not found" comes back at once; one lookup at a time).
+PENDING_LOOKUP_SECONDS = 0.5
 
 Lookup = Callable[[str, int], str]
 
@@ -128,10 +131,11 @@ class Dialer:
         return connected
 
     def look_again(self) -> None:
-        """Look every name up again (at most every LOOK_AGAIN_SECONDS): the link is short of peers."""
+        """Look every name up again (at most every LOOK_AGAIN_SECONDS, PENDING_LOOKUP_SECONDS for one not
+        found yet): the link is short of peers."""
         for target in self.targets:
-            if target.name is not None and target.looking is None \
-                    and time.monotonic() - target.looked_at >= LOOK_AGAIN_SECONDS:
+            every = LOOK_AGAIN_SECONDS if target.address else PENDING_LOOKUP_SECONDS
+            if target.name is not None and target.looking is None and time.monotonic() - target.looked_at >= every:
                 self._start_lookup(target)
 
     def reconnect(self) -> list[str]:

@@ -96,7 +96,7 @@ def test_a_name_answered_late_is_connected_on_a_tick_and_a_moved_producer_is_fol
 
 
 def test_a_name_that_cannot_be_looked_up_is_said_once_and_looked_up_again(monkeypatch, caplog):
-    monkeypatch.setattr(dial, "LOOK_AGAIN_SECONDS", 0.1)
+    monkeypatch.setattr(dial, "PENDING_LOOKUP_SECONDS", 0.1)
     caplog.set_level(logging.DEBUG, logger="shared.bus.dial")
     asked = []
 
