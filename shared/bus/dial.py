@@ -33,6 +33,7 @@ LOOK_AGAIN_SECONDS = 5.0  # a link short of peers looks its names up again this 
 # A name not found yet is asked again sooner: in compose a consumer starts before its producer, whose
 # name resolves once its container is made (a "not found" comes back at once; one lookup at a time).
 PENDING_LOOKUP_SECONDS = 0.5
+LOOKUPS_IN_FLIGHT = 4  # an endpoint's lookups waiting for an answer at once (each a thread)
 
 Lookup = Callable[[str, int], str]
 
@@ -58,14 +59,15 @@ def host_and_port(endpoint: str) -> tuple[str, int] | None:
 
 @dataclass
 class _Target:
-    """One endpoint: the address ZeroMQ is connected to (empty: none yet) and its lookup under way."""
+    """One endpoint: the address ZeroMQ is connected to (empty: none yet) and its lookups under way."""
 
     endpoint: str
     name: tuple[str, int] | None
     address: str = ""
-    looking: threading.Thread | None = None
-    found: str = ""
-    error: str = ""
+    lookups: list[threading.Thread] = field(default_factory=list)
+    started: int = 0  # lookups started
+    answer: tuple[int, str, str] | None = None  # (number, address found, error) of the newest lookup that ended
+    applied: int = 0  # the number of the last answer acted on (an older one ending later is ignored)
     looked_at: float = field(default=-LOOK_AGAIN_SECONDS)
     said: bool = False  # its failed lookup was said at info
 
@@ -73,11 +75,12 @@ class _Target:
 class Dialer:
     """Connects `sock` to `endpoints` (all of a connecting link), names looked up off ZeroMQ's thread.
 
-    Owned by the socket's thread: `poll` and `reconnect` touch the socket; lookups only set fields."""
+    Owned by the socket's thread: `poll` and `reconnect` touch the socket; lookups only set an answer."""
 
     def __init__(self, sock: zmq.Socket[bytes], endpoints: list[str], link: str,
                  lookup: Lookup | None = None, wait: float | None = None) -> None:
         self.sock, self.link, self._lookup = sock, link, lookup or lookup_ipv4
+        self._answers = threading.Lock()
         self.targets = [_Target(endpoint, host_and_port(endpoint)) for endpoint in endpoints]
         self.connected_at = time.monotonic()  # the last connect made (the link's watch counts from it)
         for target in self.targets:
@@ -87,8 +90,8 @@ class Dialer:
                 self._start_lookup(target)
         deadline = time.monotonic() + (FIRST_LOOKUP_SECONDS if wait is None else wait)
         for target in self.targets:
-            if target.looking is not None:
-                target.looking.join(max(0.0, deadline - time.monotonic()))
+            for lookup_thread in target.lookups:
+                lookup_thread.join(max(0.0, deadline - time.monotonic()))
         self.poll()
 
     @property
@@ -101,22 +104,27 @@ class Dialer:
         return [target.endpoint for target in self.targets if not target.address]
 
     def poll(self) -> bool:
-        """Connect the endpoints whose lookups have ended at a new address; True if any was connected."""
+        """Connect the endpoints whose newest lookup found a new address; True if any was connected."""
         connected = False
         for target in self.targets:
-            if target.looking is None or target.looking.is_alive():
+            target.lookups = [thread for thread in target.lookups if thread.is_alive()]
+            with self._answers:
+                answer, target.answer = target.answer, None
+            # An older lookup ending after a newer one was acted on counts only if it found the name at last.
+            if answer is None or (answer[0] <= target.applied and (answer[2] or target.address)):
                 continue
-            target.looking = None
-            if target.error:
+            number, found, error = answer
+            target.applied = max(target.applied, number)
+            if error:
                 # Said once while the endpoint has no address (a producer not started yet is common);
                 # a producer already connected keeps its address (its container may be restarting).
                 level = logging.DEBUG if target.address or target.said else logging.INFO
                 target.said = True
                 log.log(level, "link %s: cannot look up %s yet (%s): trying again", self.link,
-                        target.endpoint, target.error)
+                        target.endpoint, error)
                 continue
             host = target.name[0] if target.name else ""
-            address = target.endpoint.replace(f"//{host}:", f"//{target.found}:", 1)
+            address = target.endpoint.replace(f"//{host}:", f"//{found}:", 1)
             if address == target.address:
                 continue
             if target.address:
@@ -132,10 +140,14 @@ class Dialer:
 
     def look_again(self) -> None:
         """Look every name up again (at most every LOOK_AGAIN_SECONDS, PENDING_LOOKUP_SECONDS for one not
-        found yet): the link is short of peers."""
+        found yet): the link is short of peers. A lookup still waiting for its answer does not hold the next:
+        a DNS query that got no answer waits out the resolver's timeout (glibc: 5 s a try, a try for each
+        search domain), while the next query is answered at once (compose: 50 s to link a started producer)."""
         for target in self.targets:
             every = LOOK_AGAIN_SECONDS if target.address else PENDING_LOOKUP_SECONDS
-            if target.name is not None and target.looking is None and time.monotonic() - target.looked_at >= every:
+            waiting = sum(thread.is_alive() for thread in target.lookups)
+            if target.name is not None and waiting < LOOKUPS_IN_FLIGHT \
+                    and time.monotonic() - target.looked_at >= every:
                 self._start_lookup(target)
 
     def reconnect(self) -> list[str]:
@@ -157,13 +169,20 @@ class Dialer:
     def _start_lookup(self, target: _Target) -> None:
         assert target.name is not None
         host, port = target.name
+        target.started += 1
+        number = target.started
 
         def look() -> None:
             try:
-                target.found, target.error = self._lookup(host, port), ""
+                found, error = self._lookup(host, port), ""
             except (OSError, IndexError, UnicodeError) as exc:
-                target.error = str(exc) or type(exc).__name__
+                found, error = "", str(exc) or type(exc).__name__
+            with self._answers:  # the newest lookup's answer stands, whichever ends first; a find beats a failure
+                held = target.answer
+                if held is None or (number > held[0] and (found or not held[1])) or (found and not held[1]):
+                    target.answer = (number, found, error)
 
         target.looked_at = time.monotonic()
-        target.looking = threading.Thread(target=look, name=f"lookup-{host}", daemon=True)
-        target.looking.start()
+        thread = threading.Thread(target=look, name=f"lookup-{host}", daemon=True)
+        target.lookups.append(thread)
+        thread.start()

@@ -95,6 +95,42 @@ def test_a_name_answered_late_is_connected_on_a_tick_and_a_moved_producer_is_fol
         consumer.close()
 
 
+def test_a_lookup_left_without_an_answer_does_not_hold_the_next(monkeypatch):
+    """A DNS query that gets no answer waits out the resolver's timeout (glibc: 5 s a try, for each search
+    domain): in compose a consumer linked its started producer 47-50 s late. The next lookup goes anyway."""
+    monkeypatch.setattr(dial, "PENDING_LOOKUP_SECONDS", 0.1)
+    never = threading.Event()
+    asked = []
+
+    def first_unanswered(host: str, port: int) -> str:
+        asked.append(host)
+        if len(asked) == 1:
+            never.wait(30)  # the query the DNS server never answered
+            raise OSError(-3, "Temporary failure in name resolution")
+        return "127.0.0.1"
+
+    port = free_ports(1)[0]
+    producer = zmq.Context.instance().socket(zmq.PUSH)
+    producer.bind(f"tcp://127.0.0.1:{port}")
+    sock = zmq.Context.instance().socket(zmq.PULL)
+    try:
+        dialer = Dialer(sock, [f"tcp://producer.test:{port}"], "frames", first_unanswered, wait=0.2)
+        assert dialer.addresses == []
+        assert _ticked_until(lambda: (dialer.look_again(), dialer.poll()), lambda: dialer.addresses, 3.0) \
+            == [f"tcp://127.0.0.1:{port}"]
+        assert 2 <= len(asked) <= dial.LOOKUPS_IN_FLIGHT + 1
+        producer.send_multipart(_frame(1))
+        assert sock.poll(5000)
+        never.set()  # the unanswered lookup ends, failed: the address found stays
+        time.sleep(0.1)
+        dialer.poll()
+        assert dialer.addresses == [f"tcp://127.0.0.1:{port}"]
+    finally:
+        never.set()
+        sock.close(0)
+        producer.close(0)
+
+
 def test_a_name_that_cannot_be_looked_up_is_said_once_and_looked_up_again(monkeypatch, caplog):
     monkeypatch.setattr(dial, "PENDING_LOOKUP_SECONDS", 0.1)
     caplog.set_level(logging.DEBUG, logger="shared.bus.dial")
