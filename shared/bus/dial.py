@@ -33,7 +33,9 @@ LOOK_AGAIN_SECONDS = 5.0  # a link short of peers looks its names up again this 
 # A name not found yet is asked again sooner: in compose a consumer starts before its producer, whose
 # name resolves once its container is made (a "not found" comes back at once; one lookup at a time).
 PENDING_LOOKUP_SECONDS = 0.5
-LOOKUPS_IN_FLIGHT = 4  # an endpoint's lookups waiting for an answer at once (each a thread)
+# An endpoint's lookups waiting for an answer at once (each a thread): 8 s of them at PENDING_LOOKUP_SECONDS.
+# In compose, 4 started in the 2 s a container's queries went unanswered all stuck, and held the link 30 s.
+LOOKUPS_IN_FLIGHT = 16
 
 Lookup = Callable[[str, int], str]
 

@@ -20,7 +20,8 @@ from tests.deploy.tools import COMPOSE_DIR, COMPOSE_FILES, env_example, interpol
 
 PIPELINE = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
 PUBLISHED_OK = {"grafana", "prometheus", "web"}  # what a user must reach from the host
-NOT_PROJECT_SETTINGS = {"DISPLAY"}  # read by OpenCV's window (X11), not by shared/ops/config.py
+# Read by OpenCV's window (X11) and by glibc's resolver (compose's short DNS timeouts), not by shared/ops/config.py.
+NOT_PROJECT_SETTINGS = {"DISPLAY", "RES_OPTIONS"}
 
 
 def compose_service_name(service: str) -> str:
