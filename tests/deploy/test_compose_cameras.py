@@ -84,7 +84,7 @@ def test_the_second_camera_is_a_capture_with_its_own_source_and_device(merged, c
     assert (env["SOURCE"], env["FPS"]) == ("1", "2")
     assert env["FRAMES_OUT"] == first["environment"]["FRAMES_OUT"] == BY_NAME["frames"].out_spec(host="0.0.0.0")
     assert [_render(d, class_env) for d in second["devices"]] == ["/dev/video1:/dev/video1"]
-    own = {s.env for s in settings_for("capture")} | {"METRICS_PORT"}
+    own = {s.env for s in settings_for("capture")} | {"METRICS_PORT", "RES_OPTIONS"}  # RES_OPTIONS: glibc's
     assert set(env) <= own
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -10,8 +9,7 @@ import pytest
 import redis
 
 from shared.data.totals import Store
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.support.env import REDIS_URL
 
 
 @pytest.fixture

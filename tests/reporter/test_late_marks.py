@@ -16,8 +16,8 @@ from services.reporter.service import ReporterService
 from shared.data.marks import Mark
 from shared.data.marks_journal import append_mark, marks_path
 from tests.harness import settings_for
-from tests.reporter.conftest import REDIS_URL
-from tests.reporter.test_retention import record_session
+from tests.support.env import REDIS_URL
+from tests.support.sessions import record_session
 
 
 def _mark(student: str, t: float, given: int) -> Mark:

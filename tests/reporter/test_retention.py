@@ -6,15 +6,10 @@ from __future__ import annotations
 import json
 
 from services.reporter.service import ReporterService
-from shared.data.totals import FrameRecord, Store
+from shared.data.totals import Store
 from tests.harness import settings_for
-from tests.reporter.conftest import REDIS_URL
-
-
-def record_session(store: Store, session: str, frames: int = 6) -> None:
-    for seq in range(frames):
-        preds = [{"student": s, "level": (seq + s) % 4, "probs": [0.7, 0.1, 0.1, 0.1]} for s in range(2)]
-        store.record_frame(FrameRecord(session, "class-t", "cam0", seq, 1e9 + seq, seq * 0.5, 2, preds))
+from tests.support.env import REDIS_URL
+from tests.support.sessions import record_session
 
 
 def reporter(store: Store, tmp_path, **values) -> ReporterService:

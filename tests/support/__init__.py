@@ -6,4 +6,5 @@ waiting.py  `wait_until`: wait for a condition, never a fixed sleep
 mjpeg.py    a real MJPEG-over-HTTP camera
 links.py    a link of shared/bus/links.py on a free port
 pipeline.py the launcher as a process, and the frames a file source yields
+sessions.py a session's frames written to Redis as the aggregator writes them
 """
