@@ -36,7 +36,7 @@ from shared.bus.messages import Frame, Message, Update
 from shared.data.marks import MarkStore
 from shared.data.roster import RosterError, TileNames, load_roster
 from shared.data.totals import Store
-from shared.ops.config import LIVE_VIDEO_LATEST_MAX_AGE, LIVE_WATCH_REFRESH, LIVE_WATCH_TTL
+from shared.ops.config import LIVE_VIDEO_LATEST_MAX_AGE, LIVE_WATCH_REFRESH, LIVE_WATCH_TTL, report_fallback_dir
 from shared.ops.service import EXIT_GAVE_UP, Service
 from shared.ops.settings import WebSettings
 
@@ -96,7 +96,8 @@ class WebService(Service[WebSettings]):
         self.live = LiveState(self.class_level_only, roster, alert_seconds=float(s.attention_alert_seconds))
         self.video = VideoFeeds("video", VIDEO_QUEUE, latest_max_age=LIVE_VIDEO_LATEST_MAX_AGE)
         self.events = Fanout("events", EVENTS_QUEUE, encode=sse_event)  # documents, encoded only for a page
-        self.context = WebContext(live=self.live, reports=Reports(s.report_dir), video=self.video,
+        reports = Reports(s.report_dir, report_fallback_dir(s.report_fallback_dir))  # the reporter's folders
+        self.context = WebContext(live=self.live, reports=reports, video=self.video,
                                   events=self.events, marks=marks, class_level_only=self.class_level_only,
                                   token=s.web_token, hosts=AllowedHosts(s.web_bind, s.web_allowed_hosts),
                                   journal_dir=s.journal_dir)

@@ -1,4 +1,6 @@
-"""Past sessions: the reporter's JSON reports in REPORT_DIR, read-only.
+"""Past sessions: the reporter's JSON reports in REPORT_DIR, read-only, and in the fallback
+folder the reporter writes to when REPORT_DIR refuses a report (a full or read-only disk): a
+class reported there is still a past class to the pages and the marks.
 
 A session id from a URL names a file only when it is a plain id (letters, digits, `.-_`),
 so no request can read outside the report folder.
@@ -23,27 +25,42 @@ log = logging.getLogger("web")
 
 
 class Reports:
-    def __init__(self, report_dir: str | Path) -> None:
+    def __init__(self, report_dir: str | Path, fallback_dir: str | Path | None = None) -> None:
         self.dir = Path(report_dir)
+        # REPORT_DIR first: a report rewritten there once it could be written again is the one shown.
+        self.dirs = [self.dir] + ([Path(fallback_dir)] if fallback_dir and Path(fallback_dir) != self.dir else [])
         self._summaries: dict[Path, tuple[float, dict[str, Any]]] = {}  # path -> (mtime, summary)
         self._unreadable: dict[Path, float] = {}  # path -> mtime already said (one line a file version)
 
     def path(self, session: str) -> Path | None:
         if not SESSION_ID.match(session):
             return None
-        path = self.dir / f"{session}.json"
-        return path if path.is_file() else None
+        for folder in self.dirs:
+            path = folder / f"{session}.json"
+            if path.is_file():
+                return path
+        return None
 
     def load(self, session: str) -> Report | None:
         """The session's report; None when there is none or its file is not a report."""
         path = self.path(session)
-        if path is None:
-            return None
+        return None if path is None else self._load_file(path)
+
+    def _load_file(self, path: Path) -> Report | None:
         try:
             return load_report(path)
         except (OSError, ValueError) as exc:  # ReportError and msgspec's DecodeError are ValueErrors
             self._say_unreadable(path, exc)
             return None
+
+    def _report_files(self) -> list[Path]:
+        """Each session's file, the first folder's where two hold one."""
+        found: dict[str, Path] = {}
+        for folder in self.dirs:
+            for path in folder.glob("*.json") if folder.is_dir() else []:
+                if SESSION_ID.match(path.stem):
+                    found.setdefault(path.stem, path)
+        return list(found.values())
 
     def _say_unreadable(self, path: Path, exc: Exception) -> None:
         try:
@@ -58,17 +75,14 @@ class Reports:
     def list(self) -> list[dict[str, Any]]:
         """One summary per report, newest first (a summary is re-read only when its file changes)."""
         out = []
-        for path in self.dir.glob("*.json") if self.dir.is_dir() else []:
-            session = path.stem
-            if not SESSION_ID.match(session):
-                continue
+        for path in self._report_files():
             try:
                 mtime = path.stat().st_mtime
             except OSError:
                 continue
             cached = self._summaries.get(path)
             if cached is None or cached[0] != mtime:
-                report = self.load(session)
+                report = self._load_file(path)
                 if report is None:
                     continue
                 cached = (mtime, summarise(report))

@@ -316,6 +316,7 @@ class WebSettings(Settings, kw_only=True):
     redis_prefix: RedisPrefix
     report_dir: Annotated[str, about("reports", help=
         "folder the end-of-session reports are read from (relative: to the working directory)")]
+    report_fallback_dir: ReportFallbackDir
     roster: Annotated[str, about("", help=
         "CSV of display names (student,name or stream,student,name) shown on the cards; unused with "
         "CLASS_LEVEL_ONLY=1")]

@@ -480,3 +480,30 @@ def test_a_live_mark_is_kept_on_disk_and_a_disk_that_refuses_it_leaves_redis_to_
         assert sorted(m["level_given"] for m in api["marks"]) == [1, 3]  # the disk's copy counted once
     finally:
         web.stop()
+
+
+def test_a_report_the_reporter_put_in_the_fallback_folder_is_a_past_session(tmp_path, live_link):
+    """REPORT_DIR refused the report (a full or read-only disk) and the reporter wrote it to
+    REPORT_FALLBACK_DIR: the pages list and show it, a mark of it is answered from it, and, the class
+    being reported, the mark is not journaled for a reporter that will never read it again."""
+    fallback, journal = tmp_path / "fallback", tmp_path / "journal"
+    web = WebProcess(tmp_path / "reports", live_link.spec,
+                     env={"REPORT_FALLBACK_DIR": str(fallback), "JOURNAL_DIR": str(journal)}).start()
+    try:
+        report = _write_report(fallback, "past-fallen-back")
+        assert [s["session"] for s in httpx.get(f"{web.url}/api/sessions").json()] == ["past-fallen-back"]
+        assert httpx.get(f"{web.url}/api/sessions/past-fallen-back").json() == report
+        assert httpx.get(f"{web.url}/sessions/past-fallen-back").status_code == 200
+        r = httpx.post(f"{web.url}/api/marks", json={"session": "past-fallen-back", "student": 1,
+                                                     "t": 1_700_000_001.0, "level_given": 1})
+        assert r.status_code == 201, r.text
+        assert r.json()["mark"]["source"] == "session" and r.json()["kept"] == ["redis"]
+        assert not (journal / "past-fallen-back").exists()
+        # The same session in both folders (written again to REPORT_DIR later): REPORT_DIR's is shown, once.
+        again = _write_report(tmp_path / "reports", "past-fallen-back", students=3)
+        listed = httpx.get(f"{web.url}/api/sessions").json()
+        assert [s["session"] for s in listed] == ["past-fallen-back"] and listed[0]["students"] == 3
+        assert httpx.get(f"{web.url}/api/sessions/past-fallen-back").json() == again
+    finally:
+        code, _, err = web.stop()
+    assert code == 0, err
