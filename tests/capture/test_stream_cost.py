@@ -99,3 +99,67 @@ def test_a_capture_process_imports_no_library_it_does_not_use():
             f"print(' '.join(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == []
+
+
+class _CountingCapture:
+    """A real cv2.VideoCapture that counts its retrieves (the decodes into pixels)."""
+
+    def __init__(self, cap) -> None:
+        self.cap, self.retrieves = cap, 0
+
+    def retrieve(self):
+        self.retrieves += 1
+        return self.cap.retrieve()
+
+    def __getattr__(self, name):
+        return getattr(self.cap, name)
+
+
+def test_a_30_fps_file_sampled_at_2_fps_decodes_only_the_frames_it_keeps(tmp_path):
+    from services.capture.sources import FileSource
+
+    path = str(tmp_path / "thirty.avi")
+    ramp = np.tile(np.arange(320, dtype=np.uint8), (240, 1))
+    write_video(path, [np.ascontiguousarray(np.dstack([np.roll(ramp, 7 * i, axis=1), ramp, ramp]))
+                       for i in range(75)], 30.0)
+    every = []  # the file read whole, as the capture did before
+    plain = cv2.VideoCapture(path)
+    while (read := plain.read())[0]:
+        every.append(read[1])
+    plain.release()
+    source = FileSource(path)
+    source.cap = _CountingCapture(source.cap)
+    kept, next_t, period = [], 0.0, 0.5
+    while (frame := source.read(wanted_from=next_t)) is not None:
+        kept.append(frame)
+        while next_t <= frame.t_media + 1e-6:
+            next_t += period
+    assert [f.index for f in kept] == [0, 15, 30, 45, 60]  # the first frame at or after each half second
+    assert [round(f.t_media, 3) for f in kept] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert all(np.array_equal(f.image, every[f.index]) for f in kept)
+    assert source.cap.retrieves == 5 and source.corrupt == 0  # 75 before: every frame turned into pixels
+
+
+def test_a_live_source_grabs_every_frame_and_decodes_only_the_one_due(tmp_path):
+    """A stream (FFmpeg, here a file:// URL) read by the capture's live loop: frames not due yet are
+    grabbed, keeping the buffer fresh, and not decoded; the due one is decoded and is the frame grabbed."""
+    from services.capture.sources import LiveSource
+
+    path = tmp_path / "numbers.avi"
+    _numbered_video(path, 12)
+    source = LiveSource(f"file://{path}")
+    source.cap = _CountingCapture(source.cap)
+    holder = SimpleNamespace(_count_moves=lambda source: None)
+    try:
+        later = time.monotonic() + 60
+        skipped = [CaptureService._read_live(holder, source, later) for _ in range(5)]  # type: ignore[arg-type]
+        assert skipped == [(False, None)] * 5 and source.cap.retrieves == 0 and source.index == 4
+        due, frame = CaptureService._read_live(holder, source, time.monotonic())  # type: ignore[arg-type]
+        assert due and frame is not None and frame.index == 5 and source.cap.retrieves == 1
+        expected = cv2.VideoCapture(str(path))
+        for _ in range(6):
+            ok, image = expected.read()
+        expected.release()
+        assert np.array_equal(frame.image, image)
+    finally:
+        source.release()
