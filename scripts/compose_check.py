@@ -12,7 +12,12 @@ said so in each line:
   test, retries and start period still decide the status);
 - podman-compose honours `condition: service_healthy` only from podman 4.6: the services are
   started one at a time in the compose file's dependency order, each once its dependencies meet
-  their conditions (healthy, completed successfully, started), as Docker Compose does.
+  their conditions (healthy, completed successfully, started), as Docker Compose does;
+- netavark gives the network's bridge no MAC address of its own, so the Linux bridge takes its
+  lowest port's, and it changes as containers join: a container whose ARP entry still holds the
+  old one has its DNS queries to the gateway dropped until the entry is renewed (30-45 s, seen
+  with `tcpdump -e`), and its links wait that long. Docker sets one on its bridges; here the
+  bridge's address is set as its own once the network is up (`pin_bridge_address`).
 """
 
 from __future__ import annotations
@@ -139,6 +144,22 @@ class Stack:
             found += [f"{kind} {n}" for n in run(command).stdout.split()
                       if n.startswith(f"{PROJECT}_") and f"{kind} {n}" not in found]
         return found
+
+
+def pin_bridge_address(stack: Stack) -> str | None:
+    """The project's bridges given their present MAC address as their own (a bridge with an address
+    set keeps it as ports come and go); what was done, or None while no bridge is up yet."""
+    label = f"label=io.podman.compose.project={PROJECT}"
+    pinned = []
+    for network in run(["podman", "network", "ls", "--format", "{{.Name}}", "--filter", label]).stdout.split():
+        bridge = json.loads(run(["podman", "network", "inspect", network]).stdout)[0].get("network_interface", "")
+        address_file = Path("/sys/class/net") / bridge / "address"
+        if not bridge or not address_file.exists():
+            return None  # made with the network's first container
+        mac = address_file.read_text().strip()
+        done = run(["ip", "link", "set", "dev", bridge, "address", mac], check=False)
+        pinned.append(f"{bridge} {mac}" if done.returncode == 0 else f"{bridge} not pinned ({done.stderr.strip()})")
+    return ", ".join(pinned) or None
 
 
 class HealthTicker(threading.Thread):
@@ -383,6 +404,8 @@ def main() -> int:
                     raise CheckFailed(f"links never connected: {unconnected_links(stack)}") from None
                 links_took = time.monotonic() - started
             stack.podman_compose("up", "-d", "--no-deps", name)
+            if not state.get("bridge"):
+                state["bridge"] = pin_bridge_address(stack)
         waiting = {n for n, s in services.items() if "healthcheck" in s and not s["healthcheck"].get("disable")}
         wait_until("every service healthy", lambda: all(stack.health(n) == "healthy" for n in waiting),
                    TIMEOUTS["healthy"])
@@ -394,7 +417,8 @@ def main() -> int:
             raise CheckFailed(f"not healthy: {bad}")
         return (f"{sum(s == 'healthy' for s in status.values())} healthy, "
                 f"{', '.join(n + ' ' + s for n, s in status.items() if s != 'healthy')}; "
-                f"started in dependency order, the capture once every pipeline link was connected "
+                f"started in dependency order, the bridge's MAC address pinned ({state.get('bridge')}), "
+                f"the capture once every pipeline link was connected "
                 f"({links_took:.1f} s after its consumers were healthy), health checks run every {HEALTH_TICK:.0f} s "
                 f"by this script "
                 f"(podman's systemd timers: no systemd here); "
