@@ -172,9 +172,7 @@ class Sender:
     def heal(self) -> None:
         """A connecting sender: connect the names looked up since (call on the owner's tick)."""
         if self.dialer is not None:
-            self.dialer.poll()
-            if self.dialer.pending():
-                self.dialer.look_again()
+            self.dialer.tick(short_of_peers=bool(self.dialer.pending()))
 
     def send(self, header: Header | dict[str, Any], payload: Payload = b"", droppable: bool = False) -> bool:
         """Send one message (a plain dict only from tests that send malformed ones). False if dropped (counted)."""
@@ -239,9 +237,7 @@ class Receiver:
         True if it reconnected."""
         if self.watch is None or self.dialer is None:
             return False
-        self.dialer.poll()
-        if self.watch.peers < self.watch.expected:
-            self.dialer.look_again()
+        self.dialer.tick(short_of_peers=self.watch.peers < self.watch.expected)
         quiet = min(self.watch.given_up_for(), time.monotonic() - self.dialer.connected_at)
         if quiet < after or not self.dialer.addresses:
             return False

@@ -140,11 +140,20 @@ class Dialer:
             connected = True
         return connected
 
+    def tick(self, short_of_peers: bool) -> None:
+        """The owner's tick: connect what the lookups found, and look the names up again while the
+        link is short of peers (a producer started later, or made again at another address)."""
+        self.poll()
+        if short_of_peers:
+            self.look_again()
+
     def look_again(self) -> None:
         """Look every name up again (at most every LOOK_AGAIN_SECONDS, PENDING_LOOKUP_SECONDS for one not
         found yet): the link is short of peers. A lookup still waiting for its answer does not hold the next:
         a DNS query that got no answer waits out the resolver's timeout (glibc: 5 s a try, a try for each
-        search domain), while the next query is answered at once (compose: 50 s to link a started producer)."""
+        search domain), while the next query is answered at once (compose: 50 s to link a started producer).
+        Under podman a query can also go unanswered for 30-45 s: the bridge's MAC address changed as a
+        container joined, and this container's ARP entry still holds the old one."""
         for target in self.targets:
             every = LOOK_AGAIN_SECONDS if target.address else PENDING_LOOKUP_SECONDS
             waiting = sum(thread.is_alive() for thread in target.lookups)
