@@ -315,6 +315,9 @@ def run_trial(case: Case, video: Path, n: int, frames: int, work: Path, p99_ms: 
             and lat["p99"] is not None and lat["p99"] < p99_ms)
     return {"streams": n, "held": held, "exit_code": code, "session": session,
             "frames_expected": expected, "frames_through": len(records), "drops_counted": drops,
+            # What never reached a prediction, counted or not: a capture that exits at its stream's end
+            # takes its own drop count with it before the last scrape.
+            "frames_missing": expected - len(records),
             "updates_repeated": tap.repeated, "capture_to_prediction_ms": lat,
             "class_start": class_start(records, p99_ms),
             # Each stage's stamp minus the previous one's (queueing + hop + work): where the delay gathers.
@@ -390,7 +393,8 @@ def measure_case(case: Case, seconds: float, max_streams: int, p99_ms: float, wo
         r = run_trial(case, video, n, frames, work, p99_ms, model, engine)
         start = r["class_start"]
         print(f"  {n} stream(s): {'held' if r['held'] else 'did not hold'}: {r['frames_through']}/"
-              f"{r['frames_expected']} through, {r['drops_counted']:g} dropped, p99 "
+              f"{r['frames_expected']} through ({r['frames_missing']} missing, {r['drops_counted']:g} of them "
+              f"counted as dropped while the services ran), p99 "
               f"{r['capture_to_prediction_ms']['p99']} ms (from {STEADY_AFTER_SECONDS:g} s on "
               f"{start['steady_p99_ms']} ms; last frame over {p99_ms:g} ms at {start['late_until_s']} s), "
               f"load {r['machine_before']['load_average']}", flush=True)

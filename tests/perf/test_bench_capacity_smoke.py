@@ -84,6 +84,7 @@ def test_quick_bench_capacity_writes_consistent_figures(tmp_path, capsys):
         lat = run["capture_to_prediction_ms"]["p99"]
         assert run["held"] == (run["frames_through"] == run["frames_expected"] and run["drops_counted"] == 0
                                and run["updates_repeated"] == 0 and lat is not None and lat < 500)
+        assert run["frames_missing"] == run["frames_expected"] - run["frames_through"] >= 0
         assert run["cpu_percent_per_stream"] == pytest.approx(run["cpu_percent_all"] / run["streams"], abs=0.1)
         assert run["rss_mb_per_stream"] == pytest.approx(run["rss_mb_all"] / run["streams"], abs=0.1)
         assert {"capture", "facedetect", "inference"} <= set(run["processes"])
