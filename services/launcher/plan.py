@@ -29,8 +29,11 @@ CAPTURE_LINKS = [name for name, link in LINKS.items() if link.producer == "captu
 # started together, every stream's first second reached inference together, and the stages caught
 # up on it for seconds (56 webcams: frames up to 0.6 s late in the class's first 2 s, under 0.14 s
 # from then on). Waves of STREAMS_PER_WAVE streams, WAVE_SECONDS apart (at most MAX_WAVES: the last
-# wave of a class of 57 or more starts 3.5 s after the first), bring those seconds one wave at a time.
-STREAMS_PER_WAVE = 8
+# wave of a class of 29 or more starts 3.5 s after the first), bring those seconds one wave at a time.
+# Four a wave, not eight: eight-face rooms, 2 runs each (bench/RESULTS.md, 2026-12-06 06:2x): 16 rooms
+# p99 441, 399 ms in waves of 8 and 157, 115 ms in waves of 4; 19 rooms failed at the start (530 ms)
+# in waves of 8 and held (263, 333 ms) in waves of 4.
+STREAMS_PER_WAVE = 4
 WAVE_SECONDS = 0.5
 MAX_WAVES = 8
 
