@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
 import msgspec
 from prometheus_client import Counter
 
-from shared.data.report_doc import Report, load_report
+from shared.data.report_doc import Report, ReportHead, load_report, load_report_head
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 UNREADABLE = Counter("engagement_web_unreadable_reports_total",
@@ -30,6 +31,12 @@ class Reports:
         # REPORT_DIR first: a report rewritten there once it could be written again is the one shown.
         self.dirs = [self.dir] + ([Path(fallback_dir)] if fallback_dir and Path(fallback_dir) != self.dir else [])
         self._summaries: dict[Path, tuple[float, dict[str, Any]]] = {}  # path -> (mtime, summary)
+        # The last report read, by its file's version: a mark on a past session read it two or three
+        # times (its level, where to keep it), 2.3 s each for an hour of a 7x7 gallery (51 MB).
+        self._last: tuple[tuple[Path, int, int], Report] | None = None
+        # One read at a time: the session page asks for the report, its lesson and its marks at once,
+        # and each request read its own copy in FastAPI's thread pool.
+        self._reading = threading.Lock()
         self._unreadable: dict[Path, float] = {}  # path -> mtime already said (one line a file version)
 
     def path(self, session: str) -> Path | None:
@@ -47,11 +54,19 @@ class Reports:
         return None if path is None else self._load_file(path)
 
     def _load_file(self, path: Path) -> Report | None:
-        try:
-            return load_report(path)
-        except (OSError, ValueError) as exc:  # ReportError and msgspec's DecodeError are ValueErrors
-            self._say_unreadable(path, exc)
-            return None
+        with self._reading:
+            try:
+                stat = path.stat()
+                version = (path, stat.st_mtime_ns, stat.st_size)
+                if self._last is not None and self._last[0] == version:
+                    return self._last[1]
+                self._last = None  # let the one held go before the next is read: one report in memory
+                report = load_report(path)
+            except (OSError, ValueError) as exc:  # ReportError and msgspec's DecodeError are ValueErrors
+                self._say_unreadable(path, exc)
+                return None
+            self._last = (version, report)
+            return report
 
     def _report_files(self) -> list[Path]:
         """Each session's file, the first folder's where two hold one."""
@@ -82,17 +97,19 @@ class Reports:
                 continue
             cached = self._summaries.get(path)
             if cached is None or cached[0] != mtime:
-                report = self._load_file(path)
-                if report is None:
+                try:
+                    head = load_report_head(path)
+                except (OSError, ValueError) as exc:
+                    self._say_unreadable(path, exc)
                     continue
-                cached = (mtime, summarise(report))
+                cached = (mtime, summarise(head))
                 self._summaries[path] = cached
             out.append(cached[1])
         out.sort(key=lambda s: s.get("started") or 0, reverse=True)
         return out
 
 
-def summarise(report: Report) -> dict[str, Any]:
+def summarise(report: Report | ReportHead) -> dict[str, Any]:
     """The past sessions list's row of one report (/api/sessions)."""
     totals = report.totals
     return {"session": report.session, "class": report.class_, "started": report.started,

@@ -10,6 +10,7 @@ not one camera's. Its shares add up to 1 in every slice that has a prediction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from shared.data.clock import seconds_into
@@ -113,16 +114,22 @@ def student_label(report: Report, stream: str, student: int) -> str:
     return f"{stream} #{student}" if len(report.streams) > 1 else f"id {student}"
 
 
-def compare_lessons(reports: list[Report], threshold_seconds: float) -> dict[str, Any]:
+def compare_lessons(reports: Iterable[Report], threshold_seconds: float) -> dict[str, Any]:
     """Lessons of one class, oldest first: each lesson as a whole, and each student's time at
     level 2 or more lesson by lesson (None: not in that lesson). A student is followed across
-    lessons by their display name; without one, by their id (which may be someone else next time)."""
-    ordered = sorted(reports, key=lambda r: r.started or 0)
-    lessons = [lesson(r, threshold_seconds) for r in ordered]
+    lessons by their display name; without one, by their id (which may be someone else next time).
+    The reports are taken one at a time and only each one's lesson is kept: a term of hour-long
+    lessons of an eight-face room is 20 reports of 28 MB each once read."""
+    taken = []
+    for report in reports:
+        this = lesson(report, threshold_seconds)
+        labels = [s.get("name") or student_label(report, s["stream"], s["student"])
+                  for s in this["time_at_level_2_or_more"]]
+        taken.append((report.started or 0, this, labels))
+    taken.sort(key=lambda t: t[0])
     rows: dict[str, list[float | None]] = {}
-    for k, (report, this) in enumerate(zip(ordered, lessons, strict=True)):
-        for s in this["time_at_level_2_or_more"]:
-            label = s.get("name") or student_label(report, s["stream"], s["student"])
-            rows.setdefault(label, [None] * len(lessons))[k] = s["seconds"]
+    for k, (_, this, labels) in enumerate(taken):
+        for label, s in zip(labels, this["time_at_level_2_or_more"], strict=True):
+            rows.setdefault(label, [None] * len(taken))[k] = s["seconds"]
     students = [{"label": label, "seconds": seconds} for label, seconds in sorted(rows.items())]
-    return {"lessons": lessons, "students": students}
+    return {"lessons": [this for _, this, _ in taken], "students": students}

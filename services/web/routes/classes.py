@@ -20,12 +20,14 @@ CLASS_LESSONS = 20  # the latest lessons compared: a term of weekly lessons, a p
 
 def _comparison(ctx: WebContext, class_id: str) -> dict[str, Any]:
     summaries = [s for s in ctx.reports.list() if s["class"] == class_id][:CLASS_LESSONS]  # newest first
-    reports = [r for r in (ctx.reports.load(s["session"]) for s in summaries) if r is not None]
-    if not reports:
+    # One report read at a time, its lesson kept and the report let go (compare_lessons): read all
+    # at once, a term of hour-long room lessons was over half a GB in a service limited to 160 MB.
+    reports = (r for r in (ctx.reports.load(s["session"]) for s in summaries) if r is not None)
+    compared = compare_lessons((class_level(r) for r in reports) if ctx.class_level_only else reports,
+                               ctx.live.alert_seconds)
+    if not compared["lessons"]:
         raise HTTPException(404, f"no report of class {class_id!r}")
-    if ctx.class_level_only:
-        reports = [class_level(r) for r in reports]
-    return {"class": class_id, **compare_lessons(reports, ctx.live.alert_seconds)}
+    return {"class": class_id, **compared}
 
 
 @router.get("/classes/{class_id}", response_class=HTMLResponse, include_in_schema=False)
