@@ -11,7 +11,6 @@ them; class-level only keeps the agreement figures and drops the marks.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from itertools import groupby
 from typing import Any
@@ -32,7 +31,6 @@ from shared.data.report_doc import (
     Student,
     Totals,
     from_dict,
-    to_dict,
 )
 from shared.data.roster import several_streams, student_label
 from shared.data.totals import SET_ASIDE_REASONS, empty_totals
@@ -206,8 +204,14 @@ def mqtt_body(report: Report, limit: int = MQTT_BODY_LIMIT) -> Report:
 
 
 def _compact_size(report: Report) -> int:
-    """The report's length as json.dumps writes it compactly (ASCII escapes: what the bridge counts)."""
-    return len(json.dumps(to_dict(report), separators=(",", ":")))
+    """The report's length as json.dumps writes it compactly (ASCII escapes: what the bridge counts).
+    Encoded from the Structs, not through dicts (280 MB more for an hour of a 7x7 gallery); a character
+    beyond ASCII is a \\uXXXX escape there (two for one beyond the BMP), not its UTF-8 bytes."""
+    encoded = msgspec.json.encode(report)
+    if encoded.isascii():
+        return len(encoded)
+    wide = [c for c in encoded.decode() if ord(c) > 127]
+    return len(encoded) + sum((12 if ord(c) > 0xFFFF else 6) - len(c.encode()) for c in wide)
 
 
 # --- text ---------------------------------------------------------------------------------

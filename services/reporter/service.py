@@ -53,7 +53,7 @@ from shared.data.marks import Mark, MarkStore, merge
 from shared.data.marks_journal import read_marks, remove_marks
 from shared.data.outbox import flush_command, queued_for
 from shared.data.redis_retention import expire_keys
-from shared.data.report_doc import Report, StoreSection, report_json, to_dict
+from shared.data.report_doc import Report, StoreSection, report_bytes, to_dict
 from shared.data.roster import RosterError, TileLabels, TileNames, load_roster, with_names
 from shared.data.running_totals import Totals
 from shared.data.totals import Store, expected_streams
@@ -113,12 +113,14 @@ def expand_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, *parts: str | bytes) -> None:
+    """`parts` (text as UTF-8) as the file's whole content, or the file as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            for part in parts:  # written one after the other: an 85 MB report is not copied to add its newline
+                f.write(part.encode() if isinstance(part, str) else part)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -471,7 +473,7 @@ class ReporterService(Service[ReporterSettings]):
     @staticmethod
     def _write_files(folder: Path, session: str, report: Report) -> tuple[Path, Path]:
         txt, js = folder / f"{session}.txt", folder / f"{session}.json"
-        _atomic_write(js, report_json(report) + "\n")
+        _atomic_write(js, report_bytes(report), b"\n")
         _atomic_write(txt, render_text(report))
         return txt, js
 

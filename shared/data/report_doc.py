@@ -14,7 +14,6 @@ formatting: `json.dumps(indent=1)`, byte for byte what the dict gave) or `to_dic
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from shared.data.model_info import ModelInfo
 
 __all__ = ["UNSET", "Agreement", "ClassFrame", "Episode", "MarkRow", "Report", "ReportError",
            "SetAside", "StoreSection", "StreamSection", "Student", "TimelineEntry", "Totals", "from_dict",
-           "load_report", "report_json", "to_dict"]
+           "load_report", "report_bytes", "report_json", "to_dict"]
 
 
 class _Part(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -250,6 +249,13 @@ def to_dict(report: msgspec.Struct) -> dict[str, Any]:
     return out
 
 
+def report_bytes(report: Report) -> bytes:
+    """The report file's content, laid out as `json.dumps(report_dict, indent=1)` wrote it (byte for byte
+    but for non-ASCII text, now UTF-8 rather than \\u escapes). Encoded from the Structs, never through
+    dicts: those were 280 MB more for an hour of a 7x7 gallery, in a reporter limited to 512 MB."""
+    return msgspec.json.format(msgspec.json.encode(report), indent=1)
+
+
 def report_json(report: Report) -> str:
-    """The report file's text: what `json.dumps(report_dict, indent=1)` wrote, byte for byte."""
-    return json.dumps(to_dict(report), indent=1)
+    """The report file's text (report_bytes, decoded)."""
+    return report_bytes(report).decode()

@@ -83,6 +83,21 @@ def test_mqtt_body_fits_the_cloud_limit_and_says_what_it_left_out(store):
     assert small["totals"] == doc["totals"] and small["students"] == doc["students"]
 
 
+def test_the_mqtt_size_is_what_json_dumps_writes_for_any_text(store):
+    """The body's size is counted from the Structs (no dict copy of the report): the same count as the
+    compact json.dumps the bridge sends, names beyond ASCII escaped as it escapes them."""
+    import msgspec  # noqa: PLC0415
+
+    from services.reporter.report import _compact_size  # noqa: PLC0415
+
+    _fill(store, "r-size")
+    report = build_report(store.load_session("r-size"))
+    for name in ("Ana", "Zoë Ñúñez", "李雷", "Ana 🙂", 'quote " and \\ back\n'):
+        named = msgspec.structs.replace(report, students=[msgspec.structs.replace(s, name=name)
+                                                         for s in report.students], note=name)
+        assert _compact_size(named) == len(json.dumps(to_dict(named), separators=(",", ":"))), name
+
+
 def _marks(store: Store, session: str) -> list:
     from shared.data.marks import MarkStore, validate_mark  # noqa: PLC0415
 
