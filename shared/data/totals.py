@@ -67,6 +67,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
+import msgspec
 import redis
 
 from shared.data.levels import LEVELS
@@ -590,7 +591,9 @@ class Store:
         key = f"{self._s(session)}:timeline"
         while True:
             chunk = cast(list[tuple[str, dict[str, str]]], self.r.xrange(key, min=start, max="+", count=batch))
-            entries.extend(json.loads(f["d"]) for _entry_id, f in chunk)
+            # msgspec shares the keys' strings between entries (json.loads makes each entry's own): an
+            # hour of a 7x7 gallery's 352,800 entries are about 150 MB less in the reporter.
+            entries.extend(msgspec.json.decode(f["d"]) for _entry_id, f in chunk)
             if len(chunk) < batch:
                 break
             start = "(" + chunk[-1][0]
