@@ -285,14 +285,12 @@ class CaptureService(Service[CaptureSettings]):
                           self.resume_at, RESUME_MARGIN_SECONDS)
         try:
             while not self.stop.is_set():
-                frame = source.read(wanted_from=next_t if self.period else 0.0)
+                # The first frame at or after the sampling instant (next_t stays 0 at FPS 0: every frame).
+                frame = source.read(wanted_from=next_t)
                 self._count_corrupt(source)
                 if frame is None:
                     break
                 assert frame.t_media is not None  # a file's frames always carry their media time
-                # Keep the first frame at or after each sampling instant (tiny slack for float ms).
-                if self.period and frame.t_media + 1e-6 < next_t:
-                    continue
                 while self.period and next_t <= frame.t_media + 1e-6:
                     next_t += self.period
                 if frame.t_media + 1e-6 < self.resume_at:

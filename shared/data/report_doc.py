@@ -7,9 +7,10 @@ nothing to say (a student's `name`, the `store` section, `omitted`, a timeline e
 `omit_defaults=True` only ever drops UNSET, as no field has another default. The model is the
 messages' own Struct (shared/data/model_info.py): its fields have defaults, and it writes them all.
 
-Readers call `load_report(path_or_bytes)`; writers call `report_json(report)` (the file's
-formatting: `json.dumps(indent=1)`, byte for byte what the dict gave) or `to_dict(report)`
-(plain dicts and lists, for code not converted yet and for the MQTT body).
+Readers call `load_report(path_or_bytes)` (or `load_report_head(path)` for a list's row);
+writers call `report_bytes(report)` / `report_json(report)` (the file's formatting, encoded from
+the Structs: `json.dumps(indent=1)`'s layout, byte for byte but for text beyond ASCII, now UTF-8)
+or `to_dict(report)` (plain dicts and lists, for code not converted yet and for the MQTT body).
 """
 
 from __future__ import annotations
