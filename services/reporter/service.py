@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import msgspec
 import redis
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from services.reporter import overlay
 from services.reporter.class_source import load_class
@@ -74,6 +74,9 @@ LIVE_FRAMES_UNWATCHED = Counter("engagement_live_frames_unwatched_total",
                                 "video (the web says so in Redis)")
 UNMATCHED = Counter("engagement_overlay_unmatched_total",
                     "Preview frames or updates evicted without their counterpart", ["kind"])
+PREVIEW_TAKEN = Gauge("engagement_preview_subscribed",
+                      "1 while the reporter takes the captures' preview frames; 0 while nothing would show them "
+                      "(no page watching, no recording, no window): the captures then send none")
 BAD_FRAMES = Counter("engagement_bad_frames_total", "Preview frames that did not decode", ["service"])
 LIVE_JPEG_QUALITY = 75  # the live page's video: small enough for a 2 FPS stream to 30 browsers
 
@@ -168,6 +171,10 @@ class ReporterService(Service[ReporterSettings]):
         # Whether a page watches the live video (the web says so in Redis): no page, no drawing for it.
         self.watch = WatchReader(self.store.r, s.redis_prefix, LIVE_WATCH_READ, LIVE_WATCH_RETRY)
         self.live_watched: dict[str, tuple[bool, bool]] = {}  # session -> (known, watched): a log line on a change
+        # The streams each open class has sent updates for: whether anything shows their frames decides
+        # whether the preview link takes them at all (_take_preview).
+        self.class_streams: dict[str, set[str]] = {}
+        PREVIEW_TAKEN.set(int(bool(s.preview_in)))  # a sub link takes everything from its start
         self.totals_sent: dict[str, int] = {}
         self.next_totals = time.monotonic() + float(s.mqtt_totals_interval)
         self.next_recovery = 0.0  # at start-up, then every RECOVERY_INTERVAL
@@ -201,7 +208,7 @@ class ReporterService(Service[ReporterSettings]):
         h = msg.header
         key = (h.stream, h.seq)
         if link == "preview":
-            if isinstance(h, Frame):
+            if isinstance(h, Frame) and self.receivers[link].subscribed:  # not one already on its way when it stopped
                 self._remember(self.frames, key, (h, msg.payload), "frame")
                 self._try_draw(key)
             return
@@ -213,8 +220,13 @@ class ReporterService(Service[ReporterSettings]):
         self.latest_totals[h.session] = h.totals
         if "live" in self.senders:
             self._send_live_update(h)
-        self._remember(self.updates, key, h, "update")
-        self._try_draw(key)
+        streams = self.class_streams.setdefault(h.session, set())
+        if h.stream not in streams:  # a new class or camera: whether its frames are wanted is known at once
+            streams.add(h.stream)
+            self._take_preview()
+        if "preview" in self.receivers and self.receivers["preview"].subscribed:  # else no frame comes to match
+            self._remember(self.updates, key, h, "update")
+            self._try_draw(key)
 
     def _remember(self, store: OrderedDict[tuple[str, int], Any], key: tuple[str, int], value: Any, kind: str) -> None:
         store[key] = value
@@ -259,6 +271,31 @@ class ReporterService(Service[ReporterSettings]):
         out = follow_up(h, "update", self.name, totals=h.totals, model=h.model, t_media=h.t_media,
                         predictions=h.predictions if per_student else [], faces=h.faces if per_student else [])
         self.senders["live"].send(out, droppable=True)
+
+    def _take_preview(self) -> None:
+        """The preview link takes the captures' frames only while something shows them: unsubscribed, the
+        captures' PUB sockets drop each frame unsent (a 640x480 frame cost about 0.4 ms of CPU to send and as
+        much to receive, for every frame of every camera, to be thrown away here)."""
+        receiver = self.receivers.get("preview")
+        if receiver is None:
+            return
+        wanted = self._preview_wanted()
+        if wanted == receiver.subscribed:
+            return
+        receiver.subscribe(wanted)
+        PREVIEW_TAKEN.set(int(wanted))
+        self.log.info("preview frames %s", "taken again: something shows them" if wanted else
+                      "no longer taken: nothing shows them (no page watches, no recording, no window)")
+
+    def _preview_wanted(self) -> bool:
+        if self.settings.record or not self.headless:
+            return True
+        if "live" not in self.senders or self.class_level_only:  # the live page gets no video
+            return False
+        if not self.class_streams:
+            return True  # no class yet: its first frames are taken until whether a page watches is known
+        return any(self._live_watched(session, stream)
+                   for session, streams in self.class_streams.items() for stream in streams)
 
     def _live_wanted(self, header: Frame) -> bool:
         """Whether this frame goes to the live page: a page watches its stream, and it is due."""
@@ -376,6 +413,7 @@ class ReporterService(Service[ReporterSettings]):
         self.totals_sent.pop(session, None)
         self.watch.forget(session)
         self.live_watched.pop(session, None)
+        self.class_streams.pop(session, None)
         return txt, js
 
     def _with_journaled_marks(self, marks: list[Mark], session: str) -> list[Mark]:
@@ -522,6 +560,7 @@ class ReporterService(Service[ReporterSettings]):
         self.stop.set()
 
     def tick(self) -> None:
+        self._take_preview()
         if time.monotonic() >= self.next_recovery:
             self.next_recovery = time.monotonic() + RECOVERY_INTERVAL
             self._recover_reports()

@@ -219,6 +219,7 @@ class Receiver:
         self.spec = SocketSpec.parse(spec_text)
         self.link = link or self.spec.endpoints[0]
         self.socket = make_socket(self.spec, hwm, curve_key_file)
+        self._subscribed = self.spec.type == "sub"  # make_socket subscribes a sub socket to everything
         self._rejection_log = LogThrottle(1.0)  # a flood of garbage must not flood the log
         # A link this process connects: watched, so that one ZeroMQ gave up on is connected again (heal).
         self.watch = None if self.spec.bind else PeerCounter(self.socket, service, self.link, gauge=False,
@@ -253,6 +254,20 @@ class Receiver:
                 "link %s: no peer and no attempt under way for %.0f s%s: connecting to %s again", self.link,
                 after, " after a failed handshake" if failed else "", ", ".join(addresses))
         return True
+
+    @property
+    def subscribed(self) -> bool:
+        """Whether a SUB link takes its publishers' messages (it does from its start)."""
+        return self._subscribed
+
+    def subscribe(self, on: bool) -> None:
+        """A SUB link takes everything its publishers send (on) or nothing (off). ZeroMQ filters at the
+        publisher: a message no subscriber takes is dropped there, never copied onto the link."""
+        if self.spec.type != "sub":
+            raise ValueError(f"link {self.link}: only a sub socket subscribes")
+        if on != self._subscribed:  # subscriptions count: one on, one off
+            self.socket.setsockopt(zmq.SUBSCRIBE if on else zmq.UNSUBSCRIBE, b"")
+            self._subscribed = on
 
     def read(self) -> Message | None:
         """Read one waiting message (call after poll says readable). None if it was bad.

@@ -7,6 +7,7 @@ link is a real XPUB socket, so the test knows when the reporter has subscribed.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -454,16 +455,17 @@ def test_live_video_is_capped_per_stream_while_every_update_goes(tmp_path):
 
 
 def test_no_page_watching_no_live_frame_is_drawn_while_every_update_goes(tmp_path):
-    """The web says no page has the video open: nothing is drawn or encoded for it (counted)."""
+    """The web says no page has the video open: nothing is drawn or encoded for it, and the captures
+    are told to send no frame for it (the preview unsubscribed)."""
     (live_port,) = free_ports(1)
-    unwatched_before = local_metric("engagement_live_frames_unwatched_total")
     drawn_before = local_metric("engagement_overlay_frames_total")
     with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}", live_video_fps=0) as p:
         _page_watches(p, "another-stream")  # a page watches a stream of the class, not this one
         msgs = _live_messages(p, live_port, np.full((240, 320, 3), 90, np.uint8), after_join=10)
+        changes = _subscriptions(p)
     kinds = Counter(m.kind for m in msgs)
     assert kinds["update"] >= 10 and kinds["eos"] == 1 and kinds["frame"] == 0, kinds
-    assert local_metric("engagement_live_frames_unwatched_total") - unwatched_before >= 10
+    assert changes[:1] == [b"\x00"], changes
     assert local_metric("engagement_overlay_frames_total") == drawn_before
 
 
@@ -474,14 +476,64 @@ def test_a_page_that_opens_the_video_mid_class_gets_it(tmp_path):
         _page_watches(p)
         sub = Peer(zmq.SUB, f"tcp://127.0.0.1:{live_port}", bind=False)
         try:
-            unwatched_before = local_metric("engagement_live_frames_unwatched_total")
             assert _first_live_frame(p, sub, image, 0, pairs=20) is None
-            assert local_metric("engagement_live_frames_unwatched_total") > unwatched_before
+            assert local_metric("engagement_preview_subscribed") == 0
             _page_watches(p, "cam0")
             seq = _first_live_frame(p, sub, image, 20)
             assert seq is not None and seq >= 20
         finally:
             sub.close()
+
+
+def _subscription(p: Pipeline) -> bytes:
+    """The next subscription change the reporter sends the captures' publisher: b"\\x01" on, b"\\x00" off."""
+    assert p.preview.poll(10_000), "the reporter's preview subscription did not change"
+    return p.preview.recv()
+
+
+def _subscriptions(p: Pipeline) -> list[bytes]:
+    """Every subscription change the reporter has sent so far."""
+    changes = []
+    while p.preview.poll(0):
+        changes.append(p.preview.recv())
+    return changes
+
+
+def test_with_nothing_showing_the_preview_the_captures_send_no_frame_until_a_page_watches(tmp_path):
+    """Headless, not recording, and the web says no page watches: the reporter unsubscribes from the
+    preview, so the capture's PUB drops each frame unsent (the XPUB here sees the subscription go and the
+    reporter receives none); a page opening the video subscribes it again and gets drawn frames."""
+    (live_port,) = free_ports(1)
+    image = np.full((240, 320, 3), 90, np.uint8)
+    received = functools.partial(local_metric, "engagement_messages_received_total", service="reporter", kind="frame")
+    with Pipeline(tmp_path, live_out=f"pub+bind:tcp://127.0.0.1:{live_port}", live_video_fps=0) as p:
+        _page_watches(p)  # a web whose pages watch nothing
+        p.sender.send(predictions_header(p.session, 0, [(1, 0)]))  # the class's first update
+        assert _subscription(p) == b"\x00"
+        assert local_metric("engagement_preview_subscribed") == 0
+        before = received()
+        updates = local_metric("engagement_messages_received_total", service="reporter", kind="update")
+        for seq in range(1, 6):
+            p.frame(seq, image)
+            p.sender.send(predictions_header(p.session, seq, [(1, seq % 4)]))
+        wait_for(lambda: local_metric("engagement_messages_received_total", service="reporter", kind="update")
+                 >= updates + 5, "the updates of the frames sent")
+        assert received() == before
+        _page_watches(p, "cam0")
+        assert _subscription(p) == b"\x01"
+        assert local_metric("engagement_preview_subscribed") == 1
+        sub = Peer(zmq.SUB, f"tcp://127.0.0.1:{live_port}", bind=False)
+        try:
+            assert _first_live_frame(p, sub, image, 6) is not None
+        finally:
+            sub.close()
+        assert received() > before
+
+
+def test_without_a_live_page_recording_or_window_the_preview_is_never_taken(tmp_path):
+    with Pipeline(tmp_path) as p:  # headless, no recording, no live link
+        assert _subscription(p) == b"\x00"
+        assert local_metric("engagement_preview_subscribed") == 0
 
 
 def _mjpeg_seqs(r, enough: Callable[[int], bool], most: int = 100) -> list[int]:
@@ -519,8 +571,8 @@ def test_a_browser_on_the_real_webs_video_gets_the_reporters_frames(tmp_path):
         feeder.start()
         try:
             wait_for(lambda: httpx.get(f"{web.url}/api/live").json()["session"] == p.session, "the class on the page")
-            unwatched = local_metric("engagement_live_frames_unwatched_total")
-            wait_for(lambda: local_metric("engagement_live_frames_unwatched_total") > unwatched, "frames not drawn")
+            # No page: the web says so and the reporter stops taking the frames (nothing drawn).
+            wait_for(lambda: local_metric("engagement_preview_subscribed") == 0, "the preview no longer taken")
             # Drawn before the web said anything (no web: drawn) is older than this: the page's part is new.
             not_drawn_after = sent[0]
             with httpx.stream("GET", f"{web.url}/api/live/video.mjpg?stream=cam0", timeout=20) as r:
