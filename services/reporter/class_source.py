@@ -55,7 +55,7 @@ def _from_journal(journal: JournalContents, why: str, interrupted: bool) -> tupl
     if open_streams:
         missing.append("the end of stream(s) " + ", ".join(open_streams) + " (the class was cut short)")
     if data["meta"]["ended"] is None or (interrupted and open_streams):
-        last = data["timeline"][-1]["t_capture"] if data["timeline"] else data["meta"]["started"]
+        last = data["timeline"][-1].t_capture if data["timeline"] else data["meta"]["started"]
         data["meta"]["ended"], data["meta"]["end_reason"] = last, "interrupted"
     return data, {"source": "journal", "journal": str(journal.path), "frames": len(journal.frames), "why": why,
                   "missing": missing,

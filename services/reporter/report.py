@@ -29,8 +29,10 @@ from shared.data.report_doc import (
     StoreSection,
     StreamSection,
     Student,
+    TimelineEntry,
     Totals,
     from_dict,
+    timeline_of,
 )
 from shared.data.roster import several_streams, student_label
 from shared.data.totals import SET_ASIDE_REASONS, empty_totals
@@ -55,12 +57,7 @@ def _with_percent(counts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _when(entry: dict[str, Any]) -> float:
-    """Position in the session: media time for files, capture time for live sources."""
-    return float(entry["t_media"] if entry.get("t_media") is not None else entry["t_capture"])
-
-
-def episodes(timeline: list[dict[str, Any]], min_level: int = EPISODE_LEVEL) -> list[dict[str, Any]]:
+def episodes(timeline: list[TimelineEntry], min_level: int = EPISODE_LEVEL) -> list[dict[str, Any]]:
     """Per student, each run of consecutive predictions at `min_level` or above.
 
     A run ends at the student's next prediction below `min_level`; start and end are the
@@ -68,38 +65,37 @@ def episodes(timeline: list[dict[str, Any]], min_level: int = EPISODE_LEVEL) -> 
     """
     out = []
     # A student is (stream, id): ids start at 1 in every stream.
-    by_student = sorted(timeline, key=lambda e: (e["stream"], e["student"], e["t_capture"], e["seq"]))
-    for (stream, student), entries in groupby(by_student, key=lambda e: (e["stream"], e["student"])):
-        run: list[dict[str, Any]] = []
+    by_student = sorted(timeline, key=lambda e: (e.stream, e.student, e.t_capture, e.seq))
+    for (stream, student), entries in groupby(by_student, key=lambda e: (e.stream, e.student)):
+        run: list[TimelineEntry] = []
         for entry in [*entries, None]:
-            if entry is not None and entry["level"] >= min_level:
+            if entry is not None and entry.level >= min_level:
                 run.append(entry)
                 continue
             if run:
                 out.append({"stream": stream, "student": student,
-                            "start": run[0]["t_capture"], "end": run[-1]["t_capture"],
-                            "start_media": run[0]["t_media"], "end_media": run[-1]["t_media"],
-                            "predictions": len(run), "max_level": max(e["level"] for e in run)})
+                            "start": run[0].t_capture, "end": run[-1].t_capture,
+                            "start_media": run[0].t_media, "end_media": run[-1].t_media,
+                            "predictions": len(run), "max_level": max(e.level for e in run)})
                 run = []
     out.sort(key=lambda e: (e["start"], e["stream"], e["student"]))
     return out
 
 
-def class_timeline(timeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def class_timeline(timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
     """Per frame that had predictions: how many students were at each level."""
     frames: dict[tuple[str, int], dict[str, Any]] = {}
     for e in timeline:
-        row = frames.setdefault((e["stream"], e["seq"]), {"stream": e["stream"], "seq": e["seq"],
-                                                         "t_capture": e["t_capture"], "t_media": e["t_media"],
-                                                         "levels": [0, 0, 0, 0]})
-        row["levels"][e["level"]] += 1
+        row = frames.setdefault((e.stream, e.seq), {"stream": e.stream, "seq": e.seq, "t_capture": e.t_capture,
+                                                    "t_media": e.t_media, "levels": [0, 0, 0, 0]})
+        row["levels"][e.level] += 1
     return sorted(frames.values(), key=lambda r: (r["t_capture"], r["seq"]))
 
 
-def reason_counts(timeline: list[dict[str, Any]]) -> dict[str, int]:
+def reason_counts(timeline: list[TimelineEntry]) -> dict[str, int]:
     """How many predictions each signal decided (the baseline's `reason`); class level, names no student."""
-    counts = Counter(str((e.get("signals") or {}).get("reason")) for e in timeline
-                     if (e.get("signals") or {}).get("reason") is not None)
+    counts = Counter(str(e.signals["reason"]) for e in timeline
+                     if e.signals is not UNSET and e.signals.get("reason") is not None)
     return dict(sorted(counts.items()))
 
 
@@ -108,10 +104,12 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
     """The report from `Store.load_session` output (and the session's teacher's marks).
 
     Built as the plain document (the JSON file's keys, in its order), then checked into the
-    typed Report (shared/data/report_doc.py) that every writer and reader takes."""
+    typed Report (shared/data/report_doc.py) that every writer and reader takes. The timeline's
+    TimelineEntry Structs (as Store.load_session reads them) are held as they are, never copied."""
     meta, totals = data["meta"], data["totals"]
+    timeline = timeline_of(data["timeline"])
     students = [] if class_level_only else [_with_percent(s) for s in data["students"]]
-    found = [] if class_level_only else episodes(data["timeline"])
+    found = [] if class_level_only else episodes(timeline)
     model = dict(meta["model"])
     labels = model.get("labels") or list(LEVEL_LABELS)
     report: dict[str, Any] = {
@@ -129,14 +127,14 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
         "generated_at": generated_at,
         "class_level_only": class_level_only,
         "totals": _with_percent(totals),
-        "class_timeline": class_timeline(data["timeline"]),
-        "reasons": reason_counts(data["timeline"]),
+        "class_timeline": class_timeline(timeline),
+        "reasons": reason_counts(timeline),
         "students": students,
-        "timeline": [] if class_level_only else data["timeline"],
+        "timeline": [] if class_level_only else timeline,
         "episodes": found,
         "streams": [_stream_section(st, students, found, meta["stream"]) for st in _streams_of(data)],
         "set_aside": set_aside_section(data.get("set_aside") or {}),
-        **report_section(marks or [], class_level_only, data["timeline"]),
+        **report_section(marks or [], class_level_only, timeline),
     }
     return from_dict(report)
 

@@ -23,12 +23,14 @@ each mapped onto its RECORD_*/MESSAGING setting.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import sys
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,7 @@ from shared.data.marks import Mark, MarkStore, merge
 from shared.data.marks_journal import read_marks, remove_marks
 from shared.data.outbox import flush_command, queued_for
 from shared.data.redis_retention import expire_keys
-from shared.data.report_doc import Report, StoreSection, report_bytes, to_dict
+from shared.data.report_doc import Report, StoreSection, report_chunks, to_dict
 from shared.data.roster import RosterError, TileLabels, TileNames, load_roster, with_names
 from shared.data.running_totals import Totals
 from shared.data.totals import Store, expected_streams
@@ -116,13 +118,14 @@ def expand_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def _atomic_write(path: Path, *parts: str | bytes) -> None:
-    """`parts` (text as UTF-8) as the file's whole content, or the file as it was."""
+def _atomic_write(path: Path, parts: Iterable[str | bytes]) -> None:
+    """`parts` (text as UTF-8) as the file's whole content, or the file as it was. Each part is written as
+    it comes: a long class's report is never whole in memory (report_chunks)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            for part in parts:  # written one after the other: an 85 MB report is not copied to add its newline
+            for part in parts:
                 f.write(part.encode() if isinstance(part, str) else part)
             f.flush()
             os.fsync(f.fileno())
@@ -511,8 +514,8 @@ class ReporterService(Service[ReporterSettings]):
     @staticmethod
     def _write_files(folder: Path, session: str, report: Report) -> tuple[Path, Path]:
         txt, js = folder / f"{session}.txt", folder / f"{session}.json"
-        _atomic_write(js, report_bytes(report), b"\n")
-        _atomic_write(txt, render_text(report))
+        _atomic_write(js, itertools.chain(report_chunks(report), [b"\n"]))
+        _atomic_write(txt, [render_text(report)])
         return txt, js
 
     def _recover_reports(self) -> None:
@@ -546,8 +549,8 @@ class ReporterService(Service[ReporterSettings]):
             meta = self.store.session_meta(session)
             if meta["ended"] is None:
                 # It ended when its last frame was counted, not now (the next start may be days later).
-                timeline = self.store.timeline(session)
-                ended = timeline[-1]["t_capture"] if timeline else time.time()
+                last = self.store.last_prediction_time(session)
+                ended = time.time() if last is None else last
                 self.store.end_session(session, ended, "interrupted", class_id=meta["class"] or "",
                                        stream=meta["stream"] or "")
         except redis.RedisError as exc:  # the journal, if there is one, has the class (load_class)

@@ -34,8 +34,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from shared.data.filenames import file_part
 from shared.data.levels import LEVELS
+from shared.data.report_doc import TimelineEntry
 from shared.data.totals import FrameRecord, add_record, empty_totals, states_of, timeline_entry
 
 JOURNAL_NAME = "journal.jsonl"
@@ -289,8 +292,9 @@ def session_from_journal(contents: JournalContents) -> dict[str, Any]:
                       "baseline": bool(model.get("baseline")), "affect": bool(model.get("affect")),
                       "labels": [str(x) for x in model.get("labels") or []],
                       "engine": str(model.get("engine") or ""), "device": str(model.get("device") or "")}}
-    timeline = [timeline_entry(rec, p) for rec in frames for p in rec.predictions]
-    timeline.sort(key=lambda e: (e["t_capture"], e["seq"], e["student"]))
+    # As Store.load_session gives it: the report's Structs, sorted the same way.
+    timeline = [msgspec.convert(timeline_entry(rec, p), TimelineEntry) for rec in frames for p in rec.predictions]
+    timeline.sort(key=lambda e: (e.t_capture, e.seq, e.student))
     return {"meta": meta, "totals": totals, "streams": streams, "students": _students(frames), "timeline": timeline}
 
 

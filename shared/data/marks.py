@@ -42,7 +42,7 @@ from typing import Any, Literal, overload
 import msgspec
 import redis
 
-from shared.data.report_doc import Report
+from shared.data.report_doc import Report, TimelineEntry
 
 LEVELS = 4
 SOURCES = ("live", "session")
@@ -279,14 +279,16 @@ def agreement(marks: list[Mark]) -> dict[str, Any]:
             "confusion": confusion, "without_prediction": missing}
 
 
-def is_of(mark: dict[str, Any] | Mark, entry: dict[str, Any]) -> bool:
+def is_of(mark: dict[str, Any] | Mark, entry: dict[str, Any] | TimelineEntry) -> bool:
     """Whether a prediction (a timeline entry, a row: "stream", "student") is of the mark's student."""
     m = mark.to_dict() if isinstance(mark, Mark) else mark
-    return str(entry["student"]) == str(m["student"]) and (not m.get("stream") or entry.get("stream") == m["stream"])
+    student, stream = (entry.student, entry.stream) if isinstance(entry, TimelineEntry) else \
+        (entry["student"], entry.get("stream"))
+    return str(student) == str(m["student"]) and (not m.get("stream") or stream == m["stream"])
 
 
 def report_section(marks: list[Mark], class_level_only: bool = False,
-                   timeline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                   timeline: list[TimelineEntry] | None = None) -> dict[str, Any]:
     """What a session's report (and the web's session page) says about its marks.
 
     With the report's `timeline`, each mark also gets `t_media`: the media time (files) of
@@ -297,7 +299,7 @@ def report_section(marks: list[Mark], class_level_only: bool = False,
     if timeline is not None:
         for row in rows:
             mine = [e for e in timeline if is_of(row, e)]
-            row["t_media"] = min(mine, key=lambda e: abs(e["t_capture"] - row["t"]))["t_media"] if mine else None
+            row["t_media"] = min(mine, key=lambda e: abs(e.t_capture - row["t"])).t_media if mine else None
     return {"marks": rows, "agreement": agreement(marks)}
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from services.reporter.report import BASELINE_NOTE, build_report, episodes, mqtt_body, render_text
-from shared.data.report_doc import to_dict
+from shared.data.report_doc import timeline_of, to_dict
 from shared.data.totals import FrameRecord, Store
 from tests.aggregator.harness import MODEL
 
@@ -67,8 +67,8 @@ def test_class_level_only_has_no_student_rows(store):
 
 
 def test_episodes_close_at_the_end_of_the_timeline():
-    timeline = [{"student": 4, "level": lv, "t_capture": float(i), "t_media": None, "seq": i, "stream": "c"}
-                for i, lv in enumerate([3, 3, 0, 2])]
+    timeline = timeline_of([{"student": 4, "level": lv, "t_capture": float(i), "t_media": None, "seq": i,
+                             "stream": "c", "probs": [0.25] * 4} for i, lv in enumerate([3, 3, 0, 2])])
     assert [(e["start"], e["end"], e["predictions"]) for e in episodes(timeline)] == [(0.0, 1.0, 2), (3.0, 3.0, 1)]
 
 
@@ -96,6 +96,33 @@ def test_the_mqtt_size_is_what_json_dumps_writes_for_any_text(store):
         named = msgspec.structs.replace(report, students=[msgspec.structs.replace(s, name=name)
                                                          for s in report.students], note=name)
         assert _compact_size(named) == len(json.dumps(to_dict(named), separators=(",", ":"))), name
+
+
+def test_a_long_timeline_is_written_in_pieces_that_make_the_same_file(store, monkeypatch):
+    """report_chunks lays the timeline out a few entries at a time: joined, the pieces are report_bytes's
+    file byte for byte (its layout is json.dumps(indent=1)'s), names beyond ASCII and signals included."""
+    import msgspec  # noqa: PLC0415
+
+    from shared.data import report_doc  # noqa: PLC0415
+
+    _fill(store, "r-chunks")
+    report = build_report(store.load_session("r-chunks"))
+    report = msgspec.structs.replace(report, note="Zoë 李雷 🙂", timeline=[
+        msgspec.structs.replace(e, signals={"yaw": 1.5 * e.seq, "reason": "yaw", "gaze": [0.1, -0.2]})
+        for e in report.timeline])
+    assert len(report.timeline) == 18
+    for chunk in (1, 4, 17, 18, 50):
+        monkeypatch.setattr(report_doc, "TIMELINE_CHUNK", chunk)
+        pieces = list(report_doc.report_chunks(report))
+        assert b"".join(pieces) == report_doc.report_bytes(report), chunk
+        assert (len(pieces) > 1) == (chunk < 18)
+    assert json.loads(report_doc.report_bytes(report)) == json.loads(json.dumps(to_dict(report), indent=1))
+
+
+def test_the_last_prediction_counted_is_read_alone(store):
+    assert store.last_prediction_time("r-none") is None
+    _fill(store, "r-last")
+    assert store.last_prediction_time("r-last") == 1_700_000_000.0 + len(LEVELS_1) - 1
 
 
 def _marks(store: Store, session: str) -> list:

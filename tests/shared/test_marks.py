@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from shared.data.marks import Mark, MarkError, MarkStore, agreement, validate_mark
+from shared.data.report_doc import TimelineEntry
 from shared.data.totals import FrameRecord, Store
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -142,10 +143,16 @@ def test_a_reader_follows_new_marks_as_they_come(marks):
     assert [m.level_given for m in got] == [3]
 
 
+def _entry(student: int, t_capture: float, t_media: float, stream: str = "cam0") -> TimelineEntry:
+    """A report's timeline entry: what report_section reads of it is its student, stream and times."""
+    return TimelineEntry(stream=stream, seq=0, student=student, level=0, probs=[1.0, 0.0, 0.0, 0.0],
+                         t_capture=t_capture, t_media=t_media)
+
+
 def test_report_section_for_a_page_that_adds_marks_to_a_written_report():
     from shared.data.marks import report_section  # noqa: PLC0415
 
-    timeline = [{"student": 3, "t_capture": 100.0, "t_media": 0.0}, {"student": 3, "t_capture": 101.0, "t_media": 0.5}]
+    timeline = [_entry(3, 100.0, 0.0), _entry(3, 101.0, 0.5)]
     marks = [Mark("s", "3", 100.9, 1, 1, {}, 1.0, "session"), Mark("s", "9", 100.0, 0, 2, {}, 1.0, "session")]
     section = report_section(marks, timeline=timeline)
     assert [(m["student"], m["t_media"]) for m in section["marks"]] == [("3", 0.5), ("9", None)]
@@ -157,8 +164,7 @@ def test_marks_of_two_streams_join_their_own_students_predictions(marks):
     """cam0 #1 and cam1 #1 are two students: each mark finds its own stream's prediction."""
     from shared.data.marks import report_section  # noqa: PLC0415
 
-    timeline = [{"stream": "cam0", "student": 1, "t_capture": 100.0, "t_media": 0.0},
-                {"stream": "cam1", "student": 1, "t_capture": 100.1, "t_media": 7.0}]
+    timeline = [_entry(1, 100.0, 0.0, "cam0"), _entry(1, 100.1, 7.0, "cam1")]
     for stream in ("cam1", "cam0"):
         marks.add(validate_mark({"session": "two", "stream": stream, "student": 1, "t": 100.05, "level_given": 0}))
     stored = marks.for_session("two")
@@ -180,7 +186,7 @@ def test_marks_read_back_from_a_report_and_merged_with_redis_once(marks):
                                     created_at=1_700_000_011.0))
     marks.add(first)
     marks.add(second)
-    timeline = [{"stream": "cam0", "student": 1, "t_capture": 1_700_000_001.2, "t_media": 4.5}]
+    timeline = [_entry(1, 1_700_000_001.2, 4.5, "cam0")]
     report = report_dict(session="sr", **report_section([first, second], timeline=timeline))
     report = json.loads(json.dumps(report))  # as the file holds it
     report["marks"].append({**report["marks"][0], "student": "5", "level_given": 9})  # hand-edited, no mark: skipped
