@@ -22,6 +22,7 @@ from shared.data.levels import LEVEL_LABELS, UNREAD_REASON
 from shared.data.marks import Mark, report_section
 from shared.data.model_card import BASELINE_NOTE
 from shared.data.report_doc import (
+    TIMELINE_CHUNK,
     UNSET,
     Agreement,
     Report,
@@ -186,7 +187,7 @@ def mqtt_body(report: Report, limit: int = MQTT_BODY_LIMIT) -> Report:
     A long class has a timeline beyond what the bridge can carry; the totals, students and
     episodes still fit, and the full report stays on disk. "omitted" names what was left out.
     """
-    if _compact_size(report) <= limit:
+    if compact_size(report, limit) <= limit:
         return report
     body = msgspec.structs.replace(report, omitted=[])
     omitted: list[str] = []
@@ -196,16 +197,30 @@ def mqtt_body(report: Report, limit: int = MQTT_BODY_LIMIT) -> Report:
         body.omitted = list(omitted)
         if key == "episodes":  # each stream's too
             body.streams = [msgspec.structs.replace(st, episodes=[]) for st in body.streams]
-        if _compact_size(body) <= limit:
+        if compact_size(body, limit) <= limit:
             break
     return body
 
 
-def _compact_size(report: Report) -> int:
+def compact_size(report: Report, limit: int | None = None) -> int:
     """The report's length as json.dumps writes it compactly (ASCII escapes: what the bridge counts).
-    Encoded from the Structs, not through dicts (280 MB more for an hour of a 7x7 gallery); a character
-    beyond ASCII is a \\uXXXX escape there (two for one beyond the BMP), not its UTF-8 bytes."""
-    encoded = msgspec.json.encode(report)
+    Encoded from the Structs, not through dicts (280 MB more for an hour of a 7x7 gallery), the timeline
+    TIMELINE_CHUNK entries at a time; once past `limit` the count stops (the body is too long: by how much
+    is not needed, and the rest of a long class's timeline is not encoded for it)."""
+    if len(report.timeline) <= TIMELINE_CHUNK:
+        return _escaped_size(msgspec.json.encode(report))
+    size = _escaped_size(msgspec.json.encode(msgspec.structs.replace(report, timeline=[])))
+    for start in range(0, len(report.timeline), TIMELINE_CHUNK):
+        chunk = msgspec.json.encode(report.timeline[start:start + TIMELINE_CHUNK])
+        size += _escaped_size(chunk) - 2 + (1 if start else 0)  # its brackets off; a comma after the last chunk
+        if limit is not None and size > limit:
+            break
+    return size
+
+
+def _escaped_size(encoded: bytes) -> int:
+    """The length of msgspec's UTF-8 JSON with every character beyond ASCII a \\uXXXX escape (two for one
+    beyond the BMP), as json.dumps writes it."""
     if encoded.isascii():
         return len(encoded)
     wide = [c for c in encoded.decode() if ord(c) > 127]

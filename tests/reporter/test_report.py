@@ -83,19 +83,25 @@ def test_mqtt_body_fits_the_cloud_limit_and_says_what_it_left_out(store):
     assert small["totals"] == doc["totals"] and small["students"] == doc["students"]
 
 
-def test_the_mqtt_size_is_what_json_dumps_writes_for_any_text(store):
-    """The body's size is counted from the Structs (no dict copy of the report): the same count as the
-    compact json.dumps the bridge sends, names beyond ASCII escaped as it escapes them."""
+@pytest.mark.parametrize("chunk", [1, 5, 18, 2000])
+def test_the_mqtt_size_is_what_json_dumps_writes_for_any_text(store, monkeypatch, chunk):
+    """The body's size is counted from the Structs (no dict copy of the report), the timeline a chunk at a
+    time: the same count as the compact json.dumps the bridge sends, names beyond ASCII escaped as it
+    escapes them; past a limit the count stops there."""
     import msgspec  # noqa: PLC0415
 
-    from services.reporter.report import _compact_size  # noqa: PLC0415
+    from services.reporter import report as report_module  # noqa: PLC0415
 
+    monkeypatch.setattr(report_module, "TIMELINE_CHUNK", chunk)
     _fill(store, "r-size")
     report = build_report(store.load_session("r-size"))
     for name in ("Ana", "Zoë Ñúñez", "李雷", "Ana 🙂", 'quote " and \\ back\n'):
         named = msgspec.structs.replace(report, students=[msgspec.structs.replace(s, name=name)
                                                          for s in report.students], note=name)
-        assert _compact_size(named) == len(json.dumps(to_dict(named), separators=(",", ":"))), name
+        named.timeline = [msgspec.structs.replace(e, signals={"reason": name}) for e in named.timeline]
+        size = len(json.dumps(to_dict(named), separators=(",", ":")))
+        assert report_module.compact_size(named) == size, name
+        assert report_module.compact_size(named, limit=size - 1) > size - 1
 
 
 def test_a_long_timeline_is_written_in_pieces_that_make_the_same_file(store, monkeypatch):

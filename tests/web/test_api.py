@@ -14,11 +14,10 @@ import httpx
 import pytest
 import redis
 
-from services.reporter.report import build_report
 from shared.data.marks import MarkStore
-from shared.data.report_doc import to_dict
 from shared.data.totals import FrameRecord, Store
 from shared.ops.ports import free_ports
+from tests.support.reports import write_built_report
 from tests.support.web import MODEL, REDIS_URL, WebProcess, jpeg, poll_value
 
 
@@ -121,21 +120,7 @@ def test_marks_are_filled_from_the_live_state_and_stored(web, live_link):
 
 
 def _write_report(report_dir, session: str, students: int = 2, class_level_only: bool = False) -> dict:
-    t0 = 1_700_000_000.0
-    timeline = [{"stream": "cam0", "seq": i, "student": s, "level": (i + s) % 4, "probs": [0.25] * 4,
-                 "t_capture": t0 + i * 0.5, "t_media": i * 0.5} for i in range(20) for s in range(1, students + 1)]
-    data = {"meta": {"session": session, "class": "c1", "stream": "cam0", "started": t0, "ended": t0 + 10,
-                     "end_reason": "end_of_file", "model": MODEL},
-            "totals": {"frames": 20, "frames_without_faces": 0, "faces": 20 * students, "predictions": 20 * students,
-                       "levels": {str(i): 10 * students // 4 for i in range(4)}},
-            "students": [{"student": s, "predictions": 20, "levels": {str(i): 5 for i in range(4)},
-                          "first_seen": t0, "last_seen": t0 + 9.5, "first_media": 0.0, "last_media": 9.5}
-                         for s in range(1, students + 1)],
-            "timeline": timeline}
-    report = to_dict(build_report(data, class_level_only, time.time()))
-    report_dir.mkdir(parents=True, exist_ok=True)
-    (report_dir / f"{session}.json").write_text(json.dumps(report))
-    return report
+    return write_built_report(report_dir, session, students=students, class_level_only=class_level_only)
 
 
 def test_past_sessions_pages_downloads_and_404(tmp_path, web):

@@ -6,39 +6,22 @@ container limited to 160 MB)."""
 from __future__ import annotations
 
 import json
-import time
 import tracemalloc
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from services.reporter.report import build_report
 from services.web import sessions
 from services.web.context import WebContext
 from services.web.routes.classes import _comparison
 from services.web.sessions import Reports
-from shared.data.report_doc import to_dict
-
-MODEL = {"name": "attention-baseline", "version": "1", "kind": "baseline"}
+from tests.support.reports import write_built_report
 
 
 def _write_lesson(folder: Path, session: str, started: float, students: int = 8, seconds: int = 600) -> None:
     """One lesson of class c1: `students` faces at 2 FPS for `seconds`, levels changing every 20 s."""
-    frames = seconds * 2
-    timeline = [{"stream": "cam0", "seq": i, "student": s, "level": (i // 40 + s) % 4, "probs": [0.25] * 4,
-                 "t_capture": started + i * 0.5, "t_media": i * 0.5}
-                for i in range(frames) for s in range(1, students + 1)]
-    data = {"meta": {"session": session, "class": "c1", "stream": "cam0", "started": started,
-                     "ended": started + seconds, "end_reason": "end_of_file", "model": MODEL},
-            "totals": {"frames": frames, "frames_without_faces": 0, "faces": frames * students,
-                       "predictions": frames * students, "levels": {str(i): frames * students // 4 for i in range(4)}},
-            "students": [{"student": s, "predictions": frames, "levels": {str(i): frames // 4 for i in range(4)},
-                          "first_seen": started, "last_seen": started + seconds, "first_media": 0.0,
-                          "last_media": float(seconds)} for s in range(1, students + 1)],
-            "timeline": timeline}
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{session}.json").write_text(json.dumps(to_dict(build_report(data, False, time.time()))))
+    write_built_report(folder, session, students=students, frames=seconds * 2, started=started, level_every=40)
 
 
 def _peak(work) -> int:
