@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
@@ -586,41 +586,36 @@ class Store:
                          **({"states": _states_from_hash(raw)} if _states_from_hash(raw) else {})})
         return rows
 
-    def timeline(self, session: str, batch: int = 5000) -> list[dict[str, Any]]:
-        """Every prediction of the session, ordered by capture time (then seq, student)."""
-        entries: list[dict[str, Any]] = []
+    def _timeline_json(self, session: str, batch: int = 5000) -> Iterator[str]:
+        """Each prediction's entry as Redis holds it (JSON), in the order they were counted, `batch` a read."""
         start = "-"
         key = f"{self._s(session)}:timeline"
         while True:
             chunk = cast(list[tuple[str, dict[str, str]]], self.r.xrange(key, min=start, max="+", count=batch))
-            # msgspec shares the keys' strings between entries (json.loads makes each entry's own): an
-            # hour of a 7x7 gallery's 352,800 entries are about 150 MB less in the reporter.
-            entries.extend(msgspec.json.decode(f["d"]) for _entry_id, f in chunk)
+            yield from (fields["d"] for _entry_id, fields in chunk)
             if len(chunk) < batch:
-                break
+                return
             start = "(" + chunk[-1][0]
+
+    def timeline(self, session: str, batch: int = 5000) -> list[dict[str, Any]]:
+        """Every prediction of the session, ordered by capture time (then seq, student)."""
+        # msgspec shares the keys' strings between entries (json.loads makes each entry's own): an
+        # hour of a 7x7 gallery's 352,800 entries are about 150 MB less.
+        entries: list[dict[str, Any]] = [msgspec.json.decode(d) for d in self._timeline_json(session, batch)]
         entries.sort(key=lambda e: (e["t_capture"], e["seq"], e["student"]))
+        return entries
+
+    def timeline_entries(self, session: str, batch: int = 5000) -> list[TimelineEntry]:
+        """`timeline` as the report's Structs, decoded straight from Redis: no dict of an entry is ever made
+        (an hour of a 7x7 gallery is 352,800 entries: as dicts beside their Structs, about 240 MB)."""
+        entries = [_ENTRY.decode(d) for d in self._timeline_json(session, batch)]
+        entries.sort(key=lambda e: (e.t_capture, e.seq, e.student))
         return entries
 
     def last_prediction_time(self, session: str) -> float | None:
         """The capture time of the session's last prediction counted (None: none), read alone."""
         last = cast(list[tuple[str, dict[str, str]]], self.r.xrevrange(f"{self._s(session)}:timeline", count=1))
         return float(_ENTRY.decode(last[0][1]["d"]).t_capture) if last else None
-
-    def timeline_entries(self, session: str, batch: int = 5000) -> list[TimelineEntry]:
-        """`timeline` as the report's Structs, decoded straight from Redis: no dict of an entry is ever made
-        (an hour of a 7x7 gallery is 352,800 entries: as dicts beside their Structs, about 240 MB)."""
-        entries: list[TimelineEntry] = []
-        start = "-"
-        key = f"{self._s(session)}:timeline"
-        while True:
-            chunk = cast(list[tuple[str, dict[str, str]]], self.r.xrange(key, min=start, max="+", count=batch))
-            entries.extend(_ENTRY.decode(f["d"]) for _entry_id, f in chunk)
-            if len(chunk) < batch:
-                break
-            start = "(" + chunk[-1][0]
-        entries.sort(key=lambda e: (e.t_capture, e.seq, e.student))
-        return entries
 
     def load_session(self, session: str) -> dict[str, Any]:
         """Everything a report needs, read from Redis (the timeline as TimelineEntry Structs)."""

@@ -110,7 +110,8 @@ MESH_POOL_MIN_FACES = 4
 # The live page's video is drawn and encoded only while a page watches it (shared/data/live_watch.py):
 # the web keeps its keys for LIVE_WATCH_TTL seconds and refreshes them every LIVE_WATCH_REFRESH (and at
 # once when a page opens one); the reporter reads them at most every LIVE_WATCH_READ seconds a session,
-# so a page's video starts within about LIVE_WATCH_READ plus a frame, and stops about LIVE_WATCH_TTL
+# so a page's video starts within about LIVE_WATCH_READ plus a frame (plus the reporter's half-second tick
+# when no page watched before: it had told the captures to send no preview), and stops about LIVE_WATCH_TTL
 # after the last page closed. A read that failed is tried again after LIVE_WATCH_RETRY (drawing
 # meanwhile: a Redis that hangs costs its timeout that often, not every second).
 LIVE_WATCH_TTL = 4.0
