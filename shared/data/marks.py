@@ -279,12 +279,10 @@ def agreement(marks: list[Mark]) -> dict[str, Any]:
             "confusion": confusion, "without_prediction": missing}
 
 
-def is_of(mark: dict[str, Any] | Mark, entry: dict[str, Any] | TimelineEntry) -> bool:
-    """Whether a prediction (a timeline entry, a row: "stream", "student") is of the mark's student."""
+def is_of(mark: dict[str, Any] | Mark, entry: TimelineEntry) -> bool:
+    """Whether a prediction (a report's timeline entry) is of the mark's student."""
     m = mark.to_dict() if isinstance(mark, Mark) else mark
-    student, stream = (entry.student, entry.stream) if isinstance(entry, TimelineEntry) else \
-        (entry["student"], entry.get("stream"))
-    return str(student) == str(m["student"]) and (not m.get("stream") or stream == m["stream"])
+    return str(entry.student) == str(m["student"]) and (not m.get("stream") or entry.stream == m["stream"])
 
 
 def report_section(marks: list[Mark], class_level_only: bool = False,
