@@ -11,11 +11,10 @@ them; class-level only keeps the agreement figures and drops the marks.
 
 from __future__ import annotations
 
-from collections import Counter
-from itertools import groupby
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from shared.data.clock import offset_clock, seconds_into, wall_clock
 from shared.data.levels import LEVEL_LABELS, UNREAD_REASON
@@ -30,12 +29,12 @@ from shared.data.report_doc import (
     StoreSection,
     StreamSection,
     Student,
-    TimelineEntry,
     Totals,
     from_dict,
     timeline_of,
 )
 from shared.data.roster import several_streams, student_label
+from shared.data.timeline_columns import RawTimeline, TimelineColumns
 from shared.data.totals import SET_ASIDE_REASONS, empty_totals
 
 REPORT_SCHEMA = 1
@@ -58,46 +57,55 @@ def _with_percent(counts: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def episodes(timeline: list[TimelineEntry], min_level: int = EPISODE_LEVEL) -> list[dict[str, Any]]:
+def episodes(timeline: TimelineColumns, min_level: int = EPISODE_LEVEL) -> list[dict[str, Any]]:
     """Per student, each run of consecutive predictions at `min_level` or above.
 
     A run ends at the student's next prediction below `min_level`; start and end are the
     first and last prediction of the run (capture time, and media time for files).
     """
+    c = timeline
+    if not len(c):
+        return []
+    # A student is (stream, id): ids start at 1 in every stream. Rows by student, then capture time and seq.
+    order = np.lexsort((c.seq, c.t_capture, c.student, c.stream))
+    stream, student, level = c.stream[order], c.student[order], c.level[order]
+    high = level >= min_level
+    goes_on = np.zeros(len(order), bool)  # this row is high, and so was the previous one, of the same student
+    goes_on[1:] = high[1:] & high[:-1] & (stream[1:] == stream[:-1]) & (student[1:] == student[:-1])
+    starts = np.flatnonzero(high & ~goes_on)
+    ends = np.flatnonzero(high & ~np.append(goes_on[1:], False))
+    # Between a run's end and the next run's start no row is high: the max over that stretch is the run's.
+    peaks: list[int] = np.maximum.reduceat(np.where(high, level, -1), starts).tolist() if len(starts) else []
     out = []
-    # A student is (stream, id): ids start at 1 in every stream.
-    by_student = sorted(timeline, key=lambda e: (e.stream, e.student, e.t_capture, e.seq))
-    for (stream, student), entries in groupby(by_student, key=lambda e: (e.stream, e.student)):
-        run: list[TimelineEntry] = []
-        for entry in [*entries, None]:
-            if entry is not None and entry.level >= min_level:
-                run.append(entry)
-                continue
-            if run:
-                out.append({"stream": stream, "student": student,
-                            "start": run[0].t_capture, "end": run[-1].t_capture,
-                            "start_media": run[0].t_media, "end_media": run[-1].t_media,
-                            "predictions": len(run), "max_level": max(e.level for e in run)})
-                run = []
+    for a, b, peak in zip(starts.tolist(), ends.tolist(), peaks, strict=True):
+        first, last = int(order[a]), int(order[b])
+        out.append({"stream": c.streams[int(c.stream[first])], "student": int(c.student[first]),
+                    "start": float(c.t_capture[first]), "end": float(c.t_capture[last]),
+                    "start_media": c.media(first), "end_media": c.media(last),
+                    "predictions": b - a + 1, "max_level": int(peak)})
     out.sort(key=lambda e: (e["start"], e["stream"], e["student"]))
     return out
 
 
-def class_timeline(timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
+def class_timeline(timeline: TimelineColumns) -> list[dict[str, Any]]:
     """Per frame that had predictions: how many students were at each level."""
-    frames: dict[tuple[str, int], dict[str, Any]] = {}
-    for e in timeline:
-        row = frames.setdefault((e.stream, e.seq), {"stream": e.stream, "seq": e.seq, "t_capture": e.t_capture,
-                                                    "t_media": e.t_media, "levels": [0, 0, 0, 0]})
-        row["levels"][e.level] += 1
-    return sorted(frames.values(), key=lambda r: (r["t_capture"], r["seq"]))
+    c = timeline
+    if not len(c):
+        return []
+    frame = c.stream.astype(np.int64) * (int(c.seq.max()) + 1) + c.seq  # one number a (stream, seq)
+    _, first, which = np.unique(frame, return_index=True, return_inverse=True)
+    levels = np.zeros((len(first), 4), np.int64)
+    np.add.at(levels, (which, c.level.astype(np.int64)), 1)
+    rows = [{"stream": c.streams[int(c.stream[i])], "seq": int(c.seq[i]), "t_capture": float(c.t_capture[i]),
+             "t_media": c.media(i), "levels": counts}
+            for i, counts in sorted(zip(first.tolist(), levels.tolist(), strict=True))]  # in the timeline's order
+    return sorted(rows, key=lambda r: (r["t_capture"], r["seq"]))
 
 
-def reason_counts(timeline: list[TimelineEntry]) -> dict[str, int]:
+def reason_counts(timeline: TimelineColumns) -> dict[str, int]:
     """How many predictions each signal decided (the baseline's `reason`); class level, names no student."""
-    counts = Counter(str(e.signals["reason"]) for e in timeline
-                     if e.signals is not UNSET and e.signals.get("reason") is not None)
-    return dict(sorted(counts.items()))
+    counts = np.bincount(timeline.reason[timeline.reason >= 0], minlength=len(timeline.reasons))
+    return {name: int(n) for name, n in zip(timeline.reasons, counts.tolist(), strict=True) if n}
 
 
 def build_report(data: dict[str, Any], class_level_only: bool = False,
@@ -106,9 +114,12 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
 
     Built as the plain document (the JSON file's keys, in its order), then checked into the
     typed Report (shared/data/report_doc.py) that every writer and reader takes. The timeline's
-    TimelineEntry Structs (as Store.load_session reads them) are held as they are, never copied."""
+    TimelineEntry Structs are held as they are, never copied; a long class's RawTimeline (as
+    Store.load_session reads it) is not in the Report: its writers take it beside (report_chunks, mqtt_body)."""
     meta, totals = data["meta"], data["totals"]
-    timeline = timeline_of(data["timeline"])
+    raw = data["timeline"] if isinstance(data["timeline"], RawTimeline) else None
+    entries = [] if raw is not None else timeline_of(data["timeline"])
+    timeline = raw.columns if raw is not None else TimelineColumns.of(entries)
     students = [] if class_level_only else [_with_percent(s) for s in data["students"]]
     found = [] if class_level_only else episodes(timeline)
     model = dict(meta["model"])
@@ -131,7 +142,7 @@ def build_report(data: dict[str, Any], class_level_only: bool = False,
         "class_timeline": class_timeline(timeline),
         "reasons": reason_counts(timeline),
         "students": students,
-        "timeline": [] if class_level_only else timeline,
+        "timeline": [] if class_level_only else entries,
         "episodes": found,
         "streams": [_stream_section(st, students, found, meta["stream"]) for st in _streams_of(data)],
         "set_aside": set_aside_section(data.get("set_aside") or {}),
@@ -181,13 +192,24 @@ def _stream_section(stream: dict[str, Any], students: list[dict[str, Any]], foun
             "episodes": [e for e in found if e["stream"] == sid]}
 
 
-def mqtt_body(report: Report, limit: int = MQTT_BODY_LIMIT) -> Report:
+def raw_timeline(data: dict[str, Any], class_level_only: bool = False) -> RawTimeline | None:
+    """The timeline the report's writers take beside it (report_chunks, mqtt_body): a long class's RawTimeline
+    from `Store.load_session`; None when the Report holds its timeline (or has none: class level only)."""
+    timeline = data["timeline"]
+    return timeline if isinstance(timeline, RawTimeline) and not class_level_only else None
+
+
+def mqtt_body(report: Report, limit: int = MQTT_BODY_LIMIT, raw: RawTimeline | None = None) -> Report:
     """The report as published over MQTT: whole when it fits, else without its longest lists.
 
     A long class has a timeline beyond what the bridge can carry; the totals, students and
     episodes still fit, and the full report stays on disk. "omitted" names what was left out.
+    `raw`: the report's timeline when it is a long class's RawTimeline (not in `report`).
     """
-    if compact_size(report, limit) <= limit:
+    if raw is not None and len(raw):
+        if compact_size(report, limit) + _raw_size(raw.raw, limit) <= limit:
+            return msgspec.structs.replace(report, timeline=raw.entries())
+    elif compact_size(report, limit) <= limit:
         return report
     body = msgspec.structs.replace(report, omitted=[])
     omitted: list[str] = []
@@ -216,6 +238,16 @@ def compact_size(report: Report, limit: int | None = None) -> int:
         if limit is not None and size > limit:
             break
     return size
+
+
+def _raw_size(entries: list[bytes], limit: int) -> int:
+    """What entries' JSON adds to a report's empty timeline (their commas too); the count stops past `limit`."""
+    size = -1
+    for entry in entries:
+        size += _escaped_size(entry) + 1
+        if size > limit:
+            break
+    return max(0, size)
 
 
 def _escaped_size(encoded: bytes) -> int:

@@ -44,7 +44,7 @@ from services.reporter.class_source import load_class
 from services.reporter.messaging import MQTT_ERRORS, Publisher
 from services.reporter.outbox import Outbox, open_outbox
 from services.reporter.recording import Recorder
-from services.reporter.report import build_report, mqtt_body, render_text
+from services.reporter.report import build_report, mqtt_body, raw_timeline, render_text
 from shared.bus.backoff import LogThrottle, backoff_delay
 from shared.bus.messages import Eos, Frame, Message, Update, follow_up, make_header
 from shared.data.filenames import file_part
@@ -58,6 +58,7 @@ from shared.data.redis_retention import expire_keys
 from shared.data.report_doc import Report, StoreSection, report_chunks, to_dict
 from shared.data.roster import RosterError, TileLabels, TileNames, load_roster, with_names
 from shared.data.running_totals import Totals
+from shared.data.timeline_columns import RawTimeline
 from shared.data.totals import Store, expected_streams
 from shared.ops.config import LIVE_WATCH_READ, LIVE_WATCH_RETRY, report_fallback_dir
 from shared.ops.service import Service
@@ -411,7 +412,7 @@ class ReporterService(Service[ReporterSettings]):
             self.senders["live"].send(make_header("eos", session, report.stream, 0, time.time(),
                                                   reason="report_written"))
         if self.outbox:
-            self._hand_to_outbox(session, report)
+            self._hand_to_outbox(session, report, raw_timeline(data, self.class_level_only))
         self.latest_totals.pop(session, None)
         self.totals_sent.pop(session, None)
         self.watch.forget(session)
@@ -452,15 +453,16 @@ class ReporterService(Service[ReporterSettings]):
             else:
                 report.recording = path
         named = with_names(report, self.roster, self._tile_labels(session, report))
+        raw = raw_timeline(data, self.class_level_only)
         try:
-            return report, *self._write_files(self.report_dir, session, named)
+            return report, *self._write_files(self.report_dir, session, named, raw)
         except OSError as exc:
             # Never lose an accepted class to a folder that went away: write it elsewhere, say where.
             REPORT_ERRORS.labels("write").inc()
             fallback = report_fallback_dir(self.settings.report_fallback_dir)
             self.log.error("report of %s cannot be written to %s (%s): writing it to %s", session,
                            self.report_dir, exc, fallback)
-            return report, *self._write_files(fallback, session, named)
+            return report, *self._write_files(fallback, session, named, raw)
 
     def _report_on_disk(self, session: str) -> None:
         """Only now, with the report on disk, may the totals go: from here on Redis may evict this session
@@ -474,7 +476,7 @@ class ReporterService(Service[ReporterSettings]):
         except redis.RedisError as exc:  # said again by the recovery loop once Redis is back
             self.log.warning("report of %s on disk, but Redis did not take that (%s)", session, exc)
 
-    def _hand_to_outbox(self, session: str, report: Report) -> None:
+    def _hand_to_outbox(self, session: str, report: Report, raw: RawTimeline | None) -> None:
         """The report and the final totals into the durable outbox, then sent if the broker takes them."""
         assert self.outbox is not None and self.publisher is not None
         s = self.settings
@@ -482,7 +484,7 @@ class ReporterService(Service[ReporterSettings]):
             if not self.outbox.path.exists():  # its folder went away mid-class: open it again (or in the fallback)
                 self.outbox.close()
                 self.outbox = open_outbox(s.report_dir, s.outbox_path, s.report_fallback_dir, self.publisher, self.stop)
-            self.outbox.put("report", f"{session}:report", session, to_dict(mqtt_body(report)))
+            self.outbox.put("report", f"{session}:report", session, to_dict(mqtt_body(report, raw=raw)))
             # A fixed id, never a counter: a reporter restarted mid-class would reuse a periodic totals' id.
             self.outbox.put("totals", f"{session}:totals:final", session, to_dict(report.totals))
             # A report recovered after a crash waits briefly: its run is over, the outbox keeps it for the next.
@@ -512,9 +514,9 @@ class ReporterService(Service[ReporterSettings]):
             return {}
 
     @staticmethod
-    def _write_files(folder: Path, session: str, report: Report) -> tuple[Path, Path]:
+    def _write_files(folder: Path, session: str, report: Report, raw: RawTimeline | None) -> tuple[Path, Path]:
         txt, js = folder / f"{session}.txt", folder / f"{session}.json"
-        _atomic_write(js, itertools.chain(report_chunks(report), [b"\n"]))
+        _atomic_write(js, itertools.chain(report_chunks(report, raw.raw if raw else ()), [b"\n"]))
         _atomic_write(txt, [render_text(report)])
         return txt, js
 

@@ -40,9 +40,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal, overload
 
 import msgspec
+import numpy as np
 import redis
 
-from shared.data.report_doc import Report, TimelineEntry
+from shared.data.report_doc import Report
+from shared.data.timeline_columns import TimelineColumns
 
 LEVELS = 4
 SOURCES = ("live", "session")
@@ -279,14 +281,8 @@ def agreement(marks: list[Mark]) -> dict[str, Any]:
             "confusion": confusion, "without_prediction": missing}
 
 
-def is_of(mark: dict[str, Any] | Mark, entry: TimelineEntry) -> bool:
-    """Whether a prediction (a report's timeline entry) is of the mark's student."""
-    m = mark.to_dict() if isinstance(mark, Mark) else mark
-    return str(entry.student) == str(m["student"]) and (not m.get("stream") or entry.stream == m["stream"])
-
-
 def report_section(marks: list[Mark], class_level_only: bool = False,
-                   timeline: list[TimelineEntry] | None = None) -> dict[str, Any]:
+                   timeline: TimelineColumns | None = None) -> dict[str, Any]:
     """What a session's report (and the web's session page) says about its marks.
 
     With the report's `timeline`, each mark also gets `t_media`: the media time (files) of
@@ -295,11 +291,18 @@ def report_section(marks: list[Mark], class_level_only: bool = False,
     """
     rows = [] if class_level_only else [m.to_dict() for m in marks]
     if timeline is not None:
+        ids = np.unique(timeline.student).tolist()
         for row in rows:
-            mine = [e for e in timeline if is_of(row, e)]
-            row["t_media"] = min(mine, key=lambda e: abs(e.t_capture - row["t"])).t_media if mine else None
+            # The mark's student: the same id (as text), in the mark's stream when it names one.
+            mine = np.isin(timeline.student, [i for i in ids if str(i) == str(row["student"])])
+            if row.get("stream"):
+                mine &= timeline.stream == (timeline.streams.index(row["stream"])
+                                            if row["stream"] in timeline.streams else -1)
+            at = np.flatnonzero(mine)
+            nearest = at[np.argmin(np.abs(timeline.t_capture[at] - row["t"]))] if len(at) else None
+            row["t_media"] = None if nearest is None else timeline.media(int(nearest))
     return {"marks": rows, "agreement": agreement(marks)}
 
 
-__all__ = ["LEVELS", "SOURCES", "Mark", "MarkError", "MarkStore", "agreement", "from_report", "is_of", "merge",
+__all__ = ["LEVELS", "SOURCES", "Mark", "MarkError", "MarkStore", "agreement", "from_report", "merge",
            "report_section", "validate_mark"]

@@ -15,7 +15,7 @@ or `to_dict(report)` (plain dicts and lists, for code not converted yet and for 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,17 +270,21 @@ TIMELINE_CHUNK = 2000  # timeline entries encoded at a time by report_chunks (ab
 _EMPTY_TIMELINE = b'\n "timeline": []'  # a top-level key: a string in JSON holds no newline
 
 
-def report_chunks(report: Report) -> Iterator[bytes]:
+def report_chunks(report: Report, raw: Sequence[bytes] = ()) -> Iterator[bytes]:
     """report_bytes in pieces, the timeline TIMELINE_CHUNK entries at a time: the file of an hour of a 7x7
-    gallery (352,800 entries, 214 MB) never whole in memory, nor twice (encoded, then laid out)."""
-    if len(report.timeline) <= TIMELINE_CHUNK:
+    gallery (352,800 entries, 214 MB) never whole in memory, nor twice (encoded, then laid out). `raw`: a long
+    class's timeline as each entry's JSON (shared/data/timeline_columns.py RawTimeline), not in `report`."""
+    count = len(raw) or len(report.timeline)
+    if count <= TIMELINE_CHUNK and not raw:
         yield report_bytes(report)
         return
     head = report_bytes(msgspec.structs.replace(report, timeline=[]))
     close = head.index(_EMPTY_TIMELINE) + len(_EMPTY_TIMELINE) - 1  # the empty list's "]"
     yield head[:close]
-    for start in range(0, len(report.timeline), TIMELINE_CHUNK):
-        laid_out = msgspec.json.format(msgspec.json.encode(report.timeline[start:start + TIMELINE_CHUNK]), indent=1)
+    for start in range(0, count, TIMELINE_CHUNK):
+        encoded = (b"[" + b",".join(raw[start:start + TIMELINE_CHUNK]) + b"]" if raw
+                   else msgspec.json.encode(report.timeline[start:start + TIMELINE_CHUNK]))
+        laid_out = msgspec.json.format(encoded, indent=1)
         entries = laid_out[1:-2]  # "[" ... "\n]" off: the entries, each a line deeper in the report
         yield (b"," if start else b"") + entries.replace(b"\n", b"\n ")
     yield b"\n " + head[close:]

@@ -8,6 +8,7 @@ import pytest
 
 from services.reporter.report import BASELINE_NOTE, build_report, episodes, mqtt_body, render_text
 from shared.data.report_doc import timeline_of, to_dict
+from shared.data.timeline_columns import TimelineColumns
 from shared.data.totals import FrameRecord, Store
 from tests.aggregator.harness import MODEL
 
@@ -67,8 +68,9 @@ def test_class_level_only_has_no_student_rows(store):
 
 
 def test_episodes_close_at_the_end_of_the_timeline():
-    timeline = timeline_of([{"student": 4, "level": lv, "t_capture": float(i), "t_media": None, "seq": i,
-                             "stream": "c", "probs": [0.25] * 4} for i, lv in enumerate([3, 3, 0, 2])])
+    timeline = TimelineColumns.of(timeline_of([{"student": 4, "level": lv, "t_capture": float(i), "t_media": None,
+                                                "seq": i, "stream": "c", "probs": [0.25] * 4}
+                                               for i, lv in enumerate([3, 3, 0, 2])]))
     assert [(e["start"], e["end"], e["predictions"]) for e in episodes(timeline)] == [(0.0, 1.0, 2), (3.0, 3.0, 1)]
 
 
@@ -123,6 +125,47 @@ def test_a_long_timeline_is_written_in_pieces_that_make_the_same_file(store, mon
         assert b"".join(pieces) == report_doc.report_bytes(report), chunk
         assert (len(pieces) > 1) == (chunk < 18)
     assert json.loads(report_doc.report_bytes(report)) == json.loads(json.dumps(to_dict(report), indent=1))
+
+
+def _fill_with_signals(store: Store, session: str) -> None:
+    """Two cameras, two students each, the baseline's signals with their reasons, boxes, a frame without faces."""
+    reasons = ["eyes", "yaw", None, "pitch"]
+    for seq in range(12):
+        for k, stream in enumerate(("cam1", "cam0")):
+            preds = [] if (seq + k) % 5 == 4 else [
+                {"student": s, "level": (seq // 2 + s + k) % 4, "probs": [0.1, 0.2, 0.3, 0.4], "box": [10, 20, 30, 40],
+                 "conf": 0.9, "signals": {"yaw": 1.5 * seq, "reason": reasons[(seq + s) % 4], "now": 1}}
+                for s in (1, 2)]
+            store.record_frame(FrameRecord(session, "math-7", stream, seq, 1_700_000_000.0 + seq + 0.01 * k,
+                                           None if k else seq * 0.5, len(preds), preds, MODEL))
+    store.end_session(session, 1_700_000_100.0, "end_of_file")
+
+
+@pytest.mark.parametrize("limit", [3000, 4_000_000])
+def test_a_long_class_read_raw_makes_the_same_report_and_mqtt_body(store, monkeypatch, limit):
+    """Past RAW_TIMELINE_AFTER predictions Store.load_session reads the timeline as each entry's JSON and the
+    columns the report computes from (RawTimeline): the report file and the MQTT body are byte for byte the
+    ones the Structs make, its episodes, class timeline, reasons and marks included."""
+    from services.reporter.report import raw_timeline  # noqa: PLC0415
+    from shared.data import report_doc  # noqa: PLC0415
+    from shared.data import totals as totals_module  # noqa: PLC0415
+    from shared.data.timeline_columns import RawTimeline  # noqa: PLC0415
+
+    _fill_with_signals(store, "r-raw")
+    marks = _marks(store, "r-raw")
+    as_structs = build_report(store.load_session("r-raw"), generated_at=1.0, marks=marks)
+    assert as_structs.episodes and len(as_structs.reasons) == 3 and as_structs.marks
+    monkeypatch.setattr(totals_module, "RAW_TIMELINE_AFTER", 0)
+    data = store.load_session("r-raw")
+    raw = raw_timeline(data)
+    assert isinstance(raw, RawTimeline) and len(raw) == len(as_structs.timeline) == 40
+    from_raw = build_report(data, generated_at=1.0, marks=marks)
+    assert from_raw.timeline == [] and raw.entries() == as_structs.timeline
+    for chunk in (3, 2000):
+        monkeypatch.setattr(report_doc, "TIMELINE_CHUNK", chunk)
+        assert b"".join(report_doc.report_chunks(from_raw, raw.raw)) == report_doc.report_bytes(as_structs), chunk
+    assert mqtt_body(from_raw, limit, raw) == mqtt_body(as_structs, limit)
+    assert raw_timeline(data, class_level_only=True) is None
 
 
 def test_the_last_prediction_counted_is_read_alone(store):

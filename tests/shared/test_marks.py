@@ -12,6 +12,7 @@ import redis
 
 from shared.data.marks import Mark, MarkError, MarkStore, agreement, validate_mark
 from shared.data.report_doc import TimelineEntry
+from shared.data.timeline_columns import TimelineColumns
 from shared.data.totals import FrameRecord, Store
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -154,10 +155,10 @@ def test_report_section_for_a_page_that_adds_marks_to_a_written_report():
 
     timeline = [_entry(3, 100.0, 0.0), _entry(3, 101.0, 0.5)]
     marks = [Mark("s", "3", 100.9, 1, 1, {}, 1.0, "session"), Mark("s", "9", 100.0, 0, 2, {}, 1.0, "session")]
-    section = report_section(marks, timeline=timeline)
+    section = report_section(marks, timeline=TimelineColumns.of(timeline))
     assert [(m["student"], m["t_media"]) for m in section["marks"]] == [("3", 0.5), ("9", None)]
     assert section["agreement"]["agreed"] == 1
-    assert report_section(marks, class_level_only=True, timeline=timeline)["marks"] == []
+    assert report_section(marks, class_level_only=True, timeline=TimelineColumns.of(timeline))["marks"] == []
 
 
 def test_marks_of_two_streams_join_their_own_students_predictions(marks):
@@ -169,7 +170,7 @@ def test_marks_of_two_streams_join_their_own_students_predictions(marks):
         marks.add(validate_mark({"session": "two", "stream": stream, "student": 1, "t": 100.05, "level_given": 0}))
     stored = marks.for_session("two")
     assert sorted(m.stream for m in stored) == ["cam0", "cam1"]
-    section = report_section(stored, timeline=timeline)
+    section = report_section(stored, timeline=TimelineColumns.of(timeline))
     assert sorted((m["stream"], m["t_media"]) for m in section["marks"]) == [("cam0", 0.0), ("cam1", 7.0)]
     assert validate_mark(_payload()).stream == ""  # a one-stream class's mark needs none
 
@@ -187,7 +188,7 @@ def test_marks_read_back_from_a_report_and_merged_with_redis_once(marks):
     marks.add(first)
     marks.add(second)
     timeline = [_entry(1, 1_700_000_001.2, 4.5, "cam0")]
-    report = report_dict(session="sr", **report_section([first, second], timeline=timeline))
+    report = report_dict(session="sr", **report_section([first, second], timeline=TimelineColumns.of(timeline)))
     report = json.loads(json.dumps(report))  # as the file holds it
     report["marks"].append({**report["marks"][0], "student": "5", "level_given": 9})  # hand-edited, no mark: skipped
     back = from_report(from_dict(report))
