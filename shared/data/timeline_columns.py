@@ -119,11 +119,7 @@ class RawTimeline:
         return len(self.raw)
 
     def entries(self) -> list[TimelineEntry]:
-        return timeline_of([msgspec.json.decode(item) for item in self.raw])
+        return timeline_of([msgspec.json.decode(item) for item in self.raw])  # ReportError if one is no entry
 
 
-def columns_of(timeline: list[TimelineEntry] | RawTimeline) -> TimelineColumns:
-    return timeline.columns if isinstance(timeline, RawTimeline) else TimelineColumns.of(timeline)
-
-
-__all__ = ["RawTimeline", "TimelineColumns", "columns_of"]
+__all__ = ["RawTimeline", "TimelineColumns"]
