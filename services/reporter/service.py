@@ -175,9 +175,7 @@ class ReporterService(Service[ReporterSettings]):
         # Whether a page watches the live video (the web says so in Redis): no page, no drawing for it.
         self.watch = WatchReader(self.store.r, s.redis_prefix, LIVE_WATCH_READ, LIVE_WATCH_RETRY)
         self.live_watched: dict[str, tuple[bool, bool]] = {}  # session -> (known, watched): a log line on a change
-        # The streams each open class has sent updates for: whether anything shows their frames decides
-        # whether the preview link takes them at all (_take_preview).
-        self.class_streams: dict[str, set[str]] = {}
+        self.class_streams: dict[str, set[str]] = {}  # session -> streams updated: are they shown (_take_preview)
         PREVIEW_TAKEN.set(int(bool(s.preview_in)))  # a sub link takes everything from its start
         self.totals_sent: dict[str, int] = {}
         self.next_totals = time.monotonic() + float(s.mqtt_totals_interval)

@@ -267,7 +267,8 @@ CASES = {
     "aggregator": ("PREDICTIONS_IN", zmq.PUSH, "UPDATES_OUT", "predictions", ("predictions", "eos"),
                    "predictions", {}),
     "reporter/updates": ("UPDATES_IN", zmq.PUSH, None, "update", ("update", "eos"), "eos", {}),
-    "reporter/preview": ("PREVIEW_IN", zmq.XPUB, None, "frame", ("frame",), "frame", {}),  # links.py: frames only
+    # links.py: frames only. Recording: the reporter takes the preview only while something would show it.
+    "reporter/preview": ("PREVIEW_IN", zmq.XPUB, None, "frame", ("frame",), "frame", {"RECORD": "1"}),
 }
 
 
