@@ -40,7 +40,7 @@ from prometheus_client import Counter, Gauge
 from shared.bus.acks import send_ack
 from shared.bus.backoff import Backoff
 from shared.bus.messages import Eos, Message, Predictions, follow_up
-from shared.data.journal import Journal, read_journal
+from shared.data.journal import Journal, JournalContents, frames_of
 from shared.data.levels import LEVELS
 from shared.data.running_totals import Totals
 from shared.data.totals import FrameRecord, Store, add_record, empty_totals, expected_streams, safe_url
@@ -228,9 +228,9 @@ class AggregatorService(Service[AggregatorSettings]):
         journal = self.journals.get(session)
         if journal is None or not journal.path.exists():  # none, or the report is written and it is gone
             return 0
-        contents = read_journal(journal.path)
+        contents = JournalContents(journal.path)
         counted = 0
-        for n, rec in contents.frames:
+        for n, rec in frames_of(journal.path, contents):  # one at a time: a long class's journal is large
             counted += self.store.record_journaled_frame(rec, mark=n).counted
         for e in contents.eos:
             self.store.end_journaled_stream(session, e["stream"], e["ended"], e["reason"], self.expected_streams,

@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from shared.data.journal import JournalContents, find_journal, read_journal, session_from_journal
+from shared.data.timeline_columns import RawTimeline
 from shared.data.totals import Store, safe_url
 
 # The marks the web kept on disk are reported (shared/data/marks_journal.py); what only Redis had is not.
@@ -25,7 +26,7 @@ def load_class(store: Store, session: str, journal_dir: str, fallback: Path | No
     frames than the journal (it lost some after the aggregator's last write): the journal.
     """
     path = find_journal(journal_dir, session, fallback) if journal_dir else None
-    journal = read_journal(path) if path else None
+    journal = read_journal(path, keep_frames=False) if path else None  # counted: the frames are read if used
     try:
         data = store.load_session(session)
     except redis.RedisError as exc:
@@ -34,8 +35,8 @@ def load_class(store: Store, session: str, journal_dir: str, fallback: Path | No
         why = f"Redis at {safe_url(store.url)} unreachable ({exc})"
         return _from_journal(journal, why, interrupted)
     frames = data["totals"]["frames"]
-    if journal is not None and len(journal.frames) > frames:
-        why = f"Redis held {frames} of the {len(journal.frames)} frames the aggregator accepted"
+    if journal is not None and journal.frame_count > frames:
+        why = f"Redis held {frames} of the {journal.frame_count} frames the aggregator accepted"
         return _from_journal(journal, why, interrupted)
     meta = data["meta"]
     if not meta.get("refills"):
@@ -55,8 +56,10 @@ def _from_journal(journal: JournalContents, why: str, interrupted: bool) -> tupl
     if open_streams:
         missing.append("the end of stream(s) " + ", ".join(open_streams) + " (the class was cut short)")
     if data["meta"]["ended"] is None or (interrupted and open_streams):
-        last = data["timeline"][-1].t_capture if data["timeline"] else data["meta"]["started"]
+        timeline = data["timeline"]
+        last = data["meta"]["started"] if not len(timeline) else float(timeline.columns.t_capture[-1]) \
+            if isinstance(timeline, RawTimeline) else timeline[-1].t_capture
         data["meta"]["ended"], data["meta"]["end_reason"] = last, "interrupted"
-    return data, {"source": "journal", "journal": str(journal.path), "frames": len(journal.frames), "why": why,
+    return data, {"source": "journal", "journal": str(journal.path), "frames": journal.frame_count, "why": why,
                   "missing": missing,
                   "note": f"written from the aggregator's journal {journal.path} ({why})"}

@@ -30,16 +30,19 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from shared.data import totals as totals_module
 from shared.data.filenames import file_part
 from shared.data.levels import LEVELS
 from shared.data.report_doc import TimelineEntry
-from shared.data.totals import FrameRecord, add_record, empty_totals, states_of, timeline_entry
+from shared.data.timeline_columns import RawTimeline
+from shared.data.totals import FrameRecord, add_record, empty_totals, entry_json, states_of, timeline_entry
 
 JOURNAL_NAME = "journal.jsonl"
 # A frame line's "r": the record's fields but its number (the line's own "n"), in their order.
@@ -102,7 +105,7 @@ class Journal:
         self.moved = self.path != journal_path(folder, session)
         self.n = 0
         self.unsynced = 0
-        existing = read_journal(self.path) if self.path.exists() else None
+        existing = read_journal(self.path, keep_frames=False) if self.path.exists() else None
         if existing is not None and existing.id:  # a restarted aggregator goes on where it stopped
             self.id, self.n = existing.id, existing.last_n
             self.fd = self._open(self.path)
@@ -195,23 +198,42 @@ class JournalContents:
     path: Path
     id: str = ""
     session: str = ""
-    frames: list[tuple[int, FrameRecord]] = field(default_factory=list)  # (n, record), first of each (stream, seq)
+    # (n, record), first of each (stream, seq); empty when read with keep_frames=False (`frame_count` counts them).
+    frames: list[tuple[int, FrameRecord]] = field(default_factory=list)
     eos: list[dict[str, Any]] = field(default_factory=list)  # first of each stream
     unreadable: int = 0  # lines cut short (a crash mid-write, a full disk) or not ours
     last_n: int = 0
+    frame_count: int = 0
+    prediction_count: int = 0
+    streams: set[str] = field(default_factory=set)  # streams with a frame
 
     def ended(self, expected: list[str]) -> bool:
         """Whether the class has ended: every stream expected or seen has its eos (one camera: any eos)."""
         ended = {e["stream"] for e in self.eos}
         if not expected:
             return bool(ended)
-        return (set(expected) | {r.stream for _, r in self.frames}) <= ended
+        return (set(expected) | self.streams) <= ended
 
 
-def read_journal(path: Path) -> JournalContents:
+def read_journal(path: Path, keep_frames: bool = True) -> JournalContents:
     """Every record of a journal, each frame and each stream's end once (a frame resent while Redis was down
-    is journaled again)."""
+    is journaled again). `keep_frames=False`: the frames are counted, not kept (an hour of a 7x7 gallery's
+    records as objects is over a gigabyte); `journal_frames` reads them again one at a time."""
     out = JournalContents(path)
+    for n, record in frames_of(path, out):
+        if keep_frames:
+            out.frames.append((n, record))
+    return out
+
+
+def journal_frames(path: Path) -> Iterator[FrameRecord]:
+    """The journal's frames, each once, read one at a time."""
+    return (record for _, record in frames_of(path, JournalContents(path)))
+
+
+def frames_of(path: Path, out: JournalContents) -> Iterator[tuple[int, FrameRecord]]:
+    """(n, record) of each frame's first record, as it is read; `out` takes the rest (header, ends, counts:
+    whole once the iterator is done)."""
     seen: set[tuple[str, int]] = set()
     ended: set[str] = set()
     with path.open("rb") as f:
@@ -223,11 +245,9 @@ def read_journal(path: Path) -> JournalContents:
                     out.id, out.session = str(line["id"]), str(line["session"])
                     continue
                 n = int(line["n"])
+                record = None
                 if kind == "frame":
                     record = FrameRecord(**line["r"], journal_n=n)
-                    if (record.stream, record.seq) not in seen:
-                        seen.add((record.stream, record.seq))
-                        out.frames.append((n, record))
                 elif kind == "eos":
                     if line["stream"] not in ended:
                         ended.add(line["stream"])
@@ -238,18 +258,27 @@ def read_journal(path: Path) -> JournalContents:
                 out.unreadable += 1
                 continue
             out.last_n = max(out.last_n, n)
-    return out
+            if record is not None and (record.stream, record.seq) not in seen:
+                seen.add((record.stream, record.seq))
+                out.frame_count += 1
+                out.prediction_count += len(record.predictions)
+                out.streams.add(record.stream)
+                yield n, record
 
 
-def _students(frames: list[FrameRecord]) -> list[dict[str, Any]]:
-    rows: dict[tuple[str, int], dict[str, Any]] = {}
-    for rec in frames:
+class _StudentRows:
+    """The report's students section, a frame at a time."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def add(self, rec: FrameRecord) -> None:
         for p in rec.predictions:
             key = (rec.stream, int(p["student"]))
-            row = rows.setdefault(key, {"stream": rec.stream, "student": key[1], "predictions": 0,
-                                        "levels": {str(i): 0 for i in range(LEVELS)},
-                                        "first_seen": None, "last_seen": None, "first_media": None,
-                                        "last_media": None})
+            row = self.rows.setdefault(key, {"stream": rec.stream, "student": key[1], "predictions": 0,
+                                             "levels": {str(i): 0 for i in range(LEVELS)},
+                                             "first_seen": None, "last_seen": None, "first_media": None,
+                                             "last_media": None})
             row["predictions"] += 1
             row["levels"][str(int(p["level"]))] += 1
             for head, level in states_of(p).items():
@@ -259,43 +288,71 @@ def _students(frames: list[FrameRecord]) -> list[dict[str, Any]]:
                 row["first_seen"], row["first_media"] = rec.t_capture, rec.t_media
             if row["last_seen"] is None or rec.t_capture > row["last_seen"]:
                 row["last_seen"], row["last_media"] = rec.t_capture, rec.t_media
-    return [rows[k] for k in sorted(rows)]
+
+    def sorted(self) -> list[dict[str, Any]]:
+        return [self.rows[k] for k in sorted(self.rows)]
+
+
+@dataclass
+class _Scan:
+    """What a session's report needs from its frames, gathered in one pass over them."""
+
+    raw: bool  # a long class: the timeline kept as each entry's JSON (RawTimeline), not as Structs
+    totals: dict[str, Any] = field(default_factory=empty_totals)
+    per_stream: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started: dict[str, float] = field(default_factory=dict)  # stream -> its first frame's capture time
+    students: _StudentRows = field(default_factory=_StudentRows)
+    model: dict[str, Any] = field(default_factory=dict)  # the last frame's that names one
+    first: FrameRecord | None = None
+    timeline: list[Any] = field(default_factory=list)
+
+    def add(self, rec: FrameRecord) -> None:
+        self.first = self.first or rec
+        self.totals = add_record(self.totals, rec)
+        self.per_stream[rec.stream] = add_record(self.per_stream.get(rec.stream) or empty_totals(), rec)
+        self.started[rec.stream] = min(self.started.get(rec.stream, rec.t_capture), rec.t_capture)
+        self.students.add(rec)
+        if rec.model and rec.model.get("name"):
+            self.model = rec.model
+        for p in rec.predictions:
+            entry = timeline_entry(rec, p)
+            self.timeline.append(entry_json(entry).encode() if self.raw else msgspec.convert(entry, TimelineEntry))
 
 
 def session_from_journal(contents: JournalContents) -> dict[str, Any]:
     """What `Store.load_session` returns, from the journal alone (Redis gone): meta, totals, streams,
     students, timeline. Tile names live only in Redis and are not here; the teacher's marks are beside it
-    (shared/data/marks_journal.py)."""
-    frames = [rec for _, rec in contents.frames]
-    totals = empty_totals()
-    per_stream: dict[str, dict[str, Any]] = {}
+    (shared/data/marks_journal.py). Frames not kept (`read_journal(..., keep_frames=False)`) are read again
+    one at a time; past RAW_TIMELINE_AFTER predictions the timeline is a RawTimeline, as from Redis."""
+    frames: Iterable[FrameRecord] = ([rec for _, rec in contents.frames] if contents.frames
+                                     else journal_frames(contents.path) if contents.frame_count else [])
+    scan = _Scan(raw=contents.prediction_count > totals_module.RAW_TIMELINE_AFTER)
     for rec in frames:
-        totals = add_record(totals, rec)
-        per_stream[rec.stream] = add_record(per_stream.get(rec.stream) or empty_totals(), rec)
+        scan.add(rec)
     eos = {e["stream"]: e for e in contents.eos}
-    ids = sorted(set(per_stream) | set(eos))
+    ids = sorted(set(scan.per_stream) | set(eos))
     streams = []
     for sid in ids:
-        mine = [r.t_capture for r in frames if r.stream == sid]
         end = eos.get(sid) or {}
-        streams.append({"stream": sid, "source": end.get("source", ""), "started": min(mine) if mine else None,
+        streams.append({"stream": sid, "source": end.get("source", ""), "started": scan.started.get(sid),
                         "ended": end.get("ended"), "end_reason": end.get("reason", ""),
-                        "totals": per_stream.get(sid) or empty_totals()})
+                        "totals": scan.per_stream.get(sid) or empty_totals()})
     last_end = max(contents.eos, key=lambda e: e["ended"]) if contents.eos else None
-    model = next((r.model for r in reversed(frames) if r.model and r.model.get("name")), {})
-    first = frames[0] if frames else None
+    model, first = scan.model, scan.first
     meta = {"session": contents.session, "class": first.class_id if first else (last_end or {}).get("class_id", ""),
             "stream": first.stream if first else (ids[0] if ids else ""),
-            "started": min((r.t_capture for r in frames), default=None),
+            "started": min(scan.started.values(), default=None),
             "ended": last_end["ended"] if last_end else None, "end_reason": last_end["reason"] if last_end else "",
             "model": {"name": str(model.get("name") or ""), "kind": str(model.get("kind") or ""),
                       "baseline": bool(model.get("baseline")), "affect": bool(model.get("affect")),
                       "labels": [str(x) for x in model.get("labels") or []],
                       "engine": str(model.get("engine") or ""), "device": str(model.get("device") or "")}}
-    # As Store.load_session gives it: the report's Structs, sorted the same way.
-    timeline = [msgspec.convert(timeline_entry(rec, p), TimelineEntry) for rec in frames for p in rec.predictions]
-    timeline.sort(key=lambda e: (e.t_capture, e.seq, e.student))
-    return {"meta": meta, "totals": totals, "streams": streams, "students": _students(frames), "timeline": timeline}
+    if scan.raw:
+        timeline: Any = RawTimeline(scan.timeline)
+    else:  # as Store.load_session gives it: the report's Structs, sorted the same way
+        timeline = sorted(scan.timeline, key=lambda e: (e.t_capture, e.seq, e.student))
+    return {"meta": meta, "totals": scan.totals, "streams": streams, "students": scan.students.sorted(),
+            "timeline": timeline}
 
 
 def remove_journal(folder: str, session: str, fallback: Path | None) -> None:

@@ -280,6 +280,11 @@ def timeline_entry(rec: FrameRecord, p: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+def entry_json(entry: dict[str, Any]) -> str:
+    """A timeline entry as Redis holds it (and a long class's journal report reads it: RawTimeline)."""
+    return json.dumps(entry, separators=(",", ":"))
+
+
 def _add_states(states: dict[str, dict[str, int]], prediction: dict[str, Any]) -> None:
     for head, level in states_of(prediction).items():
         states.setdefault(head, {str(i): 0 for i in range(LEVELS)})[str(level)] += 1
@@ -438,7 +443,7 @@ class Store:
             entry = timeline_entry(rec, p)
             states = entry.get("states")
             preds.append({"student": entry["student"], "level": entry["level"],
-                          "entry": json.dumps(entry, separators=(",", ":")), **({"states": states} if states else {})})
+                          "entry": entry_json(entry), **({"states": states} if states else {})})
         t_media = "" if rec.t_media is None else repr(float(rec.t_media))
         m = rec.model or {}
         # Only plain fields reach Lua: a JSON null would turn into a truthy value there.

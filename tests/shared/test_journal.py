@@ -46,6 +46,41 @@ def test_a_report_from_the_journal_is_the_report_from_redis(tmp_path, store):
     from_redis = build_report(store.load_session(session), generated_at=1.0)
     from_journal = build_report(session_from_journal(contents), generated_at=1.0)
     assert from_journal == from_redis
+    # Counted, not kept: the reporter reads the frames again one at a time when it reports from the journal.
+    counted = read_journal(find_journal(tmp_path, session), keep_frames=False)
+    assert (counted.frames, counted.frame_count, counted.streams) == ([], 42, {"cam0", "cam1"})
+    assert counted.prediction_count == sum(len(r.predictions) for r in frames) and counted.ended(["cam0", "cam1"])
+    assert build_report(session_from_journal(counted), generated_at=1.0) == from_redis
+
+
+def test_a_long_class_from_the_journal_is_its_report_from_redis_byte_for_byte(tmp_path, store, monkeypatch):
+    """Past RAW_TIMELINE_AFTER predictions the journal's report keeps each entry's JSON (RawTimeline), as the
+    report from Redis does: the file is byte for byte the one a short class's Structs make."""
+    from services.reporter.report import raw_timeline  # noqa: PLC0415
+    from shared.data import report_doc  # noqa: PLC0415
+    from shared.data import totals as totals_module  # noqa: PLC0415
+    from shared.data.timeline_columns import RawTimeline  # noqa: PLC0415
+
+    session = "j-long"
+    journal = Journal(tmp_path, session)
+    frames = _frames(session, 30) + _frames(session, 12, "cam1", seed=5)
+    for rec in frames:
+        for p in rec.predictions:  # json.dumps writes it 4.8123257286607546e-05, msgspec 0.000048123257286607546
+            p["probs"] = [0.2, 0.3, 0.49995187674271337, 4.8123257286607546e-05]
+        store.record_frame(rec)
+        journal.append_frame(rec)
+    for stream, ended in (("cam1", T0 + 20), ("cam0", T0 + 40)):
+        store.end_stream(session, stream, ended, "end_of_file", ["cam0", "cam1"], "math-7", "a.mp4")
+        journal.append_eos(stream, 99, ended, ended, "end_of_file", "a.mp4", "math-7")
+    journal.close()
+    as_structs = build_report(store.load_session(session), generated_at=1.0)
+    monkeypatch.setattr(totals_module, "RAW_TIMELINE_AFTER", 0)
+    data = session_from_journal(read_journal(find_journal(tmp_path, session), keep_frames=False))
+    raw = raw_timeline(data)
+    assert isinstance(raw, RawTimeline) and len(raw) == len(as_structs.timeline) > 40
+    from_raw = build_report(data, generated_at=1.0)
+    assert from_raw.timeline == [] and raw.entries() == as_structs.timeline
+    assert b"".join(report_doc.report_chunks(from_raw, raw.raw)) == report_doc.report_bytes(as_structs)
 
 
 def test_a_reopened_journal_goes_on_numbering_and_a_cut_line_is_skipped(tmp_path):
