@@ -17,7 +17,8 @@ from typing import Any
 import msgspec
 from prometheus_client import Counter
 
-from shared.data.report_doc import Report, ReportHead, load_report, load_report_head
+from shared.data.lean_report import load_for_pages
+from shared.data.report_doc import Report, ReportHead, load_report_head
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 UNREADABLE = Counter("engagement_web_unreadable_reports_total",
@@ -33,7 +34,8 @@ class Reports:
         self._summaries: dict[Path, tuple[float, dict[str, Any]]] = {}  # path -> (mtime, summary)
         # The last report read, by its file's version: a mark on a past session read it two or three
         # times (its level, where to keep it), 2.3 s each for an hour of a 7x7 gallery (51 MB).
-        self._last: tuple[tuple[Path, int, int], Report] | None = None
+        # With it, whether its timeline is lean (shared/data/lean_report.py).
+        self._last: tuple[tuple[Path, int, int], Report, bool] | None = None
         # One read at a time: the session page asks for the report, its lesson and its marks at once,
         # and each request read its own copy in FastAPI's thread pool.
         self._reading = threading.Lock()
@@ -49,24 +51,33 @@ class Reports:
         return None
 
     def load(self, session: str) -> Report | None:
-        """The session's report; None when there is none or its file is not a report."""
+        """The session's report as the pages read it (a long class's timeline lean: LEAN_AFTER); None when
+        there is none or its file is not a report."""
         path = self.path(session)
-        return None if path is None else self._load_file(path)
+        loaded = None if path is None else self._load_file(path)
+        return None if loaded is None else loaded[0]
 
-    def _load_file(self, path: Path) -> Report | None:
+    def is_lean(self, session: str) -> bool:
+        """Whether the session's report, as `load` gives it, has lean timeline entries (no probabilities,
+        box, confidence, signals or states: `timeline_entries` reads them whole)."""
+        path = self.path(session)
+        loaded = None if path is None else self._load_file(path)
+        return loaded is not None and loaded[1]
+
+    def _load_file(self, path: Path) -> tuple[Report, bool] | None:
         with self._reading:
             try:
                 stat = path.stat()
                 version = (path, stat.st_mtime_ns, stat.st_size)
                 if self._last is not None and self._last[0] == version:
-                    return self._last[1]
+                    return self._last[1], self._last[2]
                 self._last = None  # let the one held go before the next is read: one report in memory
-                report = load_report(path)
+                report, lean = load_for_pages(path)
             except (OSError, ValueError) as exc:  # ReportError and msgspec's DecodeError are ValueErrors
                 self._say_unreadable(path, exc)
                 return None
-            self._last = (version, report)
-            return report
+            self._last = (version, report, lean)
+            return report, lean
 
     def _report_files(self) -> list[Path]:
         """Each session's file, the first folder's where two hold one."""

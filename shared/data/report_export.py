@@ -14,8 +14,10 @@ import csv
 import html
 import io
 import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgspec
 from msgspec import UnsetType
 
 from shared.data.clock import offset_clock, seconds_into, wall_clock
@@ -65,7 +67,13 @@ def _typed(source: Report | dict[str, Any]) -> Report:
 
 def report_csv(source: Report | dict[str, Any]) -> str:
     """Per-prediction rows (or per-frame class rows for a class-level report) as CSV text."""
-    report = _typed(source)
+    return "".join(report_csv_chunks(_typed(source)))
+
+
+def report_csv_chunks(report: Report, entries: Iterable[TimelineEntry] | None = None,
+                      rows: int = 2000) -> Iterator[str]:
+    """report_csv's text, `rows` rows at a time. `entries`: the timeline's entries, whole, when the report's
+    own are not (the web's lean timeline of a long class: shared/data/lean_report.py)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     started = report.started
@@ -74,10 +82,11 @@ def report_csv(source: Report | dict[str, Any]) -> str:
         writer.writerow(CLASS_COLUMNS)
         for row in report.class_timeline:
             writer.writerow([row.seq, _cell(_timestamp(row, started)), row.t_capture, row.stream, *row.levels])
-        return out.getvalue()
+        yield out.getvalue()
+        return
     writer.writerow(STUDENT_COLUMNS)
     named = names(report)
-    for e in report.timeline:
+    for n, e in enumerate(report.timeline if entries is None else entries, start=1):
         box: list[Any] = list(e.box) if e.box else [None] * 4
         signals = e.signals or {}
         probs = e.probs
@@ -87,7 +96,11 @@ def report_csv(source: Report | dict[str, Any]) -> str:
                          labels[e.level] if e.level < len(labels) else "",
                          *(_cell(probs[i] if i < len(probs) else None) for i in range(LEVELS)),
                          named.get((e.stream, e.student), "")])
-    return out.getvalue()
+        if n % rows == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
 
 
 # --- HTML -------------------------------------------------------------------------------------
@@ -225,7 +238,9 @@ def report_html(source: Report | dict[str, Any], alert_seconds: float = DEFAULT_
     if report.class_level_only:
         out.append("<p>Class-level report: no per-student rows.</p>")
     # The report itself, for whoever wants the numbers behind the page.
-    data = json.dumps({k: v for k, v in to_dict(report).items() if k != "timeline"}, indent=1)
+    # Without the timeline from the start: a long class's as dicts would be hundreds of megabytes.
+    data = json.dumps({k: v for k, v in to_dict(msgspec.structs.replace(report, timeline=[])).items()
+                       if k != "timeline"}, indent=1)
     out += ['<details><summary>report JSON (without the timeline)</summary><pre>', esc(data),
             "</pre></details></body></html>"]
     return "\n".join(out) + "\n"

@@ -8,13 +8,14 @@ from typing import Any
 
 import msgspec
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 
-from services.web.context import Ctx, report_or_404
+from services.web.context import Ctx, WebContext, report_or_404
 from services.web.templates import not_found_page, page, render
+from shared.data.lean_report import timeline_entries
 from shared.data.lesson import lesson
-from shared.data.report_doc import report_json
-from shared.data.report_export import report_csv  # the same CSV as `engagement report --csv`
+from shared.data.report_doc import Report, report_json
+from shared.data.report_export import report_csv, report_csv_chunks  # the same CSV as `engagement report --csv`
 from shared.data.summary import summary_html  # the same summary as `engagement report --pdf`
 from shared.ops.pdf import PdfError, html_to_pdf
 
@@ -33,18 +34,32 @@ def session_page(session: str, ctx: Ctx) -> Response:
     return page("session", session=session)
 
 
+def _lean_file(ctx: WebContext, session: str, report: Report) -> Path | None:
+    """The report's file when the pages hold its timeline lean (a long class) and this service shows it whole:
+    what needs whole entries reads them from there (shared/data/lean_report.py)."""
+    path = ctx.reports.path(session)
+    return path if path is not None and not report.class_level_only and ctx.reports.is_lean(session) else None
+
+
 @router.get("/sessions/{session}/report.json", include_in_schema=False)
 def download_json(session: str, ctx: Ctx) -> Response:
     report = report_or_404(ctx, session)
-    return Response(report_json(report), media_type="application/json",
-                    headers={"Content-Disposition": f'attachment; filename="{session}.json"'})
+    headers = {"Content-Disposition": f'attachment; filename="{session}.json"'}
+    path = _lean_file(ctx, session, report)
+    if path is not None:
+        return FileResponse(path, media_type="application/json", headers=headers)
+    return Response(report_json(report), media_type="application/json", headers=headers)
 
 
 @router.get("/sessions/{session}/report.csv", include_in_schema=False)
 def download_csv(session: str, ctx: Ctx) -> Response:
     report = report_or_404(ctx, session)
-    return Response(report_csv(report), media_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{session}.csv"'})
+    headers = {"Content-Disposition": f'attachment; filename="{session}.csv"'}
+    path = _lean_file(ctx, session, report)
+    if path is not None:  # row by row, from the file's entries: 350,000 rows of a 7x7 gallery's hour
+        return StreamingResponse(report_csv_chunks(report, timeline_entries(path)), media_type="text/csv",
+                                 headers=headers)
+    return Response(report_csv(report), media_type="text/csv", headers=headers)
 
 
 @router.get("/sessions/{session}/summary.pdf", include_in_schema=False)
@@ -72,9 +87,13 @@ def api_sessions(ctx: Ctx) -> list[dict[str, Any]]:
             responses={200: {"content": {"application/json": {}}}})
 def api_session(session: str, ctx: Ctx) -> Response:
     """The same document as the JSON report the reporter wrote (schema 1)."""
-    # Encoded from the report itself, not through dicts and FastAPI's encoder: an hour of a 7x7 gallery is
-    # 350,000 timeline rows.
-    return Response(msgspec.json.encode(report_or_404(ctx, session)), media_type="application/json")
+    # Encoded from the report itself, not through dicts and FastAPI's encoder; a long class's is its file
+    # (an hour of a 7x7 gallery is 350,000 timeline rows, which the pages hold lean).
+    report = report_or_404(ctx, session)
+    path = _lean_file(ctx, session, report)
+    if path is not None:
+        return FileResponse(path, media_type="application/json")
+    return Response(msgspec.json.encode(report), media_type="application/json")
 
 
 @router.get("/api/sessions/{session}/lesson", summary="One session as a whole: class line, alerts, time at 2+")
