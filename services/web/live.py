@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -43,6 +44,16 @@ def numeric_signals(signals: Any) -> dict[str, float]:
         return {}
     return {k: float(v) for k, v in signals.items()
             if isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+class LiveRow(NamedTuple):
+    """A prediction of the class under way as Redis has it (what the live state takes of its timeline entry)."""
+    stream: str
+    seq: int
+    student: int
+    level: int
+    probs: list[float]
+    t_capture: float
 
 
 @dataclass
@@ -108,8 +119,9 @@ class LiveState:
         self.line_step = 1.0
 
     # --- writes (the service's loop thread) ---------------------------------------------
-    def load(self, session: str, meta: dict[str, Any], totals: dict[str, Any], timeline: list[dict[str, Any]]) -> None:
-        """The state of `session` as Redis has it (start-up, or a session this process missed)."""
+    def load(self, session: str, meta: dict[str, Any], totals: dict[str, Any], timeline: Iterable[LiveRow]) -> None:
+        """The state of `session` as Redis has it (start-up, or a session this process missed); `timeline`: its
+        predictions sorted by capture time (services/web/restore.py live_rows)."""
         with self.lock:
             self._reset(session)
             self.model = msgspec.convert(meta.get("model") or {}, ModelInfo)
@@ -117,14 +129,13 @@ class LiveState:
             self.ended = meta.get("ended") is not None
             self.streams.update(str(st) for st in meta.get("streams") or [])
             previous = None  # the class line gets a point once all of a moment's predictions are in
-            for e in sorted(timeline, key=lambda e: float(e["t_capture"])):
-                if previous is not None and float(e["t_capture"]) != previous:
+            for e in timeline:
+                if previous is not None and e.t_capture != previous:
                     self._class_point(previous)
-                previous = float(e["t_capture"])
-                self._add(str(e["stream"]), int(e["student"]), previous, int(e["level"]),
-                          [float(x) for x in e["probs"]], {})
-                if self.t_capture is None or e["t_capture"] >= self.t_capture:
-                    self.t_capture, self.seq = float(e["t_capture"]), int(e["seq"])
+                previous = e.t_capture
+                self._add(e.stream, e.student, previous, e.level, e.probs, {})
+                if self.t_capture is None or e.t_capture >= self.t_capture:
+                    self.t_capture, self.seq = e.t_capture, e.seq
             if previous is not None:
                 self._class_point(previous)
 

@@ -28,6 +28,7 @@ from services.web.app import create_app
 from services.web.context import WebContext
 from services.web.fanout import Fanout, VideoFeeds
 from services.web.live import LiveState
+from services.web.restore import live_rows
 from services.web.security import AllowedHosts, access_problem
 from services.web.sessions import Reports
 from services.web.streams import mjpeg_part, sse_event
@@ -143,7 +144,7 @@ class WebService(Service[WebSettings]):
                 if len(streams) > 1:  # as the aggregator's updates carry them
                     totals["streams"] = {st["stream"]: st["totals"] for st in streams}
                 meta = {**self.store.session_meta(session), "streams": [st["stream"] for st in streams]}
-                self.live.load(session, meta, totals, self.store.timeline(session))
+                self.live.load(session, meta, totals, live_rows(self.store.timeline_json(session)))
                 self.log.info("showing session %s from Redis (%d students)", session, len(self.live.students))
             self.restored = True
         except redis.RedisError as exc:

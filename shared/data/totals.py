@@ -596,7 +596,7 @@ class Store:
                          **({"states": _states_from_hash(raw)} if _states_from_hash(raw) else {})})
         return rows
 
-    def _timeline_json(self, session: str, batch: int = 5000) -> Iterator[str]:
+    def timeline_json(self, session: str, batch: int = 5000) -> Iterator[str]:
         """Each prediction's entry as Redis holds it (JSON), in the order they were counted, `batch` a read."""
         start = "-"
         key = f"{self._s(session)}:timeline"
@@ -611,14 +611,14 @@ class Store:
         """Every prediction of the session, ordered by capture time (then seq, student)."""
         # msgspec shares the keys' strings between entries (json.loads makes each entry's own): an
         # hour of a 7x7 gallery's 352,800 entries are about 150 MB less.
-        entries: list[dict[str, Any]] = [msgspec.json.decode(d) for d in self._timeline_json(session, batch)]
+        entries: list[dict[str, Any]] = [msgspec.json.decode(d) for d in self.timeline_json(session, batch)]
         entries.sort(key=lambda e: (e["t_capture"], e["seq"], e["student"]))
         return entries
 
     def timeline_entries(self, session: str, batch: int = 5000) -> list[TimelineEntry]:
         """`timeline` as the report's Structs, decoded straight from Redis: no dict of an entry is ever made
         (an hour of a 7x7 gallery is 352,800 entries: as dicts beside their Structs, about 240 MB)."""
-        entries = [_ENTRY.decode(d) for d in self._timeline_json(session, batch)]
+        entries = [_ENTRY.decode(d) for d in self.timeline_json(session, batch)]
         entries.sort(key=lambda e: (e.t_capture, e.seq, e.student))
         return entries
 
@@ -632,7 +632,7 @@ class Store:
         RAW_TIMELINE_AFTER predictions, as a RawTimeline (each entry's JSON and the columns the report
         computes from: 408 bytes an entry against 1094)."""
         long_class = int(self.r.xlen(f"{self._s(session)}:timeline")) > RAW_TIMELINE_AFTER
-        timeline = RawTimeline(self._timeline_json(session)) if long_class else self.timeline_entries(session)
+        timeline = RawTimeline(self.timeline_json(session)) if long_class else self.timeline_entries(session)
         return {"meta": self.session_meta(session), "totals": self.session_totals(session),
                 "streams": self.streams(session), "students": self.students(session),
                 "timeline": timeline, "set_aside": self.set_aside(session)}
