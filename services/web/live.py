@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
 
@@ -46,8 +46,9 @@ def numeric_signals(signals: Any) -> dict[str, float]:
             if isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)}
 
 
-class LiveRow(NamedTuple):
-    """A prediction of the class under way as Redis has it (what the live state takes of its timeline entry)."""
+class LiveRow(msgspec.Struct):
+    """A prediction of the class under way as Redis has it: what the live state takes of its timeline entry
+    (decoded from the entry's JSON, its other keys skipped: services/web/restore.py)."""
     stream: str
     seq: int
     student: int

@@ -17,18 +17,7 @@ import numpy as np
 
 from services.web.live import LiveRow
 
-
-class _Entry(msgspec.Struct):
-    """What the live state takes of a timeline entry; its other keys are skipped while decoding."""
-    stream: str
-    seq: int
-    student: int
-    level: int
-    probs: list[float]
-    t_capture: float
-
-
-_ENTRY = msgspec.json.Decoder(_Entry)
+_ENTRY = msgspec.json.Decoder(LiveRow)
 
 
 def live_rows(items: Iterable[str | bytes], chunk: int = 10_000) -> Iterator[LiveRow]:

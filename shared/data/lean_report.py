@@ -22,6 +22,7 @@ from pathlib import Path
 import msgspec
 
 from shared.data.report_doc import Report, ReportError, TimelineEntry
+from shared.data.timeline_columns import IndexedEntry
 
 LEAN_AFTER = 50_000  # timeline entries; as many as shared/data/totals.py RAW_TIMELINE_AFTER
 
@@ -31,17 +32,7 @@ class _RawTimelineReport(Report, kw_only=True, rename={"class_": "class"}):
     timeline: list[msgspec.Raw]  # type: ignore[assignment]  # the same field, read unparsed
 
 
-class _Lean(msgspec.Struct):
-    """What pages compute from; the entry's other keys are skipped while decoding."""
-    stream: str
-    seq: int
-    student: int
-    level: int
-    t_capture: float
-    t_media: float | None
-
-
-_LEAN = msgspec.json.Decoder(_Lean)
+_LEAN = msgspec.json.Decoder(IndexedEntry)  # what pages compute from; the entry's other keys are skipped
 _ENTRY = msgspec.json.Decoder(TimelineEntry)
 _NO_PROBS: list[float] = []  # one list for every lean entry: nothing appends to a report's probs
 
@@ -77,7 +68,7 @@ def load_for_pages(path: str | Path) -> tuple[Report, bool]:
     return Report(**fields, timeline=entries), lean
 
 
-def _lean_entry(e: _Lean, streams: dict[str, str]) -> TimelineEntry:
+def _lean_entry(e: IndexedEntry, streams: dict[str, str]) -> TimelineEntry:
     return TimelineEntry(stream=streams.setdefault(e.stream, e.stream), seq=e.seq, student=e.student,
                          level=e.level, probs=_NO_PROBS, t_capture=e.t_capture, t_media=e.t_media)
 

@@ -27,8 +27,9 @@ class _Signals(msgspec.Struct):
     reason: Any = None  # the baseline's deciding signal; the other signals are skipped when decoding
 
 
-class _Indexed(msgspec.Struct):
-    """The fields of an entry the report computes from; the rest of its JSON is skipped."""
+class IndexedEntry(msgspec.Struct):
+    """The fields of an entry the report (and a page, shared/data/lean_report.py) computes from; the rest of
+    its JSON is skipped."""
     stream: str
     seq: int
     student: int
@@ -38,7 +39,7 @@ class _Indexed(msgspec.Struct):
     signals: _Signals | UnsetType = UNSET
 
 
-_INDEXED = msgspec.json.Decoder(_Indexed)
+_INDEXED = msgspec.json.Decoder(IndexedEntry)
 _ENTRY = msgspec.json.Decoder(TimelineEntry)
 
 
@@ -60,7 +61,7 @@ class TimelineColumns:
         return len(self.seq)
 
     @classmethod
-    def of(cls, entries: Iterable[TimelineEntry | _Indexed], chunk: int = 10_000) -> TimelineColumns:
+    def of(cls, entries: Iterable[TimelineEntry | IndexedEntry], chunk: int = 10_000) -> TimelineColumns:
         """The columns of `entries`, taken `chunk` at a time (a generator of decoded entries is never whole)."""
         stream_at: dict[str, int] = {}
         reason_at: dict[str, int] = {}
@@ -97,7 +98,7 @@ class TimelineColumns:
         return None if np.isnan(value) else value
 
 
-def _reason(entry: TimelineEntry | _Indexed) -> Any:
+def _reason(entry: TimelineEntry | IndexedEntry) -> Any:
     signals = entry.signals
     if signals is UNSET:
         return None
@@ -128,4 +129,4 @@ class RawTimeline:
             raise ReportError(f"not a report's timeline: {exc}") from exc
 
 
-__all__ = ["RawTimeline", "TimelineColumns"]
+__all__ = ["IndexedEntry", "RawTimeline", "TimelineColumns"]
