@@ -21,7 +21,13 @@ _ENTRY = msgspec.json.Decoder(LiveRow)
 
 
 def live_rows(items: Iterable[str | bytes], chunk: int = 10_000) -> Iterator[LiveRow]:
-    """Redis's timeline entries (their JSON, in any order) as rows sorted by capture time, then seq, student."""
+    """Redis's timeline entries (their JSON, in any order) as rows sorted by capture time, then seq, student.
+    `items` are read here, before the first row is asked for: a RedisError comes from this call, not from
+    LiveState.load, which holds the pages' lock while it takes the rows."""
+    return _rows(*_columns(items, chunk))
+
+
+def _columns(items: Iterable[str | bytes], chunk: int) -> tuple[list[str], tuple[np.ndarray, ...]]:
     streams: dict[str, int] = {}
     parts: list[tuple[np.ndarray, ...]] = []
     it = iter(items)
@@ -32,11 +38,15 @@ def live_rows(items: Iterable[str | bytes], chunk: int = 10_000) -> Iterator[Liv
                       np.array([len(e.probs) for e in batch], np.int64),
                       np.fromiter(itertools.chain.from_iterable(e.probs for e in batch), np.float64)))
     if not parts:
+        return [], ()
+    return list(streams), tuple(np.concatenate([p[k] for p in parts]) for k in range(7))  # names: index -> name
+
+
+def _rows(names: list[str], columns: tuple[np.ndarray, ...]) -> Iterator[LiveRow]:
+    if not columns:
         return
-    stream, seq, student, level, t_capture, lengths, probs = (np.concatenate([p[k] for p in parts]) for k in range(7))
-    del parts
+    stream, seq, student, level, t_capture, lengths, probs = columns
     starts = np.concatenate([[0], np.cumsum(lengths)])
-    names = list(streams)  # index -> name
     for i in np.lexsort((student, seq, t_capture)).tolist():
         yield LiveRow(names[stream[i]], int(seq[i]), int(student[i]), int(level[i]),
                       probs[starts[i]:starts[i + 1]].tolist(), float(t_capture[i]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from services.web.live import LiveRow, LiveState
 from services.web.restore import live_rows
 from shared.data.totals import FrameRecord, Store
@@ -41,3 +43,16 @@ def test_the_live_page_from_the_rows_is_the_one_whole_entries_made(store):
 
 def test_no_timeline_yet_is_an_empty_class():
     assert list(live_rows([])) == []
+
+
+def test_redis_failing_while_the_timeline_is_read_fails_the_call_not_the_pages_state():
+    """The rows are read before LiveState.load takes its lock and resets the state: a Redis gone mid-read leaves
+    the live page as it was."""
+    import redis  # noqa: PLC0415
+
+    def broken():  # noqa: ANN202
+        yield '{"stream":"cam0","seq":0,"student":1,"level":2,"probs":[0.1,0.2,0.6,0.1],"t_capture":1.0}'
+        raise redis.ConnectionError("gone")
+
+    with pytest.raises(redis.ConnectionError):
+        live_rows(broken())  # not a generator that would fail at its first row, inside LiveState.load
