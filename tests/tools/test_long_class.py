@@ -24,4 +24,4 @@ def test_a_small_long_class_is_in_the_journal_and_in_redis(tmp_path, capsys):
         assert from_redis.totals.predictions == 18 and from_redis.timeline[0].signals
         assert build_report(session_from_journal(journal), generated_at=1.0) == from_redis
     finally:
-        store.delete_session("lc")
+        store.r.delete(*store.r.keys(f"{prefix}:*"))  # the session and the class's index of it
