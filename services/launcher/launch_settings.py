@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from services.launcher.streams import Stream, parse_source, plan_streams
+from services.launcher.streams import Stream, plan_streams
 from shared.bus.links import LINKS as ALL_LINKS
 from shared.ops.config import (
     SERVICES,
@@ -40,6 +40,7 @@ class LaunchSettings(RunSettings, kw_only=True):
     (`--source`, repeatable), built once by `resolve_run` and passed down to every step."""
 
     sources: list[Stream]
+    session_given: bool  # False: SESSION_ID was made here (a made id is never another run's)
 
 
 def run_settings() -> list[Setting]:
@@ -59,40 +60,48 @@ def run_settings() -> list[Setting]:
 
 
 def resolve_run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> LaunchSettings:
-    """Every run setting, flag > environment > config file > default; SettingError if one is bad."""
+    """Every run setting, flag > environment > config file > default, and the class's streams; the
+    session id made when none is given. SettingError (one line) if one is bad.
+
+    One pass, in order: the flags, the values resolved from them, the streams of the sources,
+    the settings the streams decide; then the Structs, built once from the finished values."""
     env = process_environment() if env is None else env
-    flags = dict(vars(args))
+    flags: dict[str, Any] = args.__dict__.copy()
     config = config_file_of(flags, env)
-    sources = _sources_given(flags, env, config)
-    if sources:  # the first source stands for SOURCE in the checks and the single-stream settings
-        first = sources[0]
-        flags["source"] = str(first.get("source", "")) if isinstance(first, dict) else parse_source(str(first))[1]
-    settings = typed_run(resolve(run_settings(), flags, env, config))
-    settings.sources = streams = plan_streams(sources or [settings.capture.source], settings.common.stream_id)
-    settings.set(source=streams[0].source, stream_id=streams[0].id)
+    given = _sources_given(flags, env, config)
+    return _typed(resolve(run_settings(), flags, env, config), given)
+
+
+def _typed(values: dict[str, Any], given: list[Any]) -> LaunchSettings:
+    """The run's Struct of resolved `values` (by lower-case name) and the given sources: each part
+    takes its own settings; the links and metrics ports, planned per process by plan.py, stay empty."""
+    values["reconnect"], values["retry_limit"] = _reconnect(values["reconnect"])
+    streams = plan_streams(given or [values["source"]], values["stream_id"])
+    values.update(source=streams[0].source, stream_id=streams[0].id)
     if len(streams) > 1:
-        settings.set(streams=",".join(stream.id for stream in streams))
-    reconnect, retry_limit = _reconnect(settings.launcher.reconnect)
-    settings.set(reconnect=reconnect, retry_limit=retry_limit)
-    return settings
+        values["streams"] = ",".join(stream.id for stream in streams)
+    session_given = bool(values["session_id"])
+    if not session_given:
+        values["session_id"] = new_session_id(values["stream_id"])
 
-
-def typed_run(values: Mapping[str, Any]) -> LaunchSettings:
-    """The run's Struct of resolved `values` (by lower-case name): each part takes its own settings;
-    the links and metrics ports, planned per process by plan.py, stay empty."""
     def part(cls: type[msgspec.Struct]) -> Any:
         return cls(**{name: values[name] if name in values else PLANNED[name] for name in cls.__struct_fields__})
 
-    return LaunchSettings(**{f.name: part(f.type) for f in msgspec.structs.fields(RunSettings)}, sources=[])
+    return LaunchSettings(**{f.name: part(f.type) for f in msgspec.structs.fields(RunSettings)},
+                          sources=streams, session_given=session_given)
 
 
 def _sources_given(flags: dict[str, Any], env: Mapping[str, str], config: str | None) -> list[Any]:
-    """The `--source` values, else the config file's `source:` list (when the environment sets none)."""
+    """The `--source` values, else the config file's `source:` list (when the environment sets none).
+    The first stands for SOURCE in `flags` (checked like any flag; its stream's source replaces it)."""
     sources = flags.get("source")
     sources = [sources] if isinstance(sources, str) else list(sources or [])
     if not sources and "SOURCE" not in env and config:
         listed = read_config_file(config).get("SOURCE")
         sources = listed if isinstance(listed, list) else []
+    if sources:
+        first = sources[0]
+        flags["source"] = str(first.get("source", "")) if isinstance(first, dict) else str(first)
     return sources
 
 

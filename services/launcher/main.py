@@ -45,7 +45,7 @@ from typing import Any
 from services.launcher import checks
 from services.launcher.bus_folder import BusFolderError, make_bus_folder
 from services.launcher.claim import ClaimRefused, claim_session
-from services.launcher.launch_settings import LaunchSettings, new_session_id, resolve_run, run_settings
+from services.launcher.launch_settings import LaunchSettings, resolve_run, run_settings
 from services.launcher.plan import RUN_SERVICES, plan_environment, services_of, use_run_folder_for_journal
 from services.launcher.preflight import EXIT_CHECK_FAILED, preflight, run_all_checks, say_warnings
 from services.launcher.private_redis import PrivateRedis
@@ -223,15 +223,13 @@ def run(args: argparse.Namespace,
 
 
 def settings_of_run(args: argparse.Namespace) -> tuple[LaunchSettings, bool]:
-    """The run's typed settings, its session id made when not given; RunRefused for a bad one."""
+    """The run's typed settings (its session id made when not given) and whether the id was given;
+    RunRefused for a bad one."""
     try:
         settings = resolve_run(args)
     except SettingError as exc:
         raise RunRefused(str(exc)) from None
-    session_given = bool(settings.common.session_id)
-    if not session_given:
-        settings.set(session_id=new_session_id(settings.common.stream_id))
-    return settings, session_given
+    return settings, settings.session_given
 
 
 def _said_not_started() -> int:
@@ -461,6 +459,6 @@ def check_main(argv: list[str]) -> int:
     except SettingError as exc:
         print(f"engagement check: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
-    results = run_all_checks(settings, session_given=bool(settings.common.session_id))
+    results = run_all_checks(settings, session_given=settings.session_given)
     print(checks.table(results), flush=True)
     return EXIT_CHECK_FAILED if any(not r.ok for r in results) else 0

@@ -60,20 +60,34 @@ def plan_environment(settings: LaunchSettings, redis_url: str, bus_dir: str = ""
     ports. Each capture binds its own frames link; facedetect and the reporter read them all."""
     captures = capture_names(settings.sources)
     processes = [*captures, *(name for name in RUN_SERVICES if name != "capture")]
-    base = _base_environment(settings, redis_url)
     ports = free_ports(_ports_needed(len(captures)))  # one call: separate calls may hand out a port twice
     spare_web_port = ports.pop()
     link_ports = {name: [ports.pop(0) for _ in captures] if name in CAPTURE_LINKS else [ports.pop(0)]
                   for name in LINKS}
     metrics_ports = _metrics_ports(settings, captures, processes, ports)
-    envs = {name: dict(base, METRICS_PORT=str(metrics_ports[name]),
-                       **_link_environment(name, captures, link_ports, bus_dir)) for name in processes}
+    own = {name: dict(METRICS_PORT=str(metrics_ports[name]), **_link_environment(name, captures, link_ports, bus_dir))
+           for name in processes}
+    _plan_captures(own, captures, settings.sources)
+    if settings.inference.model != BASELINE and not settings.common.cpu_affinity:
+        _pin_small_box(own, captures)
+    base = _base_environment(settings, redis_url)
+    envs = {name: {**base, **own[name]} for name in processes}
+    # The launcher's page is for this machine only: loopback, whatever the environment says.
+    web_port = settings.web.web_port
+    if not web_port or web_port in ports or not is_free(web_port):
+        web_port = spare_web_port
+    envs["web"].update(WEB_BIND="127.0.0.1", WEB_PORT=str(web_port), SPARE_WEB_PORT=str(spare_web_port))
+    return envs
+
+
+def _plan_captures(envs: dict[str, dict[str, str]], captures: list[str], streams: list[Stream]) -> None:
+    """Each capture's stream (source, id, its own FPS if given), its sampling phase and start wave."""
     waves = start_waves(len(captures))
     if waves > 1:
         log.info("the class's %d streams start in %d waves %g s apart (the first second of each stream's faces "
                  "goes downstream at once, once the tracker has decided who they are)", len(captures), waves,
                  WAVE_SECONDS)
-    for index, (name, stream) in enumerate(zip(captures, settings.sources, strict=True)):
+    for index, (name, stream) in enumerate(zip(captures, streams, strict=True)):
         envs[name].update(SOURCE=stream.source, STREAM_ID=stream.id)
         if len(captures) > 1:  # spread over the sampling period: no burst of every stream's frame at once
             envs[name][PHASE_ENV] = f"{index / len(captures):.4f}"
@@ -81,14 +95,6 @@ def plan_environment(settings: LaunchSettings, redis_url: str, bus_dir: str = ""
             envs[name][START_DELAY_ENV] = f"{(index % waves) * WAVE_SECONDS:g}"
         if stream.fps is not None:
             envs[name]["FPS"] = f"{stream.fps:g}"
-    # The launcher's page is for this machine only: loopback, whatever the environment says.
-    web_port = settings.web.web_port
-    if not web_port or web_port in ports or not is_free(web_port):
-        web_port = spare_web_port
-    envs["web"].update(WEB_BIND="127.0.0.1", WEB_PORT=str(web_port), SPARE_WEB_PORT=str(spare_web_port))
-    if settings.inference.model != BASELINE and not base.get("CPU_AFFINITY"):
-        _pin_small_box(envs, captures)
-    return envs
 
 
 def _base_environment(settings: LaunchSettings, redis_url: str) -> dict[str, str]:

@@ -30,7 +30,8 @@ def sequence_length_for(model: str, models_dir: str | Path | None = None) -> int
     """Crops per sample the model takes: 1 for the baseline and frame/multitask models."""
     if model == BASELINE:
         return 1
-    return ModelCard.load(resolve_bundle(model, models_dir)).sequence_length
+    bundle = resolve_bundle(model, models_dir)
+    return ModelCard.load(bundle).sequence_length
 
 
 def main(argv: list[str] | None = None) -> int:

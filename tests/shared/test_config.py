@@ -126,7 +126,21 @@ def test_the_launcher_struct_is_every_run_setting_field_by_field():
                 fields.setdefault(name, set()).add(typed)
     assert all(len(types) == 1 for types in fields.values()), fields
     assert {name: types.pop() for name, types in fields.items()} == _table_fields(run_settings())
-    assert set(_typed_fields(LaunchSettings)) - set(_typed_fields(RunSettings)) == {"sources"}
+    # Beside them the launcher keeps the class's streams and whether the session id was given.
+    assert set(_typed_fields(LaunchSettings)) - set(_typed_fields(RunSettings)) == {"sources", "session_given"}
+
+
+def test_a_run_makes_its_session_id_once_and_says_whether_it_was_given():
+    import argparse
+
+    from services.launcher.launch_settings import resolve_run
+
+    made = resolve_run(argparse.Namespace(source=["cam1@3=0"]), env={})
+    assert not made.session_given and made.common.session_id.startswith("cam1-")
+    assert made.capture.session_id == made.common.session_id  # the same id in every part
+    assert (made.capture.source, made.capture.stream_id, made.sources[0].fps) == ("0", "cam1", 3.0)
+    given = resolve_run(argparse.Namespace(), env={"SESSION_ID": "monday-maths"})
+    assert given.session_given and given.common.session_id == "monday-maths"
 
 
 def test_typed_values_have_their_static_types():
