@@ -80,7 +80,7 @@ class HaarDetector:
             raise DetectorUnavailable(f"the haar detector needs OpenCV 4.x; OpenCV {cv2.__version__} moved the "
                                       "cascade classifier out of its main package: use DETECTOR=blazeface or auto")
         # cv2.data (where the wheel keeps its cascades) is missing from OpenCV's own stubs.
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"  # type: ignore[attr-defined]  # cv2.data has no stubs
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
             raise RuntimeError(f"could not load the Haar cascade {path}")
