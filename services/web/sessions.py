@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 from prometheus_client import Counter
 
-from shared.data.lean_report import load_for_pages
+from services.web.lean_report import load_for_pages
 from shared.data.report_doc import Report, ReportHead, load_report_head
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
@@ -34,7 +34,7 @@ class Reports:
         self._summaries: dict[Path, tuple[float, dict[str, Any]]] = {}  # path -> (mtime, summary)
         # The last report read, by its file's version: a mark on a past session read it two or three
         # times (its level, where to keep it), 2.3 s each for an hour of a 7x7 gallery (51 MB).
-        # With it, whether its timeline is lean (shared/data/lean_report.py).
+        # With it, whether its timeline is lean (services/web/lean_report.py).
         self._last: tuple[tuple[Path, int, int], Report, bool] | None = None
         # One read at a time: the session page asks for the report, its lesson and its marks at once,
         # and each request read its own copy in FastAPI's thread pool.

@@ -73,7 +73,7 @@ def report_csv(source: Report | dict[str, Any]) -> str:
 def report_csv_chunks(report: Report, entries: Iterable[TimelineEntry] | None = None,
                       rows: int = 2000) -> Iterator[str]:
     """report_csv's text, `rows` rows at a time. `entries`: the timeline's entries, whole, when the report's
-    own are not (the web's lean timeline of a long class: shared/data/lean_report.py)."""
+    own are not (the web's lean timeline of a long class)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     started = report.started

@@ -22,14 +22,19 @@ from msgspec import UNSET, UnsetType
 
 from shared.data.report_doc import ReportError, TimelineEntry
 
+# A long class: past this many timeline entries a report is read without an object an entry (the
+# reporter's RawTimeline, the web's lean report). An hour of a 7x7 gallery is 352,800; 50,000 entries
+# are the MQTT body's 4 MB at the least (110 bytes each), so the body leaves such a timeline out anyway.
+LONG_TIMELINE = 50_000
+
 
 class _Signals(msgspec.Struct):
     reason: Any = None  # the baseline's deciding signal; the other signals are skipped when decoding
 
 
 class IndexedEntry(msgspec.Struct):
-    """The fields of an entry the report (and a page, shared/data/lean_report.py) computes from; the rest of
-    its JSON is skipped."""
+    """The fields of an entry the report (and the web's lean report of a long class) computes from; the
+    rest of its JSON is skipped."""
     stream: str
     seq: int
     student: int

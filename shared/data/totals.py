@@ -73,15 +73,14 @@ import redis
 from shared.data.levels import LEVELS
 from shared.data.model_card import AFFECT_HEADS
 from shared.data.report_doc import TimelineEntry
-from shared.data.timeline_columns import RawTimeline
+from shared.data.timeline_columns import LONG_TIMELINE, RawTimeline
 
 DEFAULT_PREFIX = "engagement"
 _HEAD_ORDER = {h: i for i, h in enumerate(AFFECT_HEADS)}
 _ENTRY = msgspec.json.Decoder(TimelineEntry)
 # A session with more predictions than this is read for its report as a RawTimeline: an hour of a 7x7
-# gallery (352,800) as Structs was 386 MB of a 512 MB reporter. Its timeline JSON is well past the MQTT
-# body's 4 MB (50,000 entries of 110 bytes at the least), so the body leaves it out either way.
-RAW_TIMELINE_AFTER = 50_000
+# gallery (352,800) as Structs was 386 MB of a 512 MB reporter.
+RAW_TIMELINE_AFTER = LONG_TIMELINE
 TOTAL_FIELDS = ("frames", "frames_without_faces", "faces", "predictions")
 # Why facedetect never made a student of a detection (services/facedetect/tracker.py SetAside).
 SET_ASIDE_REASONS = ("short_lived", "not_a_face")

@@ -14,12 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from services.web import sessions
+from services.web import lean_report, sessions
 from services.web.context import WebContext
+from services.web.lean_report import timeline_entries
 from services.web.routes.classes import _comparison
 from services.web.sessions import Reports
-from shared.data import lean_report
-from shared.data.lean_report import timeline_entries
 from shared.data.report_doc import UNSET, from_dict, load_report, report_bytes
 from shared.data.report_export import report_csv
 from tests.support.reports import write_built_report

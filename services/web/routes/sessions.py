@@ -11,8 +11,8 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 
 from services.web.context import Ctx, WebContext, report_or_404
+from services.web.lean_report import timeline_entries
 from services.web.templates import not_found_page, page, render
-from shared.data.lean_report import timeline_entries
 from shared.data.lesson import lesson
 from shared.data.report_doc import Report, report_json
 from shared.data.report_export import report_csv, report_csv_chunks  # the same CSV as `engagement report --csv`
@@ -36,7 +36,7 @@ def session_page(session: str, ctx: Ctx) -> Response:
 
 def _lean_file(ctx: WebContext, session: str, report: Report) -> Path | None:
     """The report's file when the pages hold its timeline lean (a long class) and this service shows it whole:
-    what needs whole entries reads them from there (shared/data/lean_report.py)."""
+    what needs whole entries reads them from there (services/web/lean_report.py)."""
     path = ctx.reports.path(session)
     return path if path is not None and not report.class_level_only and ctx.reports.is_lean(session) else None
 

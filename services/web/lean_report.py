@@ -22,9 +22,9 @@ from pathlib import Path
 import msgspec
 
 from shared.data.report_doc import Report, ReportError, TimelineEntry
-from shared.data.timeline_columns import IndexedEntry
+from shared.data.timeline_columns import LONG_TIMELINE, IndexedEntry
 
-LEAN_AFTER = 50_000  # timeline entries; as many as shared/data/totals.py RAW_TIMELINE_AFTER
+LEAN_AFTER = LONG_TIMELINE  # timeline entries: where the reporter reads a class's timeline raw too
 
 
 class _RawTimelineReport(Report, kw_only=True, rename={"class_": "class"}):
