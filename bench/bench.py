@@ -47,6 +47,7 @@ from bench.bushop import measure_hop
 from bench.observe import ProcessSampler
 from bench.pipeline import run_pipeline
 from bench.workload import VIDEO_FPS, make_faces_video, make_gallery_video
+from shared.ops.command_parser import CommandParser
 from shared.ops.config import REPO_ROOT
 
 log = logging.getLogger("bench")
@@ -87,7 +88,7 @@ def _at_least_one(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="engagement bench", description=__doc__,
+    p = CommandParser(prog="engagement bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="CI-sized: a 96x96 model, a few seconds per part, a seconds-long soak")

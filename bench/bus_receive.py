@@ -17,7 +17,6 @@ A benchmark, not a test: it prints figures, with the load average beside them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import tempfile
@@ -29,6 +28,7 @@ import numpy as np
 
 from shared.bus.bus import Receiver, Sender
 from shared.bus.messages import make_header
+from shared.ops.command_parser import CommandParser
 from shared.ops.ports import free_ports
 
 WARMUP = 20
@@ -100,7 +100,7 @@ def measure(kind: str, shape: tuple[int, ...], count: int, transport: str, pace:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = CommandParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--transport", choices=("ipc", "tcp"), default="ipc")
     args = parser.parse_args()

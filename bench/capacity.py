@@ -55,6 +55,7 @@ from bench.observe import MetricsScraper, ProcessSampler, UpdatesTap
 from bench.pipeline import launch_observed, stage_latencies
 from bench.stats import percentiles_ms
 from shared.data.model_card import CARD_FILE
+from shared.ops.command_parser import CommandParser
 
 FPS = 2.0
 WARMUP_FRAMES = 2  # per stream: the first frames pay for first calls, not in the latency figure
@@ -524,7 +525,7 @@ def write_results_md(path: Path, section: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="engagement bench-capacity", description=__doc__,
+    p = CommandParser(prog="engagement bench-capacity", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     p.add_argument("--seconds", type=float, default=15.0, help="length of each stream's video (2 frames a second)")

@@ -15,7 +15,6 @@ different shapes around the same face). Time is the mean over every frame of the
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from shared.ops.command_parser import CommandParser
 from shared.vision.detectors import NAMES, DetectorUnavailable, make_detector
 from tools.sample_video import HEIGHT, WIDTH, _astronaut_face, _grid, _layout, face_present, render_frame
 
@@ -125,7 +125,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.detectors")
+    parser = CommandParser(prog="python -m bench.detectors")
     parser.add_argument("--detectors", default=",".join(n for n in NAMES if n != "auto"))
     parser.add_argument("--frames", type=int, default=40, help="frames per sample set")
     args = parser.parse_args(argv)

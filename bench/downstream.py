@@ -39,6 +39,7 @@ import psutil
 import zmq
 
 from shared.bus.messages import encode, make_header
+from shared.ops.command_parser import CommandParser
 from shared.ops.ports import free_ports
 
 SERVICES = ("aggregator", "reporter", "web")
@@ -347,7 +348,7 @@ def _drop_keys(url: str, prefix: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.downstream", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m bench.downstream", description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=29)
     parser.add_argument("--faces", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=20.0)

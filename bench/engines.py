@@ -10,7 +10,6 @@ Also the attention baseline's cost per face (face mesh, no TensorFlow) at 1 and 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 from bench.latency import FACES, _median_ms
 from bench.loops import CROP
 from services.inference.bundle import AUTO_TOLERANCE, load_predictor
+from shared.ops.command_parser import CommandParser
 from shared.vision.detectors import DnnDetector, crop_face
 
 ENGINES = ("keras", "tflite", "predict", "onnx")  # onnx: ONNX Runtime, on the best provider this machine has
@@ -78,7 +78,7 @@ def baseline_cost(crops: np.ndarray, calls: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.engines", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m bench.engines", description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--video", required=True, help="a video whose first frame has faces")
     parser.add_argument("--calls", type=int, default=10)

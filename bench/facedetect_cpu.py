@@ -15,7 +15,6 @@ into /tmp/A/bench/):
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from bench.workload import make_faces_video
 from services.facedetect.gallery import find_tiles
 from services.facedetect.service import FaceDetectService
 from shared.bus.messages import Header, Message, make_header
+from shared.ops.command_parser import CommandParser
 from shared.ops.config import load_settings
 
 GALLERY_SIZE = (1920, 1080)
@@ -91,7 +91,7 @@ def grid_search_ms(frames: list[np.ndarray], rounds: int = 3) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.facedetect_cpu", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m bench.facedetect_cpu", description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="w1,w8,g5,g7")
     parser.add_argument("--frames", type=int, default=240, help="frames a camera's case")
     parser.add_argument("--call-frames", type=int, default=16, help="frames a call's case (8 drawn, in turn)")

@@ -13,13 +13,13 @@ faces each finds (of those on screen). Times are CPU ms, the median of `--repeat
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from shared.ops.command_parser import CommandParser
 from shared.vision.detectors import make_detector, with_slices
 from shared.vision.frame_size import fit_image
 from tools.footage import carphone_frames, widen
@@ -51,7 +51,7 @@ def _ms(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = CommandParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     detector = with_slices(make_detector("blazeface"))

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench.pipeline import run_pipeline
+from shared.ops.command_parser import CommandParser
 from tools.gallery_video import make_gallery_video
 from tools.xdisplay import player, xvfb
 
@@ -29,7 +30,7 @@ SIZE = (1920, 1080)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="engagement bench-gallery", description=__doc__,
+    p = CommandParser(prog="engagement bench-gallery", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=30.0, help="how long the class is watched")
     p.add_argument("--grid", type=int, default=5, help="grid x grid participants")

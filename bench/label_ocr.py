@@ -22,7 +22,6 @@ when Debian's tesseract-ocr and PyPI's pytesseract are (they are not dependencie
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -35,6 +34,7 @@ import numpy as np
 from services.facedetect.gallery import find_tiles, same_name
 from services.facedetect.names import LabelReader, label_band
 from shared.data.roster import name_key
+from shared.ops.command_parser import CommandParser
 from tools.gallery_video import layout_at, make_gallery_video
 
 GRIDS = ((3, (1280, 720)), (5, (1920, 1080)))
@@ -103,7 +103,7 @@ def measure(name: str, read: Callable[[np.ndarray], str], grid: int, size: tuple
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = CommandParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=6, help="read every Nth frame of the 60-frame videos")
     parser.add_argument("--label-px", type=int, default=13, help="the labels' text size")
     args = parser.parse_args(argv)

@@ -11,7 +11,6 @@ prints numbers, not a test; the pipeline-wide benchmark is bench/bench.py (`enga
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from shared.ops.command_parser import CommandParser
 
 FACES = (1, 8)
 
@@ -87,7 +88,7 @@ def measure(bundle: Path | None, calls: int, crop: int = 224) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m bench.latency", description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, help="model bundle (default: a MobileNetV2 224 frame model)")
     parser.add_argument("--calls", type=int, default=20, help="timed calls per figure (median)")
     parser.add_argument("--json", type=Path, help="also write the rows here")

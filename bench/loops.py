@@ -17,7 +17,6 @@ video ends or --seconds have passed after the warm-up frames.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -32,6 +31,7 @@ from services.facedetect.ranges import Ranges
 from services.inference.baseline import BaselinePredictor
 from services.inference.bundle import load_predictor
 from shared.data.levels import LEVEL_LABELS
+from shared.ops.command_parser import CommandParser
 from shared.ops.config import SERVICES
 from shared.vision.detectors import DnnDetector, crop_face, make_detector, with_slices
 
@@ -175,7 +175,7 @@ def _baseline_loop(video: str, detector: _Detection, seconds: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.loops", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m bench.loops", description=__doc__.splitlines()[0])
     parser.add_argument("--video", required=True)
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--mode", choices=("reference", "best", "baseline"), required=True)

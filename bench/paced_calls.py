@@ -11,7 +11,6 @@ and the load average around the run (other processes on the cores stretch multi-
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -23,6 +22,7 @@ import numpy as np
 
 from bench.engines import real_crops
 from shared.ops import cpu_budget
+from shared.ops.command_parser import CommandParser
 
 
 class GcWatch:
@@ -74,7 +74,7 @@ def paced_calls(bundle: Path, video: str, faces: int, calls: int, interval: floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.paced_calls", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m bench.paced_calls", description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--video", required=True, help="a video whose first frame has faces")
     parser.add_argument("--faces", type=int, default=8)

@@ -10,7 +10,6 @@ heaviest functions (self time and inclusive) and leaves the collapsed stacks in 
 
 from __future__ import annotations
 
-import argparse
 import collections
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import psutil
 from bench.observe import _service_name
 from bench.pipeline import run_pipeline
 from bench.workload import VIDEO_FPS, build_reference_bundle, make_faces_video
+from shared.ops.command_parser import CommandParser
 
 SERVICES = {"capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"}
 
@@ -65,7 +65,7 @@ def top_functions(raw: Path, n: int = 12) -> list[tuple[str, float, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("bundle", "baseline"), default="bundle")
     parser.add_argument("--faces", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=60.0, help="video length at 2 FPS")

@@ -31,6 +31,7 @@ import psutil
 from bench.observe import MetricsScraper, UpdatesTap, _service_name
 from bench.pipeline import launch_observed
 from bench.workload import make_faces_video
+from shared.ops.command_parser import CommandParser
 
 RATE = 100  # samples a second
 # Where a thread waits, not works: py-spy without --native cannot tell a thread blocked in a C
@@ -110,7 +111,7 @@ class Spies:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.spy", description=__doc__,
+    p = CommandParser(prog="python -m bench.spy", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--faces", type=int, default=1)
     p.add_argument("--frames", type=int, default=600, help="frames of the video (all are processed)")

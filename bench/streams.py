@@ -29,6 +29,7 @@ from pathlib import Path
 from bench.observe import MetricsScraper, UpdatesTap
 from bench.pipeline import launch_observed
 from bench.stats import percentiles_ms, rate
+from shared.ops.command_parser import CommandParser
 from tools.sample_video import make_sample_video
 
 WARMUP_FRAMES = 3  # per run: the first frames pay for first calls, not in the figures
@@ -36,7 +37,7 @@ MODES = ("2fps", "unthrottled")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="engagement bench-streams", description=__doc__,
+    p = CommandParser(prog="engagement bench-streams", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--streams", type=int, nargs="+", default=[1, 2, 3, 4], help="simultaneous streams per run")
     p.add_argument("--seconds", type=float, default=20.0, help="length of each stream's video")

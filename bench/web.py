@@ -30,6 +30,7 @@ import numpy as np
 from bench.pipeline import run_pipeline
 from bench.stats import percentiles_ms
 from bench.workload import VIDEO_FPS, make_faces_video
+from shared.ops.command_parser import CommandParser
 
 WARMUP_UPDATES = 3  # the first updates carry the start-up's queue
 # res10 (dnn) sees a 640x480 frame at 300x300: 30 faces of ~40 px are too small for it
@@ -167,7 +168,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="engagement bench-web", description=__doc__,
+    p = CommandParser(prog="engagement bench-web", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--faces", type=int, nargs="+", default=[1, 30])
     p.add_argument("--seconds", type=float, default=30.0, help="length of each 2 FPS video")

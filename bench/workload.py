@@ -15,12 +15,12 @@ and exported with model.keras + model.tflite + model.onnx + model_card.json like
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import cv2
 
+from shared.ops.command_parser import CommandParser
 from tools.sample_video import HEIGHT, WIDTH, astronaut_face, render_frame
 
 VIDEO_FPS = 2.0  # the reference rate: one file frame per sampled frame
@@ -93,7 +93,7 @@ def build_reference_bundle(out: Path, size: int = 224) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.workload")
+    parser = CommandParser(prog="python -m bench.workload")
     sub = parser.add_subparsers(dest="what", required=True)
     b = sub.add_parser("bundle")
     b.add_argument("--out", type=Path, required=True)

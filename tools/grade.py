@@ -25,7 +25,6 @@ The report argument may be a report's .json, or a folder of reports (its newest 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
@@ -36,6 +35,7 @@ import msgspec
 
 from shared.data.clock import offset_clock
 from shared.data.report_doc import Report, ReportError, TimelineEntry, load_report
+from shared.ops.command_parser import CommandParser
 
 EASE = 1.0  # seconds a smoothed level may lag a scripted change at either end
 DISENGAGED = 2  # the report's episodes: level 2 or more
@@ -249,7 +249,7 @@ def _read(path: Path, what: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="engagement grade",
+    parser = CommandParser(prog="engagement grade",
                                      description="How well a report agrees with a sample's ground truth "
                                                  "(engagement make-sample writes <video>.truth.json).")
     parser.add_argument("report", help="the report's .json, or a folder of reports (its newest is graded)")

@@ -14,12 +14,12 @@ is measured on what this leaves, e.g. (the reporter from Redis with its journal 
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 
 from shared.data.journal import Journal
 from shared.data.totals import FrameRecord, Store
+from shared.ops.command_parser import CommandParser
 
 MODEL = {"name": "baseline-attention", "kind": "frame", "baseline": True, "affect": False,
          "labels": ["engaged", "slightly bored", "bored", "checked out"], "engine": "litert-facemesh",
@@ -57,7 +57,7 @@ def write_class(journal: Journal, store: Store | None, session: str, frames: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.long_class", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m tools.long_class", description=__doc__.splitlines()[0])
     parser.add_argument("--journal-dir", required=True, help="the journal goes to DIR/<session>/journal.jsonl")
     parser.add_argument("--session", default="long-class")
     parser.add_argument("--frames", type=int, default=7200, help="frames at 2 FPS (7200: an hour)")

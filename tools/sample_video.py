@@ -13,7 +13,6 @@ derive their expectations from the video instead of hard-coding them.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
@@ -24,6 +23,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from shared.ops.command_parser import CommandParser
 
 WIDTH, HEIGHT = 640, 480
 # Region around the astronaut's face in skimage.data.astronaut() (res10 finds the face at
@@ -276,7 +277,7 @@ def truth_path(video: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="engagement make-sample",
+    parser = CommandParser(prog="engagement make-sample",
                                      description="Write a 640x480 MJPG video with real faces "
                                                  "(scikit-image's astronaut) that come and go.")
     parser.add_argument("--out", required=True, help="output .avi path")

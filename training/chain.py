@@ -23,6 +23,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from shared.ops.command_parser import CommandParser
+
 STEPS = ("extract", "faces", "augment", "train", "evaluate", "export")
 ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
@@ -105,7 +107,7 @@ def in_cluster_url() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.chain", description=__doc__,
+    parser = CommandParser(prog="python -m training.chain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--api", default=in_cluster_url(), help="API server URL (default: the cluster's own)")
     parser.add_argument("--account", default=str(ACCOUNT),

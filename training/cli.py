@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.data.model_card import ModelCard
+from shared.ops.command_parser import CommandParser
 from shared.ops.config import (
     CROP_MARGIN,
     CROP_SIZE,
@@ -72,7 +73,7 @@ def _add_marks(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="engagement-train", description=__doc__,
+    parser = CommandParser(prog="engagement-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-level", default=log_level_of_environment())
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (batch logs)")

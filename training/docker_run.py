@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from shared.ops.command_parser import CommandParser
+
 log = logging.getLogger("docker_run")
 
 STEPS = ("synth", "labels", "extract", "faces", "augment", "train", "evaluate", "export")
@@ -128,7 +130,7 @@ def run_step(run: StepRun, client: Any = None, out: IO[str] | None = None) -> in
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.docker_run", description=__doc__,
+    p = CommandParser(prog="python -m training.docker_run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", default=DEFAULT_IMAGE, help=f"training image (default {DEFAULT_IMAGE})")
     p.add_argument("--gpus", default="all", help="all | none | a count | device ids like 0,1 (as docker --gpus)")

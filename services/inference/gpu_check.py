@@ -12,7 +12,6 @@ does not, 2 on bad input.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -32,6 +31,7 @@ from services.inference.bundle import (
     load_predictor,
 )
 from services.inference.onnx_engine import OnnxEngine, available_providers
+from shared.ops.command_parser import CommandParser
 
 FACES = (1, 8)
 log = logging.getLogger("gpu_check")
@@ -107,7 +107,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.inference.gpu_check", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m services.inference.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--crops", type=Path, help="uint8 BGR crops (n, h, w, 3) as .npy; default LFW faces")
     parser.add_argument("--calls", type=int, default=20)

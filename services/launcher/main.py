@@ -62,6 +62,7 @@ from services.launcher.streams import Stream
 from services.launcher.summary import Outbox, ReportFolders, print_outbox_state, print_summary
 from services.launcher.supervisor import Child, Supervisor
 from shared.data.totals import safe_url
+from shared.ops.command_parser import CommandParser
 from shared.ops.config import (
     LAUNCHER,
     SERVICES,
@@ -79,7 +80,7 @@ SHORT_OPTIONS = {"--record": "-r", "--messaging": "-m"}  # the reference system'
 
 
 def build_parser(prog: str = "engagement run", description: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog=prog, description=description or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Each flag is also an environment variable (the name after 'env') and a key of the config file "
                "(lower case); flags win over the environment, the environment over the file, the file over "

@@ -30,6 +30,7 @@ from services.reporter.messaging import Publisher
 from shared.bus.backoff import Backoff
 from shared.data.durable_queue import DurableQueue
 from shared.data.outbox import outbox_path
+from shared.ops.command_parser import CommandParser
 from shared.ops.config import report_fallback_dir
 
 log = logging.getLogger("reporter.outbox")
@@ -112,7 +113,7 @@ def main(argv: list[str]) -> int:
     from shared.ops.logs import setup_logging
     from shared.ops.settings import ReporterSettings
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="engagement outbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="It also takes the reporter's settings, as flags or environment: --report-dir or --outbox-path (which "
                "outbox), --mqtt-host, --mqtt-port, --device-id (which broker, under which device's topics). When a "

@@ -40,6 +40,7 @@ from typing import Any
 
 import msgspec
 
+from shared.ops.command_parser import CommandParser
 from shared.ops.settings import (
     BY_SERVICE,
     CommonSettings,
@@ -339,7 +340,7 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, setting
 
 def build_parser(service: str, parser: argparse.ArgumentParser | None = None,
                  env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(
+    parser = parser or CommandParser(
         prog=f"engagement {service}",
         epilog="Each setting is also an environment variable (the name after 'env') and a key of the YAML "
                "config file; flags win over the environment, the environment over the file.")

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from shared.data.model_card import CARD_FILE, CardError, ModelCard
 from shared.ops.assets import sha256_of
+from shared.ops.command_parser import CommandParser
 
 # model file -> the module an engine needs to run it (LiteRT, ONNX Runtime, Keras/TensorFlow)
 ENGINE_FILES = {"model.tflite": "ai_edge_litert", "model.onnx": "onnxruntime", "model.keras": "tensorflow"}
@@ -182,7 +183,7 @@ def listing(models_dir: Path) -> list[str]:
 def main(argv: list[str]) -> int:
     from shared.ops.config import SettingError, load_settings
 
-    parser = argparse.ArgumentParser(prog="engagement models", description=__doc__,
+    parser = CommandParser(prog="engagement models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     pull_parser = sub.add_parser("pull", help="fetch a bundle, check it, switch to it")

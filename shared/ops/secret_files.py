@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from shared.ops.command_parser import CommandParser
 from shared.ops.secret_rule import secret_problem
 
 # The command that writes these files: every problem found in them says how to mend it with it.
@@ -183,9 +184,8 @@ def _write_private(path: Path, text: str) -> None:
 
 def main(argv: list[str]) -> int:
     """`engagement make-secrets DIR [--force]`: the compose stack's secret files."""
-    import argparse
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="engagement make-secrets",
         description="Write the compose stack's secret files (compose `secrets:`) with strong random values. "
                     "Existing files are kept unless --force.")
