@@ -30,7 +30,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -218,10 +218,12 @@ class JournalContents:
 def read_journal(path: Path, keep_frames: bool = True) -> JournalContents:
     """Every record of a journal, each frame and each stream's end once (a frame resent while Redis was down
     is journaled again). `keep_frames=False`: the frames are counted, not kept (an hour of a 7x7 gallery's
-    records as objects is over a gigabyte); `journal_frames` reads them again one at a time."""
+    records as objects is over a gigabyte), and each frame's predictions are not even parsed, only counted;
+    `journal_frames` reads them, one at a time."""
     out = JournalContents(path)
-    for n, record in frames_of(path, out):
+    for n, record in _records(path, out, _counted_line if not keep_frames else _whole_line):
         if keep_frames:
+            assert isinstance(record, FrameRecord)
             out.frames.append((n, record))
     return out
 
@@ -234,36 +236,108 @@ def journal_frames(path: Path) -> Iterator[FrameRecord]:
 def frames_of(path: Path, out: JournalContents) -> Iterator[tuple[int, FrameRecord]]:
     """(n, record) of each frame's first record, as it is read; `out` takes the rest (header, ends, counts:
     whole once the iterator is done)."""
-    seen: set[tuple[str, int]] = set()
+    for n, record in _records(path, out, _whole_line):
+        assert isinstance(record, FrameRecord)
+        yield n, record
+
+
+@dataclass
+class _Line:
+    """One journal line as the reader takes it: its kind and number, and what the kind carries."""
+    kind: str
+    n: int = 0
+    header: tuple[str, str] = ("", "")  # a "journal" line's (id, session)
+    frame: tuple[Any, Any, int] = ("", 0, 0)  # a "frame" line's (stream, seq, predictions)
+    record: FrameRecord | None = None  # the frame whole (not when counting)
+    eos: dict[str, Any] | None = None
+
+
+class _CountedFrame(msgspec.Struct, forbid_unknown_fields=True):
+    """A frame line's record as counting takes it: its predictions unparsed. Every field FrameRecord takes
+    is named, and no other, so that a record FrameRecord refuses is refused here too."""
+    session: Any
+    class_id: Any
+    stream: Any
+    seq: Any
+    t_capture: Any
+    t_media: Any
+    faces: Any
+    predictions: list[msgspec.Raw]
+    model: Any = None
+
+
+class _CountedLine(msgspec.Struct):
+    k: str
+    n: Any = None
+    r: _CountedFrame | None = None
+    id: Any = None
+    session: Any = None
+
+
+_COUNTED = msgspec.json.Decoder(_CountedLine)
+
+
+def _whole_line(raw: bytes) -> _Line:
+    line = json.loads(raw)
+    kind = line["k"]
+    if kind == "journal":
+        return _Line(kind, header=(str(line["id"]), str(line["session"])))
+    if kind == "frame":
+        record = FrameRecord(**line["r"], journal_n=int(line["n"]))
+        if not isinstance(record.predictions, list):
+            raise TypeError("predictions")
+        return _Line(kind, record.journal_n, frame=(record.stream, record.seq, len(record.predictions)),
+                     record=record)
+    if kind == "eos":
+        hash(line["stream"])  # KeyError, TypeError: an end without a stream (a name) is unreadable
+        return _Line(kind, int(line["n"]), eos=line)
+    raise ValueError(kind)
+
+
+def _counted_line(raw: bytes) -> _Line:
+    """As _whole_line but the frame whole: its predictions (most of the bytes) are skipped, not parsed. An hour
+    of a 7x7 gallery (105 MB) is counted in 0.2 s of CPU, against 2 s parsed whole."""
+    line = _COUNTED.decode(raw)
+    if line.k == "journal":
+        if line.id is None or line.session is None:
+            raise KeyError("id")
+        return _Line(line.k, header=(str(line.id), str(line.session)))
+    if line.k == "frame":
+        if line.r is None:
+            raise KeyError("r")
+        return _Line(line.k, int(line.n), frame=(line.r.stream, line.r.seq, len(line.r.predictions)))
+    if line.k == "eos":  # one a stream: read whole
+        return _whole_line(raw)
+    raise ValueError(line.k)
+
+
+def _records(path: Path, out: JournalContents,
+             read_line: Callable[[bytes], _Line]) -> Iterator[tuple[int, FrameRecord | None]]:
+    """(n, record or None when counting) of each frame's first record; `out` takes the rest."""
+    seen: set[tuple[Any, Any]] = set()
     ended: set[str] = set()
     with path.open("rb") as f:
         for raw in f:
             try:
-                line = json.loads(raw)
-                kind = line["k"]
-                if kind == "journal":
-                    out.id, out.session = str(line["id"]), str(line["session"])
-                    continue
-                n = int(line["n"])
-                record = None
-                if kind == "frame":
-                    record = FrameRecord(**line["r"], journal_n=n)
-                elif kind == "eos":
-                    if line["stream"] not in ended:
-                        ended.add(line["stream"])
-                        out.eos.append(line)
-                else:
-                    raise ValueError(kind)
-            except (ValueError, KeyError, TypeError):
+                line = read_line(raw)
+                stream, seq, predictions = line.frame
+                first = line.kind == "frame" and (stream, seq) not in seen  # TypeError: not a stream and seq
+            except (ValueError, KeyError, TypeError):  # msgspec's DecodeError is a ValueError
                 out.unreadable += 1
                 continue
-            out.last_n = max(out.last_n, n)
-            if record is not None and (record.stream, record.seq) not in seen:
-                seen.add((record.stream, record.seq))
+            if line.kind == "journal":
+                out.id, out.session = line.header
+                continue
+            out.last_n = max(out.last_n, line.n)
+            if line.eos is not None and line.eos["stream"] not in ended:
+                ended.add(line.eos["stream"])
+                out.eos.append(line.eos)
+            if first:
+                seen.add((stream, seq))
                 out.frame_count += 1
-                out.prediction_count += len(record.predictions)
-                out.streams.add(record.stream)
-                yield n, record
+                out.prediction_count += predictions
+                out.streams.add(stream)
+                yield line.n, line.record
 
 
 class _StudentRows:

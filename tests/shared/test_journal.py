@@ -99,6 +99,37 @@ def test_a_reopened_journal_goes_on_numbering_and_a_cut_line_is_skipped(tmp_path
     assert contents.unreadable == 1 and [r.seq for _, r in contents.frames] == [0, 1, 2, 3]
 
 
+def test_a_counted_read_says_what_a_whole_read_says_of_every_line(tmp_path):
+    """read_journal(keep_frames=False) skips parsing the predictions: it must still count, refuse and number
+    every kind of line as the whole read does."""
+    journal = Journal(tmp_path, "j-count")
+    frames = _frames("j-count", 6) + _frames("j-count", 3, "cam1", seed=4)
+    for rec in frames:
+        journal.append_frame(rec)
+    journal.append_frame(frames[2])  # a resend: counted once
+    journal.append_eos("cam1", 3, T0 + 3, T0 + 9, "end_of_file", "b.mp4", "math-7")
+    journal.append_eos("cam1", 3, T0 + 3, T0 + 9, "end_of_file", "b.mp4", "math-7")  # a resent end: kept once
+    journal.close()
+    good = dataclasses.asdict(frames[0])
+    del good["journal_n"]
+    odd = [{"k": "frame", "n": 20, "r": {**good, "seq": 99, "extra": 1}},  # a field FrameRecord does not take
+           {"k": "frame", "n": 21, "r": {k: v for k, v in good.items() if k != "faces"}},  # one it needs
+           {"k": "frame", "n": 22, "r": {**good, "seq": 98, "predictions": "none"}},
+           {"k": "frame", "n": 23, "r": {**good, "stream": ["cam0"], "seq": 97}},  # no stream a set can hold
+           {"k": "frame", "r": {**good, "seq": 96}},  # no number
+           {"k": "eos", "n": 24, "seq": 1},  # an end of no stream
+           {"k": "eos", "n": 25, "stream": {"a": 1}},
+           {"k": "note", "n": 26}, {"n": 27}, [1, 2], "frame"]
+    with journal.path.open("ab") as f:
+        f.write(b"".join(json.dumps(line).encode() + b"\n" for line in odd) + b'{"k":"frame","n":30,"r":{"se')
+    whole, counted = read_journal(journal.path), read_journal(journal.path, keep_frames=False)
+    assert counted.frames == [] and len(whole.frames) == whole.frame_count == 9
+    same = ("id", "session", "eos", "unreadable", "last_n", "frame_count", "prediction_count", "streams")
+    assert {k: getattr(counted, k) for k in same} == {k: getattr(whole, k) for k in same}
+    assert whole.unreadable == len(odd) + 1  # every odd line, and the cut one
+    assert whole.prediction_count == sum(len(r.predictions) for r in frames)
+
+
 def test_redis_answers_each_write_with_its_marker_so_a_lost_session_shows(store):
     frames = _frames("j-mark", 4)
     assert [store.record_journaled_frame(rec, mark=n + 1).mark for n, rec in enumerate(frames[:3])] == [0, 1, 2]
