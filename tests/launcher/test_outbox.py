@@ -92,7 +92,7 @@ def test_a_report_written_after_a_crash_goes_through_the_outbox_too(tmp_path: Pa
     died) keeps the run's MQTT settings: it reaches the broker like any other, once."""
     from services.launcher.recovery import report_from_redis
     from shared.data.totals import FrameRecord, Store
-    from tests.support.env import REDIS_URL
+    from tests.support.env import REDIS_URL, delete_prefix
 
     prefix, session = f"t-{uuid.uuid4().hex[:8]}", f"crashed-{uuid.uuid4().hex[:6]}"
     store = Store.from_url(REDIS_URL, prefix=prefix)
@@ -114,4 +114,4 @@ def test_a_report_written_after_a_crash_goes_through_the_outbox_too(tmp_path: Pa
     finally:
         collector.close()
         broker.stop()
-        store.delete_session(session)
+        delete_prefix(prefix)  # the session, and the class's index of it

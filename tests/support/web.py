@@ -22,7 +22,7 @@ import zmq
 from shared.bus.messages import encode, make_header
 from shared.ops.config import REPO_ROOT
 from shared.ops.ports import free_ports
-from tests.support.env import REDIS_URL
+from tests.support.env import REDIS_URL, delete_prefix
 
 ARTIFACTS = Path(os.environ.get("WEB_ARTIFACTS", REPO_ROOT / "artifacts" / "web"))  # browser tests' screenshots
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -93,6 +93,7 @@ class WebProcess:
                  prefix: str | None = None) -> None:
         self.port, self.metrics_port = free_ports(2)
         self.prefix = prefix or f"webtest-{uuid.uuid4().hex[:8]}"
+        self.own_prefix = prefix is None  # its keys are deleted when it stops
         self.report_dir = report_dir
         self.env = {**os.environ, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": self.prefix,
                     "METRICS_PORT": str(self.metrics_port), "LIVE_IN": live_in, "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -134,6 +135,8 @@ class WebProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
         out, err = self.proc.communicate(timeout=20)
+        if self.own_prefix:
+            delete_prefix(self.prefix)
         return self.proc.returncode, out, err
 
     def kill(self) -> None:

@@ -17,6 +17,7 @@ import redis
 from shared.data.marks import MarkStore
 from shared.data.totals import FrameRecord, Store
 from shared.ops.ports import free_ports
+from tests.support.env import delete_prefix
 from tests.support.reports import write_built_report
 from tests.support.web import MODEL, REDIS_URL, WebProcess, jpeg, poll_value
 
@@ -276,7 +277,7 @@ def test_restarted_web_shows_the_class_again_from_redis(tmp_path, live_link):
         assert len(again["students"][0]["history"]) == 6
     finally:
         web.stop()
-        store.delete_session(session)
+        delete_prefix(prefix)  # the session, and the class's index of it
 
 
 def test_busy_port_and_unreachable_redis_are_said_plainly(tmp_path, live_link):
@@ -431,7 +432,7 @@ def test_a_web_started_mid_class_shows_both_streams_and_the_one_that_ended(tmp_p
         assert doc["stream_ends"]["cam1"]["end_reason"] == "gave_up" and "cam0" not in doc["stream_ends"]
     finally:
         web.stop()
-        store.delete_session(session)
+        delete_prefix(prefix)  # the session, and the class's index of it
 
 
 def test_a_live_mark_is_kept_on_disk_and_a_disk_that_refuses_it_leaves_redis_to_hold_it(tmp_path, live_link):
