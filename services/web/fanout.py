@@ -6,7 +6,9 @@ a browser that stops reading never holds memory or slows the pipeline.
 
 A Fanout given an `encode` takes documents and encodes each once for all its browsers; with
 no browser connected nothing is encoded (every update of a class nobody watches was a JSON
-dump for nobody): the last document waits as it is, encoded when a page comes.
+dump for nobody): the last document waits as it is, encoded when a page comes. A document
+published later (`publish_later`) is not even made while nobody reads: the class's snapshot of
+72 webcams was most of the web's CPU, for every update of a class nobody watched.
 """
 
 from __future__ import annotations
@@ -78,9 +80,14 @@ class Fanout:
         self.subscriptions: set[Subscription] = set()
         self.latest: Any = None  # a new page starts with the last item, not with nothing
         self.unencoded: Any = None  # the last document while nobody reads (with `encode`): the latest, once encoded
+        self.unmade: Callable[[], Any] | None = None  # makes the last document while nobody reads (publish_later)
 
     def subscribe(self) -> Subscription:
         sub = Subscription(self, asyncio.get_running_loop(), self.queue_size)
+        with self.lock:
+            make, self.unmade = self.unmade, None
+        if make is not None:  # made outside the lock: it takes the state's own; it is the latest from here
+            self.publish(make())
         with self.lock:
             self.subscriptions.add(sub)
             if self.unencoded is not None:
@@ -108,6 +115,7 @@ class Fanout:
         """An item for every browser (a document, when the Fanout encodes: see the module's doc)."""
         if self.encode is not None:
             with self.lock:
+                self.unmade = None  # this one is newer
                 if not self.subscriptions:  # nobody reads: encoded if a page comes before the next one
                     self.unencoded = item
                     return
@@ -117,6 +125,16 @@ class Fanout:
             subs = list(self.subscriptions)
         for sub in subs:
             sub.put(item)
+
+    def publish_later(self, make: Callable[[], Any]) -> None:
+        """A document made now if a browser reads this fanout, else only when the next page comes (from the
+        state as it is then, the newest). With an `encode` only: a page's first item is then a document."""
+        assert self.encode is not None, "publish_later is for a Fanout of documents"
+        with self.lock:
+            if not self.subscriptions:
+                self.unencoded, self.unmade = None, make
+                return
+        self.publish(make())
 
     def close(self) -> None:
         """Ends every stream (the server is stopping)."""

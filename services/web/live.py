@@ -140,8 +140,8 @@ class LiveState:
             if previous is not None:
                 self._class_point(previous)
 
-    def apply_update(self, update: Update) -> dict[str, Any]:
-        """One update from the reporter; returns the event pushed to the pages."""
+    def apply_update(self, update: Update) -> None:
+        """One update from the reporter (the pages' event is `snapshot(history=False)`, made only for a page)."""
         t_capture = update.t_capture
         with self.lock:
             if update.session != self.session:
@@ -159,7 +159,6 @@ class LiveState:
             # Bounded memory over a long class: students long gone are forgotten here.
             for key in [k for k, st in self.students.items() if st.last_seen < t_capture - 2 * HISTORY_SECONDS]:
                 del self.students[key]
-            return self._snapshot(history=False)
 
     def set_stream_ends(self, session: str, ends: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         """The streams of the live session that have ended (from Redis); the event for the pages

@@ -175,7 +175,8 @@ class WebService(Service[WebSettings]):
                 self.video.publish(h.stream, mjpeg_part(msg.payload, h.t_capture, h.seq, h.stream))
             return
         if isinstance(h, Update):  # decode checked: the live link carries frame, update and eos only
-            self.events.publish(self.live.apply_update(h))
+            self.live.apply_update(h)
+            self.events.publish_later(lambda: self.live.snapshot(history=False))
 
     def tick(self) -> None:
         self._read_tile_names()
@@ -201,8 +202,8 @@ class WebService(Service[WebSettings]):
         if self.store is None or not session or len(self.live.streams) < 2 or self.live.ended:
             return
         try:
-            ends = {st["stream"]: {"ended": st["ended"], "end_reason": st["end_reason"]}
-                    for st in self.store.streams(session) if st["ended"] is not None}
+            ends = {stream: {"ended": ended, "end_reason": reason}
+                    for stream, (ended, reason) in self.store.stream_ends(session).items()}
         except redis.RedisError as exc:
             self.log.debug("stream ends not read: %s", exc)
             return

@@ -97,9 +97,13 @@ class TileNames:
             self.r.hset(self._key(session, stream), mapping={str(s): n for s, n in labels.items()})
 
     def load(self, session: str, streams: list[str]) -> TileLabels:
-        out: TileLabels = {}
+        # One round trip for every stream: the web reads them twice a second (72 webcams were 144 reads).
+        pipe = self.r.pipeline(transaction=False)
         for stream in streams:
-            for student, label in self.r.hgetall(self._key(session, stream)).items():
+            pipe.hgetall(self._key(session, stream))
+        out: TileLabels = {}
+        for stream, labels in zip(streams, pipe.execute() if streams else [], strict=True):
+            for student, label in labels.items():
                 out[(stream, int(student))] = label.decode() if isinstance(label, bytes) else str(label)
         return out
 

@@ -539,6 +539,20 @@ class Store:
                  "totals": _totals_from_hash(totals)}
                 for stream, raw, totals in zip(ids, done[::2], done[1::2], strict=True)]
 
+    def stream_ends(self, session: str) -> dict[str, tuple[float, str]]:
+        """The streams of `session` that have ended: id -> (when, why). Their totals are not read (the web
+        asks twice a second; `streams` parsed every stream's totals hash for it)."""
+        ids = sorted(_members(self.r.smembers(f"{self._s(session)}:streams")))
+        pipe = self.r.pipeline(transaction=False)
+        for stream in ids:
+            pipe.hmget(f"{self._s(session)}:stream:{stream}", ["ended", "end_reason"])
+        ends = {}
+        for stream, (ended, reason) in zip(ids, pipe.execute() if ids else [], strict=True):
+            when = _float_or_none(ended)
+            if when is not None:
+                ends[stream] = (when, reason or "")
+        return ends
+
     def sessions(self) -> list[str]:
         """Every session counted (sorted), ended or not."""
         return sorted(_members(self.r.smembers(f"{self.prefix}:sessions")))

@@ -102,6 +102,11 @@ def test_the_session_ends_when_every_expected_and_seen_stream_has_ended(store):
     assert store.end_stream("two", "cam1", 1_000_005.0, "gave_up", expected) == (False, ["cam0", "screen"], True)
     assert store.end_stream("two", "cam0", 1_000_006.0, "end_of_file", expected) == (False, ["screen"], True)
     assert store.session_meta("two")["ended"] is None and "two" not in store.reports_pending()
+    # What the web reads twice a second to say a camera is gone: the ended streams alone, as `streams` has them.
+    assert store.stream_ends("two") == {"cam1": (1_000_005.0, "gave_up"), "cam0": (1_000_006.0, "end_of_file")}
+    assert store.stream_ends("two") == {s["stream"]: (s["ended"], s["end_reason"])
+                                        for s in store.streams("two") if s["ended"] is not None}
+    assert store.stream_ends("nobody") == {}
     # A repeated eos of an ended stream keeps its first end and does not end the session.
     assert store.end_stream("two", "cam1", 1_000_009.0, "stopped", expected) == (False, ["screen"], False)
     assert store.end_stream("two", "screen", 1_000_007.0, "stopped", expected) == (True, [], True)

@@ -46,6 +46,46 @@ def test_nothing_is_encoded_for_nobody_and_a_late_page_gets_the_last_document():
     assert len(calls) == 2
 
 
+def test_a_document_published_later_is_not_made_for_nobody_and_a_late_page_gets_the_state_it_comes_to():
+    calls, encode = _counting_encoder()
+    fan = Fanout("events-test", 4, encode=encode)
+    state = {"seq": 0}
+    made: list[int] = []
+
+    def snapshot() -> dict[str, Any]:
+        made.append(state["seq"])
+        return dict(state)
+
+    for seq in range(1, 51):  # fifty updates of a class nobody watches: no snapshot made, none encoded
+        state["seq"] = seq
+        fan.publish_later(snapshot)
+    assert made == [] and calls == []
+    state["seq"] = 51  # applied, its document not yet published when the page comes
+
+    async def page() -> list[bytes | None]:
+        sub = fan.subscribe()
+        first = await sub.get(1.0)
+        state["seq"] = 52
+        fan.publish_later(snapshot)  # a page reads: made and encoded now
+        second = await sub.get(1.0)
+        sub.close()
+        return [first, second]
+
+    assert asyncio.run(page()) == [sse_event({"seq": 51}), sse_event({"seq": 52})]
+    assert made == [51, 52] and len(calls) == 2
+    fan.publish_later(snapshot)  # the page has gone
+    fan.publish({"seq": 53})  # a document published as it is (a class's end) is newer than any waiting
+    assert made == [51, 52]
+
+    async def late_page() -> bytes | None:
+        sub = fan.subscribe()
+        first = await sub.get(1.0)
+        sub.close()
+        return first
+
+    assert asyncio.run(late_page()) == sse_event({"seq": 53}) and made == [51, 52]
+
+
 def test_every_page_gets_each_document_encoded_once():
     calls, encode = _counting_encoder()
     fan = Fanout("events-test", 8, encode=encode)
@@ -74,7 +114,8 @@ def test_an_event_of_several_streams_carries_each_streams_totals_as_the_update_h
     live.load("s-fan", {"streams": ["a", "b"]}, one, [])  # Redis lists "b", nothing counted in it yet
     update = make_header("update", "s-fan", "a", 3, 1000.0, {}, totals=totals,
                          predictions=[{"student": 1, "box": [1, 2, 3, 4], "probs": [0.7, 0.1, 0.1, 0.1], "level": 0}])
-    event = live.apply_update(update)
+    live.apply_update(update)
+    event = live.snapshot(history=False)
     zeros = {"frames": 0, "frames_without_faces": 0, "faces": 0, "predictions": 0,
              "levels": {"0": 0, "1": 0, "2": 0, "3": 0}}
     assert event["stream_totals"] == {"a": one, "b": zeros}
