@@ -220,7 +220,7 @@ class InferenceService(Service[InferenceSettings]):
         if self.reliable is None or "acks" not in self.receivers:
             return
         receiver = self.receivers["acks"]
-        while receiver.socket.poll(0):
+        while receiver.waiting():
             ack = receiver.read()
             if ack is not None and isinstance(ack.header, Ack):
                 self.reliable.acked(ack.header)
@@ -232,7 +232,7 @@ class InferenceService(Service[InferenceSettings]):
             return []
         receiver = self.receivers["batches"]
         faces, taken = len(first.header.students), []
-        while faces < self.settings.max_batch_faces and receiver.socket.poll(0):
+        while faces < self.settings.max_batch_faces and receiver.waiting():
             msg = receiver.read()
             if msg is None:  # malformed: counted and logged by the receiver
                 continue

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -168,6 +168,7 @@ class Sender:
         self.peers = PeerCounter(self.socket, service, link) if link and self.spec.type == "push" \
             and self.spec.bind else None
         self.dialer = attach(self.socket, self.spec, link)  # after the counter: it sees the first peer too
+        self._sent: dict[str, Any] = {}  # kind -> its counter's child (labels() costs more than the count)
 
     def heal(self) -> None:
         """A connecting sender: connect the names looked up since (call on the owner's tick)."""
@@ -186,10 +187,18 @@ class Sender:
                 return False
         else:
             self._send_blocking(parts, kind)
-        metrics.MESSAGES_SENT.labels(self.service, kind).inc()
+        sent = self._sent.get(kind)
+        if sent is None:
+            sent = self._sent[kind] = metrics.MESSAGES_SENT.labels(self.service, kind)
+        sent.inc()
         return True
 
     def _send_blocking(self, parts: list[Payload], kind: str) -> None:
+        try:  # room on the link, as nearly always: sent without a poll (pyzmq makes a Poller for each)
+            self.socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            return
+        except zmq.Again:
+            pass
         # Wait for room, but wake up to notice a stop; control messages get a last grace period.
         deadline = None
         while True:
@@ -227,6 +236,8 @@ class Receiver:
         self.dialer = attach(self.socket, self.spec, self.link)  # after the watch: it sees the first handshake
         self._failures_seen = 0
         self._healed_at = -1.0  # when heal last connected it again (a stretch without a peer goes on from there)
+        self._received: dict[str, Any] = {}  # kind -> its counter's child, as the sender's
+        self._latency = metrics.LATENCY_SECONDS.labels(self.service)
 
     def heal(self, after: float = RECONNECT_AFTER_SECONDS) -> bool:
         """Call on the owner's tick. Connects the host names looked up since (shared/bus/dial.py), looks
@@ -282,9 +293,16 @@ class Receiver:
             if self._rejection_log.ready():
                 log.warning("rejected a message: %s", exc)
             return None
-        metrics.MESSAGES_RECEIVED.labels(self.service, msg.kind).inc()
-        metrics.LATENCY_SECONDS.labels(self.service).observe(max(0.0, time.time() - msg.header.t_capture))
+        received = self._received.get(msg.kind)
+        if received is None:
+            received = self._received[msg.kind] = metrics.MESSAGES_RECEIVED.labels(self.service, msg.kind)
+        received.inc()
+        self._latency.observe(max(0.0, time.time() - msg.header.t_capture))
         return msg
+
+    def waiting(self) -> bool:
+        """Whether a message can be read now (ZeroMQ's own flag: no poll)."""
+        return bool(cast(int, self.socket.getsockopt(zmq.EVENTS)) & zmq.POLLIN)
 
     def close(self) -> None:
         if self.watch is not None:

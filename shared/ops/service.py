@@ -38,6 +38,10 @@ EXIT_GAVE_UP = 3
 S = TypeVar("S", bound=Settings)
 
 
+# Messages handled from one link before the others and the tick get their turn (a run of them takes one poll).
+DRAIN_MAX = 16
+
+
 class Service(Generic[S]):
     """A service with its typed settings `S` (its Struct of shared/ops/settings.py)."""
 
@@ -66,6 +70,7 @@ class Service(Generic[S]):
         metrics.SERVICE_STATE.labels(self.name).state("starting")
         self.receivers: dict[str, Receiver] = {}
         self.senders: dict[str, Sender] = {}
+        self._processing = metrics.PROCESSING_SECONDS.labels(self.name)
 
     # --- lifecycle hooks ------------------------------------------------------------
     def setup(self) -> None:
@@ -192,23 +197,7 @@ class Service(Generic[S]):
         while not self.stop.is_set():
             timeout_ms = max(0, int((next_tick - time.monotonic()) * 1000))
             for sock, _ in poller.poll(timeout_ms) if by_socket else []:
-                link = by_socket[sock]
-                if not sock.poll(0):
-                    # A handler before it drained this socket (inference reads its acks and the batches
-                    # waiting behind one): a blocking read here would wait for the next message, and
-                    # never see a stop if none comes (an orphan once its launcher was killed).
-                    continue
-                msg = self.receivers[link].read()
-                if msg is None:
-                    continue
-                started = time.perf_counter()
-                try:
-                    self.handle(link, msg)
-                except Exception:
-                    # A message that breaks a handler is counted and skipped, never fatal.
-                    metrics.MESSAGES_REJECTED.labels(self.name, "handler_error").inc()
-                    self.log.exception("failed to handle a %s message", msg.kind)
-                metrics.PROCESSING_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+                self._drain(by_socket[sock])
             if not by_socket:
                 self.stop.wait(timeout_ms / 1000)
             if time.monotonic() >= next_tick:
@@ -218,6 +207,31 @@ class Service(Generic[S]):
                     sender.heal()
                 self.tick()
                 next_tick = time.monotonic() + self.tick_interval
+
+
+    def _drain(self, link: str) -> None:
+        """Handle the messages waiting on a link, up to DRAIN_MAX: one poll for a run of them (under load a
+        poll a message was a service's largest cost after its work)."""
+        receiver = self.receivers[link]
+        for _ in range(DRAIN_MAX):
+            if not receiver.waiting():
+                # Nothing (more) to read, or a handler drained it already (inference reads its acks and the
+                # batches waiting behind one): a blocking read would wait for the next message, and never
+                # see a stop if none comes (an orphan once its launcher was killed).
+                return
+            msg = receiver.read()
+            if msg is None:
+                continue
+            started = time.perf_counter()
+            try:
+                self.handle(link, msg)
+            except Exception:
+                # A message that breaks a handler is counted and skipped, never fatal.
+                metrics.MESSAGES_REJECTED.labels(self.name, "handler_error").inc()
+                self.log.exception("failed to handle a %s message", msg.kind)
+            self._processing.observe(time.perf_counter() - started)
+            if self.stop.is_set():
+                return
 
 
 def _flush_context(timeout: float = 6.0) -> None:

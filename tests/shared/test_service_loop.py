@@ -69,3 +69,52 @@ def test_a_socket_drained_by_a_handler_does_not_block_the_loop_or_its_stop(tmp_p
             service.finish()
         batches.close(0)
         acks.close(0)
+
+
+class Records(Service[InferenceSettings]):
+    """The inference service's links; a handler that records each message and fails on one."""
+
+    name = "inference"
+
+    def __init__(self, settings: InferenceSettings) -> None:
+        super().__init__(settings)
+        self.handled: list[int] = []
+
+    def handle(self, link: str, msg: Message) -> None:
+        if msg.header.seq == 5:
+            raise RuntimeError("a handler's bug")
+        self.handled.append(msg.header.seq)
+
+
+def test_a_run_of_waiting_messages_is_handled_in_order_past_a_failing_one(tmp_path, metric):
+    """The loop takes up to DRAIN_MAX messages from a link a poll: every one is handled, in order, a
+    message that breaks the handler is counted and the next ones still come."""
+    base = f"ipc://{tmp_path}/{uuid.uuid4().hex[:6]}"
+    service = Records(settings_for("inference", batches_in=f"pull+bind:{base}-batches",
+                                   predictions_out=f"push+bind:{base}-predictions"))
+    sender = zmq.Context.instance().socket(zmq.PUSH)
+    thread = threading.Thread(target=service.loop, name="loop", daemon=True)
+    failed_before = metric("engagement_messages_rejected_total", service="inference", reason="handler_error")
+    try:
+        service.start()
+        sender.setsockopt(zmq.LINGER, 0)
+        sender.connect(f"{base}-batches")
+        for seq in range(40):  # more than a drain's worth, all waiting before the loop starts
+            sender.send_multipart(encode(make_header("eos", "s", "cam0", seq, time.time(), reason="end_of_file")))
+        deadline = time.monotonic() + 10
+        while not service.receivers["batches"].waiting() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        thread.start()
+        while len(service.handled) < 39 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert service.handled == [seq for seq in range(40) if seq != 5]
+        assert metric("engagement_messages_rejected_total", service="inference",
+                      reason="handler_error") == failed_before + 1
+        service.stop.set()
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        service.stop.set()
+        if not thread.is_alive():
+            service.finish()
+        sender.close(0)
