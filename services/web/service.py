@@ -43,12 +43,15 @@ from shared.ops.settings import WebSettings
 
 VIDEO_QUEUE = 2  # frames waiting per browser: more is only latency
 EVENTS_QUEUE = 16  # updates waiting per browser
+# The live link's updates feed the alerts: a PUB drops, uncounted, what a full queue cannot take, so the queue
+# holds a few seconds of a full box's updates (as the reporter's; its video frames are capped, live_frame_due).
+LIVE_HWM = 512
 ALIASES = {"--port": "--web-port", "--bind": "--web-bind", "--token": "--web-token"}
 
 
 class WebService(Service[WebSettings]):
     name = "web"  # its one input, live, is optional: LIVE_IN empty, past sessions only
-    min_hwm = {"live": 8}
+    min_hwm = {"live": LIVE_HWM}
     tick_interval = 1.0
 
     @classmethod

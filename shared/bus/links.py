@@ -34,6 +34,7 @@ class Link:
     carries: tuple[str, ...]  # message kinds (shared/bus/messages.py)
     why: str  # why this pattern, and what the link is for
     wired_by_default: bool = True  # False: its settings default to empty (the link is off)
+    queue: int = 0  # messages each side may hold when more than the common HWM (shared/ops/service.py)
 
     @property
     def out_setting(self) -> str:
@@ -103,7 +104,11 @@ LINKS: tuple[Link, ...] = (
     Link("predictions", "inference", "aggregator", "push/pull", 5555, ("predictions", "eos"),
          "each student's level and probabilities: the product's data"),
     Link("updates", "aggregator", "reporter", "push/pull", 5556, ("update", "eos"),
-         "the frame's predictions with the session's running totals, and the end of the session"),
+         "the frame's predictions with the session's running totals, and the end of the session",
+         # Small messages at every stream's rate together (160 a second from 80 webcams): the common HWM held
+         # 50 ms of them, and a busy box that kept either side off the CPU that long lost overlay updates (and
+         # the page's alerts their predictions). A few seconds of a full box's, a few MB.
+         queue=512),
     Link("acks", "aggregator", "inference", "push/pull", 5557, ("ack",),
          "a predictions/eos message is written to Redis: inference resends what stays "
          "unacknowledged (shared/bus/acks.py); the launcher and compose wire it",

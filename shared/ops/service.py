@@ -21,7 +21,7 @@ import zmq
 
 from shared.bus import metrics
 from shared.bus.bus import Receiver, Sender, stop_authenticator
-from shared.bus.links import expected_by, inputs_of, outputs_of
+from shared.bus.links import BY_NAME, expected_by, inputs_of, outputs_of
 from shared.bus.messages import Message
 from shared.ops import cpu_budget
 from shared.ops.assets import MissingAsset
@@ -104,11 +104,11 @@ class Service(Generic[S]):
         # An optional link left empty (ACKS_*) is not opened: the service works without it.
         for link, attr in self.outputs.items():
             if getattr(s, attr):
-                self.senders[link] = Sender(self.name, getattr(s, attr), self.stop, s.hwm, s.curve_server_key,
-                                            link=link)
+                self.senders[link] = Sender(self.name, getattr(s, attr), self.stop, max(s.hwm, BY_NAME[link].queue),
+                                            s.curve_server_key, link=link)
         for link, attr in self.inputs.items():
             if getattr(s, attr):
-                hwm = max(s.hwm, self.min_hwm.get(link, 0))
+                hwm = max(s.hwm, BY_NAME[link].queue, self.min_hwm.get(link, 0))
                 self.receivers[link] = Receiver(self.name, getattr(s, attr), hwm, s.curve_server_key,
                                                 self.expect.get(link), link=link)
 
@@ -208,10 +208,9 @@ class Service(Generic[S]):
                 self.tick()
                 next_tick = time.monotonic() + self.tick_interval
 
-
     def _drain(self, link: str) -> None:
-        """Handle the messages waiting on a link, up to DRAIN_MAX: one poll for a run of them (under load a
-        poll a message was a service's largest cost after its work)."""
+        """Handle the messages waiting on a link, up to DRAIN_MAX: one poll for a run of them, and no poll to
+        ask whether another waits (pyzmq's Socket.poll made a Poller for every message)."""
         receiver = self.receivers[link]
         for _ in range(DRAIN_MAX):
             if not receiver.waiting():
