@@ -38,7 +38,7 @@ EXIT_GAVE_UP = 3
 S = TypeVar("S", bound=Settings)
 
 
-# Messages handled from one link before the others and the tick get their turn (a run of them takes one poll).
+# Turns of one message a link taken on one poll before the tick gets its turn (Service._take_turns).
 DRAIN_MAX = 16
 
 
@@ -189,17 +189,15 @@ class Service(Generic[S]):
 
     def loop(self) -> None:
         poller = zmq.Poller()
-        by_socket = {}
-        for link, receiver in self.receivers.items():
+        for receiver in self.receivers.values():
             poller.register(receiver.socket, zmq.POLLIN)
-            by_socket[receiver.socket] = link
         next_tick = time.monotonic()
         while not self.stop.is_set():
             timeout_ms = max(0, int((next_tick - time.monotonic()) * 1000))
-            for sock, _ in poller.poll(timeout_ms) if by_socket else []:
-                self._drain(by_socket[sock])
-            if not by_socket:
+            if not self.receivers:
                 self.stop.wait(timeout_ms / 1000)
+            elif poller.poll(timeout_ms):
+                self._take_turns()
             if time.monotonic() >= next_tick:
                 for receiver in self.receivers.values():
                     receiver.heal()
@@ -208,29 +206,37 @@ class Service(Generic[S]):
                 self.tick()
                 next_tick = time.monotonic() + self.tick_interval
 
-    def _drain(self, link: str) -> None:
-        """Handle the messages waiting on a link, up to DRAIN_MAX: one poll for a run of them, and no poll to
-        ask whether another waits (pyzmq's Socket.poll made a Poller for every message)."""
-        receiver = self.receivers[link]
+    def _take_turns(self) -> None:
+        """One waiting message of each link in turn, turn after turn while any waits (up to DRAIN_MAX turns): a run
+        of messages on one poll, ZeroMQ's own flag saying whether one waits (pyzmq's Socket.poll made a Poller for
+        every message), and the links interleaved as their messages come, as one poll a message had them (the
+        reporter draws each preview frame with its update: a link read to its end first had the class's eos
+        handled, and its recording closed, before the last frames were read)."""
+        links = list(self.receivers)
         for _ in range(DRAIN_MAX):
-            if not receiver.waiting():
-                # Nothing (more) to read, or a handler drained it already (inference reads its acks and the
-                # batches waiting behind one): a blocking read would wait for the next message, and never
-                # see a stop if none comes (an orphan once its launcher was killed).
+            handled = [link for link in links if self._handle_one(link)]
+            if not handled or self.stop.is_set():
                 return
-            msg = receiver.read()
-            if msg is None:
-                continue
-            started = time.perf_counter()
-            try:
-                self.handle(link, msg)
-            except Exception:
-                # A message that breaks a handler is counted and skipped, never fatal.
-                metrics.MESSAGES_REJECTED.labels(self.name, "handler_error").inc()
-                self.log.exception("failed to handle a %s message", msg.kind)
-            self._processing.observe(time.perf_counter() - started)
-            if self.stop.is_set():
-                return
+
+    def _handle_one(self, link: str) -> bool:
+        """Handle the message waiting on `link`, if one does (a bad one is counted and skipped); False if none.
+        Nothing waiting includes a socket a handler drained itself (inference reads its acks and the batches
+        behind one): a blocking read there would wait for the next message, and never see a stop if none came."""
+        receiver = self.receivers[link]
+        if not receiver.waiting():
+            return False
+        msg = receiver.read()
+        if msg is None:
+            return True
+        started = time.perf_counter()
+        try:
+            self.handle(link, msg)
+        except Exception:
+            # A message that breaks a handler is counted and skipped, never fatal.
+            metrics.MESSAGES_REJECTED.labels(self.name, "handler_error").inc()
+            self.log.exception("failed to handle a %s message", msg.kind)
+        self._processing.observe(time.perf_counter() - started)
+        return True
 
 
 def _flush_context(timeout: float = 6.0) -> None:

@@ -7,6 +7,7 @@ inference process left running after its launcher was killed)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -118,3 +119,53 @@ def test_a_run_of_waiting_messages_is_handled_in_order_past_a_failing_one(tmp_pa
         if not thread.is_alive():
             service.finish()
         sender.close(0)
+
+
+class Interleaves(Service[InferenceSettings]):
+    """The inference service's links; a handler that records the link of each message, draining nothing."""
+
+    name = "inference"
+
+    def __init__(self, settings: InferenceSettings) -> None:
+        super().__init__(settings)
+        self.handled: list[str] = []
+
+    def handle(self, link: str, msg: Message) -> None:
+        self.handled.append(link)
+
+
+def test_the_links_take_turns_as_one_poll_a_message_had_them(tmp_path):
+    """A run of messages on two links is read one of each in turn, never one link to its end first: the
+    reporter draws each preview frame with its update, and a link read to its end first had the class's eos
+    handled (its recording closed) before the last frames (a recording of 6 frames kept 2)."""
+    base = f"ipc://{tmp_path}/{uuid.uuid4().hex[:6]}"
+    service = Interleaves(settings_for("inference", batches_in=f"pull+bind:{base}-batches",
+                                       acks_in=f"pull+bind:{base}-acks",
+                                       predictions_out=f"push+bind:{base}-predictions"))
+    ctx = zmq.Context.instance()
+    batches, acks = ctx.socket(zmq.PUSH), ctx.socket(zmq.PUSH)
+    thread = threading.Thread(target=service.loop, name="loop", daemon=True)
+    try:
+        service.start()
+        for sock, link in ((batches, "batches"), (acks, "acks")):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(f"{base}-{link}")
+        for seq in range(6):  # all waiting before the loop's first poll
+            acks.send_multipart(encode(make_header("ack", "s", "cam0", seq, time.time(), of="predictions")))
+            batches.send_multipart(encode(make_header("eos", "s", "cam0", seq, time.time(), reason="end_of_file")))
+        deadline = time.monotonic() + 10
+        while not all(r.waiting() for r in service.receivers.values()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the last of each link's six in its queue too
+        thread.start()
+        while len(service.handled) < 12 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(service.handled) == ["acks"] * 6 + ["batches"] * 6
+        assert all(a != b for a, b in itertools.pairwise(service.handled)), service.handled
+    finally:
+        service.stop.set()
+        thread.join(10)
+        if not thread.is_alive():
+            service.finish()
+        batches.close(0)
+        acks.close(0)

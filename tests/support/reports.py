@@ -26,7 +26,7 @@ def write_built_report(folder: Path, session: str, *, students: int = 2, frames:
     """A report the reporter's own build_report made, written as its file: one stream (cam0) of class c1,
     `students` faces in every one of `frames` frames at 2 FPS, each student's level turning every
     `level_every` frames. Returns the file's document."""
-    from services.reporter.report import build_report  # noqa: PLC0415: a reporter's report, as the web reads it
+    from services.reporter.report import build_report  # noqa: PLC0415 (a reporter's report, as the web reads it)
     from shared.data.report_doc import to_dict  # noqa: PLC0415
 
     everyone = range(1, students + 1)
