@@ -11,6 +11,9 @@ import itertools
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import zmq
 
@@ -18,6 +21,54 @@ from shared.bus.messages import Message, encode, make_header
 from shared.ops.service import Service
 from shared.ops.settings import InferenceSettings
 from tests.harness import settings_for
+
+
+@dataclass
+class Running:
+    """A service of the inference links, PUSH sockets connected to its inputs, its loop on a thread not yet started."""
+
+    service: Service[InferenceSettings]
+    senders: dict[str, zmq.Socket]
+    thread: threading.Thread
+
+    def send(self, link: str, kind: str, seq: int, **fields: object) -> None:
+        self.senders[link].send_multipart(encode(make_header(kind, "s", "cam0", seq, time.time(), **fields)))
+
+    def stop(self) -> None:
+        """Stops the loop as the launcher does; fails when the loop does not see it."""
+        self.service.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "the loop did not see its stop"
+
+
+@contextmanager
+def running(service_type: type[Service[InferenceSettings]], tmp_path, links: tuple[str, ...]) -> Iterator[Running]:
+    base = f"ipc://{tmp_path}/{uuid.uuid4().hex[:6]}"
+    service = service_type(settings_for("inference", predictions_out=f"push+bind:{base}-predictions",
+                                        **{f"{link}_in": f"pull+bind:{base}-{link}" for link in links}))
+    ctx = zmq.Context.instance()
+    senders = {link: ctx.socket(zmq.PUSH) for link in links}
+    thread = threading.Thread(target=service.loop, name="loop", daemon=True)
+    try:
+        service.start()
+        for link, sock in senders.items():
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(f"{base}-{link}")
+        yield Running(service, senders, thread)
+    finally:
+        service.stop.set()
+        if thread.is_alive():
+            thread.join(10)
+        if not thread.is_alive():
+            service.finish()
+        for sock in senders.values():
+            sock.close(0)
+
+
+def wait_until(done, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 class DrainsAcks(Service[InferenceSettings]):
@@ -39,37 +90,16 @@ class DrainsAcks(Service[InferenceSettings]):
 
 
 def test_a_socket_drained_by_a_handler_does_not_block_the_loop_or_its_stop(tmp_path):
-    base = f"ipc://{tmp_path}/{uuid.uuid4().hex[:6]}"
-    service = DrainsAcks(settings_for("inference", batches_in=f"pull+bind:{base}-batches",
-                                      acks_in=f"pull+bind:{base}-acks",
-                                      predictions_out=f"push+bind:{base}-predictions"))
-    ctx = zmq.Context.instance()
-    batches, acks = ctx.socket(zmq.PUSH), ctx.socket(zmq.PUSH)
-    thread = threading.Thread(target=service.loop, name="loop", daemon=True)
-    try:
-        service.start()
-        for sock, link in ((batches, "batches"), (acks, "acks")):
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(f"{base}-{link}")
+    with running(DrainsAcks, tmp_path, ("batches", "acks")) as run:
         # Both waiting before the loop's first poll: it reports both links readable at once.
-        acks.send_multipart(encode(make_header("ack", "s", "cam0", 1, time.time(), of="predictions")))
-        batches.send_multipart(encode(make_header("eos", "s", "cam0", 2, time.time(), reason="end_of_file")))
-        for receiver in service.receivers.values():
+        run.send("acks", "ack", 1, of="predictions")
+        run.send("batches", "eos", 2, reason="end_of_file")
+        for receiver in run.service.receivers.values():
             assert receiver.socket.poll(5000)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while len(service.handled) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert service.handled == ["batches:eos", "acks:ack (drained)"], service.handled
-        service.stop.set()  # nothing more arrives, as when the launcher is gone
-        thread.join(10)
-        assert not thread.is_alive(), "the loop sat in a blocking read of the drained acks socket"
-    finally:
-        service.stop.set()
-        if not thread.is_alive():
-            service.finish()
-        batches.close(0)
-        acks.close(0)
+        run.thread.start()
+        wait_until(lambda: len(run.service.handled) >= 2)
+        assert run.service.handled == ["batches:eos", "acks:ack (drained)"], run.service.handled
+        run.stop()  # nothing more arrives, as when the launcher is gone: no blocking read of the drained acks
 
 
 class Records(Service[InferenceSettings]):
@@ -90,35 +120,17 @@ class Records(Service[InferenceSettings]):
 def test_a_run_of_waiting_messages_is_handled_in_order_past_a_failing_one(tmp_path, metric):
     """The loop takes up to DRAIN_MAX messages from a link a poll: every one is handled, in order, a
     message that breaks the handler is counted and the next ones still come."""
-    base = f"ipc://{tmp_path}/{uuid.uuid4().hex[:6]}"
-    service = Records(settings_for("inference", batches_in=f"pull+bind:{base}-batches",
-                                   predictions_out=f"push+bind:{base}-predictions"))
-    sender = zmq.Context.instance().socket(zmq.PUSH)
-    thread = threading.Thread(target=service.loop, name="loop", daemon=True)
     failed_before = metric("engagement_messages_rejected_total", service="inference", reason="handler_error")
-    try:
-        service.start()
-        sender.setsockopt(zmq.LINGER, 0)
-        sender.connect(f"{base}-batches")
+    with running(Records, tmp_path, ("batches",)) as run:
         for seq in range(40):  # more than a drain's worth, all waiting before the loop starts
-            sender.send_multipart(encode(make_header("eos", "s", "cam0", seq, time.time(), reason="end_of_file")))
-        deadline = time.monotonic() + 10
-        while not service.receivers["batches"].waiting() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        thread.start()
-        while len(service.handled) < 39 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert service.handled == [seq for seq in range(40) if seq != 5]
+            run.send("batches", "eos", seq, reason="end_of_file")
+        wait_until(run.service.receivers["batches"].waiting)
+        run.thread.start()
+        wait_until(lambda: len(run.service.handled) >= 39)
+        assert run.service.handled == [seq for seq in range(40) if seq != 5]
         assert metric("engagement_messages_rejected_total", service="inference",
                       reason="handler_error") == failed_before + 1
-        service.stop.set()
-        thread.join(10)
-        assert not thread.is_alive()
-    finally:
-        service.stop.set()
-        if not thread.is_alive():
-            service.finish()
-        sender.close(0)
+        run.stop()
 
 
 class Interleaves(Service[InferenceSettings]):
@@ -138,34 +150,14 @@ def test_the_links_take_turns_as_one_poll_a_message_had_them(tmp_path):
     """A run of messages on two links is read one of each in turn, never one link to its end first: the
     reporter draws each preview frame with its update, and a link read to its end first had the class's eos
     handled (its recording closed) before the last frames (a recording of 6 frames kept 2)."""
-    base = f"ipc://{tmp_path}/{uuid.uuid4().hex[:6]}"
-    service = Interleaves(settings_for("inference", batches_in=f"pull+bind:{base}-batches",
-                                       acks_in=f"pull+bind:{base}-acks",
-                                       predictions_out=f"push+bind:{base}-predictions"))
-    ctx = zmq.Context.instance()
-    batches, acks = ctx.socket(zmq.PUSH), ctx.socket(zmq.PUSH)
-    thread = threading.Thread(target=service.loop, name="loop", daemon=True)
-    try:
-        service.start()
-        for sock, link in ((batches, "batches"), (acks, "acks")):
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(f"{base}-{link}")
+    with running(Interleaves, tmp_path, ("batches", "acks")) as run:
         for seq in range(6):  # all waiting before the loop's first poll
-            acks.send_multipart(encode(make_header("ack", "s", "cam0", seq, time.time(), of="predictions")))
-            batches.send_multipart(encode(make_header("eos", "s", "cam0", seq, time.time(), reason="end_of_file")))
-        deadline = time.monotonic() + 10
-        while not all(r.waiting() for r in service.receivers.values()) and time.monotonic() < deadline:
-            time.sleep(0.01)
+            run.send("acks", "ack", seq, of="predictions")
+            run.send("batches", "eos", seq, reason="end_of_file")
+        wait_until(lambda: all(r.waiting() for r in run.service.receivers.values()))
         time.sleep(0.2)  # the last of each link's six in its queue too
-        thread.start()
-        while len(service.handled) < 12 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sorted(service.handled) == ["acks"] * 6 + ["batches"] * 6
-        assert all(a != b for a, b in itertools.pairwise(service.handled)), service.handled
-    finally:
-        service.stop.set()
-        thread.join(10)
-        if not thread.is_alive():
-            service.finish()
-        batches.close(0)
-        acks.close(0)
+        run.thread.start()
+        wait_until(lambda: len(run.service.handled) >= 12)
+        assert sorted(run.service.handled) == ["acks"] * 6 + ["batches"] * 6
+        assert all(a != b for a, b in itertools.pairwise(run.service.handled)), run.service.handled
+        run.stop()
