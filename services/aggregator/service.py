@@ -101,6 +101,8 @@ class AggregatorService(Service[AggregatorSettings]):
         self.retry = Backoff(RETRY_START, RETRY_CAP)
         self.next_retry = 0.0
         self.totals: dict[str, dict[str, Any]] = {}  # session -> last known running totals
+        # session -> the streams' totals Redis answered for its last write: what an update carries (below)
+        self.answered: dict[str, dict[str, Any]] = {}
         self.waiting: set[tuple[str, str, int]] = set()  # frames in the backlog (a resend is not queued twice)
         self.journal_dir = s.journal_dir
         self.fallback_dir = s.report_fallback_dir
@@ -147,8 +149,14 @@ class AggregatorService(Service[AggregatorSettings]):
             return  # its update went (or was dropped, counted) the first time: one per frame, never two
         totals = self.totals.get(record.session) or empty_totals()
         if outcome == "queued":
-            # Not in Redis yet: the overlay still gets running totals, computed locally.
+            # Not in Redis yet: the overlay still gets running totals, computed locally (every stream's).
             totals = self.totals[record.session] = add_record(totals, record)
+        elif "streams" in totals:
+            # Several streams: the update carries the streams' totals this write answered (its own stream's, or
+            # every stream's when one was new), not all of them: every update carried every stream's, a cost a
+            # frame that grew with the streams (80 webcams: 6 KB a header, made, read and re-sent by three
+            # services). The reporter and the web keep the others from earlier updates (Totals.carried_forward).
+            totals = {**totals, "streams": self.answered.pop(record.session, None) or totals["streams"]}
         header = follow_up(h, "update", self.name, totals=Totals.of(totals), predictions=h.predictions,
                            faces=h.faces or [], model=h.model, t_media=h.t_media)
         # Droppable: updates only feed the overlay; the report is built from Redis.
@@ -345,6 +353,7 @@ class AggregatorService(Service[AggregatorSettings]):
                 self.senders["updates"].send(follow_up(eos, "eos", self.name, reason=eos.reason))
             if end.session_ended:
                 self.totals.pop(eos.session, None)
+                self.answered.pop(eos.session, None)
                 self._close_journal(eos.session)
             else:
                 self.log.info("session %s: stream %s ended (%s); the class goes on with %s", eos.session,
@@ -356,7 +365,9 @@ class AggregatorService(Service[AggregatorSettings]):
         self._check_mark(item.session, item.journal_n, mark)
         self._refill_lost()
         if "streams" in totals:  # this frame's stream's totals, or every stream's when some were not held
-            totals["streams"] = dict(sorted({**held, **totals["streams"]}.items()))
+            self.answered[item.session] = totals["streams"]
+            totals["streams"] = {**held, **totals["streams"]} if len(totals["streams"]) > 1 else held
+            totals["streams"].update(self.answered[item.session])  # in place when one came: no copy a frame
         if counted:
             for level, n in enumerate(item.level_counts()):
                 if n:

@@ -219,7 +219,8 @@ class ReporterService(Service[ReporterSettings]):
             self._write_pending_reports()
             return
         assert isinstance(h, Update)  # the only other kind this link takes (decode checked)
-        self.latest_totals[h.session] = h.totals
+        # An update carries its own stream's totals: the MQTT totals keep every stream's (Totals.carried_forward).
+        self.latest_totals[h.session] = h.totals.carried_forward(self.latest_totals.get(h.session))
         if "live" in self.senders:
             self._send_live_update(h)
         streams = self.class_streams.setdefault(h.session, set())

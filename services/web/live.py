@@ -148,7 +148,7 @@ class LiveState:
                 self._reset(update.session)
             if update.model != ModelInfo():  # an update that carries no model keeps the one known
                 self.model = update.model
-            self.totals = update.totals
+            self.totals = update.totals.carried_forward(self.totals)  # its own stream's totals: the others kept
             self.seq, self.t_capture, self.ended = update.seq, t_capture, False
             self.stream = update.stream or self.stream
             self.streams.add(self.stream)

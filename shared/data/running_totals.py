@@ -4,7 +4,10 @@ The aggregator counts in Redis (shared/data/totals.py, which keeps the map of th
 the stores); each update carries the totals after its frame, read by the reporter's overlay,
 its MQTT totals and the web page. On the wire they are the same msgpack map as before, key for
 key and in the same order: the four counts, `levels`, then `states` (a multi-task model only)
-and `streams` (several cameras only), absent rather than empty.
+and `streams` (several cameras only), absent rather than empty. An update's `streams` holds its
+own stream's totals (every stream's when a stream first appears): a reader keeps the others from
+the updates before (`carried_forward`); each stream's entry is its whole running totals, so an
+update a reader missed costs it nothing once that stream's next one comes.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ class Totals(msgspec.Struct, kw_only=True, omit_defaults=True):
         """The plain map (the MQTT totals, the web page's JSON): the wire's keys, no Nones."""
         out: dict[str, Any] = msgspec.to_builtins(self)
         return out
+
+    def carried_forward(self, earlier: Totals | None) -> Totals:
+        """These totals (an update's) with the streams `earlier` knew that this update does not carry. The
+        map of `earlier` is updated in place and kept: a frame costs its own streams, not every stream."""
+        if not self.streams or earlier is None or not earlier.streams or earlier.streams is self.streams:
+            return self
+        known = earlier.streams
+        known.update(self.streams)
+        return msgspec.structs.replace(self, streams=known)
 
     def stream(self, stream: str) -> Totals:
         """`stream`'s own totals when there are several, else the session's."""

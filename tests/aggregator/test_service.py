@@ -336,7 +336,7 @@ def test_without_streams_the_first_eos_ends_the_session_whatever_its_stream():
         _cleanup(REDIS_URL, prefix)
 
 
-def test_updates_of_two_streams_carry_each_streams_running_totals():
+def test_updates_of_two_streams_carry_the_running_totals_of_the_streams_they_change():
     values, pred_ep, upd_ep, prefix = _wire(streams="cam0,cam1")
     session = f"per-{prefix}"
     sender = Peer(zmq.PUSH, pred_ep, bind=False)
@@ -345,10 +345,14 @@ def test_updates_of_two_streams_carry_each_streams_running_totals():
         with Running(AggregatorService, **values):
             sender.send(predictions_header(session, 0, [(1, 0), (2, 1)], stream="cam0"))
             sender.send(predictions_header(session, 0, [(1, 3)], stream="cam1"))
-            first, second = receiver.recv(), receiver.recv()
+            sender.send(predictions_header(session, 1, [(1, 2)], stream="cam0"))
+            first, second, third = receiver.recv(), receiver.recv(), receiver.recv()
         assert first.header.totals.streams is None
         assert second.header.totals.predictions == 3
+        # A stream's first frame: every stream's totals; after that, the frame's own stream's (its whole totals).
         assert {k: v.predictions for k, v in second.header.totals.streams.items()} == {"cam0": 2, "cam1": 1}
+        assert third.header.totals.predictions == 4
+        assert {k: v.predictions for k, v in third.header.totals.streams.items()} == {"cam0": 3}
         students = Store.from_url(REDIS_URL, prefix=prefix).students(session)
         assert [(s["stream"], s["student"]) for s in students] == [("cam0", 1), ("cam0", 2), ("cam1", 1)]
     finally:

@@ -352,6 +352,22 @@ def _two_stream_totals(frames: int) -> dict:
                      "levels": {"0": 0, "1": 0, "2": 0, "3": 1}}}
 
 
+def test_an_update_of_one_stream_leaves_the_other_streams_totals_on_the_page(web, live_link):
+    """An update carries its own stream's totals only (the aggregator's updates): the page keeps the others."""
+    session = _session()
+    t = time.time()
+    live_link.update(session, 0, {1: 0}, t_capture=t, stream="cam0", streams=_two_stream_totals(1))
+    newer = {"frames": 2, "frames_without_faces": 0, "faces": 2, "predictions": 2, "levels": {"0": 0, "1": 0, "2": 1,
+                                                                                             "3": 1}}
+
+    def cam1_newer():
+        live_link.update(session, 1, {1: 2}, t_capture=t + 0.5, stream="cam1", streams={"cam1": newer})
+        doc = httpx.get(f"{web.url}/api/live").json()
+        return doc if doc["session"] == session and doc["stream_totals"].get("cam1") == newer else None
+    doc = poll_value(cam1_newer, 15, 0.2, "cam1's newer totals on /api/live")
+    assert doc["stream_totals"]["cam0"] == _two_stream_totals(1)["cam0"]
+
+
 def test_two_streams_students_apart_a_video_each_and_marks_by_stream(web, live_link):
     """cam0 and cam1 each have a student 1 (at levels 0 and 3): two cards, a video per stream,
     and a mark of cam1's #1 gets cam1's prediction, not cam0's."""
