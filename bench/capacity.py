@@ -192,9 +192,9 @@ QUIET_WAIT_SECONDS = 60.0
 
 def wait_for_quiet(busy_below: float = QUIET_BUSY, seconds: float = QUIET_WAIT_SECONDS) -> float:
     """Until the box's CPU, over a second, is below `busy_below` of all cores (or `seconds` passed); the last
-    share seen. The kernels timed right after a case's last trial, while its 70 processes still went
-    away, took 50.4 ms a frame of thread CPU, and 31.7 after the next case's trials on a quiet box: the
-    limit they gave was too low, and the ratio flattered (0.82 for a room whose ratio was 0.63)."""
+    share seen. A case's kernels were timed while the last case's class still went away (70 processes,
+    load average 9.5): whatever else moves them (this VM's speed moves by a third within minutes), the
+    processes of a trial should not, since a limit timed too slow flatters the ratio."""
     deadline = time.monotonic() + seconds
     while True:
         busy = psutil.cpu_percent(interval=1.0) / 100
