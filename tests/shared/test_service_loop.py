@@ -27,7 +27,7 @@ from tests.harness import settings_for
 class Running:
     """A service of the inference links, PUSH sockets connected to its inputs, its loop on a thread not yet started."""
 
-    service: Service[InferenceSettings]
+    service: Recording
     senders: dict[str, zmq.Socket]
     thread: threading.Thread
 
@@ -42,7 +42,7 @@ class Running:
 
 
 @contextmanager
-def running(service_type: type[Service[InferenceSettings]], tmp_path, links: tuple[str, ...]) -> Iterator[Running]:
+def running(service_type: type[Recording], tmp_path, links: tuple[str, ...]) -> Iterator[Running]:
     base = f"ipc://{tmp_path}/{uuid.uuid4().hex[:6]}"
     service = service_type(settings_for("inference", predictions_out=f"push+bind:{base}-predictions",
                                         **{f"{link}_in": f"pull+bind:{base}-{link}" for link in links}))
@@ -71,14 +71,18 @@ def wait_until(done, seconds: float = 10) -> None:
         time.sleep(0.01)
 
 
-class DrainsAcks(Service[InferenceSettings]):
-    """The inference service's links (from the table), a handler that drains the acks as it does."""
+class Recording(Service[InferenceSettings]):
+    """The inference service's links (from the table); what its handler saw is kept in `handled`."""
 
     name = "inference"
 
     def __init__(self, settings: InferenceSettings) -> None:
         super().__init__(settings)
-        self.handled: list[str] = []
+        self.handled: list = []
+
+
+class DrainsAcks(Recording):
+    """A handler that drains the acks as inference's does."""
 
     def handle(self, link: str, msg: Message) -> None:
         self.handled.append(f"{link}:{msg.kind}")
@@ -102,14 +106,8 @@ def test_a_socket_drained_by_a_handler_does_not_block_the_loop_or_its_stop(tmp_p
         run.stop()  # nothing more arrives, as when the launcher is gone: no blocking read of the drained acks
 
 
-class Records(Service[InferenceSettings]):
-    """The inference service's links; a handler that records each message and fails on one."""
-
-    name = "inference"
-
-    def __init__(self, settings: InferenceSettings) -> None:
-        super().__init__(settings)
-        self.handled: list[int] = []
+class Records(Recording):
+    """A handler that records each message's seq and fails on one."""
 
     def handle(self, link: str, msg: Message) -> None:
         if msg.header.seq == 5:
@@ -133,14 +131,8 @@ def test_a_run_of_waiting_messages_is_handled_in_order_past_a_failing_one(tmp_pa
         run.stop()
 
 
-class Interleaves(Service[InferenceSettings]):
-    """The inference service's links; a handler that records the link of each message, draining nothing."""
-
-    name = "inference"
-
-    def __init__(self, settings: InferenceSettings) -> None:
-        super().__init__(settings)
-        self.handled: list[str] = []
+class Interleaves(Recording):
+    """A handler that records the link of each message, draining nothing."""
 
     def handle(self, link: str, msg: Message) -> None:
         self.handled.append(link)
