@@ -366,8 +366,8 @@ class AggregatorService(Service[AggregatorSettings]):
         self._refill_lost()
         if "streams" in totals:  # this frame's stream's totals, or every stream's when some were not held
             self.answered[item.session] = totals["streams"]
-            totals["streams"] = {**held, **totals["streams"]} if len(totals["streams"]) > 1 else held
-            totals["streams"].update(self.answered[item.session])  # in place when one came: no copy a frame
+            held.update(totals["streams"])  # in place: a frame costs its own stream, not a copy of every stream's
+            totals["streams"] = held
         if counted:
             for level, n in enumerate(item.level_counts()):
                 if n:
