@@ -256,16 +256,19 @@ def time_kernels(case: Case, video: Path, frames: int = 16, model: str = "baseli
             "limit_streams": round(cores / (FPS * per_frame / 1000), 1)}
 
 
-def kernels_both(before: dict, after: dict) -> dict:
-    """The kernels timed before and after a case's trials: each figure the mean of both, the frame's
-    two timings kept (frame_ms_before, frame_ms_after), the limit from the mean."""
-    both = {**before}
-    for key in ("decode_ms", "detection_ms", "model_ms", "model_ms_per_face", "frame_ms"):
-        both[key] = round((before[key] + after[key]) / 2, 2)
-    both["frame_ms_before"], both["frame_ms_after"] = before["frame_ms"], after["frame_ms"]
-    both["frames_timed"] = before["frames_timed"] + after["frames_timed"]
-    both["limit_streams"] = round(before["cores"] / (FPS * both["frame_ms"] / 1000), 1)
-    return both
+def kernels_median(timings: list[dict]) -> dict:
+    """The kernels timed before every trial and after the last: the median timing's figures (by its frame's
+    time; of an even number the faster of the middle two, so a slow moment cannot flatter the ratio), every
+    timing's frame kept (frame_ms_timings, in the order taken), the limit from the median.
+
+    This VM's cores change speed by a third within a minute (the room's kernels: 29.0, 39.6, 32.4 ms a
+    frame a minute apart): a limit from one or two timings sampled that drift, one from every trial's
+    moment follows it."""
+    if not timings:
+        raise ValueError("no kernel timing")
+    median = sorted(timings, key=lambda k: k["frame_ms"])[(len(timings) - 1) // 2]
+    return {**median, "frame_ms_timings": [k["frame_ms"] for k in timings],
+            "frames_timed": sum(k["frames_timed"] for k in timings)}
 
 
 # --- one trial: n streams of the case through `engagement run` -----------------------------------
@@ -421,29 +424,37 @@ def measure_case(case: Case, seconds: float, max_streams: int, p99_ms: float, wo
                  model: str = "baseline", engine: str = "auto") -> dict:
     frames = max(4, round(seconds * FPS))
     video = make_case_video(case, work / f"{case.name}.avi", frames)
-    _settle(case)
-    kernels = time_kernels(case, video, model=model, engine=engine)
-    print(f"{case.name}: kernels {kernels['frame_ms']} ms a frame ({kernels['faces_found']} faces found) -> "
-          f"limit {kernels['limit_streams']} streams on {kernels['cores']} cores", flush=True)
+    timings: list[dict] = []
+
+    def timed() -> dict:
+        """The kernels timed now, once the box has settled (the last trial's class going away)."""
+        _settle(case)
+        timings.append(time_kernels(case, video, model=model, engine=engine))
+        return timings[-1]
 
     def trial(n: int) -> dict:
+        kernels = timed()  # before every trial: the limit follows the machine's speed through the search
+        if len(timings) == 1:
+            print(f"{case.name}: kernels {kernels['frame_ms']} ms a frame ({kernels['faces_found']} faces found) -> "
+                  f"limit {kernels['limit_streams']} streams on {kernels['cores']} cores (timed before every "
+                  "trial and after the last)", flush=True)
         r = run_trial(case, video, n, frames, work, p99_ms, model, engine)
+        r["kernels_frame_ms"] = kernels["frame_ms"]  # timed just before it
         start = r["class_start"]
         print(f"  {n} stream(s): {'held' if r['held'] else 'did not hold'}: {r['frames_through']}/"
               f"{r['frames_expected']} through ({r['frames_missing']} missing, {r['drops_counted']:g} of them "
               f"counted as dropped while the services ran), p99 "
               f"{r['capture_to_prediction_ms']['p99']} ms (from {STEADY_AFTER_SECONDS:g} s on "
               f"{start['steady_p99_ms']} ms; last frame over {p99_ms:g} ms at {start['late_until_s']} s), "
-              f"load {r['machine_before']['load_average']}", flush=True)
+              f"kernels just before {kernels['frame_ms']} ms a frame, load {r['machine_before']['load_average']}",
+              flush=True)
         return r
 
     capacity, runs = search(trial, max_streams)
-    # Timed again after the trials: a shared VM's cores change speed over minutes (the same kernels took
-    # 30 % longer within one session here); the limit is the mean of both, and the table shows the drift.
-    _settle(case)
-    kernels = kernels_both(kernels, time_kernels(case, video, model=model, engine=engine))
-    print(f"{case.name}: kernels after the trials {kernels['frame_ms_after']} ms a frame -> limit "
-          f"{kernels['limit_streams']} streams (from the mean)", flush=True)
+    after = timed()
+    kernels = kernels_median(timings)
+    print(f"{case.name}: kernels after the trials {after['frame_ms']} ms a frame; the median of "
+          f"{len(timings)} timings {kernels['frame_ms']} -> limit {kernels['limit_streams']} streams", flush=True)
     at = next((r for r in runs if r["streams"] == capacity), None)
     loads = [r["machine_before"]["load_average"][0] for r in runs]
     return {"case": case.name, "measured": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -452,28 +463,36 @@ def measure_case(case: Case, seconds: float, max_streams: int, p99_ms: float, wo
             "capped": capacity == max_streams,
             "kernels": kernels, "limit_streams": kernels["limit_streams"],
             "ratio": round(capacity / kernels["limit_streams"], 3) if kernels["limit_streams"] else None,
-            "at_capacity": {k: at[k] for k in ("cpu_percent_per_stream", "rss_mb_per_stream", "cpu_percent_all",
-                                               "rss_mb_all", "capture_to_prediction_ms", "faces_per_frame")}
-            if at else None,
+            "at_capacity": {**{k: at[k] for k in ("cpu_percent_per_stream", "rss_mb_per_stream", "cpu_percent_all",
+                                                  "rss_mb_all", "capture_to_prediction_ms", "faces_per_frame")},
+                            **services_cost(at, at["kernels_frame_ms"])} if at else None,
             "runs": runs}
+
+
+def services_cost(run: dict, kernel_frame_ms: float) -> dict:
+    """The services' CPU ms a frame in a trial (all of them, over its frames a second), and the kernels' share of
+    it: what the processes, hops and copies add to the kernels, told apart from the headroom the latency needs
+    (a pipeline as cheap as its kernels, 1.0, still holds fewer streams than the limit if its queues are long)."""
+    ms = run["cpu_percent_all"] * 10 / (FPS * run["streams"])  # % of a core = 10 ms a second
+    return {"services_ms_per_frame": round(ms, 2), "kernels_share": round(kernel_frame_ms / ms, 3) if ms else None}
 
 
 # --- output ---------------------------------------------------------------------------------------
 
 def table(cases: list[dict], p99_ms: float) -> str:
     lines = [f"| case | streams held (2 FPS, 0 dropped, p99 < {p99_ms:g} ms) | kernel limit | ratio | "
-             "kernels ms a frame: decode + detection + model (faces); the frame timed before, after the trials | "
-             "p99 ms at capacity | CPU % per stream | "
+             "kernels ms a frame: decode + detection + model (faces) of the median timing; the frame's timings | "
+             "p99 ms at capacity | the services' CPU ms a frame at capacity (the kernels' share) | CPU % per stream | "
              f"RSS MB per stream | the first count that did not hold: p99 ms, p99 ms from {STEADY_AFTER_SECONDS:g} s "
              "on, last frame over the bound (s into the class) | trials | measured (load 1 min) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in cases:
         k, at = c["kernels"], c["at_capacity"] or {}
         held = f"{c['capacity']}{' (the cap)' if c['capped'] else ''}"
         trials = ", ".join(f"{r['streams']}{'' if r['held'] else '✗'}" for r in c["runs"])
         lines.append(f"| {c['what']} | {held} | {c['limit_streams']} | {c['ratio']} | {k['decode_ms']} + "
                      f"{k['detection_ms']} + {k['model_ms']} ({k['faces_found']}); {_drift(k)} | "
-                     f"{(at.get('capture_to_prediction_ms') or {}).get('p99', '-')} | "
+                     f"{(at.get('capture_to_prediction_ms') or {}).get('p99', '-')} | {_services(at)} | "
                      f"{at.get('cpu_percent_per_stream', '-')} | {at.get('rss_mb_per_stream', '-')} | "
                      f"{_first_failed(c['runs'])} | {trials} | "
                      f"{c['measured'][11:]} ({'-'.join(f'{x:g}' for x in c['load_1min'])}) |")
@@ -481,10 +500,20 @@ def table(cases: list[dict], p99_ms: float) -> str:
 
 
 def _drift(kernels: dict) -> str:
-    """The frame's kernels timed before and after the trials (results of older runs timed them once)."""
-    if "frame_ms_after" not in kernels:
-        return "timed once"
-    return f"{kernels['frame_ms_before']}, {kernels['frame_ms_after']}"
+    """The frame's kernels as timed before every trial and after the last (older results: before and after the
+    trials, or once)."""
+    if "frame_ms_timings" in kernels:
+        t = kernels["frame_ms_timings"]
+        return f"{len(t)} timings, {min(t)}-{max(t)}"
+    if "frame_ms_after" in kernels:
+        return f"{kernels['frame_ms_before']}, {kernels['frame_ms_after']}"
+    return "timed once"
+
+
+def _services(at: dict) -> str:
+    if "services_ms_per_frame" not in at:
+        return "-"
+    return f"{at['services_ms_per_frame']} ({at['kernels_share']})"
 
 
 def _first_failed(runs: list[dict]) -> str:
@@ -519,8 +548,11 @@ def markdown(results: dict, command: str) -> str:
         f"REALTIME=1 FPS=2, {_model_words(results['inputs'])}; held = every frame through, none dropped, "
         "capture -> prediction p99 under the bound (first 2 frames of each stream left out of the latency). "
         "Limit = cores / (2 x kernels a frame); kernels single-threaded, mean CPU ms a frame (thread CPU time: "
-        "what a core does, not what the load left of it), timed before and after the case's trials and "
-        "averaged (this VM's cores change speed over minutes). CPU and RSS per stream: all services at the capacity, "
+        "what a core does, not what the load left of it), timed before every trial and after the last, the limit "
+        "from the median timing (this VM's cores change speed by a third within a minute). The services' CPU a "
+        "frame at the capacity (all services, Redis aside, over the frames a second), and the kernels' share of "
+        "it (timed just before that trial): what the processes and hops add to the kernels, apart from the "
+        "headroom the latency bound needs. CPU and RSS per stream: all services at the capacity, "
         "over the streams. The first count that did not hold says whether its start or its steady state failed: "
         f"its p99 from {STEADY_AFTER_SECONDS:g} s into the class on, and when the last frame over the bound was "
         "captured (facedetect holds each new face's first second until the tracker has decided who it is, then "
