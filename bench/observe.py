@@ -107,8 +107,17 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
 class ProcessSampler:
-    """Samples every child process of this one (the launcher's services, its redis-server)."""
+    """Samples every child process of this one (the launcher's services, its redis-server).
+
+    Whether a process has loaded TensorFlow is looked up at its 1st, 2nd, 4th, 8th... sample, not every 4th:
+    a Python service's /proc maps run to thousands of lines, and at 80 webcams reading them every 2 s was
+    most of this sampler's CPU (a quarter of the capacity bench's own, which the services' trials pay).
+    A library loads at a service's start, and a late load is still seen within the samples taken so far."""
 
     def __init__(self, interval: float = 0.5, root_pid: int | None = None) -> None:
         self.interval = interval
@@ -147,7 +156,7 @@ class ProcessSampler:
             s.samples.append((now, cpu.user + cpu.system, rss))
             s.peak_rss = max(s.peak_rss, _vm_hwm(pid), rss)
             s.threads, s.cpus = max(s.threads, threads), sorted(cpus)
-            if not s.tensorflow and len(s.samples) % 4 == 1:
+            if not s.tensorflow and _is_power_of_two(len(s.samples)):
                 s.tensorflow = _loads_tensorflow(pid)
 
     def close(self) -> None:

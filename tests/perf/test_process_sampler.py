@@ -1,0 +1,46 @@
+"""bench.observe.ProcessSampler: what it reads of each child, and how often (its CPU is taken from the trials)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench import observe
+
+
+@pytest.fixture
+def child():
+    # A real child process named as a benchmark's own (`-m bench.<name>`: the arguments after -c are its argv).
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "-m", "bench.idle"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _sampled(pid: int, samples: int) -> list[observe.ProcSeries]:
+    """The child's series after `samples` samples: the sampler's thread stopped at once (it may have taken the
+    first), the rest taken here."""
+    sampler = observe.ProcessSampler(interval=60.0)
+    sampler.close()
+    while len(next((s.samples for s in sampler.series.values() if s.pid == pid), [])) < samples:
+        sampler.sample()
+    return [s for s in sampler.series.values() if s.pid == pid]
+
+
+def test_the_sampler_looks_for_tensorflow_ever_more_rarely(child, monkeypatch):
+    looked = []
+    monkeypatch.setattr(observe, "_loads_tensorflow", lambda pid: looked.append(pid) or False)
+    (series,) = _sampled(child.pid, 20)
+    assert series.name == "idle" and len(series.samples) == 20 and series.peak_rss > 0
+    # At its 1st, 2nd, 4th, 8th and 16th sample: 5 of 20 (every 4th sample read it 5 times in 20, and 80 a
+    # minute at 2 samples a second for ever).
+    assert looked.count(child.pid) == 5
+
+
+def test_a_process_that_loads_tensorflow_is_seen_and_not_looked_at_again(child, monkeypatch):
+    looked = []
+    monkeypatch.setattr(observe, "_loads_tensorflow", lambda pid: looked.append(pid) or len(looked) >= 2)
+    (series,) = _sampled(child.pid, 10)
+    assert series.tensorflow and looked.count(child.pid) == 2  # found at the 2nd look, then never read again
