@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -598,15 +599,66 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refusal(args: argparse.Namespace) -> str | None:
+    """What makes these arguments unusable, found before the first trial (a run takes up to half an hour, and
+    its figures were lost to a traceback when --out could not be written at its end); None: usable."""
+    if args.seconds <= 0 or args.p99_ms <= 0 or args.max_streams < 1:
+        return "--seconds and --p99-ms must be positive, --max-streams at least 1"
+    if args.model != "baseline" and not (Path(args.model) / CARD_FILE).is_file():
+        return f"--model {args.model}: not a bundle folder (no model_card.json in it)"
+    for flag, path in (("--out", args.out), ("--results-md", args.results_md)):
+        if path is not None and (why := _unwritable(path)):
+            return f"{flag} {path}: cannot be written ({why})"
+    if args.merge and args.out.is_file():
+        try:
+            json.loads(args.out.read_text())["cases"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"--merge: {args.out} holds no results to keep ({exc.__class__.__name__}: {exc})"
+    return None
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why `path` cannot be written (None: it can); a file this made to find out is removed again."""
+    existed = path.exists()
+    try:
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not existed:
+        path.unlink()
+    return None
+
+
+class _Stopped(Exception):
+    """SIGTERM: raised where the bench is, so that it unwinds (the trials' temporary folder is removed)."""
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise _Stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv or [])
     args = build_parser().parse_args(argv)
-    if args.model != "baseline" and not (Path(args.model) / CARD_FILE).is_file():
-        print(f"engagement bench-capacity: --model {args.model}: not a bundle folder (no model_card.json in it)",
-              file=sys.stderr)
-        return 2
     if args.quick:
         args.cases, args.seconds, args.max_streams = ["webcam"], 3.0, 2
+    if refusal := _refusal(args):
+        print(f"engagement bench-capacity: {refusal}", file=sys.stderr)
+        return 2
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        return _run(args, argv)
+    except (KeyboardInterrupt, _Stopped) as exc:
+        # The launcher stops its services on the same signals; what was measured so far is not written.
+        how = "interrupted" if isinstance(exc, KeyboardInterrupt) else "stopped (SIGTERM)"
+        print(f"engagement bench-capacity: {how}: no figures written", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     results: dict = {"machine": {"cpus": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
                                  "python": platform.python_version(), "at_start": machine_state(_own_pids())},

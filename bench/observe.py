@@ -117,7 +117,7 @@ class ProcessSampler:
     Whether a process has loaded TensorFlow is looked up at its 1st, 2nd, 4th, 8th... sample, not every 4th:
     a Python service's /proc maps run to thousands of lines, and at 80 webcams reading them every 2 s was
     most of this sampler's CPU (a quarter of the capacity bench's own, which the services' trials pay).
-    A library loads at a service's start, and a late load is still seen within the samples taken so far."""
+    A library loads at a service's start; one loaded later is seen by the time the samples have doubled."""
 
     def __init__(self, interval: float = 0.5, root_pid: int | None = None) -> None:
         self.interval = interval

@@ -21,6 +21,7 @@ from typing import Any
 from bench.observe import MetricsScraper, ProcessSampler, UpdatesTap
 from bench.stats import percentiles_ms, rate
 from services.launcher import main as launcher
+from services.launcher.stopping import StopRequests
 from shared.ops.ports import free_ports
 
 STAGES = ("capture", "facedetect", "sequencer", "inference", "aggregator")
@@ -59,7 +60,9 @@ def launch_observed(argv: list[str], adjust: Callable[[dict[str, dict[str, str]]
 
     The page never gets the well-known port: on a shared box another class (or the previous run,
     still closing) may hold it between the launcher's check and the page's bind. Returns the
-    launcher's exit code and the wall time it started; the launcher's summary lines are swallowed.
+    launcher's exit code and the wall time it started; the launcher's summary lines are swallowed. A stop the
+    user asked for (Ctrl-C, SIGTERM) ends the class as it ends `engagement run`'s, then raises KeyboardInterrupt:
+    a benchmark of many classes stops, where it went on with the next one.
     """
     def rewire(envs: dict[str, dict[str, str]]) -> None:
         tap.rewire(envs)
@@ -79,15 +82,18 @@ def launch_observed(argv: list[str], adjust: Callable[[dict[str, dict[str, str]]
     scrape_thread = threading.Thread(target=scrape_loop, daemon=True)
     scrape_thread.start()
     started = time.time()
+    stops = StopRequests()
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            code = launcher.run(args, adjust_env=rewire)
+            code = launcher.run(args, adjust_env=rewire, stops=stops)
     finally:
         scraping.set()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         tap.close()
         scrape_thread.join(3)
+    if stops.stopping.is_set():  # Ctrl-C or SIGTERM ended this class: the user wants the benchmark stopped
+        raise KeyboardInterrupt
     return code, started
 
 

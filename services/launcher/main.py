@@ -194,10 +194,12 @@ class Outcome:
 
 
 def run(args: argparse.Namespace,
-        adjust_env: Callable[[dict[str, dict[str, str]]], None] | None = None) -> int:
-    """Run one session; `adjust_env` may rewire the planned per-service environments."""
-    stops = StopRequests()  # from the very start: a stop during the checks starts nothing
-    stops.install()
+        adjust_env: Callable[[dict[str, dict[str, str]]], None] | None = None,
+        stops: StopRequests | None = None) -> int:
+    """Run one session; `adjust_env` may rewire the planned per-service environments. `stops`: the caller's
+    own (a benchmark that runs one class after another learns from it that the user asked to stop)."""
+    stops = stops or StopRequests()
+    stops.install()  # from the very start: a stop during the checks starts nothing
     try:
         settings, session_given = settings_of_run(args)
         code, warned = preflight(settings, session_given)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import psutil
 import pytest
 
 from bench import capacity
@@ -173,3 +174,56 @@ def test_the_kernels_wait_for_a_quiet_box_and_not_for_ever(monkeypatch):
     monkeypatch.setattr(capacity.psutil, "cpu_percent", lambda interval: next(seen))
     assert capacity.wait_for_quiet(busy_below=0.25, seconds=30) == 0.10
     assert capacity.wait_for_quiet(busy_below=0.25, seconds=0) == 0.95  # no time left: the share seen once
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--max-streams", "0"], "--max-streams at least 1"),
+    (["--seconds", "-1"], "--seconds and --p99-ms must be positive"),
+    (["--p99-ms", "0"], "--seconds and --p99-ms must be positive"),
+    (["--out", "{tmp}/missing/c.json"], "--out {tmp}/missing/c.json: cannot be written (No such file or directory)"),
+    (["--results-md", "/proc/RESULTS.md"], "--results-md /proc/RESULTS.md: cannot be written"),
+])
+def test_unusable_arguments_are_refused_before_the_first_trial(tmp_path, capsys, flags, said):
+    """A run takes up to half an hour: what would have failed at its end (its figures lost) fails at once."""
+    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    out = ["--out", str(tmp_path / "c.json")] if "--out" not in flags else []
+    assert capacity.main([*out, *flags]) == 2  # every case: refused before any work
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and said.replace("{tmp}", str(tmp_path)) in err
+    assert list(tmp_path.iterdir()) == []  # the check for a writable --out leaves nothing behind
+
+
+def test_merge_into_a_file_that_holds_no_results_is_refused(tmp_path, capsys):
+    out = tmp_path / "c.json"
+    out.write_text('{"not": "results"}')
+    assert capacity.main(["--merge", "--out", str(out)]) == 2
+    assert "--merge: " in capsys.readouterr().err and out.read_text() == '{"not": "results"}'
+
+
+def test_a_stop_ends_the_whole_bench_in_one_line_and_leaves_nothing(tmp_path):
+    """SIGTERM while a trial's class runs: `engagement run` ends that class as it would its own, and then the
+    bench stops (it went on with the next count), says so, and removes its trials' folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    bench = subprocess.Popen([sys.executable, "-m", "engagement.cli", "bench-capacity", "--quick", "--out",
+                              str(tmp_path / "c.json")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        for line in bench.stdout:  # the first trial's class has started
+            if line.startswith("live: "):
+                break
+        services = psutil.Process(bench.pid).children(recursive=True)
+        assert services  # the class's services, running
+        bench.send_signal(signal.SIGTERM)
+        _, err = bench.communicate(timeout=120)
+    finally:
+        bench.kill()
+    assert bench.returncode == 130
+    assert err.strip().splitlines()[-1] == "engagement bench-capacity: interrupted: no figures written"
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no figures, no trials' folder
+    assert not [p for p in services if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]  # none left running

@@ -24,22 +24,27 @@ def _sampled(pid: int, samples: int) -> list[observe.ProcSeries]:
     first), the rest taken here."""
     sampler = observe.ProcessSampler(interval=60.0)
     sampler.close()
-    while len(next((s.samples for s in sampler.series.values() if s.pid == pid), [])) < samples:
+    for _ in range(samples):  # at most: a child the sampler does not name is never sampled
+        if len(next((s.samples for s in sampler.series.values() if s.pid == pid), [])) >= samples:
+            break
         sampler.sample()
     return [s for s in sampler.series.values() if s.pid == pid]
 
 
 def test_the_sampler_looks_for_tensorflow_ever_more_rarely(child, monkeypatch):
     looked = []
-    monkeypatch.setattr(observe, "_loads_tensorflow", lambda pid: looked.append(pid) or False)
+    read_maps = observe._loads_tensorflow  # counted, and still read for real (a sleeping Python: no TensorFlow)
+    monkeypatch.setattr(observe, "_loads_tensorflow", lambda pid: looked.append(pid) or read_maps(pid))
     (series,) = _sampled(child.pid, 20)
-    assert series.name == "idle" and len(series.samples) == 20 and series.peak_rss > 0
+    assert series.name == "idle" and len(series.samples) == 20 and series.peak_rss > 0 and not series.tensorflow
     # At its 1st, 2nd, 4th, 8th and 16th sample: 5 of 20 (every 4th sample read it 5 times in 20, and 80 a
     # minute at 2 samples a second for ever).
     assert looked.count(child.pid) == 5
 
 
 def test_a_process_that_loads_tensorflow_is_seen_and_not_looked_at_again(child, monkeypatch):
+    # Its maps say TensorFlow from the 2nd look on (a child that loads TensorFlow for real takes seconds and
+    # hundreds of MB; the first test reads a real process's maps).
     looked = []
     monkeypatch.setattr(observe, "_loads_tensorflow", lambda pid: looked.append(pid) or len(looked) >= 2)
     (series,) = _sampled(child.pid, 10)
