@@ -129,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
             leave_now(code)
         return code
     if command in COMMANDS:
-        return int(load(COMMANDS[command])(rest) or 0)
+        try:
+            return int(load(COMMANDS[command])(rest) or 0)
+        except KeyboardInterrupt:  # Ctrl-C, or a benchmark whose class a SIGTERM ended (bench/pipeline.py)
+            print(f"engagement {command}: interrupted", file=sys.stderr)
+            return 130
     print(f"unknown command {command!r}; try `engagement --help`", file=sys.stderr)
     return 2
 

@@ -75,3 +75,15 @@ def test_a_name_runs_through_the_loader_and_an_unknown_one_is_one_line():
                              capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
     assert "unknown command 'no-such-command'" in unknown.stderr
+
+
+def test_a_command_interrupted_says_so_in_one_line(monkeypatch, capsys):
+    """Ctrl-C in a command (a benchmark stops when the class it runs is stopped): one line, exit 130, no traceback."""
+    from engagement import cli
+
+    def stopped(argv: list[str]) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load", lambda target: stopped)  # what `engagement bench` runs
+    assert cli.main(["bench", "--quick"]) == 130
+    assert capsys.readouterr().err == "engagement bench: interrupted\n"
