@@ -22,6 +22,7 @@ from shared.bus import metrics
 from shared.bus.backoff import LogThrottle
 from shared.bus.dial import Dialer
 from shared.bus.link_peers import PeerCounter
+from shared.bus.links import SPEC_FORM, spec_problem
 from shared.bus.messages import CONTROL_KINDS, BadMessage, Header, Message, Payload, decode, encode
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,10 @@ class SocketSpec:
 
     @classmethod
     def parse(cls, text: str) -> SocketSpec:
-        try:
-            head, endpoint = text.split(":", 1)
-            sock_type, how = head.split("+", 1)
-        except ValueError:
-            raise ValueError(f"bad socket spec {text!r}: want <type>+<bind|connect>:<endpoint>") from None
-        if (sock_type not in _TYPES or how not in ("bind", "connect")
-                or not all("://" in one for one in endpoint.split(","))):
-            raise ValueError(f"bad socket spec {text!r}: want <type>+<bind|connect>:<endpoint>")
+        if spec_problem(text) is not None:
+            raise ValueError(f"bad socket spec {text!r}: want {SPEC_FORM}")
+        head, endpoint = text.split(":", 1)
+        sock_type, how = head.split("+", 1)
         return cls(sock_type, how == "bind", endpoint)
 
 

@@ -22,6 +22,21 @@ from dataclasses import dataclass
 from typing import Literal
 
 Pattern = Literal["push/pull", "pub/sub"]
+SOCKET_TYPES = ("push", "pull", "pub", "sub", "dealer", "router")
+SPEC_FORM = "<type>+<bind|connect>:<endpoint>"
+
+
+def spec_problem(text: str) -> str | None:
+    """What is wrong with a connection string, or None when it has the form `<type>+<bind|connect>:<endpoint>`
+    (several endpoints comma-separated, each `scheme://...`). Checked when settings are read, so a wrong
+    FRAMES_OUT is one line at start, not a traceback from the socket it would have made."""
+    head, colon, endpoint = text.partition(":")
+    sock_type, plus, how = head.partition("+")
+    if not colon or not plus or sock_type not in SOCKET_TYPES or how not in ("bind", "connect"):
+        return f"is not {SPEC_FORM} (type one of {', '.join(SOCKET_TYPES)})"
+    if not all("://" in one for one in endpoint.split(",")):
+        return "has an endpoint without a scheme (tcp://host:port, ipc:///path)"
+    return None
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from typing import Any
 
 import msgspec
 
+from shared.bus.links import SPEC_FORM, spec_problem
 from shared.ops.command_parser import CommandParser
 from shared.ops.settings import (
     BY_SERVICE,
@@ -63,6 +64,7 @@ class Setting:
     choices: tuple[str, ...] | None = None
     min: float | None = None  # lowest allowed value (numbers)
     max: float | None = None
+    socket: bool = False  # a link's connection string (shared/bus/links.py spec_problem)
 
     @property
     def switch(self) -> bool:
@@ -135,8 +137,9 @@ def _setting(name: str, annotation: Any) -> Setting:
     base, *extras = typing.get_args(annotation)
     facts = next(extra for extra in extras if isinstance(extra, msgspec.Meta))
     choices = typing.get_args(base) if typing.get_origin(base) is typing.Literal else None
-    return Setting(name.upper(), (facts.extra or {})["default"], facts.description or "", str if choices else base,
-                   choices, facts.ge, facts.le)
+    extra = facts.extra or {}
+    return Setting(name.upper(), extra["default"], facts.description or "", str if choices else base,
+                   choices, facts.ge, facts.le, bool(extra.get("socket")))
 
 
 def _table(cls: type[msgspec.Struct], skip: Set[str] = frozenset()) -> list[Setting]:
@@ -195,6 +198,8 @@ def allowed(setting: Setting) -> str:
         return "one of " + ", ".join(setting.choices)
     if setting.switch:
         return "0 or 1 (or true/false, yes/no, on/off)"
+    if setting.socket:
+        return SPEC_FORM + ", endpoints comma-separated"
     if setting.type in (int, float):
         kind = "a whole number" if setting.type is int else "a number"
         if setting.min is not None and setting.max is not None:
@@ -216,6 +221,9 @@ def parse_value(setting: Setting, raw: Any, origin: str) -> Any:
     text = "" if raw is None else ("1" if raw is True else "0" if raw is False else str(raw)).strip()
     if setting.type is str:
         value: Any = "" if raw is None else str(raw)
+        problem = spec_problem(value) if setting.socket and value else None
+        if problem:  # "" = the link is off (where that is allowed, the service says so)
+            raise bad(problem)
     elif text == "":
         return setting.default  # compose passes unset optional numbers as empty strings
     elif setting.type is int:

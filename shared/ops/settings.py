@@ -26,10 +26,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # shared/ops/settings.py -> the
 DetectorName = Literal["auto", "blazeface", "blazeface_short", "blazeface_full", "dnn", "haar"]
 
 
-def about(default: Any, help: str, *, ge: float | None = None, le: float | None = None) -> msgspec.Meta:
-    """A setting's facts besides its name and type: its default, its help and its bounds (shared/ops/config.py
-    reads them into its table: flags, environment, file, validation, `engagement config --example`)."""
-    return msgspec.Meta(ge=ge, le=le, description=help, extra={"default": default})
+def about(default: Any, help: str, *, ge: float | None = None, le: float | None = None,
+          socket: bool = False) -> msgspec.Meta:
+    """A setting's facts besides its name and type: its default, its help, its bounds, whether it is a link's
+    connection string (shared/ops/config.py reads them into its table: flags, environment, file, validation,
+    `engagement config --example`)."""
+    return msgspec.Meta(ge=ge, le=le, description=help, extra={"default": default, "socket": socket})
 
 
 def _link_out(name: str) -> msgspec.Meta:
@@ -37,7 +39,7 @@ def _link_out(name: str) -> msgspec.Meta:
     link = BY_NAME[name]
     on = link.wired_by_default
     return about(link.out_spec() if on else "",
-                 f"socket the {name} link is sent on" + ("" if on else " (empty = none)"))
+                 f"socket the {name} link is sent on" + ("" if on else " (empty = none)"), socket=True)
 
 
 def _link_in(name: str) -> msgspec.Meta:
@@ -45,7 +47,7 @@ def _link_in(name: str) -> msgspec.Meta:
     link = BY_NAME[name]
     on = link.wired_by_default
     return about(link.in_spec() if on else "",
-                 f"socket the {name} link is received on" + ("" if on else " (empty = none)"))
+                 f"socket the {name} link is received on" + ("" if on else " (empty = none)"), socket=True)
 
 
 # Settings several services take, alike in each: declared once here, named in each Struct.

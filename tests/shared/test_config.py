@@ -59,6 +59,11 @@ BAD = [
     ([], {}, "fsp: 1\n", "config file {cfg}: unknown setting 'fsp' (did you mean fps?)"),
     ([], {}, "fps: [1\n", "config file {cfg} is not valid YAML at line 2"),
     ([], {}, "- fps\n", "config file {cfg} must be a mapping of setting: value"),
+    # A link's connection string: checked with the rest, not a traceback from the socket it would make.
+    (["--frames-out", "tcp://127.0.0.1:5551"], {}, None,
+     "setting FRAMES_OUT='tcp://127.0.0.1:5551' (flag --frames-out) is not <type>+<bind|connect>:<endpoint>"),
+    ([], {"PREVIEW_OUT": "pub+listen:tcp://127.0.0.1:5552"}, None, "(environment) is not <type>+<bind|connect>"),
+    ([], {}, "frames_out: push+bind:127.0.0.1:5551\n", "has an endpoint without a scheme"),
 ]
 
 
@@ -71,6 +76,12 @@ def test_a_bad_value_is_one_line_naming_setting_origin_and_what_is_allowed(tmp_p
     with pytest.raises(SettingError) as err:
         load_settings("capture", argv, env=env)
     assert "\n" not in str(err.value) and line.format(cfg=cfg) in str(err.value)
+
+
+def test_a_links_connection_string_is_taken_in_every_form_the_launcher_and_compose_write():
+    for spec in ("push+bind:tcp://127.0.0.1:5551", "push+connect:tcp://a:5551,tcp://b:5551", "pub+bind:ipc:///tmp/x"):
+        assert load_settings("capture", ["--frames-out", spec], env={}).frames_out == spec
+    assert load_settings("capture", [], env={"PREVIEW_OUT": ""}).preview_out == ""  # empty: the link is off
 
 
 def test_switches_take_words_and_stand_alone():
