@@ -32,8 +32,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import typing
-from collections.abc import Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ class Setting:
     choices: tuple[str, ...] | None = None
     min: float | None = None  # lowest allowed value (numbers)
     max: float | None = None
-    socket: bool = False  # a link's connection string (shared/bus/links.py spec_problem)
+    form: str = ""  # the form its text must have: a key of FORMS
 
     @property
     def switch(self) -> bool:
@@ -139,7 +140,7 @@ def _setting(name: str, annotation: Any) -> Setting:
     choices = typing.get_args(base) if typing.get_origin(base) is typing.Literal else None
     extra = facts.extra or {}
     return Setting(name.upper(), extra["default"], facts.description or "", str if choices else base,
-                   choices, facts.ge, facts.le, bool(extra.get("socket")))
+                   choices, facts.ge, facts.le, str(extra.get("form") or ""))
 
 
 def _table(cls: type[msgspec.Struct], skip: Set[str] = frozenset()) -> list[Setting]:
@@ -192,14 +193,29 @@ def all_settings() -> list[Setting]:
 _BOOL_WORDS = {"true": 1, "yes": 1, "on": 1, "false": 0, "no": 0, "off": 0}
 
 
+def redis_url_problem(text: str) -> str | None:
+    """What is wrong with a Redis URL, or None (the schemes redis-py takes: a wrong one was its traceback)."""
+    if not text.startswith(REDIS_SCHEMES):
+        return "is not a Redis URL"
+    return None
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# The forms a text setting may be held to (settings.py `about(form=...)`): its check, and its words.
+FORMS: dict[str, tuple[Callable[[str], str | None], str]] = {
+    "socket": (spec_problem, SPEC_FORM + ", endpoints comma-separated"),
+    "redis_url": (redis_url_problem, "a URL starting " + ", ".join(REDIS_SCHEMES)),
+}
+
+
 def allowed(setting: Setting) -> str:
     """What a setting accepts, in words (for errors and the example file)."""
     if setting.choices:
         return "one of " + ", ".join(setting.choices)
     if setting.switch:
         return "0 or 1 (or true/false, yes/no, on/off)"
-    if setting.socket:
-        return SPEC_FORM + ", endpoints comma-separated"
+    if setting.form:
+        return FORMS[setting.form][1]
     if setting.type in (int, float):
         kind = "a whole number" if setting.type is int else "a number"
         if setting.min is not None and setting.max is not None:
@@ -213,7 +229,10 @@ def allowed(setting: Setting) -> str:
 def parse_value(setting: Setting, raw: Any, origin: str) -> Any:
     """`raw` (text from a flag or the environment, or a YAML scalar) as the setting's type."""
     def bad(why: str) -> SettingError:
-        return SettingError(f"setting {setting.env}={raw!r} ({origin}) {why}; allowed: {allowed(setting)}, "
+        # A URL's password (often from a secret file) is never written into the line.
+        secret = setting.form == "redis_url" and isinstance(raw, str)
+        shown = re.sub(r"^([^:]*:/*).*@", r"\1***@", raw) if secret else raw  # to the last @: a password may hold one
+        return SettingError(f"setting {setting.env}={shown!r} ({origin}) {why}; allowed: {allowed(setting)}, "
                             f"default {setting.default!r}")
 
     if isinstance(raw, dict | list):
@@ -221,8 +240,8 @@ def parse_value(setting: Setting, raw: Any, origin: str) -> Any:
     text = "" if raw is None else ("1" if raw is True else "0" if raw is False else str(raw)).strip()
     if setting.type is str:
         value: Any = "" if raw is None else str(raw)
-        problem = spec_problem(value) if setting.socket and value else None
-        if problem:  # "" = the link is off (where that is allowed, the service says so)
+        problem = FORMS[setting.form][0](value) if setting.form and value else None
+        if problem:  # "" = off or the launcher's own (where that is allowed, the service says so)
             raise bad(problem)
     elif text == "":
         return setting.default  # compose passes unset optional numbers as empty strings

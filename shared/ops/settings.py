@@ -27,11 +27,11 @@ DetectorName = Literal["auto", "blazeface", "blazeface_short", "blazeface_full",
 
 
 def about(default: Any, help: str, *, ge: float | None = None, le: float | None = None,
-          socket: bool = False) -> msgspec.Meta:
-    """A setting's facts besides its name and type: its default, its help, its bounds, whether it is a link's
-    connection string (shared/ops/config.py reads them into its table: flags, environment, file, validation,
-    `engagement config --example`)."""
-    return msgspec.Meta(ge=ge, le=le, description=help, extra={"default": default, "socket": socket})
+          form: str = "") -> msgspec.Meta:
+    """A setting's facts besides its name and type: its default, its help, its bounds, the form its text must
+    have (a name of shared/ops/config.py FORMS: "socket", "redis_url"). shared/ops/config.py reads them into its
+    table: flags, environment, file, validation, `engagement config --example`."""
+    return msgspec.Meta(ge=ge, le=le, description=help, extra={"default": default, "form": form})
 
 
 def _link_out(name: str) -> msgspec.Meta:
@@ -39,7 +39,7 @@ def _link_out(name: str) -> msgspec.Meta:
     link = BY_NAME[name]
     on = link.wired_by_default
     return about(link.out_spec() if on else "",
-                 f"socket the {name} link is sent on" + ("" if on else " (empty = none)"), socket=True)
+                 f"socket the {name} link is sent on" + ("" if on else " (empty = none)"), form="socket")
 
 
 def _link_in(name: str) -> msgspec.Meta:
@@ -47,7 +47,7 @@ def _link_in(name: str) -> msgspec.Meta:
     link = BY_NAME[name]
     on = link.wired_by_default
     return about(link.in_spec() if on else "",
-                 f"socket the {name} link is received on" + ("" if on else " (empty = none)"), socket=True)
+                 f"socket the {name} link is received on" + ("" if on else " (empty = none)"), form="socket")
 
 
 # Settings several services take, alike in each: declared once here, named in each Struct.
@@ -67,7 +67,7 @@ ReportFallbackDir = Annotated[str, about("", help=
     "where a report goes when REPORT_DIR cannot be written, and the journal when JOURNAL_DIR's disk is full (default:"
     " $XDG_STATE_HOME/engagement/reports, else ~/.local/state/..., else the temp folder)")]
 # Alike in most services that take them (inference's and the web's say what else they hold).
-RedisUrl = Annotated[str, about("redis://127.0.0.1:6379/0", "Redis holding the running totals")]
+RedisUrl = Annotated[str, about("redis://127.0.0.1:6379/0", "Redis holding the running totals", form="redis_url")]
 RedisPrefix = Annotated[str, about("engagement", "prefix of every Redis key of the totals")]
 ClassLevelOnly = Annotated[int, about(0, "1 = reports carry no per-student rows")]
 MqttHost = Annotated[str, about("127.0.0.1", "local MQTT broker host")]
@@ -231,7 +231,7 @@ class InferenceSettings(Settings, kw_only=True):
     neutral_learn_seconds: Annotated[float, about(10.0, "seconds of steady pose a neutral pose is learned from", ge=0)]
     redis_url: Annotated[str, about("redis://127.0.0.1:6379/0", help=
         "Redis holding the running totals and the teacher's marks (inference reads the marks: they re-anchor neutral "
-        "poses)")]
+        "poses)", form="redis_url")]
     redis_prefix: Annotated[str, about("engagement", "prefix of every Redis key of the totals and the marks")]
     # Several streams (cameras) in one class: their batches waiting together go through one model
     # call (a GPU or XNNPACK runs 8 faces in far less than 8 times one face's time).
@@ -314,7 +314,8 @@ class WebSettings(Settings, kw_only=True):
     """`engagement web`: config.SERVICES["web"]."""
 
     service: ClassVar[str] = "web"
-    redis_url: Annotated[str, about("redis://127.0.0.1:6379/0", "Redis holding the running totals and the marks")]
+    redis_url: Annotated[str, about("redis://127.0.0.1:6379/0", "Redis holding the running totals and the marks",
+                                    form="redis_url")]
     redis_prefix: RedisPrefix
     report_dir: Annotated[str, about("reports", help=
         "folder the end-of-session reports are read from (relative: to the working directory)")]

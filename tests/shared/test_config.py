@@ -65,6 +65,9 @@ BAD = [
     ([], {"PREVIEW_OUT": "pub+listen:tcp://127.0.0.1:5552"}, None, "(environment) is not <type>+<bind|connect>"),
     ([], {}, "frames_out: push+bind:127.0.0.1:5551\n", "has an endpoint without a scheme"),
 ]
+# Redis URLs, for every service that takes one (redis-py's own error was a traceback).
+BAD_REDIS = [(service, url) for service in ("facedetect", "inference", "aggregator", "reporter", "web")
+             for url in ("localhost:6379", "http://127.0.0.1:6379")]
 
 
 @pytest.mark.parametrize("argv,env,text,line", BAD, ids=[b[3][:40] for b in BAD])
@@ -76,6 +79,24 @@ def test_a_bad_value_is_one_line_naming_setting_origin_and_what_is_allowed(tmp_p
     with pytest.raises(SettingError) as err:
         load_settings("capture", argv, env=env)
     assert "\n" not in str(err.value) and line.format(cfg=cfg) in str(err.value)
+
+
+@pytest.mark.parametrize("service,url", BAD_REDIS)
+def test_a_redis_url_of_no_redis_scheme_is_one_line(service, url):
+    with pytest.raises(SettingError) as err:
+        load_settings(service, [], env={"REDIS_URL": url})
+    assert str(err.value).startswith(f"setting REDIS_URL={url!r} (environment) is not a Redis URL; allowed: a URL "
+                                     "starting redis://, rediss://, unix://")
+    for good in ("redis://127.0.0.1:6379/0", "rediss://user:pw@host:6380/1", "unix:///run/redis.sock"):
+        assert load_settings(service, [], env={"REDIS_URL": good}).redis_url == good
+
+
+def test_a_bad_redis_url_from_a_secret_file_is_refused_without_its_password(tmp_path):
+    secret = tmp_path / "redis_url"
+    secret.write_text("redis:/:s3cret-pw@redis:6379/0\n")  # one slash short
+    with pytest.raises(SettingError) as err:
+        load_settings("aggregator", [], env={"REDIS_URL_FILE": str(secret)})
+    assert "s3cret-pw" not in str(err.value) and "is not a Redis URL" in str(err.value)
 
 
 def test_a_links_connection_string_is_taken_in_every_form_the_launcher_and_compose_write():
