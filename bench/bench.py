@@ -43,6 +43,7 @@ from typing import Any
 import psutil
 
 from bench import report
+from bench.arguments import out_refusal
 from bench.bushop import measure_hop
 from bench.observe import ProcessSampler
 from bench.pipeline import run_pipeline
@@ -236,8 +237,15 @@ def budget_sweep(args: argparse.Namespace, videos: dict[str, dict[int, Path]], b
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     _resolve(args)
+    if min(args.seconds, args.loop_seconds, args.unthrottled_frames, args.image_size, args.hops) <= 0 \
+            or args.soak_seconds < 0:
+        parser.error("--seconds, --loop-seconds, --unthrottled-frames, --image-size and --hops must be positive, "
+                     "--soak-seconds at least 0")
+    if refusal := out_refusal(out=args.out):
+        parser.error(refusal)
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s", stream=sys.stderr)
     parts = set(args.only or [p for p in PARTS if p != "sweep" or args.budget_sweep])
     work = args.work_dir

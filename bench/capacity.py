@@ -52,6 +52,7 @@ import cv2
 import numpy as np
 import psutil
 
+from bench.arguments import out_refusal
 from bench.observe import MetricsScraper, ProcessSampler, UpdatesTap
 from bench.pipeline import launch_observed, stage_latencies
 from bench.stats import percentiles_ms
@@ -606,27 +607,13 @@ def _refusal(args: argparse.Namespace) -> str | None:
         return "--seconds and --p99-ms must be positive, --max-streams at least 1"
     if args.model != "baseline" and not (Path(args.model) / CARD_FILE).is_file():
         return f"--model {args.model}: not a bundle folder (no model_card.json in it)"
-    for flag, path in (("--out", args.out), ("--results-md", args.results_md)):
-        if path is not None and (why := _unwritable(path)):
-            return f"{flag} {path}: cannot be written ({why})"
+    if refusal := out_refusal(out=args.out, results_md=args.results_md):
+        return refusal
     if args.merge and args.out.is_file():
         try:
             json.loads(args.out.read_text())["cases"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return f"--merge: {args.out} holds no results to keep ({exc.__class__.__name__}: {exc})"
-    return None
-
-
-def _unwritable(path: Path) -> str | None:
-    """Why `path` cannot be written (None: it can); a file this made to find out is removed again."""
-    existed = path.exists()
-    try:
-        with path.open("a"):
-            pass
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    if not existed:
-        path.unlink()
     return None
 
 

@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.arguments import out_refusal
 from bench.pipeline import run_pipeline
 from shared.ops.command_parser import CommandParser
 from tools.gallery_video import make_gallery_video
@@ -55,7 +56,12 @@ def measure(seconds: float, grid: int, work: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.grid < 1:
+        parser.error("--seconds must be positive, --grid at least 1")
+    if refusal := out_refusal(out=args.out):
+        parser.error(refusal)
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="engagement-gallery-") as tmp:
         started = time.time()

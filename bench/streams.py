@@ -26,6 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.arguments import out_refusal
 from bench.observe import MetricsScraper, UpdatesTap
 from bench.pipeline import launch_observed
 from bench.stats import percentiles_ms, rate
@@ -98,9 +99,14 @@ def table(runs: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.quick:
         args.streams, args.seconds = [2], 3.0
+    if min(args.streams) < 1 or args.seconds <= 0 or args.faces < 0:
+        parser.error("--streams must be at least 1 each, --seconds positive, --faces at least 0")
+    if refusal := out_refusal(out=args.out):
+        parser.error(refusal)
     logging.basicConfig(level=logging.WARNING)
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},

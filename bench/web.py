@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from bench.arguments import out_refusal
 from bench.pipeline import run_pipeline
 from bench.stats import percentiles_ms
 from bench.workload import VIDEO_FPS, make_faces_video
@@ -175,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("web-results.json"))
     p.add_argument("--work-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "engagement-bench")
     args = p.parse_args(argv)
+    if min(args.faces) < 0 or args.seconds <= 0:
+        p.error("--faces must be at least 0 each, --seconds positive")
+    if refusal := out_refusal(out=args.out):
+        p.error(refusal)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     rows = [measure(n, args.seconds, args.work_dir) for n in args.faces]
     result = {"machine_load_average": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count(), "runs": rows}

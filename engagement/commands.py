@@ -48,7 +48,12 @@ def make_curve_keys_main(argv: list[str]) -> int:
     if args.if_missing and existing.is_file():
         print(f"CURVE_SERVER_KEY={existing}: kept", flush=True)
         return 0
-    secret = make_curve_keys(args.directory)
+    try:
+        secret = make_curve_keys(args.directory)
+    except OSError as exc:
+        print(f"engagement make-curve-keys: cannot write the key pair in {args.directory} ({exc.strerror or exc}); "
+              f"fix: give a folder whose parent exists and you can write", file=sys.stderr)
+        return 2
     print(f"set CURVE_SERVER_KEY={secret} for every service (keep the directory private)")
     return 0
 

@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -287,7 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.fps <= 0 or args.faces < 0:
         parser.error("--seconds and --fps must be positive, --faces at least 0")
-    info = make_sample_video(args.out, args.seconds, args.faces, args.fps)
+    try:
+        # Opened here first: OpenCV's writer says only that it failed, and prints warnings about it.
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).open("ab").close()
+        info = make_sample_video(args.out, args.seconds, args.faces, args.fps)
+    except (RuntimeError, OSError) as exc:  # a folder that cannot be made, or written
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"engagement make-sample: cannot write {args.out} ({why}); fix: give --out a path in a folder you can "
+              "write", file=sys.stderr)
+        return 2
     print(f"wrote {info['path']}: {info['frames']} frames at {info['fps']:g} FPS, {info['faces']} face(s) "
           f"in {info['frames_with_faces']} frames; no face during "
           + ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in info["absent_stretches"]))
