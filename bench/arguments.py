@@ -30,3 +30,15 @@ def out_refusal(**paths: Path | None) -> str | None:
         if path is not None and (why := unwritable(path)):
             return f"--{name.replace('_', '-')} {path}: cannot be written ({why})"
     return None
+
+
+def quick_conflict(argv: list[str], quick_sets: tuple[str, ...]) -> str | None:
+    """The refusal's line when --quick comes with flags it sets itself (a smoke run of 3 s where the user
+    asked for 30 was taken silently); None when it does not."""
+    if "--quick" not in argv:
+        return None
+    given = [flag for flag in quick_sets if any(a == flag or a.startswith(flag + "=") for a in argv)]
+    if not given:
+        return None
+    return (f"--quick sets {', '.join(quick_sets)} itself: give --quick alone for a smoke run, or {', '.join(given)} "
+            f"without it")

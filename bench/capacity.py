@@ -52,7 +52,7 @@ import cv2
 import numpy as np
 import psutil
 
-from bench.arguments import out_refusal
+from bench.arguments import out_refusal, quick_conflict
 from bench.observe import MetricsScraper, ProcessSampler, UpdatesTap
 from bench.pipeline import launch_observed, stage_latencies
 from bench.stats import percentiles_ms
@@ -628,6 +628,9 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv or [])
     args = build_parser().parse_args(argv)
+    if refusal := quick_conflict(argv, ("--cases", "--seconds", "--max-streams")):
+        print(f"engagement bench-capacity: {refusal}", file=sys.stderr)
+        return 2
     if args.quick:
         args.cases, args.seconds, args.max_streams = ["webcam"], 3.0, 2
     if refusal := _refusal(args):

@@ -21,12 +21,13 @@ import json
 import logging
 import os
 import platform
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from bench.arguments import out_refusal
+from bench.arguments import out_refusal, quick_conflict
 from bench.observe import MetricsScraper, UpdatesTap
 from bench.pipeline import launch_observed
 from bench.stats import percentiles_ms, rate
@@ -101,6 +102,8 @@ def table(runs: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if refusal := quick_conflict(list(sys.argv[1:] if argv is None else argv), ("--streams", "--seconds")):
+        parser.error(refusal)
     if args.quick:
         args.streams, args.seconds = [2], 3.0
     if min(args.streams) < 1 or args.seconds <= 0 or args.faces < 0:

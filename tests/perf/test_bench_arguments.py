@@ -59,3 +59,18 @@ def test_make_sample_and_curve_keys_refuse_a_path_they_cannot_write_in_one_line(
     assert len(lines) == 2 and lines[0].startswith(f"engagement make-sample: cannot write {blocker / 'class.avi'}")
     assert lines[1].startswith(f"engagement make-curve-keys: cannot write the key pair in {blocker / 'keys'}")
     assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["bench-capacity", "--quick", "--seconds", "30"], "--quick sets --cases, --seconds, --max-streams itself"),
+    (["bench-capacity", "--max-streams=8", "--quick"], "or --max-streams without it"),
+    (["bench-streams", "--quick", "--streams", "4"], "--quick sets --streams, --seconds itself"),
+])
+def test_quick_with_the_flags_it_sets_is_refused_not_silently_overridden(argv, words, tmp_path, capsys):
+    out = tmp_path / "figures.json"
+    try:
+        code = engagement([*argv, "--out", str(out)])
+    except SystemExit as stop:  # bench-streams refuses through its parser
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.count("\n") == 1 and not out.exists()
