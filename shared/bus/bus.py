@@ -22,13 +22,12 @@ from shared.bus import metrics
 from shared.bus.backoff import LogThrottle
 from shared.bus.dial import Dialer
 from shared.bus.link_peers import PeerCounter
-from shared.bus.links import SPEC_FORM, spec_problem
+from shared.bus.links import SOCKET_TYPES, SPEC_FORM, spec_problem
 from shared.bus.messages import CONTROL_KINDS, BadMessage, Header, Message, Payload, decode, encode
 
 log = logging.getLogger(__name__)
 
-_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB,
-          "dealer": zmq.DEALER, "router": zmq.ROUTER}
+_TYPES = {name: getattr(zmq, name.upper()) for name in SOCKET_TYPES}  # ZeroMQ's socket type by its name
 _SENDING = {"push", "pub", "dealer", "router"}
 # Kernel socket buffers per bus connection. HWM bounds messages in ZeroMQ's own queues, but
 # Linux autotunes TCP buffers up to several MB, which holds ~60 face crops per link: a slow

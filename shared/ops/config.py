@@ -193,14 +193,14 @@ def all_settings() -> list[Setting]:
 _BOOL_WORDS = {"true": 1, "yes": 1, "on": 1, "false": 0, "no": 0, "off": 0}
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")  # what redis-py takes: another was its traceback
+
+
 def redis_url_problem(text: str) -> str | None:
-    """What is wrong with a Redis URL, or None (the schemes redis-py takes: a wrong one was its traceback)."""
-    if not text.startswith(REDIS_SCHEMES):
-        return "is not a Redis URL"
-    return None
+    """What is wrong with a Redis URL, or None."""
+    return None if text.startswith(REDIS_SCHEMES) else "is not a Redis URL"
 
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 # The forms a text setting may be held to (settings.py `about(form=...)`): its check, and its words.
 FORMS: dict[str, tuple[Callable[[str], str | None], str]] = {
     "socket": (spec_problem, SPEC_FORM + ", endpoints comma-separated"),
