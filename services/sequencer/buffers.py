@@ -16,6 +16,7 @@ class StudentBuffer:
     conf: float = 0.0
     last_seen: float = 0.0  # stream time (media or capture seconds)
     since_sample: int = 0  # crops added since this student was last sent
+    index: int = -1  # where its face is in the frame last added
 
 
 class StreamBuffers:
@@ -27,7 +28,8 @@ class StreamBuffers:
         self.last_wall = 0.0
 
     def add(self, faces: list[Face], payload: Payload, t: float, wall: float) -> list[StudentBuffer]:
-        """Append each face's crop to its student's buffer; return the students due for a sample."""
+        """Append each face's crop to its student's buffer; return the students due for a sample.
+        Sequences of one crop (a frame model) keep none: their batch is the frame's own crops (`frame_crops`)."""
         self.last_wall = wall
         size = self.crop * self.crop * 3
         due: dict[int, StudentBuffer] = {}  # a student listed twice in one frame is sent once
@@ -38,17 +40,27 @@ class StreamBuffers:
                 # A new buffer is due as soon as it is full, hence since_sample starts at stride - 1.
                 buf = self.students[student] = StudentBuffer(student, deque(maxlen=self.length),
                                                              since_sample=self.stride - 1)
-            # Copied: a view would keep the whole received message alive for as long as one crop
-            # of it is buffered (a student gone holds it until the timeout, 7.4 MB a 49-face frame).
-            buf.crops.append(bytes(payload[i * size:(i + 1) * size]))
+            if self.length > 1:
+                # Copied: a view would keep the whole received message alive for as long as one crop
+                # of it is buffered (a student gone holds it until the timeout, 7.4 MB a 49-face frame).
+                buf.crops.append(bytes(payload[i * size:(i + 1) * size]))
             conf = face.get("conf", 0.0)
-            buf.box, buf.last_seen = list(face["box"]), t
+            buf.box, buf.last_seen, buf.index = list(face["box"]), t, i
             buf.conf = float(conf) if isinstance(conf, int | float) else 0.0
             buf.since_sample += 1
-            if len(buf.crops) == self.length and buf.since_sample >= self.stride:
+            if (self.length == 1 or len(buf.crops) == self.length) and buf.since_sample >= self.stride:
                 buf.since_sample = 0
                 due[student] = buf
         return list(due.values())
+
+    def frame_crops(self, due: list[StudentBuffer], payload: Payload, faces: int) -> Payload:
+        """A frame model's batch payload: the due students' crops of this frame, in their order. Every face
+        due in the frame's order (nearly always) is the received payload itself, not a copy: two copies of
+        7.4 MB a 49-face frame were the sequencer's work (into the buffers, then into the batch)."""
+        size = self.crop * self.crop * 3
+        if [b.index for b in due] == list(range(faces)):
+            return payload
+        return b"".join(payload[b.index * size:(b.index + 1) * size] for b in due)
 
     def evict_unseen(self, t: float, timeout: float) -> int:
         """Drop students unseen for more than `timeout` seconds of stream time; return how many."""

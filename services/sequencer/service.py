@@ -15,7 +15,7 @@ import time
 from prometheus_client import Counter, Gauge
 
 from services.sequencer.buffers import StreamBuffers
-from shared.bus.messages import Eos, Faces, Header, Message, follow_up
+from shared.bus.messages import Eos, Faces, Header, Message, Payload, follow_up
 from shared.ops.service import Service
 from shared.ops.settings import SequencerSettings
 
@@ -66,12 +66,13 @@ class SequencerService(Service[SequencerSettings]):
         self._evicted("timeout", buffers.evict_unseen(t, self.timeout))
         self._update_gauge()
         students = [{"student": s.student, "box": s.box, "conf": s.conf} for s in due]
-        payload = b"".join(b"".join(s.crops) for s in due)
+        payload = (buffers.frame_crops(due, msg.payload, len(h.faces)) if self.length == 1
+                   else b"".join(b"".join(s.crops) for s in due))
         header = follow_up(msg, "batch", self.name, crop=buffers.crop, length=self.length, students=students,
                            faces=h.faces, width=h.width, height=h.height, t_media=h.t_media)
         self.batches_send(header, payload)
 
-    def batches_send(self, header: Header, payload: bytes = b"") -> None:
+    def batches_send(self, header: Header, payload: Payload = b"") -> None:
         self.senders["batches"].send(header, payload)
 
     def tick(self) -> None:

@@ -154,3 +154,39 @@ def test_bad_input_is_counted_and_the_next_good_message_is_answered(sequencer):
     assert [f["student"] for f in msg.header.faces] == [1]
     for reason in reasons:
         assert rejected(reason) - before[reason] == 1, reason
+
+
+def distinct_faces_message(seq: int, students: list[int]) -> tuple[dict, bytes]:
+    """A faces message whose i-th crop is filled with 10 * seq + i: which face a crop came from reads back."""
+    header, _ = faces_message(seq, students, seq * 0.5)
+    return header, b"".join(bytes([(10 * seq + i) % 256]) * (CROP * CROP * 3) for i in range(len(students)))
+
+
+def crop_faces(msg) -> list[int]:
+    return [row[0] for row in crop_order(msg)]
+
+
+@pytest.mark.parametrize("sequencer", [{"sequence_length": 1, "stride": 1}], indirect=True)
+def test_a_frame_models_batch_is_the_frames_own_crops_and_nothing_is_buffered(sequencer):
+    service, sender, receiver = sequencer
+    sender.send(*distinct_faces_message(1, [4, 7, 9]))
+    msg = receiver.recv()
+    assert [s["student"] for s in msg.header.students] == [4, 7, 9] and crop_faces(msg) == [10, 11, 12]
+    assert msg.payload == distinct_faces_message(1, [4, 7, 9])[1]
+    # A student listed twice in one frame is sent once, with its later crop (as the buffer of one kept it).
+    sender.send(*distinct_faces_message(2, [4, 7, 4]))
+    msg = receiver.recv()
+    assert [s["student"] for s in msg.header.students] == [4, 7] and crop_faces(msg) == [22, 21]
+    assert all(len(b.crops) == 0 for streams in service.streams.values() for b in streams.students.values())
+
+
+@pytest.mark.parametrize("sequencer", [{"sequence_length": 1, "stride": 2}], indirect=True)
+def test_a_frame_model_with_a_stride_gets_each_students_crop_of_the_frame_it_is_due_in(sequencer):
+    service, sender, receiver = sequencer
+    sent = []
+    for seq, students in enumerate([[1, 2], [1, 2, 3], [2, 3], [3]]):
+        sender.send(*distinct_faces_message(seq, students))
+        msg = receiver.recv()
+        sent.append(list(zip([s["student"] for s in msg.header.students], crop_faces(msg), strict=True)))
+    # Each student is due at once (a new buffer), then every 2nd frame it is in; its crop is this frame's.
+    assert sent == [[(1, 0), (2, 1)], [(3, 12)], [(2, 20)], [(3, 30)]]
