@@ -29,7 +29,7 @@ class StreamBuffers:
 
     def add(self, faces: list[Face], payload: Payload, t: float, wall: float) -> list[StudentBuffer]:
         """Append each face's crop to its student's buffer; return the students due for a sample.
-        Sequences of one crop (a frame model) keep none: their batch is the frame's own crops (`frame_crops`)."""
+        Sequences of one crop (a frame model) keep none: their batch is the frame's own crops (`batch_payload`)."""
         self.last_wall = wall
         size = self.crop * self.crop * 3
         due: dict[int, StudentBuffer] = {}  # a student listed twice in one frame is sent once
@@ -53,10 +53,13 @@ class StreamBuffers:
                 due[student] = buf
         return list(due.values())
 
-    def frame_crops(self, due: list[StudentBuffer], payload: Payload, faces: int) -> Payload:
-        """A frame model's batch payload: the due students' crops of this frame, in their order. Every face
-        due in the frame's order (nearly always) is the received payload itself, not a copy: two copies of
-        7.4 MB a 49-face frame were the sequencer's work (into the buffers, then into the batch)."""
+    def batch_payload(self, due: list[StudentBuffer], payload: Payload, faces: int) -> Payload:
+        """The due students' crops, oldest first, in their order, for the frame just added (`payload`, of
+        `faces` faces). A frame model's are this frame's: with every face due in the frame's order (nearly
+        always) the received payload itself, not a copy (two copies of 7.4 MB a 49-face frame were the
+        sequencer's work: into the buffers, then into the batch)."""
+        if self.length > 1:
+            return b"".join(b"".join(b.crops) for b in due)
         size = self.crop * self.crop * 3
         if [b.index for b in due] == list(range(faces)):
             return payload

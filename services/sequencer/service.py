@@ -66,8 +66,7 @@ class SequencerService(Service[SequencerSettings]):
         self._evicted("timeout", buffers.evict_unseen(t, self.timeout))
         self._update_gauge()
         students = [{"student": s.student, "box": s.box, "conf": s.conf} for s in due]
-        payload = (buffers.frame_crops(due, msg.payload, len(h.faces)) if self.length == 1
-                   else b"".join(b"".join(s.crops) for s in due))
+        payload = buffers.batch_payload(due, msg.payload, len(h.faces))
         header = follow_up(msg, "batch", self.name, crop=buffers.crop, length=self.length, students=students,
                            faces=h.faces, width=h.width, height=h.height, t_media=h.t_media)
         self.batches_send(header, payload)
