@@ -56,7 +56,8 @@ SCRAPE_SECONDS = 5.0
 def launch_observed(argv: list[str], adjust: Callable[[dict[str, dict[str, str]]], None],
                     scraper: MetricsScraper, tap: UpdatesTap) -> tuple[int, float]:
     """`engagement run argv` in this process, to its report: `tap` on the updates link, `scraper`
-    reading every service's metrics each second, `adjust` changing the planned environments.
+    reading each service's metrics every SCRAPE_SECONDS (one service at a time), `adjust` changing the
+    planned environments.
 
     The page never gets the well-known port: on a shared box another class (or the previous run,
     still closing) may hold it between the launcher's check and the page's bind. Returns the
@@ -75,9 +76,9 @@ def launch_observed(argv: list[str], adjust: Callable[[dict[str, dict[str, str]]
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     scraping = threading.Event()
 
-    def scrape_loop() -> None:
-        while not scraping.wait(SCRAPE_SECONDS):
-            scraper.scrape()
+    def scrape_loop() -> None:  # each service every SCRAPE_SECONDS, one at a time
+        while not scraping.wait(SCRAPE_SECONDS / max(1, len(scraper.ports))):
+            scraper.scrape_next()
 
     scrape_thread = threading.Thread(target=scrape_loop, daemon=True)
     scrape_thread.start()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
+import psutil
 import pytest
 
 from bench import observe
@@ -49,3 +51,27 @@ def test_a_process_that_loads_tensorflow_is_seen_and_not_looked_at_again(child, 
     monkeypatch.setattr(observe, "_loads_tensorflow", lambda pid: looked.append(pid) or len(looked) >= 2)
     (series,) = _sampled(child.pid, 10)
     assert series.tensorflow and looked.count(child.pid) == 2  # found at the 2nd look, then never read again
+
+
+def test_one_read_of_proc_stat_gives_what_psutil_gives(child):
+    proc = psutil.Process(child.pid)
+    sum(range(3_000_000))  # this process has used some CPU to compare
+    for pid, p in ((child.pid, proc), (os.getpid(), psutil.Process())):
+        cpu, rss, threads = observe._proc_stat(pid)
+        times = p.cpu_times()
+        assert abs(cpu - (times.user + times.system)) < 0.05  # clock ticks: 10 ms, and time goes on between
+        assert abs(rss - p.memory_info().rss) < 2**20 and threads == p.num_threads()
+    assert os.getpid() != child.pid and observe._proc_stat(os.getpid())[0] > 0
+
+
+def test_a_process_gone_is_none_and_its_samples_are_kept(child):
+    sampler = observe.ProcessSampler(interval=60.0)
+    sampler.close()
+    sampler.sample()
+    sampler.sample()
+    assert child.pid in sampler._procs
+    child.kill()
+    child.wait()
+    assert observe._proc_stat(child.pid) is None
+    sampler.sample()
+    assert child.pid not in sampler._procs and len(sampler.series[child.pid].samples) >= 2
