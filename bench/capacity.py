@@ -5,7 +5,8 @@ real faces), the largest number of streams one `engagement run` (services/launch
 2 FPS, paced like live cameras (REALTIME=1: a frame the pipeline cannot take is dropped and
 counted), with zero frames dropped or missing and capture -> prediction p99 under --p99-ms,
 found by search: 1, 2, 4, ... until a count fails (or --max-streams), then bisection between
-the last that held and the first that did not.
+the last that held and the first that did not; the count found is tried again until it has held
+--confirm times (2), a failure there taking the search a count down.
 
 Beside it, the limit the kernels allow, timed (CPU time) in the same run on the case's own
 video: decode (what capture does per frame), detection as facedetect does it (a gallery's
@@ -20,7 +21,7 @@ from the run at the capacity (all services' CPU and RSS over the streams).
 A figure, not a test: on a shared machine the load average and the busiest other processes are
 written beside every run, and the figures are labelled as taken under that load.
 
-    engagement bench-capacity [--cases webcam room8 gallery5 gallery7] [--seconds 15] [--max-streams 32]
+    engagement bench-capacity [--cases webcam room8 gallery5 gallery7] [--seconds 15] [--max-streams 32] [--confirm 2]
                               [--out bench/capacity_results.json] [--results-md bench/RESULTS.md]
                               [--model baseline|BUNDLE_DIR] [--engine auto|onnx|tflite|keras]
     engagement bench-capacity --quick      a smoke run: webcams, 3 s, at most 2 streams
@@ -381,16 +382,18 @@ def class_start(records: list, p99_ms: float) -> dict:
             "steady_p99_ms": percentiles_ms(steady)["p99"], "steady_frames": len(steady)}
 
 
-def search(trial: Callable[[int], dict], max_streams: int) -> tuple[int, list[dict]]:
-    """The largest n in [0, max_streams] whose trial held: 1, 2, 4, ... up to a failure, then bisection.
-
-    Assumes holding is monotonic in n (more streams never make it easier); each n is tried once."""
-    runs: dict[int, dict] = {}
+def search(trial: Callable[[int], dict], max_streams: int, confirm: int = 2) -> tuple[int, list[dict]]:
+    """The largest n in [0, max_streams] that held in every trial of it: 1, 2, 4, ... up to a failure, then
+    bisection, each count tried once; then the count found is tried until it has held `confirm` times, and one
+    that fails there takes the search a count down (tried, and confirmed, in turn). A count that held once is
+    not what a box holds when its speed moves by a third within minutes: the same services held 81 webcams in one
+    run and failed 73 in the next, 25 minutes later (bench/RESULTS.md). Assumes holding is monotonic in n."""
+    runs: dict[int, list[dict]] = {}
 
     def held(n: int) -> bool:
         if n not in runs:
-            runs[n] = trial(n)
-        return bool(runs[n]["held"])
+            runs[n] = [trial(n)]
+        return all(r["held"] for r in runs[n])
 
     good, bad = 0, None
     n = 1
@@ -412,7 +415,13 @@ def search(trial: Callable[[int], dict], max_streams: int) -> tuple[int, list[di
             good = mid
         else:
             bad = mid
-    return good, [runs[k] for k in sorted(runs)]
+    while good > 0:
+        while held(good) and len(runs[good]) < confirm:
+            runs[good].append(trial(good))
+        if held(good):
+            break
+        good -= 1
+    return good, [r for k in sorted(runs) for r in runs[k]]
 
 
 def _settle(case: Case) -> None:
@@ -423,7 +432,7 @@ def _settle(case: Case) -> None:
 
 
 def measure_case(case: Case, seconds: float, max_streams: int, p99_ms: float, work: Path,
-                 model: str = "baseline", engine: str = "auto") -> dict:
+                 model: str = "baseline", engine: str = "auto", confirm: int = 2) -> dict:
     frames = max(4, round(seconds * FPS))
     video = make_case_video(case, work / f"{case.name}.avi", frames)
     timings: list[dict] = []
@@ -452,7 +461,7 @@ def measure_case(case: Case, seconds: float, max_streams: int, p99_ms: float, wo
               flush=True)
         return r
 
-    capacity, runs = search(trial, max_streams)
+    capacity, runs = search(trial, max_streams, confirm)
     after = timed()
     kernels = kernels_median(timings)
     print(f"{case.name}: kernels after the trials {after['frame_ms']} ms a frame; the median of "
@@ -548,7 +557,8 @@ def markdown(results: dict, command: str) -> str:
         f"{'; '.join(sorted(others)[:6]) or 'none'}.",
         f"Each trial: one `engagement run` of n real-face videos of {results['inputs']['seconds']:g} s, "
         f"REALTIME=1 FPS=2, {_model_words(results['inputs'])}; held = every frame through, none dropped, "
-        "capture -> prediction p99 under the bound (first 2 frames of each stream left out of the latency). "
+        "capture -> prediction p99 under the bound (first 2 frames of each stream left out of the latency); a count "
+        f"holds when it held in each of its trials, the count found tried {_confirm_words(results['inputs'])}. "
         "Limit = cores / (2 x kernels a frame); kernels single-threaded, mean CPU ms a frame (thread CPU time: "
         "what a core does, not what the load left of it), timed before every trial and after the last, the limit "
         "from the median timing (this VM's cores change speed by a third within a minute). The services' CPU a "
@@ -563,6 +573,11 @@ def markdown(results: dict, command: str) -> str:
         table(results["cases"], results["inputs"]["p99_ms"]),
         RESULTS_END,
     ])
+
+
+def _confirm_words(inputs: dict) -> str:
+    n = int(inputs.get("confirm", 1))  # results from before --confirm: each count once
+    return "once" if n == 1 else f"{n} times"
 
 
 def _model_words(inputs: dict) -> str:
@@ -589,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     p.add_argument("--seconds", type=float, default=15.0, help="length of each stream's video (2 frames a second)")
     p.add_argument("--max-streams", type=int, default=32, help="the search stops here")
+    p.add_argument("--confirm", type=int, default=2, help="trials the count found must hold in (1: each count "
+                   "tried once); one that fails takes the search a count down")
     p.add_argument("--p99-ms", type=float, default=500.0, help="capture -> prediction p99 bound")
     p.add_argument("--out", type=Path, default=Path("capacity_results.json"))
     p.add_argument("--results-md", type=Path, default=None, help="also write the table into this RESULTS.md")
@@ -603,8 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _refusal(args: argparse.Namespace) -> str | None:
     """What makes these arguments unusable, found before the first trial (a run takes up to half an hour, and
     its figures were lost to a traceback when --out could not be written at its end); None: usable."""
-    if args.seconds <= 0 or args.p99_ms <= 0 or args.max_streams < 1:
-        return "--seconds and --p99-ms must be positive, --max-streams at least 1"
+    if args.seconds <= 0 or args.p99_ms <= 0 or args.max_streams < 1 or args.confirm < 1:
+        return "--seconds and --p99-ms must be positive, --max-streams and --confirm at least 1"
     if args.model != "baseline" and not (Path(args.model) / CARD_FILE).is_file():
         return f"--model {args.model}: not a bundle folder (no model_card.json in it)"
     if refusal := out_refusal(out=args.out, results_md=args.results_md):
@@ -628,11 +645,11 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(argv or [])
     args = build_parser().parse_args(argv)
-    if refusal := quick_conflict(argv, ("--cases", "--seconds", "--max-streams")):
+    if refusal := quick_conflict(argv, ("--cases", "--seconds", "--max-streams", "--confirm")):
         print(f"engagement bench-capacity: {refusal}", file=sys.stderr)
         return 2
     if args.quick:
-        args.cases, args.seconds, args.max_streams = ["webcam"], 3.0, 2
+        args.cases, args.seconds, args.max_streams, args.confirm = ["webcam"], 3.0, 2, 1
     if refusal := _refusal(args):
         print(f"engagement bench-capacity: {refusal}", file=sys.stderr)
         return 2
@@ -653,13 +670,14 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     results: dict = {"machine": {"cpus": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
                                  "python": platform.python_version(), "at_start": machine_state(_own_pids())},
                      "inputs": {"seconds": args.seconds, "fps": FPS, "p99_ms": args.p99_ms,
-                                "max_streams": args.max_streams, "model": args.model, "engine": args.engine,
+                                "max_streams": args.max_streams, "confirm": args.confirm, "model": args.model,
+                                "engine": args.engine,
                                 "pacing": "REALTIME=1 FPS=2"},
                      "cases": []}
     with tempfile.TemporaryDirectory(prefix="engagement-capacity-") as tmp:
         for name in args.cases:
             results["cases"].append(measure_case(CASES[name], args.seconds, args.max_streams, args.p99_ms, Path(tmp),
-                                                 args.model, args.engine))
+                                                 args.model, args.engine, args.confirm))
     if args.merge and args.out.is_file():
         kept = [c for c in json.loads(args.out.read_text())["cases"] if c["case"] not in args.cases]
         order = list(CASES)

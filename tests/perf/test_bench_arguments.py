@@ -62,7 +62,9 @@ def test_make_sample_and_curve_keys_refuse_a_path_they_cannot_write_in_one_line(
 
 
 @pytest.mark.parametrize("argv,words", [
-    (["bench-capacity", "--quick", "--seconds", "30"], "--quick sets --cases, --seconds, --max-streams itself"),
+    (["bench-capacity", "--quick", "--seconds", "30"],
+     "--quick sets --cases, --seconds, --max-streams, --confirm itself"),
+    (["bench-capacity", "--quick", "--confirm", "3"], "or --confirm without it"),
     (["bench-capacity", "--max-streams=8", "--quick"], "or --max-streams without it"),
     (["bench-streams", "--quick", "--streams", "4"], "--quick sets --streams, --seconds itself"),
 ])

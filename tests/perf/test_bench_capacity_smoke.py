@@ -30,10 +30,42 @@ def test_search_finds_the_largest_count_that_held(holds_up_to, cap, tried):
         calls.append(n)
         return {"streams": n, "held": n <= holds_up_to}
 
-    found, runs = capacity.search(trial, cap)
+    found, runs = capacity.search(trial, cap, confirm=1)
     assert found == holds_up_to
     assert sorted(calls) == tried and len(set(calls)) == len(calls)  # each count tried once
     assert [r["streams"] for r in runs] == tried
+
+
+def _flaky(outcomes: dict[int, list[bool]], calls: list[int]):
+    """A trial whose n-th try at a count gives the n-th outcome listed for it (then the last one again)."""
+    def trial(n: int) -> dict:
+        calls.append(n)
+        listed = outcomes[n]
+        return {"streams": n, "held": listed[min(calls.count(n), len(listed)) - 1]}
+    return trial
+
+
+def test_the_count_found_is_tried_again_until_it_has_held_confirm_times():
+    calls: list[int] = []
+    found, runs = capacity.search(_flaky({n: [n <= 5] for n in range(1, 33)}, calls), 32, confirm=3)
+    assert found == 5 and calls == [1, 2, 4, 8, 6, 5, 5, 5]  # only the count found is tried again
+    assert [(r["streams"], r["held"]) for r in runs] == [
+        (1, True), (2, True), (4, True), (5, True), (5, True), (5, True), (6, False), (8, False)]
+
+
+def test_a_count_that_fails_its_second_trial_takes_the_search_a_count_down():
+    # 5 held once (a fast minute), then failed; 4 holds every time: the box holds 4.
+    calls: list[int] = []
+    outcomes = {**{n: [True] for n in range(1, 5)}, 5: [True, False], 6: [False], 8: [False]}
+    found, runs = capacity.search(_flaky(outcomes, calls), 32)
+    assert found == 4 and calls == [1, 2, 4, 8, 6, 5, 5, 4]
+    assert [r["streams"] for r in runs if not r["held"]] == [5, 6, 8]  # every trial kept, the failed one too
+
+
+def test_nothing_confirmed_is_zero():
+    calls: list[int] = []
+    found, _ = capacity.search(_flaky({1: [True, False]}, calls), 1)
+    assert found == 0 and calls == [1, 1]
 
 
 def test_results_md_section_is_replaced_not_repeated(tmp_path):
@@ -177,7 +209,8 @@ def test_the_kernels_wait_for_a_quiet_box_and_not_for_ever(monkeypatch):
 
 
 @pytest.mark.parametrize("flags, said", [
-    (["--max-streams", "0"], "--max-streams at least 1"),
+    (["--max-streams", "0"], "--max-streams and --confirm at least 1"),
+    (["--confirm", "0"], "--max-streams and --confirm at least 1"),
     (["--seconds", "-1"], "--seconds and --p99-ms must be positive"),
     (["--p99-ms", "0"], "--seconds and --p99-ms must be positive"),
     (["--out", "{tmp}/missing/c.json"], "--out {tmp}/missing/c.json: cannot be written (No such file or directory)"),
