@@ -159,7 +159,7 @@ class ProcessSampler:
         self._rounds += 1
         # New processes (a class's start, a restarted service) looked for every LOOK_EVERY samples: psutil
         # reads every process's stat on the box to find the children.
-        children = self.root.children(recursive=True) if self._rounds % self.LOOK_EVERY == 1 else []
+        children = self.root.children(recursive=True) if (self._rounds - 1) % self.LOOK_EVERY == 0 else []
         for child in children:
             if child.pid not in self._procs:
                 name = _service_name(child)
