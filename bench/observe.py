@@ -144,7 +144,7 @@ class ProcessSampler:
         self.interval = interval
         self.root = psutil.Process(root_pid)
         self.series: dict[int, ProcSeries] = {}
-        self._procs: dict[int, psutil.Process] = {}
+        self._procs: set[int] = set()  # the pids still sampled (their series are in `series`)
         self._rounds = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)
@@ -165,13 +165,13 @@ class ProcessSampler:
                 name = _service_name(child)
                 if name is None:
                     continue
-                self._procs[child.pid] = child
+                self._procs.add(child.pid)
                 self.series[child.pid] = ProcSeries(name, child.pid)
         now = time.time()
         for pid in list(self._procs):
             taken = _proc_stat(pid)
             if taken is None:  # it has exited
-                del self._procs[pid]
+                self._procs.discard(pid)
                 continue
             cpu, rss, threads = taken
             s = self.series[pid]
