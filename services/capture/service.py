@@ -279,6 +279,7 @@ class CaptureService(Service[CaptureSettings]):
         next_t = 0.0  # media time of the next frame to keep
         # Paced from the resumed position (0 on a first start): its first frame is due now.
         started = time.monotonic() + phase_delay(from_launcher(PHASE_ENV), self.period) - self.resume_at
+        started_wall = time.time() + (started - time.monotonic())  # the wall time media time 0 is due at
         if self.resume_at:
             self.log.info("resuming %s at %.1f s of media (%.0f s before where the crashed run last said it "
                           "was): the frames before keep their seqs and are not sent again", self.source_text,
@@ -301,7 +302,9 @@ class CaptureService(Service[CaptureSettings]):
                     wait = started + frame.t_media - time.monotonic()
                     if wait > 0 and self.stop.wait(wait):
                         break
-                    frame.captured_at = time.time()  # a paced file is "captured" when its time comes
+                    # A paced file is "captured" when its time comes, as a camera takes its frame then
+                    # whether or not this process runs: a late wake-up (a busy box) counts in the delay.
+                    frame.captured_at = started_wall + frame.t_media
                 self.emit(frame, droppable=realtime)
         finally:
             source.release()

@@ -173,6 +173,25 @@ def test_a_file_paced_in_real_time_waits_for_its_consumer_and_loses_no_frame(vid
     assert "waiting up to 120 s for facedetect" in proc.stderr.read()
 
 
+def test_a_paced_files_frames_are_stamped_at_their_due_times_not_when_the_process_woke(video):
+    # A camera takes its frame at its time whether or not capture runs then: stamped on waking, a capture
+    # the box ran late hid that delay from every capture -> prediction figure.
+    proc, consumer = start_capture(video["path"], "--fps", "2", "--realtime", "1")
+    try:
+        got = consumer.recv_until_eos()
+        assert proc.wait(20) == 0, proc.stderr.read()
+    finally:
+        consumer.close()
+    frames = got[:-1]
+    assert len(frames) == len(expected_samples(video, 2.0))
+    first = frames[0].header
+    for m in frames[1:]:
+        due = first.t_capture + (m.header.t_media - first.t_media)
+        assert abs(m.header.t_capture - due) < 1e-6, (m.header.seq, m.header.t_capture - due)
+    # sent once due, never before
+    assert all(m.header.stamps["capture"] >= m.header.t_capture for m in frames)
+
+
 def test_a_restarted_capture_replays_a_file_from_seq_0_and_continues_a_live_sources_seq(video):
     """The launcher's restart of a crashed capture: a file's frames are the same frames again
     (the aggregator drops what it counted), a camera's are new ones (their seqs must be new)."""
