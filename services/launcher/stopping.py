@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from shared.ops.signal_log import say
+
 log = logging.getLogger("launcher")
 
 
@@ -29,17 +31,19 @@ class StopRequests:
         signal.signal(signal.SIGTERM, self.handle)
 
     def handle(self, _signum: int = signal.SIGTERM, _frame: object = None) -> None:
-        # Never raises: a KeyboardInterrupt raised here could land anywhere (in the clean-up too).
+        # Never raises: a KeyboardInterrupt raised here could land anywhere (in the clean-up too). The work
+        # first, the line last and through `say`: the main thread may be mid-write (shared/ops/signal_log.py).
         if self.stopping.is_set():
-            if not self.hurry.is_set():
-                log.warning("second stop request: stopping every service now")
+            first_hurry = not self.hurry.is_set()
             self.hurry.set()
+            if first_hurry:
+                say(log, logging.WARNING, "second stop request: stopping every service now")
             return
         self.first_at = time.monotonic()
         self.stopping.set()
-        log.info("stop requested: ending the session (the report is still written)")
         if self.on_first:
             self.on_first()
+        say(log, logging.INFO, "stop requested: ending the session (the report is still written)")
 
 
 class StartStopped(Exception):

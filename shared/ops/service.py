@@ -29,6 +29,7 @@ from shared.ops.config import PARENT_PID_ENV, SettingError, from_launcher, load_
 from shared.ops.logs import setup_logging
 from shared.ops.secret_check import redis_url_problem
 from shared.ops.settings import Settings
+from shared.ops.signal_log import say
 
 # Exit code of a service that ended deliberately and must not be restarted: a source that
 # cannot be read, a certificate that will never be accepted. Retrying cannot fix either.
@@ -113,9 +114,11 @@ class Service(Generic[S]):
                                                 self.expect.get(link), link=link)
 
     def request_stop(self, *_: object) -> None:
-        if not self.stop.is_set():
-            self.log.info("stop requested")
+        # Also the SIGTERM handler: the stop first, the line after it (shared/ops/signal_log.py).
+        first = not self.stop.is_set()
         self.stop.set()
+        if first:
+            say(self.log, logging.INFO, "stop requested")
 
     def _watch_parent(self, parent_pid: int) -> None:
         # Started by the local launcher: stop cleanly if it goes away (no orphans).
