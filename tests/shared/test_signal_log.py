@@ -46,12 +46,14 @@ def _stderr_like(log: logging.Logger, on_write: Callable[[], None]) -> Iterator[
     stream = io.TextIOWrapper(io.BufferedWriter(raw, buffer_size=8), write_through=True)
     handler = logging.StreamHandler(stream)
     log.addHandler(handler)
+    level = log.level
     log.setLevel(logging.INFO)
     saved, sys.stderr = sys.stderr, stream
     try:
         yield raw
-    finally:
+    finally:  # the loggers as they were: later tests in this process read their levels
         sys.stderr = saved
+        log.setLevel(level)
         log.removeHandler(handler)
 
 
