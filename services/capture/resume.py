@@ -10,7 +10,7 @@ waits for its stop instead. A capture that starts and finds its
 stream's file for the same source, refreshed within RESUME_WINDOW_SECONDS, is that stream
 restarted: it keeps the session (a class is not split in two reports) and its seq continues
 past the crashed run's (capture._first_seq), so its frames are not taken for repeats. A video
-file resumes where it was, less RESUME_MARGIN_SECONDS (the frames the crashed process had
+file resumes where it was, less resume_margin (the frames the crashed process had
 queued but not yet handed on), numbered as before: the file also records how far it was played.
 Replayed from its start, a file paced in real time held the class as long as it had played
 (a crash at minute 30 replayed 30 minutes nobody needed), and drove facedetect's tracker back
@@ -40,8 +40,16 @@ from shared.data.filenames import file_part
 HEARTBEAT_SECONDS = 5.0
 # A resumed file starts this far before its recorded position: what the crashed process had put in
 # its send queue (HWM messages and a socket buffer) was lost with it. The frames facedetect already
-# took are skipped there (its engagement_frames_repeated_total), so a margin costs little.
+# took are skipped there (its engagement_frames_repeated_total), so a margin costs little. In frames
+# too: a socket buffer holds one raw 640x480 frame, but a dozen of a motion-JPEG file's own JPEGs
+# (~20-40 KB each), so at 2 FPS the queue can reach 10 s of media.
 RESUME_MARGIN_SECONDS = 5.0
+RESUME_MARGIN_FRAMES = 24
+
+
+def resume_margin(fps: float) -> float:
+    """Media seconds before its recorded position a file sampled at `fps` (0: every frame) resumes from."""
+    return max(RESUME_MARGIN_SECONDS, RESUME_MARGIN_FRAMES / fps) if fps > 0 else RESUME_MARGIN_SECONDS
 STATE_ERRORS = Counter("engagement_capture_state_errors_total", "Capture state files that could not be written "
                        "(a restart after a crash then starts a new stream)", ["service"])
 
@@ -56,9 +64,9 @@ class StreamState:
     ended: bool = False  # a file source played to its end: not to be replayed by a restart
     position: float = -1.0  # a file source: media seconds of the last frame it sent (-1: none yet)
 
-    def resume_at(self) -> float:
-        """Media seconds a restarted file plays from (0: its start)."""
-        return max(0.0, self.position - RESUME_MARGIN_SECONDS) if self.position >= 0 else 0.0
+    def resume_at(self, margin: float = RESUME_MARGIN_SECONDS) -> float:
+        """Media seconds a restarted file plays from (0: its start), `margin` before where it was."""
+        return max(0.0, self.position - margin) if self.position >= 0 else 0.0
 
 
 class StreamStateFile:

@@ -25,14 +25,14 @@ import numpy as np
 import zmq
 from prometheus_client import Counter, Gauge
 
-from services.capture.resume import RESUME_MARGIN_SECONDS, StreamState, StreamStateFile
+from services.capture.resume import StreamState, StreamStateFile, resume_margin
 from services.capture.sources import FileSource, Frame, LiveSource, ScreenSource, SourceError, classify
 from shared.bus.backoff import Backoff
 from shared.bus.messages import make_header
 from shared.ops.config import PHASE_ENV, RESTART_ENV, START_DELAY_ENV, START_GATE_ENV, STREAM_STARTED_ENV, from_launcher
 from shared.ops.service import EXIT_GAVE_UP, Service
 from shared.ops.settings import CaptureSettings
-from shared.vision.frame_size import fit_image
+from shared.vision.frame_size import fit_image, fit_within
 
 FRAMES_CAPTURED = Counter("engagement_frames_captured_total", "Frames put on the bus", ["service"])
 FRAMES_CORRUPT = Counter("engagement_frames_corrupt_total",
@@ -127,7 +127,8 @@ class CaptureService(Service[CaptureSettings]):
         self.eos_reason = ""
         self.already_played = bool(resumed and resumed.ended and self.kind == "file")
         # A file resumed after a crash plays from near where it was (resume.py), numbered as before.
-        self.resume_at = resumed.resume_at() if resumed and not resumed.ended and self.kind == "file" else 0.0
+        resumes = resumed is not None and not resumed.ended and self.kind == "file"
+        self.resume_at = resumed.resume_at(resume_margin(s.fps)) if resumed and resumes else 0.0
         self.skipped = 0  # frames of a resumed file not sent again
         SOURCE_UP.labels(self.name).set(0)
         self.log.info("session %s, stream %s, source %s (%s), %s FPS, within %s, %s", self.session, self.stream,
@@ -168,17 +169,37 @@ class CaptureService(Service[CaptureSettings]):
                 return "jpeg", buf.tobytes()
         return "bgr", raw_payload(image)
 
-    def emit(self, frame: Frame, droppable: bool) -> bool:
+    def _encoded(self, frame: Frame) -> tuple[str, bytes | memoryview, int, int] | None:
+        """(encoding, payload, width, height) of the frame on the bus; None when its pixels do not decode.
+
+        A source's own JPEG that fits WIDTH x HEIGHT goes as it is: decoded here and sent as pixels, a
+        640x480 frame cost the capture its decode with cold caches (twice the decode in a loop) and both
+        ends' I/O threads 0.9 MB, where the JPEG is ~40 KB and facedetect decodes it among the others."""
+        if frame.jpeg is not None:
+            width, height = frame.jpeg_size
+            if fit_within(width, height, *self.bound) == (width, height):
+                return "jpeg", raw_payload(frame.jpeg), width, height
+        pixels = frame.pixels()
+        if pixels is None:
+            return None
         # Scaled down to fit WIDTH x HEIGHT, never stretched nor scaled up: a 16:9 webcam squashed
         # to 4:3 had narrow faces and a wrong head pose (issue 21).
-        image = fit_image(frame.image, *self.bound)
-        if image is not frame.image and not self._told_size:
+        image = fit_image(pixels, *self.bound)
+        if image is not pixels and not self._told_size:
             self._told_size = True
             self.log.info("frames of %dx%d are processed at %dx%d (WIDTH/HEIGHT %dx%d, aspect kept)",
-                          frame.image.shape[1], frame.image.shape[0], image.shape[1], image.shape[0], *self.bound)
-        encoding, payload = self._payload(image)
+                          pixels.shape[1], pixels.shape[0], image.shape[1], image.shape[0], *self.bound)
+        return (*self._payload(image), image.shape[1], image.shape[0])
+
+    def emit(self, frame: Frame, droppable: bool) -> bool:
+        encoded = self._encoded(frame)
+        if encoded is None:  # a kept JPEG that had to be scaled and did not decode: skipped, as a corrupt frame
+            FRAMES_CORRUPT.labels(self.name).inc()
+            self.log.warning("skipped frame %d of %s: it does not decode", frame.index, self.source_text)
+            return False
+        encoding, payload, width, height = encoded
         header = make_header("frame", self.session, self.stream, self.seq, frame.captured_at,
-                             stamps={self.name: time.time()}, width=image.shape[1], height=image.shape[0],
+                             stamps={self.name: time.time()}, width=width, height=height,
                              encoding=encoding, t_media=frame.t_media, source=self.source_text)
         # Every frame takes a sequence number, sent or dropped, so downstream sees the gaps.
         self.seq += 1
@@ -270,10 +291,13 @@ class CaptureService(Service[CaptureSettings]):
 
     def _run_file(self) -> str:
         try:
-            source = FileSource(self.source_text)
+            source = FileSource(self.source_text, keep_jpeg=self.settings.frame_encoding != "bgr")
         except SourceError as exc:
             self.log.error("source failed: %s", exc)
             return "source_failed"
+        if source.jpeg:
+            self.log.info("%s is motion JPEG: its frames go on as the file's own JPEGs, decoded in facedetect",
+                          self.source_text)
         SOURCE_UP.labels(self.name).set(1)
         realtime = bool(self.settings.realtime)
         next_t = 0.0  # media time of the next frame to keep
@@ -283,7 +307,7 @@ class CaptureService(Service[CaptureSettings]):
         if self.resume_at:
             self.log.info("resuming %s at %.1f s of media (%.0f s before where the crashed run last said it "
                           "was): the frames before keep their seqs and are not sent again", self.source_text,
-                          self.resume_at, RESUME_MARGIN_SECONDS)
+                          self.resume_at, resume_margin(self.settings.fps))
         try:
             while not self.stop.is_set():
                 # The first frame at or after the sampling instant (next_t stays 0 at FPS 0: every frame).

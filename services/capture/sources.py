@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from shared.vision.jpeg_info import jpeg_info
 from shared.vision.screen import ScreenError, ScreenGrabber, open_camera, source_kind
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 # A run of this many unreadable frames in a row means the file is over (or beyond saving).
 CORRUPT_RUN_LIMIT = 25
 STREAM_TIMEOUT_MS = 5000
+# Containers' names for motion JPEG: each frame a JPEG of its own, which can travel as it is.
+MJPEG_FOURCCS = frozenset({"MJPG", "mjpg", "mjpa", "jpeg", "JPEG", "AVRn", "dmb1"})
 
 
 class SourceError(RuntimeError):
@@ -30,10 +33,18 @@ class SourceError(RuntimeError):
 
 @dataclass
 class Frame:
-    image: np.ndarray
+    image: np.ndarray | None  # BGR pixels; None while the source's own JPEG (`jpeg`) stands for them
     t_media: float | None  # seconds into the file; None for live sources
     index: int  # frame number within the source (files), or count since open (live)
     captured_at: float = field(default_factory=time.time)  # wall-clock time it was read
+    jpeg: np.ndarray | None = None  # the frame as the source compressed it, when kept (FileSource keep_jpeg)
+    jpeg_size: tuple[int, int] = (0, 0)  # its width and height, from its header
+
+    def pixels(self) -> np.ndarray | None:
+        """The frame's BGR pixels, the kept JPEG decoded on first use; None when it does not decode."""
+        if self.image is None and self.jpeg is not None:
+            self.image = cv2.imdecode(self.jpeg, cv2.IMREAD_COLOR)
+        return self.image
 
 
 classify = source_kind  # the same rule as `engagement check` (shared/vision/screen.py)
@@ -44,7 +55,11 @@ class FileSource:
 
     live = False
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, keep_jpeg: bool = False) -> None:
+        """`keep_jpeg`: a motion-JPEG file's frames are read as the JPEGs they are (Frame.jpeg), not
+        decoded here: the capture sends them on as they are, and the one decode is facedetect's. A file
+        whose JPEGs cannot travel alone (no Huffman tables, a size other than the container's) is
+        decoded as any other."""
         self.path = path
         if not Path(path).is_file():
             raise SourceError(f"video file {path} does not exist")
@@ -57,6 +72,28 @@ class FileSource:
         self.index = -1  # of the last frame read or skipped
         self.corrupt = 0  # frames skipped because they could not be decoded
         self._last_t = -1.0
+        self.size = (int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        # Raw mode hands over each packet as it is in the file (OpenCV's FFmpeg backend: CAP_PROP_FORMAT -1).
+        self.jpeg = keep_jpeg and self._jpeg_travels() and bool(self.cap.set(cv2.CAP_PROP_FORMAT, -1))
+
+    def _jpeg_travels(self) -> bool:
+        """Whether the file is motion JPEG whose first frame is a whole JPEG of the container's size, with
+        its own tables, that decodes alone: looked at through a second reader, so this one starts clean."""
+        fourcc = int(self.cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode("latin-1")
+        if fourcc not in MJPEG_FOURCCS:
+            return False
+        probe = cv2.VideoCapture(self.path)
+        try:
+            if not probe.set(cv2.CAP_PROP_FORMAT, -1) or not probe.grab():
+                return False
+            ok, packet = probe.retrieve()
+        finally:
+            probe.release()
+        info = jpeg_info(packet) if ok and packet is not None else None
+        if info is None or not info.huffman_tables or (info.width, info.height) != self.size:
+            return False
+        image = cv2.imdecode(packet, cv2.IMREAD_COLOR)
+        return image is not None and image.shape[:2] == (info.height, info.width)
 
     def _timestamp(self) -> float:
         t = self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
@@ -77,10 +114,10 @@ class FileSource:
             if ok and self._timestamp() + 1e-6 < wanted_from:
                 pending = self._said_corrupt(pending)  # read past: a frame the sampling skips
                 continue
-            image = self.cap.retrieve()[1] if ok else None
-            if image is not None and image.size:
+            frame = self._retrieve() if ok else None
+            if frame is not None:
                 self._said_corrupt(pending)
-                return Frame(image, self._last_t, self.index)
+                return frame
             pending += 1
             at_end = self.frame_count is not None and self.index + 1 >= self.frame_count
             if at_end or pending >= CORRUPT_RUN_LIMIT:
@@ -90,6 +127,20 @@ class FileSource:
             self.corrupt += pending
             log.warning("gave up on %s after %d unreadable frames in a row", self.path, pending)
         return None
+
+    def _retrieve(self) -> Frame | None:
+        """The frame grabbed last, decoded, or as its JPEG (self.jpeg); None when it is unreadable (a JPEG whose
+        header does not reach its scan or has no tables of its own: what cannot decode where it is sent)."""
+        image = self.cap.retrieve()[1]
+        if image is None or not image.size:
+            return None
+        if not self.jpeg:
+            return Frame(image, self._last_t, self.index)
+        packet = image.reshape(-1)
+        info = jpeg_info(packet)
+        if info is None or not info.huffman_tables:
+            return None
+        return Frame(None, self._last_t, self.index, jpeg=packet, jpeg_size=(info.width, info.height))
 
     def _said_corrupt(self, pending: int) -> int:
         """The unreadable frames before this readable one counted and said; no pending left."""

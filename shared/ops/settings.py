@@ -135,7 +135,10 @@ class CaptureSettings(Settings, kw_only=True):
     retry_max_seconds: Annotated[float, about(30.0, "cap of the reconnect backoff for cameras and streams", ge=0.01)]
     retry_limit: Annotated[int, about(0, ge=0, help=
         "give up after this many failed opens (0 = never; `engagement run --reconnect`)")]
-    frame_encoding: Annotated[Literal["bgr", "jpeg"], about("bgr", "payload encoding on the bus")]
+    frame_encoding: Annotated[Literal["auto", "bgr", "jpeg"], about("auto", help=
+        "frames on the bus: auto = a motion-JPEG file's own JPEGs as they are (decoded once, in facedetect), "
+        "other sources' raw BGR pixels; bgr = always raw pixels; jpeg = always JPEG (encoded here when the "
+        "source's frames are not JPEGs already)")]
     capture_state_dir: Annotated[str, about("", help=
         "folder where a running capture keeps its stream's state, so that a restart after a crash by a supervisor "
         "that cannot say so (Docker's restart policy) keeps the session and continues seq, and a video file plays on "

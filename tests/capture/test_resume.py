@@ -150,10 +150,10 @@ def test_a_crashed_file_capture_resumes_near_where_it_was_with_the_same_seqs(tmp
     """A video file restarted after a crash (compose's restart policy, or the launcher with the state
     in its run's folder) plays on from a little before where it was, not from its start: paced in real
     time, a restart at minute 30 replayed 30 minutes. The frames keep their seqs (the same frame, the
-    same number), and none the crashed run had not handed on is lost (RESUME_MARGIN_SECONDS)."""
+    same number), and none the crashed run had not handed on is lost (resume_margin)."""
     import json
 
-    from services.capture.resume import RESUME_MARGIN_SECONDS
+    from services.capture.resume import resume_margin
     from tools.sample_video import make_sample_video
 
     video = make_sample_video(tmp_path / "class.avi", seconds=30.0, faces=1, fps=10.0)["path"]
@@ -187,7 +187,7 @@ def test_a_crashed_file_capture_resumes_near_where_it_was_with_the_same_seqs(tmp
     assert f"resuming {video} at {frames[0].header.t_media:.1f} s of media" in said, said
     assert {m.header.session for m in again} == {first[0].header.session}  # one class
     resumed_at = frames[0].header.t_media
-    assert resumed_at == pytest.approx(max(0.0, position - RESUME_MARGIN_SECONDS), abs=0.51)
+    assert resumed_at == pytest.approx(max(0.0, position - resume_margin(2.0)), abs=0.51)
     assert 0 < frames[0].header.seq <= first[-1].header.seq + 1  # not from the start; nothing skipped
     assert all(m.header.seq == round(m.header.t_media * 2) for m in first + frames)  # same frame, same seq
     assert [m.header.seq for m in frames] == list(range(frames[0].header.seq, 60))

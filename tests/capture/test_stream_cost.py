@@ -60,21 +60,26 @@ def test_jpeg_payload_still_decodes():
     assert encoding == "jpeg" and decoded.shape == image.shape
 
 
+def _file_frames(path: str, raw: bool = False) -> list[np.ndarray]:
+    """Every frame of the file, decoded by FFmpeg, or (raw) as the file holds it (a JPEG's bytes)."""
+    cap = cv2.VideoCapture(path)
+    if raw:
+        assert cap.set(cv2.CAP_PROP_FORMAT, -1)
+    frames = []
+    while (read := cap.read())[0]:
+        frames.append(read[1].reshape(-1) if raw else read[1])
+    cap.release()
+    return frames
+
+
 def test_every_frame_arrives_as_the_file_decodes_it_while_frames_queue(tmp_path):
     # Sent without a copy, a frame's buffer is on the wire until ZeroMQ has sent it: a source that
     # reused its buffer would overwrite the frames still queued. The consumer reads late, so the
-    # queues are full while the capture decodes on.
+    # queues are full while the capture decodes on (raw pixels: FRAME_ENCODING=bgr).
     path = _numbered_video(tmp_path / "numbered.avi", frames=20)
-    cap = cv2.VideoCapture(path)
-    decoded = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        decoded.append(image)
-    cap.release()
+    decoded = _file_frames(path)
     assert len({im.tobytes() for im in decoded}) == len(decoded)  # every frame differs from the others
-    proc, consumer = start_capture(path, "--fps", "0")
+    proc, consumer = start_capture(path, "--fps", "0", "--frame-encoding", "bgr")
     try:
         time.sleep(1.5)  # the capture blocks on a full queue meanwhile
         got = consumer.recv_until_eos()
@@ -86,6 +91,85 @@ def test_every_frame_arrives_as_the_file_decodes_it_while_frames_queue(tmp_path)
     for message, image in zip(frames, decoded, strict=True):
         assert (message.header.height, message.header.width) == image.shape[:2]
         assert bytes(message.payload) == image.tobytes(), f"frame {message.header.seq} is not the file's"
+
+
+def test_a_motion_jpeg_files_frames_go_on_as_its_own_jpegs_while_frames_queue(tmp_path):
+    # FRAME_ENCODING=auto (the default): an MJPG file's frames are not decoded in the capture; each
+    # payload is the file's own JPEG, byte for byte (zero-copy here too: queued, none is overwritten),
+    # and decodes to the frame FFmpeg decodes, within the two JPEG decoders' rounding.
+    path = _numbered_video(tmp_path / "numbered.avi", frames=20)
+    packets, decoded = _file_frames(path, raw=True), _file_frames(path)
+    proc, consumer = start_capture(path, "--fps", "0")
+    try:
+        time.sleep(1.5)  # the capture blocks on a full queue meanwhile
+        got = consumer.recv_until_eos()
+        assert proc.wait(20) == 0, proc.stderr.read()
+    finally:
+        consumer.close()
+    frames = got[:-1]
+    assert len(frames) == len(packets) == len(decoded)
+    for message, packet, image in zip(frames, packets, decoded, strict=True):
+        assert message.header.encoding == "jpeg" and (message.header.height, message.header.width) == image.shape[:2]
+        assert bytes(message.payload) == packet.tobytes(), f"frame {message.header.seq} is not the file's JPEG"
+        pixels = cv2.imdecode(np.frombuffer(message.payload, np.uint8), cv2.IMREAD_COLOR)
+        assert np.abs(pixels.astype(np.int16) - image).mean() < 2.0
+    assert sum(len(m.payload) for m in frames) < sum(im.nbytes for im in decoded) / 5  # what the link carries
+
+
+def test_a_motion_jpeg_file_larger_than_the_bound_is_decoded_and_scaled(tmp_path):
+    # A JPEG the bound would scale cannot travel as it is: decoded, scaled to fit, sent as pixels.
+    path = _numbered_video(tmp_path / "numbered.avi", frames=4)  # 320x240
+    proc, consumer = start_capture(path, "--fps", "0", "--width", "160", "--height", "160")
+    try:
+        got = consumer.recv_until_eos()
+        assert proc.wait(20) == 0, proc.stderr.read()
+    finally:
+        consumer.close()
+    frames = got[:-1]
+    assert len(frames) == 4
+    assert all(m.header.encoding == "bgr" and (m.header.width, m.header.height) == (160, 120)
+               and len(m.payload) == 160 * 120 * 3 for m in frames)
+
+
+def test_a_file_that_is_not_motion_jpeg_is_decoded_in_the_capture(tmp_path):
+    from services.capture.sources import FileSource
+
+    path = str(tmp_path / "mp4v.mp4")
+    ramp = np.tile(np.arange(320, dtype=np.uint8), (240, 1))
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (320, 240))
+    for i in range(5):
+        writer.write(np.ascontiguousarray(np.dstack([np.roll(ramp, 7 * i, axis=1), ramp, ramp])))
+    writer.release()
+    source = FileSource(path, keep_jpeg=True)
+    try:
+        frame = source.read()
+        assert not source.jpeg and frame is not None and frame.jpeg is None and frame.image.shape == (240, 320, 3)
+    finally:
+        source.release()
+
+
+def test_a_motion_jpeg_whose_frames_carry_no_tables_is_decoded_in_the_capture(tmp_path):
+    # Some cameras' MJPEG leaves out the standard Huffman tables: FFmpeg supplies them, a JPEG
+    # decoder elsewhere would not, so such a file is decoded where FFmpeg reads it.
+    from services.capture.sources import FileSource
+    from shared.vision.jpeg_info import jpeg_info
+
+    path = _numbered_video(tmp_path / "numbered.avi", frames=3)
+    data = bytearray(open(path, "rb").read())
+    assert jpeg_info(_file_frames(path, raw=True)[0]).huffman_tables
+    at = data.find(b"\xff\xd8")
+    scan = data.find(b"\xff\xda", at)
+    while 0 <= (dht := data.find(b"\xff\xc4", at, scan)):
+        data[dht + 1] = 0xFE  # the first frame's tables turned into comments (COM): no tables
+    stripped = tmp_path / "no-tables.avi"
+    stripped.write_bytes(bytes(data))
+    source = FileSource(str(stripped), keep_jpeg=True)
+    try:
+        assert not source.jpeg
+        frame = source.read()
+        assert frame is not None and frame.jpeg is None and frame.image is not None
+    finally:
+        source.release()
 
 
 def test_a_capture_process_imports_no_library_it_does_not_use():

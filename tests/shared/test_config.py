@@ -53,7 +53,7 @@ BAD = [
     (["--fps", "two"], {}, None, "setting FPS='two' (flag --fps) is not a number; allowed: a number from 0 to 240"),
     ([], {"HWM": "0"}, None, "setting HWM='0' (environment) is too small; allowed: a whole number of at least 1"),
     ([], {"REALTIME": "2"}, None, "setting REALTIME='2' (environment) is not a switch value; allowed: 0 or 1"),
-    ([], {"FRAME_ENCODING": "png"}, None, "is not a choice; allowed: one of bgr, jpeg"),
+    ([], {"FRAME_ENCODING": "png"}, None, "is not a choice; allowed: one of auto, bgr, jpeg"),
     ([], {}, "fps: [1, 2]\n", "setting FPS=[1, 2] (config file {cfg}) is not a single value"),
     ([], {}, "fps: nan\n", "is not a finite number"),
     ([], {}, "fsp: 1\n", "config file {cfg}: unknown setting 'fsp' (did you mean fps?)"),
