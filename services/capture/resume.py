@@ -41,15 +41,19 @@ HEARTBEAT_SECONDS = 5.0
 # A resumed file starts this far before its recorded position: what the crashed process had put in
 # its send queue (HWM messages and a socket buffer) was lost with it. The frames facedetect already
 # took are skipped there (its engagement_frames_repeated_total), so a margin costs little. In frames
-# too: a socket buffer holds one raw 640x480 frame, but a dozen of a motion-JPEG file's own JPEGs
-# (~20-40 KB each), so at 2 FPS the queue can reach 10 s of media.
+# too: the socket buffers hold one raw 640x480 frame, but dozens of a motion-JPEG file's own small
+# JPEGs (5-40 KB each), which a consumer that went down with it, or libzmq's loss of a closed link's
+# last messages (shared/bus/drain.py), takes away: at 2 FPS, 30 s of media.
 RESUME_MARGIN_SECONDS = 5.0
-RESUME_MARGIN_FRAMES = 24
+RESUME_MARGIN_FRAMES = 64
 
 
-def resume_margin(fps: float) -> float:
-    """Media seconds before its recorded position a file sampled at `fps` (0: every frame) resumes from."""
-    return max(RESUME_MARGIN_SECONDS, RESUME_MARGIN_FRAMES / fps) if fps > 0 else RESUME_MARGIN_SECONDS
+def resume_margin(fps: float, own_jpegs: bool) -> float:
+    """Media seconds before its recorded position a file sampled at `fps` (0: every frame) resumes from;
+    `own_jpegs`: its frames travel as the file's own JPEGs (services/capture/sources.py)."""
+    if own_jpegs and fps > 0:
+        return max(RESUME_MARGIN_SECONDS, RESUME_MARGIN_FRAMES / fps)
+    return RESUME_MARGIN_SECONDS
 STATE_ERRORS = Counter("engagement_capture_state_errors_total", "Capture state files that could not be written "
                        "(a restart after a crash then starts a new stream)", ["service"])
 

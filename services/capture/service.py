@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge
 from services.capture.resume import StreamState, StreamStateFile, resume_margin
 from services.capture.sources import FileSource, Frame, LiveSource, ScreenSource, SourceError, classify
 from shared.bus.backoff import Backoff
+from shared.bus.drain import wait_until_read
 from shared.bus.messages import make_header
 from shared.ops.config import PHASE_ENV, RESTART_ENV, START_DELAY_ENV, START_GATE_ENV, STREAM_STARTED_ENV, from_launcher
 from shared.ops.service import EXIT_GAVE_UP, Service
@@ -52,6 +53,8 @@ PEER_WAIT_MS = 2000  # how long the first frame waits for facedetect to connect
 # connected, its first minute would be lost, not late (a compose stack whose facedetect
 # joined late reported nothing). It waits this long for its consumer before it plays.
 FILE_PEER_WAIT_SECONDS = 120.0
+# How long a file's last frames and its eos may take to leave once the file has ended (a stop cuts it short).
+FILE_DRAIN_SECONDS = 300.0
 # Started by the launcher with the rest of its class, a capture plays once every capture is up (the
 # launcher makes START_GATE_ENV's file): at most this long, looking this often.
 CLASS_START_WAIT_SECONDS = 120.0
@@ -127,8 +130,9 @@ class CaptureService(Service[CaptureSettings]):
         self.eos_reason = ""
         self.already_played = bool(resumed and resumed.ended and self.kind == "file")
         # A file resumed after a crash plays from near where it was (resume.py), numbered as before.
-        resumes = resumed is not None and not resumed.ended and self.kind == "file"
-        self.resume_at = resumed.resume_at(resume_margin(s.fps)) if resumed and resumes else 0.0
+        # Where it plays from (resume_at) is known once the file is open: the margin depends on its frames.
+        self.resumed = resumed if resumed is not None and not resumed.ended and self.kind == "file" else None
+        self.resume_at = 0.0
         self.skipped = 0  # frames of a resumed file not sent again
         SOURCE_UP.labels(self.name).set(0)
         self.log.info("session %s, stream %s, source %s (%s), %s FPS, within %s, %s", self.session, self.stream,
@@ -250,10 +254,27 @@ class CaptureService(Service[CaptureSettings]):
             self.log.warning("launcher gone: the class is left open for the next start to report (interrupted)")
             return
         self.send_eos(reason)
+        if reason == "end_of_file":
+            self._drain_before_exit()
         if self.state_file and reason == "end_of_file":
             self.state_file.mark_ended()  # a restart of this container must not replay the file
         elif self.state_file:
             self.state_file.clear()  # ended cleanly: the next start is a new stream
+
+    def _drain_before_exit(self) -> None:
+        """A file played to its end keeps its socket open until facedetect has read its last frames and its
+        eos, however long the pipeline needs (FILE_DRAIN_SECONDS at most, a stop sooner): closed while
+        facedetect was still behind, its last messages were lost (shared/bus/drain.py), and a file of small
+        JPEG frames played as fast as the pipeline allows is a dozen frames ahead when it ends."""
+        started = time.monotonic()
+        if not wait_until_read(FILE_DRAIN_SECONDS, self.stop):
+            if not self.stop.is_set():
+                self.log.warning("facedetect has not read the last frames of %s %.0f s after its end: closing",
+                                 self.source_text, FILE_DRAIN_SECONDS)
+            return
+        # Read: the linger covers what a consumer that never connected would take (it keeps a stop in mind).
+        self.drain_seconds = max(0.0, FILE_DRAIN_SECONDS - (time.monotonic() - started))
+        self.senders["frames"].socket.setsockopt(zmq.LINGER, int(self.drain_seconds * 1000))
 
     def _wait_for_the_class(self) -> None:
         """Until every capture of the class is up (the launcher's file), a stop, or CLASS_START_WAIT_SECONDS.
@@ -298,6 +319,8 @@ class CaptureService(Service[CaptureSettings]):
         if source.jpeg:
             self.log.info("%s is motion JPEG: its frames go on as the file's own JPEGs, decoded in facedetect",
                           self.source_text)
+        margin = resume_margin(self.settings.fps, source.jpeg)
+        self.resume_at = self.resumed.resume_at(margin) if self.resumed else 0.0
         SOURCE_UP.labels(self.name).set(1)
         realtime = bool(self.settings.realtime)
         next_t = 0.0  # media time of the next frame to keep
@@ -307,7 +330,7 @@ class CaptureService(Service[CaptureSettings]):
         if self.resume_at:
             self.log.info("resuming %s at %.1f s of media (%.0f s before where the crashed run last said it "
                           "was): the frames before keep their seqs and are not sent again", self.source_text,
-                          self.resume_at, resume_margin(self.settings.fps))
+                          self.resume_at, margin)
         try:
             while not self.stop.is_set():
                 # The first frame at or after the sampling instant (next_t stays 0 at FPS 0: every frame).

@@ -64,6 +64,9 @@ class Service(Generic[S]):
         self.settings: S = settings
         self.log = logging.getLogger(self.name)
         self.stop = threading.Event()
+        # Seconds what is still queued may take to leave once the loop has ended without a stop (0: the
+        # sockets' linger): a source that ends sets it, as its last messages must reach their consumer.
+        self.drain_seconds = 0.0
         # The launcher died (killed, OOM): the class was cut short, not stopped, and the next
         # start reports it as interrupted; a source must not end it as if a user had stopped it.
         self.launcher_gone = False
@@ -170,7 +173,12 @@ class Service(Generic[S]):
             self.loop()
         finally:
             self.finish()
-            _flush_context()
+            if self.drain_seconds and not self.stop.is_set():
+                if not _flush_context(self.drain_seconds, self.stop):
+                    self.log.warning("what was still queued did not leave within %.0f s%s: exiting without it",
+                                     self.drain_seconds, " (a stop was requested)" if self.stop.is_set() else "")
+            else:
+                _flush_context()
         self.log.info("stopped")
         return 0
 
@@ -242,19 +250,23 @@ class Service(Generic[S]):
         return True
 
 
-def _flush_context(timeout: float = 6.0) -> None:
-    """Let queued messages leave before the process exits.
+def _flush_context(timeout: float = 6.0, stop: threading.Event | None = None) -> bool:
+    """Let queued messages leave before the process exits; whether they all did.
 
     LINGER only works while the context terminates: a process that exits without term()
     loses what is still queued (capture's last frames and its eos went missing this way).
     term() waits for the linger of closed sockets but blocks forever on any socket left
-    open, so it runs in a daemon thread with a bound a little over the 5 s linger.
+    open, so it runs in a daemon thread with a bound a little over the 5 s linger; a `stop`
+    set meanwhile ends the wait (a drain that may be long must not hold a stop).
     """
     stop_authenticator()
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     done = threading.Thread(target=ctx.term, name="zmq-term", daemon=True)
     done.start()
-    done.join(timeout)
+    deadline = time.monotonic() + timeout
+    while done.is_alive() and time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+        done.join(0.1)
+    return not done.is_alive()
 
 
 def main_for(service_cls: type[Service[Any]], argv: list[str] | None = None) -> int:

@@ -158,7 +158,9 @@ def test_a_crashed_file_capture_resumes_near_where_it_was_with_the_same_seqs(tmp
 
     video = make_sample_video(tmp_path / "class.avi", seconds=30.0, faces=1, fps=10.0)["path"]
     state = tmp_path / "state"
-    env = {"CAPTURE_STATE_DIR": str(state), "STREAM_ID": "front"}
+    # Raw frames, so the socket buffers hold none and the capture is held where the consumer is; the file's
+    # own JPEGs (FRAME_ENCODING=auto) fill them by dozens, which resume_margin's frames are for.
+    env = {"CAPTURE_STATE_DIR": str(state), "STREAM_ID": "front", "FRAME_ENCODING": "bgr"}
     proc, consumer = start_capture(video, "--fps", "2", env=env, session=None, consumer_hwm=1)
     try:
         first = [consumer.recv(20) for _ in range(30)]  # t 0-14.5 s; the rest waits on the consumer
@@ -187,8 +189,19 @@ def test_a_crashed_file_capture_resumes_near_where_it_was_with_the_same_seqs(tmp
     assert f"resuming {video} at {frames[0].header.t_media:.1f} s of media" in said, said
     assert {m.header.session for m in again} == {first[0].header.session}  # one class
     resumed_at = frames[0].header.t_media
-    assert resumed_at == pytest.approx(max(0.0, position - resume_margin(2.0)), abs=0.51)
+    assert resumed_at == pytest.approx(max(0.0, position - resume_margin(2.0, own_jpegs=False)), abs=0.51)
     assert 0 < frames[0].header.seq <= first[-1].header.seq + 1  # not from the start; nothing skipped
     assert all(m.header.seq == round(m.header.t_media * 2) for m in first + frames)  # same frame, same seq
     assert [m.header.seq for m in frames] == list(range(frames[0].header.seq, 60))
     assert eos.header.reason == "end_of_file"
+
+
+def test_a_file_of_its_own_jpegs_resumes_further_back_than_one_of_raw_frames():
+    # The socket buffers hold about one raw frame but dozens of small JPEGs: a crash (and a consumer lost
+    # with it) can take that many, so a file whose frames travel as its JPEGs resumes that many frames back.
+    from services.capture.resume import RESUME_MARGIN_FRAMES, RESUME_MARGIN_SECONDS, resume_margin
+
+    assert resume_margin(2.0, own_jpegs=False) == RESUME_MARGIN_SECONDS
+    assert resume_margin(2.0, own_jpegs=True) == RESUME_MARGIN_FRAMES / 2.0 > RESUME_MARGIN_SECONDS
+    assert resume_margin(60.0, own_jpegs=True) == RESUME_MARGIN_SECONDS  # 64 frames at 60 FPS: under 5 s
+    assert resume_margin(0.0, own_jpegs=True) == RESUME_MARGIN_SECONDS  # every frame: no rate to count by
