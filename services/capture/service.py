@@ -53,8 +53,10 @@ PEER_WAIT_MS = 2000  # how long the first frame waits for facedetect to connect
 # connected, its first minute would be lost, not late (a compose stack whose facedetect
 # joined late reported nothing). It waits this long for its consumer before it plays.
 FILE_PEER_WAIT_SECONDS = 120.0
-# How long a file's last frames and its eos may take to leave once the file has ended (a stop cuts it short).
+# How long a file's last frames and its eos may take to be read once the file has ended (a stop cuts it
+# short), and a stopped or failed source's eos (the frames link's linger).
 FILE_DRAIN_SECONDS = 300.0
+EOS_DRAIN_SECONDS = 5.0
 # Started by the launcher with the rest of its class, a capture plays once every capture is up (the
 # launcher makes START_GATE_ENV's file): at most this long, looking this often.
 CLASS_START_WAIT_SECONDS = 120.0
@@ -254,27 +256,29 @@ class CaptureService(Service[CaptureSettings]):
             self.log.warning("launcher gone: the class is left open for the next start to report (interrupted)")
             return
         self.send_eos(reason)
-        if reason == "end_of_file":
-            self._drain_before_exit()
+        self._drain_before_exit(reason)
         if self.state_file and reason == "end_of_file":
             self.state_file.mark_ended()  # a restart of this container must not replay the file
         elif self.state_file:
             self.state_file.clear()  # ended cleanly: the next start is a new stream
 
-    def _drain_before_exit(self) -> None:
-        """A file played to its end keeps its socket open until facedetect has read its last frames and its
-        eos, however long the pipeline needs (FILE_DRAIN_SECONDS at most, a stop sooner): closed while
-        facedetect was still behind, its last messages were lost (shared/bus/drain.py), and a file of small
-        JPEG frames played as fast as the pipeline allows is a dozen frames ahead when it ends."""
+    def _drain_before_exit(self, reason: str) -> None:
+        """Keep the socket open until facedetect has read the last frames and the eos: closed while facedetect
+        was still behind, a capture's last messages were lost (shared/bus/drain.py), and a file of small JPEG
+        frames played as fast as the pipeline allows is a dozen frames ahead when it ends. A file played to its
+        end waits however long the pipeline needs (FILE_DRAIN_SECONDS at most, a stop sooner); a stopped or
+        failed source as long as its socket's linger would have (its eos ends the stream)."""
+        ended = reason == "end_of_file"
+        bound = FILE_DRAIN_SECONDS if ended else EOS_DRAIN_SECONDS
         started = time.monotonic()
-        if not wait_until_read(FILE_DRAIN_SECONDS, self.stop):
-            if not self.stop.is_set():
+        if not wait_until_read(bound, self.stop if ended else None):
+            if not self.stop.is_set() or not ended:
                 self.log.warning("facedetect has not read the last frames of %s %.0f s after its end: closing",
-                                 self.source_text, FILE_DRAIN_SECONDS)
+                                 self.source_text, bound)
             return
-        # Read: the linger covers what a consumer that never connected would take (it keeps a stop in mind).
-        self.drain_seconds = max(0.0, FILE_DRAIN_SECONDS - (time.monotonic() - started))
-        self.senders["frames"].socket.setsockopt(zmq.LINGER, int(self.drain_seconds * 1000))
+        if ended:  # the linger covers what a consumer that never connected would take (a stop in mind)
+            self.drain_seconds = max(0.0, bound - (time.monotonic() - started))
+            self.senders["frames"].socket.setsockopt(zmq.LINGER, int(self.drain_seconds * 1000))
 
     def _wait_for_the_class(self) -> None:
         """Until every capture of the class is up (the launcher's file), a stop, or CLASS_START_WAIT_SECONDS.

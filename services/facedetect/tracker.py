@@ -11,7 +11,10 @@ matches one of them. Two people who leave and come back in each other's places g
 ids back; a newcomer in a leaver's seat gets a new one.
 
 Becoming a student: a new face is tentative (a negative id) until it has been seen for
-`min_seconds`; only then does it get the next student id. A tentative face that goes away
+`min_seconds`; only then does it get the next student id, unless the looks it has taken meanwhile
+(one a frame while tentative) say it is a student lost before it came: a face coming out from
+behind a hand first looks like nobody, and a look taken as the hand went had made one person two
+students (a decoder's rounding decided it). A tentative face that goes away
 sooner (a hand raised to the face, a face on a T-shirt passing by) is set aside, as is at
 once one whose crop the face mesh does not take for a face. `take_resolutions` tells the
 caller what became of each tentative id (its student id, or None), so the frames it was held
@@ -198,6 +201,8 @@ class Tracker:
         for i, sid in enumerate(ids):
             if sid is None or self._dropped(state, sid) or not _similar_size(boxes[i], state.tracks[sid].box):
                 needed.append(i)
+            elif sid < 0 and sid not in state.resolutions:
+                needed.append(i)  # tentative: a look a frame, for _confirm to see who it is (rare, brief)
             elif t - state.tracks[sid].look_at >= LOOK_EVERY:
                 stale.append((state.tracks[sid].look_at, i))
         return sorted(needed + [i for _, i in sorted(stale)[:REFRESHES_PER_FRAME]])
@@ -266,17 +271,44 @@ class Tracker:
                 del state.tracks[sid]
 
     def _confirm(self, key: tuple[str, str], state: _StreamTracks, t: float, ids: list[int | None]) -> None:
-        """Tentative faces seen for min_seconds become students (numbered in reading order)."""
+        """Tentative faces seen for min_seconds become students: a lost student their looks say they are
+        (_lost_student), else a new one (numbered in reading order)."""
         due = [sid for sid, tr in state.tracks.items() if sid < 0 and sid not in state.resolutions
                and tr.last_seen == t and t - tr.first_seen >= self.min_seconds]
         boxes = [state.tracks[sid].box for sid in due]
         for k in reading_order(boxes):
             tentative = due[k]
             track = state.tracks.pop(tentative)
-            track.student = self.ids.take(key)
-            state.tracks[track.student] = track
+            lost = self._lost_student(state, track, ids)
+            if lost is not None:  # that student, back: where the face is now, with the looks it took
+                student = state.tracks[lost]
+                student.box, student.last_seen = track.box, track.last_seen
+                for look in track.looks:
+                    student.add_look(look, track.look_at)
+                track = student
+            else:
+                track.student = self.ids.take(key)
+                state.tracks[track.student] = track
             state.resolutions[tentative] = track.student
             ids[:] = [track.student if sid == tentative else sid for sid in ids]
+
+    def _lost_student(self, state: _StreamTracks, track: Track, ids: list[int | None]) -> int | None:
+        """The student lost before the tentative `track` appeared whom its looks match, as _come_back
+        matches a face on its return, with every look it took (a hand's last frame over the face said
+        "nobody"; the frames after it, the face's own): None if none does."""
+        candidates = []
+        for sid, student in state.tracks.items():
+            if sid < 0 or sid in ids or student.last_seen > track.first_seen:
+                continue  # tentative, in this frame, or still seen when the tentative face came
+            gone = track.first_seen - student.last_seen
+            d = min((d for look in track.looks if (d := student.look_distance(look)) is not None), default=None)
+            here = (iou(track.box, student.box) >= self.min_iou
+                    or centre_distance(track.box, student.box) <= self.max_centre_distance)
+            by_look = d is not None and d <= SAME_LOOK and gone <= self.reid_seconds
+            by_place = here and d is not None and d <= OTHER_LOOK and gone <= self.max_age
+            if by_look or by_place:
+                candidates.append((0 if here and by_look else 1, d, sid))
+        return min(candidates)[2] if candidates else None
 
     @staticmethod
     def _dropped(state: _StreamTracks, sid: int) -> bool:

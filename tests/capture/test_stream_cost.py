@@ -1,7 +1,8 @@
-"""What each stream's capture process costs (issue 26): a frame's pixels go on the bus without a
-copy (the payload is a view of the image the source decoded), and the frames that arrive are still
-the file's frames, pixel for pixel, however many wait in the queues before the consumer reads them;
-a capture process loads only what it uses."""
+"""What each stream's capture process costs (issue 26): a motion-JPEG file's frames go on the bus as the
+file's own JPEGs, not decoded here (FRAME_ENCODING=auto), and other frames' pixels without a copy (the
+payload is a view of the image the source decoded); the frames that arrive are still the file's frames,
+byte for byte, however many wait in the queues before the consumer reads them; a capture process loads
+only what it uses."""
 
 from __future__ import annotations
 

@@ -124,3 +124,32 @@ def test_what_the_face_mesh_does_not_take_for_a_face_is_set_aside_at_once_and_co
     assert flicker == ids  # the same hand, still set aside
     resolutions, set_aside = tracker.take_resolutions(KEY)
     assert resolutions == {ids[1]: None} and [s.reason for s in set_aside] == ["not_a_face"]
+
+
+def test_a_face_that_comes_back_from_behind_a_hand_looking_like_nobody_is_still_the_student_it_was():
+    # The first look as the hand goes is the hand's as much as the face's: matched with nobody, the face
+    # became a new tentative one; the looks it takes while tentative are the student's, and decide.
+    tracker = Tracker(min_seconds=1.0, max_age=10.0, reid_seconds=10.0)
+    place = (400, 150, 200, 220)
+    own, half_covered = _look(1), _look(2)
+    assert tracker.update(KEY, [place], 0.0, lambda due: [own for _ in due]) == [-1]
+    assert tracker.update(KEY, [place], 1.0, lambda due: [own for _ in due]) == [1]
+    assert tracker.update(KEY, [], 1.5) == []  # the hand over the face
+    [back] = tracker.update(KEY, [place], 2.0, lambda due: [half_covered for _ in due])
+    assert back < 0  # tentative: its look said someone else in the student's place
+    assert tracker.update(KEY, [place], 2.5, lambda due: [own for _ in due]) == [back]
+    assert tracker.update(KEY, [place], 3.0, lambda due: [own for _ in due]) == [1]
+    resolutions, set_aside = tracker.take_resolutions(KEY)
+    assert resolutions == {-1: 1, back: 1} and set_aside == []
+
+
+def test_a_newcomer_in_a_lost_students_place_whose_looks_stay_another_persons_is_a_new_student():
+    tracker = Tracker(min_seconds=1.0, max_age=10.0, reid_seconds=10.0)
+    place = (400, 150, 200, 220)
+    assert tracker.update(KEY, [place], 0.0, lambda due: [_look(1) for _ in due]) == [-1]
+    assert tracker.update(KEY, [place], 1.0, lambda due: [_look(1) for _ in due]) == [1]
+    assert tracker.update(KEY, [], 1.5) == []
+    other = _look(2)
+    [newcomer] = tracker.update(KEY, [place], 2.0, lambda due: [other for _ in due])
+    assert tracker.update(KEY, [place], 2.5, lambda due: [other for _ in due]) == [newcomer]
+    assert tracker.update(KEY, [place], 3.0, lambda due: [other for _ in due]) == [2]
