@@ -135,9 +135,9 @@ class CaptureSettings(Settings, kw_only=True):
     retry_max_seconds: Annotated[float, about(30.0, "cap of the reconnect backoff for cameras and streams", ge=0.01)]
     retry_limit: Annotated[int, about(0, ge=0, help=
         "give up after this many failed opens (0 = never; `engagement run --reconnect`)")]
-    frame_encoding: Annotated[Literal["auto", "bgr", "jpeg"], about("auto", help=
-        "frames on the bus: auto = a motion-JPEG file's own JPEGs as they are (decoded once, in facedetect), "
-        "other sources' raw BGR pixels; bgr = always raw pixels; jpeg = always JPEG (encoded here when the "
+    frame_encoding: Annotated[Literal["auto", "bgr", "jpeg"], about("bgr", help=
+        "frames on the bus: bgr = raw pixels; auto = a motion-JPEG file's own JPEGs as they are (decoded once, "
+        "in facedetect: less CPU a stream), other sources' raw pixels; jpeg = always JPEG (encoded here when the "
         "source's frames are not JPEGs already)")]
     capture_state_dir: Annotated[str, about("", help=
         "folder where a running capture keeps its stream's state, so that a restart after a crash by a supervisor "

@@ -76,11 +76,11 @@ def _file_frames(path: str, raw: bool = False) -> list[np.ndarray]:
 def test_every_frame_arrives_as_the_file_decodes_it_while_frames_queue(tmp_path):
     # Sent without a copy, a frame's buffer is on the wire until ZeroMQ has sent it: a source that
     # reused its buffer would overwrite the frames still queued. The consumer reads late, so the
-    # queues are full while the capture decodes on (raw pixels: FRAME_ENCODING=bgr).
+    # queues are full while the capture decodes on (raw pixels: FRAME_ENCODING=bgr, the default).
     path = _numbered_video(tmp_path / "numbered.avi", frames=20)
     decoded = _file_frames(path)
     assert len({im.tobytes() for im in decoded}) == len(decoded)  # every frame differs from the others
-    proc, consumer = start_capture(path, "--fps", "0", "--frame-encoding", "bgr")
+    proc, consumer = start_capture(path, "--fps", "0")
     try:
         time.sleep(1.5)  # the capture blocks on a full queue meanwhile
         got = consumer.recv_until_eos()
@@ -95,12 +95,12 @@ def test_every_frame_arrives_as_the_file_decodes_it_while_frames_queue(tmp_path)
 
 
 def test_a_motion_jpeg_files_frames_go_on_as_its_own_jpegs_while_frames_queue(tmp_path):
-    # FRAME_ENCODING=auto (the default): an MJPG file's frames are not decoded in the capture; each
+    # FRAME_ENCODING=auto: an MJPG file's frames are not decoded in the capture; each
     # payload is the file's own JPEG, byte for byte (zero-copy here too: queued, none is overwritten),
     # and decodes to the frame FFmpeg decodes, within the two JPEG decoders' rounding.
     path = _numbered_video(tmp_path / "numbered.avi", frames=20)
     packets, decoded = _file_frames(path, raw=True), _file_frames(path)
-    proc, consumer = start_capture(path, "--fps", "0")
+    proc, consumer = start_capture(path, "--fps", "0", "--frame-encoding", "auto")
     try:
         time.sleep(1.5)  # the capture blocks on a full queue meanwhile
         got = consumer.recv_until_eos()
@@ -120,7 +120,7 @@ def test_a_motion_jpeg_files_frames_go_on_as_its_own_jpegs_while_frames_queue(tm
 def test_a_motion_jpeg_file_larger_than_the_bound_is_decoded_and_scaled(tmp_path):
     # A JPEG the bound would scale cannot travel as it is: decoded, scaled to fit, sent as pixels.
     path = _numbered_video(tmp_path / "numbered.avi", frames=4)  # 320x240
-    proc, consumer = start_capture(path, "--fps", "0", "--width", "160", "--height", "160")
+    proc, consumer = start_capture(path, "--fps", "0", "--width", "160", "--height", "160", "--frame-encoding", "auto")
     try:
         got = consumer.recv_until_eos()
         assert proc.wait(20) == 0, proc.stderr.read()
