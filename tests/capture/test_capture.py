@@ -21,7 +21,7 @@ import zmq
 from services.capture.service import FRAMES_CORRUPT, SOURCE_RECONNECTS, SOURCE_UP, CaptureService
 from shared.bus import metrics
 from tests.harness import Peer, Running
-from tests.support.capture import start_capture
+from tests.support.capture import played, start_capture
 from tests.support.links import link
 from tests.support.metrics import counter
 from tests.support.mjpeg import MjpegServer
@@ -176,13 +176,7 @@ def test_a_file_paced_in_real_time_waits_for_its_consumer_and_loses_no_frame(vid
 def test_a_paced_files_frames_are_stamped_at_their_due_times_not_when_the_process_woke(video):
     # A camera takes its frame at its time whether or not capture runs then: stamped on waking, a capture
     # the box ran late hid that delay from every capture -> prediction figure.
-    proc, consumer = start_capture(video["path"], "--fps", "2", "--realtime", "1")
-    try:
-        got = consumer.recv_until_eos()
-        assert proc.wait(20) == 0, proc.stderr.read()
-    finally:
-        consumer.close()
-    frames = got[:-1]
+    frames = played(video["path"], "--fps", "2", "--realtime", "1")[:-1]
     assert len(frames) == len(expected_samples(video, 2.0))
     first = frames[0].header
     for m in frames[1:]:

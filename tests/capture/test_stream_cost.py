@@ -16,7 +16,7 @@ import numpy as np
 
 from services.capture.service import CaptureService
 from shared.ops.config import REPO_ROOT
-from tests.support.capture import start_capture
+from tests.support.capture import played
 from tools.footage import write_video
 
 
@@ -80,14 +80,7 @@ def test_every_frame_arrives_as_the_file_decodes_it_while_frames_queue(tmp_path)
     path = _numbered_video(tmp_path / "numbered.avi", frames=20)
     decoded = _file_frames(path)
     assert len({im.tobytes() for im in decoded}) == len(decoded)  # every frame differs from the others
-    proc, consumer = start_capture(path, "--fps", "0")
-    try:
-        time.sleep(1.5)  # the capture blocks on a full queue meanwhile
-        got = consumer.recv_until_eos()
-        assert proc.wait(20) == 0, proc.stderr.read()
-    finally:
-        consumer.close()
-    frames = got[:-1]
+    frames = played(path, "--fps", "0", read_after=1.5)[:-1]
     assert len(frames) == len(decoded)
     for message, image in zip(frames, decoded, strict=True):
         assert (message.header.height, message.header.width) == image.shape[:2]
@@ -100,14 +93,7 @@ def test_a_motion_jpeg_files_frames_go_on_as_its_own_jpegs_while_frames_queue(tm
     # and decodes to the frame FFmpeg decodes, within the two JPEG decoders' rounding.
     path = _numbered_video(tmp_path / "numbered.avi", frames=20)
     packets, decoded = _file_frames(path, raw=True), _file_frames(path)
-    proc, consumer = start_capture(path, "--fps", "0", "--frame-encoding", "auto")
-    try:
-        time.sleep(1.5)  # the capture blocks on a full queue meanwhile
-        got = consumer.recv_until_eos()
-        assert proc.wait(20) == 0, proc.stderr.read()
-    finally:
-        consumer.close()
-    frames = got[:-1]
+    frames = played(path, "--fps", "0", "--frame-encoding", "auto", read_after=1.5)[:-1]
     assert len(frames) == len(packets) == len(decoded)
     for message, packet, image in zip(frames, packets, decoded, strict=True):
         assert message.header.encoding == "jpeg" and (message.header.height, message.header.width) == image.shape[:2]
@@ -120,13 +106,7 @@ def test_a_motion_jpeg_files_frames_go_on_as_its_own_jpegs_while_frames_queue(tm
 def test_a_motion_jpeg_file_larger_than_the_bound_is_decoded_and_scaled(tmp_path):
     # A JPEG the bound would scale cannot travel as it is: decoded, scaled to fit, sent as pixels.
     path = _numbered_video(tmp_path / "numbered.avi", frames=4)  # 320x240
-    proc, consumer = start_capture(path, "--fps", "0", "--width", "160", "--height", "160", "--frame-encoding", "auto")
-    try:
-        got = consumer.recv_until_eos()
-        assert proc.wait(20) == 0, proc.stderr.read()
-    finally:
-        consumer.close()
-    frames = got[:-1]
+    frames = played(path, "--fps", "0", "--width", "160", "--height", "160", "--frame-encoding", "auto")[:-1]
     assert len(frames) == 4
     assert all(m.header.encoding == "bgr" and (m.header.width, m.header.height) == (160, 120)
                and len(m.payload) == 160 * 120 * 3 for m in frames)

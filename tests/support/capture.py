@@ -32,3 +32,17 @@ def start_capture(source: str, *flags: str, env: dict[str, str] | None = None,
         time.sleep(consumer_after)
         consumer = Peer(zmq.PULL, endpoint, bind=False, hwm=consumer_hwm)
     return proc, consumer
+
+
+def played(source: str, *flags: str, read_after: float = 0.0) -> list:
+    """Every message a capture of `source` sends, its eos last, the process ended cleanly; `read_after`:
+    seconds the consumer waits before it reads (the capture blocks on a full queue meanwhile)."""
+    proc, consumer = start_capture(source, *flags)
+    try:
+        time.sleep(read_after)
+        got = consumer.recv_until_eos()
+        assert proc.wait(20) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+        consumer.close()
+    return got
