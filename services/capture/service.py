@@ -178,9 +178,9 @@ class CaptureService(Service[CaptureSettings]):
     def _encoded(self, frame: Frame) -> tuple[str, bytes | memoryview, int, int] | None:
         """(encoding, payload, width, height) of the frame on the bus; None when its pixels do not decode.
 
-        A source's own JPEG that fits WIDTH x HEIGHT goes as it is: decoded here and sent as pixels, a
-        640x480 frame cost the capture its decode with cold caches (twice the decode in a loop) and both
-        ends' I/O threads 0.9 MB, where the JPEG is ~40 KB and facedetect decodes it among the others."""
+        A source's own JPEG that fits WIDTH x HEIGHT goes as it is (FRAME_ENCODING auto or jpeg). Decoded
+        here and sent as pixels, a 640x480 frame cost the capture its decode with cold caches (twice the
+        decode in a loop) and both ends' I/O threads 0.9 MB; the JPEG is ~40 KB, decoded once in facedetect."""
         if frame.jpeg is not None:
             width, height = frame.jpeg_size
             if fit_within(width, height, *self.bound) == (width, height):
