@@ -53,9 +53,11 @@ class Attention:
 # Synthetic angles chosen so the baseline (solvePnP on the re-fitted mesh) reads the intended
 # level while res10 still finds the face (measured on the astronaut at full size and at the
 # size of a 4-face grid): a 45 deg turn reads about -40 deg yaw, -50 about +41, a 38 deg
-# tilt down about 34 deg pitch, a 35 deg turn about -30 deg yaw.
+# tilt down about 34 deg pitch, a 35 deg turn about -30 deg yaw (-33 to -35 at the size of a 4-face grid: on
+# the baseline's level 1/2 border, where one JPEG decoder's rounding against another's made a glance a
+# look-away; a 30 deg turn sits inside level 1).
 ATTENTIVE = Attention("attentive", 0.0, 0.0, 0)
-GLANCING_AWAY = Attention("glancing_away", 35.0, 0.0, 1)
+GLANCING_AWAY = Attention("glancing_away", 30.0, 0.0, 1)
 TURNED_AWAY = Attention("turned_away", 45.0, 0.0, 2)
 TURNED_OTHER_WAY = Attention("turned_other_way", -50.0, 0.0, 2)
 LOOKING_DOWN = Attention("looking_down", -10.0, 38.0, 2)  # at a phone on the desk, a little aside

@@ -57,6 +57,8 @@ FILE_PEER_WAIT_SECONDS = 120.0
 # short), and a stopped or failed source's eos (the frames link's linger).
 FILE_DRAIN_SECONDS = 300.0
 EOS_DRAIN_SECONDS = 5.0
+# A file played as fast as the pipeline allows: its preview link's queue (see link_hwm).
+FILE_PREVIEW_HWM = 32
 # Started by the launcher with the rest of its class, a capture plays once every capture is up (the
 # launcher makes START_GATE_ENV's file): at most this long, looking this often.
 CLASS_START_WAIT_SECONDS = 120.0
@@ -162,6 +164,15 @@ class CaptureService(Service[CaptureSettings]):
         first = math.ceil(max(0.0, time.time() - started) * rate) + 2 * restart
         self.log.info("restart %d of a live source: seq continues at %d", restart, first)
         return first
+
+    def link_hwm(self, link: str) -> int:
+        """A file played as fast as the pipeline allows sends its frames in bursts (its own JPEGs are not decoded
+        here: a few a millisecond while facedetect's queue has room), and PUB drops what its queue cannot hold
+        before ZeroMQ's I/O thread has written any: a recording lost the last 2 of its 6 frames."""
+        hwm = super().link_hwm(link)
+        if link == "preview" and self.kind == "file" and not self.settings.realtime:
+            return max(hwm, FILE_PREVIEW_HWM)
+        return hwm
 
     def run(self) -> int:
         code = super().run()

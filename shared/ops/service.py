@@ -103,17 +103,20 @@ class Service(Generic[S]):
         # A deliberate stop is healthy: the orchestrator must not restart us mid-shutdown.
         return self.state in ("running", "stopping")
 
+    def link_hwm(self, link: str) -> int:
+        """The queue of this service's end of `link`: the common HWM, the link's own, or the service's deeper one."""
+        return max(self.settings.hwm, BY_NAME[link].queue, self.min_hwm.get(link, 0))
+
     def open_sockets(self) -> None:
         s = self.settings
         # An optional link left empty (ACKS_*) is not opened: the service works without it.
         for link, attr in self.outputs.items():
             if getattr(s, attr):
-                self.senders[link] = Sender(self.name, getattr(s, attr), self.stop, max(s.hwm, BY_NAME[link].queue),
+                self.senders[link] = Sender(self.name, getattr(s, attr), self.stop, self.link_hwm(link),
                                             s.curve_server_key, link=link)
         for link, attr in self.inputs.items():
             if getattr(s, attr):
-                hwm = max(s.hwm, BY_NAME[link].queue, self.min_hwm.get(link, 0))
-                self.receivers[link] = Receiver(self.name, getattr(s, attr), hwm, s.curve_server_key,
+                self.receivers[link] = Receiver(self.name, getattr(s, attr), self.link_hwm(link), s.curve_server_key,
                                                 self.expect.get(link), link=link)
 
     def request_stop(self, *_: object) -> None:

@@ -135,7 +135,7 @@ class CaptureSettings(Settings, kw_only=True):
     retry_max_seconds: Annotated[float, about(30.0, "cap of the reconnect backoff for cameras and streams", ge=0.01)]
     retry_limit: Annotated[int, about(0, ge=0, help=
         "give up after this many failed opens (0 = never; `engagement run --reconnect`)")]
-    frame_encoding: Annotated[Literal["auto", "bgr", "jpeg"], about("bgr", help=
+    frame_encoding: Annotated[Literal["auto", "bgr", "jpeg"], about("auto", help=
         "frames on the bus: bgr = raw pixels; auto = a motion-JPEG file's own JPEGs as they are (decoded once, "
         "in facedetect: less CPU a stream), other sources' raw pixels; jpeg = always JPEG (encoded here when the "
         "source's frames are not JPEGs already)")]

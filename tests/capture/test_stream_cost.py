@@ -13,10 +13,13 @@ from types import SimpleNamespace
 
 import cv2
 import numpy as np
+import zmq
 
-from services.capture.service import CaptureService
+from services.capture.service import FILE_PREVIEW_HWM, CaptureService
 from shared.ops.config import REPO_ROOT
-from tests.support.capture import played
+from tests.harness import Peer
+from tests.support.capture import played, start_capture
+from tests.support.links import link
 from tools.footage import write_video
 
 
@@ -76,11 +79,11 @@ def _file_frames(path: str, raw: bool = False) -> list[np.ndarray]:
 def test_every_frame_arrives_as_the_file_decodes_it_while_frames_queue(tmp_path):
     # Sent without a copy, a frame's buffer is on the wire until ZeroMQ has sent it: a source that
     # reused its buffer would overwrite the frames still queued. The consumer reads late, so the
-    # queues are full while the capture decodes on (raw pixels: FRAME_ENCODING=bgr, the default).
+    # queues are full while the capture decodes on (raw pixels: FRAME_ENCODING=bgr).
     path = _numbered_video(tmp_path / "numbered.avi", frames=20)
     decoded = _file_frames(path)
     assert len({im.tobytes() for im in decoded}) == len(decoded)  # every frame differs from the others
-    frames = played(path, "--fps", "0", read_after=1.5)[:-1]
+    frames = played(path, "--fps", "0", "--frame-encoding", "bgr", read_after=1.5)[:-1]
     assert len(frames) == len(decoded)
     for message, image in zip(frames, decoded, strict=True):
         assert (message.header.height, message.header.width) == image.shape[:2]
@@ -101,6 +104,30 @@ def test_a_motion_jpeg_files_frames_go_on_as_its_own_jpegs_while_frames_queue(tm
         pixels = cv2.imdecode(np.frombuffer(message.payload, np.uint8), cv2.IMREAD_COLOR)
         assert np.abs(pixels.astype(np.int16) - image).mean() < 2.0
     assert sum(len(m.payload) for m in frames) < sum(im.nbytes for im in decoded) / 5  # what the link carries
+
+
+def test_a_file_played_as_fast_as_the_pipeline_allows_keeps_its_preview_frames_for_a_late_reader(tmp_path):
+    # Its own JPEGs leave in bursts (nothing is decoded here): with the common queue of 4, PUB dropped
+    # what did not fit before ZeroMQ had written it out, and a recording lost the last 2 of its 6 frames.
+    rng = np.random.default_rng(3)
+    noise = [rng.integers(0, 256, (240, 320, 3), np.uint8) for _ in range(48)]  # ~60 KB a JPEG: few fit a buffer
+    path = write_video(tmp_path / "noise.avi", noise, 10.0)["path"]
+    preview_out, _, preview_endpoint = link("preview")
+    viewer = Peer(zmq.SUB, preview_endpoint, bind=False, hwm=1)  # subscribed before the first frame ...
+    proc, consumer = start_capture(str(path), "--fps", "0", preview_out=preview_out, consumer_after=3.0)
+    try:
+        frames = consumer.recv_until_eos()[:-1]  # ... facedetect keeps up, the preview's reader reads later
+        previews = []
+        while viewer.socket.poll(2000):
+            previews.append(viewer.recv())
+        assert proc.wait(20) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+        consumer.close()
+        viewer.socket.close()
+    assert len(frames) == len(noise) and all(m.header.encoding == "jpeg" for m in frames)
+    assert len(previews) >= FILE_PREVIEW_HWM, len(previews)
+    assert [m.header.seq for m in previews] == sorted({m.header.seq for m in previews})
 
 
 def test_a_motion_jpeg_file_larger_than_the_bound_is_decoded_and_scaled(tmp_path):

@@ -16,12 +16,13 @@ from tests.support.links import link
 
 def start_capture(source: str, *flags: str, env: dict[str, str] | None = None,
                   session: str | None = "test-session", consumer_after: float = 0.0,
-                  consumer_hwm: int | None = None) -> tuple[subprocess.Popen, Peer]:
+                  consumer_hwm: int | None = None, preview_out: str = "") -> tuple[subprocess.Popen, Peer]:
     """A capture process and a consumer of its frames; session None: no SESSION_ID (its own);
     consumer_after: seconds the consumer connects after the process starts; consumer_hwm: how
-    many messages the consumer's queue takes ahead of its reads (ZeroMQ's default: 1000)."""
+    many messages the consumer's queue takes ahead of its reads (ZeroMQ's default: 1000);
+    preview_out: where its preview goes (by default a link nobody reads)."""
     frames_out, _, endpoint = link("frames")
-    preview_out, _, _ = link("preview")
+    preview_out = preview_out or link("preview")[0]
     consumer = None if consumer_after else Peer(zmq.PULL, endpoint, bind=False, hwm=consumer_hwm)
     proc = subprocess.Popen([sys.executable, "-m", "engagement.cli", "capture", "--source", source,
                              "--frames-out", frames_out, "--preview-out", preview_out,
