@@ -85,7 +85,8 @@ LIVE_JPEG_QUALITY = 75  # the live page's video: small enough for a 2 FPS stream
 
 MATCH_WINDOW = 64  # frames/updates kept while waiting for their counterpart
 # A file source runs ahead of the pipeline by about the sum of the links' queues; with the
-# common HWM a burst of preview frames would be dropped by PUB before the reporter reads it.
+# common HWM a burst of preview frames would be dropped by PUB before the reporter reads it
+# (the capture's end of the link is as deep for such a file: FILE_PREVIEW_HWM).
 PREVIEW_HWM = 32
 REPORT_RETRY_START, REPORT_RETRY_CAP = 0.5, 10.0
 MQTT_ACK_TIMEOUT = 10.0  # seconds a report waits for the local broker's PUBACK
