@@ -37,7 +37,7 @@ import msgspec
 import redis
 from prometheus_client import Counter, Gauge
 
-from shared.bus.acks import send_ack
+from shared.bus.acks import AckGatherer
 from shared.bus.backoff import Backoff
 from shared.bus.messages import Eos, Message, Predictions, follow_up
 from shared.data.journal import Journal, JournalContents, frames_of
@@ -116,6 +116,7 @@ class AggregatorService(Service[AggregatorSettings]):
         self.streams_seen: dict[str, set[str]] = {}
         self.streams_ended: dict[str, set[str]] = {}
         self.journal_failed: set[str] = set()  # sessions whose journal failed (said once)
+        self.acks: AckGatherer | None = None  # once the acks link is open (ACKS_OUT set): acknowledgements gathered
         # Not fatal when Redis is down or refuses us: the backlog holds writes until it takes them.
         if self.store.check(self.log, "buffering meanwhile"):
             self.log.info("totals in Redis at %s (prefix %r)", safe_url(s.redis_url), s.redis_prefix)
@@ -384,8 +385,10 @@ class AggregatorService(Service[AggregatorSettings]):
         return counted
 
     def _ack(self, session: str, stream: str, seq: int, t_capture: float, of: str) -> None:
-        if "acks" in self.senders:
-            send_ack(self.name, self.senders["acks"].socket, session, stream, seq, t_capture, of)
+        if self.acks is None and "acks" in self.senders:
+            self.acks = AckGatherer(self.name, self.senders["acks"].socket)
+        if self.acks is not None:
+            self.acks.add(session, stream, seq, t_capture, of)
 
     def _redis_failed(self, exc: Exception) -> None:
         REDIS_ERRORS.inc()
@@ -444,6 +447,8 @@ class AggregatorService(Service[AggregatorSettings]):
         if not self.backlog and self.replay_due and time.monotonic() >= self.next_retry:
             self._replay_dropped()
         self._hand_off_ended()
+        if self.acks is not None:
+            self.acks.flush()  # what waited to go with others goes now: the class may have gone quiet
 
     def on_stop(self) -> None:
         # What the journal holds need not wait for Redis: the report and the next start read it from there.
@@ -453,6 +458,8 @@ class AggregatorService(Service[AggregatorSettings]):
             self._flush(force=True)
             if self.backlog:
                 time.sleep(0.2)
+        if self.acks is not None:
+            self.acks.flush()  # before the sockets close
         kept = {s: j.path for s, j in self.journals.items() if j.path.exists()}
         for session, journal in self.journals.items():
             try:

@@ -148,7 +148,8 @@ class ReliableLink:
         self._release_eos()
 
     def acked(self, ack: Ack) -> None:
-        self.window.acked(key_of(ack, ack.of))
+        for key in acked_keys(ack):
+            self.window.acked(key)
         UNACKED.labels(self.service).set(len(self.window))
 
     def tick(self) -> None:
@@ -195,14 +196,69 @@ class ReliableLink:
 
 # --- the acknowledging side ---------------------------------------------------------------------
 
+# How long an acknowledgement may wait to go with others. One message a frame woke the sender's process (in the
+# latency path: inference) once a frame more, 144 times a second at 72 webcams; gathered, a few times a second.
+# Far under ACK_TIMEOUT (3 s), so nothing is resent for it.
+ACK_GATHER_SECONDS = 0.1
+ACK_GATHER_MAX = 256  # acknowledgements in one message at most (its header stays a few KB)
+
+
+def acked_keys(ack: Ack) -> list[Key]:
+    """Every message one acknowledgement covers: its own (session, stream, seq) and each of `more`."""
+    return [(ack.session, ack.stream, ack.seq, ack.of),
+            *((ack.session, str(stream), int(seq), ack.of) for stream, seq in ack.more)]
+
+
 def send_ack(service: str, sock: zmq.Socket[bytes], session: str, stream: str, seq: int, t_capture: float,
-             of: str) -> bool:
-    """Acknowledge one message, never blocking: a lost ack only costs a resend."""
-    header = make_header("ack", session, stream, seq, t_capture, {service: time.time()}, of=of)
+             of: str, more: list[tuple[str, int]] | None = None) -> bool:
+    """Acknowledge one message (and `more` of its session and kind), never blocking: a lost ack only costs a
+    resend."""
+    header = make_header("ack", session, stream, seq, t_capture, {service: time.time()}, of=of, more=more or [])
+    count = 1 + len(more or [])
     try:
         sock.send_multipart(encode(header), zmq.NOBLOCK)
     except zmq.Again:
-        ACKS_DROPPED.labels(service).inc()
+        ACKS_DROPPED.labels(service).inc(count)
         return False
-    ACKS_SENT.labels(service).inc()
+    ACKS_SENT.labels(service).inc(count)
     return True
+
+
+@dataclass
+class _Gathered:
+    first: tuple[str, int, float]  # stream, seq, t_capture of the first acknowledgement
+    more: list[tuple[str, int]] = field(default_factory=list)
+
+
+class AckGatherer:
+    """Acknowledgements gathered per (session, kind) and sent together: at the first one that comes
+    ACK_GATHER_SECONDS after the last sending, at ACK_GATHER_MAX, at once with an eos's (its session's
+    others go first), and whenever `flush` is called (the service's tick, its stop)."""
+
+    def __init__(self, service: str, sock: zmq.Socket[bytes], gather_seconds: float = ACK_GATHER_SECONDS) -> None:
+        self.service = service
+        self.sock = sock
+        self.gather_seconds = gather_seconds
+        self.pending: dict[tuple[str, str], _Gathered] = {}  # (session, of) -> what waits, in arrival order
+        self.count = 0
+        self.sent_at = time.monotonic()
+
+    def add(self, session: str, stream: str, seq: int, t_capture: float, of: str) -> None:
+        gathered = self.pending.get((session, of))
+        if gathered is None:
+            self.pending[(session, of)] = _Gathered((stream, seq, t_capture))
+        else:
+            gathered.more.append((stream, seq))
+        self.count += 1
+        if (of == "eos" or self.count >= ACK_GATHER_MAX
+                or time.monotonic() - self.sent_at >= self.gather_seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        """Send everything gathered: a session's predictions before its eos (dicts keep arrival order, and an
+        eos's acknowledgement is sent as soon as it comes, so no predictions of its session wait behind it)."""
+        self.sent_at = time.monotonic()
+        pending, self.pending, self.count = self.pending, {}, 0
+        for (session, of), gathered in pending.items():
+            stream, seq, t_capture = gathered.first
+            send_ack(self.service, self.sock, session, stream, seq, t_capture, of, gathered.more)

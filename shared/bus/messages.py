@@ -189,9 +189,11 @@ class Eos(Header, tag="eos"):
 
 
 class Ack(Header, tag="ack"):
-    """aggregator -> inference: the message (session, stream, seq) of kind `of` is in Redis."""
+    """aggregator -> inference: the message (session, stream, seq) of kind `of` is in Redis, and so is each of
+    `more`: further (stream, seq) of the same session and kind, gathered into one message (shared/bus/acks.py)."""
 
     of: Literal["predictions", "eos"]
+    more: list[tuple[str, int]] = []
 
 
 HEADER_TYPES: dict[str, type[Header]] = {str(cls.__struct_config__.tag): cls

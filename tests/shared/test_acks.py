@@ -120,3 +120,69 @@ def test_a_consumer_killed_with_messages_queued_gets_them_again_when_it_returns(
         link.close()
         acks_in.close()
         sender.close()
+
+
+def test_gathered_acknowledgements_free_every_message_they_cover_in_a_few_messages():
+    """Real sockets: 60 predictions of three streams and an eos, acknowledged as they come. The acknowledging side
+    sends a handful of messages, not one a frame (each woke the sender's process); every message is freed, the eos's
+    acknowledgement comes at once and after its session's others."""
+    import threading
+    import time
+
+    import zmq
+
+    from shared.bus.acks import AckGatherer, ReliableLink
+    from shared.bus.bus import Receiver, Sender
+    from shared.bus.messages import decode
+    from shared.ops.ports import free_ports
+
+    data_port, ack_port = free_ports(2)
+    stop = threading.Event()
+    sender = Sender("acktest", f"push+bind:tcp://127.0.0.1:{data_port}", stop, hwm=100)
+    acks_in = Receiver("acktest", f"pull+connect:tcp://127.0.0.1:{ack_port}", expect=("ack",))
+    link = ReliableLink("acktest", sender, acks_in, max_size=100, timeout=30.0)
+    ctx = zmq.Context.instance()
+    pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+    for s in (pull, push):
+        s.setsockopt(zmq.LINGER, 0)
+    pull.connect(f"tcp://127.0.0.1:{data_port}")
+    push.bind(f"tcp://127.0.0.1:{ack_port}")
+    gatherer = AckGatherer("consumer", push, gather_seconds=0.1)
+    ack_messages = []
+    try:
+        time.sleep(0.3)
+        for seq in range(20):
+            for stream in ("cam0", "cam1", "cam2"):
+                link.send(make_header("predictions", "s", stream, seq, 0.0, model={}, predictions=[]))
+        for _ in range(60):  # taken as fast as they come: well within one gathering's 0.1 s
+            assert pull.poll(5000)
+            h = decode(pull.recv_multipart()).header
+            gatherer.add(h.session, h.stream, h.seq, h.t_capture, "predictions")
+        time.sleep(0.15)
+        link.end(make_header("eos", "s", "cam0", 20, 0.0, reason="end_of_file"))  # cam0's earlier ones wait: not sent
+        link.send(make_header("eos", "s", "cam1", 20, 0.0, reason="end_of_file"))
+        assert pull.poll(5000)
+        h = decode(pull.recv_multipart()).header
+        assert (h.kind, h.stream) == ("eos", "cam1")
+        gatherer.add(h.session, h.stream, h.seq, h.t_capture, "eos")  # at once, behind what waited
+        deadline = time.monotonic() + 5
+        while len(link.window) and time.monotonic() < deadline:
+            if acks_in.socket.poll(100):
+                msg = acks_in.read()
+                assert msg is not None
+                ack_messages.append(msg.header)
+                link.acked(msg.header)
+        assert len(link.window) == 0, f"{len(link.window)} messages still unacknowledged"
+        assert [a.of for a in ack_messages][-1] == "eos"
+        covered = sum(1 + len(a.more) for a in ack_messages)
+        assert covered == 61 and len(ack_messages) <= 4, [(a.of, len(a.more)) for a in ack_messages]
+        link.tick()  # cam0's eos: its session's stream is acknowledged now, so it goes
+        assert pull.poll(5000)
+        h = decode(pull.recv_multipart()).header
+        assert (h.kind, h.stream) == ("eos", "cam0")
+    finally:
+        pull.close(0)
+        push.close(0)
+        link.close()
+        acks_in.close()
+        sender.close()
