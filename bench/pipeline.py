@@ -37,8 +37,8 @@ def stage_latencies(records: list, skip: int) -> dict[str, dict]:
         prev = r.t_capture
         for stage in STAGES:
             t = r.stamps.get(stage)
-            if t is None:
-                break
+            if t is None:  # not there (a frame model's class runs no sequencer) or not reached
+                continue
             per[stage].append(t - prev)
             prev = t
         if "inference" in r.stamps:

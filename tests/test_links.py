@@ -56,7 +56,8 @@ def test_links_join_real_services_and_carry_real_kinds():
     assert len({link.port for link in LINKS}) == len(LINKS)
 
 
-def test_settings_and_launcher_are_derived_from_the_table():
+def test_settings_and_launcher_are_derived_from_the_table(monkeypatch):
+    monkeypatch.setenv("SEQUENCE_LENGTH", "20")  # a model of sequences: every service of the table runs
     for link in LINKS:
         out, inn = getattr(config, link.out_setting), getattr(config, link.in_setting)
         assert (out.default, inn.default) == ((link.out_spec(), link.in_spec()) if link.wired_by_default
@@ -80,7 +81,8 @@ def test_settings_and_launcher_are_derived_from_the_table():
         assert not any(link.out_setting in envs[o] and envs[o][link.out_setting] == out for o in others)
 
 
-def test_the_launcher_can_wire_every_link_over_ipc(tmp_path):
+def test_the_launcher_can_wire_every_link_over_ipc(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEQUENCE_LENGTH", "20")
     class Args:
         model, session_id, source, report_dir, fixed_ports = "baseline", "s", "x.avi", "/tmp/r", False
 

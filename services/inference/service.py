@@ -1,4 +1,5 @@
-"""The `inference` service: `batch` in, `predictions` out, one message per frame (see flow).
+"""The `inference` service: `batch` in, `predictions` out, one message per frame (see flow). A frame model's
+class may run no sequencer: facedetect's `faces` come in, each its frame's batch (shared/bus/frame_batch.py).
 
 MODEL=baseline runs the face-mesh attention baseline (no TensorFlow); MODEL=<bundle dir>
 loads a trained bundle with ENGINE. All students of a frame go through the model in one call,
@@ -34,6 +35,7 @@ from services.inference.onnx_engine import TrtOptions
 from services.inference.predictor import Predictor
 from shared.bus.acks import ReliableLink
 from shared.bus.backoff import LogThrottle
+from shared.bus.frame_batch import frame_batch
 from shared.bus.messages import Ack, Batch, Eos, Face, Message, Payload, follow_up
 from shared.bus.metrics import LATENCY_BUCKETS
 from shared.data.marks import MarkStore
@@ -99,6 +101,12 @@ class InferenceService(Service[InferenceSettings]):
     # With ACKS_IN set, predictions and eos are kept until the aggregator acknowledges their
     # Redis write, and resent if it lost them (SIGKILL with a full queue): shared/bus/acks.py.
     reliable: ReliableLink | None = None
+
+    def expected_kinds(self, link: str) -> tuple[str, ...] | None:
+        # A frame model's class may run no sequencer: the launcher sends facedetect's faces here, each taken as its
+        # frame's batch (shared/bus/frame_batch.py).
+        kinds = super().expected_kinds(link)
+        return (*kinds, "faces") if link == "batches" and kinds else kinds
 
     def open_sockets(self) -> None:
         super().open_sockets()
@@ -201,6 +209,7 @@ class InferenceService(Service[InferenceSettings]):
             self._drain_acks()
             return
         self._drain_acks()  # before a model call: what is acknowledged must not be resent during it
+        msg = frame_batch(msg)
         group = [msg, *self._waiting(msg)]
         batches = [(m.header, m.payload) for m in group if isinstance(m.header, Batch)]  # decode checked: or eos
         for (batch, _), predictions in zip(batches, self._predict_all(batches), strict=True):
@@ -236,6 +245,7 @@ class InferenceService(Service[InferenceSettings]):
             msg = receiver.read()
             if msg is None:  # malformed: counted and logged by the receiver
                 continue
+            msg = frame_batch(msg)
             taken.append(msg)
             if not isinstance(msg.header, Batch):
                 break

@@ -49,9 +49,9 @@ def start_waves(captures: int) -> int:
 
 
 def services_of(envs: dict[str, dict[str, str]]) -> list[str]:
-    """RUN_SERVICES with each capture of the class in capture's place (the stop order)."""
+    """RUN_SERVICES planned in `envs`, each capture of the class in capture's place (the stop order)."""
     captures = [name for name in envs if name.startswith("capture")]
-    return [*captures, *(name for name in RUN_SERVICES if name != "capture")]
+    return [*captures, *(name for name in RUN_SERVICES if name != "capture" and name in envs)]
 
 
 def plan_environment(settings: LaunchSettings, redis_url: str, bus_dir: str = "") -> dict[str, dict[str, str]]:
@@ -72,6 +72,7 @@ def plan_environment(settings: LaunchSettings, redis_url: str, bus_dir: str = ""
         _pin_small_box(own, captures)
     base = _base_environment(settings, redis_url)
     envs = {name: {**base, **own[name]} for name in processes}
+    _without_a_sequencer_for_a_frame_model(envs)
     # The launcher's page is for this machine only: loopback, whatever the environment says.
     web_port = settings.web.web_port
     if not web_port or web_port in ports or not is_free(web_port):
@@ -95,6 +96,22 @@ def _plan_captures(envs: dict[str, dict[str, str]], captures: list[str], streams
             envs[name][START_DELAY_ENV] = f"{(index % waves) * WAVE_SECONDS:g}"
         if stream.fps is not None:
             envs[name]["FPS"] = f"{stream.fps:g}"
+
+
+def _without_a_sequencer_for_a_frame_model(envs: dict[str, dict[str, str]]) -> None:
+    """A model of single crops sampled every frame (SEQUENCE_LENGTH 1, STRIDE 1: the attention baseline, a frame
+    CNN) has nothing to buffer: the sequencer would pass each frame's faces on as its batch. Then no sequencer
+    runs and inference reads facedetect's faces itself (shared/bus/frame_batch.py): one process and one hop fewer
+    a frame (72 webcams: the services' CPU 161.9, 167.2 -> 156.9, 153.9 % of a core, bench/RESULTS.md)."""
+    sequencer = envs["sequencer"]
+    try:
+        frame_model = int(sequencer["SEQUENCE_LENGTH"]) == 1 and int(sequencer.get("STRIDE") or 1) == 1
+    except ValueError:  # not a number: the sequencer runs and says so
+        return
+    if frame_model:
+        envs["inference"]["BATCHES_IN"] = sequencer["FACES_IN"]
+        del envs["sequencer"]
+        log.info("the model takes one crop a student every frame: no sequencer, inference reads facedetect's faces")
 
 
 def _base_environment(settings: LaunchSettings, redis_url: str) -> dict[str, str]:

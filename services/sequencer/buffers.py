@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from shared.bus.frame_batch import crops_at
 from shared.bus.messages import Face, Payload
 
 
@@ -55,15 +56,11 @@ class StreamBuffers:
 
     def batch_payload(self, due: list[StudentBuffer], payload: Payload, faces: int) -> Payload:
         """The due students' crops, oldest first, in their order, for the frame just added (`payload`, of
-        `faces` faces). A frame model's are this frame's: with every face due in the frame's order (nearly
-        always) the received payload itself, not a copy (two copies of 7.4 MB a 49-face frame were the
-        sequencer's work: into the buffers, then into the batch)."""
+        `faces` faces). A frame model's are this frame's (shared/bus/frame_batch.py: with every face due in the
+        frame's order, nearly always, the received payload itself)."""
         if self.length > 1:
             return b"".join(b"".join(b.crops) for b in due)
-        size = self.crop * self.crop * 3
-        if [b.index for b in due] == list(range(faces)):
-            return payload
-        return b"".join(payload[b.index * size:(b.index + 1) * size] for b in due)
+        return crops_at(payload, [b.index for b in due], faces, self.crop)
 
     def evict_unseen(self, t: float, timeout: float) -> int:
         """Drop students unseen for more than `timeout` seconds of stream time; return how many."""

@@ -107,6 +107,10 @@ class Service(Generic[S]):
         """The queue of this service's end of `link`: the common HWM, the link's own, or the service's deeper one."""
         return max(self.settings.hwm, BY_NAME[link].queue, self.min_hwm.get(link, 0))
 
+    def expected_kinds(self, link: str) -> tuple[str, ...] | None:
+        """The kinds this service's end of input `link` accepts: the table's, unless the service takes more."""
+        return self.expect.get(link)
+
     def open_sockets(self) -> None:
         s = self.settings
         # An optional link left empty (ACKS_*) is not opened: the service works without it.
@@ -117,7 +121,7 @@ class Service(Generic[S]):
         for link, attr in self.inputs.items():
             if getattr(s, attr):
                 self.receivers[link] = Receiver(self.name, getattr(s, attr), self.link_hwm(link), s.curve_server_key,
-                                                self.expect.get(link), link=link)
+                                                self.expected_kinds(link), link=link)
 
     def request_stop(self, *_: object) -> None:
         # Also the SIGTERM handler: the stop first, the line after it (shared/ops/signal_log.py).

@@ -63,8 +63,8 @@ def _values(sources: list[str], *extra: str) -> LaunchSettings:
 def test_each_capture_binds_its_own_frames_and_facedetect_and_the_reporter_read_them_all(tmp_path, transport):
     values = _values(["front@1=a.avi", "b.avi"], "--fps", "3", "--transport", transport)
     envs = plan_environment(values, REDIS_URL, str(tmp_path) if transport == "ipc" else "")
-    assert services_of(envs) == ["capture-front", "capture-b", "facedetect", "sequencer", "inference",
-                                          "aggregator", "reporter", "web"]
+    assert services_of(envs) == ["capture-front", "capture-b", "facedetect", "inference",  # the baseline: no sequencer
+                                 "aggregator", "reporter", "web"]
     front, back = envs["capture-front"], envs["capture-b"]
     assert (front["SOURCE"], front["STREAM_ID"], front["FPS"]) == ("a.avi", "front", "1")
     assert (back["SOURCE"], back["STREAM_ID"], back["FPS"]) == ("b.avi", "b", "3.0")  # the run's FPS
@@ -81,7 +81,7 @@ def test_each_capture_binds_its_own_frames_and_facedetect_and_the_reporter_read_
 
 def test_one_source_runs_exactly_as_before():
     envs = plan_environment(_values(["class.avi"]), REDIS_URL)
-    assert set(envs) == set(RUN_SERVICES)
+    assert set(envs) == set(RUN_SERVICES) - {"sequencer"}  # the baseline takes each frame's faces as they are
     assert envs["capture"]["STREAM_ID"] == "cam0" and envs["capture"]["STREAMS"] == ""
     assert "SAMPLE_PHASE" not in envs["capture"]
 

@@ -15,7 +15,8 @@ from bench import bench
 PIPELINE_KEYS = {"fps", "frames_captured", "frames_through", "frames_dropped", "drops_counted", "latency_ms",
                  "model_ms_per_face", "processes", "exit_code"}
 STAGES = {"capture", "facedetect", "sequencer", "inference", "aggregator", "capture_to_prediction"}
-SERVICES = {"capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"}
+# Both models are frame models: `engagement run` starts no sequencer (inference reads facedetect's faces).
+SERVICES = {"capture", "facedetect", "inference", "aggregator", "reporter"}
 
 
 def test_quick_bench_writes_every_figure(tmp_path, capsys):
