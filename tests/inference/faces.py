@@ -34,6 +34,12 @@ def astronaut_crop(size: int = 224) -> np.ndarray:
     return crop_face(frame, found[0].box, size)
 
 
+@functools.lru_cache(maxsize=4)
+def face_crop(size: int) -> np.ndarray:
+    """The astronaut's face as facedetect's crop of `size` pixels would carry it."""
+    return cv2.resize(astronaut_crop(), (size, size), interpolation=cv2.INTER_AREA)
+
+
 def turned(crop: np.ndarray, points: np.ndarray, yaw_deg: float = 0.0, pitch_deg: float = 0.0) -> np.ndarray:
     """`crop` (MESH_SIZE square) with the head rotated; `points` = its (468, 3) mesh."""
     return turn_head(crop, points, yaw_deg, pitch_deg)

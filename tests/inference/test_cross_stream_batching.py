@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import time
 
-import cv2
 import numpy as np
 import pytest
 
 from shared.bus.messages import encode, make_header
-from tests.inference.faces import astronaut_crop
+from tests.inference.faces import face_crop
 from tests.inference.harness import Harness
 from tests.support.metrics import metric_sum
 
@@ -27,7 +26,7 @@ def _batch(stream: str, seq: int, crops: list[np.ndarray], session: str = "class
 
 @pytest.fixture(scope="module")
 def face() -> np.ndarray:
-    return cv2.resize(astronaut_crop(), (CROP, CROP), interpolation=cv2.INTER_AREA)
+    return face_crop(CROP)
 
 
 def test_two_streams_waiting_together_go_through_one_model_call(face):

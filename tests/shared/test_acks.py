@@ -42,23 +42,30 @@ def test_take_all_of_a_session_in_send_order_and_eos_is_its_own_key():
     assert w.acked(key_of(_h(6, kind="eos", session="a"))) and len(w) == 3
 
 
+def _reliable_link(data_port: int, ack_port: int):
+    """A producer's end over real sockets: its data PUSH bound, its acks PULL connected, the window around them."""
+    import threading
+
+    from shared.bus.acks import ReliableLink
+    from shared.bus.bus import Receiver, Sender
+
+    sender = Sender("acktest", f"push+bind:tcp://127.0.0.1:{data_port}", threading.Event(), hwm=100)
+    acks_in = Receiver("acktest", f"pull+connect:tcp://127.0.0.1:{ack_port}", expect=("ack",))
+    return sender, acks_in, ReliableLink("acktest", sender, acks_in, max_size=100, timeout=30.0)
+
+
 def test_a_consumer_killed_with_messages_queued_gets_them_again_when_it_returns():
     """Real sockets: the consumer dies holding unread messages; its return triggers the resend."""
-    import threading
     import time
 
     import zmq
 
-    from shared.bus.acks import ReliableLink, send_ack
-    from shared.bus.bus import Receiver, Sender
+    from shared.bus.acks import send_ack
     from shared.bus.messages import decode
     from shared.ops.ports import free_ports
 
     data_port, ack_port = free_ports(2)
-    stop = threading.Event()
-    sender = Sender("acktest", f"push+bind:tcp://127.0.0.1:{data_port}", stop, hwm=100)
-    acks_in = Receiver("acktest", f"pull+connect:tcp://127.0.0.1:{ack_port}", expect=("ack",))
-    link = ReliableLink("acktest", sender, acks_in, max_size=100, timeout=30.0)
+    sender, acks_in, link = _reliable_link(data_port, ack_port)
     ctx = zmq.Context.instance()
 
     def consumer() -> tuple[zmq.Socket, zmq.Socket]:
@@ -126,21 +133,16 @@ def test_gathered_acknowledgements_free_every_message_they_cover_in_a_few_messag
     """Real sockets: 60 predictions of three streams and an eos, acknowledged as they come. The acknowledging side
     sends a handful of messages, not one a frame (each woke the sender's process); every message is freed, the eos's
     acknowledgement comes at once and after its session's others."""
-    import threading
     import time
 
     import zmq
 
-    from shared.bus.acks import AckGatherer, ReliableLink
-    from shared.bus.bus import Receiver, Sender
+    from shared.bus.acks import AckGatherer
     from shared.bus.messages import decode
     from shared.ops.ports import free_ports
 
     data_port, ack_port = free_ports(2)
-    stop = threading.Event()
-    sender = Sender("acktest", f"push+bind:tcp://127.0.0.1:{data_port}", stop, hwm=100)
-    acks_in = Receiver("acktest", f"pull+connect:tcp://127.0.0.1:{ack_port}", expect=("ack",))
-    link = ReliableLink("acktest", sender, acks_in, max_size=100, timeout=30.0)
+    sender, acks_in, link = _reliable_link(data_port, ack_port)
     ctx = zmq.Context.instance()
     pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
     for s in (pull, push):
