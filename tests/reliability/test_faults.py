@@ -28,7 +28,7 @@ from tests.support.metrics import metric_sum, scrape
 from tests.support.mjpeg import MjpegServer
 from tests.support.waiting import wait_for
 
-SERVICES = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
+SERVICES = ["capture", "facedetect", "inference", "aggregator", "reporter"]  # the baseline's class: no sequencer
 
 
 def _assert_report_matches_tap(run: LauncherRun) -> dict:

@@ -82,15 +82,17 @@ def _check_nothing_lost(run: LauncherRun, title: str, resumed: dict[str, float |
     assert {int(k): v for k, v in totals["levels"].items() if v} == published["levels"]
 
 
-def test_sigkill_each_service_in_turn_mid_stream(long_video, tmp_path):
+@pytest.mark.parametrize("stride", ["1", "2"])
+def test_sigkill_each_service_in_turn_mid_stream(long_video, tmp_path, stride):
     # Capture first: a restarted file source starts the file again (same session, same
-    # sequence numbers), which the idempotent aggregator must not count twice.
-    order = ["capture", "facedetect", "sequencer", "inference", "aggregator", "reporter"]
+    # sequence numbers), which the idempotent aggregator must not count twice. The baseline at
+    # STRIDE 1 runs no sequencer (inference reads facedetect's faces); at STRIDE 2 it does.
+    order = ["capture", "facedetect", *(["sequencer"] if stride != "1" else []), "inference", "aggregator", "reporter"]
     resumed: dict[str, float | None] = {}
-    run = LauncherRun(long_video["path"], tmp_path, REDIS_URL, env={"REALTIME": "1"})
+    run = LauncherRun(long_video["path"], tmp_path, REDIS_URL, env={"REALTIME": "1", "STRIDE": stride})
     code = run.run(kill_in_turn(order, resumed))
     assert code == 0
-    _check_nothing_lost(run, "sigkill-each-service", resumed)
+    _check_nothing_lost(run, f"sigkill-each-service-stride-{stride}", resumed)
 
 
 @pytest.mark.slow
