@@ -35,7 +35,7 @@ from typing import Any
 
 import msgspec
 import redis
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from shared.bus.acks import AckGatherer
 from shared.bus.backoff import Backoff
@@ -43,7 +43,7 @@ from shared.bus.messages import Eos, Message, Predictions, follow_up
 from shared.data.journal import Journal, JournalContents, frames_of
 from shared.data.levels import LEVELS
 from shared.data.running_totals import Totals
-from shared.data.totals import FrameRecord, Store, add_record, empty_totals, expected_streams, safe_url
+from shared.data.totals import FrameRecord, FrameWrite, Store, add_record, empty_totals, expected_streams, safe_url
 from shared.ops.config import report_fallback_dir
 from shared.ops.service import Service
 from shared.ops.settings import AggregatorSettings
@@ -66,6 +66,9 @@ HANDOFFS = Counter("engagement_aggregator_journal_handoffs_total",
                    "Classes that ended while Redis was unreachable: the reporter was told to report from the journal")
 JOURNAL_ERRORS = Counter("engagement_aggregator_journal_errors_total",
                          "Records the journal could not take (its folder and the fallback folder failed)")
+WRITE_RUNS = Histogram("engagement_aggregator_frames_per_write",
+                       "Frames one Redis round trip wrote (the frames that arrived together: GATHER_SECONDS)",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 SESSION_TOTALS = Gauge("engagement_session_totals",
                        "Running predictions per level of the current session", ["level"])
 # Each level's series, looked up once: labels() on every frame cost more than the increments.
@@ -117,6 +120,8 @@ class AggregatorService(Service[AggregatorSettings]):
         self.streams_ended: dict[str, set[str]] = {}
         self.journal_failed: set[str] = set()  # sessions whose journal failed (said once)
         self.acks: AckGatherer | None = None  # once the acks link is open (ACKS_OUT set): acknowledgements gathered
+        # The run of predictions being read (journaled, not yet in Redis): written together after it (after_turns).
+        self.gathered: list[tuple[Predictions, FrameRecord]] = []
         # Not fatal when Redis is down or refuses us: the backlog holds writes until it takes them.
         if self.store.check(self.log, "buffering meanwhile"):
             self.log.info("totals in Redis at %s (prefix %r)", safe_url(s.redis_url), s.redis_prefix)
@@ -127,6 +132,7 @@ class AggregatorService(Service[AggregatorSettings]):
     def handle(self, link: str, msg: Message) -> None:
         h = msg.header
         if isinstance(h, Eos):
+            self._write_gathered()  # a stream's end goes in after its frames
             end = EndOfSession(h, time.time())
             journal = self._journal(h.session)
             if journal:
@@ -145,7 +151,51 @@ class AggregatorService(Service[AggregatorSettings]):
         journal = self._journal(h.session)
         if journal:
             record.journal_n = self._journaled(h.session, lambda: journal.append_frame(record))
-        outcome = self._enqueue(record)
+        if self.gather_seconds and not self.backlog:
+            self.gathered.append((h, record))  # written with the run it came in (after_turns)
+            return
+        self._update(h, record, self._enqueue(record))
+
+    def after_turns(self) -> None:
+        self._write_gathered()
+
+    def _write_gathered(self) -> None:
+        """The run's frames in one round trip, in arrival order; then each one's update and acknowledgement as if
+        written alone. Redis failing, they wait in the backlog as a frame written alone would."""
+        if not self.gathered:
+            return
+        run, self.gathered = self.gathered, []
+        if self.backlog or len(run) == 1:
+            for h, record in run:
+                self._update(h, record, self._enqueue(record))
+            return
+        # Each frame's known streams as if the run's earlier ones were written alone before it: a stream new to
+        # us makes Redis answer every stream's totals for that frame, held by the time the next one's is applied.
+        streams: dict[str, set[str]] = {}
+        frames = []
+        for _, record in run:
+            known = streams.setdefault(record.session, set(self._held_streams(record.session)))
+            frames.append((record, len(known), record.journal_n))
+            known.add(record.stream)
+        try:
+            writes = self.store.record_journaled_frames(frames)
+        except redis.RedisError as exc:
+            self._redis_failed(exc)
+            writes = []
+        else:
+            WRITE_RUNS.observe(len(run))
+        for i, (h, record) in enumerate(run):
+            try:
+                outcome = "failed" if i >= len(writes) else "written" if self._written(record, writes[i]) \
+                    else "duplicate"
+            except redis.RedisError as exc:  # refilling a session Redis lost: this frame is written again later
+                self._redis_failed(exc)
+                writes = writes[:i]
+                outcome = "failed"
+            self._update(h, record, self._queue(record) if outcome == "failed" else outcome)
+
+    def _update(self, h: Predictions, record: FrameRecord, outcome: str) -> None:
+        """The frame's update for the live page, by how its write went (`_enqueue`'s outcome)."""
         if outcome == "duplicate":
             return  # its update went (or was dropped, counted) the first time: one per frame, never two
         totals = self.totals.get(record.session) or empty_totals()
@@ -311,6 +361,11 @@ class AggregatorService(Service[AggregatorSettings]):
                 return "written" if self._write(item) else "duplicate"
             except redis.RedisError as exc:
                 self._redis_failed(exc)
+        return self._queue(item)
+
+    def _queue(self, item: FrameRecord | EndOfSession) -> str:
+        """Into the backlog, behind what waits there (a full one drops a frame, counted): 'queued'|'dropped', or
+        'written' when the flush this starts wrote it at once."""
         if isinstance(item, FrameRecord) and self._frames_waiting() >= self.backlog_max:
             BACKLOG_DROPPED.inc()
             if item.journal_n:  # not lost: replayed from the journal once Redis has caught up
@@ -361,8 +416,19 @@ class AggregatorService(Service[AggregatorSettings]):
                               eos.stream, eos.reason, ", ".join(end.still_open))
             self._ack(eos.session, eos.stream, eos.seq, eos.t_capture, "eos")
             return True
-        held = (self.totals.get(item.session) or {}).get("streams") or {}
-        counted, totals, mark = self.store.record_journaled_frame(item, known_streams=len(held), mark=item.journal_n)
+        written = self.store.record_journaled_frame(item, len(self._held_streams(item.session)), item.journal_n)
+        WRITE_RUNS.observe(1)
+        return self._written(item, written)
+
+    def _held_streams(self, session: str) -> dict[str, Any]:
+        """The streams' totals held for `session` (several streams: Redis answers only what this lacks)."""
+        held: dict[str, Any] = (self.totals.get(session) or {}).get("streams") or {}
+        return held
+
+    def _written(self, item: FrameRecord, written: FrameWrite) -> bool:
+        """What follows a frame's write: Redis's marker checked, the totals kept, counted, acknowledged."""
+        counted, totals, mark = written
+        held = self._held_streams(item.session)
         self._check_mark(item.session, item.journal_n, mark)
         self._refill_lost()
         if "streams" in totals:  # this frame's stream's totals, or every stream's when some were not held
@@ -438,6 +504,7 @@ class AggregatorService(Service[AggregatorSettings]):
                 self.log.info("session %s: %d frames Redis lacked written from the journal", session, frames)
 
     def tick(self) -> None:
+        self._write_gathered()
         for session, journal in list(self.journals.items()):
             try:
                 journal.sync()
@@ -451,6 +518,7 @@ class AggregatorService(Service[AggregatorSettings]):
             self.acks.flush()  # what waited to go with others goes now: the class may have gone quiet
 
     def on_stop(self) -> None:
+        self._write_gathered()
         # What the journal holds need not wait for Redis: the report and the next start read it from there.
         journaled = all(i.journal_n for i in self.backlog)
         deadline = time.monotonic() + (STOP_FLUSH_JOURNALED_SECONDS if journaled else STOP_FLUSH_SECONDS)

@@ -383,6 +383,18 @@ def safe_url(url: str) -> str:
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
+def _frame_write(done: Any) -> FrameWrite:
+    """The record script's answer. One JSON string, not Redis's nested reply: the client parsed ~35 items a frame
+    in Python, the most of the aggregator's CPU after the write itself (cjson writes an empty list as {}: `or []`)."""
+    counted, flat, per_stream, prev_mark = json.loads(done)
+    flat, per_stream = flat or [], per_stream or []
+    totals = _totals_from_hash(_pairs(flat))
+    if per_stream:  # several streams: their totals too (one stream: nothing to add)
+        totals["streams"] = {sid: _totals_from_hash(_pairs(raw))
+                             for sid, raw in sorted(zip(per_stream[::2], per_stream[1::2], strict=True))}
+    return FrameWrite(bool(counted), totals, int(prev_mark))
+
+
 class Store:
     def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX, url: str = "") -> None:
         self.r = client
@@ -436,6 +448,18 @@ class Store:
         streams also `streams`: {stream: its totals}, every stream's unless the caller already
         holds `known_streams` of them (all but this frame's change nothing), then this one's.
         """
+        return _frame_write(self._record(args=self._frame_args(rec, known_streams, mark)))
+
+    def record_journaled_frames(self, frames: list[tuple[FrameRecord, int, int]]) -> list[FrameWrite]:
+        """record_journaled_frame for each (record, known_streams, mark), in order, in one round trip: frames that
+        arrived together cost Redis and the caller one exchange, not one each. Not a transaction: on a RedisError
+        some may have been counted, which a later write of them sees (counted False)."""
+        pipe = self.r.pipeline(transaction=False)
+        for rec, known_streams, mark in frames:
+            self._record(args=self._frame_args(rec, known_streams, mark), client=pipe)
+        return [_frame_write(done) for done in pipe.execute()]
+
+    def _frame_args(self, rec: FrameRecord, known_streams: int, mark: int) -> list[Any]:
         preds = []
         for p in rec.predictions:
             # The timeline entry is encoded here, not in Lua: cjson would round times to 14 digits.
@@ -450,18 +474,8 @@ class Store:
                  "baseline": bool(m.get("baseline")), "affect": bool(m.get("affect")),
                  "labels": [str(x) for x in (m.get("labels") or [])],
                  "engine": str(m.get("engine") or ""), "device": str(m.get("device") or "")} if m else {}
-        done = self._record(args=[self.prefix, rec.session, rec.class_id, rec.stream, rec.seq,
-                                  repr(float(rec.t_capture)), t_media, rec.faces,
-                                  json.dumps(preds), json.dumps(model), int(known_streams), int(mark)])
-        # One JSON string, not Redis's nested reply: the client parsed ~35 items a frame in Python, the most of
-        # the aggregator's CPU after the write itself (cjson writes an empty list as {}: `or []`).
-        counted, flat, per_stream, prev_mark = json.loads(done)
-        flat, per_stream = flat or [], per_stream or []
-        totals = _totals_from_hash(_pairs(flat))
-        if per_stream:  # several streams: their totals too (one stream: nothing to add)
-            totals["streams"] = {sid: _totals_from_hash(_pairs(raw))
-                                 for sid, raw in sorted(zip(per_stream[::2], per_stream[1::2], strict=True))}
-        return FrameWrite(bool(counted), totals, int(prev_mark))
+        return [self.prefix, rec.session, rec.class_id, rec.stream, rec.seq, repr(float(rec.t_capture)), t_media,
+                rec.faces, json.dumps(preds), json.dumps(model), int(known_streams), int(mark)]
 
     def end_session(self, session: str, ended: float, reason: str, class_id: str = "", stream: str = "") -> None:
         """Mark the session ended, and every stream of it still open (idempotent: a repeated call

@@ -107,6 +107,12 @@ CPU_BUDGETS: dict[str, dict[str, int]] = {
     "aggregator": {"CV_THREADS": 1},
     "reporter": {"CV_THREADS": 1},
 }
+# Seconds a light service lets its input gather after handling a run of it (shared/ops/service.py, the
+# GATHER_SECONDS setting overrides): at 76 webcams 150 updates and predictions a second woke each of these
+# for every one. The stages a frame's delay is measured through (capture to inference) wake for each.
+# The aggregator's run is one Redis round trip; the reporter's and the web's are the live page's, whose
+# updates come up to this much later.
+GATHER_SECONDS: dict[str, float] = {"aggregator": 0.05, "reporter": 0.04, "web": 0.04}
 # The attention baseline runs the face mesh of a frame's faces over as many one-thread workers as
 # inference's LITERT_THREADS (services/inference/baseline/mesh_pool.py); a frame of fewer faces than
 # this stays on one thread, where handing faces to a worker costs more than it saves.

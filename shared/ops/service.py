@@ -2,7 +2,8 @@
 
 A service subclass gets its input and output links, and the kinds each input accepts, from
 the link table (shared/bus/links.py) by its `name`, then implements `handle` (one valid
-message) and optionally `tick` (called about every `tick_interval` seconds) and `on_stop`.
+message) and optionally `tick` (called about every `tick_interval` seconds), `after_turns` (after each
+run of messages) and `on_stop`.
 SIGTERM/SIGINT set `stop`; the loop ends, `on_stop` runs, sockets close with linger so
 queued control messages still leave.
 """
@@ -25,7 +26,7 @@ from shared.bus.links import BY_NAME, expected_by, inputs_of, outputs_of
 from shared.bus.messages import Message
 from shared.ops import cpu_budget
 from shared.ops.assets import MissingAsset
-from shared.ops.config import PARENT_PID_ENV, SettingError, from_launcher, load_settings
+from shared.ops.config import GATHER_SECONDS, PARENT_PID_ENV, SettingError, from_launcher, load_settings
 from shared.ops.logs import setup_logging
 from shared.ops.secret_check import redis_url_problem
 from shared.ops.settings import Settings
@@ -75,6 +76,9 @@ class Service(Generic[S]):
         self.receivers: dict[str, Receiver] = {}
         self.senders: dict[str, Sender] = {}
         self._processing = metrics.PROCESSING_SECONDS.labels(self.name)
+        # Seconds the messages gather after a run of them is handled, before the next poll (0: woken for each).
+        gather = float(getattr(settings, "gather_seconds", -1.0))
+        self.gather_seconds = gather if gather >= 0 else GATHER_SECONDS.get(self.name, 0.0)
 
     # --- lifecycle hooks ------------------------------------------------------------
     def setup(self) -> None:
@@ -82,6 +86,9 @@ class Service(Generic[S]):
 
     def handle(self, link: str, msg: Message) -> None:
         raise NotImplementedError
+
+    def after_turns(self) -> None:
+        """Called after each run of messages (the aggregator writes the frames the run brought in one go)."""
 
     def tick(self) -> None:
         """Periodic work (timeouts, flushes)."""
@@ -216,6 +223,9 @@ class Service(Generic[S]):
                 self.stop.wait(timeout_ms / 1000)
             elif poller.poll(timeout_ms):
                 self._take_turns()
+                self.after_turns()
+                if self.gather_seconds:  # the next messages gather meanwhile: one wake-up a run of them
+                    self.stop.wait(self.gather_seconds)
             if time.monotonic() >= next_tick:
                 for receiver in self.receivers.values():
                     receiver.heal()

@@ -104,6 +104,10 @@ class CommonSettings(msgspec.Struct, kw_only=True):
         "TensorFlow threads inside one op (0 = the service's budget (CPU_BUDGETS), -1 = the library's default)")]
     tf_inter_op_threads: Annotated[int, about(0, ge=-1, help=
         "TensorFlow ops run side by side (0 = the service's budget (CPU_BUDGETS), -1 = the library's default)")]
+    gather_seconds: Annotated[float, about(-1.0, ge=-1, le=1, help=
+        "seconds a service lets its next messages gather after handling a run of them, for one wake-up (and in the "
+        "aggregator one Redis round trip) a run rather than a message (-1 = the service's own: GATHER_SECONDS; "
+        "0 = woken for each message)")]
     cpu_affinity: Annotated[str, about("", help=
         "CPUs a service may run on, e.g. 0 or 0-1 or 0,2 (empty = any; `engagement run` pins the light stages of a "
         "trained model on a 2-core machine: SMALL_BOX_AFFINITY)")]

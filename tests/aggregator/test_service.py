@@ -359,3 +359,39 @@ def test_updates_of_two_streams_carry_the_running_totals_of_the_streams_they_cha
         sender.close()
         receiver.close()
         _cleanup(REDIS_URL, prefix)
+
+
+@pytest.mark.parametrize("gather", [0.05, 0.0])
+def test_predictions_that_arrive_together_are_written_in_one_round_trip_each_counted_and_updated_alone(gather):
+    """GATHER_SECONDS: the frames a run of messages brought go to Redis in one pipeline (one exchange, not one a
+    frame); each is counted once, gets its own update and its acknowledgement as if written alone. 0 (woken for
+    each message) writes each alone: the control that this test can tell the two apart."""
+    values, pred_ep, upd_ep, prefix = _wire(streams="cam0,cam1", gather_seconds=gather)
+    session = f"run-{prefix}"
+    frames = [predictions_header(session, seq // 2, [(seq % 3, seq % 4)], stream=f"cam{seq % 2}")
+              for seq in range(60)]
+    writes_before = local_metric("engagement_aggregator_frames_per_write_count")
+    frames_before = local_metric("engagement_aggregator_frames_per_write_sum")
+    try:
+        got = _through_the_aggregator(values, pred_ep, upd_ep,
+                                      [*frames, frames[7], eos_header(session, 30, "cam0"),
+                                       eos_header(session, 30, "cam1")])
+        writes = local_metric("engagement_aggregator_frames_per_write_count") - writes_before
+        updates = [m.header for m in got if m.kind == "update"]
+        assert local_metric("engagement_aggregator_frames_per_write_sum") - frames_before == 61  # the repeat too
+        if gather:
+            assert writes <= 30, f"{writes} round trips for 61 frames sent at once"
+        else:
+            assert writes == 61
+        assert sorted((u.stream, u.seq) for u in updates) == sorted((f.stream, f.seq) for f in frames)
+        # Each update carries the totals its own write answered, in order: the session's frames grow by one.
+        assert [u.totals.frames for u in updates] == list(range(1, 61))
+        held = None  # the streams' totals as the page keeps them from update to update
+        for u in updates:
+            held = u.totals.carried_forward(held)
+        assert {k: v.frames for k, v in held.streams.items()} == {"cam0": 30, "cam1": 30}
+        data = Store.from_url(REDIS_URL, prefix=prefix).load_session(session)
+        assert data["totals"]["frames"] == 60 and data["totals"]["predictions"] == 60
+        assert data["meta"]["ended"] is not None
+    finally:
+        _cleanup(REDIS_URL, prefix)
