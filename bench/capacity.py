@@ -328,7 +328,8 @@ def run_trial(case: Case, video: Path, n: int, frames: int, work: Path, p99_ms: 
             os.link(video, path)
         paths.append(path)
     sources = [arg for i, p in enumerate(paths) for arg in ("--source", f"s{i + 1}={p}")]
-    sampler = ProcessSampler(interval=0.5)
+    # Once a second, no library lookup: the trial's watchers share the box with the services they measure.
+    sampler = ProcessSampler(interval=1.0, tensorflow=False)
     try:
         code, started = launch_observed(
             [*sources, "--model", model, "--session-id", session, "--report-dir", str(work / "reports"),
@@ -358,7 +359,8 @@ def run_trial(case: Case, video: Path, n: int, frames: int, work: Path, p99_ms: 
             # Each stage's stamp minus the previous one's (queueing + hop + work): where the delay gathers.
             "stage_ms": {k: {"p50": v["p50"], "p99": v["p99"]} for k, v in
                          stage_latencies([r for r in records if r.seq >= WARMUP_FRAMES], 0).items()
-                         if k in ("capture", "facedetect", "sequencer", "inference")},
+                         # the stages the class ran (a frame model runs no sequencer)
+                         if k in ("capture", "facedetect", "sequencer", "inference") and v["p50"] is not None},
             "faces_per_frame": round(sum(r.faces for r in records) / len(records), 2) if records else 0,
             "cpu_percent_all": round(cpu, 1), "rss_mb_all": round(rss, 1),
             "cpu_percent_per_stream": round(cpu / n, 1), "rss_mb_per_stream": round(rss / n, 1),

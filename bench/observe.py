@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.taps import LinkTap
 from shared.bus.messages import Eos, Message, Update
+from shared.ops.config import GATHER_SECONDS
 
 
 @dataclass
@@ -46,7 +47,7 @@ class UpdatesTap(LinkTap):
         self.eos_seq: int | None = None
         self.eos_at: float | None = None
         self.on_eos = on_eos
-        super().__init__("updates", "aggregator", "reporter")
+        super().__init__("updates", "aggregator", "reporter", GATHER_SECONDS.get("reporter", 0.0))
 
     def on_message(self, msg: Message, arrived: float) -> None:
         h = msg.header
@@ -140,8 +141,9 @@ class ProcessSampler:
 
     LOOK_EVERY = 2
 
-    def __init__(self, interval: float = 0.5, root_pid: int | None = None) -> None:
+    def __init__(self, interval: float = 0.5, root_pid: int | None = None, tensorflow: bool = True) -> None:
         self.interval = interval
+        self.look_for_tensorflow = tensorflow  # off where no figure uses it: the maps are the sampler's dearest read
         self.root = psutil.Process(root_pid)
         self.series: dict[int, ProcSeries] = {}
         self._procs: set[int] = set()  # the pids still sampled (their series are in `series`)
@@ -182,7 +184,7 @@ class ProcessSampler:
                 s.cpus = sorted(os.sched_getaffinity(pid))
             except OSError:
                 pass
-            if not s.tensorflow and _is_power_of_two(len(s.samples)):
+            if self.look_for_tensorflow and not s.tensorflow and _is_power_of_two(len(s.samples)):
                 s.tensorflow = _loads_tensorflow(pid)
 
     def close(self) -> None:

@@ -18,8 +18,11 @@ from shared.ops.ports import free_ports
 
 
 class LinkTap:
-    def __init__(self, link: str, producer: str, consumer: str) -> None:
+    def __init__(self, link: str, producer: str, consumer: str, gather_seconds: float = 0.0) -> None:
         self.link, self.producer, self.consumer = link, producer, consumer
+        # As the consumer's own loop (GATHER_SECONDS): messages gather this long after a run is passed on, so a
+        # benchmark's tap does not wake once a message where the service it stands before wakes once a run.
+        self.gather_seconds = gather_seconds
         self.in_port, self.out_port = free_ports(2)
         ctx = zmq.Context.instance()
         self.pull = ctx.socket(zmq.PULL)
@@ -43,16 +46,25 @@ class LinkTap:
         while not self.stop.is_set():
             if not self.pull.poll(100):
                 continue
-            parts = self.pull.recv_multipart()
-            arrived = time.time()
-            try:
-                msg = decode(parts)
-            except BadMessage:
-                msg = None
-            if msg is not None:
-                with self.lock:
-                    self.on_message(msg, arrived)
-            self.push.send_multipart(parts)
+            while True:  # everything waiting, then the gathering pause
+                try:
+                    parts = self.pull.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self._pass(parts)
+            if self.gather_seconds:
+                self.stop.wait(self.gather_seconds)
+
+    def _pass(self, parts: list[bytes]) -> None:
+        arrived = time.time()
+        try:
+            msg = decode(parts)
+        except BadMessage:
+            msg = None
+        if msg is not None:
+            with self.lock:
+                self.on_message(msg, arrived)
+        self.push.send_multipart(parts)
 
     def close(self) -> None:
         self.stop.set()
