@@ -117,7 +117,10 @@ LINKS: tuple[Link, ...] = (
     Link("batches", "sequencer", "inference", "push/pull", 5554, ("batch", "eos"),
          "the students whose sequence of crops is due in this frame"),
     Link("predictions", "inference", "aggregator", "push/pull", 5555, ("predictions", "eos"),
-         "each student's level and probabilities: the product's data"),
+         "each student's level and probabilities: the product's data",
+         # The aggregator lets them gather 50 ms between runs (GATHER_SECONDS): 10 of 200 a second, more than
+         # the common HWM holds, and inference, a stage a frame's delay runs through, must not wait on its send.
+         queue=64),
     Link("updates", "aggregator", "reporter", "push/pull", 5556, ("update", "eos"),
          "the frame's predictions with the session's running totals, and the end of the session",
          # Small messages at every stream's rate together (160 a second from 80 webcams): the common HWM held

@@ -222,9 +222,11 @@ class Service(Generic[S]):
             if not self.receivers:
                 self.stop.wait(timeout_ms / 1000)
             elif poller.poll(timeout_ms):
-                self._take_turns()
+                drained = self._take_turns()
                 self.after_turns()
-                if self.gather_seconds:  # the next messages gather meanwhile: one wake-up a run of them
+                # The next messages gather meanwhile: one wake-up a run of them. Not while more wait (DRAIN_MAX
+                # turns were not enough): a service behind would fall further behind at every pause.
+                if self.gather_seconds and drained:
                     self.stop.wait(self.gather_seconds)
             if time.monotonic() >= next_tick:
                 for receiver in self.receivers.values():
@@ -234,7 +236,7 @@ class Service(Generic[S]):
                 self.tick()
                 next_tick = time.monotonic() + self.tick_interval
 
-    def _take_turns(self) -> None:
+    def _take_turns(self) -> bool:
         """One waiting message of each link in turn, turn after turn while any waits (up to DRAIN_MAX turns): a run
         of messages on one poll, ZeroMQ's own flag saying whether one waits (pyzmq's Socket.poll made a Poller for
         every message), and the links interleaved as their messages come, as one poll a message had them (the
@@ -244,7 +246,8 @@ class Service(Generic[S]):
         for _ in range(DRAIN_MAX):
             handled = [link for link in links if self._handle_one(link)]
             if not handled or self.stop.is_set():
-                return
+                return True
+        return False  # messages may still wait
 
     def _handle_one(self, link: str) -> bool:
         """Handle the message waiting on `link`, if one does (a bad one is counted and skipped); False if none.

@@ -42,10 +42,10 @@ class Running:
 
 
 @contextmanager
-def running(service_type: type[Recording], tmp_path, links: tuple[str, ...]) -> Iterator[Running]:
+def running(service_type: type[Recording], tmp_path, links: tuple[str, ...], **values: object) -> Iterator[Running]:
     base = f"ipc://{tmp_path}/{uuid.uuid4().hex[:6]}"
     service = service_type(settings_for("inference", predictions_out=f"push+bind:{base}-predictions",
-                                        **{f"{link}_in": f"pull+bind:{base}-{link}" for link in links}))
+                                        **{f"{link}_in": f"pull+bind:{base}-{link}" for link in links}, **values))
     ctx = zmq.Context.instance()
     senders = {link: ctx.socket(zmq.PUSH) for link in links}
     thread = threading.Thread(target=service.loop, name="loop", daemon=True)
@@ -152,4 +152,50 @@ def test_the_links_take_turns_as_one_poll_a_message_had_them(tmp_path):
         wait_until(lambda: len(run.service.handled) >= 12)
         assert sorted(run.service.handled) == ["acks"] * 6 + ["batches"] * 6
         assert all(a != b for a, b in itertools.pairwise(run.service.handled)), run.service.handled
+        run.stop()
+
+
+class CountingStop(threading.Event):
+    """A service's stop event that counts the loop's gathering pauses (a wait as long as GATHER_SECONDS)."""
+
+    def __init__(self, pause: float) -> None:
+        super().__init__()
+        self.pause, self.pauses = pause, 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout == self.pause:
+            self.pauses += 1
+        return super().wait(timeout)
+
+
+class CountsRuns(Recording):
+    """Records each message's seq, and how many each run of messages brought (after_turns)."""
+
+    def __init__(self, settings: InferenceSettings) -> None:
+        super().__init__(settings)
+        self.runs: list[int] = []
+
+    def handle(self, link: str, msg: Message) -> None:
+        self.handled.append(msg.header.seq)
+
+    def after_turns(self) -> None:
+        self.runs.append(len(self.handled) - sum(self.runs))
+
+
+def test_a_gathering_service_pauses_after_a_run_that_emptied_its_links_never_while_messages_wait(tmp_path):
+    """GATHER_SECONDS: a pause after each run that took everything waiting; a run cut short by DRAIN_MAX with more
+    waiting is followed by the next at once (a pause after every run would cap a service at DRAIN_MAX messages a
+    pause, and a service behind would fall further behind)."""
+    with running(CountsRuns, tmp_path, ("batches",), gather_seconds=0.05, hwm=1000) as run:
+        run.service.stop = stop = CountingStop(run.service.gather_seconds)
+        for seq in range(100):  # six runs' worth and more, all waiting before the loop starts
+            run.send("batches", "eos", seq, reason="end_of_file")
+        wait_until(run.service.receivers["batches"].waiting)
+        time.sleep(0.3)  # the I/O thread moves the rest into the socket's queue (settling, not a measurement)
+        run.thread.start()
+        wait_until(lambda: len(run.service.handled) >= 100)
+        wait_until(lambda: stop.pauses >= 1)
+        assert run.service.handled == list(range(100))
+        assert len(run.service.runs) >= 7 and sum(run.service.runs) == 100, run.service.runs
+        assert stop.pauses <= 2, f"{stop.pauses} pauses for runs of {run.service.runs}"
         run.stop()
