@@ -185,14 +185,14 @@ class AggregatorService(Service[AggregatorSettings]):
         else:
             WRITE_RUNS.observe(len(run))
         for i, (h, record) in enumerate(run):
-            try:
-                outcome = "failed" if i >= len(writes) else "written" if self._written(record, writes[i]) \
-                    else "duplicate"
-            except redis.RedisError as exc:  # refilling a session Redis lost: this frame is written again later
-                self._redis_failed(exc)
-                writes = writes[:i]
-                outcome = "failed"
-            self._update(h, record, self._queue(record) if outcome == "failed" else outcome)
+            outcome = ""
+            if i < len(writes):
+                try:
+                    outcome = "written" if self._written(record, writes[i]) else "duplicate"
+                except redis.RedisError as exc:  # refilling a session Redis lost
+                    self._redis_failed(exc)
+                    writes = writes[:i]  # this frame and the run's rest go to the backlog, in order
+            self._update(h, record, outcome or self._queue(record))
 
     def _update(self, h: Predictions, record: FrameRecord, outcome: str) -> None:
         """The frame's update for the live page, by how its write went (`_enqueue`'s outcome)."""

@@ -77,7 +77,7 @@ class Service(Generic[S]):
         self.senders: dict[str, Sender] = {}
         self._processing = metrics.PROCESSING_SECONDS.labels(self.name)
         # Seconds the messages gather after a run of them is handled, before the next poll (0: woken for each).
-        gather = float(getattr(settings, "gather_seconds", -1.0))
+        gather = settings.gather_seconds
         self.gather_seconds = gather if gather >= 0 else GATHER_SECONDS.get(self.name, 0.0)
 
     # --- lifecycle hooks ------------------------------------------------------------
