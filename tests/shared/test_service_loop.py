@@ -142,7 +142,10 @@ def test_the_links_take_turns_as_one_poll_a_message_had_them(tmp_path):
     """A run of messages on two links is read one of each in turn, never one link to its end first: the
     reporter draws each preview frame with its update, and a link read to its end first had the class's eos
     handled (its recording closed) before the last frames (a recording of 6 frames kept 2)."""
-    with running(Interleaves, tmp_path, ("batches", "acks")) as run:
+    # Queues deeper than six: with the common HWM (4) a link's last two came in only as the loop read the first
+    # ones, refilled by ZeroMQ's I/O thread, which a loaded box (a CI run) left behind the loop: one link's queue
+    # was empty for a turn and the other's was read twice in a row. All twelve wait before the loop starts.
+    with running(Interleaves, tmp_path, ("batches", "acks"), hwm=1000) as run:
         for seq in range(6):  # all waiting before the loop's first poll
             run.send("acks", "ack", seq, of="predictions")
             run.send("batches", "eos", seq, reason="end_of_file")
