@@ -347,6 +347,7 @@ def run_trial(case: Case, video: Path, n: int, frames: int, work: Path, p99_ms: 
     procs = sampler.summary(*window)
     cpu = sum(p["cpu_percent"] or 0 for name, p in procs.items() if name != "redis")
     rss = sum(p["rss_mb"] for name, p in procs.items() if name != "redis")
+    pss = sum(p["pss_mb"] for name, p in procs.items() if name != "redis")
     held = (code == 0 and len(records) == expected and drops == 0 and tap.repeated == 0
             and lat["p99"] is not None and lat["p99"] < p99_ms)
     return {"streams": n, "held": held, "exit_code": code, "session": session,
@@ -362,9 +363,11 @@ def run_trial(case: Case, video: Path, n: int, frames: int, work: Path, p99_ms: 
                          # the stages the class ran (a frame model runs no sequencer)
                          if k in ("capture", "facedetect", "sequencer", "inference") and v["p50"] is not None},
             "faces_per_frame": round(sum(r.faces for r in records) / len(records), 2) if records else 0,
-            "cpu_percent_all": round(cpu, 1), "rss_mb_all": round(rss, 1),
+            "cpu_percent_all": round(cpu, 1), "rss_mb_all": round(rss, 1), "pss_mb_all": round(pss, 1),
             "cpu_percent_per_stream": round(cpu / n, 1), "rss_mb_per_stream": round(rss / n, 1),
-            "processes": {k: {"cpu_percent": v["cpu_percent"], "rss_mb": v["rss_mb"]} for k, v in procs.items()},
+            "pss_mb_per_stream": round(pss / n, 1),
+            "processes": {k: {"cpu_percent": v["cpu_percent"], "rss_mb": v["rss_mb"], "pss_mb": v["pss_mb"]}
+                          for k, v in procs.items()},
             "machine_before": before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "wall_seconds": round(time.time() - started, 1)}
 
@@ -476,8 +479,9 @@ def measure_case(case: Case, seconds: float, max_streams: int, p99_ms: float, wo
             "capped": capacity == max_streams,
             "kernels": kernels, "limit_streams": kernels["limit_streams"],
             "ratio": round(capacity / kernels["limit_streams"], 3) if kernels["limit_streams"] else None,
-            "at_capacity": {**{k: at[k] for k in ("cpu_percent_per_stream", "rss_mb_per_stream", "cpu_percent_all",
-                                                  "rss_mb_all", "capture_to_prediction_ms", "faces_per_frame")},
+            "at_capacity": {**{k: at[k] for k in ("cpu_percent_per_stream", "rss_mb_per_stream", "pss_mb_per_stream",
+                                                  "cpu_percent_all", "rss_mb_all", "pss_mb_all",
+                                                  "capture_to_prediction_ms", "faces_per_frame")},
                             **services_cost(at, at["kernels_frame_ms"])} if at else None,
             "runs": runs}
 
@@ -496,9 +500,10 @@ def table(cases: list[dict], p99_ms: float) -> str:
     lines = [f"| case | streams held (2 FPS, 0 dropped, p99 < {p99_ms:g} ms) | kernel limit | ratio | "
              "kernels ms a frame: decode + detection + model (faces) of the median timing; the frame's timings | "
              "p99 ms at capacity | the services' CPU ms a frame at capacity (the kernels' share) | CPU % per stream | "
-             f"RSS MB per stream | the first count that did not hold: p99 ms, p99 ms from {STEADY_AFTER_SECONDS:g} s "
+             "RSS MB per stream | PSS MB per stream (shared pages split among the processes sharing them) | "
+             f"the first count that did not hold: p99 ms, p99 ms from {STEADY_AFTER_SECONDS:g} s "
              "on, last frame over the bound (s into the class) | trials | measured (load 1 min) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for c in cases:
         k, at = c["kernels"], c["at_capacity"] or {}
         held = f"{c['capacity']}{' (the cap)' if c['capped'] else ''}"
@@ -507,6 +512,7 @@ def table(cases: list[dict], p99_ms: float) -> str:
                      f"{k['detection_ms']} + {k['model_ms']} ({k['faces_found']}); {_drift(k)} | "
                      f"{(at.get('capture_to_prediction_ms') or {}).get('p99', '-')} | {_services(at)} | "
                      f"{at.get('cpu_percent_per_stream', '-')} | {at.get('rss_mb_per_stream', '-')} | "
+                     f"{at.get('pss_mb_per_stream', '-')} | "
                      f"{_first_failed(c['runs'])} | {trials} | "
                      f"{c['measured'][11:]} ({'-'.join(f'{x:g}' for x in c['load_1min'])}) |")
     return "\n".join(lines)

@@ -127,6 +127,9 @@ def test_quick_bench_capacity_writes_consistent_figures(tmp_path, capsys):
         assert run["frames_missing"] == run["frames_expected"] - run["frames_through"] >= 0
         assert run["cpu_percent_per_stream"] == pytest.approx(run["cpu_percent_all"] / run["streams"], abs=0.1)
         assert run["rss_mb_per_stream"] == pytest.approx(run["rss_mb_all"] / run["streams"], abs=0.1)
+        # Shared pages split among the processes that share them: never more than they hold, every service read.
+        assert 0 < run["pss_mb_all"] <= run["rss_mb_all"]
+        assert all(p["pss_mb"] > 0 for p in run["processes"].values()), run["processes"]
         assert {"capture", "facedetect", "inference"} <= set(run["processes"])
         # The stages the class runs: the baseline at STRIDE 1 has no sequencer (inference reads facedetect's faces).
         assert set(run["stage_ms"]) == {"capture", "facedetect", "inference"}
@@ -140,7 +143,7 @@ def test_quick_bench_capacity_writes_consistent_figures(tmp_path, capsys):
             assert start["late_until_s"] > 0
     if case["capacity"]:
         at = case["at_capacity"]
-        assert at["rss_mb_per_stream"] > 0
+        assert 0 < at["pss_mb_per_stream"] <= at["rss_mb_per_stream"]
         ms = at["services_ms_per_frame"]  # all services' CPU over the frames a second
         assert ms == pytest.approx(at["cpu_percent_all"] * 10 / (2 * case["capacity"]), abs=0.01)
         timed_before = next(r["kernels_frame_ms"] for r in case["runs"] if r["streams"] == case["capacity"])

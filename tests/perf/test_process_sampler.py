@@ -53,6 +53,21 @@ def test_a_process_that_loads_tensorflow_is_seen_and_not_looked_at_again(child, 
     assert series.tensorflow and looked.count(child.pid) == 2  # found at the 2nd look, then never read again
 
 
+def test_the_proportional_set_size_is_read_ever_more_rarely_and_counts_shared_pages_once(child, monkeypatch):
+    read = []
+    real = observe._pss  # counted, and read for real
+    monkeypatch.setattr(observe, "_pss", lambda pid: read.append(pid) or real(pid))
+    (series,) = _sampled(child.pid, 10)
+    assert read.count(child.pid) == 4  # at its 1st, 2nd, 4th and 8th sample
+    # The child maps the Python library and libc this process maps too: its share of them is less than all of them.
+    rss = series.samples[-1][2]
+    assert 0 < series.pss < rss
+    assert series.pss == pytest.approx(psutil.Process(child.pid).memory_full_info().pss, rel=0.2)
+    child.kill()
+    child.wait()
+    assert observe._pss(child.pid) is None
+
+
 def test_one_read_of_proc_stat_gives_what_psutil_gives(child):
     proc = psutil.Process(child.pid)
     sum(range(3_000_000))  # this process has used some CPU to compare
