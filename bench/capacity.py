@@ -345,9 +345,6 @@ def run_trial(case: Case, video: Path, n: int, frames: int, work: Path, p99_ms: 
     lat = percentiles_ms(latency)
     window = (records[min(len(records) - 1, WARMUP_FRAMES * n)].arrived, records[-1].arrived) if records else (0, 0)
     procs = sampler.summary(*window)
-    cpu = sum(p["cpu_percent"] or 0 for name, p in procs.items() if name != "redis")
-    rss = sum(p["rss_mb"] for name, p in procs.items() if name != "redis")
-    pss = sum(p["pss_mb"] for name, p in procs.items() if name != "redis")
     held = (code == 0 and len(records) == expected and drops == 0 and tap.repeated == 0
             and lat["p99"] is not None and lat["p99"] < p99_ms)
     return {"streams": n, "held": held, "exit_code": code, "session": session,
@@ -363,13 +360,20 @@ def run_trial(case: Case, video: Path, n: int, frames: int, work: Path, p99_ms: 
                          # the stages the class ran (a frame model runs no sequencer)
                          if k in ("capture", "facedetect", "sequencer", "inference") and v["p50"] is not None},
             "faces_per_frame": round(sum(r.faces for r in records) / len(records), 2) if records else 0,
-            "cpu_percent_all": round(cpu, 1), "rss_mb_all": round(rss, 1), "pss_mb_all": round(pss, 1),
-            "cpu_percent_per_stream": round(cpu / n, 1), "rss_mb_per_stream": round(rss / n, 1),
-            "pss_mb_per_stream": round(pss / n, 1),
-            "processes": {k: {"cpu_percent": v["cpu_percent"], "rss_mb": v["rss_mb"], "pss_mb": v["pss_mb"]}
-                          for k, v in procs.items()},
+            **services_use(procs, n),
             "machine_before": before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "wall_seconds": round(time.time() - started, 1)}
+
+
+def services_use(procs: dict[str, dict], streams: int) -> dict:
+    """The services' CPU and memory in all and a stream (Redis aside), and each process's."""
+    services = [p for name, p in procs.items() if name != "redis"]
+    out: dict = {"processes": {k: {"cpu_percent": v["cpu_percent"], "rss_mb": v["rss_mb"], "pss_mb": v["pss_mb"]}
+                               for k, v in procs.items()}}
+    for key in ("cpu_percent", "rss_mb", "pss_mb"):
+        total = sum(p[key] or 0 for p in services)  # a CPU share is None for a process sampled once
+        out[f"{key}_all"], out[f"{key}_per_stream"] = round(total, 1), round(total / streams, 1)
+    return out
 
 
 def class_start(records: list, p99_ms: float) -> dict:
